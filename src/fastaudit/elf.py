@@ -1,0 +1,278 @@
+"""ElfInfo: the facts of one ELF image, read by the Cython walkers in `_elf`.
+
+This is the only module that imports the extension. Strings are decoded here, once, losslessly
+(`surrogateescape`), from the raw string tables the walkers hand back.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Union
+
+import numpy as np
+
+from fastaudit import _elf
+from fastaudit.errors import ELFCorruptError, ELFError, elf_error_for_status
+
+Buffer = Union[bytes, bytearray, memoryview, np.ndarray]
+
+WANT_DYNAMIC = _elf.WANT_DYNAMIC
+WANT_VERSIONS = _elf.WANT_VERSIONS
+WANT_DYNSYM = _elf.WANT_DYNSYM
+WANT_NOTES = _elf.WANT_NOTES
+WANT_ALL = _elf.WANT_ALL
+
+ELF_MAGIC = b"\x7fELF"
+
+EM_386 = 3
+EM_PPC64 = 21
+EM_S390 = 22
+EM_ARM = 40
+EM_X86_64 = 62
+EM_AARCH64 = 183
+EM_RISCV = 243
+EM_LOONGARCH = 258
+
+# (e_machine, class, little endian) -> the architecture name used in platform tags
+_ARCH_BY_MACHINE: Mapping[tuple[int, int, bool], str] = {
+    (EM_386, 32, True): "i686",
+    (EM_X86_64, 64, True): "x86_64",
+    (EM_PPC64, 64, True): "ppc64le",
+    (EM_PPC64, 64, False): "ppc64",
+    (EM_RISCV, 64, True): "riscv64",
+    (EM_AARCH64, 64, True): "aarch64",
+    (EM_S390, 64, False): "s390x",
+    (EM_ARM, 32, True): "armv7l",
+    (EM_LOONGARCH, 64, True): "loongarch64",
+}
+
+EF_ARM_EABIMASK = 0xFF000000
+EF_ARM_EABI_VER5 = 0x05000000
+EF_ARM_ABI_FLOAT_HARD = 0x00000400
+
+STB_WEAK = 2
+STT_NOTYPE = 0
+STT_FUNC = 2
+SHN_UNDEF = 0
+
+# GNU_PROPERTY_X86_ISA_1_NEEDED bits: baseline, v2, v3, v4
+_ISA_V2, _ISA_V3, _ISA_V4 = 2, 4, 8
+
+
+def _string_at(table: bytes, offset: int, what: str) -> str:
+    if offset < 0 or offset >= len(table):
+        raise ELFCorruptError(f"{what}: string offset {offset} is past the string table ({len(table)} bytes)")
+    end = table.find(b"\0", offset)
+    if end < 0:
+        raise ELFCorruptError(f"{what}: unterminated string at string table offset {offset}")
+    return table[offset:end].decode("utf-8", "surrogateescape")
+
+
+def _arch_of(machine: int, elf_class: int, little_endian: bool, e_flags: int) -> str | None:
+    arch = _ARCH_BY_MACHINE.get((machine, elf_class, little_endian))
+    if arch == "armv7l":
+        # armv7l wheels mean EABI version 5, hard float; anything else is a different platform
+        if (e_flags & EF_ARM_EABIMASK) != EF_ARM_EABI_VER5 or not e_flags & EF_ARM_ABI_FLOAT_HARD:
+            return None
+    return arch
+
+
+@dataclass(frozen=True)
+class DynamicSymbols:
+    """The dynamic symbol table, columnar; names are decoded only for the rows asked for."""
+
+    name_offsets: np.ndarray
+    info: np.ndarray
+    other: np.ndarray
+    shndx: np.ndarray
+    version: np.ndarray
+    strtab: bytes = field(repr=False)
+
+    def __len__(self) -> int:
+        return int(self.name_offsets.shape[0])
+
+    @property
+    def bind(self) -> np.ndarray:
+        return self.info >> 4
+
+    @property
+    def type(self) -> np.ndarray:
+        return self.info & 0xF
+
+    @property
+    def visibility(self) -> np.ndarray:
+        return self.other & 0x3
+
+    @cached_property
+    def names(self) -> tuple[str, ...]:
+        return self._names_of(np.arange(len(self)))
+
+    def _names_of(self, rows: np.ndarray) -> tuple[str, ...]:
+        cache: dict[int, str] = {}
+        out = []
+        for off in self.name_offsets[rows].tolist():
+            name = cache.get(off)
+            if name is None:
+                name = cache[off] = _string_at(self.strtab, off, "dynamic symbol name")
+            out.append(name)
+        return tuple(out)
+
+    def names_where(self, mask: np.ndarray) -> tuple[str, ...]:
+        return self._names_of(np.flatnonzero(mask))
+
+    def _offsets_named(self, name: str) -> np.ndarray:
+        # a name may also occur as the tail of a longer string: collect every exact occurrence
+        needle = name.encode("utf-8", "surrogateescape") + b"\0"
+        found = []
+        start = self.strtab.find(needle)
+        while start >= 0:
+            found.append(start)
+            start = self.strtab.find(needle, start + 1)
+        return np.asarray(found, dtype=self.name_offsets.dtype)
+
+    def rows_named(self, name: str) -> np.ndarray:
+        offsets = self._offsets_named(name)
+        if offsets.size == 0:
+            return np.zeros(len(self), dtype=bool)
+        return np.isin(self.name_offsets, offsets)
+
+    def defines(self, name: str, sym_type: int = STT_FUNC) -> bool:
+        rows = self.rows_named(name)
+        return bool(np.any(rows & (self.shndx != SHN_UNDEF) & (self.type == sym_type)))
+
+    @cached_property
+    def undefined_mask(self) -> np.ndarray:
+        mask = self.shndx == SHN_UNDEF
+        if len(self):
+            mask[0] = False  # index 0 is the reserved null symbol
+        return mask
+
+
+@dataclass(frozen=True)
+class ElfInfo:
+    elf_class: int
+    little_endian: bool
+    osabi: int
+    machine: int
+    e_flags: int
+    e_type: int
+    arch: str | None
+    interpreter: str | None
+    has_sections: bool
+    needed: tuple[str, ...]
+    soname: str | None
+    rpath: tuple[str, ...]
+    runpath: tuple[str, ...]
+    flags_1: int
+    version_requirements: Mapping[str, frozenset[str]]
+    version_definitions: tuple[str, ...]
+    x86_isa_needed: int | None
+    symbols: DynamicSymbols
+
+    @property
+    def isa_level(self) -> int:
+        """The x86-64 micro-architecture level the image declares it needs (1 = baseline)."""
+        bits = self.x86_isa_needed or 0
+        if bits & _ISA_V4:
+            return 4
+        if bits & _ISA_V3:
+            return 3
+        if bits & _ISA_V2:
+            return 2
+        return 1
+
+    @property
+    def unknown_isa_bits(self) -> int:
+        """ISA_1_NEEDED bits beyond the levels v1-v4: an ISA no policy knows."""
+        return (self.x86_isa_needed or 0) & ~0xF
+
+    @cached_property
+    def undefined_symbols(self) -> frozenset[str]:
+        """Undefined, non-weak dynamic symbols: what the image needs someone else to provide."""
+        sym = self.symbols
+        return frozenset(sym.names_where(sym.undefined_mask & (sym.bind != STB_WEAK)))
+
+    @cached_property
+    def defined_symbols(self) -> frozenset[str]:
+        sym = self.symbols
+        mask = sym.shndx != SHN_UNDEF
+        if len(sym):
+            mask[0] = False
+        return frozenset(sym.names_where(mask))
+
+
+def is_elf(head: bytes) -> bool:
+    return head[:4] == ELF_MAGIC
+
+
+def read_elf(buffer: Buffer, want: int = WANT_ALL) -> ElfInfo:
+    """Read the facts of one ELF image from a buffer; raises an ELFError subclass on bad input."""
+    view = memoryview(buffer).cast("B") if not isinstance(buffer, np.ndarray) else buffer.reshape(-1).view(np.uint8)
+    raw = _elf.parse(view, want)
+    if isinstance(raw, tuple):
+        status, offset, what = raw
+        raise elf_error_for_status(status, what, offset)
+    try:
+        return _build(raw, want)
+    except ELFError:
+        raise
+    except (IndexError, ValueError) as e:  # a decoded table that does not hold together
+        raise ELFCorruptError(f"inconsistent tables: {e}") from e
+
+
+def _split_paths(dynstr: bytes, offset: int, what: str) -> tuple[str, ...]:
+    if offset < 0:
+        return ()
+    value = _string_at(dynstr, offset, what)
+    return tuple(value.split(":")) if value else ()
+
+
+def _build(raw: dict, want: int) -> ElfInfo:
+    dynstr: bytes = raw["dynstr"]
+    needed = tuple(_string_at(dynstr, int(off), "DT_NEEDED") for off in raw["needed"])
+    soname = _string_at(dynstr, raw["soname"], "DT_SONAME") if raw["soname"] >= 0 else None
+    interp = raw["interpreter"]
+    interpreter = interp.split(b"\0", 1)[0].decode("utf-8", "surrogateescape") if interp is not None else None
+
+    requirements: dict[str, set[str]] = {}
+    definitions: tuple[str, ...] = ()
+    if want & WANT_VERSIONS:
+        strtab = raw.get("verneed_strtab", b"")
+        files = raw["verneed_file"].tolist()
+        names = raw["verneed_name"].tolist()
+        for file_off, name_off in zip(files, names):
+            file = _string_at(strtab, file_off, "vn_file")
+            requirements.setdefault(file, set()).add(_string_at(strtab, name_off, "vna_name"))
+        strtab_d = raw.get("verdef_strtab", b"")
+        definitions = tuple(_string_at(strtab_d, off, "vda_name") for off in raw["verdef_name"].tolist())
+
+    if want & WANT_DYNSYM:
+        symbols = DynamicSymbols(
+            raw["sym_name"], raw["sym_info"], raw["sym_other"], raw["sym_shndx"], raw["sym_version"],
+            raw.get("dynsym_strtab", b""),
+        )
+    else:
+        empty = np.empty(0, dtype=np.uint8)
+        symbols = DynamicSymbols(empty, empty, empty, empty, empty, b"")
+
+    return ElfInfo(
+        elf_class=raw["elf_class"],
+        little_endian=raw["little_endian"],
+        osabi=raw["osabi"],
+        machine=raw["machine"],
+        e_flags=raw["e_flags"],
+        e_type=raw["e_type"],
+        arch=_arch_of(raw["machine"], raw["elf_class"], raw["little_endian"], raw["e_flags"]),
+        interpreter=interpreter,
+        has_sections=raw["has_sections"],
+        needed=needed,
+        soname=soname,
+        rpath=_split_paths(dynstr, raw["rpath"], "DT_RPATH"),
+        runpath=_split_paths(dynstr, raw["runpath"], "DT_RUNPATH"),
+        flags_1=raw["flags_1"],
+        version_requirements={k: frozenset(v) for k, v in requirements.items()},
+        version_definitions=definitions,
+        x86_isa_needed=raw.get("x86_isa_needed"),
+        symbols=symbols,
+    )

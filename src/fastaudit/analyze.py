@@ -1,0 +1,393 @@
+"""One wheel -> WheelReport: a pure function of the wheel's ELF facts and the policy data.
+
+The criteria and the way they combine follow auditwheel's `show`, so the verdicts agree: symbol
+versions (over every ELF member), external libraries and blacklisted symbols (over the Python
+extensions and the ELF members nothing else in the wheel needs), the x86-64 ISA level, and the
+PyFPE_jbuf / UCS2 checks. Unlike auditwheel, nothing is looked up on the host running the audit.
+"""
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from os import PathLike
+
+from fastaudit.elf import STT_FUNC, STT_NOTYPE, ElfInfo, read_elf
+from fastaudit.errors import ELFError, FastauditError
+from fastaudit.lddtree import DependencyTree, is_dynamic_loader, resolve_tree
+from fastaudit.policy import Policy, policies_for, policy_for_tag
+from fastaudit.wheel import WheelArchive, WheelName, parse_wheel_name
+
+GLIBC = "glibc"
+MUSL = "musl"
+
+# criteria, in the order reports list them
+SYMBOL_VERSION = "symbol_version"
+EXTERNAL_LIBRARY = "external_library"
+BLACKLISTED_SYMBOL = "blacklisted_symbol"
+ISA = "isa"
+PYFPE = "pyfpe"
+UCS2 = "ucs2"
+ARCH = "arch"
+LIBC = "libc"
+CRITERIA = (SYMBOL_VERSION, EXTERNAL_LIBRARY, BLACKLISTED_SYMBOL, ISA, PYFPE, UCS2, ARCH, LIBC)
+
+_PYFPE_SYMBOLS = ("PyFPE_jbuf", "PyFPE_dummy", "PyFPE_counter")
+
+
+@dataclass(frozen=True, order=True)
+class Reason:
+    """One fact that keeps a wheel from a tag: which member, which library, what exactly."""
+
+    criterion: str
+    member: str
+    library: str = ""
+    detail: str = ""
+
+    def describe(self) -> str:
+        if self.criterion == SYMBOL_VERSION:
+            return f"{self.member} needs {self.detail} from {self.library}"
+        if self.criterion == EXTERNAL_LIBRARY:
+            return f"{self.member} needs {self.library}, which is neither in the policy nor in the wheel"
+        if self.criterion == BLACKLISTED_SYMBOL:
+            return f"{self.member} imports the blacklisted symbol {self.detail} from {self.library}"
+        if self.criterion == ISA:
+            return f"{self.member} needs the {self.detail} instruction set"
+        return f"{self.member}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class PolicyUpgrade:
+    """What stands between the wheel and one more compatible tag (auditwheel's policy_upgrades)."""
+
+    libs_to_eliminate: tuple[str, ...]
+    blacklisted_symbols: Mapping[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class WheelReport:
+    wheel: str
+    name: WheelName
+    pure: bool
+    arch: str | None = None
+    libc: str | None = None
+    elf_members: tuple[str, ...] = ()
+    # per criterion: the most compatible policy the wheel satisfies on that criterion alone
+    overall: Policy | None = None
+    symbol_policy: Policy | None = None
+    external_policy: Policy | None = None
+    blacklist_policy: Policy | None = None
+    isa_policy: Policy | None = None
+    pyfpe_policy: Policy | None = None
+    ucs2_policy: Policy | None = None
+    versioned_symbols: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    external_libs: tuple[str, ...] = ()
+    policy_upgrades: Mapping[str, PolicyUpgrade] = field(default_factory=dict)
+    # what keeps the wheel from the next more compatible tag
+    reasons: tuple[Reason, ...] = ()
+    # members left out of the verdict (another architecture or libc), with why
+    ignored: tuple[Reason, ...] = ()
+    declared_tags: tuple[str, ...] = ()
+    over_promises: bool = False
+    # what keeps the wheel from the most compatible tag its file name declares, when it over-promises
+    over_promise_reasons: tuple[Reason, ...] = ()
+
+    @property
+    def overall_tag(self) -> str | None:
+        return self.overall.tag if self.overall else None
+
+    @property
+    def is_linux_only(self) -> bool:
+        return self.overall is not None and self.overall.is_linux
+
+
+@dataclass
+class _Member:
+    path: str
+    info: ElfInfo
+    is_extension: bool = False
+    python_major: int = 0
+
+
+def _extension_kind(path: str, info: ElfInfo) -> int:
+    """3 for a CPython 3 extension, 2 for a Python 2 / cffi-PyPy one, 0 for any other ELF."""
+    module = posixpath.basename(path).split(".", 1)[0]
+    for symbol, major in ((f"PyInit_{module}", 3), (f"init{module}", 2), (f"_cffi_pypyinit_{module}", 2)):
+        if info.symbols.defines(symbol, STT_FUNC):
+            return major
+    return 0
+
+
+def _libc_of(info: ElfInfo) -> str | None:
+    interp = posixpath.basename(info.interpreter or "")
+    if interp.startswith("ld-musl-") or any(n.startswith(("libc.musl-", "ld-musl-")) for n in info.needed):
+        return MUSL
+    if interp.startswith(("ld-linux", "ld64.so")) or any(
+            n == "libc.so.6" or n.startswith(("ld-linux-", "ld64.so.")) for n in info.needed):
+        return GLIBC
+    return None
+
+
+def _libc_from_tags(tags: Iterable[str]) -> str | None:
+    for tag in tags:
+        if tag.startswith("musllinux"):
+            return MUSL
+        if tag.startswith("manylinux"):
+            return GLIBC
+    return None
+
+
+_ARCHES = ("x86_64", "i686", "aarch64", "ppc64le", "ppc64", "s390x", "armv7l", "riscv64", "loongarch64")
+
+
+def _arch_from_tags(tags: Iterable[str]) -> str | None:
+    """The one architecture the Linux platform tags name; None when they name none or several."""
+    arches = {arch for tag in tags if tag.startswith(("manylinux", "musllinux", "linux_"))
+              for arch in _ARCHES if tag.endswith("_" + arch)}
+    return arches.pop() if len(arches) == 1 else None
+
+
+def _required_versions(members: Iterable[_Member]) -> dict[str, set[str]]:
+    """Library -> symbol versions needed from it, over all members; the loader is left out."""
+    required: dict[str, set[str]] = {}
+    for m in members:
+        for library, versions in m.info.version_requirements.items():
+            if not is_dynamic_loader(library):
+                required.setdefault(library, set()).update(versions)
+    return required
+
+
+def _versions_allowed(policy: Policy, versions: Iterable[str]) -> list[str]:
+    """The versions a policy refuses; a prefix the policy does not list is not checked."""
+    refused = []
+    for version in versions:
+        prefix = version.partition("_")[0]
+        allowed = policy.symbol_versions.get(prefix)
+        if allowed is not None and version not in allowed:
+            refused.append(version)
+    return refused
+
+
+def _external_libraries(tree: DependencyTree, policy: Policy) -> set[str]:
+    """Sonames the policy does not allow and the wheel does not ship, reached from the tree's root
+    through libraries the policy does not allow either."""
+    def outside_policy(names: Iterable[str]) -> list[str]:
+        return [n for n in names if not is_dynamic_loader(n) and n not in policy.whitelist]
+
+    pending = set(outside_policy(tree.needed))
+    reached: set[str] = set()
+    while pending:
+        soname = pending.pop()
+        reached.add(soname)
+        library = tree.libraries.get(soname)
+        if library is not None:
+            pending.update(n for n in outside_policy(library.needed) if n not in reached)
+    return {s for s in reached if tree.libraries.get(s) is None or tree.libraries[s].member is None}
+
+
+def _blacklisted(member: _Member, policy: Policy) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for library in policy.blacklist.keys() & set(member.info.needed):
+        hits = policy.blacklist[library] & (member.info.undefined_symbols | {"*"})
+        if hits:
+            found[library] = set(hits)
+    return found
+
+
+def _uses_pyfpe(info: ElfInfo) -> bool:
+    sym = info.symbols
+    kinds = (sym.type == STT_FUNC) | (sym.type == STT_NOTYPE)
+    return any(bool((sym.rows_named(name) & sym.undefined_mask & kinds).any()) for name in _PYFPE_SYMBOLS)
+
+
+def _uses_ucs2(info: ElfInfo) -> bool:
+    sym = info.symbols
+    names = sym.names_where(sym.undefined_mask & (sym.type == STT_FUNC))
+    return any("PyUnicodeUCS2_" in n for n in names)
+
+
+def _isa_name(level: int) -> str:
+    return f"x86-64-v{level}"
+
+
+class _Verdict:
+    """The per-policy facts of one wheel, computed once and read by every criterion."""
+
+    def __init__(self, policies: tuple[Policy, ...], members: list[_Member], audited: list[_Member],
+                 trees: Mapping[str, DependencyTree]) -> None:
+        self.policies = policies
+        self.members = members
+        self.audited = audited
+        self.trees = trees
+        self.external: dict[Policy, dict[str, set[str]]] = {}     # policy -> soname -> members
+        self.blacklist: dict[Policy, dict[tuple[str, str], set[str]]] = {}  # (lib, symbol) -> members
+        for policy in policies:
+            ext: dict[str, set[str]] = {}
+            black: dict[tuple[str, str], set[str]] = {}
+            if not policy.is_linux:
+                for m in audited:
+                    for soname in _external_libraries(trees[m.path], policy):
+                        ext.setdefault(soname, set()).add(m.path)
+                    for library, symbols in _blacklisted(m, policy).items():
+                        for symbol in symbols:
+                            black.setdefault((library, symbol), set()).add(m.path)
+            self.external[policy] = ext
+            self.blacklist[policy] = black
+        self.required = _required_versions(members)
+
+    def best(self, satisfied) -> Policy:
+        return max((p for p in self.policies if satisfied(p)), default=self.policies[0])
+
+    def symbol_ok(self, policy: Policy) -> bool:
+        return not any(_versions_allowed(policy, v) for v in self.required.values())
+
+    def blockers(self, policy: Policy, isa_blocked: bool, pyfpe: bool, ucs2: bool) -> list[Reason]:
+        reasons = []
+        for m in self.members:
+            for library, versions in m.info.version_requirements.items():
+                if is_dynamic_loader(library):
+                    continue
+                reasons.extend(Reason(SYMBOL_VERSION, m.path, library, v)
+                               for v in _versions_allowed(policy, versions))
+        for soname, paths in self.external[policy].items():
+            reasons.extend(Reason(EXTERNAL_LIBRARY, p, soname) for p in paths)
+        for (library, symbol), paths in self.blacklist[policy].items():
+            reasons.extend(Reason(BLACKLISTED_SYMBOL, p, library, symbol) for p in paths)
+        if isa_blocked and not policy.is_linux:
+            reasons.extend(Reason(ISA, m.path, "", _isa_name(m.info.isa_level))
+                           for m in self.audited if m.info.isa_level > 1 or m.info.unknown_isa_bits)
+        if pyfpe and not policy.is_linux:
+            reasons.extend(Reason(PYFPE, m.path, "", "uses PyFPE_jbuf (fpectl builds)")
+                           for m in self.audited if m.is_extension and _uses_pyfpe(m.info))
+        if ucs2 and not policy.is_linux:
+            reasons.extend(Reason(UCS2, m.path, "", "built for a narrow-unicode (UCS2) Python")
+                           for m in self.audited if m.python_major == 2 and _uses_ucs2(m.info))
+        return sorted(set(reasons))
+
+
+def _declared_policies(name: WheelName) -> list[Policy]:
+    declared = []
+    for tag in name.platform_tags:
+        if tag.startswith(("manylinux", "musllinux")):
+            try:
+                declared.append(policy_for_tag(tag))
+            except FastauditError:
+                continue  # a tag we have no policy for cannot be judged
+    return declared
+
+
+def audit_wheel(path: str | PathLike[str], *, check_isa: bool = True) -> WheelReport:
+    """Audit one wheel file. Raises WheelError or ELFError (with the member) on unreadable input."""
+    filename = posixpath.basename(str(path).replace("\\", "/"))
+    name = parse_wheel_name(filename)
+    with WheelArchive(path) as archive:
+        elves: dict[str, ElfInfo] = {}
+        for member, content in archive.elf_members():
+            try:
+                elves[member.name] = read_elf(content)
+            except ELFError as e:
+                raise e.with_location(path=str(path), member=member.name)
+    return analyze(name, elves, check_isa=check_isa)
+
+
+def analyze(name: WheelName, elves: Mapping[str, ElfInfo], *, check_isa: bool = True) -> WheelReport:
+    """The verdict for a wheel whose ELF members have been read: member path -> ElfInfo."""
+    declared_tags = name.platform_tags
+    arch = _arch_from_tags(declared_tags)
+    libc = _libc_from_tags(declared_tags)
+    ignored: list[Reason] = []
+    members: list[_Member] = []
+    for path in sorted(elves):
+        info = elves[path]
+        if info.arch is None:
+            ignored.append(Reason(ARCH, path, "", f"unknown or unsupported machine {info.machine}"))
+            continue
+        if arch is None:
+            arch = info.arch
+        elif info.arch != arch:
+            ignored.append(Reason(ARCH, path, "", f"built for {info.arch}, the wheel is {arch}"))
+            continue
+        member_libc = _libc_of(info)
+        if member_libc is not None:
+            if libc is None:
+                libc = member_libc
+            elif member_libc != libc:
+                ignored.append(Reason(LIBC, path, "", f"linked against {member_libc}, the wheel is {libc}"))
+                continue
+        members.append(_Member(path, info))
+
+    if not members:
+        return WheelReport(name.filename, name, pure=True, arch=arch, libc=libc,
+                           ignored=tuple(ignored), declared_tags=declared_tags)
+    libc = libc or GLIBC
+    policies = policies_for(libc, arch)
+
+    for m in members:
+        m.python_major = _extension_kind(m.path, m.info)
+        m.is_extension = m.python_major > 0
+    needed_by_members = {n for m in members for n in m.info.needed}
+    # Extensions, and the other ELF members nothing in the wheel needs, are audited as roots;
+    # libraries other members need are reached through those roots' trees.
+    audited = [m for m in members if m.is_extension or posixpath.basename(m.path) not in needed_by_members]
+    trees = {m.path: resolve_tree(m.path, elves) for m in audited}
+    verdict = _Verdict(policies, members, audited, trees)
+
+    symbol_policy = verdict.best(verdict.symbol_ok)
+    external_policy = verdict.best(lambda p: not verdict.external[p])
+    blacklist_policy = verdict.best(lambda p: not verdict.blacklist[p])
+    highest = policies[-1]
+    isa_blocked = check_isa and any(m.info.isa_level > 1 or m.info.unknown_isa_bits for m in audited)
+    isa_policy = policies[0] if isa_blocked else highest
+    pyfpe = any(m.is_extension and _uses_pyfpe(m.info) for m in audited)
+    ucs2 = any(m.python_major == 2 and _uses_ucs2(m.info) for m in audited)
+    pyfpe_policy = policies[0] if pyfpe else highest
+    ucs2_policy = policies[0] if ucs2 else highest
+    overall = min(symbol_policy, external_policy, blacklist_policy, isa_policy, pyfpe_policy, ucs2_policy)
+
+    def blockers(policy: Policy) -> tuple[Reason, ...]:
+        return tuple(verdict.blockers(policy, isa_blocked, pyfpe, ucs2))
+
+    better = [p for p in policies if p > overall]
+    upgrades = {}
+    for p in better:
+        libs = tuple(sorted(verdict.external[p]))
+        black: dict[str, set[str]] = {}
+        for library, symbol in verdict.blacklist[p]:
+            black.setdefault(library, set()).add(symbol)
+        if libs or black:
+            upgrades[p.tag] = PolicyUpgrade(libs, {k: tuple(sorted(v)) for k, v in sorted(black.items())})
+
+    declared = [p for p in _declared_policies(name) if p.libc != libc or p.arch != arch or p > overall]
+    over_reasons: list[Reason] = []
+    for p in declared:
+        if p.libc != libc:
+            over_reasons.append(Reason(LIBC, name.filename, "", f"declares {p.tag} but the binaries use {libc}"))
+        elif p.arch != arch:
+            over_reasons.append(Reason(ARCH, name.filename, "", f"declares {p.tag} but the binaries are {arch}"))
+    most_compatible_claim = max((p for p in declared if p.libc == libc and p.arch == arch), default=None)
+    if most_compatible_claim is not None:
+        over_reasons.extend(blockers(most_compatible_claim))
+
+    return WheelReport(
+        wheel=name.filename,
+        name=name,
+        pure=False,
+        arch=arch,
+        libc=libc,
+        elf_members=tuple(m.path for m in members),
+        overall=overall,
+        symbol_policy=symbol_policy,
+        external_policy=external_policy,
+        blacklist_policy=blacklist_policy,
+        isa_policy=isa_policy,
+        pyfpe_policy=pyfpe_policy,
+        ucs2_policy=ucs2_policy,
+        versioned_symbols={lib: tuple(sorted(v)) for lib, v in sorted(verdict.required.items())},
+        external_libs=tuple(sorted(verdict.external[highest])),
+        policy_upgrades=upgrades,
+        reasons=blockers(min(better)) if better else (),
+        ignored=tuple(ignored),
+        declared_tags=declared_tags,
+        over_promises=bool(declared),
+        over_promise_reasons=tuple(sorted(set(over_reasons))),
+    )

@@ -1,0 +1,1 @@
+"""Renderers: they read reports and stored results, never ELF."""

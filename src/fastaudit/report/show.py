@@ -1,0 +1,115 @@
+"""`fastaudit show` output: the JSON object (auditwheel's field names plus ours) and the text view."""
+from __future__ import annotations
+
+from typing import Any
+
+from fastaudit.analyze import Reason, WheelReport
+from fastaudit.policy import POLICY_DATA_VERSION, Policy
+
+# Version of the "fastaudit" object in `show --json`; the top-level "version" is auditwheel's.
+SCHEMA_VERSION = 1
+
+def _tag(policy: Policy | None) -> str | None:
+    return policy.tag if policy else None
+
+
+def _reason(r: Reason) -> dict[str, str]:
+    return {"criterion": r.criterion, "member": r.member, "library": r.library, "detail": r.detail,
+            "message": r.describe()}
+
+
+def _ours(report: WheelReport) -> dict[str, Any]:
+    ours: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "policy_data": POLICY_DATA_VERSION,
+        "declared_tags": list(report.declared_tags),
+        "over_promises": report.over_promises,
+        "over_promise_reasons": [_reason(r) for r in report.over_promise_reasons],
+        "ignored_members": [_reason(r) for r in report.ignored],
+    }
+    if report.pure:
+        return ours
+    overall = report.overall
+    assert overall is not None  # a platform report always has a verdict
+    ours.update({
+        "arch": report.arch,
+        "libc": report.libc,
+        "overall_aliases": list(overall.alias_tags),
+        "criteria": {
+            "symbol_version": _tag(report.symbol_policy),
+            "external_library": _tag(report.external_policy),
+            "blacklisted_symbol": _tag(report.blacklist_policy),
+            "isa": _tag(report.isa_policy),
+            "pyfpe": _tag(report.pyfpe_policy),
+            "ucs2": _tag(report.ucs2_policy),
+        },
+        "reasons": [_reason(r) for r in report.reasons],
+        "elf_members": list(report.elf_members),
+    })
+    return ours
+
+
+def to_json(report: WheelReport) -> dict[str, Any]:
+    """The `show --json` object. Field names shared with auditwheel mean the same thing there."""
+    if report.pure:
+        return {"version": 1, "wheel": report.wheel, "pure": True, "fastaudit": _ours(report)}
+    return {
+        "version": 1,
+        "wheel": report.wheel,
+        "pure": False,
+        "overall_tag": _tag(report.overall),
+        "sym_tag": _tag(report.symbol_policy),
+        "pyfpe": bool(report.pyfpe_policy and report.pyfpe_policy.is_linux),
+        "ucs2": bool(report.ucs2_policy and report.ucs2_policy.is_linux),
+        "unsupported_isa": bool(report.isa_policy and report.isa_policy.is_linux),
+        "versioned_symbols": {k: list(v) for k, v in report.versioned_symbols.items()},
+        # resolved on no host: a library outside the wheel has no path to give
+        "external_libs": {soname: None for soname in report.external_libs},
+        "policy_upgrades": {
+            tag: {
+                **({"libs_to_eliminate": list(u.libs_to_eliminate)} if u.libs_to_eliminate else {}),
+                **({"blacklisted_symbols": {k: list(v) for k, v in u.blacklisted_symbols.items()}}
+                   if u.blacklisted_symbols else {}),
+            }
+            for tag, u in report.policy_upgrades.items()
+        },
+        "fastaudit": _ours(report),
+    }
+
+
+def render_text(report: WheelReport) -> str:
+    """A view a person reads at a glance: verdict first, then why."""
+    lines = [report.wheel]
+    if report.pure:
+        lines.append("  pure: no ELF files for a Linux platform; any platform tag fits")
+        lines.extend(f"  ignored: {r.describe()}" for r in report.ignored)
+        return "\n".join(lines)
+    overall = report.overall
+    assert overall is not None
+    aliases = f" (also {', '.join(overall.alias_tags)})" if overall.alias_tags else ""
+    lines.append(f"  satisfies: {overall.tag}{aliases}")
+    declared = ", ".join(report.declared_tags)
+    if report.over_promises:
+        lines.append(f"  declares:  {declared}  -> OVER-PROMISES")
+    else:
+        lines.append(f"  declares:  {declared}  -> consistent")
+    per_criterion = [
+        ("symbol versions", report.symbol_policy), ("external libraries", report.external_policy),
+        ("blacklisted symbols", report.blacklist_policy), ("instruction set", report.isa_policy),
+    ]
+    lines.append("  by criterion: " + "; ".join(f"{title} {_tag(p)}" for title, p in per_criterion))
+    if report.over_promise_reasons:
+        lines.append("  why the declared tag does not hold:")
+        lines.extend(f"    - {r.describe()}" for r in report.over_promise_reasons)
+    if report.reasons:
+        lines.append("  why not a more compatible tag:")
+        lines.extend(f"    - {r.describe()}" for r in report.reasons)
+    if report.external_libs:
+        lines.append("  external libraries: " + ", ".join(report.external_libs))
+    if report.versioned_symbols:
+        lines.append("  symbol versions needed:")
+        for library, versions in report.versioned_symbols.items():
+            lines.append(f"    {library}: {', '.join(versions)}")
+    lines.extend(f"  ignored: {r.describe()}" for r in report.ignored)
+    return "\n".join(lines)
+

@@ -8,7 +8,8 @@ import click
 
 from fastaudit.analyze import audit_wheel
 from fastaudit.errors import FastauditError
-from fastaudit.report.show import render_text, to_json
+from fastaudit.lddtree import resolve_on_host
+from fastaudit.report.show import render_text, render_tree, to_json, tree_to_json
 
 # Exit codes of `show`, documented in the README.
 EXIT_CONSISTENT = 0
@@ -48,3 +49,19 @@ def show(wheels: tuple[str, ...], as_json: bool, disable_isa_ext_check: bool) ->
         if report.over_promises or report.is_linux_only:
             exit_code = max(exit_code, EXIT_OVER_PROMISES)
     sys.exit(exit_code)
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="The tree as one JSON object.")
+def lddtree(file: str, as_json: bool) -> None:
+    """The shared libraries FILE needs, resolved on this machine as the dynamic loader would."""
+    try:
+        tree = resolve_on_host(file)
+    except FastauditError as e:
+        click.echo(f"fastaudit: {e}", err=True)
+        sys.exit(EXIT_USAGE_OR_UNREADABLE)
+    if as_json:
+        click.echo(json.dumps(tree_to_json(tree)))
+    else:
+        click.echo(render_tree(tree))

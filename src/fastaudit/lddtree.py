@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from fastaudit.elf import ElfInfo
+from fastaudit.errors import ELFError
 
 _ORIGIN = re.compile(r"\$(ORIGIN|\{ORIGIN\})")
 # libpython is provided by the interpreter that loads the extension; it is never searched for.
@@ -108,3 +109,130 @@ def resolve_tree(member: str, elves: Mapping[str, ElfInfo]) -> DependencyTree:
 
     visit(member, top, True)
     return DependencyTree(member, top.needed, libraries)
+
+
+# --- on the host: for `fastaudit lddtree FILE` and, later, repair ---------------------------------
+
+_DEFAULT_DIRS_GLIBC = ("/lib", "/usr/lib", "/lib64", "/usr/lib64")
+_DEFAULT_DIRS_MUSL = ("/lib", "/usr/local/lib", "/usr/lib")
+
+
+def parse_ld_so_conf(path: str = "/etc/ld.so.conf", _seen: set[str] | None = None) -> list[str]:
+    """Folders named by ld.so.conf, following `include` globs (relative ones from its folder)."""
+    import glob
+
+    seen = _seen if _seen is not None else set()
+    if path in seen:
+        return []  # an include cycle
+    seen.add(path)
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    folders: list[str] = []
+    for line in lines:
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if line.startswith("include"):
+            pattern = line.split(None, 1)[1] if len(line.split(None, 1)) > 1 else ""
+            if not pattern.startswith("/"):
+                pattern = posixpath.join(posixpath.dirname(path), pattern)
+            for included in sorted(glob.glob(pattern)):
+                folders.extend(parse_ld_so_conf(included, seen))
+        else:
+            folders.append(line)
+    return folders
+
+
+def _host_default_dirs(info: ElfInfo) -> list[str]:
+    interp = posixpath.basename(info.interpreter or "")
+    if interp.startswith("ld-musl-"):
+        arch = interp[len("ld-musl-"):].split(".so", 1)[0]
+        try:
+            with open(f"/etc/ld-musl-{arch}.path", encoding="utf-8") as f:
+                return [p for line in f for p in line.strip().replace(":", " ").split()]
+        except OSError:
+            return list(_DEFAULT_DIRS_MUSL)
+    multiarch = [f"/lib/{t}" for t in _MULTIARCH.get(info.arch or "", ())] + \
+        [f"/usr/lib/{t}" for t in _MULTIARCH.get(info.arch or "", ())]
+    return parse_ld_so_conf() + multiarch + list(_DEFAULT_DIRS_GLIBC)
+
+
+# Debian-style multiarch folders per architecture
+_MULTIARCH: Mapping[str, tuple[str, ...]] = {
+    "x86_64": ("x86_64-linux-gnu",), "i686": ("i386-linux-gnu",), "aarch64": ("aarch64-linux-gnu",),
+    "ppc64le": ("powerpc64le-linux-gnu",), "s390x": ("s390x-linux-gnu",),
+    "armv7l": ("arm-linux-gnueabihf",), "riscv64": ("riscv64-linux-gnu",),
+}
+
+
+@dataclass(frozen=True)
+class HostLibrary:
+    soname: str
+    path: str | None        # where the loader would find it, None when not found
+    needed: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class HostTree:
+    path: str
+    info: ElfInfo
+    libraries: Mapping[str, HostLibrary]   # in the order first reached
+
+
+def _host_folders(entries: tuple[str, ...], origin_file: str) -> list[str]:
+    origin = posixpath.dirname(posixpath.abspath(origin_file))
+    return [_ORIGIN.sub(origin, e) for e in entries if e]
+
+
+def resolve_on_host(path: str, ld_library_path: str | None = None) -> HostTree:
+    """The dependency tree of an ELF file on this machine, searched as glibc's (or musl's) loader
+    does: the object's DT_RPATH (unless it has DT_RUNPATH) and its loaders', LD_LIBRARY_PATH,
+    DT_RUNPATH, ld.so.conf, the default folders. Candidates of another class, machine, byte order
+    or OS ABI are skipped, as the loader skips them."""
+    import os
+
+    from fastaudit.elf import read_elf
+
+    with open(path, "rb") as f:
+        top = read_elf(f.read())
+    env_dirs = [d for d in (ld_library_path if ld_library_path is not None
+                            else os.environ.get("LD_LIBRARY_PATH", "")).split(":") if d]
+    defaults = _host_default_dirs(top)
+    libraries: dict[str, HostLibrary] = {}
+    cache: dict[str, ElfInfo | None] = {}
+
+    def load(candidate: str) -> ElfInfo | None:
+        if candidate not in cache:
+            try:
+                with open(candidate, "rb") as f:
+                    cache[candidate] = read_elf(f.read())
+            except (OSError, ValueError, ELFError):
+                cache[candidate] = None
+        return cache[candidate]
+
+    def visit(file: str, info: ElfInfo, loaders_rpath: list[str]) -> None:
+        # the DT_RPATH chain: the object's own, then its loaders', unless the object has DT_RUNPATH
+        rpath_chain = _host_folders(info.rpath, file) + loaders_rpath
+        rpath = rpath_chain if not info.runpath else []
+        folders = rpath + env_dirs + _host_folders(info.runpath, file) + defaults
+        for soname in info.needed:
+            if soname in libraries:
+                continue
+            found = None
+            for folder in folders:
+                candidate = posixpath.join(folder, soname)
+                dep = load(candidate) if os.path.isfile(candidate) else None
+                if dep is not None and compatible(info, dep):
+                    found = (os.path.realpath(candidate), dep)
+                    break
+            if found is None:
+                libraries[soname] = HostLibrary(soname, None, ())
+                continue
+            libraries[soname] = HostLibrary(soname, found[0], found[1].needed)
+            visit(found[0], found[1], rpath_chain)
+
+    visit(path, top, [])
+    return HostTree(path, top, libraries)

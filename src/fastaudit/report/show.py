@@ -1,9 +1,10 @@
-"""`fastaudit show` output: the JSON object (auditwheel's field names plus ours) and the text view."""
+"""`fastaudit show` and `lddtree` output: JSON objects (auditwheel's field names plus ours) and text."""
 from __future__ import annotations
 
 from typing import Any
 
 from fastaudit.analyze import Reason, WheelReport
+from fastaudit.lddtree import HostTree
 from fastaudit.policy import POLICY_DATA_VERSION, Policy
 
 # Version of the "fastaudit" object in `show --json`; the top-level "version" is auditwheel's.
@@ -113,3 +114,32 @@ def render_text(report: WheelReport) -> str:
     lines.extend(f"  ignored: {r.describe()}" for r in report.ignored)
     return "\n".join(lines)
 
+
+
+def tree_to_json(tree: HostTree) -> dict[str, Any]:
+    return {
+        "path": tree.path,
+        "interpreter": tree.info.interpreter,
+        "needed": list(tree.info.needed),
+        "rpath": list(tree.info.rpath),
+        "runpath": list(tree.info.runpath),
+        "libraries": {s: {"path": lib.path, "needed": list(lib.needed)} for s, lib in tree.libraries.items()},
+    }
+
+
+def render_tree(tree: HostTree) -> str:
+    """The tree indented by depth, each library once, where it was first reached."""
+    lines = [f"{tree.path}" + (f" (interpreter {tree.info.interpreter})" if tree.info.interpreter else "")]
+    shown: set[str] = set()
+
+    def walk(needed: tuple[str, ...], depth: int) -> None:
+        for soname in needed:
+            lib = tree.libraries.get(soname)
+            if lib is None or soname in shown:
+                continue
+            shown.add(soname)
+            lines.append(f"{'    ' * depth}{soname} => {lib.path or 'not found'}")
+            walk(lib.needed, depth + 1)
+
+    walk(tree.info.needed, 1)
+    return "\n".join(lines)

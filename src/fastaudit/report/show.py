@@ -78,6 +78,19 @@ def to_json(report: WheelReport) -> dict[str, Any]:
     }
 
 
+def _grouped(reasons: tuple[Reason, ...], shown: int = 2) -> list[str]:
+    """One line per distinct fact, naming the first members that have it: scipy has a hundred
+    members that need the same GLIBC version, and a reader needs that fact once."""
+    members: dict[tuple[str, str, str], list[str]] = {}
+    for r in reasons:
+        members.setdefault((r.criterion, r.library, r.detail), []).append(r.member)
+    lines = []
+    for (criterion, library, detail), paths in members.items():
+        who = ", ".join(paths[:shown]) + (f" (and {len(paths) - shown} more)" if len(paths) > shown else "")
+        lines.append(f"    - {Reason(criterion, who, library, detail).describe()}")
+    return lines
+
+
 def render_text(report: WheelReport) -> str:
     """A view a person reads at a glance: verdict first, then why."""
     lines = [report.wheel]
@@ -101,10 +114,10 @@ def render_text(report: WheelReport) -> str:
     lines.append("  by criterion: " + "; ".join(f"{title} {_tag(p)}" for title, p in per_criterion))
     if report.over_promise_reasons:
         lines.append("  why the declared tag does not hold:")
-        lines.extend(f"    - {r.describe()}" for r in report.over_promise_reasons)
+        lines.extend(_grouped(report.over_promise_reasons))
     if report.reasons:
         lines.append("  why not a more compatible tag:")
-        lines.extend(f"    - {r.describe()}" for r in report.reasons)
+        lines.extend(_grouped(report.reasons))
     if report.external_libs:
         lines.append("  external libraries: " + ", ".join(report.external_libs))
     if report.versioned_symbols:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from os import PathLike
 
 from fastaudit.elf import STT_FUNC, STT_NOTYPE, ElfInfo, read_elf
-from fastaudit.errors import ELFError, FastauditError
+from fastaudit.errors import ELFError, FastauditError, WheelError
 from fastaudit.lddtree import DependencyTree, is_dynamic_loader, resolve_tree
 from fastaudit.policy import Policy, policies_for, policy_for_tag
 from fastaudit.wheel import WheelArchive, WheelName, parse_wheel_name
@@ -280,6 +280,9 @@ def audit_wheel(path: str | PathLike[str], *, check_isa: bool = True) -> WheelRe
     """Audit one wheel file. Raises WheelError or ELFError (with the member) on unreadable input."""
     filename = posixpath.basename(str(path).replace("\\", "/"))
     name = parse_wheel_name(filename)
+    if not name.is_pure and not name.is_linux:
+        raise WheelError(f"not a Linux wheel: its platform tags are {', '.join(name.platform_tags)}",
+                         path=str(path))
     with WheelArchive(path) as archive:
         elves: dict[str, ElfInfo] = {}
         for member, content in archive.elf_members():

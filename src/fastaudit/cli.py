@@ -9,7 +9,7 @@ import click
 from fastaudit.analyze import audit_wheel
 from fastaudit.errors import FastauditError
 from fastaudit.lddtree import resolve_on_host
-from fastaudit.report.show import render_text, render_tree, to_json, tree_to_json
+from fastaudit.report.show import error_json, render_text, render_tree, to_json, tree_to_json
 
 # Exit codes of `show`, documented in the README.
 EXIT_CONSISTENT = 0
@@ -40,6 +40,8 @@ def show(wheels: tuple[str, ...], as_json: bool, disable_isa_ext_check: bool) ->
             report = audit_wheel(path, check_isa=not disable_isa_ext_check)
         except FastauditError as e:
             click.echo(f"fastaudit: {e}", err=True)
+            if as_json:
+                click.echo(json.dumps(error_json(path, e)))
             exit_code = max(exit_code, EXIT_USAGE_OR_UNREADABLE)
             continue
         if as_json:

@@ -1,9 +1,11 @@
 """`fastaudit show` and `lddtree` output: JSON objects (auditwheel's field names plus ours) and text."""
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from fastaudit.analyze import Reason, WheelReport
+from fastaudit.errors import FastauditError
 from fastaudit.lddtree import HostTree
 from fastaudit.policy import POLICY_DATA_VERSION, Policy
 
@@ -89,6 +91,11 @@ def _grouped(reasons: tuple[Reason, ...], shown: int = 2) -> list[str]:
         who = ", ".join(paths[:shown]) + (f" (and {len(paths) - shown} more)" if len(paths) > shown else "")
         lines.append(f"    - {Reason(criterion, who, library, detail).describe()}")
     return lines
+
+
+def error_json(path: str, error: FastauditError) -> dict[str, Any]:
+    """auditwheel's error object, for a wheel that could not be audited."""
+    return {"version": 1, "wheel": os.path.basename(path), "error": str(error)}
 
 
 def render_text(report: WheelReport) -> str:

@@ -221,18 +221,29 @@ class _Verdict:
         self.trees = trees
         self.external: dict[Policy, dict[str, set[str]]] = {}     # policy -> soname -> members
         self.blacklist: dict[Policy, dict[tuple[str, str], set[str]]] = {}  # (lib, symbol) -> members
+        # Most policies share a whitelist or a blacklist with their neighbours: compute each once.
+        by_whitelist: dict[frozenset[str], dict[str, set[str]]] = {}
+        by_blacklist: dict[frozenset, dict[tuple[str, str], set[str]]] = {}
         for policy in policies:
-            ext: dict[str, set[str]] = {}
-            black: dict[tuple[str, str], set[str]] = {}
-            if not policy.is_linux:
+            if policy.is_linux:
+                self.external[policy], self.blacklist[policy] = {}, {}
+                continue
+            if policy.whitelist not in by_whitelist:
+                ext: dict[str, set[str]] = {}
                 for m in audited:
                     for soname in _external_libraries(trees[m.path], policy):
                         ext.setdefault(soname, set()).add(m.path)
+                by_whitelist[policy.whitelist] = ext
+            blacklist_key = frozenset(policy.blacklist.items())
+            if blacklist_key not in by_blacklist:
+                black: dict[tuple[str, str], set[str]] = {}
+                for m in audited:
                     for library, symbols in _blacklisted(m, policy).items():
                         for symbol in symbols:
                             black.setdefault((library, symbol), set()).add(m.path)
-            self.external[policy] = ext
-            self.blacklist[policy] = black
+                by_blacklist[blacklist_key] = black
+            self.external[policy] = by_whitelist[policy.whitelist]
+            self.blacklist[policy] = by_blacklist[blacklist_key]
         self.required = _required_versions(members)
 
     def best(self, satisfied) -> Policy:

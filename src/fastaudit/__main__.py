@@ -1,0 +1,4 @@
+"""`python -m fastaudit` runs the command line."""
+from fastaudit.cli import main
+
+main()

@@ -315,12 +315,16 @@ cdef int read_segments(Image* im, const Header* h, Segments* s) noexcept nogil:
         if p_type == PT_DYNAMIC and not s.has_dynamic:
             if not span_ok(im.n, p_offset, p_filesz):
                 return fail(im, ST_TRUNCATED, ph, "PT_DYNAMIC")
+            if p_offset % (8 if im.is64 else 4) != 0:
+                return fail(im, ST_CORRUPT, ph, "misaligned PT_DYNAMIC")
             s.has_dynamic = True
             s.dyn_off = p_offset
             s.dyn_size = p_filesz
         elif p_type == PT_INTERP and not s.has_interp:
             if not span_ok(im.n, p_offset, p_filesz):
                 return fail(im, ST_TRUNCATED, ph, "PT_INTERP")
+            if p_filesz == 0 or im.p[p_offset + p_filesz - 1] != 0:
+                return fail(im, ST_CORRUPT, ph, "unterminated PT_INTERP")
             s.has_interp = True
             s.interp_off = p_offset
             s.interp_size = p_filesz
@@ -453,6 +457,7 @@ cdef struct DynamicValues:
     bint has_versym
     bint has_verneed
     bint has_verdef
+    bint has_syment
 
 
 cdef int walk_dynamic(Image* im, uint64_t off, uint64_t size, DynamicValues* d,
@@ -461,6 +466,7 @@ cdef int walk_dynamic(Image* im, uint64_t off, uint64_t size, DynamicValues* d,
     cdef uint64_t entsize = 16 if im.is64 else 8
     cdef uint64_t count = size // entsize
     cdef uint64_t i, e, tag, val
+    cdef bint terminated = False
     d.soname = -1
     d.rpath = -1
     d.runpath = -1
@@ -473,6 +479,7 @@ cdef int walk_dynamic(Image* im, uint64_t off, uint64_t size, DynamicValues* d,
             tag = rd32(im, e)
             val = rd32(im, e + 4)
         if tag == DT_NULL:
+            terminated = True
             break
         elif tag == DT_NEEDED:
             needed[n_needed[0]] = val
@@ -493,6 +500,7 @@ cdef int walk_dynamic(Image* im, uint64_t off, uint64_t size, DynamicValues* d,
             d.has_symtab = True
         elif tag == DT_SYMENT:
             d.syment = val
+            d.has_syment = True
         elif tag == DT_HASH:
             d.hash = val
             d.has_hash = True
@@ -514,6 +522,8 @@ cdef int walk_dynamic(Image* im, uint64_t off, uint64_t size, DynamicValues* d,
             d.verdefnum = val
         elif tag == DT_FLAGS_1:
             d.flags_1 = val
+    if not terminated:
+        return fail(im, ST_CORRUPT, off, "dynamic table without DT_NULL")
     return 0
 
 
@@ -522,29 +532,45 @@ cdef int dynamic_tables(Image* im, const Header* h, DynamicValues* d, Sections* 
     cdef uint64_t strtab_off = 0
     cdef uint64_t off, nsym
     cdef bint have_str = False
-    if d.has_strtab and vaddr_to_offset(im, h, d.strtab, &strtab_off) == 0:
-        if not span_ok(im.n, strtab_off, d.strsz):
+    # A table the dynamic section names but no PT_LOAD maps is an error: skipping it would make
+    # a broken file look more compatible (no version needs, no symbols).
+    if d.has_strtab:
+        if vaddr_to_offset(im, h, d.strtab, &strtab_off) != 0:
+            if not (s.dynamic.present or s.dynsym.present):
+                return fail(im, ST_CORRUPT, 0, "DT_STRTAB outside every PT_LOAD")
+        elif not span_ok(im.n, strtab_off, d.strsz):
             return fail(im, ST_TRUNCATED, strtab_off, "DT_STRTAB/DT_STRSZ")
-        have_str = True
+        else:
+            have_str = True
     if not have_str:
+        if not s.verneed.present and d.has_verneed or not s.dynsym.present and d.has_symtab:
+            return fail(im, ST_CORRUPT, 0, "version or symbol table without DT_STRTAB")
         return 0
     d.strtab_off = strtab_off
     d.strtab_mapped = True
-    if not s.verneed.present and d.has_verneed and vaddr_to_offset(im, h, d.verneed, &off) == 0:
+    if not s.verneed.present and d.has_verneed:
+        if vaddr_to_offset(im, h, d.verneed, &off) != 0:
+            return fail(im, ST_CORRUPT, 0, "DT_VERNEED outside every PT_LOAD")
         s.verneed.present = True
         s.verneed.off = off
         s.verneed.size = im.n - off
         s.verneed.count = d.verneednum
         s.verneed.str_off = strtab_off
         s.verneed.str_size = d.strsz
-    if not s.verdef.present and d.has_verdef and vaddr_to_offset(im, h, d.verdef, &off) == 0:
+    if not s.verdef.present and d.has_verdef:
+        if vaddr_to_offset(im, h, d.verdef, &off) != 0:
+            return fail(im, ST_CORRUPT, 0, "DT_VERDEF outside every PT_LOAD")
         s.verdef.present = True
         s.verdef.off = off
         s.verdef.size = im.n - off
         s.verdef.count = d.verdefnum
         s.verdef.str_off = strtab_off
         s.verdef.str_size = d.strsz
-    if not s.dynsym.present and d.has_symtab and vaddr_to_offset(im, h, d.symtab, &off) == 0:
+    if not s.dynsym.present and d.has_symtab:
+        if vaddr_to_offset(im, h, d.symtab, &off) != 0:
+            return fail(im, ST_CORRUPT, 0, "DT_SYMTAB outside every PT_LOAD")
+        if d.has_syment and d.syment < (24 if im.is64 else 16):
+            return fail(im, ST_CORRUPT, 0, "DT_SYMENT")
         nsym = 0
         if symbol_count_from_hash(im, h, d, &nsym) < 0:
             return -1
@@ -557,13 +583,14 @@ cdef int dynamic_tables(Image* im, const Header* h, DynamicValues* d, Sections* 
         s.dynsym.str_off = strtab_off
         s.dynsym.str_size = d.strsz
     if not s.versym.present and d.has_versym and s.dynsym.present and s.dynsym.entsize:
-        if vaddr_to_offset(im, h, d.versym, &off) == 0:
-            s.versym.present = True
-            s.versym.off = off
-            s.versym.size = (s.dynsym.size // s.dynsym.entsize) * 2
-            s.versym.entsize = 2
-            if not span_ok(im.n, off, s.versym.size):
-                return fail(im, ST_TRUNCATED, off, "DT_VERSYM")
+        if vaddr_to_offset(im, h, d.versym, &off) != 0:
+            return fail(im, ST_CORRUPT, 0, "DT_VERSYM outside every PT_LOAD")
+        s.versym.present = True
+        s.versym.off = off
+        s.versym.size = (s.dynsym.size // s.dynsym.entsize) * 2
+        s.versym.entsize = 2
+        if not span_ok(im.n, off, s.versym.size):
+            return fail(im, ST_TRUNCATED, off, "DT_VERSYM")
     return 0
 
 
@@ -656,6 +683,8 @@ cdef int walk_verneed(Image* im, const Table* t, uint64_t cap,
         if want and n_entries >= want:
             break
         if vn_next == 0:
+            if want:
+                return fail(im, ST_CORRUPT, entry, "vn_next ends before the Elf_Verneed count")
             break
         if n_entries >= cap:
             return fail(im, ST_CORRUPT, entry, "too many Elf_Verneed entries")
@@ -692,6 +721,8 @@ cdef int walk_verdef(Image* im, const Table* t, uint64_t cap,
         if want and n_out[0] >= want:
             break
         if vd_next == 0:
+            if want:
+                return fail(im, ST_CORRUPT, entry, "vd_next ends before the Elf_Verdef count")
             break
         entry += vd_next
     return 0
@@ -832,7 +863,7 @@ def parse(const uint8_t[::1] buf not None, int want=WANT_ALL):
     secs.dynamic.present = secs.dynsym.present = secs.versym.present = False
     secs.verneed.present = secs.verdef.present = False
     dyn = DynamicValues(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, False, -1, -1, -1,
-                        False, False, False, False, False, False, False)
+                        False, False, False, False, False, False, False, False)
 
     if im.n == 0:
         return (ST_TRUNCATED, 0, "ELF identification")

@@ -191,15 +191,16 @@ class ElfInfo:
     def undefined_symbols(self) -> frozenset[str]:
         """Undefined, non-weak dynamic symbols: what the image needs someone else to provide."""
         sym = self.symbols
-        return frozenset(sym.names_where(sym.undefined_mask & (sym.bind != STB_WEAK)))
+        return frozenset(sym.names_where(sym.undefined_mask & (sym.bind != STB_WEAK))) - {""}
 
     @cached_property
     def defined_symbols(self) -> frozenset[str]:
+        """Named symbols the image defines (unnamed STT_SECTION entries are left out)."""
         sym = self.symbols
         mask = sym.shndx != SHN_UNDEF
         if len(sym):
             mask[0] = False
-        return frozenset(sym.names_where(mask))
+        return frozenset(sym.names_where(mask)) - {""}
 
 
 def is_elf(head: bytes) -> bool:

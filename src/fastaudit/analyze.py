@@ -16,7 +16,7 @@ from fastaudit.elf import STT_FUNC, STT_NOTYPE, ElfInfo, read_elf
 from fastaudit.errors import ELFError, FastauditError, WheelError
 from fastaudit.lddtree import DependencyTree, is_dynamic_loader, resolve_tree
 from fastaudit.policy import Policy, policies_for, policy_for_tag
-from fastaudit.wheel import WheelArchive, WheelName, parse_wheel_name
+from fastaudit.wheel import Member, WheelArchive, WheelName, parse_wheel_name
 
 GLIBC = "glibc"
 MUSL = "musl"
@@ -287,21 +287,81 @@ def _declared_policies(name: WheelName) -> list[Policy]:
     return declared
 
 
-def audit_wheel(path: str | PathLike[str], *, check_isa: bool = True) -> WheelReport:
-    """Audit one wheel file. Raises WheelError or ELFError (with the member) on unreadable input."""
-    filename = posixpath.basename(str(path).replace("\\", "/"))
-    name = parse_wheel_name(filename)
+class ElfCache:
+    """ELF facts of library members seen in earlier wheels, so a library that recurs (openblas,
+    libgfortran, ... grafted into thousands of wheels) is neither inflated nor parsed again.
+
+    The key comes from the zip central directory, before any inflate: the member's file name,
+    CRC-32, size and compressed size. Two different libraries would have to agree on all four to
+    collide. Bounded by an estimate of the bytes the cached facts hold; least recently used first out.
+    """
+
+    def __init__(self, max_bytes: int = 256 << 20) -> None:
+        self.max_bytes = max_bytes
+        self.held = 0
+        self.hits = 0
+        self._entries: dict[tuple[str, int, int, int], tuple[ElfInfo, int]] = {}
+
+    @staticmethod
+    def key(member: Member) -> tuple[str, int, int, int]:
+        return (posixpath.basename(member.name), member.crc32, member.size, member.compressed_size)
+
+    def get(self, member: Member) -> ElfInfo | None:
+        key = self.key(member)
+        entry = self._entries.pop(key, None)
+        if entry is None:
+            return None
+        self._entries[key] = entry  # most recently used goes last
+        self.hits += 1
+        return entry[0]
+
+    def put(self, member: Member, info: ElfInfo) -> None:
+        cost = info.footprint()
+        if cost > self.max_bytes:
+            return
+        previous = self._entries.pop(self.key(member), None)
+        if previous is not None:
+            self.held -= previous[1]
+        self._entries[self.key(member)] = (info, cost)
+        self.held += cost
+        while self.held > self.max_bytes:
+            oldest = next(iter(self._entries))
+            self.held -= self._entries.pop(oldest)[1]
+
+
+def read_wheel_elves(path: str | PathLike[str], cache: ElfCache | None = None) -> dict[str, ElfInfo]:
+    """Member path -> ElfInfo for every ELF member of a wheel. Raises WheelError or ELFError with
+    the wheel and member named."""
+    elves: dict[str, ElfInfo] = {}
+    with WheelArchive(path) as archive:
+        for member in archive.members:
+            info = cache.get(member) if cache is not None else None
+            if info is None:
+                if member.name.endswith(".py") or not archive.starts_with_elf_magic(member):
+                    continue
+                try:
+                    info = read_elf(archive.read(member))
+                except ELFError as e:
+                    raise e.with_location(path=str(path), member=member.name)
+                if cache is not None:
+                    cache.put(member, info)
+            elves[member.name] = info
+    return elves
+
+
+def check_linux_wheel_name(path: str | PathLike[str]) -> WheelName:
+    """The parsed file name of a wheel fastaudit can audit: Linux platform tags, or pure."""
+    name = parse_wheel_name(posixpath.basename(str(path).replace("\\", "/")))
     if not name.is_pure and not name.is_linux:
         raise WheelError(f"not a Linux wheel: its platform tags are {', '.join(name.platform_tags)}",
                          path=str(path))
-    with WheelArchive(path) as archive:
-        elves: dict[str, ElfInfo] = {}
-        for member, content in archive.elf_members():
-            try:
-                elves[member.name] = read_elf(content)
-            except ELFError as e:
-                raise e.with_location(path=str(path), member=member.name)
-    return analyze(name, elves, check_isa=check_isa)
+    return name
+
+
+def audit_wheel(path: str | PathLike[str], *, check_isa: bool = True, cache: ElfCache | None = None) -> WheelReport:
+    """Audit one wheel file. Raises WheelError or ELFError (with the member) on unreadable input."""
+    name = check_linux_wheel_name(path)
+    return analyze(name, read_wheel_elves(path, cache), check_isa=check_isa)
 
 
 def analyze(name: WheelName, elves: Mapping[str, ElfInfo], *, check_isa: bool = True) -> WheelReport:

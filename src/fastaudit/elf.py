@@ -170,6 +170,12 @@ class ElfInfo:
     x86_isa_needed: int | None
     symbols: DynamicSymbols
 
+    def footprint(self) -> int:
+        """Roughly the bytes these facts hold, for bounding caches of them."""
+        sym = self.symbols
+        arrays = sum(a.nbytes for a in (sym.name_offsets, sym.info, sym.other, sym.shndx, sym.version))
+        return arrays + len(sym.strtab) + 4096
+
     @property
     def isa_level(self) -> int:
         """The x86-64 micro-architecture level the image declares it needs (1 = baseline)."""

@@ -173,10 +173,9 @@ class WheelArchive:
                              path=str(self.path), member=member.name)
         return content
 
-    def elf_members(self) -> Iterator[tuple[Member, bytes]]:
-        """Every member that is an ELF image, with its content. `.py` files are skipped unread."""
+    def elf_candidates(self) -> Iterator[Member]:
+        """Members that start with the ELF magic; `.py` files are skipped unread. Contents are read
+        one at a time by the caller, so no two large members are held at once."""
         for member in self.members:
-            if member.name.endswith(".py"):
-                continue
-            if self.starts_with_elf_magic(member):
-                yield member, self.read(member)
+            if not member.name.endswith(".py") and self.starts_with_elf_magic(member):
+                yield member

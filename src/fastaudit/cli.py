@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import click
@@ -9,6 +10,9 @@ import click
 from fastaudit.analyze import audit_wheel
 from fastaudit.errors import FastauditError
 from fastaudit.lddtree import resolve_on_host
+from fastaudit.report.scan import render_summary
+from fastaudit.scan import ScanOptions, scan
+from fastaudit.store import Store, StoreError, to_csv
 from fastaudit.report.show import error_json, render_text, render_tree, to_json, tree_to_json
 
 # Exit codes of `show`, documented in the README.
@@ -67,3 +71,65 @@ def lddtree(file: str, as_json: bool) -> None:
         click.echo(json.dumps(tree_to_json(tree)))
     else:
         click.echo(render_tree(tree))
+
+
+@main.command("scan")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--db", default="fastaudit.db", show_default=True, type=click.Path(dir_okay=False),
+              help="The SQLite store results go to.")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
+              help="Worker processes (default: the machine's cores).")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Send batches to a dask.distributed scheduler, e.g. tcp://10.0.0.5:8786.")
+@click.option("--rescan", is_flag=True, help="Analyze every wheel again, even those already in the store.")
+@click.option("--verify-hash", is_flag=True, help="Identify wheels by sha256 instead of path, size and mtime.")
+@click.option("--no-elf-cache", is_flag=True, help="Inflate and parse every ELF member, even recurring ones.")
+@click.option("--jsonl", type=click.Path(dir_okay=False), default=None,
+              help="Also write one JSON line per wheel of this run (skipped ones included).")
+@click.option("--strict", is_flag=True, help="Exit 1 when any wheel over-promises.")
+def scan_command(paths: tuple[str, ...], db: str, jobs: int | None, scheduler: str | None, rescan: bool,
+                 verify_hash: bool, no_elf_cache: bool, jsonl: str | None, strict: bool) -> None:
+    """Audit every wheel under PATHS (folders or a bandersnatch mirror) into the store."""
+    options = ScanOptions(jobs=jobs or os.cpu_count() or 1, scheduler=scheduler, rescan=rescan,
+                          verify_hash=verify_hash, elf_cache=not no_elf_cache)
+    try:
+        with Store(db) as store:
+            summary = scan(paths, store, options, progress=True)
+            if jsonl:
+                write_jsonl(store.run_lines(summary.run_id), jsonl)
+    except FastauditError as e:
+        click.echo(f"fastaudit: {e}", err=True)
+        sys.exit(EXIT_USAGE_OR_UNREADABLE)
+    click.echo(render_summary(summary))
+    if summary.status == "interrupted":
+        sys.exit(130)
+    sys.exit(EXIT_OVER_PROMISES if strict and summary.over_promising else EXIT_CONSISTENT)
+
+
+@main.command("export")
+@click.option("--db", default="fastaudit.db", show_default=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--run", "run_id", type=int, default=None, help="The run to export (default: the latest).")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default="-", help="File to write, - for stdout.")
+def export_command(db: str, run_id: int | None, fmt: str, output: str) -> None:
+    """Write the results of a run as JSON lines (show --json objects plus path) or CSV."""
+    try:
+        with Store(db) as store:
+            run = store.run(run_id)
+            if run is None:
+                raise StoreError("no such run" if run_id else "the store has no runs", path=db)
+            lines = store.run_lines(run["id"])
+            if fmt == "jsonl":
+                write_jsonl(lines, output)
+            else:
+                with click.open_file(output, "w") as out:
+                    out.write(to_csv(lines))
+    except FastauditError as e:
+        click.echo(f"fastaudit: {e}", err=True)
+        sys.exit(EXIT_USAGE_OR_UNREADABLE)
+
+
+def write_jsonl(lines, output: str) -> None:
+    with click.open_file(output, "w") as out:
+        for line in lines:
+            out.write(json.dumps(line) + "\n")

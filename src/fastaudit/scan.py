@@ -1,0 +1,275 @@
+"""`fastaudit scan`: walk folders and bandersnatch mirrors, audit wheels in parallel, store results.
+
+Paths go to the workers in batches (never file contents); results stream back and are committed
+batch by batch, so a killed scan keeps everything it had committed and the next run continues.
+Linux platform wheels are opened; pure and non-Linux wheels are counted from their file names; a
+file name that is not a wheel name becomes an error row. In a scan no exception escapes one wheel.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import os
+import re
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fastaudit import __version__
+from fastaudit.analyze import ElfCache, analyze, check_linux_wheel_name, read_wheel_elves
+from fastaudit.errors import FastauditError, WheelError
+from fastaudit.policy import POLICY_DATA_VERSION
+from fastaudit.report.show import to_json
+from fastaudit.store import ResultRow, Store, WheelRow
+from fastaudit.wheel import parse_wheel_name
+
+# web/packages/<h[0:2]>/<h[2:4]>/<h[4:]>/<file>: the path is the file's BLAKE2b-256
+_MIRROR_PATH = re.compile(r"(?:^|/)packages/([0-9a-f]{2})/([0-9a-f]{2})/([0-9a-f]{60})/[^/]+$")
+
+# Results of this analyzer are reused only by the same analyzer on the same policy data.
+ANALYZER_VERSION = __version__
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    jobs: int = os.cpu_count() or 1
+    scheduler: str | None = None
+    rescan: bool = False
+    verify_hash: bool = False
+    elf_cache: bool = True
+    check_isa: bool = True
+    batch_size: int = 8
+
+
+@dataclass
+class ScanSummary:
+    run_id: int
+    seen: int = 0
+    analyzed: int = 0
+    skipped: int = 0
+    not_analyzed: int = 0
+    errors: int = 0
+    over_promising: int = 0
+    verdicts: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    status: str = "completed"
+
+    def counts(self) -> dict[str, int]:
+        return {"seen": self.seen, "analyzed": self.analyzed, "skipped": self.skipped,
+                "errors": self.errors, "not_analyzed": self.not_analyzed}
+
+
+def discover(roots: Sequence[str | Path]) -> Iterator[Path]:
+    """Every `.whl` file under the roots, in a stable order. Links are not followed: a symlinked
+    folder is not entered, and a symlinked file counts only if it stays inside its root."""
+    for root in roots:
+        root_path = Path(root)
+        if root_path.is_file():
+            yield root_path
+            continue
+        real_root = os.path.realpath(root_path)
+        for folder, dirs, files in os.walk(root_path, followlinks=False):
+            dirs.sort()
+            for name in sorted(files):
+                if not name.endswith(".whl"):
+                    continue
+                path = Path(folder, name)
+                if path.is_symlink() and not os.path.realpath(path).startswith(real_root + os.sep):
+                    continue
+                yield path
+
+
+def content_key(path: Path, verify_hash: bool) -> str:
+    """What identifies a wheel's content without reading it, when possible."""
+    if verify_hash:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        return f"sha256:{digest.hexdigest()}"
+    mirror = _MIRROR_PATH.search(path.as_posix())
+    if mirror:
+        return "blake2b_256:" + "".join(mirror.groups())
+    stat = path.stat()
+    return f"stat:{stat.st_size}:{stat.st_mtime_ns}:{path.resolve()}"
+
+
+def wheel_row(path: Path, key: str) -> WheelRow:
+    try:
+        name = parse_wheel_name(path.name)
+    except WheelError:
+        return WheelRow(key, str(path), path.name, path.stat().st_size, None, None, None, None, None, "invalid")
+    kind = "pure" if name.is_pure else "linux" if name.is_linux else "other"
+    return WheelRow(key, str(path), path.name, path.stat().st_size, name.name, name.version,
+                    ".".join(name.python_tags), ".".join(name.abi_tags), ".".join(name.platform_tags), kind)
+
+
+def _elf_facts(elves) -> tuple[dict, ...]:
+    return tuple(
+        {"member": member, "arch": info.arch, "soname": info.soname, "needed": list(info.needed),
+         "isa_level": info.isa_level,
+         "version_requirements": {k: sorted(v) for k, v in info.version_requirements.items()}}
+        for member, info in sorted(elves.items()))
+
+
+# One cache per worker process, kept across the batches it runs.
+_WORKER_CACHE: ElfCache | None = None
+
+
+def audit_one(path: str, use_cache: bool, check_isa: bool) -> ResultRow:
+    """A wheel's result row; any failure to read it becomes an error row, never an exception."""
+    global _WORKER_CACHE
+    if use_cache and _WORKER_CACHE is None:
+        _WORKER_CACHE = ElfCache()
+    started = time.perf_counter()
+    try:
+        name = check_linux_wheel_name(path)
+        elves = read_wheel_elves(path, _WORKER_CACHE if use_cache else None)
+        report = analyze(name, elves, check_isa=check_isa)
+        return ResultRow("pure" if report.pure else "ok", to_json(report),
+                         elapsed=time.perf_counter() - started, elf_facts=_elf_facts(elves))
+    except FastauditError as e:
+        return ResultRow("error", None, type(e).__name__, str(e), e.member, time.perf_counter() - started)
+    except Exception as e:  # noqa: BLE001 - a bug on one wheel must not lose the others' results
+        return ResultRow("error", None, type(e).__name__, f"{path}: {e!r}", None, time.perf_counter() - started)
+
+
+def audit_batch(paths: Sequence[str], use_cache: bool, check_isa: bool) -> list[ResultRow]:
+    return [audit_one(path, use_cache, check_isa) for path in paths]
+
+
+def _row_without_opening(wheel: WheelRow) -> ResultRow:
+    if wheel.kind == "invalid":
+        return ResultRow("error", None, "WheelError", f"{wheel.path}: not a valid wheel file name (PEP 427)")
+    if wheel.kind == "pure":
+        return ResultRow("pure", {"version": 1, "wheel": wheel.filename, "pure": True})
+    return ResultRow("not_linux", None)
+
+
+class _Progress:
+    """A one-line progress bar on a terminal; a plain line every 10 s otherwise."""
+
+    def __init__(self, total: int, stream=sys.stderr) -> None:
+        self.total = total
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.started = time.monotonic()
+        self.last = 0.0
+
+    def update(self, done: int, errors: int) -> None:
+        now = time.monotonic()
+        if not self.tty and now - self.last < 10 and done < self.total:
+            return
+        self.last = now
+        elapsed = now - self.started
+        rate = done / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - done) / rate if rate > 0 else 0.0
+        text = f"scanned {done}/{self.total}  errors {errors}  {rate:.1f} wheels/s  ETA {eta:.0f} s"
+        if self.tty:
+            self.stream.write("\r" + text.ljust(78))
+            if done >= self.total:
+                self.stream.write("\n")
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+def _ignore_sigint() -> None:
+    # Ctrl-C reaches the whole process group; only the parent stops the scan, cleanly
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _executor(options: ScanOptions) -> tuple[cf.Executor, Callable[[bool], None]]:
+    """The executor batches go to, and how to shut it down (waiting for running batches or not)."""
+    if options.scheduler:
+        from dask.distributed import Client  # optional: only scans sent to a cluster need it
+
+        client = Client(options.scheduler)
+        executor = client.get_executor()
+
+        def close_client(wait: bool) -> None:
+            executor.shutdown(wait=wait)
+            client.close()
+        return executor, close_client
+    pool = cf.ProcessPoolExecutor(max_workers=max(1, options.jobs), initializer=_ignore_sigint)
+    return pool, lambda wait: pool.shutdown(wait=wait, cancel_futures=True)
+
+
+def scan(roots: Sequence[str | Path], store: Store, options: ScanOptions,
+         progress: bool = True) -> ScanSummary:
+    started = time.monotonic()
+    run_id = store.start_run({"roots": [str(r) for r in roots], "jobs": options.jobs,
+                              "scheduler": options.scheduler, "rescan": options.rescan,
+                              "verify_hash": options.verify_hash, "elf_cache": options.elf_cache},
+                             __version__, POLICY_DATA_VERSION)
+    summary = ScanSummary(run_id)
+    wheels = {}
+    for path in discover(roots):
+        try:
+            key = content_key(path, options.verify_hash)
+            wheels[key] = wheel_row(path, key)
+        except OSError as e:  # vanished or unreadable between listing and stat
+            row = WheelRow(f"error:{path}", str(path), path.name, 0, None, None, None, None, None, "invalid")
+            store.record_results(run_id, ANALYZER_VERSION, POLICY_DATA_VERSION,
+                                 [(row, ResultRow("error", None, type(e).__name__, f"{path}: {e}"))])
+            summary.errors += 1
+    summary.seen = len(wheels) + summary.errors
+
+    known = {} if options.rescan else store.known_results(wheels, ANALYZER_VERSION, POLICY_DATA_VERSION)
+    store.record_skipped(run_id, known.values())
+    summary.skipped = len(known)
+    todo = [w for key, w in wheels.items() if key not in known]
+    opened = [w for w in todo if w.kind == "linux"]
+    unopened = [w for w in todo if w.kind != "linux"]
+    _record(store, run_id, summary, [(w, _row_without_opening(w)) for w in unopened])
+
+    bar = _Progress(len(opened)) if progress and opened else None
+    executor, close = _executor(options)
+    futures: dict[cf.Future, list[WheelRow]] = {}
+    try:
+        batches = [opened[i:i + options.batch_size] for i in range(0, len(opened), options.batch_size)]
+        futures = {executor.submit(audit_batch, [w.path for w in batch], options.elf_cache, options.check_isa): batch
+                   for batch in batches}
+        done = 0
+        for future in cf.as_completed(futures):
+            batch = futures.pop(future)
+            _record(store, run_id, summary, list(zip(batch, future.result())))
+            done += len(batch)
+            if bar:
+                bar.update(done, summary.errors)
+    except KeyboardInterrupt:
+        summary.status = "interrupted"
+        for future in futures:
+            future.cancel()
+    finally:
+        close(summary.status != "interrupted")
+        summary.seconds = time.monotonic() - started
+        store.finish_run(run_id, summary.status, summary.counts())
+    summary.verdicts, summary.over_promising = _verdict_counts(store, run_id)
+    return summary
+
+
+def _record(store: Store, run_id: int, summary: ScanSummary, rows: list[tuple[WheelRow, ResultRow]]) -> None:
+    if not rows:
+        return
+    store.record_results(run_id, ANALYZER_VERSION, POLICY_DATA_VERSION, rows)
+    for _, result in rows:
+        if result.status == "error":
+            summary.errors += 1
+        elif result.status == "ok":
+            summary.analyzed += 1
+        else:
+            summary.not_analyzed += 1
+
+
+def _verdict_counts(store: Store, run_id: int) -> tuple[dict[str, int], int]:
+    rows = store.db.execute(
+        "SELECT coalesce(r.overall_tag, r.status), count(*) FROM run_wheels rw JOIN results r ON r.id = rw.result_id"
+        " WHERE rw.run_id=? GROUP BY 1 ORDER BY 2 DESC", (run_id,)).fetchall()
+    over = store.db.execute(
+        "SELECT count(*) FROM run_wheels rw JOIN results r ON r.id = rw.result_id"
+        " WHERE rw.run_id=? AND r.over_promises=1", (run_id,)).fetchone()[0]
+    return dict(rows), over

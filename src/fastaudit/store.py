@@ -1,0 +1,314 @@
+"""The SQLite store: runs, wheels, one result per wheel and analyzer, ELF facts; exports.
+
+One file (WAL mode, so readers never block the scanner and a killed scan loses nothing it had
+committed). The schema is versioned and every migration lives in `_MIGRATIONS`, applied in order.
+A result is unique per (wheel content, analyzer version, policy data version): re-running a scan
+cannot duplicate it, and a scan that was killed continues where its last commit ended.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastaudit.errors import FastauditError
+
+SCHEMA_VERSION = 1
+
+_MIGRATIONS: tuple[str, ...] = (
+    # 1: the first schema
+    """
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        started_at REAL NOT NULL,
+        finished_at REAL,
+        arguments TEXT NOT NULL,
+        fastaudit_version TEXT NOT NULL,
+        policy_version TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('running', 'completed', 'interrupted', 'failed')),
+        seen INTEGER NOT NULL DEFAULT 0,
+        analyzed INTEGER NOT NULL DEFAULT 0,
+        skipped INTEGER NOT NULL DEFAULT 0,
+        errors INTEGER NOT NULL DEFAULT 0,
+        not_analyzed INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE wheels (
+        id INTEGER PRIMARY KEY,
+        content_key TEXT NOT NULL UNIQUE,
+        path TEXT NOT NULL,
+        filename TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        project TEXT,
+        version TEXT,
+        python_tags TEXT,
+        abi_tags TEXT,
+        platform_tags TEXT,
+        kind TEXT NOT NULL CHECK (kind IN ('linux', 'pure', 'other', 'invalid'))
+    );
+    CREATE TABLE results (
+        id INTEGER PRIMARY KEY,
+        wheel_id INTEGER NOT NULL REFERENCES wheels(id),
+        analyzer_version TEXT NOT NULL,
+        policy_version TEXT NOT NULL,
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        status TEXT NOT NULL CHECK (status IN ('ok', 'pure', 'not_linux', 'error')),
+        overall_tag TEXT,
+        sym_tag TEXT,
+        external_tag TEXT,
+        blacklist_tag TEXT,
+        isa_tag TEXT,
+        arch TEXT,
+        libc TEXT,
+        over_promises INTEGER,
+        declared_tags TEXT,
+        report TEXT,
+        error_type TEXT,
+        error_message TEXT,
+        error_member TEXT,
+        elapsed REAL,
+        UNIQUE (wheel_id, analyzer_version, policy_version)
+    );
+    CREATE TABLE run_wheels (
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        wheel_id INTEGER NOT NULL REFERENCES wheels(id),
+        result_id INTEGER NOT NULL REFERENCES results(id),
+        outcome TEXT NOT NULL CHECK (outcome IN ('analyzed', 'skipped')),
+        PRIMARY KEY (run_id, wheel_id)
+    );
+    CREATE TABLE elf_facts (
+        result_id INTEGER NOT NULL REFERENCES results(id),
+        member TEXT NOT NULL,
+        arch TEXT,
+        soname TEXT,
+        needed TEXT NOT NULL,
+        isa_level INTEGER NOT NULL,
+        version_requirements TEXT NOT NULL,
+        PRIMARY KEY (result_id, member)
+    );
+    CREATE INDEX results_by_run ON results(run_id);
+    CREATE INDEX results_by_tag ON results(overall_tag);
+    CREATE INDEX results_over_promising ON results(over_promises) WHERE over_promises = 1;
+    CREATE INDEX results_by_status ON results(status);
+    CREATE INDEX wheels_by_project ON wheels(project, version);
+    CREATE INDEX run_wheels_by_result ON run_wheels(result_id);
+    """,
+)
+
+
+class StoreError(FastauditError):
+    """The store file cannot be opened, or was written by a newer fastaudit."""
+
+
+@dataclass(frozen=True)
+class WheelRow:
+    content_key: str
+    path: str
+    filename: str
+    size: int
+    project: str | None
+    version: str | None
+    python_tags: str | None
+    abi_tags: str | None
+    platform_tags: str | None
+    kind: str
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """What a worker sends back for one wheel; `report` is the `show --json` object."""
+
+    status: str
+    report: Mapping[str, Any] | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    error_member: str | None = None
+    elapsed: float = 0.0
+    elf_facts: tuple[Mapping[str, Any], ...] = ()
+
+
+class Store:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            # isolation_level=None: transactions are explicit, one per batch of results
+            self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot open the store: {e}", path=str(self.path)) from e
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _migrate(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            current = self.db.execute("PRAGMA user_version").fetchone()[0]
+            if current > SCHEMA_VERSION:
+                raise StoreError(f"the store has schema {current}; this fastaudit knows up to {SCHEMA_VERSION}",
+                                 path=str(self.path))
+            for version in range(current, SCHEMA_VERSION):
+                for statement in _MIGRATIONS[version].split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version={version + 1}")
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    # --- runs -------------------------------------------------------------------------------
+
+    def start_run(self, arguments: Mapping[str, Any], fastaudit_version: str, policy_version: str) -> int:
+        cur = self.db.execute(
+            "INSERT INTO runs (started_at, arguments, fastaudit_version, policy_version, status)"
+            " VALUES (?, ?, ?, ?, 'running')",
+            (time.time(), json.dumps(arguments, sort_keys=True), fastaudit_version, policy_version))
+        return int(cur.lastrowid)
+
+    def finish_run(self, run_id: int, status: str, counts: Mapping[str, int]) -> None:
+        self.db.execute(
+            "UPDATE runs SET finished_at=?, status=?, seen=?, analyzed=?, skipped=?, errors=?, not_analyzed=?"
+            " WHERE id=?",
+            (time.time(), status, counts.get("seen", 0), counts.get("analyzed", 0), counts.get("skipped", 0),
+             counts.get("errors", 0), counts.get("not_analyzed", 0), run_id))
+
+    def run(self, run_id: int | None = None) -> sqlite3.Row | None:
+        self.db.row_factory = sqlite3.Row
+        try:
+            if run_id is None:
+                return self.db.execute("SELECT * FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+            return self.db.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+        finally:
+            self.db.row_factory = None
+
+    # --- wheels and results -----------------------------------------------------------------
+
+    def known_results(self, content_keys: Iterable[str], analyzer_version: str,
+                      policy_version: str) -> dict[str, tuple[int, int]]:
+        """content key -> (wheel id, result id) for the wheels already judged by this analyzer."""
+        keys = list(content_keys)
+        found: dict[str, tuple[int, int]] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for key, wheel_id, result_id in self.db.execute(
+                    f"SELECT w.content_key, w.id, r.id FROM wheels w JOIN results r ON r.wheel_id = w.id"
+                    f" WHERE w.content_key IN ({marks}) AND r.analyzer_version=? AND r.policy_version=?",
+                    (*chunk, analyzer_version, policy_version)):
+                found[key] = (wheel_id, result_id)
+        return found
+
+    def record_skipped(self, run_id: int, known: Iterable[tuple[int, int]]) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+        self.db.executemany(
+            "INSERT OR IGNORE INTO run_wheels (run_id, wheel_id, result_id, outcome) VALUES (?, ?, ?, 'skipped')",
+            [(run_id, wheel_id, result_id) for wheel_id, result_id in known])
+        self.db.execute("COMMIT")
+
+    def record_results(self, run_id: int, analyzer_version: str, policy_version: str,
+                       batch: Iterable[tuple[WheelRow, ResultRow]]) -> None:
+        """Store a batch of results in one transaction: all of it or, if killed, none of it."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            for wheel, result in batch:
+                self._record_one(run_id, analyzer_version, policy_version, wheel, result)
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def _record_one(self, run_id: int, analyzer_version: str, policy_version: str,
+                    wheel: WheelRow, result: ResultRow) -> None:
+        self.db.execute(
+            "INSERT INTO wheels (content_key, path, filename, size, project, version, python_tags, abi_tags,"
+            " platform_tags, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (content_key) DO UPDATE SET path=excluded.path",
+            (wheel.content_key, wheel.path, wheel.filename, wheel.size, wheel.project, wheel.version,
+             wheel.python_tags, wheel.abi_tags, wheel.platform_tags, wheel.kind))
+        wheel_id = self.db.execute("SELECT id FROM wheels WHERE content_key=?", (wheel.content_key,)).fetchone()[0]
+        report = result.report or {}
+        ours = report.get("fastaudit", {})
+        criteria = ours.get("criteria", {})
+        # a concurrent scan may have judged the same wheel: keep the first result, never two
+        cur = self.db.execute(
+            "INSERT INTO results (wheel_id, analyzer_version, policy_version, run_id, status, overall_tag,"
+            " sym_tag, external_tag, blacklist_tag, isa_tag, arch, libc, over_promises, declared_tags, report,"
+            " error_type, error_message, error_member, elapsed)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (wheel_id, analyzer_version, policy_version) DO NOTHING",
+            (wheel_id, analyzer_version, policy_version, run_id, result.status, report.get("overall_tag"),
+             report.get("sym_tag"), criteria.get("external_library"), criteria.get("blacklisted_symbol"),
+             criteria.get("isa"), ours.get("arch"), ours.get("libc"),
+             int(ours["over_promises"]) if "over_promises" in ours else None,
+             wheel.platform_tags, json.dumps(report) if report else None, result.error_type,
+             result.error_message, result.error_member, result.elapsed))
+        if cur.rowcount == 0:
+            result_id = self.db.execute(
+                "SELECT id FROM results WHERE wheel_id=? AND analyzer_version=? AND policy_version=?",
+                (wheel_id, analyzer_version, policy_version)).fetchone()[0]
+            outcome = "skipped"
+        else:
+            result_id = int(cur.lastrowid)
+            outcome = "analyzed"
+            self.db.executemany(
+                "INSERT INTO elf_facts (result_id, member, arch, soname, needed, isa_level, version_requirements)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(result_id, f["member"], f["arch"], f["soname"], json.dumps(f["needed"]), f["isa_level"],
+                  json.dumps(f["version_requirements"], sort_keys=True)) for f in result.elf_facts])
+        self.db.execute(
+            "INSERT OR IGNORE INTO run_wheels (run_id, wheel_id, result_id, outcome) VALUES (?, ?, ?, ?)",
+            (run_id, wheel_id, result_id, outcome))
+
+    # --- exports ------------------------------------------------------------------------------
+
+    def run_lines(self, run_id: int) -> Iterator[dict[str, Any]]:
+        """One object per wheel of a run, skipped ones included: the `show --json` object (or
+        auditwheel's error object) plus the wheel's path and how the run treated it."""
+        rows = self.db.execute(
+            "SELECT w.path, w.filename, w.kind, r.status, r.report, r.error_type, r.error_message,"
+            " r.error_member, rw.outcome"
+            " FROM run_wheels rw JOIN wheels w ON w.id = rw.wheel_id JOIN results r ON r.id = rw.result_id"
+            " WHERE rw.run_id=? ORDER BY w.path", (run_id,))
+        for path, filename, kind, status, report, error_type, error_message, error_member, outcome in rows:
+            if report:
+                line = json.loads(report)
+            else:
+                line = {"version": 1, "wheel": filename, "error": error_message or status}
+            line["path"] = path
+            line["scan"] = {"outcome": outcome, "status": status, "kind": kind, "error_type": error_type,
+                            "error_member": error_member}
+            yield line
+
+
+CSV_COLUMNS = ("path", "wheel", "status", "overall_tag", "sym_tag", "over_promises", "arch", "libc",
+               "declared_tags", "external_libs", "error")
+
+
+def to_csv(lines: Iterable[Mapping[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    for line in lines:
+        ours = line.get("fastaudit", {})
+        writer.writerow([
+            line["path"], line["wheel"], line["scan"]["status"], line.get("overall_tag", ""),
+            line.get("sym_tag", ""), ours.get("over_promises", ""), ours.get("arch", ""), ours.get("libc", ""),
+            " ".join(ours.get("declared_tags", [])), " ".join(line.get("external_libs", {})),
+            line.get("error", ""),
+        ])
+    return out.getvalue()

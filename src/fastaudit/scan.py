@@ -41,7 +41,7 @@ class ScanOptions:
     verify_hash: bool = False
     elf_cache: bool = True
     check_isa: bool = True
-    batch_size: int = 8
+    max_batch: int = 8
 
 
 @dataclass
@@ -141,11 +141,29 @@ def audit_batch(paths: Sequence[str], use_cache: bool, check_isa: bool) -> list[
     return [audit_one(path, use_cache, check_isa) for path in paths]
 
 
+def make_batches(wheels: list[WheelRow], jobs: int, max_batch: int) -> list[list[WheelRow]]:
+    """Batches of one project's wheels each, largest first.
+
+    A project's wheels share grafted libraries, so keeping them together lets one worker's ELF
+    cache serve them; sending the largest batches first keeps every worker busy to the end
+    (longest-processing-time-first). Batches stay small enough that each worker gets several.
+    """
+    size = max(1, min(max_batch, len(wheels) // max(1, jobs * 4)))
+    ordered = sorted(wheels, key=lambda w: (w.project or "", w.version or "", w.filename))
+    batches: list[list[WheelRow]] = []
+    for wheel in ordered:
+        if batches and len(batches[-1]) < size and batches[-1][-1].project == wheel.project:
+            batches[-1].append(wheel)
+        else:
+            batches.append([wheel])
+    return sorted(batches, key=lambda b: sum(w.size for w in b), reverse=True)
+
+
 def _row_without_opening(wheel: WheelRow) -> ResultRow:
     if wheel.kind == "invalid":
         return ResultRow("error", None, "WheelError", f"{wheel.path}: not a valid wheel file name (PEP 427)")
     if wheel.kind == "pure":
-        return ResultRow("pure", {"version": 1, "wheel": wheel.filename, "pure": True})
+        return ResultRow("pure", to_json(analyze(parse_wheel_name(wheel.filename), {})))
     return ResultRow("not_linux", None)
 
 
@@ -230,7 +248,7 @@ def scan(roots: Sequence[str | Path], store: Store, options: ScanOptions,
     executor, close = _executor(options)
     futures: dict[cf.Future, list[WheelRow]] = {}
     try:
-        batches = [opened[i:i + options.batch_size] for i in range(0, len(opened), options.batch_size)]
+        batches = make_batches(opened, options.jobs, options.max_batch)
         futures = {executor.submit(audit_batch, [w.path for w in batch], options.elf_cache, options.check_isa): batch
                    for batch in batches}
         done = 0

@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
 """Download the real-wheel corpus into a local cache and print the wheel paths.
 
-    python bench/fetch_wheels.py [--set ci|dev|all] [--cache DIR] [--jobs N]
+    python bench/fetch_wheels.py [--set ci|dev|all|recurring] [--cache DIR] [--jobs N]
 
 The corpus lists live in bench/corpus/:
 
-* ``dev-wheels.txt`` and ``extra-wheels.txt`` list wheels as ``<category> <file name>``;
-  ``dev-wheels.sha256`` and ``extra-wheels.sha256`` pin each one (``<sha256>  <file name>``).
+* ``dev-wheels.txt``, ``extra-wheels.txt`` and ``recurring-wheels.txt`` list wheels as
+  ``<category> <file name>``; the ``.sha256`` file of the same name pins each one
+  (``<sha256>  <file name>``).
 * ``ci-wheels.txt`` names a small subset of those wheels, in the same format.
 
-Sets: ``dev`` (the default) is dev-wheels.txt, ``all`` is dev + extra, ``ci`` is ci-wheels.txt.
+Sets: ``dev`` (the default) is dev-wheels.txt, ``all`` is dev + extra, ``ci`` is ci-wheels.txt,
+``recurring`` is recurring-wheels.txt (wheels whose grafted libraries recur, for the ELF cache).
 The cache defaults to $FASTAUDIT_WHEEL_CACHE, else ~/.cache/fastaudit/wheels; --jobs (default 4)
 sets how many downloads run at once.
 
@@ -42,9 +44,10 @@ SETS: dict[str, tuple[str, ...]] = {
     "ci": ("ci-wheels",),
     "dev": ("dev-wheels",),
     "all": ("dev-wheels", "extra-wheels"),
+    "recurring": ("recurring-wheels",),
 }
 # Lists whose sha256 pins are known; a ci-wheels.txt entry must be pinned in one of them.
-PINNED_LISTS = ("dev-wheels", "extra-wheels")
+PINNED_LISTS = ("dev-wheels", "extra-wheels", "recurring-wheels")
 CACHE_ENV = "FASTAUDIT_WHEEL_CACHE"
 DEFAULT_PY_VERSION = "3.12"  # for wheels tagged only py3 / py2.py3
 PIP_TIMEOUT_S = 1800

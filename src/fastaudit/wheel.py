@@ -17,6 +17,7 @@ from pathlib import Path
 
 from fastaudit.elf import ELF_MAGIC
 from fastaudit.errors import WheelError
+from fastaudit.inflate import InflateError, inflate_raw
 
 # A member whose declared size is above this is refused rather than inflated (zip bomb guard).
 MAX_MEMBER_SIZE = int(os.environ.get("FASTAUDIT_MAX_MEMBER_SIZE", 8 << 30))
@@ -152,26 +153,19 @@ class WheelArchive:
             raise WheelError(f"corrupt deflate data: {e}", path=str(self.path), member=member.name) from e
         return head == ELF_MAGIC
 
-    def read(self, member: Member) -> bytes:
-        """The member's whole content; its length must equal the size the directory declares."""
+    def read(self, member: Member) -> bytes | bytearray:
+        """The member's whole content, exactly the size the directory declares (or WheelError)."""
         self._check_member(member)
         data = self._compressed(member)
         if member.compress_type == zipfile.ZIP_STORED:
-            content = bytes(data)
-        else:
-            inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-            try:
-                # max_length caps the output at the declared size: a lying header cannot balloon
-                content = inflater.decompress(data, member.size) if member.size else b""
-            except zlib.error as e:
-                raise WheelError(f"corrupt deflate data: {e}", path=str(self.path), member=member.name) from e
-            if member.size and not inflater.eof and inflater.unconsumed_tail:
-                raise WheelError("member inflates to more than its declared size", path=str(self.path),
-                                 member=member.name)
-        if len(content) != member.size:
-            raise WheelError(f"member inflates to {len(content)} bytes, not the declared {member.size}",
-                             path=str(self.path), member=member.name)
-        return content
+            if len(data) != member.size:
+                raise WheelError(f"stored member holds {len(data)} bytes, not the declared {member.size}",
+                                 path=str(self.path), member=member.name)
+            return bytes(data)
+        try:
+            return inflate_raw(data, member.size)
+        except InflateError as e:
+            raise WheelError(str(e), path=str(self.path), member=member.name) from e
 
     def elf_candidates(self) -> Iterator[Member]:
         """Members that start with the ELF magic; `.py` files are skipped unread. Contents are read

@@ -144,7 +144,7 @@ class RawMember:
 def elf_raw_members(path: Path) -> tuple[list[RawMember], int]:
     """Where the compressed bytes of fastaudit's ELF members lie, and their inflated total."""
     with WheelArchive(path) as archive:
-        elf_names = {member.name for member, _ in archive.elf_members()}
+        elf_names = {member.name for member in archive.elf_candidates()}
     raw: list[RawMember] = []
     total = 0
     with zipfile.ZipFile(path) as zf, open(path, "rb") as f:

@@ -37,6 +37,7 @@ cdef extern from *:
     #define PT_INTERP 3
     #define PT_NOTE 4
     #define PT_GNU_PROPERTY 0x6474e553
+    #define PT_GNU_STACK 0x6474e551
     #define SHT_STRTAB 3
     #define SHT_DYNAMIC 6
     #define SHT_NOTE 7
@@ -79,6 +80,7 @@ cdef extern from *:
     const uint64_t PT_INTERP
     const uint64_t PT_NOTE
     const uint64_t PT_GNU_PROPERTY
+    const uint64_t PT_GNU_STACK
     const uint64_t SHT_STRTAB
     const uint64_t SHT_DYNAMIC
     const uint64_t SHT_NOTE
@@ -330,6 +332,9 @@ cdef int read_segments(Image* im, const Header* h, Segments* s) noexcept nogil:
             s.interp_size = p_filesz
         elif p_type == PT_NOTE or p_type == PT_GNU_PROPERTY:
             s.note_count += 1
+        elif p_type == PT_GNU_STACK and not s.has_gnu_stack:
+            s.has_gnu_stack = True
+            s.stack_flags = rd32(im, ph + 4) if im.is64 else rd32(im, ph + 24)
     return 0
 
 
@@ -909,6 +914,7 @@ def parse(const uint8_t[::1] buf not None, int want=WANT_ALL):
         "rpath": dyn.rpath,
         "runpath": dyn.runpath,
         "flags_1": dyn.flags_1,
+        "stack_flags": segs.stack_flags if segs.has_gnu_stack else None,
     }
     # The string table for dynamic tags: the one DT_STRTAB names, else the section's link.
     if dyn.strtab_mapped:

@@ -51,6 +51,7 @@ EF_ARM_EABIMASK = 0xFF000000
 EF_ARM_EABI_VER5 = 0x05000000
 EF_ARM_ABI_FLOAT_HARD = 0x00000400
 
+PF_X = 1
 STB_WEAK = 2
 STT_NOTYPE = 0
 STT_FUNC = 2
@@ -168,7 +169,14 @@ class ElfInfo:
     version_requirements: Mapping[str, frozenset[str]]
     version_definitions: tuple[str, ...]
     x86_isa_needed: int | None
+    stack_flags: int | None   # PT_GNU_STACK's p_flags; None without that segment
     symbols: DynamicSymbols
+
+    @property
+    def executable_stack(self) -> bool | None:
+        """Whether the loader must make the stack executable (PF_X on PT_GNU_STACK); None when the
+        image has no PT_GNU_STACK, where the loader's default applies."""
+        return None if self.stack_flags is None else bool(self.stack_flags & PF_X)
 
     def footprint(self) -> int:
         """Roughly the bytes these facts hold, for bounding caches of them."""
@@ -281,5 +289,6 @@ def _build(raw: dict, want: int) -> ElfInfo:
         version_requirements={k: frozenset(v) for k, v in requirements.items()},
         version_definitions=definitions,
         x86_isa_needed=raw.get("x86_isa_needed"),
+        stack_flags=raw["stack_flags"],
         symbols=symbols,
     )

@@ -262,6 +262,10 @@ def scan(roots: Sequence[str | Path], store: Store, options: ScanOptions,
         summary.status = "interrupted"
         for future in futures:
             future.cancel()
+    except BaseException:
+        # a worker killed from outside, a full disk, a lost cluster: the run did not complete
+        summary.status = "failed"
+        raise
     finally:
         close(summary.status != "interrupted")
         summary.seconds = time.monotonic() - started

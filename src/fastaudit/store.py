@@ -138,12 +138,26 @@ class Store:
         try:
             # isolation_level=None: transactions are explicit, one per batch of results
             self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
+            self._set_wal()
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
         except sqlite3.Error as e:
             raise StoreError(f"cannot open the store: {e}", path=str(self.path)) from e
+
+    def _set_wal(self, timeout: float = 60.0) -> None:
+        """Switch to WAL, waiting while another connection holds the lock. SQLite does not call the
+        busy handler here (a shared lock cannot wait for a reserved one without risking deadlock),
+        so two processes opening a new store at once would otherwise fail at once with "locked"."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     def close(self) -> None:
         self.db.close()
@@ -168,7 +182,8 @@ class Store:
                 self.db.execute(f"PRAGMA user_version={version + 1}")
             self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:  # Ctrl-C may land just after COMMIT
+                self.db.execute("ROLLBACK")
             raise
 
     # --- runs -------------------------------------------------------------------------------
@@ -229,7 +244,8 @@ class Store:
                 self._record_one(run_id, analyzer_version, policy_version, wheel, result)
             self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:  # Ctrl-C may land just after COMMIT
+                self.db.execute("ROLLBACK")
             raise
 
     def _record_one(self, run_id: int, analyzer_version: str, policy_version: str,

@@ -144,28 +144,30 @@ class WheelArchive:
         if member.size < len(ELF_MAGIC):
             return False
         self._check_member(member)
-        data = self._compressed(member)
-        if member.compress_type == zipfile.ZIP_STORED:
-            return bytes(data[:4]) == ELF_MAGIC
-        try:
-            head = zlib.decompressobj(-zlib.MAX_WBITS).decompress(data[:1024], len(ELF_MAGIC))
-        except zlib.error as e:
-            raise WheelError(f"corrupt deflate data: {e}", path=str(self.path), member=member.name) from e
+        # Release the view into the map on every way out: while one lives (as it would in the
+        # traceback of an error), the map cannot close, and closing it would raise BufferError.
+        with self._compressed(member) as data:
+            if member.compress_type == zipfile.ZIP_STORED:
+                return bytes(data[:4]) == ELF_MAGIC
+            try:
+                head = zlib.decompressobj(-zlib.MAX_WBITS).decompress(data[:1024], len(ELF_MAGIC))
+            except zlib.error as e:
+                raise WheelError(f"corrupt deflate data: {e}", path=str(self.path), member=member.name) from e
         return head == ELF_MAGIC
 
     def read(self, member: Member) -> bytes | bytearray:
         """The member's whole content, exactly the size the directory declares (or WheelError)."""
         self._check_member(member)
-        data = self._compressed(member)
-        if member.compress_type == zipfile.ZIP_STORED:
-            if len(data) != member.size:
-                raise WheelError(f"stored member holds {len(data)} bytes, not the declared {member.size}",
-                                 path=str(self.path), member=member.name)
-            return bytes(data)
-        try:
-            return inflate_raw(data, member.size)
-        except InflateError as e:
-            raise WheelError(str(e), path=str(self.path), member=member.name) from e
+        with self._compressed(member) as data:  # released on every way out, as above
+            if member.compress_type == zipfile.ZIP_STORED:
+                if len(data) != member.size:
+                    raise WheelError(f"stored member holds {len(data)} bytes, not the declared {member.size}",
+                                     path=str(self.path), member=member.name)
+                return bytes(data)
+            try:
+                return inflate_raw(data, member.size)
+            except InflateError as e:
+                raise WheelError(str(e), path=str(self.path), member=member.name) from e
 
     def elf_candidates(self) -> Iterator[Member]:
         """Members that start with the ELF magic; `.py` files are skipped unread. Contents are read

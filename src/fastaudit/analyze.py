@@ -342,7 +342,8 @@ def read_wheel_elves(path: str | PathLike[str], cache: ElfCache | None = None) -
                 try:
                     info = read_elf(archive.read(member))
                 except ELFError as e:
-                    raise e.with_location(path=str(path), member=member.name)
+                    e.with_location(path=str(path), member=member.name)
+                    raise
                 if cache is not None:
                     cache.put(member, info)
             elves[member.name] = info

@@ -141,18 +141,18 @@ def audit_batch(paths: Sequence[str], use_cache: bool, check_isa: bool) -> list[
     return [audit_one(path, use_cache, check_isa) for path in paths]
 
 
-def make_batches(wheels: list[WheelRow], jobs: int, max_batch: int) -> list[list[WheelRow]]:
-    """Batches of one project's wheels each, largest first.
+def make_batches(wheels: list[WheelRow], max_batch: int) -> list[list[WheelRow]]:
+    """Batches of one release's wheels each (up to max_batch), largest first.
 
-    A project's wheels share grafted libraries, so keeping them together lets one worker's ELF
-    cache serve them; sending the largest batches first keeps every worker busy to the end
-    (longest-processing-time-first). Batches stay small enough that each worker gets several.
+    The wheels of a release (one per CPython version) carry byte-identical grafted libraries, so
+    keeping them together lets one worker's ELF cache serve them all; sending the largest batches
+    first keeps every worker busy to the end (longest-processing-time-first).
     """
-    size = max(1, min(max_batch, len(wheels) // max(1, jobs * 4)))
     ordered = sorted(wheels, key=lambda w: (w.project or "", w.version or "", w.filename))
     batches: list[list[WheelRow]] = []
     for wheel in ordered:
-        if batches and len(batches[-1]) < size and batches[-1][-1].project == wheel.project:
+        last = batches[-1][-1] if batches else None
+        if last and len(batches[-1]) < max_batch and (last.project, last.version) == (wheel.project, wheel.version):
             batches[-1].append(wheel)
         else:
             batches.append([wheel])
@@ -248,7 +248,7 @@ def scan(roots: Sequence[str | Path], store: Store, options: ScanOptions,
     executor, close = _executor(options)
     futures: dict[cf.Future, list[WheelRow]] = {}
     try:
-        batches = make_batches(opened, options.jobs, options.max_batch)
+        batches = make_batches(opened, options.max_batch)
         futures = {executor.submit(audit_batch, [w.path for w in batch], options.elf_cache, options.check_isa): batch
                    for batch in batches}
         done = 0

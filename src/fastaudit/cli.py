@@ -7,13 +7,10 @@ import sys
 
 import click
 
-from fastaudit.analyze import audit_wheel
 from fastaudit.errors import FastauditError
-from fastaudit.lddtree import resolve_on_host
-from fastaudit.report.scan import render_summary
-from fastaudit.scan import ScanOptions, scan
-from fastaudit.store import Store, StoreError, to_csv
-from fastaudit.report.show import error_json, render_text, render_tree, to_json, tree_to_json
+
+# Each command imports what it uses: `scan` of an unchanged mirror should not pay for loading the
+# ELF extension and numpy, which only its workers need.
 
 # Exit codes of `show`, documented in the README.
 EXIT_CONSISTENT = 0
@@ -38,6 +35,9 @@ def show(wheels: tuple[str, ...], as_json: bool, disable_isa_ext_check: bool) ->
     Exit 0: consistent with its declared tag; 1: over-promises, or satisfies no manylinux/musllinux
     tag; 2: usage error or unreadable input.
     """
+    from fastaudit.analyze import audit_wheel
+    from fastaudit.report.show import error_json, render_text, to_json
+
     exit_code = EXIT_CONSISTENT
     for path in wheels:
         try:
@@ -62,6 +62,9 @@ def show(wheels: tuple[str, ...], as_json: bool, disable_isa_ext_check: bool) ->
 @click.option("--json", "as_json", is_flag=True, help="The tree as one JSON object.")
 def lddtree(file: str, as_json: bool) -> None:
     """The shared libraries FILE needs, resolved on this machine as the dynamic loader would."""
+    from fastaudit.lddtree import resolve_on_host
+    from fastaudit.report.show import render_tree, tree_to_json
+
     try:
         tree = resolve_on_host(file)
     except FastauditError as e:
@@ -90,6 +93,10 @@ def lddtree(file: str, as_json: bool) -> None:
 def scan_command(paths: tuple[str, ...], db: str, jobs: int | None, scheduler: str | None, rescan: bool,
                  verify_hash: bool, no_elf_cache: bool, jsonl: str | None, strict: bool) -> None:
     """Audit every wheel under PATHS (folders or a bandersnatch mirror) into the store."""
+    from fastaudit.report.scan import render_summary
+    from fastaudit.scan import ScanOptions, scan
+    from fastaudit.store import Store
+
     options = ScanOptions(jobs=jobs or os.cpu_count() or 1, scheduler=scheduler, rescan=rescan,
                           verify_hash=verify_hash, elf_cache=not no_elf_cache)
     try:
@@ -113,6 +120,8 @@ def scan_command(paths: tuple[str, ...], db: str, jobs: int | None, scheduler: s
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default="-", help="File to write, - for stdout.")
 def export_command(db: str, run_id: int | None, fmt: str, output: str) -> None:
     """Write the results of a run as JSON lines (show --json objects plus path) or CSV."""
+    from fastaudit.store import Store, StoreError, to_csv
+
     try:
         with Store(db) as store:
             run = store.run(run_id)

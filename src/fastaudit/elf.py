@@ -23,7 +23,6 @@ WANT_DYNSYM = _elf.WANT_DYNSYM
 WANT_NOTES = _elf.WANT_NOTES
 WANT_ALL = _elf.WANT_ALL
 
-ELF_MAGIC = b"\x7fELF"
 
 EM_386 = 3
 EM_PPC64 = 21
@@ -215,10 +214,6 @@ class ElfInfo:
         if len(sym):
             mask[0] = False
         return frozenset(sym.names_where(mask)) - {""}
-
-
-def is_elf(head: bytes) -> bool:
-    return head[:4] == ELF_MAGIC
 
 
 def read_elf(buffer: Buffer, want: int = WANT_ALL) -> ElfInfo:

@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastaudit import __version__
-from fastaudit.analyze import ElfCache, analyze, check_linux_wheel_name, read_wheel_elves
 from fastaudit.errors import FastauditError, WheelError
 from fastaudit.policy import POLICY_DATA_VERSION
-from fastaudit.report.show import to_json
 from fastaudit.store import ResultRow, Store, WheelRow
 from fastaudit.wheel import parse_wheel_name
+
+# The analysis (numpy and the ELF extension) is imported by the workers that use it, not by the
+# process that walks the tree: a re-scan that skips every wheel then costs little more than a walk.
 
 # web/packages/<h[0:2]>/<h[2:4]>/<h[4:]>/<file>: the path is the file's BLAKE2b-256
 _MIRROR_PATH = re.compile(r"(?:^|/)packages/([0-9a-f]{2})/([0-9a-f]{2})/([0-9a-f]{60})/[^/]+$")
@@ -115,12 +116,15 @@ def _elf_facts(elves) -> tuple[dict, ...]:
         for member, info in sorted(elves.items()))
 
 
-# One cache per worker process, kept across the batches it runs.
-_WORKER_CACHE: ElfCache | None = None
+# One cache per worker process, kept across the batches it runs (an ElfCache).
+_WORKER_CACHE = None
 
 
 def audit_one(path: str, use_cache: bool, check_isa: bool) -> ResultRow:
     """A wheel's result row; any failure to read it becomes an error row, never an exception."""
+    from fastaudit.analyze import ElfCache, analyze, check_linux_wheel_name, read_wheel_elves
+    from fastaudit.report.show import to_json
+
     global _WORKER_CACHE
     if use_cache and _WORKER_CACHE is None:
         _WORKER_CACHE = ElfCache()
@@ -163,6 +167,9 @@ def _row_without_opening(wheel: WheelRow) -> ResultRow:
     if wheel.kind == "invalid":
         return ResultRow("error", None, "WheelError", f"{wheel.path}: not a valid wheel file name (PEP 427)")
     if wheel.kind == "pure":
+        from fastaudit.analyze import analyze
+        from fastaudit.report.show import to_json
+
         return ResultRow("pure", to_json(analyze(parse_wheel_name(wheel.filename), {})))
     return ResultRow("not_linux", None)
 

@@ -15,9 +15,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastaudit.elf import ELF_MAGIC
 from fastaudit.errors import WheelError
 from fastaudit.inflate import InflateError, inflate_raw
+
+# The first four bytes of every ELF image (gABI e_ident[EI_MAG0..EI_MAG3]).
+ELF_MAGIC = b"\x7fELF"
 
 # A member whose declared size is above this is refused rather than inflated (zip bomb guard).
 MAX_MEMBER_SIZE = int(os.environ.get("FASTAUDIT_MAX_MEMBER_SIZE", 8 << 30))

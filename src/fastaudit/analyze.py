@@ -301,6 +301,9 @@ class ElfCache:
         self.held = 0
         self.hits = 0
         self._entries: dict[tuple[str, int, int, int], tuple[ElfInfo, int]] = {}
+        # members known not to be ELF (headers, stubs, data): their magic need not be inflated again
+        self._not_elf: set[tuple[str, int, int, int]] = set()
+        self.max_not_elf = 1 << 20
 
     @staticmethod
     def key(member: Member) -> tuple[str, int, int, int]:
@@ -314,6 +317,14 @@ class ElfCache:
         self._entries[key] = entry  # most recently used goes last
         self.hits += 1
         return entry[0]
+
+    def is_known_not_elf(self, member: Member) -> bool:
+        return self.key(member) in self._not_elf
+
+    def put_not_elf(self, member: Member) -> None:
+        if len(self._not_elf) >= self.max_not_elf:
+            self._not_elf.clear()  # a crude bound: these entries are tiny and cheap to relearn
+        self._not_elf.add(self.key(member))
 
     def put(self, member: Member, info: ElfInfo) -> None:
         cost = info.footprint()
@@ -335,9 +346,13 @@ def read_wheel_elves(path: str | PathLike[str], cache: ElfCache | None = None) -
     elves: dict[str, ElfInfo] = {}
     with WheelArchive(path) as archive:
         for member in archive.members:
+            if member.name.endswith(".py") or cache is not None and cache.is_known_not_elf(member):
+                continue
             info = cache.get(member) if cache is not None else None
             if info is None:
-                if member.name.endswith(".py") or not archive.starts_with_elf_magic(member):
+                if not archive.starts_with_elf_magic(member):
+                    if cache is not None:
+                        cache.put_not_elf(member)
                     continue
                 try:
                     info = read_elf(archive.read(member))

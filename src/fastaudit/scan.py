@@ -252,6 +252,10 @@ def scan(roots: Sequence[str | Path], store: Store, options: ScanOptions,
     _record(store, run_id, summary, [(w, _row_without_opening(w)) for w in unopened])
 
     bar = _Progress(len(opened)) if progress and opened else None
+    if opened:
+        # load the analysis before the pool forks, so each worker does not import it again
+        import fastaudit.analyze  # noqa: F401
+        import fastaudit.report.show  # noqa: F401
     executor, close = _executor(options)
     futures: dict[cf.Future, list[WheelRow]] = {}
     try:

@@ -8,7 +8,7 @@ PyFPE_jbuf / UCS2 checks. Unlike auditwheel, nothing is looked up on the host ru
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from os import PathLike
 
@@ -21,7 +21,7 @@ from fastaudit.wheel import Member, WheelArchive, WheelName, parse_wheel_name
 GLIBC = "glibc"
 MUSL = "musl"
 
-# criteria, in the order reports list them
+# the criteria a Reason names
 SYMBOL_VERSION = "symbol_version"
 EXTERNAL_LIBRARY = "external_library"
 BLACKLISTED_SYMBOL = "blacklisted_symbol"
@@ -30,7 +30,6 @@ PYFPE = "pyfpe"
 UCS2 = "ucs2"
 ARCH = "arch"
 LIBC = "libc"
-CRITERIA = (SYMBOL_VERSION, EXTERNAL_LIBRARY, BLACKLISTED_SYMBOL, ISA, PYFPE, UCS2, ARCH, LIBC)
 
 _PYFPE_SYMBOLS = ("PyFPE_jbuf", "PyFPE_dummy", "PyFPE_counter")
 
@@ -218,7 +217,6 @@ class _Verdict:
         self.policies = policies
         self.members = members
         self.audited = audited
-        self.trees = trees
         self.external: dict[Policy, dict[str, set[str]]] = {}     # policy -> soname -> members
         self.blacklist: dict[Policy, dict[tuple[str, str], set[str]]] = {}  # (lib, symbol) -> members
         # Most policies share a whitelist or a blacklist with their neighbours: compute each once.
@@ -246,7 +244,8 @@ class _Verdict:
             self.blacklist[policy] = by_blacklist[blacklist_key]
         self.required = _required_versions(members)
 
-    def best(self, satisfied) -> Policy:
+    def best(self, satisfied: Callable[[Policy], bool]) -> Policy:
+        """The most compatible policy that satisfies a criterion; linux satisfies every one."""
         return max((p for p in self.policies if satisfied(p)), default=self.policies[0])
 
     def symbol_ok(self, policy: Policy) -> bool:

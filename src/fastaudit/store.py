@@ -202,6 +202,22 @@ class Store:
             (time.time(), status, counts.get("seen", 0), counts.get("analyzed", 0), counts.get("skipped", 0),
              counts.get("errors", 0), counts.get("not_analyzed", 0), run_id))
 
+    def run_counts(self, run_id: int) -> dict[str, int]:
+        """What a run did, read from what it committed (so an interrupted run's counts stay true)."""
+        counts = {"analyzed": 0, "skipped": 0, "errors": 0, "not_analyzed": 0}
+        for outcome, status, count in self.db.execute(
+                "SELECT rw.outcome, r.status, count(*) FROM run_wheels rw JOIN results r ON r.id = rw.result_id"
+                " WHERE rw.run_id=? GROUP BY 1, 2", (run_id,)):
+            if outcome == "skipped":
+                counts["skipped"] += count
+            elif status == "error":
+                counts["errors"] += count
+            elif status == "ok":
+                counts["analyzed"] += count
+            else:
+                counts["not_analyzed"] += count
+        return counts
+
     def run(self, run_id: int | None = None) -> sqlite3.Row | None:
         self.db.row_factory = sqlite3.Row
         try:

@@ -35,4 +35,5 @@ extensions = [
     )
 ]
 
-setup(ext_modules=cythonize(extensions, compiler_directives=directives))
+# force: a release _elf.c left over from an earlier build must not stand in for the debug one
+setup(ext_modules=cythonize(extensions, compiler_directives=directives, force=DEBUG))

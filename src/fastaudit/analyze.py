@@ -16,7 +16,7 @@ from fastaudit.elf import STT_FUNC, STT_NOTYPE, ElfInfo, read_elf
 from fastaudit.errors import ELFError, FastauditError, WheelError
 from fastaudit.lddtree import DependencyTree, is_dynamic_loader, resolve_tree
 from fastaudit.policy import Policy, policies_for, policy_for_tag
-from fastaudit.wheel import Member, WheelArchive, WheelName, parse_wheel_name
+from fastaudit.wheel import Member, WheelArchive, WheelName, is_linux_tag, parse_wheel_name
 
 GLIBC = "glibc"
 MUSL = "musl"
@@ -141,7 +141,7 @@ _ARCHES = ("x86_64", "i686", "aarch64", "ppc64le", "ppc64", "s390x", "armv7l", "
 
 def _arch_from_tags(tags: Iterable[str]) -> str | None:
     """The one architecture the Linux platform tags name; None when they name none or several."""
-    arches = {arch for tag in tags if tag.startswith(("manylinux", "musllinux", "linux_"))
+    arches = {arch for tag in tags if is_linux_tag(tag)
               for arch in _ARCHES if tag.endswith("_" + arch)}
     return arches.pop() if len(arches) == 1 else None
 

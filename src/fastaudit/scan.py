@@ -281,7 +281,7 @@ def scan(roots: Sequence[str | Path], store: Store, options: ScanOptions,
         summary.analyzed, summary.skipped = counts["analyzed"], counts["skipped"]
         summary.errors, summary.not_analyzed = counts["errors"], counts["not_analyzed"]
         store.finish_run(run_id, summary.status, {"seen": summary.seen, **counts})
-    summary.verdicts, summary.over_promising = _verdict_counts(store, run_id)
+    summary.verdicts, summary.over_promising = store.verdict_counts(run_id)
     return summary
 
 
@@ -290,13 +290,3 @@ def _record(store: Store, run_id: int, summary: ScanSummary, rows: list[tuple[Wh
         return
     store.record_results(run_id, ANALYZER_VERSION, POLICY_DATA_VERSION, rows)
     summary.errors += sum(result.status == "error" for _, result in rows)  # for the progress line
-
-
-def _verdict_counts(store: Store, run_id: int) -> tuple[dict[str, int], int]:
-    rows = store.db.execute(
-        "SELECT coalesce(r.overall_tag, r.status), count(*) FROM run_wheels rw JOIN results r ON r.id = rw.result_id"
-        " WHERE rw.run_id=? GROUP BY 1 ORDER BY 2 DESC", (run_id,)).fetchall()
-    over = store.db.execute(
-        "SELECT count(*) FROM run_wheels rw JOIN results r ON r.id = rw.result_id"
-        " WHERE rw.run_id=? AND r.over_promises=1", (run_id,)).fetchone()[0]
-    return dict(rows), over

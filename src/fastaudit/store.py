@@ -13,6 +13,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -168,9 +169,20 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _migrate(self) -> None:
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction: all of it is committed or, on any exception, none of it."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
+            yield
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:  # Ctrl-C may land just after COMMIT
+                self.db.execute("ROLLBACK")
+            raise
+
+    def _migrate(self) -> None:
+        with self._transaction():
             current = self.db.execute("PRAGMA user_version").fetchone()[0]
             if current > SCHEMA_VERSION:
                 raise StoreError(f"the store has schema {current}; this fastaudit knows up to {SCHEMA_VERSION}",
@@ -180,11 +192,6 @@ class Store:
                     if statement.strip():
                         self.db.execute(statement)
                 self.db.execute(f"PRAGMA user_version={version + 1}")
-            self.db.execute("COMMIT")
-        except BaseException:
-            if self.db.in_transaction:  # Ctrl-C may land just after COMMIT
-                self.db.execute("ROLLBACK")
-            raise
 
     # --- runs -------------------------------------------------------------------------------
 
@@ -218,6 +225,17 @@ class Store:
                 counts["not_analyzed"] += count
         return counts
 
+    def verdict_counts(self, run_id: int) -> tuple[dict[str, int], int]:
+        """Wheels of a run per overall tag (or status, when there is none), and how many over-promise."""
+        rows = self.db.execute(
+            "SELECT coalesce(r.overall_tag, r.status), count(*) FROM run_wheels rw"
+            " JOIN results r ON r.id = rw.result_id WHERE rw.run_id=? GROUP BY 1 ORDER BY 2 DESC",
+            (run_id,)).fetchall()
+        over = self.db.execute(
+            "SELECT count(*) FROM run_wheels rw JOIN results r ON r.id = rw.result_id"
+            " WHERE rw.run_id=? AND r.over_promises=1", (run_id,)).fetchone()[0]
+        return dict(rows), over
+
     def run(self, run_id: int | None = None) -> sqlite3.Row | None:
         self.db.row_factory = sqlite3.Row
         try:
@@ -245,24 +263,17 @@ class Store:
         return found
 
     def record_skipped(self, run_id: int, known: Iterable[tuple[int, int]]) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
-        self.db.executemany(
-            "INSERT OR IGNORE INTO run_wheels (run_id, wheel_id, result_id, outcome) VALUES (?, ?, ?, 'skipped')",
-            [(run_id, wheel_id, result_id) for wheel_id, result_id in known])
-        self.db.execute("COMMIT")
+        with self._transaction():
+            self.db.executemany(
+                "INSERT OR IGNORE INTO run_wheels (run_id, wheel_id, result_id, outcome) VALUES (?, ?, ?, 'skipped')",
+                [(run_id, wheel_id, result_id) for wheel_id, result_id in known])
 
     def record_results(self, run_id: int, analyzer_version: str, policy_version: str,
                        batch: Iterable[tuple[WheelRow, ResultRow]]) -> None:
         """Store a batch of results in one transaction: all of it or, if killed, none of it."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             for wheel, result in batch:
                 self._record_one(run_id, analyzer_version, policy_version, wheel, result)
-            self.db.execute("COMMIT")
-        except BaseException:
-            if self.db.in_transaction:  # Ctrl-C may land just after COMMIT
-                self.db.execute("ROLLBACK")
-            raise
 
     def _record_one(self, run_id: int, analyzer_version: str, policy_version: str,
                     wheel: WheelRow, result: ResultRow) -> None:

@@ -50,10 +50,10 @@ class WheelName:
 
     @property
     def is_linux(self) -> bool:
-        return any(_is_linux_tag(tag) for tag in self.platform_tags)
+        return any(is_linux_tag(tag) for tag in self.platform_tags)
 
 
-def _is_linux_tag(tag: str) -> bool:
+def is_linux_tag(tag: str) -> bool:
     return tag.startswith(("manylinux", "musllinux", "linux_"))
 
 

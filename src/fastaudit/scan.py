@@ -13,8 +13,10 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -220,63 +222,100 @@ def _executor(options: ScanOptions) -> tuple[cf.Executor, Callable[[bool], None]
     return pool, lambda wait: pool.shutdown(wait=wait, cancel_futures=True)
 
 
+@contextmanager
+def _sigint_as_request() -> Iterator[threading.Event]:
+    """Turn the first Ctrl-C into a stop request the scan checks at safe points.
+
+    A KeyboardInterrupt raised at an arbitrary bytecode can land between BEGIN and the try that
+    would roll it back, leaving the run's last write uncommitted; a flag cannot. A second Ctrl-C
+    gets the previous handler back, for a user who does not want to wait.
+    """
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop  # signals only reach the main thread; a library caller stops its own way
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def request_stop(signum: int, frame: object) -> None:
+        stop.set()
+        signal.signal(signal.SIGINT, previous)
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def scan(roots: Sequence[str | Path], store: Store, options: ScanOptions,
          progress: bool = True) -> ScanSummary:
+    with _sigint_as_request() as stop:
+        return _scan(roots, store, options, progress, stop)
+
+
+def _scan(roots: Sequence[str | Path], store: Store, options: ScanOptions, progress: bool,
+          stop: threading.Event) -> ScanSummary:
     started = time.monotonic()
     run_id = store.start_run({"roots": [str(r) for r in roots], "jobs": options.jobs,
                               "scheduler": options.scheduler, "rescan": options.rescan,
                               "verify_hash": options.verify_hash, "elf_cache": options.elf_cache},
                              __version__, POLICY_DATA_VERSION)
     summary = ScanSummary(run_id)
-    wheels = {}
-    for path in discover(roots):
-        try:
-            key = content_key(path, options.verify_hash)
-            wheels[key] = wheel_row(path, key)
-        except OSError as e:  # vanished or unreadable between listing and stat
-            row = WheelRow(f"error:{path}", str(path), path.name, 0, None, None, None, None, None, "invalid")
-            store.record_results(run_id, ANALYZER_VERSION, POLICY_DATA_VERSION,
-                                 [(row, ResultRow("error", None, type(e).__name__, f"{path}: {e}"))])
-            summary.errors += 1
-    summary.seen = len(wheels) + summary.errors
-
-    known = {} if options.rescan else store.known_results(wheels, ANALYZER_VERSION, POLICY_DATA_VERSION)
-    store.record_skipped(run_id, known.values())
-    todo = [w for key, w in wheels.items() if key not in known]
-    opened = [w for w in todo if w.kind == "linux"]
-    unopened = [w for w in todo if w.kind != "linux"]
-    _record(store, run_id, summary, [(w, _row_without_opening(w)) for w in unopened])
-
-    bar = _Progress(len(opened)) if progress and opened else None
-    if opened:
-        # load the analysis before the pool forks, so each worker does not import it again
-        import fastaudit.analyze  # noqa: F401
-        import fastaudit.report.show  # noqa: F401
-    executor, close = _executor(options)
-    futures: dict[cf.Future, list[WheelRow]] = {}
+    close: Callable[[bool], None] | None = None
+    pending: dict[cf.Future, list[WheelRow]] = {}
     try:
-        batches = make_batches(opened, options.max_batch)
-        futures = {executor.submit(audit_batch, [w.path for w in batch], options.elf_cache, options.check_isa): batch
-                   for batch in batches}
+        wheels = {}
+        for path in discover(roots):
+            if stop.is_set():
+                raise KeyboardInterrupt
+            try:
+                key = content_key(path, options.verify_hash)
+                wheels[key] = wheel_row(path, key)
+            except OSError as e:  # vanished or unreadable between listing and stat
+                row = WheelRow(f"error:{path}", str(path), path.name, 0, None, None, None, None, None, "invalid")
+                store.record_results(run_id, ANALYZER_VERSION, POLICY_DATA_VERSION,
+                                     [(row, ResultRow("error", None, type(e).__name__, f"{path}: {e}"))])
+                summary.errors += 1
+        summary.seen = len(wheels) + summary.errors
+
+        known = {} if options.rescan else store.known_results(wheels, ANALYZER_VERSION, POLICY_DATA_VERSION)
+        store.record_skipped(run_id, known.values())
+        todo = [w for key, w in wheels.items() if key not in known]
+        opened = [w for w in todo if w.kind == "linux"]
+        unopened = [w for w in todo if w.kind != "linux"]
+        _record(store, run_id, summary, [(w, _row_without_opening(w)) for w in unopened])
+
+        bar = _Progress(len(opened)) if progress and opened else None
+        if opened:
+            # load the analysis before the pool forks, so each worker does not import it again
+            import fastaudit.analyze  # noqa: F401
+            import fastaudit.report.show  # noqa: F401
+        executor, close = _executor(options)
+        pending = {executor.submit(audit_batch, [w.path for w in batch], options.elf_cache, options.check_isa): batch
+                   for batch in make_batches(opened, options.max_batch)}
         done = 0
-        for future in cf.as_completed(futures):
-            batch = futures.pop(future)
-            _record(store, run_id, summary, list(zip(batch, future.result())))
-            done += len(batch)
-            if bar:
-                bar.update(done, summary.errors)
+        while pending:
+            if stop.is_set():
+                raise KeyboardInterrupt
+            finished, _ = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
+            for future in finished:
+                batch = pending.pop(future)
+                _record(store, run_id, summary, list(zip(batch, future.result())))
+                done += len(batch)
+                if bar:
+                    bar.update(done, summary.errors)
     except KeyboardInterrupt:
         summary.status = "interrupted"
-        for future in futures:
+        for future in pending:
             future.cancel()
     except BaseException:
         # a worker killed from outside, a full disk, a lost cluster: the run did not complete
         summary.status = "failed"
         raise
     finally:
-        close(summary.status != "interrupted")
+        if close:
+            close(summary.status != "interrupted")
         summary.seconds = time.monotonic() - started
-        # counted from the store: Ctrl-C may land between a batch's commit and any counter here
+        # counted from the store: a second Ctrl-C may land between a batch's commit and any counter here
         counts = store.run_counts(run_id)
         summary.analyzed, summary.skipped = counts["analyzed"], counts["skipped"]
         summary.errors, summary.not_analyzed = counts["errors"], counts["not_analyzed"]

@@ -203,6 +203,10 @@ class Store:
         return int(cur.lastrowid)
 
     def finish_run(self, run_id: int, status: str, counts: Mapping[str, int]) -> None:
+        if self.db.in_transaction:
+            # a second Ctrl-C between BEGIN and its try left a batch half written: drop it, so the
+            # run's status does not join it in an open transaction that closing would roll back
+            self.db.execute("ROLLBACK")
         self.db.execute(
             "UPDATE runs SET finished_at=?, status=?, seen=?, analyzed=?, skipped=?, errors=?, not_analyzed=?"
             " WHERE id=?",

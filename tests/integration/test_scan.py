@@ -541,6 +541,39 @@ def test_sigint_stops_a_scan_cleanly_and_a_rerun_completes_the_rest(
         assert report == expected_reports[Path(path).name], path
 
 
+def test_sigint_at_random_moments_always_closes_the_run(
+        tmp_path: Path, many: Folder, scans: Callable[..., subprocess.Popen[str]]) -> None:
+    """Ctrl-C at seeded moments, from discovery to the last batches: the run is always closed."""
+    rng = random.Random(20261125)
+    db = tmp_path / "poked.db"
+    interrupted = 0
+    for round_number in range(1, 7):
+        _, results_before = progress(db)
+        proc = scans(db, "--rescan", "--no-elf-cache", many.root)
+        wait_until(lambda: progress(db)[0] >= round_number, proc, f"run {round_number} to start")
+        if round_number % 2:  # during discovery or the first batches
+            time.sleep(rng.uniform(0.0, 0.2))
+        else:  # once some results of this run are in
+            target = rng.randint(1, 12)
+            wait_until(lambda: query(db, "SELECT count(*) FROM run_wheels WHERE run_id=?", round_number)[0][0]
+                       >= target, proc, f"{target} results of run {round_number}")
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=CLI_TIMEOUT)
+        run = run_row(db, round_number)
+        assert "Traceback" not in err, err
+        if proc.returncode == 0:  # the scan won the race
+            assert run["status"] == "completed", run
+        else:
+            assert proc.returncode == 130 and "interrupted" in out, (proc.returncode, out, err)
+            assert run["status"] == "interrupted", run
+            interrupted += 1
+        assert run["finished_at"] is not None, run
+        assert_group_gone(proc.pid)
+        assert_results_complete(db)
+        assert not query(db, "SELECT count(*) FROM runs WHERE status='running'")[0][0]
+    assert interrupted >= 4  # most rounds must land mid-scan, or this tests nothing
+
+
 # ---- 4. two scans at once ------------------------------------------------------------------------------
 
 def test_two_scans_at_once_on_one_store(tmp_path: Path, many: Folder, scenarios: dict[str, elfbuild.Scenario],

@@ -124,7 +124,8 @@ def scan_command(paths: tuple[str, ...], db: str, jobs: int | None, scheduler: s
 @click.option("--exclude", multiple=True, metavar="PATTERN",
               help="Leave libraries matching this fnmatch pattern (soname or host path) outside; repeatable.")
 @click.option("--strip", is_flag=True, help="Strip symbols (strip -s) from the ELF members and grafted libraries.")
-@click.option("--only-plat", is_flag=True, help="Tag with the target only, not with more compatible tags it also meets.")
+@click.option("--only-plat", is_flag=True,
+              help="Tag with the target only, not with more compatible tags it also meets.")
 @click.option("--no-update-tags", is_flag=True, help="Keep the file name and the WHEEL tags as they are.")
 @click.option("-z", "--zip-compression-level", type=click.IntRange(-1, 9), default=-1, show_default=True,
               help="zlib level for the members repair writes (unchanged members are copied as stored).")

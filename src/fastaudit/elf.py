@@ -322,7 +322,8 @@ def check_edits(info: ElfInfo, edits: ElfEdits) -> None:
     """Refuse a plan that does not fit the image, before any byte is written."""
     for name in (*edits.replace_needed, *edits.remove_needed):
         if name not in info.needed:
-            raise RepairError(f"{name} is not a DT_NEEDED entry (the image needs {', '.join(info.needed) or 'nothing'})")
+            needs = ", ".join(info.needed) or "nothing"
+            raise RepairError(f"{name} is not a DT_NEEDED entry (the image needs {needs})")
     both = set(edits.replace_needed) & edits.remove_needed
     if both:
         raise RepairError(f"{', '.join(sorted(both))} both replaced and removed")

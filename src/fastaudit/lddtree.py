@@ -3,7 +3,8 @@
 A wheel member's DT_NEEDED entries resolve through RPATH/RUNPATH, where `$ORIGIN` is the folder of
 the object that carries the entry, in the order lddtree (pax-utils) and auditwheel use, so that
 verdicts agree: the top-level object's DT_RPATH, the dependency's own DT_RPATH and DT_RUNPATH, then
-the top-level object's DT_RUNPATH (an object's DT_RPATH is ignored when it also has DT_RUNPATH). Host folders (LD_LIBRARY_PATH, ld.so.conf, the defaults)
+the top-level object's DT_RUNPATH (an object's DT_RPATH is ignored when it also has DT_RUNPATH).
+Host folders (LD_LIBRARY_PATH, ld.so.conf, the defaults)
 are deliberately absent: a verdict on a wheel must not depend on the machine that computes it, so
 a library not found inside the wheel is simply external.
 """

@@ -1933,7 +1933,7 @@ struct __pyx_obj_9fastaudit_8_elfedit__Rewrite {
 };
 
 
-/* "fastaudit/_elfedit.pyx":349
+/* "fastaudit/_elfedit.pyx":405
  *         return self.img.verneed_files(off, values.get(DT_VERNEEDNUM, 0))[0]
  * 
  *     def place_strings(self, list groups) -> list:             # <<<<<<<<<<<<<<
@@ -1949,7 +1949,7 @@ struct __pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct__place_strings {
 };
 
 
-/* "fastaudit/_elfedit.pyx":360
+/* "fastaudit/_elfedit.pyx":416
  *             if len(new) > old_len or self.dynstr.find(bytes(new) + b"\0") >= 0:
  *                 continue
  *             if any(owner not in owners and self.overlaps(r, old, old_len) for r, owner in refs):             # <<<<<<<<<<<<<<
@@ -1965,7 +1965,7 @@ struct __pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_1_genexpr {
 };
 
 
-/* "fastaudit/_elfedit.pyx":431
+/* "fastaudit/_elfedit.pyx":492
  *         cdef uint8_t[::1] view
  *         table = bytes(self.dynstr) + bytes(self.appended)
  *         slot = next((i for i, p in enumerate(self.phdrs) if p[0] == PT_NULL), None)             # <<<<<<<<<<<<<<
@@ -1983,7 +1983,7 @@ struct __pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_2_genexpr {
 };
 
 
-/* "fastaudit/_elfedit.pyx":433
+/* "fastaudit/_elfedit.pyx":494
  *         slot = next((i for i, p in enumerate(self.phdrs) if p[0] == PT_NULL), None)
  *         move_phdrs = slot is None
  *         if move_phdrs and any(p[0] == PT_INTERP for p in self.phdrs):             # <<<<<<<<<<<<<<
@@ -1997,7 +1997,7 @@ struct __pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_3_genexpr {
 };
 
 
-/* "fastaudit/_elfedit.pyx":442
+/* "fastaudit/_elfedit.pyx":503
  *         alignment = max([self.page_size] + [p[7] for p in loads])
  *         base_off = align_up(len(out), 16)
  *         base_vaddr = align_up(max(p[3] + p[6] for p in loads), alignment) + base_off % alignment             # <<<<<<<<<<<<<<
@@ -2014,7 +2014,7 @@ struct __pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_4_genexpr {
 };
 
 
-/* "fastaudit/_elfedit.pyx":456
+/* "fastaudit/_elfedit.pyx":517
  *         if slot is not None:
  *             del self.phdrs[slot]
  *         last_load = max(i for i, p in enumerate(self.phdrs) if p[0] == PT_LOAD)             # <<<<<<<<<<<<<<
@@ -3214,6 +3214,63 @@ static CYTHON_INLINE int __Pyx_PySet_ContainsTF(PyObject* key, PyObject* set, in
 /* PyObjectCompare.proto */
 static CYTHON_INLINE int __Pyx_PyObject_CompareBoolEq_object_object(PyObject *op1, PyObject *op2, int pyop);
 
+/* PyObjectCallMethod1.proto (used by append) */
+static CYTHON_INLINE PyObject* __Pyx_PyObject_CallMethod1(PyObject* obj, PyObject* method_name, PyObject* arg);
+
+/* append.proto */
+static CYTHON_INLINE int __Pyx_PyObject_Append(PyObject* L, PyObject* x);
+
+/* PyLongBinop.proto */
+#if !CYTHON_COMPILING_IN_PYPY
+static CYTHON_INLINE PyObject* __Pyx_PyLong_SubtractObjC(PyObject *op1, PyObject *op2, long intval, int inplace, int zerodivision_check);
+#else
+#define __Pyx_PyLong_SubtractObjC(op1, op2, intval, inplace, zerodivision_check)\
+    (inplace ? PyNumber_InPlaceSubtract(op1, op2) : PyNumber_Subtract(op1, op2))
+#endif
+
+/* SliceTupleAndList.proto */
+#if CYTHON_COMPILING_IN_CPYTHON
+static CYTHON_INLINE PyObject* __Pyx_PyList_GetSlice(PyObject* src, Py_ssize_t start, Py_ssize_t stop);
+static CYTHON_INLINE PyObject* __Pyx_PyTuple_GetSlice(PyObject* src, Py_ssize_t start, Py_ssize_t stop);
+#else
+#define __Pyx_PyList_GetSlice(seq, start, stop)   PySequence_GetSlice(seq, start, stop)
+#define __Pyx_PyTuple_GetSlice(seq, start, stop)  PySequence_GetSlice(seq, start, stop)
+#endif
+
+/* PyObjectCompare.proto */
+static CYTHON_INLINE int __Pyx_PyObject_CompareBoolLe_object_object(PyObject *op1, PyObject *op2, int pyop);
+
+/* PyNumberBinop.proto */
+#if CYTHON_COMPILING_IN_PYPY || CYTHON_COMPILING_IN_GRAAL || CYTHON_COMPILING_IN_LIMITED_API
+#define __Pyx_PyNumber_Subtract_object_object(op1, op2)  PyNumber_Subtract(op1, op2)
+#define __Pyx_PyNumber_InPlaceSubtract_object_object(op1, op2)  PyNumber_InPlaceSubtract(op1, op2)
+#else
+#define __Pyx_PyNumber_Subtract_object_object(op1, op2)  __Pyx__PyNumber_Subtract_object_object(op1, op2, 0)
+#define __Pyx_PyNumber_InPlaceSubtract_object_object(op1, op2)  __Pyx__PyNumber_Subtract_object_object(op1, op2, 1)
+static CYTHON_INLINE PyObject* __Pyx__PyNumber_Subtract_object_object(PyObject *op1, PyObject *op2, int inplace);
+#endif
+
+/* PyObjectCompare.proto */
+static CYTHON_INLINE int __Pyx_PyObject_CompareBoolNe_object_int(PyObject *op1, PyObject *op2, int pyop);
+
+/* PyNumberBinop.proto */
+#if CYTHON_COMPILING_IN_PYPY || CYTHON_COMPILING_IN_GRAAL || CYTHON_COMPILING_IN_LIMITED_API
+#define __Pyx_PyNumber_Add_object_int(op1, op2)  PyNumber_Add(op1, op2)
+#define __Pyx_PyNumber_InPlaceAdd_object_int(op1, op2)  PyNumber_InPlaceAdd(op1, op2)
+#else
+#define __Pyx_PyNumber_Add_object_int(op1, op2)  __Pyx__PyNumber_Add_object_int(op1, op2, 0)
+#define __Pyx_PyNumber_InPlaceAdd_object_int(op1, op2)  __Pyx__PyNumber_Add_object_int(op1, op2, 1)
+static CYTHON_INLINE PyObject* __Pyx__PyNumber_Add_object_int(PyObject *op1, PyObject *op2, int inplace);
+#endif
+
+/* PyLongBinop.proto */
+#if !CYTHON_COMPILING_IN_PYPY
+static CYTHON_INLINE PyObject* __Pyx_PyLong_FloorDivideObjC(PyObject *op1, PyObject *op2, long intval, int inplace, int zerodivision_check);
+#else
+#define __Pyx_PyLong_FloorDivideObjC(op1, op2, intval, inplace, zerodivision_check)\
+    (inplace ? PyNumber_InPlaceFloorDivide(op1, op2) : PyNumber_FloorDivide(op1, op2))
+#endif
+
 /* RaiseClosureNameError.proto */
 static void __Pyx_RaiseClosureNameError(const char *varname);
 
@@ -3231,16 +3288,6 @@ static CYTHON_INLINE int __Pyx_PyObject_CompareBoolGt_int_int(PyObject *op1, PyO
 #define __Pyx_PyNumber_Subtract_int_int(op1, op2)  __Pyx__PyNumber_Subtract_int_int(op1, op2, 0)
 #define __Pyx_PyNumber_InPlaceSubtract_int_int(op1, op2)  __Pyx__PyNumber_Subtract_int_int(op1, op2, 1)
 static CYTHON_INLINE PyObject* __Pyx__PyNumber_Subtract_int_int(PyObject *op1, PyObject *op2, int inplace);
-#endif
-
-/* PyNumberBinop.proto */
-#if CYTHON_COMPILING_IN_PYPY || CYTHON_COMPILING_IN_GRAAL || CYTHON_COMPILING_IN_LIMITED_API
-#define __Pyx_PyNumber_Add_object_int(op1, op2)  PyNumber_Add(op1, op2)
-#define __Pyx_PyNumber_InPlaceAdd_object_int(op1, op2)  PyNumber_InPlaceAdd(op1, op2)
-#else
-#define __Pyx_PyNumber_Add_object_int(op1, op2)  __Pyx__PyNumber_Add_object_int(op1, op2, 0)
-#define __Pyx_PyNumber_InPlaceAdd_object_int(op1, op2)  __Pyx__PyNumber_Add_object_int(op1, op2, 1)
-static CYTHON_INLINE PyObject* __Pyx__PyNumber_Add_object_int(PyObject *op1, PyObject *op2, int inplace);
 #endif
 
 /* SliceObject.proto */
@@ -3275,28 +3322,8 @@ static CYTHON_INLINE PyObject* __Pyx_PyObject_CompareEq_bytearray_object(PyObjec
   #define PyRange_Check(obj)  __Pyx_TypeCheck((obj), &PyRange_Type)
 #endif
 
-/* PyObjectCallMethod0.proto (used by dict_iter_common) */
-static CYTHON_INLINE PyObject* __Pyx_PyObject_CallMethod0(PyObject* obj, PyObject* method_name);
-
-/* UnpackTupleError.proto (used by UnpackTuple2) */
-static void __Pyx_UnpackTupleError(PyObject *, Py_ssize_t index);
-
-/* UnpackTuple2.proto (used by dict_iter_common) */
-static CYTHON_INLINE int __Pyx_unpack_tuple2(
-    PyObject* tuple, PyObject** value1, PyObject** value2, int is_tuple, int has_known_size, int decref_tuple);
-static CYTHON_INLINE int __Pyx_unpack_tuple2_exact(
-    PyObject* tuple, PyObject** value1, PyObject** value2, int decref_tuple);
-static int __Pyx_unpack_tuple2_generic(
-    PyObject* tuple, PyObject** value1, PyObject** value2, int has_known_size, int decref_tuple);
-
-/* dict_iter_common.proto (used by dict_iter) */
-static PyObject *__Pyx_dict_call_to_get_iterable(PyObject* iterable, PyObject* method_name);
-static CYTHON_INLINE int __Pyx_dict_iter_next(PyObject* dict_or_iter, Py_ssize_t orig_length, Py_ssize_t* ppos,
-                                              PyObject** pkey, PyObject** pvalue, PyObject** pitem, int is_dict);
-
-/* dict_iter.proto */
-static CYTHON_INLINE PyObject* __Pyx_dict_iterator(PyObject* dict, int is_dict, PyObject* method_name,
-                                                   Py_ssize_t* p_orig_length, int* p_is_dict);
+/* PyLongCompare.proto */
+static CYTHON_INLINE int __Pyx_PyLong_BoolEqObjC(PyObject *op1, PyObject *op2, long intval, long inplace);
 
 /* IterNextPlain.proto (used by IterNext) */
 static CYTHON_INLINE PyObject *__Pyx_PyIter_Next_Plain(PyObject *iterator);
@@ -3335,9 +3362,6 @@ static CYTHON_INLINE PyObject* __Pyx_PyLong_MultiplyCObj(PyObject *op1, PyObject
 #define __Pyx_PyLong_MultiplyCObj(op1, op2, intval, inplace, zerodivision_check)\
     (inplace ? PyNumber_InPlaceMultiply(op1, op2) : PyNumber_Multiply(op1, op2))
 #endif
-
-/* PyObjectCompare.proto */
-static CYTHON_INLINE int __Pyx_PyObject_CompareBoolNe_object_int(PyObject *op1, PyObject *op2, int pyop);
 
 /* AllocateExtensionType.proto */
 static PyObject *__Pyx_AllocateExtensionType(PyTypeObject *t, int is_final);
@@ -3393,6 +3417,9 @@ static int __Pyx_call_type_traverse(PyObject *o, int always_call, visitproc visi
 #define __Pyx_DeallocKeepAliveBegin(o) Py_SET_REFCNT(o, Py_REFCNT(o) + 1)
 #define __Pyx_DeallocKeepAliveEnd(o)   Py_SET_REFCNT(o, Py_REFCNT(o) - 1)
 #endif
+
+/* PyObjectCallMethod0.proto (used by PyType_Ready) */
+static CYTHON_INLINE PyObject* __Pyx_PyObject_CallMethod0(PyObject* obj, PyObject* method_name);
 
 /* GetTypeDictOffset.proto (used by ValidateBasesTuple) */
 #if !CYTHON_USE_TYPE_SLOTS
@@ -3691,9 +3718,6 @@ static int __Pyx_init_memviewslice(
                 __Pyx_memviewslice *memviewslice,
                 int memview_is_new_reference);
 
-/* PyObjectCallMethod1.proto */
-static CYTHON_INLINE PyObject* __Pyx_PyObject_CallMethod1(PyObject* obj, PyObject* method_name, PyObject* arg);
-
 /* CheckUnpickleChecksumError.export */
 static void __Pyx_RaiseUnpickleChecksumError(long checksum, long checksum1, long checksum2, long checksum3, const char *members);
 
@@ -3784,10 +3808,10 @@ static CYTHON_INLINE PyObject* __Pyx_PyLong_From_long(long value);
 static CYTHON_INLINE int __Pyx_CheckUnpickleChecksum(long checksum, long checksum1, long checksum2, long checksum3, const char *members);
 
 /* CIntFromPy.proto */
-static CYTHON_INLINE uint32_t __Pyx_PyLong_As_uint32_t(PyObject *);
+static CYTHON_INLINE uint16_t __Pyx_PyLong_As_uint16_t(PyObject *);
 
 /* CIntFromPy.proto */
-static CYTHON_INLINE uint16_t __Pyx_PyLong_As_uint16_t(PyObject *);
+static CYTHON_INLINE uint32_t __Pyx_PyLong_As_uint32_t(PyObject *);
 
 /* CIntFromPy.proto */
 static CYTHON_INLINE char __Pyx_PyLong_As_char(PyObject *);
@@ -4174,20 +4198,22 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_2loads(struct __pyx_obj
 static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_4string(struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *__pyx_v_self, uint64_t __pyx_v_off); /* proto */
 static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_6references(struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *__pyx_v_self); /* proto */
 static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_8apply(struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *__pyx_v_self, PyObject *__pyx_v_replace_needed, PyObject *__pyx_v_remove_needed, PyObject *__pyx_v_soname, PyObject *__pyx_v_rpath, PyObject *__pyx_v_runpath); /* proto */
-static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10verneed_files(struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *__pyx_v_self); /* proto */
+static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10drop_version_requirements(struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *__pyx_v_self, PyObject *__pyx_v_remove_needed, PyObject *__pyx_v_verneed, PyObject *__pyx_v_new_entries, PyObject *__pyx_v_patches); /* proto */
+static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12unversion_symbols(struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *__pyx_v_self, PyObject *__pyx_v_removed_entries, PyObject *__pyx_v_patches); /* proto */
+static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_14verneed_files(struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *__pyx_v_self); /* proto */
 static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_13place_strings_genexpr(PyObject *__pyx_self, PyObject *__pyx_genexpr_arg_0); /* proto */
-static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12place_strings(struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *__pyx_v_self, PyObject *__pyx_v_groups); /* proto */
-static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_14overlaps(struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *__pyx_v_self, uint64_t __pyx_v_ref, uint64_t __pyx_v_start, uint64_t __pyx_v_length); /* proto */
-static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16offset_of(struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *__pyx_v_self, PyObject *__pyx_v_text); /* proto */
-static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_18write(struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *__pyx_v_self, PyObject *__pyx_v_new_entries, PyObject *__pyx_v_vn_updates); /* proto */
+static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16place_strings(struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *__pyx_v_self, PyObject *__pyx_v_groups); /* proto */
+static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_18overlaps(struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *__pyx_v_self, uint64_t __pyx_v_ref, uint64_t __pyx_v_start, uint64_t __pyx_v_length); /* proto */
+static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20offset_of(struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *__pyx_v_self, PyObject *__pyx_v_text); /* proto */
+static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_22write(struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *__pyx_v_self, PyObject *__pyx_v_new_entries, PyObject *__pyx_v_patches); /* proto */
 static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_11new_segment_genexpr(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_genexpr_arg_0); /* proto */
 static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_11new_segment_3genexpr(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_genexpr_arg_0); /* proto */
 static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_11new_segment_6genexpr(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_genexpr_arg_0); /* proto */
 static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_11new_segment_9genexpr(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_genexpr_arg_0); /* proto */
-static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *__pyx_v_self, PyObject *__pyx_v_new_entries, int __pyx_v_move_dynamic, PyObject *__pyx_v_out); /* proto */
-static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_22write_phdrs(struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *__pyx_v_self, PyObject *__pyx_v_target, uint64_t __pyx_v_at, CYTHON_UNUSED uint64_t __pyx_v_count); /* proto */
-static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24__reduce_cython__(struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *__pyx_v_self); /* proto */
-static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26__setstate_cython__(struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *__pyx_v_self, PyObject *__pyx_v___pyx_state); /* proto */
+static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *__pyx_v_self, PyObject *__pyx_v_new_entries, int __pyx_v_move_dynamic, PyObject *__pyx_v_out); /* proto */
+static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26write_phdrs(struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *__pyx_v_self, PyObject *__pyx_v_target, uint64_t __pyx_v_at, CYTHON_UNUSED uint64_t __pyx_v_count); /* proto */
+static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_28__reduce_cython__(struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *__pyx_v_self); /* proto */
+static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_30__setstate_cython__(struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *__pyx_v_self, PyObject *__pyx_v___pyx_state); /* proto */
 static PyObject *__pyx_pf_9fastaudit_8_elfedit_2__pyx_unpickle__Rewrite(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_v___pyx_type, long __pyx_v___pyx_checksum, PyObject *__pyx_v___pyx_state); /* proto */
 static PyObject *__pyx_tp_new__initialisation_9fastaudit_8_elfedit__Image(PyObject *o, 
 #if CYTHON_VECTORCALL_TPNEW
@@ -4536,10 +4562,10 @@ namespace {
     __Pyx_CachedCFunction __pyx_umethod_PyDict_Type_values;
     __Pyx_CachedCFunction __pyx_umethod_PyList_Type__index;
     PyObject *__pyx_slice[1];
-    PyObject *__pyx_tuple[2];
-    PyObject *__pyx_codeobj_tab[30];
-    PyObject *__pyx_string_tab[318];
-    PyObject *__pyx_number_tab[12];
+    PyObject *__pyx_tuple[4];
+    PyObject *__pyx_codeobj_tab[32];
+    PyObject *__pyx_string_tab[338];
+    PyObject *__pyx_number_tab[15];
 /* #### Code section: module_state_contents ### */
 /* PyFrozenDict.module_state_decls */
 #if CYTHON_COMPILING_IN_LIMITED_API
@@ -4633,329 +4659,352 @@ static __pyx_mstatetype * const __pyx_mstate_global = &__pyx_mstate_global_stati
 #define __pyx_kp_u__3 __pyx_string_tab[4]
 #define __pyx_kp_u_dynstr __pyx_string_tab[5]
 #define __pyx_kp_u_dynsym __pyx_string_tab[6]
-#define __pyx_kp_u__2 __pyx_string_tab[7]
-#define __pyx_kp_u_MemoryView_of __pyx_string_tab[8]
-#define __pyx_kp_u_contiguous_and_direct __pyx_string_tab[9]
-#define __pyx_kp_u_contiguous_and_indirect __pyx_string_tab[10]
-#define __pyx_kp_u_strided_and_direct_or_indirect __pyx_string_tab[11]
-#define __pyx_kp_u_strided_and_direct __pyx_string_tab[12]
-#define __pyx_kp_u_strided_and_indirect __pyx_string_tab[13]
-#define __pyx_kp_u__4 __pyx_string_tab[14]
-#define __pyx_kp_u_ __pyx_string_tab[15]
-#define __pyx_kp_u_Cannot_assign_to_read_only_memor __pyx_string_tab[16]
-#define __pyx_kp_u_Invalid_mode_expected_c_or_fortr __pyx_string_tab[17]
-#define __pyx_kp_u_Invalid_shape_in_axis __pyx_string_tab[18]
-#define __pyx_kp_u_None __pyx_string_tab[19]
-#define __pyx_kp_u_Note_that_Cython_is_deliberately __pyx_string_tab[20]
-#define __pyx_kp_u_Pickling_of_struct_members_such __pyx_string_tab[21]
-#define __pyx_kp_u_Raised_inside_the_rewriter_retur __pyx_string_tab[22]
-#define __pyx_kp_u_add_note __pyx_string_tab[23]
-#define __pyx_kp_u_an_executable_with_no_free_progr __pyx_string_tab[24]
-#define __pyx_kp_u_collections_abc __pyx_string_tab[25]
-#define __pyx_kp_u_disable __pyx_string_tab[26]
-#define __pyx_kp_u_dynamic_section_without_DT_NULL __pyx_string_tab[27]
-#define __pyx_kp_u_dynamic_section_without_DT_STRTA __pyx_string_tab[28]
-#define __pyx_kp_u_enable __pyx_string_tab[29]
-#define __pyx_kp_u_gc __pyx_string_tab[30]
-#define __pyx_kp_u_isenabled __pyx_string_tab[31]
-#define __pyx_kp_u_no_PT_DYNAMIC_a_static_executabl __pyx_string_tab[32]
-#define __pyx_kp_u_no_default___reduce___due_to_non __pyx_string_tab[33]
-#define __pyx_kp_u_no_program_headers __pyx_string_tab[34]
-#define __pyx_kp_u_program_header_table __pyx_string_tab[35]
-#define __pyx_kp_u_src_fastaudit__elfedit_pyx __pyx_string_tab[36]
-#define __pyx_kp_u_string_offset_past_the_end_of_dy __pyx_string_tab[37]
-#define __pyx_kp_u_symbol_table __pyx_string_tab[38]
-#define __pyx_kp_u_too_many_program_headers __pyx_string_tab[39]
-#define __pyx_kp_u_unable_to_allocate_array_data __pyx_string_tab[40]
-#define __pyx_kp_u_unable_to_allocate_shape_and_str __pyx_string_tab[41]
-#define __pyx_kp_u_unterminated_string_in_dynstr __pyx_string_tab[42]
-#define __pyx_n_u_ASCII __pyx_string_tab[43]
-#define __pyx_n_u_DT_VERDEF __pyx_string_tab[44]
-#define __pyx_n_u_DT_VERNEED __pyx_string_tab[45]
-#define __pyx_n_u_Elf_Verdaux __pyx_string_tab[46]
-#define __pyx_n_u_Elf_Verdef __pyx_string_tab[47]
-#define __pyx_n_u_Elf_Vernaux __pyx_string_tab[48]
-#define __pyx_n_u_Elf_Verneed __pyx_string_tab[49]
-#define __pyx_n_u_Ellipsis __pyx_string_tab[50]
-#define __pyx_n_u_PT_DYNAMIC __pyx_string_tab[51]
-#define __pyx_n_u_Sequence __pyx_string_tab[52]
-#define __pyx_n_u_View_MemoryView __pyx_string_tab[53]
-#define __pyx_n_u__8 __pyx_string_tab[54]
-#define __pyx_n_u_Fail __pyx_string_tab[55]
-#define __pyx_n_u_Image __pyx_string_tab[56]
-#define __pyx_n_u_Image___reduce_cython __pyx_string_tab[57]
-#define __pyx_n_u_Image___setstate_cython __pyx_string_tab[58]
-#define __pyx_n_u_Image_dynamic_entries __pyx_string_tab[59]
-#define __pyx_n_u_Image_program_headers __pyx_string_tab[60]
-#define __pyx_n_u_Image_section_headers __pyx_string_tab[61]
-#define __pyx_n_u_Image_string_at __pyx_string_tab[62]
-#define __pyx_n_u_Image_symbol_names __pyx_string_tab[63]
-#define __pyx_n_u_Image_vaddr_to_offset __pyx_string_tab[64]
-#define __pyx_n_u_Image_verdef_names __pyx_string_tab[65]
-#define __pyx_n_u_Image_verneed_files __pyx_string_tab[66]
-#define __pyx_n_u_MIN_VERSION_ENTRY __pyx_string_tab[67]
-#define __pyx_n_u_Rewrite __pyx_string_tab[68]
-#define __pyx_n_u_Rewrite___reduce_cython __pyx_string_tab[69]
-#define __pyx_n_u_Rewrite___setstate_cython __pyx_string_tab[70]
-#define __pyx_n_u_Rewrite_apply __pyx_string_tab[71]
-#define __pyx_n_u_Rewrite_loads __pyx_string_tab[72]
-#define __pyx_n_u_Rewrite_new_segment __pyx_string_tab[73]
-#define __pyx_n_u_Rewrite_offset_of __pyx_string_tab[74]
-#define __pyx_n_u_Rewrite_overlaps __pyx_string_tab[75]
-#define __pyx_n_u_Rewrite_place_strings __pyx_string_tab[76]
-#define __pyx_n_u_Rewrite_references __pyx_string_tab[77]
-#define __pyx_n_u_Rewrite_string __pyx_string_tab[78]
-#define __pyx_n_u_Rewrite_verneed_files __pyx_string_tab[79]
-#define __pyx_n_u_Rewrite_write __pyx_string_tab[80]
-#define __pyx_n_u_Rewrite_write_phdrs __pyx_string_tab[81]
-#define __pyx_n_u_STRING_TAGS __pyx_string_tab[82]
-#define __pyx_n_u_Pyx_PyDict_NextRef __pyx_string_tab[83]
-#define __pyx_n_u_annotate __pyx_string_tab[84]
-#define __pyx_n_u_class __pyx_string_tab[85]
-#define __pyx_n_u_class_getitem __pyx_string_tab[86]
-#define __pyx_n_u_dict __pyx_string_tab[87]
-#define __pyx_n_u_doc __pyx_string_tab[88]
-#define __pyx_n_u_func __pyx_string_tab[89]
-#define __pyx_n_u_getstate __pyx_string_tab[90]
-#define __pyx_n_u_import __pyx_string_tab[91]
-#define __pyx_n_u_main __pyx_string_tab[92]
-#define __pyx_n_u_metaclass __pyx_string_tab[93]
-#define __pyx_n_u_module __pyx_string_tab[94]
-#define __pyx_n_u_mro_entries __pyx_string_tab[95]
-#define __pyx_n_u_name_2 __pyx_string_tab[96]
-#define __pyx_n_u_new __pyx_string_tab[97]
-#define __pyx_n_u_prepare __pyx_string_tab[98]
-#define __pyx_n_u_pyx_checksum __pyx_string_tab[99]
-#define __pyx_n_u_pyx_result __pyx_string_tab[100]
-#define __pyx_n_u_pyx_state __pyx_string_tab[101]
-#define __pyx_n_u_pyx_type __pyx_string_tab[102]
-#define __pyx_n_u_pyx_unpickle_Enum __pyx_string_tab[103]
-#define __pyx_n_u_pyx_unpickle__Rewrite __pyx_string_tab[104]
-#define __pyx_n_u_pyx_vtable __pyx_string_tab[105]
-#define __pyx_n_u_qualname __pyx_string_tab[106]
-#define __pyx_n_u_reduce __pyx_string_tab[107]
-#define __pyx_n_u_reduce_cython __pyx_string_tab[108]
-#define __pyx_n_u_reduce_ex __pyx_string_tab[109]
-#define __pyx_n_u_set_name __pyx_string_tab[110]
-#define __pyx_n_u_setstate __pyx_string_tab[111]
-#define __pyx_n_u_setstate_cython __pyx_string_tab[112]
-#define __pyx_n_u_test __pyx_string_tab[113]
-#define __pyx_n_u_dict_2 __pyx_string_tab[114]
-#define __pyx_n_u_is_coroutine __pyx_string_tab[115]
-#define __pyx_n_u_abc __pyx_string_tab[116]
-#define __pyx_n_u_align __pyx_string_tab[117]
-#define __pyx_n_u_alignment __pyx_string_tab[118]
-#define __pyx_n_u_allocate_buffer __pyx_string_tab[119]
-#define __pyx_n_u_apply __pyx_string_tab[120]
-#define __pyx_n_u_args __pyx_string_tab[121]
-#define __pyx_n_u_asyncio_coroutines __pyx_string_tab[122]
-#define __pyx_n_u_at __pyx_string_tab[123]
-#define __pyx_n_u_aux __pyx_string_tab[124]
-#define __pyx_n_u_base __pyx_string_tab[125]
-#define __pyx_n_u_base_off __pyx_string_tab[126]
-#define __pyx_n_u_base_vaddr __pyx_string_tab[127]
-#define __pyx_n_u_bool __pyx_string_tab[128]
-#define __pyx_n_u_buf __pyx_string_tab[129]
-#define __pyx_n_u_bytearray __pyx_string_tab[130]
-#define __pyx_n_u_bytes __pyx_string_tab[131]
-#define __pyx_n_u_c __pyx_string_tab[132]
-#define __pyx_n_u_cap __pyx_string_tab[133]
-#define __pyx_n_u_capacity __pyx_string_tab[134]
-#define __pyx_n_u_cline_in_traceback __pyx_string_tab[135]
-#define __pyx_n_u_close __pyx_string_tab[136]
-#define __pyx_n_u_cnt __pyx_string_tab[137]
-#define __pyx_n_u_count __pyx_string_tab[138]
-#define __pyx_n_u_dtype_is_object __pyx_string_tab[139]
-#define __pyx_n_u_dyn_off __pyx_string_tab[140]
-#define __pyx_n_u_dyn_pos __pyx_string_tab[141]
-#define __pyx_n_u_dyn_size __pyx_string_tab[142]
-#define __pyx_n_u_dynamic_entries __pyx_string_tab[143]
-#define __pyx_n_u_dynsym_2 __pyx_string_tab[144]
-#define __pyx_n_u_e __pyx_string_tab[145]
-#define __pyx_n_u_e_phentsize __pyx_string_tab[146]
-#define __pyx_n_u_encode __pyx_string_tab[147]
-#define __pyx_n_u_end __pyx_string_tab[148]
-#define __pyx_n_u_entries __pyx_string_tab[149]
-#define __pyx_n_u_entry __pyx_string_tab[150]
-#define __pyx_n_u_enumerate __pyx_string_tab[151]
-#define __pyx_n_u_error __pyx_string_tab[152]
-#define __pyx_n_u_fastaudit__elfedit __pyx_string_tab[153]
-#define __pyx_n_u_field __pyx_string_tab[154]
-#define __pyx_n_u_files __pyx_string_tab[155]
-#define __pyx_n_u_filesz __pyx_string_tab[156]
-#define __pyx_n_u_find __pyx_string_tab[157]
-#define __pyx_n_u_flags __pyx_string_tab[158]
-#define __pyx_n_u_format __pyx_string_tab[159]
-#define __pyx_n_u_fortran __pyx_string_tab[160]
-#define __pyx_n_u_found __pyx_string_tab[161]
-#define __pyx_n_u_genexpr __pyx_string_tab[162]
-#define __pyx_n_u_get __pyx_string_tab[163]
-#define __pyx_n_u_groups __pyx_string_tab[164]
-#define __pyx_n_u_headers __pyx_string_tab[165]
-#define __pyx_n_u_i __pyx_string_tab[166]
-#define __pyx_n_u_id __pyx_string_tab[167]
-#define __pyx_n_u_img __pyx_string_tab[168]
-#define __pyx_n_u_index __pyx_string_tab[169]
-#define __pyx_n_u_int __pyx_string_tab[170]
-#define __pyx_n_u_items __pyx_string_tab[171]
-#define __pyx_n_u_itemsize __pyx_string_tab[172]
-#define __pyx_n_u_j __pyx_string_tab[173]
-#define __pyx_n_u_k __pyx_string_tab[174]
-#define __pyx_n_u_kept __pyx_string_tab[175]
-#define __pyx_n_u_last_load __pyx_string_tab[176]
-#define __pyx_n_u_le __pyx_string_tab[177]
-#define __pyx_n_u_length __pyx_string_tab[178]
-#define __pyx_n_u_list __pyx_string_tab[179]
-#define __pyx_n_u_load __pyx_string_tab[180]
-#define __pyx_n_u_loads __pyx_string_tab[181]
-#define __pyx_n_u_max __pyx_string_tab[182]
-#define __pyx_n_u_memsz __pyx_string_tab[183]
-#define __pyx_n_u_memview __pyx_string_tab[184]
-#define __pyx_n_u_mode __pyx_string_tab[185]
-#define __pyx_n_u_move_dynamic __pyx_string_tab[186]
-#define __pyx_n_u_move_phdrs __pyx_string_tab[187]
-#define __pyx_n_u_name __pyx_string_tab[188]
-#define __pyx_n_u_names __pyx_string_tab[189]
-#define __pyx_n_u_ndim __pyx_string_tab[190]
-#define __pyx_n_u_new_2 __pyx_string_tab[191]
-#define __pyx_n_u_new_entries __pyx_string_tab[192]
-#define __pyx_n_u_new_segment __pyx_string_tab[193]
-#define __pyx_n_u_new_segment_locals_genexpr __pyx_string_tab[194]
-#define __pyx_n_u_next __pyx_string_tab[195]
-#define __pyx_n_u_obj __pyx_string_tab[196]
-#define __pyx_n_u_off __pyx_string_tab[197]
-#define __pyx_n_u_offset_of __pyx_string_tab[198]
-#define __pyx_n_u_offsets __pyx_string_tab[199]
-#define __pyx_n_u_old __pyx_string_tab[200]
-#define __pyx_n_u_old_len __pyx_string_tab[201]
-#define __pyx_n_u_out __pyx_string_tab[202]
-#define __pyx_n_u_overlaps __pyx_string_tab[203]
-#define __pyx_n_u_owner __pyx_string_tab[204]
-#define __pyx_n_u_owners __pyx_string_tab[205]
-#define __pyx_n_u_p __pyx_string_tab[206]
-#define __pyx_n_u_p_filesz __pyx_string_tab[207]
-#define __pyx_n_u_p_offset __pyx_string_tab[208]
-#define __pyx_n_u_p_type __pyx_string_tab[209]
-#define __pyx_n_u_p_vaddr __pyx_string_tab[210]
-#define __pyx_n_u_pack __pyx_string_tab[211]
-#define __pyx_n_u_paddr __pyx_string_tab[212]
-#define __pyx_n_u_page_size __pyx_string_tab[213]
-#define __pyx_n_u_ph __pyx_string_tab[214]
-#define __pyx_n_u_phdr_count __pyx_string_tab[215]
-#define __pyx_n_u_phoff __pyx_string_tab[216]
-#define __pyx_n_u_place_strings __pyx_string_tab[217]
-#define __pyx_n_u_place_strings_locals_genexpr __pyx_string_tab[218]
-#define __pyx_n_u_pop __pyx_string_tab[219]
-#define __pyx_n_u_pos __pyx_string_tab[220]
-#define __pyx_n_u_present __pyx_string_tab[221]
-#define __pyx_n_u_probe __pyx_string_tab[222]
-#define __pyx_n_u_program_headers __pyx_string_tab[223]
-#define __pyx_n_u_r __pyx_string_tab[224]
-#define __pyx_n_u_ref __pyx_string_tab[225]
-#define __pyx_n_u_references __pyx_string_tab[226]
-#define __pyx_n_u_refs __pyx_string_tab[227]
-#define __pyx_n_u_register __pyx_string_tab[228]
-#define __pyx_n_u_remove_needed __pyx_string_tab[229]
-#define __pyx_n_u_replace_needed __pyx_string_tab[230]
-#define __pyx_n_u_return __pyx_string_tab[231]
-#define __pyx_n_u_reversed __pyx_string_tab[232]
-#define __pyx_n_u_rewrite __pyx_string_tab[233]
-#define __pyx_n_u_rpath __pyx_string_tab[234]
-#define __pyx_n_u_runpath __pyx_string_tab[235]
-#define __pyx_n_u_s __pyx_string_tab[236]
-#define __pyx_n_u_section_headers __pyx_string_tab[237]
-#define __pyx_n_u_sections __pyx_string_tab[238]
-#define __pyx_n_u_segment __pyx_string_tab[239]
-#define __pyx_n_u_self __pyx_string_tab[240]
-#define __pyx_n_u_send __pyx_string_tab[241]
-#define __pyx_n_u_setdefault __pyx_string_tab[242]
-#define __pyx_n_u_sh __pyx_string_tab[243]
-#define __pyx_n_u_shape __pyx_string_tab[244]
-#define __pyx_n_u_size __pyx_string_tab[245]
-#define __pyx_n_u_slot __pyx_string_tab[246]
-#define __pyx_n_u_soname __pyx_string_tab[247]
-#define __pyx_n_u_start __pyx_string_tab[248]
-#define __pyx_n_u_state __pyx_string_tab[249]
-#define __pyx_n_u_step __pyx_string_tab[250]
-#define __pyx_n_u_stop __pyx_string_tab[251]
-#define __pyx_n_u_str_pos __pyx_string_tab[252]
-#define __pyx_n_u_string __pyx_string_tab[253]
-#define __pyx_n_u_string_at __pyx_string_tab[254]
-#define __pyx_n_u_struct __pyx_string_tab[255]
-#define __pyx_n_u_symbol_names __pyx_string_tab[256]
-#define __pyx_n_u_table __pyx_string_tab[257]
-#define __pyx_n_u_table_size __pyx_string_tab[258]
-#define __pyx_n_u_tag __pyx_string_tab[259]
-#define __pyx_n_u_target __pyx_string_tab[260]
-#define __pyx_n_u_text __pyx_string_tab[261]
-#define __pyx_n_u_throw __pyx_string_tab[262]
-#define __pyx_n_u_unchanged __pyx_string_tab[263]
-#define __pyx_n_u_unpack __pyx_string_tab[264]
-#define __pyx_n_u_update __pyx_string_tab[265]
-#define __pyx_n_u_use_setstate __pyx_string_tab[266]
-#define __pyx_n_u_v __pyx_string_tab[267]
-#define __pyx_n_u_vaddr __pyx_string_tab[268]
-#define __pyx_n_u_vaddr_to_offset __pyx_string_tab[269]
-#define __pyx_n_u_val __pyx_string_tab[270]
-#define __pyx_n_u_value __pyx_string_tab[271]
-#define __pyx_n_u_values __pyx_string_tab[272]
-#define __pyx_n_u_vd_next __pyx_string_tab[273]
-#define __pyx_n_u_vda_next __pyx_string_tab[274]
-#define __pyx_n_u_verdef_names __pyx_string_tab[275]
-#define __pyx_n_u_verneed __pyx_string_tab[276]
-#define __pyx_n_u_verneed_files __pyx_string_tab[277]
-#define __pyx_n_u_view __pyx_string_tab[278]
-#define __pyx_n_u_vn_file __pyx_string_tab[279]
-#define __pyx_n_u_vn_next __pyx_string_tab[280]
-#define __pyx_n_u_vn_updates __pyx_string_tab[281]
-#define __pyx_n_u_vna_next __pyx_string_tab[282]
-#define __pyx_n_u_what __pyx_string_tab[283]
-#define __pyx_n_u_write __pyx_string_tab[284]
-#define __pyx_n_u_write_phdrs __pyx_string_tab[285]
-#define __pyx_n_u_x __pyx_string_tab[286]
-#define __pyx_n_u_zip __pyx_string_tab[287]
-#define __pyx_kp_b__6 __pyx_string_tab[288]
-#define __pyx_n_b_O __pyx_string_tab[289]
-#define __pyx_kp_b_iso88591_Q_2 __pyx_string_tab[290]
-#define __pyx_kp_b_iso88591_avQ __pyx_string_tab[291]
-#define __pyx_kp_b_iso88591_q_0_kQR_881A_7_nA_1 __pyx_string_tab[292]
-#define __pyx_kp_b_iso88591_Jd_T_TQZZ_hhllrrv_w_C_C_G_G_O_O __pyx_string_tab[293]
-#define __pyx_kp_b_iso88591_xq_avZvQ6FoU_dde_9A_q __pyx_string_tab[294]
-#define __pyx_kp_b_iso88591_A_nA_q_D_XYat1_4waxt3_t3j_E_A_t3 __pyx_string_tab[295]
-#define __pyx_kp_b_iso88591_A_a_s_Q_4z_Cq_s_Ba_T_Zt4_D_A_S_Q __pyx_string_tab[296]
-#define __pyx_kp_b_iso88591_A_t4s_D_uG7_9TUUYYZ_Bb_d_auD_t4s __pyx_string_tab[297]
-#define __pyx_kp_b_iso88591_Q __pyx_string_tab[298]
-#define __pyx_kp_b_iso88591__7 __pyx_string_tab[299]
-#define __pyx_kp_b_iso88591_1 __pyx_string_tab[300]
-#define __pyx_kp_b_iso88591_q __pyx_string_tab[301]
-#define __pyx_kp_b_iso88591_q_q_e4wc_3c __pyx_string_tab[302]
-#define __pyx_kp_b_iso88591_A_r_c_T_hiq_Jc_SPQ_t4uG81D_F_c __pyx_string_tab[303]
-#define __pyx_kp_b_iso88591_q_t4uG81D_gQ_1_d_at6_V1M_Q_t4_Q __pyx_string_tab[304]
-#define __pyx_kp_b_iso88591_4r_1_q_1_4r_Ct1_q_D_4r_c_Ct2WCt __pyx_string_tab[305]
-#define __pyx_kp_b_iso88591_1_4r_2S_BgS_1_E_at2Q_Rwb_D_t3a __pyx_string_tab[306]
-#define __pyx_kp_b_iso88591_a_t4z_j_Kq __pyx_string_tab[307]
-#define __pyx_kp_b_iso88591_q_Rq_G5_6_A_1_IU_1_6_1_Cq_A_Q_s __pyx_string_tab[308]
-#define __pyx_kp_b_iso88591_A_6_3aq_t_fL_D_XYaq_t3e3e3a_c_g __pyx_string_tab[309]
-#define __pyx_kp_b_iso88591_1_E_vQ_q_AQd_t2Rr_Zt5_Qe3dRS __pyx_string_tab[310]
-#define __pyx_kp_b_iso88591_A_A_D_3c_E_e7_QgT_aq_E_r_aq_E_r __pyx_string_tab[311]
-#define __pyx_kp_b_iso88591_Q_A_D_3c_xt1_E_e7_QgT_T_4uF_A_a __pyx_string_tab[312]
-#define __pyx_kp_b_iso88591_a_E_vQ_E_auCt1_Bb_a_e1_t3a_q_7 __pyx_string_tab[313]
-#define __pyx_kp_b_iso88591_I_4r_r_4s_a_1_d_awa_t3a __pyx_string_tab[314]
-#define __pyx_kp_b_iso88591_Na_4s_q_G1_a_d_Kt4s_AV2U_Q_1_4s __pyx_string_tab[315]
-#define __pyx_kp_b_iso88591_QQR_a_Qd_2U_4q_t2_Na_U_Q_m1_q_2 __pyx_string_tab[316]
-#define __pyx_kp_b_iso88591_VVW_HCz_Zs_q_xs_F_HBa_is_E_vQ_q __pyx_string_tab[317]
+#define __pyx_kp_u_gnu_version __pyx_string_tab[7]
+#define __pyx_kp_u__2 __pyx_string_tab[8]
+#define __pyx_kp_u_MemoryView_of __pyx_string_tab[9]
+#define __pyx_kp_u_contiguous_and_direct __pyx_string_tab[10]
+#define __pyx_kp_u_contiguous_and_indirect __pyx_string_tab[11]
+#define __pyx_kp_u_strided_and_direct_or_indirect __pyx_string_tab[12]
+#define __pyx_kp_u_strided_and_direct __pyx_string_tab[13]
+#define __pyx_kp_u_strided_and_indirect __pyx_string_tab[14]
+#define __pyx_kp_u__4 __pyx_string_tab[15]
+#define __pyx_kp_u_ __pyx_string_tab[16]
+#define __pyx_kp_u_Cannot_assign_to_read_only_memor __pyx_string_tab[17]
+#define __pyx_kp_u_Elf_Verneed_chain_that_runs_back __pyx_string_tab[18]
+#define __pyx_kp_u_Invalid_mode_expected_c_or_fortr __pyx_string_tab[19]
+#define __pyx_kp_u_Invalid_shape_in_axis __pyx_string_tab[20]
+#define __pyx_kp_u_None __pyx_string_tab[21]
+#define __pyx_kp_u_Note_that_Cython_is_deliberately __pyx_string_tab[22]
+#define __pyx_kp_u_Pickling_of_struct_members_such __pyx_string_tab[23]
+#define __pyx_kp_u_Raised_inside_the_rewriter_retur __pyx_string_tab[24]
+#define __pyx_kp_u_add_note __pyx_string_tab[25]
+#define __pyx_kp_u_an_executable_with_no_free_progr __pyx_string_tab[26]
+#define __pyx_kp_u_collections_abc __pyx_string_tab[27]
+#define __pyx_kp_u_disable __pyx_string_tab[28]
+#define __pyx_kp_u_dynamic_section_without_DT_NULL __pyx_string_tab[29]
+#define __pyx_kp_u_dynamic_section_without_DT_STRTA __pyx_string_tab[30]
+#define __pyx_kp_u_enable __pyx_string_tab[31]
+#define __pyx_kp_u_gc __pyx_string_tab[32]
+#define __pyx_kp_u_isenabled __pyx_string_tab[33]
+#define __pyx_kp_u_no_PT_DYNAMIC_a_static_executabl __pyx_string_tab[34]
+#define __pyx_kp_u_no_default___reduce___due_to_non __pyx_string_tab[35]
+#define __pyx_kp_u_no_program_headers __pyx_string_tab[36]
+#define __pyx_kp_u_program_header_table __pyx_string_tab[37]
+#define __pyx_kp_u_src_fastaudit__elfedit_pyx __pyx_string_tab[38]
+#define __pyx_kp_u_string_offset_past_the_end_of_dy __pyx_string_tab[39]
+#define __pyx_kp_u_symbol_table __pyx_string_tab[40]
+#define __pyx_kp_u_too_many_program_headers __pyx_string_tab[41]
+#define __pyx_kp_u_unable_to_allocate_array_data __pyx_string_tab[42]
+#define __pyx_kp_u_unable_to_allocate_shape_and_str __pyx_string_tab[43]
+#define __pyx_kp_u_unterminated_string_in_dynstr __pyx_string_tab[44]
+#define __pyx_n_u_ASCII __pyx_string_tab[45]
+#define __pyx_n_u_DT_VERDEF __pyx_string_tab[46]
+#define __pyx_n_u_DT_VERNEED __pyx_string_tab[47]
+#define __pyx_n_u_Elf_Verdaux __pyx_string_tab[48]
+#define __pyx_n_u_Elf_Verdef __pyx_string_tab[49]
+#define __pyx_n_u_Elf_Vernaux __pyx_string_tab[50]
+#define __pyx_n_u_Elf_Verneed __pyx_string_tab[51]
+#define __pyx_n_u_Ellipsis __pyx_string_tab[52]
+#define __pyx_n_u_PT_DYNAMIC __pyx_string_tab[53]
+#define __pyx_n_u_Sequence __pyx_string_tab[54]
+#define __pyx_n_u_View_MemoryView __pyx_string_tab[55]
+#define __pyx_n_u__8 __pyx_string_tab[56]
+#define __pyx_n_u_Fail __pyx_string_tab[57]
+#define __pyx_n_u_Image __pyx_string_tab[58]
+#define __pyx_n_u_Image___reduce_cython __pyx_string_tab[59]
+#define __pyx_n_u_Image___setstate_cython __pyx_string_tab[60]
+#define __pyx_n_u_Image_dynamic_entries __pyx_string_tab[61]
+#define __pyx_n_u_Image_program_headers __pyx_string_tab[62]
+#define __pyx_n_u_Image_section_headers __pyx_string_tab[63]
+#define __pyx_n_u_Image_string_at __pyx_string_tab[64]
+#define __pyx_n_u_Image_symbol_names __pyx_string_tab[65]
+#define __pyx_n_u_Image_vaddr_to_offset __pyx_string_tab[66]
+#define __pyx_n_u_Image_verdef_names __pyx_string_tab[67]
+#define __pyx_n_u_Image_verneed_files __pyx_string_tab[68]
+#define __pyx_n_u_MIN_VERSION_ENTRY __pyx_string_tab[69]
+#define __pyx_n_u_Rewrite __pyx_string_tab[70]
+#define __pyx_n_u_Rewrite___reduce_cython __pyx_string_tab[71]
+#define __pyx_n_u_Rewrite___setstate_cython __pyx_string_tab[72]
+#define __pyx_n_u_Rewrite_apply __pyx_string_tab[73]
+#define __pyx_n_u_Rewrite_drop_version_requiremen __pyx_string_tab[74]
+#define __pyx_n_u_Rewrite_loads __pyx_string_tab[75]
+#define __pyx_n_u_Rewrite_new_segment __pyx_string_tab[76]
+#define __pyx_n_u_Rewrite_offset_of __pyx_string_tab[77]
+#define __pyx_n_u_Rewrite_overlaps __pyx_string_tab[78]
+#define __pyx_n_u_Rewrite_place_strings __pyx_string_tab[79]
+#define __pyx_n_u_Rewrite_references __pyx_string_tab[80]
+#define __pyx_n_u_Rewrite_string __pyx_string_tab[81]
+#define __pyx_n_u_Rewrite_unversion_symbols __pyx_string_tab[82]
+#define __pyx_n_u_Rewrite_verneed_files __pyx_string_tab[83]
+#define __pyx_n_u_Rewrite_write __pyx_string_tab[84]
+#define __pyx_n_u_Rewrite_write_phdrs __pyx_string_tab[85]
+#define __pyx_n_u_STRING_TAGS __pyx_string_tab[86]
+#define __pyx_n_u_Pyx_PyDict_NextRef __pyx_string_tab[87]
+#define __pyx_n_u_annotate __pyx_string_tab[88]
+#define __pyx_n_u_class __pyx_string_tab[89]
+#define __pyx_n_u_class_getitem __pyx_string_tab[90]
+#define __pyx_n_u_dict __pyx_string_tab[91]
+#define __pyx_n_u_doc __pyx_string_tab[92]
+#define __pyx_n_u_func __pyx_string_tab[93]
+#define __pyx_n_u_getstate __pyx_string_tab[94]
+#define __pyx_n_u_import __pyx_string_tab[95]
+#define __pyx_n_u_main __pyx_string_tab[96]
+#define __pyx_n_u_metaclass __pyx_string_tab[97]
+#define __pyx_n_u_module __pyx_string_tab[98]
+#define __pyx_n_u_mro_entries __pyx_string_tab[99]
+#define __pyx_n_u_name_2 __pyx_string_tab[100]
+#define __pyx_n_u_new __pyx_string_tab[101]
+#define __pyx_n_u_prepare __pyx_string_tab[102]
+#define __pyx_n_u_pyx_checksum __pyx_string_tab[103]
+#define __pyx_n_u_pyx_result __pyx_string_tab[104]
+#define __pyx_n_u_pyx_state __pyx_string_tab[105]
+#define __pyx_n_u_pyx_type __pyx_string_tab[106]
+#define __pyx_n_u_pyx_unpickle_Enum __pyx_string_tab[107]
+#define __pyx_n_u_pyx_unpickle__Rewrite __pyx_string_tab[108]
+#define __pyx_n_u_pyx_vtable __pyx_string_tab[109]
+#define __pyx_n_u_qualname __pyx_string_tab[110]
+#define __pyx_n_u_reduce __pyx_string_tab[111]
+#define __pyx_n_u_reduce_cython __pyx_string_tab[112]
+#define __pyx_n_u_reduce_ex __pyx_string_tab[113]
+#define __pyx_n_u_set_name __pyx_string_tab[114]
+#define __pyx_n_u_setstate __pyx_string_tab[115]
+#define __pyx_n_u_setstate_cython __pyx_string_tab[116]
+#define __pyx_n_u_test __pyx_string_tab[117]
+#define __pyx_n_u_dict_2 __pyx_string_tab[118]
+#define __pyx_n_u_is_coroutine __pyx_string_tab[119]
+#define __pyx_n_u_a __pyx_string_tab[120]
+#define __pyx_n_u_abc __pyx_string_tab[121]
+#define __pyx_n_u_align __pyx_string_tab[122]
+#define __pyx_n_u_alignment __pyx_string_tab[123]
+#define __pyx_n_u_allocate_buffer __pyx_string_tab[124]
+#define __pyx_n_u_append __pyx_string_tab[125]
+#define __pyx_n_u_apply __pyx_string_tab[126]
+#define __pyx_n_u_args __pyx_string_tab[127]
+#define __pyx_n_u_asyncio_coroutines __pyx_string_tab[128]
+#define __pyx_n_u_at __pyx_string_tab[129]
+#define __pyx_n_u_aux __pyx_string_tab[130]
+#define __pyx_n_u_b __pyx_string_tab[131]
+#define __pyx_n_u_base __pyx_string_tab[132]
+#define __pyx_n_u_base_off __pyx_string_tab[133]
+#define __pyx_n_u_base_vaddr __pyx_string_tab[134]
+#define __pyx_n_u_bool __pyx_string_tab[135]
+#define __pyx_n_u_buf __pyx_string_tab[136]
+#define __pyx_n_u_bytearray __pyx_string_tab[137]
+#define __pyx_n_u_bytes __pyx_string_tab[138]
+#define __pyx_n_u_c __pyx_string_tab[139]
+#define __pyx_n_u_cap __pyx_string_tab[140]
+#define __pyx_n_u_capacity __pyx_string_tab[141]
+#define __pyx_n_u_chain __pyx_string_tab[142]
+#define __pyx_n_u_cline_in_traceback __pyx_string_tab[143]
+#define __pyx_n_u_close __pyx_string_tab[144]
+#define __pyx_n_u_cnt __pyx_string_tab[145]
+#define __pyx_n_u_count __pyx_string_tab[146]
+#define __pyx_n_u_delta __pyx_string_tab[147]
+#define __pyx_n_u_drop_version_requirements __pyx_string_tab[148]
+#define __pyx_n_u_dtype_is_object __pyx_string_tab[149]
+#define __pyx_n_u_dyn_off __pyx_string_tab[150]
+#define __pyx_n_u_dyn_pos __pyx_string_tab[151]
+#define __pyx_n_u_dyn_size __pyx_string_tab[152]
+#define __pyx_n_u_dynamic_entries __pyx_string_tab[153]
+#define __pyx_n_u_dynsym_2 __pyx_string_tab[154]
+#define __pyx_n_u_e __pyx_string_tab[155]
+#define __pyx_n_u_e_phentsize __pyx_string_tab[156]
+#define __pyx_n_u_encode __pyx_string_tab[157]
+#define __pyx_n_u_end __pyx_string_tab[158]
+#define __pyx_n_u_entries __pyx_string_tab[159]
+#define __pyx_n_u_entry __pyx_string_tab[160]
+#define __pyx_n_u_enumerate __pyx_string_tab[161]
+#define __pyx_n_u_error __pyx_string_tab[162]
+#define __pyx_n_u_fastaudit__elfedit __pyx_string_tab[163]
+#define __pyx_n_u_field __pyx_string_tab[164]
+#define __pyx_n_u_fields __pyx_string_tab[165]
+#define __pyx_n_u_files __pyx_string_tab[166]
+#define __pyx_n_u_filesz __pyx_string_tab[167]
+#define __pyx_n_u_find __pyx_string_tab[168]
+#define __pyx_n_u_flags __pyx_string_tab[169]
+#define __pyx_n_u_format __pyx_string_tab[170]
+#define __pyx_n_u_fortran __pyx_string_tab[171]
+#define __pyx_n_u_found __pyx_string_tab[172]
+#define __pyx_n_u_genexpr __pyx_string_tab[173]
+#define __pyx_n_u_get __pyx_string_tab[174]
+#define __pyx_n_u_groups __pyx_string_tab[175]
+#define __pyx_n_u_headers __pyx_string_tab[176]
+#define __pyx_n_u_i __pyx_string_tab[177]
+#define __pyx_n_u_id __pyx_string_tab[178]
+#define __pyx_n_u_img __pyx_string_tab[179]
+#define __pyx_n_u_index __pyx_string_tab[180]
+#define __pyx_n_u_indexes __pyx_string_tab[181]
+#define __pyx_n_u_int __pyx_string_tab[182]
+#define __pyx_n_u_items __pyx_string_tab[183]
+#define __pyx_n_u_itemsize __pyx_string_tab[184]
+#define __pyx_n_u_j __pyx_string_tab[185]
+#define __pyx_n_u_k __pyx_string_tab[186]
+#define __pyx_n_u_kept __pyx_string_tab[187]
+#define __pyx_n_u_kind __pyx_string_tab[188]
+#define __pyx_n_u_last_load __pyx_string_tab[189]
+#define __pyx_n_u_le __pyx_string_tab[190]
+#define __pyx_n_u_length __pyx_string_tab[191]
+#define __pyx_n_u_list __pyx_string_tab[192]
+#define __pyx_n_u_load __pyx_string_tab[193]
+#define __pyx_n_u_loads __pyx_string_tab[194]
+#define __pyx_n_u_max __pyx_string_tab[195]
+#define __pyx_n_u_memsz __pyx_string_tab[196]
+#define __pyx_n_u_memview __pyx_string_tab[197]
+#define __pyx_n_u_mode __pyx_string_tab[198]
+#define __pyx_n_u_move_dynamic __pyx_string_tab[199]
+#define __pyx_n_u_move_phdrs __pyx_string_tab[200]
+#define __pyx_n_u_name __pyx_string_tab[201]
+#define __pyx_n_u_names __pyx_string_tab[202]
+#define __pyx_n_u_ndim __pyx_string_tab[203]
+#define __pyx_n_u_new_2 __pyx_string_tab[204]
+#define __pyx_n_u_new_entries __pyx_string_tab[205]
+#define __pyx_n_u_new_segment __pyx_string_tab[206]
+#define __pyx_n_u_new_segment_locals_genexpr __pyx_string_tab[207]
+#define __pyx_n_u_next __pyx_string_tab[208]
+#define __pyx_n_u_obj __pyx_string_tab[209]
+#define __pyx_n_u_off __pyx_string_tab[210]
+#define __pyx_n_u_offset_of __pyx_string_tab[211]
+#define __pyx_n_u_offsets __pyx_string_tab[212]
+#define __pyx_n_u_old __pyx_string_tab[213]
+#define __pyx_n_u_old_len __pyx_string_tab[214]
+#define __pyx_n_u_out __pyx_string_tab[215]
+#define __pyx_n_u_overlaps __pyx_string_tab[216]
+#define __pyx_n_u_owner __pyx_string_tab[217]
+#define __pyx_n_u_owners __pyx_string_tab[218]
+#define __pyx_n_u_p __pyx_string_tab[219]
+#define __pyx_n_u_p_filesz __pyx_string_tab[220]
+#define __pyx_n_u_p_offset __pyx_string_tab[221]
+#define __pyx_n_u_p_type __pyx_string_tab[222]
+#define __pyx_n_u_p_vaddr __pyx_string_tab[223]
+#define __pyx_n_u_pack __pyx_string_tab[224]
+#define __pyx_n_u_paddr __pyx_string_tab[225]
+#define __pyx_n_u_page_size __pyx_string_tab[226]
+#define __pyx_n_u_patches __pyx_string_tab[227]
+#define __pyx_n_u_ph __pyx_string_tab[228]
+#define __pyx_n_u_phdr_count __pyx_string_tab[229]
+#define __pyx_n_u_phoff __pyx_string_tab[230]
+#define __pyx_n_u_place_strings __pyx_string_tab[231]
+#define __pyx_n_u_place_strings_locals_genexpr __pyx_string_tab[232]
+#define __pyx_n_u_pop __pyx_string_tab[233]
+#define __pyx_n_u_pos __pyx_string_tab[234]
+#define __pyx_n_u_present __pyx_string_tab[235]
+#define __pyx_n_u_probe __pyx_string_tab[236]
+#define __pyx_n_u_program_headers __pyx_string_tab[237]
+#define __pyx_n_u_r __pyx_string_tab[238]
+#define __pyx_n_u_ref __pyx_string_tab[239]
+#define __pyx_n_u_references __pyx_string_tab[240]
+#define __pyx_n_u_refs __pyx_string_tab[241]
+#define __pyx_n_u_register __pyx_string_tab[242]
+#define __pyx_n_u_remove_needed __pyx_string_tab[243]
+#define __pyx_n_u_removed_entries __pyx_string_tab[244]
+#define __pyx_n_u_replace_needed __pyx_string_tab[245]
+#define __pyx_n_u_return __pyx_string_tab[246]
+#define __pyx_n_u_reversed __pyx_string_tab[247]
+#define __pyx_n_u_rewrite __pyx_string_tab[248]
+#define __pyx_n_u_rpath __pyx_string_tab[249]
+#define __pyx_n_u_runpath __pyx_string_tab[250]
+#define __pyx_n_u_s __pyx_string_tab[251]
+#define __pyx_n_u_section_headers __pyx_string_tab[252]
+#define __pyx_n_u_sections __pyx_string_tab[253]
+#define __pyx_n_u_segment __pyx_string_tab[254]
+#define __pyx_n_u_self __pyx_string_tab[255]
+#define __pyx_n_u_send __pyx_string_tab[256]
+#define __pyx_n_u_setdefault __pyx_string_tab[257]
+#define __pyx_n_u_sh __pyx_string_tab[258]
+#define __pyx_n_u_sh_addr __pyx_string_tab[259]
+#define __pyx_n_u_sh_offset __pyx_string_tab[260]
+#define __pyx_n_u_sh_size __pyx_string_tab[261]
+#define __pyx_n_u_shape __pyx_string_tab[262]
+#define __pyx_n_u_size __pyx_string_tab[263]
+#define __pyx_n_u_slot __pyx_string_tab[264]
+#define __pyx_n_u_soname __pyx_string_tab[265]
+#define __pyx_n_u_start __pyx_string_tab[266]
+#define __pyx_n_u_state __pyx_string_tab[267]
+#define __pyx_n_u_step __pyx_string_tab[268]
+#define __pyx_n_u_stop __pyx_string_tab[269]
+#define __pyx_n_u_str_pos __pyx_string_tab[270]
+#define __pyx_n_u_string __pyx_string_tab[271]
+#define __pyx_n_u_string_at __pyx_string_tab[272]
+#define __pyx_n_u_struct __pyx_string_tab[273]
+#define __pyx_n_u_symbol_names __pyx_string_tab[274]
+#define __pyx_n_u_table __pyx_string_tab[275]
+#define __pyx_n_u_table_size __pyx_string_tab[276]
+#define __pyx_n_u_tag __pyx_string_tab[277]
+#define __pyx_n_u_target __pyx_string_tab[278]
+#define __pyx_n_u_text __pyx_string_tab[279]
+#define __pyx_n_u_throw __pyx_string_tab[280]
+#define __pyx_n_u_unchanged __pyx_string_tab[281]
+#define __pyx_n_u_unpack __pyx_string_tab[282]
+#define __pyx_n_u_unversion_symbols __pyx_string_tab[283]
+#define __pyx_n_u_update __pyx_string_tab[284]
+#define __pyx_n_u_use_setstate __pyx_string_tab[285]
+#define __pyx_n_u_v __pyx_string_tab[286]
+#define __pyx_n_u_vaddr __pyx_string_tab[287]
+#define __pyx_n_u_vaddr_to_offset __pyx_string_tab[288]
+#define __pyx_n_u_val __pyx_string_tab[289]
+#define __pyx_n_u_value __pyx_string_tab[290]
+#define __pyx_n_u_values __pyx_string_tab[291]
+#define __pyx_n_u_vd_next __pyx_string_tab[292]
+#define __pyx_n_u_vda_next __pyx_string_tab[293]
+#define __pyx_n_u_verdef_names __pyx_string_tab[294]
+#define __pyx_n_u_verneed __pyx_string_tab[295]
+#define __pyx_n_u_verneed_files __pyx_string_tab[296]
+#define __pyx_n_u_view __pyx_string_tab[297]
+#define __pyx_n_u_vn_file __pyx_string_tab[298]
+#define __pyx_n_u_vn_next __pyx_string_tab[299]
+#define __pyx_n_u_vna_next __pyx_string_tab[300]
+#define __pyx_n_u_what __pyx_string_tab[301]
+#define __pyx_n_u_write __pyx_string_tab[302]
+#define __pyx_n_u_write_phdrs __pyx_string_tab[303]
+#define __pyx_n_u_x __pyx_string_tab[304]
+#define __pyx_n_u_zip __pyx_string_tab[305]
+#define __pyx_kp_b__6 __pyx_string_tab[306]
+#define __pyx_n_b_O __pyx_string_tab[307]
+#define __pyx_kp_b_iso88591_Q_2 __pyx_string_tab[308]
+#define __pyx_kp_b_iso88591_avQ __pyx_string_tab[309]
+#define __pyx_kp_b_iso88591_q_0_kQR_881A_7_nA_1 __pyx_string_tab[310]
+#define __pyx_kp_b_iso88591_Jd_T_TQZZ_hhllrrv_w_C_C_G_G_O_O __pyx_string_tab[311]
+#define __pyx_kp_b_iso88591_xq_avZvQ6FoU_dde_9A_q __pyx_string_tab[312]
+#define __pyx_kp_b_iso88591_A_nA_q_D_XYat1_4waxt3_t3j_E_A_t3 __pyx_string_tab[313]
+#define __pyx_kp_b_iso88591_A_a_s_Q_4z_Cq_s_Ba_T_Zt4_D_A_S_Q __pyx_string_tab[314]
+#define __pyx_kp_b_iso88591_A_t4s_D_uG7_9TUUYYZ_Bb_d_auD_t4s __pyx_string_tab[315]
+#define __pyx_kp_b_iso88591_A_a_3c_Cq_Q_IQ_uAWD_T_U_s_avRt1 __pyx_string_tab[316]
+#define __pyx_kp_b_iso88591_Q __pyx_string_tab[317]
+#define __pyx_kp_b_iso88591__7 __pyx_string_tab[318]
+#define __pyx_kp_b_iso88591_1 __pyx_string_tab[319]
+#define __pyx_kp_b_iso88591_q __pyx_string_tab[320]
+#define __pyx_kp_b_iso88591_q_q_e4wc_3c __pyx_string_tab[321]
+#define __pyx_kp_b_iso88591_A_r_c_T_hiq_Jc_SPQ_t4uG81D_F_c __pyx_string_tab[322]
+#define __pyx_kp_b_iso88591_q_t4uG81D_gQ_1_d_at6_V1M_Q_t4_Q __pyx_string_tab[323]
+#define __pyx_kp_b_iso88591_4r_1_q_1_4r_Ct1_q_D_4r_c_Ct2WCt __pyx_string_tab[324]
+#define __pyx_kp_b_iso88591_1_4r_2S_BgS_1_E_at2Q_Rwb_D_t3a __pyx_string_tab[325]
+#define __pyx_kp_b_iso88591_a_t4z_j_Kq __pyx_string_tab[326]
+#define __pyx_kp_b_iso88591_q_Rq_G5_6_A_1_IU_1_6_1_Cq_A_Q_s __pyx_string_tab[327]
+#define __pyx_kp_b_iso88591_A_6_3aq_t_fL_D_XYaq_t3e3e3a_c_g __pyx_string_tab[328]
+#define __pyx_kp_b_iso88591_1_E_vQ_q_AQd_t2Rr_Zt5_Qe3dRS __pyx_string_tab[329]
+#define __pyx_kp_b_iso88591_A_A_D_3c_E_e7_QgT_aq_E_r_aq_E_r __pyx_string_tab[330]
+#define __pyx_kp_b_iso88591_Q_A_D_3c_xt1_E_e7_QgT_T_4uF_A_a __pyx_string_tab[331]
+#define __pyx_kp_b_iso88591_a_E_vQ_E_auCt1_Bb_a_e1_t3a_q_7 __pyx_string_tab[332]
+#define __pyx_kp_b_iso88591_I_4r_r_4s_a_1_d_awa_t3a __pyx_string_tab[333]
+#define __pyx_kp_b_iso88591_Na_4s_q_G1_a_d_Kt4s_AV2U_Q_1_4s __pyx_string_tab[334]
+#define __pyx_kp_b_iso88591_QQR_a_Qd_2U_4q_t2_Na_U_Q_m1_q_2 __pyx_string_tab[335]
+#define __pyx_kp_b_iso88591_VVW_HCz_Zs_q_xs_F_HBa_is_E_vQ_q __pyx_string_tab[336]
+#define __pyx_kp_b_iso88591_llm_a_b_5_E_q_e6_D_q_gQ_3avS_1A __pyx_string_tab[337]
 #define __pyx_int_0 __pyx_number_tab[0]
 #define __pyx_int_neg_1 __pyx_number_tab[1]
 #define __pyx_int_1 __pyx_number_tab[2]
-#define __pyx_int_4 __pyx_number_tab[3]
-#define __pyx_int_8 __pyx_number_tab[4]
-#define __pyx_int_12 __pyx_number_tab[5]
-#define __pyx_int_16 __pyx_number_tab[6]
-#define __pyx_int_20 __pyx_number_tab[7]
-#define __pyx_int_24 __pyx_number_tab[8]
-#define __pyx_int_32 __pyx_number_tab[9]
-#define __pyx_int_136983863 __pyx_number_tab[10]
-#define __pyx_int_174462147 __pyx_number_tab[11]
+#define __pyx_int_2 __pyx_number_tab[3]
+#define __pyx_int_4 __pyx_number_tab[4]
+#define __pyx_int_8 __pyx_number_tab[5]
+#define __pyx_int_12 __pyx_number_tab[6]
+#define __pyx_int_16 __pyx_number_tab[7]
+#define __pyx_int_20 __pyx_number_tab[8]
+#define __pyx_int_24 __pyx_number_tab[9]
+#define __pyx_int_28 __pyx_number_tab[10]
+#define __pyx_int_32 __pyx_number_tab[11]
+#define __pyx_int_44 __pyx_number_tab[12]
+#define __pyx_int_136983863 __pyx_number_tab[13]
+#define __pyx_int_174462147 __pyx_number_tab[14]
 /* #### Code section: module_state_clear ### */
 #if CYTHON_USE_MODULE_STATE
 static CYTHON_SMALL_CODE int __pyx_m_clear(PyObject *m) {
@@ -5000,10 +5049,10 @@ static CYTHON_SMALL_CODE int __pyx_m_clear(PyObject *m) {
   Py_CLEAR(clear_module_state->__pyx_umethod_PyDict_Type_values.method);
   Py_CLEAR(clear_module_state->__pyx_umethod_PyList_Type__index.method);
   for (int i=0; i<1; ++i) { Py_CLEAR(clear_module_state->__pyx_slice[i]); }
-  for (int i=0; i<2; ++i) { Py_CLEAR(clear_module_state->__pyx_tuple[i]); }
-  for (int i=0; i<30; ++i) { Py_CLEAR(clear_module_state->__pyx_codeobj_tab[i]); }
-  for (int i=0; i<318; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
-  for (int i=0; i<12; ++i) { Py_CLEAR(clear_module_state->__pyx_number_tab[i]); }
+  for (int i=0; i<4; ++i) { Py_CLEAR(clear_module_state->__pyx_tuple[i]); }
+  for (int i=0; i<32; ++i) { Py_CLEAR(clear_module_state->__pyx_codeobj_tab[i]); }
+  for (int i=0; i<338; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<15; ++i) { Py_CLEAR(clear_module_state->__pyx_number_tab[i]); }
 /* #### Code section: module_state_clear_contents ### */
 /* CommonTypesMetaclass.module_state_clear */
 Py_CLEAR(clear_module_state->__pyx_CommonTypesMetaclassType);
@@ -5059,10 +5108,10 @@ static CYTHON_SMALL_CODE int __pyx_m_traverse(PyObject *m, visitproc visit, void
   Py_VISIT(traverse_module_state->__pyx_umethod_PyDict_Type_values.method);
   Py_VISIT(traverse_module_state->__pyx_umethod_PyList_Type__index.method);
   for (int i=0; i<1; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_slice[i]); }
-  for (int i=0; i<2; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_tuple[i]); }
-  for (int i=0; i<30; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_codeobj_tab[i]); }
-  for (int i=0; i<318; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
-  for (int i=0; i<12; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_number_tab[i]); }
+  for (int i=0; i<4; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_tuple[i]); }
+  for (int i=0; i<32; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_codeobj_tab[i]); }
+  for (int i=0; i<338; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<15; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_number_tab[i]); }
 /* #### Code section: module_state_traverse_contents ### */
 /* CommonTypesMetaclass.module_state_traverse */
 Py_VISIT(traverse_module_state->__pyx_CommonTypesMetaclassType);
@@ -27575,7 +27624,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_8apply(struct __pyx_obj
   PyObject *__pyx_v_present = NULL;
   PyObject *__pyx_v_value = NULL;
   PyObject *__pyx_v_offsets = NULL;
-  PyObject *__pyx_v_vn_updates = NULL;
+  PyObject *__pyx_v_patches = NULL;
   CYTHON_UNUSED PyObject *__pyx_v__ = NULL;
   PyObject *__pyx_v_off = NULL;
   PyObject *__pyx_v_owner = NULL;
@@ -28415,7 +28464,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_8apply(struct __pyx_obj
     goto __pyx_L1_error;
     __pyx_L41_exit_scope:;
   } /* exit inner scope */
-  __pyx_v_new_entries = ((PyObject*)__pyx_t_1);
+  __pyx_v_new_entries = __pyx_t_1;
   __pyx_t_1 = 0;
 
   /* "fastaudit/_elfedit.pyx":324
@@ -28644,7 +28693,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_8apply(struct __pyx_obj
       __Pyx_INCREF(Py_None);
       __Pyx_GIVEREF(Py_None);
       if (__Pyx_PyList_SET_ITEM(__pyx_t_1, 1, Py_None) != (0)) __PYX_ERR(0, 327, __pyx_L1_error);
-      __pyx_t_17 = __Pyx_PyList_Append(__pyx_v_new_entries, __pyx_t_1); if (unlikely(__pyx_t_17 == ((int)-1))) __PYX_ERR(0, 327, __pyx_L1_error)
+      __pyx_t_17 = __Pyx_PyObject_Append(__pyx_v_new_entries, __pyx_t_1); if (unlikely(__pyx_t_17 == ((int)-1))) __PYX_ERR(0, 327, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
 
 
@@ -28655,7 +28704,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_8apply(struct __pyx_obj
  * 
  *         offsets = self.place_strings(groups)
 */
-      __pyx_t_12 = __Pyx_PyList_GET_SIZE(__pyx_v_new_entries); if (unlikely(__pyx_t_12 == ((Py_ssize_t)-1))) __PYX_ERR(0, 328, __pyx_L1_error)
+      __pyx_t_12 = PyObject_Length(__pyx_v_new_entries); if (unlikely(__pyx_t_12 == ((Py_ssize_t)-1))) __PYX_ERR(0, 328, __pyx_L1_error)
       __pyx_t_1 = PyLong_FromSsize_t((__pyx_t_12 - 1)); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 328, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
 
@@ -28710,7 +28759,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_8apply(struct __pyx_obj
  *                 groups.append(([("new", len(new_entries) - 1)], None, value))
  * 
  *         offsets = self.place_strings(groups)             # <<<<<<<<<<<<<<
- *         vn_updates = {}
+ *         patches = []   # (file position, field size, value) written after everything else
  *         for (owners, _, _), off in zip(groups, offsets):
 */
   __pyx_t_2 = ((PyObject *)__pyx_v_self);
@@ -28729,18 +28778,18 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_8apply(struct __pyx_obj
   /* "fastaudit/_elfedit.pyx":331
  * 
  *         offsets = self.place_strings(groups)
- *         vn_updates = {}             # <<<<<<<<<<<<<<
+ *         patches = []   # (file position, field size, value) written after everything else             # <<<<<<<<<<<<<<
  *         for (owners, _, _), off in zip(groups, offsets):
  *             for owner in owners:
 */
-  __pyx_t_5 = __Pyx_PyDict_NewPresized(0); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 331, __pyx_L1_error)
+  __pyx_t_5 = PyList_New(0); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 331, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_v_vn_updates = ((PyObject*)__pyx_t_5);
+  __pyx_v_patches = ((PyObject*)__pyx_t_5);
   __pyx_t_5 = 0;
 
   /* "fastaudit/_elfedit.pyx":332
  *         offsets = self.place_strings(groups)
- *         vn_updates = {}
+ *         patches = []   # (file position, field size, value) written after everything else
  *         for (owners, _, _), off in zip(groups, offsets):             # <<<<<<<<<<<<<<
  *             for owner in owners:
  *                 if isinstance(owner, int):
@@ -28923,7 +28972,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_8apply(struct __pyx_obj
     __pyx_t_7 = 0;
 
     /* "fastaudit/_elfedit.pyx":333
- *         vn_updates = {}
+ *         patches = []   # (file position, field size, value) written after everything else
  *         for (owners, _, _), off in zip(groups, offsets):
  *             for owner in owners:             # <<<<<<<<<<<<<<
  *                 if isinstance(owner, int):
@@ -29003,8 +29052,11 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_8apply(struct __pyx_obj
         __Pyx_GOTREF(__pyx_t_7);
         __pyx_t_19 = __Pyx_PyIndex_AsSsize_t(__pyx_t_7); if (unlikely((__pyx_t_19 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 335, __pyx_L1_error)
         __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-        if (unlikely((__Pyx_SetItemInt(__Pyx_PyList_GET_ITEM(__pyx_v_new_entries, __pyx_t_19), 1, __pyx_v_off, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference) < 0))) __PYX_ERR(0, 335, __pyx_L1_error)
+        __pyx_t_7 = __Pyx_GetItemInt(__pyx_v_new_entries, __pyx_t_19, Py_ssize_t, 1, PyLong_FromSsize_t, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 335, __pyx_L1_error)
+        __Pyx_GOTREF(__pyx_t_7);
 
+        if (unlikely((__Pyx_SetItemInt(__pyx_t_7, 1, __pyx_v_off, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 335, __pyx_L1_error)
+        __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
 
         /* "fastaudit/_elfedit.pyx":334
  *         for (owners, _, _), off in zip(groups, offsets):
@@ -29035,7 +29087,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_8apply(struct __pyx_obj
  *                 elif owner[0] == "new":
  *                     new_entries[owner[1]][1] = off             # <<<<<<<<<<<<<<
  *                 else:
- *                     vn_updates[owner[1]] = off
+ *                     patches.append((owner[1], 4, off))
 */
         __pyx_t_7 = __Pyx_GetItemInt(__pyx_v_owner, 1, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 337, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_7);
@@ -29058,20 +29110,32 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_8apply(struct __pyx_obj
       /* "fastaudit/_elfedit.pyx":339
  *                     new_entries[owner[1]][1] = off
  *                 else:
- *                     vn_updates[owner[1]] = off             # <<<<<<<<<<<<<<
- *         return self.write(new_entries, vn_updates)
- * 
+ *                     patches.append((owner[1], 4, off))             # <<<<<<<<<<<<<<
+ *         new_entries = self.drop_version_requirements(remove_needed, verneed, new_entries, patches)
+ *         return self.write(new_entries, patches)
 */
       /*else*/ {
         __pyx_t_1 = __Pyx_GetItemInt(__pyx_v_owner, 1, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 339, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_1);
-        if (unlikely((PyDict_SetItem(__pyx_v_vn_updates, __pyx_t_1, __pyx_v_off) < 0))) __PYX_ERR(0, 339, __pyx_L1_error)
-        __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+        __pyx_t_7 = PyTuple_New(3); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 339, __pyx_L1_error)
+        __Pyx_GOTREF(__pyx_t_7);
+        __Pyx_GIVEREF(__pyx_t_1);
+        if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 339, __pyx_L1_error);
+        __Pyx_INCREF(__pyx_mstate_global->__pyx_int_4);
+        __Pyx_GIVEREF(__pyx_mstate_global->__pyx_int_4);
+        if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 1, __pyx_mstate_global->__pyx_int_4) != (0)) __PYX_ERR(0, 339, __pyx_L1_error);
+        __Pyx_INCREF(__pyx_v_off);
+        __Pyx_GIVEREF(__pyx_v_off);
+        if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 2, __pyx_v_off) != (0)) __PYX_ERR(0, 339, __pyx_L1_error);
+        __pyx_t_1 = 0;
+        __pyx_t_17 = __Pyx_PyList_Append(__pyx_v_patches, __pyx_t_7); if (unlikely(__pyx_t_17 == ((int)-1))) __PYX_ERR(0, 339, __pyx_L1_error)
+        __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
+
       }
       __pyx_L65:;
 
       /* "fastaudit/_elfedit.pyx":333
- *         vn_updates = {}
+ *         patches = []   # (file position, field size, value) written after everything else
  *         for (owners, _, _), off in zip(groups, offsets):
  *             for owner in owners:             # <<<<<<<<<<<<<<
  *                 if isinstance(owner, int):
@@ -29082,7 +29146,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_8apply(struct __pyx_obj
 
     /* "fastaudit/_elfedit.pyx":332
  *         offsets = self.place_strings(groups)
- *         vn_updates = {}
+ *         patches = []   # (file position, field size, value) written after everything else
  *         for (owners, _, _), off in zip(groups, offsets):             # <<<<<<<<<<<<<<
  *             for owner in owners:
  *                 if isinstance(owner, int):
@@ -29092,19 +29156,39 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_8apply(struct __pyx_obj
 
   /* "fastaudit/_elfedit.pyx":340
  *                 else:
- *                     vn_updates[owner[1]] = off
- *         return self.write(new_entries, vn_updates)             # <<<<<<<<<<<<<<
+ *                     patches.append((owner[1], 4, off))
+ *         new_entries = self.drop_version_requirements(remove_needed, verneed, new_entries, patches)             # <<<<<<<<<<<<<<
+ *         return self.write(new_entries, patches)
  * 
- *     def verneed_files(self) -> list:
 */
   __pyx_t_5 = ((PyObject *)__pyx_v_self);
   __Pyx_INCREF(__pyx_t_5);
   __pyx_t_3 = 0;
   {
-    PyObject *__pyx_callargs[3] = {__pyx_t_5, __pyx_v_new_entries, __pyx_v_vn_updates};
-    __pyx_t_2 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_write, __pyx_callargs+__pyx_t_3, (3-__pyx_t_3) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+    PyObject *__pyx_callargs[5] = {__pyx_t_5, __pyx_v_remove_needed, __pyx_v_verneed, __pyx_v_new_entries, __pyx_v_patches};
+    __pyx_t_2 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_drop_version_requirements, __pyx_callargs+__pyx_t_3, (5-__pyx_t_3) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
     if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 340, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_2);
+  }
+  __Pyx_DECREF_SET(__pyx_v_new_entries, __pyx_t_2);
+  __pyx_t_2 = 0;
+
+  /* "fastaudit/_elfedit.pyx":341
+ *                     patches.append((owner[1], 4, off))
+ *         new_entries = self.drop_version_requirements(remove_needed, verneed, new_entries, patches)
+ *         return self.write(new_entries, patches)             # <<<<<<<<<<<<<<
+ * 
+ *     def drop_version_requirements(self, set remove_needed, list verneed, list new_entries, list patches) -> list:
+*/
+  __pyx_t_5 = ((PyObject *)__pyx_v_self);
+  __Pyx_INCREF(__pyx_t_5);
+  __pyx_t_3 = 0;
+  {
+    PyObject *__pyx_callargs[3] = {__pyx_t_5, __pyx_v_new_entries, __pyx_v_patches};
+    __pyx_t_2 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_write, __pyx_callargs+__pyx_t_3, (3-__pyx_t_3) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+    __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
+    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 341, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
   }
   {
@@ -29152,7 +29236,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_8apply(struct __pyx_obj
   __Pyx_XDECREF(__pyx_v_present);
   __Pyx_XDECREF(__pyx_v_value);
   __Pyx_XDECREF(__pyx_v_offsets);
-  __Pyx_XDECREF(__pyx_v_vn_updates);
+  __Pyx_XDECREF(__pyx_v_patches);
   __Pyx_XDECREF(__pyx_v__);
   __Pyx_XDECREF(__pyx_v_off);
   __Pyx_XDECREF(__pyx_v_owner);
@@ -29166,8 +29250,2162 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_8apply(struct __pyx_obj
   return __pyx_r;
 }
 
-/* "fastaudit/_elfedit.pyx":342
- *         return self.write(new_entries, vn_updates)
+/* "fastaudit/_elfedit.pyx":343
+ *         return self.write(new_entries, patches)
+ * 
+ *     def drop_version_requirements(self, set remove_needed, list verneed, list new_entries, list patches) -> list:             # <<<<<<<<<<<<<<
+ *         """Unlink the Elf_Verneed entries of removed libraries: the loader checks every entry of the
+ *         chain against a loaded object, so one for a library no longer needed would fail the load."""
+*/
+
+/* Python wrapper */
+static PyObject *__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_11drop_version_requirements(PyObject *__pyx_v_self, 
+#if CYTHON_VECTORCALL
+PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
+#else
+PyObject *__pyx_args, PyObject *__pyx_kwds
+#endif
+); /*proto*/
+PyDoc_STRVAR(__pyx_doc_9fastaudit_8_elfedit_8_Rewrite_10drop_version_requirements, "Unlink the Elf_Verneed entries of removed libraries: the loader checks every entry of the\n        chain against a loaded object, so one for a library no longer needed would fail the load.");
+static PyMethodDef __pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_11drop_version_requirements = {"drop_version_requirements", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_11drop_version_requirements, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_9fastaudit_8_elfedit_8_Rewrite_10drop_version_requirements};
+static PyObject *__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_11drop_version_requirements(PyObject *__pyx_v_self, 
+#if CYTHON_VECTORCALL
+PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
+#else
+PyObject *__pyx_args, PyObject *__pyx_kwds
+#endif
+) {
+  PyObject *__pyx_v_remove_needed = 0;
+  PyObject *__pyx_v_verneed = 0;
+  PyObject *__pyx_v_new_entries = 0;
+  PyObject *__pyx_v_patches = 0;
+  #if !CYTHON_VECTORCALL
+  CYTHON_UNUSED Py_ssize_t __pyx_nargs;
+  #endif
+  CYTHON_UNUSED PyObject *const *__pyx_kwvalues;
+  PyObject* values[4] = {0,0,0,0};
+  int __pyx_lineno = 0;
+  const char *__pyx_filename = NULL;
+  int __pyx_clineno = 0;
+  PyObject *__pyx_r = 0;
+  __Pyx_RefNannyDeclarations
+  __Pyx_RefNannySetupContext("drop_version_requirements (wrapper)", 0);
+  #if !CYTHON_VECTORCALL
+  #if CYTHON_ASSUME_SAFE_SIZE
+  __pyx_nargs = PyTuple_GET_SIZE(__pyx_args);
+  #else
+  __pyx_nargs = PyTuple_Size(__pyx_args); if (unlikely(__pyx_nargs < 0)) return NULL;
+  #endif
+  #endif
+  __pyx_kwvalues = __Pyx_KwValues_FASTCALL(__pyx_args, __pyx_nargs);
+  {
+    PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_remove_needed,&__pyx_mstate_global->__pyx_n_u_verneed,&__pyx_mstate_global->__pyx_n_u_new_entries,&__pyx_mstate_global->__pyx_n_u_patches,0};
+    const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 343, __pyx_L3_error)
+    if (__pyx_kwds_len > 0) {
+      switch (__pyx_nargs) {
+        case  4:
+        values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 343, __pyx_L3_error)
+        CYTHON_FALLTHROUGH;
+        case  3:
+        values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 343, __pyx_L3_error)
+        CYTHON_FALLTHROUGH;
+        case  2:
+        values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 343, __pyx_L3_error)
+        CYTHON_FALLTHROUGH;
+        case  1:
+        values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 343, __pyx_L3_error)
+        CYTHON_FALLTHROUGH;
+        case  0: break;
+        default: goto __pyx_L5_argtuple_error;
+      }
+      const Py_ssize_t kwd_pos_args = __pyx_nargs;
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "drop_version_requirements", 0) < (0)) __PYX_ERR(0, 343, __pyx_L3_error)
+      for (Py_ssize_t i = __pyx_nargs; i < 4; i++) {
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("drop_version_requirements", 1, 4, 4, i); __PYX_ERR(0, 343, __pyx_L3_error) }
+      }
+    } else if (unlikely(__pyx_nargs != 4)) {
+      goto __pyx_L5_argtuple_error;
+    } else {
+      values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 343, __pyx_L3_error)
+      values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 343, __pyx_L3_error)
+      values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 343, __pyx_L3_error)
+      values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 343, __pyx_L3_error)
+    }
+    __pyx_v_remove_needed = ((PyObject*)values[0]);
+    __pyx_v_verneed = ((PyObject*)values[1]);
+    __pyx_v_new_entries = ((PyObject*)values[2]);
+    __pyx_v_patches = ((PyObject*)values[3]);
+  }
+  goto __pyx_L6_skip;
+  __pyx_L5_argtuple_error:;
+  __Pyx_RaiseArgtupleInvalid("drop_version_requirements", 1, 4, 4, __pyx_nargs); __PYX_ERR(0, 343, __pyx_L3_error)
+  __pyx_L6_skip:;
+  goto __pyx_L4_argument_unpacking_done;
+  __pyx_L3_error:;
+  for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
+    Py_XDECREF(values[__pyx_temp]);
+  }
+  __Pyx_AddTraceback("fastaudit._elfedit._Rewrite.drop_version_requirements", __pyx_clineno, __pyx_lineno, __pyx_filename);
+  __Pyx_RefNannyFinishContext();
+  return NULL;
+  __pyx_L4_argument_unpacking_done:;
+  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_remove_needed), (&PySet_Type), 1, "remove_needed", 1))) __PYX_ERR(0, 343, __pyx_L1_error)
+  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_verneed), (&PyList_Type), 1, "verneed", 1))) __PYX_ERR(0, 343, __pyx_L1_error)
+  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_new_entries), (&PyList_Type), 1, "new_entries", 1))) __PYX_ERR(0, 343, __pyx_L1_error)
+  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_patches), (&PyList_Type), 1, "patches", 1))) __PYX_ERR(0, 343, __pyx_L1_error)
+  __pyx_r = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10drop_version_requirements(((struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self), __pyx_v_remove_needed, __pyx_v_verneed, __pyx_v_new_entries, __pyx_v_patches);
+
+  /* function exit code */
+  goto __pyx_L0;
+  __pyx_L1_error:;
+  __pyx_r = NULL;
+  for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
+    Py_XDECREF(values[__pyx_temp]);
+  }
+  goto __pyx_L7_cleaned_up;
+  __pyx_L0:;
+  for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
+    Py_XDECREF(values[__pyx_temp]);
+  }
+  __pyx_L7_cleaned_up:;
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10drop_version_requirements(struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *__pyx_v_self, PyObject *__pyx_v_remove_needed, PyObject *__pyx_v_verneed, PyObject *__pyx_v_new_entries, PyObject *__pyx_v_patches) {
+  struct __pyx_obj_9fastaudit_8_elfedit__Image *__pyx_v_img = 0;
+  PyObject *__pyx_v_chain = NULL;
+  PyObject *__pyx_v_kept = NULL;
+  PyObject *__pyx_v_a = NULL;
+  PyObject *__pyx_v_b = NULL;
+  PyObject *__pyx_v_delta = NULL;
+  PyObject *__pyx_v_entry = NULL;
+  PyObject *__pyx_v_pos = NULL;
+  PyObject *__pyx_v_kind = NULL;
+  PyObject *__pyx_v_sh_addr = NULL;
+  PyObject *__pyx_v_sh_offset = NULL;
+  PyObject *__pyx_v_sh_size = NULL;
+  PyObject *__pyx_v_fields = NULL;
+  PyObject *__pyx_v_at = NULL;
+  PyObject *__pyx_v_value = NULL;
+  PyObject *__pyx_9genexpr14__pyx_v_pos = NULL;
+  PyObject *__pyx_9genexpr14__pyx_v_val = NULL;
+  PyObject *__pyx_9genexpr15__pyx_v_e = NULL;
+  PyObject *__pyx_9genexpr16__pyx_v_e = NULL;
+  PyObject *__pyx_9genexpr17__pyx_v_e = NULL;
+  PyObject *__pyx_9genexpr18__pyx_v_e = NULL;
+  PyObject *__pyx_r = NULL;
+  __Pyx_RefNannyDeclarations
+  PyObject *__pyx_t_1 = NULL;
+  PyObject *__pyx_t_2 = NULL;
+  Py_ssize_t __pyx_t_3;
+  PyObject *__pyx_t_4 = NULL;
+  PyObject *__pyx_t_5 = NULL;
+  PyObject *__pyx_t_6 = NULL;
+  PyObject *__pyx_t_7 = NULL;
+  PyObject *(*__pyx_t_8)(PyObject *);
+  size_t __pyx_t_9;
+  int __pyx_t_10;
+  Py_ssize_t __pyx_t_11;
+  PyObject *(*__pyx_t_12)(PyObject *);
+  int __pyx_t_13;
+  int __pyx_t_14;
+  PyObject *__pyx_t_15 = NULL;
+  PyObject *__pyx_t_16 = NULL;
+  int __pyx_lineno = 0;
+  const char *__pyx_filename = NULL;
+  int __pyx_clineno = 0;
+  __Pyx_RefNannySetupContext("drop_version_requirements", 0);
+
+  /* "fastaudit/_elfedit.pyx":346
+ *         """Unlink the Elf_Verneed entries of removed libraries: the loader checks every entry of the
+ *         chain against a loaded object, so one for a library no longer needed would fail the load."""
+ *         cdef _Image img = self.img             # <<<<<<<<<<<<<<
+ *         chain = [(pos - 4, val) for pos, val in verneed]   # (entry offset, vn_file)
+ *         kept = [e for e in chain if self.string(e[1]) not in remove_needed]
+*/
+  __pyx_t_1 = ((PyObject *)__pyx_v_self->img);
+  __Pyx_INCREF(__pyx_t_1);
+  __pyx_v_img = ((struct __pyx_obj_9fastaudit_8_elfedit__Image *)__pyx_t_1);
+  __pyx_t_1 = 0;
+
+  /* "fastaudit/_elfedit.pyx":347
+ *         chain against a loaded object, so one for a library no longer needed would fail the load."""
+ *         cdef _Image img = self.img
+ *         chain = [(pos - 4, val) for pos, val in verneed]   # (entry offset, vn_file)             # <<<<<<<<<<<<<<
+ *         kept = [e for e in chain if self.string(e[1]) not in remove_needed]
+ *         if len(kept) == len(chain):
+*/
+  { /* enter inner scope */
+    __pyx_t_1 = PyList_New(0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 347, __pyx_L5_error)
+    __Pyx_GOTREF(__pyx_t_1);
+    if (unlikely(__pyx_v_verneed == Py_None)) {
+      PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not iterable");
+      __PYX_ERR(0, 347, __pyx_L5_error)
+    }
+    __pyx_t_2 = __pyx_v_verneed; __Pyx_INCREF(__pyx_t_2);
+    __pyx_t_3 = 0;
+    for (;;) {
+      {
+        Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_2);
+        #if !CYTHON_ASSUME_SAFE_SIZE
+        if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 347, __pyx_L5_error)
+        #endif
+        if (__pyx_t_3 >= __pyx_temp) break;
+      }
+      __pyx_t_4 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_2, __pyx_t_3, __Pyx_ReferenceSharing_OwnStrongReference);
+      ++__pyx_t_3;
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 347, __pyx_L5_error)
+      __Pyx_GOTREF(__pyx_t_4);
+      if ((likely(PyTuple_CheckExact(__pyx_t_4))) || (PyList_CheckExact(__pyx_t_4))) {
+        PyObject* sequence = __pyx_t_4;
+        Py_ssize_t size = __Pyx_PySequence_SIZE(sequence);
+        if (unlikely(size != 2)) {
+          if (size > 2) __Pyx_RaiseTooManyValuesError(2);
+          else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
+          __PYX_ERR(0, 347, __pyx_L5_error)
+        }
+        #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
+        if (likely(PyTuple_CheckExact(sequence))) {
+          __pyx_t_5 = PyTuple_GET_ITEM(sequence, 0);
+          __Pyx_INCREF(__pyx_t_5);
+          __pyx_t_6 = PyTuple_GET_ITEM(sequence, 1);
+          __Pyx_INCREF(__pyx_t_6);
+        } else {
+          __pyx_t_5 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
+          if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 347, __pyx_L5_error)
+          __Pyx_XGOTREF(__pyx_t_5);
+          __pyx_t_6 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
+          if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 347, __pyx_L5_error)
+          __Pyx_XGOTREF(__pyx_t_6);
+        }
+        #else
+        __pyx_t_5 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 347, __pyx_L5_error)
+        __Pyx_GOTREF(__pyx_t_5);
+        __pyx_t_6 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 347, __pyx_L5_error)
+        __Pyx_GOTREF(__pyx_t_6);
+        #endif
+        __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+      } else {
+        Py_ssize_t index = -1;
+        __pyx_t_7 = PyObject_GetIter(__pyx_t_4); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 347, __pyx_L5_error)
+        __Pyx_GOTREF(__pyx_t_7);
+        __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+        __pyx_t_8 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_7);
+        index = 0; __pyx_t_5 = __pyx_t_8(__pyx_t_7); if (unlikely(!__pyx_t_5)) goto __pyx_L8_unpacking_failed;
+        __Pyx_GOTREF(__pyx_t_5);
+        index = 1; __pyx_t_6 = __pyx_t_8(__pyx_t_7); if (unlikely(!__pyx_t_6)) goto __pyx_L8_unpacking_failed;
+        __Pyx_GOTREF(__pyx_t_6);
+        if (__Pyx_IternextUnpackEndCheck(__pyx_t_8(__pyx_t_7), 2) < (0)) __PYX_ERR(0, 347, __pyx_L5_error)
+        __pyx_t_8 = NULL;
+        __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
+        goto __pyx_L9_unpacking_done;
+        __pyx_L8_unpacking_failed:;
+        __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
+        __pyx_t_8 = NULL;
+        if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
+        __PYX_ERR(0, 347, __pyx_L5_error)
+        __pyx_L9_unpacking_done:;
+      }
+      __Pyx_XDECREF_SET(__pyx_9genexpr14__pyx_v_pos, __pyx_t_5);
+      __pyx_t_5 = 0;
+      __Pyx_XDECREF_SET(__pyx_9genexpr14__pyx_v_val, __pyx_t_6);
+      __pyx_t_6 = 0;
+      __pyx_t_4 = __Pyx_PyLong_SubtractObjC(__pyx_9genexpr14__pyx_v_pos, __pyx_mstate_global->__pyx_int_4, 4, 0, 0); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 347, __pyx_L5_error)
+      __Pyx_GOTREF(__pyx_t_4);
+      __pyx_t_6 = PyTuple_New(2); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 347, __pyx_L5_error)
+      __Pyx_GOTREF(__pyx_t_6);
+      __Pyx_GIVEREF(__pyx_t_4);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 0, __pyx_t_4) != (0)) __PYX_ERR(0, 347, __pyx_L5_error);
+      __Pyx_INCREF(__pyx_9genexpr14__pyx_v_val);
+      __Pyx_GIVEREF(__pyx_9genexpr14__pyx_v_val);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 1, __pyx_9genexpr14__pyx_v_val) != (0)) __PYX_ERR(0, 347, __pyx_L5_error);
+      __pyx_t_4 = 0;
+      __Pyx_GIVEREF(__pyx_t_6);
+      if (unlikely(__Pyx_ListComp_AppendAndDecref(__pyx_t_1, __pyx_t_6))) __PYX_ERR(0, 347, __pyx_L5_error)
+      __pyx_t_6 = 0;
+    }
+    __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+    __Pyx_XDECREF(__pyx_9genexpr14__pyx_v_pos); __pyx_9genexpr14__pyx_v_pos = 0;
+    __Pyx_XDECREF(__pyx_9genexpr14__pyx_v_val); __pyx_9genexpr14__pyx_v_val = 0;
+    goto __pyx_L11_exit_scope;
+    __pyx_L5_error:;
+    __Pyx_XDECREF(__pyx_9genexpr14__pyx_v_pos); __pyx_9genexpr14__pyx_v_pos = 0;
+    __Pyx_XDECREF(__pyx_9genexpr14__pyx_v_val); __pyx_9genexpr14__pyx_v_val = 0;
+    goto __pyx_L1_error;
+    __pyx_L11_exit_scope:;
+  } /* exit inner scope */
+  __pyx_v_chain = ((PyObject*)__pyx_t_1);
+  __pyx_t_1 = 0;
+
+  /* "fastaudit/_elfedit.pyx":348
+ *         cdef _Image img = self.img
+ *         chain = [(pos - 4, val) for pos, val in verneed]   # (entry offset, vn_file)
+ *         kept = [e for e in chain if self.string(e[1]) not in remove_needed]             # <<<<<<<<<<<<<<
+ *         if len(kept) == len(chain):
+ *             return new_entries
+*/
+  { /* enter inner scope */
+    __pyx_t_1 = PyList_New(0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 348, __pyx_L14_error)
+    __Pyx_GOTREF(__pyx_t_1);
+    __pyx_t_2 = __pyx_v_chain; __Pyx_INCREF(__pyx_t_2);
+    __pyx_t_3 = 0;
+    for (;;) {
+      {
+        Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_2);
+        #if !CYTHON_ASSUME_SAFE_SIZE
+        if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 348, __pyx_L14_error)
+        #endif
+        if (__pyx_t_3 >= __pyx_temp) break;
+      }
+      __pyx_t_6 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_2, __pyx_t_3, __Pyx_ReferenceSharing_OwnStrongReference);
+      ++__pyx_t_3;
+      if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 348, __pyx_L14_error)
+      __Pyx_GOTREF(__pyx_t_6);
+      __Pyx_XDECREF_SET(__pyx_9genexpr15__pyx_v_e, __pyx_t_6);
+      __pyx_t_6 = 0;
+      __pyx_t_4 = ((PyObject *)__pyx_v_self);
+      __Pyx_INCREF(__pyx_t_4);
+      __pyx_t_5 = __Pyx_GetItemInt(__pyx_9genexpr15__pyx_v_e, 1, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 348, __pyx_L14_error)
+      __Pyx_GOTREF(__pyx_t_5);
+      __pyx_t_9 = 0;
+      {
+        PyObject *__pyx_callargs[2] = {__pyx_t_4, __pyx_t_5};
+        __pyx_t_6 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_string, __pyx_callargs+__pyx_t_9, (2-__pyx_t_9) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+        __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
+        __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+        if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 348, __pyx_L14_error)
+        __Pyx_GOTREF(__pyx_t_6);
+      }
+      if (unlikely(__pyx_v_remove_needed == Py_None)) {
+        PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not iterable");
+        __PYX_ERR(0, 348, __pyx_L14_error)
+      }
+      __pyx_t_10 = (__Pyx_PySet_ContainsTF(__pyx_t_6, __pyx_v_remove_needed, Py_NE)); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 348, __pyx_L14_error)
+      __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+      if (__pyx_t_10) {
+
+        if (unlikely(__Pyx_ListComp_Append(__pyx_t_1, __pyx_9genexpr15__pyx_v_e))) __PYX_ERR(0, 348, __pyx_L14_error)
+      }
+    }
+    __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+    __Pyx_XDECREF(__pyx_9genexpr15__pyx_v_e); __pyx_9genexpr15__pyx_v_e = 0;
+    goto __pyx_L19_exit_scope;
+    __pyx_L14_error:;
+    __Pyx_XDECREF(__pyx_9genexpr15__pyx_v_e); __pyx_9genexpr15__pyx_v_e = 0;
+    goto __pyx_L1_error;
+    __pyx_L19_exit_scope:;
+  } /* exit inner scope */
+  __pyx_v_kept = ((PyObject*)__pyx_t_1);
+  __pyx_t_1 = 0;
+
+  /* "fastaudit/_elfedit.pyx":349
+ *         chain = [(pos - 4, val) for pos, val in verneed]   # (entry offset, vn_file)
+ *         kept = [e for e in chain if self.string(e[1]) not in remove_needed]
+ *         if len(kept) == len(chain):             # <<<<<<<<<<<<<<
+ *             return new_entries
+ *         for a, b in zip(kept, kept[1:]):
+*/
+  __pyx_t_3 = __Pyx_PyList_GET_SIZE(__pyx_v_kept); if (unlikely(__pyx_t_3 == ((Py_ssize_t)-1))) __PYX_ERR(0, 349, __pyx_L1_error)
+  __pyx_t_11 = __Pyx_PyList_GET_SIZE(__pyx_v_chain); if (unlikely(__pyx_t_11 == ((Py_ssize_t)-1))) __PYX_ERR(0, 349, __pyx_L1_error)
+  __pyx_t_10 = (__pyx_t_3 == __pyx_t_11);
+
+
+
+  if (__pyx_t_10) {
+
+
+    /* "fastaudit/_elfedit.pyx":350
+ *         kept = [e for e in chain if self.string(e[1]) not in remove_needed]
+ *         if len(kept) == len(chain):
+ *             return new_entries             # <<<<<<<<<<<<<<
+ *         for a, b in zip(kept, kept[1:]):
+ *             if b[0] <= a[0]:
+*/
+    {
+      PyObject *__pyx_temp;
+      {
+        __pyx_temp = __pyx_r;
+        __Pyx_INCREF(__pyx_v_new_entries);
+        __pyx_r = __pyx_v_new_entries;
+      }
+      __Pyx_XDECREF(__pyx_temp);
+    }
+    goto __pyx_L0;
+
+    /* "fastaudit/_elfedit.pyx":349
+ *         chain = [(pos - 4, val) for pos, val in verneed]   # (entry offset, vn_file)
+ *         kept = [e for e in chain if self.string(e[1]) not in remove_needed]
+ *         if len(kept) == len(chain):             # <<<<<<<<<<<<<<
+ *             return new_entries
+ *         for a, b in zip(kept, kept[1:]):
+*/
+  }
+
+  /* "fastaudit/_elfedit.pyx":351
+ *         if len(kept) == len(chain):
+ *             return new_entries
+ *         for a, b in zip(kept, kept[1:]):             # <<<<<<<<<<<<<<
+ *             if b[0] <= a[0]:
+ *                 raise _Fail(ST_UNSUPPORTED, a[0], "Elf_Verneed chain that runs backwards")
+*/
+  __pyx_t_2 = NULL;
+  __pyx_t_6 = __Pyx_PyList_GetSlice(__pyx_v_kept, 1, PY_SSIZE_T_MAX); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 351, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_6);
+  __pyx_t_9 = 1;
+  {
+    PyObject *__pyx_callargs[3] = {__pyx_t_2, __pyx_v_kept, __pyx_t_6};
+    __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_builtin_zip, __pyx_callargs+__pyx_t_9, (3-__pyx_t_9) | (__pyx_t_9*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+    __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
+    __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 351, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_1);
+  }
+  if (likely(PyList_CheckExact(__pyx_t_1)) || PyTuple_CheckExact(__pyx_t_1)) {
+    __pyx_t_6 = __pyx_t_1; __Pyx_INCREF(__pyx_t_6);
+    __pyx_t_11 = 0;
+    __pyx_t_12 = NULL;
+  } else {
+    __pyx_t_11 = -1; __pyx_t_6 = PyObject_GetIter(__pyx_t_1); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 351, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_6);
+    __pyx_t_12 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_6); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 351, __pyx_L1_error)
+  }
+  __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+  for (;;) {
+    if (likely(!__pyx_t_12)) {
+      if (likely(PyList_CheckExact(__pyx_t_6))) {
+        {
+          Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_6);
+          #if !CYTHON_ASSUME_SAFE_SIZE
+          if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 351, __pyx_L1_error)
+          #endif
+          if (__pyx_t_11 >= __pyx_temp) break;
+        }
+        __pyx_t_1 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_6, __pyx_t_11, __Pyx_ReferenceSharing_OwnStrongReference);
+        ++__pyx_t_11;
+      } else {
+        {
+          Py_ssize_t __pyx_temp = __Pyx_PyTuple_GET_SIZE(__pyx_t_6);
+          #if !CYTHON_ASSUME_SAFE_SIZE
+          if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 351, __pyx_L1_error)
+          #endif
+          if (__pyx_t_11 >= __pyx_temp) break;
+        }
+        #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
+        __pyx_t_1 = __Pyx_NewRef(PyTuple_GET_ITEM(__pyx_t_6, __pyx_t_11));
+        #else
+        __pyx_t_1 = __Pyx_PySequence_ITEM(__pyx_t_6, __pyx_t_11);
+        #endif
+        ++__pyx_t_11;
+      }
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 351, __pyx_L1_error)
+    } else {
+      __pyx_t_1 = __pyx_t_12(__pyx_t_6);
+      if (unlikely(!__pyx_t_1)) {
+        PyObject* exc_type = PyErr_Occurred();
+        if (exc_type) {
+          if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(0, 351, __pyx_L1_error)
+          PyErr_Clear();
+        }
+        break;
+      }
+    }
+    __Pyx_GOTREF(__pyx_t_1);
+    if ((likely(PyTuple_CheckExact(__pyx_t_1))) || (PyList_CheckExact(__pyx_t_1))) {
+      PyObject* sequence = __pyx_t_1;
+      Py_ssize_t size = __Pyx_PySequence_SIZE(sequence);
+      if (unlikely(size != 2)) {
+        if (size > 2) __Pyx_RaiseTooManyValuesError(2);
+        else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
+        __PYX_ERR(0, 351, __pyx_L1_error)
+      }
+      #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
+      if (likely(PyTuple_CheckExact(sequence))) {
+        __pyx_t_2 = PyTuple_GET_ITEM(sequence, 0);
+        __Pyx_INCREF(__pyx_t_2);
+        __pyx_t_5 = PyTuple_GET_ITEM(sequence, 1);
+        __Pyx_INCREF(__pyx_t_5);
+      } else {
+        __pyx_t_2 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
+        if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 351, __pyx_L1_error)
+        __Pyx_XGOTREF(__pyx_t_2);
+        __pyx_t_5 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
+        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 351, __pyx_L1_error)
+        __Pyx_XGOTREF(__pyx_t_5);
+      }
+      #else
+      __pyx_t_2 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 351, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_2);
+      __pyx_t_5 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 351, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_5);
+      #endif
+      __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+    } else {
+      Py_ssize_t index = -1;
+      __pyx_t_4 = PyObject_GetIter(__pyx_t_1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 351, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_4);
+      __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+      __pyx_t_8 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_4);
+      index = 0; __pyx_t_2 = __pyx_t_8(__pyx_t_4); if (unlikely(!__pyx_t_2)) goto __pyx_L23_unpacking_failed;
+      __Pyx_GOTREF(__pyx_t_2);
+      index = 1; __pyx_t_5 = __pyx_t_8(__pyx_t_4); if (unlikely(!__pyx_t_5)) goto __pyx_L23_unpacking_failed;
+      __Pyx_GOTREF(__pyx_t_5);
+      if (__Pyx_IternextUnpackEndCheck(__pyx_t_8(__pyx_t_4), 2) < (0)) __PYX_ERR(0, 351, __pyx_L1_error)
+      __pyx_t_8 = NULL;
+      __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+      goto __pyx_L24_unpacking_done;
+      __pyx_L23_unpacking_failed:;
+      __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+      __pyx_t_8 = NULL;
+      if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
+      __PYX_ERR(0, 351, __pyx_L1_error)
+      __pyx_L24_unpacking_done:;
+    }
+    __Pyx_XDECREF_SET(__pyx_v_a, __pyx_t_2);
+    __pyx_t_2 = 0;
+    __Pyx_XDECREF_SET(__pyx_v_b, __pyx_t_5);
+    __pyx_t_5 = 0;
+
+    /* "fastaudit/_elfedit.pyx":352
+ *             return new_entries
+ *         for a, b in zip(kept, kept[1:]):
+ *             if b[0] <= a[0]:             # <<<<<<<<<<<<<<
+ *                 raise _Fail(ST_UNSUPPORTED, a[0], "Elf_Verneed chain that runs backwards")
+ *             patches.append((a[0] + 12, 4, b[0] - a[0]))
+*/
+    __pyx_t_1 = __Pyx_GetItemInt(__pyx_v_b, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 352, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_1);
+    __pyx_t_5 = __Pyx_GetItemInt(__pyx_v_a, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 352, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_5);
+    __pyx_t_10 = __Pyx_PyObject_CompareBoolLe_object_object(__pyx_t_1, __pyx_t_5, Py_LE); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 352, __pyx_L1_error)
+    __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+    __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+    if (unlikely(__pyx_t_10)) {
+
+
+      /* "fastaudit/_elfedit.pyx":353
+ *         for a, b in zip(kept, kept[1:]):
+ *             if b[0] <= a[0]:
+ *                 raise _Fail(ST_UNSUPPORTED, a[0], "Elf_Verneed chain that runs backwards")             # <<<<<<<<<<<<<<
+ *             patches.append((a[0] + 12, 4, b[0] - a[0]))
+ *         if not kept:
+*/
+      __pyx_t_1 = NULL;
+      __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_Fail); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 353, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_2);
+      __pyx_t_4 = __Pyx_PyLong_From_int(ST_UNSUPPORTED); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 353, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_4);
+      __pyx_t_7 = __Pyx_GetItemInt(__pyx_v_a, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 353, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_7);
+      __pyx_t_9 = 1;
+      #if CYTHON_UNPACK_METHODS
+      if (unlikely(PyMethod_Check(__pyx_t_2))) {
+        __pyx_t_1 = PyMethod_GET_SELF(__pyx_t_2);
+        assert(__pyx_t_1);
+        PyObject* __pyx__function = PyMethod_GET_FUNCTION(__pyx_t_2);
+        __Pyx_INCREF(__pyx_t_1);
+        __Pyx_INCREF(__pyx__function);
+        __Pyx_DECREF_SET(__pyx_t_2, __pyx__function);
+        __pyx_t_9 = 0;
+      }
+      #endif
+      {
+        PyObject *__pyx_callargs[4] = {__pyx_t_1, __pyx_t_4, __pyx_t_7, __pyx_mstate_global->__pyx_kp_u_Elf_Verneed_chain_that_runs_back};
+        __pyx_t_5 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_2, __pyx_callargs+__pyx_t_9, (4-__pyx_t_9) | (__pyx_t_9*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+        __Pyx_XDECREF(__pyx_t_1); __pyx_t_1 = 0;
+        __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+        __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
+        __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 353, __pyx_L1_error)
+        __Pyx_GOTREF(__pyx_t_5);
+      }
+      __Pyx_Raise(__pyx_t_5, 0, 0, 0);
+      __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+      __PYX_ERR(0, 353, __pyx_L1_error)
+
+      /* "fastaudit/_elfedit.pyx":352
+ *             return new_entries
+ *         for a, b in zip(kept, kept[1:]):
+ *             if b[0] <= a[0]:             # <<<<<<<<<<<<<<
+ *                 raise _Fail(ST_UNSUPPORTED, a[0], "Elf_Verneed chain that runs backwards")
+ *             patches.append((a[0] + 12, 4, b[0] - a[0]))
+*/
+    }
+
+    /* "fastaudit/_elfedit.pyx":354
+ *             if b[0] <= a[0]:
+ *                 raise _Fail(ST_UNSUPPORTED, a[0], "Elf_Verneed chain that runs backwards")
+ *             patches.append((a[0] + 12, 4, b[0] - a[0]))             # <<<<<<<<<<<<<<
+ *         if not kept:
+ *             self.unversion_symbols([e[0] for e in chain], patches)
+*/
+    if (unlikely(__pyx_v_patches == Py_None)) {
+      PyErr_Format(PyExc_AttributeError, "\047NoneType\047 object has no attribute \047%.30s\047", "append");
+      __PYX_ERR(0, 354, __pyx_L1_error)
+    }
+    __pyx_t_5 = __Pyx_GetItemInt(__pyx_v_a, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 354, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_5);
+    __pyx_t_2 = __Pyx_PyLong_AddObjC(__pyx_t_5, __pyx_mstate_global->__pyx_int_12, 12, 0, 0); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 354, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_2);
+    __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+    __pyx_t_5 = __Pyx_GetItemInt(__pyx_v_b, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 354, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_5);
+    __pyx_t_7 = __Pyx_GetItemInt(__pyx_v_a, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 354, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_7);
+    __pyx_t_4 = __Pyx_PyNumber_Subtract_object_object(__pyx_t_5, __pyx_t_7); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 354, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_4);
+    __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+    __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
+    __pyx_t_7 = PyTuple_New(3); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 354, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_7);
+    __Pyx_GIVEREF(__pyx_t_2);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 0, __pyx_t_2) != (0)) __PYX_ERR(0, 354, __pyx_L1_error);
+    __Pyx_INCREF(__pyx_mstate_global->__pyx_int_4);
+    __Pyx_GIVEREF(__pyx_mstate_global->__pyx_int_4);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 1, __pyx_mstate_global->__pyx_int_4) != (0)) __PYX_ERR(0, 354, __pyx_L1_error);
+    __Pyx_GIVEREF(__pyx_t_4);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 2, __pyx_t_4) != (0)) __PYX_ERR(0, 354, __pyx_L1_error);
+    __pyx_t_2 = 0;
+    __pyx_t_4 = 0;
+    __pyx_t_13 = __Pyx_PyList_Append(__pyx_v_patches, __pyx_t_7); if (unlikely(__pyx_t_13 == ((int)-1))) __PYX_ERR(0, 354, __pyx_L1_error)
+    __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
+
+
+    /* "fastaudit/_elfedit.pyx":351
+ *         if len(kept) == len(chain):
+ *             return new_entries
+ *         for a, b in zip(kept, kept[1:]):             # <<<<<<<<<<<<<<
+ *             if b[0] <= a[0]:
+ *                 raise _Fail(ST_UNSUPPORTED, a[0], "Elf_Verneed chain that runs backwards")
+*/
+  }
+  __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+
+  /* "fastaudit/_elfedit.pyx":355
+ *                 raise _Fail(ST_UNSUPPORTED, a[0], "Elf_Verneed chain that runs backwards")
+ *             patches.append((a[0] + 12, 4, b[0] - a[0]))
+ *         if not kept:             # <<<<<<<<<<<<<<
+ *             self.unversion_symbols([e[0] for e in chain], patches)
+ *             return [e for e in new_entries if e[0] != DT_VERNEED and e[0] != DT_VERNEEDNUM]
+*/
+  {
+    Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_v_kept);
+    if (unlikely(((!CYTHON_ASSUME_SAFE_SIZE) && __pyx_temp < 0))) __PYX_ERR(0, 355, __pyx_L1_error)
+    __pyx_t_10 = (__pyx_temp != 0);
+  }
+
+  __pyx_t_14 = (!__pyx_t_10);
+
+
+  if (__pyx_t_14) {
+
+
+    /* "fastaudit/_elfedit.pyx":356
+ *             patches.append((a[0] + 12, 4, b[0] - a[0]))
+ *         if not kept:
+ *             self.unversion_symbols([e[0] for e in chain], patches)             # <<<<<<<<<<<<<<
+ *             return [e for e in new_entries if e[0] != DT_VERNEED and e[0] != DT_VERNEEDNUM]
+ *         patches.append((kept[len(kept) - 1][0] + 12, 4, 0))  # (no negative index: wraparound is off)
+*/
+    __pyx_t_7 = ((PyObject *)__pyx_v_self);
+    __Pyx_INCREF(__pyx_t_7);
+    { /* enter inner scope */
+      __pyx_t_4 = PyList_New(0); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 356, __pyx_L30_error)
+      __Pyx_GOTREF(__pyx_t_4);
+      __pyx_t_2 = __pyx_v_chain; __Pyx_INCREF(__pyx_t_2);
+      __pyx_t_11 = 0;
+      for (;;) {
+        {
+          Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_2);
+          #if !CYTHON_ASSUME_SAFE_SIZE
+          if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 356, __pyx_L30_error)
+          #endif
+          if (__pyx_t_11 >= __pyx_temp) break;
+        }
+        __pyx_t_5 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_2, __pyx_t_11, __Pyx_ReferenceSharing_OwnStrongReference);
+        ++__pyx_t_11;
+        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 356, __pyx_L30_error)
+        __Pyx_GOTREF(__pyx_t_5);
+        __Pyx_XDECREF_SET(__pyx_9genexpr16__pyx_v_e, __pyx_t_5);
+        __pyx_t_5 = 0;
+        __pyx_t_5 = __Pyx_GetItemInt(__pyx_9genexpr16__pyx_v_e, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 356, __pyx_L30_error)
+        __Pyx_GOTREF(__pyx_t_5);
+        __Pyx_GIVEREF(__pyx_t_5);
+        if (unlikely(__Pyx_ListComp_AppendAndDecref(__pyx_t_4, __pyx_t_5))) __PYX_ERR(0, 356, __pyx_L30_error)
+        __pyx_t_5 = 0;
+      }
+      __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+      __Pyx_XDECREF(__pyx_9genexpr16__pyx_v_e); __pyx_9genexpr16__pyx_v_e = 0;
+      goto __pyx_L34_exit_scope;
+      __pyx_L30_error:;
+      __Pyx_XDECREF(__pyx_9genexpr16__pyx_v_e); __pyx_9genexpr16__pyx_v_e = 0;
+      goto __pyx_L1_error;
+      __pyx_L34_exit_scope:;
+    } /* exit inner scope */
+    __pyx_t_9 = 0;
+    {
+      PyObject *__pyx_callargs[3] = {__pyx_t_7, __pyx_t_4, __pyx_v_patches};
+      __pyx_t_6 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_unversion_symbols, __pyx_callargs+__pyx_t_9, (3-__pyx_t_9) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+      __Pyx_XDECREF(__pyx_t_7); __pyx_t_7 = 0;
+      __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+      if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 356, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_6);
+    }
+    __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+
+    /* "fastaudit/_elfedit.pyx":357
+ *         if not kept:
+ *             self.unversion_symbols([e[0] for e in chain], patches)
+ *             return [e for e in new_entries if e[0] != DT_VERNEED and e[0] != DT_VERNEEDNUM]             # <<<<<<<<<<<<<<
+ *         patches.append((kept[len(kept) - 1][0] + 12, 4, 0))  # (no negative index: wraparound is off)
+ *         self.unversion_symbols([e[0] for e in chain if e not in kept], patches)
+*/
+    { /* enter inner scope */
+      __pyx_t_6 = PyList_New(0); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 357, __pyx_L37_error)
+      __Pyx_GOTREF(__pyx_t_6);
+      if (unlikely(__pyx_v_new_entries == Py_None)) {
+        PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not iterable");
+        __PYX_ERR(0, 357, __pyx_L37_error)
+      }
+      __pyx_t_4 = __pyx_v_new_entries; __Pyx_INCREF(__pyx_t_4);
+      __pyx_t_11 = 0;
+      for (;;) {
+        {
+          Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_4);
+          #if !CYTHON_ASSUME_SAFE_SIZE
+          if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 357, __pyx_L37_error)
+          #endif
+          if (__pyx_t_11 >= __pyx_temp) break;
+        }
+        __pyx_t_7 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_4, __pyx_t_11, __Pyx_ReferenceSharing_OwnStrongReference);
+        ++__pyx_t_11;
+        if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 357, __pyx_L37_error)
+        __Pyx_GOTREF(__pyx_t_7);
+        __Pyx_XDECREF_SET(__pyx_9genexpr17__pyx_v_e, __pyx_t_7);
+        __pyx_t_7 = 0;
+        __pyx_t_7 = __Pyx_GetItemInt(__pyx_9genexpr17__pyx_v_e, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 357, __pyx_L37_error)
+        __Pyx_GOTREF(__pyx_t_7);
+        __pyx_t_2 = __Pyx_PyLong_From_uint64_t(DT_VERNEED); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 357, __pyx_L37_error)
+        __Pyx_GOTREF(__pyx_t_2);
+        __pyx_t_10 = __Pyx_PyObject_CompareBoolNe_object_int(__pyx_t_7, __pyx_t_2, Py_NE); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 357, __pyx_L37_error)
+        __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
+        __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+        if (__pyx_t_10) {
+
+        } else {
+
+          __pyx_t_14 = __pyx_t_10;
+
+          goto __pyx_L41_bool_binop_done;
+        }
+        __pyx_t_2 = __Pyx_GetItemInt(__pyx_9genexpr17__pyx_v_e, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 357, __pyx_L37_error)
+        __Pyx_GOTREF(__pyx_t_2);
+        __pyx_t_7 = __Pyx_PyLong_From_uint64_t(DT_VERNEEDNUM); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 357, __pyx_L37_error)
+        __Pyx_GOTREF(__pyx_t_7);
+        __pyx_t_10 = __Pyx_PyObject_CompareBoolNe_object_int(__pyx_t_2, __pyx_t_7, Py_NE); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 357, __pyx_L37_error)
+        __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+        __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
+
+        __pyx_t_14 = __pyx_t_10;
+
+        __pyx_L41_bool_binop_done:;
+        if (__pyx_t_14) {
+
+          if (unlikely(__Pyx_ListComp_Append(__pyx_t_6, __pyx_9genexpr17__pyx_v_e))) __PYX_ERR(0, 357, __pyx_L37_error)
+        }
+      }
+      __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+      __Pyx_XDECREF(__pyx_9genexpr17__pyx_v_e); __pyx_9genexpr17__pyx_v_e = 0;
+      goto __pyx_L44_exit_scope;
+      __pyx_L37_error:;
+      __Pyx_XDECREF(__pyx_9genexpr17__pyx_v_e); __pyx_9genexpr17__pyx_v_e = 0;
+      goto __pyx_L1_error;
+      __pyx_L44_exit_scope:;
+    } /* exit inner scope */
+    {
+      PyObject *__pyx_temp;
+      {
+        __pyx_temp = __pyx_r;
+        __pyx_r = ((PyObject*)__pyx_t_6);
+      }
+      __Pyx_XDECREF(__pyx_temp);
+    }
+    __pyx_t_6 = 0;
+    goto __pyx_L0;
+
+    /* "fastaudit/_elfedit.pyx":355
+ *                 raise _Fail(ST_UNSUPPORTED, a[0], "Elf_Verneed chain that runs backwards")
+ *             patches.append((a[0] + 12, 4, b[0] - a[0]))
+ *         if not kept:             # <<<<<<<<<<<<<<
+ *             self.unversion_symbols([e[0] for e in chain], patches)
+ *             return [e for e in new_entries if e[0] != DT_VERNEED and e[0] != DT_VERNEEDNUM]
+*/
+  }
+
+  /* "fastaudit/_elfedit.pyx":358
+ *             self.unversion_symbols([e[0] for e in chain], patches)
+ *             return [e for e in new_entries if e[0] != DT_VERNEED and e[0] != DT_VERNEEDNUM]
+ *         patches.append((kept[len(kept) - 1][0] + 12, 4, 0))  # (no negative index: wraparound is off)             # <<<<<<<<<<<<<<
+ *         self.unversion_symbols([e[0] for e in chain if e not in kept], patches)
+ *         delta = kept[0][0] - chain[0][0]
+*/
+  if (unlikely(__pyx_v_patches == Py_None)) {
+    PyErr_Format(PyExc_AttributeError, "\047NoneType\047 object has no attribute \047%.30s\047", "append");
+    __PYX_ERR(0, 358, __pyx_L1_error)
+  }
+  __pyx_t_11 = __Pyx_PyList_GET_SIZE(__pyx_v_kept); if (unlikely(__pyx_t_11 == ((Py_ssize_t)-1))) __PYX_ERR(0, 358, __pyx_L1_error)
+  __pyx_t_3 = (__pyx_t_11 - 1);
+
+
+  __pyx_t_6 = __Pyx_GetItemInt(__Pyx_PyList_GET_ITEM(__pyx_v_kept, __pyx_t_3), 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 358, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_6);
+
+  __pyx_t_4 = __Pyx_PyLong_AddObjC(__pyx_t_6, __pyx_mstate_global->__pyx_int_12, 12, 0, 0); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 358, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_4);
+  __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+  __pyx_t_6 = PyTuple_New(3); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 358, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_6);
+  __Pyx_GIVEREF(__pyx_t_4);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 0, __pyx_t_4) != (0)) __PYX_ERR(0, 358, __pyx_L1_error);
+  __Pyx_INCREF(__pyx_mstate_global->__pyx_int_4);
+  __Pyx_GIVEREF(__pyx_mstate_global->__pyx_int_4);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 1, __pyx_mstate_global->__pyx_int_4) != (0)) __PYX_ERR(0, 358, __pyx_L1_error);
+  __Pyx_INCREF(__pyx_mstate_global->__pyx_int_0);
+  __Pyx_GIVEREF(__pyx_mstate_global->__pyx_int_0);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 2, __pyx_mstate_global->__pyx_int_0) != (0)) __PYX_ERR(0, 358, __pyx_L1_error);
+  __pyx_t_4 = 0;
+  __pyx_t_13 = __Pyx_PyList_Append(__pyx_v_patches, __pyx_t_6); if (unlikely(__pyx_t_13 == ((int)-1))) __PYX_ERR(0, 358, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+
+
+  /* "fastaudit/_elfedit.pyx":359
+ *             return [e for e in new_entries if e[0] != DT_VERNEED and e[0] != DT_VERNEEDNUM]
+ *         patches.append((kept[len(kept) - 1][0] + 12, 4, 0))  # (no negative index: wraparound is off)
+ *         self.unversion_symbols([e[0] for e in chain if e not in kept], patches)             # <<<<<<<<<<<<<<
+ *         delta = kept[0][0] - chain[0][0]
+ *         for entry in new_entries:
+*/
+  __pyx_t_4 = ((PyObject *)__pyx_v_self);
+  __Pyx_INCREF(__pyx_t_4);
+  { /* enter inner scope */
+    __pyx_t_7 = PyList_New(0); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 359, __pyx_L47_error)
+    __Pyx_GOTREF(__pyx_t_7);
+    __pyx_t_2 = __pyx_v_chain; __Pyx_INCREF(__pyx_t_2);
+    __pyx_t_3 = 0;
+    for (;;) {
+      {
+        Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_2);
+        #if !CYTHON_ASSUME_SAFE_SIZE
+        if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 359, __pyx_L47_error)
+        #endif
+        if (__pyx_t_3 >= __pyx_temp) break;
+      }
+      __pyx_t_5 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_2, __pyx_t_3, __Pyx_ReferenceSharing_OwnStrongReference);
+      ++__pyx_t_3;
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 359, __pyx_L47_error)
+      __Pyx_GOTREF(__pyx_t_5);
+      __Pyx_XDECREF_SET(__pyx_9genexpr18__pyx_v_e, __pyx_t_5);
+      __pyx_t_5 = 0;
+      __pyx_t_14 = (__Pyx_PySequence_ContainsTF(__pyx_9genexpr18__pyx_v_e, __pyx_v_kept, Py_NE)); if (unlikely((__pyx_t_14 < 0))) __PYX_ERR(0, 359, __pyx_L47_error)
+      if (__pyx_t_14) {
+
+        __pyx_t_5 = __Pyx_GetItemInt(__pyx_9genexpr18__pyx_v_e, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 359, __pyx_L47_error)
+        __Pyx_GOTREF(__pyx_t_5);
+        __Pyx_GIVEREF(__pyx_t_5);
+        if (unlikely(__Pyx_ListComp_AppendAndDecref(__pyx_t_7, __pyx_t_5))) __PYX_ERR(0, 359, __pyx_L47_error)
+        __pyx_t_5 = 0;
+      }
+    }
+    __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+    __Pyx_XDECREF(__pyx_9genexpr18__pyx_v_e); __pyx_9genexpr18__pyx_v_e = 0;
+    goto __pyx_L52_exit_scope;
+    __pyx_L47_error:;
+    __Pyx_XDECREF(__pyx_9genexpr18__pyx_v_e); __pyx_9genexpr18__pyx_v_e = 0;
+    goto __pyx_L1_error;
+    __pyx_L52_exit_scope:;
+  } /* exit inner scope */
+  __pyx_t_9 = 0;
+  {
+    PyObject *__pyx_callargs[3] = {__pyx_t_4, __pyx_t_7, __pyx_v_patches};
+    __pyx_t_6 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_unversion_symbols, __pyx_callargs+__pyx_t_9, (3-__pyx_t_9) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+    __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
+    __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
+    if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 359, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_6);
+  }
+  __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+
+  /* "fastaudit/_elfedit.pyx":360
+ *         patches.append((kept[len(kept) - 1][0] + 12, 4, 0))  # (no negative index: wraparound is off)
+ *         self.unversion_symbols([e[0] for e in chain if e not in kept], patches)
+ *         delta = kept[0][0] - chain[0][0]             # <<<<<<<<<<<<<<
+ *         for entry in new_entries:
+ *             if entry[0] == DT_VERNEEDNUM:
+*/
+  __pyx_t_6 = __Pyx_GetItemInt(__Pyx_PyList_GET_ITEM(__pyx_v_kept, 0), 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 360, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_6);
+  __pyx_t_7 = __Pyx_GetItemInt(__Pyx_PyList_GET_ITEM(__pyx_v_chain, 0), 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 360, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_7);
+  __pyx_t_4 = __Pyx_PyNumber_Subtract_object_object(__pyx_t_6, __pyx_t_7); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 360, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_4);
+  __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+  __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
+  __pyx_v_delta = __pyx_t_4;
+  __pyx_t_4 = 0;
+
+  /* "fastaudit/_elfedit.pyx":361
+ *         self.unversion_symbols([e[0] for e in chain if e not in kept], patches)
+ *         delta = kept[0][0] - chain[0][0]
+ *         for entry in new_entries:             # <<<<<<<<<<<<<<
+ *             if entry[0] == DT_VERNEEDNUM:
+ *                 entry[1] = len(kept)
+*/
+  if (unlikely(__pyx_v_new_entries == Py_None)) {
+    PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not iterable");
+    __PYX_ERR(0, 361, __pyx_L1_error)
+  }
+  __pyx_t_4 = __pyx_v_new_entries; __Pyx_INCREF(__pyx_t_4);
+  __pyx_t_3 = 0;
+  for (;;) {
+    {
+      Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_4);
+      #if !CYTHON_ASSUME_SAFE_SIZE
+      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 361, __pyx_L1_error)
+      #endif
+      if (__pyx_t_3 >= __pyx_temp) break;
+    }
+    __pyx_t_7 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_4, __pyx_t_3, __Pyx_ReferenceSharing_OwnStrongReference);
+    ++__pyx_t_3;
+    if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 361, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_7);
+    __Pyx_XDECREF_SET(__pyx_v_entry, __pyx_t_7);
+    __pyx_t_7 = 0;
+
+    /* "fastaudit/_elfedit.pyx":362
+ *         delta = kept[0][0] - chain[0][0]
+ *         for entry in new_entries:
+ *             if entry[0] == DT_VERNEEDNUM:             # <<<<<<<<<<<<<<
+ *                 entry[1] = len(kept)
+ *             elif entry[0] == DT_VERNEED:
+*/
+    __pyx_t_7 = __Pyx_GetItemInt(__pyx_v_entry, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 362, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_7);
+    __pyx_t_6 = __Pyx_PyLong_From_uint64_t(DT_VERNEEDNUM); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 362, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_6);
+    __pyx_t_14 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_7, __pyx_t_6, Py_EQ); if (unlikely((__pyx_t_14 < 0))) __PYX_ERR(0, 362, __pyx_L1_error)
+    __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
+    __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+    if (__pyx_t_14) {
+
+
+      /* "fastaudit/_elfedit.pyx":363
+ *         for entry in new_entries:
+ *             if entry[0] == DT_VERNEEDNUM:
+ *                 entry[1] = len(kept)             # <<<<<<<<<<<<<<
+ *             elif entry[0] == DT_VERNEED:
+ *                 entry[1] += delta
+*/
+      __pyx_t_11 = __Pyx_PyList_GET_SIZE(__pyx_v_kept); if (unlikely(__pyx_t_11 == ((Py_ssize_t)-1))) __PYX_ERR(0, 363, __pyx_L1_error)
+      __pyx_t_6 = PyLong_FromSsize_t(__pyx_t_11); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 363, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_6);
+
+      if (unlikely((__Pyx_SetItemInt(__pyx_v_entry, 1, __pyx_t_6, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 363, __pyx_L1_error)
+      __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+
+      /* "fastaudit/_elfedit.pyx":362
+ *         delta = kept[0][0] - chain[0][0]
+ *         for entry in new_entries:
+ *             if entry[0] == DT_VERNEEDNUM:             # <<<<<<<<<<<<<<
+ *                 entry[1] = len(kept)
+ *             elif entry[0] == DT_VERNEED:
+*/
+      goto __pyx_L55;
+    }
+
+    /* "fastaudit/_elfedit.pyx":364
+ *             if entry[0] == DT_VERNEEDNUM:
+ *                 entry[1] = len(kept)
+ *             elif entry[0] == DT_VERNEED:             # <<<<<<<<<<<<<<
+ *                 entry[1] += delta
+ *         for pos, kind, sh_addr, sh_offset, sh_size in self.sections:
+*/
+    __pyx_t_6 = __Pyx_GetItemInt(__pyx_v_entry, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 364, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_6);
+    __pyx_t_7 = __Pyx_PyLong_From_uint64_t(DT_VERNEED); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 364, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_7);
+    __pyx_t_14 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_6, __pyx_t_7, Py_EQ); if (unlikely((__pyx_t_14 < 0))) __PYX_ERR(0, 364, __pyx_L1_error)
+    __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+    __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
+    if (__pyx_t_14) {
+
+
+      /* "fastaudit/_elfedit.pyx":365
+ *                 entry[1] = len(kept)
+ *             elif entry[0] == DT_VERNEED:
+ *                 entry[1] += delta             # <<<<<<<<<<<<<<
+ *         for pos, kind, sh_addr, sh_offset, sh_size in self.sections:
+ *             if kind == SHT_GNU_verneed and sh_offset == chain[0][0]:
+*/
+
+      __pyx_t_11 = 1;
+      __pyx_t_7 = __Pyx_GetItemInt(__pyx_v_entry, __pyx_t_11, Py_ssize_t, 1, PyLong_FromSsize_t, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 365, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_7);
+      __pyx_t_6 = __Pyx_PyNumber_InPlaceAdd_object_object(__pyx_t_7, __pyx_v_delta); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 365, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_6);
+      __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
+      if (unlikely((__Pyx_SetItemInt(__pyx_v_entry, __pyx_t_11, __pyx_t_6, Py_ssize_t, 1, PyLong_FromSsize_t, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 365, __pyx_L1_error)
+      __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+
+      /* "fastaudit/_elfedit.pyx":364
+ *             if entry[0] == DT_VERNEEDNUM:
+ *                 entry[1] = len(kept)
+ *             elif entry[0] == DT_VERNEED:             # <<<<<<<<<<<<<<
+ *                 entry[1] += delta
+ *         for pos, kind, sh_addr, sh_offset, sh_size in self.sections:
+*/
+    }
+    __pyx_L55:;
+
+    /* "fastaudit/_elfedit.pyx":361
+ *         self.unversion_symbols([e[0] for e in chain if e not in kept], patches)
+ *         delta = kept[0][0] - chain[0][0]
+ *         for entry in new_entries:             # <<<<<<<<<<<<<<
+ *             if entry[0] == DT_VERNEEDNUM:
+ *                 entry[1] = len(kept)
+*/
+  }
+  __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+
+  /* "fastaudit/_elfedit.pyx":366
+ *             elif entry[0] == DT_VERNEED:
+ *                 entry[1] += delta
+ *         for pos, kind, sh_addr, sh_offset, sh_size in self.sections:             # <<<<<<<<<<<<<<
+ *             if kind == SHT_GNU_verneed and sh_offset == chain[0][0]:
+ *                 patches.append((pos + (44 if img.im.is64 else 28), 4, len(kept)))   # sh_info: the count
+*/
+  if (unlikely(__pyx_v_self->sections == Py_None)) {
+    PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not iterable");
+    __PYX_ERR(0, 366, __pyx_L1_error)
+  }
+  __pyx_t_4 = __pyx_v_self->sections; __Pyx_INCREF(__pyx_t_4);
+  __pyx_t_3 = 0;
+  for (;;) {
+    {
+      Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_4);
+      #if !CYTHON_ASSUME_SAFE_SIZE
+      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 366, __pyx_L1_error)
+      #endif
+      if (__pyx_t_3 >= __pyx_temp) break;
+    }
+    __pyx_t_6 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_4, __pyx_t_3, __Pyx_ReferenceSharing_OwnStrongReference);
+    ++__pyx_t_3;
+    if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 366, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_6);
+    if ((likely(PyTuple_CheckExact(__pyx_t_6))) || (PyList_CheckExact(__pyx_t_6))) {
+      PyObject* sequence = __pyx_t_6;
+      Py_ssize_t size = __Pyx_PySequence_SIZE(sequence);
+      if (unlikely(size != 5)) {
+        if (size > 5) __Pyx_RaiseTooManyValuesError(5);
+        else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
+        __PYX_ERR(0, 366, __pyx_L1_error)
+      }
+      #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
+      if (likely(PyTuple_CheckExact(sequence))) {
+        __pyx_t_7 = PyTuple_GET_ITEM(sequence, 0);
+        __Pyx_INCREF(__pyx_t_7);
+        __pyx_t_2 = PyTuple_GET_ITEM(sequence, 1);
+        __Pyx_INCREF(__pyx_t_2);
+        __pyx_t_5 = PyTuple_GET_ITEM(sequence, 2);
+        __Pyx_INCREF(__pyx_t_5);
+        __pyx_t_1 = PyTuple_GET_ITEM(sequence, 3);
+        __Pyx_INCREF(__pyx_t_1);
+        __pyx_t_15 = PyTuple_GET_ITEM(sequence, 4);
+        __Pyx_INCREF(__pyx_t_15);
+      } else {
+        __pyx_t_7 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
+        if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 366, __pyx_L1_error)
+        __Pyx_XGOTREF(__pyx_t_7);
+        __pyx_t_2 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
+        if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 366, __pyx_L1_error)
+        __Pyx_XGOTREF(__pyx_t_2);
+        __pyx_t_5 = __Pyx_PyList_GET_ITEM_REF(sequence, 2, __Pyx_ReferenceSharing_SharedReference);
+        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 366, __pyx_L1_error)
+        __Pyx_XGOTREF(__pyx_t_5);
+        __pyx_t_1 = __Pyx_PyList_GET_ITEM_REF(sequence, 3, __Pyx_ReferenceSharing_SharedReference);
+        if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 366, __pyx_L1_error)
+        __Pyx_XGOTREF(__pyx_t_1);
+        __pyx_t_15 = __Pyx_PyList_GET_ITEM_REF(sequence, 4, __Pyx_ReferenceSharing_SharedReference);
+        if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 366, __pyx_L1_error)
+        __Pyx_XGOTREF(__pyx_t_15);
+      }
+      #else
+      {
+        Py_ssize_t i;
+        PyObject** temps[5] = {&__pyx_t_7,&__pyx_t_2,&__pyx_t_5,&__pyx_t_1,&__pyx_t_15};
+        for (i=0; i < 5; i++) {
+          PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(0, 366, __pyx_L1_error)
+          __Pyx_GOTREF(item);
+          *(temps[i]) = item;
+        }
+      }
+      #endif
+      __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+    } else {
+      Py_ssize_t index = -1;
+      PyObject** temps[5] = {&__pyx_t_7,&__pyx_t_2,&__pyx_t_5,&__pyx_t_1,&__pyx_t_15};
+      __pyx_t_16 = PyObject_GetIter(__pyx_t_6); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 366, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_16);
+      __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+      __pyx_t_8 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_16);
+      for (index=0; index < 5; index++) {
+        PyObject* item = __pyx_t_8(__pyx_t_16); if (unlikely(!item)) goto __pyx_L59_unpacking_failed;
+        __Pyx_GOTREF(item);
+        *(temps[index]) = item;
+      }
+      if (__Pyx_IternextUnpackEndCheck(__pyx_t_8(__pyx_t_16), 5) < (0)) __PYX_ERR(0, 366, __pyx_L1_error)
+      __pyx_t_8 = NULL;
+      __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
+      goto __pyx_L60_unpacking_done;
+      __pyx_L59_unpacking_failed:;
+      __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
+      __pyx_t_8 = NULL;
+      if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
+      __PYX_ERR(0, 366, __pyx_L1_error)
+      __pyx_L60_unpacking_done:;
+    }
+    __Pyx_XDECREF_SET(__pyx_v_pos, __pyx_t_7);
+    __pyx_t_7 = 0;
+    __Pyx_XDECREF_SET(__pyx_v_kind, __pyx_t_2);
+    __pyx_t_2 = 0;
+    __Pyx_XDECREF_SET(__pyx_v_sh_addr, __pyx_t_5);
+    __pyx_t_5 = 0;
+    __Pyx_XDECREF_SET(__pyx_v_sh_offset, __pyx_t_1);
+    __pyx_t_1 = 0;
+    __Pyx_XDECREF_SET(__pyx_v_sh_size, __pyx_t_15);
+    __pyx_t_15 = 0;
+
+    /* "fastaudit/_elfedit.pyx":367
+ *                 entry[1] += delta
+ *         for pos, kind, sh_addr, sh_offset, sh_size in self.sections:
+ *             if kind == SHT_GNU_verneed and sh_offset == chain[0][0]:             # <<<<<<<<<<<<<<
+ *                 patches.append((pos + (44 if img.im.is64 else 28), 4, len(kept)))   # sh_info: the count
+ *                 if delta:
+*/
+    __pyx_t_6 = __Pyx_PyLong_From_uint64_t(SHT_GNU_verneed); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 367, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_6);
+    __pyx_t_10 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_v_kind, __pyx_t_6, Py_EQ); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 367, __pyx_L1_error)
+    __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+    if (__pyx_t_10) {
+
+    } else {
+
+      __pyx_t_14 = __pyx_t_10;
+
+      goto __pyx_L62_bool_binop_done;
+    }
+    __pyx_t_6 = __Pyx_GetItemInt(__Pyx_PyList_GET_ITEM(__pyx_v_chain, 0), 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 367, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_6);
+    __pyx_t_10 = __Pyx_PyObject_CompareBoolEq_object_object(__pyx_v_sh_offset, __pyx_t_6, Py_EQ); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 367, __pyx_L1_error)
+    __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+
+    __pyx_t_14 = __pyx_t_10;
+
+    __pyx_L62_bool_binop_done:;
+    if (__pyx_t_14) {
+
+
+      /* "fastaudit/_elfedit.pyx":368
+ *         for pos, kind, sh_addr, sh_offset, sh_size in self.sections:
+ *             if kind == SHT_GNU_verneed and sh_offset == chain[0][0]:
+ *                 patches.append((pos + (44 if img.im.is64 else 28), 4, len(kept)))   # sh_info: the count             # <<<<<<<<<<<<<<
+ *                 if delta:
+ *                     fields = (16, 24, 32) if img.im.is64 else (12, 16, 20)
+*/
+      if (unlikely(__pyx_v_patches == Py_None)) {
+        PyErr_Format(PyExc_AttributeError, "\047NoneType\047 object has no attribute \047%.30s\047", "append");
+        __PYX_ERR(0, 368, __pyx_L1_error)
+      }
+      if (__pyx_v_img->im.is64) {
+        __Pyx_INCREF(__pyx_mstate_global->__pyx_int_44);
+        __pyx_t_6 = __pyx_mstate_global->__pyx_int_44;
+      } else {
+        __Pyx_INCREF(__pyx_mstate_global->__pyx_int_28);
+        __pyx_t_6 = __pyx_mstate_global->__pyx_int_28;
+      }
+      __pyx_t_15 = __Pyx_PyNumber_Add_object_int(__pyx_v_pos, __pyx_t_6); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 368, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_15);
+      __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+      __pyx_t_11 = __Pyx_PyList_GET_SIZE(__pyx_v_kept); if (unlikely(__pyx_t_11 == ((Py_ssize_t)-1))) __PYX_ERR(0, 368, __pyx_L1_error)
+      __pyx_t_6 = PyLong_FromSsize_t(__pyx_t_11); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 368, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_6);
+
+      __pyx_t_1 = PyTuple_New(3); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 368, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_1);
+      __Pyx_GIVEREF(__pyx_t_15);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 0, __pyx_t_15) != (0)) __PYX_ERR(0, 368, __pyx_L1_error);
+      __Pyx_INCREF(__pyx_mstate_global->__pyx_int_4);
+      __Pyx_GIVEREF(__pyx_mstate_global->__pyx_int_4);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 1, __pyx_mstate_global->__pyx_int_4) != (0)) __PYX_ERR(0, 368, __pyx_L1_error);
+      __Pyx_GIVEREF(__pyx_t_6);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 2, __pyx_t_6) != (0)) __PYX_ERR(0, 368, __pyx_L1_error);
+      __pyx_t_15 = 0;
+      __pyx_t_6 = 0;
+      __pyx_t_13 = __Pyx_PyList_Append(__pyx_v_patches, __pyx_t_1); if (unlikely(__pyx_t_13 == ((int)-1))) __PYX_ERR(0, 368, __pyx_L1_error)
+      __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+
+
+      /* "fastaudit/_elfedit.pyx":369
+ *             if kind == SHT_GNU_verneed and sh_offset == chain[0][0]:
+ *                 patches.append((pos + (44 if img.im.is64 else 28), 4, len(kept)))   # sh_info: the count
+ *                 if delta:             # <<<<<<<<<<<<<<
+ *                     fields = (16, 24, 32) if img.im.is64 else (12, 16, 20)
+ *                     for at, value in zip(fields, (sh_addr + delta, sh_offset + delta, sh_size - delta)):
+*/
+      __pyx_t_14 = __Pyx_PyObject_IsTrue(__pyx_v_delta); if (unlikely((__pyx_t_14 < 0))) __PYX_ERR(0, 369, __pyx_L1_error)
+      if (__pyx_t_14) {
+
+
+        /* "fastaudit/_elfedit.pyx":370
+ *                 patches.append((pos + (44 if img.im.is64 else 28), 4, len(kept)))   # sh_info: the count
+ *                 if delta:
+ *                     fields = (16, 24, 32) if img.im.is64 else (12, 16, 20)             # <<<<<<<<<<<<<<
+ *                     for at, value in zip(fields, (sh_addr + delta, sh_offset + delta, sh_size - delta)):
+ *                         patches.append((pos + at, img.word, value))
+*/
+        if (__pyx_v_img->im.is64) {
+          __Pyx_INCREF(__pyx_mstate_global->__pyx_tuple[2]);
+          __pyx_t_1 = __pyx_mstate_global->__pyx_tuple[2];
+        } else {
+          __Pyx_INCREF(__pyx_mstate_global->__pyx_tuple[3]);
+          __pyx_t_1 = __pyx_mstate_global->__pyx_tuple[3];
+        }
+        __Pyx_XDECREF_SET(__pyx_v_fields, ((PyObject*)__pyx_t_1));
+        __pyx_t_1 = 0;
+
+        /* "fastaudit/_elfedit.pyx":371
+ *                 if delta:
+ *                     fields = (16, 24, 32) if img.im.is64 else (12, 16, 20)
+ *                     for at, value in zip(fields, (sh_addr + delta, sh_offset + delta, sh_size - delta)):             # <<<<<<<<<<<<<<
+ *                         patches.append((pos + at, img.word, value))
+ *         return new_entries
+*/
+        __pyx_t_6 = NULL;
+        __pyx_t_15 = __Pyx_PyNumber_Add_object_object(__pyx_v_sh_addr, __pyx_v_delta); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 371, __pyx_L1_error)
+        __Pyx_GOTREF(__pyx_t_15);
+        __pyx_t_5 = __Pyx_PyNumber_Add_object_object(__pyx_v_sh_offset, __pyx_v_delta); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 371, __pyx_L1_error)
+        __Pyx_GOTREF(__pyx_t_5);
+        __pyx_t_2 = __Pyx_PyNumber_Subtract_object_object(__pyx_v_sh_size, __pyx_v_delta); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 371, __pyx_L1_error)
+        __Pyx_GOTREF(__pyx_t_2);
+        __pyx_t_7 = PyTuple_New(3); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 371, __pyx_L1_error)
+        __Pyx_GOTREF(__pyx_t_7);
+        __Pyx_GIVEREF(__pyx_t_15);
+        if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 0, __pyx_t_15) != (0)) __PYX_ERR(0, 371, __pyx_L1_error);
+        __Pyx_GIVEREF(__pyx_t_5);
+        if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 1, __pyx_t_5) != (0)) __PYX_ERR(0, 371, __pyx_L1_error);
+        __Pyx_GIVEREF(__pyx_t_2);
+        if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 2, __pyx_t_2) != (0)) __PYX_ERR(0, 371, __pyx_L1_error);
+        __pyx_t_15 = 0;
+        __pyx_t_5 = 0;
+        __pyx_t_2 = 0;
+        __pyx_t_9 = 1;
+        {
+          PyObject *__pyx_callargs[3] = {__pyx_t_6, __pyx_v_fields, __pyx_t_7};
+          __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_builtin_zip, __pyx_callargs+__pyx_t_9, (3-__pyx_t_9) | (__pyx_t_9*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+          __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
+          __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
+          if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 371, __pyx_L1_error)
+          __Pyx_GOTREF(__pyx_t_1);
+        }
+        if (likely(PyList_CheckExact(__pyx_t_1)) || PyTuple_CheckExact(__pyx_t_1)) {
+          __pyx_t_7 = __pyx_t_1; __Pyx_INCREF(__pyx_t_7);
+          __pyx_t_11 = 0;
+          __pyx_t_12 = NULL;
+        } else {
+          __pyx_t_11 = -1; __pyx_t_7 = PyObject_GetIter(__pyx_t_1); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 371, __pyx_L1_error)
+          __Pyx_GOTREF(__pyx_t_7);
+          __pyx_t_12 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_7); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 371, __pyx_L1_error)
+        }
+        __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+        for (;;) {
+          if (likely(!__pyx_t_12)) {
+            if (likely(PyList_CheckExact(__pyx_t_7))) {
+              {
+                Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_7);
+                #if !CYTHON_ASSUME_SAFE_SIZE
+                if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 371, __pyx_L1_error)
+                #endif
+                if (__pyx_t_11 >= __pyx_temp) break;
+              }
+              __pyx_t_1 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_7, __pyx_t_11, __Pyx_ReferenceSharing_OwnStrongReference);
+              ++__pyx_t_11;
+            } else {
+              {
+                Py_ssize_t __pyx_temp = __Pyx_PyTuple_GET_SIZE(__pyx_t_7);
+                #if !CYTHON_ASSUME_SAFE_SIZE
+                if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 371, __pyx_L1_error)
+                #endif
+                if (__pyx_t_11 >= __pyx_temp) break;
+              }
+              #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
+              __pyx_t_1 = __Pyx_NewRef(PyTuple_GET_ITEM(__pyx_t_7, __pyx_t_11));
+              #else
+              __pyx_t_1 = __Pyx_PySequence_ITEM(__pyx_t_7, __pyx_t_11);
+              #endif
+              ++__pyx_t_11;
+            }
+            if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 371, __pyx_L1_error)
+          } else {
+            __pyx_t_1 = __pyx_t_12(__pyx_t_7);
+            if (unlikely(!__pyx_t_1)) {
+              PyObject* exc_type = PyErr_Occurred();
+              if (exc_type) {
+                if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(0, 371, __pyx_L1_error)
+                PyErr_Clear();
+              }
+              break;
+            }
+          }
+          __Pyx_GOTREF(__pyx_t_1);
+          if ((likely(PyTuple_CheckExact(__pyx_t_1))) || (PyList_CheckExact(__pyx_t_1))) {
+            PyObject* sequence = __pyx_t_1;
+            Py_ssize_t size = __Pyx_PySequence_SIZE(sequence);
+            if (unlikely(size != 2)) {
+              if (size > 2) __Pyx_RaiseTooManyValuesError(2);
+              else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
+              __PYX_ERR(0, 371, __pyx_L1_error)
+            }
+            #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
+            if (likely(PyTuple_CheckExact(sequence))) {
+              __pyx_t_6 = PyTuple_GET_ITEM(sequence, 0);
+              __Pyx_INCREF(__pyx_t_6);
+              __pyx_t_2 = PyTuple_GET_ITEM(sequence, 1);
+              __Pyx_INCREF(__pyx_t_2);
+            } else {
+              __pyx_t_6 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
+              if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 371, __pyx_L1_error)
+              __Pyx_XGOTREF(__pyx_t_6);
+              __pyx_t_2 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
+              if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 371, __pyx_L1_error)
+              __Pyx_XGOTREF(__pyx_t_2);
+            }
+            #else
+            __pyx_t_6 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 371, __pyx_L1_error)
+            __Pyx_GOTREF(__pyx_t_6);
+            __pyx_t_2 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 371, __pyx_L1_error)
+            __Pyx_GOTREF(__pyx_t_2);
+            #endif
+            __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+          } else {
+            Py_ssize_t index = -1;
+            __pyx_t_5 = PyObject_GetIter(__pyx_t_1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 371, __pyx_L1_error)
+            __Pyx_GOTREF(__pyx_t_5);
+            __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+            __pyx_t_8 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_5);
+            index = 0; __pyx_t_6 = __pyx_t_8(__pyx_t_5); if (unlikely(!__pyx_t_6)) goto __pyx_L67_unpacking_failed;
+            __Pyx_GOTREF(__pyx_t_6);
+            index = 1; __pyx_t_2 = __pyx_t_8(__pyx_t_5); if (unlikely(!__pyx_t_2)) goto __pyx_L67_unpacking_failed;
+            __Pyx_GOTREF(__pyx_t_2);
+            if (__Pyx_IternextUnpackEndCheck(__pyx_t_8(__pyx_t_5), 2) < (0)) __PYX_ERR(0, 371, __pyx_L1_error)
+            __pyx_t_8 = NULL;
+            __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+            goto __pyx_L68_unpacking_done;
+            __pyx_L67_unpacking_failed:;
+            __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+            __pyx_t_8 = NULL;
+            if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
+            __PYX_ERR(0, 371, __pyx_L1_error)
+            __pyx_L68_unpacking_done:;
+          }
+          __Pyx_XDECREF_SET(__pyx_v_at, __pyx_t_6);
+          __pyx_t_6 = 0;
+          __Pyx_XDECREF_SET(__pyx_v_value, __pyx_t_2);
+          __pyx_t_2 = 0;
+
+          /* "fastaudit/_elfedit.pyx":372
+ *                     fields = (16, 24, 32) if img.im.is64 else (12, 16, 20)
+ *                     for at, value in zip(fields, (sh_addr + delta, sh_offset + delta, sh_size - delta)):
+ *                         patches.append((pos + at, img.word, value))             # <<<<<<<<<<<<<<
+ *         return new_entries
+ * 
+*/
+          if (unlikely(__pyx_v_patches == Py_None)) {
+            PyErr_Format(PyExc_AttributeError, "\047NoneType\047 object has no attribute \047%.30s\047", "append");
+            __PYX_ERR(0, 372, __pyx_L1_error)
+          }
+          __pyx_t_1 = __Pyx_PyNumber_Add_object_object(__pyx_v_pos, __pyx_v_at); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 372, __pyx_L1_error)
+          __Pyx_GOTREF(__pyx_t_1);
+          __pyx_t_2 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->word); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 372, __pyx_L1_error)
+          __Pyx_GOTREF(__pyx_t_2);
+          __pyx_t_6 = PyTuple_New(3); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 372, __pyx_L1_error)
+          __Pyx_GOTREF(__pyx_t_6);
+          __Pyx_GIVEREF(__pyx_t_1);
+          if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 372, __pyx_L1_error);
+          __Pyx_GIVEREF(__pyx_t_2);
+          if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 1, __pyx_t_2) != (0)) __PYX_ERR(0, 372, __pyx_L1_error);
+          __Pyx_INCREF(__pyx_v_value);
+          __Pyx_GIVEREF(__pyx_v_value);
+          if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 2, __pyx_v_value) != (0)) __PYX_ERR(0, 372, __pyx_L1_error);
+          __pyx_t_1 = 0;
+          __pyx_t_2 = 0;
+          __pyx_t_13 = __Pyx_PyList_Append(__pyx_v_patches, __pyx_t_6); if (unlikely(__pyx_t_13 == ((int)-1))) __PYX_ERR(0, 372, __pyx_L1_error)
+          __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+
+
+          /* "fastaudit/_elfedit.pyx":371
+ *                 if delta:
+ *                     fields = (16, 24, 32) if img.im.is64 else (12, 16, 20)
+ *                     for at, value in zip(fields, (sh_addr + delta, sh_offset + delta, sh_size - delta)):             # <<<<<<<<<<<<<<
+ *                         patches.append((pos + at, img.word, value))
+ *         return new_entries
+*/
+        }
+        __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
+
+        /* "fastaudit/_elfedit.pyx":369
+ *             if kind == SHT_GNU_verneed and sh_offset == chain[0][0]:
+ *                 patches.append((pos + (44 if img.im.is64 else 28), 4, len(kept)))   # sh_info: the count
+ *                 if delta:             # <<<<<<<<<<<<<<
+ *                     fields = (16, 24, 32) if img.im.is64 else (12, 16, 20)
+ *                     for at, value in zip(fields, (sh_addr + delta, sh_offset + delta, sh_size - delta)):
+*/
+      }
+
+      /* "fastaudit/_elfedit.pyx":367
+ *                 entry[1] += delta
+ *         for pos, kind, sh_addr, sh_offset, sh_size in self.sections:
+ *             if kind == SHT_GNU_verneed and sh_offset == chain[0][0]:             # <<<<<<<<<<<<<<
+ *                 patches.append((pos + (44 if img.im.is64 else 28), 4, len(kept)))   # sh_info: the count
+ *                 if delta:
+*/
+    }
+
+    /* "fastaudit/_elfedit.pyx":366
+ *             elif entry[0] == DT_VERNEED:
+ *                 entry[1] += delta
+ *         for pos, kind, sh_addr, sh_offset, sh_size in self.sections:             # <<<<<<<<<<<<<<
+ *             if kind == SHT_GNU_verneed and sh_offset == chain[0][0]:
+ *                 patches.append((pos + (44 if img.im.is64 else 28), 4, len(kept)))   # sh_info: the count
+*/
+  }
+  __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+
+  /* "fastaudit/_elfedit.pyx":373
+ *                     for at, value in zip(fields, (sh_addr + delta, sh_offset + delta, sh_size - delta)):
+ *                         patches.append((pos + at, img.word, value))
+ *         return new_entries             # <<<<<<<<<<<<<<
+ * 
+ *     def unversion_symbols(self, list removed_entries, list patches):
+*/
+  {
+    PyObject *__pyx_temp;
+    {
+      __pyx_temp = __pyx_r;
+      __Pyx_INCREF(__pyx_v_new_entries);
+      __pyx_r = __pyx_v_new_entries;
+    }
+    __Pyx_XDECREF(__pyx_temp);
+  }
+  goto __pyx_L0;
+
+  /* "fastaudit/_elfedit.pyx":343
+ *         return self.write(new_entries, patches)
+ * 
+ *     def drop_version_requirements(self, set remove_needed, list verneed, list new_entries, list patches) -> list:             # <<<<<<<<<<<<<<
+ *         """Unlink the Elf_Verneed entries of removed libraries: the loader checks every entry of the
+ *         chain against a loaded object, so one for a library no longer needed would fail the load."""
+*/
+
+  /* function exit code */
+  __pyx_L1_error:;
+  __Pyx_XDECREF(__pyx_t_1);
+  __Pyx_XDECREF(__pyx_t_2);
+  __Pyx_XDECREF(__pyx_t_4);
+  __Pyx_XDECREF(__pyx_t_5);
+  __Pyx_XDECREF(__pyx_t_6);
+  __Pyx_XDECREF(__pyx_t_7);
+  __Pyx_XDECREF(__pyx_t_15);
+  __Pyx_XDECREF(__pyx_t_16);
+  __Pyx_AddTraceback("fastaudit._elfedit._Rewrite.drop_version_requirements", __pyx_clineno, __pyx_lineno, __pyx_filename);
+  __pyx_r = NULL;
+  __pyx_L0:;
+  __Pyx_XDECREF((PyObject *)__pyx_v_img);
+  __Pyx_XDECREF(__pyx_v_chain);
+  __Pyx_XDECREF(__pyx_v_kept);
+  __Pyx_XDECREF(__pyx_v_a);
+  __Pyx_XDECREF(__pyx_v_b);
+  __Pyx_XDECREF(__pyx_v_delta);
+  __Pyx_XDECREF(__pyx_v_entry);
+  __Pyx_XDECREF(__pyx_v_pos);
+  __Pyx_XDECREF(__pyx_v_kind);
+  __Pyx_XDECREF(__pyx_v_sh_addr);
+  __Pyx_XDECREF(__pyx_v_sh_offset);
+  __Pyx_XDECREF(__pyx_v_sh_size);
+  __Pyx_XDECREF(__pyx_v_fields);
+  __Pyx_XDECREF(__pyx_v_at);
+  __Pyx_XDECREF(__pyx_v_value);
+  __Pyx_XDECREF(__pyx_9genexpr14__pyx_v_pos);
+  __Pyx_XDECREF(__pyx_9genexpr14__pyx_v_val);
+  __Pyx_XDECREF(__pyx_9genexpr15__pyx_v_e);
+  __Pyx_XDECREF(__pyx_9genexpr16__pyx_v_e);
+  __Pyx_XDECREF(__pyx_9genexpr17__pyx_v_e);
+  __Pyx_XDECREF(__pyx_9genexpr18__pyx_v_e);
+  __Pyx_XGIVEREF(__pyx_r);
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+/* "fastaudit/_elfedit.pyx":375
+ *         return new_entries
+ * 
+ *     def unversion_symbols(self, list removed_entries, list patches):             # <<<<<<<<<<<<<<
+ *         """Symbols bound to a version of a removed library become unversioned (VER_NDX_GLOBAL), so no
+ *         .gnu.version index names a requirement that is gone."""
+*/
+
+/* Python wrapper */
+static PyObject *__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_13unversion_symbols(PyObject *__pyx_v_self, 
+#if CYTHON_VECTORCALL
+PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
+#else
+PyObject *__pyx_args, PyObject *__pyx_kwds
+#endif
+); /*proto*/
+PyDoc_STRVAR(__pyx_doc_9fastaudit_8_elfedit_8_Rewrite_12unversion_symbols, "Symbols bound to a version of a removed library become unversioned (VER_NDX_GLOBAL), so no\n        .gnu.version index names a requirement that is gone.");
+static PyMethodDef __pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_13unversion_symbols = {"unversion_symbols", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_13unversion_symbols, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_9fastaudit_8_elfedit_8_Rewrite_12unversion_symbols};
+static PyObject *__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_13unversion_symbols(PyObject *__pyx_v_self, 
+#if CYTHON_VECTORCALL
+PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
+#else
+PyObject *__pyx_args, PyObject *__pyx_kwds
+#endif
+) {
+  PyObject *__pyx_v_removed_entries = 0;
+  PyObject *__pyx_v_patches = 0;
+  #if !CYTHON_VECTORCALL
+  CYTHON_UNUSED Py_ssize_t __pyx_nargs;
+  #endif
+  CYTHON_UNUSED PyObject *const *__pyx_kwvalues;
+  PyObject* values[2] = {0,0};
+  int __pyx_lineno = 0;
+  const char *__pyx_filename = NULL;
+  int __pyx_clineno = 0;
+  PyObject *__pyx_r = 0;
+  __Pyx_RefNannyDeclarations
+  __Pyx_RefNannySetupContext("unversion_symbols (wrapper)", 0);
+  #if !CYTHON_VECTORCALL
+  #if CYTHON_ASSUME_SAFE_SIZE
+  __pyx_nargs = PyTuple_GET_SIZE(__pyx_args);
+  #else
+  __pyx_nargs = PyTuple_Size(__pyx_args); if (unlikely(__pyx_nargs < 0)) return NULL;
+  #endif
+  #endif
+  __pyx_kwvalues = __Pyx_KwValues_FASTCALL(__pyx_args, __pyx_nargs);
+  {
+    PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_removed_entries,&__pyx_mstate_global->__pyx_n_u_patches,0};
+    const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 375, __pyx_L3_error)
+    if (__pyx_kwds_len > 0) {
+      switch (__pyx_nargs) {
+        case  2:
+        values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 375, __pyx_L3_error)
+        CYTHON_FALLTHROUGH;
+        case  1:
+        values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 375, __pyx_L3_error)
+        CYTHON_FALLTHROUGH;
+        case  0: break;
+        default: goto __pyx_L5_argtuple_error;
+      }
+      const Py_ssize_t kwd_pos_args = __pyx_nargs;
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "unversion_symbols", 0) < (0)) __PYX_ERR(0, 375, __pyx_L3_error)
+      for (Py_ssize_t i = __pyx_nargs; i < 2; i++) {
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("unversion_symbols", 1, 2, 2, i); __PYX_ERR(0, 375, __pyx_L3_error) }
+      }
+    } else if (unlikely(__pyx_nargs != 2)) {
+      goto __pyx_L5_argtuple_error;
+    } else {
+      values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 375, __pyx_L3_error)
+      values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 375, __pyx_L3_error)
+    }
+    __pyx_v_removed_entries = ((PyObject*)values[0]);
+    __pyx_v_patches = ((PyObject*)values[1]);
+  }
+  goto __pyx_L6_skip;
+  __pyx_L5_argtuple_error:;
+  __Pyx_RaiseArgtupleInvalid("unversion_symbols", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 375, __pyx_L3_error)
+  __pyx_L6_skip:;
+  goto __pyx_L4_argument_unpacking_done;
+  __pyx_L3_error:;
+  for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
+    Py_XDECREF(values[__pyx_temp]);
+  }
+  __Pyx_AddTraceback("fastaudit._elfedit._Rewrite.unversion_symbols", __pyx_clineno, __pyx_lineno, __pyx_filename);
+  __Pyx_RefNannyFinishContext();
+  return NULL;
+  __pyx_L4_argument_unpacking_done:;
+  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_removed_entries), (&PyList_Type), 1, "removed_entries", 1))) __PYX_ERR(0, 375, __pyx_L1_error)
+  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_patches), (&PyList_Type), 1, "patches", 1))) __PYX_ERR(0, 375, __pyx_L1_error)
+  __pyx_r = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12unversion_symbols(((struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self), __pyx_v_removed_entries, __pyx_v_patches);
+
+  /* function exit code */
+  goto __pyx_L0;
+  __pyx_L1_error:;
+  __pyx_r = NULL;
+  for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
+    Py_XDECREF(values[__pyx_temp]);
+  }
+  goto __pyx_L7_cleaned_up;
+  __pyx_L0:;
+  for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
+    Py_XDECREF(values[__pyx_temp]);
+  }
+  __pyx_L7_cleaned_up:;
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12unversion_symbols(struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *__pyx_v_self, PyObject *__pyx_v_removed_entries, PyObject *__pyx_v_patches) {
+  struct __pyx_obj_9fastaudit_8_elfedit__Image *__pyx_v_img = 0;
+  uint64_t __pyx_v_entry;
+  uint64_t __pyx_v_aux;
+  uint64_t __pyx_v_i;
+  uint64_t __pyx_v_cap;
+  PyObject *__pyx_v_indexes = NULL;
+  CYTHON_UNUSED PyObject *__pyx_v__ = NULL;
+  PyObject *__pyx_v_kind = NULL;
+  PyObject *__pyx_v_sh_offset = NULL;
+  PyObject *__pyx_v_sh_size = NULL;
+  uint64_t __pyx_v_value;
+  PyObject *__pyx_r = NULL;
+  __Pyx_RefNannyDeclarations
+  PyObject *__pyx_t_1 = NULL;
+  PyObject *__pyx_t_2 = NULL;
+  PyObject *__pyx_t_3 = NULL;
+  uint64_t __pyx_t_4;
+  Py_ssize_t __pyx_t_5;
+  int __pyx_t_6;
+  uint64_t __pyx_t_7;
+  uint64_t __pyx_t_8;
+  int __pyx_t_9;
+  uint64_t __pyx_t_10;
+  int __pyx_t_11;
+  PyObject *__pyx_t_12 = NULL;
+  PyObject *__pyx_t_13 = NULL;
+  PyObject *__pyx_t_14 = NULL;
+  PyObject *__pyx_t_15 = NULL;
+  PyObject *__pyx_t_16 = NULL;
+  PyObject *(*__pyx_t_17)(PyObject *);
+  Py_ssize_t __pyx_t_18;
+  Py_ssize_t __pyx_t_19;
+  int __pyx_lineno = 0;
+  const char *__pyx_filename = NULL;
+  int __pyx_clineno = 0;
+  __Pyx_RefNannySetupContext("unversion_symbols", 0);
+
+  /* "fastaudit/_elfedit.pyx":378
+ *         """Symbols bound to a version of a removed library become unversioned (VER_NDX_GLOBAL), so no
+ *         .gnu.version index names a requirement that is gone."""
+ *         cdef _Image img = self.img             # <<<<<<<<<<<<<<
+ *         cdef uint64_t entry, aux, i, cap = img.im.n // _MIN_VERSION_ENTRY
+ *         indexes = set()
+*/
+  __pyx_t_1 = ((PyObject *)__pyx_v_self->img);
+  __Pyx_INCREF(__pyx_t_1);
+  __pyx_v_img = ((struct __pyx_obj_9fastaudit_8_elfedit__Image *)__pyx_t_1);
+  __pyx_t_1 = 0;
+
+  /* "fastaudit/_elfedit.pyx":379
+ *         .gnu.version index names a requirement that is gone."""
+ *         cdef _Image img = self.img
+ *         cdef uint64_t entry, aux, i, cap = img.im.n // _MIN_VERSION_ENTRY             # <<<<<<<<<<<<<<
+ *         indexes = set()
+ *         for entry in removed_entries:
+*/
+  __pyx_t_1 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->im.n); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 379, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_1);
+  __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_MIN_VERSION_ENTRY); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 379, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_2);
+  __pyx_t_3 = PyNumber_FloorDivide(__pyx_t_1, __pyx_t_2); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 379, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_3);
+  __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+  __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+  __pyx_t_4 = __Pyx_PyLong_As_uint64_t(__pyx_t_3); if (unlikely((__pyx_t_4 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 379, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
+  __pyx_v_cap = __pyx_t_4;
+
+  /* "fastaudit/_elfedit.pyx":380
+ *         cdef _Image img = self.img
+ *         cdef uint64_t entry, aux, i, cap = img.im.n // _MIN_VERSION_ENTRY
+ *         indexes = set()             # <<<<<<<<<<<<<<
+ *         for entry in removed_entries:
+ *             img.need(entry, 16, "Elf_Verneed")
+*/
+  __pyx_t_3 = PySet_New(0); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 380, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_3);
+  __pyx_v_indexes = ((PyObject*)__pyx_t_3);
+  __pyx_t_3 = 0;
+
+  /* "fastaudit/_elfedit.pyx":381
+ *         cdef uint64_t entry, aux, i, cap = img.im.n // _MIN_VERSION_ENTRY
+ *         indexes = set()
+ *         for entry in removed_entries:             # <<<<<<<<<<<<<<
+ *             img.need(entry, 16, "Elf_Verneed")
+ *             aux = entry + img.u32(entry + 8)
+*/
+  if (unlikely(__pyx_v_removed_entries == Py_None)) {
+    PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not iterable");
+    __PYX_ERR(0, 381, __pyx_L1_error)
+  }
+  __pyx_t_3 = __pyx_v_removed_entries; __Pyx_INCREF(__pyx_t_3);
+  __pyx_t_5 = 0;
+  for (;;) {
+    {
+      Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_3);
+      #if !CYTHON_ASSUME_SAFE_SIZE
+      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 381, __pyx_L1_error)
+      #endif
+      if (__pyx_t_5 >= __pyx_temp) break;
+    }
+    __pyx_t_2 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_3, __pyx_t_5, __Pyx_ReferenceSharing_OwnStrongReference);
+    ++__pyx_t_5;
+    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 381, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_2);
+    __pyx_t_4 = __Pyx_PyLong_As_uint64_t(__pyx_t_2); if (unlikely((__pyx_t_4 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 381, __pyx_L1_error)
+    __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+    __pyx_v_entry = __pyx_t_4;
+
+    /* "fastaudit/_elfedit.pyx":382
+ *         indexes = set()
+ *         for entry in removed_entries:
+ *             img.need(entry, 16, "Elf_Verneed")             # <<<<<<<<<<<<<<
+ *             aux = entry + img.u32(entry + 8)
+ *             for i in range(min(img.u16(entry + 2), cap)):
+*/
+    __pyx_t_6 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Image *)__pyx_v_img->__pyx_vtab)->need(__pyx_v_img, __pyx_v_entry, 16, __pyx_mstate_global->__pyx_n_u_Elf_Verneed); if (unlikely(__pyx_t_6 == ((int)-1))) __PYX_ERR(0, 382, __pyx_L1_error)
+
+
+    /* "fastaudit/_elfedit.pyx":383
+ *         for entry in removed_entries:
+ *             img.need(entry, 16, "Elf_Verneed")
+ *             aux = entry + img.u32(entry + 8)             # <<<<<<<<<<<<<<
+ *             for i in range(min(img.u16(entry + 2), cap)):
+ *                 indexes.add(img.u16(aux + 6) & 0x7fff)
+*/
+    __pyx_t_4 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Image *)__pyx_v_img->__pyx_vtab)->u32(__pyx_v_img, (__pyx_v_entry + 8)); if (unlikely(__pyx_t_4 == ((uint64_t)0xffffffffffffffff) && PyErr_Occurred())) __PYX_ERR(0, 383, __pyx_L1_error)
+    __pyx_v_aux = (__pyx_v_entry + __pyx_t_4);
+
+
+    /* "fastaudit/_elfedit.pyx":384
+ *             img.need(entry, 16, "Elf_Verneed")
+ *             aux = entry + img.u32(entry + 8)
+ *             for i in range(min(img.u16(entry + 2), cap)):             # <<<<<<<<<<<<<<
+ *                 indexes.add(img.u16(aux + 6) & 0x7fff)
+ *                 if img.u32(aux + 12) == 0:
+*/
+
+    __pyx_t_4 = __pyx_v_cap;
+    __pyx_t_7 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Image *)__pyx_v_img->__pyx_vtab)->u16(__pyx_v_img, (__pyx_v_entry + 2)); if (unlikely(__pyx_t_7 == ((uint64_t)0xffffffffffffffff) && PyErr_Occurred())) __PYX_ERR(0, 384, __pyx_L1_error)
+    __pyx_t_9 = (__pyx_t_4 < __pyx_t_7);
+
+    if (__pyx_t_9) {
+
+      __pyx_t_8 = __pyx_t_4;
+    } else {
+
+      __pyx_t_8 = __pyx_t_7;
+    }
+
+
+
+    __pyx_t_4 = __pyx_t_8;
+
+    __pyx_t_8 = __pyx_t_4;
+
+    for (__pyx_t_7 = 0; __pyx_t_7 < __pyx_t_8; __pyx_t_7+=1) {
+      __pyx_v_i = __pyx_t_7;
+
+      /* "fastaudit/_elfedit.pyx":385
+ *             aux = entry + img.u32(entry + 8)
+ *             for i in range(min(img.u16(entry + 2), cap)):
+ *                 indexes.add(img.u16(aux + 6) & 0x7fff)             # <<<<<<<<<<<<<<
+ *                 if img.u32(aux + 12) == 0:
+ *                     break
+*/
+      __pyx_t_10 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Image *)__pyx_v_img->__pyx_vtab)->u16(__pyx_v_img, (__pyx_v_aux + 6)); if (unlikely(__pyx_t_10 == ((uint64_t)0xffffffffffffffff) && PyErr_Occurred())) __PYX_ERR(0, 385, __pyx_L1_error)
+      __pyx_t_2 = __Pyx_PyLong_From_uint64_t((__pyx_t_10 & 0x7fff)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 385, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_2);
+
+      __pyx_t_11 = PySet_Add(__pyx_v_indexes, __pyx_t_2); if (unlikely(__pyx_t_11 == ((int)-1))) __PYX_ERR(0, 385, __pyx_L1_error)
+      __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+
+
+      /* "fastaudit/_elfedit.pyx":386
+ *             for i in range(min(img.u16(entry + 2), cap)):
+ *                 indexes.add(img.u16(aux + 6) & 0x7fff)
+ *                 if img.u32(aux + 12) == 0:             # <<<<<<<<<<<<<<
+ *                     break
+ *                 aux += img.u32(aux + 12)
+*/
+      __pyx_t_10 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Image *)__pyx_v_img->__pyx_vtab)->u32(__pyx_v_img, (__pyx_v_aux + 12)); if (unlikely(__pyx_t_10 == ((uint64_t)0xffffffffffffffff) && PyErr_Occurred())) __PYX_ERR(0, 386, __pyx_L1_error)
+      __pyx_t_9 = (__pyx_t_10 == 0);
+
+
+      if (__pyx_t_9) {
+
+
+        /* "fastaudit/_elfedit.pyx":387
+ *                 indexes.add(img.u16(aux + 6) & 0x7fff)
+ *                 if img.u32(aux + 12) == 0:
+ *                     break             # <<<<<<<<<<<<<<
+ *                 aux += img.u32(aux + 12)
+ *         for _, kind, _, sh_offset, sh_size in self.sections:
+*/
+        goto __pyx_L6_break;
+
+        /* "fastaudit/_elfedit.pyx":386
+ *             for i in range(min(img.u16(entry + 2), cap)):
+ *                 indexes.add(img.u16(aux + 6) & 0x7fff)
+ *                 if img.u32(aux + 12) == 0:             # <<<<<<<<<<<<<<
+ *                     break
+ *                 aux += img.u32(aux + 12)
+*/
+      }
+
+      /* "fastaudit/_elfedit.pyx":388
+ *                 if img.u32(aux + 12) == 0:
+ *                     break
+ *                 aux += img.u32(aux + 12)             # <<<<<<<<<<<<<<
+ *         for _, kind, _, sh_offset, sh_size in self.sections:
+ *             if kind != SHT_GNU_versym:
+*/
+      __pyx_t_10 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Image *)__pyx_v_img->__pyx_vtab)->u32(__pyx_v_img, (__pyx_v_aux + 12)); if (unlikely(__pyx_t_10 == ((uint64_t)0xffffffffffffffff) && PyErr_Occurred())) __PYX_ERR(0, 388, __pyx_L1_error)
+      __pyx_v_aux = (__pyx_v_aux + __pyx_t_10);
+
+    }
+    __pyx_L6_break:;
+
+
+    /* "fastaudit/_elfedit.pyx":381
+ *         cdef uint64_t entry, aux, i, cap = img.im.n // _MIN_VERSION_ENTRY
+ *         indexes = set()
+ *         for entry in removed_entries:             # <<<<<<<<<<<<<<
+ *             img.need(entry, 16, "Elf_Verneed")
+ *             aux = entry + img.u32(entry + 8)
+*/
+  }
+  __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
+
+  /* "fastaudit/_elfedit.pyx":389
+ *                     break
+ *                 aux += img.u32(aux + 12)
+ *         for _, kind, _, sh_offset, sh_size in self.sections:             # <<<<<<<<<<<<<<
+ *             if kind != SHT_GNU_versym:
+ *                 continue
+*/
+  if (unlikely(__pyx_v_self->sections == Py_None)) {
+    PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not iterable");
+    __PYX_ERR(0, 389, __pyx_L1_error)
+  }
+  __pyx_t_3 = __pyx_v_self->sections; __Pyx_INCREF(__pyx_t_3);
+  __pyx_t_5 = 0;
+  for (;;) {
+    {
+      Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_3);
+      #if !CYTHON_ASSUME_SAFE_SIZE
+      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 389, __pyx_L1_error)
+      #endif
+      if (__pyx_t_5 >= __pyx_temp) break;
+    }
+    __pyx_t_2 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_3, __pyx_t_5, __Pyx_ReferenceSharing_OwnStrongReference);
+    ++__pyx_t_5;
+    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 389, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_2);
+    if ((likely(PyTuple_CheckExact(__pyx_t_2))) || (PyList_CheckExact(__pyx_t_2))) {
+      PyObject* sequence = __pyx_t_2;
+      Py_ssize_t size = __Pyx_PySequence_SIZE(sequence);
+      if (unlikely(size != 5)) {
+        if (size > 5) __Pyx_RaiseTooManyValuesError(5);
+        else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
+        __PYX_ERR(0, 389, __pyx_L1_error)
+      }
+      #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
+      if (likely(PyTuple_CheckExact(sequence))) {
+        __pyx_t_1 = PyTuple_GET_ITEM(sequence, 0);
+        __Pyx_INCREF(__pyx_t_1);
+        __pyx_t_12 = PyTuple_GET_ITEM(sequence, 1);
+        __Pyx_INCREF(__pyx_t_12);
+        __pyx_t_13 = PyTuple_GET_ITEM(sequence, 2);
+        __Pyx_INCREF(__pyx_t_13);
+        __pyx_t_14 = PyTuple_GET_ITEM(sequence, 3);
+        __Pyx_INCREF(__pyx_t_14);
+        __pyx_t_15 = PyTuple_GET_ITEM(sequence, 4);
+        __Pyx_INCREF(__pyx_t_15);
+      } else {
+        __pyx_t_1 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
+        if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 389, __pyx_L1_error)
+        __Pyx_XGOTREF(__pyx_t_1);
+        __pyx_t_12 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
+        if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 389, __pyx_L1_error)
+        __Pyx_XGOTREF(__pyx_t_12);
+        __pyx_t_13 = __Pyx_PyList_GET_ITEM_REF(sequence, 2, __Pyx_ReferenceSharing_SharedReference);
+        if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 389, __pyx_L1_error)
+        __Pyx_XGOTREF(__pyx_t_13);
+        __pyx_t_14 = __Pyx_PyList_GET_ITEM_REF(sequence, 3, __Pyx_ReferenceSharing_SharedReference);
+        if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 389, __pyx_L1_error)
+        __Pyx_XGOTREF(__pyx_t_14);
+        __pyx_t_15 = __Pyx_PyList_GET_ITEM_REF(sequence, 4, __Pyx_ReferenceSharing_SharedReference);
+        if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 389, __pyx_L1_error)
+        __Pyx_XGOTREF(__pyx_t_15);
+      }
+      #else
+      {
+        Py_ssize_t i;
+        PyObject** temps[5] = {&__pyx_t_1,&__pyx_t_12,&__pyx_t_13,&__pyx_t_14,&__pyx_t_15};
+        for (i=0; i < 5; i++) {
+          PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(0, 389, __pyx_L1_error)
+          __Pyx_GOTREF(item);
+          *(temps[i]) = item;
+        }
+      }
+      #endif
+      __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+    } else {
+      Py_ssize_t index = -1;
+      PyObject** temps[5] = {&__pyx_t_1,&__pyx_t_12,&__pyx_t_13,&__pyx_t_14,&__pyx_t_15};
+      __pyx_t_16 = PyObject_GetIter(__pyx_t_2); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 389, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_16);
+      __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+      __pyx_t_17 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_16);
+      for (index=0; index < 5; index++) {
+        PyObject* item = __pyx_t_17(__pyx_t_16); if (unlikely(!item)) goto __pyx_L11_unpacking_failed;
+        __Pyx_GOTREF(item);
+        *(temps[index]) = item;
+      }
+      if (__Pyx_IternextUnpackEndCheck(__pyx_t_17(__pyx_t_16), 5) < (0)) __PYX_ERR(0, 389, __pyx_L1_error)
+      __pyx_t_17 = NULL;
+      __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
+      goto __pyx_L12_unpacking_done;
+      __pyx_L11_unpacking_failed:;
+      __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
+      __pyx_t_17 = NULL;
+      if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
+      __PYX_ERR(0, 389, __pyx_L1_error)
+      __pyx_L12_unpacking_done:;
+    }
+    __Pyx_XDECREF_SET(__pyx_v__, __pyx_t_1);
+    __pyx_t_1 = 0;
+    __Pyx_XDECREF_SET(__pyx_v_kind, __pyx_t_12);
+    __pyx_t_12 = 0;
+    __Pyx_DECREF_SET(__pyx_v__, __pyx_t_13);
+    __pyx_t_13 = 0;
+    __Pyx_XDECREF_SET(__pyx_v_sh_offset, __pyx_t_14);
+    __pyx_t_14 = 0;
+    __Pyx_XDECREF_SET(__pyx_v_sh_size, __pyx_t_15);
+    __pyx_t_15 = 0;
+
+    /* "fastaudit/_elfedit.pyx":390
+ *                 aux += img.u32(aux + 12)
+ *         for _, kind, _, sh_offset, sh_size in self.sections:
+ *             if kind != SHT_GNU_versym:             # <<<<<<<<<<<<<<
+ *                 continue
+ *             img.need(sh_offset, sh_size, ".gnu.version")
+*/
+    __pyx_t_2 = __Pyx_PyLong_From_uint64_t(SHT_GNU_versym); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 390, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_2);
+    __pyx_t_9 = __Pyx_PyObject_CompareBoolNe_object_int(__pyx_v_kind, __pyx_t_2, Py_NE); if (unlikely((__pyx_t_9 < 0))) __PYX_ERR(0, 390, __pyx_L1_error)
+    __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+    if (__pyx_t_9) {
+
+
+      /* "fastaudit/_elfedit.pyx":391
+ *         for _, kind, _, sh_offset, sh_size in self.sections:
+ *             if kind != SHT_GNU_versym:
+ *                 continue             # <<<<<<<<<<<<<<
+ *             img.need(sh_offset, sh_size, ".gnu.version")
+ *             for i in range(sh_size // 2):
+*/
+      goto __pyx_L9_continue;
+
+      /* "fastaudit/_elfedit.pyx":390
+ *                 aux += img.u32(aux + 12)
+ *         for _, kind, _, sh_offset, sh_size in self.sections:
+ *             if kind != SHT_GNU_versym:             # <<<<<<<<<<<<<<
+ *                 continue
+ *             img.need(sh_offset, sh_size, ".gnu.version")
+*/
+    }
+
+    /* "fastaudit/_elfedit.pyx":392
+ *             if kind != SHT_GNU_versym:
+ *                 continue
+ *             img.need(sh_offset, sh_size, ".gnu.version")             # <<<<<<<<<<<<<<
+ *             for i in range(sh_size // 2):
+ *                 value = img.u16(sh_offset + 2 * i)
+*/
+    __pyx_t_4 = __Pyx_PyLong_As_uint64_t(__pyx_v_sh_offset); if (unlikely((__pyx_t_4 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 392, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyLong_As_uint64_t(__pyx_v_sh_size); if (unlikely((__pyx_t_8 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 392, __pyx_L1_error)
+    __pyx_t_6 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Image *)__pyx_v_img->__pyx_vtab)->need(__pyx_v_img, __pyx_t_4, __pyx_t_8, __pyx_mstate_global->__pyx_kp_u_gnu_version); if (unlikely(__pyx_t_6 == ((int)-1))) __PYX_ERR(0, 392, __pyx_L1_error)
+
+
+
+
+    /* "fastaudit/_elfedit.pyx":393
+ *                 continue
+ *             img.need(sh_offset, sh_size, ".gnu.version")
+ *             for i in range(sh_size // 2):             # <<<<<<<<<<<<<<
+ *                 value = img.u16(sh_offset + 2 * i)
+ *                 if value & 0x7fff in indexes:
+*/
+    __pyx_t_2 = __Pyx_PyLong_FloorDivideObjC(__pyx_v_sh_size, __pyx_mstate_global->__pyx_int_2, 2, 0, 0); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 393, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_2);
+    __pyx_t_18 = __Pyx_PyIndex_AsSsize_t(__pyx_t_2); if (unlikely((__pyx_t_18 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 393, __pyx_L1_error)
+    __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+    __pyx_t_19 = __pyx_t_18;
+
+    for (__pyx_t_8 = 0; __pyx_t_8 < __pyx_t_19; __pyx_t_8+=1) {
+      __pyx_v_i = __pyx_t_8;
+
+      /* "fastaudit/_elfedit.pyx":394
+ *             img.need(sh_offset, sh_size, ".gnu.version")
+ *             for i in range(sh_size // 2):
+ *                 value = img.u16(sh_offset + 2 * i)             # <<<<<<<<<<<<<<
+ *                 if value & 0x7fff in indexes:
+ *                     patches.append((sh_offset + 2 * i, 2, (value & 0x8000) | 1))
+*/
+      __pyx_t_2 = __Pyx_PyLong_From_uint64_t((2 * __pyx_v_i)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 394, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_2);
+      __pyx_t_15 = __Pyx_PyNumber_Add_object_int(__pyx_v_sh_offset, __pyx_t_2); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 394, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_15);
+      __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+      __pyx_t_4 = __Pyx_PyLong_As_uint64_t(__pyx_t_15); if (unlikely((__pyx_t_4 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 394, __pyx_L1_error)
+      __Pyx_DECREF(__pyx_t_15); __pyx_t_15 = 0;
+      __pyx_t_7 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Image *)__pyx_v_img->__pyx_vtab)->u16(__pyx_v_img, __pyx_t_4); if (unlikely(__pyx_t_7 == ((uint64_t)0xffffffffffffffff) && PyErr_Occurred())) __PYX_ERR(0, 394, __pyx_L1_error)
+
+      __pyx_v_value = __pyx_t_7;
+
+      /* "fastaudit/_elfedit.pyx":395
+ *             for i in range(sh_size // 2):
+ *                 value = img.u16(sh_offset + 2 * i)
+ *                 if value & 0x7fff in indexes:             # <<<<<<<<<<<<<<
+ *                     patches.append((sh_offset + 2 * i, 2, (value & 0x8000) | 1))
+ * 
+*/
+      __pyx_t_15 = __Pyx_PyLong_From_uint64_t((__pyx_v_value & 0x7fff)); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 395, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_15);
+      __pyx_t_9 = (__Pyx_PySet_ContainsTF(__pyx_t_15, __pyx_v_indexes, Py_EQ)); if (unlikely((__pyx_t_9 < 0))) __PYX_ERR(0, 395, __pyx_L1_error)
+      __Pyx_DECREF(__pyx_t_15); __pyx_t_15 = 0;
+      if (__pyx_t_9) {
+
+
+        /* "fastaudit/_elfedit.pyx":396
+ *                 value = img.u16(sh_offset + 2 * i)
+ *                 if value & 0x7fff in indexes:
+ *                     patches.append((sh_offset + 2 * i, 2, (value & 0x8000) | 1))             # <<<<<<<<<<<<<<
+ * 
+ *     def verneed_files(self) -> list:
+*/
+        if (unlikely(__pyx_v_patches == Py_None)) {
+          PyErr_Format(PyExc_AttributeError, "\047NoneType\047 object has no attribute \047%.30s\047", "append");
+          __PYX_ERR(0, 396, __pyx_L1_error)
+        }
+        __pyx_t_15 = __Pyx_PyLong_From_uint64_t((2 * __pyx_v_i)); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 396, __pyx_L1_error)
+        __Pyx_GOTREF(__pyx_t_15);
+        __pyx_t_2 = __Pyx_PyNumber_Add_object_int(__pyx_v_sh_offset, __pyx_t_15); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 396, __pyx_L1_error)
+        __Pyx_GOTREF(__pyx_t_2);
+        __Pyx_DECREF(__pyx_t_15); __pyx_t_15 = 0;
+        __pyx_t_15 = __Pyx_PyLong_From_uint64_t(((__pyx_v_value & 0x8000) | 1)); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 396, __pyx_L1_error)
+        __Pyx_GOTREF(__pyx_t_15);
+        __pyx_t_14 = PyTuple_New(3); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 396, __pyx_L1_error)
+        __Pyx_GOTREF(__pyx_t_14);
+        __Pyx_GIVEREF(__pyx_t_2);
+        if (__Pyx_PyTuple_SET_ITEM(__pyx_t_14, 0, __pyx_t_2) != (0)) __PYX_ERR(0, 396, __pyx_L1_error);
+        __Pyx_INCREF(__pyx_mstate_global->__pyx_int_2);
+        __Pyx_GIVEREF(__pyx_mstate_global->__pyx_int_2);
+        if (__Pyx_PyTuple_SET_ITEM(__pyx_t_14, 1, __pyx_mstate_global->__pyx_int_2) != (0)) __PYX_ERR(0, 396, __pyx_L1_error);
+        __Pyx_GIVEREF(__pyx_t_15);
+        if (__Pyx_PyTuple_SET_ITEM(__pyx_t_14, 2, __pyx_t_15) != (0)) __PYX_ERR(0, 396, __pyx_L1_error);
+        __pyx_t_2 = 0;
+        __pyx_t_15 = 0;
+        __pyx_t_11 = __Pyx_PyList_Append(__pyx_v_patches, __pyx_t_14); if (unlikely(__pyx_t_11 == ((int)-1))) __PYX_ERR(0, 396, __pyx_L1_error)
+        __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
+
+
+        /* "fastaudit/_elfedit.pyx":395
+ *             for i in range(sh_size // 2):
+ *                 value = img.u16(sh_offset + 2 * i)
+ *                 if value & 0x7fff in indexes:             # <<<<<<<<<<<<<<
+ *                     patches.append((sh_offset + 2 * i, 2, (value & 0x8000) | 1))
+ * 
+*/
+      }
+    }
+
+
+
+    /* "fastaudit/_elfedit.pyx":389
+ *                     break
+ *                 aux += img.u32(aux + 12)
+ *         for _, kind, _, sh_offset, sh_size in self.sections:             # <<<<<<<<<<<<<<
+ *             if kind != SHT_GNU_versym:
+ *                 continue
+*/
+    __pyx_L9_continue:;
+  }
+  __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
+
+  /* "fastaudit/_elfedit.pyx":375
+ *         return new_entries
+ * 
+ *     def unversion_symbols(self, list removed_entries, list patches):             # <<<<<<<<<<<<<<
+ *         """Symbols bound to a version of a removed library become unversioned (VER_NDX_GLOBAL), so no
+ *         .gnu.version index names a requirement that is gone."""
+*/
+
+  /* function exit code */
+  __pyx_r = Py_None; __Pyx_INCREF(Py_None);
+  goto __pyx_L0;
+  __pyx_L1_error:;
+  __Pyx_XDECREF(__pyx_t_1);
+  __Pyx_XDECREF(__pyx_t_2);
+  __Pyx_XDECREF(__pyx_t_3);
+  __Pyx_XDECREF(__pyx_t_12);
+  __Pyx_XDECREF(__pyx_t_13);
+  __Pyx_XDECREF(__pyx_t_14);
+  __Pyx_XDECREF(__pyx_t_15);
+  __Pyx_XDECREF(__pyx_t_16);
+  __Pyx_AddTraceback("fastaudit._elfedit._Rewrite.unversion_symbols", __pyx_clineno, __pyx_lineno, __pyx_filename);
+  __pyx_r = NULL;
+  __pyx_L0:;
+  __Pyx_XDECREF((PyObject *)__pyx_v_img);
+
+
+
+
+  __Pyx_XDECREF(__pyx_v_indexes);
+  __Pyx_XDECREF(__pyx_v__);
+  __Pyx_XDECREF(__pyx_v_kind);
+  __Pyx_XDECREF(__pyx_v_sh_offset);
+  __Pyx_XDECREF(__pyx_v_sh_size);
+
+  __Pyx_XGIVEREF(__pyx_r);
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+/* "fastaudit/_elfedit.pyx":398
+ *                     patches.append((sh_offset + 2 * i, 2, (value & 0x8000) | 1))
  * 
  *     def verneed_files(self) -> list:             # <<<<<<<<<<<<<<
  *         values = {tag: val for tag, val in reversed(self.entries)}
@@ -29175,15 +31413,15 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_8apply(struct __pyx_obj
 */
 
 /* Python wrapper */
-static PyObject *__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_11verneed_files(PyObject *__pyx_v_self, 
+static PyObject *__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_15verneed_files(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-static PyMethodDef __pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_11verneed_files = {"verneed_files", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_11verneed_files, __Pyx_METH_FASTCALL|METH_KEYWORDS, 0};
-static PyObject *__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_11verneed_files(PyObject *__pyx_v_self, 
+static PyMethodDef __pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_15verneed_files = {"verneed_files", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_15verneed_files, __Pyx_METH_FASTCALL|METH_KEYWORDS, 0};
+static PyObject *__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_15verneed_files(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
@@ -29209,18 +31447,18 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   const Py_ssize_t __pyx_kwds_len = unlikely(__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
   if (unlikely(__pyx_kwds_len < 0)) return NULL;
   if (unlikely(__pyx_kwds_len > 0)) {__Pyx_RejectKeywords("verneed_files", __pyx_kwds); return NULL;}
-  __pyx_r = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10verneed_files(((struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self));
+  __pyx_r = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_14verneed_files(((struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self));
 
   /* function exit code */
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
 
-static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10verneed_files(struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *__pyx_v_self) {
+static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_14verneed_files(struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *__pyx_v_self) {
   PyObject *__pyx_v_values = NULL;
   PyObject *__pyx_v_off = NULL;
-  PyObject *__pyx_9genexpr14__pyx_v_tag = NULL;
-  PyObject *__pyx_9genexpr14__pyx_v_val = NULL;
+  PyObject *__pyx_9genexpr19__pyx_v_tag = NULL;
+  PyObject *__pyx_9genexpr19__pyx_v_val = NULL;
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
   PyObject *__pyx_t_1 = NULL;
@@ -29238,7 +31476,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10verneed_files(struct 
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("verneed_files", 0);
 
-  /* "fastaudit/_elfedit.pyx":343
+  /* "fastaudit/_elfedit.pyx":399
  * 
  *     def verneed_files(self) -> list:
  *         values = {tag: val for tag, val in reversed(self.entries)}             # <<<<<<<<<<<<<<
@@ -29246,16 +31484,16 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10verneed_files(struct 
  *             return []
 */
   { /* enter inner scope */
-    __pyx_t_1 = PyDict_New(); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 343, __pyx_L5_error)
+    __pyx_t_1 = PyDict_New(); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 399, __pyx_L5_error)
     __Pyx_GOTREF(__pyx_t_1);
     if (unlikely(__pyx_v_self->entries == Py_None)) {
       PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not iterable");
-      __PYX_ERR(0, 343, __pyx_L5_error)
+      __PYX_ERR(0, 399, __pyx_L5_error)
     }
     __pyx_t_2 = __pyx_v_self->entries; __Pyx_INCREF(__pyx_t_2);
     __pyx_t_3 = __Pyx_PyList_GET_SIZE(__pyx_t_2);
     #if !CYTHON_ASSUME_SAFE_SIZE
-    if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 343, __pyx_L5_error)
+    if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 399, __pyx_L5_error)
     #endif
     --__pyx_t_3;
     for (;;) {
@@ -29263,13 +31501,13 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10verneed_files(struct 
       {
         Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_2);
         #if !CYTHON_ASSUME_SAFE_SIZE
-        if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 343, __pyx_L5_error)
+        if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 399, __pyx_L5_error)
         #endif
         if (__pyx_t_3 >= __pyx_temp) break;
       }
       __pyx_t_4 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_2, __pyx_t_3, __Pyx_ReferenceSharing_OwnStrongReference);
       --__pyx_t_3;
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 343, __pyx_L5_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 399, __pyx_L5_error)
       __Pyx_GOTREF(__pyx_t_4);
       if ((likely(PyTuple_CheckExact(__pyx_t_4))) || (PyList_CheckExact(__pyx_t_4))) {
         PyObject* sequence = __pyx_t_4;
@@ -29277,7 +31515,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10verneed_files(struct 
         if (unlikely(size != 2)) {
           if (size > 2) __Pyx_RaiseTooManyValuesError(2);
           else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-          __PYX_ERR(0, 343, __pyx_L5_error)
+          __PYX_ERR(0, 399, __pyx_L5_error)
         }
         #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
         if (likely(PyTuple_CheckExact(sequence))) {
@@ -29287,22 +31525,22 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10verneed_files(struct 
           __Pyx_INCREF(__pyx_t_6);
         } else {
           __pyx_t_5 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-          if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 343, __pyx_L5_error)
+          if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 399, __pyx_L5_error)
           __Pyx_XGOTREF(__pyx_t_5);
           __pyx_t_6 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-          if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 343, __pyx_L5_error)
+          if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 399, __pyx_L5_error)
           __Pyx_XGOTREF(__pyx_t_6);
         }
         #else
-        __pyx_t_5 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 343, __pyx_L5_error)
+        __pyx_t_5 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 399, __pyx_L5_error)
         __Pyx_GOTREF(__pyx_t_5);
-        __pyx_t_6 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 343, __pyx_L5_error)
+        __pyx_t_6 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 399, __pyx_L5_error)
         __Pyx_GOTREF(__pyx_t_6);
         #endif
         __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
       } else {
         Py_ssize_t index = -1;
-        __pyx_t_7 = PyObject_GetIter(__pyx_t_4); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 343, __pyx_L5_error)
+        __pyx_t_7 = PyObject_GetIter(__pyx_t_4); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 399, __pyx_L5_error)
         __Pyx_GOTREF(__pyx_t_7);
         __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
         __pyx_t_8 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_7);
@@ -29310,7 +31548,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10verneed_files(struct 
         __Pyx_GOTREF(__pyx_t_5);
         index = 1; __pyx_t_6 = __pyx_t_8(__pyx_t_7); if (unlikely(!__pyx_t_6)) goto __pyx_L8_unpacking_failed;
         __Pyx_GOTREF(__pyx_t_6);
-        if (__Pyx_IternextUnpackEndCheck(__pyx_t_8(__pyx_t_7), 2) < (0)) __PYX_ERR(0, 343, __pyx_L5_error)
+        if (__Pyx_IternextUnpackEndCheck(__pyx_t_8(__pyx_t_7), 2) < (0)) __PYX_ERR(0, 399, __pyx_L5_error)
         __pyx_t_8 = NULL;
         __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
         goto __pyx_L9_unpacking_done;
@@ -29318,50 +31556,50 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10verneed_files(struct 
         __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
         __pyx_t_8 = NULL;
         if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-        __PYX_ERR(0, 343, __pyx_L5_error)
+        __PYX_ERR(0, 399, __pyx_L5_error)
         __pyx_L9_unpacking_done:;
       }
-      __Pyx_XDECREF_SET(__pyx_9genexpr14__pyx_v_tag, __pyx_t_5);
+      __Pyx_XDECREF_SET(__pyx_9genexpr19__pyx_v_tag, __pyx_t_5);
       __pyx_t_5 = 0;
-      __Pyx_XDECREF_SET(__pyx_9genexpr14__pyx_v_val, __pyx_t_6);
+      __Pyx_XDECREF_SET(__pyx_9genexpr19__pyx_v_val, __pyx_t_6);
       __pyx_t_6 = 0;
-      if (unlikely(PyDict_SetItem(__pyx_t_1, __pyx_9genexpr14__pyx_v_tag, __pyx_9genexpr14__pyx_v_val))) __PYX_ERR(0, 343, __pyx_L5_error)
+      if (unlikely(PyDict_SetItem(__pyx_t_1, __pyx_9genexpr19__pyx_v_tag, __pyx_9genexpr19__pyx_v_val))) __PYX_ERR(0, 399, __pyx_L5_error)
     }
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    __Pyx_XDECREF(__pyx_9genexpr14__pyx_v_tag); __pyx_9genexpr14__pyx_v_tag = 0;
-    __Pyx_XDECREF(__pyx_9genexpr14__pyx_v_val); __pyx_9genexpr14__pyx_v_val = 0;
+    __Pyx_XDECREF(__pyx_9genexpr19__pyx_v_tag); __pyx_9genexpr19__pyx_v_tag = 0;
+    __Pyx_XDECREF(__pyx_9genexpr19__pyx_v_val); __pyx_9genexpr19__pyx_v_val = 0;
     goto __pyx_L11_exit_scope;
     __pyx_L5_error:;
-    __Pyx_XDECREF(__pyx_9genexpr14__pyx_v_tag); __pyx_9genexpr14__pyx_v_tag = 0;
-    __Pyx_XDECREF(__pyx_9genexpr14__pyx_v_val); __pyx_9genexpr14__pyx_v_val = 0;
+    __Pyx_XDECREF(__pyx_9genexpr19__pyx_v_tag); __pyx_9genexpr19__pyx_v_tag = 0;
+    __Pyx_XDECREF(__pyx_9genexpr19__pyx_v_val); __pyx_9genexpr19__pyx_v_val = 0;
     goto __pyx_L1_error;
     __pyx_L11_exit_scope:;
   } /* exit inner scope */
   __pyx_v_values = ((PyObject*)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "fastaudit/_elfedit.pyx":344
+  /* "fastaudit/_elfedit.pyx":400
  *     def verneed_files(self) -> list:
  *         values = {tag: val for tag, val in reversed(self.entries)}
  *         if DT_VERNEED not in values:             # <<<<<<<<<<<<<<
  *             return []
  *         off = self.img.vaddr_to_offset(self.loads(), values[DT_VERNEED], 16, "DT_VERNEED")
 */
-  __pyx_t_1 = __Pyx_PyLong_From_uint64_t(DT_VERNEED); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 344, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyLong_From_uint64_t(DT_VERNEED); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 400, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_9 = (__Pyx_PyDict_ContainsTF(__pyx_t_1, __pyx_v_values, Py_NE)); if (unlikely((__pyx_t_9 < 0))) __PYX_ERR(0, 344, __pyx_L1_error)
+  __pyx_t_9 = (__Pyx_PyDict_ContainsTF(__pyx_t_1, __pyx_v_values, Py_NE)); if (unlikely((__pyx_t_9 < 0))) __PYX_ERR(0, 400, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   if (__pyx_t_9) {
 
 
-    /* "fastaudit/_elfedit.pyx":345
+    /* "fastaudit/_elfedit.pyx":401
  *         values = {tag: val for tag, val in reversed(self.entries)}
  *         if DT_VERNEED not in values:
  *             return []             # <<<<<<<<<<<<<<
  *         off = self.img.vaddr_to_offset(self.loads(), values[DT_VERNEED], 16, "DT_VERNEED")
  *         return self.img.verneed_files(off, values.get(DT_VERNEEDNUM, 0))[0]
 */
-    __pyx_t_1 = PyList_New(0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 345, __pyx_L1_error)
+    __pyx_t_1 = PyList_New(0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 401, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
     {
       PyObject *__pyx_temp;
@@ -29374,7 +31612,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10verneed_files(struct 
     __pyx_t_1 = 0;
     goto __pyx_L0;
 
-    /* "fastaudit/_elfedit.pyx":344
+    /* "fastaudit/_elfedit.pyx":400
  *     def verneed_files(self) -> list:
  *         values = {tag: val for tag, val in reversed(self.entries)}
  *         if DT_VERNEED not in values:             # <<<<<<<<<<<<<<
@@ -29383,7 +31621,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10verneed_files(struct 
 */
   }
 
-  /* "fastaudit/_elfedit.pyx":346
+  /* "fastaudit/_elfedit.pyx":402
  *         if DT_VERNEED not in values:
  *             return []
  *         off = self.img.vaddr_to_offset(self.loads(), values[DT_VERNEED], 16, "DT_VERNEED")             # <<<<<<<<<<<<<<
@@ -29399,12 +31637,12 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10verneed_files(struct 
     PyObject *__pyx_callargs[2] = {__pyx_t_6, NULL};
     __pyx_t_4 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_loads, __pyx_callargs+__pyx_t_10, (1-__pyx_t_10) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
-    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 346, __pyx_L1_error)
+    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 402, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
   }
-  __pyx_t_6 = __Pyx_PyLong_From_uint64_t(DT_VERNEED); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 346, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyLong_From_uint64_t(DT_VERNEED); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 402, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
-  __pyx_t_5 = __Pyx_PyDict_GetItem(__pyx_v_values, __pyx_t_6); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 346, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyDict_GetItem(__pyx_v_values, __pyx_t_6); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 402, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
   __pyx_t_10 = 0;
@@ -29414,13 +31652,13 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10verneed_files(struct 
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 346, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 402, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_off = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "fastaudit/_elfedit.pyx":347
+  /* "fastaudit/_elfedit.pyx":403
  *             return []
  *         off = self.img.vaddr_to_offset(self.loads(), values[DT_VERNEED], 16, "DT_VERNEED")
  *         return self.img.verneed_files(off, values.get(DT_VERNEEDNUM, 0))[0]             # <<<<<<<<<<<<<<
@@ -29429,9 +31667,9 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10verneed_files(struct 
 */
   __pyx_t_5 = ((PyObject *)__pyx_v_self->img);
   __Pyx_INCREF(__pyx_t_5);
-  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(DT_VERNEEDNUM); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 347, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(DT_VERNEEDNUM); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 403, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_2 = __Pyx_PyDict_GetItemDefault(__pyx_v_values, __pyx_t_4, __pyx_mstate_global->__pyx_int_0); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 347, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyDict_GetItemDefault(__pyx_v_values, __pyx_t_4, __pyx_mstate_global->__pyx_int_0); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 403, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
   __pyx_t_10 = 0;
@@ -29440,13 +31678,13 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10verneed_files(struct 
     __pyx_t_1 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_verneed_files, __pyx_callargs+__pyx_t_10, (3-__pyx_t_10) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 347, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 403, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
-  __pyx_t_2 = __Pyx_GetItemInt(__pyx_t_1, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 347, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_GetItemInt(__pyx_t_1, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 403, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-  if (!(likely(PyList_CheckExact(__pyx_t_2))||((__pyx_t_2) == Py_None) || __Pyx_RaiseUnexpectedTypeError("list", __pyx_t_2))) __PYX_ERR(0, 347, __pyx_L1_error)
+  if (!(likely(PyList_CheckExact(__pyx_t_2))||((__pyx_t_2) == Py_None) || __Pyx_RaiseUnexpectedTypeError("list", __pyx_t_2))) __PYX_ERR(0, 403, __pyx_L1_error)
   {
     PyObject *__pyx_temp;
     {
@@ -29458,8 +31696,8 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10verneed_files(struct 
   __pyx_t_2 = 0;
   goto __pyx_L0;
 
-  /* "fastaudit/_elfedit.pyx":342
- *         return self.write(new_entries, vn_updates)
+  /* "fastaudit/_elfedit.pyx":398
+ *                     patches.append((sh_offset + 2 * i, 2, (value & 0x8000) | 1))
  * 
  *     def verneed_files(self) -> list:             # <<<<<<<<<<<<<<
  *         values = {tag: val for tag, val in reversed(self.entries)}
@@ -29479,14 +31717,14 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10verneed_files(struct 
   __pyx_L0:;
   __Pyx_XDECREF(__pyx_v_values);
   __Pyx_XDECREF(__pyx_v_off);
-  __Pyx_XDECREF(__pyx_9genexpr14__pyx_v_tag);
-  __Pyx_XDECREF(__pyx_9genexpr14__pyx_v_val);
+  __Pyx_XDECREF(__pyx_9genexpr19__pyx_v_tag);
+  __Pyx_XDECREF(__pyx_9genexpr19__pyx_v_val);
   __Pyx_XGIVEREF(__pyx_r);
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
 
-/* "fastaudit/_elfedit.pyx":349
+/* "fastaudit/_elfedit.pyx":405
  *         return self.img.verneed_files(off, values.get(DT_VERNEEDNUM, 0))[0]
  * 
  *     def place_strings(self, list groups) -> list:             # <<<<<<<<<<<<<<
@@ -29495,16 +31733,16 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10verneed_files(struct 
 */
 
 /* Python wrapper */
-static PyObject *__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_13place_strings(PyObject *__pyx_v_self, 
+static PyObject *__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_17place_strings(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-PyDoc_STRVAR(__pyx_doc_9fastaudit_8_elfedit_8_Rewrite_12place_strings, "A .dynstr offset per group: in place when it fits and nothing else shares the old bytes,\n        else an existing copy of the string, else appended.");
-static PyMethodDef __pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_13place_strings = {"place_strings", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_13place_strings, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_9fastaudit_8_elfedit_8_Rewrite_12place_strings};
-static PyObject *__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_13place_strings(PyObject *__pyx_v_self, 
+PyDoc_STRVAR(__pyx_doc_9fastaudit_8_elfedit_8_Rewrite_16place_strings, "A .dynstr offset per group: in place when it fits and nothing else shares the old bytes,\n        else an existing copy of the string, else appended.");
+static PyMethodDef __pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_17place_strings = {"place_strings", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_17place_strings, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_9fastaudit_8_elfedit_8_Rewrite_16place_strings};
+static PyObject *__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_17place_strings(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
@@ -29534,32 +31772,32 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_groups,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 349, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 405, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 349, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 405, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "place_strings", 0) < (0)) __PYX_ERR(0, 349, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "place_strings", 0) < (0)) __PYX_ERR(0, 405, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("place_strings", 1, 1, 1, i); __PYX_ERR(0, 349, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("place_strings", 1, 1, 1, i); __PYX_ERR(0, 405, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 349, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 405, __pyx_L3_error)
     }
     __pyx_v_groups = ((PyObject*)values[0]);
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("place_strings", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 349, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("place_strings", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 405, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -29570,8 +31808,8 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return NULL;
   __pyx_L4_argument_unpacking_done:;
-  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_groups), (&PyList_Type), 1, "groups", 1))) __PYX_ERR(0, 349, __pyx_L1_error)
-  __pyx_r = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12place_strings(((struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self), __pyx_v_groups);
+  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_groups), (&PyList_Type), 1, "groups", 1))) __PYX_ERR(0, 405, __pyx_L1_error)
+  __pyx_r = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16place_strings(((struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self), __pyx_v_groups);
 
   /* function exit code */
   goto __pyx_L0;
@@ -29591,7 +31829,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
 }
 static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_13place_strings_2generator(__pyx_CoroutineObject *__pyx_generator, CYTHON_UNUSED PyThreadState *__pyx_tstate, PyObject *__pyx_sent_value); /* proto */
 
-/* "fastaudit/_elfedit.pyx":360
+/* "fastaudit/_elfedit.pyx":416
  *             if len(new) > old_len or self.dynstr.find(bytes(new) + b"\0") >= 0:
  *                 continue
  *             if any(owner not in owners and self.overlaps(r, old, old_len) for r, owner in refs):             # <<<<<<<<<<<<<<
@@ -29611,7 +31849,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_13place_strings_genexpr
   if (unlikely(!__pyx_cur_scope)) {
     __pyx_cur_scope = ((struct __pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_1_genexpr *)Py_None);
     __Pyx_INCREF(Py_None);
-    __PYX_ERR(0, 360, __pyx_L1_error)
+    __PYX_ERR(0, 416, __pyx_L1_error)
   } else {
     __Pyx_GOTREF((PyObject *)__pyx_cur_scope);
   }
@@ -29622,7 +31860,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_13place_strings_genexpr
   __Pyx_INCREF(__pyx_cur_scope->__pyx_genexpr_arg_0);
   __Pyx_GIVEREF(__pyx_cur_scope->__pyx_genexpr_arg_0);
   {
-    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_9fastaudit_8_elfedit_8_Rewrite_13place_strings_2generator, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[0]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_place_strings_locals_genexpr, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit); if (unlikely(!gen)) __PYX_ERR(0, 360, __pyx_L1_error)
+    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_9fastaudit_8_elfedit_8_Rewrite_13place_strings_2generator, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[0]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_place_strings_locals_genexpr, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit); if (unlikely(!gen)) __PYX_ERR(0, 416, __pyx_L1_error)
     __Pyx_DECREF(__pyx_cur_scope);
     __Pyx_RefNannyFinishContext();
     return (PyObject *) gen;
@@ -29665,16 +31903,16 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_13place_strings_2genera
     return NULL;
   }
   __pyx_L3_first_run:;
-  if (unlikely(!__pyx_sent_value)) __PYX_ERR(0, 360, __pyx_L1_error)
-  if (unlikely(!__pyx_cur_scope->__pyx_genexpr_arg_0)) { __Pyx_RaiseUnboundLocalError(".0"); __PYX_ERR(0, 360, __pyx_L1_error) }
+  if (unlikely(!__pyx_sent_value)) __PYX_ERR(0, 416, __pyx_L1_error)
+  if (unlikely(!__pyx_cur_scope->__pyx_genexpr_arg_0)) { __Pyx_RaiseUnboundLocalError(".0"); __PYX_ERR(0, 416, __pyx_L1_error) }
   if (likely(PyList_CheckExact(__pyx_cur_scope->__pyx_genexpr_arg_0)) || PyTuple_CheckExact(__pyx_cur_scope->__pyx_genexpr_arg_0)) {
     __pyx_t_1 = __pyx_cur_scope->__pyx_genexpr_arg_0; __Pyx_INCREF(__pyx_t_1);
     __pyx_t_2 = 0;
     __pyx_t_3 = NULL;
   } else {
-    __pyx_t_2 = -1; __pyx_t_1 = PyObject_GetIter(__pyx_cur_scope->__pyx_genexpr_arg_0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 360, __pyx_L1_error)
+    __pyx_t_2 = -1; __pyx_t_1 = PyObject_GetIter(__pyx_cur_scope->__pyx_genexpr_arg_0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 416, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_3 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_1); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 360, __pyx_L1_error)
+    __pyx_t_3 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_1); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 416, __pyx_L1_error)
   }
   for (;;) {
     if (likely(!__pyx_t_3)) {
@@ -29682,7 +31920,7 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_13place_strings_2genera
         {
           Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_1);
           #if !CYTHON_ASSUME_SAFE_SIZE
-          if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 360, __pyx_L1_error)
+          if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 416, __pyx_L1_error)
           #endif
           if (__pyx_t_2 >= __pyx_temp) break;
         }
@@ -29692,7 +31930,7 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_13place_strings_2genera
         {
           Py_ssize_t __pyx_temp = __Pyx_PyTuple_GET_SIZE(__pyx_t_1);
           #if !CYTHON_ASSUME_SAFE_SIZE
-          if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 360, __pyx_L1_error)
+          if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 416, __pyx_L1_error)
           #endif
           if (__pyx_t_2 >= __pyx_temp) break;
         }
@@ -29703,13 +31941,13 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_13place_strings_2genera
         #endif
         ++__pyx_t_2;
       }
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 360, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 416, __pyx_L1_error)
     } else {
       __pyx_t_4 = __pyx_t_3(__pyx_t_1);
       if (unlikely(!__pyx_t_4)) {
         PyObject* exc_type = PyErr_Occurred();
         if (exc_type) {
-          if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(0, 360, __pyx_L1_error)
+          if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(0, 416, __pyx_L1_error)
           PyErr_Clear();
         }
         break;
@@ -29722,7 +31960,7 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_13place_strings_2genera
       if (unlikely(size != 2)) {
         if (size > 2) __Pyx_RaiseTooManyValuesError(2);
         else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-        __PYX_ERR(0, 360, __pyx_L1_error)
+        __PYX_ERR(0, 416, __pyx_L1_error)
       }
       #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
       if (likely(PyTuple_CheckExact(sequence))) {
@@ -29732,22 +31970,22 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_13place_strings_2genera
         __Pyx_INCREF(__pyx_t_6);
       } else {
         __pyx_t_5 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 360, __pyx_L1_error)
+        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 416, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_5);
         __pyx_t_6 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 360, __pyx_L1_error)
+        if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 416, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_6);
       }
       #else
-      __pyx_t_5 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 360, __pyx_L1_error)
+      __pyx_t_5 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 416, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
-      __pyx_t_6 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 360, __pyx_L1_error)
+      __pyx_t_6 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 416, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_6);
       #endif
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     } else {
       Py_ssize_t index = -1;
-      __pyx_t_7 = PyObject_GetIter(__pyx_t_4); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 360, __pyx_L1_error)
+      __pyx_t_7 = PyObject_GetIter(__pyx_t_4); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 416, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
       __pyx_t_8 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_7);
@@ -29755,7 +31993,7 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_13place_strings_2genera
       __Pyx_GOTREF(__pyx_t_5);
       index = 1; __pyx_t_6 = __pyx_t_8(__pyx_t_7); if (unlikely(!__pyx_t_6)) goto __pyx_L6_unpacking_failed;
       __Pyx_GOTREF(__pyx_t_6);
-      if (__Pyx_IternextUnpackEndCheck(__pyx_t_8(__pyx_t_7), 2) < (0)) __PYX_ERR(0, 360, __pyx_L1_error)
+      if (__Pyx_IternextUnpackEndCheck(__pyx_t_8(__pyx_t_7), 2) < (0)) __PYX_ERR(0, 416, __pyx_L1_error)
       __pyx_t_8 = NULL;
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
       goto __pyx_L7_unpacking_done;
@@ -29763,7 +32001,7 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_13place_strings_2genera
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
       __pyx_t_8 = NULL;
       if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-      __PYX_ERR(0, 360, __pyx_L1_error)
+      __PYX_ERR(0, 416, __pyx_L1_error)
       __pyx_L7_unpacking_done:;
     }
     __Pyx_XGOTREF(__pyx_cur_scope->__pyx_v_r);
@@ -29774,8 +32012,8 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_13place_strings_2genera
     __Pyx_XDECREF_SET(__pyx_cur_scope->__pyx_v_owner, __pyx_t_6);
     __Pyx_GIVEREF(__pyx_t_6);
     __pyx_t_6 = 0;
-    if (unlikely(!__pyx_cur_scope->__pyx_outer_scope->__pyx_v_owners)) { __Pyx_RaiseClosureNameError("owners"); __PYX_ERR(0, 360, __pyx_L1_error) }
-    __pyx_t_10 = (__Pyx_PySequence_ContainsTF(__pyx_cur_scope->__pyx_v_owner, __pyx_cur_scope->__pyx_outer_scope->__pyx_v_owners, Py_NE)); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 360, __pyx_L1_error)
+    if (unlikely(!__pyx_cur_scope->__pyx_outer_scope->__pyx_v_owners)) { __Pyx_RaiseClosureNameError("owners"); __PYX_ERR(0, 416, __pyx_L1_error) }
+    __pyx_t_10 = (__Pyx_PySequence_ContainsTF(__pyx_cur_scope->__pyx_v_owner, __pyx_cur_scope->__pyx_outer_scope->__pyx_v_owners, Py_NE)); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 416, __pyx_L1_error)
     if (__pyx_t_10) {
 
     } else {
@@ -29784,20 +32022,20 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_13place_strings_2genera
 
       goto __pyx_L9_bool_binop_done;
     }
-    if (unlikely(!__pyx_cur_scope->__pyx_outer_scope->__pyx_v_self)) { __Pyx_RaiseClosureNameError("self"); __PYX_ERR(0, 360, __pyx_L1_error) }
+    if (unlikely(!__pyx_cur_scope->__pyx_outer_scope->__pyx_v_self)) { __Pyx_RaiseClosureNameError("self"); __PYX_ERR(0, 416, __pyx_L1_error) }
     __pyx_t_6 = ((PyObject *)__pyx_cur_scope->__pyx_outer_scope->__pyx_v_self);
     __Pyx_INCREF(__pyx_t_6);
-    if (unlikely(!__pyx_cur_scope->__pyx_outer_scope->__pyx_v_old)) { __Pyx_RaiseClosureNameError("old"); __PYX_ERR(0, 360, __pyx_L1_error) }
-    if (unlikely(!__pyx_cur_scope->__pyx_outer_scope->__pyx_v_old_len)) { __Pyx_RaiseClosureNameError("old_len"); __PYX_ERR(0, 360, __pyx_L1_error) }
+    if (unlikely(!__pyx_cur_scope->__pyx_outer_scope->__pyx_v_old)) { __Pyx_RaiseClosureNameError("old"); __PYX_ERR(0, 416, __pyx_L1_error) }
+    if (unlikely(!__pyx_cur_scope->__pyx_outer_scope->__pyx_v_old_len)) { __Pyx_RaiseClosureNameError("old_len"); __PYX_ERR(0, 416, __pyx_L1_error) }
     __pyx_t_11 = 0;
     {
       PyObject *__pyx_callargs[4] = {__pyx_t_6, __pyx_cur_scope->__pyx_v_r, __pyx_cur_scope->__pyx_outer_scope->__pyx_v_old, __pyx_cur_scope->__pyx_outer_scope->__pyx_v_old_len};
       __pyx_t_4 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_overlaps, __pyx_callargs+__pyx_t_11, (4-__pyx_t_11) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 360, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 416, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
     }
-    __pyx_t_10 = __Pyx_PyObject_IsTrue(__pyx_t_4); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 360, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyObject_IsTrue(__pyx_t_4); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 416, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
     __pyx_t_9 = __pyx_t_10;
@@ -29856,7 +32094,7 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_13place_strings_2genera
   return __pyx_r;
 }
 
-/* "fastaudit/_elfedit.pyx":349
+/* "fastaudit/_elfedit.pyx":405
  *         return self.img.verneed_files(off, values.get(DT_VERNEEDNUM, 0))[0]
  * 
  *     def place_strings(self, list groups) -> list:             # <<<<<<<<<<<<<<
@@ -29864,7 +32102,7 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_13place_strings_2genera
  *         else an existing copy of the string, else appended."""
 */
 
-static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12place_strings(struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *__pyx_v_self, PyObject *__pyx_v_groups) {
+static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16place_strings(struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *__pyx_v_self, PyObject *__pyx_v_groups) {
   struct __pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct__place_strings *__pyx_cur_scope;
   PyObject *__pyx_v_offsets = NULL;
   PyObject *__pyx_v_refs = NULL;
@@ -29897,7 +32135,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12place_strings(struct 
   if (unlikely(!__pyx_cur_scope)) {
     __pyx_cur_scope = ((struct __pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct__place_strings *)Py_None);
     __Pyx_INCREF(Py_None);
-    __PYX_ERR(0, 349, __pyx_L1_error)
+    __PYX_ERR(0, 405, __pyx_L1_error)
   } else {
     __Pyx_GOTREF((PyObject *)__pyx_cur_scope);
   }
@@ -29905,7 +32143,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12place_strings(struct 
   __Pyx_INCREF((PyObject *)__pyx_cur_scope->__pyx_v_self);
   __Pyx_GIVEREF((PyObject *)__pyx_cur_scope->__pyx_v_self);
 
-  /* "fastaudit/_elfedit.pyx":352
+  /* "fastaudit/_elfedit.pyx":408
  *         """A .dynstr offset per group: in place when it fits and nothing else shares the old bytes,
  *         else an existing copy of the string, else appended."""
  *         offsets = [None] * len(groups)             # <<<<<<<<<<<<<<
@@ -29914,23 +32152,23 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12place_strings(struct 
 */
   if (unlikely(__pyx_v_groups == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "object of type \047NoneType\047 has no len()");
-    __PYX_ERR(0, 352, __pyx_L1_error)
+    __PYX_ERR(0, 408, __pyx_L1_error)
   }
-  __pyx_t_1 = __Pyx_PyList_GET_SIZE(__pyx_v_groups); if (unlikely(__pyx_t_1 == ((Py_ssize_t)-1))) __PYX_ERR(0, 352, __pyx_L1_error)
-  __pyx_t_2 = PyList_New(1 * ((__pyx_t_1<0) ? 0:__pyx_t_1)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 352, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyList_GET_SIZE(__pyx_v_groups); if (unlikely(__pyx_t_1 == ((Py_ssize_t)-1))) __PYX_ERR(0, 408, __pyx_L1_error)
+  __pyx_t_2 = PyList_New(1 * ((__pyx_t_1<0) ? 0:__pyx_t_1)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 408, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   { Py_ssize_t __pyx_temp;
     for (__pyx_temp=0; __pyx_temp < __pyx_t_1; __pyx_temp++) {
       __Pyx_INCREF(Py_None);
       __Pyx_GIVEREF(Py_None);
-      if (__Pyx_PyList_SET_ITEM(__pyx_t_2, __pyx_temp, Py_None) != (0)) __PYX_ERR(0, 352, __pyx_L1_error);
+      if (__Pyx_PyList_SET_ITEM(__pyx_t_2, __pyx_temp, Py_None) != (0)) __PYX_ERR(0, 408, __pyx_L1_error);
     }
   }
 
   __pyx_v_offsets = ((PyObject*)__pyx_t_2);
   __pyx_t_2 = 0;
 
-  /* "fastaudit/_elfedit.pyx":353
+  /* "fastaudit/_elfedit.pyx":409
  *         else an existing copy of the string, else appended."""
  *         offsets = [None] * len(groups)
  *         refs = self.references() if groups else []             # <<<<<<<<<<<<<<
@@ -29941,7 +32179,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12place_strings(struct 
   else
   {
     Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_v_groups);
-    if (unlikely(((!CYTHON_ASSUME_SAFE_SIZE) && __pyx_temp < 0))) __PYX_ERR(0, 353, __pyx_L1_error)
+    if (unlikely(((!CYTHON_ASSUME_SAFE_SIZE) && __pyx_temp < 0))) __PYX_ERR(0, 409, __pyx_L1_error)
     __pyx_t_3 = (__pyx_temp != 0);
   }
 
@@ -29953,13 +32191,13 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12place_strings(struct 
       PyObject *__pyx_callargs[2] = {__pyx_t_5, NULL};
       __pyx_t_4 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_references, __pyx_callargs+__pyx_t_6, (1-__pyx_t_6) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 353, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 409, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
     }
     __pyx_t_2 = __pyx_t_4;
     __pyx_t_4 = 0;
   } else {
-    __pyx_t_4 = PyList_New(0); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 353, __pyx_L1_error)
+    __pyx_t_4 = PyList_New(0); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 409, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __pyx_t_2 = __pyx_t_4;
     __pyx_t_4 = 0;
@@ -29968,7 +32206,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12place_strings(struct 
   __pyx_v_refs = __pyx_t_2;
   __pyx_t_2 = 0;
 
-  /* "fastaudit/_elfedit.pyx":354
+  /* "fastaudit/_elfedit.pyx":410
  *         offsets = [None] * len(groups)
  *         refs = self.references() if groups else []
  *         for k, (owners, old, new) in enumerate(groups):             # <<<<<<<<<<<<<<
@@ -29983,13 +32221,13 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12place_strings(struct 
     {
       Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_2);
       #if !CYTHON_ASSUME_SAFE_SIZE
-      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 354, __pyx_L1_error)
+      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 410, __pyx_L1_error)
       #endif
       if (__pyx_t_7 >= __pyx_temp) break;
     }
     __pyx_t_4 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_2, __pyx_t_7, __Pyx_ReferenceSharing_OwnStrongReference);
     ++__pyx_t_7;
-    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 354, __pyx_L1_error)
+    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 410, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     if ((likely(PyTuple_CheckExact(__pyx_t_4))) || (PyList_CheckExact(__pyx_t_4))) {
       PyObject* sequence = __pyx_t_4;
@@ -29997,7 +32235,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12place_strings(struct 
       if (unlikely(size != 3)) {
         if (size > 3) __Pyx_RaiseTooManyValuesError(3);
         else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-        __PYX_ERR(0, 354, __pyx_L1_error)
+        __PYX_ERR(0, 410, __pyx_L1_error)
       }
       #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
       if (likely(PyTuple_CheckExact(sequence))) {
@@ -30009,27 +32247,27 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12place_strings(struct 
         __Pyx_INCREF(__pyx_t_9);
       } else {
         __pyx_t_5 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 354, __pyx_L1_error)
+        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 410, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_5);
         __pyx_t_8 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 354, __pyx_L1_error)
+        if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 410, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_8);
         __pyx_t_9 = __Pyx_PyList_GET_ITEM_REF(sequence, 2, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 354, __pyx_L1_error)
+        if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 410, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_9);
       }
       #else
-      __pyx_t_5 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 354, __pyx_L1_error)
+      __pyx_t_5 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 410, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
-      __pyx_t_8 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 354, __pyx_L1_error)
+      __pyx_t_8 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 410, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
-      __pyx_t_9 = __Pyx_PySequence_ITEM(sequence, 2); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 354, __pyx_L1_error)
+      __pyx_t_9 = __Pyx_PySequence_ITEM(sequence, 2); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 410, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_9);
       #endif
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     } else {
       Py_ssize_t index = -1;
-      __pyx_t_10 = PyObject_GetIter(__pyx_t_4); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 354, __pyx_L1_error)
+      __pyx_t_10 = PyObject_GetIter(__pyx_t_4); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 410, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
       __pyx_t_11 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_10);
@@ -30039,7 +32277,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12place_strings(struct 
       __Pyx_GOTREF(__pyx_t_8);
       index = 2; __pyx_t_9 = __pyx_t_11(__pyx_t_10); if (unlikely(!__pyx_t_9)) goto __pyx_L5_unpacking_failed;
       __Pyx_GOTREF(__pyx_t_9);
-      if (__Pyx_IternextUnpackEndCheck(__pyx_t_11(__pyx_t_10), 3) < (0)) __PYX_ERR(0, 354, __pyx_L1_error)
+      if (__Pyx_IternextUnpackEndCheck(__pyx_t_11(__pyx_t_10), 3) < (0)) __PYX_ERR(0, 410, __pyx_L1_error)
       __pyx_t_11 = NULL;
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
       goto __pyx_L6_unpacking_done;
@@ -30047,7 +32285,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12place_strings(struct 
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
       __pyx_t_11 = NULL;
       if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-      __PYX_ERR(0, 354, __pyx_L1_error)
+      __PYX_ERR(0, 410, __pyx_L1_error)
       __pyx_L6_unpacking_done:;
     }
     __Pyx_XGOTREF(__pyx_cur_scope->__pyx_v_owners);
@@ -30063,7 +32301,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12place_strings(struct 
     __pyx_v_k = __pyx_t_1;
     __pyx_t_1 = (__pyx_t_1 + 1);
 
-    /* "fastaudit/_elfedit.pyx":355
+    /* "fastaudit/_elfedit.pyx":411
  *         refs = self.references() if groups else []
  *         for k, (owners, old, new) in enumerate(groups):
  *             if old is None or refs is None:             # <<<<<<<<<<<<<<
@@ -30087,7 +32325,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12place_strings(struct 
     if (__pyx_t_3) {
 
 
-      /* "fastaudit/_elfedit.pyx":356
+      /* "fastaudit/_elfedit.pyx":412
  *         for k, (owners, old, new) in enumerate(groups):
  *             if old is None or refs is None:
  *                 continue             # <<<<<<<<<<<<<<
@@ -30096,7 +32334,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12place_strings(struct 
 */
       goto __pyx_L3_continue;
 
-      /* "fastaudit/_elfedit.pyx":355
+      /* "fastaudit/_elfedit.pyx":411
  *         refs = self.references() if groups else []
  *         for k, (owners, old, new) in enumerate(groups):
  *             if old is None or refs is None:             # <<<<<<<<<<<<<<
@@ -30105,7 +32343,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12place_strings(struct 
 */
     }
 
-    /* "fastaudit/_elfedit.pyx":357
+    /* "fastaudit/_elfedit.pyx":413
  *             if old is None or refs is None:
  *                 continue
  *             old_len = len(self.string(old))             # <<<<<<<<<<<<<<
@@ -30119,32 +32357,32 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12place_strings(struct 
       PyObject *__pyx_callargs[2] = {__pyx_t_9, __pyx_cur_scope->__pyx_v_old};
       __pyx_t_4 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_string, __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_9); __pyx_t_9 = 0;
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 357, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 413, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
     }
-    __pyx_t_13 = PyObject_Length(__pyx_t_4); if (unlikely(__pyx_t_13 == ((Py_ssize_t)-1))) __PYX_ERR(0, 357, __pyx_L1_error)
+    __pyx_t_13 = PyObject_Length(__pyx_t_4); if (unlikely(__pyx_t_13 == ((Py_ssize_t)-1))) __PYX_ERR(0, 413, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    __pyx_t_4 = PyLong_FromSsize_t(__pyx_t_13); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 357, __pyx_L1_error)
+    __pyx_t_4 = PyLong_FromSsize_t(__pyx_t_13); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 413, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
 
-    if (__Pyx_PyInt_FromNumber(&__pyx_t_4, NULL, 0) < (0)) __PYX_ERR(0, 357, __pyx_L1_error)
+    if (__Pyx_PyInt_FromNumber(&__pyx_t_4, NULL, 0) < (0)) __PYX_ERR(0, 413, __pyx_L1_error)
     __Pyx_XGOTREF(__pyx_cur_scope->__pyx_v_old_len);
     __Pyx_XDECREF_SET(__pyx_cur_scope->__pyx_v_old_len, ((PyObject*)__pyx_t_4));
     __Pyx_GIVEREF(__pyx_t_4);
     __pyx_t_4 = 0;
 
-    /* "fastaudit/_elfedit.pyx":358
+    /* "fastaudit/_elfedit.pyx":414
  *                 continue
  *             old_len = len(self.string(old))
  *             if len(new) > old_len or self.dynstr.find(bytes(new) + b"\0") >= 0:             # <<<<<<<<<<<<<<
  *                 continue
  *             if any(owner not in owners and self.overlaps(r, old, old_len) for r, owner in refs):
 */
-    __pyx_t_13 = PyObject_Length(__pyx_v_new); if (unlikely(__pyx_t_13 == ((Py_ssize_t)-1))) __PYX_ERR(0, 358, __pyx_L1_error)
-    __pyx_t_4 = PyLong_FromSsize_t(__pyx_t_13); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 358, __pyx_L1_error)
+    __pyx_t_13 = PyObject_Length(__pyx_v_new); if (unlikely(__pyx_t_13 == ((Py_ssize_t)-1))) __PYX_ERR(0, 414, __pyx_L1_error)
+    __pyx_t_4 = PyLong_FromSsize_t(__pyx_t_13); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 414, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
 
-    __pyx_t_12 = __Pyx_PyObject_CompareBoolGt_int_int(__pyx_t_4, __pyx_cur_scope->__pyx_v_old_len, Py_GT); if (unlikely((__pyx_t_12 < 0))) __PYX_ERR(0, 358, __pyx_L1_error)
+    __pyx_t_12 = __Pyx_PyObject_CompareBoolGt_int_int(__pyx_t_4, __pyx_cur_scope->__pyx_v_old_len, Py_GT); if (unlikely((__pyx_t_12 < 0))) __PYX_ERR(0, 414, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     if (!__pyx_t_12) {
 
@@ -30162,10 +32400,10 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12place_strings(struct 
       PyObject *__pyx_callargs[2] = {__pyx_t_5, __pyx_v_new};
       __pyx_t_8 = __Pyx_PyObject_FastCall((PyObject*)(&PyBytes_Type), __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (__pyx_t_6*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
-      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 358, __pyx_L1_error)
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 414, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
     }
-    __pyx_t_5 = PyNumber_Add(__pyx_t_8, __pyx_mstate_global->__pyx_kp_b__6); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 358, __pyx_L1_error)
+    __pyx_t_5 = PyNumber_Add(__pyx_t_8, __pyx_mstate_global->__pyx_kp_b__6); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 414, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
     __pyx_t_6 = 0;
@@ -30174,10 +32412,10 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12place_strings(struct 
       __pyx_t_4 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_find, __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_9); __pyx_t_9 = 0;
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 358, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 414, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
     }
-    __pyx_t_13 = __Pyx_PyIndex_AsSsize_t(__pyx_t_4); if (unlikely((__pyx_t_13 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 358, __pyx_L1_error)
+    __pyx_t_13 = __Pyx_PyIndex_AsSsize_t(__pyx_t_4); if (unlikely((__pyx_t_13 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 414, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     __pyx_t_12 = (__pyx_t_13 >= 0);
 
@@ -30189,7 +32427,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12place_strings(struct 
     if (__pyx_t_3) {
 
 
-      /* "fastaudit/_elfedit.pyx":359
+      /* "fastaudit/_elfedit.pyx":415
  *             old_len = len(self.string(old))
  *             if len(new) > old_len or self.dynstr.find(bytes(new) + b"\0") >= 0:
  *                 continue             # <<<<<<<<<<<<<<
@@ -30198,7 +32436,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12place_strings(struct 
 */
       goto __pyx_L3_continue;
 
-      /* "fastaudit/_elfedit.pyx":358
+      /* "fastaudit/_elfedit.pyx":414
  *                 continue
  *             old_len = len(self.string(old))
  *             if len(new) > old_len or self.dynstr.find(bytes(new) + b"\0") >= 0:             # <<<<<<<<<<<<<<
@@ -30207,24 +32445,24 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12place_strings(struct 
 */
     }
 
-    /* "fastaudit/_elfedit.pyx":360
+    /* "fastaudit/_elfedit.pyx":416
  *             if len(new) > old_len or self.dynstr.find(bytes(new) + b"\0") >= 0:
  *                 continue
  *             if any(owner not in owners and self.overlaps(r, old, old_len) for r, owner in refs):             # <<<<<<<<<<<<<<
  *                 continue
  *             self.dynstr[old:old + old_len] = bytes(new) + b"\0" * (old_len - len(new))
 */
-    __pyx_t_4 = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_13place_strings_genexpr(((PyObject*)__pyx_cur_scope), __pyx_v_refs); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 360, __pyx_L1_error)
+    __pyx_t_4 = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_13place_strings_genexpr(((PyObject*)__pyx_cur_scope), __pyx_v_refs); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 416, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_5 = __Pyx_Generator_GetInlinedResult(__pyx_t_4); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 360, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_Generator_GetInlinedResult(__pyx_t_4); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 416, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    __pyx_t_3 = __Pyx_PyObject_IsTrue(__pyx_t_5); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 360, __pyx_L1_error)
+    __pyx_t_3 = __Pyx_PyObject_IsTrue(__pyx_t_5); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 416, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     if (__pyx_t_3) {
 
 
-      /* "fastaudit/_elfedit.pyx":361
+      /* "fastaudit/_elfedit.pyx":417
  *                 continue
  *             if any(owner not in owners and self.overlaps(r, old, old_len) for r, owner in refs):
  *                 continue             # <<<<<<<<<<<<<<
@@ -30233,7 +32471,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12place_strings(struct 
 */
       goto __pyx_L3_continue;
 
-      /* "fastaudit/_elfedit.pyx":360
+      /* "fastaudit/_elfedit.pyx":416
  *             if len(new) > old_len or self.dynstr.find(bytes(new) + b"\0") >= 0:
  *                 continue
  *             if any(owner not in owners and self.overlaps(r, old, old_len) for r, owner in refs):             # <<<<<<<<<<<<<<
@@ -30242,7 +32480,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12place_strings(struct 
 */
     }
 
-    /* "fastaudit/_elfedit.pyx":362
+    /* "fastaudit/_elfedit.pyx":418
  *             if any(owner not in owners and self.overlaps(r, old, old_len) for r, owner in refs):
  *                 continue
  *             self.dynstr[old:old + old_len] = bytes(new) + b"\0" * (old_len - len(new))             # <<<<<<<<<<<<<<
@@ -30255,28 +32493,28 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12place_strings(struct 
       PyObject *__pyx_callargs[2] = {__pyx_t_4, __pyx_v_new};
       __pyx_t_5 = __Pyx_PyObject_FastCall((PyObject*)(&PyBytes_Type), __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (__pyx_t_6*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 362, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 418, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
-    __pyx_t_13 = PyObject_Length(__pyx_v_new); if (unlikely(__pyx_t_13 == ((Py_ssize_t)-1))) __PYX_ERR(0, 362, __pyx_L1_error)
-    __pyx_t_4 = PyLong_FromSsize_t(__pyx_t_13); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 362, __pyx_L1_error)
+    __pyx_t_13 = PyObject_Length(__pyx_v_new); if (unlikely(__pyx_t_13 == ((Py_ssize_t)-1))) __PYX_ERR(0, 418, __pyx_L1_error)
+    __pyx_t_4 = PyLong_FromSsize_t(__pyx_t_13); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 418, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
 
-    __pyx_t_9 = __Pyx_PyNumber_Subtract_int_int(__pyx_cur_scope->__pyx_v_old_len, __pyx_t_4); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 362, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyNumber_Subtract_int_int(__pyx_cur_scope->__pyx_v_old_len, __pyx_t_4); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 418, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    __pyx_t_13 = __Pyx_PyIndex_AsSsize_t(__pyx_t_9); if (unlikely((__pyx_t_13 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 362, __pyx_L1_error)
+    __pyx_t_13 = __Pyx_PyIndex_AsSsize_t(__pyx_t_9); if (unlikely((__pyx_t_13 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 418, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-    __pyx_t_9 = __Pyx_PySequence_Multiply(__pyx_mstate_global->__pyx_kp_b__6, __pyx_t_13); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 362, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PySequence_Multiply(__pyx_mstate_global->__pyx_kp_b__6, __pyx_t_13); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 418, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
 
-    __pyx_t_4 = PyNumber_Add(__pyx_t_5, __pyx_t_9); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 362, __pyx_L1_error)
+    __pyx_t_4 = PyNumber_Add(__pyx_t_5, __pyx_t_9); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 418, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
     if (unlikely(__pyx_cur_scope->__pyx_v_self->dynstr == Py_None)) {
       PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
-      __PYX_ERR(0, 362, __pyx_L1_error)
+      __PYX_ERR(0, 418, __pyx_L1_error)
     }
     __Pyx_INCREF(__pyx_cur_scope->__pyx_v_old);
     __pyx_t_9 = __pyx_cur_scope->__pyx_v_old;
@@ -30285,38 +32523,38 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12place_strings(struct 
 
       __pyx_t_13 = 0;
     } else {
-      __pyx_t_14 = __Pyx_PyIndex_AsSsize_t(__pyx_t_9); if (unlikely((__pyx_t_14 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 362, __pyx_L1_error)
+      __pyx_t_14 = __Pyx_PyIndex_AsSsize_t(__pyx_t_9); if (unlikely((__pyx_t_14 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 418, __pyx_L1_error)
       __pyx_t_13 = __pyx_t_14;
     }
 
     __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-    __pyx_t_9 = __Pyx_PyNumber_Add_object_int(__pyx_cur_scope->__pyx_v_old, __pyx_cur_scope->__pyx_v_old_len); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 362, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyNumber_Add_object_int(__pyx_cur_scope->__pyx_v_old, __pyx_cur_scope->__pyx_v_old_len); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 418, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
     __pyx_t_3 = (__pyx_t_9 == Py_None);
     if (__pyx_t_3) {
 
       __pyx_t_14 = PY_SSIZE_T_MAX;
     } else {
-      __pyx_t_15 = __Pyx_PyIndex_AsSsize_t(__pyx_t_9); if (unlikely((__pyx_t_15 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 362, __pyx_L1_error)
+      __pyx_t_15 = __Pyx_PyIndex_AsSsize_t(__pyx_t_9); if (unlikely((__pyx_t_15 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 418, __pyx_L1_error)
       __pyx_t_14 = __pyx_t_15;
     }
 
     __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-    if (__Pyx_PyObject_SetSlice(__pyx_cur_scope->__pyx_v_self->dynstr, __pyx_t_4, __pyx_t_13, __pyx_t_14, NULL, NULL, NULL, 1, 1, 0) < (0)) __PYX_ERR(0, 362, __pyx_L1_error)
+    if (__Pyx_PyObject_SetSlice(__pyx_cur_scope->__pyx_v_self->dynstr, __pyx_t_4, __pyx_t_13, __pyx_t_14, NULL, NULL, NULL, 1, 1, 0) < (0)) __PYX_ERR(0, 418, __pyx_L1_error)
 
 
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-    /* "fastaudit/_elfedit.pyx":363
+    /* "fastaudit/_elfedit.pyx":419
  *                 continue
  *             self.dynstr[old:old + old_len] = bytes(new) + b"\0" * (old_len - len(new))
  *             offsets[k] = old             # <<<<<<<<<<<<<<
  *         for k, (_, _, new) in enumerate(groups):
  *             if offsets[k] is None:
 */
-    if (unlikely((__Pyx_SetItemInt(__pyx_v_offsets, __pyx_v_k, __pyx_cur_scope->__pyx_v_old, Py_ssize_t, 1, PyLong_FromSsize_t, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 363, __pyx_L1_error)
+    if (unlikely((__Pyx_SetItemInt(__pyx_v_offsets, __pyx_v_k, __pyx_cur_scope->__pyx_v_old, Py_ssize_t, 1, PyLong_FromSsize_t, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 419, __pyx_L1_error)
 
-    /* "fastaudit/_elfedit.pyx":354
+    /* "fastaudit/_elfedit.pyx":410
  *         offsets = [None] * len(groups)
  *         refs = self.references() if groups else []
  *         for k, (owners, old, new) in enumerate(groups):             # <<<<<<<<<<<<<<
@@ -30327,7 +32565,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12place_strings(struct 
   }
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-  /* "fastaudit/_elfedit.pyx":364
+  /* "fastaudit/_elfedit.pyx":420
  *             self.dynstr[old:old + old_len] = bytes(new) + b"\0" * (old_len - len(new))
  *             offsets[k] = old
  *         for k, (_, _, new) in enumerate(groups):             # <<<<<<<<<<<<<<
@@ -30342,13 +32580,13 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12place_strings(struct 
     {
       Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_2);
       #if !CYTHON_ASSUME_SAFE_SIZE
-      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 364, __pyx_L1_error)
+      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 420, __pyx_L1_error)
       #endif
       if (__pyx_t_7 >= __pyx_temp) break;
     }
     __pyx_t_4 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_2, __pyx_t_7, __Pyx_ReferenceSharing_OwnStrongReference);
     ++__pyx_t_7;
-    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 364, __pyx_L1_error)
+    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 420, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     if ((likely(PyTuple_CheckExact(__pyx_t_4))) || (PyList_CheckExact(__pyx_t_4))) {
       PyObject* sequence = __pyx_t_4;
@@ -30356,7 +32594,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12place_strings(struct 
       if (unlikely(size != 3)) {
         if (size > 3) __Pyx_RaiseTooManyValuesError(3);
         else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-        __PYX_ERR(0, 364, __pyx_L1_error)
+        __PYX_ERR(0, 420, __pyx_L1_error)
       }
       #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
       if (likely(PyTuple_CheckExact(sequence))) {
@@ -30368,27 +32606,27 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12place_strings(struct 
         __Pyx_INCREF(__pyx_t_8);
       } else {
         __pyx_t_9 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 364, __pyx_L1_error)
+        if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 420, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_9);
         __pyx_t_5 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 364, __pyx_L1_error)
+        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 420, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_5);
         __pyx_t_8 = __Pyx_PyList_GET_ITEM_REF(sequence, 2, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 364, __pyx_L1_error)
+        if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 420, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_8);
       }
       #else
-      __pyx_t_9 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 364, __pyx_L1_error)
+      __pyx_t_9 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 420, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_9);
-      __pyx_t_5 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 364, __pyx_L1_error)
+      __pyx_t_5 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 420, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
-      __pyx_t_8 = __Pyx_PySequence_ITEM(sequence, 2); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 364, __pyx_L1_error)
+      __pyx_t_8 = __Pyx_PySequence_ITEM(sequence, 2); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 420, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
       #endif
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     } else {
       Py_ssize_t index = -1;
-      __pyx_t_10 = PyObject_GetIter(__pyx_t_4); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 364, __pyx_L1_error)
+      __pyx_t_10 = PyObject_GetIter(__pyx_t_4); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 420, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
       __pyx_t_11 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_10);
@@ -30398,7 +32636,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12place_strings(struct 
       __Pyx_GOTREF(__pyx_t_5);
       index = 2; __pyx_t_8 = __pyx_t_11(__pyx_t_10); if (unlikely(!__pyx_t_8)) goto __pyx_L17_unpacking_failed;
       __Pyx_GOTREF(__pyx_t_8);
-      if (__Pyx_IternextUnpackEndCheck(__pyx_t_11(__pyx_t_10), 3) < (0)) __PYX_ERR(0, 364, __pyx_L1_error)
+      if (__Pyx_IternextUnpackEndCheck(__pyx_t_11(__pyx_t_10), 3) < (0)) __PYX_ERR(0, 420, __pyx_L1_error)
       __pyx_t_11 = NULL;
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
       goto __pyx_L18_unpacking_done;
@@ -30406,7 +32644,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12place_strings(struct 
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
       __pyx_t_11 = NULL;
       if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-      __PYX_ERR(0, 364, __pyx_L1_error)
+      __PYX_ERR(0, 420, __pyx_L1_error)
       __pyx_L18_unpacking_done:;
     }
     __Pyx_XDECREF_SET(__pyx_v__, __pyx_t_9);
@@ -30418,7 +32656,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12place_strings(struct 
     __pyx_v_k = __pyx_t_1;
     __pyx_t_1 = (__pyx_t_1 + 1);
 
-    /* "fastaudit/_elfedit.pyx":365
+    /* "fastaudit/_elfedit.pyx":421
  *             offsets[k] = old
  *         for k, (_, _, new) in enumerate(groups):
  *             if offsets[k] is None:             # <<<<<<<<<<<<<<
@@ -30429,7 +32667,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12place_strings(struct 
     if (__pyx_t_3) {
 
 
-      /* "fastaudit/_elfedit.pyx":366
+      /* "fastaudit/_elfedit.pyx":422
  *         for k, (_, _, new) in enumerate(groups):
  *             if offsets[k] is None:
  *                 offsets[k] = self.offset_of(bytes(new))             # <<<<<<<<<<<<<<
@@ -30444,7 +32682,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12place_strings(struct 
         PyObject *__pyx_callargs[2] = {__pyx_t_9, __pyx_v_new};
         __pyx_t_5 = __Pyx_PyObject_FastCall((PyObject*)(&PyBytes_Type), __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (__pyx_t_6*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_9); __pyx_t_9 = 0;
-        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 366, __pyx_L1_error)
+        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 422, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_5);
       }
       __pyx_t_6 = 0;
@@ -30453,13 +32691,13 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12place_strings(struct 
         __pyx_t_4 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_offset_of, __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_8); __pyx_t_8 = 0;
         __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-        if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 366, __pyx_L1_error)
+        if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 422, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_4);
       }
-      if (unlikely((__Pyx_SetItemInt(__pyx_v_offsets, __pyx_v_k, __pyx_t_4, Py_ssize_t, 1, PyLong_FromSsize_t, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 366, __pyx_L1_error)
+      if (unlikely((__Pyx_SetItemInt(__pyx_v_offsets, __pyx_v_k, __pyx_t_4, Py_ssize_t, 1, PyLong_FromSsize_t, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 422, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-      /* "fastaudit/_elfedit.pyx":365
+      /* "fastaudit/_elfedit.pyx":421
  *             offsets[k] = old
  *         for k, (_, _, new) in enumerate(groups):
  *             if offsets[k] is None:             # <<<<<<<<<<<<<<
@@ -30468,7 +32706,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12place_strings(struct 
 */
     }
 
-    /* "fastaudit/_elfedit.pyx":364
+    /* "fastaudit/_elfedit.pyx":420
  *             self.dynstr[old:old + old_len] = bytes(new) + b"\0" * (old_len - len(new))
  *             offsets[k] = old
  *         for k, (_, _, new) in enumerate(groups):             # <<<<<<<<<<<<<<
@@ -30478,7 +32716,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12place_strings(struct 
   }
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-  /* "fastaudit/_elfedit.pyx":367
+  /* "fastaudit/_elfedit.pyx":423
  *             if offsets[k] is None:
  *                 offsets[k] = self.offset_of(bytes(new))
  *         return offsets             # <<<<<<<<<<<<<<
@@ -30496,7 +32734,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12place_strings(struct 
   }
   goto __pyx_L0;
 
-  /* "fastaudit/_elfedit.pyx":349
+  /* "fastaudit/_elfedit.pyx":405
  *         return self.img.verneed_files(off, values.get(DT_VERNEEDNUM, 0))[0]
  * 
  *     def place_strings(self, list groups) -> list:             # <<<<<<<<<<<<<<
@@ -30527,7 +32765,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12place_strings(struct 
   return __pyx_r;
 }
 
-/* "fastaudit/_elfedit.pyx":369
+/* "fastaudit/_elfedit.pyx":425
  *         return offsets
  * 
  *     def overlaps(self, uint64_t ref, uint64_t start, uint64_t length) -> bool:             # <<<<<<<<<<<<<<
@@ -30536,15 +32774,15 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12place_strings(struct 
 */
 
 /* Python wrapper */
-static PyObject *__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_15overlaps(PyObject *__pyx_v_self, 
+static PyObject *__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_19overlaps(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-static PyMethodDef __pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_15overlaps = {"overlaps", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_15overlaps, __Pyx_METH_FASTCALL|METH_KEYWORDS, 0};
-static PyObject *__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_15overlaps(PyObject *__pyx_v_self, 
+static PyMethodDef __pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_19overlaps = {"overlaps", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_19overlaps, __Pyx_METH_FASTCALL|METH_KEYWORDS, 0};
+static PyObject *__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_19overlaps(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
@@ -30576,46 +32814,46 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_ref,&__pyx_mstate_global->__pyx_n_u_start,&__pyx_mstate_global->__pyx_n_u_length,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 369, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 425, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 369, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 425, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 369, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 425, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 369, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 425, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "overlaps", 0) < (0)) __PYX_ERR(0, 369, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "overlaps", 0) < (0)) __PYX_ERR(0, 425, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 3; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("overlaps", 1, 3, 3, i); __PYX_ERR(0, 369, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("overlaps", 1, 3, 3, i); __PYX_ERR(0, 425, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 3)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 369, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 425, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 369, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 425, __pyx_L3_error)
       values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 369, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 425, __pyx_L3_error)
     }
-    __pyx_v_ref = __Pyx_PyLong_As_uint64_t(values[0]); if (unlikely((__pyx_v_ref == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 369, __pyx_L3_error)
-    __pyx_v_start = __Pyx_PyLong_As_uint64_t(values[1]); if (unlikely((__pyx_v_start == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 369, __pyx_L3_error)
-    __pyx_v_length = __Pyx_PyLong_As_uint64_t(values[2]); if (unlikely((__pyx_v_length == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 369, __pyx_L3_error)
+    __pyx_v_ref = __Pyx_PyLong_As_uint64_t(values[0]); if (unlikely((__pyx_v_ref == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 425, __pyx_L3_error)
+    __pyx_v_start = __Pyx_PyLong_As_uint64_t(values[1]); if (unlikely((__pyx_v_start == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 425, __pyx_L3_error)
+    __pyx_v_length = __Pyx_PyLong_As_uint64_t(values[2]); if (unlikely((__pyx_v_length == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 425, __pyx_L3_error)
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("overlaps", 1, 3, 3, __pyx_nargs); __PYX_ERR(0, 369, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("overlaps", 1, 3, 3, __pyx_nargs); __PYX_ERR(0, 425, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -30626,7 +32864,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return NULL;
   __pyx_L4_argument_unpacking_done:;
-  __pyx_r = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_14overlaps(((struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self), __pyx_v_ref, __pyx_v_start, __pyx_v_length);
+  __pyx_r = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_18overlaps(((struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self), __pyx_v_ref, __pyx_v_start, __pyx_v_length);
 
   /* function exit code */
   for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
@@ -30639,7 +32877,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   return __pyx_r;
 }
 
-static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_14overlaps(struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *__pyx_v_self, uint64_t __pyx_v_ref, uint64_t __pyx_v_start, uint64_t __pyx_v_length) {
+static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_18overlaps(struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *__pyx_v_self, uint64_t __pyx_v_ref, uint64_t __pyx_v_start, uint64_t __pyx_v_length) {
   Py_ssize_t __pyx_v_end;
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
@@ -30655,7 +32893,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_14overlaps(struct __pyx
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("overlaps", 0);
 
-  /* "fastaudit/_elfedit.pyx":370
+  /* "fastaudit/_elfedit.pyx":426
  * 
  *     def overlaps(self, uint64_t ref, uint64_t start, uint64_t length) -> bool:
  *         if ref > start + length or ref >= self.str_size:             # <<<<<<<<<<<<<<
@@ -30681,7 +32919,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_14overlaps(struct __pyx
   if (__pyx_t_1) {
 
 
-    /* "fastaudit/_elfedit.pyx":371
+    /* "fastaudit/_elfedit.pyx":427
  *     def overlaps(self, uint64_t ref, uint64_t start, uint64_t length) -> bool:
  *         if ref > start + length or ref >= self.str_size:
  *             return False             # <<<<<<<<<<<<<<
@@ -30699,7 +32937,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_14overlaps(struct __pyx
     }
     goto __pyx_L0;
 
-    /* "fastaudit/_elfedit.pyx":370
+    /* "fastaudit/_elfedit.pyx":426
  * 
  *     def overlaps(self, uint64_t ref, uint64_t start, uint64_t length) -> bool:
  *         if ref > start + length or ref >= self.str_size:             # <<<<<<<<<<<<<<
@@ -30708,7 +32946,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_14overlaps(struct __pyx
 */
   }
 
-  /* "fastaudit/_elfedit.pyx":372
+  /* "fastaudit/_elfedit.pyx":428
  *         if ref > start + length or ref >= self.str_size:
  *             return False
  *         end = self.dynstr.find(b"\0", ref)             # <<<<<<<<<<<<<<
@@ -30717,7 +32955,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_14overlaps(struct __pyx
 */
   __pyx_t_4 = __pyx_v_self->dynstr;
   __Pyx_INCREF(__pyx_t_4);
-  __pyx_t_5 = __Pyx_PyLong_From_uint64_t(__pyx_v_ref); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 372, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyLong_From_uint64_t(__pyx_v_ref); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 428, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __pyx_t_6 = 0;
   {
@@ -30725,21 +32963,21 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_14overlaps(struct __pyx
     __pyx_t_3 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_find, __pyx_callargs+__pyx_t_6, (3-__pyx_t_6) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 372, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 428, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
   }
-  __pyx_t_7 = __Pyx_PyIndex_AsSsize_t(__pyx_t_3); if (unlikely((__pyx_t_7 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 372, __pyx_L1_error)
+  __pyx_t_7 = __Pyx_PyIndex_AsSsize_t(__pyx_t_3); if (unlikely((__pyx_t_7 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 428, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   __pyx_v_end = __pyx_t_7;
 
-  /* "fastaudit/_elfedit.pyx":373
+  /* "fastaudit/_elfedit.pyx":429
  *             return False
  *         end = self.dynstr.find(b"\0", ref)
  *         return end >= start             # <<<<<<<<<<<<<<
  * 
  *     def offset_of(self, bytes text) -> int:
 */
-  __pyx_t_3 = __Pyx_PyBool_FromLong((__pyx_v_end >= __pyx_v_start)); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 373, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyBool_FromLong((__pyx_v_end >= __pyx_v_start)); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 429, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
   {
     PyObject *__pyx_temp;
@@ -30752,7 +32990,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_14overlaps(struct __pyx
   __pyx_t_3 = 0;
   goto __pyx_L0;
 
-  /* "fastaudit/_elfedit.pyx":369
+  /* "fastaudit/_elfedit.pyx":425
  *         return offsets
  * 
  *     def overlaps(self, uint64_t ref, uint64_t start, uint64_t length) -> bool:             # <<<<<<<<<<<<<<
@@ -30774,7 +33012,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_14overlaps(struct __pyx
   return __pyx_r;
 }
 
-/* "fastaudit/_elfedit.pyx":375
+/* "fastaudit/_elfedit.pyx":431
  *         return end >= start
  * 
  *     def offset_of(self, bytes text) -> int:             # <<<<<<<<<<<<<<
@@ -30783,15 +33021,15 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_14overlaps(struct __pyx
 */
 
 /* Python wrapper */
-static PyObject *__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_17offset_of(PyObject *__pyx_v_self, 
+static PyObject *__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_21offset_of(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-static PyMethodDef __pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_17offset_of = {"offset_of", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_17offset_of, __Pyx_METH_FASTCALL|METH_KEYWORDS, 0};
-static PyObject *__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_17offset_of(PyObject *__pyx_v_self, 
+static PyMethodDef __pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_21offset_of = {"offset_of", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_21offset_of, __Pyx_METH_FASTCALL|METH_KEYWORDS, 0};
+static PyObject *__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_21offset_of(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
@@ -30821,32 +33059,32 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_text,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 375, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 431, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 375, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 431, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "offset_of", 0) < (0)) __PYX_ERR(0, 375, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "offset_of", 0) < (0)) __PYX_ERR(0, 431, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("offset_of", 1, 1, 1, i); __PYX_ERR(0, 375, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("offset_of", 1, 1, 1, i); __PYX_ERR(0, 431, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 375, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 431, __pyx_L3_error)
     }
     __pyx_v_text = ((PyObject*)values[0]);
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("offset_of", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 375, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("offset_of", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 431, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -30857,8 +33095,8 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return NULL;
   __pyx_L4_argument_unpacking_done:;
-  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_text), (&PyBytes_Type), 1, "text", 1))) __PYX_ERR(0, 375, __pyx_L1_error)
-  __pyx_r = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16offset_of(((struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self), __pyx_v_text);
+  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_text), (&PyBytes_Type), 1, "text", 1))) __PYX_ERR(0, 431, __pyx_L1_error)
+  __pyx_r = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20offset_of(((struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self), __pyx_v_text);
 
   /* function exit code */
   goto __pyx_L0;
@@ -30877,7 +33115,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   return __pyx_r;
 }
 
-static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16offset_of(struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *__pyx_v_self, PyObject *__pyx_v_text) {
+static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20offset_of(struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *__pyx_v_self, PyObject *__pyx_v_text) {
   PyObject *__pyx_v_probe = NULL;
   PyObject *__pyx_v_found = NULL;
   PyObject *__pyx_r = NULL;
@@ -30892,19 +33130,19 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16offset_of(struct __py
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("offset_of", 0);
 
-  /* "fastaudit/_elfedit.pyx":376
+  /* "fastaudit/_elfedit.pyx":432
  * 
  *     def offset_of(self, bytes text) -> int:
  *         probe = text + b"\0"             # <<<<<<<<<<<<<<
  *         found = self.dynstr.find(probe)
  *         if found >= 0:
 */
-  __pyx_t_1 = PyNumber_Add(__pyx_v_text, __pyx_mstate_global->__pyx_kp_b__6); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 376, __pyx_L1_error)
+  __pyx_t_1 = PyNumber_Add(__pyx_v_text, __pyx_mstate_global->__pyx_kp_b__6); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 432, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __pyx_v_probe = ((PyObject*)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "fastaudit/_elfedit.pyx":377
+  /* "fastaudit/_elfedit.pyx":433
  *     def offset_of(self, bytes text) -> int:
  *         probe = text + b"\0"
  *         found = self.dynstr.find(probe)             # <<<<<<<<<<<<<<
@@ -30918,30 +33156,30 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16offset_of(struct __py
     PyObject *__pyx_callargs[2] = {__pyx_t_2, __pyx_v_probe};
     __pyx_t_1 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_find, __pyx_callargs+__pyx_t_3, (2-__pyx_t_3) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 377, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 433, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
-  __pyx_t_4 = __Pyx_PyIndex_AsSsize_t(__pyx_t_1); if (unlikely((__pyx_t_4 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 377, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyIndex_AsSsize_t(__pyx_t_1); if (unlikely((__pyx_t_4 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 433, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-  __pyx_t_1 = PyLong_FromSsize_t(__pyx_t_4); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 377, __pyx_L1_error)
+  __pyx_t_1 = PyLong_FromSsize_t(__pyx_t_4); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 433, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
 
-  if (__Pyx_PyInt_FromNumber(&__pyx_t_1, NULL, 0) < (0)) __PYX_ERR(0, 377, __pyx_L1_error)
+  if (__Pyx_PyInt_FromNumber(&__pyx_t_1, NULL, 0) < (0)) __PYX_ERR(0, 433, __pyx_L1_error)
   __pyx_v_found = ((PyObject*)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "fastaudit/_elfedit.pyx":378
+  /* "fastaudit/_elfedit.pyx":434
  *         probe = text + b"\0"
  *         found = self.dynstr.find(probe)
  *         if found >= 0:             # <<<<<<<<<<<<<<
  *             return found
  *         found = self.appended.find(probe)
 */
-  __pyx_t_5 = __Pyx_PyObject_CompareBoolGe_int_int(__pyx_v_found, __pyx_mstate_global->__pyx_int_0, Py_GE); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(0, 378, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyObject_CompareBoolGe_int_int(__pyx_v_found, __pyx_mstate_global->__pyx_int_0, Py_GE); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(0, 434, __pyx_L1_error)
   if (__pyx_t_5) {
 
 
-    /* "fastaudit/_elfedit.pyx":379
+    /* "fastaudit/_elfedit.pyx":435
  *         found = self.dynstr.find(probe)
  *         if found >= 0:
  *             return found             # <<<<<<<<<<<<<<
@@ -30959,7 +33197,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16offset_of(struct __py
     }
     goto __pyx_L0;
 
-    /* "fastaudit/_elfedit.pyx":378
+    /* "fastaudit/_elfedit.pyx":434
  *         probe = text + b"\0"
  *         found = self.dynstr.find(probe)
  *         if found >= 0:             # <<<<<<<<<<<<<<
@@ -30968,7 +33206,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16offset_of(struct __py
 */
   }
 
-  /* "fastaudit/_elfedit.pyx":380
+  /* "fastaudit/_elfedit.pyx":436
  *         if found >= 0:
  *             return found
  *         found = self.appended.find(probe)             # <<<<<<<<<<<<<<
@@ -30982,30 +33220,30 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16offset_of(struct __py
     PyObject *__pyx_callargs[2] = {__pyx_t_2, __pyx_v_probe};
     __pyx_t_1 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_find, __pyx_callargs+__pyx_t_3, (2-__pyx_t_3) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 380, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 436, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
-  __pyx_t_4 = __Pyx_PyIndex_AsSsize_t(__pyx_t_1); if (unlikely((__pyx_t_4 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 380, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyIndex_AsSsize_t(__pyx_t_1); if (unlikely((__pyx_t_4 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 436, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-  __pyx_t_1 = PyLong_FromSsize_t(__pyx_t_4); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 380, __pyx_L1_error)
+  __pyx_t_1 = PyLong_FromSsize_t(__pyx_t_4); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 436, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
 
-  if (__Pyx_PyInt_FromNumber(&__pyx_t_1, NULL, 0) < (0)) __PYX_ERR(0, 380, __pyx_L1_error)
+  if (__Pyx_PyInt_FromNumber(&__pyx_t_1, NULL, 0) < (0)) __PYX_ERR(0, 436, __pyx_L1_error)
   __Pyx_DECREF_SET(__pyx_v_found, ((PyObject*)__pyx_t_1));
   __pyx_t_1 = 0;
 
-  /* "fastaudit/_elfedit.pyx":381
+  /* "fastaudit/_elfedit.pyx":437
  *             return found
  *         found = self.appended.find(probe)
  *         if found < 0:             # <<<<<<<<<<<<<<
  *             found = len(self.appended)
  *             self.appended += probe
 */
-  __pyx_t_5 = __Pyx_PyObject_CompareBoolLt_int_int(__pyx_v_found, __pyx_mstate_global->__pyx_int_0, Py_LT); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(0, 381, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyObject_CompareBoolLt_int_int(__pyx_v_found, __pyx_mstate_global->__pyx_int_0, Py_LT); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(0, 437, __pyx_L1_error)
   if (__pyx_t_5) {
 
 
-    /* "fastaudit/_elfedit.pyx":382
+    /* "fastaudit/_elfedit.pyx":438
  *         found = self.appended.find(probe)
  *         if found < 0:
  *             found = len(self.appended)             # <<<<<<<<<<<<<<
@@ -31016,32 +33254,32 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16offset_of(struct __py
     __Pyx_INCREF(__pyx_t_1);
     if (unlikely(__pyx_t_1 == Py_None)) {
       PyErr_SetString(PyExc_TypeError, "object of type \047NoneType\047 has no len()");
-      __PYX_ERR(0, 382, __pyx_L1_error)
+      __PYX_ERR(0, 438, __pyx_L1_error)
     }
-    __pyx_t_4 = __Pyx_PyByteArray_GET_SIZE(__pyx_t_1); if (unlikely(__pyx_t_4 == ((Py_ssize_t)-1))) __PYX_ERR(0, 382, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyByteArray_GET_SIZE(__pyx_t_1); if (unlikely(__pyx_t_4 == ((Py_ssize_t)-1))) __PYX_ERR(0, 438, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __pyx_t_1 = PyLong_FromSsize_t(__pyx_t_4); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 382, __pyx_L1_error)
+    __pyx_t_1 = PyLong_FromSsize_t(__pyx_t_4); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 438, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
 
-    if (__Pyx_PyInt_FromNumber(&__pyx_t_1, NULL, 0) < (0)) __PYX_ERR(0, 382, __pyx_L1_error)
+    if (__Pyx_PyInt_FromNumber(&__pyx_t_1, NULL, 0) < (0)) __PYX_ERR(0, 438, __pyx_L1_error)
     __Pyx_DECREF_SET(__pyx_v_found, ((PyObject*)__pyx_t_1));
     __pyx_t_1 = 0;
 
-    /* "fastaudit/_elfedit.pyx":383
+    /* "fastaudit/_elfedit.pyx":439
  *         if found < 0:
  *             found = len(self.appended)
  *             self.appended += probe             # <<<<<<<<<<<<<<
  *         return len(self.dynstr) + found
  * 
 */
-    __pyx_t_1 = PyNumber_InPlaceAdd(__pyx_v_self->appended, __pyx_v_probe); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 383, __pyx_L1_error)
+    __pyx_t_1 = PyNumber_InPlaceAdd(__pyx_v_self->appended, __pyx_v_probe); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 439, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
     __Pyx_GIVEREF(__pyx_t_1);
     __Pyx_GOTREF(__pyx_v_self->appended);
     __Pyx_DECREF_SET(__pyx_v_self->appended, ((PyObject*)__pyx_t_1));
     __pyx_t_1 = 0;
 
-    /* "fastaudit/_elfedit.pyx":381
+    /* "fastaudit/_elfedit.pyx":437
  *             return found
  *         found = self.appended.find(probe)
  *         if found < 0:             # <<<<<<<<<<<<<<
@@ -31050,25 +33288,25 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16offset_of(struct __py
 */
   }
 
-  /* "fastaudit/_elfedit.pyx":384
+  /* "fastaudit/_elfedit.pyx":440
  *             found = len(self.appended)
  *             self.appended += probe
  *         return len(self.dynstr) + found             # <<<<<<<<<<<<<<
  * 
- *     def write(self, list new_entries, dict vn_updates):
+ *     def write(self, list new_entries, list patches):
 */
   __pyx_t_1 = __pyx_v_self->dynstr;
   __Pyx_INCREF(__pyx_t_1);
   if (unlikely(__pyx_t_1 == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "object of type \047NoneType\047 has no len()");
-    __PYX_ERR(0, 384, __pyx_L1_error)
+    __PYX_ERR(0, 440, __pyx_L1_error)
   }
-  __pyx_t_4 = __Pyx_PyByteArray_GET_SIZE(__pyx_t_1); if (unlikely(__pyx_t_4 == ((Py_ssize_t)-1))) __PYX_ERR(0, 384, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyByteArray_GET_SIZE(__pyx_t_1); if (unlikely(__pyx_t_4 == ((Py_ssize_t)-1))) __PYX_ERR(0, 440, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-  __pyx_t_1 = PyLong_FromSsize_t(__pyx_t_4); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 384, __pyx_L1_error)
+  __pyx_t_1 = PyLong_FromSsize_t(__pyx_t_4); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 440, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
 
-  __pyx_t_2 = __Pyx_PyNumber_Add_int_int(__pyx_t_1, __pyx_v_found); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 384, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyNumber_Add_int_int(__pyx_t_1, __pyx_v_found); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 440, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   {
@@ -31082,7 +33320,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16offset_of(struct __py
   __pyx_t_2 = 0;
   goto __pyx_L0;
 
-  /* "fastaudit/_elfedit.pyx":375
+  /* "fastaudit/_elfedit.pyx":431
  *         return end >= start
  * 
  *     def offset_of(self, bytes text) -> int:             # <<<<<<<<<<<<<<
@@ -31104,24 +33342,24 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16offset_of(struct __py
   return __pyx_r;
 }
 
-/* "fastaudit/_elfedit.pyx":386
+/* "fastaudit/_elfedit.pyx":442
  *         return len(self.dynstr) + found
  * 
- *     def write(self, list new_entries, dict vn_updates):             # <<<<<<<<<<<<<<
+ *     def write(self, list new_entries, list patches):             # <<<<<<<<<<<<<<
  *         cdef _Image img = self.img
  *         cdef bint le = img.im.le
 */
 
 /* Python wrapper */
-static PyObject *__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_19write(PyObject *__pyx_v_self, 
+static PyObject *__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_23write(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-static PyMethodDef __pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_19write = {"write", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_19write, __Pyx_METH_FASTCALL|METH_KEYWORDS, 0};
-static PyObject *__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_19write(PyObject *__pyx_v_self, 
+static PyMethodDef __pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_23write = {"write", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_23write, __Pyx_METH_FASTCALL|METH_KEYWORDS, 0};
+static PyObject *__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_23write(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
@@ -31129,7 +33367,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ) {
   PyObject *__pyx_v_new_entries = 0;
-  PyObject *__pyx_v_vn_updates = 0;
+  PyObject *__pyx_v_patches = 0;
   #if !CYTHON_VECTORCALL
   CYTHON_UNUSED Py_ssize_t __pyx_nargs;
   #endif
@@ -31150,41 +33388,41 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   #endif
   __pyx_kwvalues = __Pyx_KwValues_FASTCALL(__pyx_args, __pyx_nargs);
   {
-    PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_new_entries,&__pyx_mstate_global->__pyx_n_u_vn_updates,0};
+    PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_new_entries,&__pyx_mstate_global->__pyx_n_u_patches,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 386, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 442, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 386, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 442, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 386, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 442, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "write", 0) < (0)) __PYX_ERR(0, 386, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "write", 0) < (0)) __PYX_ERR(0, 442, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 2; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("write", 1, 2, 2, i); __PYX_ERR(0, 386, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("write", 1, 2, 2, i); __PYX_ERR(0, 442, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 2)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 386, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 442, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 386, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 442, __pyx_L3_error)
     }
     __pyx_v_new_entries = ((PyObject*)values[0]);
-    __pyx_v_vn_updates = ((PyObject*)values[1]);
+    __pyx_v_patches = ((PyObject*)values[1]);
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("write", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 386, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("write", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 442, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -31195,9 +33433,9 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return NULL;
   __pyx_L4_argument_unpacking_done:;
-  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_new_entries), (&PyList_Type), 1, "new_entries", 1))) __PYX_ERR(0, 386, __pyx_L1_error)
-  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_vn_updates), (&PyDict_Type), 1, "vn_updates", 1))) __PYX_ERR(0, 386, __pyx_L1_error)
-  __pyx_r = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_18write(((struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self), __pyx_v_new_entries, __pyx_v_vn_updates);
+  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_new_entries), (&PyList_Type), 1, "new_entries", 1))) __PYX_ERR(0, 442, __pyx_L1_error)
+  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_patches), (&PyList_Type), 1, "patches", 1))) __PYX_ERR(0, 442, __pyx_L1_error)
+  __pyx_r = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_22write(((struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self), __pyx_v_new_entries, __pyx_v_patches);
 
   /* function exit code */
   goto __pyx_L0;
@@ -31216,7 +33454,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   return __pyx_r;
 }
 
-static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_18write(struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *__pyx_v_self, PyObject *__pyx_v_new_entries, PyObject *__pyx_v_vn_updates) {
+static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_22write(struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *__pyx_v_self, PyObject *__pyx_v_new_entries, PyObject *__pyx_v_patches) {
   struct __pyx_obj_9fastaudit_8_elfedit__Image *__pyx_v_img = 0;
   int __pyx_v_le;
   uint64_t __pyx_v_capacity;
@@ -31230,7 +33468,9 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_18write(struct __pyx_ob
   PyObject *__pyx_v_tag = NULL;
   PyObject *__pyx_v_val = NULL;
   PyObject *__pyx_v_pos = NULL;
-  PyObject *__pyx_9genexpr16__pyx_v_e = NULL;
+  PyObject *__pyx_v_size = NULL;
+  PyObject *__pyx_v_value = NULL;
+  PyObject *__pyx_9genexpr21__pyx_v_e = NULL;
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
   PyObject *__pyx_t_1 = NULL;
@@ -31251,18 +33491,17 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_18write(struct __pyx_ob
   uint64_t __pyx_t_16;
   PyObject *(*__pyx_t_17)(PyObject *);
   Py_ssize_t __pyx_t_18;
-  int __pyx_t_19;
-  Py_ssize_t __pyx_t_20;
-  Py_ssize_t __pyx_t_21;
-  uint32_t __pyx_t_22;
+  Py_ssize_t __pyx_t_19;
+  uint16_t __pyx_t_20;
+  uint32_t __pyx_t_21;
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("write", 0);
 
-  /* "fastaudit/_elfedit.pyx":387
+  /* "fastaudit/_elfedit.pyx":443
  * 
- *     def write(self, list new_entries, dict vn_updates):
+ *     def write(self, list new_entries, list patches):
  *         cdef _Image img = self.img             # <<<<<<<<<<<<<<
  *         cdef bint le = img.im.le
  *         capacity = self.dyn_size // img.dynent
@@ -31272,8 +33511,8 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_18write(struct __pyx_ob
   __pyx_v_img = ((struct __pyx_obj_9fastaudit_8_elfedit__Image *)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "fastaudit/_elfedit.pyx":388
- *     def write(self, list new_entries, dict vn_updates):
+  /* "fastaudit/_elfedit.pyx":444
+ *     def write(self, list new_entries, list patches):
  *         cdef _Image img = self.img
  *         cdef bint le = img.im.le             # <<<<<<<<<<<<<<
  *         capacity = self.dyn_size // img.dynent
@@ -31283,37 +33522,37 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_18write(struct __pyx_ob
 
   __pyx_v_le = __pyx_t_2;
 
-  /* "fastaudit/_elfedit.pyx":389
+  /* "fastaudit/_elfedit.pyx":445
  *         cdef _Image img = self.img
  *         cdef bint le = img.im.le
  *         capacity = self.dyn_size // img.dynent             # <<<<<<<<<<<<<<
  *         move_dynamic = len(new_entries) + 1 > capacity
- *         unchanged = (not self.appended and not move_dynamic and not vn_updates
+ *         unchanged = (not self.appended and not move_dynamic and not patches
 */
   __pyx_v_capacity = (__pyx_v_self->dyn_size / __pyx_v_img->dynent);
 
-  /* "fastaudit/_elfedit.pyx":390
+  /* "fastaudit/_elfedit.pyx":446
  *         cdef bint le = img.im.le
  *         capacity = self.dyn_size // img.dynent
  *         move_dynamic = len(new_entries) + 1 > capacity             # <<<<<<<<<<<<<<
- *         unchanged = (not self.appended and not move_dynamic and not vn_updates
+ *         unchanged = (not self.appended and not move_dynamic and not patches
  *                      and new_entries == [list(e) for e in self.entries]
 */
   if (unlikely(__pyx_v_new_entries == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "object of type \047NoneType\047 has no len()");
-    __PYX_ERR(0, 390, __pyx_L1_error)
+    __PYX_ERR(0, 446, __pyx_L1_error)
   }
-  __pyx_t_3 = __Pyx_PyList_GET_SIZE(__pyx_v_new_entries); if (unlikely(__pyx_t_3 == ((Py_ssize_t)-1))) __PYX_ERR(0, 390, __pyx_L1_error)
-  __pyx_t_1 = __Pyx_PyBool_FromLong(((__pyx_t_3 + 1) > __pyx_v_capacity)); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 390, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyList_GET_SIZE(__pyx_v_new_entries); if (unlikely(__pyx_t_3 == ((Py_ssize_t)-1))) __PYX_ERR(0, 446, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyBool_FromLong(((__pyx_t_3 + 1) > __pyx_v_capacity)); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 446, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
 
   __pyx_v_move_dynamic = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "fastaudit/_elfedit.pyx":391
+  /* "fastaudit/_elfedit.pyx":447
  *         capacity = self.dyn_size // img.dynent
  *         move_dynamic = len(new_entries) + 1 > capacity
- *         unchanged = (not self.appended and not move_dynamic and not vn_updates             # <<<<<<<<<<<<<<
+ *         unchanged = (not self.appended and not move_dynamic and not patches             # <<<<<<<<<<<<<<
  *                      and new_entries == [list(e) for e in self.entries]
  *                      and self.dynstr == img.buf[self.str_off:self.str_off + self.str_size])
 */
@@ -31321,7 +33560,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_18write(struct __pyx_ob
   else
   {
     Py_ssize_t __pyx_temp = __Pyx_PyByteArray_GET_SIZE(__pyx_v_self->appended);
-    if (unlikely(((!CYTHON_ASSUME_SAFE_SIZE) && __pyx_temp < 0))) __PYX_ERR(0, 391, __pyx_L1_error)
+    if (unlikely(((!CYTHON_ASSUME_SAFE_SIZE) && __pyx_temp < 0))) __PYX_ERR(0, 447, __pyx_L1_error)
     __pyx_t_2 = (__pyx_temp != 0);
   }
 
@@ -31331,21 +33570,21 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_18write(struct __pyx_ob
   if (__pyx_t_4) {
 
   } else {
-    __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_4); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 391, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_4); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 447, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __pyx_t_1 = __pyx_t_5;
     __pyx_t_5 = 0;
 
     goto __pyx_L3_bool_binop_done;
   }
-  __pyx_t_4 = __Pyx_PyObject_IsTrue(__pyx_v_move_dynamic); if (unlikely((__pyx_t_4 < 0))) __PYX_ERR(0, 391, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_IsTrue(__pyx_v_move_dynamic); if (unlikely((__pyx_t_4 < 0))) __PYX_ERR(0, 447, __pyx_L1_error)
   __pyx_t_2 = (!__pyx_t_4);
 
 
   if (__pyx_t_2) {
 
   } else {
-    __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_2); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 391, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_2); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 447, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __pyx_t_1 = __pyx_t_5;
     __pyx_t_5 = 0;
@@ -31353,26 +33592,26 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_18write(struct __pyx_ob
     goto __pyx_L3_bool_binop_done;
   }
 
-  /* "fastaudit/_elfedit.pyx":392
+  /* "fastaudit/_elfedit.pyx":448
  *         move_dynamic = len(new_entries) + 1 > capacity
- *         unchanged = (not self.appended and not move_dynamic and not vn_updates
+ *         unchanged = (not self.appended and not move_dynamic and not patches
  *                      and new_entries == [list(e) for e in self.entries]             # <<<<<<<<<<<<<<
  *                      and self.dynstr == img.buf[self.str_off:self.str_off + self.str_size])
  *         if unchanged:
 */
-  if (__pyx_v_vn_updates == Py_None) __pyx_t_2 = 0;
+  if (__pyx_v_patches == Py_None) __pyx_t_2 = 0;
   else
   {
-    Py_ssize_t __pyx_temp = __Pyx_PyDict_GET_SIZE(__pyx_v_vn_updates);
-    if (unlikely(((!CYTHON_ASSUME_SAFE_SIZE) && __pyx_temp < 0))) __PYX_ERR(0, 391, __pyx_L1_error)
+    Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_v_patches);
+    if (unlikely(((!CYTHON_ASSUME_SAFE_SIZE) && __pyx_temp < 0))) __PYX_ERR(0, 447, __pyx_L1_error)
     __pyx_t_2 = (__pyx_temp != 0);
   }
 
 
-  /* "fastaudit/_elfedit.pyx":391
+  /* "fastaudit/_elfedit.pyx":447
  *         capacity = self.dyn_size // img.dynent
  *         move_dynamic = len(new_entries) + 1 > capacity
- *         unchanged = (not self.appended and not move_dynamic and not vn_updates             # <<<<<<<<<<<<<<
+ *         unchanged = (not self.appended and not move_dynamic and not patches             # <<<<<<<<<<<<<<
  *                      and new_entries == [list(e) for e in self.entries]
  *                      and self.dynstr == img.buf[self.str_off:self.str_off + self.str_size])
 */
@@ -31382,7 +33621,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_18write(struct __pyx_ob
   if (__pyx_t_4) {
 
   } else {
-    __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_4); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 391, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_4); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 447, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __pyx_t_1 = __pyx_t_5;
     __pyx_t_5 = 0;
@@ -31390,19 +33629,19 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_18write(struct __pyx_ob
     goto __pyx_L3_bool_binop_done;
   }
 
-  /* "fastaudit/_elfedit.pyx":392
+  /* "fastaudit/_elfedit.pyx":448
  *         move_dynamic = len(new_entries) + 1 > capacity
- *         unchanged = (not self.appended and not move_dynamic and not vn_updates
+ *         unchanged = (not self.appended and not move_dynamic and not patches
  *                      and new_entries == [list(e) for e in self.entries]             # <<<<<<<<<<<<<<
  *                      and self.dynstr == img.buf[self.str_off:self.str_off + self.str_size])
  *         if unchanged:
 */
   { /* enter inner scope */
-    __pyx_t_5 = PyList_New(0); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 392, __pyx_L10_error)
+    __pyx_t_5 = PyList_New(0); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 448, __pyx_L10_error)
     __Pyx_GOTREF(__pyx_t_5);
     if (unlikely(__pyx_v_self->entries == Py_None)) {
       PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not iterable");
-      __PYX_ERR(0, 392, __pyx_L10_error)
+      __PYX_ERR(0, 448, __pyx_L10_error)
     }
     __pyx_t_6 = __pyx_v_self->entries; __Pyx_INCREF(__pyx_t_6);
     __pyx_t_3 = 0;
@@ -31410,33 +33649,33 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_18write(struct __pyx_ob
       {
         Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_6);
         #if !CYTHON_ASSUME_SAFE_SIZE
-        if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 392, __pyx_L10_error)
+        if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 448, __pyx_L10_error)
         #endif
         if (__pyx_t_3 >= __pyx_temp) break;
       }
       __pyx_t_7 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_6, __pyx_t_3, __Pyx_ReferenceSharing_OwnStrongReference);
       ++__pyx_t_3;
-      if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 392, __pyx_L10_error)
+      if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 448, __pyx_L10_error)
       __Pyx_GOTREF(__pyx_t_7);
-      __Pyx_XDECREF_SET(__pyx_9genexpr16__pyx_v_e, __pyx_t_7);
+      __Pyx_XDECREF_SET(__pyx_9genexpr21__pyx_v_e, __pyx_t_7);
       __pyx_t_7 = 0;
-      __pyx_t_7 = PySequence_List(__pyx_9genexpr16__pyx_v_e); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 392, __pyx_L10_error)
+      __pyx_t_7 = PySequence_List(__pyx_9genexpr21__pyx_v_e); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 448, __pyx_L10_error)
       __Pyx_GOTREF(__pyx_t_7);
       __Pyx_GIVEREF(__pyx_t_7);
-      if (unlikely(__Pyx_ListComp_AppendAndDecref(__pyx_t_5, __pyx_t_7))) __PYX_ERR(0, 392, __pyx_L10_error)
+      if (unlikely(__Pyx_ListComp_AppendAndDecref(__pyx_t_5, __pyx_t_7))) __PYX_ERR(0, 448, __pyx_L10_error)
       __pyx_t_7 = 0;
     }
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    __Pyx_XDECREF(__pyx_9genexpr16__pyx_v_e); __pyx_9genexpr16__pyx_v_e = 0;
+    __Pyx_XDECREF(__pyx_9genexpr21__pyx_v_e); __pyx_9genexpr21__pyx_v_e = 0;
     goto __pyx_L14_exit_scope;
     __pyx_L10_error:;
-    __Pyx_XDECREF(__pyx_9genexpr16__pyx_v_e); __pyx_9genexpr16__pyx_v_e = 0;
+    __Pyx_XDECREF(__pyx_9genexpr21__pyx_v_e); __pyx_9genexpr21__pyx_v_e = 0;
     goto __pyx_L1_error;
     __pyx_L14_exit_scope:;
   } /* exit inner scope */
-  __pyx_t_6 = PyObject_RichCompare(__pyx_v_new_entries, __pyx_t_5, Py_EQ); __Pyx_XGOTREF(__pyx_t_6); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 392, __pyx_L1_error)
+  __pyx_t_6 = PyObject_RichCompare(__pyx_v_new_entries, __pyx_t_5, Py_EQ); __Pyx_XGOTREF(__pyx_t_6); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 448, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  __pyx_t_4 = __Pyx_PyObject_IsTrue(__pyx_t_6); if (unlikely((__pyx_t_4 < 0))) __PYX_ERR(0, 392, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_IsTrue(__pyx_t_6); if (unlikely((__pyx_t_4 < 0))) __PYX_ERR(0, 448, __pyx_L1_error)
   if (__pyx_t_4) {
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
   } else {
@@ -31446,8 +33685,8 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_18write(struct __pyx_ob
     goto __pyx_L3_bool_binop_done;
   }
 
-  /* "fastaudit/_elfedit.pyx":393
- *         unchanged = (not self.appended and not move_dynamic and not vn_updates
+  /* "fastaudit/_elfedit.pyx":449
+ *         unchanged = (not self.appended and not move_dynamic and not patches
  *                      and new_entries == [list(e) for e in self.entries]
  *                      and self.dynstr == img.buf[self.str_off:self.str_off + self.str_size])             # <<<<<<<<<<<<<<
  *         if unchanged:
@@ -31471,13 +33710,13 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_18write(struct __pyx_ob
     0,
     1) < 0))
 {
-    __PYX_ERR(0, 393, __pyx_L1_error)
+    __PYX_ERR(0, 449, __pyx_L1_error)
 }
 
-__pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __pyx_memview_get_nn_uint8_t__const__, (int (*)(char *, PyObject *)) NULL, 0);; if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 393, __pyx_L1_error)
+__pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __pyx_memview_get_nn_uint8_t__const__, (int (*)(char *, PyObject *)) NULL, 0);; if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 449, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __PYX_XCLEAR_MEMVIEW(&__pyx_t_8, 1);; __pyx_t_8.memview = NULL; __pyx_t_8.data = NULL;
-  __pyx_t_5 = __Pyx_PyObject_CompareEq_bytearray_object(__pyx_v_self->dynstr, __pyx_t_6, Py_EQ); __Pyx_XGOTREF(__pyx_t_5); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 393, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyObject_CompareEq_bytearray_object(__pyx_v_self->dynstr, __pyx_t_6, Py_EQ); __Pyx_XGOTREF(__pyx_t_5); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 449, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
   __Pyx_INCREF(__pyx_t_5);
   __pyx_t_1 = __pyx_t_5;
@@ -31486,18 +33725,18 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
   __pyx_v_unchanged = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "fastaudit/_elfedit.pyx":394
+  /* "fastaudit/_elfedit.pyx":450
  *                      and new_entries == [list(e) for e in self.entries]
  *                      and self.dynstr == img.buf[self.str_off:self.str_off + self.str_size])
  *         if unchanged:             # <<<<<<<<<<<<<<
  *             return bytes(img.buf)
  *         cdef uint8_t[::1] view
 */
-  __pyx_t_4 = __Pyx_PyObject_IsTrue(__pyx_v_unchanged); if (unlikely((__pyx_t_4 < 0))) __PYX_ERR(0, 394, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_IsTrue(__pyx_v_unchanged); if (unlikely((__pyx_t_4 < 0))) __PYX_ERR(0, 450, __pyx_L1_error)
   if (__pyx_t_4) {
 
 
-    /* "fastaudit/_elfedit.pyx":395
+    /* "fastaudit/_elfedit.pyx":451
  *                      and self.dynstr == img.buf[self.str_off:self.str_off + self.str_size])
  *         if unchanged:
  *             return bytes(img.buf)             # <<<<<<<<<<<<<<
@@ -31505,7 +33744,7 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
  *         out = bytearray(img.buf)
 */
     __pyx_t_5 = NULL;
-    __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_v_img->buf, 1, (PyObject *(*)(char *)) __pyx_memview_get_nn_uint8_t__const__, (int (*)(char *, PyObject *)) NULL, 0);; if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 395, __pyx_L1_error)
+    __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_v_img->buf, 1, (PyObject *(*)(char *)) __pyx_memview_get_nn_uint8_t__const__, (int (*)(char *, PyObject *)) NULL, 0);; if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 451, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __pyx_t_10 = 1;
     {
@@ -31513,7 +33752,7 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
       __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)(&PyBytes_Type), __pyx_callargs+__pyx_t_10, (2-__pyx_t_10) | (__pyx_t_10*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 395, __pyx_L1_error)
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 451, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
     {
@@ -31527,7 +33766,7 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
     __pyx_t_1 = 0;
     goto __pyx_L0;
 
-    /* "fastaudit/_elfedit.pyx":394
+    /* "fastaudit/_elfedit.pyx":450
  *                      and new_entries == [list(e) for e in self.entries]
  *                      and self.dynstr == img.buf[self.str_off:self.str_off + self.str_size])
  *         if unchanged:             # <<<<<<<<<<<<<<
@@ -31536,7 +33775,7 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
 */
   }
 
-  /* "fastaudit/_elfedit.pyx":397
+  /* "fastaudit/_elfedit.pyx":453
  *             return bytes(img.buf)
  *         cdef uint8_t[::1] view
  *         out = bytearray(img.buf)             # <<<<<<<<<<<<<<
@@ -31544,7 +33783,7 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
  *             out += self.new_segment(new_entries, move_dynamic, out)
 */
   __pyx_t_6 = NULL;
-  __pyx_t_5 = __pyx_memoryview_fromslice(__pyx_v_img->buf, 1, (PyObject *(*)(char *)) __pyx_memview_get_nn_uint8_t__const__, (int (*)(char *, PyObject *)) NULL, 0);; if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 397, __pyx_L1_error)
+  __pyx_t_5 = __pyx_memoryview_fromslice(__pyx_v_img->buf, 1, (PyObject *(*)(char *)) __pyx_memview_get_nn_uint8_t__const__, (int (*)(char *, PyObject *)) NULL, 0);; if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 453, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __pyx_t_10 = 1;
   {
@@ -31552,13 +33791,13 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
     __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)(&PyByteArray_Type), __pyx_callargs+__pyx_t_10, (2-__pyx_t_10) | (__pyx_t_10*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 397, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 453, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_out = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "fastaudit/_elfedit.pyx":398
+  /* "fastaudit/_elfedit.pyx":454
  *         cdef uint8_t[::1] view
  *         out = bytearray(img.buf)
  *         if self.appended or move_dynamic:             # <<<<<<<<<<<<<<
@@ -31569,7 +33808,7 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
   else
   {
     Py_ssize_t __pyx_temp = __Pyx_PyByteArray_GET_SIZE(__pyx_v_self->appended);
-    if (unlikely(((!CYTHON_ASSUME_SAFE_SIZE) && __pyx_temp < 0))) __PYX_ERR(0, 398, __pyx_L1_error)
+    if (unlikely(((!CYTHON_ASSUME_SAFE_SIZE) && __pyx_temp < 0))) __PYX_ERR(0, 454, __pyx_L1_error)
     __pyx_t_2 = (__pyx_temp != 0);
   }
 
@@ -31581,7 +33820,7 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
 
     goto __pyx_L17_bool_binop_done;
   }
-  __pyx_t_2 = __Pyx_PyObject_IsTrue(__pyx_v_move_dynamic); if (unlikely((__pyx_t_2 < 0))) __PYX_ERR(0, 398, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_IsTrue(__pyx_v_move_dynamic); if (unlikely((__pyx_t_2 < 0))) __PYX_ERR(0, 454, __pyx_L1_error)
 
   __pyx_t_4 = __pyx_t_2;
 
@@ -31589,7 +33828,7 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
   if (__pyx_t_4) {
 
 
-    /* "fastaudit/_elfedit.pyx":399
+    /* "fastaudit/_elfedit.pyx":455
  *         out = bytearray(img.buf)
  *         if self.appended or move_dynamic:
  *             out += self.new_segment(new_entries, move_dynamic, out)             # <<<<<<<<<<<<<<
@@ -31603,16 +33842,16 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
       PyObject *__pyx_callargs[4] = {__pyx_t_5, __pyx_v_new_entries, __pyx_v_move_dynamic, __pyx_v_out};
       __pyx_t_1 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_new_segment, __pyx_callargs+__pyx_t_10, (4-__pyx_t_10) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 399, __pyx_L1_error)
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 455, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
-    __pyx_t_5 = PyNumber_InPlaceAdd(__pyx_v_out, __pyx_t_1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 399, __pyx_L1_error)
+    __pyx_t_5 = PyNumber_InPlaceAdd(__pyx_v_out, __pyx_t_1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 455, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
     __Pyx_DECREF_SET(__pyx_v_out, __pyx_t_5);
     __pyx_t_5 = 0;
 
-    /* "fastaudit/_elfedit.pyx":398
+    /* "fastaudit/_elfedit.pyx":454
  *         cdef uint8_t[::1] view
  *         out = bytearray(img.buf)
  *         if self.appended or move_dynamic:             # <<<<<<<<<<<<<<
@@ -31622,7 +33861,7 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
     goto __pyx_L16;
   }
 
-  /* "fastaudit/_elfedit.pyx":401
+  /* "fastaudit/_elfedit.pyx":457
  *             out += self.new_segment(new_entries, move_dynamic, out)
  *         else:
  *             out[self.str_off:self.str_off + self.str_size] = self.dynstr             # <<<<<<<<<<<<<<
@@ -31632,36 +33871,36 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
   /*else*/ {
     __pyx_t_5 = __pyx_v_self->dynstr;
     __Pyx_INCREF(__pyx_t_5);
-    if (__Pyx_PyObject_SetSlice(__pyx_v_out, __pyx_t_5, __pyx_v_self->str_off, (__pyx_v_self->str_off + __pyx_v_self->str_size), NULL, NULL, NULL, 1, 1, 0) < (0)) __PYX_ERR(0, 401, __pyx_L1_error)
+    if (__Pyx_PyObject_SetSlice(__pyx_v_out, __pyx_t_5, __pyx_v_self->str_off, (__pyx_v_self->str_off + __pyx_v_self->str_size), NULL, NULL, NULL, 1, 1, 0) < (0)) __PYX_ERR(0, 457, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   }
   __pyx_L16:;
 
-  /* "fastaudit/_elfedit.pyx":402
+  /* "fastaudit/_elfedit.pyx":458
  *         else:
  *             out[self.str_off:self.str_off + self.str_size] = self.dynstr
  *         view = out             # <<<<<<<<<<<<<<
  *         dyn_off = self.dyn_off
  *         for p in self.phdrs:
 */
-  __pyx_t_11 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint8_t(__pyx_v_out, PyBUF_WRITABLE); if (unlikely(!__pyx_t_11.memview)) __PYX_ERR(0, 402, __pyx_L1_error)
+  __pyx_t_11 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint8_t(__pyx_v_out, PyBUF_WRITABLE); if (unlikely(!__pyx_t_11.memview)) __PYX_ERR(0, 458, __pyx_L1_error)
   __pyx_v_view = __pyx_t_11;
   __pyx_t_11.memview = NULL;
   __pyx_t_11.data = NULL;
 
-  /* "fastaudit/_elfedit.pyx":403
+  /* "fastaudit/_elfedit.pyx":459
  *             out[self.str_off:self.str_off + self.str_size] = self.dynstr
  *         view = out
  *         dyn_off = self.dyn_off             # <<<<<<<<<<<<<<
  *         for p in self.phdrs:
  *             if p[0] == PT_DYNAMIC:
 */
-  __pyx_t_5 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->dyn_off); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 403, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->dyn_off); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 459, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __pyx_v_dyn_off = __pyx_t_5;
   __pyx_t_5 = 0;
 
-  /* "fastaudit/_elfedit.pyx":404
+  /* "fastaudit/_elfedit.pyx":460
  *         view = out
  *         dyn_off = self.dyn_off
  *         for p in self.phdrs:             # <<<<<<<<<<<<<<
@@ -31670,7 +33909,7 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
 */
   if (unlikely(__pyx_v_self->phdrs == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not iterable");
-    __PYX_ERR(0, 404, __pyx_L1_error)
+    __PYX_ERR(0, 460, __pyx_L1_error)
   }
   __pyx_t_5 = __pyx_v_self->phdrs; __Pyx_INCREF(__pyx_t_5);
   __pyx_t_3 = 0;
@@ -31678,47 +33917,47 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
     {
       Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_5);
       #if !CYTHON_ASSUME_SAFE_SIZE
-      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 404, __pyx_L1_error)
+      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 460, __pyx_L1_error)
       #endif
       if (__pyx_t_3 >= __pyx_temp) break;
     }
     __pyx_t_1 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_5, __pyx_t_3, __Pyx_ReferenceSharing_OwnStrongReference);
     ++__pyx_t_3;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 404, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 460, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
     __Pyx_XDECREF_SET(__pyx_v_p, __pyx_t_1);
     __pyx_t_1 = 0;
 
-    /* "fastaudit/_elfedit.pyx":405
+    /* "fastaudit/_elfedit.pyx":461
  *         dyn_off = self.dyn_off
  *         for p in self.phdrs:
  *             if p[0] == PT_DYNAMIC:             # <<<<<<<<<<<<<<
  *                 dyn_off = p[2]
  *                 break
 */
-    __pyx_t_1 = __Pyx_GetItemInt(__pyx_v_p, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 405, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_GetItemInt(__pyx_v_p, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 461, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_6 = __Pyx_PyLong_From_uint64_t(PT_DYNAMIC); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 405, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyLong_From_uint64_t(PT_DYNAMIC); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 461, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
-    __pyx_t_4 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_1, __pyx_t_6, Py_EQ); if (unlikely((__pyx_t_4 < 0))) __PYX_ERR(0, 405, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_1, __pyx_t_6, Py_EQ); if (unlikely((__pyx_t_4 < 0))) __PYX_ERR(0, 461, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     if (__pyx_t_4) {
 
 
-      /* "fastaudit/_elfedit.pyx":406
+      /* "fastaudit/_elfedit.pyx":462
  *         for p in self.phdrs:
  *             if p[0] == PT_DYNAMIC:
  *                 dyn_off = p[2]             # <<<<<<<<<<<<<<
  *                 break
  *         for i, (tag, val) in enumerate(new_entries + [[DT_NULL, 0]]):
 */
-      __pyx_t_6 = __Pyx_GetItemInt(__pyx_v_p, 2, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 406, __pyx_L1_error)
+      __pyx_t_6 = __Pyx_GetItemInt(__pyx_v_p, 2, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 462, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_6);
       __Pyx_DECREF_SET(__pyx_v_dyn_off, __pyx_t_6);
       __pyx_t_6 = 0;
 
-      /* "fastaudit/_elfedit.pyx":407
+      /* "fastaudit/_elfedit.pyx":463
  *             if p[0] == PT_DYNAMIC:
  *                 dyn_off = p[2]
  *                 break             # <<<<<<<<<<<<<<
@@ -31727,7 +33966,7 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
 */
       goto __pyx_L20_break;
 
-      /* "fastaudit/_elfedit.pyx":405
+      /* "fastaudit/_elfedit.pyx":461
  *         dyn_off = self.dyn_off
  *         for p in self.phdrs:
  *             if p[0] == PT_DYNAMIC:             # <<<<<<<<<<<<<<
@@ -31736,7 +33975,7 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
 */
     }
 
-    /* "fastaudit/_elfedit.pyx":404
+    /* "fastaudit/_elfedit.pyx":460
  *         view = out
  *         dyn_off = self.dyn_off
  *         for p in self.phdrs:             # <<<<<<<<<<<<<<
@@ -31751,7 +33990,7 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
   goto __pyx_L22_for_end;
   __pyx_L22_for_end:;
 
-  /* "fastaudit/_elfedit.pyx":408
+  /* "fastaudit/_elfedit.pyx":464
  *                 dyn_off = p[2]
  *                 break
  *         for i, (tag, val) in enumerate(new_entries + [[DT_NULL, 0]]):             # <<<<<<<<<<<<<<
@@ -31760,22 +33999,22 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
 */
   __Pyx_INCREF(__pyx_mstate_global->__pyx_int_0);
   __pyx_t_5 = __pyx_mstate_global->__pyx_int_0;
-  __pyx_t_6 = __Pyx_PyLong_From_uint64_t(DT_NULL); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 408, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyLong_From_uint64_t(DT_NULL); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 464, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
-  __pyx_t_1 = PyList_New(2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 408, __pyx_L1_error)
+  __pyx_t_1 = PyList_New(2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 464, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __Pyx_GIVEREF(__pyx_t_6);
-  if (__Pyx_PyList_SET_ITEM(__pyx_t_1, 0, __pyx_t_6) != (0)) __PYX_ERR(0, 408, __pyx_L1_error);
+  if (__Pyx_PyList_SET_ITEM(__pyx_t_1, 0, __pyx_t_6) != (0)) __PYX_ERR(0, 464, __pyx_L1_error);
   __Pyx_INCREF(__pyx_mstate_global->__pyx_int_0);
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_int_0);
-  if (__Pyx_PyList_SET_ITEM(__pyx_t_1, 1, __pyx_mstate_global->__pyx_int_0) != (0)) __PYX_ERR(0, 408, __pyx_L1_error);
+  if (__Pyx_PyList_SET_ITEM(__pyx_t_1, 1, __pyx_mstate_global->__pyx_int_0) != (0)) __PYX_ERR(0, 464, __pyx_L1_error);
   __pyx_t_6 = 0;
-  __pyx_t_6 = PyList_New(1); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 408, __pyx_L1_error)
+  __pyx_t_6 = PyList_New(1); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 464, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_GIVEREF(__pyx_t_1);
-  if (__Pyx_PyList_SET_ITEM(__pyx_t_6, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 408, __pyx_L1_error);
+  if (__Pyx_PyList_SET_ITEM(__pyx_t_6, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 464, __pyx_L1_error);
   __pyx_t_1 = 0;
-  __pyx_t_1 = PyNumber_Add(__pyx_v_new_entries, __pyx_t_6); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 408, __pyx_L1_error)
+  __pyx_t_1 = PyNumber_Add(__pyx_v_new_entries, __pyx_t_6); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 464, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
   __pyx_t_6 = __pyx_t_1; __Pyx_INCREF(__pyx_t_6);
@@ -31785,13 +34024,13 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
     {
       Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_6);
       #if !CYTHON_ASSUME_SAFE_SIZE
-      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 408, __pyx_L1_error)
+      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 464, __pyx_L1_error)
       #endif
       if (__pyx_t_3 >= __pyx_temp) break;
     }
     __pyx_t_1 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_6, __pyx_t_3, __Pyx_ReferenceSharing_OwnStrongReference);
     ++__pyx_t_3;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 408, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 464, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
     if ((likely(PyTuple_CheckExact(__pyx_t_1))) || (PyList_CheckExact(__pyx_t_1))) {
       PyObject* sequence = __pyx_t_1;
@@ -31799,7 +34038,7 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
       if (unlikely(size != 2)) {
         if (size > 2) __Pyx_RaiseTooManyValuesError(2);
         else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-        __PYX_ERR(0, 408, __pyx_L1_error)
+        __PYX_ERR(0, 464, __pyx_L1_error)
       }
       #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
       if (likely(PyTuple_CheckExact(sequence))) {
@@ -31809,22 +34048,22 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
         __Pyx_INCREF(__pyx_t_12);
       } else {
         __pyx_t_7 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 408, __pyx_L1_error)
+        if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 464, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_7);
         __pyx_t_12 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 408, __pyx_L1_error)
+        if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 464, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_12);
       }
       #else
-      __pyx_t_7 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 408, __pyx_L1_error)
+      __pyx_t_7 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 464, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
-      __pyx_t_12 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 408, __pyx_L1_error)
+      __pyx_t_12 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 464, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_12);
       #endif
       __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
     } else {
       Py_ssize_t index = -1;
-      __pyx_t_13 = PyObject_GetIter(__pyx_t_1); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 408, __pyx_L1_error)
+      __pyx_t_13 = PyObject_GetIter(__pyx_t_1); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 464, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_13);
       __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
       __pyx_t_14 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_13);
@@ -31832,7 +34071,7 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
       __Pyx_GOTREF(__pyx_t_7);
       index = 1; __pyx_t_12 = __pyx_t_14(__pyx_t_13); if (unlikely(!__pyx_t_12)) goto __pyx_L25_unpacking_failed;
       __Pyx_GOTREF(__pyx_t_12);
-      if (__Pyx_IternextUnpackEndCheck(__pyx_t_14(__pyx_t_13), 2) < (0)) __PYX_ERR(0, 408, __pyx_L1_error)
+      if (__Pyx_IternextUnpackEndCheck(__pyx_t_14(__pyx_t_13), 2) < (0)) __PYX_ERR(0, 464, __pyx_L1_error)
       __pyx_t_14 = NULL;
       __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
       goto __pyx_L26_unpacking_done;
@@ -31840,7 +34079,7 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
       __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
       __pyx_t_14 = NULL;
       if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-      __PYX_ERR(0, 408, __pyx_L1_error)
+      __PYX_ERR(0, 464, __pyx_L1_error)
       __pyx_L26_unpacking_done:;
     }
     __Pyx_XDECREF_SET(__pyx_v_tag, __pyx_t_7);
@@ -31849,63 +34088,63 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
     __pyx_t_12 = 0;
     __Pyx_INCREF(__pyx_t_5);
     __Pyx_XDECREF_SET(__pyx_v_i, __pyx_t_5);
-    __pyx_t_1 = __Pyx_PyLong_AddObjC(__pyx_t_5, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 408, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyLong_AddObjC(__pyx_t_5, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 464, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
     __Pyx_DECREF(__pyx_t_5);
     __pyx_t_5 = __pyx_t_1;
     __pyx_t_1 = 0;
 
-    /* "fastaudit/_elfedit.pyx":409
+    /* "fastaudit/_elfedit.pyx":465
  *                 break
  *         for i, (tag, val) in enumerate(new_entries + [[DT_NULL, 0]]):
  *             self.put_word(view, dyn_off + i * img.dynent, tag)             # <<<<<<<<<<<<<<
  *             self.put_word(view, dyn_off + i * img.dynent + img.word, val)
  *         if not move_dynamic:
 */
-    __pyx_t_1 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->dynent); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 409, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->dynent); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 465, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_12 = __Pyx_PyNumber_Multiply_object_int(__pyx_v_i, __pyx_t_1); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 409, __pyx_L1_error)
+    __pyx_t_12 = __Pyx_PyNumber_Multiply_object_int(__pyx_v_i, __pyx_t_1); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 465, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_12);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __pyx_t_1 = __Pyx_PyNumber_Add_object_object(__pyx_v_dyn_off, __pyx_t_12); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 409, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyNumber_Add_object_object(__pyx_v_dyn_off, __pyx_t_12); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 465, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
     __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-    __pyx_t_15 = __Pyx_PyLong_As_uint64_t(__pyx_t_1); if (unlikely((__pyx_t_15 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 409, __pyx_L1_error)
+    __pyx_t_15 = __Pyx_PyLong_As_uint64_t(__pyx_t_1); if (unlikely((__pyx_t_15 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 465, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __pyx_t_16 = __Pyx_PyLong_As_uint64_t(__pyx_v_tag); if (unlikely((__pyx_t_16 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 409, __pyx_L1_error)
-    ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self->__pyx_vtab)->put_word(__pyx_v_self, __pyx_v_view, __pyx_t_15, __pyx_t_16); if (unlikely(PyErr_Occurred())) __PYX_ERR(0, 409, __pyx_L1_error)
+    __pyx_t_16 = __Pyx_PyLong_As_uint64_t(__pyx_v_tag); if (unlikely((__pyx_t_16 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 465, __pyx_L1_error)
+    ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self->__pyx_vtab)->put_word(__pyx_v_self, __pyx_v_view, __pyx_t_15, __pyx_t_16); if (unlikely(PyErr_Occurred())) __PYX_ERR(0, 465, __pyx_L1_error)
 
 
 
-    /* "fastaudit/_elfedit.pyx":410
+    /* "fastaudit/_elfedit.pyx":466
  *         for i, (tag, val) in enumerate(new_entries + [[DT_NULL, 0]]):
  *             self.put_word(view, dyn_off + i * img.dynent, tag)
  *             self.put_word(view, dyn_off + i * img.dynent + img.word, val)             # <<<<<<<<<<<<<<
  *         if not move_dynamic:
  *             for i in range(len(new_entries) + 1, capacity):  # spare slots stay DT_NULL
 */
-    __pyx_t_1 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->dynent); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 410, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->dynent); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 466, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_12 = __Pyx_PyNumber_Multiply_object_int(__pyx_v_i, __pyx_t_1); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 410, __pyx_L1_error)
+    __pyx_t_12 = __Pyx_PyNumber_Multiply_object_int(__pyx_v_i, __pyx_t_1); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 466, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_12);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __pyx_t_1 = __Pyx_PyNumber_Add_object_object(__pyx_v_dyn_off, __pyx_t_12); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 410, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyNumber_Add_object_object(__pyx_v_dyn_off, __pyx_t_12); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 466, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
     __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-    __pyx_t_12 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->word); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 410, __pyx_L1_error)
+    __pyx_t_12 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->word); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 466, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_12);
-    __pyx_t_7 = __Pyx_PyNumber_Add_object_int(__pyx_t_1, __pyx_t_12); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 410, __pyx_L1_error)
+    __pyx_t_7 = __Pyx_PyNumber_Add_object_int(__pyx_t_1, __pyx_t_12); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 466, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
     __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-    __pyx_t_16 = __Pyx_PyLong_As_uint64_t(__pyx_t_7); if (unlikely((__pyx_t_16 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 410, __pyx_L1_error)
+    __pyx_t_16 = __Pyx_PyLong_As_uint64_t(__pyx_t_7); if (unlikely((__pyx_t_16 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 466, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-    __pyx_t_15 = __Pyx_PyLong_As_uint64_t(__pyx_v_val); if (unlikely((__pyx_t_15 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 410, __pyx_L1_error)
-    ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self->__pyx_vtab)->put_word(__pyx_v_self, __pyx_v_view, __pyx_t_16, __pyx_t_15); if (unlikely(PyErr_Occurred())) __PYX_ERR(0, 410, __pyx_L1_error)
+    __pyx_t_15 = __Pyx_PyLong_As_uint64_t(__pyx_v_val); if (unlikely((__pyx_t_15 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 466, __pyx_L1_error)
+    ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self->__pyx_vtab)->put_word(__pyx_v_self, __pyx_v_view, __pyx_t_16, __pyx_t_15); if (unlikely(PyErr_Occurred())) __PYX_ERR(0, 466, __pyx_L1_error)
 
 
 
-    /* "fastaudit/_elfedit.pyx":408
+    /* "fastaudit/_elfedit.pyx":464
  *                 dyn_off = p[2]
  *                 break
  *         for i, (tag, val) in enumerate(new_entries + [[DT_NULL, 0]]):             # <<<<<<<<<<<<<<
@@ -31916,21 +34155,21 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
   __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "fastaudit/_elfedit.pyx":411
+  /* "fastaudit/_elfedit.pyx":467
  *             self.put_word(view, dyn_off + i * img.dynent, tag)
  *             self.put_word(view, dyn_off + i * img.dynent + img.word, val)
  *         if not move_dynamic:             # <<<<<<<<<<<<<<
  *             for i in range(len(new_entries) + 1, capacity):  # spare slots stay DT_NULL
  *                 self.put_word(view, dyn_off + i * img.dynent, 0)
 */
-  __pyx_t_4 = __Pyx_PyObject_IsTrue(__pyx_v_move_dynamic); if (unlikely((__pyx_t_4 < 0))) __PYX_ERR(0, 411, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_IsTrue(__pyx_v_move_dynamic); if (unlikely((__pyx_t_4 < 0))) __PYX_ERR(0, 467, __pyx_L1_error)
   __pyx_t_2 = (!__pyx_t_4);
 
 
   if (__pyx_t_2) {
 
 
-    /* "fastaudit/_elfedit.pyx":412
+    /* "fastaudit/_elfedit.pyx":468
  *             self.put_word(view, dyn_off + i * img.dynent + img.word, val)
  *         if not move_dynamic:
  *             for i in range(len(new_entries) + 1, capacity):  # spare slots stay DT_NULL             # <<<<<<<<<<<<<<
@@ -31940,13 +34179,13 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
     __pyx_t_6 = NULL;
     if (unlikely(__pyx_v_new_entries == Py_None)) {
       PyErr_SetString(PyExc_TypeError, "object of type \047NoneType\047 has no len()");
-      __PYX_ERR(0, 412, __pyx_L1_error)
+      __PYX_ERR(0, 468, __pyx_L1_error)
     }
-    __pyx_t_3 = __Pyx_PyList_GET_SIZE(__pyx_v_new_entries); if (unlikely(__pyx_t_3 == ((Py_ssize_t)-1))) __PYX_ERR(0, 412, __pyx_L1_error)
-    __pyx_t_7 = PyLong_FromSsize_t((__pyx_t_3 + 1)); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 412, __pyx_L1_error)
+    __pyx_t_3 = __Pyx_PyList_GET_SIZE(__pyx_v_new_entries); if (unlikely(__pyx_t_3 == ((Py_ssize_t)-1))) __PYX_ERR(0, 468, __pyx_L1_error)
+    __pyx_t_7 = PyLong_FromSsize_t((__pyx_t_3 + 1)); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 468, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
 
-    __pyx_t_12 = __Pyx_PyLong_From_uint64_t(__pyx_v_capacity); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 412, __pyx_L1_error)
+    __pyx_t_12 = __Pyx_PyLong_From_uint64_t(__pyx_v_capacity); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 468, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_12);
     __pyx_t_10 = 1;
     {
@@ -31955,12 +34194,12 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
       __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
       __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 412, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 468, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
-    __pyx_t_12 = PyObject_GetIter(__pyx_t_5); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 412, __pyx_L1_error)
+    __pyx_t_12 = PyObject_GetIter(__pyx_t_5); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 468, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_12);
-    __pyx_t_17 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_12); if (unlikely(!__pyx_t_17)) __PYX_ERR(0, 412, __pyx_L1_error)
+    __pyx_t_17 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_12); if (unlikely(!__pyx_t_17)) __PYX_ERR(0, 468, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     for (;;) {
       {
@@ -31968,7 +34207,7 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
         if (unlikely(!__pyx_t_5)) {
           PyObject* exc_type = PyErr_Occurred();
           if (exc_type) {
-            if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(0, 412, __pyx_L1_error)
+            if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(0, 468, __pyx_L1_error)
             PyErr_Clear();
           }
           break;
@@ -31978,53 +34217,53 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
       __Pyx_XDECREF_SET(__pyx_v_i, __pyx_t_5);
       __pyx_t_5 = 0;
 
-      /* "fastaudit/_elfedit.pyx":413
+      /* "fastaudit/_elfedit.pyx":469
  *         if not move_dynamic:
  *             for i in range(len(new_entries) + 1, capacity):  # spare slots stay DT_NULL
  *                 self.put_word(view, dyn_off + i * img.dynent, 0)             # <<<<<<<<<<<<<<
  *                 self.put_word(view, dyn_off + i * img.dynent + img.word, 0)
- *         for pos, val in vn_updates.items():
+ *         for pos, size, value in patches:
 */
-      __pyx_t_5 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->dynent); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 413, __pyx_L1_error)
+      __pyx_t_5 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->dynent); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 469, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
-      __pyx_t_7 = __Pyx_PyNumber_Multiply_object_int(__pyx_v_i, __pyx_t_5); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 413, __pyx_L1_error)
+      __pyx_t_7 = __Pyx_PyNumber_Multiply_object_int(__pyx_v_i, __pyx_t_5); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 469, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      __pyx_t_5 = __Pyx_PyNumber_Add_object_object(__pyx_v_dyn_off, __pyx_t_7); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 413, __pyx_L1_error)
+      __pyx_t_5 = __Pyx_PyNumber_Add_object_object(__pyx_v_dyn_off, __pyx_t_7); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 469, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-      __pyx_t_15 = __Pyx_PyLong_As_uint64_t(__pyx_t_5); if (unlikely((__pyx_t_15 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 413, __pyx_L1_error)
+      __pyx_t_15 = __Pyx_PyLong_As_uint64_t(__pyx_t_5); if (unlikely((__pyx_t_15 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 469, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self->__pyx_vtab)->put_word(__pyx_v_self, __pyx_v_view, __pyx_t_15, 0); if (unlikely(PyErr_Occurred())) __PYX_ERR(0, 413, __pyx_L1_error)
+      ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self->__pyx_vtab)->put_word(__pyx_v_self, __pyx_v_view, __pyx_t_15, 0); if (unlikely(PyErr_Occurred())) __PYX_ERR(0, 469, __pyx_L1_error)
 
 
-      /* "fastaudit/_elfedit.pyx":414
+      /* "fastaudit/_elfedit.pyx":470
  *             for i in range(len(new_entries) + 1, capacity):  # spare slots stay DT_NULL
  *                 self.put_word(view, dyn_off + i * img.dynent, 0)
  *                 self.put_word(view, dyn_off + i * img.dynent + img.word, 0)             # <<<<<<<<<<<<<<
- *         for pos, val in vn_updates.items():
- *             wr32(&view[pos], le, val)
+ *         for pos, size, value in patches:
+ *             if size == 2:
 */
-      __pyx_t_5 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->dynent); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 414, __pyx_L1_error)
+      __pyx_t_5 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->dynent); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 470, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
-      __pyx_t_7 = __Pyx_PyNumber_Multiply_object_int(__pyx_v_i, __pyx_t_5); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 414, __pyx_L1_error)
+      __pyx_t_7 = __Pyx_PyNumber_Multiply_object_int(__pyx_v_i, __pyx_t_5); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 470, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      __pyx_t_5 = __Pyx_PyNumber_Add_object_object(__pyx_v_dyn_off, __pyx_t_7); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 414, __pyx_L1_error)
+      __pyx_t_5 = __Pyx_PyNumber_Add_object_object(__pyx_v_dyn_off, __pyx_t_7); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 470, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-      __pyx_t_7 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->word); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 414, __pyx_L1_error)
+      __pyx_t_7 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->word); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 470, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
-      __pyx_t_6 = __Pyx_PyNumber_Add_object_int(__pyx_t_5, __pyx_t_7); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 414, __pyx_L1_error)
+      __pyx_t_6 = __Pyx_PyNumber_Add_object_int(__pyx_t_5, __pyx_t_7); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 470, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_6);
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-      __pyx_t_15 = __Pyx_PyLong_As_uint64_t(__pyx_t_6); if (unlikely((__pyx_t_15 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 414, __pyx_L1_error)
+      __pyx_t_15 = __Pyx_PyLong_As_uint64_t(__pyx_t_6); if (unlikely((__pyx_t_15 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 470, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-      ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self->__pyx_vtab)->put_word(__pyx_v_self, __pyx_v_view, __pyx_t_15, 0); if (unlikely(PyErr_Occurred())) __PYX_ERR(0, 414, __pyx_L1_error)
+      ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self->__pyx_vtab)->put_word(__pyx_v_self, __pyx_v_view, __pyx_t_15, 0); if (unlikely(PyErr_Occurred())) __PYX_ERR(0, 470, __pyx_L1_error)
 
 
-      /* "fastaudit/_elfedit.pyx":412
+      /* "fastaudit/_elfedit.pyx":468
  *             self.put_word(view, dyn_off + i * img.dynent + img.word, val)
  *         if not move_dynamic:
  *             for i in range(len(new_entries) + 1, capacity):  # spare slots stay DT_NULL             # <<<<<<<<<<<<<<
@@ -32034,7 +34273,7 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
     }
     __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
 
-    /* "fastaudit/_elfedit.pyx":411
+    /* "fastaudit/_elfedit.pyx":467
  *             self.put_word(view, dyn_off + i * img.dynent, tag)
  *             self.put_word(view, dyn_off + i * img.dynent + img.word, val)
  *         if not move_dynamic:             # <<<<<<<<<<<<<<
@@ -32043,64 +34282,208 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
 */
   }
 
-  /* "fastaudit/_elfedit.pyx":415
+  /* "fastaudit/_elfedit.pyx":471
  *                 self.put_word(view, dyn_off + i * img.dynent, 0)
  *                 self.put_word(view, dyn_off + i * img.dynent + img.word, 0)
- *         for pos, val in vn_updates.items():             # <<<<<<<<<<<<<<
- *             wr32(&view[pos], le, val)
- *         return bytes(out)
+ *         for pos, size, value in patches:             # <<<<<<<<<<<<<<
+ *             if size == 2:
+ *                 wr16(&view[pos], le, value)
 */
-  __pyx_t_3 = 0;
-  if (unlikely(__pyx_v_vn_updates == Py_None)) {
-    PyErr_Format(PyExc_AttributeError, "\047NoneType\047 object has no attribute \047%.30s\047", "items");
-    __PYX_ERR(0, 415, __pyx_L1_error)
+  if (unlikely(__pyx_v_patches == Py_None)) {
+    PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not iterable");
+    __PYX_ERR(0, 471, __pyx_L1_error)
   }
-  __pyx_t_6 = __Pyx_dict_iterator(__pyx_v_vn_updates, 1, __pyx_mstate_global->__pyx_n_u_items, (&__pyx_t_18), (&__pyx_t_9)); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 415, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_6);
-  __Pyx_XDECREF(__pyx_t_12);
-  __pyx_t_12 = __pyx_t_6;
-  __pyx_t_6 = 0;
-  while (1) {
-    __pyx_t_19 = __Pyx_dict_iter_next(__pyx_t_12, __pyx_t_18, &__pyx_t_3, &__pyx_t_6, &__pyx_t_7, NULL, __pyx_t_9);
-    if (unlikely(__pyx_t_19 == 0)) break;
-    if (unlikely(__pyx_t_19 == -1)) __PYX_ERR(0, 415, __pyx_L1_error)
+  __pyx_t_12 = __pyx_v_patches; __Pyx_INCREF(__pyx_t_12);
+  __pyx_t_3 = 0;
+  for (;;) {
+    {
+      Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_12);
+      #if !CYTHON_ASSUME_SAFE_SIZE
+      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 471, __pyx_L1_error)
+      #endif
+      if (__pyx_t_3 >= __pyx_temp) break;
+    }
+    __pyx_t_6 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_12, __pyx_t_3, __Pyx_ReferenceSharing_OwnStrongReference);
+    ++__pyx_t_3;
+    if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 471, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
-    __Pyx_GOTREF(__pyx_t_7);
-    __Pyx_XDECREF_SET(__pyx_v_pos, __pyx_t_6);
-    __pyx_t_6 = 0;
-    __Pyx_XDECREF_SET(__pyx_v_val, __pyx_t_7);
+    if ((likely(PyTuple_CheckExact(__pyx_t_6))) || (PyList_CheckExact(__pyx_t_6))) {
+      PyObject* sequence = __pyx_t_6;
+      Py_ssize_t size = __Pyx_PySequence_SIZE(sequence);
+      if (unlikely(size != 3)) {
+        if (size > 3) __Pyx_RaiseTooManyValuesError(3);
+        else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
+        __PYX_ERR(0, 471, __pyx_L1_error)
+      }
+      #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
+      if (likely(PyTuple_CheckExact(sequence))) {
+        __pyx_t_7 = PyTuple_GET_ITEM(sequence, 0);
+        __Pyx_INCREF(__pyx_t_7);
+        __pyx_t_5 = PyTuple_GET_ITEM(sequence, 1);
+        __Pyx_INCREF(__pyx_t_5);
+        __pyx_t_1 = PyTuple_GET_ITEM(sequence, 2);
+        __Pyx_INCREF(__pyx_t_1);
+      } else {
+        __pyx_t_7 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
+        if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 471, __pyx_L1_error)
+        __Pyx_XGOTREF(__pyx_t_7);
+        __pyx_t_5 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
+        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 471, __pyx_L1_error)
+        __Pyx_XGOTREF(__pyx_t_5);
+        __pyx_t_1 = __Pyx_PyList_GET_ITEM_REF(sequence, 2, __Pyx_ReferenceSharing_SharedReference);
+        if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 471, __pyx_L1_error)
+        __Pyx_XGOTREF(__pyx_t_1);
+      }
+      #else
+      __pyx_t_7 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 471, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_7);
+      __pyx_t_5 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 471, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_5);
+      __pyx_t_1 = __Pyx_PySequence_ITEM(sequence, 2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 471, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_1);
+      #endif
+      __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+    } else {
+      Py_ssize_t index = -1;
+      __pyx_t_13 = PyObject_GetIter(__pyx_t_6); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 471, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_13);
+      __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+      __pyx_t_14 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_13);
+      index = 0; __pyx_t_7 = __pyx_t_14(__pyx_t_13); if (unlikely(!__pyx_t_7)) goto __pyx_L34_unpacking_failed;
+      __Pyx_GOTREF(__pyx_t_7);
+      index = 1; __pyx_t_5 = __pyx_t_14(__pyx_t_13); if (unlikely(!__pyx_t_5)) goto __pyx_L34_unpacking_failed;
+      __Pyx_GOTREF(__pyx_t_5);
+      index = 2; __pyx_t_1 = __pyx_t_14(__pyx_t_13); if (unlikely(!__pyx_t_1)) goto __pyx_L34_unpacking_failed;
+      __Pyx_GOTREF(__pyx_t_1);
+      if (__Pyx_IternextUnpackEndCheck(__pyx_t_14(__pyx_t_13), 3) < (0)) __PYX_ERR(0, 471, __pyx_L1_error)
+      __pyx_t_14 = NULL;
+      __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
+      goto __pyx_L35_unpacking_done;
+      __pyx_L34_unpacking_failed:;
+      __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
+      __pyx_t_14 = NULL;
+      if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
+      __PYX_ERR(0, 471, __pyx_L1_error)
+      __pyx_L35_unpacking_done:;
+    }
+    __Pyx_XDECREF_SET(__pyx_v_pos, __pyx_t_7);
     __pyx_t_7 = 0;
+    __Pyx_XDECREF_SET(__pyx_v_size, __pyx_t_5);
+    __pyx_t_5 = 0;
+    __Pyx_XDECREF_SET(__pyx_v_value, __pyx_t_1);
+    __pyx_t_1 = 0;
 
-    /* "fastaudit/_elfedit.pyx":416
+    /* "fastaudit/_elfedit.pyx":472
  *                 self.put_word(view, dyn_off + i * img.dynent + img.word, 0)
- *         for pos, val in vn_updates.items():
- *             wr32(&view[pos], le, val)             # <<<<<<<<<<<<<<
+ *         for pos, size, value in patches:
+ *             if size == 2:             # <<<<<<<<<<<<<<
+ *                 wr16(&view[pos], le, value)
+ *             elif size == 4:
+*/
+    __pyx_t_2 = (__Pyx_PyLong_BoolEqObjC(__pyx_v_size, __pyx_mstate_global->__pyx_int_2, 2, 0)); if (unlikely((__pyx_t_2 < 0))) __PYX_ERR(0, 472, __pyx_L1_error)
+    if (__pyx_t_2) {
+
+
+      /* "fastaudit/_elfedit.pyx":473
+ *         for pos, size, value in patches:
+ *             if size == 2:
+ *                 wr16(&view[pos], le, value)             # <<<<<<<<<<<<<<
+ *             elif size == 4:
+ *                 wr32(&view[pos], le, value)
+*/
+      __pyx_t_18 = __Pyx_PyIndex_AsSsize_t(__pyx_v_pos); if (unlikely((__pyx_t_18 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 473, __pyx_L1_error)
+      __pyx_t_19 = __pyx_t_18;
+      __pyx_t_20 = __Pyx_PyLong_As_uint16_t(__pyx_v_value); if (unlikely((__pyx_t_20 == ((uint16_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 473, __pyx_L1_error)
+      __pyx_f_9fastaudit_8_elfedit_wr16((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_19)) )))), __pyx_v_le, __pyx_t_20);
+
+
+
+      /* "fastaudit/_elfedit.pyx":472
+ *                 self.put_word(view, dyn_off + i * img.dynent + img.word, 0)
+ *         for pos, size, value in patches:
+ *             if size == 2:             # <<<<<<<<<<<<<<
+ *                 wr16(&view[pos], le, value)
+ *             elif size == 4:
+*/
+      goto __pyx_L36;
+    }
+
+    /* "fastaudit/_elfedit.pyx":474
+ *             if size == 2:
+ *                 wr16(&view[pos], le, value)
+ *             elif size == 4:             # <<<<<<<<<<<<<<
+ *                 wr32(&view[pos], le, value)
+ *             else:
+*/
+    __pyx_t_2 = (__Pyx_PyLong_BoolEqObjC(__pyx_v_size, __pyx_mstate_global->__pyx_int_4, 4, 0)); if (unlikely((__pyx_t_2 < 0))) __PYX_ERR(0, 474, __pyx_L1_error)
+    if (__pyx_t_2) {
+
+
+      /* "fastaudit/_elfedit.pyx":475
+ *                 wr16(&view[pos], le, value)
+ *             elif size == 4:
+ *                 wr32(&view[pos], le, value)             # <<<<<<<<<<<<<<
+ *             else:
+ *                 wr64(&view[pos], le, value)
+*/
+      __pyx_t_18 = __Pyx_PyIndex_AsSsize_t(__pyx_v_pos); if (unlikely((__pyx_t_18 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 475, __pyx_L1_error)
+      __pyx_t_19 = __pyx_t_18;
+      __pyx_t_21 = __Pyx_PyLong_As_uint32_t(__pyx_v_value); if (unlikely((__pyx_t_21 == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 475, __pyx_L1_error)
+      __pyx_f_9fastaudit_8_elfedit_wr32((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_19)) )))), __pyx_v_le, __pyx_t_21);
+
+
+
+      /* "fastaudit/_elfedit.pyx":474
+ *             if size == 2:
+ *                 wr16(&view[pos], le, value)
+ *             elif size == 4:             # <<<<<<<<<<<<<<
+ *                 wr32(&view[pos], le, value)
+ *             else:
+*/
+      goto __pyx_L36;
+    }
+
+    /* "fastaudit/_elfedit.pyx":477
+ *                 wr32(&view[pos], le, value)
+ *             else:
+ *                 wr64(&view[pos], le, value)             # <<<<<<<<<<<<<<
  *         return bytes(out)
  * 
 */
-    __pyx_t_20 = __Pyx_PyIndex_AsSsize_t(__pyx_v_pos); if (unlikely((__pyx_t_20 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 416, __pyx_L1_error)
-    __pyx_t_21 = __pyx_t_20;
-    __pyx_t_22 = __Pyx_PyLong_As_uint32_t(__pyx_v_val); if (unlikely((__pyx_t_22 == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 416, __pyx_L1_error)
-    __pyx_f_9fastaudit_8_elfedit_wr32((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_21)) )))), __pyx_v_le, __pyx_t_22);
+    /*else*/ {
+      __pyx_t_18 = __Pyx_PyIndex_AsSsize_t(__pyx_v_pos); if (unlikely((__pyx_t_18 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 477, __pyx_L1_error)
+      __pyx_t_19 = __pyx_t_18;
+      __pyx_t_15 = __Pyx_PyLong_As_uint64_t(__pyx_v_value); if (unlikely((__pyx_t_15 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 477, __pyx_L1_error)
+      __pyx_f_9fastaudit_8_elfedit_wr64((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_19)) )))), __pyx_v_le, __pyx_t_15);
 
 
+    }
+    __pyx_L36:;
+
+    /* "fastaudit/_elfedit.pyx":471
+ *                 self.put_word(view, dyn_off + i * img.dynent, 0)
+ *                 self.put_word(view, dyn_off + i * img.dynent + img.word, 0)
+ *         for pos, size, value in patches:             # <<<<<<<<<<<<<<
+ *             if size == 2:
+ *                 wr16(&view[pos], le, value)
+*/
   }
   __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
 
-  /* "fastaudit/_elfedit.pyx":417
- *         for pos, val in vn_updates.items():
- *             wr32(&view[pos], le, val)
+  /* "fastaudit/_elfedit.pyx":478
+ *             else:
+ *                 wr64(&view[pos], le, value)
  *         return bytes(out)             # <<<<<<<<<<<<<<
  * 
  *     cdef void put_word(self, uint8_t[::1] view, uint64_t off, uint64_t value):
 */
-  __pyx_t_7 = NULL;
+  __pyx_t_6 = NULL;
   __pyx_t_10 = 1;
   {
-    PyObject *__pyx_callargs[2] = {__pyx_t_7, __pyx_v_out};
+    PyObject *__pyx_callargs[2] = {__pyx_t_6, __pyx_v_out};
     __pyx_t_12 = __Pyx_PyObject_FastCall((PyObject*)(&PyBytes_Type), __pyx_callargs+__pyx_t_10, (2-__pyx_t_10) | (__pyx_t_10*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-    __Pyx_XDECREF(__pyx_t_7); __pyx_t_7 = 0;
-    if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 417, __pyx_L1_error)
+    __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
+    if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 478, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_12);
   }
   {
@@ -32114,10 +34497,10 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
   __pyx_t_12 = 0;
   goto __pyx_L0;
 
-  /* "fastaudit/_elfedit.pyx":386
+  /* "fastaudit/_elfedit.pyx":442
  *         return len(self.dynstr) + found
  * 
- *     def write(self, list new_entries, dict vn_updates):             # <<<<<<<<<<<<<<
+ *     def write(self, list new_entries, list patches):             # <<<<<<<<<<<<<<
  *         cdef _Image img = self.img
  *         cdef bint le = img.im.le
 */
@@ -32148,13 +34531,15 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
   __Pyx_XDECREF(__pyx_v_tag);
   __Pyx_XDECREF(__pyx_v_val);
   __Pyx_XDECREF(__pyx_v_pos);
-  __Pyx_XDECREF(__pyx_9genexpr16__pyx_v_e);
+  __Pyx_XDECREF(__pyx_v_size);
+  __Pyx_XDECREF(__pyx_v_value);
+  __Pyx_XDECREF(__pyx_9genexpr21__pyx_v_e);
   __Pyx_XGIVEREF(__pyx_r);
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
 
-/* "fastaudit/_elfedit.pyx":419
+/* "fastaudit/_elfedit.pyx":480
  *         return bytes(out)
  * 
  *     cdef void put_word(self, uint8_t[::1] view, uint64_t off, uint64_t value):             # <<<<<<<<<<<<<<
@@ -32165,7 +34550,7 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
 static void __pyx_f_9fastaudit_8_elfedit_8_Rewrite_put_word(struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *__pyx_v_self, __Pyx_memviewslice __pyx_v_view, uint64_t __pyx_v_off, uint64_t __pyx_v_value) {
   uint64_t __pyx_t_1;
 
-  /* "fastaudit/_elfedit.pyx":420
+  /* "fastaudit/_elfedit.pyx":481
  * 
  *     cdef void put_word(self, uint8_t[::1] view, uint64_t off, uint64_t value):
  *         if self.img.im.is64:             # <<<<<<<<<<<<<<
@@ -32174,7 +34559,7 @@ static void __pyx_f_9fastaudit_8_elfedit_8_Rewrite_put_word(struct __pyx_obj_9fa
 */
   if (__pyx_v_self->img->im.is64) {
 
-    /* "fastaudit/_elfedit.pyx":421
+    /* "fastaudit/_elfedit.pyx":482
  *     cdef void put_word(self, uint8_t[::1] view, uint64_t off, uint64_t value):
  *         if self.img.im.is64:
  *             wr64(&view[off], self.img.im.le, value)             # <<<<<<<<<<<<<<
@@ -32184,7 +34569,7 @@ static void __pyx_f_9fastaudit_8_elfedit_8_Rewrite_put_word(struct __pyx_obj_9fa
     __pyx_t_1 = __pyx_v_off;
     __pyx_f_9fastaudit_8_elfedit_wr64((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_1)) )))), __pyx_v_self->img->im.le, __pyx_v_value);
 
-    /* "fastaudit/_elfedit.pyx":420
+    /* "fastaudit/_elfedit.pyx":481
  * 
  *     cdef void put_word(self, uint8_t[::1] view, uint64_t off, uint64_t value):
  *         if self.img.im.is64:             # <<<<<<<<<<<<<<
@@ -32194,7 +34579,7 @@ static void __pyx_f_9fastaudit_8_elfedit_8_Rewrite_put_word(struct __pyx_obj_9fa
     goto __pyx_L3;
   }
 
-  /* "fastaudit/_elfedit.pyx":423
+  /* "fastaudit/_elfedit.pyx":484
  *             wr64(&view[off], self.img.im.le, value)
  *         else:
  *             wr32(&view[off], self.img.im.le, <uint32_t>value)             # <<<<<<<<<<<<<<
@@ -32207,7 +34592,7 @@ static void __pyx_f_9fastaudit_8_elfedit_8_Rewrite_put_word(struct __pyx_obj_9fa
   }
   __pyx_L3:;
 
-  /* "fastaudit/_elfedit.pyx":419
+  /* "fastaudit/_elfedit.pyx":480
  *         return bytes(out)
  * 
  *     cdef void put_word(self, uint8_t[::1] view, uint64_t off, uint64_t value):             # <<<<<<<<<<<<<<
@@ -32219,7 +34604,7 @@ static void __pyx_f_9fastaudit_8_elfedit_8_Rewrite_put_word(struct __pyx_obj_9fa
 
 }
 
-/* "fastaudit/_elfedit.pyx":425
+/* "fastaudit/_elfedit.pyx":486
  *             wr32(&view[off], self.img.im.le, <uint32_t>value)
  * 
  *     def new_segment(self, list new_entries, bint move_dynamic, bytearray out) -> bytearray:             # <<<<<<<<<<<<<<
@@ -32228,16 +34613,16 @@ static void __pyx_f_9fastaudit_8_elfedit_8_Rewrite_put_word(struct __pyx_obj_9fa
 */
 
 /* Python wrapper */
-static PyObject *__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_21new_segment(PyObject *__pyx_v_self, 
+static PyObject *__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_25new_segment(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-PyDoc_STRVAR(__pyx_doc_9fastaudit_8_elfedit_8_Rewrite_20new_segment, "Lay out the new PT_LOAD (program headers when they must move, .dynstr, .dynamic when it\n        must move), update every header that points at what moved, and return its bytes.");
-static PyMethodDef __pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_21new_segment = {"new_segment", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_21new_segment, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_9fastaudit_8_elfedit_8_Rewrite_20new_segment};
-static PyObject *__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_21new_segment(PyObject *__pyx_v_self, 
+PyDoc_STRVAR(__pyx_doc_9fastaudit_8_elfedit_8_Rewrite_24new_segment, "Lay out the new PT_LOAD (program headers when they must move, .dynstr, .dynamic when it\n        must move), update every header that points at what moved, and return its bytes.");
+static PyMethodDef __pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_25new_segment = {"new_segment", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_25new_segment, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_9fastaudit_8_elfedit_8_Rewrite_24new_segment};
+static PyObject *__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_25new_segment(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
@@ -32269,46 +34654,46 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_new_entries,&__pyx_mstate_global->__pyx_n_u_move_dynamic,&__pyx_mstate_global->__pyx_n_u_out,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 425, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 486, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 425, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 486, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 425, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 486, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 425, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 486, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "new_segment", 0) < (0)) __PYX_ERR(0, 425, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "new_segment", 0) < (0)) __PYX_ERR(0, 486, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 3; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("new_segment", 1, 3, 3, i); __PYX_ERR(0, 425, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("new_segment", 1, 3, 3, i); __PYX_ERR(0, 486, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 3)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 425, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 486, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 425, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 486, __pyx_L3_error)
       values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 425, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 486, __pyx_L3_error)
     }
     __pyx_v_new_entries = ((PyObject*)values[0]);
-    __pyx_v_move_dynamic = __Pyx_PyObject_IsTrue(values[1]); if (unlikely((__pyx_v_move_dynamic == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 425, __pyx_L3_error)
+    __pyx_v_move_dynamic = __Pyx_PyObject_IsTrue(values[1]); if (unlikely((__pyx_v_move_dynamic == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 486, __pyx_L3_error)
     __pyx_v_out = ((PyObject*)values[2]);
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("new_segment", 1, 3, 3, __pyx_nargs); __PYX_ERR(0, 425, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("new_segment", 1, 3, 3, __pyx_nargs); __PYX_ERR(0, 486, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -32319,9 +34704,9 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return NULL;
   __pyx_L4_argument_unpacking_done:;
-  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_new_entries), (&PyList_Type), 1, "new_entries", 1))) __PYX_ERR(0, 425, __pyx_L1_error)
-  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_out), (&PyByteArray_Type), 1, "out", 1))) __PYX_ERR(0, 425, __pyx_L1_error)
-  __pyx_r = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(((struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self), __pyx_v_new_entries, __pyx_v_move_dynamic, __pyx_v_out);
+  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_new_entries), (&PyList_Type), 1, "new_entries", 1))) __PYX_ERR(0, 486, __pyx_L1_error)
+  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_out), (&PyByteArray_Type), 1, "out", 1))) __PYX_ERR(0, 486, __pyx_L1_error)
+  __pyx_r = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(((struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self), __pyx_v_new_entries, __pyx_v_move_dynamic, __pyx_v_out);
 
   /* function exit code */
   goto __pyx_L0;
@@ -32342,7 +34727,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
 }
 static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_2generator1(__pyx_CoroutineObject *__pyx_generator, CYTHON_UNUSED PyThreadState *__pyx_tstate, PyObject *__pyx_sent_value); /* proto */
 
-/* "fastaudit/_elfedit.pyx":431
+/* "fastaudit/_elfedit.pyx":492
  *         cdef uint8_t[::1] view
  *         table = bytes(self.dynstr) + bytes(self.appended)
  *         slot = next((i for i, p in enumerate(self.phdrs) if p[0] == PT_NULL), None)             # <<<<<<<<<<<<<<
@@ -32362,7 +34747,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_11new_segment_genexpr(C
   if (unlikely(!__pyx_cur_scope)) {
     __pyx_cur_scope = ((struct __pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_2_genexpr *)Py_None);
     __Pyx_INCREF(Py_None);
-    __PYX_ERR(0, 431, __pyx_L1_error)
+    __PYX_ERR(0, 492, __pyx_L1_error)
   } else {
     __Pyx_GOTREF((PyObject *)__pyx_cur_scope);
   }
@@ -32370,7 +34755,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_11new_segment_genexpr(C
   __Pyx_INCREF(__pyx_cur_scope->__pyx_genexpr_arg_0);
   __Pyx_GIVEREF(__pyx_cur_scope->__pyx_genexpr_arg_0);
   {
-    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_2generator1, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[1]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_new_segment_locals_genexpr, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit); if (unlikely(!gen)) __PYX_ERR(0, 431, __pyx_L1_error)
+    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_2generator1, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[1]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_new_segment_locals_genexpr, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit); if (unlikely(!gen)) __PYX_ERR(0, 492, __pyx_L1_error)
     __Pyx_DECREF(__pyx_cur_scope);
     __Pyx_RefNannyFinishContext();
     return (PyObject *) gen;
@@ -32411,24 +34796,24 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_2generato
   __pyx_L3_first_run:;
   if (unlikely(__pyx_sent_value != Py_None)) {
     if (unlikely(__pyx_sent_value)) PyErr_SetString(PyExc_TypeError, "can't send non-None value to a just-started generator");
-    __PYX_ERR(0, 431, __pyx_L1_error)
+    __PYX_ERR(0, 492, __pyx_L1_error)
   }
   __Pyx_INCREF(__pyx_mstate_global->__pyx_int_0);
   __pyx_t_1 = __pyx_mstate_global->__pyx_int_0;
-  if (unlikely(!__pyx_cur_scope->__pyx_genexpr_arg_0)) { __Pyx_RaiseUnboundLocalError(".0"); __PYX_ERR(0, 431, __pyx_L1_error) }
+  if (unlikely(!__pyx_cur_scope->__pyx_genexpr_arg_0)) { __Pyx_RaiseUnboundLocalError(".0"); __PYX_ERR(0, 492, __pyx_L1_error) }
   __pyx_t_2 = __pyx_cur_scope->__pyx_genexpr_arg_0; __Pyx_INCREF(__pyx_t_2);
   __pyx_t_3 = 0;
   for (;;) {
     {
       Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_2);
       #if !CYTHON_ASSUME_SAFE_SIZE
-      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 431, __pyx_L1_error)
+      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 492, __pyx_L1_error)
       #endif
       if (__pyx_t_3 >= __pyx_temp) break;
     }
     __pyx_t_4 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_2, __pyx_t_3, __Pyx_ReferenceSharing_OwnStrongReference);
     ++__pyx_t_3;
-    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 431, __pyx_L1_error)
+    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 492, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __Pyx_XGOTREF(__pyx_cur_scope->__pyx_v_p);
     __Pyx_XDECREF_SET(__pyx_cur_scope->__pyx_v_p, __pyx_t_4);
@@ -32438,16 +34823,16 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_2generato
     __Pyx_XGOTREF(__pyx_cur_scope->__pyx_v_i);
     __Pyx_XDECREF_SET(__pyx_cur_scope->__pyx_v_i, __pyx_t_1);
     __Pyx_GIVEREF(__pyx_t_1);
-    __pyx_t_4 = __Pyx_PyLong_AddObjC(__pyx_t_1, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 431, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyLong_AddObjC(__pyx_t_1, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 492, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __Pyx_DECREF(__pyx_t_1);
     __pyx_t_1 = __pyx_t_4;
     __pyx_t_4 = 0;
-    __pyx_t_4 = __Pyx_GetItemInt(__pyx_cur_scope->__pyx_v_p, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 431, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_GetItemInt(__pyx_cur_scope->__pyx_v_p, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 492, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_5 = __Pyx_PyLong_From_uint64_t(PT_NULL); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 431, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyLong_From_uint64_t(PT_NULL); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 492, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_6 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_4, __pyx_t_5, Py_EQ); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 431, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_4, __pyx_t_5, Py_EQ); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 492, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     if (__pyx_t_6) {
@@ -32474,7 +34859,7 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_2generato
       __pyx_cur_scope->__pyx_t_1 = 0;
       __Pyx_XGOTREF(__pyx_t_2);
       __pyx_t_3 = __pyx_cur_scope->__pyx_t_2;
-      if (unlikely(!__pyx_sent_value)) __PYX_ERR(0, 431, __pyx_L1_error)
+      if (unlikely(!__pyx_sent_value)) __PYX_ERR(0, 492, __pyx_L1_error)
     }
   }
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
@@ -32505,7 +34890,7 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_2generato
 }
 static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_5generator2(__pyx_CoroutineObject *__pyx_generator, CYTHON_UNUSED PyThreadState *__pyx_tstate, PyObject *__pyx_sent_value); /* proto */
 
-/* "fastaudit/_elfedit.pyx":433
+/* "fastaudit/_elfedit.pyx":494
  *         slot = next((i for i, p in enumerate(self.phdrs) if p[0] == PT_NULL), None)
  *         move_phdrs = slot is None
  *         if move_phdrs and any(p[0] == PT_INTERP for p in self.phdrs):             # <<<<<<<<<<<<<<
@@ -32525,7 +34910,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_11new_segment_3genexpr(
   if (unlikely(!__pyx_cur_scope)) {
     __pyx_cur_scope = ((struct __pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_3_genexpr *)Py_None);
     __Pyx_INCREF(Py_None);
-    __PYX_ERR(0, 433, __pyx_L1_error)
+    __PYX_ERR(0, 494, __pyx_L1_error)
   } else {
     __Pyx_GOTREF((PyObject *)__pyx_cur_scope);
   }
@@ -32533,7 +34918,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_11new_segment_3genexpr(
   __Pyx_INCREF(__pyx_cur_scope->__pyx_genexpr_arg_0);
   __Pyx_GIVEREF(__pyx_cur_scope->__pyx_genexpr_arg_0);
   {
-    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_5generator2, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[2]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_new_segment_locals_genexpr, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit); if (unlikely(!gen)) __PYX_ERR(0, 433, __pyx_L1_error)
+    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_5generator2, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[2]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_new_segment_locals_genexpr, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit); if (unlikely(!gen)) __PYX_ERR(0, 494, __pyx_L1_error)
     __Pyx_DECREF(__pyx_cur_scope);
     __Pyx_RefNannyFinishContext();
     return (PyObject *) gen;
@@ -32570,11 +34955,11 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_5generato
     return NULL;
   }
   __pyx_L3_first_run:;
-  if (unlikely(!__pyx_sent_value)) __PYX_ERR(0, 433, __pyx_L1_error)
-  if (unlikely(!__pyx_cur_scope->__pyx_genexpr_arg_0)) { __Pyx_RaiseUnboundLocalError(".0"); __PYX_ERR(0, 433, __pyx_L1_error) }
+  if (unlikely(!__pyx_sent_value)) __PYX_ERR(0, 494, __pyx_L1_error)
+  if (unlikely(!__pyx_cur_scope->__pyx_genexpr_arg_0)) { __Pyx_RaiseUnboundLocalError(".0"); __PYX_ERR(0, 494, __pyx_L1_error) }
   if (unlikely(__pyx_cur_scope->__pyx_genexpr_arg_0 == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not iterable");
-    __PYX_ERR(0, 433, __pyx_L1_error)
+    __PYX_ERR(0, 494, __pyx_L1_error)
   }
   __pyx_t_1 = __pyx_cur_scope->__pyx_genexpr_arg_0; __Pyx_INCREF(__pyx_t_1);
   __pyx_t_2 = 0;
@@ -32582,23 +34967,23 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_5generato
     {
       Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_1);
       #if !CYTHON_ASSUME_SAFE_SIZE
-      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 433, __pyx_L1_error)
+      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 494, __pyx_L1_error)
       #endif
       if (__pyx_t_2 >= __pyx_temp) break;
     }
     __pyx_t_3 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_1, __pyx_t_2, __Pyx_ReferenceSharing_OwnStrongReference);
     ++__pyx_t_2;
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 433, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 494, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
     __Pyx_XGOTREF(__pyx_cur_scope->__pyx_v_p);
     __Pyx_XDECREF_SET(__pyx_cur_scope->__pyx_v_p, __pyx_t_3);
     __Pyx_GIVEREF(__pyx_t_3);
     __pyx_t_3 = 0;
-    __pyx_t_3 = __Pyx_GetItemInt(__pyx_cur_scope->__pyx_v_p, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 433, __pyx_L1_error)
+    __pyx_t_3 = __Pyx_GetItemInt(__pyx_cur_scope->__pyx_v_p, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 494, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
-    __pyx_t_4 = __Pyx_PyLong_From_uint64_t(PT_INTERP); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 433, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyLong_From_uint64_t(PT_INTERP); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 494, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_5 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_3, __pyx_t_4, Py_EQ); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(0, 433, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_3, __pyx_t_4, Py_EQ); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(0, 494, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     if (__pyx_t_5) {
@@ -32653,7 +35038,7 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_5generato
 }
 static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_8generator3(__pyx_CoroutineObject *__pyx_generator, CYTHON_UNUSED PyThreadState *__pyx_tstate, PyObject *__pyx_sent_value); /* proto */
 
-/* "fastaudit/_elfedit.pyx":442
+/* "fastaudit/_elfedit.pyx":503
  *         alignment = max([self.page_size] + [p[7] for p in loads])
  *         base_off = align_up(len(out), 16)
  *         base_vaddr = align_up(max(p[3] + p[6] for p in loads), alignment) + base_off % alignment             # <<<<<<<<<<<<<<
@@ -32673,7 +35058,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_11new_segment_6genexpr(
   if (unlikely(!__pyx_cur_scope)) {
     __pyx_cur_scope = ((struct __pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_4_genexpr *)Py_None);
     __Pyx_INCREF(Py_None);
-    __PYX_ERR(0, 442, __pyx_L1_error)
+    __PYX_ERR(0, 503, __pyx_L1_error)
   } else {
     __Pyx_GOTREF((PyObject *)__pyx_cur_scope);
   }
@@ -32681,7 +35066,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_11new_segment_6genexpr(
   __Pyx_INCREF(__pyx_cur_scope->__pyx_genexpr_arg_0);
   __Pyx_GIVEREF(__pyx_cur_scope->__pyx_genexpr_arg_0);
   {
-    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_8generator3, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[3]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_new_segment_locals_genexpr, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit); if (unlikely(!gen)) __PYX_ERR(0, 442, __pyx_L1_error)
+    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_8generator3, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[3]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_new_segment_locals_genexpr, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit); if (unlikely(!gen)) __PYX_ERR(0, 503, __pyx_L1_error)
     __Pyx_DECREF(__pyx_cur_scope);
     __Pyx_RefNannyFinishContext();
     return (PyObject *) gen;
@@ -32722,17 +35107,17 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_8generato
   __pyx_L3_first_run:;
   if (unlikely(__pyx_sent_value != Py_None)) {
     if (unlikely(__pyx_sent_value)) PyErr_SetString(PyExc_TypeError, "can't send non-None value to a just-started generator");
-    __PYX_ERR(0, 442, __pyx_L1_error)
+    __PYX_ERR(0, 503, __pyx_L1_error)
   }
-  if (unlikely(!__pyx_cur_scope->__pyx_genexpr_arg_0)) { __Pyx_RaiseUnboundLocalError(".0"); __PYX_ERR(0, 442, __pyx_L1_error) }
+  if (unlikely(!__pyx_cur_scope->__pyx_genexpr_arg_0)) { __Pyx_RaiseUnboundLocalError(".0"); __PYX_ERR(0, 503, __pyx_L1_error) }
   if (likely(PyList_CheckExact(__pyx_cur_scope->__pyx_genexpr_arg_0)) || PyTuple_CheckExact(__pyx_cur_scope->__pyx_genexpr_arg_0)) {
     __pyx_t_1 = __pyx_cur_scope->__pyx_genexpr_arg_0; __Pyx_INCREF(__pyx_t_1);
     __pyx_t_2 = 0;
     __pyx_t_3 = NULL;
   } else {
-    __pyx_t_2 = -1; __pyx_t_1 = PyObject_GetIter(__pyx_cur_scope->__pyx_genexpr_arg_0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 442, __pyx_L1_error)
+    __pyx_t_2 = -1; __pyx_t_1 = PyObject_GetIter(__pyx_cur_scope->__pyx_genexpr_arg_0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 503, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_3 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_1); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 442, __pyx_L1_error)
+    __pyx_t_3 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_1); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 503, __pyx_L1_error)
   }
   for (;;) {
     if (likely(!__pyx_t_3)) {
@@ -32740,7 +35125,7 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_8generato
         {
           Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_1);
           #if !CYTHON_ASSUME_SAFE_SIZE
-          if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 442, __pyx_L1_error)
+          if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 503, __pyx_L1_error)
           #endif
           if (__pyx_t_2 >= __pyx_temp) break;
         }
@@ -32750,7 +35135,7 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_8generato
         {
           Py_ssize_t __pyx_temp = __Pyx_PyTuple_GET_SIZE(__pyx_t_1);
           #if !CYTHON_ASSUME_SAFE_SIZE
-          if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 442, __pyx_L1_error)
+          if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 503, __pyx_L1_error)
           #endif
           if (__pyx_t_2 >= __pyx_temp) break;
         }
@@ -32761,13 +35146,13 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_8generato
         #endif
         ++__pyx_t_2;
       }
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 442, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 503, __pyx_L1_error)
     } else {
       __pyx_t_4 = __pyx_t_3(__pyx_t_1);
       if (unlikely(!__pyx_t_4)) {
         PyObject* exc_type = PyErr_Occurred();
         if (exc_type) {
-          if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(0, 442, __pyx_L1_error)
+          if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(0, 503, __pyx_L1_error)
           PyErr_Clear();
         }
         break;
@@ -32778,11 +35163,11 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_8generato
     __Pyx_XDECREF_SET(__pyx_cur_scope->__pyx_v_p, __pyx_t_4);
     __Pyx_GIVEREF(__pyx_t_4);
     __pyx_t_4 = 0;
-    __pyx_t_4 = __Pyx_GetItemInt(__pyx_cur_scope->__pyx_v_p, 3, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 442, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_GetItemInt(__pyx_cur_scope->__pyx_v_p, 3, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 503, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_5 = __Pyx_GetItemInt(__pyx_cur_scope->__pyx_v_p, 6, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 442, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_GetItemInt(__pyx_cur_scope->__pyx_v_p, 6, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 503, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_6 = __Pyx_PyNumber_Add_object_object(__pyx_t_4, __pyx_t_5); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 442, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyNumber_Add_object_object(__pyx_t_4, __pyx_t_5); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 503, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
@@ -32806,7 +35191,7 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_8generato
     __Pyx_XGOTREF(__pyx_t_1);
     __pyx_t_2 = __pyx_cur_scope->__pyx_t_1;
     __pyx_t_3 = __pyx_cur_scope->__pyx_t_2;
-    if (unlikely(!__pyx_sent_value)) __PYX_ERR(0, 442, __pyx_L1_error)
+    if (unlikely(!__pyx_sent_value)) __PYX_ERR(0, 503, __pyx_L1_error)
   }
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   CYTHON_MAYBE_UNUSED_VAR(__pyx_cur_scope);
@@ -32835,7 +35220,7 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_8generato
 }
 static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_11generator4(__pyx_CoroutineObject *__pyx_generator, CYTHON_UNUSED PyThreadState *__pyx_tstate, PyObject *__pyx_sent_value); /* proto */
 
-/* "fastaudit/_elfedit.pyx":456
+/* "fastaudit/_elfedit.pyx":517
  *         if slot is not None:
  *             del self.phdrs[slot]
  *         last_load = max(i for i, p in enumerate(self.phdrs) if p[0] == PT_LOAD)             # <<<<<<<<<<<<<<
@@ -32855,7 +35240,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_11new_segment_9genexpr(
   if (unlikely(!__pyx_cur_scope)) {
     __pyx_cur_scope = ((struct __pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_5_genexpr *)Py_None);
     __Pyx_INCREF(Py_None);
-    __PYX_ERR(0, 456, __pyx_L1_error)
+    __PYX_ERR(0, 517, __pyx_L1_error)
   } else {
     __Pyx_GOTREF((PyObject *)__pyx_cur_scope);
   }
@@ -32863,7 +35248,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_11new_segment_9genexpr(
   __Pyx_INCREF(__pyx_cur_scope->__pyx_genexpr_arg_0);
   __Pyx_GIVEREF(__pyx_cur_scope->__pyx_genexpr_arg_0);
   {
-    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_11generator4, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[4]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_new_segment_locals_genexpr, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit); if (unlikely(!gen)) __PYX_ERR(0, 456, __pyx_L1_error)
+    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_11generator4, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[4]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_new_segment_locals_genexpr, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit); if (unlikely(!gen)) __PYX_ERR(0, 517, __pyx_L1_error)
     __Pyx_DECREF(__pyx_cur_scope);
     __Pyx_RefNannyFinishContext();
     return (PyObject *) gen;
@@ -32904,24 +35289,24 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_11generat
   __pyx_L3_first_run:;
   if (unlikely(__pyx_sent_value != Py_None)) {
     if (unlikely(__pyx_sent_value)) PyErr_SetString(PyExc_TypeError, "can't send non-None value to a just-started generator");
-    __PYX_ERR(0, 456, __pyx_L1_error)
+    __PYX_ERR(0, 517, __pyx_L1_error)
   }
   __Pyx_INCREF(__pyx_mstate_global->__pyx_int_0);
   __pyx_t_1 = __pyx_mstate_global->__pyx_int_0;
-  if (unlikely(!__pyx_cur_scope->__pyx_genexpr_arg_0)) { __Pyx_RaiseUnboundLocalError(".0"); __PYX_ERR(0, 456, __pyx_L1_error) }
+  if (unlikely(!__pyx_cur_scope->__pyx_genexpr_arg_0)) { __Pyx_RaiseUnboundLocalError(".0"); __PYX_ERR(0, 517, __pyx_L1_error) }
   __pyx_t_2 = __pyx_cur_scope->__pyx_genexpr_arg_0; __Pyx_INCREF(__pyx_t_2);
   __pyx_t_3 = 0;
   for (;;) {
     {
       Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_2);
       #if !CYTHON_ASSUME_SAFE_SIZE
-      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 456, __pyx_L1_error)
+      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 517, __pyx_L1_error)
       #endif
       if (__pyx_t_3 >= __pyx_temp) break;
     }
     __pyx_t_4 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_2, __pyx_t_3, __Pyx_ReferenceSharing_OwnStrongReference);
     ++__pyx_t_3;
-    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 456, __pyx_L1_error)
+    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 517, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __Pyx_XGOTREF(__pyx_cur_scope->__pyx_v_p);
     __Pyx_XDECREF_SET(__pyx_cur_scope->__pyx_v_p, __pyx_t_4);
@@ -32931,16 +35316,16 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_11generat
     __Pyx_XGOTREF(__pyx_cur_scope->__pyx_v_i);
     __Pyx_XDECREF_SET(__pyx_cur_scope->__pyx_v_i, __pyx_t_1);
     __Pyx_GIVEREF(__pyx_t_1);
-    __pyx_t_4 = __Pyx_PyLong_AddObjC(__pyx_t_1, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 456, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyLong_AddObjC(__pyx_t_1, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 517, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __Pyx_DECREF(__pyx_t_1);
     __pyx_t_1 = __pyx_t_4;
     __pyx_t_4 = 0;
-    __pyx_t_4 = __Pyx_GetItemInt(__pyx_cur_scope->__pyx_v_p, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 456, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_GetItemInt(__pyx_cur_scope->__pyx_v_p, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 517, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_5 = __Pyx_PyLong_From_uint64_t(PT_LOAD); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 456, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyLong_From_uint64_t(PT_LOAD); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 517, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_6 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_4, __pyx_t_5, Py_EQ); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 456, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_4, __pyx_t_5, Py_EQ); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 517, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     if (__pyx_t_6) {
@@ -32967,7 +35352,7 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_11generat
       __pyx_cur_scope->__pyx_t_1 = 0;
       __Pyx_XGOTREF(__pyx_t_2);
       __pyx_t_3 = __pyx_cur_scope->__pyx_t_2;
-      if (unlikely(!__pyx_sent_value)) __PYX_ERR(0, 456, __pyx_L1_error)
+      if (unlikely(!__pyx_sent_value)) __PYX_ERR(0, 517, __pyx_L1_error)
     }
   }
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
@@ -32997,7 +35382,7 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_11generat
   return __pyx_r;
 }
 
-/* "fastaudit/_elfedit.pyx":425
+/* "fastaudit/_elfedit.pyx":486
  *             wr32(&view[off], self.img.im.le, <uint32_t>value)
  * 
  *     def new_segment(self, list new_entries, bint move_dynamic, bytearray out) -> bytearray:             # <<<<<<<<<<<<<<
@@ -33005,7 +35390,7 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_11generat
  *         must move), update every header that points at what moved, and return its bytes."""
 */
 
-static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *__pyx_v_self, PyObject *__pyx_v_new_entries, int __pyx_v_move_dynamic, PyObject *__pyx_v_out) {
+static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *__pyx_v_self, PyObject *__pyx_v_new_entries, int __pyx_v_move_dynamic, PyObject *__pyx_v_out) {
   struct __pyx_obj_9fastaudit_8_elfedit__Image *__pyx_v_img = 0;
   __Pyx_memviewslice __pyx_v_view = { 0, 0, { 0 }, { 0 }, { 0 } };
   PyObject *__pyx_v_table = NULL;
@@ -33030,7 +35415,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
   PyObject *__pyx_v_phoff = NULL;
   PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_2generator1 = 0;
   PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_5generator2 = 0;
-  PyObject *__pyx_9genexpr19__pyx_v_p = NULL;
+  PyObject *__pyx_9genexpr24__pyx_v_p = NULL;
   PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_8generator3 = 0;
   PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_11generator4 = 0;
   PyObject *__pyx_r = NULL;
@@ -33064,7 +35449,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
   __Pyx_RefNannySetupContext("new_segment", 0);
   __Pyx_INCREF(__pyx_v_out);
 
-  /* "fastaudit/_elfedit.pyx":428
+  /* "fastaudit/_elfedit.pyx":489
  *         """Lay out the new PT_LOAD (program headers when they must move, .dynstr, .dynamic when it
  *         must move), update every header that points at what moved, and return its bytes."""
  *         cdef _Image img = self.img             # <<<<<<<<<<<<<<
@@ -33076,7 +35461,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
   __pyx_v_img = ((struct __pyx_obj_9fastaudit_8_elfedit__Image *)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "fastaudit/_elfedit.pyx":430
+  /* "fastaudit/_elfedit.pyx":491
  *         cdef _Image img = self.img
  *         cdef uint8_t[::1] view
  *         table = bytes(self.dynstr) + bytes(self.appended)             # <<<<<<<<<<<<<<
@@ -33089,7 +35474,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
     PyObject *__pyx_callargs[2] = {__pyx_t_2, __pyx_v_self->dynstr};
     __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)(&PyBytes_Type), __pyx_callargs+__pyx_t_3, (2-__pyx_t_3) | (__pyx_t_3*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 430, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 491, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_t_4 = NULL;
@@ -33098,32 +35483,32 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
     PyObject *__pyx_callargs[2] = {__pyx_t_4, __pyx_v_self->appended};
     __pyx_t_2 = __Pyx_PyObject_FastCall((PyObject*)(&PyBytes_Type), __pyx_callargs+__pyx_t_3, (2-__pyx_t_3) | (__pyx_t_3*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 430, __pyx_L1_error)
+    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 491, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
   }
-  __pyx_t_4 = PyNumber_Add(__pyx_t_1, __pyx_t_2); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 430, __pyx_L1_error)
+  __pyx_t_4 = PyNumber_Add(__pyx_t_1, __pyx_t_2); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 491, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
   __pyx_v_table = ((PyObject*)__pyx_t_4);
   __pyx_t_4 = 0;
 
-  /* "fastaudit/_elfedit.pyx":431
+  /* "fastaudit/_elfedit.pyx":492
  *         cdef uint8_t[::1] view
  *         table = bytes(self.dynstr) + bytes(self.appended)
  *         slot = next((i for i, p in enumerate(self.phdrs) if p[0] == PT_NULL), None)             # <<<<<<<<<<<<<<
  *         move_phdrs = slot is None
  *         if move_phdrs and any(p[0] == PT_INTERP for p in self.phdrs):
 */
-  __pyx_t_4 = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_11new_segment_genexpr(NULL, __pyx_v_self->phdrs); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 431, __pyx_L1_error)
+  __pyx_t_4 = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_11new_segment_genexpr(NULL, __pyx_v_self->phdrs); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 492, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_2 = __Pyx_PyIter_Next2(__pyx_t_4, Py_None); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 431, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyIter_Next2(__pyx_t_4, Py_None); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 492, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
   __pyx_v_slot = __pyx_t_2;
   __pyx_t_2 = 0;
 
-  /* "fastaudit/_elfedit.pyx":432
+  /* "fastaudit/_elfedit.pyx":493
  *         table = bytes(self.dynstr) + bytes(self.appended)
  *         slot = next((i for i, p in enumerate(self.phdrs) if p[0] == PT_NULL), None)
  *         move_phdrs = slot is None             # <<<<<<<<<<<<<<
@@ -33131,20 +35516,20 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
  *             # the kernel of an old distribution finds an executable's program headers only in
 */
   __pyx_t_5 = (__pyx_v_slot == Py_None);
-  __pyx_t_2 = __Pyx_PyBool_FromLong(__pyx_t_5); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 432, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyBool_FromLong(__pyx_t_5); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 493, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
 
   __pyx_v_move_phdrs = __pyx_t_2;
   __pyx_t_2 = 0;
 
-  /* "fastaudit/_elfedit.pyx":433
+  /* "fastaudit/_elfedit.pyx":494
  *         slot = next((i for i, p in enumerate(self.phdrs) if p[0] == PT_NULL), None)
  *         move_phdrs = slot is None
  *         if move_phdrs and any(p[0] == PT_INTERP for p in self.phdrs):             # <<<<<<<<<<<<<<
  *             # the kernel of an old distribution finds an executable's program headers only in
  *             # its first page; growing them in place means shifting every section
 */
-  __pyx_t_6 = __Pyx_PyObject_IsTrue(__pyx_v_move_phdrs); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 433, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_IsTrue(__pyx_v_move_phdrs); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 494, __pyx_L1_error)
   if (__pyx_t_6) {
 
   } else {
@@ -33153,12 +35538,12 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
 
     goto __pyx_L4_bool_binop_done;
   }
-  __pyx_t_2 = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_11new_segment_3genexpr(NULL, __pyx_v_self->phdrs); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 433, __pyx_L1_error)
+  __pyx_t_2 = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_11new_segment_3genexpr(NULL, __pyx_v_self->phdrs); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 494, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_4 = __Pyx_Generator_GetInlinedResult(__pyx_t_2); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 433, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_Generator_GetInlinedResult(__pyx_t_2); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 494, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-  __pyx_t_6 = __Pyx_PyObject_IsTrue(__pyx_t_4); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 433, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_IsTrue(__pyx_t_4); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 494, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
   __pyx_t_5 = __pyx_t_6;
@@ -33167,7 +35552,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
   if (unlikely(__pyx_t_5)) {
 
 
-    /* "fastaudit/_elfedit.pyx":436
+    /* "fastaudit/_elfedit.pyx":497
  *             # the kernel of an old distribution finds an executable's program headers only in
  *             # its first page; growing them in place means shifting every section
  *             raise _Fail(ST_UNSUPPORTED, img.h.phoff, "an executable with no free program header slot")             # <<<<<<<<<<<<<<
@@ -33175,11 +35560,11 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
  *             raise _Fail(ST_UNSUPPORTED, img.h.phoff, "too many program headers")
 */
     __pyx_t_2 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_Fail); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 436, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_Fail); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 497, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_7 = __Pyx_PyLong_From_int(ST_UNSUPPORTED); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 436, __pyx_L1_error)
+    __pyx_t_7 = __Pyx_PyLong_From_int(ST_UNSUPPORTED); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 497, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
-    __pyx_t_8 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->h.phoff); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 436, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->h.phoff); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 497, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
     __pyx_t_3 = 1;
     #if CYTHON_UNPACK_METHODS
@@ -33200,14 +35585,14 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
       __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 436, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 497, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
     }
     __Pyx_Raise(__pyx_t_4, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    __PYX_ERR(0, 436, __pyx_L1_error)
+    __PYX_ERR(0, 497, __pyx_L1_error)
 
-    /* "fastaudit/_elfedit.pyx":433
+    /* "fastaudit/_elfedit.pyx":494
  *         slot = next((i for i, p in enumerate(self.phdrs) if p[0] == PT_NULL), None)
  *         move_phdrs = slot is None
  *         if move_phdrs and any(p[0] == PT_INTERP for p in self.phdrs):             # <<<<<<<<<<<<<<
@@ -33216,14 +35601,14 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
 */
   }
 
-  /* "fastaudit/_elfedit.pyx":437
+  /* "fastaudit/_elfedit.pyx":498
  *             # its first page; growing them in place means shifting every section
  *             raise _Fail(ST_UNSUPPORTED, img.h.phoff, "an executable with no free program header slot")
  *         if move_phdrs and img.h.phnum + 1 >= PN_XNUM:             # <<<<<<<<<<<<<<
  *             raise _Fail(ST_UNSUPPORTED, img.h.phoff, "too many program headers")
  *         loads = self.loads()
 */
-  __pyx_t_6 = __Pyx_PyObject_IsTrue(__pyx_v_move_phdrs); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 437, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_IsTrue(__pyx_v_move_phdrs); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 498, __pyx_L1_error)
   if (__pyx_t_6) {
 
   } else {
@@ -33241,7 +35626,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
   if (unlikely(__pyx_t_5)) {
 
 
-    /* "fastaudit/_elfedit.pyx":438
+    /* "fastaudit/_elfedit.pyx":499
  *             raise _Fail(ST_UNSUPPORTED, img.h.phoff, "an executable with no free program header slot")
  *         if move_phdrs and img.h.phnum + 1 >= PN_XNUM:
  *             raise _Fail(ST_UNSUPPORTED, img.h.phoff, "too many program headers")             # <<<<<<<<<<<<<<
@@ -33249,11 +35634,11 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
  *         alignment = max([self.page_size] + [p[7] for p in loads])
 */
     __pyx_t_1 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_Fail); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 438, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_Fail); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 499, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
-    __pyx_t_7 = __Pyx_PyLong_From_int(ST_UNSUPPORTED); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 438, __pyx_L1_error)
+    __pyx_t_7 = __Pyx_PyLong_From_int(ST_UNSUPPORTED); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 499, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
-    __pyx_t_2 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->h.phoff); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 438, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->h.phoff); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 499, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
     __pyx_t_3 = 1;
     #if CYTHON_UNPACK_METHODS
@@ -33274,14 +35659,14 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
       __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 438, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 499, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
     }
     __Pyx_Raise(__pyx_t_4, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    __PYX_ERR(0, 438, __pyx_L1_error)
+    __PYX_ERR(0, 499, __pyx_L1_error)
 
-    /* "fastaudit/_elfedit.pyx":437
+    /* "fastaudit/_elfedit.pyx":498
  *             # its first page; growing them in place means shifting every section
  *             raise _Fail(ST_UNSUPPORTED, img.h.phoff, "an executable with no free program header slot")
  *         if move_phdrs and img.h.phnum + 1 >= PN_XNUM:             # <<<<<<<<<<<<<<
@@ -33290,7 +35675,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
 */
   }
 
-  /* "fastaudit/_elfedit.pyx":439
+  /* "fastaudit/_elfedit.pyx":500
  *         if move_phdrs and img.h.phnum + 1 >= PN_XNUM:
  *             raise _Fail(ST_UNSUPPORTED, img.h.phoff, "too many program headers")
  *         loads = self.loads()             # <<<<<<<<<<<<<<
@@ -33304,13 +35689,13 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
     PyObject *__pyx_callargs[2] = {__pyx_t_8, NULL};
     __pyx_t_4 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_loads, __pyx_callargs+__pyx_t_3, (1-__pyx_t_3) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_8); __pyx_t_8 = 0;
-    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 439, __pyx_L1_error)
+    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 500, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
   }
   __pyx_v_loads = __pyx_t_4;
   __pyx_t_4 = 0;
 
-  /* "fastaudit/_elfedit.pyx":440
+  /* "fastaudit/_elfedit.pyx":501
  *             raise _Fail(ST_UNSUPPORTED, img.h.phoff, "too many program headers")
  *         loads = self.loads()
  *         alignment = max([self.page_size] + [p[7] for p in loads])             # <<<<<<<<<<<<<<
@@ -33318,24 +35703,24 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
  *         base_vaddr = align_up(max(p[3] + p[6] for p in loads), alignment) + base_off % alignment
 */
   __pyx_t_8 = NULL;
-  __pyx_t_2 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->page_size); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 440, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->page_size); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 501, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_7 = PyList_New(1); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 440, __pyx_L1_error)
+  __pyx_t_7 = PyList_New(1); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 501, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
   __Pyx_GIVEREF(__pyx_t_2);
-  if (__Pyx_PyList_SET_ITEM(__pyx_t_7, 0, __pyx_t_2) != (0)) __PYX_ERR(0, 440, __pyx_L1_error);
+  if (__Pyx_PyList_SET_ITEM(__pyx_t_7, 0, __pyx_t_2) != (0)) __PYX_ERR(0, 501, __pyx_L1_error);
   __pyx_t_2 = 0;
   { /* enter inner scope */
-    __pyx_t_2 = PyList_New(0); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 440, __pyx_L11_error)
+    __pyx_t_2 = PyList_New(0); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 501, __pyx_L11_error)
     __Pyx_GOTREF(__pyx_t_2);
     if (likely(PyList_CheckExact(__pyx_v_loads)) || PyTuple_CheckExact(__pyx_v_loads)) {
       __pyx_t_1 = __pyx_v_loads; __Pyx_INCREF(__pyx_t_1);
       __pyx_t_9 = 0;
       __pyx_t_10 = NULL;
     } else {
-      __pyx_t_9 = -1; __pyx_t_1 = PyObject_GetIter(__pyx_v_loads); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 440, __pyx_L11_error)
+      __pyx_t_9 = -1; __pyx_t_1 = PyObject_GetIter(__pyx_v_loads); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 501, __pyx_L11_error)
       __Pyx_GOTREF(__pyx_t_1);
-      __pyx_t_10 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_1); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 440, __pyx_L11_error)
+      __pyx_t_10 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_1); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 501, __pyx_L11_error)
     }
     for (;;) {
       if (likely(!__pyx_t_10)) {
@@ -33343,7 +35728,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
           {
             Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_1);
             #if !CYTHON_ASSUME_SAFE_SIZE
-            if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 440, __pyx_L11_error)
+            if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 501, __pyx_L11_error)
             #endif
             if (__pyx_t_9 >= __pyx_temp) break;
           }
@@ -33353,7 +35738,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
           {
             Py_ssize_t __pyx_temp = __Pyx_PyTuple_GET_SIZE(__pyx_t_1);
             #if !CYTHON_ASSUME_SAFE_SIZE
-            if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 440, __pyx_L11_error)
+            if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 501, __pyx_L11_error)
             #endif
             if (__pyx_t_9 >= __pyx_temp) break;
           }
@@ -33364,36 +35749,36 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
           #endif
           ++__pyx_t_9;
         }
-        if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 440, __pyx_L11_error)
+        if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 501, __pyx_L11_error)
       } else {
         __pyx_t_11 = __pyx_t_10(__pyx_t_1);
         if (unlikely(!__pyx_t_11)) {
           PyObject* exc_type = PyErr_Occurred();
           if (exc_type) {
-            if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(0, 440, __pyx_L11_error)
+            if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(0, 501, __pyx_L11_error)
             PyErr_Clear();
           }
           break;
         }
       }
       __Pyx_GOTREF(__pyx_t_11);
-      __Pyx_XDECREF_SET(__pyx_9genexpr19__pyx_v_p, __pyx_t_11);
+      __Pyx_XDECREF_SET(__pyx_9genexpr24__pyx_v_p, __pyx_t_11);
       __pyx_t_11 = 0;
-      __pyx_t_11 = __Pyx_GetItemInt(__pyx_9genexpr19__pyx_v_p, 7, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 440, __pyx_L11_error)
+      __pyx_t_11 = __Pyx_GetItemInt(__pyx_9genexpr24__pyx_v_p, 7, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 501, __pyx_L11_error)
       __Pyx_GOTREF(__pyx_t_11);
       __Pyx_GIVEREF(__pyx_t_11);
-      if (unlikely(__Pyx_ListComp_AppendAndDecref(__pyx_t_2, __pyx_t_11))) __PYX_ERR(0, 440, __pyx_L11_error)
+      if (unlikely(__Pyx_ListComp_AppendAndDecref(__pyx_t_2, __pyx_t_11))) __PYX_ERR(0, 501, __pyx_L11_error)
       __pyx_t_11 = 0;
     }
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __Pyx_XDECREF(__pyx_9genexpr19__pyx_v_p); __pyx_9genexpr19__pyx_v_p = 0;
+    __Pyx_XDECREF(__pyx_9genexpr24__pyx_v_p); __pyx_9genexpr24__pyx_v_p = 0;
     goto __pyx_L15_exit_scope;
     __pyx_L11_error:;
-    __Pyx_XDECREF(__pyx_9genexpr19__pyx_v_p); __pyx_9genexpr19__pyx_v_p = 0;
+    __Pyx_XDECREF(__pyx_9genexpr24__pyx_v_p); __pyx_9genexpr24__pyx_v_p = 0;
     goto __pyx_L1_error;
     __pyx_L15_exit_scope:;
   } /* exit inner scope */
-  __pyx_t_1 = PyNumber_Add(__pyx_t_7, __pyx_t_2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 440, __pyx_L1_error)
+  __pyx_t_1 = PyNumber_Add(__pyx_t_7, __pyx_t_2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 501, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
@@ -33403,13 +35788,13 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
     __pyx_t_4 = __Pyx_PyObject_FastCall((PyObject*)__pyx_builtin_max, __pyx_callargs+__pyx_t_3, (2-__pyx_t_3) | (__pyx_t_3*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_8); __pyx_t_8 = 0;
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 440, __pyx_L1_error)
+    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 501, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
   }
   __pyx_v_alignment = __pyx_t_4;
   __pyx_t_4 = 0;
 
-  /* "fastaudit/_elfedit.pyx":441
+  /* "fastaudit/_elfedit.pyx":502
  *         loads = self.loads()
  *         alignment = max([self.page_size] + [p[7] for p in loads])
  *         base_off = align_up(len(out), 16)             # <<<<<<<<<<<<<<
@@ -33418,19 +35803,19 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
 */
   if (unlikely(__pyx_v_out == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "object of type \047NoneType\047 has no len()");
-    __PYX_ERR(0, 441, __pyx_L1_error)
+    __PYX_ERR(0, 502, __pyx_L1_error)
   }
-  __pyx_t_9 = __Pyx_PyByteArray_GET_SIZE(__pyx_v_out); if (unlikely(__pyx_t_9 == ((Py_ssize_t)-1))) __PYX_ERR(0, 441, __pyx_L1_error)
-  __pyx_t_12 = __pyx_f_9fastaudit_8_elfedit_align_up(__pyx_t_9, 16); if (unlikely(__pyx_t_12 == ((uint64_t)-1LL) && PyErr_Occurred())) __PYX_ERR(0, 441, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_PyByteArray_GET_SIZE(__pyx_v_out); if (unlikely(__pyx_t_9 == ((Py_ssize_t)-1))) __PYX_ERR(0, 502, __pyx_L1_error)
+  __pyx_t_12 = __pyx_f_9fastaudit_8_elfedit_align_up(__pyx_t_9, 16); if (unlikely(__pyx_t_12 == ((uint64_t)-1LL) && PyErr_Occurred())) __PYX_ERR(0, 502, __pyx_L1_error)
 
-  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_t_12); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 441, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_t_12); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 502, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
 
-  if (__Pyx_PyInt_FromNumber(&__pyx_t_4, NULL, 0) < (0)) __PYX_ERR(0, 441, __pyx_L1_error)
+  if (__Pyx_PyInt_FromNumber(&__pyx_t_4, NULL, 0) < (0)) __PYX_ERR(0, 502, __pyx_L1_error)
   __pyx_v_base_off = ((PyObject*)__pyx_t_4);
   __pyx_t_4 = 0;
 
-  /* "fastaudit/_elfedit.pyx":442
+  /* "fastaudit/_elfedit.pyx":503
  *         alignment = max([self.page_size] + [p[7] for p in loads])
  *         base_off = align_up(len(out), 16)
  *         base_vaddr = align_up(max(p[3] + p[6] for p in loads), alignment) + base_off % alignment             # <<<<<<<<<<<<<<
@@ -33438,7 +35823,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
  *         pos = phdr_count * img.phsize if move_phdrs else 0
 */
   __pyx_t_1 = NULL;
-  __pyx_t_8 = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_11new_segment_6genexpr(NULL, __pyx_v_loads); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 442, __pyx_L1_error)
+  __pyx_t_8 = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_11new_segment_6genexpr(NULL, __pyx_v_loads); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 503, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
   __pyx_t_3 = 1;
   {
@@ -33446,35 +35831,35 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
     __pyx_t_4 = __Pyx_PyObject_FastCall((PyObject*)__pyx_builtin_max, __pyx_callargs+__pyx_t_3, (2-__pyx_t_3) | (__pyx_t_3*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_1); __pyx_t_1 = 0;
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 442, __pyx_L1_error)
+    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 503, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
   }
-  __pyx_t_12 = __Pyx_PyLong_As_uint64_t(__pyx_t_4); if (unlikely((__pyx_t_12 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 442, __pyx_L1_error)
+  __pyx_t_12 = __Pyx_PyLong_As_uint64_t(__pyx_t_4); if (unlikely((__pyx_t_12 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 503, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  __pyx_t_13 = __Pyx_PyLong_As_uint64_t(__pyx_v_alignment); if (unlikely((__pyx_t_13 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 442, __pyx_L1_error)
-  __pyx_t_14 = __pyx_f_9fastaudit_8_elfedit_align_up(__pyx_t_12, __pyx_t_13); if (unlikely(__pyx_t_14 == ((uint64_t)-1LL) && PyErr_Occurred())) __PYX_ERR(0, 442, __pyx_L1_error)
+  __pyx_t_13 = __Pyx_PyLong_As_uint64_t(__pyx_v_alignment); if (unlikely((__pyx_t_13 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 503, __pyx_L1_error)
+  __pyx_t_14 = __pyx_f_9fastaudit_8_elfedit_align_up(__pyx_t_12, __pyx_t_13); if (unlikely(__pyx_t_14 == ((uint64_t)-1LL) && PyErr_Occurred())) __PYX_ERR(0, 503, __pyx_L1_error)
 
 
-  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_t_14); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 442, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_t_14); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 503, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
 
-  __pyx_t_8 = PyNumber_Remainder(__pyx_v_base_off, __pyx_v_alignment); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 442, __pyx_L1_error)
+  __pyx_t_8 = PyNumber_Remainder(__pyx_v_base_off, __pyx_v_alignment); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 503, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
-  __pyx_t_1 = __Pyx_PyNumber_Add_int_object(__pyx_t_4, __pyx_t_8); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 442, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyNumber_Add_int_object(__pyx_t_4, __pyx_t_8); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 503, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
   __pyx_v_base_vaddr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "fastaudit/_elfedit.pyx":443
+  /* "fastaudit/_elfedit.pyx":504
  *         base_off = align_up(len(out), 16)
  *         base_vaddr = align_up(max(p[3] + p[6] for p in loads), alignment) + base_off % alignment
  *         phdr_count = img.h.phnum + (1 if move_phdrs else 0)             # <<<<<<<<<<<<<<
  *         pos = phdr_count * img.phsize if move_phdrs else 0
  *         str_pos = pos
 */
-  __pyx_t_5 = __Pyx_PyObject_IsTrue(__pyx_v_move_phdrs); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(0, 443, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyObject_IsTrue(__pyx_v_move_phdrs); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(0, 504, __pyx_L1_error)
   if (__pyx_t_5) {
 
     __pyx_t_14 = 1;
@@ -33483,25 +35868,25 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
     __pyx_t_14 = 0;
   }
 
-  __pyx_t_1 = __Pyx_PyLong_From_uint64_t((__pyx_v_img->h.phnum + __pyx_t_14)); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 443, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyLong_From_uint64_t((__pyx_v_img->h.phnum + __pyx_t_14)); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 504, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
 
-  if (__Pyx_PyInt_FromNumber(&__pyx_t_1, NULL, 0) < (0)) __PYX_ERR(0, 443, __pyx_L1_error)
+  if (__Pyx_PyInt_FromNumber(&__pyx_t_1, NULL, 0) < (0)) __PYX_ERR(0, 504, __pyx_L1_error)
   __pyx_v_phdr_count = ((PyObject*)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "fastaudit/_elfedit.pyx":444
+  /* "fastaudit/_elfedit.pyx":505
  *         base_vaddr = align_up(max(p[3] + p[6] for p in loads), alignment) + base_off % alignment
  *         phdr_count = img.h.phnum + (1 if move_phdrs else 0)
  *         pos = phdr_count * img.phsize if move_phdrs else 0             # <<<<<<<<<<<<<<
  *         str_pos = pos
  *         pos += len(table)
 */
-  __pyx_t_5 = __Pyx_PyObject_IsTrue(__pyx_v_move_phdrs); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(0, 444, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyObject_IsTrue(__pyx_v_move_phdrs); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(0, 505, __pyx_L1_error)
   if (__pyx_t_5) {
-    __pyx_t_8 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->phsize); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 444, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->phsize); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 505, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
-    __pyx_t_4 = __Pyx_PyNumber_Multiply_int_int(__pyx_v_phdr_count, __pyx_t_8); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 444, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyNumber_Multiply_int_int(__pyx_v_phdr_count, __pyx_t_8); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 505, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
     __pyx_t_1 = __pyx_t_4;
@@ -33514,7 +35899,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
   __pyx_v_pos = ((PyObject*)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "fastaudit/_elfedit.pyx":445
+  /* "fastaudit/_elfedit.pyx":506
  *         phdr_count = img.h.phnum + (1 if move_phdrs else 0)
  *         pos = phdr_count * img.phsize if move_phdrs else 0
  *         str_pos = pos             # <<<<<<<<<<<<<<
@@ -33524,41 +35909,41 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
   __Pyx_INCREF(__pyx_v_pos);
   __pyx_v_str_pos = __pyx_v_pos;
 
-  /* "fastaudit/_elfedit.pyx":446
+  /* "fastaudit/_elfedit.pyx":507
  *         pos = phdr_count * img.phsize if move_phdrs else 0
  *         str_pos = pos
  *         pos += len(table)             # <<<<<<<<<<<<<<
  *         dyn_pos = align_up(pos, img.word)
  *         if move_dynamic:
 */
-  __pyx_t_9 = __Pyx_PyBytes_GET_SIZE(__pyx_v_table); if (unlikely(__pyx_t_9 == ((Py_ssize_t)-1))) __PYX_ERR(0, 446, __pyx_L1_error)
-  __pyx_t_1 = PyLong_FromSsize_t(__pyx_t_9); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 446, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_PyBytes_GET_SIZE(__pyx_v_table); if (unlikely(__pyx_t_9 == ((Py_ssize_t)-1))) __PYX_ERR(0, 507, __pyx_L1_error)
+  __pyx_t_1 = PyLong_FromSsize_t(__pyx_t_9); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 507, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
 
-  __pyx_t_4 = __Pyx_PyNumber_InPlaceAdd_int_int(__pyx_v_pos, __pyx_t_1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 446, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyNumber_InPlaceAdd_int_int(__pyx_v_pos, __pyx_t_1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 507, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __Pyx_DECREF_SET(__pyx_v_pos, ((PyObject*)__pyx_t_4));
   __pyx_t_4 = 0;
 
-  /* "fastaudit/_elfedit.pyx":447
+  /* "fastaudit/_elfedit.pyx":508
  *         str_pos = pos
  *         pos += len(table)
  *         dyn_pos = align_up(pos, img.word)             # <<<<<<<<<<<<<<
  *         if move_dynamic:
  *             pos = dyn_pos + (len(new_entries) + 1) * img.dynent
 */
-  __pyx_t_14 = __Pyx_PyLong_As_uint64_t(__pyx_v_pos); if (unlikely((__pyx_t_14 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 447, __pyx_L1_error)
-  __pyx_t_13 = __pyx_f_9fastaudit_8_elfedit_align_up(__pyx_t_14, __pyx_v_img->word); if (unlikely(__pyx_t_13 == ((uint64_t)-1LL) && PyErr_Occurred())) __PYX_ERR(0, 447, __pyx_L1_error)
+  __pyx_t_14 = __Pyx_PyLong_As_uint64_t(__pyx_v_pos); if (unlikely((__pyx_t_14 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 508, __pyx_L1_error)
+  __pyx_t_13 = __pyx_f_9fastaudit_8_elfedit_align_up(__pyx_t_14, __pyx_v_img->word); if (unlikely(__pyx_t_13 == ((uint64_t)-1LL) && PyErr_Occurred())) __PYX_ERR(0, 508, __pyx_L1_error)
 
-  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_t_13); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 447, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_t_13); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 508, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
 
-  if (__Pyx_PyInt_FromNumber(&__pyx_t_4, NULL, 0) < (0)) __PYX_ERR(0, 447, __pyx_L1_error)
+  if (__Pyx_PyInt_FromNumber(&__pyx_t_4, NULL, 0) < (0)) __PYX_ERR(0, 508, __pyx_L1_error)
   __pyx_v_dyn_pos = ((PyObject*)__pyx_t_4);
   __pyx_t_4 = 0;
 
-  /* "fastaudit/_elfedit.pyx":448
+  /* "fastaudit/_elfedit.pyx":509
  *         pos += len(table)
  *         dyn_pos = align_up(pos, img.word)
  *         if move_dynamic:             # <<<<<<<<<<<<<<
@@ -33567,7 +35952,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
 */
   if (__pyx_v_move_dynamic) {
 
-    /* "fastaudit/_elfedit.pyx":449
+    /* "fastaudit/_elfedit.pyx":510
  *         dyn_pos = align_up(pos, img.word)
  *         if move_dynamic:
  *             pos = dyn_pos + (len(new_entries) + 1) * img.dynent             # <<<<<<<<<<<<<<
@@ -33576,19 +35961,19 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
 */
     if (unlikely(__pyx_v_new_entries == Py_None)) {
       PyErr_SetString(PyExc_TypeError, "object of type \047NoneType\047 has no len()");
-      __PYX_ERR(0, 449, __pyx_L1_error)
+      __PYX_ERR(0, 510, __pyx_L1_error)
     }
-    __pyx_t_9 = __Pyx_PyList_GET_SIZE(__pyx_v_new_entries); if (unlikely(__pyx_t_9 == ((Py_ssize_t)-1))) __PYX_ERR(0, 449, __pyx_L1_error)
-    __pyx_t_4 = __Pyx_PyLong_From_uint64_t(((__pyx_t_9 + 1) * __pyx_v_img->dynent)); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 449, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyList_GET_SIZE(__pyx_v_new_entries); if (unlikely(__pyx_t_9 == ((Py_ssize_t)-1))) __PYX_ERR(0, 510, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyLong_From_uint64_t(((__pyx_t_9 + 1) * __pyx_v_img->dynent)); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 510, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
 
-    __pyx_t_1 = __Pyx_PyNumber_Add_int_int(__pyx_v_dyn_pos, __pyx_t_4); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 449, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyNumber_Add_int_int(__pyx_v_dyn_pos, __pyx_t_4); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 510, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF_SET(__pyx_v_pos, ((PyObject*)__pyx_t_1));
     __pyx_t_1 = 0;
 
-    /* "fastaudit/_elfedit.pyx":448
+    /* "fastaudit/_elfedit.pyx":509
  *         pos += len(table)
  *         dyn_pos = align_up(pos, img.word)
  *         if move_dynamic:             # <<<<<<<<<<<<<<
@@ -33597,7 +35982,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
 */
   }
 
-  /* "fastaudit/_elfedit.pyx":450
+  /* "fastaudit/_elfedit.pyx":511
  *         if move_dynamic:
  *             pos = dyn_pos + (len(new_entries) + 1) * img.dynent
  *         size = pos             # <<<<<<<<<<<<<<
@@ -33607,7 +35992,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
   __Pyx_INCREF(__pyx_v_pos);
   __pyx_v_size = __pyx_v_pos;
 
-  /* "fastaudit/_elfedit.pyx":451
+  /* "fastaudit/_elfedit.pyx":512
  *             pos = dyn_pos + (len(new_entries) + 1) * img.dynent
  *         size = pos
  *         flags = PF_R | (PF_W if move_dynamic else 0)   # the loader may write .dynamic (DT_DEBUG)             # <<<<<<<<<<<<<<
@@ -33624,47 +36009,47 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
   __pyx_v_flags = (PF_R | __pyx_t_13);
 
 
-  /* "fastaudit/_elfedit.pyx":452
+  /* "fastaudit/_elfedit.pyx":513
  *         size = pos
  *         flags = PF_R | (PF_W if move_dynamic else 0)   # the loader may write .dynamic (DT_DEBUG)
  *         load = [PT_LOAD, flags, base_off, base_vaddr, base_vaddr, size, size, alignment]             # <<<<<<<<<<<<<<
  * 
  *         if slot is not None:
 */
-  __pyx_t_1 = __Pyx_PyLong_From_uint64_t(PT_LOAD); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 452, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyLong_From_uint64_t(PT_LOAD); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 513, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_flags); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 452, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_flags); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 513, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_8 = PyList_New(8); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 452, __pyx_L1_error)
+  __pyx_t_8 = PyList_New(8); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 513, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
   __Pyx_GIVEREF(__pyx_t_1);
-  if (__Pyx_PyList_SET_ITEM(__pyx_t_8, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 452, __pyx_L1_error);
+  if (__Pyx_PyList_SET_ITEM(__pyx_t_8, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 513, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_4);
-  if (__Pyx_PyList_SET_ITEM(__pyx_t_8, 1, __pyx_t_4) != (0)) __PYX_ERR(0, 452, __pyx_L1_error);
+  if (__Pyx_PyList_SET_ITEM(__pyx_t_8, 1, __pyx_t_4) != (0)) __PYX_ERR(0, 513, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_base_off);
   __Pyx_GIVEREF(__pyx_v_base_off);
-  if (__Pyx_PyList_SET_ITEM(__pyx_t_8, 2, __pyx_v_base_off) != (0)) __PYX_ERR(0, 452, __pyx_L1_error);
+  if (__Pyx_PyList_SET_ITEM(__pyx_t_8, 2, __pyx_v_base_off) != (0)) __PYX_ERR(0, 513, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_base_vaddr);
   __Pyx_GIVEREF(__pyx_v_base_vaddr);
-  if (__Pyx_PyList_SET_ITEM(__pyx_t_8, 3, __pyx_v_base_vaddr) != (0)) __PYX_ERR(0, 452, __pyx_L1_error);
+  if (__Pyx_PyList_SET_ITEM(__pyx_t_8, 3, __pyx_v_base_vaddr) != (0)) __PYX_ERR(0, 513, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_base_vaddr);
   __Pyx_GIVEREF(__pyx_v_base_vaddr);
-  if (__Pyx_PyList_SET_ITEM(__pyx_t_8, 4, __pyx_v_base_vaddr) != (0)) __PYX_ERR(0, 452, __pyx_L1_error);
+  if (__Pyx_PyList_SET_ITEM(__pyx_t_8, 4, __pyx_v_base_vaddr) != (0)) __PYX_ERR(0, 513, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_size);
   __Pyx_GIVEREF(__pyx_v_size);
-  if (__Pyx_PyList_SET_ITEM(__pyx_t_8, 5, __pyx_v_size) != (0)) __PYX_ERR(0, 452, __pyx_L1_error);
+  if (__Pyx_PyList_SET_ITEM(__pyx_t_8, 5, __pyx_v_size) != (0)) __PYX_ERR(0, 513, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_size);
   __Pyx_GIVEREF(__pyx_v_size);
-  if (__Pyx_PyList_SET_ITEM(__pyx_t_8, 6, __pyx_v_size) != (0)) __PYX_ERR(0, 452, __pyx_L1_error);
+  if (__Pyx_PyList_SET_ITEM(__pyx_t_8, 6, __pyx_v_size) != (0)) __PYX_ERR(0, 513, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_alignment);
   __Pyx_GIVEREF(__pyx_v_alignment);
-  if (__Pyx_PyList_SET_ITEM(__pyx_t_8, 7, __pyx_v_alignment) != (0)) __PYX_ERR(0, 452, __pyx_L1_error);
+  if (__Pyx_PyList_SET_ITEM(__pyx_t_8, 7, __pyx_v_alignment) != (0)) __PYX_ERR(0, 513, __pyx_L1_error);
   __pyx_t_1 = 0;
   __pyx_t_4 = 0;
   __pyx_v_load = ((PyObject*)__pyx_t_8);
   __pyx_t_8 = 0;
 
-  /* "fastaudit/_elfedit.pyx":454
+  /* "fastaudit/_elfedit.pyx":515
  *         load = [PT_LOAD, flags, base_off, base_vaddr, base_vaddr, size, size, alignment]
  * 
  *         if slot is not None:             # <<<<<<<<<<<<<<
@@ -33675,7 +36060,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
   if (__pyx_t_5) {
 
 
-    /* "fastaudit/_elfedit.pyx":455
+    /* "fastaudit/_elfedit.pyx":516
  * 
  *         if slot is not None:
  *             del self.phdrs[slot]             # <<<<<<<<<<<<<<
@@ -33684,11 +36069,11 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
 */
     if (unlikely(__pyx_v_self->phdrs == Py_None)) {
       PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
-      __PYX_ERR(0, 455, __pyx_L1_error)
+      __PYX_ERR(0, 516, __pyx_L1_error)
     }
-    if (unlikely((PyObject_DelItem(__pyx_v_self->phdrs, __pyx_v_slot) < 0))) __PYX_ERR(0, 455, __pyx_L1_error)
+    if (unlikely((PyObject_DelItem(__pyx_v_self->phdrs, __pyx_v_slot) < 0))) __PYX_ERR(0, 516, __pyx_L1_error)
 
-    /* "fastaudit/_elfedit.pyx":454
+    /* "fastaudit/_elfedit.pyx":515
  *         load = [PT_LOAD, flags, base_off, base_vaddr, base_vaddr, size, size, alignment]
  * 
  *         if slot is not None:             # <<<<<<<<<<<<<<
@@ -33697,7 +36082,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
 */
   }
 
-  /* "fastaudit/_elfedit.pyx":456
+  /* "fastaudit/_elfedit.pyx":517
  *         if slot is not None:
  *             del self.phdrs[slot]
  *         last_load = max(i for i, p in enumerate(self.phdrs) if p[0] == PT_LOAD)             # <<<<<<<<<<<<<<
@@ -33705,7 +36090,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
  *         for p in self.phdrs:
 */
   __pyx_t_4 = NULL;
-  __pyx_t_1 = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_11new_segment_9genexpr(NULL, __pyx_v_self->phdrs); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 456, __pyx_L1_error)
+  __pyx_t_1 = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_11new_segment_9genexpr(NULL, __pyx_v_self->phdrs); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 517, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __pyx_t_3 = 1;
   {
@@ -33713,13 +36098,13 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
     __pyx_t_8 = __Pyx_PyObject_FastCall((PyObject*)__pyx_builtin_max, __pyx_callargs+__pyx_t_3, (2-__pyx_t_3) | (__pyx_t_3*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 456, __pyx_L1_error)
+    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 517, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
   }
   __pyx_v_last_load = __pyx_t_8;
   __pyx_t_8 = 0;
 
-  /* "fastaudit/_elfedit.pyx":457
+  /* "fastaudit/_elfedit.pyx":518
  *             del self.phdrs[slot]
  *         last_load = max(i for i, p in enumerate(self.phdrs) if p[0] == PT_LOAD)
  *         self.phdrs.insert(last_load + 1, load)             # <<<<<<<<<<<<<<
@@ -33728,17 +36113,17 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
 */
   if (unlikely(__pyx_v_self->phdrs == Py_None)) {
     PyErr_Format(PyExc_AttributeError, "\047NoneType\047 object has no attribute \047%.30s\047", "insert");
-    __PYX_ERR(0, 457, __pyx_L1_error)
+    __PYX_ERR(0, 518, __pyx_L1_error)
   }
-  __pyx_t_8 = __Pyx_PyLong_AddObjC(__pyx_v_last_load, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 457, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyLong_AddObjC(__pyx_v_last_load, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 518, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
-  __pyx_t_9 = __Pyx_PyIndex_AsSsize_t(__pyx_t_8); if (unlikely((__pyx_t_9 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 457, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_PyIndex_AsSsize_t(__pyx_t_8); if (unlikely((__pyx_t_9 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 518, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-  __pyx_t_15 = PyList_Insert(__pyx_v_self->phdrs, __pyx_t_9, __pyx_v_load); if (unlikely(__pyx_t_15 == ((int)-1))) __PYX_ERR(0, 457, __pyx_L1_error)
+  __pyx_t_15 = PyList_Insert(__pyx_v_self->phdrs, __pyx_t_9, __pyx_v_load); if (unlikely(__pyx_t_15 == ((int)-1))) __PYX_ERR(0, 518, __pyx_L1_error)
 
 
 
-  /* "fastaudit/_elfedit.pyx":458
+  /* "fastaudit/_elfedit.pyx":519
  *         last_load = max(i for i, p in enumerate(self.phdrs) if p[0] == PT_LOAD)
  *         self.phdrs.insert(last_load + 1, load)
  *         for p in self.phdrs:             # <<<<<<<<<<<<<<
@@ -33747,7 +36132,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
 */
   if (unlikely(__pyx_v_self->phdrs == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not iterable");
-    __PYX_ERR(0, 458, __pyx_L1_error)
+    __PYX_ERR(0, 519, __pyx_L1_error)
   }
   __pyx_t_8 = __pyx_v_self->phdrs; __Pyx_INCREF(__pyx_t_8);
   __pyx_t_9 = 0;
@@ -33755,29 +36140,29 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
     {
       Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_8);
       #if !CYTHON_ASSUME_SAFE_SIZE
-      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 458, __pyx_L1_error)
+      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 519, __pyx_L1_error)
       #endif
       if (__pyx_t_9 >= __pyx_temp) break;
     }
     __pyx_t_1 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_8, __pyx_t_9, __Pyx_ReferenceSharing_OwnStrongReference);
     ++__pyx_t_9;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 458, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 519, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
     __Pyx_XDECREF_SET(__pyx_v_p, __pyx_t_1);
     __pyx_t_1 = 0;
 
-    /* "fastaudit/_elfedit.pyx":459
+    /* "fastaudit/_elfedit.pyx":520
  *         self.phdrs.insert(last_load + 1, load)
  *         for p in self.phdrs:
  *             if p[0] == PT_PHDR and move_phdrs:             # <<<<<<<<<<<<<<
  *                 p[2], p[3], p[4], p[5], p[6] = base_off, base_vaddr, base_vaddr, img.phsize * phdr_count, \
  *                     img.phsize * phdr_count
 */
-    __pyx_t_1 = __Pyx_GetItemInt(__pyx_v_p, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 459, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_GetItemInt(__pyx_v_p, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 520, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_4 = __Pyx_PyLong_From_uint64_t(PT_PHDR); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 459, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyLong_From_uint64_t(PT_PHDR); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 520, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_6 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_1, __pyx_t_4, Py_EQ); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 459, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_1, __pyx_t_4, Py_EQ); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 520, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     if (__pyx_t_6) {
@@ -33788,7 +36173,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
 
       goto __pyx_L21_bool_binop_done;
     }
-    __pyx_t_6 = __Pyx_PyObject_IsTrue(__pyx_v_move_phdrs); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 459, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyObject_IsTrue(__pyx_v_move_phdrs); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 520, __pyx_L1_error)
 
     __pyx_t_5 = __pyx_t_6;
 
@@ -33796,7 +36181,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
     if (__pyx_t_5) {
 
 
-      /* "fastaudit/_elfedit.pyx":460
+      /* "fastaudit/_elfedit.pyx":521
  *         for p in self.phdrs:
  *             if p[0] == PT_PHDR and move_phdrs:
  *                 p[2], p[3], p[4], p[5], p[6] = base_off, base_vaddr, base_vaddr, img.phsize * phdr_count, \             # <<<<<<<<<<<<<<
@@ -33809,44 +36194,44 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
       __Pyx_INCREF(__pyx_t_1);
       __pyx_t_2 = __pyx_v_base_vaddr;
       __Pyx_INCREF(__pyx_t_2);
-      __pyx_t_7 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->phsize); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 460, __pyx_L1_error)
+      __pyx_t_7 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->phsize); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 521, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
-      __pyx_t_11 = __Pyx_PyNumber_Multiply_int_int(__pyx_t_7, __pyx_v_phdr_count); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 460, __pyx_L1_error)
+      __pyx_t_11 = __Pyx_PyNumber_Multiply_int_int(__pyx_t_7, __pyx_v_phdr_count); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 521, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_11);
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
 
-      /* "fastaudit/_elfedit.pyx":461
+      /* "fastaudit/_elfedit.pyx":522
  *             if p[0] == PT_PHDR and move_phdrs:
  *                 p[2], p[3], p[4], p[5], p[6] = base_off, base_vaddr, base_vaddr, img.phsize * phdr_count, \
  *                     img.phsize * phdr_count             # <<<<<<<<<<<<<<
  *             elif p[0] == PT_DYNAMIC and move_dynamic:
  *                 dyn_size = (len(new_entries) + 1) * img.dynent
 */
-      __pyx_t_7 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->phsize); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 461, __pyx_L1_error)
+      __pyx_t_7 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->phsize); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 522, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
-      __pyx_t_16 = __Pyx_PyNumber_Multiply_int_int(__pyx_t_7, __pyx_v_phdr_count); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 461, __pyx_L1_error)
+      __pyx_t_16 = __Pyx_PyNumber_Multiply_int_int(__pyx_t_7, __pyx_v_phdr_count); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 522, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_16);
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
 
-      /* "fastaudit/_elfedit.pyx":460
+      /* "fastaudit/_elfedit.pyx":521
  *         for p in self.phdrs:
  *             if p[0] == PT_PHDR and move_phdrs:
  *                 p[2], p[3], p[4], p[5], p[6] = base_off, base_vaddr, base_vaddr, img.phsize * phdr_count, \             # <<<<<<<<<<<<<<
  *                     img.phsize * phdr_count
  *             elif p[0] == PT_DYNAMIC and move_dynamic:
 */
-      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 2, __pyx_t_4, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 460, __pyx_L1_error)
+      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 2, __pyx_t_4, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 521, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 3, __pyx_t_1, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 460, __pyx_L1_error)
+      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 3, __pyx_t_1, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 521, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 4, __pyx_t_2, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 460, __pyx_L1_error)
+      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 4, __pyx_t_2, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 521, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 5, __pyx_t_11, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 460, __pyx_L1_error)
+      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 5, __pyx_t_11, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 521, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
-      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 6, __pyx_t_16, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 460, __pyx_L1_error)
+      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 6, __pyx_t_16, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 521, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
 
-      /* "fastaudit/_elfedit.pyx":459
+      /* "fastaudit/_elfedit.pyx":520
  *         self.phdrs.insert(last_load + 1, load)
  *         for p in self.phdrs:
  *             if p[0] == PT_PHDR and move_phdrs:             # <<<<<<<<<<<<<<
@@ -33856,18 +36241,18 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
       goto __pyx_L20;
     }
 
-    /* "fastaudit/_elfedit.pyx":462
+    /* "fastaudit/_elfedit.pyx":523
  *                 p[2], p[3], p[4], p[5], p[6] = base_off, base_vaddr, base_vaddr, img.phsize * phdr_count, \
  *                     img.phsize * phdr_count
  *             elif p[0] == PT_DYNAMIC and move_dynamic:             # <<<<<<<<<<<<<<
  *                 dyn_size = (len(new_entries) + 1) * img.dynent
  *                 p[2], p[3], p[4], p[5], p[6] = base_off + dyn_pos, base_vaddr + dyn_pos, base_vaddr + dyn_pos, \
 */
-    __pyx_t_16 = __Pyx_GetItemInt(__pyx_v_p, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 462, __pyx_L1_error)
+    __pyx_t_16 = __Pyx_GetItemInt(__pyx_v_p, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 523, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_16);
-    __pyx_t_11 = __Pyx_PyLong_From_uint64_t(PT_DYNAMIC); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 462, __pyx_L1_error)
+    __pyx_t_11 = __Pyx_PyLong_From_uint64_t(PT_DYNAMIC); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 523, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_11);
-    __pyx_t_6 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_16, __pyx_t_11, Py_EQ); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 462, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_16, __pyx_t_11, Py_EQ); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 523, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
     __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
     if (__pyx_t_6) {
@@ -33884,7 +36269,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
     if (__pyx_t_5) {
 
 
-      /* "fastaudit/_elfedit.pyx":463
+      /* "fastaudit/_elfedit.pyx":524
  *                     img.phsize * phdr_count
  *             elif p[0] == PT_DYNAMIC and move_dynamic:
  *                 dyn_size = (len(new_entries) + 1) * img.dynent             # <<<<<<<<<<<<<<
@@ -33893,57 +36278,57 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
 */
       if (unlikely(__pyx_v_new_entries == Py_None)) {
         PyErr_SetString(PyExc_TypeError, "object of type \047NoneType\047 has no len()");
-        __PYX_ERR(0, 463, __pyx_L1_error)
+        __PYX_ERR(0, 524, __pyx_L1_error)
       }
-      __pyx_t_17 = __Pyx_PyList_GET_SIZE(__pyx_v_new_entries); if (unlikely(__pyx_t_17 == ((Py_ssize_t)-1))) __PYX_ERR(0, 463, __pyx_L1_error)
+      __pyx_t_17 = __Pyx_PyList_GET_SIZE(__pyx_v_new_entries); if (unlikely(__pyx_t_17 == ((Py_ssize_t)-1))) __PYX_ERR(0, 524, __pyx_L1_error)
       __pyx_v_dyn_size = ((__pyx_t_17 + 1) * __pyx_v_img->dynent);
 
 
-      /* "fastaudit/_elfedit.pyx":464
+      /* "fastaudit/_elfedit.pyx":525
  *             elif p[0] == PT_DYNAMIC and move_dynamic:
  *                 dyn_size = (len(new_entries) + 1) * img.dynent
  *                 p[2], p[3], p[4], p[5], p[6] = base_off + dyn_pos, base_vaddr + dyn_pos, base_vaddr + dyn_pos, \             # <<<<<<<<<<<<<<
  *                     dyn_size, dyn_size
  *         for entry in new_entries:
 */
-      __pyx_t_11 = __Pyx_PyNumber_Add_int_int(__pyx_v_base_off, __pyx_v_dyn_pos); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 464, __pyx_L1_error)
+      __pyx_t_11 = __Pyx_PyNumber_Add_int_int(__pyx_v_base_off, __pyx_v_dyn_pos); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 525, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_11);
-      __pyx_t_16 = __Pyx_PyNumber_Add_object_int(__pyx_v_base_vaddr, __pyx_v_dyn_pos); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 464, __pyx_L1_error)
+      __pyx_t_16 = __Pyx_PyNumber_Add_object_int(__pyx_v_base_vaddr, __pyx_v_dyn_pos); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 525, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_16);
-      __pyx_t_2 = __Pyx_PyNumber_Add_object_int(__pyx_v_base_vaddr, __pyx_v_dyn_pos); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 464, __pyx_L1_error)
+      __pyx_t_2 = __Pyx_PyNumber_Add_object_int(__pyx_v_base_vaddr, __pyx_v_dyn_pos); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 525, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_2);
 
-      /* "fastaudit/_elfedit.pyx":465
+      /* "fastaudit/_elfedit.pyx":526
  *                 dyn_size = (len(new_entries) + 1) * img.dynent
  *                 p[2], p[3], p[4], p[5], p[6] = base_off + dyn_pos, base_vaddr + dyn_pos, base_vaddr + dyn_pos, \
  *                     dyn_size, dyn_size             # <<<<<<<<<<<<<<
  *         for entry in new_entries:
  *             if entry[0] == DT_STRTAB:
 */
-      __pyx_t_1 = __Pyx_PyLong_From_uint64_t(__pyx_v_dyn_size); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 465, __pyx_L1_error)
+      __pyx_t_1 = __Pyx_PyLong_From_uint64_t(__pyx_v_dyn_size); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 526, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
-      __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_dyn_size); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 465, __pyx_L1_error)
+      __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_dyn_size); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 526, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
 
-      /* "fastaudit/_elfedit.pyx":464
+      /* "fastaudit/_elfedit.pyx":525
  *             elif p[0] == PT_DYNAMIC and move_dynamic:
  *                 dyn_size = (len(new_entries) + 1) * img.dynent
  *                 p[2], p[3], p[4], p[5], p[6] = base_off + dyn_pos, base_vaddr + dyn_pos, base_vaddr + dyn_pos, \             # <<<<<<<<<<<<<<
  *                     dyn_size, dyn_size
  *         for entry in new_entries:
 */
-      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 2, __pyx_t_11, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 464, __pyx_L1_error)
+      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 2, __pyx_t_11, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 525, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
-      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 3, __pyx_t_16, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 464, __pyx_L1_error)
+      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 3, __pyx_t_16, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 525, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
-      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 4, __pyx_t_2, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 464, __pyx_L1_error)
+      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 4, __pyx_t_2, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 525, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 5, __pyx_t_1, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 464, __pyx_L1_error)
+      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 5, __pyx_t_1, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 525, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 6, __pyx_t_4, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 464, __pyx_L1_error)
+      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 6, __pyx_t_4, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 525, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-      /* "fastaudit/_elfedit.pyx":462
+      /* "fastaudit/_elfedit.pyx":523
  *                 p[2], p[3], p[4], p[5], p[6] = base_off, base_vaddr, base_vaddr, img.phsize * phdr_count, \
  *                     img.phsize * phdr_count
  *             elif p[0] == PT_DYNAMIC and move_dynamic:             # <<<<<<<<<<<<<<
@@ -33953,7 +36338,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
     }
     __pyx_L20:;
 
-    /* "fastaudit/_elfedit.pyx":458
+    /* "fastaudit/_elfedit.pyx":519
  *         last_load = max(i for i, p in enumerate(self.phdrs) if p[0] == PT_LOAD)
  *         self.phdrs.insert(last_load + 1, load)
  *         for p in self.phdrs:             # <<<<<<<<<<<<<<
@@ -33963,7 +36348,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
   }
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
 
-  /* "fastaudit/_elfedit.pyx":466
+  /* "fastaudit/_elfedit.pyx":527
  *                 p[2], p[3], p[4], p[5], p[6] = base_off + dyn_pos, base_vaddr + dyn_pos, base_vaddr + dyn_pos, \
  *                     dyn_size, dyn_size
  *         for entry in new_entries:             # <<<<<<<<<<<<<<
@@ -33972,7 +36357,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
 */
   if (unlikely(__pyx_v_new_entries == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not iterable");
-    __PYX_ERR(0, 466, __pyx_L1_error)
+    __PYX_ERR(0, 527, __pyx_L1_error)
   }
   __pyx_t_8 = __pyx_v_new_entries; __Pyx_INCREF(__pyx_t_8);
   __pyx_t_9 = 0;
@@ -33980,47 +36365,47 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
     {
       Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_8);
       #if !CYTHON_ASSUME_SAFE_SIZE
-      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 466, __pyx_L1_error)
+      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 527, __pyx_L1_error)
       #endif
       if (__pyx_t_9 >= __pyx_temp) break;
     }
     __pyx_t_4 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_8, __pyx_t_9, __Pyx_ReferenceSharing_OwnStrongReference);
     ++__pyx_t_9;
-    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 466, __pyx_L1_error)
+    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 527, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __Pyx_XDECREF_SET(__pyx_v_entry, __pyx_t_4);
     __pyx_t_4 = 0;
 
-    /* "fastaudit/_elfedit.pyx":467
+    /* "fastaudit/_elfedit.pyx":528
  *                     dyn_size, dyn_size
  *         for entry in new_entries:
  *             if entry[0] == DT_STRTAB:             # <<<<<<<<<<<<<<
  *                 entry[1] = base_vaddr + str_pos
  *             elif entry[0] == DT_STRSZ:
 */
-    __pyx_t_4 = __Pyx_GetItemInt(__pyx_v_entry, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 467, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_GetItemInt(__pyx_v_entry, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 528, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_1 = __Pyx_PyLong_From_uint64_t(DT_STRTAB); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 467, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyLong_From_uint64_t(DT_STRTAB); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 528, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_5 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_4, __pyx_t_1, Py_EQ); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(0, 467, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_4, __pyx_t_1, Py_EQ); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(0, 528, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
     if (__pyx_t_5) {
 
 
-      /* "fastaudit/_elfedit.pyx":468
+      /* "fastaudit/_elfedit.pyx":529
  *         for entry in new_entries:
  *             if entry[0] == DT_STRTAB:
  *                 entry[1] = base_vaddr + str_pos             # <<<<<<<<<<<<<<
  *             elif entry[0] == DT_STRSZ:
  *                 entry[1] = len(table)
 */
-      __pyx_t_1 = __Pyx_PyNumber_Add_object_int(__pyx_v_base_vaddr, __pyx_v_str_pos); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 468, __pyx_L1_error)
+      __pyx_t_1 = __Pyx_PyNumber_Add_object_int(__pyx_v_base_vaddr, __pyx_v_str_pos); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 529, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
-      if (unlikely((__Pyx_SetItemInt(__pyx_v_entry, 1, __pyx_t_1, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 468, __pyx_L1_error)
+      if (unlikely((__Pyx_SetItemInt(__pyx_v_entry, 1, __pyx_t_1, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 529, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
 
-      /* "fastaudit/_elfedit.pyx":467
+      /* "fastaudit/_elfedit.pyx":528
  *                     dyn_size, dyn_size
  *         for entry in new_entries:
  *             if entry[0] == DT_STRTAB:             # <<<<<<<<<<<<<<
@@ -34030,38 +36415,38 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
       goto __pyx_L28;
     }
 
-    /* "fastaudit/_elfedit.pyx":469
+    /* "fastaudit/_elfedit.pyx":530
  *             if entry[0] == DT_STRTAB:
  *                 entry[1] = base_vaddr + str_pos
  *             elif entry[0] == DT_STRSZ:             # <<<<<<<<<<<<<<
  *                 entry[1] = len(table)
  * 
 */
-    __pyx_t_1 = __Pyx_GetItemInt(__pyx_v_entry, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 469, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_GetItemInt(__pyx_v_entry, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 530, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_4 = __Pyx_PyLong_From_uint64_t(DT_STRSZ); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 469, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyLong_From_uint64_t(DT_STRSZ); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 530, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_5 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_1, __pyx_t_4, Py_EQ); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(0, 469, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_1, __pyx_t_4, Py_EQ); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(0, 530, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     if (__pyx_t_5) {
 
 
-      /* "fastaudit/_elfedit.pyx":470
+      /* "fastaudit/_elfedit.pyx":531
  *                 entry[1] = base_vaddr + str_pos
  *             elif entry[0] == DT_STRSZ:
  *                 entry[1] = len(table)             # <<<<<<<<<<<<<<
  * 
  *         out += bytes(base_off - len(out))  # padding: the segment starts at base_off
 */
-      __pyx_t_17 = __Pyx_PyBytes_GET_SIZE(__pyx_v_table); if (unlikely(__pyx_t_17 == ((Py_ssize_t)-1))) __PYX_ERR(0, 470, __pyx_L1_error)
-      __pyx_t_4 = PyLong_FromSsize_t(__pyx_t_17); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 470, __pyx_L1_error)
+      __pyx_t_17 = __Pyx_PyBytes_GET_SIZE(__pyx_v_table); if (unlikely(__pyx_t_17 == ((Py_ssize_t)-1))) __PYX_ERR(0, 531, __pyx_L1_error)
+      __pyx_t_4 = PyLong_FromSsize_t(__pyx_t_17); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 531, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
 
-      if (unlikely((__Pyx_SetItemInt(__pyx_v_entry, 1, __pyx_t_4, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 470, __pyx_L1_error)
+      if (unlikely((__Pyx_SetItemInt(__pyx_v_entry, 1, __pyx_t_4, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 531, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-      /* "fastaudit/_elfedit.pyx":469
+      /* "fastaudit/_elfedit.pyx":530
  *             if entry[0] == DT_STRTAB:
  *                 entry[1] = base_vaddr + str_pos
  *             elif entry[0] == DT_STRSZ:             # <<<<<<<<<<<<<<
@@ -34071,7 +36456,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
     }
     __pyx_L28:;
 
-    /* "fastaudit/_elfedit.pyx":466
+    /* "fastaudit/_elfedit.pyx":527
  *                 p[2], p[3], p[4], p[5], p[6] = base_off + dyn_pos, base_vaddr + dyn_pos, base_vaddr + dyn_pos, \
  *                     dyn_size, dyn_size
  *         for entry in new_entries:             # <<<<<<<<<<<<<<
@@ -34081,7 +36466,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
   }
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
 
-  /* "fastaudit/_elfedit.pyx":472
+  /* "fastaudit/_elfedit.pyx":533
  *                 entry[1] = len(table)
  * 
  *         out += bytes(base_off - len(out))  # padding: the segment starts at base_off             # <<<<<<<<<<<<<<
@@ -34091,13 +36476,13 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
   __pyx_t_4 = NULL;
   if (unlikely(__pyx_v_out == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "object of type \047NoneType\047 has no len()");
-    __PYX_ERR(0, 472, __pyx_L1_error)
+    __PYX_ERR(0, 533, __pyx_L1_error)
   }
-  __pyx_t_9 = __Pyx_PyByteArray_GET_SIZE(__pyx_v_out); if (unlikely(__pyx_t_9 == ((Py_ssize_t)-1))) __PYX_ERR(0, 472, __pyx_L1_error)
-  __pyx_t_1 = PyLong_FromSsize_t(__pyx_t_9); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 472, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_PyByteArray_GET_SIZE(__pyx_v_out); if (unlikely(__pyx_t_9 == ((Py_ssize_t)-1))) __PYX_ERR(0, 533, __pyx_L1_error)
+  __pyx_t_1 = PyLong_FromSsize_t(__pyx_t_9); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 533, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
 
-  __pyx_t_2 = __Pyx_PyNumber_Subtract_int_int(__pyx_v_base_off, __pyx_t_1); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 472, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyNumber_Subtract_int_int(__pyx_v_base_off, __pyx_t_1); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 533, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __pyx_t_3 = 1;
@@ -34106,16 +36491,16 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
     __pyx_t_8 = __Pyx_PyObject_FastCall((PyObject*)(&PyBytes_Type), __pyx_callargs+__pyx_t_3, (2-__pyx_t_3) | (__pyx_t_3*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 472, __pyx_L1_error)
+    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 533, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
   }
-  __pyx_t_2 = PyNumber_InPlaceAdd(__pyx_v_out, __pyx_t_8); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 472, __pyx_L1_error)
+  __pyx_t_2 = PyNumber_InPlaceAdd(__pyx_v_out, __pyx_t_8); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 533, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
   __Pyx_DECREF_SET(__pyx_v_out, ((PyObject*)__pyx_t_2));
   __pyx_t_2 = 0;
 
-  /* "fastaudit/_elfedit.pyx":473
+  /* "fastaudit/_elfedit.pyx":534
  * 
  *         out += bytes(base_off - len(out))  # padding: the segment starts at base_off
  *         segment = bytearray(size)             # <<<<<<<<<<<<<<
@@ -34128,13 +36513,13 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
     PyObject *__pyx_callargs[2] = {__pyx_t_8, __pyx_v_size};
     __pyx_t_2 = __Pyx_PyObject_FastCall((PyObject*)(&PyByteArray_Type), __pyx_callargs+__pyx_t_3, (2-__pyx_t_3) | (__pyx_t_3*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_8); __pyx_t_8 = 0;
-    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 473, __pyx_L1_error)
+    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 534, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
   }
   __pyx_v_segment = ((PyObject*)__pyx_t_2);
   __pyx_t_2 = 0;
 
-  /* "fastaudit/_elfedit.pyx":474
+  /* "fastaudit/_elfedit.pyx":535
  *         out += bytes(base_off - len(out))  # padding: the segment starts at base_off
  *         segment = bytearray(size)
  *         segment[str_pos:str_pos + len(table)] = table             # <<<<<<<<<<<<<<
@@ -34148,16 +36533,16 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
 
     __pyx_t_9 = 0;
   } else {
-    __pyx_t_17 = __Pyx_PyIndex_AsSsize_t(__pyx_t_18); if (unlikely((__pyx_t_17 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 474, __pyx_L1_error)
+    __pyx_t_17 = __Pyx_PyIndex_AsSsize_t(__pyx_t_18); if (unlikely((__pyx_t_17 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 535, __pyx_L1_error)
     __pyx_t_9 = __pyx_t_17;
   }
 
   __Pyx_DECREF(__pyx_t_18); __pyx_t_18 = 0;
-  __pyx_t_17 = __Pyx_PyBytes_GET_SIZE(__pyx_v_table); if (unlikely(__pyx_t_17 == ((Py_ssize_t)-1))) __PYX_ERR(0, 474, __pyx_L1_error)
-  __pyx_t_2 = PyLong_FromSsize_t(__pyx_t_17); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 474, __pyx_L1_error)
+  __pyx_t_17 = __Pyx_PyBytes_GET_SIZE(__pyx_v_table); if (unlikely(__pyx_t_17 == ((Py_ssize_t)-1))) __PYX_ERR(0, 535, __pyx_L1_error)
+  __pyx_t_2 = PyLong_FromSsize_t(__pyx_t_17); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 535, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
 
-  __pyx_t_8 = __Pyx_PyNumber_Add_int_int(__pyx_v_str_pos, __pyx_t_2); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 474, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyNumber_Add_int_int(__pyx_v_str_pos, __pyx_t_2); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 535, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
   __pyx_t_5 = (__pyx_t_8 == ((PyObject*)Py_None));
@@ -34165,30 +36550,30 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
 
     __pyx_t_17 = PY_SSIZE_T_MAX;
   } else {
-    __pyx_t_19 = __Pyx_PyIndex_AsSsize_t(__pyx_t_8); if (unlikely((__pyx_t_19 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 474, __pyx_L1_error)
+    __pyx_t_19 = __Pyx_PyIndex_AsSsize_t(__pyx_t_8); if (unlikely((__pyx_t_19 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 535, __pyx_L1_error)
     __pyx_t_17 = __pyx_t_19;
   }
 
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-  if (__Pyx_PyObject_SetSlice(__pyx_v_segment, __pyx_v_table, __pyx_t_9, __pyx_t_17, NULL, NULL, NULL, 1, 1, 0) < (0)) __PYX_ERR(0, 474, __pyx_L1_error)
+  if (__Pyx_PyObject_SetSlice(__pyx_v_segment, __pyx_v_table, __pyx_t_9, __pyx_t_17, NULL, NULL, NULL, 1, 1, 0) < (0)) __PYX_ERR(0, 535, __pyx_L1_error)
 
 
 
-  /* "fastaudit/_elfedit.pyx":475
+  /* "fastaudit/_elfedit.pyx":536
  *         segment = bytearray(size)
  *         segment[str_pos:str_pos + len(table)] = table
  *         phoff = base_off if move_phdrs else img.h.phoff             # <<<<<<<<<<<<<<
  *         if move_phdrs:
  *             self.write_phdrs(segment, 0, phdr_count)
 */
-  __pyx_t_5 = __Pyx_PyObject_IsTrue(__pyx_v_move_phdrs); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(0, 475, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyObject_IsTrue(__pyx_v_move_phdrs); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(0, 536, __pyx_L1_error)
   if (__pyx_t_5) {
     __Pyx_INCREF(__pyx_v_base_off);
     __pyx_t_8 = __pyx_v_base_off;
   } else {
-    __pyx_t_2 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->h.phoff); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 475, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->h.phoff); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 536, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
-    if (__Pyx_PyInt_FromNumber(&__pyx_t_2, NULL, 0) < (0)) __PYX_ERR(0, 475, __pyx_L1_error)
+    if (__Pyx_PyInt_FromNumber(&__pyx_t_2, NULL, 0) < (0)) __PYX_ERR(0, 536, __pyx_L1_error)
     __pyx_t_8 = __pyx_t_2;
     __pyx_t_2 = 0;
   }
@@ -34196,18 +36581,18 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
   __pyx_v_phoff = ((PyObject*)__pyx_t_8);
   __pyx_t_8 = 0;
 
-  /* "fastaudit/_elfedit.pyx":476
+  /* "fastaudit/_elfedit.pyx":537
  *         segment[str_pos:str_pos + len(table)] = table
  *         phoff = base_off if move_phdrs else img.h.phoff
  *         if move_phdrs:             # <<<<<<<<<<<<<<
  *             self.write_phdrs(segment, 0, phdr_count)
  *         else:
 */
-  __pyx_t_5 = __Pyx_PyObject_IsTrue(__pyx_v_move_phdrs); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(0, 476, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyObject_IsTrue(__pyx_v_move_phdrs); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(0, 537, __pyx_L1_error)
   if (__pyx_t_5) {
 
 
-    /* "fastaudit/_elfedit.pyx":477
+    /* "fastaudit/_elfedit.pyx":538
  *         phoff = base_off if move_phdrs else img.h.phoff
  *         if move_phdrs:
  *             self.write_phdrs(segment, 0, phdr_count)             # <<<<<<<<<<<<<<
@@ -34221,12 +36606,12 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
       PyObject *__pyx_callargs[4] = {__pyx_t_2, __pyx_v_segment, __pyx_mstate_global->__pyx_int_0, __pyx_v_phdr_count};
       __pyx_t_8 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_write_phdrs, __pyx_callargs+__pyx_t_3, (4-__pyx_t_3) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
-      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 477, __pyx_L1_error)
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 538, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
     }
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
 
-    /* "fastaudit/_elfedit.pyx":476
+    /* "fastaudit/_elfedit.pyx":537
  *         segment[str_pos:str_pos + len(table)] = table
  *         phoff = base_off if move_phdrs else img.h.phoff
  *         if move_phdrs:             # <<<<<<<<<<<<<<
@@ -34236,7 +36621,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
     goto __pyx_L30;
   }
 
-  /* "fastaudit/_elfedit.pyx":479
+  /* "fastaudit/_elfedit.pyx":540
  *             self.write_phdrs(segment, 0, phdr_count)
  *         else:
  *             self.write_phdrs(out, phoff, phdr_count)             # <<<<<<<<<<<<<<
@@ -34251,26 +36636,26 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
       PyObject *__pyx_callargs[4] = {__pyx_t_2, __pyx_v_out, __pyx_v_phoff, __pyx_v_phdr_count};
       __pyx_t_8 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_write_phdrs, __pyx_callargs+__pyx_t_3, (4-__pyx_t_3) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
-      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 479, __pyx_L1_error)
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 540, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
     }
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
   }
   __pyx_L30:;
 
-  /* "fastaudit/_elfedit.pyx":480
+  /* "fastaudit/_elfedit.pyx":541
  *         else:
  *             self.write_phdrs(out, phoff, phdr_count)
  *         view = out             # <<<<<<<<<<<<<<
  *         if img.im.is64:
  *             wr64(&view[32], img.im.le, phoff)
 */
-  __pyx_t_20 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint8_t(__pyx_v_out, PyBUF_WRITABLE); if (unlikely(!__pyx_t_20.memview)) __PYX_ERR(0, 480, __pyx_L1_error)
+  __pyx_t_20 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint8_t(__pyx_v_out, PyBUF_WRITABLE); if (unlikely(!__pyx_t_20.memview)) __PYX_ERR(0, 541, __pyx_L1_error)
   __pyx_v_view = __pyx_t_20;
   __pyx_t_20.memview = NULL;
   __pyx_t_20.data = NULL;
 
-  /* "fastaudit/_elfedit.pyx":481
+  /* "fastaudit/_elfedit.pyx":542
  *             self.write_phdrs(out, phoff, phdr_count)
  *         view = out
  *         if img.im.is64:             # <<<<<<<<<<<<<<
@@ -34279,7 +36664,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
 */
   if (__pyx_v_img->im.is64) {
 
-    /* "fastaudit/_elfedit.pyx":482
+    /* "fastaudit/_elfedit.pyx":543
  *         view = out
  *         if img.im.is64:
  *             wr64(&view[32], img.im.le, phoff)             # <<<<<<<<<<<<<<
@@ -34287,11 +36672,11 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
  *         else:
 */
     __pyx_t_21 = 32;
-    __pyx_t_13 = __Pyx_PyLong_As_uint64_t(__pyx_v_phoff); if (unlikely((__pyx_t_13 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 482, __pyx_L1_error)
+    __pyx_t_13 = __Pyx_PyLong_As_uint64_t(__pyx_v_phoff); if (unlikely((__pyx_t_13 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 543, __pyx_L1_error)
     __pyx_f_9fastaudit_8_elfedit_wr64((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_21)) )))), __pyx_v_img->im.le, __pyx_t_13);
 
 
-    /* "fastaudit/_elfedit.pyx":483
+    /* "fastaudit/_elfedit.pyx":544
  *         if img.im.is64:
  *             wr64(&view[32], img.im.le, phoff)
  *             wr16(&view[56], img.im.le, phdr_count)             # <<<<<<<<<<<<<<
@@ -34299,11 +36684,11 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
  *             wr32(&view[28], img.im.le, <uint32_t>phoff)
 */
     __pyx_t_21 = 56;
-    __pyx_t_22 = __Pyx_PyLong_As_uint16_t(__pyx_v_phdr_count); if (unlikely((__pyx_t_22 == ((uint16_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 483, __pyx_L1_error)
+    __pyx_t_22 = __Pyx_PyLong_As_uint16_t(__pyx_v_phdr_count); if (unlikely((__pyx_t_22 == ((uint16_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 544, __pyx_L1_error)
     __pyx_f_9fastaudit_8_elfedit_wr16((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_21)) )))), __pyx_v_img->im.le, __pyx_t_22);
 
 
-    /* "fastaudit/_elfedit.pyx":481
+    /* "fastaudit/_elfedit.pyx":542
  *             self.write_phdrs(out, phoff, phdr_count)
  *         view = out
  *         if img.im.is64:             # <<<<<<<<<<<<<<
@@ -34313,7 +36698,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
     goto __pyx_L31;
   }
 
-  /* "fastaudit/_elfedit.pyx":485
+  /* "fastaudit/_elfedit.pyx":546
  *             wr16(&view[56], img.im.le, phdr_count)
  *         else:
  *             wr32(&view[28], img.im.le, <uint32_t>phoff)             # <<<<<<<<<<<<<<
@@ -34322,11 +36707,11 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
 */
   /*else*/ {
     __pyx_t_21 = 28;
-    __pyx_t_23 = __Pyx_PyLong_As_uint32_t(__pyx_v_phoff); if (unlikely((__pyx_t_23 == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 485, __pyx_L1_error)
+    __pyx_t_23 = __Pyx_PyLong_As_uint32_t(__pyx_v_phoff); if (unlikely((__pyx_t_23 == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 546, __pyx_L1_error)
     __pyx_f_9fastaudit_8_elfedit_wr32((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_21)) )))), __pyx_v_img->im.le, ((uint32_t)__pyx_t_23));
 
 
-    /* "fastaudit/_elfedit.pyx":486
+    /* "fastaudit/_elfedit.pyx":547
  *         else:
  *             wr32(&view[28], img.im.le, <uint32_t>phoff)
  *             wr16(&view[44], img.im.le, phdr_count)             # <<<<<<<<<<<<<<
@@ -34334,52 +36719,52 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
  *                           base_off + str_pos, len(table))
 */
     __pyx_t_21 = 44;
-    __pyx_t_22 = __Pyx_PyLong_As_uint16_t(__pyx_v_phdr_count); if (unlikely((__pyx_t_22 == ((uint16_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 486, __pyx_L1_error)
+    __pyx_t_22 = __Pyx_PyLong_As_uint16_t(__pyx_v_phdr_count); if (unlikely((__pyx_t_22 == ((uint16_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 547, __pyx_L1_error)
     __pyx_f_9fastaudit_8_elfedit_wr16((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_21)) )))), __pyx_v_img->im.le, __pyx_t_22);
 
   }
   __pyx_L31:;
 
-  /* "fastaudit/_elfedit.pyx":487
+  /* "fastaudit/_elfedit.pyx":548
  *             wr32(&view[28], img.im.le, <uint32_t>phoff)
  *             wr16(&view[44], img.im.le, phdr_count)
  *         self.move_section(view, SHT_STRTAB, self.str_vaddr, self.str_off, base_vaddr + str_pos,             # <<<<<<<<<<<<<<
  *                           base_off + str_pos, len(table))
  *         if move_dynamic:
 */
-  __pyx_t_8 = __Pyx_PyNumber_Add_object_int(__pyx_v_base_vaddr, __pyx_v_str_pos); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 487, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyNumber_Add_object_int(__pyx_v_base_vaddr, __pyx_v_str_pos); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 548, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
-  __pyx_t_13 = __Pyx_PyLong_As_uint64_t(__pyx_t_8); if (unlikely((__pyx_t_13 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 487, __pyx_L1_error)
+  __pyx_t_13 = __Pyx_PyLong_As_uint64_t(__pyx_t_8); if (unlikely((__pyx_t_13 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 548, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
 
-  /* "fastaudit/_elfedit.pyx":488
+  /* "fastaudit/_elfedit.pyx":549
  *             wr16(&view[44], img.im.le, phdr_count)
  *         self.move_section(view, SHT_STRTAB, self.str_vaddr, self.str_off, base_vaddr + str_pos,
  *                           base_off + str_pos, len(table))             # <<<<<<<<<<<<<<
  *         if move_dynamic:
  *             self.move_section(view, SHT_DYNAMIC, self.dyn_vaddr, self.dyn_off, base_vaddr + dyn_pos,
 */
-  __pyx_t_8 = __Pyx_PyNumber_Add_int_int(__pyx_v_base_off, __pyx_v_str_pos); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 488, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyNumber_Add_int_int(__pyx_v_base_off, __pyx_v_str_pos); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 549, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
-  __pyx_t_14 = __Pyx_PyLong_As_uint64_t(__pyx_t_8); if (unlikely((__pyx_t_14 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 488, __pyx_L1_error)
+  __pyx_t_14 = __Pyx_PyLong_As_uint64_t(__pyx_t_8); if (unlikely((__pyx_t_14 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 549, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-  __pyx_t_17 = __Pyx_PyBytes_GET_SIZE(__pyx_v_table); if (unlikely(__pyx_t_17 == ((Py_ssize_t)-1))) __PYX_ERR(0, 488, __pyx_L1_error)
+  __pyx_t_17 = __Pyx_PyBytes_GET_SIZE(__pyx_v_table); if (unlikely(__pyx_t_17 == ((Py_ssize_t)-1))) __PYX_ERR(0, 549, __pyx_L1_error)
 
-  /* "fastaudit/_elfedit.pyx":487
+  /* "fastaudit/_elfedit.pyx":548
  *             wr32(&view[28], img.im.le, <uint32_t>phoff)
  *             wr16(&view[44], img.im.le, phdr_count)
  *         self.move_section(view, SHT_STRTAB, self.str_vaddr, self.str_off, base_vaddr + str_pos,             # <<<<<<<<<<<<<<
  *                           base_off + str_pos, len(table))
  *         if move_dynamic:
 */
-  __pyx_t_8 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self->__pyx_vtab)->move_section(__pyx_v_self, __pyx_v_view, SHT_STRTAB, __pyx_v_self->str_vaddr, __pyx_v_self->str_off, __pyx_t_13, __pyx_t_14, __pyx_t_17); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 487, __pyx_L1_error)
+  __pyx_t_8 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self->__pyx_vtab)->move_section(__pyx_v_self, __pyx_v_view, SHT_STRTAB, __pyx_v_self->str_vaddr, __pyx_v_self->str_off, __pyx_t_13, __pyx_t_14, __pyx_t_17); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 548, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
 
 
 
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
 
-  /* "fastaudit/_elfedit.pyx":489
+  /* "fastaudit/_elfedit.pyx":550
  *         self.move_section(view, SHT_STRTAB, self.str_vaddr, self.str_off, base_vaddr + str_pos,
  *                           base_off + str_pos, len(table))
  *         if move_dynamic:             # <<<<<<<<<<<<<<
@@ -34388,50 +36773,50 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
 */
   if (__pyx_v_move_dynamic) {
 
-    /* "fastaudit/_elfedit.pyx":490
+    /* "fastaudit/_elfedit.pyx":551
  *                           base_off + str_pos, len(table))
  *         if move_dynamic:
  *             self.move_section(view, SHT_DYNAMIC, self.dyn_vaddr, self.dyn_off, base_vaddr + dyn_pos,             # <<<<<<<<<<<<<<
  *                               base_off + dyn_pos, (len(new_entries) + 1) * img.dynent)
  *         return segment
 */
-    __pyx_t_8 = __Pyx_PyNumber_Add_object_int(__pyx_v_base_vaddr, __pyx_v_dyn_pos); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 490, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyNumber_Add_object_int(__pyx_v_base_vaddr, __pyx_v_dyn_pos); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 551, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
-    __pyx_t_14 = __Pyx_PyLong_As_uint64_t(__pyx_t_8); if (unlikely((__pyx_t_14 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 490, __pyx_L1_error)
+    __pyx_t_14 = __Pyx_PyLong_As_uint64_t(__pyx_t_8); if (unlikely((__pyx_t_14 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 551, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
 
-    /* "fastaudit/_elfedit.pyx":491
+    /* "fastaudit/_elfedit.pyx":552
  *         if move_dynamic:
  *             self.move_section(view, SHT_DYNAMIC, self.dyn_vaddr, self.dyn_off, base_vaddr + dyn_pos,
  *                               base_off + dyn_pos, (len(new_entries) + 1) * img.dynent)             # <<<<<<<<<<<<<<
  *         return segment
  * 
 */
-    __pyx_t_8 = __Pyx_PyNumber_Add_int_int(__pyx_v_base_off, __pyx_v_dyn_pos); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 491, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyNumber_Add_int_int(__pyx_v_base_off, __pyx_v_dyn_pos); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 552, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
-    __pyx_t_13 = __Pyx_PyLong_As_uint64_t(__pyx_t_8); if (unlikely((__pyx_t_13 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 491, __pyx_L1_error)
+    __pyx_t_13 = __Pyx_PyLong_As_uint64_t(__pyx_t_8); if (unlikely((__pyx_t_13 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 552, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
     if (unlikely(__pyx_v_new_entries == Py_None)) {
       PyErr_SetString(PyExc_TypeError, "object of type \047NoneType\047 has no len()");
-      __PYX_ERR(0, 491, __pyx_L1_error)
+      __PYX_ERR(0, 552, __pyx_L1_error)
     }
-    __pyx_t_17 = __Pyx_PyList_GET_SIZE(__pyx_v_new_entries); if (unlikely(__pyx_t_17 == ((Py_ssize_t)-1))) __PYX_ERR(0, 491, __pyx_L1_error)
+    __pyx_t_17 = __Pyx_PyList_GET_SIZE(__pyx_v_new_entries); if (unlikely(__pyx_t_17 == ((Py_ssize_t)-1))) __PYX_ERR(0, 552, __pyx_L1_error)
 
-    /* "fastaudit/_elfedit.pyx":490
+    /* "fastaudit/_elfedit.pyx":551
  *                           base_off + str_pos, len(table))
  *         if move_dynamic:
  *             self.move_section(view, SHT_DYNAMIC, self.dyn_vaddr, self.dyn_off, base_vaddr + dyn_pos,             # <<<<<<<<<<<<<<
  *                               base_off + dyn_pos, (len(new_entries) + 1) * img.dynent)
  *         return segment
 */
-    __pyx_t_8 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self->__pyx_vtab)->move_section(__pyx_v_self, __pyx_v_view, SHT_DYNAMIC, __pyx_v_self->dyn_vaddr, __pyx_v_self->dyn_off, __pyx_t_14, __pyx_t_13, ((__pyx_t_17 + 1) * __pyx_v_img->dynent)); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 490, __pyx_L1_error)
+    __pyx_t_8 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self->__pyx_vtab)->move_section(__pyx_v_self, __pyx_v_view, SHT_DYNAMIC, __pyx_v_self->dyn_vaddr, __pyx_v_self->dyn_off, __pyx_t_14, __pyx_t_13, ((__pyx_t_17 + 1) * __pyx_v_img->dynent)); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 551, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
 
 
 
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
 
-    /* "fastaudit/_elfedit.pyx":489
+    /* "fastaudit/_elfedit.pyx":550
  *         self.move_section(view, SHT_STRTAB, self.str_vaddr, self.str_off, base_vaddr + str_pos,
  *                           base_off + str_pos, len(table))
  *         if move_dynamic:             # <<<<<<<<<<<<<<
@@ -34440,7 +36825,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
 */
   }
 
-  /* "fastaudit/_elfedit.pyx":492
+  /* "fastaudit/_elfedit.pyx":553
  *             self.move_section(view, SHT_DYNAMIC, self.dyn_vaddr, self.dyn_off, base_vaddr + dyn_pos,
  *                               base_off + dyn_pos, (len(new_entries) + 1) * img.dynent)
  *         return segment             # <<<<<<<<<<<<<<
@@ -34458,7 +36843,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
   }
   goto __pyx_L0;
 
-  /* "fastaudit/_elfedit.pyx":425
+  /* "fastaudit/_elfedit.pyx":486
  *             wr32(&view[off], self.img.im.le, <uint32_t>value)
  * 
  *     def new_segment(self, list new_entries, bint move_dynamic, bytearray out) -> bytearray:             # <<<<<<<<<<<<<<
@@ -34504,7 +36889,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
   __Pyx_XDECREF(__pyx_v_phoff);
   __Pyx_XDECREF(__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_2generator1);
   __Pyx_XDECREF(__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_5generator2);
-  __Pyx_XDECREF(__pyx_9genexpr19__pyx_v_p);
+  __Pyx_XDECREF(__pyx_9genexpr24__pyx_v_p);
   __Pyx_XDECREF(__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_8generator3);
   __Pyx_XDECREF(__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_11generator4);
   __Pyx_XDECREF(__pyx_v_out);
@@ -34513,7 +36898,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
   return __pyx_r;
 }
 
-/* "fastaudit/_elfedit.pyx":494
+/* "fastaudit/_elfedit.pyx":555
  *         return segment
  * 
  *     def write_phdrs(self, bytearray target, uint64_t at, uint64_t count):             # <<<<<<<<<<<<<<
@@ -34522,15 +36907,15 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20new_segment(struct __
 */
 
 /* Python wrapper */
-static PyObject *__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_23write_phdrs(PyObject *__pyx_v_self, 
+static PyObject *__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_27write_phdrs(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-static PyMethodDef __pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_23write_phdrs = {"write_phdrs", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_23write_phdrs, __Pyx_METH_FASTCALL|METH_KEYWORDS, 0};
-static PyObject *__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_23write_phdrs(PyObject *__pyx_v_self, 
+static PyMethodDef __pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_27write_phdrs = {"write_phdrs", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_27write_phdrs, __Pyx_METH_FASTCALL|METH_KEYWORDS, 0};
+static PyObject *__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_27write_phdrs(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
@@ -34562,46 +36947,46 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_target,&__pyx_mstate_global->__pyx_n_u_at,&__pyx_mstate_global->__pyx_n_u_count,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 494, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 555, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 494, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 555, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 494, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 555, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 494, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 555, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "write_phdrs", 0) < (0)) __PYX_ERR(0, 494, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "write_phdrs", 0) < (0)) __PYX_ERR(0, 555, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 3; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("write_phdrs", 1, 3, 3, i); __PYX_ERR(0, 494, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("write_phdrs", 1, 3, 3, i); __PYX_ERR(0, 555, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 3)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 494, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 555, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 494, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 555, __pyx_L3_error)
       values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 494, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 555, __pyx_L3_error)
     }
     __pyx_v_target = ((PyObject*)values[0]);
-    __pyx_v_at = __Pyx_PyLong_As_uint64_t(values[1]); if (unlikely((__pyx_v_at == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 494, __pyx_L3_error)
-    __pyx_v_count = __Pyx_PyLong_As_uint64_t(values[2]); if (unlikely((__pyx_v_count == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 494, __pyx_L3_error)
+    __pyx_v_at = __Pyx_PyLong_As_uint64_t(values[1]); if (unlikely((__pyx_v_at == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 555, __pyx_L3_error)
+    __pyx_v_count = __Pyx_PyLong_As_uint64_t(values[2]); if (unlikely((__pyx_v_count == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 555, __pyx_L3_error)
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("write_phdrs", 1, 3, 3, __pyx_nargs); __PYX_ERR(0, 494, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("write_phdrs", 1, 3, 3, __pyx_nargs); __PYX_ERR(0, 555, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -34612,8 +36997,8 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return NULL;
   __pyx_L4_argument_unpacking_done:;
-  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_target), (&PyByteArray_Type), 1, "target", 1))) __PYX_ERR(0, 494, __pyx_L1_error)
-  __pyx_r = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_22write_phdrs(((struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self), __pyx_v_target, __pyx_v_at, __pyx_v_count);
+  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_target), (&PyByteArray_Type), 1, "target", 1))) __PYX_ERR(0, 555, __pyx_L1_error)
+  __pyx_r = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26write_phdrs(((struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self), __pyx_v_target, __pyx_v_at, __pyx_v_count);
 
   /* function exit code */
   goto __pyx_L0;
@@ -34634,7 +37019,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   return __pyx_r;
 }
 
-static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_22write_phdrs(struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *__pyx_v_self, PyObject *__pyx_v_target, uint64_t __pyx_v_at, CYTHON_UNUSED uint64_t __pyx_v_count) {
+static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26write_phdrs(struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *__pyx_v_self, PyObject *__pyx_v_target, uint64_t __pyx_v_at, CYTHON_UNUSED uint64_t __pyx_v_count) {
   __Pyx_memviewslice __pyx_v_view = { 0, 0, { 0 }, { 0 }, { 0 } };
   int __pyx_v_le;
   uint64_t __pyx_v_ph;
@@ -34677,19 +37062,19 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_22write_phdrs(struct __
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("write_phdrs", 0);
 
-  /* "fastaudit/_elfedit.pyx":495
+  /* "fastaudit/_elfedit.pyx":556
  * 
  *     def write_phdrs(self, bytearray target, uint64_t at, uint64_t count):
  *         cdef uint8_t[::1] view = target             # <<<<<<<<<<<<<<
  *         cdef bint le = self.img.im.le
  *         cdef uint64_t ph
 */
-  __pyx_t_1 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint8_t(__pyx_v_target, PyBUF_WRITABLE); if (unlikely(!__pyx_t_1.memview)) __PYX_ERR(0, 495, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint8_t(__pyx_v_target, PyBUF_WRITABLE); if (unlikely(!__pyx_t_1.memview)) __PYX_ERR(0, 556, __pyx_L1_error)
   __pyx_v_view = __pyx_t_1;
   __pyx_t_1.memview = NULL;
   __pyx_t_1.data = NULL;
 
-  /* "fastaudit/_elfedit.pyx":496
+  /* "fastaudit/_elfedit.pyx":557
  *     def write_phdrs(self, bytearray target, uint64_t at, uint64_t count):
  *         cdef uint8_t[::1] view = target
  *         cdef bint le = self.img.im.le             # <<<<<<<<<<<<<<
@@ -34700,7 +37085,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_22write_phdrs(struct __
 
   __pyx_v_le = __pyx_t_2;
 
-  /* "fastaudit/_elfedit.pyx":498
+  /* "fastaudit/_elfedit.pyx":559
  *         cdef bint le = self.img.im.le
  *         cdef uint64_t ph
  *         for i, (p_type, flags, off, vaddr, paddr, filesz, memsz, align) in enumerate(self.phdrs):             # <<<<<<<<<<<<<<
@@ -34715,13 +37100,13 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_22write_phdrs(struct __
     {
       Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_4);
       #if !CYTHON_ASSUME_SAFE_SIZE
-      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 498, __pyx_L1_error)
+      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 559, __pyx_L1_error)
       #endif
       if (__pyx_t_5 >= __pyx_temp) break;
     }
     __pyx_t_6 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_4, __pyx_t_5, __Pyx_ReferenceSharing_OwnStrongReference);
     ++__pyx_t_5;
-    if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 498, __pyx_L1_error)
+    if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 559, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     if ((likely(PyTuple_CheckExact(__pyx_t_6))) || (PyList_CheckExact(__pyx_t_6))) {
       PyObject* sequence = __pyx_t_6;
@@ -34729,7 +37114,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_22write_phdrs(struct __
       if (unlikely(size != 8)) {
         if (size > 8) __Pyx_RaiseTooManyValuesError(8);
         else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-        __PYX_ERR(0, 498, __pyx_L1_error)
+        __PYX_ERR(0, 559, __pyx_L1_error)
       }
       #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
       if (likely(PyTuple_CheckExact(sequence))) {
@@ -34751,28 +37136,28 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_22write_phdrs(struct __
         __Pyx_INCREF(__pyx_t_14);
       } else {
         __pyx_t_7 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 498, __pyx_L1_error)
+        if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 559, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_7);
         __pyx_t_8 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 498, __pyx_L1_error)
+        if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 559, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_8);
         __pyx_t_9 = __Pyx_PyList_GET_ITEM_REF(sequence, 2, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 498, __pyx_L1_error)
+        if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 559, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_9);
         __pyx_t_10 = __Pyx_PyList_GET_ITEM_REF(sequence, 3, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 498, __pyx_L1_error)
+        if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 559, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_10);
         __pyx_t_11 = __Pyx_PyList_GET_ITEM_REF(sequence, 4, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 498, __pyx_L1_error)
+        if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 559, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_11);
         __pyx_t_12 = __Pyx_PyList_GET_ITEM_REF(sequence, 5, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 498, __pyx_L1_error)
+        if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 559, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_12);
         __pyx_t_13 = __Pyx_PyList_GET_ITEM_REF(sequence, 6, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 498, __pyx_L1_error)
+        if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 559, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_13);
         __pyx_t_14 = __Pyx_PyList_GET_ITEM_REF(sequence, 7, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 498, __pyx_L1_error)
+        if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 559, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_14);
       }
       #else
@@ -34780,7 +37165,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_22write_phdrs(struct __
         Py_ssize_t i;
         PyObject** temps[8] = {&__pyx_t_7,&__pyx_t_8,&__pyx_t_9,&__pyx_t_10,&__pyx_t_11,&__pyx_t_12,&__pyx_t_13,&__pyx_t_14};
         for (i=0; i < 8; i++) {
-          PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(0, 498, __pyx_L1_error)
+          PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(0, 559, __pyx_L1_error)
           __Pyx_GOTREF(item);
           *(temps[i]) = item;
         }
@@ -34790,7 +37175,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_22write_phdrs(struct __
     } else {
       Py_ssize_t index = -1;
       PyObject** temps[8] = {&__pyx_t_7,&__pyx_t_8,&__pyx_t_9,&__pyx_t_10,&__pyx_t_11,&__pyx_t_12,&__pyx_t_13,&__pyx_t_14};
-      __pyx_t_15 = PyObject_GetIter(__pyx_t_6); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 498, __pyx_L1_error)
+      __pyx_t_15 = PyObject_GetIter(__pyx_t_6); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 559, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_15);
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
       __pyx_t_16 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_15);
@@ -34799,7 +37184,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_22write_phdrs(struct __
         __Pyx_GOTREF(item);
         *(temps[index]) = item;
       }
-      if (__Pyx_IternextUnpackEndCheck(__pyx_t_16(__pyx_t_15), 8) < (0)) __PYX_ERR(0, 498, __pyx_L1_error)
+      if (__Pyx_IternextUnpackEndCheck(__pyx_t_16(__pyx_t_15), 8) < (0)) __PYX_ERR(0, 559, __pyx_L1_error)
       __pyx_t_16 = NULL;
       __Pyx_DECREF(__pyx_t_15); __pyx_t_15 = 0;
       goto __pyx_L6_unpacking_done;
@@ -34807,7 +37192,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_22write_phdrs(struct __
       __Pyx_DECREF(__pyx_t_15); __pyx_t_15 = 0;
       __pyx_t_16 = NULL;
       if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-      __PYX_ERR(0, 498, __pyx_L1_error)
+      __PYX_ERR(0, 559, __pyx_L1_error)
       __pyx_L6_unpacking_done:;
     }
     __Pyx_XDECREF_SET(__pyx_v_p_type, __pyx_t_7);
@@ -34828,35 +37213,35 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_22write_phdrs(struct __
     __pyx_t_14 = 0;
     __Pyx_INCREF(__pyx_t_3);
     __Pyx_XDECREF_SET(__pyx_v_i, __pyx_t_3);
-    __pyx_t_6 = __Pyx_PyLong_AddObjC(__pyx_t_3, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 498, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyLong_AddObjC(__pyx_t_3, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 559, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __Pyx_DECREF(__pyx_t_3);
     __pyx_t_3 = __pyx_t_6;
     __pyx_t_6 = 0;
 
-    /* "fastaudit/_elfedit.pyx":499
+    /* "fastaudit/_elfedit.pyx":560
  *         cdef uint64_t ph
  *         for i, (p_type, flags, off, vaddr, paddr, filesz, memsz, align) in enumerate(self.phdrs):
  *             ph = at + i * self.img.phsize             # <<<<<<<<<<<<<<
  *             wr32(&view[ph], le, p_type)
  *             if self.img.im.is64:
 */
-    __pyx_t_6 = __Pyx_PyLong_From_uint64_t(__pyx_v_at); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 499, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyLong_From_uint64_t(__pyx_v_at); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 560, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
-    __pyx_t_14 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->img->phsize); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 499, __pyx_L1_error)
+    __pyx_t_14 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->img->phsize); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 560, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_14);
-    __pyx_t_13 = __Pyx_PyNumber_Multiply_object_int(__pyx_v_i, __pyx_t_14); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 499, __pyx_L1_error)
+    __pyx_t_13 = __Pyx_PyNumber_Multiply_object_int(__pyx_v_i, __pyx_t_14); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 560, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_13);
     __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
-    __pyx_t_14 = __Pyx_PyNumber_Add_int_object(__pyx_t_6, __pyx_t_13); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 499, __pyx_L1_error)
+    __pyx_t_14 = __Pyx_PyNumber_Add_int_object(__pyx_t_6, __pyx_t_13); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 560, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_14);
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
-    __pyx_t_17 = __Pyx_PyLong_As_uint64_t(__pyx_t_14); if (unlikely((__pyx_t_17 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 499, __pyx_L1_error)
+    __pyx_t_17 = __Pyx_PyLong_As_uint64_t(__pyx_t_14); if (unlikely((__pyx_t_17 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 560, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
     __pyx_v_ph = __pyx_t_17;
 
-    /* "fastaudit/_elfedit.pyx":500
+    /* "fastaudit/_elfedit.pyx":561
  *         for i, (p_type, flags, off, vaddr, paddr, filesz, memsz, align) in enumerate(self.phdrs):
  *             ph = at + i * self.img.phsize
  *             wr32(&view[ph], le, p_type)             # <<<<<<<<<<<<<<
@@ -34864,11 +37249,11 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_22write_phdrs(struct __
  *                 wr32(&view[ph + 4], le, flags)
 */
     __pyx_t_17 = __pyx_v_ph;
-    __pyx_t_18 = __Pyx_PyLong_As_uint32_t(__pyx_v_p_type); if (unlikely((__pyx_t_18 == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 500, __pyx_L1_error)
+    __pyx_t_18 = __Pyx_PyLong_As_uint32_t(__pyx_v_p_type); if (unlikely((__pyx_t_18 == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 561, __pyx_L1_error)
     __pyx_f_9fastaudit_8_elfedit_wr32((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_17)) )))), __pyx_v_le, __pyx_t_18);
 
 
-    /* "fastaudit/_elfedit.pyx":501
+    /* "fastaudit/_elfedit.pyx":562
  *             ph = at + i * self.img.phsize
  *             wr32(&view[ph], le, p_type)
  *             if self.img.im.is64:             # <<<<<<<<<<<<<<
@@ -34877,7 +37262,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_22write_phdrs(struct __
 */
     if (__pyx_v_self->img->im.is64) {
 
-      /* "fastaudit/_elfedit.pyx":502
+      /* "fastaudit/_elfedit.pyx":563
  *             wr32(&view[ph], le, p_type)
  *             if self.img.im.is64:
  *                 wr32(&view[ph + 4], le, flags)             # <<<<<<<<<<<<<<
@@ -34885,11 +37270,11 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_22write_phdrs(struct __
  *                     wr64(&view[ph + 8 + 8 * k], le, value)
 */
       __pyx_t_17 = (__pyx_v_ph + 4);
-      __pyx_t_18 = __Pyx_PyLong_As_uint32_t(__pyx_v_flags); if (unlikely((__pyx_t_18 == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 502, __pyx_L1_error)
+      __pyx_t_18 = __Pyx_PyLong_As_uint32_t(__pyx_v_flags); if (unlikely((__pyx_t_18 == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 563, __pyx_L1_error)
       __pyx_f_9fastaudit_8_elfedit_wr32((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_17)) )))), __pyx_v_le, __pyx_t_18);
 
 
-      /* "fastaudit/_elfedit.pyx":503
+      /* "fastaudit/_elfedit.pyx":564
  *             if self.img.im.is64:
  *                 wr32(&view[ph + 4], le, flags)
  *                 for k, value in enumerate((off, vaddr, paddr, filesz, memsz, align)):             # <<<<<<<<<<<<<<
@@ -34898,26 +37283,26 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_22write_phdrs(struct __
 */
       __Pyx_INCREF(__pyx_mstate_global->__pyx_int_0);
       __pyx_t_14 = __pyx_mstate_global->__pyx_int_0;
-      __pyx_t_13 = PyTuple_New(6); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 503, __pyx_L1_error)
+      __pyx_t_13 = PyTuple_New(6); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 564, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_13);
       __Pyx_INCREF(__pyx_v_off);
       __Pyx_GIVEREF(__pyx_v_off);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 0, __pyx_v_off) != (0)) __PYX_ERR(0, 503, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 0, __pyx_v_off) != (0)) __PYX_ERR(0, 564, __pyx_L1_error);
       __Pyx_INCREF(__pyx_v_vaddr);
       __Pyx_GIVEREF(__pyx_v_vaddr);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 1, __pyx_v_vaddr) != (0)) __PYX_ERR(0, 503, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 1, __pyx_v_vaddr) != (0)) __PYX_ERR(0, 564, __pyx_L1_error);
       __Pyx_INCREF(__pyx_v_paddr);
       __Pyx_GIVEREF(__pyx_v_paddr);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 2, __pyx_v_paddr) != (0)) __PYX_ERR(0, 503, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 2, __pyx_v_paddr) != (0)) __PYX_ERR(0, 564, __pyx_L1_error);
       __Pyx_INCREF(__pyx_v_filesz);
       __Pyx_GIVEREF(__pyx_v_filesz);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 3, __pyx_v_filesz) != (0)) __PYX_ERR(0, 503, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 3, __pyx_v_filesz) != (0)) __PYX_ERR(0, 564, __pyx_L1_error);
       __Pyx_INCREF(__pyx_v_memsz);
       __Pyx_GIVEREF(__pyx_v_memsz);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 4, __pyx_v_memsz) != (0)) __PYX_ERR(0, 503, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 4, __pyx_v_memsz) != (0)) __PYX_ERR(0, 564, __pyx_L1_error);
       __Pyx_INCREF(__pyx_v_align);
       __Pyx_GIVEREF(__pyx_v_align);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 5, __pyx_v_align) != (0)) __PYX_ERR(0, 503, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 5, __pyx_v_align) != (0)) __PYX_ERR(0, 564, __pyx_L1_error);
       __pyx_t_6 = __pyx_t_13; __Pyx_INCREF(__pyx_t_6);
       __pyx_t_19 = 0;
       __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
@@ -34929,42 +37314,42 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_22write_phdrs(struct __
         __pyx_t_13 = __Pyx_PySequence_ITEM(__pyx_t_6, __pyx_t_19);
         #endif
         ++__pyx_t_19;
-        if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 503, __pyx_L1_error)
+        if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 564, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_13);
         __Pyx_XDECREF_SET(__pyx_v_value, __pyx_t_13);
         __pyx_t_13 = 0;
         __Pyx_INCREF(__pyx_t_14);
         __Pyx_XDECREF_SET(__pyx_v_k, __pyx_t_14);
-        __pyx_t_13 = __Pyx_PyLong_AddObjC(__pyx_t_14, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 503, __pyx_L1_error)
+        __pyx_t_13 = __Pyx_PyLong_AddObjC(__pyx_t_14, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 564, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_13);
         __Pyx_DECREF(__pyx_t_14);
         __pyx_t_14 = __pyx_t_13;
         __pyx_t_13 = 0;
 
-        /* "fastaudit/_elfedit.pyx":504
+        /* "fastaudit/_elfedit.pyx":565
  *                 wr32(&view[ph + 4], le, flags)
  *                 for k, value in enumerate((off, vaddr, paddr, filesz, memsz, align)):
  *                     wr64(&view[ph + 8 + 8 * k], le, value)             # <<<<<<<<<<<<<<
  *             else:
  *                 for k, value in enumerate((off, vaddr, paddr, filesz, memsz)):
 */
-        __pyx_t_13 = __Pyx_PyLong_From_uint64_t((__pyx_v_ph + 8)); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 504, __pyx_L1_error)
+        __pyx_t_13 = __Pyx_PyLong_From_uint64_t((__pyx_v_ph + 8)); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 565, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_13);
-        __pyx_t_12 = __Pyx_PyLong_MultiplyCObj(__pyx_mstate_global->__pyx_int_8, __pyx_v_k, 8, 0, 0); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 504, __pyx_L1_error)
+        __pyx_t_12 = __Pyx_PyLong_MultiplyCObj(__pyx_mstate_global->__pyx_int_8, __pyx_v_k, 8, 0, 0); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 565, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_12);
-        __pyx_t_11 = __Pyx_PyNumber_Add_int_object(__pyx_t_13, __pyx_t_12); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 504, __pyx_L1_error)
+        __pyx_t_11 = __Pyx_PyNumber_Add_int_object(__pyx_t_13, __pyx_t_12); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 565, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_11);
         __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
         __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-        __pyx_t_20 = __Pyx_PyIndex_AsSsize_t(__pyx_t_11); if (unlikely((__pyx_t_20 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 504, __pyx_L1_error)
+        __pyx_t_20 = __Pyx_PyIndex_AsSsize_t(__pyx_t_11); if (unlikely((__pyx_t_20 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 565, __pyx_L1_error)
         __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
         __pyx_t_21 = __pyx_t_20;
-        __pyx_t_17 = __Pyx_PyLong_As_uint64_t(__pyx_v_value); if (unlikely((__pyx_t_17 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 504, __pyx_L1_error)
+        __pyx_t_17 = __Pyx_PyLong_As_uint64_t(__pyx_v_value); if (unlikely((__pyx_t_17 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 565, __pyx_L1_error)
         __pyx_f_9fastaudit_8_elfedit_wr64((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_21)) )))), __pyx_v_le, __pyx_t_17);
 
 
 
-        /* "fastaudit/_elfedit.pyx":503
+        /* "fastaudit/_elfedit.pyx":564
  *             if self.img.im.is64:
  *                 wr32(&view[ph + 4], le, flags)
  *                 for k, value in enumerate((off, vaddr, paddr, filesz, memsz, align)):             # <<<<<<<<<<<<<<
@@ -34975,7 +37360,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_22write_phdrs(struct __
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
       __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
 
-      /* "fastaudit/_elfedit.pyx":501
+      /* "fastaudit/_elfedit.pyx":562
  *             ph = at + i * self.img.phsize
  *             wr32(&view[ph], le, p_type)
  *             if self.img.im.is64:             # <<<<<<<<<<<<<<
@@ -34985,7 +37370,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_22write_phdrs(struct __
       goto __pyx_L7;
     }
 
-    /* "fastaudit/_elfedit.pyx":506
+    /* "fastaudit/_elfedit.pyx":567
  *                     wr64(&view[ph + 8 + 8 * k], le, value)
  *             else:
  *                 for k, value in enumerate((off, vaddr, paddr, filesz, memsz)):             # <<<<<<<<<<<<<<
@@ -34995,23 +37380,23 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_22write_phdrs(struct __
     /*else*/ {
       __Pyx_INCREF(__pyx_mstate_global->__pyx_int_0);
       __pyx_t_14 = __pyx_mstate_global->__pyx_int_0;
-      __pyx_t_6 = PyTuple_New(5); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 506, __pyx_L1_error)
+      __pyx_t_6 = PyTuple_New(5); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 567, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_6);
       __Pyx_INCREF(__pyx_v_off);
       __Pyx_GIVEREF(__pyx_v_off);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 0, __pyx_v_off) != (0)) __PYX_ERR(0, 506, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 0, __pyx_v_off) != (0)) __PYX_ERR(0, 567, __pyx_L1_error);
       __Pyx_INCREF(__pyx_v_vaddr);
       __Pyx_GIVEREF(__pyx_v_vaddr);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 1, __pyx_v_vaddr) != (0)) __PYX_ERR(0, 506, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 1, __pyx_v_vaddr) != (0)) __PYX_ERR(0, 567, __pyx_L1_error);
       __Pyx_INCREF(__pyx_v_paddr);
       __Pyx_GIVEREF(__pyx_v_paddr);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 2, __pyx_v_paddr) != (0)) __PYX_ERR(0, 506, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 2, __pyx_v_paddr) != (0)) __PYX_ERR(0, 567, __pyx_L1_error);
       __Pyx_INCREF(__pyx_v_filesz);
       __Pyx_GIVEREF(__pyx_v_filesz);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 3, __pyx_v_filesz) != (0)) __PYX_ERR(0, 506, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 3, __pyx_v_filesz) != (0)) __PYX_ERR(0, 567, __pyx_L1_error);
       __Pyx_INCREF(__pyx_v_memsz);
       __Pyx_GIVEREF(__pyx_v_memsz);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 4, __pyx_v_memsz) != (0)) __PYX_ERR(0, 506, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 4, __pyx_v_memsz) != (0)) __PYX_ERR(0, 567, __pyx_L1_error);
       __pyx_t_11 = __pyx_t_6; __Pyx_INCREF(__pyx_t_11);
       __pyx_t_19 = 0;
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
@@ -35023,42 +37408,42 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_22write_phdrs(struct __
         __pyx_t_6 = __Pyx_PySequence_ITEM(__pyx_t_11, __pyx_t_19);
         #endif
         ++__pyx_t_19;
-        if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 506, __pyx_L1_error)
+        if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 567, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_6);
         __Pyx_XDECREF_SET(__pyx_v_value, __pyx_t_6);
         __pyx_t_6 = 0;
         __Pyx_INCREF(__pyx_t_14);
         __Pyx_XDECREF_SET(__pyx_v_k, __pyx_t_14);
-        __pyx_t_6 = __Pyx_PyLong_AddObjC(__pyx_t_14, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 506, __pyx_L1_error)
+        __pyx_t_6 = __Pyx_PyLong_AddObjC(__pyx_t_14, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 567, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_6);
         __Pyx_DECREF(__pyx_t_14);
         __pyx_t_14 = __pyx_t_6;
         __pyx_t_6 = 0;
 
-        /* "fastaudit/_elfedit.pyx":507
+        /* "fastaudit/_elfedit.pyx":568
  *             else:
  *                 for k, value in enumerate((off, vaddr, paddr, filesz, memsz)):
  *                     wr32(&view[ph + 4 + 4 * k], le, value)             # <<<<<<<<<<<<<<
  *                 wr32(&view[ph + 24], le, flags)
  *                 wr32(&view[ph + 28], le, align)
 */
-        __pyx_t_6 = __Pyx_PyLong_From_uint64_t((__pyx_v_ph + 4)); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 507, __pyx_L1_error)
+        __pyx_t_6 = __Pyx_PyLong_From_uint64_t((__pyx_v_ph + 4)); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 568, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_6);
-        __pyx_t_12 = __Pyx_PyLong_MultiplyCObj(__pyx_mstate_global->__pyx_int_4, __pyx_v_k, 4, 0, 0); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 507, __pyx_L1_error)
+        __pyx_t_12 = __Pyx_PyLong_MultiplyCObj(__pyx_mstate_global->__pyx_int_4, __pyx_v_k, 4, 0, 0); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 568, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_12);
-        __pyx_t_13 = __Pyx_PyNumber_Add_int_object(__pyx_t_6, __pyx_t_12); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 507, __pyx_L1_error)
+        __pyx_t_13 = __Pyx_PyNumber_Add_int_object(__pyx_t_6, __pyx_t_12); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 568, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_13);
         __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
         __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-        __pyx_t_20 = __Pyx_PyIndex_AsSsize_t(__pyx_t_13); if (unlikely((__pyx_t_20 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 507, __pyx_L1_error)
+        __pyx_t_20 = __Pyx_PyIndex_AsSsize_t(__pyx_t_13); if (unlikely((__pyx_t_20 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 568, __pyx_L1_error)
         __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
         __pyx_t_21 = __pyx_t_20;
-        __pyx_t_18 = __Pyx_PyLong_As_uint32_t(__pyx_v_value); if (unlikely((__pyx_t_18 == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 507, __pyx_L1_error)
+        __pyx_t_18 = __Pyx_PyLong_As_uint32_t(__pyx_v_value); if (unlikely((__pyx_t_18 == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 568, __pyx_L1_error)
         __pyx_f_9fastaudit_8_elfedit_wr32((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_21)) )))), __pyx_v_le, __pyx_t_18);
 
 
 
-        /* "fastaudit/_elfedit.pyx":506
+        /* "fastaudit/_elfedit.pyx":567
  *                     wr64(&view[ph + 8 + 8 * k], le, value)
  *             else:
  *                 for k, value in enumerate((off, vaddr, paddr, filesz, memsz)):             # <<<<<<<<<<<<<<
@@ -35069,7 +37454,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_22write_phdrs(struct __
       __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
       __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
 
-      /* "fastaudit/_elfedit.pyx":508
+      /* "fastaudit/_elfedit.pyx":569
  *                 for k, value in enumerate((off, vaddr, paddr, filesz, memsz)):
  *                     wr32(&view[ph + 4 + 4 * k], le, value)
  *                 wr32(&view[ph + 24], le, flags)             # <<<<<<<<<<<<<<
@@ -35077,11 +37462,11 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_22write_phdrs(struct __
  * 
 */
       __pyx_t_17 = (__pyx_v_ph + 24);
-      __pyx_t_18 = __Pyx_PyLong_As_uint32_t(__pyx_v_flags); if (unlikely((__pyx_t_18 == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 508, __pyx_L1_error)
+      __pyx_t_18 = __Pyx_PyLong_As_uint32_t(__pyx_v_flags); if (unlikely((__pyx_t_18 == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 569, __pyx_L1_error)
       __pyx_f_9fastaudit_8_elfedit_wr32((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_17)) )))), __pyx_v_le, __pyx_t_18);
 
 
-      /* "fastaudit/_elfedit.pyx":509
+      /* "fastaudit/_elfedit.pyx":570
  *                     wr32(&view[ph + 4 + 4 * k], le, value)
  *                 wr32(&view[ph + 24], le, flags)
  *                 wr32(&view[ph + 28], le, align)             # <<<<<<<<<<<<<<
@@ -35089,13 +37474,13 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_22write_phdrs(struct __
  *     cdef move_section(self, uint8_t[::1] view, uint64_t sh_type, uint64_t old_addr, uint64_t old_off,
 */
       __pyx_t_17 = (__pyx_v_ph + 28);
-      __pyx_t_18 = __Pyx_PyLong_As_uint32_t(__pyx_v_align); if (unlikely((__pyx_t_18 == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 509, __pyx_L1_error)
+      __pyx_t_18 = __Pyx_PyLong_As_uint32_t(__pyx_v_align); if (unlikely((__pyx_t_18 == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 570, __pyx_L1_error)
       __pyx_f_9fastaudit_8_elfedit_wr32((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_17)) )))), __pyx_v_le, __pyx_t_18);
 
     }
     __pyx_L7:;
 
-    /* "fastaudit/_elfedit.pyx":498
+    /* "fastaudit/_elfedit.pyx":559
  *         cdef bint le = self.img.im.le
  *         cdef uint64_t ph
  *         for i, (p_type, flags, off, vaddr, paddr, filesz, memsz, align) in enumerate(self.phdrs):             # <<<<<<<<<<<<<<
@@ -35106,7 +37491,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_22write_phdrs(struct __
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
 
-  /* "fastaudit/_elfedit.pyx":494
+  /* "fastaudit/_elfedit.pyx":555
  *         return segment
  * 
  *     def write_phdrs(self, bytearray target, uint64_t at, uint64_t count):             # <<<<<<<<<<<<<<
@@ -35153,7 +37538,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_22write_phdrs(struct __
   return __pyx_r;
 }
 
-/* "fastaudit/_elfedit.pyx":511
+/* "fastaudit/_elfedit.pyx":572
  *                 wr32(&view[ph + 28], le, align)
  * 
  *     cdef move_section(self, uint8_t[::1] view, uint64_t sh_type, uint64_t old_addr, uint64_t old_off,             # <<<<<<<<<<<<<<
@@ -35193,7 +37578,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("move_section", 0);
 
-  /* "fastaudit/_elfedit.pyx":513
+  /* "fastaudit/_elfedit.pyx":574
  *     cdef move_section(self, uint8_t[::1] view, uint64_t sh_type, uint64_t old_addr, uint64_t old_off,
  *                       uint64_t addr, uint64_t off, uint64_t size):
  *         cdef bint le = self.img.im.le             # <<<<<<<<<<<<<<
@@ -35204,7 +37589,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
 
   __pyx_v_le = __pyx_t_1;
 
-  /* "fastaudit/_elfedit.pyx":514
+  /* "fastaudit/_elfedit.pyx":575
  *                       uint64_t addr, uint64_t off, uint64_t size):
  *         cdef bint le = self.img.im.le
  *         for index, (pos, kind, sh_addr, sh_offset, _) in enumerate(self.sections):             # <<<<<<<<<<<<<<
@@ -35219,13 +37604,13 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
     {
       Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_3);
       #if !CYTHON_ASSUME_SAFE_SIZE
-      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 514, __pyx_L1_error)
+      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 575, __pyx_L1_error)
       #endif
       if (__pyx_t_4 >= __pyx_temp) break;
     }
     __pyx_t_5 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_3, __pyx_t_4, __Pyx_ReferenceSharing_OwnStrongReference);
     ++__pyx_t_4;
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 514, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 575, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     if ((likely(PyTuple_CheckExact(__pyx_t_5))) || (PyList_CheckExact(__pyx_t_5))) {
       PyObject* sequence = __pyx_t_5;
@@ -35233,7 +37618,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
       if (unlikely(size != 5)) {
         if (size > 5) __Pyx_RaiseTooManyValuesError(5);
         else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-        __PYX_ERR(0, 514, __pyx_L1_error)
+        __PYX_ERR(0, 575, __pyx_L1_error)
       }
       #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
       if (likely(PyTuple_CheckExact(sequence))) {
@@ -35249,19 +37634,19 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
         __Pyx_INCREF(__pyx_t_10);
       } else {
         __pyx_t_6 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 514, __pyx_L1_error)
+        if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 575, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_6);
         __pyx_t_7 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 514, __pyx_L1_error)
+        if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 575, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_7);
         __pyx_t_8 = __Pyx_PyList_GET_ITEM_REF(sequence, 2, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 514, __pyx_L1_error)
+        if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 575, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_8);
         __pyx_t_9 = __Pyx_PyList_GET_ITEM_REF(sequence, 3, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 514, __pyx_L1_error)
+        if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 575, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_9);
         __pyx_t_10 = __Pyx_PyList_GET_ITEM_REF(sequence, 4, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 514, __pyx_L1_error)
+        if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 575, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_10);
       }
       #else
@@ -35269,7 +37654,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
         Py_ssize_t i;
         PyObject** temps[5] = {&__pyx_t_6,&__pyx_t_7,&__pyx_t_8,&__pyx_t_9,&__pyx_t_10};
         for (i=0; i < 5; i++) {
-          PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(0, 514, __pyx_L1_error)
+          PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(0, 575, __pyx_L1_error)
           __Pyx_GOTREF(item);
           *(temps[i]) = item;
         }
@@ -35279,7 +37664,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
     } else {
       Py_ssize_t index = -1;
       PyObject** temps[5] = {&__pyx_t_6,&__pyx_t_7,&__pyx_t_8,&__pyx_t_9,&__pyx_t_10};
-      __pyx_t_11 = PyObject_GetIter(__pyx_t_5); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 514, __pyx_L1_error)
+      __pyx_t_11 = PyObject_GetIter(__pyx_t_5); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 575, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_11);
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
       __pyx_t_12 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_11);
@@ -35288,7 +37673,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
         __Pyx_GOTREF(item);
         *(temps[index]) = item;
       }
-      if (__Pyx_IternextUnpackEndCheck(__pyx_t_12(__pyx_t_11), 5) < (0)) __PYX_ERR(0, 514, __pyx_L1_error)
+      if (__Pyx_IternextUnpackEndCheck(__pyx_t_12(__pyx_t_11), 5) < (0)) __PYX_ERR(0, 575, __pyx_L1_error)
       __pyx_t_12 = NULL;
       __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
       goto __pyx_L6_unpacking_done;
@@ -35296,7 +37681,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
       __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
       __pyx_t_12 = NULL;
       if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-      __PYX_ERR(0, 514, __pyx_L1_error)
+      __PYX_ERR(0, 575, __pyx_L1_error)
       __pyx_L6_unpacking_done:;
     }
     __Pyx_XDECREF_SET(__pyx_v_pos, __pyx_t_6);
@@ -35311,22 +37696,22 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
     __pyx_t_10 = 0;
     __Pyx_INCREF(__pyx_t_2);
     __Pyx_XDECREF_SET(__pyx_v_index, __pyx_t_2);
-    __pyx_t_5 = __Pyx_PyLong_AddObjC(__pyx_t_2, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 514, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyLong_AddObjC(__pyx_t_2, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 575, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __Pyx_DECREF(__pyx_t_2);
     __pyx_t_2 = __pyx_t_5;
     __pyx_t_5 = 0;
 
-    /* "fastaudit/_elfedit.pyx":515
+    /* "fastaudit/_elfedit.pyx":576
  *         cdef bint le = self.img.im.le
  *         for index, (pos, kind, sh_addr, sh_offset, _) in enumerate(self.sections):
  *             if kind != sh_type or sh_addr != old_addr or sh_offset != old_off:             # <<<<<<<<<<<<<<
  *                 continue
  *             self.move_section_symbols(view, index, old_addr, self.sections[index][4], addr)
 */
-    __pyx_t_5 = __Pyx_PyLong_From_uint64_t(__pyx_v_sh_type); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 515, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyLong_From_uint64_t(__pyx_v_sh_type); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 576, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_13 = __Pyx_PyObject_CompareBoolNe_object_int(__pyx_v_kind, __pyx_t_5, Py_NE); if (unlikely((__pyx_t_13 < 0))) __PYX_ERR(0, 515, __pyx_L1_error)
+    __pyx_t_13 = __Pyx_PyObject_CompareBoolNe_object_int(__pyx_v_kind, __pyx_t_5, Py_NE); if (unlikely((__pyx_t_13 < 0))) __PYX_ERR(0, 576, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     if (!__pyx_t_13) {
 
@@ -35336,9 +37721,9 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
 
       goto __pyx_L8_bool_binop_done;
     }
-    __pyx_t_5 = __Pyx_PyLong_From_uint64_t(__pyx_v_old_addr); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 515, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyLong_From_uint64_t(__pyx_v_old_addr); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 576, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_13 = __Pyx_PyObject_CompareBoolNe_object_int(__pyx_v_sh_addr, __pyx_t_5, Py_NE); if (unlikely((__pyx_t_13 < 0))) __PYX_ERR(0, 515, __pyx_L1_error)
+    __pyx_t_13 = __Pyx_PyObject_CompareBoolNe_object_int(__pyx_v_sh_addr, __pyx_t_5, Py_NE); if (unlikely((__pyx_t_13 < 0))) __PYX_ERR(0, 576, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     if (!__pyx_t_13) {
 
@@ -35348,9 +37733,9 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
 
       goto __pyx_L8_bool_binop_done;
     }
-    __pyx_t_5 = __Pyx_PyLong_From_uint64_t(__pyx_v_old_off); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 515, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyLong_From_uint64_t(__pyx_v_old_off); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 576, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_13 = __Pyx_PyObject_CompareBoolNe_object_int(__pyx_v_sh_offset, __pyx_t_5, Py_NE); if (unlikely((__pyx_t_13 < 0))) __PYX_ERR(0, 515, __pyx_L1_error)
+    __pyx_t_13 = __Pyx_PyObject_CompareBoolNe_object_int(__pyx_v_sh_offset, __pyx_t_5, Py_NE); if (unlikely((__pyx_t_13 < 0))) __PYX_ERR(0, 576, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
     __pyx_t_1 = __pyx_t_13;
@@ -35359,7 +37744,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
     if (__pyx_t_1) {
 
 
-      /* "fastaudit/_elfedit.pyx":516
+      /* "fastaudit/_elfedit.pyx":577
  *         for index, (pos, kind, sh_addr, sh_offset, _) in enumerate(self.sections):
  *             if kind != sh_type or sh_addr != old_addr or sh_offset != old_off:
  *                 continue             # <<<<<<<<<<<<<<
@@ -35368,7 +37753,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
 */
       goto __pyx_L3_continue;
 
-      /* "fastaudit/_elfedit.pyx":515
+      /* "fastaudit/_elfedit.pyx":576
  *         cdef bint le = self.img.im.le
  *         for index, (pos, kind, sh_addr, sh_offset, _) in enumerate(self.sections):
  *             if kind != sh_type or sh_addr != old_addr or sh_offset != old_off:             # <<<<<<<<<<<<<<
@@ -35377,32 +37762,32 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
 */
     }
 
-    /* "fastaudit/_elfedit.pyx":517
+    /* "fastaudit/_elfedit.pyx":578
  *             if kind != sh_type or sh_addr != old_addr or sh_offset != old_off:
  *                 continue
  *             self.move_section_symbols(view, index, old_addr, self.sections[index][4], addr)             # <<<<<<<<<<<<<<
  *             if self.img.im.is64:
  *                 wr64(&view[pos + 16], le, addr)
 */
-    __pyx_t_14 = __Pyx_PyLong_As_uint64_t(__pyx_v_index); if (unlikely((__pyx_t_14 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 517, __pyx_L1_error)
+    __pyx_t_14 = __Pyx_PyLong_As_uint64_t(__pyx_v_index); if (unlikely((__pyx_t_14 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 578, __pyx_L1_error)
     if (unlikely(__pyx_v_self->sections == Py_None)) {
       PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
-      __PYX_ERR(0, 517, __pyx_L1_error)
+      __PYX_ERR(0, 578, __pyx_L1_error)
     }
-    __pyx_t_5 = __Pyx_PyObject_GetItem(__pyx_v_self->sections, __pyx_v_index); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 517, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyObject_GetItem(__pyx_v_self->sections, __pyx_v_index); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 578, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_10 = __Pyx_GetItemInt(__pyx_t_5, 4, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 517, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_GetItemInt(__pyx_t_5, 4, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 578, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __pyx_t_15 = __Pyx_PyLong_As_uint64_t(__pyx_t_10); if (unlikely((__pyx_t_15 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 517, __pyx_L1_error)
+    __pyx_t_15 = __Pyx_PyLong_As_uint64_t(__pyx_t_10); if (unlikely((__pyx_t_15 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 578, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
-    __pyx_t_10 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self->__pyx_vtab)->move_section_symbols(__pyx_v_self, __pyx_v_view, __pyx_t_14, __pyx_v_old_addr, __pyx_t_15, __pyx_v_addr); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 517, __pyx_L1_error)
+    __pyx_t_10 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self->__pyx_vtab)->move_section_symbols(__pyx_v_self, __pyx_v_view, __pyx_t_14, __pyx_v_old_addr, __pyx_t_15, __pyx_v_addr); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 578, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
 
 
     __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
 
-    /* "fastaudit/_elfedit.pyx":518
+    /* "fastaudit/_elfedit.pyx":579
  *                 continue
  *             self.move_section_symbols(view, index, old_addr, self.sections[index][4], addr)
  *             if self.img.im.is64:             # <<<<<<<<<<<<<<
@@ -35411,52 +37796,52 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
 */
     if (__pyx_v_self->img->im.is64) {
 
-      /* "fastaudit/_elfedit.pyx":519
+      /* "fastaudit/_elfedit.pyx":580
  *             self.move_section_symbols(view, index, old_addr, self.sections[index][4], addr)
  *             if self.img.im.is64:
  *                 wr64(&view[pos + 16], le, addr)             # <<<<<<<<<<<<<<
  *                 wr64(&view[pos + 24], le, off)
  *                 wr64(&view[pos + 32], le, size)
 */
-      __pyx_t_10 = __Pyx_PyLong_AddObjC(__pyx_v_pos, __pyx_mstate_global->__pyx_int_16, 16, 0, 0); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 519, __pyx_L1_error)
+      __pyx_t_10 = __Pyx_PyLong_AddObjC(__pyx_v_pos, __pyx_mstate_global->__pyx_int_16, 16, 0, 0); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 580, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
-      __pyx_t_16 = __Pyx_PyIndex_AsSsize_t(__pyx_t_10); if (unlikely((__pyx_t_16 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 519, __pyx_L1_error)
+      __pyx_t_16 = __Pyx_PyIndex_AsSsize_t(__pyx_t_10); if (unlikely((__pyx_t_16 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 580, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
       __pyx_t_17 = __pyx_t_16;
       __pyx_f_9fastaudit_8_elfedit_wr64((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_17)) )))), __pyx_v_le, __pyx_v_addr);
 
 
-      /* "fastaudit/_elfedit.pyx":520
+      /* "fastaudit/_elfedit.pyx":581
  *             if self.img.im.is64:
  *                 wr64(&view[pos + 16], le, addr)
  *                 wr64(&view[pos + 24], le, off)             # <<<<<<<<<<<<<<
  *                 wr64(&view[pos + 32], le, size)
  *             else:
 */
-      __pyx_t_10 = __Pyx_PyLong_AddObjC(__pyx_v_pos, __pyx_mstate_global->__pyx_int_24, 24, 0, 0); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 520, __pyx_L1_error)
+      __pyx_t_10 = __Pyx_PyLong_AddObjC(__pyx_v_pos, __pyx_mstate_global->__pyx_int_24, 24, 0, 0); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 581, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
-      __pyx_t_16 = __Pyx_PyIndex_AsSsize_t(__pyx_t_10); if (unlikely((__pyx_t_16 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 520, __pyx_L1_error)
+      __pyx_t_16 = __Pyx_PyIndex_AsSsize_t(__pyx_t_10); if (unlikely((__pyx_t_16 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 581, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
       __pyx_t_17 = __pyx_t_16;
       __pyx_f_9fastaudit_8_elfedit_wr64((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_17)) )))), __pyx_v_le, __pyx_v_off);
 
 
-      /* "fastaudit/_elfedit.pyx":521
+      /* "fastaudit/_elfedit.pyx":582
  *                 wr64(&view[pos + 16], le, addr)
  *                 wr64(&view[pos + 24], le, off)
  *                 wr64(&view[pos + 32], le, size)             # <<<<<<<<<<<<<<
  *             else:
  *                 wr32(&view[pos + 12], le, <uint32_t>addr)
 */
-      __pyx_t_10 = __Pyx_PyLong_AddObjC(__pyx_v_pos, __pyx_mstate_global->__pyx_int_32, 32, 0, 0); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 521, __pyx_L1_error)
+      __pyx_t_10 = __Pyx_PyLong_AddObjC(__pyx_v_pos, __pyx_mstate_global->__pyx_int_32, 32, 0, 0); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 582, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
-      __pyx_t_16 = __Pyx_PyIndex_AsSsize_t(__pyx_t_10); if (unlikely((__pyx_t_16 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 521, __pyx_L1_error)
+      __pyx_t_16 = __Pyx_PyIndex_AsSsize_t(__pyx_t_10); if (unlikely((__pyx_t_16 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 582, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
       __pyx_t_17 = __pyx_t_16;
       __pyx_f_9fastaudit_8_elfedit_wr64((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_17)) )))), __pyx_v_le, __pyx_v_size);
 
 
-      /* "fastaudit/_elfedit.pyx":518
+      /* "fastaudit/_elfedit.pyx":579
  *                 continue
  *             self.move_section_symbols(view, index, old_addr, self.sections[index][4], addr)
  *             if self.img.im.is64:             # <<<<<<<<<<<<<<
@@ -35466,7 +37851,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
       goto __pyx_L11;
     }
 
-    /* "fastaudit/_elfedit.pyx":523
+    /* "fastaudit/_elfedit.pyx":584
  *                 wr64(&view[pos + 32], le, size)
  *             else:
  *                 wr32(&view[pos + 12], le, <uint32_t>addr)             # <<<<<<<<<<<<<<
@@ -35474,39 +37859,39 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
  *                 wr32(&view[pos + 20], le, <uint32_t>size)
 */
     /*else*/ {
-      __pyx_t_10 = __Pyx_PyLong_AddObjC(__pyx_v_pos, __pyx_mstate_global->__pyx_int_12, 12, 0, 0); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 523, __pyx_L1_error)
+      __pyx_t_10 = __Pyx_PyLong_AddObjC(__pyx_v_pos, __pyx_mstate_global->__pyx_int_12, 12, 0, 0); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 584, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
-      __pyx_t_16 = __Pyx_PyIndex_AsSsize_t(__pyx_t_10); if (unlikely((__pyx_t_16 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 523, __pyx_L1_error)
+      __pyx_t_16 = __Pyx_PyIndex_AsSsize_t(__pyx_t_10); if (unlikely((__pyx_t_16 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 584, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
       __pyx_t_17 = __pyx_t_16;
       __pyx_f_9fastaudit_8_elfedit_wr32((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_17)) )))), __pyx_v_le, ((uint32_t)__pyx_v_addr));
 
 
-      /* "fastaudit/_elfedit.pyx":524
+      /* "fastaudit/_elfedit.pyx":585
  *             else:
  *                 wr32(&view[pos + 12], le, <uint32_t>addr)
  *                 wr32(&view[pos + 16], le, <uint32_t>off)             # <<<<<<<<<<<<<<
  *                 wr32(&view[pos + 20], le, <uint32_t>size)
  * 
 */
-      __pyx_t_10 = __Pyx_PyLong_AddObjC(__pyx_v_pos, __pyx_mstate_global->__pyx_int_16, 16, 0, 0); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 524, __pyx_L1_error)
+      __pyx_t_10 = __Pyx_PyLong_AddObjC(__pyx_v_pos, __pyx_mstate_global->__pyx_int_16, 16, 0, 0); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 585, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
-      __pyx_t_16 = __Pyx_PyIndex_AsSsize_t(__pyx_t_10); if (unlikely((__pyx_t_16 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 524, __pyx_L1_error)
+      __pyx_t_16 = __Pyx_PyIndex_AsSsize_t(__pyx_t_10); if (unlikely((__pyx_t_16 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 585, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
       __pyx_t_17 = __pyx_t_16;
       __pyx_f_9fastaudit_8_elfedit_wr32((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_17)) )))), __pyx_v_le, ((uint32_t)__pyx_v_off));
 
 
-      /* "fastaudit/_elfedit.pyx":525
+      /* "fastaudit/_elfedit.pyx":586
  *                 wr32(&view[pos + 12], le, <uint32_t>addr)
  *                 wr32(&view[pos + 16], le, <uint32_t>off)
  *                 wr32(&view[pos + 20], le, <uint32_t>size)             # <<<<<<<<<<<<<<
  * 
  *     cdef move_section_symbols(self, uint8_t[::1] view, uint64_t index, uint64_t old_addr, uint64_t old_size,
 */
-      __pyx_t_10 = __Pyx_PyLong_AddObjC(__pyx_v_pos, __pyx_mstate_global->__pyx_int_20, 20, 0, 0); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 525, __pyx_L1_error)
+      __pyx_t_10 = __Pyx_PyLong_AddObjC(__pyx_v_pos, __pyx_mstate_global->__pyx_int_20, 20, 0, 0); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 586, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
-      __pyx_t_16 = __Pyx_PyIndex_AsSsize_t(__pyx_t_10); if (unlikely((__pyx_t_16 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 525, __pyx_L1_error)
+      __pyx_t_16 = __Pyx_PyIndex_AsSsize_t(__pyx_t_10); if (unlikely((__pyx_t_16 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 586, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
       __pyx_t_17 = __pyx_t_16;
       __pyx_f_9fastaudit_8_elfedit_wr32((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_17)) )))), __pyx_v_le, ((uint32_t)__pyx_v_size));
@@ -35514,7 +37899,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
     }
     __pyx_L11:;
 
-    /* "fastaudit/_elfedit.pyx":514
+    /* "fastaudit/_elfedit.pyx":575
  *                       uint64_t addr, uint64_t off, uint64_t size):
  *         cdef bint le = self.img.im.le
  *         for index, (pos, kind, sh_addr, sh_offset, _) in enumerate(self.sections):             # <<<<<<<<<<<<<<
@@ -35526,7 +37911,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-  /* "fastaudit/_elfedit.pyx":511
+  /* "fastaudit/_elfedit.pyx":572
  *                 wr32(&view[ph + 28], le, align)
  * 
  *     cdef move_section(self, uint8_t[::1] view, uint64_t sh_type, uint64_t old_addr, uint64_t old_off,             # <<<<<<<<<<<<<<
@@ -35562,7 +37947,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
   return __pyx_r;
 }
 
-/* "fastaudit/_elfedit.pyx":527
+/* "fastaudit/_elfedit.pyx":588
  *                 wr32(&view[pos + 20], le, <uint32_t>size)
  * 
  *     cdef move_section_symbols(self, uint8_t[::1] view, uint64_t index, uint64_t old_addr, uint64_t old_size,             # <<<<<<<<<<<<<<
@@ -35604,7 +37989,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("move_section_symbols", 0);
 
-  /* "fastaudit/_elfedit.pyx":530
+  /* "fastaudit/_elfedit.pyx":591
  *                               uint64_t addr):
  *         """Symbols defined in a moved section (its section symbol, _DYNAMIC) move with it."""
  *         cdef _Image img = self.img             # <<<<<<<<<<<<<<
@@ -35616,7 +38001,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
   __pyx_v_img = ((struct __pyx_obj_9fastaudit_8_elfedit__Image *)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "fastaudit/_elfedit.pyx":532
+  /* "fastaudit/_elfedit.pyx":593
  *         cdef _Image img = self.img
  *         cdef uint64_t sym, first, end, value
  *         cdef uint64_t shndx_at = 6 if img.im.is64 else 14             # <<<<<<<<<<<<<<
@@ -35632,7 +38017,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
   }
   __pyx_v_shndx_at = __pyx_t_2;
 
-  /* "fastaudit/_elfedit.pyx":533
+  /* "fastaudit/_elfedit.pyx":594
  *         cdef uint64_t sym, first, end, value
  *         cdef uint64_t shndx_at = 6 if img.im.is64 else 14
  *         cdef uint64_t value_at = 8 if img.im.is64 else 4             # <<<<<<<<<<<<<<
@@ -35648,7 +38033,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
   }
   __pyx_v_value_at = __pyx_t_2;
 
-  /* "fastaudit/_elfedit.pyx":534
+  /* "fastaudit/_elfedit.pyx":595
  *         cdef uint64_t shndx_at = 6 if img.im.is64 else 14
  *         cdef uint64_t value_at = 8 if img.im.is64 else 4
  *         for _, kind, _, sh_offset, sh_size in self.sections:             # <<<<<<<<<<<<<<
@@ -35657,7 +38042,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
 */
   if (unlikely(__pyx_v_self->sections == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not iterable");
-    __PYX_ERR(0, 534, __pyx_L1_error)
+    __PYX_ERR(0, 595, __pyx_L1_error)
   }
   __pyx_t_1 = __pyx_v_self->sections; __Pyx_INCREF(__pyx_t_1);
   __pyx_t_3 = 0;
@@ -35665,13 +38050,13 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
     {
       Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_1);
       #if !CYTHON_ASSUME_SAFE_SIZE
-      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 534, __pyx_L1_error)
+      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 595, __pyx_L1_error)
       #endif
       if (__pyx_t_3 >= __pyx_temp) break;
     }
     __pyx_t_4 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_1, __pyx_t_3, __Pyx_ReferenceSharing_OwnStrongReference);
     ++__pyx_t_3;
-    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 534, __pyx_L1_error)
+    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 595, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     if ((likely(PyTuple_CheckExact(__pyx_t_4))) || (PyList_CheckExact(__pyx_t_4))) {
       PyObject* sequence = __pyx_t_4;
@@ -35679,7 +38064,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
       if (unlikely(size != 5)) {
         if (size > 5) __Pyx_RaiseTooManyValuesError(5);
         else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-        __PYX_ERR(0, 534, __pyx_L1_error)
+        __PYX_ERR(0, 595, __pyx_L1_error)
       }
       #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
       if (likely(PyTuple_CheckExact(sequence))) {
@@ -35695,19 +38080,19 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
         __Pyx_INCREF(__pyx_t_9);
       } else {
         __pyx_t_5 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 534, __pyx_L1_error)
+        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 595, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_5);
         __pyx_t_6 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 534, __pyx_L1_error)
+        if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 595, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_6);
         __pyx_t_7 = __Pyx_PyList_GET_ITEM_REF(sequence, 2, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 534, __pyx_L1_error)
+        if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 595, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_7);
         __pyx_t_8 = __Pyx_PyList_GET_ITEM_REF(sequence, 3, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 534, __pyx_L1_error)
+        if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 595, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_8);
         __pyx_t_9 = __Pyx_PyList_GET_ITEM_REF(sequence, 4, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 534, __pyx_L1_error)
+        if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 595, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_9);
       }
       #else
@@ -35715,7 +38100,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
         Py_ssize_t i;
         PyObject** temps[5] = {&__pyx_t_5,&__pyx_t_6,&__pyx_t_7,&__pyx_t_8,&__pyx_t_9};
         for (i=0; i < 5; i++) {
-          PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(0, 534, __pyx_L1_error)
+          PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(0, 595, __pyx_L1_error)
           __Pyx_GOTREF(item);
           *(temps[i]) = item;
         }
@@ -35725,7 +38110,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
     } else {
       Py_ssize_t index = -1;
       PyObject** temps[5] = {&__pyx_t_5,&__pyx_t_6,&__pyx_t_7,&__pyx_t_8,&__pyx_t_9};
-      __pyx_t_10 = PyObject_GetIter(__pyx_t_4); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 534, __pyx_L1_error)
+      __pyx_t_10 = PyObject_GetIter(__pyx_t_4); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 595, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
       __pyx_t_11 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_10);
@@ -35734,7 +38119,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
         __Pyx_GOTREF(item);
         *(temps[index]) = item;
       }
-      if (__Pyx_IternextUnpackEndCheck(__pyx_t_11(__pyx_t_10), 5) < (0)) __PYX_ERR(0, 534, __pyx_L1_error)
+      if (__Pyx_IternextUnpackEndCheck(__pyx_t_11(__pyx_t_10), 5) < (0)) __PYX_ERR(0, 595, __pyx_L1_error)
       __pyx_t_11 = NULL;
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
       goto __pyx_L6_unpacking_done;
@@ -35742,7 +38127,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
       __pyx_t_11 = NULL;
       if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-      __PYX_ERR(0, 534, __pyx_L1_error)
+      __PYX_ERR(0, 595, __pyx_L1_error)
       __pyx_L6_unpacking_done:;
     }
     __Pyx_XDECREF_SET(__pyx_v__, __pyx_t_5);
@@ -35756,16 +38141,16 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
     __Pyx_XDECREF_SET(__pyx_v_sh_size, __pyx_t_9);
     __pyx_t_9 = 0;
 
-    /* "fastaudit/_elfedit.pyx":535
+    /* "fastaudit/_elfedit.pyx":596
  *         cdef uint64_t value_at = 8 if img.im.is64 else 4
  *         for _, kind, _, sh_offset, sh_size in self.sections:
  *             if kind != SHT_SYMTAB and kind != SHT_DYNSYM:             # <<<<<<<<<<<<<<
  *                 continue
  *             img.need(sh_offset, sh_size, "symbol table")
 */
-    __pyx_t_4 = __Pyx_PyLong_From_uint64_t(SHT_SYMTAB); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 535, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyLong_From_uint64_t(SHT_SYMTAB); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 596, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_13 = __Pyx_PyObject_CompareBoolNe_object_int(__pyx_v_kind, __pyx_t_4, Py_NE); if (unlikely((__pyx_t_13 < 0))) __PYX_ERR(0, 535, __pyx_L1_error)
+    __pyx_t_13 = __Pyx_PyObject_CompareBoolNe_object_int(__pyx_v_kind, __pyx_t_4, Py_NE); if (unlikely((__pyx_t_13 < 0))) __PYX_ERR(0, 596, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     if (__pyx_t_13) {
 
@@ -35775,9 +38160,9 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
 
       goto __pyx_L8_bool_binop_done;
     }
-    __pyx_t_4 = __Pyx_PyLong_From_uint64_t(SHT_DYNSYM); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 535, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyLong_From_uint64_t(SHT_DYNSYM); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 596, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_13 = __Pyx_PyObject_CompareBoolNe_object_int(__pyx_v_kind, __pyx_t_4, Py_NE); if (unlikely((__pyx_t_13 < 0))) __PYX_ERR(0, 535, __pyx_L1_error)
+    __pyx_t_13 = __Pyx_PyObject_CompareBoolNe_object_int(__pyx_v_kind, __pyx_t_4, Py_NE); if (unlikely((__pyx_t_13 < 0))) __PYX_ERR(0, 596, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
     __pyx_t_12 = __pyx_t_13;
@@ -35786,7 +38171,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
     if (__pyx_t_12) {
 
 
-      /* "fastaudit/_elfedit.pyx":536
+      /* "fastaudit/_elfedit.pyx":597
  *         for _, kind, _, sh_offset, sh_size in self.sections:
  *             if kind != SHT_SYMTAB and kind != SHT_DYNSYM:
  *                 continue             # <<<<<<<<<<<<<<
@@ -35795,7 +38180,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
 */
       goto __pyx_L3_continue;
 
-      /* "fastaudit/_elfedit.pyx":535
+      /* "fastaudit/_elfedit.pyx":596
  *         cdef uint64_t value_at = 8 if img.im.is64 else 4
  *         for _, kind, _, sh_offset, sh_size in self.sections:
  *             if kind != SHT_SYMTAB and kind != SHT_DYNSYM:             # <<<<<<<<<<<<<<
@@ -35804,56 +38189,56 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
 */
     }
 
-    /* "fastaudit/_elfedit.pyx":537
+    /* "fastaudit/_elfedit.pyx":598
  *             if kind != SHT_SYMTAB and kind != SHT_DYNSYM:
  *                 continue
  *             img.need(sh_offset, sh_size, "symbol table")             # <<<<<<<<<<<<<<
  *             first = sh_offset
  *             end = sh_offset + sh_size // img.symsize * img.symsize
 */
-    __pyx_t_2 = __Pyx_PyLong_As_uint64_t(__pyx_v_sh_offset); if (unlikely((__pyx_t_2 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 537, __pyx_L1_error)
-    __pyx_t_14 = __Pyx_PyLong_As_uint64_t(__pyx_v_sh_size); if (unlikely((__pyx_t_14 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 537, __pyx_L1_error)
-    __pyx_t_15 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Image *)__pyx_v_img->__pyx_vtab)->need(__pyx_v_img, __pyx_t_2, __pyx_t_14, __pyx_mstate_global->__pyx_kp_u_symbol_table); if (unlikely(__pyx_t_15 == ((int)-1))) __PYX_ERR(0, 537, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_PyLong_As_uint64_t(__pyx_v_sh_offset); if (unlikely((__pyx_t_2 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 598, __pyx_L1_error)
+    __pyx_t_14 = __Pyx_PyLong_As_uint64_t(__pyx_v_sh_size); if (unlikely((__pyx_t_14 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 598, __pyx_L1_error)
+    __pyx_t_15 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Image *)__pyx_v_img->__pyx_vtab)->need(__pyx_v_img, __pyx_t_2, __pyx_t_14, __pyx_mstate_global->__pyx_kp_u_symbol_table); if (unlikely(__pyx_t_15 == ((int)-1))) __PYX_ERR(0, 598, __pyx_L1_error)
 
 
 
 
-    /* "fastaudit/_elfedit.pyx":538
+    /* "fastaudit/_elfedit.pyx":599
  *                 continue
  *             img.need(sh_offset, sh_size, "symbol table")
  *             first = sh_offset             # <<<<<<<<<<<<<<
  *             end = sh_offset + sh_size // img.symsize * img.symsize
  *             sym = first
 */
-    __pyx_t_14 = __Pyx_PyLong_As_uint64_t(__pyx_v_sh_offset); if (unlikely((__pyx_t_14 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 538, __pyx_L1_error)
+    __pyx_t_14 = __Pyx_PyLong_As_uint64_t(__pyx_v_sh_offset); if (unlikely((__pyx_t_14 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 599, __pyx_L1_error)
     __pyx_v_first = __pyx_t_14;
 
-    /* "fastaudit/_elfedit.pyx":539
+    /* "fastaudit/_elfedit.pyx":600
  *             img.need(sh_offset, sh_size, "symbol table")
  *             first = sh_offset
  *             end = sh_offset + sh_size // img.symsize * img.symsize             # <<<<<<<<<<<<<<
  *             sym = first
  *             while sym < end:
 */
-    __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->symsize); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 539, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->symsize); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 600, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_9 = PyNumber_FloorDivide(__pyx_v_sh_size, __pyx_t_4); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 539, __pyx_L1_error)
+    __pyx_t_9 = PyNumber_FloorDivide(__pyx_v_sh_size, __pyx_t_4); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 600, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->symsize); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 539, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->symsize); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 600, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_8 = __Pyx_PyNumber_Multiply_object_int(__pyx_t_9, __pyx_t_4); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 539, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyNumber_Multiply_object_int(__pyx_t_9, __pyx_t_4); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 600, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
     __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    __pyx_t_4 = __Pyx_PyNumber_Add_object_object(__pyx_v_sh_offset, __pyx_t_8); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 539, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyNumber_Add_object_object(__pyx_v_sh_offset, __pyx_t_8); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 600, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-    __pyx_t_14 = __Pyx_PyLong_As_uint64_t(__pyx_t_4); if (unlikely((__pyx_t_14 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 539, __pyx_L1_error)
+    __pyx_t_14 = __Pyx_PyLong_As_uint64_t(__pyx_t_4); if (unlikely((__pyx_t_14 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 600, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     __pyx_v_end = __pyx_t_14;
 
-    /* "fastaudit/_elfedit.pyx":540
+    /* "fastaudit/_elfedit.pyx":601
  *             first = sh_offset
  *             end = sh_offset + sh_size // img.symsize * img.symsize
  *             sym = first             # <<<<<<<<<<<<<<
@@ -35862,7 +38247,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
 */
     __pyx_v_sym = __pyx_v_first;
 
-    /* "fastaudit/_elfedit.pyx":541
+    /* "fastaudit/_elfedit.pyx":602
  *             end = sh_offset + sh_size // img.symsize * img.symsize
  *             sym = first
  *             while sym < end:             # <<<<<<<<<<<<<<
@@ -35875,7 +38260,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
 
       if (!__pyx_t_12) break;
 
-      /* "fastaudit/_elfedit.pyx":542
+      /* "fastaudit/_elfedit.pyx":603
  *             sym = first
  *             while sym < end:
  *                 value = rdword(&img.im, sym + value_at)             # <<<<<<<<<<<<<<
@@ -35884,7 +38269,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
 */
       __pyx_v_value = __pyx_f_9fastaudit_9_elfbytes_rdword((&__pyx_v_img->im), (__pyx_v_sym + __pyx_v_value_at));
 
-      /* "fastaudit/_elfedit.pyx":543
+      /* "fastaudit/_elfedit.pyx":604
  *             while sym < end:
  *                 value = rdword(&img.im, sym + value_at)
  *                 if rd16(&img.im, sym + shndx_at) == index and old_addr <= value <= old_addr + old_size:             # <<<<<<<<<<<<<<
@@ -35912,7 +38297,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
       if (__pyx_t_12) {
 
 
-        /* "fastaudit/_elfedit.pyx":544
+        /* "fastaudit/_elfedit.pyx":605
  *                 value = rdword(&img.im, sym + value_at)
  *                 if rd16(&img.im, sym + shndx_at) == index and old_addr <= value <= old_addr + old_size:
  *                     if img.im.is64:             # <<<<<<<<<<<<<<
@@ -35921,7 +38306,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
 */
         if (__pyx_v_img->im.is64) {
 
-          /* "fastaudit/_elfedit.pyx":545
+          /* "fastaudit/_elfedit.pyx":606
  *                 if rd16(&img.im, sym + shndx_at) == index and old_addr <= value <= old_addr + old_size:
  *                     if img.im.is64:
  *                         wr64(&view[sym + value_at], img.im.le, addr + (value - old_addr))             # <<<<<<<<<<<<<<
@@ -35931,7 +38316,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
           __pyx_t_14 = (__pyx_v_sym + __pyx_v_value_at);
           __pyx_f_9fastaudit_8_elfedit_wr64((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_14)) )))), __pyx_v_img->im.le, (__pyx_v_addr + (__pyx_v_value - __pyx_v_old_addr)));
 
-          /* "fastaudit/_elfedit.pyx":544
+          /* "fastaudit/_elfedit.pyx":605
  *                 value = rdword(&img.im, sym + value_at)
  *                 if rd16(&img.im, sym + shndx_at) == index and old_addr <= value <= old_addr + old_size:
  *                     if img.im.is64:             # <<<<<<<<<<<<<<
@@ -35941,7 +38326,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
           goto __pyx_L15;
         }
 
-        /* "fastaudit/_elfedit.pyx":547
+        /* "fastaudit/_elfedit.pyx":608
  *                         wr64(&view[sym + value_at], img.im.le, addr + (value - old_addr))
  *                     else:
  *                         wr32(&view[sym + value_at], img.im.le, <uint32_t>(addr + (value - old_addr)))             # <<<<<<<<<<<<<<
@@ -35953,7 +38338,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
         }
         __pyx_L15:;
 
-        /* "fastaudit/_elfedit.pyx":543
+        /* "fastaudit/_elfedit.pyx":604
  *             while sym < end:
  *                 value = rdword(&img.im, sym + value_at)
  *                 if rd16(&img.im, sym + shndx_at) == index and old_addr <= value <= old_addr + old_size:             # <<<<<<<<<<<<<<
@@ -35962,7 +38347,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
 */
       }
 
-      /* "fastaudit/_elfedit.pyx":548
+      /* "fastaudit/_elfedit.pyx":609
  *                     else:
  *                         wr32(&view[sym + value_at], img.im.le, <uint32_t>(addr + (value - old_addr)))
  *                 sym += img.symsize             # <<<<<<<<<<<<<<
@@ -35970,7 +38355,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
       __pyx_v_sym = (__pyx_v_sym + __pyx_v_img->symsize);
     }
 
-    /* "fastaudit/_elfedit.pyx":534
+    /* "fastaudit/_elfedit.pyx":595
  *         cdef uint64_t shndx_at = 6 if img.im.is64 else 14
  *         cdef uint64_t value_at = 8 if img.im.is64 else 4
  *         for _, kind, _, sh_offset, sh_size in self.sections:             # <<<<<<<<<<<<<<
@@ -35981,7 +38366,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
   }
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
 
-  /* "fastaudit/_elfedit.pyx":527
+  /* "fastaudit/_elfedit.pyx":588
  *                 wr32(&view[pos + 20], le, <uint32_t>size)
  * 
  *     cdef move_section_symbols(self, uint8_t[::1] view, uint64_t index, uint64_t old_addr, uint64_t old_size,             # <<<<<<<<<<<<<<
@@ -36027,15 +38412,15 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
 */
 
 /* Python wrapper */
-static PyObject *__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_25__reduce_cython__(PyObject *__pyx_v_self, 
+static PyObject *__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_29__reduce_cython__(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-static PyMethodDef __pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_25__reduce_cython__ = {"__reduce_cython__", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_25__reduce_cython__, __Pyx_METH_FASTCALL|METH_KEYWORDS, 0};
-static PyObject *__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_25__reduce_cython__(PyObject *__pyx_v_self, 
+static PyMethodDef __pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_29__reduce_cython__ = {"__reduce_cython__", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_29__reduce_cython__, __Pyx_METH_FASTCALL|METH_KEYWORDS, 0};
+static PyObject *__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_29__reduce_cython__(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
@@ -36061,14 +38446,14 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   const Py_ssize_t __pyx_kwds_len = unlikely(__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
   if (unlikely(__pyx_kwds_len < 0)) return NULL;
   if (unlikely(__pyx_kwds_len > 0)) {__Pyx_RejectKeywords("__reduce_cython__", __pyx_kwds); return NULL;}
-  __pyx_r = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24__reduce_cython__(((struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self));
+  __pyx_r = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_28__reduce_cython__(((struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self));
 
   /* function exit code */
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
 
-static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24__reduce_cython__(struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *__pyx_v_self) {
+static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_28__reduce_cython__(struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *__pyx_v_self) {
   PyObject *__pyx_v_state = 0;
   PyObject *__pyx_v__dict = 0;
   int __pyx_v_use_setstate;
@@ -36463,15 +38848,15 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24__reduce_cython__(str
 */
 
 /* Python wrapper */
-static PyObject *__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_27__setstate_cython__(PyObject *__pyx_v_self, 
+static PyObject *__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_31__setstate_cython__(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-static PyMethodDef __pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_27__setstate_cython__ = {"__setstate_cython__", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_27__setstate_cython__, __Pyx_METH_FASTCALL|METH_KEYWORDS, 0};
-static PyObject *__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_27__setstate_cython__(PyObject *__pyx_v_self, 
+static PyMethodDef __pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_31__setstate_cython__ = {"__setstate_cython__", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_31__setstate_cython__, __Pyx_METH_FASTCALL|METH_KEYWORDS, 0};
+static PyObject *__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_31__setstate_cython__(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
@@ -36537,7 +38922,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return NULL;
   __pyx_L4_argument_unpacking_done:;
-  __pyx_r = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26__setstate_cython__(((struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self), __pyx_v___pyx_state);
+  __pyx_r = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_30__setstate_cython__(((struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self), __pyx_v___pyx_state);
 
   /* function exit code */
   for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
@@ -36547,7 +38932,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   return __pyx_r;
 }
 
-static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26__setstate_cython__(struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *__pyx_v_self, PyObject *__pyx_v___pyx_state) {
+static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_30__setstate_cython__(struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *__pyx_v_self, PyObject *__pyx_v___pyx_state) {
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
   PyObject *__pyx_t_1 = NULL;
@@ -37287,15 +39672,17 @@ static PyMethodDef __pyx_methods_9fastaudit_8_elfedit__Rewrite[] = {
   {"string", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_5string, __Pyx_METH_FASTCALL|METH_KEYWORDS, 0},
   {"references", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_7references, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_9fastaudit_8_elfedit_8_Rewrite_6references},
   {"apply", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_9apply, __Pyx_METH_FASTCALL|METH_KEYWORDS, 0},
-  {"verneed_files", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_11verneed_files, __Pyx_METH_FASTCALL|METH_KEYWORDS, 0},
-  {"place_strings", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_13place_strings, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_9fastaudit_8_elfedit_8_Rewrite_12place_strings},
-  {"overlaps", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_15overlaps, __Pyx_METH_FASTCALL|METH_KEYWORDS, 0},
-  {"offset_of", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_17offset_of, __Pyx_METH_FASTCALL|METH_KEYWORDS, 0},
-  {"write", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_19write, __Pyx_METH_FASTCALL|METH_KEYWORDS, 0},
-  {"new_segment", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_21new_segment, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_9fastaudit_8_elfedit_8_Rewrite_20new_segment},
-  {"write_phdrs", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_23write_phdrs, __Pyx_METH_FASTCALL|METH_KEYWORDS, 0},
-  {"__reduce_cython__", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_25__reduce_cython__, __Pyx_METH_FASTCALL|METH_KEYWORDS, 0},
-  {"__setstate_cython__", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_27__setstate_cython__, __Pyx_METH_FASTCALL|METH_KEYWORDS, 0},
+  {"drop_version_requirements", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_11drop_version_requirements, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_9fastaudit_8_elfedit_8_Rewrite_10drop_version_requirements},
+  {"unversion_symbols", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_13unversion_symbols, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_9fastaudit_8_elfedit_8_Rewrite_12unversion_symbols},
+  {"verneed_files", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_15verneed_files, __Pyx_METH_FASTCALL|METH_KEYWORDS, 0},
+  {"place_strings", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_17place_strings, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_9fastaudit_8_elfedit_8_Rewrite_16place_strings},
+  {"overlaps", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_19overlaps, __Pyx_METH_FASTCALL|METH_KEYWORDS, 0},
+  {"offset_of", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_21offset_of, __Pyx_METH_FASTCALL|METH_KEYWORDS, 0},
+  {"write", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_23write, __Pyx_METH_FASTCALL|METH_KEYWORDS, 0},
+  {"new_segment", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_25new_segment, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_9fastaudit_8_elfedit_8_Rewrite_24new_segment},
+  {"write_phdrs", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_27write_phdrs, __Pyx_METH_FASTCALL|METH_KEYWORDS, 0},
+  {"__reduce_cython__", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_29__reduce_cython__, __Pyx_METH_FASTCALL|METH_KEYWORDS, 0},
+  {"__setstate_cython__", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_9fastaudit_8_elfedit_8_Rewrite_31__setstate_cython__, __Pyx_METH_FASTCALL|METH_KEYWORDS, 0},
   {0, 0, 0, 0}
 };
 #if CYTHON_USE_TYPE_SPECS
@@ -39973,14 +42360,14 @@ static int __Pyx_modinit_Exttype___pyx_obj_9fastaudit_8_elfedit___pyx_scope_stru
   __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct__place_strings", 0);
   /*--- Exttype __pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct__place_strings ---*/
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct__place_strings = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_9fastaudit_8_elfedit___pyx_scope_struct__place_strings_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct__place_strings)) __PYX_ERR(0, 349, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct__place_strings = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_9fastaudit_8_elfedit___pyx_scope_struct__place_strings_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct__place_strings)) __PYX_ERR(0, 405, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct__place_strings = &__pyx_type_9fastaudit_8_elfedit___pyx_scope_struct__place_strings;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct__place_strings) < (0)) __PYX_ERR(0, 349, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct__place_strings) < (0)) __PYX_ERR(0, 405, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct__place_strings);
@@ -40006,14 +42393,14 @@ static int __Pyx_modinit_Exttype___pyx_obj_9fastaudit_8_elfedit___pyx_scope_stru
   __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_1_genexpr", 0);
   /*--- Exttype __pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_1_genexpr ---*/
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_1_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_9fastaudit_8_elfedit___pyx_scope_struct_1_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_1_genexpr)) __PYX_ERR(0, 360, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_1_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_9fastaudit_8_elfedit___pyx_scope_struct_1_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_1_genexpr)) __PYX_ERR(0, 416, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_1_genexpr = &__pyx_type_9fastaudit_8_elfedit___pyx_scope_struct_1_genexpr;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_1_genexpr) < (0)) __PYX_ERR(0, 360, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_1_genexpr) < (0)) __PYX_ERR(0, 416, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_1_genexpr);
@@ -40039,14 +42426,14 @@ static int __Pyx_modinit_Exttype___pyx_obj_9fastaudit_8_elfedit___pyx_scope_stru
   __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_2_genexpr", 0);
   /*--- Exttype __pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_2_genexpr ---*/
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_2_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_9fastaudit_8_elfedit___pyx_scope_struct_2_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_2_genexpr)) __PYX_ERR(0, 431, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_2_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_9fastaudit_8_elfedit___pyx_scope_struct_2_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_2_genexpr)) __PYX_ERR(0, 492, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_2_genexpr = &__pyx_type_9fastaudit_8_elfedit___pyx_scope_struct_2_genexpr;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_2_genexpr) < (0)) __PYX_ERR(0, 431, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_2_genexpr) < (0)) __PYX_ERR(0, 492, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_2_genexpr);
@@ -40072,14 +42459,14 @@ static int __Pyx_modinit_Exttype___pyx_obj_9fastaudit_8_elfedit___pyx_scope_stru
   __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_3_genexpr", 0);
   /*--- Exttype __pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_3_genexpr ---*/
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_3_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_9fastaudit_8_elfedit___pyx_scope_struct_3_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_3_genexpr)) __PYX_ERR(0, 433, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_3_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_9fastaudit_8_elfedit___pyx_scope_struct_3_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_3_genexpr)) __PYX_ERR(0, 494, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_3_genexpr = &__pyx_type_9fastaudit_8_elfedit___pyx_scope_struct_3_genexpr;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_3_genexpr) < (0)) __PYX_ERR(0, 433, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_3_genexpr) < (0)) __PYX_ERR(0, 494, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_3_genexpr);
@@ -40105,14 +42492,14 @@ static int __Pyx_modinit_Exttype___pyx_obj_9fastaudit_8_elfedit___pyx_scope_stru
   __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_4_genexpr", 0);
   /*--- Exttype __pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_4_genexpr ---*/
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_4_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_9fastaudit_8_elfedit___pyx_scope_struct_4_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_4_genexpr)) __PYX_ERR(0, 442, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_4_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_9fastaudit_8_elfedit___pyx_scope_struct_4_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_4_genexpr)) __PYX_ERR(0, 503, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_4_genexpr = &__pyx_type_9fastaudit_8_elfedit___pyx_scope_struct_4_genexpr;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_4_genexpr) < (0)) __PYX_ERR(0, 442, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_4_genexpr) < (0)) __PYX_ERR(0, 503, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_4_genexpr);
@@ -40138,14 +42525,14 @@ static int __Pyx_modinit_Exttype___pyx_obj_9fastaudit_8_elfedit___pyx_scope_stru
   __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_5_genexpr", 0);
   /*--- Exttype __pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_5_genexpr ---*/
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_5_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_9fastaudit_8_elfedit___pyx_scope_struct_5_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_5_genexpr)) __PYX_ERR(0, 456, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_5_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_9fastaudit_8_elfedit___pyx_scope_struct_5_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_5_genexpr)) __PYX_ERR(0, 517, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_5_genexpr = &__pyx_type_9fastaudit_8_elfedit___pyx_scope_struct_5_genexpr;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_5_genexpr) < (0)) __PYX_ERR(0, 456, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_5_genexpr) < (0)) __PYX_ERR(0, 517, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_5_genexpr);
@@ -41560,148 +43947,183 @@ __Pyx_RefNannySetupContext("PyInit__elfedit", 0);
   if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_9fastaudit_8_elfedit__Rewrite, __pyx_mstate_global->__pyx_n_u_apply, __pyx_t_16) < (0)) __PYX_ERR(0, 298, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
 
-  /* "fastaudit/_elfedit.pyx":342
- *         return self.write(new_entries, vn_updates)
+  /* "fastaudit/_elfedit.pyx":343
+ *         return self.write(new_entries, patches)
  * 
- *     def verneed_files(self) -> list:             # <<<<<<<<<<<<<<
- *         values = {tag: val for tag, val in reversed(self.entries)}
- *         if DT_VERNEED not in values:
+ *     def drop_version_requirements(self, set remove_needed, list verneed, list new_entries, list patches) -> list:             # <<<<<<<<<<<<<<
+ *         """Unlink the Elf_Verneed entries of removed libraries: the loader checks every entry of the
+ *         chain against a loaded object, so one for a library no longer needed would fail the load."""
 */
-  __pyx_t_16 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 342, __pyx_L1_error)
+  __pyx_t_16 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 343, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_16);
-  if (PyDict_SetItem(__pyx_t_16, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_list) < (0)) __PYX_ERR(0, 342, __pyx_L1_error)
-  __pyx_t_14 = __Pyx_CyFunction_New(&__pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_11verneed_files, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Rewrite_verneed_files, NULL, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[20])); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 342, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_16, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_list) < (0)) __PYX_ERR(0, 343, __pyx_L1_error)
+  __pyx_t_14 = __Pyx_CyFunction_New(&__pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_11drop_version_requirements, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Rewrite_drop_version_requiremen, NULL, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[20])); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 343, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_14);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_14);
   #endif
   __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_14, __pyx_t_16);
   __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_9fastaudit_8_elfedit__Rewrite, __pyx_mstate_global->__pyx_n_u_verneed_files, __pyx_t_14) < (0)) __PYX_ERR(0, 342, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_9fastaudit_8_elfedit__Rewrite, __pyx_mstate_global->__pyx_n_u_drop_version_requirements, __pyx_t_14) < (0)) __PYX_ERR(0, 343, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
 
-  /* "fastaudit/_elfedit.pyx":349
+  /* "fastaudit/_elfedit.pyx":375
+ *         return new_entries
+ * 
+ *     def unversion_symbols(self, list removed_entries, list patches):             # <<<<<<<<<<<<<<
+ *         """Symbols bound to a version of a removed library become unversioned (VER_NDX_GLOBAL), so no
+ *         .gnu.version index names a requirement that is gone."""
+*/
+  __pyx_t_14 = __Pyx_CyFunction_New(&__pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_13unversion_symbols, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Rewrite_unversion_symbols, NULL, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[21])); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 375, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_14);
+  #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
+  PyUnstable_Object_EnableDeferredRefcount(__pyx_t_14);
+  #endif
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_9fastaudit_8_elfedit__Rewrite, __pyx_mstate_global->__pyx_n_u_unversion_symbols, __pyx_t_14) < (0)) __PYX_ERR(0, 375, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
+
+  /* "fastaudit/_elfedit.pyx":398
+ *                     patches.append((sh_offset + 2 * i, 2, (value & 0x8000) | 1))
+ * 
+ *     def verneed_files(self) -> list:             # <<<<<<<<<<<<<<
+ *         values = {tag: val for tag, val in reversed(self.entries)}
+ *         if DT_VERNEED not in values:
+*/
+  __pyx_t_14 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 398, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_14);
+  if (PyDict_SetItem(__pyx_t_14, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_list) < (0)) __PYX_ERR(0, 398, __pyx_L1_error)
+  __pyx_t_16 = __Pyx_CyFunction_New(&__pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_15verneed_files, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Rewrite_verneed_files, NULL, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[22])); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 398, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_16);
+  #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
+  PyUnstable_Object_EnableDeferredRefcount(__pyx_t_16);
+  #endif
+  __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_16, __pyx_t_14);
+  __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_9fastaudit_8_elfedit__Rewrite, __pyx_mstate_global->__pyx_n_u_verneed_files, __pyx_t_16) < (0)) __PYX_ERR(0, 398, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
+
+  /* "fastaudit/_elfedit.pyx":405
  *         return self.img.verneed_files(off, values.get(DT_VERNEEDNUM, 0))[0]
  * 
  *     def place_strings(self, list groups) -> list:             # <<<<<<<<<<<<<<
  *         """A .dynstr offset per group: in place when it fits and nothing else shares the old bytes,
  *         else an existing copy of the string, else appended."""
 */
-  __pyx_t_14 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 349, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_14);
-  if (PyDict_SetItem(__pyx_t_14, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_list) < (0)) __PYX_ERR(0, 349, __pyx_L1_error)
-  __pyx_t_16 = __Pyx_CyFunction_New(&__pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_13place_strings, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Rewrite_place_strings, NULL, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[21])); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 349, __pyx_L1_error)
+  __pyx_t_16 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 405, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_16);
+  if (PyDict_SetItem(__pyx_t_16, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_list) < (0)) __PYX_ERR(0, 405, __pyx_L1_error)
+  __pyx_t_14 = __Pyx_CyFunction_New(&__pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_17place_strings, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Rewrite_place_strings, NULL, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[23])); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 405, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_14);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
-  PyUnstable_Object_EnableDeferredRefcount(__pyx_t_16);
+  PyUnstable_Object_EnableDeferredRefcount(__pyx_t_14);
   #endif
-  __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_16, __pyx_t_14);
-  __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_9fastaudit_8_elfedit__Rewrite, __pyx_mstate_global->__pyx_n_u_place_strings, __pyx_t_16) < (0)) __PYX_ERR(0, 349, __pyx_L1_error)
+  __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_14, __pyx_t_16);
   __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_9fastaudit_8_elfedit__Rewrite, __pyx_mstate_global->__pyx_n_u_place_strings, __pyx_t_14) < (0)) __PYX_ERR(0, 405, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
 
-  /* "fastaudit/_elfedit.pyx":369
+  /* "fastaudit/_elfedit.pyx":425
  *         return offsets
  * 
  *     def overlaps(self, uint64_t ref, uint64_t start, uint64_t length) -> bool:             # <<<<<<<<<<<<<<
  *         if ref > start + length or ref >= self.str_size:
  *             return False
 */
-  __pyx_t_16 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 369, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_16);
-  if (PyDict_SetItem(__pyx_t_16, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_bool) < (0)) __PYX_ERR(0, 369, __pyx_L1_error)
-  __pyx_t_14 = __Pyx_CyFunction_New(&__pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_15overlaps, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Rewrite_overlaps, NULL, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[22])); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 369, __pyx_L1_error)
+  __pyx_t_14 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 425, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_14);
-  #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
-  PyUnstable_Object_EnableDeferredRefcount(__pyx_t_14);
-  #endif
-  __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_14, __pyx_t_16);
-  __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_9fastaudit_8_elfedit__Rewrite, __pyx_mstate_global->__pyx_n_u_overlaps, __pyx_t_14) < (0)) __PYX_ERR(0, 369, __pyx_L1_error)
-  __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
-
-  /* "fastaudit/_elfedit.pyx":375
- *         return end >= start
- * 
- *     def offset_of(self, bytes text) -> int:             # <<<<<<<<<<<<<<
- *         probe = text + b"\0"
- *         found = self.dynstr.find(probe)
-*/
-  __pyx_t_14 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 375, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_14);
-  if (PyDict_SetItem(__pyx_t_14, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_int) < (0)) __PYX_ERR(0, 375, __pyx_L1_error)
-  __pyx_t_16 = __Pyx_CyFunction_New(&__pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_17offset_of, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Rewrite_offset_of, NULL, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[23])); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 375, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_14, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_bool) < (0)) __PYX_ERR(0, 425, __pyx_L1_error)
+  __pyx_t_16 = __Pyx_CyFunction_New(&__pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_19overlaps, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Rewrite_overlaps, NULL, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[24])); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 425, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_16);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_16);
   #endif
   __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_16, __pyx_t_14);
   __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_9fastaudit_8_elfedit__Rewrite, __pyx_mstate_global->__pyx_n_u_offset_of, __pyx_t_16) < (0)) __PYX_ERR(0, 375, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_9fastaudit_8_elfedit__Rewrite, __pyx_mstate_global->__pyx_n_u_overlaps, __pyx_t_16) < (0)) __PYX_ERR(0, 425, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
 
-  /* "fastaudit/_elfedit.pyx":386
- *         return len(self.dynstr) + found
+  /* "fastaudit/_elfedit.pyx":431
+ *         return end >= start
  * 
- *     def write(self, list new_entries, dict vn_updates):             # <<<<<<<<<<<<<<
- *         cdef _Image img = self.img
- *         cdef bint le = img.im.le
+ *     def offset_of(self, bytes text) -> int:             # <<<<<<<<<<<<<<
+ *         probe = text + b"\0"
+ *         found = self.dynstr.find(probe)
 */
-  __pyx_t_16 = __Pyx_CyFunction_New(&__pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_19write, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Rewrite_write, NULL, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[24])); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 386, __pyx_L1_error)
+  __pyx_t_16 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 431, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_16);
-  #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
-  PyUnstable_Object_EnableDeferredRefcount(__pyx_t_16);
-  #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_9fastaudit_8_elfedit__Rewrite, __pyx_mstate_global->__pyx_n_u_write, __pyx_t_16) < (0)) __PYX_ERR(0, 386, __pyx_L1_error)
-  __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
-
-  /* "fastaudit/_elfedit.pyx":425
- *             wr32(&view[off], self.img.im.le, <uint32_t>value)
- * 
- *     def new_segment(self, list new_entries, bint move_dynamic, bytearray out) -> bytearray:             # <<<<<<<<<<<<<<
- *         """Lay out the new PT_LOAD (program headers when they must move, .dynstr, .dynamic when it
- *         must move), update every header that points at what moved, and return its bytes."""
-*/
-  __pyx_t_16 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 425, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_16);
-  if (PyDict_SetItem(__pyx_t_16, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_bytearray) < (0)) __PYX_ERR(0, 425, __pyx_L1_error)
-  __pyx_t_14 = __Pyx_CyFunction_New(&__pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_21new_segment, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Rewrite_new_segment, NULL, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[25])); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 425, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_16, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_int) < (0)) __PYX_ERR(0, 431, __pyx_L1_error)
+  __pyx_t_14 = __Pyx_CyFunction_New(&__pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_21offset_of, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Rewrite_offset_of, NULL, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[25])); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 431, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_14);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_14);
   #endif
   __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_14, __pyx_t_16);
   __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_9fastaudit_8_elfedit__Rewrite, __pyx_mstate_global->__pyx_n_u_new_segment, __pyx_t_14) < (0)) __PYX_ERR(0, 425, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_9fastaudit_8_elfedit__Rewrite, __pyx_mstate_global->__pyx_n_u_offset_of, __pyx_t_14) < (0)) __PYX_ERR(0, 431, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
 
-  /* "fastaudit/_elfedit.pyx":494
+  /* "fastaudit/_elfedit.pyx":442
+ *         return len(self.dynstr) + found
+ * 
+ *     def write(self, list new_entries, list patches):             # <<<<<<<<<<<<<<
+ *         cdef _Image img = self.img
+ *         cdef bint le = img.im.le
+*/
+  __pyx_t_14 = __Pyx_CyFunction_New(&__pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_23write, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Rewrite_write, NULL, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[26])); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 442, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_14);
+  #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
+  PyUnstable_Object_EnableDeferredRefcount(__pyx_t_14);
+  #endif
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_9fastaudit_8_elfedit__Rewrite, __pyx_mstate_global->__pyx_n_u_write, __pyx_t_14) < (0)) __PYX_ERR(0, 442, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
+
+  /* "fastaudit/_elfedit.pyx":486
+ *             wr32(&view[off], self.img.im.le, <uint32_t>value)
+ * 
+ *     def new_segment(self, list new_entries, bint move_dynamic, bytearray out) -> bytearray:             # <<<<<<<<<<<<<<
+ *         """Lay out the new PT_LOAD (program headers when they must move, .dynstr, .dynamic when it
+ *         must move), update every header that points at what moved, and return its bytes."""
+*/
+  __pyx_t_14 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 486, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_14);
+  if (PyDict_SetItem(__pyx_t_14, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_bytearray) < (0)) __PYX_ERR(0, 486, __pyx_L1_error)
+  __pyx_t_16 = __Pyx_CyFunction_New(&__pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_25new_segment, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Rewrite_new_segment, NULL, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[27])); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 486, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_16);
+  #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
+  PyUnstable_Object_EnableDeferredRefcount(__pyx_t_16);
+  #endif
+  __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_16, __pyx_t_14);
+  __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_9fastaudit_8_elfedit__Rewrite, __pyx_mstate_global->__pyx_n_u_new_segment, __pyx_t_16) < (0)) __PYX_ERR(0, 486, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
+
+  /* "fastaudit/_elfedit.pyx":555
  *         return segment
  * 
  *     def write_phdrs(self, bytearray target, uint64_t at, uint64_t count):             # <<<<<<<<<<<<<<
  *         cdef uint8_t[::1] view = target
  *         cdef bint le = self.img.im.le
 */
-  __pyx_t_14 = __Pyx_CyFunction_New(&__pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_23write_phdrs, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Rewrite_write_phdrs, NULL, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[26])); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 494, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_14);
+  __pyx_t_16 = __Pyx_CyFunction_New(&__pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_27write_phdrs, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Rewrite_write_phdrs, NULL, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[28])); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 555, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_16);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
-  PyUnstable_Object_EnableDeferredRefcount(__pyx_t_14);
+  PyUnstable_Object_EnableDeferredRefcount(__pyx_t_16);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_9fastaudit_8_elfedit__Rewrite, __pyx_mstate_global->__pyx_n_u_write_phdrs, __pyx_t_14) < (0)) __PYX_ERR(0, 494, __pyx_L1_error)
-  __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_9fastaudit_8_elfedit__Rewrite, __pyx_mstate_global->__pyx_n_u_write_phdrs, __pyx_t_16) < (0)) __PYX_ERR(0, 555, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
 
   /* "(tree fragment)":1
  * def __reduce_cython__(self):             # <<<<<<<<<<<<<<
  *     cdef tuple state
  *     cdef object _dict
 */
-  __pyx_t_14 = __Pyx_CyFunction_New(&__pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_25__reduce_cython__, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Rewrite___reduce_cython, NULL, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[27])); if (unlikely(!__pyx_t_14)) __PYX_ERR(1, 1, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_14);
+  __pyx_t_16 = __Pyx_CyFunction_New(&__pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_29__reduce_cython__, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Rewrite___reduce_cython, NULL, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[29])); if (unlikely(!__pyx_t_16)) __PYX_ERR(1, 1, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_16);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
-  PyUnstable_Object_EnableDeferredRefcount(__pyx_t_14);
+  PyUnstable_Object_EnableDeferredRefcount(__pyx_t_16);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_9fastaudit_8_elfedit__Rewrite, __pyx_mstate_global->__pyx_n_u_reduce_cython, __pyx_t_14) < (0)) __PYX_ERR(1, 1, __pyx_L1_error)
-  __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_9fastaudit_8_elfedit__Rewrite, __pyx_mstate_global->__pyx_n_u_reduce_cython, __pyx_t_16) < (0)) __PYX_ERR(1, 1, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
 
   /* "(tree fragment)":17
  *     else:
@@ -41709,13 +44131,13 @@ __Pyx_RefNannySetupContext("PyInit__elfedit", 0);
  * def __setstate_cython__(self, __pyx_state):             # <<<<<<<<<<<<<<
  *     __pyx_unpickle__Rewrite__set_state(self, __pyx_state)
 */
-  __pyx_t_14 = __Pyx_CyFunction_New(&__pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_27__setstate_cython__, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Rewrite___setstate_cython, NULL, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[28])); if (unlikely(!__pyx_t_14)) __PYX_ERR(1, 17, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_14);
+  __pyx_t_16 = __Pyx_CyFunction_New(&__pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_31__setstate_cython__, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Rewrite___setstate_cython, NULL, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[30])); if (unlikely(!__pyx_t_16)) __PYX_ERR(1, 17, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_16);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
-  PyUnstable_Object_EnableDeferredRefcount(__pyx_t_14);
+  PyUnstable_Object_EnableDeferredRefcount(__pyx_t_16);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_9fastaudit_8_elfedit__Rewrite, __pyx_mstate_global->__pyx_n_u_setstate_cython, __pyx_t_14) < (0)) __PYX_ERR(1, 17, __pyx_L1_error)
-  __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_9fastaudit_8_elfedit__Rewrite, __pyx_mstate_global->__pyx_n_u_setstate_cython, __pyx_t_16) < (0)) __PYX_ERR(1, 17, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
 
   /* "(tree fragment)":4
  *     int __Pyx_CheckUnpickleChecksum(long, long, long, long, const char*) except -1
@@ -41724,23 +44146,23 @@ __Pyx_RefNannySetupContext("PyInit__elfedit", 0);
  *     cdef object __pyx_result
  *     __Pyx_CheckUnpickleChecksum(__pyx_checksum, 0xa6614c3, 0x511e8ac, 0xee890ec, b'appended, dyn_off, dyn_size, dyn_vaddr, dynstr, entries, img, page_size, phdrs, sections, str_off, str_size, str_vaddr')
 */
-  __pyx_t_14 = __Pyx_CyFunction_New(&__pyx_mdef_9fastaudit_8_elfedit_3__pyx_unpickle__Rewrite, 0, __pyx_mstate_global->__pyx_n_u_pyx_unpickle__Rewrite, NULL, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[29])); if (unlikely(!__pyx_t_14)) __PYX_ERR(1, 4, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_14);
+  __pyx_t_16 = __Pyx_CyFunction_New(&__pyx_mdef_9fastaudit_8_elfedit_3__pyx_unpickle__Rewrite, 0, __pyx_mstate_global->__pyx_n_u_pyx_unpickle__Rewrite, NULL, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[31])); if (unlikely(!__pyx_t_16)) __PYX_ERR(1, 4, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_16);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
-  PyUnstable_Object_EnableDeferredRefcount(__pyx_t_14);
+  PyUnstable_Object_EnableDeferredRefcount(__pyx_t_16);
   #endif
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_pyx_unpickle__Rewrite, __pyx_t_14) < (0)) __PYX_ERR(1, 4, __pyx_L1_error)
-  __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_pyx_unpickle__Rewrite, __pyx_t_16) < (0)) __PYX_ERR(1, 4, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
 
   /* "fastaudit/_elfedit.pyx":1
  * # cython: language_level=3             # <<<<<<<<<<<<<<
  * """The ELF rewriter: apply an edit plan to the dynamic section of a copy of an image.
  * 
 */
-  __pyx_t_14 = __Pyx_PyDict_NewPresized(0); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 1, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_14);
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_test, __pyx_t_14) < (0)) __PYX_ERR(0, 1, __pyx_L1_error)
-  __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
+  __pyx_t_16 = __Pyx_PyDict_NewPresized(0); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 1, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_16);
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_test, __pyx_t_16) < (0)) __PYX_ERR(0, 1, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
 
   /*--- Wrapped vars code ---*/
 
@@ -41793,7 +44215,7 @@ static int __Pyx_InitCachedBuiltins(__pyx_mstatetype *__pyx_mstate) {
   __pyx_builtin_reversed = __Pyx_GetBuiltinName(__pyx_mstate->__pyx_n_u_reversed); if (!__pyx_builtin_reversed) __PYX_ERR(0, 265, __pyx_L1_error)
   __pyx_builtin_enumerate = __Pyx_GetBuiltinName(__pyx_mstate->__pyx_n_u_enumerate); if (!__pyx_builtin_enumerate) __PYX_ERR(0, 282, __pyx_L1_error)
   __pyx_builtin_zip = __Pyx_GetBuiltinName(__pyx_mstate->__pyx_n_u_zip); if (!__pyx_builtin_zip) __PYX_ERR(0, 332, __pyx_L1_error)
-  __pyx_builtin_max = __Pyx_GetBuiltinName(__pyx_mstate->__pyx_n_u_max); if (!__pyx_builtin_max) __PYX_ERR(0, 440, __pyx_L1_error)
+  __pyx_builtin_max = __Pyx_GetBuiltinName(__pyx_mstate->__pyx_n_u_max); if (!__pyx_builtin_max) __PYX_ERR(0, 501, __pyx_L1_error)
   __pyx_builtin___import__ = __Pyx_GetBuiltinName(__pyx_mstate->__pyx_n_u_import); if (!__pyx_builtin___import__) __PYX_ERR(1, 119, __pyx_L1_error)
   __pyx_builtin_Ellipsis = __Pyx_GetBuiltinName(__pyx_mstate->__pyx_n_u_Ellipsis); if (!__pyx_builtin_Ellipsis) __PYX_ERR(1, 436, __pyx_L1_error)
   __pyx_builtin_id = __Pyx_GetBuiltinName(__pyx_mstate->__pyx_n_u_id); if (!__pyx_builtin_id) __PYX_ERR(1, 662, __pyx_L1_error)
@@ -41861,10 +44283,30 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_slice[0]);
   if (__Pyx_PyTuple_SET_ITEM(__pyx_mstate_global->__pyx_tuple[1], 0, __pyx_mstate_global->__pyx_slice[0]) != (0)) __PYX_ERR(1, 763, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[1]);
+
+  /* "fastaudit/_elfedit.pyx":370
+ *                 patches.append((pos + (44 if img.im.is64 else 28), 4, len(kept)))   # sh_info: the count
+ *                 if delta:
+ *                     fields = (16, 24, 32) if img.im.is64 else (12, 16, 20)             # <<<<<<<<<<<<<<
+ *                     for at, value in zip(fields, (sh_addr + delta, sh_offset + delta, sh_size - delta)):
+ *                         patches.append((pos + at, img.word, value))
+*/
+  {
+    PyObject* __pyx_temp[3] = {__pyx_mstate_global->__pyx_int_16, __pyx_mstate_global->__pyx_int_24, __pyx_mstate_global->__pyx_int_32};
+    __pyx_mstate_global->__pyx_tuple[2] = __Pyx_PyTuple_FromArray(__pyx_temp, 3); if (unlikely(!__pyx_mstate_global->__pyx_tuple[2])) __PYX_ERR(0, 370, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[2]);
+  }
+  __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[2]);
+  {
+    PyObject* __pyx_temp[3] = {__pyx_mstate_global->__pyx_int_12, __pyx_mstate_global->__pyx_int_16, __pyx_mstate_global->__pyx_int_20};
+    __pyx_mstate_global->__pyx_tuple[3] = __Pyx_PyTuple_FromArray(__pyx_temp, 3); if (unlikely(!__pyx_mstate_global->__pyx_tuple[3])) __PYX_ERR(0, 370, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[3]);
+  }
+  __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[3]);
   #if CYTHON_IMMORTAL_CONSTANTS
   {
     PyObject **table = __pyx_mstate->__pyx_tuple;
-    for (Py_ssize_t i=0; i<2; ++i) {
+    for (Py_ssize_t i=0; i<4; ++i) {
       #if PY_VERSION_HEX >= 0x030F0000
       PyUnstable_SetImmortal(table[i]);
       #elif CYTHON_COMPILING_IN_CPYTHON_FREETHREADING
@@ -41921,50 +44363,50 @@ static int __Pyx_InitConstants(__pyx_mstatetype *__pyx_mstate) {
   int __pyx_clineno = 0;
   CYTHON_UNUSED_VAR(__pyx_mstate);
   {
-    const struct { const unsigned int length: 8; } str_length_index[] = {{6},{25},{8},{15},{1},{7},{7},{2},{15},{23},{25},{32},{20},{22},{1},{1},{37},{45},{22},{4},{179},{102},{77},{8},{46},{15},{7},{31},{45},{6},{2},{9},{57},{50},{18},{20},{26},{37},{12},{24},{30},{37},{30},{5},{9},{10},{11},{10},{11},{11},{8},{10},{8},{15},{1},{5},{6},{24},{26},{22},{22},{22},{16},{19},{22},{19},{20},{18},{8},{26},{28},{14},{14},{20},{18},{17},{22},{19},{15},{22},{14},{20},{12},{20},{12},{9},{17},{8},{7},{8},{12},{10},{8},{13},{10},{15},{8},{7},{11},{14},{12},{11},{10},{19},{23},{14},{12},{10},{17},{13},{12},{12},{19},{8},{5},{13},{3},{5},{9},{15},{5},{4},{18},{2},{3},{4},{8},{10},{4},{3},{9},{5},{1},{3},{8},{18},{5},{3},{5},{15},{7},{7},{8},{15},{6},{1},{11},{6},{3},{7},{5},{9},{5},{18},{5},{5},{6},{4},{5},{6},{7},{5},{7},{3},{6},{7},{1},{2},{3},{5},{3},{5},{8},{1},{1},{4},{9},{2},{6},{4},{4},{5},{3},{5},{7},{4},{12},{10},{4},{5},{4},{3},{11},{11},{28},{4},{3},{3},{9},{7},{3},{7},{3},{8},{5},{6},{1},{8},{8},{6},{7},{4},{5},{9},{2},{10},{5},{13},{30},{3},{3},{7},{5},{15},{1},{3},{10},{4},{8},{13},{14},{6},{8},{7},{5},{7},{1},{15},{8},{7},{4},{4},{10},{2},{5},{4},{4},{6},{5},{5},{4},{4},{7},{6},{9},{6},{12},{5},{10},{3},{6},{4},{5},{9},{6},{6},{12},{1},{5},{15},{3},{5},{6},{7},{8},{12},{7},{13},{4},{7},{7},{10},{8},{4},{5},{11},{1},{3}};
-    const struct { const unsigned int length: 10; } bytes_length_index[] = {{1},{1},{9},{11},{55},{323},{54},{523},{440},{260},{2},{2},{2},{2},{32},{326},{97},{486},{262},{26},{96},{237},{62},{218},{259},{128},{57},{113},{902},{96}};
+    const struct { const unsigned int length: 8; } str_length_index[] = {{6},{25},{8},{15},{1},{7},{7},{12},{2},{15},{23},{25},{32},{20},{22},{1},{1},{37},{37},{45},{22},{4},{179},{102},{77},{8},{46},{15},{7},{31},{45},{6},{2},{9},{57},{50},{18},{20},{26},{37},{12},{24},{30},{37},{30},{5},{9},{10},{11},{10},{11},{11},{8},{10},{8},{15},{1},{5},{6},{24},{26},{22},{22},{22},{16},{19},{22},{19},{20},{18},{8},{26},{28},{14},{34},{14},{20},{18},{17},{22},{19},{15},{26},{22},{14},{20},{12},{20},{12},{9},{17},{8},{7},{8},{12},{10},{8},{13},{10},{15},{8},{7},{11},{14},{12},{11},{10},{19},{23},{14},{12},{10},{17},{13},{12},{12},{19},{8},{5},{13},{1},{3},{5},{9},{15},{6},{5},{4},{18},{2},{3},{1},{4},{8},{10},{4},{3},{9},{5},{1},{3},{8},{5},{18},{5},{3},{5},{5},{25},{15},{7},{7},{8},{15},{6},{1},{11},{6},{3},{7},{5},{9},{5},{18},{5},{6},{5},{6},{4},{5},{6},{7},{5},{7},{3},{6},{7},{1},{2},{3},{5},{7},{3},{5},{8},{1},{1},{4},{4},{9},{2},{6},{4},{4},{5},{3},{5},{7},{4},{12},{10},{4},{5},{4},{3},{11},{11},{28},{4},{3},{3},{9},{7},{3},{7},{3},{8},{5},{6},{1},{8},{8},{6},{7},{4},{5},{9},{7},{2},{10},{5},{13},{30},{3},{3},{7},{5},{15},{1},{3},{10},{4},{8},{13},{15},{14},{6},{8},{7},{5},{7},{1},{15},{8},{7},{4},{4},{10},{2},{7},{9},{7},{5},{4},{4},{6},{5},{5},{4},{4},{7},{6},{9},{6},{12},{5},{10},{3},{6},{4},{5},{9},{6},{17},{6},{12},{1},{5},{15},{3},{5},{6},{7},{8},{12},{7},{13},{4},{7},{7},{8},{4},{5},{11},{1},{3}};
+    const struct { const unsigned int length: 10; } bytes_length_index[] = {{1},{1},{9},{11},{55},{323},{54},{546},{488},{260},{269},{2},{2},{2},{2},{32},{326},{97},{486},{262},{26},{96},{237},{62},{218},{259},{128},{57},{113},{902},{96},{545}};
     #ifndef CYTHON_COMPRESS_STRINGS
       #define CYTHON_COMPRESS_STRINGS 90
     #endif
-    #if (CYTHON_COMPRESS_STRINGS) == 2 /* compression: bz2 (4298 bytes) */
-static const char cstring[] = "BZh91AY&SY]\227S`\000\002a\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\300@@@@@@@@@@@@\000@\000`\020\335o\270=p;\254\355\335Zr\022\243-\252j[[4h\0355N\315\2667\334\036\237V\200\000\007`\3704\010\211\"h\320\006\200\320\006\231\264\324\237\251\350\0325M\351\201\2014*zOS6\2434\324\230j\003F\214\232i\246\203hOPJ\020\214 \021\220F\246\214\230\246\2322i4\320\365\030\2004\032\031\003@\321\352h\000h\006OQ\352`&\232\000\224\001*j\236\243j\037\252\031\036\243\324\302\032\0321=C#LC\320\032A\202\014M\030\023A\223\020h\000\001\352ha\" \202j4\232\236)\344\364MSmM\351\022=Ci\014\232h=L\324\r\000\000\000\006\200\001\355P\000z\207\250\003)P\0324\006M\031\031\000\310\032\031\032\014\020\0002d\r\r\031\014\002\032\0314\320\320\000\r\000I$\031\010\217)O\364\025=<\311\250\311\251\372\224\323G\242z\232z\236\246\201\240\000\000\000\000\000\031\000\000\000\321\377\204\215\354\005\223\242_\231\245\365\322c\023bl\030\177\017\331\343\376\350<H\377\002?\021\017\030\036N\000\236H\036\241Q\360\302\201\025\211I\320\027\217\006\034[=\014\2036^\307\330>\361\335\036\016/{a\230\033\004\315\003@\320\366\263\317<\363\314\327\236y\231\231\232\363\317M4\r\020\321\014a\217/R\275.\232]3\376d\346H\240\n\022\240J\212\021AE\006\210\010\202\202W\265\217-*\225\245;\235\305\202,\255\202\271\206\211\033\214l\023\032@\332Blm&\322m&\320\r\203e\325\356\264\322t\025B*NrNS\332@6\212j\310\315\240\033\022lB=}A\031\026X\336r\264\024\241`-\254\217b1\264\223cI\241\261\215\246\267r\020f\304\2064\262\250\2521\241\214hm\r\222\210\355\215Jo4,\354\210&j0\031\251\234g\003wJ\263Y.\026\327\030\267!\253\024\244\274\030s\024\t\232\272\261\266w\263Fcc\032\006\3367,\26233\323\331\342\226\211\315QWS\222\201B\324\260\272\3600T\262)2\202\262$\320\232$\320\230\223\022\364/\274\2612\231e\202\342\2128[D\266\322\303\311BQ\256I!%\024\270W\030\252T\202\222\251\n\025\025\315 TR\326\370D\242B\373\344W]\225\224\214||\242\224\2724\276\024!\221:\332\354\013T\220\340\357\367\375\336\247\267\340\355bw\235\353\274\255}\317E""\245\047\235/\223\212T\252\276\225\244\351\037:\215m^\375)D\372\375\332\275\211\375\307\021f\367C\332i\317\005#\357\312\373\241?\365^U\3165\371\216\264\273\037R\270\256\rr\315\253s\361<\252\\\370\345\356M\306u\2447-v\330\255\006\007\317K\235\260\350\342\047\2779\254Z\220\267\2565\nT\032M[\304qF\303\340K\020\316\352\313\022\221\007\223)3K\"\203\2408\225AH\234JJ(\252\260\007\244yaA\002\t\352T)E\244\220$A4\245\003\323\321\341\341 B\004c\257\206]\213\322\322\333;\177f\353,\322^\244\311\375d\307\0362\362U\327\365K\033i\263\377aM\323\350\344\353_\341m\373Z\273\374\274yO\2756\331\331\275\007\276\016\350_\037\201\217\003\240\200\222T<9\260\216\346\353H\342\347[\300lK\205l;\004\326\216\263\02101\250\222\303\210\243\245+X\201\302e\"\036\364g\007\301\220=\003\301\344\244\t\210\021\374>\314\342\047H\235)\302\204\302L\222\223!\2212\026\232\274\0301c\014\214\023\243\t\020D\301\253#os\351UT\230\031\245\325\214\3616\357\025!Z\347\260T\037\251\355\313\350J_\037\320\360y\313\375\216\266\275`w\"j\200\312e\312\3533\340qeTZ\205\226.\212\030[\206\206\216-\004\240\341 T_\177\253\347\257\363\3270,\020\241J\005\274\002\315/\360z\266%\336\267\311<\275\020\306\244\252J\244\252\025EF\034\275\246\016\017%E\320\353\033\233-)\024\242\225H\024\252U1SL\265\316iQ\037\343\035\333\267g\033\344\205\365\327G\217?\271\273\261\304\356\030\344\210y\r;\203W\205\252\355!\221W\370\247\202\005|\333\010w\373\027TiK}\223=\234t\360\334\331\3713\372\2338\034\r$\352K\310A{\216<\215\010B\362ti\034\200p\002\220\340\\\010\343\244\355:\316\223|\033\331135\225z\251\304\240\361\213\262\320\346/\273\335c\324\233\033\357y\273\251-\026ig\253V\347\256\211\257g\047\035\022\344e\364\271\356\002\342\342\355WKX\251N\272tZ\233\023\262\207\357\271.\020\271\022\3431.\2713,\260I\004\211$\214\0021\273n\232d\226\"(v\271V\304\262\3133\351\340\267\216\240\235\031\031P\241\237jb\353\024\221)$\210\227k\366\023q\033\2261K\210\333\277\331\254/\256\273M\370\031v7\357\230_y\355\021\325\004KaJ\265\325\3361\306Z\275\273\313\307\206\024\303.P""\026g74\266t\256\206\337\306\2649\357V\314\362\255_:\027\252\355\311y\304\332\315X\005RE\374\3308Y-$za\030\373\235;\345\"\265\226\360a:\340\212\317\306\233\246\265\014\257\361\202\030\233a7\331\345<G/\255\033\376b\341\017\212\235\354\251\203*\303\025\251\216=\366\350S\301g\2738\341ki\233\245\002)\257\004\033\333\212\013U\224j\244\316\021\002\275\316\341\351\232\320\361[\221\346\333\260\2454{\205E\305Y)\254/\277\323R\022\227\373\007\253\2205\204\266\"\020\224\345\362!\253\336\241\276\365\310\217\242\342U%\004\255\021<\354\035$Eww\177\233}\010&\272\3612\303\242\313\\\321]\022\252\320s7!\265\365\027\356}\304\301U2\270h\rN\001\304\032f(=w\315\036\t\2479\200\034\010\\)p\234\323\211I\263tq?\213\216c\371\226x\343\225\232\047O$\027:(@\204q\360\234&c\036\377(\324b\277^G)\0019d\321\225\363\362\3532\023@\330\206\264\316\333\323\257v\034o9\257y\326\345d\346\205z\tD\030\3549\263r\267wU\206\017\221\354o\023\213\307ka\331\360\031\364\314nY+\2466\0042E\321\2603,\302\314\226\346swT\341J\033\013\206g\006&\013\267\365\265\266\232\036\224\326\262\230u\025\270\\\347t\027\216mQ\003\345\342\254\3401\267\317\307\243y\017\014\273{\312\211\220\234\2236\304\202\237a\304Zw\"\356,uN\010\354V\001b\260\013/\266\331M\357\353\235^Kkq\332\337\344\254R\247\047\256\261\312\307<\033l\330\332\033m\241\256^\305\351Bf\007\333\354\304Q\320\321\222\333o8\302\2238\326^\223\2266S\206Z \300\255e\323\306\320\363pE^\376\311\033\222\re\031\204\352\222\250\252B[T?\343\314&\003\2435\356(T\033p\214\321$_mjvG|L\376\010\347\032\022o\333\321\236+\032\372]\272\313L\236\002}\251b\263\254\355l\263\025\337N\327\303}\266\2206\331\0370\340<R\016\0307\270\325TH,\0241/m\264,\340\256\256\215r\2768\305\357\215o64Y\320z\224DWE\332\017b\032\035\310\265\346\263\210f\206\372\351)\252\247\027\222n\262\353\333\273\260\356\035\tw\r\373\357/\307\326\230ya\336Vg\211\300\345_\033\215\031ZA\242%#a\032\312\362\0246\333\034n\225p\362+\333\r\345\226\270\006\361\367nCv\333\212\246\002\370\200\214\356\341\246\2527Z$X-T\326-\254\004\036\341\232R""\220))8\0136\254\254\301cV\316\312\252\213\214\322\020\022q\025\210\035\251W\2617\020\201\262\317^\356\207\t\207\243\332\331\207 Fk\277>\367\250q\324^\301\277FC\303,U!Q`\334+D\345\335C\253\265#^\354;\023\251,\254\275\227\265\255\2214\253\270\325\242s\306\364HTep\373\345t^\234\326\010\026\022`\177 D\204r\n\373t\351\345\032\r\321\322\033\246C\007/\230\340{*(\336|\246s\210\311~\226,\013q\026\241\244\rk\2542NV8\2257\325\301\366\244\025\024W\236h(]x[H\352\266\021P\245\334\327wI%8\033\344\231\030\253\047%2\310\337\331\325XK\340W1\347m\020\342\353\357\302\270\245h\2609\372\037\320\031)c\204\245\254\205\215.\210X\206ps\222\013\316\370\252\360g\322$\243D3\245\217Z\231\223B\345\362\343\345\337e^\017$e\257+\047H\324\206\242\300|Y\035\026+\271BB\340>\306\335\302~\025\0222\013f\002\250=l\301\351\324\272\245\255sFg`\023\224\327\024 \206u\017 \367*\007\"\356-\330qk\274QI\260\312\223\265\223`5\370?\030!\253\025*\n\223\257\306\341\3339\231T\240\234\311}\233\254\235\346\014##\373\236{\212\214\247\312\330%\267\324A\214\221\265)\307z:\326\033\233\204dO\201\220\304lM/\325\003oOF}n\234\372\363\353ui|\331\373\206|2\024\314\347Q\265\362\005&\321*v\255{\047\201n\223r\327i\311\255\321.\305\312Yl#\216l\371\254\350$Y\307c\307@\327\240\033\024Ds\3103\363\336\223f\245\252\245\261\016\\{/\023\n\323M1\n\311\027\303\272\360\255$\317\204n(\252\031\235*\242\357\347\021\207\247\021\r\316\014\367lD\331\242\212J\233\026\223\"\3237\330\366\233;\203\r|.,D\016\310\210,\210)\304\321h\345\204\265u\254[\261\231\026\314\335\224Q\215\241\347uX=\346\025\362\354U\363\013\177\032oCzu\016\035C\243\207><\233\205\033Z\341\236\327\324\273x\332\204\232\241SM\325\270|\210\2642\222p\2745f\312l;\030\230\345NeH\372z\355\317\241b,\315\366o21\032\265XTp\312\232\251s\371)S4\326MmlTWG\342\260-l\202\346\271\311V\246\255T\231j\241o\317\201\003\"\351\213W\214\212s\350cbk\215V\252S\247\026\005\202\312\247]&&\271\027\001r\013\213\221v\255\302\352\r\263\221sb\276\246\244\212\047\304\354\312Am\311$\325\360\336\370\322l\257\221\354""\247\216\256\014\272\364\321\240ma\024\253\306\2053I@6\014\216\335)vT\"b\316k\331\260S\221\3060f\226Y\340\225\013\335dnn\026\203\324\244\033\222\351>\320:\204\262\225nj\207$2:\256A\350*\007\212\250\326-\315\r\246D\033fW`b&p;c\006\226\331mv\241Z\202\324\255J\302\305\256\243\375\304h\047\276k&(p\035\325J\331\276\021\364t\371\231\337? \233>rv\3178\307\327\333\047\001K\325Spn\023p\233\223\245\r\375)\2068\035\033\0147e\265y2I\271\2066B\272\271\364~\350I\326\273\304\323@\320\320\323M4\351\232\007-\312\r\230\250\211\232\252\203\334\326\332\205\251C\331\3513\255Q\031\223\210T\034\250\232\344\204\211\031sG\177\022\237\007X\303\361u\021\230\006dW\0327\016\206\201>}\360)\\\214\232\005\207\222\306)Uc\363uX\371;Q\350H\221U%E\005\025+\267\003\323\\/\237\3471\245\2028\020\tA<h \337lt{ \230\004\200\374}\366\210L`\047\244\211\215\277R!\r\240\201\250\361I\022\233G\342[\302g\200{~\241\024(Bk\245\214\206@\372<#:\240 \257u\22215\261\222\321W@\244/\235XU\357\037\216\005\370)\322\210}L\242s\016 n!\307\205\212}\013\257\261\013\374\326]\020\306u\177([~\315\202FR\207\213\312GW\2543\206\026\007\314\244\037\252\226\365\253*zb[\032d\333\372\207\351\365]\211\006\3171\265\372\310\324\230sE!J\026\032\250\206\232A\312e\036\215#\315\3657\303\273\037\226\223\377\000\332\223\355L+y\3125;\223\030\022\333#\002\221\"\221\270\047\002/,cg\204\361{_i\274\317\273C\341b\334\332\263.\005\017\317\360\301\211\005\025]\003\372{e\350y\353\2747\372\365\331\316^\216hsA\002g\033R\261\234\367\367u\207\002\330\355\261;6\303\277\243\205J\003*\260\301hI\214b\311\n\334\211\274()\007W\177\3673\276\317N\"\010\037\251\340\242\034j+c\r\334z\253\2149Q\271\342\310\214Y[h}\344;\242\361\016)\275\203\200B\353%\253\"\315\303\330\337\377\\\007Y}C\344aAEV\3010KcLY\201\362\016\346\231\2768\002\237\307\371#\234\316%\035\306\001l\221\204B\220\324\377\006\245 \270\"\027\310\307\210D\r\r\002H\302G\260p\023\030{\207\225\357QIB(\205Q\016K\240^\223\2610\226vX\020M\010\205\310]\260e\007\201;\356\244t\2032<q\006r:A4\251\244bH\3249%x\030&\206r}""%\020\230H.\211c\276\"f\021\200\240K\266\366\001\016\007_\223\320-\256*\254Q\201\3329\371\363:\000\343\200dZ\300^\037lw\303\004\030\033\242<r\303@\244\034\270\023\n\261\202q\205\031\305\000S\016\321\022\307\020.\037QVgO\206w\316!@nQ\013\004\302\367R\226AXF\263,\216t\335 \360\310\302\r\306\004\307\2059(\251\372d\243\221\310\261B!\316\3613N\047\202\217\341I\202\246\023\316D\214Q\2065?a\004\346\236W\006&\232\331B\224E\024\210Gd\032zH%pd%\360\316\024Ah\030\201D\t \210\313n\301~R\tL\207N\207\252\264\"\027\2020n\301\223\247(\237\276r\2405\r:\252\000\204\361\201\024\240#\247$\202?\335z\243\205\002\262\01480-&\242\206\r\005\331d(\204\333\2643\376\264\201\240(\0328\342\274F?\345e\210\030\341A\227\237l\035\273wo\213\352\003\301\203\276\201:\233\273\027\005\373\250-\203\211A\275.\337x\356\261^\265\300\226\267\014#n\240D\354^\014\036\271mY\265?)\025\256\020@\257+\231F[ev\352l\013[\026>p\232\343X1\215p\266\214\225\345\350\344\324\261\266\306aL\313Xk\204\322\325\033U\302\245\316\222\355j\226\231\236\326\241\215q\2404\201\351\235Q\274i\246x\307\\vjV-\020\352\247\341\247W\037\320\202\250\254\225\264O\027:\255^N,fz=Z\236\032\265vvt\236u\013\016>vM\047\r7o\354\352V,{7\365\231A\246Q\271\247\253\277\217T\233\203\177\202\276\276\256\260v\025\300+\230\301\255\274\271\217Hj\236\356\242h\216o8U$\255\275\271\277R\212\2670|\265|\033\3771\356\366y\203\020\336\315Q\373\027\251\321\2275D\n\230\263\313.3\025(\261\313\345\323\320<T\363\350>\036\247[\2307\016\2376\211\347-\004\006{|\251\263\324-93\331y\235\001O\224\267\000\372\275\372\346fU\317\3431\241q\227\2648\321\251{\243\022[\353[\374x\376e\3374\317\257\315\317q\300\236#\351\305\304\246 \343\327\257\220\307\030t\243\271\010xg\263=\235FN\210;ch[\206h\324\002\260\231\337@|\316\"\350d\205%\241\326\016@\345\026\257;\315\014\376v\323\215\246\271\272\347\321\236f\307h\271fe\006\357^mH\265{i\265Xqt&\245\224\247\256\331\2604[\214\267F\026\"\344l<\266\331\235^\346\035M\344[\316\037#\341e\360\257C\266\266\323\023o\214!\026F.-\255hU\035\305\210\227q`""\032\036\013\320\262\307\246\2335\255Y\222>\252-g&e*\266f1\014\220*\264\215%[\304\340\273Xu\036\342\352\027\244\221\212\241`R\342\330\305\230V\2240\256^b\324\350\327wW\267\302U\361\025\261u\323\270{+Z\245\257p\355\202\007\226\274\353Uu\215\252T?\370\273\222)\302\204\202\354\272\233\000";
-    PyObject *data = __Pyx_DecompressString(cstring, 4298, 2);
+    #if (CYTHON_COMPRESS_STRINGS) == 2 /* compression: bz2 (4690 bytes) */
+static const char cstring[] = "BZh91AY&SY\"Hv\201\000\002\275\177\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\300@@@@@@@@@@@@\000@\000`\022\277X\3673A\255\275\314\355\325\006\203\266\243)\224\332l\3324\261\206\354\352M\265\314,\016\236\332\003AP\000L\240\320D\322\212\001\352i\352\006\324\r4\320=G\351\246G\244\315\005\047\342\246\364\364i4\311\344\224\321\355)\372dD\336\251\220z\200\003 \336T=A$\220\323LBddOS%<L\232OH\324\331\023#\0204\310\310\006\021\240\001\246\200\r\000\3104b\014\215\003M\001$\224zCOP{Q\000\000\032\006\200\321\264\236\243\301\264\321\047\245\000hh\003@\001\240\0324i\3524\004\246D\024\320S\310\211\264\230\304\241\350\237\245\031444\000\332\217P\000\000\r\000\032\000\320\330\240\001\352\000 \323\023\002\014\000M4\323L\000F\00212`\023\000\001\030F\000\001\030\0012d\302b\004\222\010\320\211\246\231M\246\224\374j\247\350\323hP54\3656\246 \000\000\032\r\000d\000\000\003F\200\310h\037\360\221v@R\320K\347d\272)0\302f\02300u>\376\277U\007X_\300\001\370Ag\320\003\337\346\200\254}\312\246\r\034\347\302\"\253\000`\rqh\336\337\277$\274C/\251\371\177A\353\037\310\376\374\177\357hf\2031d\221\2323=\274\262\313,\2626e\226FFF\314\262\317<\320f\214\321\232Y\356\342_o\337K\337?\363\0470) \222\t\000H\222$JG,\001AA*\353\256\263\245\003\323\351\247\257\255X\207\247\312*\n\313P\256BDB\024D\tA\020\224%\000\224B@$@$\tD\224\244\245i\366\300\210:)\365=\345/\316\2203\"\004-R\252d\220\314\222f\022E\306\343N\201TIJP\205S8\214H\2014\207\034\224\311\231$\3142L\206\031\231\204\303&W\304H\223\014\311\t\230fJ\250\275\017\006\031\0140\3113!\231R\225\364w\343*S4\301E\nhz\t\301\274\336\034R\222\265\364\305,,\345\223\234\340w\263\024\321\2313A2\254\235\007\270fc\303\220\2443\0140\206f\215j\247\204\210)[\335\212\013P\322a\3149\265\320\246\211\223\t\227\027\210\301\2218\n$\206rQDR\212\010\245\024\257E\345\344\326\021\t\314l\023\024\rh\255\264\266\323\305\024l!\0270\350\245\025`X5t\2302za\206VV\022+ _lUd\031\213nw\214J$_\2521P\205\260!\010w\261PV\223\276\311\232\2372\255D\254\205\027\341M\314D""\346\304:}>\265\177\277S\223x\350\277\363\201;uz\016\242\210\032!C\312\246foZ\331MR\353U\047\333\236\317zO\241}?!\376\324~\305\004\034\357\364\036\343\243\035LC\336\262\373\252\217\273^5\306\025\374z-.\303\326\256\013{\334\264x\232\267\003\335k\335m\\^-ru1\026\353,g^\3057A\233oos\2514\304h\026q\005\231L\3508\2427\225\232\010>\003\023\311L\361\317{9\241\010E=`\027\357d\023\022\346C\367L\022\002\010D\241@J\001\236PJJL\213 \025\211za2\001\000\204\025hU\201\365G\203\320=\344\312\302\264y\367\020!\002\020\313\223_n\365il\373\236\237\243}\266\356\217\255\"^\022\307\025\310j,\256\277@\233\270\215\337\363k\325\267N\214\273\2675t6\332\367\341\233\036\305=*]\203\217q\020\204_\241\216\323\031w\031\277\244\230T\2628\3659\033\354C>\355FM\300\274#\"\r\244d2\220\203\343\026\204\0349\356\031\223\230\270\233\245U{\016\363Jh\024\027\203\027\203\232\014dD\030 \304\025\203\324\013\024\n\177O\341\212DR\"\202(x\273\026\003\336<\036\360\222\220\244\307ad\262\n\022\310\301\030\t\342\2728p\342\\c\025\247\303\3133u\3278\017M\265\034\367J\030\234|\006O}\216\317\210dU*]\321\351F>W\245\354\375\026\376\207FY$\260\003\200\000\324N\016\246\243\230iX\321$\203\016L\021R$(4\352\352\365\242\220J\024\200\362\262\373\375\177E\277\206\313\311\002\271\"jji_\300\037nz\275\237^\325\177\261\345\237#\004K\0000A\202X\013\003\002\335\336T\374?MQ\346w|G|\032\360\005\2020X\010\301`\260\243\014,\3121O!\373\241\246\232g\013\354E\367\302\023\250\250\376\246\235{\350\344\307ZG[\242\257\013\366w\374\371j5\327Y_\366\237\263Q]\233J\277\237]\3173\225\276\331\226\335\362\355\320\354\274h\371\373x\034\014\354\242Vx\210n6v\313G!n\265\270\331%\306#1*Q\232\314Z\024\321\324q\253Z\261|\265\252\234\315*\304\324Z\t\324H\262\360\242\343D\247\216\227\226\206\232f\031\274>\365\350\013BIFjw[\375\322\331\267\276\3375zs}\336\213\322/W\205\353b\276\313\306R\354.\233V\325\333G\354\271\\\"\340.2\025\327,\211\314V\n\305b\261j\010B\355\331\347\212\230\014\216\347;L\234\347\227W\006\274\242B\354\342\261\221\"Yw$6\301\210\221\212\211af\317iq""\020\271\241\005q\013t\366\353E\365\327i\246\243\036\377M\"\027\227\236\341\rn\251+j\225;\037\352\030ag\026\317\361\250\324T\213)\2763\340\002\264\311\221\354\306\205\231\231\271\3639\237\312\214\314nLG\201\313\310bn\302w\320X\305\251\")#\036\311\234\210\225\021\007\271\007\253\337\355\356\224\355iK(\047{\035\264\3634\235\025\306\253\302\0175\370\232>T\333\361i\025\r\354Y\253\315l<\227\262\3655\313\0073U\213=\306\233\031\251)\363\236\272S\2537\276\335}7k\003\267\rP\014\342\351D\227\245\225e\022\\S\251\262\246\035\325\313\352\231\213\3408\346\244\323V3\236\275\325R2m\214\345<\303\014=V\032\250\331\377\002\254\235J\r\243\330\217\022Eq\223\374\255\317l\375\331\233\360l\213>}\004^\246*\322Q\325E\2115\036>>m\362*O\331\273\023\223f=W_C\242\333\223\340\212\034\356SJ^\260\2355\336D\031\225\355q\3235\331\207\022j\030\250\366\347\242\026\250\244\346p\000p$\270@\341[\3075p\315wz/\236Tr\336?\372\232\250\306#3\335Td=\252\204\211\022\2049g,\305u\266qq\265\035\221\375}\255\316U\002r7sqW.|\203ZY\243r[2Y\335\251t\337\207\nL\265Re\334r\335\214\370\005R\034j}\027\341\263\226g?\221\255@\300\330\230\310\315h\233\373\232g\323\340\024\351{\256L\224\351\206`\034\303\305\233\0321\2064\261\240\307\215n\357R\215t5\267\t0\351\250;^\263\311V\353\363s\344\r\\\3124\035E\374d\2478\200\303;;\033\027c\253i\324!%\317\326\332\225h<\351\321\302*:\367\222\222\026\371\316\037k$l\336\316\031\242\376\372\333\266\034\020\310\262!dF@2\006\222\272\346Y\372\3747\360\327}\306\365\355\250\272\021:\375\253\234\250S\324\362.\224%\002I!(Q\331\347\305Q2\305\321\316\335*6\242RIky\251\235V\225\266t\325x\234\351\266\003%\255*\277\332\201k\220\312\252{d.S}\016\223\235k#\224\215eq\025\317\253\376\322j\222\n!&\3570<:\240\352\220\361\323\330F&\350\323\224\025H\361\007A\344\007\227\346\347?\004\306\276\214\016\236\362\326\251\254\0257+Xu\n\336\344g\203i.\347\302\245[iQ\272p\362M\nF*\24184\240\326\370\0253\"\247\006\005\356\335\"|\032\212\344\353\232\2347\305\326U\261\361\242\312\215\316\213\250z\266!=S\325)\303P+\217\030""\233NCl\tv \t\264W\047X\340#\021\315i\3305\031\204j5i\322\264\354\357\226\371\001\341_+{\220\345\177\234\343si\2423\311\2102F\202\3758\r\266f1>\211\343\301>\324v\313V\336\201\334\254&\024a\337\303p\236\240\033\301\004\352;\246\335\223w<\0100r\252\360\310Z\346Y\007\014\325\230\001\201\202\300\3448\271zf\316U\277\222$\224\343\204\236\320\355\203\t:\245\233\025\352\315\366!)p\014\303\333U\366\231\220\362;[\341\240:K\312\243\344\362\033\336^\340\3231\302\360\t\263\025<\230\356\025\245\317\305#\227r|\033\213S\273}r\255w.\260\301\315\340f\344\267W\213\253\034\303\003.\3140KYt\n\360*\325\035VR\272-\004ZX\340\247\224 UMIu\362\364\364\370\0471\230tL\306\321k\r\276S\302L\026\254\267e\023\225\234\303kN\363\035\210e\300k#\014M\226l\303b\345q\275\223\352\344\246j\246L5\047\232\206\013n\t\312\030\333T\031mi\356\350\277\307\"\247\310Ya&lMX:\225\313mX\232q\371\233 \021\361!\"\223\302H\337\323\307\215rD\351\242g\262\026\005\346\234kP\025V\334\213N\246\310\311\030\032/r\213g\303\032\031\271\035\226\305%\"\032:\020\270\014H\225;\214\030\327\253\227\215\026YZA\246\375/\n\252v@\220\207\025\226\023\226`\334\203P\267\225\261\370\374\272tk\214\352\r\272\000\220R\331\276\243\233u\326\027R\033\235\341\242\325\242\341\005\240\352X\242\325(\024\371]\304R]\264\337\263P\303\022p\346R\271\313h;V\024\343R5\342\303\301\353\247}\005\033z\0343\022\027B\276|S\244\215\346\246p\231*\273\336\205\005f0\221\330\243R\242\367\2258\305;[\034w\252-p\356\216\020\260\216\206#\210L3\277]F\356\327V\\\335\254\272#\315\274\345\236\251:\255\006u5kc3\246n(\313\276\013v:\301\362\247-\322\221n\330\320\325\332\260\276\371\032\327^\305\253q\225\336#\241KSP\245\245\360\rOH\335\004i@<\342\206.\023Jq\010\242R\224;\n|)\342`\331\252\3130\344*Aw\206\362M\024$\031\235K\337q&`\310\352f\033N\2218\245q\225qP\031\034[R\333\233\014Y-\255(\220\201D\244h\367\310\241\235W\007\016\276\253\213A\035\260\023D\251\2166\025\337e\304d\333\305\203\034\326\035\365\235)\202\222D%\002\327\210\263<\374\356\277o\005\327 \264\336\032\013Dr.\034\207g""\223\247\036\032\033\334Q\233a\267Jkm \351\031\306\212\306VW\217\232\302\276\203\313E\244\317\214\361\263b+\220\346\320\323]r\305?\257\262\374\373K\216\350\343G\005\017P\223\233\357\354\354\327\250\267\024\361\354\275\224\026\346\331\206\313,\275xe\314=t\340\324\026\263\261\013\235u\t\372\334\366b%\254\213|\352\212\214K\2423\373\251\216\234\314&\266A\366\262\227V\033\250N{F\273\no~m\314\216a\034\3029\22729\272y\3274\2161\302\340\236\253\271\351\317ME\335\231xI\0015b\032\017WUs\264\245b\034F\325\202\264qc\216\225@%\032\207VZQZ\340\006\t\002\037EV\021`r\356\246\336\246\352\2366u\216&\004e\004\251+\255D\235\305\241K\022\251\335\365\326Sh\033\3131\262\271w&-\304s\314\024B\200\362\224=\2121\271\276%\006WJ\357b%0{\255fk\215ehU\210\255\005`WZ\254,\330/tvK\202n!\260=\3206NBq\010\314\3158\331\264qj\236\256 \317\231\232\315\302\210e\030lV<\3101q\231m\244h-\021\242\321\032u-Xbvv\232\264\307[w\330\204hp\343mU\321\022\302\0359\327\305\tA\336\006k5\231\230g\236y\365E\007\037=\314\024m\031\001\2333\0054:\342\341\\\0239}\256\243l\031\04788\014\212\031-\261DH\233;\020\341\275\217\0271\3058\321$\271\000fFT\243\240\362\371\305\\z\300\324\216\033\271\322\267\264\306O[\n\371;y\357\306\031e\206\206\243Z\023S\344\370\307\355\3178\317\367\276\225\357\375@\272L$\310>&\000\337\363\272\277c2_h\210=\010\374\n\007\010A\007mGC`N\373@\241\010_\001\262\022\210\030\241\370\244s\tA\3028\340Gx]\036\200\352(p\243\270\204\204\320\327\221\340\021\341p2\336\271\022(\027*\020\211PYPS\017\245g\026=\211\371\234G\343\247\334\202[\360\241\302\226\233\022m3\300\242\047\332\340\217\2202?\305\245y6\032\213C\031\341\237\3431o\267\200\221\025G\213\325\001\341\364A\036S\214\237>-i=;w,z7\250\252ND\241\022\230\356\277\240~\263\343+\222\tyiG|v\266\371\231Q\246\212Q\315\032\020\024C\007\220\341fP0\225!\244w\311\342r9~\010\252g\247\357\252\277\260%\024^\\Ty\260\366,\022\363\nShy)\311\023\014\234\214\306)\215\215\035\363\305\346\3735\301\037~\243\342h\224\335ZX\236,\304\200\305H>\364%\010\030A@\357\355\225\010\013\363""\031\273t\230\326\233\314\302yW+\236M3f\225M7\247\233\345\r\366\362\376\327H>\351F\363c\236l\310]@\327\232\327F\017k\213\222\035(\322\206\346\363\014\226x;\275\337\333\335bGz\246\\1\035\352*\004\366\025V\272/\341\250wd2A\025O\020\274}d\344\r\301\357\353\271\330\047\362S\2646@c\3007T\210\001@\262\353y\304\177\032\373#\r\256\206\333\030m\361\314T \020nVP\254\036-\220\032\250\017\244\031\207:\361\2647\020\247C+\274B\006\037\201p5\334\245*\226T\312X\375/\0312\215\240\243\"\021\375\014\216U\211Ppx\030+\205\2003\024\226s\321\225\027(W\026\271\331\235vp m\213\371\204\3402\347v\245\031\354-\001S\356\004I\257\331\177Y\203pwY\023\244#\022\273e\031s*\371\n2\336\300\301\317\230\244P\013\232\331\321\352\\X\205~>\320\302\365;\203#8\274\006\n\t/\203\307)\330\002jz\215\313\324d>\246\233\260\270\3209\325\005\356\275\347\264\337\027\234\217\214AmP\002!\336P\242\350\272\317Dh\272\375\360zA\251\272\255\242\032\034\2421\0161%\tu\023\305\0310\277\"\047\375\252\321|fX\245\215\031\333=\312)A\022\301\201\344\303\335\233(\361\206;\335\363FV\201\233\327\022\216\256)\271d#\235\013\210+/7\330\321\217\036\266\205S\273)\231\363\246z\321\316d\210\016\3027\227\022\256Q\311\321z\262\221\272\313\303\035\031\020\2163\354\245;>\214\231J_\203y\340\276\242\214\321\"\025\037\236\360\034V\300\"b\241\013\266K\357)\312\326E\3730I9\210\036\316\355\2304\\,$!\006*\373g\307\030\274#\375\201\250f\007ekT\004\047\306\004R\322$\276\263\177X\357\r\345Q\314:\020o\324\031q\350h\226\207\336\336p\365\267\243\002E\3438\366\343x\230]U\024\364\224\367\213\362m\223\035\0102\261\255b\\\010/\":\352\214\221\331\021\003\212\344V\304`\325@7\202\003\215\002\\\307\330\344\212\"\273m\n\3307\303C\002<\216\215\303\361aY\335\335\265\235Xx\320 o\"\250U\371\243\014\017/c&\355\245\301\357$A\215\266\206\002\240`pm\304o \257f(\212\345\304\r\021 \352\332\261d%}\323\256,\274\252,\204i\222\270\274\354U\254\3610\315O\022!\225\202\262\023\341\251\\V\370\005vXcm\265\275\232\304*\231\235\212\306,\010\005`uA\322\031M+1!\035\261\334\202\022\246M""\242~\t\360\034\024\2456\n\"\024\205\207\301\271\267C\325\245!\231\322\222u\017\004\020K-&9\047\025\031\362m\301\212\223\204/e\302\374\005,6\326\023Q\323E\3101\321\245\232MhI\271\363K\236\255ju\204\256\225\234\002\251\210x+I\336\345{\230\352\016\271\344\254\224\313r\215 \204\202\031yd\371\367*S\376.A\014\370{\375\326\234\354\275\335\241\302g\315\332y\355\313\273r\361\231\366\240\240\241\213\206yP\3411\004\335\233\023&2y\341\2333bC\350<\275\316Y\240\317gjK\374\005\262\200\317\030\367p\t\213\310l\233\177a\213\323\231\362\t\272\353p\r~>\267\244feT\375\263\023}\366)\360\363\216}L\0363\213\254]\227\326\336kqt\274\233\232\206y\266\266ZnO\t\345\273\342N\016\324\251\255\220\307\2161\357Z|<:\274Ii\304_\034`\270\306!\354\215\025\023\010\032\244L\316C\177@-q`y\345L\244\033\300}\003\251\361\r_S[\232t\261\237\213\324]\266\315\366\206\301\247I\255R\t\252\255q\243Q\2561K2K\266\"\275|\213Y\351\310\263\325\202\315\006\2130Sj\022]\352\002\343e\270\370\364\346a\255*\304l<4\\\313\244la\254ZC?cIkL;Y\n\234do\025\207\205xu*Z*\205VlR\320+M\030|\3300U\335\360v\235\365^\345_}\363w\215+\t<\031\3158\241\047a\226/\207!\342\311P^\025\330=<\321.\255\361\241\264\310.\220\260EM(\264\t+l\250\037\014\325+\371\357\026\316^\356\327\231\313\252\335\203\014\335\263M\2454\366\243k\244O!\001\357\027m_\030\037}\364\364\330\177\361w$S\205\t\002$\207h\020";
+    PyObject *data = __Pyx_DecompressString(cstring, 4690, 2);
     #define __Pyx_DecompressString_LZSS_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #elif (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (4413 bytes) */
-static const char cstring[] = "x\332\265X\315\177\323V\326\306\216\003iI[\014\t\224\217\351\310@\022hi:!\t\245\245\323\251I\002d\n)\216\223@\240\255F\226\256m\021Y\262%\331\371h\373N\227Yj\251\245\226Zj\251\245\227^j\351e\376\204\376\t\357s\256\244|\221\266\357\3577\363\362\003_\351\352\336\253s\236\363\234\347\034!H\266\360\267-A\265\004U\027tCx\276\">\375\2568/X\254\326`\272-\030\2257L\266\277\276e\233\214\tUS\342\263\267\047\047\225m\335\262M>l7\276\024\276z\306\032\206\271\275\246\262M\301\250\n_\311\206n\253\265\266\321\266\004IW\004E5\351\224\343\323\252\236>\300Y\252\302\224C\213\005\303\374\303\347G\347\366W~\375\2179I\327\r[\220,K\255\351\202m\010&\223\224O\r]\333\026\032\334\310\016\214\\\324;\222\246*B\303P\330\035\201m5\261\027GM\310\023\364\336\211\252a\332\246\244O\334\021j8*]l\325\245&#\234\244-\340\265d\350l\311\260\231`\327\201\341\334\266]7t\302Qa\232Za\246d3\274\221l\304\311&-\322\205\347\013\317?\235\271?\303-6\031\001k\tV\273\"k0\226Y\004\\\245\255j6\336`o7\2315),V\205m\243-\350\014\266\301\223&\326\035\336`\327\231\216H\331t!Lp\277%[5t\021\333U\2756\221@\245v\030\355~$i\026\233|\256\312\033\032\036\322\333`]\033H\003\026\030L\047\313u\340\206\023\265\352d\375\016\037\324\206\320h[\266Pa\204\222\246\312\252\r\267L\326j3\213\020\333T\355\272\360\215\324\266\r\261I\047\263[+f\233\335^\226T\213QX,\204\210\233g\262MS\005\022wpe\267M=\366\210\236\310\222\246\001!\274\370\226\005\373\333\326\035\330V\205[w\204M@{{RR\024\021\2561 \310\266\230\334\266\245\212\306\3427\203\261Ubf\3234j\246\324\020\352\2105\316\2624\303\226\r\034+\023\034\326\244T\221\025\325\242m \254\324Pe\370\310\037\361S\214\266-\314\257\210K\253O\237\376\301\343\362\312\362J\361!\321#\276)\277b:\235X\223\341*\277R\342\374\231__*>[\234\373R\220\004\362\007\247\035\262\272\0167\341K\235\"\300\271\311Q\301F\205U\245\266f\013\242h2\245-3Q\024\2246\217\233n\350\237\202F\035U\322\360TVu\325\026\201\3071\237\255c\020\360\327Y\246\374YU\202\025mE\265?\023\021P\206\213\311\346\366\026\021\223\223\200\200&b\305$b`&\210\221""\2447R\273bh\361Q\266a\010\rI\337>\376\3326w\235\354D\030\r\031\264\027$\323\224\266\005E\262\245\311\023\236\306YD)\020\047\260\205E\340EC\325%\"Tb\030r 1\242X\236[\\\004\344k\013\313\363\013\217\342\213\245\205\205\371\005\255*\2561S\221\332[\351%\253&W\372\301$\345\316\202\246\251MK\265\016\202S&\002\3532#\301\232<\320.Q|$\251\232\270\330\220j,\376\235\334\217\207\3143\\\024\367\347\001\034\305\367\255\047\t\207D\010\245\2512+\231M`\023\023\330\222\331\204g\307g9\006\242d\247\367<\016\"\216\335?\256\203\2440Ed]\034\301t\226\203pta\014\201XUA\007\361\331\342\022\341W^\374nI\\XZY^\027\227c\006\246\343\t\376\036<y\333\343\364\231\324lj\333\373w\232!)\326\376\235\016\\\223r\262?\227XmT\017f`\250&5\017\26655\tV\304P\034\314\232\254\312L\212\334\301T\202Vz{\324\341t\366\250\223\361]\263\256\000r\244\362\342\322cq\245\370\270,\212\317\267\267\360o\036\232-.\261-{\031`\212\211\256\"#\221}\244\274\007\0275f\343\240\006M(\264\207FC\246\241\332\326\371XK!\303\037\265\321D]\241\253\206\244\352|d\266\264\177$jQ[\343\013\033\246\261\317\036\374\241p\362\221\010*\212M\2235%\223\317 \221E\271\316\344\r\253\335\210\357LfAE\342\353\344\305tI\365$\276j\353\261N\213\013z\272g\177j\237\014|\272\303\363\236^\323jKZjD\252No\363$\235`[tC\341M\367X\207@x\233C\242\215R\222\"\250Z\242l\230\220\\UgPm\324\335\232\316\177\210>\251\206\210\225v\0254\340\244\223\314\232%Y\333\272\254\032\223\373;-hO{\253\"Y\214\376Q\216\360\221\047M\30504\354\257l\243\240\220P\321\205%\313R\023\177%\224\267m\031\345\221\211\010\020Z\000\031\007\310\033\262f Qu\224\024H\225\302\261\204\235qk\204l\247\363ih\032\026\r\226\272\303\216i@\334&1\242\034fh\001(\214\326\003r\233\254\240a\233!$\274s`\246i\230\373\302=\231\nwUe\232\302y\315\177v\252h{\252\232T\263\320\2574$;\351Z\252\260R\2511\035\365\332\004\375j\300\244i%\002\243\252\212\332\250a\033\333Ru\316]+\376\331ao66X\323\006\031m\221\362Wc\032\323kv]S-\233\337SN7\244-4\013\326\016~\250\213\242\356\251\201\304\025\023w\3715\317*\212<W!\364e\r\360\226\250\233xzH""\016\016]N~E\241\325\254\257\047\023\313\361c\003a@\273\257\025\361\205eh\n\376\2120\017\301Ne\303\300+L\376c5\233q\356\3574\023qlr\3727\343\360#\306\033\315\370\002\032O\2167\353d\262\310\203\333\254c\313\021\3459r\363\226\225M\243\211\250##)\200\220\370\n;\246\363&\004\353@\263p\205\1775@\212\010\307\320\221V1\005)\315\337\223\336Q\207d2\370f\321]\33495%\273n\"W1X\307\352Frk%`R\347\006\203\024\370\236\264\025V\235\227]r\227z#\313\340\301\261%3NF\330\323\264l\003\377Lbq\342mZ\205\3426\361p\021\212;\002.\017t\244-\325p\024\270f#h0\322\330\204\372\241\341\255A\020t\002\274\335D7\300\332H\3014\375;<\030\307\252\030\332l\374m3\376cu\320\365\341\274\216\"\305\343\241\332\226h\374\021\251\047Bvt~\215\201\357\320\305\370\305VG\217\317\240~\222\203y\250\000l\355\250\315S\337\375\232\351\347\336\335\375\304)\321\305\270\047y\035\037\227{\271\277\272\255H\370[p6|\320\335\210J\313\375\334\005\347\276{\337\233\362\212\375\334\231_\177v>w\013\375\241\217\375\202\377 \320\273\230;\273;\365k\346\267\241S\357^\245\007yg\304y\355\345\274\177\372J\360I\270\322\275\326[\211J\257\242W?F?\326\243\272\026ifdv~;uj33\227\3050\227}L\303\343\354w4|\227-\323P\316\376H\303\217\331\n\r\225\254F\203\226m\322\320\314\376D\303O\331\177\323\360\357\3547\003\375\241s\316\031\247\345\236v5\277@&vv_8\013\356\210[\352\017\235w`\322%\247\265\207\037\333\375\322{\341/\004\027\202\371p\250{\246\333\356\315\365\354\250\374}\364\275\034\311\260m#\3320\"\303\216\354\237p\360\317\231\"\235_\314\316\3230\237}B\303\223\324\3125\032\326\262\257ix}\262\261\026\rV\326\316\222E\255\376\320\007\321\007\267\375\021\277\344\327\202\327x9,:2\223\001\204\347N\r\236\306\302\335-\356\214\344v\274W~\047(E\367\036u\215h\365\207\350\007%R\030\341\375\205S\244u-\047\363k\221|\274\351\350^q\017\320\347\371t\177hxw\336\031t^\272\353\210\252\355O\365\207/83\316&\216\334\302\355t4\371M7\323\037\376`\327v\246\2357\210\325\202\177\301/\366\317\345O\230\273\354\346\335\033\356\262kzW\001\335H\260\032\216\205[]\253w\035\340\265\372""\347.:5<\334\362\332\376RX\010\247\372\371Q\247\354\276\353\335\364j\376\213\000\333\351\275\255\376\310h\272\262\305O\316\307\353\336\361F\275\252\3778\230\r\007\260\365\217\327\236\365f\375\241\340L\320\016\347\302\326\357\257\035\216\251\220\351\017]t$D|\312\235\367\206\374\014`^\tF\003\211\023\002[mw\326\033\364V\260\001P-8\227\335\002V~\353\355\004W\302/\272O\243\347%B\242\343\254\200D/@\373sW\335\317\275\0022\200^\221\274\321\364.\371\003\376\224\377,<\037\316vOw\245\2754\020\036x7\352\224\350\350\342\356K\330\236s\037{\323\210\304\226\337\"\003\337q\363\344\300\227n\311\255a\355\310_\271\365\217\220P\237\007\005\200\221\351\217^\201A\323\256\354\345\343\247\203^\311\223\375\274?\346\267\366F>B\030\333x\313\032\342:D\361\272\207\020}\352\265\210\nW\334\233\256D\204\267\0204X@0\355x\027\2749\257\025\317\026\334\277\373Y\377\272\377\320\227\310Hr\360\025(1\343\377\022\316ws\310\346\321\313\3565\257\314\021+\3712\017\370\315P\242\351\021\367%\036\014`m+\310\005\213H\355\313`\301<\2015\004\t \216\315\272\031\367\202\013&\276\277\253\"\n\003\356\024=\232\331\335\241\331\230\204?\003\305g\301Gako\230\010\234s\026\335\025\3572,\232\017\336\303\221)\201\tJ)\016\316\210\303\243\001\262;\027\2349D\375\334\025\036.N\330#L\3779\270\033\224\002)\330&vs\234\335qD?\366W\016.\207\205\223\246?D\000\247\303Z\267\024\333\312C4\350\254\362\010H\356/|\r\0026\002KKn\325{\202\211J\220\rn\004\353\300\345\204\351\227\341rhu\047z\t\267.!\035\306}nP\306\311\223[N\007.sG\333N\021\352\213\270\025\350\236\024j\306\265\274\302\036\367j\310=\2038?\006)n\205\023\335+\275/\242\225\325hu=Z\177\325\037\316\003\212\207N\305\315\"\336\212W8|x\033\214O\222{\206\002N&\342-\216\302\035\252\200i\363\260\006\223s\316\266\367\216\177\336\237EVm\206\365n\255\007.~\210\010\346\211D\260\343\272\367\320\253p\230\346\021\360\342\336\t{\244?\334q\374\325q\306\2354\351\224\334\014\210\321\212r\320\352X\332\262\360\206\001\217M\316\374\202?Ma\210r\327\334\342o\247O\275sn\327tF\035\031\244\\\201\210\324}5h\205""\271\360\237]\2717\322+sJB\014\2351\216(\201x?\230\202\352g\250T\344\234GT\247\316\356>\300~(\006QM\211\256|\314\363o<\314\204\177\351*\275\002\261\365>6\333\336\327A>\030\013:D\316\356gT\017\207G\200}\025r\321\341\242R\013_t\037v+\275\301\336ZT~\021\275@\241\023\351\370/\221\371\231\023\216\277\326]\0017\370!\314\275\347\215\240&\021Z\317p\374X\267C\325r9Z\376W\364/)\366\341\2723\357\016\302\313+@@B\352\r\004\323\244c\tU/8S\344S\026\256\022\253.\3719\236H\245\260\332-v\227\273\255^\256\367(Z.GePg-Z{\301\261\215\250\304\377.B\004L\r\342\021\237\375\376\256\342\334\214.\216\363Br\017z\260\026N\205\317\200r)\026\237\031\347\177 N\214?*\005F\267\334\313\364\020&\020\232\3024\014+M\244\000)\001\220\030sZ\321\207\267H6c\007L\347\252;\007\210\323\207\3560\310\231\365o\005\205\364\371%Nq\231K\230\355\337EQ\231\013l\244\253\334=\337\235\351\232\275\017\243\322J\264\3622z\271\236\036\361\276\247\200\177O\202bR\374)\007Gy-\270KNQ{\262\214RX\361\262\240+\245BR\363\220\313\227x\211$1\206\206\343\2301\277M\220\204yH \353N#\3069\256w<B@\363u\364\032\301\346\241\022n\356\357\261\202\353\301B8\202\030H\241\335\235\355\r\364\356\366V\371z\220\003\226\242\337\220\"\t\245\274\032Uk\177\266\261\264\367\177\260j0!M\231\363\017\347\213\221\210WT\216\037>\217\024)\342x\005D\243\n\276\020\225\022ZD/\340\013\034A#\304\"V\375S\253\022\032%Q\036q\246\016\3425\000\234\3130\366!Z\200r\220Ih\364\047Q\310\242q;\210\303\207P\276\226\227Aj\254\360\324\237\201\307s\201\t#(\007\013\010<\265nfT\202\351\350,a:|\206\3650\035m\334\233\350\315F\2770\006\363\211\262\263H\030T\205\275\377\217C\023\024\220\033i.\354xy\364>o\220\316\337\206x2Ae\227\252\311\262\323\212\245\3471\032\217\014\211\375\331\335{\320\360\342~\006S!\\\245\036#~t\036\263\303\244\267-t\017E\322\367\367\\\376>\213\367/\333\300\255\020\345\356\370\\\014/`\356\236{\236\327\253Vl\312\003\224\244\247@?\251$\203\250\335\353$\037)\312\014\213\0315%\274\353\273HJ\210<\253\221\177\264\204\3362\213\324\273\345\335\000\\\227\202A\3446C\342/ \355>""\357\335\000\001h\033\271wn\277\347\312\241\360d\275O\374U\336\304d\303\361\356@\367>\310R\2163\206{\212\266<\251\331\0030\242\356\252^+\316\300Mp#\356Y\300\367V\"xS\3508\363\244\005\034\346\007\341\324\036\347Q\236\213]\214>p\213\213\311\030d\344\256\267\354\231h\\^A\"f\273\203\335R\227\365\246{\n%F\356\253\020\202\000V\367\207\256\301\316\001\270.S\367\207\272\231\222\223Q\217\027\027\377\022\004\220J4\027o\211\373\266\340]\304\331|j\234k\222\224\364\234\027}3\310\247=\303\030ufT\341\340\047nP\313\373\347F\235\027n\221\216Ctg\320(\363vr&\341\342\252\177\023mC\206\372\301/ \205qKK5\0201Qx\2333\217\n\271\006\345\343M\320V\\\321\361>\336`r\\\376\036\226\366N\360\214\026\333\356\324\037y\227\347\362:\216\250\3358\224\024\217\302\353\300\352?u\235D\375-\327\347\321 \025\376\253\356\023\363\242\334\327\241Dy\360\336ar\034\021\377vZf(\321\322\306I\212=\212\333\027FO\017U\002^[?\347&\220\377-\336\021\257B\013\037\006\n\372H\324E\006:?\245\326<\312-\366\362\251\000^tL\367\022\2420\343Y\360M:TE\047\334Q \267\231\212\005\336\023\345\226z\370l\240\215H\270\203\032\370\330\347[\244x\337u\347[\330N\347]\367\213\376\032\204g5\274\021\246\365\371\344\315qkI\335=\365\246\017!\344\343\004}\224\243L$\250\256\222\377{C1\035\024\3676rg\225\307?\321\217\273\321(l\243O\204\325\370K\202\272\202\2067\205\275\357]8\250\343w\375\227A\362P\341\237\211\233\274\377\273A\341:\377\326\262\375\336+\026\266\014\314\373\036\315\344\024\334J\2775\n\364\315r\037\240\203\014\336i\217[\360\022N\310\336\305h\342\037\341O\250Z\213\321*\025RzRF\034\047\320\033,D\267\277\010\363\004\327\006\227\301\215\344\236s V\263)\272\273\205x\316\"8S\311\027\013\315\334@\265\312x\177\001\rI\323\313\324\001\361/\020\202\246\354\016E\302\335D\201\360\341p\311{\327\277\023h\335\361\336\3518p\263\304\277\230U\217\210+\373\256\021\365\036!\344y\367c\300/\247\037\232\307\276e\266\3424\311\047\255;\327z8\253\360oM\364&\374\223o\007\035\343\367\274\315AA\342\315\345\310%\3544\221\301y\372\232\235\206x_\215\233\372k\034\266""\367\374e^\265\347\202\326\237\235\275\r\235\276\335}\320\253D\317\361a\221\366$\364\211I\366.\306\326\022\225\312\274\205CB\227\240$\017\020\344L?\177\361@\263\343y^\177\366\022\362\255\243\270\017\360\3774\002\360\267\371\367\032Gq\310\035\342\202SB\231\344\375\370pt\355\216?\307\245$\216\n\246`\352:\241\266\227\334\254z\023~\372ixvwzWv\362G\277y\346\240\265c^\353\304\311\275\023&w\202\3379\000n?\343\037\210\303P\253a|\024\277\333\373$!\334\225\033\310\222u\372\014\211\373\323\251\244,#\303\236\201\274\337wG\272\257z?E\257\020\246\037\372\037M@3\257P\257\036\374\202\317\003\271w\036\245HJ$;\356\304\207w\237\200\003;\370\372\275\201\222e\205ca+\025\271q\376\037\002\324\306>D\263\177\356\242\243\302\274q\336&\355+l\307\213\213\345\201\026\235!\231\366\013\377\013#\0106\231";
-    PyObject *data = __Pyx_DecompressString(cstring, 4413, 1);
+    #elif (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (4953 bytes) */
+static const char cstring[] = "x\332\265X\313\177\333\324\272\255\035\247\r4@\334:M_\200\235G\323B\t\047MRJ\313\341\340\306i\t\264\241\216\363\350\003\320\221%\331Vc[\266$\347\005\334\323a\206\032j\250\241\206\032j\250\241\207\032f\230?\201?\341\254oo\311y4\224\301\275\267\277\306[\336\332\332\372\036\353[\337\332\316\212f\366\037\333Y\325\310\252\315lS\313>[\021\236\374\224/d\r\245\332P\232fV+\277V$\363\333\233\246\256(\331\212.\262\331[SS\362N\3230u6\3544\246\252\315\316\324\246\242\033\252\326\274\237\375\346\251\322\320\364\2355U\331\312j\225\3547\222\3264\325jG\353\030Y\261)geU\247\035ON\253\315\370\006\366UeE>\2628\253\351\357\274\177|\256\267\362\333\177\315\213\315\246ffE\303P\253\315\254\251euE\224\277\320\232\365\235l\203\031\271\t#\027\352\025aM\321\233\n\236\227j\"\342`\326\020\025\275\3234\262eQ\332\330\022u\331Xln\212uU\31664Y\271\235U\266[x\001\326OJ\223d\334dE\323M]lN\336\316V\361\276x\261Q\023[\n\005V\334F\200\227\264\246\262\244\231\n\337~~\307\254iM\n\274\254\324\325\262\242\213\246\002\263\310\021\354\254\323\242f\366\331\302\263/f\357\3152\267t\2052ad\215NY\252\303#\305\240\350\226;j\335$\223wZ\2121\225]\254dw\264N\226\371\002w[Xw\364\001\263\2464\221Z\223.\262\223,8\242\211\244\tx\\mV\047\243x\252\233\n=\375H\254\033\312\3243U\332\250\343&\275\r\326u\220\016\304\016\006\323\316R\r\301\305\216\365\312T\3556\033\324F\266\3211\314lY\241(\325UI5\341\226\256\264;\212A\021\333R\315Z\366;\261cjB\213vVn\256\350\035\345\326\262\250\032\n\345\316@\036\231y\272\262\245\253\210\304m\\\231\035\244\207yDw$\261^G\204\360\342\233\006\354\357\030\267a[\005n\335\316n!\264\267\246DY\026\340\232\202\010*\333\212\3241\305r]\341o\006\304+\004\345\226\256Uu\261\221\255\001\020\330\313\250k\246\244a[\211\302aL\211eIV\rz\014\010\027\033\252\004\037\331-\266\213\3261\263\205\025ai\365\311\223w\334.\255,\257\344\037\022<\370\227\322K\245I;V%\270\312\256d^p\205\027K\371\247\213\363\367\263b\226\374\301nG\254\256\301M\370R\243\0140\000\263\250\340AY\251\210\235\272\231\025\004]\221;\222\"\010Y\271\303""\362\326\324\232_\000F\233\252X\307]Im\252\246\200x\234\360\3318\021\002\366:C\227\276\254\210\260\242#\253\346\227\002\022\252\340b\252\265\263M\300d \240@\023\2608\210\024 \023\300\210\370\000\\P\326\352|+S\323\262\r\261\271s\362\265\035\346:\331\2114j\022`\237\025u]\334\311\312\242)N\235r\227W\021\225\000\257r\003\213\200\213\206\332\024\tP\221a\250\201\310\210|i~q\021!_[X.,<\342\027K\013\013\205\250\316e\261\263\035_*\225\270\370\017\047\251v\026\352u\265e\250\306arJ\004\340\246\244\020\253M\035\022\234 <\022\325\272\260\330\020\253\n\377\234\352\345Cb\025.\010\275y\004\216\362\373\326\235\010C\002\230UW\025#\232\215\302&Da\213f#\234\235\234e1\020D3\376\316\362 `\333\336v\233(\n]@\325\361\014\306\263,\010\307\027\362\020\010\025\025p\020\236..Q\374J\213?-\t\013K+\313/\204e\216\300x<\305\337\303;o{\034\337\023[\255\372N\357\233\254k-!j \002q\005h\210\032\215\321[Q\327D\371\360[\023\221\217:To.\362K\253\034\316`\307\272\330:|\254U\027a\047\017\326\341\254\256T\024\235r{8\025\3053\376\332i\306\266\361\300\036.<\036\254x\366x\200\370\267VMF\272@\003\213K\217\205\225\374\343\222 <\333\331\306_\001|/,)\333\3462\022!D\234\214jF\345\022k\037^T\025\023\0335hB\246gh\324$\032*\235&\033\253q\270\361Om\264\320\223\350\252\201\226\306F\305\024{[\242\217u\352laC\327z\310\303?\202\002\033\t\334\202\320\322\225\226\250\263\031\220\200 \325\024i\303\3504\3707]1\300@\374:z1]R/\342W\235&\347xa\241\031?\323\233\352\001\211Mo2\316\240\327\264;b=6\"f\266\2671\026O(\333\364\205\022\037?c\034\t\302\333\370\023L\264\2418\202\252!H\232\016\272V\233\212\010\312G\323\2566\331\007!+& \241\334\251\000!@,\310\216\341V\324\253\206h\3544%U\233\352m`\200\276:\333\345\262h(\364Gu\306FVxeM\253c\233\362\016\232\022\221\035]\030\222$\266\360_D\213\334a\302CB\237U\004d\013ZBRH{Hu\r\025\337Do\002\347A(\230\342_\226\212\314\302\016\227\270d\003\251\220\t4\2644\203\006C\335UNP\r\227o\n\241\223\266\300\002\324\001\024\016\034\215V\320\260\243 {L\240(\272\256\351\275\3760\025\367\207\212\252\324e\366a\260B""`\037\273\025\010\261J]\254\032\020G\r\321\214$R\005\236\310U\245\tq\240\003\257UD\257eDl\246\252\262\332\250\3421e\233}(\206\332d\2307\370\307\256\362zcCi\231\033\270\013 \233\002\261B]\251+\315\252Y\253\253\206\311\276\023S4\304m\210\024c\027\037$\361H\2655@\007B\344?\273f\025I\250a\354\007\321\330\000\346\t\366\221\353GH\346\310\345\3247\204\212\272\361\355T\344\004>L\204\034\261\3561\020\2770\264\272\214\377\002\314\003Bb2\322\360\n\235}\030\255\026\347\215\335VD\312-V:-\016\031\340b\243\305/\320[\310\371\226h\242\376\214V\215,\027\030$Z5<y\214\326\216}y\313\330\226\326\002\032P\324\224Xt\230\262r\242\315\350`\303CB\304\025\376\252\210,2\317#Ht\247\310\374\213\034\207\n$\301^\033\337$\275\246+\204R\372\306u\034\254\257AS\323`\234\350b\321W#\n1\351H\330\047#\"\221\3101jFM\240X`\210\202[c!a\332\200]@\300\031\032\313\244)\352\274\352au\31305\374\351T\003QL\342V\311\265\354\321N\311e\013\343!\332\322\024\253\330\n\0305\221a\330\256m\201f\241\312\253`\236&e\347\255\266\320iA\303(\035\024}L<\233,\225\047z/\016\007\370\337Q\330\207\261\t\255\212\027l\312\"\037\217t\344\250\273\034k2\004\347\315&\273\306\300\236h\362\047I\373\262P\037i8\333\273j\353\314Oo\022\373\251\367\367>\267\212tq\303\021\235M\027\227\007\251O\355v\230\375\207w\336\177\020l\204\305\345\375\324E\353\236}\317\231v\362\373\251so~\267\276\262s\373\003\237\2719\367\201\327\0140w~o\372M\342\317\2013\357_\243\033i+c\275rR\316\017\256\354}\356\257\004\327\273+a\361e\370\362\327\360\327ZX\253\207u=\3247\377<sf+1\237\3040\237|L\303\343\344O4\374\224,\321PJ\376J\303\257\3112\r\345d\235\206z\262EC+\371\033\r\277%\377C\303\177\222\337\365\355\017\014Y\347\254\266}\326\256\27392qso\335Z\2603vq\177\340\202\005\223F\254\366\001>L\373\276\263\356.x\027\275\202?\020\234\013:\335\371\256\031\226~\016\177\226B\t\266m\204\033Z\250\231\241\371\0336\376=\221\247\375\363\311\002\r\205\344\3674|\037[\271F\303Z\362\025\r\257N7\326\240\301H\232I\262\250\275?\360Q\370\321-7\343\026\335\252\367\n/\207E\307f\022\010\341\320""\231\376\263X\270\267\315\234\021\355M\347\245\273\351\025\303\273\217\002-\\\375%\374E\016e\205\342\375\265\225\247um+\361&O>\216[M\047\177\200\320\247\331\364\376\300\340^\301\352\267\236\333/\220U\323\235\336\037\274h\315Z[\330r\033_g\302\251\357\202\304\376\340G{\2465c\275F\256\026\334\213n~\177(}\312\334\025;m\217\331\313\266\356\\C\3502\336\252?\341o\007Fw\024\301k\357\017]\262\252\270\271\355t\334%?\347O\357\247\207\255\222\375\2763\356T\335u\017\217\323{\333\373\231\341xe\233\355\234\346\353\336s\206\235\212\373\330\233\363\373\360\350\273\327\236w\346\334\001\357\234\327\361\347\375\366_\257\035\344PH\354\017\\\262Dd|\332.8\003n\002a^\361\206=\221\001\002\217\232\366\234\323\357\254\340\001\204j\301\272b\347\260\362Gg\327\273\352\177\035<\t\237\025)\022\233\326\n@\264\016\330\017]\263\277rr\250\000zE\364F\335\031q\373\334i\367\251\177\301\237\013\316\006\342A\234\010\047\306\335\340^~\3579lO\331\217\235\031db\333m\223\201\357\331ir\340\276]\264\253X\233\371\224Y\377\010\005\365\225\227C0\022\373\303Wa\320\214-9i~\267\337):\222\233v\047\334\366A\206l\031%K\334qW\362\322\344\251\034^\235\365\362\236\020,v\177\t_\276\"\020\230\326]d\356\013\247M\010\271j\217\333\"\325\201\201\\\302:\212\336\256s\321\231w\332|6g\377\323M\272\243\356C\027\313\206\231\337/\201\224Y\367\017\277\020\244P\344\303W\354\353N\211\005\262\210\267\022\016\306}\221\2463\366s\334\350\303\332\266\227\362\026Q\361W\000\216\002\305p\000\314@\320\233\263\023\366E\033\000\375pOEr\372\354i\2725\273\267K\263\034\233\277#\270O\275O\374\366\301 \341:e-\332+\316\025XT\360>\300\2261\256)\302\"\317Y\306bIB\rX\027\255y\200a\350*\313\"\303\361\261\002\370\335\273\343\025=\321\333!\320\263\360\3337\000\n\356\257\344]\361s\247M_F^g\374jP\344\266\262\314\365[\253,1\242\375\007[\203<f`i\321\2568\337c\242\354%\2751\357\005\342r\312\364s\177\3317\202\311n\004\271K\326\216\303j\260\303\215\317Xy\253h\311\330\376\256\223\001*\322\227,\311N\2775\177\360\326\302\001\332\002S\224\347\034\000\303\210n\3266\234\334""\001\213\302\200}\316\3568\217\201\255\233\376dp\265\373u\270\262\032\256\276\010_\274\334\037L#t\017\255\262\235\004>d\207\205!a\245)\306V\007\205\023q\304,\001\344\250%3v\031\200-\270\t\232\234\207#\357\271\027\3349\024\347\226_\013\252]@\37222\236&\320\301\216Q\347\241Sfa-\000 \371\203S\236\021\337\371\304\311W\363\302=m\362M\376\317\263g\336\273\306\321\376\271;\203\024]\364\346\2756a\272Hq_\344\240\241\200\255s\007/X7\340\376\030\320\226vn\340\235\2718\317\0230d\2345\305e\327\364@O#\214N\346m\023P-`\345\030n0&\232aF\314\202\0212T\"\214\225\250\250\310\031\323\271\343\2607\317\203N\210\305\036\240-\346\216\344=\035\333\363\n\021I\037\202\354\0361\306\376\320eT\313,\030\340}\206\312\262\227\240\027\336\265/\200\003\306\210;8\031\374\30006\nWM\377np!\270\327\275\323-ZE;\001S\333a\n\375\217\267\213$R\253`\277-\306&9\026\240t\230\272n\263\270\r\355\351\3260P\227A0\206\235\232\253zm?\345\377\020H\335L\267\304\352\031\r\306\232`\360\"D\335\363\246\321I\023\324~S\326#\352\375\347\367\0360\324\016R\235\202\224>c\234v\303O\370\037\007r7G\245~\017\017\233\316\267^\332\233\3606\251\262\203/Ic\014f\000\304\n(x\223\021u\325_\017\036\006\345n\177w-,\255\207\353\020\017\002m\177\0371L\234\262\375\365`\005\205\3056QX]\2543\350<\305\366\023\301&)\220\345p\371\337\341\277E\356\303\250U\260\373\341\345UD@\004o\365y3\324\033\242:\277hM\223OI\270\272\211E#n\212\261P\321\257\004\371`9hwS\335G\341r),\241\216\326\302\265u\026\333\220d\323_F\210\002S\005\363\362\275?\334\223\255\361\360\322\r\326\234\357\202L\327\374i\377)\242\\\344\314=k\375\017\010_a\267\212\236\026\224\272\211.\322\204\352\2464\r\302J\335\032a4\212HLX\355\360\362MjE\334\001\335\272\306A\032\335\264\007\031Zoz\271\370\376\010\253w\211\361\277\351\336A\243&\334\314\370\022\2203\033\350\335\313aq%\\y\036>\177\021o\361\241#\003\177\337{\371^c[\000R\250\277\336!\247H\362-C^\224\235$\300H\274\020\351\010\221\n\201d\00758\364El3\341v($~\032\375C\tf\220\343\024k\026,C\210\346\253\360\025\222\315R\225\035\357=c\000\334\013~""\0069\020}3\230\353\366\001\340\253l=\300\001K\241\341\304P\204<\252\204\225\352\337=\010\022\375{\253\372#\320\224\030\376\260\277\020\nxE\371\344\346\005\224H\036\333\313\000\032\251\242\205\260\030\301\"\\\207/p\004\342R\t\225\312\337Z\025\301(\312r\306\232>\314W\037\342\\\202\261\017!\253J\340\000\016\243\277\311\002\343\262^\036.\243\r\264\235\004Jc\205\225\376,<\236\367t\030A5\230C\342I\016\353a\021\246C\255\303t\370\014\353a:\244\361\353\360\365\306~n\002\346\023d\347P0h\251\007\377\037\233FQ@m\304\265\260\013f\036w^\243\234\177\364qg\2224\013\261\344\262\325\346\324\363\030b.A\235\357\374\336]4\264|\257\202IE\254\222n\343\267.`v\220\232O\033\212,OT\373\201\315\336g0M\270\203\270\345\302\324m\227\221\341E\314\021\317R\263osS\036\240\237?A\364\243\266\332\017\341\363\202\350#\216\262\202\305\n\247mp\021\353\337\250\263*\371GK\350-s(\275\233`\356\025w\304\353Gm+(\374\005\224\335W\3351\000\200\036#\367\206z:6\205&\225t>wW\2310L\3727\202>F\356%^1\314S\034u\"\301\323\007#j\266\352\264y\005n\001\033\\\360\001\357\355\210\360\246\241\342\323\304\005,\314\017\374\351\003\206\2434#;\036}\304\215w\326\t\326\276\226\035\035\252\357%(b.\350\017\212\201\322\235\351\312T\030\251o|\020\002P\275?p\035v\366\301u\211\0245DD\014N\205t3ojE\020 \232,\047o\221\371\266\340\\\302\336\351\270\t\217G%\271\340^ru/}\330\210;\016\323\000\360\223ueh\221a\264\357<\353\3319g\026\207\017&\321g#,\256B\030G\235\362kPa;j\310m\312\211\3144b\001ra\r\314\307\304\3006\2277x\037\023\t,.\377\364\213\007\247xF\213M{\372]\336\245\031\275\336@\326\306\216\024\305#\177\024\261\372\337\272N\244\376\226\353\005t\376\334\377\251\373\204\2740\365\255/R\035|p\024\034\307\310\277\023\267\031*\264XE\212\334#\256\345\024\272{\244\023\260\336\372\0253\201\374o\263\343\304*\270\360\241\047C\204\243/*\200\363\023:\356\204\251\305n:&\300K\226n\217 \013\263\216\001\337\304#]t\322\036F\344\266b\262\300{\302\324R\027G1z\020\005w\330\003\037\273\354\021\221?7j\375\010\333i\277Q7\357\256\201xV\3751?\356\317\247?\314e""\032\035\215H\330?\004\221\337\240\320\207)\252\304\236\356<\030\340p\220\355[\250\235U\226\377\210?\356\204\303\260\215\264\350*?\206\221*h8\323x\366\203\213\207}\374\216\373\334\213n\312\354\350\275\305\304\360\030\245\353\302[\313z\332\213\023[\002\346\375\014e=\r\267\342\203Z\216\016|\367\230vm;g\035f\301s8!9\227\302\311\177\371\277\241k-\206\253\324H\351N\ty\234\2046X\010o}\355\247)\\\033\214\0067\242\357\014\003\234\315\246\351\333M\344s\016\311\231\216\216{43\206n\225p>\006\014\211\323K\244\200\330\361\215BS\262\007\302\354\235\210\201p\352\032\201\266\275\355\325\203\033\335\263<qs\204?\216\252G\204\225\236k\004\275GHy\332\376\014\341\227\342\303\373\211\203\3406/\223tt\216a\\\017gev~\2076a\307\350](\306\237\231\314ACb\34223\202\047uTp\232~!\230\001y_\343\047\234\353,l\037@\354\033La\267\377n\357\035\360\364\255\340A\267\034>\303)+\326$\231Ol\361\304\t\244\304$\034\n\272\010&y\200$\047\350\324\327\343l>\317\372\317A\004\276\027h\356}\354\2078\004\376\026;\354\262(\016\330\003\214p\212h\223L\217\017\206\327o\273\363\214JxV0\005S_P\324\016\242/\253\316\244\033\237\253\317\357\315\354IV\372\370\001p\036\\;\341\264O\235<8er\327\373\213\r\340\366Sv\272\036\004[\r\372\205\340\375\356\347\021\340\256\216\241J^\3201\204\353\323\351\250-\243\302\236\002\274?\007\231\340e\367\267\360%\322\364\313\376\047\223\340\314\253\244\325\275?p<\220\272\027\320\212\304\210\262\271\022\037\334\373\036\030\330u\256\240^^z\206?\341\267c\222\273\301~d!\031\373\020b\177\350\222\245\302<~\344\3531\354\246\303\233\345!\027\235#\232vQ\345\365\260\3368r\272\034b\207\2512R8\307x{\304K\034=c\335E\005\025\334s8[$\340\3328\0164E\036e\221\235\003\373X\356b\0317\317\017\203\366Y\216\244c?k\020\225\222\261\212=M9\245\252f\007H\"\322Q\206>\311\271\300\230,\207\242g)\207V\230>\374\321\"\034\032e\360\314\263\337\220\210oo\3729.\034\036\262\036\377\373\221C\320\006\342]\014D(\3311.H\267\340\"\201\234\352\231:\326\205\350%\031^\325\203\341\340\047\254uA\177\261\2067\354V\230\002\034\241\23789;\345I""\2511\tKZ\354\016\223C\357(\004.\270N\026B\205\240\036\377nr\336}\300\032\006?E\207#\223\220\217\367aP?\004u9H\004i~\354\240\037)\346q\240,\301\265\007L\326K\3354N\241C\024\366\314\307\254p\307\231\242\356\363\276\201\016\237\205\305\231\313pw\221\375\322u\005\201\032\365\037\007\367\273\313\335\255p->\225\\\376\224\021r\n\307q\331\033\363\326}^\203\377\005\320\203\3770";
+    PyObject *data = __Pyx_DecompressString(cstring, 4953, 1);
     #define __Pyx_DecompressString_LZSS_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (6002 bytes) */
-static const char cstring[] = "\377 at 0x i\377s in no \377PT_LOAD \377segment \377object>(\377tree fra\376\021\002)..dyns\373tr\002\002ym: <\377MemoryVi\377ew of <c\377ontiguou\377s and di\231rB\001\007\rin\021\005I\000i\367ded\"\010 or \346\004\031><(\tA\006>?C\377annot as\377sign to \377read-onl\327y m\240\002v\242\000In\377valid mo\177de, exp\342\000\356|\000\047c\047t\001\047fo\377rtran\047, \371gH\000%\005shape\366\244!ax\255 None\177Note th\301 \277Cython\304!d\377eliberatyeo\000\324\001cter!\001\377n PEP-48\3554\216\"re\325!s soubcl\252\000es\265!\337built\207@ty\377pes. If ?you ne\230 \307\000yp\322\000%\tthen\247@\335t\200\000e \047\363\002at\357ion_<\000ing\355\047\361$iv\242\000o F\377alse.Pic\343kl\032\000\243A\277@uct\230\223!\256\000\207\001ch\265 \371@l\277f.h,se\004\000i\377m must b}e\242!licit\306 \177request\256@\377with @au\357to_pV\001e(T\377rue)Rais\316\314@ins\324@\232\002re\327wri\207 ,\215@tu\363rn\314\003\277\000 cal\375l\237 as (st\337atus,\300`fs\337et, w\330 ).\357add_\320@ean\376\247@ecutabl{e u\002no f\226\204\001\377program \371h\351@\353 slotc\365oT\000c\213!s.ab\357cdis3\001dyn\177amic se\026\002\376A\002out DT_\357NULL\004\030STR\307TAB\223\204\001)\000\n\000SZ\233en\205\001gc\350\000\005\002d\376\272\205\003DYNAMIC\317: a \314\001j\000exz\255\006h\344\000noth\376!\374\227\204\002\221\"no def\377ault __r\377educe__ \373du\263Bnon-t\277rivial\033\000c_init_\215  \346\013\371s\364\014\240\"src/f\375a\323 udit/_z\316@e\006\000.pyx\355\205\001\313ng\342$ \326`\277cen\371d\274\206\001\330\206\004symbo\373l \353\"too m\027anyg\ru\200\"\344\205\001\304@\377ocate ar\377ray data\241.\013\020\300\205\003\222\207\001\357\206\003s\"\000t?ermina\315a\222\004\367in \335\207\004ASCI\375I\234@VERDEF\376\003\003NEEDElf\377_Verdaux\226\003\005ef\016\004n\013\007\270\205\001E\377llipsisP\353T_\226DS\275\204\001nce\372\255\210\001.\262\210\007__Fai\177l_Image\000\003\265.\207Fc\335\206\002__\017\006s\233et\254\204\001e_\013\014\334d_\233en\263@esA\004\233\204\004_\340\234\204\003""\016\005\200\204\004\006\r\354@ng_\363at}\004\202C_nam\376F\006vaddr_tOo_of\247\205\001\246\004v\215 \333ef\033\013er\273\207\001_f{il\211\000MIN_\306 \377SION_ENT\017RY_R\222\206\003\000\005\335\020\033\004\370\207 \340\017\024\005apply\276;\006loadsI\006n\307ew_\310\213\004]\006\257\004of\334\010\007\271\000lap-\007pl\317ace_\242\204\003C\007re\017fere\267@V\007\305\204\003\270\006\321v\344\n\265\005\370\207\002_\000\013ph\377drs_STRI\377NG_TAGS_\357_Pyx\001\000Dic\177t_NextR\312 \225_\321\211\004e\370@_\246\212\002\000\006_\177getitem\026\001\271d0\001\233`doc%\001f\313un\003\002g\235e\266`im\357portC\001mai\335n\003\002etaJ\006mowdula\002mro\265f\340\356`\364Ay\001\305!\375`pre\327par\212\002p\254\000ch\237ecksu\202\000\n\001r\177esult__\026\001\260\230\204\003\006\002\314\213\001\017\003un\242\212\003_CEn,\005\n\006\204f:\002v\343\211\002\036\362\001qual}\005\226\210\005\206\205\017\366\261\210\005ex\246!set_\362\261\005s\372\010\244\205\017_tes\374\222!\275\"is_cor\377outineab?calign\000\002\212\220\001\236\332\207\005_buf\204`\360ba\377rgsasync\367io.1\006sata?uxbase\000\001\240\205\001\274\003\002\260\205\002bool=\000b\347yte\244\210\002\005\001scc\373ap\000\000acitykcly\000_\236@tr\377`\377backclos\377ecntcoun\343td\307\"\245\000\225\221\003dyn\334\200\206\001\003\001pos\n\001si\363ze\365\206\014\252\221\001ymee\277_phent\035\001e\377ncodeend\314\237\207\004\251\207\001ye\220@\265\217\002er\327ror\260\212\006.\261\212\005fi\347eld\304\206\002\311\206\002zfi\377ndflagsf_ormat\257\220\004f\243\000\377dgenexprogetg\313 ps\360\207\004\177iidimgit\000\227xin\267\204\002s\275\204\001\257\001j\177kkeptla\211@\376\274\206\001lelengt\237hlist\013\002\320\206\001m\377axmemszm\363em\302\221\001\272\221\001moveA_\317\215\004\007\002\321\205\002\247\210\001\252\210\002nm\000\207new\200\207\001\211\211\004\204\207\010\217\207\010.\377<locals>\371.\263\004\274\000tobjo\363ff\243\207\006\345\210\003soldz\000\000_\234\000outo\260\207\004uo`\000r\000\002spp\347\210\003\353zp""\226\211\004p\214\221\001ep_*\257\211\002p\315@p\271\211\001p\340\212\001\250A\353ph\205\207\001_\330Bpho\343ff\355\207\n\372\207\n\225\016pop\376\363@present\337probe\331\212\014rr\373ef\252\210\007refsr\223eg\320 \337@e\266\"\330\222\001e\307dre\351\210\003\006\005\236\221\001re\317vers\030\001\264\221\003pa_thrun\003\001s\251\213\014\342\307\220\004s\257\226\004\266\222\001\216\000dse\215t\320\217\004sh\270\224\002\227\204\001\230\221\001s\335o\307\213\002tar\275\214\003st\337epsto\001\000r_\007pos\356\211\004\376\213\005\241\223\003\371\213\t\214\217\003\272\203\222\001_\352\204\001tagH\000g\277ettext\242\000o\377wunchang\373ed\254\001ckupd\177ateuse_\255\215\005\371v\274\214\002\267\214\014valva\367lue\000\002svd_\016\201avda\002\003\321\214\010\335\212\004\336\212\n\306\323\226\001vn\343\214\002\004\0005\002n_\016s\003svn>\003\314\223\001\202\224\002\211\213\003\376\374\212\002xzip\000O\200\377\001\330\004\n\210+\220Q~\005\001&\240a\240v\250\010\000\377\340\004\037\230q\320 0\377\260\013\270;\300k\320Q\377R\330\004\023\2208\2308\377\2401\240A\330\004\007\200\377|\2207\230!\330\010*\177\250!\250;\260n\300\021\000\377\013\2101\200\001\360\010\000\373\n\033\025\001\021\220\024\220[\377\240\004\240J\250d\260+\377\270T\300\034\310T\320Q\377Z\320Z^\320^h\320\377hl\320lr\320rv\177\360\000\000w\001C\002\004\000wC\002G\003\001G\002O\n\001wO\002S\021\001S\002^\030\001w^\002b\037\001b\002l&\001wl\002p-\001p\002{4\001\367{\002\177;\001\177\002@\003\377\330\010\020\220\007\220q\230\337\006\230l\250!\237\001v\210\377W\220E\230\024\230Q\330\367\010\022\220\251\000\027\220q\340\377\010\027\220t\230:\240W\377\250E\260\023\260D\270\010\377\300\007\300u\310C\310t\377\320S\\\320\\c\320c\376\231\000k\320ko\320otw\320t{\234\000|\001A\233\001wA\002D\242\001D\002H\251\001uH\236\005V\267\001V\002[\276\001\365[\227\023s\332\001s\002t\002\376\261!q\330\010\017\320\017)\377\250\024\250Q\250g\260[\350z\000\217\000\005\n\001\300 \020\000\005\355\006&\000\210x\310\002a\230v\377\240Z\250v""\260Q\3206\377F\300o\320U]\320]\377d\320de\330\004\013\210\3679\220A$\001q\220\001\200\376\006\000\022\220$\220n\240A\337\340\010\021\220\021\022\002\330\010\377\014\210D\220\005\220X\230\375Y\323@t\2501\330\014\023\377\2204\220w\230a\230x\377\240t\2503\320.@\300\377\001\330\014\017\210t\2203\373\220j\251@E\250\023\250A\367\330\020\021\001\020\031\230\021\230\177#\230R\230r\240\033\270 \377\024\260U\270%\270x\300\367s\310\"\272 q\330\020\026\373\220g\032\000x\240u\250N\377\270!\2701\330\021\025\220\377S\230\n\240$\240g\250\363W\260P\000t\001q\330\024\025\352\"\005qi\002\021\"\003\t\240\025\377\240f\250G\2605\270\003\3728\000\020\017\032\013\2405\250\010\177\260\007\260u\270C\270u\000\372@\025\014\205c\001\330\010\026\220\375a\357@1\230D\240\010\250}\001\366 T\260\025\260a\214b\376\210 t\2305\240\005\240T\375\250\255 \014\210E\220\031\230\377!\2301\230K\240z\260\377\032\2709\300L\320PQn\232!v\220T\302`W\240\227 \377\033\2307\240!\2401\240\371E/\000\355\004r\240\027\250\003\377\2501\250M\270\022\2705\277\300\006\300a\340\010\202D\240\366\365`\025\220\372`\014\210A\210\375X\215 \004\230G\2403\240\277a\240x\250q\330\236\000\t\367\230\021\330\352\000:\230Q\230\335g)\000\024\037\230\222!F\250\337!\2507\260!\212 \001\330\373\025\032\216\0003\230c\240\021\375\330\031\002\005\240Q\240c\250\377\021\250%\250q\340\024\036\276\304@u\240A\240V\325@\010\272\300A6\240@-\240q\207a\032w\230$\230\342\000\027\220s\262@\367Q\330\010\363Az\240\023\240\363C\240\377`\022\001!\230=\250\277\002\250\"\250B\250\211 \025\372\334\002Z\220`4\250}\270D\377\300\004\300A\330\025\031\230\367\034\240S\255\"Q\250c\260\356\355A$\270a\023\001\024\230X\376\026\000\003\2504\250q\260\004\277\260I\270T\300\031\203`D\356\251!\010\013\210\337b5\230\001\377\230\023\230A\340\010\016\210\377i\220q\230\003\2301\330\316\030\0004\210z\022\001\377c|\240\3771\240M\260\036\270q\340\376\375`q\220\004\220I\230T\373\240\031\217\000D\260\r\270Ta\300\271\204\005\320\204\001\253@\231A\024\220\211B\377q\220\001\220\023\220C""\220\314\362`\232!1\230\254\204\002\335\204\n|\260\1772\260Q\260a\260y\332\204\001\233\020\220\345 \230&\373@\352\003cO\260\031\270!\370$\n\n\030\276@\2373\270g\300Q\246\003\236B\005\273\220U\375\"a\230}\250 c\365\260\256@\024\247\000Q\230f\240\375H\271 b\260\002\260#\260\365Y\225 \020\005\017X\270R\270\357s\300\047\310\325d\027\230\n\357\240&\250\001\365A\001\220\021?\220$\220a\220v\360\000\245\206\002_u\220A\220Q\277\206\001!\347@~\235\210\0024\230s\240!\340\273\206\002\177\010\230\007\230u\240G\222`\377(\270\047\300\032\3109\320\377TU\320UY\320YZ\367\330\014\021\210 B\220b\230\335\002\355@d\240!Q\tu\230kD\240\326\206\0044\204`!\330\240\000\366c\000\220d\316bb\240\004\240\371D\213\000\265\000C\220y\240\t\377\250\022\2505\260\007\260w\377\270h\300g\310Q\330\024\345\030\277@\021\301a\205\000\"\240Bk\240b\251bD\356@A\340!\020\301a\025\032k\r\354\205\003\201\014\202\206\002\220Q\377\230\001\2401\240q\320\004\375\027\336@\010\017\210q\220\002\377\220$\220e\2304\230w\336\365\204\002!\2503\250\204@\320\004\377\034\230A\360\006\000\t\020\377\210r\220\025\220c\230\024\376\273`\025\240h\250i\260q\377\270\004\270J\300c\310\024\353\310S\216\204\002\021\352 %\220t\374?\000\301!8\2601\260D\270\335\001\247\213\001\004\220F\275\214\001\013\210\335;=\000\021\330\014\273\211\001d\320\375\032\315\214\0017\260&\270\001\270\317\035\300d\310\247`\362\214\0014\230\377t\240>\260\021\260%\260\355v\231\204\001\300/\214\215\001\014\024\220\377B\220f\230K\240v\250\376\321\207\001g\270W\300B\300b\377\310\005\310V\320SW\320\337W^\320^_\363\204\001:\220wS\230\001L\020\034\300T\231`\376@\002e\2306\240\024\240W\375\250\334!M\300\021\300%\300\375v\252\215\001R\320R`\320`\373a\330\315\212\001\220\"\220D\230\337\005\230T\240\032\377\000a\250\337q\260\003\2603\304\210\001\013\210\3274\210q\324\212\0011\373\214\001\002\220\335%\321b\027\250\004J\000\r\270\377Q\270f\300A\300R\300\377q\310\004\310F\320RS{\320S\270`V\320VW\262\213\002\341\320\337\216\001X\003\2170\225!g\230Q\376U\004\016\210d\220$\320""\026\376\233\217\001t\2506\260\024\260V\257\2701\270M\343 Q\246\214\001t\377\2204\220~\240Q\240e\376\026\002Q\260o\300S\310\001\177\310\021\320\004!\240\021\243A\235\014\243\000r\220\027\205\207\002\346 %\237\220q\320\030(\263\211\001\222\207\003ro\220\033\230C\340 1\330\027\003\377\230\014\240D\250\002\250(\253\260!\030\005\027\336\204\002c\276\210\002t\377\2502\250W\260C\260t\377\2703\270c\300\022\3004\377\300r\310\030\320QT\320\337TX\320XY;\005\016\240\177d\250\"\250H\260A\366\216\004\312\334\212\001\025\207\213\0022\321\001\233\220\001R\220\177w\230b\240\002\240\"\206\205\002\236\201\215\004a\330\020\027\236\215\002\237\214\001A\273\240QD\000%\250u\261a\270\177\021\270$\270e\3003\341@\233\004\310\354\210\001\320Q\237@\313 [\337\320[^\320^\246B $\375\240,\005s\260\"\260E\270\375\024\201@a\270t\3005\310\177\003\3102\310U\320R\372!\373\320W\247\000\\\320\\a\320\377ad\320df\320fg\255\330\032\034Q\340s \005\256dS~\373b\\\320\\_\320_`\000}bM\rD\270\004\270A\231`\271d\346`\276\216\001E\320Q\220d\320\371W\311\000\361`c\320ce\320\343efu\036\300d\337D\024\2201\376\246G\003\2302\230S\240\004\377\240B\240g\250S\260\001\274\234\204\004\347<\002\250!\330\376\047\030\377\230\007\230q\240\001\240\024\336\236\216\001\250!\2504\205@C\260}r\321 T\300\021\300!\366@\376\267\222\001r\320QV\320VZ\373\320Z\204@\\\320\\`\320\375`\270\000h\320hj\320j\277k\330!%\240Q\367\220\0025\233\260\003\222\213\001\340\020\002P\306\205\004&\373\240a\204\205\005z\240\021\240$\377\240j\260\004\260K\270q\367\320\004\047\363\215\001\020\220\005\220\375R\322\210\001\020\220\004\220G\230\3655\326\000\021\223\215\0016\220\023\220IA\271\206\006\205\215\001U\340\217\001\025\003\022\320 \273\014\024\353\214\001\230\004\230#\000\020\373\220\r\313\224\001\017\210s\220!\377\2204\220y\240\002\240!\257\320\004,\250\210\211\002\023\021\0006\377\230\022\2303\230a\230q>\221\206\003;\230f\240L\373 \303\213\004\177\005\230X\240Y\250a\374\217\001J\360\222\003e*\000e\221\220\001\361\222\002\026\206\211\001\323\230$\213""\220\001\311\000\014`\0035\230\377\002\230(\240#\240T\250\377\027\260\005\260Q\260e\270\3771\270E\300\022\3007\310\207#\310Q\250\223\002\333\001\261\223\001\371\225\003\004\377\230D\240\002\240+\250U\376\300\220\002\002\270&\300\003\3008\363\3102\212\212\002\262\211\002\023\2201\220\373E\230\356\221\002D\220\003\2203\277\220h\230i\240q\227\215\001\017\357\210w\220a\255\220\004\020\027\220}q\352\210\0041\250E\260\021\210\207\001\377\017\210q\320\004;\2701\212\225\215\001E\323\212\002v\210#\275\217\001\327\214\003%\377\230t\2402\240R\240r\377\250\024\250Z\260t\2705\377\300\005\300Q\300e\3103\373\310d\374\210\001\004<\270A\330\377\010$\240A\330\010\034\230\237D\240\003\2403\315\221\001\266\227\001\001>\252\225\001E\220\025\220e\340\222\001\234\222\001\237\005\220Q\220g\236\216\002\227\213\002a;\220q\201@E\240\026Y\000\252\213\002\365&\362\215\002a\261\222\002E\250\026\250\367r\260\0211\003U\230%\230\345u\253\223\001\024\344\001\n\000s\240!\177\330\020\025\220W\230A\356\216\001\277\240!\2404\240u\345\225\001\033\373\2304\332\204\004U\250$\250b{\260\001\214\223\0019\230C\230\245\225\003\346\200\215\001\014\026\255\216\002\274\224\001\005\240V\327\2502\250\216\224\002x\314\216\003\021\330y\014\334\223\002\223\"=\270Q\340\307\020g\017\210x\374\224\001\302\031\021\220\333\211\001\327&\240\002\341B\021\343\205\004F\270\271\"\251 \273\200=t\2401\351\017D?\260\002\260!\330\020\264\200H\365\232\001\337\320\004>\270a\221\217\001\r\210\210\222h\365\232\002\365\212\005u\337\213\005\200\206\001\261\221\005a\212\370\216\001&\352\220\004e\255\000\376\212\t\327\215\0027\364\223\227\002\367Aq\277\227\002U\260\"\260\377B\260d\270!\330\010\016\377\210e\2201\220L\240\005\237\240Q\320\004I\351\222\001\216\216\001r\277\220\026\220r\230\027\335`4\353\240s\330@a\273\215\010\047\230\025\357\230a\230w\245\207\0053\220a\277\320\004N\310a\340\235\225\002s\353\220!\372\214\007G\326\226\001\016\210a\376b\001d\220\"\220K\230t\376\267`s\250\"\250A\250V\177\2602\260U\270#\270\230\216\005\214\204\217""\001+\017\017\210\327\223\001\273\230\001\257\224\001B\357\240d\250&\367!\320\004Q\327\320QR\274\221\001\033\245\227\001\340\010\376\230\210\001Q\220d\230)\2402s\240U\345\211\002\271\207\0042\320\025\231\000\237\330\010\025\220U\304\227\003\253\221\001m\377\2401\360\006\000\r\023\220\336\277\216\0062\250X\260\263\225\002;\220Ud\242\233\002w\255\223\002#\252\204\001\022\026\016\370\375\210\001\367\221\002\323\210\003\001\230\024\230\\O\250\022\2501\324\000\344\227\005!\260\230\001\2678\2301\210\205\001\240\006\325\211\001\025\377\220X\230Q\230c\240\026\377\320\047?\270{\310\"\310\177I\320UW\320WX\230\001\377S\230\002\230\047\240\023\240\277E\320)9\270\021\221Ak\242\202\211\002k\t\004\371\236\002\256\211\0031\210\237\001(\177\230!\2305\240\003\240\222\230\002\376\360\217\002(\230#\230S\240\001\257\240\035\250b\244\213\002S\240\223\001\017\373\210q\320\237\001\005\220S\230\010\267\320 2\373\207\004\220\t\326@\n\377\250,\260l\300&\310\006\002\263C5\365\237\001\320\232\001\320\223\002\353\230\001\324\004\377\235\001\377F\220\047\230\021\230*\240iB\345\207\003\271\230\020x\367\220\002\020\021\221\227\004\276\344\207\001A\230Q\230d\347\233\002D\373\250\001\356\232\002z\270\034\300\\\356\342\220\002\\\320\\\330\223\002\024\027\220\377x\230r\240\021\330\021\022\377\220!\2203\220c\230\033z\317\226\003\034\262\"\r\250R\250\201\220\001\357C\260q\330=\034y\270\002\377\270)\300;\310b\320PGY\320Y\214\220\005\337\233\001\300\237\001I\364\231\003\372\242\230\001S\310\232\002\020\025\220Q\220\377e\230;\240b\250\001\330c\021\026\252\212\007\022\003\373\213\002\340\010\367c\347Y\230b\346!\356\211\001\022\220)\271\230\254\232\001\323\226\002\010\230\010\354\207\002Q\373\240j\234\214\001\020\220\014\320\034\307,\250C\301\211\002\302\233\003\020\000\230A\333\230Y\356\234\001\340\014\007\003U\240\373\047\250\324\240\005\013\2103\210c\373\220\021\346\230\013C\230s\240%\203\240q\000\022A\001\363\231\005\205\207\001&\001z\375\260*\024\010\014\210M\230\021\377\230&\240\014\250D\260\014\277""\270D\300\n\310+\352d\032\237#\2402\240Y\203\230\001\232\224\0031\366\311\236\001\r\230\221\233\001M\260\024\260\377\\\300\024\300Z\310{\320\377Z\\\320\\]\330\036\047\357\240r\250\032\250\226\001\260}\300\377B\300c\310\022\3103\310\371a\370\225\004\204\226\003\014\210H\220C\377\220z\240\031\250#\250Z?\260s\270%\270q\221\242\001\340\212\001\337&\240\004\240F\302\224\002B\260\375a\342\241\001i\230s\240&\250\272\243\221\001\020\325\213\005v\240Q\257\224\001q\032\202\210\007\007\236\214\001\250!";
-    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 6002, 8416);
+    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (6782 bytes) */
+static const char cstring[] = "\377 at 0x i\377s in no \377PT_LOAD \377segment \377object>(\377tree fra\376\021\002)..dyns\373tr\002\002ym.gn\377u.versio\377n: <Memo\377ryView o\377f <conti\377guous an\237d dirN\001\007\riyn\021\005U\000ided\"\010o or \004\031><(\t\376A\006>?Canno\377t assign\377 to read\177-only m\240\002\375v\242\000Elf_Vewrneq\000cha\205 \373th\223 runs \377backward\377sInvalid\377 mode, esxp\223 \241\000\047c\047\231\001\377\047fortran\317\047, gm\000%\005sh\267ape\325!ax\336 N\377oneNote ~Z\002Cython\365!\377delibera\363te\224\000\371\001cter\376!\001n PEP-4\33384\263\"re\206As \337subcl\317\000es\276\332!built\257\001y\377pes. If Oyou \307\002\354\000p\367\000^%\tthen\330@t\200\000\267e \047\230\"at\262@_\177typing\047\226D\373iv\242\000o Fal\377se.Pickl8\032\000\310A\360@uct\270!\256\000\346\207\001ch\332 \252`lf.\357h,se\004\000im \177must be\242!\337licit\353 re\337quest\323@wi\377th @auto\373_pV\001e(Tru\277e)Rais\361@i\363ns\371@\232\002rewr\265i\207 ,\262@tu\234@d|\275A\277\000 call\237 \377as (stat\367us,\345`fset\367, w\267@).ad\273d_\365@ean\247@e\377cutable \336u\002no f\307\204\001pr\177ogram h\216`~\353 slotcoT\000\375c\213!s.abcd\373is3\001dynam\237ic se\026\002A\002o\377ut DT_NU\373LL\004\030STRTA\361B\270\204\001)\000\n\000SZen\246\205\001gc\350\000\005\002d\353\205\003D\377YNAMIC: \263a \314\001j\000ex\255\006h\036\344\000noth\376!\274\204\002\221\"\377no defau\377lt __red\377uce__ du\376\263Bnon-tri\357vial\033\000cinWit_\215  \346\013s\364\014~\240\"src/fa\323 \277udit/_\316@e\336\006\000.pyx\222\206\001ngr\342$ \326`\277cend\341\206\001\376\211\207\004symbol \376\353\"too man\305yg\ru\200\"\211\206\001\304@oc\377ate arra\177y data.\013\020\350\300\205\003\267\207\001\224\207\003s\"\000ter\317mina\315a\222\004in} \216\210\004ASCII\234@\277VERDEF\003\003N\367EED\341\206\004daux\306\003\005ef\365\206\005\013\007\204\207\001El\377lipsisPTu_\226DS\275\204\001nce\322\210\001\375.\327\210\007__Fail\277_Image\000\003.\332\207Fc\335\206\002__\017\006se\315t\254""\204\001e_\013\014\334d_eMn\263@esA\004\233\204\004_\234\204\003\360\016\005\200\204\004\006\r\354@ng_ayt}\004\202C_namF\006\377vaddr_to\347_of\247\205\001\246\004verx\305`\033\013\205\211\003_fil\211\000\357MIN_\306 SIO\377N_ENTRY_\001R\222\206\003\000\005\335\020\033\004\207 \340\017\024\005\337apply;\006dr\327op_\272\213\004_\250\207\001ir\365e\373\213\001s]\006load\036\004\007new_\233\214\004\177\006\321\004\373of\010\007verla\375p;\007place_\374\304\204\003Q\007refere0\331@d\007\347\204\003\332\006un\224\005\333\204\003\242\215\007v\240*\361\005\264\210\002_\000\013p\377hdrs_STR\377ING_TAGS\337__Pyx\001\000Di\377ct_NextR\257ef__\215\212\004e\264`_\374\342\212\002\000\006_getit\313em\026\001d0\001\327`do]c%\001fun\003\002g\331e~\362`importC\001\357main\003\002eta\276J\006modula\002m\033ro\361f__\257by\001\337!\377___prepa\365r\212\002p\254\000chec\347ksu\202\000\n\001resGult\"\000\306\000\324\204\003_!\001otype\017\003un\336\212\003\207_En,\005\n\006\300f/\002v<\237\212\002\362\001qual\265\204\001\376\001\330\322\210\005\302\205\017\355\210\005ex\246!se\345t\260\006s\372\010\340\205\017_te\371s\222!\275\"is_co\377routinea\377abcalignx\000\002\370\220\001\227\210\005_buf\237`\277append\263\204\002a\377rgsasync\367io.8\006sata\177uxbbase\000\001x\344\205\001\003\002\364\205\002boolD\000\317byte\350\210\002\005\001sc\367cap\000\000acit\255y\364\217\002cl\206\000_\253@t\367racC\000ckcl\377osecntco\377untdelta\342\222\205\026d\362\"\320\000\255\222\003dyn\334\347\206\001\003\001pos\n\001si\363ze\334\207\014\302\222\001ymee\277_phent\035\001e\377ncodeend\314\206\210\004\220\210\001ye\273@\234\220\002er\327ror\227\213\006.\230\213\005fi\227eld\000\002s\261\207\002\266\207\002z\377findflag\177sformat\234\221\004\375f\307\000dgenex\277prgetg\374 p\375s\335\210\004iidimg\365iz\000x\000\002esin\362\357\204\002s\365\204\001\274\001jkke\377ptkindla\374\305@\222\207\001leleng?thlist\013\002\246\207\001\377maxmemsz\347mem\337\222\001\262\222\001mov\203e_\307\216\004\007\002""\215\206\002\237\211\001\242\211\002n\016x\000new\326\207\001\201\212\004\332\207\010\345\207\010\377.<locals\363>.\276\004\307\000tobj\347off\371\207\006\335\211\003sol\365d\000\000_\234\000outo\352\206\210\004o`\000r\000\002spp\326\337\211\003zp\216\212\004p\204\222\001ep}_\247\212\002packp\261\212\001\371p\330\213\001\271Apatch\257esph\310\207\001_\216bp\217hoff\312\210\n\327\210\n\234\016p\373op\213`prese\177ntprobe\330\213\014\357rref\207\211\007refOsreg\327 \367@e\275\"\256\243\225\001edr\010\002d\253\214\005r1e\325\211\003\025\005\254\222\001re\216\227\001\047\001\274\302\222\003\273\000hrun\003\001s\304\267\214\014\325\221\004s\356\227\004\304\223\001\235\000ds\373et\336\220\004shsh_\030\275\214\001\004\000\326$h_\314\204\001\335\225\002\004\002\337lotso\354\214\002ta\375r\342\215\003stepst}o\001\000r_pos\361\212\004\300\243\215\005\306\224\003\236\215\t\261\220\003\250\223\001W\002ta\375gH\000gettex\367tth\262@unch\337anged\303\001ck\376\206\213\016updateu\227se_\343\216\005v\362\215\002\355\215\014v\177alvalue\000\002\357svd_\277avda`\002\003\207\216\010\327\213\004\330\213\n\256\230\001vn\231\216\002\004\004\0005\002n4\003\370\224\001\256\225\002\371\213\003\354\213\002\377xzip\000O\200\001\177\330\004\n\210+\220Q\005\001\277&\240a\240v\250\010\000\340\377\004\037\230q\320 0\260\377\013\270;\300k\320QR\377\330\004\023\2208\2308\240\3771\240A\330\004\007\200|\377\2207\230!\330\010*\250\277!\250;\260n\300\021\000\013\377\2101\200\001\360\010\000\n\375\033\025\001\021\220\024\220[\240\377\004\240J\250d\260+\270\377T\300\034\310T\320QZ\377\320Z^\320^h\320h\377l\320lr\320rv\360\277\000\000w\001C\002\004\000C\273\002G\003\001G\002O\n\001O\273\002S\021\001S\002^\030\001^\273\002b\037\001b\002l&\001l\273\002p-\001p\002{4\001{\373\002\177;\001\177\002@\003\330\377\010\020\220\007\220q\230\006\357\230l\250!\237\001v\210W\377\220E\230\024\230Q\330\010\373\022\220\251\000\027\220q\340\010\377\027\220t\230:\240W\250\377E\260\023\260D\270\010\300\377\007\300u\310C\310t""\320\177S\\\320\\c\320c\231\000\377k\320ko\320ot\320\273t{\234\000|\001A\233\001A\273\002D\242\001D\002H\251\001H\272\236\005V\267\001V\002[\276\001[z\227\023s\332\001s\002t\002\261!\377q\330\010\017\320\017)\250\177\024\250Q\250g\260[z\000\364\217\000\005\n\001\300 \020\000\005\006\366&\000\210x\310\002a\230v\240\377Z\250v\260Q\3206F\377\300o\320U]\320]d\377\320de\330\004\013\2109{\220A$\001q\220\001\200\006\000\377\022\220$\220n\240A\340\357\010\021\220\021\022\002\330\010\014\377\210D\220\005\220X\230Y\376\323@t\2501\330\014\023\220\3774\220w\230a\230x\240\377t\2503\320.@\300\001\377\330\014\017\210t\2203\220\375j\251@E\250\023\250A\330\373\020\021\001\020\031\230\021\230#\277\230R\230r\240\033\270 \024\377\260U\270%\270x\300s\373\310\"\272 q\330\020\026\220\375g\032\000x\240u\250N\270\377!\2701\330\021\025\220S\377\230\n\240$\240g\250Wy\260P\000t\001q\330\024\025\"\005\365qi\002\021\"\003\t\240\025\240\177f\250G\2605\270\0038\000\375\020\017\032\013\2405\250\010\260?\007\260u\270C\270u\000@\025\375\014\205c\001\330\010\026\220a\376\357@1\230D\240\010\250\001>\366 T\260\025\260a\214b\210 \377t\2305\240\005\240T\250\376\255 \014\210E\220\031\230!\377\2301\230K\240z\260\032\177\2709\300L\320PQ\232!\267v\220T\302`W\240\227 \033\377\2307\240!\2401\240E\374/\000\355\004r\240\027\250\003\250\3771\250M\270\022\2705\300_\006\300a\340\010\202D\240\360e\337\014\210A\210X\215 \004\230\377G\2403\240a\240x\250{q\330\236\000\t\230\021\330\352\000\337:\230Q\230g)\000\024\037\375\230\222!F\250!\2507\260\275!\212 \001\330\025\032\216\0003\337\230c\240\021\330\031\002\005\240\377Q\240c\250\021\250%\250\327q\340\024\210\001\"\206\001\250$\367\250c\260\357@\026\220d\320\377\0324\260A\260_\300I\337\310]\320Z[\300at\220\3356\267@-\240q\236a\032\230\273$\230\371\000\027\220s\311@Q\373\330\010\212az\240\023\240C\357\240q\330\010\022\001!\230=\177\250\002\250\"\250B\250\240 \365\025\363\002Z\247`4\250}\270\377D\300\004\300A\330\025\031/\230\034\240S\304\"Qs\000\204aw$\270a\023\001\024""\230X\026\000\377\003\2504\250q\260\004\260_I\270T\300\031\232`D\300!\367\010\013\210\366b5\230\001\230\377\023\230A\340\010\016\210i\177\220q\230\003\2301\330\030\000\3474\210z\022\001\226\204\003|\2401\377\240M\260\036\270q\340\014\377\017\210q\220\004\220I\230\367T\240\031\217\000D\260\r\270\303T\300\320\204\005\347\204\001\302@\260A\024\220\376\240Bq\220\001\220\023\220Co\220q\330\020\261!1\230\303\204\002\376\364\204\n|\2602\260Q\260a\333\260y\361\204\001\020\220\374 \230&|\222`\352\003c\260\031\270!\217D\372\n\n\030\325@3\270g\300Q\334\246\003\265B\005\220U\224Ba\230\331}\250 \371!\020\024\247\000Q\230\367f\240H\271 b\260\002\260\347#\260Y\225 \004\020X\270R\337\270s\300\047\310\354d\026\220\353y\240\377\205\002u\267\003\024\220A\377\220Q\220d\230!\2306{\240\024\277`\021\026\220c\244a\366\t\014\340\020\031\r\010\017\210u\3448\001\206\207\001!\256`\344\210\0024\230s\367\240!\340\202\207\002\010\230\007\230\367u\240G\331`(\270\047\300\377\032\3109\320TU\320U\177Y\320YZ\330\014\021\270 \337B\220b\230\002\235`d\240\376\202\"\001\220\021\220$\220a\357\220u\230D\232\003t\2204\366\264`!\330n\0103\230b\240_\004\240D\250\001\021\001C\306\000\377\t\250\022\2505\260\007\260\377w\270h\300g\310Q\330\313\024\030\357@\021\361a\205\000\"\240WB\240b\331bD\236`A\276\001\202$\ra\025\032k\r\263\206\003\201\014\311\206\002\200\277A\360\006\000\t\033\350\204\003+\377\2503\250c\260\023\260C\337\260q\330\010\025\253`\010\014\323\210I\257c\255!W\333\003\022\220\365&\374\000#\353`\021\240&\250S\002\250\207b\344A%\300 $\220\215\002\177R\250t\2601\330\020\275\213\001\1771\230C\230t\2401\371\000\277\002\250#\250R\250\205\210\0023.\262B4\230r\266@S\222 \352\210\001\256\347\205\001$\230a*\0002\213\207\001\014\377\210C\210v\220S\230\013\037\240;\250d\260\355`\261A\260\204\002|\357\211\002\275A[\240\t\250\021\233\207\001\372\337c8\256\207\001\330\020\030\230\003\277\2304\230q\240\n\230\206\002b\375\260\360 \023\2206\230\022\230g7\240#\270\207\001\207\207\003J\250\367a\375\"\350\000t\2706\300""\022\300\3778\3102\310Q\220Q\230\377\001\2401\240q\320\004\027\373\220q\251\213\003\002\220$\220e\352M\000w\311\207\002!\234\"\021\320\004\373\034\230\263\"\020\210r\220\025\376\363`\024\230T\240\025\240h\377\250i\260q\270\004\270J\277\300c\310\024\310S\313\206\002\021\316\232`%\220t\217\000\316a8\260\3371\260D\270\001\373\215\001\004\220]F\221\217\001\013\210;\261\204\002\014\217\214\001\367d\320\032\241\217\0017\260&\270\177\001\270\035\300d\310!\203\214\001\3758\314\000t\240>\260\021\260\267%\260v\326\206\001\300/\340\217\001\014\377\024\220B\220f\230K\240\373v\250\245\212\001g\270W\300B\377\300b\310\005\310V\320S\177W\320W^\320^_\260\207\001\277:\220S\230\001\330M\017\034_\300T\310\021\330@\002e\274\205\002\373W\250\351aM\300\021\300%\373\300v\376\217\001R\320R`\320\367`a\330\241\215\001\220\"\220D\277\230\005\230T\240\032\240`a\277\250q\260\003\2603\230\213\001\013\257\2104\210q\250\215\0011\317\217\001\002\377\220%\220v\230T\240\027\373\250\004J\000\r\270Q\270f\377\300A\300R\300q\310\004\377\310F\320RS\320SU\277\320UV\320VW\206\216\002\320p\263\221\001X\003\2170\225!g\230QU\004\177\016\210d\220$\320\026\357\221\001\377t\2506\260\024\260V\270\3271\270M\343 Q\264\212\0034\220\337~\240Q\240e\026\002Q\260\277o\300S\310\001\310\244@!\353\240\021\333\204\001\014\243\000r\220\027\374\302\211\002\346 %\220q\320\030(\\\207\214\001\317\211\003r\220\033\237\204\003\330\027\003\013\230\014\251\204\002(\363`\360\211\0027\001\354\206\001}c\373\212\002t\2502\250W\263b\3673\270c\267`4\300r\310\377\030\320QT\320TX\320\373XY;\005\016\240d\250\"O\250H\260A\312\221\004\260\215\001\025\333\215\002\3712\321\001\357\222\001R\220w\230bO\240\002\240\"\223\207\002\325\217\004a\262\205\001\334\363\217\001\363\216\001A\240QD\000%\250\375u\261a\270\021\270$\270e\333\3003\341@\004\310\251\213\001\320Q\374\237@\313 [\320[^\320^\356\246B $\240,\005s\260\"\357\260E\270\024\201@a\270t\377\3005\310\003\3102\310U\333\320R\372!\320W\247\000\\\320\377\\a\320ad\320df\357\320fg\330\032\034Q\340\020""\253\027\220v\035\005\256dS\373b\\_\320\\_\320_`\000bM\r_D\270\004\270A\231`d\346`n\222\221\001E\320Q\220d\320W\311\000\376\361`c\320ce\320ef\230u\036\300d\337D\024\220\236\215\004\345C2\377\230S\240\004\240B\240g\017\250S\260\001\234\204\004\347<\307\210\002\336\222\003\376\205@\030\230\007\230q\240\001{\240\024\362\220\001\250!\2504\205@\367C\260r\321 T\300\021\300\367!\3004\212\225\002r\320QV\337\320VZ\320Z\204@\\\320\357\\`\320`\270\000h\320h\377j\320jk\330!%\240\335Q\313\223\0025\260\003\317\215\001\340\020\334\002P\306\205\004&\240a\204\205\005z\240\377\021\240$\240j\260\004\260\277K\270q\320\004\047\260\220\001\020\357\220\005\220R\322\210\001\020\220\004\257\220G\2305\326\000\021\320\217\0016O\220\023\220A\271\206\006\302\217\001U\264\222\001\332\025\003\022\320 \014\024\250\217\001\230\004\335\230#\000\020\220\r\237\227\001\017\210\377s\220!\2204\220y\240\177\002\240!\320\004,\250\300\213\002y\023\021\000\344\211\0013\230a\230\271\211\002\377t\220;\230f\240L\260\375\001\330\225\003\010\230\005\230X\240\347Y\250a\320\222\001\304\225\003e\2303\273\230e\261\212\003\021\330\014\273\216\002\230\351$\337\222\001\311\000\014`\0035\230\002\377\230(\240#\240T\250\027\377\260\005\260Q\260e\2701\377\270E\300\022\3007\310#\303\310Q\374\225\002\333\001\205\226\001\315\230\003\004\230\177D\240\002\240+\250U\224\223\002\037\002\270&\300\003\330\212\002\213\212\001\262\211\002\277\023\2201\220E\230\302\224\002D\377\220\003\2203\220h\230iw\240q\250\331\226\002w\220a\352\222\004\357\020\027\220q\352\210\0041\250E\373\260\021\210\207\001\017\210q\320\004W;\2701\242\217\001E\323\212\002v\210#\364\372\221\001\206\220\003%\272\214\002R\240r\250\377\024\250Z\260t\2705\300\377\005\300Q\300e\3103\310\375d\374\210\001\004<\270A\330\010\377$\240A\330\010\034\230D\217\240\003\2403\241\224\001\212\232\001\237\"E\317\220\025\220e\264\225\001\317\214\003Q\220\271g\341\215\001\267\212\003a\220q\201@E\013\240\026Y\000\021\314\212\001\201\216\001\254\215\001\232\227\003\357\026\250r\260""\203\215\006%\230u\352\377\225\001\024\344\001\230\222\216\001!\330\020\337\025\220W\230A\257\216\002!\240\2274\240u\271\230\001\033\243\215\002\335\204\001U\367\250$\250\243\215\0049\230C\230\340\371\227\003\200\215\001\221@\335\221\001\220\227\001\005\240V\327\2502\250\342\226\002x\331\220\003\021\330y\014\240\217\002\223\"=\270Q\340\307\020\307\017\210x\320\227\001\334\231\001\306\025\021\220\177\027\230\002\230&\240\002\341B\035\021\343\205\004F\270\"\251 \222\215\002\300\2008\367t\2401\351\017D\260\002\260\347!\330\020\264\200H\311\235\001\320\004>\033\270a\311\221\001\r\210\222h\311\235\002\365\212\005\321u\337\213\005\200\206\001\276\223\005a\307C\001\230\"\372\222\001e\255\000\376\212\t\327\215\0027\347\231\002\367A\375q\223\232\002U\260\"\260B\260\377d\270!\330\010\016\210e\377\2201\220L\240\005\240Q\347\320\004I\246\225\001\216\216\001r\220\026\357\220r\230\027\335`4\240s\357\250$\250a\273\215\010\047\230\025\357\230a\230w\245\207\0053\220a\277\320\004N\310a\340\332\227\002s\273\220!\372\214\007G\2501]\001a\376b\001d\220\"\220K\230t\376\267`s\250\"\250A\250V\177\2602\260U\270#\270\230\216\005\340\204\217\001+\017\342\225\003\217\233\001\354\226\001B\240d\373\250&\367!\320\004Q\320Q\315R\357\223\006\340\010\230\210\001\306\226\001)\240\3472\240U\345\211\002\271\207\0042\320\025\344\231\000\210\224\001U\201\232\003\253\221\001m\2401\277\360\006\000\r\023\220\277\216\0062w\250X\260\360\227\002;\220d\366\235\002\025w\272\225\002#\252\204\001\022\026\016\375\210\001\367\221\002\376\323\210\003\001\230\024\230\\\250\022\323\2501\324\000\241\232\005!\355\232\0018\230\356\270\224\001q\240\006\325\211\001\025\220X\377\230Q\230c\240\026\320\047\377?\270{\310\"\310I\320\337UW\320WX\244\225\001S\230\377\002\230\047\240\023\240E\320\357)9\270\021\221Ak\230\022\217\2303\230k\t\004\315\241\002\256\211\0031\376\334\241\001(\230!\2305\240\003\365\240\317\232\0021\230\222\001(\230#\230\177S\240\001\240\035\250b\244\213\002\335S\240\223\001\017\210q\244\242\001\005\220\277S""\230\010\320 2\373\207\004\220\375\t\326@\n\250,\260l\300\027&\310\006\263C5\311\242\001\244\235\001\320\223\002\370\250\233\001\324\004\323\240\001F\220\047\230\021O\230*\240B\345\207\003\366\232\020x\235\226\001\347\330\020\021\301\230\004\344\207\001A\230Q\273\230d\273\236\002D\250\001\302\235\002z\357\270\034\300\\\342\220\002\\\320\\\376\330\223\002\024\027\220x\230r\240\377\021\330\021\022\220!\2203\257\220c\230\033\334\230\003\034\277\207\001\240\217\r\250R\250\201\220\001\311\227\001=\034y\377\270\002\270)\300;\310b\337\320PY\320Y\214\220\005\024\036\364\376\235\001\365\227\nS\205\235\002\020\025\220Q\377\220e\230;\240b\250\001G\330\021\026\252\212\007\022\003\373\213\002\340\336\232\004\347Y\230b\346!\356\211\001\022\220)u\230\351\234\001\010\253\235\001\010\230\010\354\207\002\367Q\240j\234\214\001\020\220\014\320\217\034,\250C\301\211\002\377\235\003\020\000\230\267A\230Y\302\237\001\340\014\007\003U\367\240\047\250\250\243\005\013\2103\210\363c\220\372\227\002\367\232\007C\230s\240\303%\240\256\240\002\004\016A\001\032\rz\260\376*\024\010\014\210M\230\021\230\377&\240\014\250D\260\014\270\337D\300\n\310+\352d\032#O\2402\240Y\304\240\001\232\224\0031\235\241\001\373\r\230\316\235\001M\260\024\260\\\377\300\024\300Z\310{\320Z\377\\\320\\]\330\036\047\240\367r\250\032\250\226\001\260}\300B\377\300c\310\022\3103\310a\374\370\225\004\204\226\003\014\210H\220C\220\377z\240\031\250#\250Z\260\237s\270%\270q\345\244\001\340\212\001&\357\240\004\240F\302\224\002B\260a\256\266\244\001i\230s\354\232\004\020\325\213\005v\253\240Q\345\232\001q\202\210\007\007\236\214\001\250\177!\320\004l\320lm\323\233\010\373\020\220\311\231\001b\230\003\2305\342\274\245\002\027\225\217\001\267\240\001\336\231\0036\240\023\377\240D\250\007\250q\260\001\177\260\021\260$\260g\270\303\237\002\3273\210a\203\233\002\003\267B\014\023\030\341\222\001\230\233\001\200\237\002\230\006\240\204\003\226\246\001\316\240\006\334\305\235\001\343\245\001e\2301\320AA\250\375Q\273\233\003\023\2207\230""\"\230\356\326\204\001c\240\022\305\210\002!\2501\336\355C\260!\2601\253\240\007\320\020\371\"\266\244\002\373\225\001c\250\024\250U\363\260(\355\240\001\265\217\001B\220d\230\327%\230|\372\230\010k\355 Q\300\367a\300s\213\220\002\010\017\210w\243\220b\251\221\001\313\206\002\251\216\001\022^\004\024=\260\321\206\002\014\320\014\036\235\221\001\374\221\001^\322\220\002\025\250f\260\323\223\001\027\337\250\001\372\224\233\003A\246\222\001\230\003\2302\230\032\210\222\0012\300\223\001\330\010\357\204\027\353\221\003\371\204\r\347f\230A\360\215\003\264\241\001\013\250;\372\254\213\002\014\301\235\002\320\027\047\240t\373\250:\216\000\005\270Q\270b\317\300\001\300\021\361\227\003\241\240\001C\240\177v\250S\260\003\260;\350\227\002\337c\310\021\310!\370\245\0011\330\343\024\035\220\207\002\245\250\001\034\001<\270t\357\3004\300q\266\240\001\004\230I\372\345\244\002\031\246 \"\270G\300:\277\310R\310w\320V\216\230\005\030\373\037\230\215\212\001\004\250B\250d\037\260#\260W\270\205\252\003";
+    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 6782, 9522);
     #define __Pyx_DecompressString_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #else /* compression: none (8416 bytes) */
-static const char bytes[] = " at 0x is in no PT_LOAD segment object>(tree fragment)..dynstr.dynsym: <MemoryView of <contiguous and direct><contiguous and indirect><strided and direct or indirect><strided and direct><strided and indirect>>?Cannot assign to read-only memoryviewInvalid mode, expected \047c\047 or \047fortran\047, got Invalid shape in axis NoneNote that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.Pickling of struct members such as self.h,self.im must be explicitly requested with @auto_pickle(True)Raised inside the rewriter, returned to the caller as (status, offset, what).add_notean executable with no free program header slotcollections.abcdisabledynamic section without DT_NULLdynamic section without DT_STRTAB or DT_STRSZenablegcisenabledno PT_DYNAMIC: a static executable has nothing to rewriteno default __reduce__ due to non-trivial __cinit__no program headersprogram header tablesrc/fastaudit/_elfedit.pyxstring offset past the end of .dynstrsymbol tabletoo many program headersunable to allocate array data.unable to allocate shape and strides.unterminated string in .dynstrASCIIDT_VERDEFDT_VERNEEDElf_VerdauxElf_VerdefElf_VernauxElf_VerneedEllipsisPT_DYNAMICSequenceView.MemoryView__Fail_Image_Image.__reduce_cython___Image.__setstate_cython___Image.dynamic_entries_Image.program_headers_Image.section_headers_Image.string_at_Image.symbol_names_Image.vaddr_to_offset_Image.verdef_names_Image.verneed_files_MIN_VERSION_ENTRY_Rewrite_Rewrite.__reduce_cython___Rewrite.__setstate_cython___Rewrite.apply_Rewrite.loads_Rewrite.new_segment_Rewrite.offset_of_Rewrite.overlaps_Rewrite.place_strings_Rewrite.references_Rewrite.string_Rewrite.verneed_files_Rewrite.write_Rewrite.write_phdrs_STRING_TAGS__Pyx_PyDict_NextRef__annotate____class____class_getitem____dict____doc____func____getstate____import____main____metaclass____module____mro_entries____name____new____prepare____""pyx_checksum__pyx_result__pyx_state__pyx_type__pyx_unpickle_Enum__pyx_unpickle__Rewrite__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___dict_is_coroutineabcalignalignmentallocate_bufferapplyargsasyncio.coroutinesatauxbasebase_offbase_vaddrboolbufbytearraybytesccapcapacitycline_in_tracebackclosecntcountdtype_is_objectdyn_offdyn_posdyn_sizedynamic_entriesdynsymee_phentsizeencodeendentriesentryenumerateerrorfastaudit._elfeditfieldfilesfileszfindflagsformatfortranfoundgenexprgetgroupsheadersiidimgindexintitemsitemsizejkkeptlast_loadlelengthlistloadloadsmaxmemszmemviewmodemove_dynamicmove_phdrsnamenamesndimnewnew_entriesnew_segmentnew_segment.<locals>.genexprnextobjoffoffset_ofoffsetsoldold_lenoutoverlapsownerownerspp_fileszp_offsetp_typep_vaddrpackpaddrpage_sizephphdr_countphoffplace_stringsplace_strings.<locals>.genexprpoppospresentprobeprogram_headersrrefreferencesrefsregisterremove_neededreplace_neededreturnreversedrewriterpathrunpathssection_headerssectionssegmentselfsendsetdefaultshshapesizeslotsonamestartstatestepstopstr_posstringstring_atstructsymbol_namestabletable_sizetagtargettextthrowunchangedunpackupdateuse_setstatevvaddrvaddr_to_offsetvalvaluevaluesvd_nextvda_nextverdef_namesverneedverneed_filesviewvn_filevn_nextvn_updatesvna_nextwhatwritewrite_phdrsxzip\000O\200\001\330\004\n\210+\220Q\200\001\330\004&\240a\240v\250Q\200\001\340\004\037\230q\320 0\260\013\270;\300k\320QR\330\004\023\2208\2308\2401\240A\330\004\007\200|\2207\230!\330\010*\250!\250;\260n\300A\330\004\013\2101\200\001\360\010\000\n\033\230!\330\010\021\220\024\220[\240\004\240J\250d\260+\270T\300\034\310T\320QZ\320Z^\320^h\320hl\320lr\320rv\360\000\000w\001C\002\360\000\000C\002G\002\360\000\000G\002O\002\360\000\000O\002S\002\360\000\000S\002^\002\360\000\000^\002b\002\360\000\000b\002l\002\360\000\000l\002p\002\360\000\000p\002{\002\360\000\000{\002\177\002\360\000\000\177\002@\003\330\010\020\220\007\220q\230\006\230l""\250!\330\004\007\200v\210W\220E\230\024\230Q\330\010\022\220!\330\010\027\220q\340\010\027\220t\230:\240W\250E\260\023\260D\270\010\300\007\300u\310C\310t\320S\\\320\\c\320ch\320hk\320ko\320ot\320t{\360\000\000|\001A\002\360\000\000A\002D\002\360\000\000D\002H\002\360\000\000H\002O\002\360\000\000O\002V\002\360\000\000V\002[\002\360\000\000[\002^\002\360\000\000^\002b\002\360\000\000b\002l\002\360\000\000l\002s\002\360\000\000s\002t\002\330\004\007\200q\330\010\017\320\017)\250\024\250Q\250g\260[\300\007\300q\340\010\017\320\017)\250\024\250Q\250g\260[\300\001\200\001\360\020\000\005\006\330\010\017\210x\220q\230\006\230a\230v\240Z\250v\260Q\3206F\300o\320U]\320]d\320de\330\004\013\2109\220A\330\010\017\210q\220\001\200A\330\010\022\220$\220n\240A\340\010\021\220\021\330\010\017\210q\330\010\014\210D\220\005\220X\230Y\240a\240t\2501\330\014\023\2204\220w\230a\230x\240t\2503\320.@\300\001\330\014\017\210t\2203\220j\240\004\240E\250\023\250A\330\020\021\330\014\017\210t\2203\220j\240\004\240E\250\023\250A\330\020\031\230\021\230#\230R\230r\240\033\250E\260\024\260U\270%\270x\300s\310\"\310C\310q\330\020\026\220g\230R\230x\240u\250N\270!\2701\330\021\025\220S\230\n\240$\240g\250W\260A\330\020\023\2204\220q\330\024\025\330\020\026\220g\230R\230q\240\004\240E\250\021\330\021\025\220S\230\t\240\025\240f\250G\2605\270\003\2701\330\020\023\2204\220q\330\024\025\330\020\026\220g\230R\230q\240\004\240E\250\021\330\021\025\220S\230\013\2405\250\010\260\007\260u\270C\270q\330\020\023\2204\220q\330\024\025\330\020\026\220g\230R\230q\240\004\240E\250\021\330\014\020\220\007\220q\230\001\330\010\026\220a\220t\2301\230D\240\010\250\001\250\024\250T\260\025\260a\330\010\022\220!\2204\220t\2305\240\005\240T\250\021\330\010\014\210E\220\031\230!\2301\230K\240z\260\032\2709\300L\320PQ\330\014\017\210v\220T\230\024\230W\240A\330\020\033\2307\240!\2401\240E\250\021\330\020\026\220g\230R\230r\240\027\250\003\2501\250M\270\022\2705\300\006\300a\340\010\022\220$\220n\240A\240Q\330\010\025""\220Q\330\010\014\210A\210X\220S\230\004\230G\2403\240a\240x\250q\330\014\020\220\t\230\021\330\020\023\220:\230Q\230g\240Q\330\024\037\230q\240\004\240F\250!\2507\260!\2605\270\001\330\025\032\230!\2303\230c\240\021\330\024\037\230q\240\005\240Q\240c\250\021\250%\250q\340\024\036\230a\230u\240A\240V\2501\330\010\017\210t\2206\230\021\230-\240q\200A\330\010\032\230$\230a\330\010\027\220s\230#\230Q\330\010\023\2204\220z\240\023\240C\240q\330\010\027\220s\230!\230=\250\002\250\"\250B\250a\330\010\025\220T\230\024\230Z\240t\2504\250}\270D\300\004\300A\330\025\031\230\034\240S\250\001\250\024\250Q\250c\260\024\260U\270$\270a\330\025\031\230\024\230X\240S\250\003\2504\250q\260\004\260I\270T\300\031\310\"\310D\320PQ\330\010\013\2101\330\014\023\2205\230\001\230\023\230A\340\010\016\210i\220q\230\003\2301\330\010\013\2104\210z\230\023\230A\330\014\023\2204\220|\2401\240M\260\036\270q\340\014\017\210q\220\004\220I\230T\240\031\250\"\250D\260\r\270T\300\021\330\010\017\210q\330\010\022\220$\220a\330\010\014\210E\220\024\220Q\330\014\017\210q\220\001\220\023\220C\220q\330\020\032\230!\2301\230A\330\020\021\330\010\014\210D\220\005\220X\230Y\240a\240|\2602\260Q\260a\260y\300\001\330\014\020\220\t\230\021\230&\240\010\250\002\250\"\250B\250c\260\031\270!\330\014\020\220\t\230\021\230&\240\010\250\002\250\"\250B\250c\260\030\270\022\2703\270g\300Q\330\010\013\2104\210q\330\014\020\220\005\220U\230!\2303\230a\230}\250B\250c\260\021\330\020\024\220I\230Q\230f\240H\250B\250b\260\002\260#\260Y\270a\330\020\024\220I\230Q\230f\240H\250B\250b\260\002\260#\260X\270R\270s\300\047\310\021\330\010\014\210E\220\027\230\n\240&\250\001\330\014\020\220\001\220\021\220$\220a\220v\230T\240\021\330\010\017\210u\220A\220Q\200A\330\010!\240\021\330\010\027\220t\2304\230s\240!\340\010\014\210D\220\010\230\007\230u\240G\2507\260(\270\047\300\032\3109\320TU\320UY\320YZ\330\014\021\220\023\220B\220b\230\002\230$\230d\240!\330\014\020\220\001\220\021\220$\220a\220u\230D\240\001\330\014\017\210t\2204""\220s\230!\330\020\024\220A\220Q\220d\230!\2303\230b\240\004\240D\250\001\330\020\024\220C\220y\240\t\250\022\2505\260\007\260w\270h\300g\310Q\330\024\030\230\001\230\021\230$\230a\230s\240\"\240B\240b\250\002\250\"\250D\260\004\260A\340\020\024\220C\220y\240\t\250\022\2505\260\007\260w\270h\300a\330\024\030\230\001\230\021\230$\230a\230s\240\"\240B\240b\250\002\250\"\250D\260\004\260A\330\020\024\220A\220Q\220d\230!\2303\230b\240\005\240T\250\021\330\020\024\220A\220Q\220d\230!\2303\230b\240\005\240T\250\021\220Q\230\001\2401\240q\320\004\027\220q\330\010\017\210q\220\002\220$\220e\2304\230w\240c\250\021\250!\2503\250c\260\021\320\004\034\230A\360\006\000\t\020\210r\220\025\220c\230\024\230T\240\025\240h\250i\260q\270\004\270J\300c\310\024\310S\320PQ\330\010\021\220\021\220%\220t\2304\230u\240G\2508\2601\260D\270\001\330\010\020\220\004\220F\230!\330\010\013\210;\220c\230\021\330\014\022\220$\220d\320\032*\250!\2507\260&\270\001\270\035\300d\310!\330\014\023\2208\2304\230t\240>\260\021\260%\260v\270T\300\021\300/\320QR\330\014\024\220B\220f\230K\240v\250T\260\025\260g\270W\300B\300b\310\005\310V\320SW\320W^\320^_\330\010\013\210:\220S\230\001\330\014\022\220$\220d\320\032*\250!\2507\260&\270\001\270\034\300T\310\021\330\014\024\220B\220e\2306\240\024\240W\250D\260\004\260M\300\021\300%\300v\310T\320QR\320R`\320`a\330\010\021\220\021\220\"\220D\230\005\230T\240\032\2503\250a\250q\260\003\2603\260a\330\010\013\2104\210q\330\014\023\2201\330\010\020\220\002\220%\220v\230T\240\027\250\004\250D\260\r\270Q\270f\300A\300R\300q\310\004\310F\320RS\320SU\320UV\320VW\330\010\017\210q\320\004\037\230q\330\010\021\220\021\220%\220t\2304\230u\240G\2508\2601\260D\270\001\330\010\013\210;\220g\230Q\330\014\023\2201\330\010\016\210d\220$\320\026&\240a\240t\2506\260\024\260V\2701\270M\310\024\310Q\330\010\017\210t\2204\220~\240Q\240e\2506\260\024\260Q\260o\300S\310\001\310\021\320\004!\240\021\360\006\000\t\014\2104\210r\220\027\230\003\2301\330\014\022\220%\220q\320\030(\250\003""\2501\330\010\013\2104\210r\220\033\230C\230t\2401\330\014\022\220%\220q\230\014\240D\250\002\250(\260!\330\010\013\2104\210r\220\027\230\002\230$\230c\240\023\240C\240t\2502\250W\260C\260t\2703\270c\300\022\3004\300r\310\030\320QT\320TX\320XY\330\014\022\220%\220q\230\016\240d\250\"\250H\260A\330\010\022\220!\330\010\014\210E\220\025\220a\220t\2302\230Q\330\014\021\220\024\220R\220w\230b\240\002\240\"\240D\250\001\330\014\017\210t\2203\220a\330\020\027\220w\230a\230q\240\004\240A\240Q\240d\250%\250u\260D\270\001\270\021\270$\270e\3003\300b\310\004\310D\320PQ\320QR\320RV\320V[\320[^\320^`\320`a\330 $\240A\240Q\240d\250%\250s\260\"\260E\270\024\270Q\270a\270t\3005\310\003\3102\310U\320RV\320VW\320WX\320X\\\320\\a\320ad\320df\320fg\330 $\240A\240Q\240d\250%\250s\260\"\260E\270\024\270Q\270a\270t\3005\310\003\3102\310Q\340\020\027\220w\230a\230q\240\004\240A\240Q\240d\250%\250u\260D\270\001\270\021\270$\270e\3003\300b\310\005\310T\320QR\320RS\320SW\320W\\\320\\_\320_a\320ab\330 $\240A\240Q\240d\250%\250s\260\"\260D\270\004\270A\270Q\270d\300%\300s\310\"\310E\320QU\320UV\320VW\320W[\320[`\320`c\320ce\320ef\330 $\240A\240Q\240d\250%\250s\260\"\260E\270\024\270Q\270a\270t\3005\310\003\3102\310Q\330\010\017\210q\320\004!\240\021\360\006\000\t\024\2201\330\010\013\2104\210r\220\027\230\003\2302\230S\240\004\240B\240g\250S\260\001\330\014\023\2201\330\010\014\210E\220\025\220a\220t\2302\230Q\330\014\021\220\024\220R\220w\230b\240\002\240\"\240D\250\002\250!\330\014\017\210t\2203\220a\330\020\030\230\007\230q\240\001\240\024\240T\250\021\250!\2504\250u\260C\260r\270\024\270T\300\021\300!\3004\300u\310C\310r\320QV\320VZ\320Z[\320[\\\320\\`\320`e\320eh\320hj\320jk\330!%\240Q\240a\240t\2505\260\003\2602\260Q\340\020\030\230\007\230q\240\001\240\024\240T\250\021\250!\2504\250u\260C\260r\270\024\270T\300\021\300!\3004\300u\310C\310r\320QV\320VZ\320Z[\320[\\\320\\`\320`e\320eh\320hj\320jk\330!%\240Q\240a\240t\2505\260\003\2602\260Q\330\010\017\210q\320\004&\240a\330\010\017\210t""\2204\220z\240\021\240$\240j\260\004\260K\270q\320\004\047\240q\330\010\020\220\005\220R\220q\330\010\020\220\004\220G\2305\240\001\240\021\330\010\013\2106\220\023\220A\330\014\023\2201\330\010\020\220\004\220I\230U\240!\2401\330\010\013\2106\220\022\2201\330\014\024\220C\220q\230\004\230A\330\014\020\220\r\230Q\330\010\017\210s\220!\2204\220y\240\002\240!\320\004,\250A\360\006\000\t\023\220!\2206\230\022\2303\230a\230q\330\010\017\210t\220;\230f\240L\260\001\330\010\014\210D\220\010\230\005\230X\240Y\250a\250q\330\014\017\210t\2203\220e\2303\230e\2403\240a\330\020\021\330\014\026\220c\230\021\230$\230g\240Q\240a\330\014\017\210s\220!\2205\230\002\230(\240#\240T\250\027\260\005\260Q\260e\2701\270E\300\022\3007\310#\310Q\330\020\021\330\014\047\240q\330\020\021\330\014\020\220\007\220q\230\004\230D\240\002\240+\250U\260!\2605\270\002\270&\300\003\3008\3102\310S\320PQ\320QR\330\014\023\2201\220E\230\021\330\010\014\210D\220\003\2203\220h\230i\240q\250\001\330\014\017\210w\220a\220s\230#\230Q\330\020\027\220q\230\005\230T\240\032\2501\250E\260\021\260!\330\010\017\210q\320\004;\2701\340\010\014\210E\220\021\220%\220v\230Q\330\010\017\210q\220\004\220A\220Q\220d\230%\230t\2402\240R\240r\250\024\250Z\260t\2705\300\005\300Q\300e\3103\310d\320RS\320\004<\270A\330\010$\240A\330\010\034\230D\240\003\2403\240c\250\021\330\010\020\220\001\330\010\014\210E\220\025\220e\2307\240!\330\014\020\220\005\220Q\220g\230T\240\021\330\014\022\220$\220a\220q\230\004\230E\240\026\240r\250\021\330\014\022\220&\230\002\230$\230a\230q\240\004\240E\250\026\250r\260\021\330\014\020\220\005\220U\230%\230u\240A\330\020\024\220E\230\021\230%\230s\240!\330\020\025\220W\230A\230T\240\021\240!\2404\240u\250A\330\020\033\2304\230q\240\001\240\024\240U\250$\250b\260\001\330\020\023\2209\230C\230q\330\024\025\330\020\027\220q\330\014\026\220d\230!\2301\230D\240\005\240V\2502\250Q\330\014\017\210x\220s\230!\330\020\021\330\014\025\220Q\330\010\017\210q\320\004=\270Q\340\010$\240A\330\010\034\230D\240""\003\2403\240c\250\021\330\010\017\210x\220t\2301\330\010\014\210E\220\025\220e\2307\240!\330\014\020\220\005\220Q\220g\230T\240\021\330\014\021\220\027\230\002\230&\240\002\240#\240T\250\021\250!\2504\250u\260F\270\"\270A\330\014\022\220$\220a\220q\230\004\230E\240\026\240r\250\021\330\014\022\220&\230\002\230$\230a\230q\240\004\240E\250\026\250r\260\021\330\014\020\220\005\220U\230%\230u\240A\330\020\024\220E\230\021\230%\230t\2401\330\020\025\220W\230A\230T\240\021\240!\2404\240u\250D\260\002\260!\330\020\033\2304\230q\240\001\240\024\240U\250$\250b\260\001\330\020\023\2209\230C\230q\330\024\025\330\020\027\220q\330\014\026\220d\230!\2301\230D\240\005\240V\2502\250Q\330\014\017\210x\220s\230!\330\020\021\330\014\025\220Q\330\010\017\210q\220\007\220q\320\004>\270a\360\006\000\t\r\210E\220\021\220%\220v\230Q\330\010\022\220!\330\010\014\210E\220\025\220a\220u\230C\230t\2401\330\014\020\220\004\220B\220b\230\002\230$\230a\330\014\022\220&\230\001\230\021\230$\230e\2401\330\014\017\210t\2203\220a\330\020\027\220q\330\014\023\2207\230!\2301\230E\240\026\240q\250\001\250\024\250U\260\"\260B\260d\270!\330\010\016\210e\2201\220L\240\005\240Q\320\004I\310\021\330\010\013\2104\210r\220\026\220r\230\027\240\003\2404\240s\250$\250a\330\014\023\2201\330\010\016\210d\220\047\230\025\230a\230w\240a\330\010\017\210t\2203\220a\320\004N\310a\340\010\013\2104\210s\220!\330\014\022\220%\220q\230\014\240G\2501\330\010\016\210a\330\010\016\210d\220\"\220K\230t\2404\240s\250\"\250A\250V\2602\260U\270#\270Q\330\014\023\2201\330\010\013\2104\210s\220!\330\014\022\220%\220q\230\014\240G\2501\330\010\017\210u\220A\220T\230\024\230Q\230f\240B\240d\250&\260\002\260!\320\004Q\320QR\360\006\000\t\033\230$\230a\340\010\020\220\005\220Q\220d\230)\2402\240U\250!\2504\250q\330\010\017\210t\2202\320\025N\310a\330\010\025\220U\230#\230Q\330\010\013\210;\220m\2401\360\006\000\r\023\220%\220q\320\030(\250\003\2502\250X\260Q\330\010\013\210;\220d\230#\230R\230w\240b\250\002\250#\250Q\330\014\022\220%""\220q\320\030(\250\003\2502\250X\260Q\330\010\020\220\004\220F\230!\330\010\024\220C\220q\230\001\230\024\230\\\250\022\2501\250A\250Q\250c\260\024\260U\270!\330\010\023\2208\2301\230C\230q\240\006\240a\330\010\025\220X\230Q\230c\240\026\320\047?\270{\310\"\310I\320UW\320WX\330\010\025\220S\230\002\230\047\240\023\240E\320)9\270\021\330\010\016\210k\230\022\2303\230k\320)9\270\021\330\010\022\220!\330\010\017\210s\220!\2201\330\010\022\220(\230!\2305\240\003\2401\330\010\013\2101\330\014\022\220(\230#\230S\240\001\240\035\250b\260\003\2602\260S\270\001\330\010\017\210q\330\010\020\220\005\220S\230\010\320 2\260!\330\010\017\210q\220\t\230\027\240\n\250,\260l\300&\310\006\310a\340\010\013\2105\220\007\220q\330\014\020\220\004\220F\230!\2301\330\010\024\220C\220q\230\001\330\010\014\210F\220\047\230\021\230*\240B\240c\250\021\330\010\014\210E\220\024\220Q\330\014\017\210q\220\001\220\023\220C\220x\230t\2401\330\020\021\220\021\220$\220a\220q\230\004\230A\230Q\230d\240!\2401\240D\250\001\250\021\250%\250z\270\034\300\\\320QT\320T\\\320\\^\320^_\330\024\027\220x\230r\240\021\330\021\022\220!\2203\220c\230\033\240D\250\001\330\020\034\230C\230q\240\r\250R\250s\260\"\260C\260q\330\020\021\220\021\220$\220a\220q\230\004\230A\230Q\230d\240!\2401\240D\250\001\250\021\250%\250y\270\002\270)\300;\310b\320PY\320Yd\320df\320fg\330\024\036\230a\330\010\014\210I\220Q\330\014\017\210u\220A\220S\230\003\2301\330\020\025\220Q\220e\230;\240b\250\001\330\021\026\220a\220s\230#\230Q\330\020\025\220Q\220e\2303\230a\230q\340\010\017\210u\220A\220Y\230b\240\003\2401\240A\330\010\022\220)\2301\230A\330\010\017\210q\220\010\230\010\240\002\240#\240Q\240j\260\001\330\010\020\220\014\320\034,\250C\250r\260\021\330\010\013\2101\330\014\020\220\014\230A\230Y\240c\250\021\340\014\020\220\014\230A\230U\240\047\250\021\330\010\017\210q\330\010\013\2103\210c\220\021\330\014\020\220\001\220\021\220$\220a\220u\230C\230s\240%\240q\330\014\020\220\001\220\021\220$\220a\220u\230C\230s\240%\240q\340\014""\020\220\001\220\021\220$\220a\220u\230C\230s\240%\240z\260\021\330\014\020\220\001\220\021\220$\220a\220u\230C\230s\240%\240q\330\010\014\210M\230\021\230&\240\014\250D\260\014\270D\300\n\310+\320UW\320WX\330\032#\2402\240Y\250c\260\021\260!\330\010\013\2101\330\014\020\220\r\230Q\230f\240M\260\024\260\\\300\024\300Z\310{\320Z\\\320\\]\330\036\047\240r\250\032\2603\260a\260}\300B\300c\310\022\3103\310a\330\010\017\210q\320\004V\320VW\330\010\014\210H\220C\220z\240\031\250#\250Z\260s\270%\270q\330\014\017\210x\220s\230&\240\004\240F\250\"\250H\260B\260a\330\020\026\220i\230s\240&\250\002\250!\330\020\024\220E\230\021\230%\230v\240Q\330\020\027\220q\330\010\016\210e\2201\220L\240\007\240r\250\021\250!";
+    #else /* compression: none (9522 bytes) */
+static const char bytes[] = " at 0x is in no PT_LOAD segment object>(tree fragment)..dynstr.dynsym.gnu.version: <MemoryView of <contiguous and direct><contiguous and indirect><strided and direct or indirect><strided and direct><strided and indirect>>?Cannot assign to read-only memoryviewElf_Verneed chain that runs backwardsInvalid mode, expected \047c\047 or \047fortran\047, got Invalid shape in axis NoneNote that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.Pickling of struct members such as self.h,self.im must be explicitly requested with @auto_pickle(True)Raised inside the rewriter, returned to the caller as (status, offset, what).add_notean executable with no free program header slotcollections.abcdisabledynamic section without DT_NULLdynamic section without DT_STRTAB or DT_STRSZenablegcisenabledno PT_DYNAMIC: a static executable has nothing to rewriteno default __reduce__ due to non-trivial __cinit__no program headersprogram header tablesrc/fastaudit/_elfedit.pyxstring offset past the end of .dynstrsymbol tabletoo many program headersunable to allocate array data.unable to allocate shape and strides.unterminated string in .dynstrASCIIDT_VERDEFDT_VERNEEDElf_VerdauxElf_VerdefElf_VernauxElf_VerneedEllipsisPT_DYNAMICSequenceView.MemoryView__Fail_Image_Image.__reduce_cython___Image.__setstate_cython___Image.dynamic_entries_Image.program_headers_Image.section_headers_Image.string_at_Image.symbol_names_Image.vaddr_to_offset_Image.verdef_names_Image.verneed_files_MIN_VERSION_ENTRY_Rewrite_Rewrite.__reduce_cython___Rewrite.__setstate_cython___Rewrite.apply_Rewrite.drop_version_requirements_Rewrite.loads_Rewrite.new_segment_Rewrite.offset_of_Rewrite.overlaps_Rewrite.place_strings_Rewrite.references_Rewrite.string_Rewrite.unversion_symbols_Rewrite.verneed_files_Rewrite.write_Rewrite.write_phdrs_STRING_TAGS__Pyx_PyDict_NextRef__annotate____class____class_getitem____dict____""doc____func____getstate____import____main____metaclass____module____mro_entries____name____new____prepare____pyx_checksum__pyx_result__pyx_state__pyx_type__pyx_unpickle_Enum__pyx_unpickle__Rewrite__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___dict_is_coroutineaabcalignalignmentallocate_bufferappendapplyargsasyncio.coroutinesatauxbbasebase_offbase_vaddrboolbufbytearraybytesccapcapacitychaincline_in_tracebackclosecntcountdeltadrop_version_requirementsdtype_is_objectdyn_offdyn_posdyn_sizedynamic_entriesdynsymee_phentsizeencodeendentriesentryenumerateerrorfastaudit._elfeditfieldfieldsfilesfileszfindflagsformatfortranfoundgenexprgetgroupsheadersiidimgindexindexesintitemsitemsizejkkeptkindlast_loadlelengthlistloadloadsmaxmemszmemviewmodemove_dynamicmove_phdrsnamenamesndimnewnew_entriesnew_segmentnew_segment.<locals>.genexprnextobjoffoffset_ofoffsetsoldold_lenoutoverlapsownerownerspp_fileszp_offsetp_typep_vaddrpackpaddrpage_sizepatchesphphdr_countphoffplace_stringsplace_strings.<locals>.genexprpoppospresentprobeprogram_headersrrefreferencesrefsregisterremove_neededremoved_entriesreplace_neededreturnreversedrewriterpathrunpathssection_headerssectionssegmentselfsendsetdefaultshsh_addrsh_offsetsh_sizeshapesizeslotsonamestartstatestepstopstr_posstringstring_atstructsymbol_namestabletable_sizetagtargettextthrowunchangedunpackunversion_symbolsupdateuse_setstatevvaddrvaddr_to_offsetvalvaluevaluesvd_nextvda_nextverdef_namesverneedverneed_filesviewvn_filevn_nextvna_nextwhatwritewrite_phdrsxzip\000O\200\001\330\004\n\210+\220Q\200\001\330\004&\240a\240v\250Q\200\001\340\004\037\230q\320 0\260\013\270;\300k\320QR\330\004\023\2208\2308\2401\240A\330\004\007\200|\2207\230!\330\010*\250!\250;\260n\300A\330\004\013\2101\200\001\360\010\000\n\033\230!\330\010\021\220\024\220[\240\004\240J\250d\260+\270T\300\034\310T\320QZ\320Z^\320^h\320hl\320lr\320rv\360\000\000w\001C\002\360\000\000C\002G\002\360\000\000G\002O\002""\360\000\000O\002S\002\360\000\000S\002^\002\360\000\000^\002b\002\360\000\000b\002l\002\360\000\000l\002p\002\360\000\000p\002{\002\360\000\000{\002\177\002\360\000\000\177\002@\003\330\010\020\220\007\220q\230\006\230l\250!\330\004\007\200v\210W\220E\230\024\230Q\330\010\022\220!\330\010\027\220q\340\010\027\220t\230:\240W\250E\260\023\260D\270\010\300\007\300u\310C\310t\320S\\\320\\c\320ch\320hk\320ko\320ot\320t{\360\000\000|\001A\002\360\000\000A\002D\002\360\000\000D\002H\002\360\000\000H\002O\002\360\000\000O\002V\002\360\000\000V\002[\002\360\000\000[\002^\002\360\000\000^\002b\002\360\000\000b\002l\002\360\000\000l\002s\002\360\000\000s\002t\002\330\004\007\200q\330\010\017\320\017)\250\024\250Q\250g\260[\300\007\300q\340\010\017\320\017)\250\024\250Q\250g\260[\300\001\200\001\360\020\000\005\006\330\010\017\210x\220q\230\006\230a\230v\240Z\250v\260Q\3206F\300o\320U]\320]d\320de\330\004\013\2109\220A\330\010\017\210q\220\001\200A\330\010\022\220$\220n\240A\340\010\021\220\021\330\010\017\210q\330\010\014\210D\220\005\220X\230Y\240a\240t\2501\330\014\023\2204\220w\230a\230x\240t\2503\320.@\300\001\330\014\017\210t\2203\220j\240\004\240E\250\023\250A\330\020\021\330\014\017\210t\2203\220j\240\004\240E\250\023\250A\330\020\031\230\021\230#\230R\230r\240\033\250E\260\024\260U\270%\270x\300s\310\"\310C\310q\330\020\026\220g\230R\230x\240u\250N\270!\2701\330\021\025\220S\230\n\240$\240g\250W\260A\330\020\023\2204\220q\330\024\025\330\020\026\220g\230R\230q\240\004\240E\250\021\330\021\025\220S\230\t\240\025\240f\250G\2605\270\003\2701\330\020\023\2204\220q\330\024\025\330\020\026\220g\230R\230q\240\004\240E\250\021\330\021\025\220S\230\013\2405\250\010\260\007\260u\270C\270q\330\020\023\2204\220q\330\024\025\330\020\026\220g\230R\230q\240\004\240E\250\021\330\014\020\220\007\220q\230\001\330\010\026\220a\220t\2301\230D\240\010\250\001\250\024\250T\260\025\260a\330\010\022\220!\2204\220t\2305\240\005\240T\250\021\330\010\014\210E\220\031\230!\2301\230K\240z\260""\032\2709\300L\320PQ\330\014\017\210v\220T\230\024\230W\240A\330\020\033\2307\240!\2401\240E\250\021\330\020\026\220g\230R\230r\240\027\250\003\2501\250M\270\022\2705\300\006\300a\340\010\022\220$\220n\240A\240Q\330\010\022\220!\330\010\014\210A\210X\220S\230\004\230G\2403\240a\240x\250q\330\014\020\220\t\230\021\330\020\023\220:\230Q\230g\240Q\330\024\037\230q\240\004\240F\250!\2507\260!\2605\270\001\330\025\032\230!\2303\230c\240\021\330\024\037\230q\240\005\240Q\240c\250\021\250%\250q\340\024\033\2307\240\"\240E\250\021\250$\250c\260\021\330\010\026\220d\320\0324\260A\260_\300I\310]\320Z[\330\010\017\210t\2206\230\021\230-\240q\200A\330\010\032\230$\230a\330\010\027\220s\230#\230Q\330\010\023\2204\220z\240\023\240C\240q\330\010\027\220s\230!\230=\250\002\250\"\250B\250a\330\010\025\220T\230\024\230Z\240t\2504\250}\270D\300\004\300A\330\025\031\230\034\240S\250\001\250\024\250Q\250c\260\024\260U\270$\270a\330\025\031\230\024\230X\240S\250\003\2504\250q\260\004\260I\270T\300\031\310\"\310D\320PQ\330\010\013\2101\330\014\023\2205\230\001\230\023\230A\340\010\016\210i\220q\230\003\2301\330\010\013\2104\210z\230\023\230A\330\014\023\2204\220|\2401\240M\260\036\270q\340\014\017\210q\220\004\220I\230T\240\031\250\"\250D\260\r\270T\300\021\330\010\017\210q\330\010\022\220$\220a\330\010\014\210E\220\024\220Q\330\014\017\210q\220\001\220\023\220C\220q\330\020\032\230!\2301\230A\330\020\021\330\010\014\210D\220\005\220X\230Y\240a\240|\2602\260Q\260a\260y\300\001\330\014\020\220\t\230\021\230&\240\010\250\002\250\"\250B\250c\260\031\270!\330\014\020\220\t\230\021\230&\240\010\250\002\250\"\250B\250c\260\030\270\022\2703\270g\300Q\330\010\013\2104\210q\330\014\020\220\005\220U\230!\2303\230a\230}\250B\250c\260\021\330\020\024\220I\230Q\230f\240H\250B\250b\260\002\260#\260Y\270a\330\020\024\220I\230Q\230f\240H\250B\250b\260\002\260#\260X\270R\270s\300\047\310\021\330\010\014\210E\220\026\220y\240\001\330\014\017\210u\220C\220q\330\020\024\220A\220Q\220d\230!\2306\240\024\240Q""\330\021\026\220c\230\021\330\020\024\220A\220Q\220d\230!\2306\240\024\240Q\340\020\024\220A\220Q\220d\230!\2306\240\024\240Q\330\010\017\210u\220A\220Q\200A\330\010!\240\021\330\010\027\220t\2304\230s\240!\340\010\014\210D\220\010\230\007\230u\240G\2507\260(\270\047\300\032\3109\320TU\320UY\320YZ\330\014\021\220\023\220B\220b\230\002\230$\230d\240!\330\014\020\220\001\220\021\220$\220a\220u\230D\240\001\330\014\017\210t\2204\220s\230!\330\020\024\220A\220Q\220d\230!\2303\230b\240\004\240D\250\001\330\020\024\220C\220y\240\t\250\022\2505\260\007\260w\270h\300g\310Q\330\024\030\230\001\230\021\230$\230a\230s\240\"\240B\240b\250\002\250\"\250D\260\004\260A\340\020\024\220C\220y\240\t\250\022\2505\260\007\260w\270h\300a\330\024\030\230\001\230\021\230$\230a\230s\240\"\240B\240b\250\002\250\"\250D\260\004\260A\330\020\024\220A\220Q\220d\230!\2303\230b\240\005\240T\250\021\330\020\024\220A\220Q\220d\230!\2303\230b\240\005\240T\250\021\200A\360\006\000\t\033\230$\230a\330\010+\2503\250c\260\023\260C\260q\330\010\025\220Q\330\010\014\210I\220Q\330\014\017\210u\220A\220W\230D\240\001\330\014\022\220&\230\002\230#\230T\240\021\240&\250\002\250!\330\014\020\220\005\220U\230%\230s\240$\240a\240v\250R\250t\2601\330\020\027\220t\2301\230C\230t\2401\240D\250\002\250#\250R\250q\330\020\023\2203\220d\230!\2304\230r\240\024\240S\250\001\330\024\025\330\020\027\220s\230$\230a\230t\2402\240Q\330\010\014\210C\210v\220S\230\013\240;\250d\260!\330\014\017\210u\220C\220q\330\020\021\330\014\017\210u\220A\220[\240\t\250\021\330\014\020\220\005\220U\230!\2308\2403\240a\330\020\030\230\003\2304\230q\240\n\250\"\250B\250b\260\001\330\020\023\2206\230\022\2307\240#\240Q\330\024\033\2307\240\"\240J\250b\260\002\260\"\260C\260t\2706\300\022\3008\3102\310Q\220Q\230\001\2401\240q\320\004\027\220q\330\010\017\210q\220\002\220$\220e\2304\230w\240c\250\021\250!\2503\250c\260\021\320\004\034\230A\360\006\000\t\020\210r\220\025\220c\230\024\230T\240\025\240h\250i\260q\270\004\270J\300c\310\024\310S""\320PQ\330\010\021\220\021\220%\220t\2304\230u\240G\2508\2601\260D\270\001\330\010\020\220\004\220F\230!\330\010\013\210;\220c\230\021\330\014\022\220$\220d\320\032*\250!\2507\260&\270\001\270\035\300d\310!\330\014\023\2208\2304\230t\240>\260\021\260%\260v\270T\300\021\300/\320QR\330\014\024\220B\220f\230K\240v\250T\260\025\260g\270W\300B\300b\310\005\310V\320SW\320W^\320^_\330\010\013\210:\220S\230\001\330\014\022\220$\220d\320\032*\250!\2507\260&\270\001\270\034\300T\310\021\330\014\024\220B\220e\2306\240\024\240W\250D\260\004\260M\300\021\300%\300v\310T\320QR\320R`\320`a\330\010\021\220\021\220\"\220D\230\005\230T\240\032\2503\250a\250q\260\003\2603\260a\330\010\013\2104\210q\330\014\023\2201\330\010\020\220\002\220%\220v\230T\240\027\250\004\250D\260\r\270Q\270f\300A\300R\300q\310\004\310F\320RS\320SU\320UV\320VW\330\010\017\210q\320\004\037\230q\330\010\021\220\021\220%\220t\2304\230u\240G\2508\2601\260D\270\001\330\010\013\210;\220g\230Q\330\014\023\2201\330\010\016\210d\220$\320\026&\240a\240t\2506\260\024\260V\2701\270M\310\024\310Q\330\010\017\210t\2204\220~\240Q\240e\2506\260\024\260Q\260o\300S\310\001\310\021\320\004!\240\021\360\006\000\t\014\2104\210r\220\027\230\003\2301\330\014\022\220%\220q\320\030(\250\003\2501\330\010\013\2104\210r\220\033\230C\230t\2401\330\014\022\220%\220q\230\014\240D\250\002\250(\260!\330\010\013\2104\210r\220\027\230\002\230$\230c\240\023\240C\240t\2502\250W\260C\260t\2703\270c\300\022\3004\300r\310\030\320QT\320TX\320XY\330\014\022\220%\220q\230\016\240d\250\"\250H\260A\330\010\022\220!\330\010\014\210E\220\025\220a\220t\2302\230Q\330\014\021\220\024\220R\220w\230b\240\002\240\"\240D\250\001\330\014\017\210t\2203\220a\330\020\027\220w\230a\230q\240\004\240A\240Q\240d\250%\250u\260D\270\001\270\021\270$\270e\3003\300b\310\004\310D\320PQ\320QR\320RV\320V[\320[^\320^`\320`a\330 $\240A\240Q\240d\250%\250s\260\"\260E\270\024\270Q\270a\270t\3005\310\003\3102\310U\320RV\320VW\320WX\320X\\\320\\a\320ad\320df\320fg\330 $\240A\240Q""\240d\250%\250s\260\"\260E\270\024\270Q\270a\270t\3005\310\003\3102\310Q\340\020\027\220w\230a\230q\240\004\240A\240Q\240d\250%\250u\260D\270\001\270\021\270$\270e\3003\300b\310\005\310T\320QR\320RS\320SW\320W\\\320\\_\320_a\320ab\330 $\240A\240Q\240d\250%\250s\260\"\260D\270\004\270A\270Q\270d\300%\300s\310\"\310E\320QU\320UV\320VW\320W[\320[`\320`c\320ce\320ef\330 $\240A\240Q\240d\250%\250s\260\"\260E\270\024\270Q\270a\270t\3005\310\003\3102\310Q\330\010\017\210q\320\004!\240\021\360\006\000\t\024\2201\330\010\013\2104\210r\220\027\230\003\2302\230S\240\004\240B\240g\250S\260\001\330\014\023\2201\330\010\014\210E\220\025\220a\220t\2302\230Q\330\014\021\220\024\220R\220w\230b\240\002\240\"\240D\250\002\250!\330\014\017\210t\2203\220a\330\020\030\230\007\230q\240\001\240\024\240T\250\021\250!\2504\250u\260C\260r\270\024\270T\300\021\300!\3004\300u\310C\310r\320QV\320VZ\320Z[\320[\\\320\\`\320`e\320eh\320hj\320jk\330!%\240Q\240a\240t\2505\260\003\2602\260Q\340\020\030\230\007\230q\240\001\240\024\240T\250\021\250!\2504\250u\260C\260r\270\024\270T\300\021\300!\3004\300u\310C\310r\320QV\320VZ\320Z[\320[\\\320\\`\320`e\320eh\320hj\320jk\330!%\240Q\240a\240t\2505\260\003\2602\260Q\330\010\017\210q\320\004&\240a\330\010\017\210t\2204\220z\240\021\240$\240j\260\004\260K\270q\320\004\047\240q\330\010\020\220\005\220R\220q\330\010\020\220\004\220G\2305\240\001\240\021\330\010\013\2106\220\023\220A\330\014\023\2201\330\010\020\220\004\220I\230U\240!\2401\330\010\013\2106\220\022\2201\330\014\024\220C\220q\230\004\230A\330\014\020\220\r\230Q\330\010\017\210s\220!\2204\220y\240\002\240!\320\004,\250A\360\006\000\t\023\220!\2206\230\022\2303\230a\230q\330\010\017\210t\220;\230f\240L\260\001\330\010\014\210D\220\010\230\005\230X\240Y\250a\250q\330\014\017\210t\2203\220e\2303\230e\2403\240a\330\020\021\330\014\026\220c\230\021\230$\230g\240Q\240a\330\014\017\210s\220!\2205\230\002\230(\240#\240T\250\027\260\005\260Q\260e\2701\270E\300\022\3007\310#\310Q\330\020\021\330\014\047""\240q\330\020\021\330\014\020\220\007\220q\230\004\230D\240\002\240+\250U\260!\2605\270\002\270&\300\003\3008\3102\310S\320PQ\320QR\330\014\023\2201\220E\230\021\330\010\014\210D\220\003\2203\220h\230i\240q\250\001\330\014\017\210w\220a\220s\230#\230Q\330\020\027\220q\230\005\230T\240\032\2501\250E\260\021\260!\330\010\017\210q\320\004;\2701\340\010\014\210E\220\021\220%\220v\230Q\330\010\017\210q\220\004\220A\220Q\220d\230%\230t\2402\240R\240r\250\024\250Z\260t\2705\300\005\300Q\300e\3103\310d\320RS\320\004<\270A\330\010$\240A\330\010\034\230D\240\003\2403\240c\250\021\330\010\020\220\001\330\010\014\210E\220\025\220e\2307\240!\330\014\020\220\005\220Q\220g\230T\240\021\330\014\022\220$\220a\220q\230\004\230E\240\026\240r\250\021\330\014\022\220&\230\002\230$\230a\230q\240\004\240E\250\026\250r\260\021\330\014\020\220\005\220U\230%\230u\240A\330\020\024\220E\230\021\230%\230s\240!\330\020\025\220W\230A\230T\240\021\240!\2404\240u\250A\330\020\033\2304\230q\240\001\240\024\240U\250$\250b\260\001\330\020\023\2209\230C\230q\330\024\025\330\020\027\220q\330\014\026\220d\230!\2301\230D\240\005\240V\2502\250Q\330\014\017\210x\220s\230!\330\020\021\330\014\025\220Q\330\010\017\210q\320\004=\270Q\340\010$\240A\330\010\034\230D\240\003\2403\240c\250\021\330\010\017\210x\220t\2301\330\010\014\210E\220\025\220e\2307\240!\330\014\020\220\005\220Q\220g\230T\240\021\330\014\021\220\027\230\002\230&\240\002\240#\240T\250\021\250!\2504\250u\260F\270\"\270A\330\014\022\220$\220a\220q\230\004\230E\240\026\240r\250\021\330\014\022\220&\230\002\230$\230a\230q\240\004\240E\250\026\250r\260\021\330\014\020\220\005\220U\230%\230u\240A\330\020\024\220E\230\021\230%\230t\2401\330\020\025\220W\230A\230T\240\021\240!\2404\240u\250D\260\002\260!\330\020\033\2304\230q\240\001\240\024\240U\250$\250b\260\001\330\020\023\2209\230C\230q\330\024\025\330\020\027\220q\330\014\026\220d\230!\2301\230D\240\005\240V\2502\250Q\330\014\017\210x\220s\230!\330\020\021\330\014\025\220Q\330\010\017\210q\220""\007\220q\320\004>\270a\360\006\000\t\r\210E\220\021\220%\220v\230Q\330\010\022\220!\330\010\014\210E\220\025\220a\220u\230C\230t\2401\330\014\020\220\004\220B\220b\230\002\230$\230a\330\014\022\220&\230\001\230\021\230$\230e\2401\330\014\017\210t\2203\220a\330\020\027\220q\330\014\023\2207\230!\2301\230E\240\026\240q\250\001\250\024\250U\260\"\260B\260d\270!\330\010\016\210e\2201\220L\240\005\240Q\320\004I\310\021\330\010\013\2104\210r\220\026\220r\230\027\240\003\2404\240s\250$\250a\330\014\023\2201\330\010\016\210d\220\047\230\025\230a\230w\240a\330\010\017\210t\2203\220a\320\004N\310a\340\010\013\2104\210s\220!\330\014\022\220%\220q\230\014\240G\2501\330\010\016\210a\330\010\016\210d\220\"\220K\230t\2404\240s\250\"\250A\250V\2602\260U\270#\270Q\330\014\023\2201\330\010\013\2104\210s\220!\330\014\022\220%\220q\230\014\240G\2501\330\010\017\210u\220A\220T\230\024\230Q\230f\240B\240d\250&\260\002\260!\320\004Q\320QR\360\006\000\t\033\230$\230a\340\010\020\220\005\220Q\220d\230)\2402\240U\250!\2504\250q\330\010\017\210t\2202\320\025N\310a\330\010\025\220U\230#\230Q\330\010\013\210;\220m\2401\360\006\000\r\023\220%\220q\320\030(\250\003\2502\250X\260Q\330\010\013\210;\220d\230#\230R\230w\240b\250\002\250#\250Q\330\014\022\220%\220q\320\030(\250\003\2502\250X\260Q\330\010\020\220\004\220F\230!\330\010\024\220C\220q\230\001\230\024\230\\\250\022\2501\250A\250Q\250c\260\024\260U\270!\330\010\023\2208\2301\230C\230q\240\006\240a\330\010\025\220X\230Q\230c\240\026\320\047?\270{\310\"\310I\320UW\320WX\330\010\025\220S\230\002\230\047\240\023\240E\320)9\270\021\330\010\016\210k\230\022\2303\230k\320)9\270\021\330\010\022\220!\330\010\017\210s\220!\2201\330\010\022\220(\230!\2305\240\003\2401\330\010\013\2101\330\014\022\220(\230#\230S\240\001\240\035\250b\260\003\2602\260S\270\001\330\010\017\210q\330\010\020\220\005\220S\230\010\320 2\260!\330\010\017\210q\220\t\230\027\240\n\250,\260l\300&\310\006\310a\340\010\013\2105\220\007\220q\330\014\020\220\004\220F\230!\2301\330""\010\024\220C\220q\230\001\330\010\014\210F\220\047\230\021\230*\240B\240c\250\021\330\010\014\210E\220\024\220Q\330\014\017\210q\220\001\220\023\220C\220x\230t\2401\330\020\021\220\021\220$\220a\220q\230\004\230A\230Q\230d\240!\2401\240D\250\001\250\021\250%\250z\270\034\300\\\320QT\320T\\\320\\^\320^_\330\024\027\220x\230r\240\021\330\021\022\220!\2203\220c\230\033\240D\250\001\330\020\034\230C\230q\240\r\250R\250s\260\"\260C\260q\330\020\021\220\021\220$\220a\220q\230\004\230A\230Q\230d\240!\2401\240D\250\001\250\021\250%\250y\270\002\270)\300;\310b\320PY\320Yd\320df\320fg\330\024\036\230a\330\010\014\210I\220Q\330\014\017\210u\220A\220S\230\003\2301\330\020\025\220Q\220e\230;\240b\250\001\330\021\026\220a\220s\230#\230Q\330\020\025\220Q\220e\2303\230a\230q\340\010\017\210u\220A\220Y\230b\240\003\2401\240A\330\010\022\220)\2301\230A\330\010\017\210q\220\010\230\010\240\002\240#\240Q\240j\260\001\330\010\020\220\014\320\034,\250C\250r\260\021\330\010\013\2101\330\014\020\220\014\230A\230Y\240c\250\021\340\014\020\220\014\230A\230U\240\047\250\021\330\010\017\210q\330\010\013\2103\210c\220\021\330\014\020\220\001\220\021\220$\220a\220u\230C\230s\240%\240q\330\014\020\220\001\220\021\220$\220a\220u\230C\230s\240%\240q\340\014\020\220\001\220\021\220$\220a\220u\230C\230s\240%\240z\260\021\330\014\020\220\001\220\021\220$\220a\220u\230C\230s\240%\240q\330\010\014\210M\230\021\230&\240\014\250D\260\014\270D\300\n\310+\320UW\320WX\330\032#\2402\240Y\250c\260\021\260!\330\010\013\2101\330\014\020\220\r\230Q\230f\240M\260\024\260\\\300\024\300Z\310{\320Z\\\320\\]\330\036\047\240r\250\032\2603\260a\260}\300B\300c\310\022\3103\310a\330\010\017\210q\320\004V\320VW\330\010\014\210H\220C\220z\240\031\250#\250Z\260s\270%\270q\330\014\017\210x\220s\230&\240\004\240F\250\"\250H\260B\260a\330\020\026\220i\230s\240&\250\002\250!\330\020\024\220E\230\021\230%\230v\240Q\330\020\027\220q\330\010\016\210e\2201\220L\240\007\240r\250\021\250!\320\004l\320lm\360\006\000\t\033\230$\230a""\330\010\020\220\002\220$\220b\230\003\2305\240\004\240E\250\027\260\001\330\010\017\210q\220\002\220$\220e\2306\240\023\240D\250\007\250q\260\001\260\021\260$\260g\270Q\330\010\013\2103\210a\210v\220S\230\003\2301\230A\330\014\023\2201\330\010\014\210C\210u\220C\220q\230\006\230d\240!\2401\330\014\017\210q\220\001\220\023\220C\220q\230\001\230\021\330\020\026\220e\2301\320\034,\250A\250Q\250d\260!\330\014\023\2207\230\"\230A\230Q\230c\240\022\2404\240s\250!\2501\250C\250r\260\021\260!\2601\330\010\013\2104\210q\330\014\020\320\020\"\240!\2401\240A\240Q\240c\250\024\250U\260(\270!\330\014\023\2201\220B\220d\230%\230|\2503\250a\250q\260\003\2603\260k\300\024\300Q\300a\300s\310#\310Q\330\010\017\210w\220b\230\004\230A\230S\240\001\240\026\240r\250\022\2501\250C\250r\260\024\260S\270\001\330\010\014\320\014\036\230a\230q\240\001\240\021\240#\240T\250\025\250f\260C\260r\270\027\300\007\300q\330\010\020\220\004\220A\220R\220q\230\003\2302\230U\240!\2402\240Q\240a\330\010\014\210I\220Q\330\014\017\210u\220A\220S\230\003\2301\330\020\025\220Q\220e\2303\230a\230q\330\021\026\220a\220s\230#\230Q\330\020\025\220Q\220f\230A\330\010\014\210E\220\026\220y\240\013\250;\260d\270!\330\014\017\210u\220C\320\027\047\240t\250:\260S\270\005\270Q\270b\300\001\300\021\330\020\027\220w\230b\240\004\240C\240v\250S\260\003\260;\270e\3003\300c\310\021\310!\330\020\023\2201\330\024\035\230Q\230d\240$\240g\250S\260\003\260<\270t\3004\300q\330\024\030\230\004\230I\240S\250\001\250\031\260(\270\"\270G\300:\310R\310w\320V^\320^`\320`a\330\030\037\230w\240b\250\004\250B\250d\260#\260W\270A\330\010\017\210q";
     PyObject *data = NULL;
     #define __Pyx_DecompressString_UNUSED
     #define __Pyx_DecompressString_LZSS_UNUSED
     #endif
     PyObject **stringtab = __pyx_mstate->__pyx_string_tab;
     Py_ssize_t pos = 0;
-    for (int i = 0; i < 288; i++) {
+    for (int i = 0; i < 306; i++) {
       Py_ssize_t bytes_length = str_length_index[i].length;
       PyObject *string = PyUnicode_DecodeUTF8(bytes + pos, bytes_length, NULL);
-      if (likely(string) && i >= 43) PyUnicode_InternInPlace(&string);
+      if (likely(string) && i >= 45) PyUnicode_InternInPlace(&string);
       if (unlikely(!string)) {
         Py_XDECREF(data);
         __PYX_ERR(0, 1, __pyx_L1_error)
@@ -41972,8 +44414,8 @@ static const char bytes[] = " at 0x is in no PT_LOAD segment object>(tree fragme
       stringtab[i] = string;
       pos += bytes_length;
     }
-    for (int i = 288; i < 318; i++) {
-      Py_ssize_t bytes_length = bytes_length_index[i-288].length;
+    for (int i = 306; i < 338; i++) {
+      Py_ssize_t bytes_length = bytes_length_index[i-306].length;
       PyObject *string = PyBytes_FromStringAndSize(bytes + pos, bytes_length);
       stringtab[i] = string;
       pos += bytes_length;
@@ -41983,15 +44425,15 @@ static const char bytes[] = " at 0x is in no PT_LOAD segment object>(tree fragme
       }
     }
     Py_XDECREF(data);
-    for (Py_ssize_t i = 0; i < 318; i++) {
+    for (Py_ssize_t i = 0; i < 338; i++) {
       if (unlikely(PyObject_Hash(stringtab[i]) == -1)) {
         __PYX_ERR(0, 1, __pyx_L1_error)
       }
     }
     #if CYTHON_IMMORTAL_CONSTANTS
     {
-      PyObject **table = stringtab + 288;
-      for (Py_ssize_t i=0; i<30; ++i) {
+      PyObject **table = stringtab + 306;
+      for (Py_ssize_t i=0; i<32; ++i) {
         #if PY_VERSION_HEX >= 0x030F0000
         PyUnstable_SetImmortal(table[i]);
         #elif CYTHON_COMPILING_IN_CPYTHON_FREETHREADING
@@ -42014,17 +44456,17 @@ static const char bytes[] = " at 0x is in no PT_LOAD segment object>(tree fragme
   }
   {
     PyObject **numbertab = __pyx_mstate->__pyx_number_tab + 0;
-    int8_t const cint_constants_1[] = {0,-1,1,4,8,12,16,20,24,32};
+    int8_t const cint_constants_1[] = {0,-1,1,2,4,8,12,16,20,24,28,32,44};
     int32_t const cint_constants_4[] = {136983863L,174462147L};
-    for (int i = 0; i < 12; i++) {
-      numbertab[i] = PyLong_FromLong((i < 10 ? cint_constants_1[i - 0] : cint_constants_4[i - 10]));
+    for (int i = 0; i < 15; i++) {
+      numbertab[i] = PyLong_FromLong((i < 13 ? cint_constants_1[i - 0] : cint_constants_4[i - 13]));
       if (unlikely(!numbertab[i])) __PYX_ERR(0, 1, __pyx_L1_error)
     }
   }
   #if CYTHON_IMMORTAL_CONSTANTS
   {
     PyObject **table = __pyx_mstate->__pyx_number_tab;
-    for (Py_ssize_t i=0; i<12; ++i) {
+    for (Py_ssize_t i=0; i<15; ++i) {
       #if PY_VERSION_HEX >= 0x030F0000
       PyUnstable_SetImmortal(table[i]);
       #elif CYTHON_COMPILING_IN_CPYTHON_FREETHREADING
@@ -42058,7 +44500,7 @@ typedef struct {
     unsigned int num_kwonly_args : 1;
     unsigned int nlocals : 6;
     unsigned int flags : 10;
-    unsigned int first_line : 9;
+    unsigned int first_line : 10;
 } __Pyx_PyCode_New_function_description;
 #ifdef __cplusplus
 } /* anonymous namespace */
@@ -42078,27 +44520,27 @@ static int __Pyx_CreateCodeObjects(__pyx_mstatetype *__pyx_mstate) {
   PyObject* tuple_dedup_map = PyDict_New();
   if (unlikely(!tuple_dedup_map)) return -1;
   {
-    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 360};
+    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 416};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_r, __pyx_mstate->__pyx_n_u_owner};
     __pyx_mstate_global->__pyx_codeobj_tab[0] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_fastaudit__elfedit_pyx, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_kp_b_iso88591_q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[0])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 431};
+    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 492};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_p};
     __pyx_mstate_global->__pyx_codeobj_tab[1] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_fastaudit__elfedit_pyx, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_kp_b_iso88591_Q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[1])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 433};
+    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 494};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_p};
     __pyx_mstate_global->__pyx_codeobj_tab[2] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_fastaudit__elfedit_pyx, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_kp_b_iso88591_1, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[2])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 442};
+    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 503};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_p};
     __pyx_mstate_global->__pyx_codeobj_tab[3] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_fastaudit__elfedit_pyx, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_kp_b_iso88591_q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[3])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 456};
+    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 517};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_p};
     __pyx_mstate_global->__pyx_codeobj_tab[4] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_fastaudit__elfedit_pyx, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_kp_b_iso88591__7, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[4])) goto bad;
   }
@@ -42174,58 +44616,68 @@ static int __Pyx_CreateCodeObjects(__pyx_mstatetype *__pyx_mstate) {
   }
   {
     const __Pyx_PyCode_New_function_description descr = {6, 0, 0, 27, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 298};
-    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_replace_needed, __pyx_mstate->__pyx_n_u_remove_needed, __pyx_mstate->__pyx_n_u_soname, __pyx_mstate->__pyx_n_u_rpath, __pyx_mstate->__pyx_n_u_runpath, __pyx_mstate->__pyx_n_u_verneed, __pyx_mstate->__pyx_n_u_groups, __pyx_mstate->__pyx_n_u_kept, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_tag, __pyx_mstate->__pyx_n_u_val, __pyx_mstate->__pyx_n_u_name, __pyx_mstate->__pyx_n_u_owners, __pyx_mstate->__pyx_n_u_new_entries, __pyx_mstate->__pyx_n_u_present, __pyx_mstate->__pyx_n_u_value, __pyx_mstate->__pyx_n_u_offsets, __pyx_mstate->__pyx_n_u_vn_updates, __pyx_mstate->__pyx_n_u__8, __pyx_mstate->__pyx_n_u_off, __pyx_mstate->__pyx_n_u_owner, __pyx_mstate->__pyx_n_u_pos, __pyx_mstate->__pyx_n_u_v, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_tag, __pyx_mstate->__pyx_n_u__8};
+    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_replace_needed, __pyx_mstate->__pyx_n_u_remove_needed, __pyx_mstate->__pyx_n_u_soname, __pyx_mstate->__pyx_n_u_rpath, __pyx_mstate->__pyx_n_u_runpath, __pyx_mstate->__pyx_n_u_verneed, __pyx_mstate->__pyx_n_u_groups, __pyx_mstate->__pyx_n_u_kept, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_tag, __pyx_mstate->__pyx_n_u_val, __pyx_mstate->__pyx_n_u_name, __pyx_mstate->__pyx_n_u_owners, __pyx_mstate->__pyx_n_u_new_entries, __pyx_mstate->__pyx_n_u_present, __pyx_mstate->__pyx_n_u_value, __pyx_mstate->__pyx_n_u_offsets, __pyx_mstate->__pyx_n_u_patches, __pyx_mstate->__pyx_n_u__8, __pyx_mstate->__pyx_n_u_off, __pyx_mstate->__pyx_n_u_owner, __pyx_mstate->__pyx_n_u_pos, __pyx_mstate->__pyx_n_u_v, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_tag, __pyx_mstate->__pyx_n_u__8};
     __pyx_mstate_global->__pyx_codeobj_tab[19] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_fastaudit__elfedit_pyx, __pyx_mstate->__pyx_n_u_apply, __pyx_mstate->__pyx_kp_b_iso88591_A_nA_q_D_XYat1_4waxt3_t3j_E_A_t3, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[19])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 5, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 342};
+    const __Pyx_PyCode_New_function_description descr = {5, 0, 0, 26, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 343};
+    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_remove_needed, __pyx_mstate->__pyx_n_u_verneed, __pyx_mstate->__pyx_n_u_new_entries, __pyx_mstate->__pyx_n_u_patches, __pyx_mstate->__pyx_n_u_img, __pyx_mstate->__pyx_n_u_chain, __pyx_mstate->__pyx_n_u_kept, __pyx_mstate->__pyx_n_u_a, __pyx_mstate->__pyx_n_u_b, __pyx_mstate->__pyx_n_u_delta, __pyx_mstate->__pyx_n_u_entry, __pyx_mstate->__pyx_n_u_pos, __pyx_mstate->__pyx_n_u_kind, __pyx_mstate->__pyx_n_u_sh_addr, __pyx_mstate->__pyx_n_u_sh_offset, __pyx_mstate->__pyx_n_u_sh_size, __pyx_mstate->__pyx_n_u_fields, __pyx_mstate->__pyx_n_u_at, __pyx_mstate->__pyx_n_u_value, __pyx_mstate->__pyx_n_u_pos, __pyx_mstate->__pyx_n_u_val, __pyx_mstate->__pyx_n_u_e, __pyx_mstate->__pyx_n_u_e, __pyx_mstate->__pyx_n_u_e, __pyx_mstate->__pyx_n_u_e};
+    __pyx_mstate_global->__pyx_codeobj_tab[20] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_fastaudit__elfedit_pyx, __pyx_mstate->__pyx_n_u_drop_version_requirements, __pyx_mstate->__pyx_kp_b_iso88591_llm_a_b_5_E_q_e6_D_q_gQ_3avS_1A, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[20])) goto bad;
+  }
+  {
+    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 14, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 375};
+    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_removed_entries, __pyx_mstate->__pyx_n_u_patches, __pyx_mstate->__pyx_n_u_img, __pyx_mstate->__pyx_n_u_entry, __pyx_mstate->__pyx_n_u_aux, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_cap, __pyx_mstate->__pyx_n_u_indexes, __pyx_mstate->__pyx_n_u__8, __pyx_mstate->__pyx_n_u_kind, __pyx_mstate->__pyx_n_u_sh_offset, __pyx_mstate->__pyx_n_u_sh_size, __pyx_mstate->__pyx_n_u_value};
+    __pyx_mstate_global->__pyx_codeobj_tab[21] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_fastaudit__elfedit_pyx, __pyx_mstate->__pyx_n_u_unversion_symbols, __pyx_mstate->__pyx_kp_b_iso88591_A_a_3c_Cq_Q_IQ_uAWD_T_U_s_avRt1, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[21])) goto bad;
+  }
+  {
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 5, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 398};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_values, __pyx_mstate->__pyx_n_u_off, __pyx_mstate->__pyx_n_u_tag, __pyx_mstate->__pyx_n_u_val};
-    __pyx_mstate_global->__pyx_codeobj_tab[20] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_fastaudit__elfedit_pyx, __pyx_mstate->__pyx_n_u_verneed_files, __pyx_mstate->__pyx_kp_b_iso88591_q_t4uG81D_gQ_1_d_at6_V1M_Q_t4_Q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[20])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[22] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_fastaudit__elfedit_pyx, __pyx_mstate->__pyx_n_u_verneed_files, __pyx_mstate->__pyx_kp_b_iso88591_q_t4uG81D_gQ_1_d_at6_V1M_Q_t4_Q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[22])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 12, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 349};
+    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 12, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 405};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_groups, __pyx_mstate->__pyx_n_u_offsets, __pyx_mstate->__pyx_n_u_refs, __pyx_mstate->__pyx_n_u_k, __pyx_mstate->__pyx_n_u_owners, __pyx_mstate->__pyx_n_u_old, __pyx_mstate->__pyx_n_u_new_2, __pyx_mstate->__pyx_n_u_old_len, __pyx_mstate->__pyx_n_u__8, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_n_u_genexpr};
-    __pyx_mstate_global->__pyx_codeobj_tab[21] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_fastaudit__elfedit_pyx, __pyx_mstate->__pyx_n_u_place_strings, __pyx_mstate->__pyx_kp_b_iso88591_A_6_3aq_t_fL_D_XYaq_t3e3e3a_c_g, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[21])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[23] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_fastaudit__elfedit_pyx, __pyx_mstate->__pyx_n_u_place_strings, __pyx_mstate->__pyx_kp_b_iso88591_A_6_3aq_t_fL_D_XYaq_t3e3e3a_c_g, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[23])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {4, 0, 0, 5, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 369};
+    const __Pyx_PyCode_New_function_description descr = {4, 0, 0, 5, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 425};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_ref, __pyx_mstate->__pyx_n_u_start, __pyx_mstate->__pyx_n_u_length, __pyx_mstate->__pyx_n_u_end};
-    __pyx_mstate_global->__pyx_codeobj_tab[22] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_fastaudit__elfedit_pyx, __pyx_mstate->__pyx_n_u_overlaps, __pyx_mstate->__pyx_kp_b_iso88591_I_4r_r_4s_a_1_d_awa_t3a, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[22])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[24] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_fastaudit__elfedit_pyx, __pyx_mstate->__pyx_n_u_overlaps, __pyx_mstate->__pyx_kp_b_iso88591_I_4r_r_4s_a_1_d_awa_t3a, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[24])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 4, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 375};
+    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 4, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 431};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_text, __pyx_mstate->__pyx_n_u_probe, __pyx_mstate->__pyx_n_u_found};
-    __pyx_mstate_global->__pyx_codeobj_tab[23] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_fastaudit__elfedit_pyx, __pyx_mstate->__pyx_n_u_offset_of, __pyx_mstate->__pyx_kp_b_iso88591_q_Rq_G5_6_A_1_IU_1_6_1_Cq_A_Q_s, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[23])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[25] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_fastaudit__elfedit_pyx, __pyx_mstate->__pyx_n_u_offset_of, __pyx_mstate->__pyx_kp_b_iso88591_q_Rq_G5_6_A_1_IU_1_6_1_Cq_A_Q_s, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[25])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 17, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 386};
-    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_new_entries, __pyx_mstate->__pyx_n_u_vn_updates, __pyx_mstate->__pyx_n_u_img, __pyx_mstate->__pyx_n_u_le, __pyx_mstate->__pyx_n_u_capacity, __pyx_mstate->__pyx_n_u_move_dynamic, __pyx_mstate->__pyx_n_u_unchanged, __pyx_mstate->__pyx_n_u_view, __pyx_mstate->__pyx_n_u_out, __pyx_mstate->__pyx_n_u_dyn_off, __pyx_mstate->__pyx_n_u_p, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_tag, __pyx_mstate->__pyx_n_u_val, __pyx_mstate->__pyx_n_u_pos, __pyx_mstate->__pyx_n_u_e};
-    __pyx_mstate_global->__pyx_codeobj_tab[24] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_fastaudit__elfedit_pyx, __pyx_mstate->__pyx_n_u_write, __pyx_mstate->__pyx_kp_b_iso88591_A_a_s_Q_4z_Cq_s_Ba_T_Zt4_D_A_S_Q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[24])) goto bad;
+    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 19, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 442};
+    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_new_entries, __pyx_mstate->__pyx_n_u_patches, __pyx_mstate->__pyx_n_u_img, __pyx_mstate->__pyx_n_u_le, __pyx_mstate->__pyx_n_u_capacity, __pyx_mstate->__pyx_n_u_move_dynamic, __pyx_mstate->__pyx_n_u_unchanged, __pyx_mstate->__pyx_n_u_view, __pyx_mstate->__pyx_n_u_out, __pyx_mstate->__pyx_n_u_dyn_off, __pyx_mstate->__pyx_n_u_p, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_tag, __pyx_mstate->__pyx_n_u_val, __pyx_mstate->__pyx_n_u_pos, __pyx_mstate->__pyx_n_u_size, __pyx_mstate->__pyx_n_u_value, __pyx_mstate->__pyx_n_u_e};
+    __pyx_mstate_global->__pyx_codeobj_tab[26] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_fastaudit__elfedit_pyx, __pyx_mstate->__pyx_n_u_write, __pyx_mstate->__pyx_kp_b_iso88591_A_a_s_Q_4z_Cq_s_Ba_T_Zt4_D_A_S_Q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[26])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {4, 0, 0, 32, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 425};
+    const __Pyx_PyCode_New_function_description descr = {4, 0, 0, 32, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 486};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_new_entries, __pyx_mstate->__pyx_n_u_move_dynamic, __pyx_mstate->__pyx_n_u_out, __pyx_mstate->__pyx_n_u_img, __pyx_mstate->__pyx_n_u_view, __pyx_mstate->__pyx_n_u_table, __pyx_mstate->__pyx_n_u_slot, __pyx_mstate->__pyx_n_u_move_phdrs, __pyx_mstate->__pyx_n_u_loads, __pyx_mstate->__pyx_n_u_alignment, __pyx_mstate->__pyx_n_u_base_off, __pyx_mstate->__pyx_n_u_base_vaddr, __pyx_mstate->__pyx_n_u_phdr_count, __pyx_mstate->__pyx_n_u_pos, __pyx_mstate->__pyx_n_u_str_pos, __pyx_mstate->__pyx_n_u_dyn_pos, __pyx_mstate->__pyx_n_u_size, __pyx_mstate->__pyx_n_u_flags, __pyx_mstate->__pyx_n_u_load, __pyx_mstate->__pyx_n_u_last_load, __pyx_mstate->__pyx_n_u_p, __pyx_mstate->__pyx_n_u_dyn_size, __pyx_mstate->__pyx_n_u_entry, __pyx_mstate->__pyx_n_u_segment, __pyx_mstate->__pyx_n_u_phoff, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_n_u_p, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_n_u_genexpr};
-    __pyx_mstate_global->__pyx_codeobj_tab[25] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_fastaudit__elfedit_pyx, __pyx_mstate->__pyx_n_u_new_segment, __pyx_mstate->__pyx_kp_b_iso88591_QQR_a_Qd_2U_4q_t2_Na_U_Q_m1_q_2, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[25])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[27] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_fastaudit__elfedit_pyx, __pyx_mstate->__pyx_n_u_new_segment, __pyx_mstate->__pyx_kp_b_iso88591_QQR_a_Qd_2U_4q_t2_Na_U_Q_m1_q_2, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[27])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {4, 0, 0, 18, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 494};
+    const __Pyx_PyCode_New_function_description descr = {4, 0, 0, 18, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 555};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_target, __pyx_mstate->__pyx_n_u_at, __pyx_mstate->__pyx_n_u_count, __pyx_mstate->__pyx_n_u_view, __pyx_mstate->__pyx_n_u_le, __pyx_mstate->__pyx_n_u_ph, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_p_type, __pyx_mstate->__pyx_n_u_flags, __pyx_mstate->__pyx_n_u_off, __pyx_mstate->__pyx_n_u_vaddr, __pyx_mstate->__pyx_n_u_paddr, __pyx_mstate->__pyx_n_u_filesz, __pyx_mstate->__pyx_n_u_memsz, __pyx_mstate->__pyx_n_u_align, __pyx_mstate->__pyx_n_u_k, __pyx_mstate->__pyx_n_u_value};
-    __pyx_mstate_global->__pyx_codeobj_tab[26] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_fastaudit__elfedit_pyx, __pyx_mstate->__pyx_n_u_write_phdrs, __pyx_mstate->__pyx_kp_b_iso88591_A_t4s_D_uG7_9TUUYYZ_Bb_d_auD_t4s, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[26])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[28] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_fastaudit__elfedit_pyx, __pyx_mstate->__pyx_n_u_write_phdrs, __pyx_mstate->__pyx_kp_b_iso88591_A_t4s_D_uG7_9TUUYYZ_Bb_d_auD_t4s, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[28])) goto bad;
   }
   {
     const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 4, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 1};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_state, __pyx_mstate->__pyx_n_u_dict_2, __pyx_mstate->__pyx_n_u_use_setstate};
-    __pyx_mstate_global->__pyx_codeobj_tab[27] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_tree_fragment, __pyx_mstate->__pyx_n_u_reduce_cython, __pyx_mstate->__pyx_kp_b_iso88591_Jd_T_TQZZ_hhllrrv_w_C_C_G_G_O_O, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[27])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[29] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_tree_fragment, __pyx_mstate->__pyx_n_u_reduce_cython, __pyx_mstate->__pyx_kp_b_iso88591_Jd_T_TQZZ_hhllrrv_w_C_C_G_G_O_O, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[29])) goto bad;
   }
   {
     const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 17};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_pyx_state};
-    __pyx_mstate_global->__pyx_codeobj_tab[28] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_tree_fragment, __pyx_mstate->__pyx_n_u_setstate_cython, __pyx_mstate->__pyx_kp_b_iso88591_avQ, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[28])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[30] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_tree_fragment, __pyx_mstate->__pyx_n_u_setstate_cython, __pyx_mstate->__pyx_kp_b_iso88591_avQ, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[30])) goto bad;
   }
   {
     const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 4, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 4};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_pyx_type, __pyx_mstate->__pyx_n_u_pyx_checksum, __pyx_mstate->__pyx_n_u_pyx_state, __pyx_mstate->__pyx_n_u_pyx_result};
-    __pyx_mstate_global->__pyx_codeobj_tab[29] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_tree_fragment, __pyx_mstate->__pyx_n_u_pyx_unpickle__Rewrite, __pyx_mstate->__pyx_kp_b_iso88591_q_0_kQR_881A_7_nA_1, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[29])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[31] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_tree_fragment, __pyx_mstate->__pyx_n_u_pyx_unpickle__Rewrite, __pyx_mstate->__pyx_kp_b_iso88591_q_0_kQR_881A_7_nA_1, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[31])) goto bad;
   }
   Py_DECREF(tuple_dedup_map);
   return 0;
@@ -47396,6 +49848,1049 @@ __pyx_return_false:
     return 0;
 }
 
+/* PyObjectCallMethod1 (used by append) */
+static CYTHON_INLINE PyObject* __Pyx_PyObject_CallMethod1(PyObject* obj, PyObject* method_name, PyObject* arg) {
+#if CYTHON_VECTORCALL && (__PYX_LIMITED_VERSION_HEX >= 0x030C0000 || !CYTHON_COMPILING_IN_LIMITED_API)
+    PyObject *args[2] = {obj, arg};
+    return PyObject_VectorcallMethod(method_name, args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+#elif CYTHON_COMPILING_IN_LIMITED_API
+    return PyObject_CallMethodObjArgs(obj, method_name, arg, NULL);
+#else
+    return PyObject_CallMethodOneArg(obj, method_name, arg);
+#endif
+}
+
+/* append */
+static CYTHON_INLINE int __Pyx_PyObject_Append(PyObject* L, PyObject* x) {
+    if (likely(PyList_CheckExact(L))) {
+        if (unlikely(__Pyx_PyList_Append(L, x) < 0)) return -1;
+    } else {
+        PyObject* retval = __Pyx_PyObject_CallMethod1(L, __pyx_mstate_global->__pyx_n_u_append, x);
+        if (unlikely(!retval))
+            return -1;
+        Py_DECREF(retval);
+    }
+    return 0;
+}
+
+/* PyLongBinop */
+#if !CYTHON_COMPILING_IN_PYPY
+static PyObject* __Pyx_Fallback___Pyx_PyLong_SubtractObjC(PyObject *op1, PyObject *op2, int inplace) {
+    return (inplace ? PyNumber_InPlaceSubtract : PyNumber_Subtract)(op1, op2);
+}
+#if CYTHON_USE_PYLONG_INTERNALS
+static PyObject* __Pyx_Unpacked___Pyx_PyLong_SubtractObjC(PyObject *op1, PyObject *op2, long intval, int inplace, int zerodivision_check) {
+    CYTHON_MAYBE_UNUSED_VAR(inplace);
+    CYTHON_UNUSED_VAR(zerodivision_check);
+    const long b = intval;
+    long a;
+    const PY_LONG_LONG llb = intval;
+    PY_LONG_LONG lla;
+    if (unlikely(__Pyx_PyLong_IsZero(op1))) {
+        return PyLong_FromLong(-intval);
+    }
+    const int is_positive = __Pyx_PyLong_IsPos(op1);
+    const digit* digits = __Pyx_PyLong_Digits(op1);
+    const Py_ssize_t size = __Pyx_PyLong_DigitCount(op1);
+    if (likely(size == 1)) {
+        a = (long) digits[0];
+        if (!is_positive) a *= -1;
+    } else {
+        if (size == 2 && 8 * sizeof(long) - 1 > 2 * PyLong_SHIFT) {
+            a = (long) (((((unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0]));
+            if (!is_positive) a *= -1;
+            goto calculate_long;
+        } else if (size == 2 && 8 * sizeof(PY_LONG_LONG) - 1 > 2 * PyLong_SHIFT) {
+            lla = (PY_LONG_LONG) (((((unsigned PY_LONG_LONG)digits[1]) << PyLong_SHIFT) | (unsigned PY_LONG_LONG)digits[0]));
+            if (!is_positive) lla *= -1;
+            goto calculate_long_long;
+        } else
+        if (size == 3 && 8 * sizeof(long) - 1 > 3 * PyLong_SHIFT) {
+            a = (long) (((((((unsigned long)digits[2]) << PyLong_SHIFT) | (unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0]));
+            if (!is_positive) a *= -1;
+            goto calculate_long;
+        } else if (size == 3 && 8 * sizeof(PY_LONG_LONG) - 1 > 3 * PyLong_SHIFT) {
+            lla = (PY_LONG_LONG) (((((((unsigned PY_LONG_LONG)digits[2]) << PyLong_SHIFT) | (unsigned PY_LONG_LONG)digits[1]) << PyLong_SHIFT) | (unsigned PY_LONG_LONG)digits[0]));
+            if (!is_positive) lla *= -1;
+            goto calculate_long_long;
+        } else
+        if (size == 4 && 8 * sizeof(long) - 1 > 4 * PyLong_SHIFT) {
+            a = (long) (((((((((unsigned long)digits[3]) << PyLong_SHIFT) | (unsigned long)digits[2]) << PyLong_SHIFT) | (unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0]));
+            if (!is_positive) a *= -1;
+            goto calculate_long;
+        } else if (size == 4 && 8 * sizeof(PY_LONG_LONG) - 1 > 4 * PyLong_SHIFT) {
+            lla = (PY_LONG_LONG) (((((((((unsigned PY_LONG_LONG)digits[3]) << PyLong_SHIFT) | (unsigned PY_LONG_LONG)digits[2]) << PyLong_SHIFT) | (unsigned PY_LONG_LONG)digits[1]) << PyLong_SHIFT) | (unsigned PY_LONG_LONG)digits[0]));
+            if (!is_positive) lla *= -1;
+            goto calculate_long_long;
+        } else
+        {}
+        return PyLong_Type.tp_as_number->nb_subtract(op1, op2);
+    }
+    calculate_long:
+        {
+            long x;
+            x = a - b;
+            return PyLong_FromLong(x);
+        }
+    calculate_long_long:
+        {
+            PY_LONG_LONG llx;
+            llx = lla - llb;
+            return PyLong_FromLongLong(llx);
+        }
+    
+}
+#endif
+static PyObject* __Pyx_Float___Pyx_PyLong_SubtractObjC(PyObject *float_val, long intval, int zerodivision_check) {
+    CYTHON_UNUSED_VAR(zerodivision_check);
+    const long b = intval;
+    double a = __Pyx_PyFloat_AS_DOUBLE(float_val);
+        double result;
+        
+        result = ((double)a) - (double)b;
+        return PyFloat_FromDouble(result);
+}
+static CYTHON_INLINE PyObject* __Pyx_PyLong_SubtractObjC(PyObject *op1, PyObject *op2, long intval, int inplace, int zerodivision_check) {
+    CYTHON_MAYBE_UNUSED_VAR(intval);
+    CYTHON_UNUSED_VAR(zerodivision_check);
+    #if CYTHON_USE_PYLONG_INTERNALS
+    if (likely(PyLong_CheckExact(op1))) {
+        return __Pyx_Unpacked___Pyx_PyLong_SubtractObjC(op1, op2, intval, inplace, zerodivision_check);
+    }
+    #endif
+    if (PyFloat_CheckExact(op1)) {
+        return __Pyx_Float___Pyx_PyLong_SubtractObjC(op1, intval, zerodivision_check);
+    }
+    return __Pyx_Fallback___Pyx_PyLong_SubtractObjC(op1, op2, inplace);
+}
+#endif
+
+/* SliceTupleAndList */
+#if CYTHON_COMPILING_IN_CPYTHON
+static CYTHON_INLINE void __Pyx_crop_slice(Py_ssize_t* _start, Py_ssize_t* _stop, Py_ssize_t* _length) {
+    Py_ssize_t start = *_start, stop = *_stop, length = *_length;
+    if (start < 0) {
+        start += length;
+        if (start < 0)
+            start = 0;
+    }
+    if (stop < 0)
+        stop += length;
+    else if (stop > length)
+        stop = length;
+    *_length = stop - start;
+    *_start = start;
+    *_stop = stop;
+}
+static CYTHON_INLINE PyObject* __Pyx_PyTuple_GetSlice(
+            PyObject* src, Py_ssize_t start, Py_ssize_t stop) {
+    Py_ssize_t length = PyTuple_GET_SIZE(src);
+    __Pyx_crop_slice(&start, &stop, &length);
+    return __Pyx_PyTuple_FromArray(((PyTupleObject*)src)->ob_item + start, length);
+}
+static CYTHON_INLINE PyObject* __Pyx_PyList_GetSlice_locked(
+            PyObject* src, Py_ssize_t start, Py_ssize_t stop) {
+    Py_ssize_t length = PyList_GET_SIZE(src);
+    __Pyx_crop_slice(&start, &stop, &length);
+    if (length <= 0) {
+        return PyList_New(0);
+    }
+    return __Pyx_PyList_FromArray(((PyListObject*)src)->ob_item + start, length);
+}
+static CYTHON_INLINE PyObject* __Pyx_PyList_GetSlice(
+            PyObject* src, Py_ssize_t start, Py_ssize_t stop) {
+    PyObject *result;
+    __Pyx_BEGIN_CRITICAL_SECTION(src);
+    result = __Pyx_PyList_GetSlice_locked(src, start, stop);
+    __Pyx_END_CRITICAL_SECTION();
+    return result;
+}
+#endif // CYTHON_COMPILING_IN_CPYTHON
+
+/* PyObjectCompare */
+#ifndef __Pyx_DEFINED_PyObject_CompareStrStrBoolLe
+#define __Pyx_DEFINED_PyObject_CompareStrStrBoolLe
+static CYTHON_INLINE int __Pyx_PyObject_CompareStrStrBoolLe(PyObject* s1, PyObject* s2) {
+    int result = PyUnicode_Compare(s1, s2);
+    if (unlikely((result == -1) && PyErr_Occurred())) return -1;
+    if (result <= 0) goto __pyx_return_true; else goto __pyx_return_false;
+__pyx_return_true:
+    return 1;
+__pyx_return_false:
+    return 0;
+}
+#endif
+#if !(CYTHON_COMPILING_IN_PYPY || CYTHON_COMPILING_IN_GRAAL)
+#ifndef __Pyx_DEFINED_PyObject_ComparePyBytesPyBytesBoolLe
+#define __Pyx_DEFINED_PyObject_ComparePyBytesPyBytesBoolLe
+static CYTHON_INLINE int __Pyx_PyObject_ComparePyBytesPyBytesBoolLe(PyObject* s1, PyObject* s2) {
+    Py_ssize_t cmp;
+    Py_ssize_t length1, length2, short_length;
+    #if CYTHON_ASSUME_SAFE_SIZE && CYTHON_ASSUME_SAFE_MACROS
+    const char *ps1, *ps2;
+    length1 = __Pyx_PyBytes_GET_SIZE(s1);
+    length2 = __Pyx_PyBytes_GET_SIZE(s2);
+    short_length = (length1 < length2) ? length1 : length2;
+    if (short_length == 0) {
+        if (length1 == 0) goto __pyx_return_true; else goto __pyx_return_false;
+    }
+    ps1 = PyBytes_AS_STRING(s1);
+    ps2 = PyBytes_AS_STRING(s2);
+    #else
+    char *ps1, *ps2;
+    if (unlikely(PyBytes_AsStringAndSize(s1, &ps1, &length1) == -1)) return -1;
+    if (unlikely(PyBytes_AsStringAndSize(s2, &ps2, &length2) == -1)) return -1;
+    short_length = (length1 < length2) ? length1 : length2;
+    if (short_length == 0) {
+        if (length1 == 0) goto __pyx_return_true; else goto __pyx_return_false;
+    }
+    #endif
+    cmp = (Py_ssize_t) ((const unsigned char*) ps1)[0] - (Py_ssize_t) ((const unsigned char*) ps2)[0];
+    if (cmp == 0 && short_length > 1) {
+        cmp = memcmp(ps1, ps2, (size_t)short_length);
+    }
+    if (cmp == 0) cmp = (length1 - length2);
+    if (cmp <= 0) goto __pyx_return_true; else goto __pyx_return_false;
+__pyx_return_true:
+    return 1;
+__pyx_return_false:
+    return 0;
+}
+#endif
+#endif
+#if !(CYTHON_COMPILING_IN_PYPY || CYTHON_COMPILING_IN_GRAAL)
+#ifndef __Pyx_DEFINED_PyObject_ComparePyBytesPyByteArrayBoolLe
+#define __Pyx_DEFINED_PyObject_ComparePyBytesPyByteArrayBoolLe
+static CYTHON_INLINE int __Pyx_PyObject_ComparePyBytesPyByteArrayBoolLe(PyObject* s1, PyObject* s2) {
+    Py_ssize_t cmp;
+    Py_ssize_t length1, length2, short_length;
+    #if CYTHON_ASSUME_SAFE_SIZE && CYTHON_ASSUME_SAFE_MACROS
+    const char *ps1, *ps2;
+    length1 = __Pyx_PyBytes_GET_SIZE(s1);
+    length2 = __Pyx_PyByteArray_GET_SIZE(s2);
+    short_length = (length1 < length2) ? length1 : length2;
+    if (short_length == 0) {
+        if (length1 == 0) goto __pyx_return_true; else goto __pyx_return_false;
+    }
+    ps1 = PyBytes_AS_STRING(s1);
+    ps2 = PyByteArray_AS_STRING(s2);
+    #else
+    char *ps1, *ps2;
+    if (unlikely(PyBytes_AsStringAndSize(s1, &ps1, &length1) == -1)) return -1;
+    ps2 = __Pyx_PyByteArray_AsString(s2); if (unlikely(!ps2)) return -1;
+    length2 = __Pyx_PyByteArray_GET_SIZE(s2); if (unlikely(length2 == -1)) return -1;
+    short_length = (length1 < length2) ? length1 : length2;
+    if (short_length == 0) {
+        if (length1 == 0) goto __pyx_return_true; else goto __pyx_return_false;
+    }
+    #endif
+    cmp = (Py_ssize_t) ((const unsigned char*) ps1)[0] - (Py_ssize_t) ((const unsigned char*) ps2)[0];
+    if (cmp == 0 && short_length > 1) {
+        cmp = memcmp(ps1, ps2, (size_t)short_length);
+    }
+    if (cmp == 0) cmp = (length1 - length2);
+    if (cmp <= 0) goto __pyx_return_true; else goto __pyx_return_false;
+__pyx_return_true:
+    return 1;
+__pyx_return_false:
+    return 0;
+}
+#endif
+#endif
+#if !(CYTHON_COMPILING_IN_PYPY || CYTHON_COMPILING_IN_GRAAL)
+#ifndef __Pyx_DEFINED_PyObject_ComparePyByteArrayPyBytesBoolLe
+#define __Pyx_DEFINED_PyObject_ComparePyByteArrayPyBytesBoolLe
+static CYTHON_INLINE int __Pyx_PyObject_ComparePyByteArrayPyBytesBoolLe(PyObject* s1, PyObject* s2) {
+    Py_ssize_t cmp;
+    Py_ssize_t length1, length2, short_length;
+    #if CYTHON_ASSUME_SAFE_SIZE && CYTHON_ASSUME_SAFE_MACROS
+    const char *ps1, *ps2;
+    length1 = __Pyx_PyByteArray_GET_SIZE(s1);
+    length2 = __Pyx_PyBytes_GET_SIZE(s2);
+    short_length = (length1 < length2) ? length1 : length2;
+    if (short_length == 0) {
+        if (length1 == 0) goto __pyx_return_true; else goto __pyx_return_false;
+    }
+    ps1 = PyByteArray_AS_STRING(s1);
+    ps2 = PyBytes_AS_STRING(s2);
+    #else
+    char *ps1, *ps2;
+    ps1 = __Pyx_PyByteArray_AsString(s1); if (unlikely(!ps1)) return -1;
+    length1 = __Pyx_PyByteArray_GET_SIZE(s1); if (unlikely(length1 == -1)) return -1;
+    if (unlikely(PyBytes_AsStringAndSize(s2, &ps2, &length2) == -1)) return -1;
+    short_length = (length1 < length2) ? length1 : length2;
+    if (short_length == 0) {
+        if (length1 == 0) goto __pyx_return_true; else goto __pyx_return_false;
+    }
+    #endif
+    cmp = (Py_ssize_t) ((const unsigned char*) ps1)[0] - (Py_ssize_t) ((const unsigned char*) ps2)[0];
+    if (cmp == 0 && short_length > 1) {
+        cmp = memcmp(ps1, ps2, (size_t)short_length);
+    }
+    if (cmp == 0) cmp = (length1 - length2);
+    if (cmp <= 0) goto __pyx_return_true; else goto __pyx_return_false;
+__pyx_return_true:
+    return 1;
+__pyx_return_false:
+    return 0;
+}
+#endif
+#endif
+#if !(CYTHON_COMPILING_IN_PYPY || CYTHON_COMPILING_IN_GRAAL)
+#ifndef __Pyx_DEFINED_PyObject_ComparePyByteArrayPyByteArrayBoolLe
+#define __Pyx_DEFINED_PyObject_ComparePyByteArrayPyByteArrayBoolLe
+static CYTHON_INLINE int __Pyx_PyObject_ComparePyByteArrayPyByteArrayBoolLe(PyObject* s1, PyObject* s2) {
+    Py_ssize_t cmp;
+    Py_ssize_t length1, length2, short_length;
+    #if CYTHON_ASSUME_SAFE_SIZE && CYTHON_ASSUME_SAFE_MACROS
+    const char *ps1, *ps2;
+    length1 = __Pyx_PyByteArray_GET_SIZE(s1);
+    length2 = __Pyx_PyByteArray_GET_SIZE(s2);
+    short_length = (length1 < length2) ? length1 : length2;
+    if (short_length == 0) {
+        if (length1 == 0) goto __pyx_return_true; else goto __pyx_return_false;
+    }
+    ps1 = PyByteArray_AS_STRING(s1);
+    ps2 = PyByteArray_AS_STRING(s2);
+    #else
+    char *ps1, *ps2;
+    ps1 = __Pyx_PyByteArray_AsString(s1); if (unlikely(!ps1)) return -1;
+    length1 = __Pyx_PyByteArray_GET_SIZE(s1); if (unlikely(length1 == -1)) return -1;
+    ps2 = __Pyx_PyByteArray_AsString(s2); if (unlikely(!ps2)) return -1;
+    length2 = __Pyx_PyByteArray_GET_SIZE(s2); if (unlikely(length2 == -1)) return -1;
+    short_length = (length1 < length2) ? length1 : length2;
+    if (short_length == 0) {
+        if (length1 == 0) goto __pyx_return_true; else goto __pyx_return_false;
+    }
+    #endif
+    cmp = (Py_ssize_t) ((const unsigned char*) ps1)[0] - (Py_ssize_t) ((const unsigned char*) ps2)[0];
+    if (cmp == 0 && short_length > 1) {
+        cmp = memcmp(ps1, ps2, (size_t)short_length);
+    }
+    if (cmp == 0) cmp = (length1 - length2);
+    if (cmp <= 0) goto __pyx_return_true; else goto __pyx_return_false;
+__pyx_return_true:
+    return 1;
+__pyx_return_false:
+    return 0;
+}
+#endif
+#endif
+#ifndef __Pyx_DEFINED_PyObject_CompareFloatIntBoolLe
+#define __Pyx_DEFINED_PyObject_CompareFloatIntBoolLe
+static int __Pyx_PyObject_CompareFloatIntBoolLe(PyObject *op1, PyObject *op2) {
+    double float_op1 = __Pyx_PyFloat_AS_DOUBLE(op1);
+    #if !CYTHON_ASSUME_SAFE_MACROS
+    if (unlikely(float_op1 == -1. && PyErr_Occurred())) return -1;
+    #endif
+    #if CYTHON_USE_PYLONG_INTERNALS
+    if (__Pyx_PyLong_IsCompact(op2)) {
+        Py_ssize_t iop2 = __Pyx_PyLong_CompactValue(op2);
+        if (float_op1 <= ((double)iop2)) goto __pyx_return_true; else goto __pyx_return_false;
+    }
+    if (unlikely(!__Pyx_isfinite(float_op1))) {
+        if (float_op1 <= 0.0) goto __pyx_return_true; else goto __pyx_return_false;
+    } else {
+        int sign2 = __Pyx_PyLong_Sign(op2);
+        if (float_op1 >= 0.) {
+            if (sign2 < 0) goto __pyx_return_false;
+            if (float_op1 < (double) (1L << PyLong_SHIFT)) goto __pyx_return_true;
+        } else {
+            if (sign2 > 0) goto __pyx_return_true;
+            if (float_op1 > -(double) (1L << PyLong_SHIFT)) goto __pyx_return_false;
+        }
+    }
+    #else
+    if (unlikely(!__Pyx_isfinite(float_op1))) {
+        if (float_op1 <= 0.0) goto __pyx_return_true; else goto __pyx_return_false;
+    } else {
+        int overflow2;
+        long iop2 = PyLong_AsLongAndOverflow(op2, &overflow2);
+        if (likely(!overflow2)) {
+            if ((long long) iop2 >= (1LL << 53)) {
+                overflow2 = 1;
+            } else if ((long long) iop2 <= - (1LL << 53)) {
+                overflow2 = -1;
+            } else {
+                if (float_op1 <= ((double) iop2)) goto __pyx_return_true; else goto __pyx_return_false;
+            }
+        }
+        if (overflow2 > 0) {
+            if (float_op1 < ((double) (1LL << 53))) goto __pyx_return_true;
+        } else {
+            if (float_op1 > - ((double) (1LL << 53))) goto __pyx_return_false;
+        }
+    }
+    #endif
+    return __Pyx_PyObject_RichCompareBool(op1, op2, Py_LE);
+__pyx_return_true:
+    return 1;
+__pyx_return_false:
+    return 0;
+}
+#endif
+#ifndef __Pyx_DEFINED_PyObject_CompareIntFloatBoolLe
+#define __Pyx_DEFINED_PyObject_CompareIntFloatBoolLe
+static int __Pyx_PyObject_CompareIntFloatBoolLe(PyObject *op1, PyObject *op2) {
+    double float_op2 = __Pyx_PyFloat_AS_DOUBLE(op2);
+    #if !CYTHON_ASSUME_SAFE_MACROS
+    if (unlikely(float_op2 == -1. && PyErr_Occurred())) return -1;
+    #endif
+    #if CYTHON_USE_PYLONG_INTERNALS
+    if (__Pyx_PyLong_IsCompact(op1)) {
+        Py_ssize_t iop1 = __Pyx_PyLong_CompactValue(op1);
+        if (((double)iop1) <= float_op2) goto __pyx_return_true; else goto __pyx_return_false;
+    }
+    if (unlikely(!__Pyx_isfinite(float_op2))) {
+        if (0.0 <= float_op2) goto __pyx_return_true; else goto __pyx_return_false;
+    } else {
+        int sign1 = __Pyx_PyLong_Sign(op1);
+        if (float_op2 >= 0.) {
+            if (sign1 < 0) goto __pyx_return_true;
+            if (float_op2 < (double) (1L << PyLong_SHIFT)) goto __pyx_return_false;
+        } else {
+            if (sign1 > 0) goto __pyx_return_false;
+            if (float_op2 > -(double) (1L << PyLong_SHIFT)) goto __pyx_return_true;
+        }
+    }
+    #else
+    if (unlikely(!__Pyx_isfinite(float_op2))) {
+        if (0.0 <= float_op2) goto __pyx_return_true; else goto __pyx_return_false;
+    } else {
+        int overflow1;
+        long iop1 = PyLong_AsLongAndOverflow(op1, &overflow1);
+        if (likely(!overflow1)) {
+            if ((long long) iop1 >= (1LL << 53)) {
+                overflow1 = 1;
+            } else if ((long long) iop1 <= - (1LL << 53)) {
+                overflow1 = -1;
+            } else {
+                if (((double) iop1) <= float_op2) goto __pyx_return_true; else goto __pyx_return_false;
+            }
+        }
+        if (overflow1 < 0) {
+            if (float_op2 > ((double) (1LL << 53))) goto __pyx_return_true;
+        } else {
+            if (float_op2 < - ((double) (1LL << 53))) goto __pyx_return_false;
+        }
+    }
+    #endif
+    return __Pyx_PyObject_RichCompareBool(op1, op2, Py_LE);
+__pyx_return_true:
+    return 1;
+__pyx_return_false:
+    return 0;
+}
+#endif
+#if CYTHON_USE_PYLONG_INTERNALS
+#ifndef __Pyx_DEFINED_PyObject_CompareIntIntBoolLe
+#define __Pyx_DEFINED_PyObject_CompareIntIntBoolLe
+static int __Pyx_PyObject_CompareIntIntBoolLe(PyObject *op1, PyObject *op2) {
+    Py_ssize_t cmp = __Pyx_PyLong_CompareSignAndSize(op1, op2);
+    if (cmp == 0) {
+        Py_ssize_t size = __Pyx_PyLong_DigitCount(op1);
+        if (size > 0) {
+            const digit* digits1 = __Pyx_PyLong_Digits(op1);
+            const digit* digits2 = __Pyx_PyLong_Digits(op2);
+            if (size == 1) {
+                cmp = (Py_ssize_t) digits1[0] - (Py_ssize_t) digits2[0];
+            } else if ((size == 2) && (8 * sizeof(Py_ssize_t) >= 2 * PyLong_SHIFT)) {
+                cmp = (Py_ssize_t) (((((size_t)digits1[1]) << PyLong_SHIFT) | (size_t)digits1[0])) - (Py_ssize_t) (((((size_t)digits2[1]) << PyLong_SHIFT) | (size_t)digits2[0]));
+            } else {
+                for (Py_ssize_t i=size-1; i >= 0 && !cmp; --i) {
+                    cmp = (Py_ssize_t) digits1[i] - (Py_ssize_t) digits2[i];
+                }
+            }
+        }
+        if (cmp == 0) return 1;
+        if (__Pyx_PyLong_IsNeg(op1)) cmp = -cmp;
+    }
+    return (cmp <= 0);
+}
+#endif
+#ifndef __Pyx_DEFINED_PyObject_CompareIntIntBoolLe
+#define __Pyx_DEFINED_PyObject_CompareIntIntBoolLe
+static CYTHON_INLINE PyObject* __Pyx_PyObject_CompareIntIntLe(PyObject *op1, PyObject *op2) {
+    int result = __Pyx_PyObject_CompareIntIntBoolLe(op1, op2);
+    if (unlikely(result == -1)) return NULL;
+    return __Pyx_NewRef(result ? Py_True : Py_False);
+}
+#endif
+#else
+#ifndef __Pyx_DEFINED_PyObject_CompareIntIntBoolLe
+#define __Pyx_DEFINED_PyObject_CompareIntIntBoolLe
+static int __Pyx_PyObject_CompareIntIntBoolLe(PyObject *op1, PyObject *op2) {
+    int overflow1, overflow2;
+    long long iop1 = PyLong_AsLongLongAndOverflow(op1, &overflow1);
+    long long iop2 = PyLong_AsLongLongAndOverflow(op2, &overflow2);
+    if (likely(!(overflow1 | overflow2))) {
+        if (iop1 <= iop2) goto __pyx_return_true; else goto __pyx_return_false;
+    } else if (overflow1 != overflow2) {
+        if (overflow1 <= overflow2) goto __pyx_return_true; else goto __pyx_return_false;
+    } else {
+        return __Pyx_PyObject_RichCompareBool(op1, op2, Py_LE);
+    }
+__pyx_return_true:
+    return 1;
+__pyx_return_false:
+    return 0;
+}
+#endif
+#endif
+static CYTHON_INLINE int __Pyx_PyObject_CompareBoolLe_object_object(PyObject *op1, PyObject *op2, int pyop) {
+    CYTHON_UNUSED_VAR(pyop);
+    if (PyFloat_CheckExact(op1)) {
+        if (PyFloat_CheckExact(op2)) {
+            double float_op1 = __Pyx_PyFloat_AS_DOUBLE(op1);
+            #if !CYTHON_ASSUME_SAFE_MACROS
+            if (unlikely(float_op1 == -1. && PyErr_Occurred())) return -1;
+            #endif
+            double float_op2 = __Pyx_PyFloat_AS_DOUBLE(op2);
+            #if !CYTHON_ASSUME_SAFE_MACROS
+            if (unlikely(float_op2 == -1. && PyErr_Occurred())) return -1;
+            #endif
+            if (float_op1 <= float_op2) goto __pyx_return_true; else goto __pyx_return_false;
+        }
+        if (PyLong_CheckExact(op2)) {
+            return __Pyx_PyObject_CompareFloatIntBoolLe(op1, op2);
+        }
+        goto __pyx_richcmp;
+    }
+    if (PyLong_CheckExact(op1)) {
+        if (op1 == op2) goto __pyx_return_true;
+        if (PyLong_CheckExact(op2)) {
+            return __Pyx_PyObject_CompareIntIntBoolLe(op1, op2);
+        }
+        if (PyFloat_CheckExact(op2)) {
+            return __Pyx_PyObject_CompareIntFloatBoolLe(op1, op2);
+        }
+        goto __pyx_richcmp;
+    }
+    
+    if (PyUnicode_CheckExact(op1)) {
+        if (op1 == op2) goto __pyx_return_true;
+        if (PyUnicode_CheckExact(op2)) {
+            return __Pyx_PyObject_CompareStrStrBoolLe(op1, op2);
+        }
+        goto __pyx_richcmp;
+    }
+    
+    #if !(CYTHON_COMPILING_IN_PYPY || CYTHON_COMPILING_IN_GRAAL)
+    if (PyBytes_CheckExact(op1)) {
+        if (op1 == op2) goto __pyx_return_true;
+        if (PyBytes_CheckExact(op2)) {
+            return __Pyx_PyObject_ComparePyBytesPyBytesBoolLe(op1, op2);
+        }
+        if (PyByteArray_CheckExact(op2)) {
+            return __Pyx_PyObject_ComparePyBytesPyByteArrayBoolLe(op1, op2);
+        }
+        goto __pyx_richcmp;
+    }
+    #endif
+    #if !(CYTHON_COMPILING_IN_PYPY || CYTHON_COMPILING_IN_GRAAL)
+    if (PyByteArray_CheckExact(op1)) {
+        if (op1 == op2) goto __pyx_return_true;
+        if (PyByteArray_CheckExact(op2)) {
+            return __Pyx_PyObject_ComparePyByteArrayPyByteArrayBoolLe(op1, op2);
+        }
+        if (PyBytes_CheckExact(op2)) {
+            return __Pyx_PyObject_ComparePyByteArrayPyBytesBoolLe(op1, op2);
+        }
+        goto __pyx_richcmp;
+    }
+    #endif
+    if ((0)) goto __pyx_richcmp;
+    if ((0)) goto __pyx_return_true;
+    if ((0)) goto __pyx_return_false;
+__pyx_richcmp:
+    return __Pyx_PyObject_RichCompareBool(op1, op2, Py_LE);
+__pyx_return_true:
+    return 1;
+__pyx_return_false:
+    return 0;
+}
+
+/* PyNumberBinop */
+#if !(CYTHON_COMPILING_IN_PYPY || CYTHON_COMPILING_IN_GRAAL || CYTHON_COMPILING_IN_LIMITED_API)
+#if CYTHON_USE_TYPE_SLOTS || __PYX_LIMITED_VERSION_HEX >= 0x030A0000
+#ifndef __Pyx_DEFINED_BinopTypeError
+#define __Pyx_DEFINED_BinopTypeError
+static void __Pyx_BinopTypeError(PyObject *op1, PyObject *op2, const char* op, int inplace) {
+    char opname[4] = {op[0], op[1], 0, 0};
+    if (inplace) {
+        opname[op[1] ? 2 : 1] = '=';
+    }
+    __Pyx_RaiseErrorWithObjectTypes1(
+        PyExc_TypeError,
+        "unsupported operand type(s) for %.3s: '" __Pyx_FMT_TYPENAME "' and '" __Pyx_FMT_TYPENAME "'",
+        opname, op1, op2);
+}
+#endif
+#endif
+#ifndef __Pyx_DEFINED_PyNumber_Subtract_xfloat_object
+#define __Pyx_DEFINED_PyNumber_Subtract_xfloat_object
+static PyObject* __Pyx_PyNumber_Subtract_xfloat_object(PyObject *op1, PyObject *op2, int inplace) {
+    if (PyLong_CheckExact(op2)) {
+        double int_op2;
+        #if CYTHON_USE_PYLONG_INTERNALS
+        if (__Pyx_PyLong_IsCompact(op2)) {
+            Py_ssize_t compact_op2 = __Pyx_PyLong_CompactValue(op2);
+            if (compact_op2 == 0) return __Pyx_NewRef(op1);
+            int_op2 = (double) compact_op2;
+        } else
+        #endif
+        {
+            int_op2 = PyLong_AsDouble(op2);
+            if (unlikely((int_op2 == -1.) && PyErr_Occurred())) return NULL;
+            #if !CYTHON_USE_PYLONG_INTERNALS
+            if (int_op2 == 0.) return __Pyx_NewRef(op1);
+            #endif
+        }
+        double float_op1 = __Pyx_PyFloat_AS_DOUBLE(op1);
+        #if !CYTHON_ASSUME_SAFE_MACROS
+        if (unlikely((float_op1 == -1.) && PyErr_Occurred())) return NULL;
+        #endif
+        return PyFloat_FromDouble(float_op1 - int_op2);
+    }
+    if (PyLong_Check(op2)) {
+        binaryfunc slot_func = __Pyx_PyType_GetSubSlot(&PyFloat_Type, tp_as_number, nb_subtract, binaryfunc);
+        if (likely(slot_func)) {
+            return slot_func(op1, op2);
+        }
+    }
+    #if CYTHON_USE_TYPE_SLOTS || __PYX_LIMITED_VERSION_HEX >= 0x030A0000
+    {
+        PyTypeObject *type_op2 = Py_TYPE(op2);
+        binaryfunc slot_func = __Pyx_PyType_GetSubSlot(type_op2, tp_as_number, nb_subtract, binaryfunc);
+        if (likely(slot_func)) {
+            PyObject *result = slot_func(op1, op2);
+            if (likely(result != Py_NotImplemented)) {
+                return result;
+            }
+            Py_DECREF(result);
+        }
+        __Pyx_BinopTypeError(op1, op2, "-", inplace);
+        return NULL;
+    }
+    #else
+    return (inplace) ? PyNumber_InPlaceSubtract(op1, op2) : PyNumber_Subtract(op1, op2);
+    #endif
+}
+#endif
+#ifndef __Pyx_DEFINED_PyNumber_Subtract_xint_object
+#define __Pyx_DEFINED_PyNumber_Subtract_xint_object
+static PyObject* __Pyx_PyNumber_Subtract_xint_object(PyObject *op1, PyObject *op2, int inplace) {
+    if (PyFloat_CheckExact(op2)) {
+        double int_op1;
+        #if CYTHON_USE_PYLONG_INTERNALS
+        if (__Pyx_PyLong_IsCompact(op1)) {
+            Py_ssize_t compact_op1 = __Pyx_PyLong_CompactValue(op1);
+            int_op1 = (double) compact_op1;
+        } else
+        #endif
+        {
+            int_op1 = PyLong_AsDouble(op1);
+            if (unlikely((int_op1 == -1.) && PyErr_Occurred())) return NULL;
+        }
+        double float_op2 = __Pyx_PyFloat_AS_DOUBLE(op2);
+        #if !CYTHON_ASSUME_SAFE_MACROS
+        if (unlikely((float_op2 == -1.) && PyErr_Occurred())) return NULL;
+        #endif
+        return PyFloat_FromDouble(int_op1 - float_op2);
+    }
+    #if CYTHON_USE_TYPE_SLOTS || __PYX_LIMITED_VERSION_HEX >= 0x030A0000
+    {
+        PyTypeObject *type_op2 = Py_TYPE(op2);
+        binaryfunc slot_func = __Pyx_PyType_GetSubSlot(type_op2, tp_as_number, nb_subtract, binaryfunc);
+        if (likely(slot_func)) {
+            PyObject *result = slot_func(op1, op2);
+            if (likely(result != Py_NotImplemented)) {
+                return result;
+            }
+            Py_DECREF(result);
+        }
+        __Pyx_BinopTypeError(op1, op2, "-", inplace);
+        return NULL;
+    }
+    #else
+    return (inplace) ? PyNumber_InPlaceSubtract(op1, op2) : PyNumber_Subtract(op1, op2);
+    #endif
+}
+#endif
+static CYTHON_INLINE PyObject* __Pyx__PyNumber_Subtract_object_object(PyObject *op1, PyObject *op2, int inplace) {
+    if (PyFloat_CheckExact(op1)) {
+        if (PyFloat_CheckExact(op2)) {
+            double float_op2 = __Pyx_PyFloat_AS_DOUBLE(op2);
+            #if !CYTHON_ASSUME_SAFE_MACROS
+            if (unlikely((float_op2 == -1.) && PyErr_Occurred())) return NULL;
+            #endif
+            double float_op1 = __Pyx_PyFloat_AS_DOUBLE(op1);
+            #if !CYTHON_ASSUME_SAFE_MACROS
+            if (unlikely((float_op1 == -1.) && PyErr_Occurred())) return NULL;
+            #endif
+            return PyFloat_FromDouble(float_op1 - float_op2);
+        }
+        return __Pyx_PyNumber_Subtract_xfloat_object(op1, op2, inplace);
+    }
+    if (PyLong_CheckExact(op1)) {
+        if (PyLong_CheckExact(op2)) {
+            #if CYTHON_USE_PYLONG_INTERNALS
+            if (__Pyx_PyLong_IsCompact(op1)) {
+                Py_ssize_t int_op1 = __Pyx_PyLong_CompactValue(op1);
+                if (__Pyx_PyLong_IsCompact(op2)) {
+                    Py_ssize_t int_op2 = __Pyx_PyLong_CompactValue(op2);
+                    if (int_op2 == 0) return __Pyx_NewRef(op1);
+                    return PyLong_FromSsize_t(int_op1 - int_op2);
+                }
+            }
+            else if (__Pyx_PyLong_IsZero(op2)) return __Pyx_NewRef(op1);
+            #endif
+            binaryfunc slot_func = __Pyx_PyType_GetSubSlot(&PyLong_Type, tp_as_number, nb_subtract, binaryfunc);
+            if (likely(slot_func)) {
+                return slot_func(op1, op2);
+            }
+        }
+        return __Pyx_PyNumber_Subtract_xint_object(op1, op2, inplace);
+    }
+    return (inplace) ? PyNumber_InPlaceSubtract(op1, op2) : PyNumber_Subtract(op1, op2);
+}
+#endif
+
+/* PyObjectCompare */
+#ifndef __Pyx_DEFINED_PyObject_CompareFloatIntBoolNe
+#define __Pyx_DEFINED_PyObject_CompareFloatIntBoolNe
+static int __Pyx_PyObject_CompareFloatIntBoolNe(PyObject *op1, PyObject *op2) {
+    double float_op1 = __Pyx_PyFloat_AS_DOUBLE(op1);
+    #if !CYTHON_ASSUME_SAFE_MACROS
+    if (unlikely(float_op1 == -1. && PyErr_Occurred())) return -1;
+    #endif
+    #if CYTHON_USE_PYLONG_INTERNALS
+    if (__Pyx_PyLong_IsCompact(op2)) {
+        Py_ssize_t iop2 = __Pyx_PyLong_CompactValue(op2);
+        if (float_op1 != ((double)iop2)) goto __pyx_return_true; else goto __pyx_return_false;
+    }
+    if (unlikely(!__Pyx_isfinite(float_op1))) {
+        if (float_op1 != 0.0) goto __pyx_return_true; else goto __pyx_return_false;
+    } else {
+        int sign2 = __Pyx_PyLong_Sign(op2);
+        if (float_op1 >= 0.) {
+            if (sign2 < 0) goto __pyx_return_true;
+            if (float_op1 < (double) (1L << PyLong_SHIFT)) goto __pyx_return_true;
+        } else {
+            if (sign2 > 0) goto __pyx_return_true;
+            if (float_op1 > -(double) (1L << PyLong_SHIFT)) goto __pyx_return_true;
+        }
+    }
+    #else
+    if (unlikely(!__Pyx_isfinite(float_op1))) {
+        if (float_op1 != 0.0) goto __pyx_return_true; else goto __pyx_return_false;
+    } else {
+        int overflow2;
+        long iop2 = PyLong_AsLongAndOverflow(op2, &overflow2);
+        if (likely(!overflow2)) {
+            if ((long long) iop2 >= (1LL << 53)) {
+                overflow2 = 1;
+            } else if ((long long) iop2 <= - (1LL << 53)) {
+                overflow2 = -1;
+            } else {
+                if (float_op1 != ((double) iop2)) goto __pyx_return_true; else goto __pyx_return_false;
+            }
+        }
+        if (overflow2 > 0) {
+            if (float_op1 < ((double) (1LL << 53))) goto __pyx_return_true;
+        } else {
+            if (float_op1 > - ((double) (1LL << 53))) goto __pyx_return_true;
+        }
+    }
+    #endif
+    return __Pyx_PyObject_RichCompareBool(op1, op2, Py_NE);
+__pyx_return_true:
+    return 1;
+__pyx_return_false:
+    return 0;
+}
+#endif
+#if CYTHON_USE_PYLONG_INTERNALS
+#ifndef __Pyx_DEFINED_PyObject_CompareIntIntBoolNe
+#define __Pyx_DEFINED_PyObject_CompareIntIntBoolNe
+static int __Pyx_PyObject_CompareIntIntBoolNe(PyObject *op1, PyObject *op2) {
+    Py_ssize_t cmp = __Pyx_PyLong_CompareSignAndSize(op1, op2);
+    if (cmp == 0) {
+        Py_ssize_t size = __Pyx_PyLong_DigitCount(op1);
+        if (size > 0) {
+            const digit* digits1 = __Pyx_PyLong_Digits(op1);
+            const digit* digits2 = __Pyx_PyLong_Digits(op2);
+            if (size == 1) {
+                cmp = (Py_ssize_t) digits1[0] - (Py_ssize_t) digits2[0];
+            } else if ((size == 2) && (8 * sizeof(Py_ssize_t) >= 2 * PyLong_SHIFT)) {
+                cmp = (Py_ssize_t) (((((size_t)digits1[1]) << PyLong_SHIFT) | (size_t)digits1[0])) - (Py_ssize_t) (((((size_t)digits2[1]) << PyLong_SHIFT) | (size_t)digits2[0]));
+            } else {
+                for (Py_ssize_t i=size-1; i >= 0 && !cmp; --i) {
+                    cmp = (Py_ssize_t) digits1[i] - (Py_ssize_t) digits2[i];
+                }
+            }
+        }
+        if (cmp == 0) return 0;
+        if (__Pyx_PyLong_IsNeg(op1)) cmp = -cmp;
+    }
+    return 1;
+}
+#endif
+#ifndef __Pyx_DEFINED_PyObject_CompareIntIntBoolNe
+#define __Pyx_DEFINED_PyObject_CompareIntIntBoolNe
+static CYTHON_INLINE PyObject* __Pyx_PyObject_CompareIntIntNe(PyObject *op1, PyObject *op2) {
+    int result = __Pyx_PyObject_CompareIntIntBoolNe(op1, op2);
+    if (unlikely(result == -1)) return NULL;
+    return __Pyx_NewRef(result ? Py_True : Py_False);
+}
+#endif
+#else
+#ifndef __Pyx_DEFINED_PyObject_CompareIntIntBoolNe
+#define __Pyx_DEFINED_PyObject_CompareIntIntBoolNe
+static int __Pyx_PyObject_CompareIntIntBoolNe(PyObject *op1, PyObject *op2) {
+    int overflow1, overflow2;
+    long long iop1 = PyLong_AsLongLongAndOverflow(op1, &overflow1);
+    long long iop2 = PyLong_AsLongLongAndOverflow(op2, &overflow2);
+    if (likely(!(overflow1 | overflow2))) {
+        if (iop1 != iop2) goto __pyx_return_true; else goto __pyx_return_false;
+    } else if (overflow1 != overflow2) {
+        if (overflow1 != overflow2) goto __pyx_return_true; else goto __pyx_return_false;
+    } else {
+        return __Pyx_PyObject_RichCompareBool(op1, op2, Py_NE);
+    }
+__pyx_return_true:
+    return 1;
+__pyx_return_false:
+    return 0;
+}
+#endif
+#endif
+static CYTHON_INLINE int __Pyx_PyObject_CompareBoolNe_object_int(PyObject *op1, PyObject *op2, int pyop) {
+    CYTHON_UNUSED_VAR(pyop);
+    if (unlikely(op2 == Py_None)) {
+        if (op1 == Py_None) goto __pyx_return_false; else goto __pyx_richcmp;
+    }
+    if (op1 == op2) goto __pyx_return_false;
+    if (PyFloat_CheckExact(op1)) {
+        if (likely(op2 != Py_None)) {
+            return __Pyx_PyObject_CompareFloatIntBoolNe(op1, op2);
+        }
+        goto __pyx_richcmp;
+    }
+    if (likely(PyLong_CheckExact(op1))) {
+        if (op1 == op2) goto __pyx_return_false;
+        if (likely(op2 != Py_None)) {
+            return __Pyx_PyObject_CompareIntIntBoolNe(op1, op2);
+        }
+        goto __pyx_richcmp;
+    }
+    if ((0)) goto __pyx_richcmp;
+    if ((0)) goto __pyx_return_true;
+    if ((0)) goto __pyx_return_false;
+__pyx_richcmp:
+    return __Pyx_PyObject_RichCompareBool(op1, op2, Py_NE);
+__pyx_return_true:
+    return 1;
+__pyx_return_false:
+    return 0;
+}
+
+/* PyNumberBinop */
+#if !(CYTHON_COMPILING_IN_PYPY || CYTHON_COMPILING_IN_GRAAL || CYTHON_COMPILING_IN_LIMITED_API)
+#if CYTHON_USE_TYPE_SLOTS || __PYX_LIMITED_VERSION_HEX >= 0x030A0000
+#ifndef __Pyx_DEFINED_BinopTypeError
+#define __Pyx_DEFINED_BinopTypeError
+static void __Pyx_BinopTypeError(PyObject *op1, PyObject *op2, const char* op, int inplace) {
+    char opname[4] = {op[0], op[1], 0, 0};
+    if (inplace) {
+        opname[op[1] ? 2 : 1] = '=';
+    }
+    __Pyx_RaiseErrorWithObjectTypes1(
+        PyExc_TypeError,
+        "unsupported operand type(s) for %.3s: '" __Pyx_FMT_TYPENAME "' and '" __Pyx_FMT_TYPENAME "'",
+        opname, op1, op2);
+}
+#endif
+#endif
+#ifndef __Pyx_DEFINED_PyNumber_Add_xfloat_int
+#define __Pyx_DEFINED_PyNumber_Add_xfloat_int
+static PyObject* __Pyx_PyNumber_Add_xfloat_int(PyObject *op1, PyObject *op2, int inplace) {
+    if (likely(op2 != Py_None)) {
+        double int_op2;
+        #if CYTHON_USE_PYLONG_INTERNALS
+        if (__Pyx_PyLong_IsCompact(op2)) {
+            Py_ssize_t compact_op2 = __Pyx_PyLong_CompactValue(op2);
+            if (compact_op2 == 0) return __Pyx_NewRef(op1);
+            int_op2 = (double) compact_op2;
+        } else
+        #endif
+        {
+            int_op2 = PyLong_AsDouble(op2);
+            if (unlikely((int_op2 == -1.) && PyErr_Occurred())) return NULL;
+            #if !CYTHON_USE_PYLONG_INTERNALS
+            if (int_op2 == 0.) return __Pyx_NewRef(op1);
+            #endif
+        }
+        double float_op1 = __Pyx_PyFloat_AS_DOUBLE(op1);
+        #if !CYTHON_ASSUME_SAFE_MACROS
+        if (unlikely((float_op1 == -1.) && PyErr_Occurred())) return NULL;
+        #endif
+        return PyFloat_FromDouble(float_op1 + int_op2);
+    }
+    #if CYTHON_USE_TYPE_SLOTS || __PYX_LIMITED_VERSION_HEX >= 0x030A0000
+    {
+        PyTypeObject *type_op2 = Py_TYPE(op2);
+        binaryfunc slot_func = __Pyx_PyType_GetSubSlot(type_op2, tp_as_number, nb_add, binaryfunc);
+        if (likely(slot_func)) {
+            PyObject *result = slot_func(op1, op2);
+            if (likely(result != Py_NotImplemented)) {
+                return result;
+            }
+            Py_DECREF(result);
+        }
+        __Pyx_BinopTypeError(op1, op2, "+", inplace);
+        return NULL;
+    }
+    #else
+    return (inplace) ? PyNumber_InPlaceAdd(op1, op2) : PyNumber_Add(op1, op2);
+    #endif
+}
+#endif
+#ifndef __Pyx_DEFINED_PyNumber_Add_xint_int
+#define __Pyx_DEFINED_PyNumber_Add_xint_int
+static PyObject* __Pyx_PyNumber_Add_xint_int(PyObject *op1, PyObject *op2, int inplace) {
+    #if CYTHON_USE_TYPE_SLOTS || __PYX_LIMITED_VERSION_HEX >= 0x030A0000
+    {
+        PyTypeObject *type_op2 = Py_TYPE(op2);
+        binaryfunc slot_func = __Pyx_PyType_GetSubSlot(type_op2, tp_as_number, nb_add, binaryfunc);
+        if (likely(slot_func)) {
+            PyObject *result = slot_func(op1, op2);
+            if (likely(result != Py_NotImplemented)) {
+                return result;
+            }
+            Py_DECREF(result);
+        }
+        __Pyx_BinopTypeError(op1, op2, "+", inplace);
+        return NULL;
+    }
+    #else
+    return (inplace) ? PyNumber_InPlaceAdd(op1, op2) : PyNumber_Add(op1, op2);
+    #endif
+}
+#endif
+static CYTHON_INLINE PyObject* __Pyx__PyNumber_Add_object_int(PyObject *op1, PyObject *op2, int inplace) {
+    if (PyFloat_CheckExact(op1)) {
+        return __Pyx_PyNumber_Add_xfloat_int(op1, op2, inplace);
+    }
+    if (likely(PyLong_CheckExact(op1))) {
+        if (likely(op2 != Py_None)) {
+            #if CYTHON_USE_PYLONG_INTERNALS
+            if (__Pyx_PyLong_IsCompact(op1)) {
+                Py_ssize_t int_op1 = __Pyx_PyLong_CompactValue(op1);
+                if (int_op1 == 0) return __Pyx_NewRef(op2);
+                if (__Pyx_PyLong_IsCompact(op2)) {
+                    Py_ssize_t int_op2 = __Pyx_PyLong_CompactValue(op2);
+                    if (int_op2 == 0) return __Pyx_NewRef(op1);
+                    return PyLong_FromSsize_t(int_op1 + int_op2);
+                }
+            }
+            else if (__Pyx_PyLong_IsZero(op2)) return __Pyx_NewRef(op1);
+            #endif
+            binaryfunc slot_func = __Pyx_PyType_GetSubSlot(&PyLong_Type, tp_as_number, nb_add, binaryfunc);
+            if (likely(slot_func)) {
+                return slot_func(op1, op2);
+            }
+        }
+        return __Pyx_PyNumber_Add_xint_int(op1, op2, inplace);
+    }
+    return (inplace) ? PyNumber_InPlaceAdd(op1, op2) : PyNumber_Add(op1, op2);
+}
+#endif
+
+/* PyLongBinop */
+#if !CYTHON_COMPILING_IN_PYPY
+static PyObject* __Pyx_Fallback___Pyx_PyLong_FloorDivideObjC(PyObject *op1, PyObject *op2, int inplace) {
+    return (inplace ? PyNumber_InPlaceFloorDivide : PyNumber_FloorDivide)(op1, op2);
+}
+#if CYTHON_USE_PYLONG_INTERNALS
+static PyObject* __Pyx_Unpacked___Pyx_PyLong_FloorDivideObjC(PyObject *op1, PyObject *op2, long intval, int inplace, int zerodivision_check) {
+    CYTHON_MAYBE_UNUSED_VAR(inplace);
+    CYTHON_UNUSED_VAR(zerodivision_check);
+    const long b = intval;
+    long a;
+    const PY_LONG_LONG llb = intval;
+    PY_LONG_LONG lla;
+    if (unlikely(__Pyx_PyLong_IsZero(op1))) {
+        return __Pyx_NewRef(op1);
+    }
+    const int is_positive = __Pyx_PyLong_IsPos(op1);
+    const digit* digits = __Pyx_PyLong_Digits(op1);
+    const Py_ssize_t size = __Pyx_PyLong_DigitCount(op1);
+    if (likely(size == 1)) {
+        a = (long) digits[0];
+        if (!is_positive) a *= -1;
+    } else {
+        if (size == 2 && 8 * sizeof(long) - 1 > 2 * PyLong_SHIFT) {
+            a = (long) (((((unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0]));
+            if (!is_positive) a *= -1;
+            goto calculate_long;
+        } else if (size == 2 && 8 * sizeof(PY_LONG_LONG) - 1 > 2 * PyLong_SHIFT) {
+            lla = (PY_LONG_LONG) (((((unsigned PY_LONG_LONG)digits[1]) << PyLong_SHIFT) | (unsigned PY_LONG_LONG)digits[0]));
+            if (!is_positive) lla *= -1;
+            goto calculate_long_long;
+        } else
+        if (size == 3 && 8 * sizeof(long) - 1 > 3 * PyLong_SHIFT) {
+            a = (long) (((((((unsigned long)digits[2]) << PyLong_SHIFT) | (unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0]));
+            if (!is_positive) a *= -1;
+            goto calculate_long;
+        } else if (size == 3 && 8 * sizeof(PY_LONG_LONG) - 1 > 3 * PyLong_SHIFT) {
+            lla = (PY_LONG_LONG) (((((((unsigned PY_LONG_LONG)digits[2]) << PyLong_SHIFT) | (unsigned PY_LONG_LONG)digits[1]) << PyLong_SHIFT) | (unsigned PY_LONG_LONG)digits[0]));
+            if (!is_positive) lla *= -1;
+            goto calculate_long_long;
+        } else
+        if (size == 4 && 8 * sizeof(long) - 1 > 4 * PyLong_SHIFT) {
+            a = (long) (((((((((unsigned long)digits[3]) << PyLong_SHIFT) | (unsigned long)digits[2]) << PyLong_SHIFT) | (unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0]));
+            if (!is_positive) a *= -1;
+            goto calculate_long;
+        } else if (size == 4 && 8 * sizeof(PY_LONG_LONG) - 1 > 4 * PyLong_SHIFT) {
+            lla = (PY_LONG_LONG) (((((((((unsigned PY_LONG_LONG)digits[3]) << PyLong_SHIFT) | (unsigned PY_LONG_LONG)digits[2]) << PyLong_SHIFT) | (unsigned PY_LONG_LONG)digits[1]) << PyLong_SHIFT) | (unsigned PY_LONG_LONG)digits[0]));
+            if (!is_positive) lla *= -1;
+            goto calculate_long_long;
+        } else
+        {}
+        return PyLong_Type.tp_as_number->nb_floor_divide(op1, op2);
+    }
+    calculate_long:
+        {
+            long q, r;
+            q = a / b;
+            r = a - q*b;
+            q -= ((r != 0) & ((r ^ b) < 0));
+            return PyLong_FromLong(q);
+        }
+    calculate_long_long:
+        {
+            PY_LONG_LONG q, r;
+            q = lla / llb;
+            r = lla - q*llb;
+            q -= ((r != 0) & ((r ^ llb) < 0));
+            return PyLong_FromLongLong(q);
+        }
+    
+}
+#endif
+static CYTHON_INLINE PyObject* __Pyx_PyLong_FloorDivideObjC(PyObject *op1, PyObject *op2, long intval, int inplace, int zerodivision_check) {
+    CYTHON_MAYBE_UNUSED_VAR(intval);
+    CYTHON_UNUSED_VAR(zerodivision_check);
+    #if CYTHON_USE_PYLONG_INTERNALS
+    if (likely(PyLong_CheckExact(op1))) {
+        return __Pyx_Unpacked___Pyx_PyLong_FloorDivideObjC(op1, op2, intval, inplace, zerodivision_check);
+    }
+    #endif
+    return __Pyx_Fallback___Pyx_PyLong_FloorDivideObjC(op1, op2, inplace);
+}
+#endif
+
 /* RaiseClosureNameError */
 static void __Pyx_RaiseClosureNameError(const char *varname) {
     PyErr_Format(PyExc_NameError, "free variable '%s' referenced before assignment in enclosing scope", varname);
@@ -47576,118 +51071,6 @@ static CYTHON_INLINE PyObject* __Pyx__PyNumber_Subtract_int_int(PyObject *op1, P
         return __Pyx_PyNumber_Subtract_xint_int(op1, op2, inplace);
     }
     return (inplace) ? PyNumber_InPlaceSubtract(op1, op2) : PyNumber_Subtract(op1, op2);
-}
-#endif
-
-/* PyNumberBinop */
-#if !(CYTHON_COMPILING_IN_PYPY || CYTHON_COMPILING_IN_GRAAL || CYTHON_COMPILING_IN_LIMITED_API)
-#if CYTHON_USE_TYPE_SLOTS || __PYX_LIMITED_VERSION_HEX >= 0x030A0000
-#ifndef __Pyx_DEFINED_BinopTypeError
-#define __Pyx_DEFINED_BinopTypeError
-static void __Pyx_BinopTypeError(PyObject *op1, PyObject *op2, const char* op, int inplace) {
-    char opname[4] = {op[0], op[1], 0, 0};
-    if (inplace) {
-        opname[op[1] ? 2 : 1] = '=';
-    }
-    __Pyx_RaiseErrorWithObjectTypes1(
-        PyExc_TypeError,
-        "unsupported operand type(s) for %.3s: '" __Pyx_FMT_TYPENAME "' and '" __Pyx_FMT_TYPENAME "'",
-        opname, op1, op2);
-}
-#endif
-#endif
-#ifndef __Pyx_DEFINED_PyNumber_Add_xfloat_int
-#define __Pyx_DEFINED_PyNumber_Add_xfloat_int
-static PyObject* __Pyx_PyNumber_Add_xfloat_int(PyObject *op1, PyObject *op2, int inplace) {
-    if (likely(op2 != Py_None)) {
-        double int_op2;
-        #if CYTHON_USE_PYLONG_INTERNALS
-        if (__Pyx_PyLong_IsCompact(op2)) {
-            Py_ssize_t compact_op2 = __Pyx_PyLong_CompactValue(op2);
-            if (compact_op2 == 0) return __Pyx_NewRef(op1);
-            int_op2 = (double) compact_op2;
-        } else
-        #endif
-        {
-            int_op2 = PyLong_AsDouble(op2);
-            if (unlikely((int_op2 == -1.) && PyErr_Occurred())) return NULL;
-            #if !CYTHON_USE_PYLONG_INTERNALS
-            if (int_op2 == 0.) return __Pyx_NewRef(op1);
-            #endif
-        }
-        double float_op1 = __Pyx_PyFloat_AS_DOUBLE(op1);
-        #if !CYTHON_ASSUME_SAFE_MACROS
-        if (unlikely((float_op1 == -1.) && PyErr_Occurred())) return NULL;
-        #endif
-        return PyFloat_FromDouble(float_op1 + int_op2);
-    }
-    #if CYTHON_USE_TYPE_SLOTS || __PYX_LIMITED_VERSION_HEX >= 0x030A0000
-    {
-        PyTypeObject *type_op2 = Py_TYPE(op2);
-        binaryfunc slot_func = __Pyx_PyType_GetSubSlot(type_op2, tp_as_number, nb_add, binaryfunc);
-        if (likely(slot_func)) {
-            PyObject *result = slot_func(op1, op2);
-            if (likely(result != Py_NotImplemented)) {
-                return result;
-            }
-            Py_DECREF(result);
-        }
-        __Pyx_BinopTypeError(op1, op2, "+", inplace);
-        return NULL;
-    }
-    #else
-    return (inplace) ? PyNumber_InPlaceAdd(op1, op2) : PyNumber_Add(op1, op2);
-    #endif
-}
-#endif
-#ifndef __Pyx_DEFINED_PyNumber_Add_xint_int
-#define __Pyx_DEFINED_PyNumber_Add_xint_int
-static PyObject* __Pyx_PyNumber_Add_xint_int(PyObject *op1, PyObject *op2, int inplace) {
-    #if CYTHON_USE_TYPE_SLOTS || __PYX_LIMITED_VERSION_HEX >= 0x030A0000
-    {
-        PyTypeObject *type_op2 = Py_TYPE(op2);
-        binaryfunc slot_func = __Pyx_PyType_GetSubSlot(type_op2, tp_as_number, nb_add, binaryfunc);
-        if (likely(slot_func)) {
-            PyObject *result = slot_func(op1, op2);
-            if (likely(result != Py_NotImplemented)) {
-                return result;
-            }
-            Py_DECREF(result);
-        }
-        __Pyx_BinopTypeError(op1, op2, "+", inplace);
-        return NULL;
-    }
-    #else
-    return (inplace) ? PyNumber_InPlaceAdd(op1, op2) : PyNumber_Add(op1, op2);
-    #endif
-}
-#endif
-static CYTHON_INLINE PyObject* __Pyx__PyNumber_Add_object_int(PyObject *op1, PyObject *op2, int inplace) {
-    if (PyFloat_CheckExact(op1)) {
-        return __Pyx_PyNumber_Add_xfloat_int(op1, op2, inplace);
-    }
-    if (likely(PyLong_CheckExact(op1))) {
-        if (likely(op2 != Py_None)) {
-            #if CYTHON_USE_PYLONG_INTERNALS
-            if (__Pyx_PyLong_IsCompact(op1)) {
-                Py_ssize_t int_op1 = __Pyx_PyLong_CompactValue(op1);
-                if (int_op1 == 0) return __Pyx_NewRef(op2);
-                if (__Pyx_PyLong_IsCompact(op2)) {
-                    Py_ssize_t int_op2 = __Pyx_PyLong_CompactValue(op2);
-                    if (int_op2 == 0) return __Pyx_NewRef(op1);
-                    return PyLong_FromSsize_t(int_op1 + int_op2);
-                }
-            }
-            else if (__Pyx_PyLong_IsZero(op2)) return __Pyx_NewRef(op1);
-            #endif
-            binaryfunc slot_func = __Pyx_PyType_GetSubSlot(&PyLong_Type, tp_as_number, nb_add, binaryfunc);
-            if (likely(slot_func)) {
-                return slot_func(op1, op2);
-            }
-        }
-        return __Pyx_PyNumber_Add_xint_int(op1, op2, inplace);
-    }
-    return (inplace) ? PyNumber_InPlaceAdd(op1, op2) : PyNumber_Add(op1, op2);
 }
 #endif
 
@@ -48083,245 +51466,64 @@ __pyx_return_false:
     Py_RETURN_FALSE;
 }
 
-/* PyObjectCallMethod0 (used by dict_iter_common) */
-static CYTHON_INLINE PyObject* __Pyx_PyObject_CallMethod0(PyObject* obj, PyObject* method_name) {
-#if CYTHON_VECTORCALL && (__PYX_LIMITED_VERSION_HEX >= 0x030C0000 || !CYTHON_COMPILING_IN_LIMITED_API)
-    return PyObject_VectorcallMethod(method_name, &obj, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-#elif CYTHON_COMPILING_IN_LIMITED_API
-    return PyObject_CallMethodObjArgs(obj, method_name, NULL);
-#else
-    return PyObject_CallMethodNoArgs(obj, method_name);
-#endif
-}
-
-/* UnpackTupleError (used by UnpackTuple2) */
-static void __Pyx_UnpackTupleError(PyObject *t, Py_ssize_t index) {
-    if (t == Py_None) {
-      __Pyx_RaiseNoneNotIterableError();
-    } else {
-      Py_ssize_t size = __Pyx_PyTuple_GET_SIZE(t);
- #if !CYTHON_ASSUME_SAFE_SIZE
-      if (unlikely(size < 0)) return;
- #endif
-      if (size < index) {
-        __Pyx_RaiseNeedMoreValuesError(size);
-      } else {
-        __Pyx_RaiseTooManyValuesError(index);
-      }
+/* PyLongCompare */
+static CYTHON_INLINE int __Pyx_PyLong_BoolEqObjC(PyObject *op1, PyObject *op2, long intval, long inplace) {
+    CYTHON_MAYBE_UNUSED_VAR(intval);
+    CYTHON_UNUSED_VAR(inplace);
+    if (op1 == op2) {
+        return 1;
     }
-}
-
-/* UnpackTuple2 (used by dict_iter_common) */
-static CYTHON_INLINE int __Pyx_unpack_tuple2(
-        PyObject* tuple, PyObject** value1, PyObject** value2, int is_tuple, int has_known_size, int decref_tuple) {
-    if (likely(is_tuple || PyTuple_Check(tuple))) {
-        Py_ssize_t size;
-        if (has_known_size) {
-            return __Pyx_unpack_tuple2_exact(tuple, value1, value2, decref_tuple);
+    #if CYTHON_USE_PYLONG_INTERNALS
+    if (likely(PyLong_CheckExact(op1))) {
+        int unequal;
+        unsigned long uintval;
+        Py_ssize_t size = __Pyx_PyLong_DigitCount(op1);
+        const digit* digits = __Pyx_PyLong_Digits(op1);
+        if (intval == 0) {
+            return (__Pyx_PyLong_IsZero(op1) == 1);
+        } else if (intval < 0) {
+            if (__Pyx_PyLong_IsNonNeg(op1))
+                return 0;
+            intval = -intval;
+        } else {
+            if (__Pyx_PyLong_IsNeg(op1))
+                return 0;
         }
-        size = __Pyx_PyTuple_GET_SIZE(tuple);
-        if (likely(size == 2)) {
-            return __Pyx_unpack_tuple2_exact(tuple, value1, value2, decref_tuple);
-        }
-        if (size >= 0) {
-            __Pyx_UnpackTupleError(tuple, 2);
-        }
-        return -1;
-    } else {
-        return __Pyx_unpack_tuple2_generic(tuple, value1, value2, has_known_size, decref_tuple);
-    }
-}
-static CYTHON_INLINE int __Pyx_unpack_tuple2_exact(
-        PyObject* tuple, PyObject** pvalue1, PyObject** pvalue2, int decref_tuple) {
-    PyObject *value1 = NULL, *value2 = NULL;
-#if CYTHON_AVOID_BORROWED_REFS || !CYTHON_ASSUME_SAFE_MACROS
-    value1 = __Pyx_PySequence_ITEM(tuple, 0);  if (unlikely(!value1)) goto bad;
-    value2 = __Pyx_PySequence_ITEM(tuple, 1);  if (unlikely(!value2)) goto bad;
-#else
-    value1 = PyTuple_GET_ITEM(tuple, 0);  Py_INCREF(value1);
-    value2 = PyTuple_GET_ITEM(tuple, 1);  Py_INCREF(value2);
+        uintval = (unsigned long) intval;
+#if PyLong_SHIFT * 4 < SIZEOF_LONG*8
+        if (uintval >> (PyLong_SHIFT * 4)) {
+            unequal = (size != 5) || (digits[0] != (uintval & (unsigned long) PyLong_MASK))
+                 | (digits[1] != ((uintval >> (1 * PyLong_SHIFT)) & (unsigned long) PyLong_MASK)) | (digits[2] != ((uintval >> (2 * PyLong_SHIFT)) & (unsigned long) PyLong_MASK)) | (digits[3] != ((uintval >> (3 * PyLong_SHIFT)) & (unsigned long) PyLong_MASK)) | (digits[4] != ((uintval >> (4 * PyLong_SHIFT)) & (unsigned long) PyLong_MASK));
+        } else
 #endif
-    if (decref_tuple) {
-        Py_DECREF(tuple);
-    }
-    *pvalue1 = value1;
-    *pvalue2 = value2;
-    return 0;
-#if CYTHON_AVOID_BORROWED_REFS || !CYTHON_ASSUME_SAFE_MACROS
-bad:
-    Py_XDECREF(value1);
-    Py_XDECREF(value2);
-    if (decref_tuple) { Py_XDECREF(tuple); }
-    return -1;
+#if PyLong_SHIFT * 3 < SIZEOF_LONG*8
+        if (uintval >> (PyLong_SHIFT * 3)) {
+            unequal = (size != 4) || (digits[0] != (uintval & (unsigned long) PyLong_MASK))
+                 | (digits[1] != ((uintval >> (1 * PyLong_SHIFT)) & (unsigned long) PyLong_MASK)) | (digits[2] != ((uintval >> (2 * PyLong_SHIFT)) & (unsigned long) PyLong_MASK)) | (digits[3] != ((uintval >> (3 * PyLong_SHIFT)) & (unsigned long) PyLong_MASK));
+        } else
 #endif
-}
-static int __Pyx_unpack_tuple2_generic(PyObject* tuple, PyObject** pvalue1, PyObject** pvalue2,
-                                       int has_known_size, int decref_tuple) {
-    Py_ssize_t index;
-    PyObject *value1 = NULL, *value2 = NULL, *iter = NULL;
-    iternextfunc iternext;
-    iter = PyObject_GetIter(tuple);
-    if (unlikely(!iter)) goto bad;
-    if (decref_tuple) { Py_DECREF(tuple); tuple = NULL; }
-    iternext = __Pyx_PyObject_GetIterNextFunc(iter);
-    value1 = iternext(iter); if (unlikely(!value1)) { index = 0; goto unpacking_failed; }
-    value2 = iternext(iter); if (unlikely(!value2)) { index = 1; goto unpacking_failed; }
-    if (!has_known_size && unlikely(__Pyx_IternextUnpackEndCheck(iternext(iter), 2))) goto bad;
-    Py_DECREF(iter);
-    *pvalue1 = value1;
-    *pvalue2 = value2;
-    return 0;
-unpacking_failed:
-    if (!has_known_size && __Pyx_IterFinish() == 0)
-        __Pyx_RaiseNeedMoreValuesError(index);
-bad:
-    Py_XDECREF(iter);
-    Py_XDECREF(value1);
-    Py_XDECREF(value2);
-    if (decref_tuple) { Py_XDECREF(tuple); }
-    return -1;
-}
-
-/* dict_iter_common (used by dict_iter) */
-static PyObject *__Pyx_dict_call_to_get_iterable(PyObject* iterable, PyObject* method_name) {
-    PyObject* iter;
-    iterable = __Pyx_PyObject_CallMethod0(iterable, method_name);
-    if (!iterable)
-        return NULL;
-#if !CYTHON_AVOID_BORROWED_REFS
-    if (PyTuple_CheckExact(iterable) || PyList_CheckExact(iterable))
-        return iterable;
+#if PyLong_SHIFT * 2 < SIZEOF_LONG*8
+        if (uintval >> (PyLong_SHIFT * 2)) {
+            unequal = (size != 3) || (digits[0] != (uintval & (unsigned long) PyLong_MASK))
+                 | (digits[1] != ((uintval >> (1 * PyLong_SHIFT)) & (unsigned long) PyLong_MASK)) | (digits[2] != ((uintval >> (2 * PyLong_SHIFT)) & (unsigned long) PyLong_MASK));
+        } else
 #endif
-    iter = PyObject_GetIter(iterable);
-    Py_DECREF(iterable);
-    return iter;
-}
-#if !CYTHON_AVOID_BORROWED_REFS
-static CYTHON_INLINE int __Pyx_dict_iter_next_source_is_dict(
-        PyObject* iter_obj, CYTHON_NCP_UNUSED Py_ssize_t orig_length, CYTHON_NCP_UNUSED Py_ssize_t* ppos,
-        PyObject** pkey, PyObject** pvalue, PyObject** pitem) {
-    PyObject *key, *value;
-    if (unlikely(orig_length != PyDict_Size(iter_obj))) {
-        PyErr_SetString(PyExc_RuntimeError, "dictionary changed size during iteration");
-        return -1;
-    }
-    if (unlikely(!PyDict_Next(iter_obj, ppos, &key, &value))) {
-        return 0;
-    }
-    if (pitem) {
-        PyObject* tuple = PyTuple_New(2);
-        if (unlikely(!tuple)) {
-            return -1;
-        }
-        Py_INCREF(key);
-        Py_INCREF(value);
-        #if CYTHON_ASSUME_SAFE_MACROS
-        PyTuple_SET_ITEM(tuple, 0, key);
-        PyTuple_SET_ITEM(tuple, 1, value);
-        #else
-        if (unlikely(PyTuple_SetItem(tuple, 0, key) < 0)) {
-            Py_DECREF(value);
-            Py_DECREF(tuple);
-            return -1;
-        }
-        if (unlikely(PyTuple_SetItem(tuple, 1, value) < 0)) {
-            Py_DECREF(tuple);
-            return -1;
-        }
-        #endif
-        *pitem = tuple;
-    } else {
-        if (pkey) {
-            Py_INCREF(key);
-            *pkey = key;
-        }
-        if (pvalue) {
-            Py_INCREF(value);
-            *pvalue = value;
-        }
-    }
-    return 1;
-}
+#if PyLong_SHIFT * 1 < SIZEOF_LONG*8
+        if (uintval >> (PyLong_SHIFT * 1)) {
+            unequal = (size != 2) || (digits[0] != (uintval & (unsigned long) PyLong_MASK))
+                 | (digits[1] != ((uintval >> (1 * PyLong_SHIFT)) & (unsigned long) PyLong_MASK));
+        } else
 #endif
-static CYTHON_INLINE int __Pyx_dict_iter_next(
-        PyObject* iter_obj, CYTHON_NCP_UNUSED Py_ssize_t orig_length, CYTHON_NCP_UNUSED Py_ssize_t* ppos,
-        PyObject** pkey, PyObject** pvalue, PyObject** pitem, int source_is_dict) {
-    PyObject* next_item;
-#if !CYTHON_AVOID_BORROWED_REFS
-    if (source_is_dict) {
-        int result;
-#if PY_VERSION_HEX >= 0x030d0000 && !CYTHON_COMPILING_IN_LIMITED_API
-        Py_BEGIN_CRITICAL_SECTION(iter_obj);
-#endif
-        result = __Pyx_dict_iter_next_source_is_dict(iter_obj, orig_length, ppos, pkey, pvalue, pitem);
-#if PY_VERSION_HEX >= 0x030d0000 && !CYTHON_COMPILING_IN_LIMITED_API
-        Py_END_CRITICAL_SECTION();
-#endif
-        return result;
-    } else if (PyTuple_CheckExact(iter_obj)) {
-        Py_ssize_t pos = *ppos;
-        Py_ssize_t tuple_size = __Pyx_PyTuple_GET_SIZE(iter_obj);
-        #if !CYTHON_ASSUME_SAFE_SIZE
-        if (unlikely(tuple_size < 0)) return -1;
-        #endif
-        if (unlikely(pos >= tuple_size)) return 0;
-        *ppos = pos + 1;
-        #if CYTHON_ASSUME_SAFE_MACROS
-        next_item = PyTuple_GET_ITEM(iter_obj, pos);
-        #else
-        next_item = PyTuple_GetItem(iter_obj, pos);
-        if (unlikely(!next_item)) return -1;
-        #endif
-        Py_INCREF(next_item);
-    } else if (PyList_CheckExact(iter_obj)) {
-        Py_ssize_t pos = *ppos;
-        Py_ssize_t list_size = __Pyx_PyList_GET_SIZE(iter_obj);
-        #if !CYTHON_ASSUME_SAFE_SIZE
-        if (unlikely(list_size < 0)) return -1;
-        #endif
-        if (unlikely(pos >= list_size)) return 0;
-        *ppos = pos + 1;
-        next_item = __Pyx_PyList_GET_ITEM_REF(iter_obj, pos, __Pyx_ReferenceSharing_OwnStrongReference);
-        if (unlikely(!next_item)) return -1;
-    } else
-#endif
-    {
-        next_item = PyIter_Next(iter_obj);
-        if (unlikely(!next_item)) {
-            return __Pyx_IterFinish();
-        }
+            unequal = (size != 1) || (((unsigned long) digits[0]) != (uintval & (unsigned long) PyLong_MASK));
+        return (unequal == 0);
     }
-    if (pitem) {
-        *pitem = next_item;
-    } else if (pkey && pvalue) {
-        if (__Pyx_unpack_tuple2(next_item, pkey, pvalue, source_is_dict, source_is_dict, 1))
-            return -1;
-    } else if (pkey) {
-        *pkey = next_item;
-    } else {
-        *pvalue = next_item;
+    #endif
+    if (PyFloat_CheckExact(op1)) {
+        const long b = intval;
+        double a = __Pyx_PyFloat_AS_DOUBLE(op1);
+        return ((double)a == (double)b);
     }
-    return 1;
-}
-
-/* dict_iter */
-static CYTHON_INLINE PyObject* __Pyx_dict_iterator(PyObject* iterable, int is_dict, PyObject* method_name,
-                                                   Py_ssize_t* p_orig_length, int* p_source_is_dict) {
-    is_dict = is_dict || likely(__Pyx_PyAnyDict_CheckExact(iterable));
-    *p_source_is_dict = is_dict;
-#if !CYTHON_AVOID_BORROWED_REFS
-    if (is_dict) {
-        *p_orig_length = PyDict_Size(iterable);
-        Py_INCREF(iterable);
-        return iterable;
-    }
-#endif
-    *p_orig_length = 0;
-    if (method_name) {
-        return __Pyx_dict_call_to_get_iterable(iterable, method_name);
-    } else {
-        return PyObject_GetIter(iterable);
-    }
+    return __Pyx_PyObject_RichCompareBool(op1, op2, Py_EQ);
 }
 
 /* IterNextPlain (used by IterNext) */
@@ -48656,145 +51858,6 @@ static CYTHON_INLINE PyObject* __Pyx_PyLong_MultiplyCObj(PyObject *op1, PyObject
 }
 #endif
 
-/* PyObjectCompare */
-#ifndef __Pyx_DEFINED_PyObject_CompareFloatIntBoolNe
-#define __Pyx_DEFINED_PyObject_CompareFloatIntBoolNe
-static int __Pyx_PyObject_CompareFloatIntBoolNe(PyObject *op1, PyObject *op2) {
-    double float_op1 = __Pyx_PyFloat_AS_DOUBLE(op1);
-    #if !CYTHON_ASSUME_SAFE_MACROS
-    if (unlikely(float_op1 == -1. && PyErr_Occurred())) return -1;
-    #endif
-    #if CYTHON_USE_PYLONG_INTERNALS
-    if (__Pyx_PyLong_IsCompact(op2)) {
-        Py_ssize_t iop2 = __Pyx_PyLong_CompactValue(op2);
-        if (float_op1 != ((double)iop2)) goto __pyx_return_true; else goto __pyx_return_false;
-    }
-    if (unlikely(!__Pyx_isfinite(float_op1))) {
-        if (float_op1 != 0.0) goto __pyx_return_true; else goto __pyx_return_false;
-    } else {
-        int sign2 = __Pyx_PyLong_Sign(op2);
-        if (float_op1 >= 0.) {
-            if (sign2 < 0) goto __pyx_return_true;
-            if (float_op1 < (double) (1L << PyLong_SHIFT)) goto __pyx_return_true;
-        } else {
-            if (sign2 > 0) goto __pyx_return_true;
-            if (float_op1 > -(double) (1L << PyLong_SHIFT)) goto __pyx_return_true;
-        }
-    }
-    #else
-    if (unlikely(!__Pyx_isfinite(float_op1))) {
-        if (float_op1 != 0.0) goto __pyx_return_true; else goto __pyx_return_false;
-    } else {
-        int overflow2;
-        long iop2 = PyLong_AsLongAndOverflow(op2, &overflow2);
-        if (likely(!overflow2)) {
-            if ((long long) iop2 >= (1LL << 53)) {
-                overflow2 = 1;
-            } else if ((long long) iop2 <= - (1LL << 53)) {
-                overflow2 = -1;
-            } else {
-                if (float_op1 != ((double) iop2)) goto __pyx_return_true; else goto __pyx_return_false;
-            }
-        }
-        if (overflow2 > 0) {
-            if (float_op1 < ((double) (1LL << 53))) goto __pyx_return_true;
-        } else {
-            if (float_op1 > - ((double) (1LL << 53))) goto __pyx_return_true;
-        }
-    }
-    #endif
-    return __Pyx_PyObject_RichCompareBool(op1, op2, Py_NE);
-__pyx_return_true:
-    return 1;
-__pyx_return_false:
-    return 0;
-}
-#endif
-#if CYTHON_USE_PYLONG_INTERNALS
-#ifndef __Pyx_DEFINED_PyObject_CompareIntIntBoolNe
-#define __Pyx_DEFINED_PyObject_CompareIntIntBoolNe
-static int __Pyx_PyObject_CompareIntIntBoolNe(PyObject *op1, PyObject *op2) {
-    Py_ssize_t cmp = __Pyx_PyLong_CompareSignAndSize(op1, op2);
-    if (cmp == 0) {
-        Py_ssize_t size = __Pyx_PyLong_DigitCount(op1);
-        if (size > 0) {
-            const digit* digits1 = __Pyx_PyLong_Digits(op1);
-            const digit* digits2 = __Pyx_PyLong_Digits(op2);
-            if (size == 1) {
-                cmp = (Py_ssize_t) digits1[0] - (Py_ssize_t) digits2[0];
-            } else if ((size == 2) && (8 * sizeof(Py_ssize_t) >= 2 * PyLong_SHIFT)) {
-                cmp = (Py_ssize_t) (((((size_t)digits1[1]) << PyLong_SHIFT) | (size_t)digits1[0])) - (Py_ssize_t) (((((size_t)digits2[1]) << PyLong_SHIFT) | (size_t)digits2[0]));
-            } else {
-                for (Py_ssize_t i=size-1; i >= 0 && !cmp; --i) {
-                    cmp = (Py_ssize_t) digits1[i] - (Py_ssize_t) digits2[i];
-                }
-            }
-        }
-        if (cmp == 0) return 0;
-        if (__Pyx_PyLong_IsNeg(op1)) cmp = -cmp;
-    }
-    return 1;
-}
-#endif
-#ifndef __Pyx_DEFINED_PyObject_CompareIntIntBoolNe
-#define __Pyx_DEFINED_PyObject_CompareIntIntBoolNe
-static CYTHON_INLINE PyObject* __Pyx_PyObject_CompareIntIntNe(PyObject *op1, PyObject *op2) {
-    int result = __Pyx_PyObject_CompareIntIntBoolNe(op1, op2);
-    if (unlikely(result == -1)) return NULL;
-    return __Pyx_NewRef(result ? Py_True : Py_False);
-}
-#endif
-#else
-#ifndef __Pyx_DEFINED_PyObject_CompareIntIntBoolNe
-#define __Pyx_DEFINED_PyObject_CompareIntIntBoolNe
-static int __Pyx_PyObject_CompareIntIntBoolNe(PyObject *op1, PyObject *op2) {
-    int overflow1, overflow2;
-    long long iop1 = PyLong_AsLongLongAndOverflow(op1, &overflow1);
-    long long iop2 = PyLong_AsLongLongAndOverflow(op2, &overflow2);
-    if (likely(!(overflow1 | overflow2))) {
-        if (iop1 != iop2) goto __pyx_return_true; else goto __pyx_return_false;
-    } else if (overflow1 != overflow2) {
-        if (overflow1 != overflow2) goto __pyx_return_true; else goto __pyx_return_false;
-    } else {
-        return __Pyx_PyObject_RichCompareBool(op1, op2, Py_NE);
-    }
-__pyx_return_true:
-    return 1;
-__pyx_return_false:
-    return 0;
-}
-#endif
-#endif
-static CYTHON_INLINE int __Pyx_PyObject_CompareBoolNe_object_int(PyObject *op1, PyObject *op2, int pyop) {
-    CYTHON_UNUSED_VAR(pyop);
-    if (unlikely(op2 == Py_None)) {
-        if (op1 == Py_None) goto __pyx_return_false; else goto __pyx_richcmp;
-    }
-    if (op1 == op2) goto __pyx_return_false;
-    if (PyFloat_CheckExact(op1)) {
-        if (likely(op2 != Py_None)) {
-            return __Pyx_PyObject_CompareFloatIntBoolNe(op1, op2);
-        }
-        goto __pyx_richcmp;
-    }
-    if (likely(PyLong_CheckExact(op1))) {
-        if (op1 == op2) goto __pyx_return_false;
-        if (likely(op2 != Py_None)) {
-            return __Pyx_PyObject_CompareIntIntBoolNe(op1, op2);
-        }
-        goto __pyx_richcmp;
-    }
-    if ((0)) goto __pyx_richcmp;
-    if ((0)) goto __pyx_return_true;
-    if ((0)) goto __pyx_return_false;
-__pyx_richcmp:
-    return __Pyx_PyObject_RichCompareBool(op1, op2, Py_NE);
-__pyx_return_true:
-    return 1;
-__pyx_return_false:
-    return 0;
-}
-
 /* AllocateExtensionType */
 static PyObject *__Pyx_AllocateExtensionType(PyTypeObject *t, int is_final) {
     if (is_final || likely(!__Pyx_PyType_HasFeature(t, Py_TPFLAGS_IS_ABSTRACT))) {
@@ -49045,6 +52108,17 @@ static int __Pyx_call_type_traverse(PyObject *o, int always_call, visitproc visi
     return 0;
 }
 #endif
+
+/* PyObjectCallMethod0 (used by PyType_Ready) */
+static CYTHON_INLINE PyObject* __Pyx_PyObject_CallMethod0(PyObject* obj, PyObject* method_name) {
+#if CYTHON_VECTORCALL && (__PYX_LIMITED_VERSION_HEX >= 0x030C0000 || !CYTHON_COMPILING_IN_LIMITED_API)
+    return PyObject_VectorcallMethod(method_name, &obj, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+#elif CYTHON_COMPILING_IN_LIMITED_API
+    return PyObject_CallMethodObjArgs(obj, method_name, NULL);
+#else
+    return PyObject_CallMethodNoArgs(obj, method_name);
+#endif
+}
 
 /* GetTypeDictOffset (used by ValidateBasesTuple) */
 #if !CYTHON_USE_TYPE_SLOTS
@@ -51821,18 +54895,6 @@ no_fail:
         return (target_type) value;\
     }
 
-/* PyObjectCallMethod1 */
-static CYTHON_INLINE PyObject* __Pyx_PyObject_CallMethod1(PyObject* obj, PyObject* method_name, PyObject* arg) {
-#if CYTHON_VECTORCALL && (__PYX_LIMITED_VERSION_HEX >= 0x030C0000 || !CYTHON_COMPILING_IN_LIMITED_API)
-    PyObject *args[2] = {obj, arg};
-    return PyObject_VectorcallMethod(method_name, args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-#elif CYTHON_COMPILING_IN_LIMITED_API
-    return PyObject_CallMethodObjArgs(obj, method_name, arg, NULL);
-#else
-    return PyObject_CallMethodOneArg(obj, method_name, arg);
-#endif
-}
-
 /* CheckUnpickleChecksumError */
 static void __Pyx_RaiseUnpickleChecksumError(long checksum, long checksum1, long checksum2, long checksum3, const char *members) {
     PyObject *pickle_module = PyImport_ImportModule("pickle");
@@ -54117,307 +57179,6 @@ static int __Pyx_CheckUnpickleChecksum(long checksum, long checksum1, long check
 }
 
 /* CIntFromPy */
-static uint32_t __Pyx_LargePyLong___Pyx_PyLong_As_uint32_t(PyObject *x);
-static uint32_t __Pyx_raise_neg_overflow___Pyx_PyLong_As_uint32_t(void) {
-    const char* type_name = "uint32_t";
-    PyErr_Format(PyExc_OverflowError,
-        "can't convert negative value to %.200s", type_name);
-    return (uint32_t) -1;
-}
-static uint32_t __Pyx_raise_overflow___Pyx_PyLong_As_uint32_t(void) {
-    const char* type_name = "uint32_t";
-    PyErr_Format(PyExc_OverflowError,
-        "value too large to convert to %.200s", type_name);
-    return (uint32_t) -1;
-}
-static CYTHON_INLINE uint32_t __Pyx_PyULong___Pyx_PyLong_As_uint32_t(PyObject *x) {
-    const int is_unsigned = 1;
-#if CYTHON_USE_PYLONG_INTERNALS
-    {
-        const digit* digits = __Pyx_PyLong_Digits(x);
-        const Py_ssize_t size = __Pyx_PyLong_DigitCount(x);
-        if (size == 2 && (8 * sizeof(uint32_t) > 1 * PyLong_SHIFT)) {
-            if ((8 * sizeof(unsigned long) > 2 * PyLong_SHIFT)) {
-                __PYX_VERIFY_RETURN_INT(uint32_t, unsigned long, (((((unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0])))
-            } else if ((8 * sizeof(uint32_t) >= 2 * PyLong_SHIFT)) {
-                return (uint32_t) (((((uint32_t)digits[1]) << PyLong_SHIFT) | (uint32_t)digits[0]));
-            }
-        } else
-        if (size == 3 && (8 * sizeof(uint32_t) > 2 * PyLong_SHIFT)) {
-            if ((8 * sizeof(unsigned long) > 3 * PyLong_SHIFT)) {
-                __PYX_VERIFY_RETURN_INT(uint32_t, unsigned long, (((((((unsigned long)digits[2]) << PyLong_SHIFT) | (unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0])))
-            } else if ((8 * sizeof(uint32_t) >= 3 * PyLong_SHIFT)) {
-                return (uint32_t) (((((((uint32_t)digits[2]) << PyLong_SHIFT) | (uint32_t)digits[1]) << PyLong_SHIFT) | (uint32_t)digits[0]));
-            }
-        } else
-        if (size == 4 && (8 * sizeof(uint32_t) > 3 * PyLong_SHIFT)) {
-            if ((8 * sizeof(unsigned long) > 4 * PyLong_SHIFT)) {
-                __PYX_VERIFY_RETURN_INT(uint32_t, unsigned long, (((((((((unsigned long)digits[3]) << PyLong_SHIFT) | (unsigned long)digits[2]) << PyLong_SHIFT) | (unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0])))
-            } else if ((8 * sizeof(uint32_t) >= 4 * PyLong_SHIFT)) {
-                return (uint32_t) (((((((((uint32_t)digits[3]) << PyLong_SHIFT) | (uint32_t)digits[2]) << PyLong_SHIFT) | (uint32_t)digits[1]) << PyLong_SHIFT) | (uint32_t)digits[0]));
-            }
-        } else
-        {}
-    }
-#elif CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX < 0x030C00A7
-    if (unlikely(Py_SIZE(x) < 0)) {
-        goto raise_neg_overflow;
-    }
-#else
-    {
-        int result = PyObject_RichCompareBool(x, Py_False, Py_LT);
-        if (unlikely(result < 0))
-            return (uint32_t) -1;
-        if (unlikely(result == 1))
-            goto raise_neg_overflow;
-    }
-#endif
-    if ((sizeof(uint32_t) <= sizeof(unsigned long))) {
-        __PYX_VERIFY_RETURN_INT_EXC(uint32_t, unsigned long, PyLong_AsUnsignedLong(x))
-    } else if ((sizeof(uint32_t) <= sizeof(unsigned PY_LONG_LONG))) {
-        __PYX_VERIFY_RETURN_INT_EXC(uint32_t, unsigned PY_LONG_LONG, PyLong_AsUnsignedLongLong(x))
-    }
-    return __Pyx_LargePyLong___Pyx_PyLong_As_uint32_t(x);
-raise_neg_overflow:
-    return __Pyx_raise_neg_overflow___Pyx_PyLong_As_uint32_t();
-raise_overflow:
-    return __Pyx_raise_overflow___Pyx_PyLong_As_uint32_t();
-}
-static CYTHON_INLINE uint32_t __Pyx_PySLong___Pyx_PyLong_As_uint32_t(PyObject *x) {
-    const int is_unsigned = 0;
-#if CYTHON_USE_PYLONG_INTERNALS
-    if (__Pyx_PyLong_IsNeg(x)) {
-        const Py_ssize_t size = __Pyx_PyLong_DigitCount(x);
-        const digit* digits = __Pyx_PyLong_Digits(x);
-        if (size == 2 && (8 * sizeof(uint32_t) > 1 * PyLong_SHIFT)) {
-            if ((8 * sizeof(long) > 2 * PyLong_SHIFT)) {
-                long ival = - (long) (((((unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0]));
-                __PYX_VERIFY_RETURN_INT(uint32_t, long, ival)
-            } else if ((8 * sizeof(uint32_t) - 1 > 2 * PyLong_SHIFT)) {
-                return (uint32_t) (((uint32_t) -1) * (((((uint32_t)digits[1]) << PyLong_SHIFT) | (uint32_t)digits[0])));
-            }
-        } else
-        if (size == 3 && (8 * sizeof(uint32_t) > 2 * PyLong_SHIFT)) {
-            if ((8 * sizeof(long) > 3 * PyLong_SHIFT)) {
-                long ival = - (long) (((((((unsigned long)digits[2]) << PyLong_SHIFT) | (unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0]));
-                __PYX_VERIFY_RETURN_INT(uint32_t, long, ival)
-            } else if ((8 * sizeof(uint32_t) - 1 > 3 * PyLong_SHIFT)) {
-                return (uint32_t) (((uint32_t) -1) * (((((((uint32_t)digits[2]) << PyLong_SHIFT) | (uint32_t)digits[1]) << PyLong_SHIFT) | (uint32_t)digits[0])));
-            }
-        } else
-        if (size == 4 && (8 * sizeof(uint32_t) > 3 * PyLong_SHIFT)) {
-            if ((8 * sizeof(long) > 4 * PyLong_SHIFT)) {
-                long ival = - (long) (((((((((unsigned long)digits[3]) << PyLong_SHIFT) | (unsigned long)digits[2]) << PyLong_SHIFT) | (unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0]));
-                __PYX_VERIFY_RETURN_INT(uint32_t, long, ival)
-            } else if ((8 * sizeof(uint32_t) - 1 > 4 * PyLong_SHIFT)) {
-                return (uint32_t) (((uint32_t) -1) * (((((((((uint32_t)digits[3]) << PyLong_SHIFT) | (uint32_t)digits[2]) << PyLong_SHIFT) | (uint32_t)digits[1]) << PyLong_SHIFT) | (uint32_t)digits[0])));
-            }
-        } else
-        {}
-    } else {
-        const Py_ssize_t size = __Pyx_PyLong_DigitCount(x);
-        const digit* digits = __Pyx_PyLong_Digits(x);
-        if (size == 2 && (8 * sizeof(uint32_t) > 1 * PyLong_SHIFT)) {
-            if ((8 * sizeof(long) > 2 * PyLong_SHIFT)) {
-                __PYX_VERIFY_RETURN_INT(uint32_t, unsigned long, (((((unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0])))
-            } else if ((8 * sizeof(uint32_t) - 1 > 2 * PyLong_SHIFT)) {
-                return (uint32_t) (((((uint32_t)digits[1]) << PyLong_SHIFT) | (uint32_t)digits[0]));
-            }
-        } else
-        if (size == 3 && (8 * sizeof(uint32_t) > 2 * PyLong_SHIFT)) {
-            if ((8 * sizeof(long) > 3 * PyLong_SHIFT)) {
-                __PYX_VERIFY_RETURN_INT(uint32_t, unsigned long, (((((((unsigned long)digits[2]) << PyLong_SHIFT) | (unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0])))
-            } else if ((8 * sizeof(uint32_t) - 1 > 3 * PyLong_SHIFT)) {
-                return (uint32_t) (((((((uint32_t)digits[2]) << PyLong_SHIFT) | (uint32_t)digits[1]) << PyLong_SHIFT) | (uint32_t)digits[0]));
-            }
-        } else
-        if (size == 4 && (8 * sizeof(uint32_t) > 3 * PyLong_SHIFT)) {
-            if ((8 * sizeof(long) > 4 * PyLong_SHIFT)) {
-                __PYX_VERIFY_RETURN_INT(uint32_t, unsigned long, (((((((((unsigned long)digits[3]) << PyLong_SHIFT) | (unsigned long)digits[2]) << PyLong_SHIFT) | (unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0])))
-            } else if ((8 * sizeof(uint32_t) - 1 > 4 * PyLong_SHIFT)) {
-                return (uint32_t) (((((((((uint32_t)digits[3]) << PyLong_SHIFT) | (uint32_t)digits[2]) << PyLong_SHIFT) | (uint32_t)digits[1]) << PyLong_SHIFT) | (uint32_t)digits[0]));
-            }
-        } else
-        {}
-    }
-#endif
-    #if __PYX_LIMITED_VERSION_HEX >= 0x030d0000
-    if ((sizeof(uint32_t) <= sizeof(int)) && (sizeof(int) < sizeof(long))) {
-        __PYX_VERIFY_RETURN_INT_EXC(uint32_t, int, PyLong_AsInt(x))
-    } else
-    #endif
-    if ((sizeof(uint32_t) <= sizeof(long))) {
-        __PYX_VERIFY_RETURN_INT_EXC(uint32_t, long, PyLong_AsLong(x))
-    } else if ((sizeof(uint32_t) <= sizeof(PY_LONG_LONG))) {
-        __PYX_VERIFY_RETURN_INT_EXC(uint32_t, PY_LONG_LONG, PyLong_AsLongLong(x))
-    }
-    return __Pyx_LargePyLong___Pyx_PyLong_As_uint32_t(x);
-raise_neg_overflow:
-    return __Pyx_raise_neg_overflow___Pyx_PyLong_As_uint32_t();
-raise_overflow:
-    return __Pyx_raise_overflow___Pyx_PyLong_As_uint32_t();
-}
-static uint32_t __Pyx_LargePyLong___Pyx_PyLong_As_uint32_t(PyObject *x) {
-#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wconversion"
-#endif
-    const uint32_t neg_one = (uint32_t) -1, const_zero = (uint32_t) 0;
-#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
-#pragma GCC diagnostic pop
-#endif
-    const int is_unsigned = neg_one > const_zero;
-    uint32_t val;
-    int ret = -1;
-#if PY_VERSION_HEX >= 0x030d00A6 && !CYTHON_COMPILING_IN_LIMITED_API
-    Py_ssize_t bytes_copied = PyLong_AsNativeBytes(
-        x, &val, sizeof(val), Py_ASNATIVEBYTES_NATIVE_ENDIAN | (is_unsigned ? Py_ASNATIVEBYTES_UNSIGNED_BUFFER | Py_ASNATIVEBYTES_REJECT_NEGATIVE : 0));
-    if (unlikely(bytes_copied == -1)) {
-    } else if (unlikely(bytes_copied > (Py_ssize_t) sizeof(val))) {
-        goto raise_overflow;
-    } else {
-        ret = 0;
-    }
-#elif PY_VERSION_HEX < 0x030d0000 && !(CYTHON_COMPILING_IN_PYPY || CYTHON_COMPILING_IN_LIMITED_API) || defined(_PyLong_AsByteArray)
-    int one = 1; int is_little = (int)*(unsigned char *)&one;
-    unsigned char *bytes = (unsigned char *)&val;
-    ret = _PyLong_AsByteArray((PyLongObject *)x,
-                                bytes, sizeof(val),
-                                is_little, !is_unsigned);
-    if ((0)) goto raise_overflow;
-#else
-    PyObject *v;
-    PyObject *stepval = NULL, *mask = NULL, *shift = NULL;
-    int bits, remaining_bits, is_negative = 0;
-    int chunk_size = (sizeof(long) < 8) ? 30 : 62;
-    if (likely(PyLong_CheckExact(x))) {
-        v = __Pyx_NewRef(x);
-    } else {
-        v = PyNumber_Long(x);
-        if (unlikely(!v)) return (uint32_t) -1;
-        assert(PyLong_CheckExact(v));
-    }
-    {
-        int result = PyObject_RichCompareBool(v, Py_False, Py_LT);
-        if (unlikely(result < 0)) {
-            Py_DECREF(v);
-            return (uint32_t) -1;
-        }
-        is_negative = result == 1;
-    }
-    if (is_unsigned && unlikely(is_negative)) {
-        Py_DECREF(v);
-        PyErr_SetString(PyExc_OverflowError,
-            "can't convert negative value to uint32_t");
-        return (uint32_t) -1;
-    } else if (is_negative) {
-        stepval = PyNumber_Invert(v);
-        Py_DECREF(v);
-        if (unlikely(!stepval))
-            return (uint32_t) -1;
-    } else {
-        stepval = v;
-    }
-    v = NULL;
-    val = (uint32_t) 0;
-    mask = PyLong_FromLong((1L << chunk_size) - 1); if (unlikely(!mask)) goto done;
-    shift = PyLong_FromLong(chunk_size); if (unlikely(!shift)) goto done;
-    for (bits = 0; bits < (int) sizeof(uint32_t) * 8 - chunk_size; bits += chunk_size) {
-        PyObject *tmp, *digit;
-        long idigit;
-        digit = PyNumber_And(stepval, mask);
-        if (unlikely(!digit)) goto done;
-        idigit = PyLong_AsLong(digit);
-        Py_DECREF(digit);
-        if (unlikely(idigit < 0)) goto done;
-        val |= ((uint32_t) idigit) << bits;
-        tmp = PyNumber_Rshift(stepval, shift);
-        if (unlikely(!tmp)) goto done;
-        Py_DECREF(stepval); stepval = tmp;
-    }
-    Py_DECREF(shift); shift = NULL;
-    Py_DECREF(mask); mask = NULL;
-    {
-        long idigit = PyLong_AsLong(stepval);
-        if (unlikely(idigit < 0)) goto done;
-        remaining_bits = ((int) sizeof(uint32_t) * 8) - bits - (is_unsigned ? 0 : 1);
-        if (unlikely(idigit >= (1L << remaining_bits)))
-            goto raise_overflow;
-        val |= ((uint32_t) idigit) << bits;
-    }
-    if (!is_unsigned) {
-        if (unlikely(val & (((uint32_t) 1) << (sizeof(uint32_t) * 8 - 1))))
-            goto raise_overflow;
-        if (is_negative)
-            val = ~val;
-    }
-    ret = 0;
-done:
-    Py_XDECREF(shift);
-    Py_XDECREF(mask);
-    Py_XDECREF(stepval);
-#endif
-    if (unlikely(ret))
-        return (uint32_t) -1;
-    return val;
-raise_overflow:
-    return __Pyx_raise_overflow___Pyx_PyLong_As_uint32_t();
-}
-static CYTHON_INLINE uint32_t __Pyx_PyLong___Pyx_PyLong_As_uint32_t(PyObject *x) {
-#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wconversion"
-#endif
-    const uint32_t neg_one = (uint32_t) -1, const_zero = (uint32_t) 0;
-#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
-#pragma GCC diagnostic pop
-#endif
-    const int is_unsigned = neg_one > const_zero;
-    if (is_unsigned) {
-        #if CYTHON_USE_PYLONG_INTERNALS
-        if (unlikely(__Pyx_PyLong_IsNeg(x))) {
-            goto raise_neg_overflow;
-        } else if (__Pyx_PyLong_IsCompact(x)) {
-            __PYX_VERIFY_RETURN_INT(uint32_t, __Pyx_compact_upylong, __Pyx_PyLong_CompactValueUnsigned(x))
-        } else
-        #endif
-        {
-            return __Pyx_PyULong___Pyx_PyLong_As_uint32_t(x);
-        }
-    } else {
-        #if CYTHON_USE_PYLONG_INTERNALS
-        if (__Pyx_PyLong_IsCompact(x)) {
-            __PYX_VERIFY_RETURN_INT(uint32_t, __Pyx_compact_pylong, __Pyx_PyLong_CompactValue(x))
-        } else
-        #endif
-        {
-            return __Pyx_PySLong___Pyx_PyLong_As_uint32_t(x);
-        }
-    }
-#if CYTHON_USE_PYLONG_INTERNALS
-raise_neg_overflow:
-    return __Pyx_raise_neg_overflow___Pyx_PyLong_As_uint32_t();
-raise_overflow:
-    return __Pyx_raise_overflow___Pyx_PyLong_As_uint32_t();
-#endif
-}
-static uint32_t __Pyx_NonPyLong___Pyx_PyLong_As_uint32_t(PyObject *x) {
-    uint32_t val;
-    PyObject *tmp = __Pyx_PyNumber_Long(x);
-    if (!tmp) return (uint32_t) -1;
-    val = __Pyx_PyLong_As_uint32_t(tmp);
-    Py_DECREF(tmp);
-    return val;
-}
-static CYTHON_INLINE uint32_t __Pyx_PyLong_As_uint32_t(PyObject *x) {
-    if (likely(PyLong_Check(x))) {
-        return __Pyx_PyLong___Pyx_PyLong_As_uint32_t(x);
-    } else {
-        return __Pyx_NonPyLong___Pyx_PyLong_As_uint32_t(x);
-    }
-}
-
-/* CIntFromPy */
 static uint16_t __Pyx_LargePyLong___Pyx_PyLong_As_uint16_t(PyObject *x);
 static uint16_t __Pyx_raise_neg_overflow___Pyx_PyLong_As_uint16_t(void) {
     const char* type_name = "uint16_t";
@@ -54715,6 +57476,307 @@ static CYTHON_INLINE uint16_t __Pyx_PyLong_As_uint16_t(PyObject *x) {
         return __Pyx_PyLong___Pyx_PyLong_As_uint16_t(x);
     } else {
         return __Pyx_NonPyLong___Pyx_PyLong_As_uint16_t(x);
+    }
+}
+
+/* CIntFromPy */
+static uint32_t __Pyx_LargePyLong___Pyx_PyLong_As_uint32_t(PyObject *x);
+static uint32_t __Pyx_raise_neg_overflow___Pyx_PyLong_As_uint32_t(void) {
+    const char* type_name = "uint32_t";
+    PyErr_Format(PyExc_OverflowError,
+        "can't convert negative value to %.200s", type_name);
+    return (uint32_t) -1;
+}
+static uint32_t __Pyx_raise_overflow___Pyx_PyLong_As_uint32_t(void) {
+    const char* type_name = "uint32_t";
+    PyErr_Format(PyExc_OverflowError,
+        "value too large to convert to %.200s", type_name);
+    return (uint32_t) -1;
+}
+static CYTHON_INLINE uint32_t __Pyx_PyULong___Pyx_PyLong_As_uint32_t(PyObject *x) {
+    const int is_unsigned = 1;
+#if CYTHON_USE_PYLONG_INTERNALS
+    {
+        const digit* digits = __Pyx_PyLong_Digits(x);
+        const Py_ssize_t size = __Pyx_PyLong_DigitCount(x);
+        if (size == 2 && (8 * sizeof(uint32_t) > 1 * PyLong_SHIFT)) {
+            if ((8 * sizeof(unsigned long) > 2 * PyLong_SHIFT)) {
+                __PYX_VERIFY_RETURN_INT(uint32_t, unsigned long, (((((unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0])))
+            } else if ((8 * sizeof(uint32_t) >= 2 * PyLong_SHIFT)) {
+                return (uint32_t) (((((uint32_t)digits[1]) << PyLong_SHIFT) | (uint32_t)digits[0]));
+            }
+        } else
+        if (size == 3 && (8 * sizeof(uint32_t) > 2 * PyLong_SHIFT)) {
+            if ((8 * sizeof(unsigned long) > 3 * PyLong_SHIFT)) {
+                __PYX_VERIFY_RETURN_INT(uint32_t, unsigned long, (((((((unsigned long)digits[2]) << PyLong_SHIFT) | (unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0])))
+            } else if ((8 * sizeof(uint32_t) >= 3 * PyLong_SHIFT)) {
+                return (uint32_t) (((((((uint32_t)digits[2]) << PyLong_SHIFT) | (uint32_t)digits[1]) << PyLong_SHIFT) | (uint32_t)digits[0]));
+            }
+        } else
+        if (size == 4 && (8 * sizeof(uint32_t) > 3 * PyLong_SHIFT)) {
+            if ((8 * sizeof(unsigned long) > 4 * PyLong_SHIFT)) {
+                __PYX_VERIFY_RETURN_INT(uint32_t, unsigned long, (((((((((unsigned long)digits[3]) << PyLong_SHIFT) | (unsigned long)digits[2]) << PyLong_SHIFT) | (unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0])))
+            } else if ((8 * sizeof(uint32_t) >= 4 * PyLong_SHIFT)) {
+                return (uint32_t) (((((((((uint32_t)digits[3]) << PyLong_SHIFT) | (uint32_t)digits[2]) << PyLong_SHIFT) | (uint32_t)digits[1]) << PyLong_SHIFT) | (uint32_t)digits[0]));
+            }
+        } else
+        {}
+    }
+#elif CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX < 0x030C00A7
+    if (unlikely(Py_SIZE(x) < 0)) {
+        goto raise_neg_overflow;
+    }
+#else
+    {
+        int result = PyObject_RichCompareBool(x, Py_False, Py_LT);
+        if (unlikely(result < 0))
+            return (uint32_t) -1;
+        if (unlikely(result == 1))
+            goto raise_neg_overflow;
+    }
+#endif
+    if ((sizeof(uint32_t) <= sizeof(unsigned long))) {
+        __PYX_VERIFY_RETURN_INT_EXC(uint32_t, unsigned long, PyLong_AsUnsignedLong(x))
+    } else if ((sizeof(uint32_t) <= sizeof(unsigned PY_LONG_LONG))) {
+        __PYX_VERIFY_RETURN_INT_EXC(uint32_t, unsigned PY_LONG_LONG, PyLong_AsUnsignedLongLong(x))
+    }
+    return __Pyx_LargePyLong___Pyx_PyLong_As_uint32_t(x);
+raise_neg_overflow:
+    return __Pyx_raise_neg_overflow___Pyx_PyLong_As_uint32_t();
+raise_overflow:
+    return __Pyx_raise_overflow___Pyx_PyLong_As_uint32_t();
+}
+static CYTHON_INLINE uint32_t __Pyx_PySLong___Pyx_PyLong_As_uint32_t(PyObject *x) {
+    const int is_unsigned = 0;
+#if CYTHON_USE_PYLONG_INTERNALS
+    if (__Pyx_PyLong_IsNeg(x)) {
+        const Py_ssize_t size = __Pyx_PyLong_DigitCount(x);
+        const digit* digits = __Pyx_PyLong_Digits(x);
+        if (size == 2 && (8 * sizeof(uint32_t) > 1 * PyLong_SHIFT)) {
+            if ((8 * sizeof(long) > 2 * PyLong_SHIFT)) {
+                long ival = - (long) (((((unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0]));
+                __PYX_VERIFY_RETURN_INT(uint32_t, long, ival)
+            } else if ((8 * sizeof(uint32_t) - 1 > 2 * PyLong_SHIFT)) {
+                return (uint32_t) (((uint32_t) -1) * (((((uint32_t)digits[1]) << PyLong_SHIFT) | (uint32_t)digits[0])));
+            }
+        } else
+        if (size == 3 && (8 * sizeof(uint32_t) > 2 * PyLong_SHIFT)) {
+            if ((8 * sizeof(long) > 3 * PyLong_SHIFT)) {
+                long ival = - (long) (((((((unsigned long)digits[2]) << PyLong_SHIFT) | (unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0]));
+                __PYX_VERIFY_RETURN_INT(uint32_t, long, ival)
+            } else if ((8 * sizeof(uint32_t) - 1 > 3 * PyLong_SHIFT)) {
+                return (uint32_t) (((uint32_t) -1) * (((((((uint32_t)digits[2]) << PyLong_SHIFT) | (uint32_t)digits[1]) << PyLong_SHIFT) | (uint32_t)digits[0])));
+            }
+        } else
+        if (size == 4 && (8 * sizeof(uint32_t) > 3 * PyLong_SHIFT)) {
+            if ((8 * sizeof(long) > 4 * PyLong_SHIFT)) {
+                long ival = - (long) (((((((((unsigned long)digits[3]) << PyLong_SHIFT) | (unsigned long)digits[2]) << PyLong_SHIFT) | (unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0]));
+                __PYX_VERIFY_RETURN_INT(uint32_t, long, ival)
+            } else if ((8 * sizeof(uint32_t) - 1 > 4 * PyLong_SHIFT)) {
+                return (uint32_t) (((uint32_t) -1) * (((((((((uint32_t)digits[3]) << PyLong_SHIFT) | (uint32_t)digits[2]) << PyLong_SHIFT) | (uint32_t)digits[1]) << PyLong_SHIFT) | (uint32_t)digits[0])));
+            }
+        } else
+        {}
+    } else {
+        const Py_ssize_t size = __Pyx_PyLong_DigitCount(x);
+        const digit* digits = __Pyx_PyLong_Digits(x);
+        if (size == 2 && (8 * sizeof(uint32_t) > 1 * PyLong_SHIFT)) {
+            if ((8 * sizeof(long) > 2 * PyLong_SHIFT)) {
+                __PYX_VERIFY_RETURN_INT(uint32_t, unsigned long, (((((unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0])))
+            } else if ((8 * sizeof(uint32_t) - 1 > 2 * PyLong_SHIFT)) {
+                return (uint32_t) (((((uint32_t)digits[1]) << PyLong_SHIFT) | (uint32_t)digits[0]));
+            }
+        } else
+        if (size == 3 && (8 * sizeof(uint32_t) > 2 * PyLong_SHIFT)) {
+            if ((8 * sizeof(long) > 3 * PyLong_SHIFT)) {
+                __PYX_VERIFY_RETURN_INT(uint32_t, unsigned long, (((((((unsigned long)digits[2]) << PyLong_SHIFT) | (unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0])))
+            } else if ((8 * sizeof(uint32_t) - 1 > 3 * PyLong_SHIFT)) {
+                return (uint32_t) (((((((uint32_t)digits[2]) << PyLong_SHIFT) | (uint32_t)digits[1]) << PyLong_SHIFT) | (uint32_t)digits[0]));
+            }
+        } else
+        if (size == 4 && (8 * sizeof(uint32_t) > 3 * PyLong_SHIFT)) {
+            if ((8 * sizeof(long) > 4 * PyLong_SHIFT)) {
+                __PYX_VERIFY_RETURN_INT(uint32_t, unsigned long, (((((((((unsigned long)digits[3]) << PyLong_SHIFT) | (unsigned long)digits[2]) << PyLong_SHIFT) | (unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0])))
+            } else if ((8 * sizeof(uint32_t) - 1 > 4 * PyLong_SHIFT)) {
+                return (uint32_t) (((((((((uint32_t)digits[3]) << PyLong_SHIFT) | (uint32_t)digits[2]) << PyLong_SHIFT) | (uint32_t)digits[1]) << PyLong_SHIFT) | (uint32_t)digits[0]));
+            }
+        } else
+        {}
+    }
+#endif
+    #if __PYX_LIMITED_VERSION_HEX >= 0x030d0000
+    if ((sizeof(uint32_t) <= sizeof(int)) && (sizeof(int) < sizeof(long))) {
+        __PYX_VERIFY_RETURN_INT_EXC(uint32_t, int, PyLong_AsInt(x))
+    } else
+    #endif
+    if ((sizeof(uint32_t) <= sizeof(long))) {
+        __PYX_VERIFY_RETURN_INT_EXC(uint32_t, long, PyLong_AsLong(x))
+    } else if ((sizeof(uint32_t) <= sizeof(PY_LONG_LONG))) {
+        __PYX_VERIFY_RETURN_INT_EXC(uint32_t, PY_LONG_LONG, PyLong_AsLongLong(x))
+    }
+    return __Pyx_LargePyLong___Pyx_PyLong_As_uint32_t(x);
+raise_neg_overflow:
+    return __Pyx_raise_neg_overflow___Pyx_PyLong_As_uint32_t();
+raise_overflow:
+    return __Pyx_raise_overflow___Pyx_PyLong_As_uint32_t();
+}
+static uint32_t __Pyx_LargePyLong___Pyx_PyLong_As_uint32_t(PyObject *x) {
+#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wconversion"
+#endif
+    const uint32_t neg_one = (uint32_t) -1, const_zero = (uint32_t) 0;
+#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
+#pragma GCC diagnostic pop
+#endif
+    const int is_unsigned = neg_one > const_zero;
+    uint32_t val;
+    int ret = -1;
+#if PY_VERSION_HEX >= 0x030d00A6 && !CYTHON_COMPILING_IN_LIMITED_API
+    Py_ssize_t bytes_copied = PyLong_AsNativeBytes(
+        x, &val, sizeof(val), Py_ASNATIVEBYTES_NATIVE_ENDIAN | (is_unsigned ? Py_ASNATIVEBYTES_UNSIGNED_BUFFER | Py_ASNATIVEBYTES_REJECT_NEGATIVE : 0));
+    if (unlikely(bytes_copied == -1)) {
+    } else if (unlikely(bytes_copied > (Py_ssize_t) sizeof(val))) {
+        goto raise_overflow;
+    } else {
+        ret = 0;
+    }
+#elif PY_VERSION_HEX < 0x030d0000 && !(CYTHON_COMPILING_IN_PYPY || CYTHON_COMPILING_IN_LIMITED_API) || defined(_PyLong_AsByteArray)
+    int one = 1; int is_little = (int)*(unsigned char *)&one;
+    unsigned char *bytes = (unsigned char *)&val;
+    ret = _PyLong_AsByteArray((PyLongObject *)x,
+                                bytes, sizeof(val),
+                                is_little, !is_unsigned);
+    if ((0)) goto raise_overflow;
+#else
+    PyObject *v;
+    PyObject *stepval = NULL, *mask = NULL, *shift = NULL;
+    int bits, remaining_bits, is_negative = 0;
+    int chunk_size = (sizeof(long) < 8) ? 30 : 62;
+    if (likely(PyLong_CheckExact(x))) {
+        v = __Pyx_NewRef(x);
+    } else {
+        v = PyNumber_Long(x);
+        if (unlikely(!v)) return (uint32_t) -1;
+        assert(PyLong_CheckExact(v));
+    }
+    {
+        int result = PyObject_RichCompareBool(v, Py_False, Py_LT);
+        if (unlikely(result < 0)) {
+            Py_DECREF(v);
+            return (uint32_t) -1;
+        }
+        is_negative = result == 1;
+    }
+    if (is_unsigned && unlikely(is_negative)) {
+        Py_DECREF(v);
+        PyErr_SetString(PyExc_OverflowError,
+            "can't convert negative value to uint32_t");
+        return (uint32_t) -1;
+    } else if (is_negative) {
+        stepval = PyNumber_Invert(v);
+        Py_DECREF(v);
+        if (unlikely(!stepval))
+            return (uint32_t) -1;
+    } else {
+        stepval = v;
+    }
+    v = NULL;
+    val = (uint32_t) 0;
+    mask = PyLong_FromLong((1L << chunk_size) - 1); if (unlikely(!mask)) goto done;
+    shift = PyLong_FromLong(chunk_size); if (unlikely(!shift)) goto done;
+    for (bits = 0; bits < (int) sizeof(uint32_t) * 8 - chunk_size; bits += chunk_size) {
+        PyObject *tmp, *digit;
+        long idigit;
+        digit = PyNumber_And(stepval, mask);
+        if (unlikely(!digit)) goto done;
+        idigit = PyLong_AsLong(digit);
+        Py_DECREF(digit);
+        if (unlikely(idigit < 0)) goto done;
+        val |= ((uint32_t) idigit) << bits;
+        tmp = PyNumber_Rshift(stepval, shift);
+        if (unlikely(!tmp)) goto done;
+        Py_DECREF(stepval); stepval = tmp;
+    }
+    Py_DECREF(shift); shift = NULL;
+    Py_DECREF(mask); mask = NULL;
+    {
+        long idigit = PyLong_AsLong(stepval);
+        if (unlikely(idigit < 0)) goto done;
+        remaining_bits = ((int) sizeof(uint32_t) * 8) - bits - (is_unsigned ? 0 : 1);
+        if (unlikely(idigit >= (1L << remaining_bits)))
+            goto raise_overflow;
+        val |= ((uint32_t) idigit) << bits;
+    }
+    if (!is_unsigned) {
+        if (unlikely(val & (((uint32_t) 1) << (sizeof(uint32_t) * 8 - 1))))
+            goto raise_overflow;
+        if (is_negative)
+            val = ~val;
+    }
+    ret = 0;
+done:
+    Py_XDECREF(shift);
+    Py_XDECREF(mask);
+    Py_XDECREF(stepval);
+#endif
+    if (unlikely(ret))
+        return (uint32_t) -1;
+    return val;
+raise_overflow:
+    return __Pyx_raise_overflow___Pyx_PyLong_As_uint32_t();
+}
+static CYTHON_INLINE uint32_t __Pyx_PyLong___Pyx_PyLong_As_uint32_t(PyObject *x) {
+#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wconversion"
+#endif
+    const uint32_t neg_one = (uint32_t) -1, const_zero = (uint32_t) 0;
+#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
+#pragma GCC diagnostic pop
+#endif
+    const int is_unsigned = neg_one > const_zero;
+    if (is_unsigned) {
+        #if CYTHON_USE_PYLONG_INTERNALS
+        if (unlikely(__Pyx_PyLong_IsNeg(x))) {
+            goto raise_neg_overflow;
+        } else if (__Pyx_PyLong_IsCompact(x)) {
+            __PYX_VERIFY_RETURN_INT(uint32_t, __Pyx_compact_upylong, __Pyx_PyLong_CompactValueUnsigned(x))
+        } else
+        #endif
+        {
+            return __Pyx_PyULong___Pyx_PyLong_As_uint32_t(x);
+        }
+    } else {
+        #if CYTHON_USE_PYLONG_INTERNALS
+        if (__Pyx_PyLong_IsCompact(x)) {
+            __PYX_VERIFY_RETURN_INT(uint32_t, __Pyx_compact_pylong, __Pyx_PyLong_CompactValue(x))
+        } else
+        #endif
+        {
+            return __Pyx_PySLong___Pyx_PyLong_As_uint32_t(x);
+        }
+    }
+#if CYTHON_USE_PYLONG_INTERNALS
+raise_neg_overflow:
+    return __Pyx_raise_neg_overflow___Pyx_PyLong_As_uint32_t();
+raise_overflow:
+    return __Pyx_raise_overflow___Pyx_PyLong_As_uint32_t();
+#endif
+}
+static uint32_t __Pyx_NonPyLong___Pyx_PyLong_As_uint32_t(PyObject *x) {
+    uint32_t val;
+    PyObject *tmp = __Pyx_PyNumber_Long(x);
+    if (!tmp) return (uint32_t) -1;
+    val = __Pyx_PyLong_As_uint32_t(tmp);
+    Py_DECREF(tmp);
+    return val;
+}
+static CYTHON_INLINE uint32_t __Pyx_PyLong_As_uint32_t(PyObject *x) {
+    if (likely(PyLong_Check(x))) {
+        return __Pyx_PyLong___Pyx_PyLong_As_uint32_t(x);
+    } else {
+        return __Pyx_NonPyLong___Pyx_PyLong_As_uint32_t(x);
     }
 }
 

@@ -328,7 +328,7 @@ cdef class _Rewrite:
                 groups.append(([("new", len(new_entries) - 1)], None, value))
 
         offsets = self.place_strings(groups)
-        vn_updates = {}
+        patches = []   # (file position, field size, value) written after everything else
         for (owners, _, _), off in zip(groups, offsets):
             for owner in owners:
                 if isinstance(owner, int):
@@ -336,8 +336,64 @@ cdef class _Rewrite:
                 elif owner[0] == "new":
                     new_entries[owner[1]][1] = off
                 else:
-                    vn_updates[owner[1]] = off
-        return self.write(new_entries, vn_updates)
+                    patches.append((owner[1], 4, off))
+        new_entries = self.drop_version_requirements(remove_needed, verneed, new_entries, patches)
+        return self.write(new_entries, patches)
+
+    def drop_version_requirements(self, set remove_needed, list verneed, list new_entries, list patches) -> list:
+        """Unlink the Elf_Verneed entries of removed libraries: the loader checks every entry of the
+        chain against a loaded object, so one for a library no longer needed would fail the load."""
+        cdef _Image img = self.img
+        chain = [(pos - 4, val) for pos, val in verneed]   # (entry offset, vn_file)
+        kept = [e for e in chain if self.string(e[1]) not in remove_needed]
+        if len(kept) == len(chain):
+            return new_entries
+        for a, b in zip(kept, kept[1:]):
+            if b[0] <= a[0]:
+                raise _Fail(ST_UNSUPPORTED, a[0], "Elf_Verneed chain that runs backwards")
+            patches.append((a[0] + 12, 4, b[0] - a[0]))
+        if not kept:
+            self.unversion_symbols([e[0] for e in chain], patches)
+            return [e for e in new_entries if e[0] != DT_VERNEED and e[0] != DT_VERNEEDNUM]
+        patches.append((kept[len(kept) - 1][0] + 12, 4, 0))  # (no negative index: wraparound is off)
+        self.unversion_symbols([e[0] for e in chain if e not in kept], patches)
+        delta = kept[0][0] - chain[0][0]
+        for entry in new_entries:
+            if entry[0] == DT_VERNEEDNUM:
+                entry[1] = len(kept)
+            elif entry[0] == DT_VERNEED:
+                entry[1] += delta
+        for pos, kind, sh_addr, sh_offset, sh_size in self.sections:
+            if kind == SHT_GNU_verneed and sh_offset == chain[0][0]:
+                patches.append((pos + (44 if img.im.is64 else 28), 4, len(kept)))   # sh_info: the count
+                if delta:
+                    fields = (16, 24, 32) if img.im.is64 else (12, 16, 20)
+                    for at, value in zip(fields, (sh_addr + delta, sh_offset + delta, sh_size - delta)):
+                        patches.append((pos + at, img.word, value))
+        return new_entries
+
+    def unversion_symbols(self, list removed_entries, list patches):
+        """Symbols bound to a version of a removed library become unversioned (VER_NDX_GLOBAL), so no
+        .gnu.version index names a requirement that is gone."""
+        cdef _Image img = self.img
+        cdef uint64_t entry, aux, i, cap = img.im.n // _MIN_VERSION_ENTRY
+        indexes = set()
+        for entry in removed_entries:
+            img.need(entry, 16, "Elf_Verneed")
+            aux = entry + img.u32(entry + 8)
+            for i in range(min(img.u16(entry + 2), cap)):
+                indexes.add(img.u16(aux + 6) & 0x7fff)
+                if img.u32(aux + 12) == 0:
+                    break
+                aux += img.u32(aux + 12)
+        for _, kind, _, sh_offset, sh_size in self.sections:
+            if kind != SHT_GNU_versym:
+                continue
+            img.need(sh_offset, sh_size, ".gnu.version")
+            for i in range(sh_size // 2):
+                value = img.u16(sh_offset + 2 * i)
+                if value & 0x7fff in indexes:
+                    patches.append((sh_offset + 2 * i, 2, (value & 0x8000) | 1))
 
     def verneed_files(self) -> list:
         values = {tag: val for tag, val in reversed(self.entries)}
@@ -383,12 +439,12 @@ cdef class _Rewrite:
             self.appended += probe
         return len(self.dynstr) + found
 
-    def write(self, list new_entries, dict vn_updates):
+    def write(self, list new_entries, list patches):
         cdef _Image img = self.img
         cdef bint le = img.im.le
         capacity = self.dyn_size // img.dynent
         move_dynamic = len(new_entries) + 1 > capacity
-        unchanged = (not self.appended and not move_dynamic and not vn_updates
+        unchanged = (not self.appended and not move_dynamic and not patches
                      and new_entries == [list(e) for e in self.entries]
                      and self.dynstr == img.buf[self.str_off:self.str_off + self.str_size])
         if unchanged:
@@ -412,8 +468,13 @@ cdef class _Rewrite:
             for i in range(len(new_entries) + 1, capacity):  # spare slots stay DT_NULL
                 self.put_word(view, dyn_off + i * img.dynent, 0)
                 self.put_word(view, dyn_off + i * img.dynent + img.word, 0)
-        for pos, val in vn_updates.items():
-            wr32(&view[pos], le, val)
+        for pos, size, value in patches:
+            if size == 2:
+                wr16(&view[pos], le, value)
+            elif size == 4:
+                wr32(&view[pos], le, value)
+            else:
+                wr64(&view[pos], le, value)
         return bytes(out)
 
     cdef void put_word(self, uint8_t[::1] view, uint64_t off, uint64_t value):

@@ -1933,7 +1933,7 @@ struct __pyx_obj_9fastaudit_8_elfedit__Rewrite {
 };
 
 
-/* "fastaudit/_elfedit.pyx":405
+/* "fastaudit/_elfedit.pyx":409
  *         return self.img.verneed_files(off, values.get(DT_VERNEEDNUM, 0))[0]
  * 
  *     def place_strings(self, list groups) -> list:             # <<<<<<<<<<<<<<
@@ -1949,7 +1949,7 @@ struct __pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct__place_strings {
 };
 
 
-/* "fastaudit/_elfedit.pyx":416
+/* "fastaudit/_elfedit.pyx":420
  *             if len(new) > old_len or self.dynstr.find(bytes(new) + b"\0") >= 0:
  *                 continue
  *             if any(owner not in owners and self.overlaps(r, old, old_len) for r, owner in refs):             # <<<<<<<<<<<<<<
@@ -1965,7 +1965,7 @@ struct __pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_1_genexpr {
 };
 
 
-/* "fastaudit/_elfedit.pyx":492
+/* "fastaudit/_elfedit.pyx":496
  *         cdef uint8_t[::1] view
  *         table = bytes(self.dynstr) + bytes(self.appended)
  *         slot = next((i for i, p in enumerate(self.phdrs) if p[0] == PT_NULL), None)             # <<<<<<<<<<<<<<
@@ -1983,7 +1983,7 @@ struct __pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_2_genexpr {
 };
 
 
-/* "fastaudit/_elfedit.pyx":494
+/* "fastaudit/_elfedit.pyx":498
  *         slot = next((i for i, p in enumerate(self.phdrs) if p[0] == PT_NULL), None)
  *         move_phdrs = slot is None
  *         if move_phdrs and any(p[0] == PT_INTERP for p in self.phdrs):             # <<<<<<<<<<<<<<
@@ -1997,7 +1997,7 @@ struct __pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_3_genexpr {
 };
 
 
-/* "fastaudit/_elfedit.pyx":503
+/* "fastaudit/_elfedit.pyx":507
  *         alignment = max([self.page_size] + [p[7] for p in loads])
  *         base_off = align_up(len(out), 16)
  *         base_vaddr = align_up(max(p[3] + p[6] for p in loads), alignment) + base_off % alignment             # <<<<<<<<<<<<<<
@@ -2014,7 +2014,7 @@ struct __pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_4_genexpr {
 };
 
 
-/* "fastaudit/_elfedit.pyx":517
+/* "fastaudit/_elfedit.pyx":521
  *         if slot is not None:
  *             del self.phdrs[slot]
  *         last_load = max(i for i, p in enumerate(self.phdrs) if p[0] == PT_LOAD)             # <<<<<<<<<<<<<<
@@ -3250,9 +3250,6 @@ static CYTHON_INLINE int __Pyx_PyObject_CompareBoolLe_object_object(PyObject *op
 static CYTHON_INLINE PyObject* __Pyx__PyNumber_Subtract_object_object(PyObject *op1, PyObject *op2, int inplace);
 #endif
 
-/* PyObjectCompare.proto */
-static CYTHON_INLINE int __Pyx_PyObject_CompareBoolNe_object_int(PyObject *op1, PyObject *op2, int pyop);
-
 /* PyNumberBinop.proto */
 #if CYTHON_COMPILING_IN_PYPY || CYTHON_COMPILING_IN_GRAAL || CYTHON_COMPILING_IN_LIMITED_API
 #define __Pyx_PyNumber_Add_object_int(op1, op2)  PyNumber_Add(op1, op2)
@@ -3262,6 +3259,9 @@ static CYTHON_INLINE int __Pyx_PyObject_CompareBoolNe_object_int(PyObject *op1, 
 #define __Pyx_PyNumber_InPlaceAdd_object_int(op1, op2)  __Pyx__PyNumber_Add_object_int(op1, op2, 1)
 static CYTHON_INLINE PyObject* __Pyx__PyNumber_Add_object_int(PyObject *op1, PyObject *op2, int inplace);
 #endif
+
+/* PyObjectCompare.proto */
+static CYTHON_INLINE int __Pyx_PyObject_CompareBoolNe_object_int(PyObject *op1, PyObject *op2, int pyop);
 
 /* PyLongBinop.proto */
 #if !CYTHON_COMPILING_IN_PYPY
@@ -29387,12 +29387,13 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10drop_version_requirem
   PyObject *__pyx_v_kept = NULL;
   PyObject *__pyx_v_a = NULL;
   PyObject *__pyx_v_b = NULL;
-  PyObject *__pyx_v_delta = NULL;
-  PyObject *__pyx_v_entry = NULL;
   PyObject *__pyx_v_pos = NULL;
   PyObject *__pyx_v_kind = NULL;
-  PyObject *__pyx_v_sh_addr = NULL;
+  CYTHON_UNUSED PyObject *__pyx_v__ = NULL;
   PyObject *__pyx_v_sh_offset = NULL;
+  PyObject *__pyx_v_delta = NULL;
+  PyObject *__pyx_v_entry = NULL;
+  PyObject *__pyx_v_sh_addr = NULL;
   PyObject *__pyx_v_sh_size = NULL;
   PyObject *__pyx_v_fields = NULL;
   PyObject *__pyx_v_at = NULL;
@@ -29402,7 +29403,6 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10drop_version_requirem
   PyObject *__pyx_9genexpr15__pyx_v_e = NULL;
   PyObject *__pyx_9genexpr16__pyx_v_e = NULL;
   PyObject *__pyx_9genexpr17__pyx_v_e = NULL;
-  PyObject *__pyx_9genexpr18__pyx_v_e = NULL;
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
   PyObject *__pyx_t_1 = NULL;
@@ -29797,7 +29797,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10drop_version_requirem
  *             if b[0] <= a[0]:
  *                 raise _Fail(ST_UNSUPPORTED, a[0], "Elf_Verneed chain that runs backwards")             # <<<<<<<<<<<<<<
  *             patches.append((a[0] + 12, 4, b[0] - a[0]))
- *         if not kept:
+ *         self.unversion_symbols([e[0] for e in chain if e not in kept], patches)
 */
       __pyx_t_1 = NULL;
       __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_Fail); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 353, __pyx_L1_error)
@@ -29845,8 +29845,8 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10drop_version_requirem
  *             if b[0] <= a[0]:
  *                 raise _Fail(ST_UNSUPPORTED, a[0], "Elf_Verneed chain that runs backwards")
  *             patches.append((a[0] + 12, 4, b[0] - a[0]))             # <<<<<<<<<<<<<<
+ *         self.unversion_symbols([e[0] for e in chain if e not in kept], patches)
  *         if not kept:
- *             self.unversion_symbols([e[0] for e in chain], patches)
 */
     if (unlikely(__pyx_v_patches == Py_None)) {
       PyErr_Format(PyExc_AttributeError, "\047NoneType\047 object has no attribute \047%.30s\047", "append");
@@ -29893,13 +29893,70 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10drop_version_requirem
   /* "fastaudit/_elfedit.pyx":355
  *                 raise _Fail(ST_UNSUPPORTED, a[0], "Elf_Verneed chain that runs backwards")
  *             patches.append((a[0] + 12, 4, b[0] - a[0]))
+ *         self.unversion_symbols([e[0] for e in chain if e not in kept], patches)             # <<<<<<<<<<<<<<
+ *         if not kept:
+ *             # no requirement left: no DT_VERNEED, and an empty .gnu.version_r for the tools that read sections
+*/
+  __pyx_t_7 = ((PyObject *)__pyx_v_self);
+  __Pyx_INCREF(__pyx_t_7);
+  { /* enter inner scope */
+    __pyx_t_4 = PyList_New(0); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 355, __pyx_L29_error)
+    __Pyx_GOTREF(__pyx_t_4);
+    __pyx_t_2 = __pyx_v_chain; __Pyx_INCREF(__pyx_t_2);
+    __pyx_t_11 = 0;
+    for (;;) {
+      {
+        Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_2);
+        #if !CYTHON_ASSUME_SAFE_SIZE
+        if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 355, __pyx_L29_error)
+        #endif
+        if (__pyx_t_11 >= __pyx_temp) break;
+      }
+      __pyx_t_5 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_2, __pyx_t_11, __Pyx_ReferenceSharing_OwnStrongReference);
+      ++__pyx_t_11;
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 355, __pyx_L29_error)
+      __Pyx_GOTREF(__pyx_t_5);
+      __Pyx_XDECREF_SET(__pyx_9genexpr16__pyx_v_e, __pyx_t_5);
+      __pyx_t_5 = 0;
+      __pyx_t_10 = (__Pyx_PySequence_ContainsTF(__pyx_9genexpr16__pyx_v_e, __pyx_v_kept, Py_NE)); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 355, __pyx_L29_error)
+      if (__pyx_t_10) {
+
+        __pyx_t_5 = __Pyx_GetItemInt(__pyx_9genexpr16__pyx_v_e, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 355, __pyx_L29_error)
+        __Pyx_GOTREF(__pyx_t_5);
+        __Pyx_GIVEREF(__pyx_t_5);
+        if (unlikely(__Pyx_ListComp_AppendAndDecref(__pyx_t_4, __pyx_t_5))) __PYX_ERR(0, 355, __pyx_L29_error)
+        __pyx_t_5 = 0;
+      }
+    }
+    __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+    __Pyx_XDECREF(__pyx_9genexpr16__pyx_v_e); __pyx_9genexpr16__pyx_v_e = 0;
+    goto __pyx_L34_exit_scope;
+    __pyx_L29_error:;
+    __Pyx_XDECREF(__pyx_9genexpr16__pyx_v_e); __pyx_9genexpr16__pyx_v_e = 0;
+    goto __pyx_L1_error;
+    __pyx_L34_exit_scope:;
+  } /* exit inner scope */
+  __pyx_t_9 = 0;
+  {
+    PyObject *__pyx_callargs[3] = {__pyx_t_7, __pyx_t_4, __pyx_v_patches};
+    __pyx_t_6 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_unversion_symbols, __pyx_callargs+__pyx_t_9, (3-__pyx_t_9) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+    __Pyx_XDECREF(__pyx_t_7); __pyx_t_7 = 0;
+    __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+    if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 355, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_6);
+  }
+  __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+
+  /* "fastaudit/_elfedit.pyx":356
+ *             patches.append((a[0] + 12, 4, b[0] - a[0]))
+ *         self.unversion_symbols([e[0] for e in chain if e not in kept], patches)
  *         if not kept:             # <<<<<<<<<<<<<<
- *             self.unversion_symbols([e[0] for e in chain], patches)
- *             return [e for e in new_entries if e[0] != DT_VERNEED and e[0] != DT_VERNEEDNUM]
+ *             # no requirement left: no DT_VERNEED, and an empty .gnu.version_r for the tools that read sections
+ *             for pos, kind, _, sh_offset, _ in self.sections:
 */
   {
     Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_v_kept);
-    if (unlikely(((!CYTHON_ASSUME_SAFE_SIZE) && __pyx_temp < 0))) __PYX_ERR(0, 355, __pyx_L1_error)
+    if (unlikely(((!CYTHON_ASSUME_SAFE_SIZE) && __pyx_temp < 0))) __PYX_ERR(0, 356, __pyx_L1_error)
     __pyx_t_10 = (__pyx_temp != 0);
   }
 
@@ -29909,127 +29966,305 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10drop_version_requirem
   if (__pyx_t_14) {
 
 
-    /* "fastaudit/_elfedit.pyx":356
- *             patches.append((a[0] + 12, 4, b[0] - a[0]))
+    /* "fastaudit/_elfedit.pyx":358
  *         if not kept:
- *             self.unversion_symbols([e[0] for e in chain], patches)             # <<<<<<<<<<<<<<
+ *             # no requirement left: no DT_VERNEED, and an empty .gnu.version_r for the tools that read sections
+ *             for pos, kind, _, sh_offset, _ in self.sections:             # <<<<<<<<<<<<<<
+ *                 if kind == SHT_GNU_verneed and sh_offset == chain[0][0]:
+ *                     patches.append((pos + (44 if img.im.is64 else 28), 4, 0))
+*/
+    if (unlikely(__pyx_v_self->sections == Py_None)) {
+      PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not iterable");
+      __PYX_ERR(0, 358, __pyx_L1_error)
+    }
+    __pyx_t_6 = __pyx_v_self->sections; __Pyx_INCREF(__pyx_t_6);
+    __pyx_t_11 = 0;
+    for (;;) {
+      {
+        Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_6);
+        #if !CYTHON_ASSUME_SAFE_SIZE
+        if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 358, __pyx_L1_error)
+        #endif
+        if (__pyx_t_11 >= __pyx_temp) break;
+      }
+      __pyx_t_4 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_6, __pyx_t_11, __Pyx_ReferenceSharing_OwnStrongReference);
+      ++__pyx_t_11;
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 358, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_4);
+      if ((likely(PyTuple_CheckExact(__pyx_t_4))) || (PyList_CheckExact(__pyx_t_4))) {
+        PyObject* sequence = __pyx_t_4;
+        Py_ssize_t size = __Pyx_PySequence_SIZE(sequence);
+        if (unlikely(size != 5)) {
+          if (size > 5) __Pyx_RaiseTooManyValuesError(5);
+          else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
+          __PYX_ERR(0, 358, __pyx_L1_error)
+        }
+        #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
+        if (likely(PyTuple_CheckExact(sequence))) {
+          __pyx_t_7 = PyTuple_GET_ITEM(sequence, 0);
+          __Pyx_INCREF(__pyx_t_7);
+          __pyx_t_2 = PyTuple_GET_ITEM(sequence, 1);
+          __Pyx_INCREF(__pyx_t_2);
+          __pyx_t_5 = PyTuple_GET_ITEM(sequence, 2);
+          __Pyx_INCREF(__pyx_t_5);
+          __pyx_t_1 = PyTuple_GET_ITEM(sequence, 3);
+          __Pyx_INCREF(__pyx_t_1);
+          __pyx_t_15 = PyTuple_GET_ITEM(sequence, 4);
+          __Pyx_INCREF(__pyx_t_15);
+        } else {
+          __pyx_t_7 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
+          if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 358, __pyx_L1_error)
+          __Pyx_XGOTREF(__pyx_t_7);
+          __pyx_t_2 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
+          if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 358, __pyx_L1_error)
+          __Pyx_XGOTREF(__pyx_t_2);
+          __pyx_t_5 = __Pyx_PyList_GET_ITEM_REF(sequence, 2, __Pyx_ReferenceSharing_SharedReference);
+          if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 358, __pyx_L1_error)
+          __Pyx_XGOTREF(__pyx_t_5);
+          __pyx_t_1 = __Pyx_PyList_GET_ITEM_REF(sequence, 3, __Pyx_ReferenceSharing_SharedReference);
+          if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 358, __pyx_L1_error)
+          __Pyx_XGOTREF(__pyx_t_1);
+          __pyx_t_15 = __Pyx_PyList_GET_ITEM_REF(sequence, 4, __Pyx_ReferenceSharing_SharedReference);
+          if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 358, __pyx_L1_error)
+          __Pyx_XGOTREF(__pyx_t_15);
+        }
+        #else
+        {
+          Py_ssize_t i;
+          PyObject** temps[5] = {&__pyx_t_7,&__pyx_t_2,&__pyx_t_5,&__pyx_t_1,&__pyx_t_15};
+          for (i=0; i < 5; i++) {
+            PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(0, 358, __pyx_L1_error)
+            __Pyx_GOTREF(item);
+            *(temps[i]) = item;
+          }
+        }
+        #endif
+        __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+      } else {
+        Py_ssize_t index = -1;
+        PyObject** temps[5] = {&__pyx_t_7,&__pyx_t_2,&__pyx_t_5,&__pyx_t_1,&__pyx_t_15};
+        __pyx_t_16 = PyObject_GetIter(__pyx_t_4); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 358, __pyx_L1_error)
+        __Pyx_GOTREF(__pyx_t_16);
+        __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+        __pyx_t_8 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_16);
+        for (index=0; index < 5; index++) {
+          PyObject* item = __pyx_t_8(__pyx_t_16); if (unlikely(!item)) goto __pyx_L38_unpacking_failed;
+          __Pyx_GOTREF(item);
+          *(temps[index]) = item;
+        }
+        if (__Pyx_IternextUnpackEndCheck(__pyx_t_8(__pyx_t_16), 5) < (0)) __PYX_ERR(0, 358, __pyx_L1_error)
+        __pyx_t_8 = NULL;
+        __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
+        goto __pyx_L39_unpacking_done;
+        __pyx_L38_unpacking_failed:;
+        __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
+        __pyx_t_8 = NULL;
+        if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
+        __PYX_ERR(0, 358, __pyx_L1_error)
+        __pyx_L39_unpacking_done:;
+      }
+      __Pyx_XDECREF_SET(__pyx_v_pos, __pyx_t_7);
+      __pyx_t_7 = 0;
+      __Pyx_XDECREF_SET(__pyx_v_kind, __pyx_t_2);
+      __pyx_t_2 = 0;
+      __Pyx_XDECREF_SET(__pyx_v__, __pyx_t_5);
+      __pyx_t_5 = 0;
+      __Pyx_XDECREF_SET(__pyx_v_sh_offset, __pyx_t_1);
+      __pyx_t_1 = 0;
+      __Pyx_DECREF_SET(__pyx_v__, __pyx_t_15);
+      __pyx_t_15 = 0;
+
+      /* "fastaudit/_elfedit.pyx":359
+ *             # no requirement left: no DT_VERNEED, and an empty .gnu.version_r for the tools that read sections
+ *             for pos, kind, _, sh_offset, _ in self.sections:
+ *                 if kind == SHT_GNU_verneed and sh_offset == chain[0][0]:             # <<<<<<<<<<<<<<
+ *                     patches.append((pos + (44 if img.im.is64 else 28), 4, 0))
+ *                     patches.append((pos + (32 if img.im.is64 else 20), img.word, 0))
+*/
+      __pyx_t_4 = __Pyx_PyLong_From_uint64_t(SHT_GNU_verneed); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 359, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_4);
+      __pyx_t_10 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_v_kind, __pyx_t_4, Py_EQ); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 359, __pyx_L1_error)
+      __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+      if (__pyx_t_10) {
+
+      } else {
+
+        __pyx_t_14 = __pyx_t_10;
+
+        goto __pyx_L41_bool_binop_done;
+      }
+      __pyx_t_4 = __Pyx_GetItemInt(__Pyx_PyList_GET_ITEM(__pyx_v_chain, 0), 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 359, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_4);
+      __pyx_t_10 = __Pyx_PyObject_CompareBoolEq_object_object(__pyx_v_sh_offset, __pyx_t_4, Py_EQ); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 359, __pyx_L1_error)
+      __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+
+      __pyx_t_14 = __pyx_t_10;
+
+      __pyx_L41_bool_binop_done:;
+      if (__pyx_t_14) {
+
+
+        /* "fastaudit/_elfedit.pyx":360
+ *             for pos, kind, _, sh_offset, _ in self.sections:
+ *                 if kind == SHT_GNU_verneed and sh_offset == chain[0][0]:
+ *                     patches.append((pos + (44 if img.im.is64 else 28), 4, 0))             # <<<<<<<<<<<<<<
+ *                     patches.append((pos + (32 if img.im.is64 else 20), img.word, 0))
+ *             return [e for e in new_entries if e[0] != DT_VERNEED and e[0] != DT_VERNEEDNUM]
+*/
+        if (unlikely(__pyx_v_patches == Py_None)) {
+          PyErr_Format(PyExc_AttributeError, "\047NoneType\047 object has no attribute \047%.30s\047", "append");
+          __PYX_ERR(0, 360, __pyx_L1_error)
+        }
+        if (__pyx_v_img->im.is64) {
+          __Pyx_INCREF(__pyx_mstate_global->__pyx_int_44);
+          __pyx_t_4 = __pyx_mstate_global->__pyx_int_44;
+        } else {
+          __Pyx_INCREF(__pyx_mstate_global->__pyx_int_28);
+          __pyx_t_4 = __pyx_mstate_global->__pyx_int_28;
+        }
+        __pyx_t_15 = __Pyx_PyNumber_Add_object_int(__pyx_v_pos, __pyx_t_4); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 360, __pyx_L1_error)
+        __Pyx_GOTREF(__pyx_t_15);
+        __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+        __pyx_t_4 = PyTuple_New(3); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 360, __pyx_L1_error)
+        __Pyx_GOTREF(__pyx_t_4);
+        __Pyx_GIVEREF(__pyx_t_15);
+        if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 0, __pyx_t_15) != (0)) __PYX_ERR(0, 360, __pyx_L1_error);
+        __Pyx_INCREF(__pyx_mstate_global->__pyx_int_4);
+        __Pyx_GIVEREF(__pyx_mstate_global->__pyx_int_4);
+        if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 1, __pyx_mstate_global->__pyx_int_4) != (0)) __PYX_ERR(0, 360, __pyx_L1_error);
+        __Pyx_INCREF(__pyx_mstate_global->__pyx_int_0);
+        __Pyx_GIVEREF(__pyx_mstate_global->__pyx_int_0);
+        if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 2, __pyx_mstate_global->__pyx_int_0) != (0)) __PYX_ERR(0, 360, __pyx_L1_error);
+        __pyx_t_15 = 0;
+        __pyx_t_13 = __Pyx_PyList_Append(__pyx_v_patches, __pyx_t_4); if (unlikely(__pyx_t_13 == ((int)-1))) __PYX_ERR(0, 360, __pyx_L1_error)
+        __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+
+
+        /* "fastaudit/_elfedit.pyx":361
+ *                 if kind == SHT_GNU_verneed and sh_offset == chain[0][0]:
+ *                     patches.append((pos + (44 if img.im.is64 else 28), 4, 0))
+ *                     patches.append((pos + (32 if img.im.is64 else 20), img.word, 0))             # <<<<<<<<<<<<<<
  *             return [e for e in new_entries if e[0] != DT_VERNEED and e[0] != DT_VERNEEDNUM]
  *         patches.append((kept[len(kept) - 1][0] + 12, 4, 0))  # (no negative index: wraparound is off)
 */
-    __pyx_t_7 = ((PyObject *)__pyx_v_self);
-    __Pyx_INCREF(__pyx_t_7);
-    { /* enter inner scope */
-      __pyx_t_4 = PyList_New(0); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 356, __pyx_L30_error)
-      __Pyx_GOTREF(__pyx_t_4);
-      __pyx_t_2 = __pyx_v_chain; __Pyx_INCREF(__pyx_t_2);
-      __pyx_t_11 = 0;
-      for (;;) {
-        {
-          Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_2);
-          #if !CYTHON_ASSUME_SAFE_SIZE
-          if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 356, __pyx_L30_error)
-          #endif
-          if (__pyx_t_11 >= __pyx_temp) break;
+        if (unlikely(__pyx_v_patches == Py_None)) {
+          PyErr_Format(PyExc_AttributeError, "\047NoneType\047 object has no attribute \047%.30s\047", "append");
+          __PYX_ERR(0, 361, __pyx_L1_error)
         }
-        __pyx_t_5 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_2, __pyx_t_11, __Pyx_ReferenceSharing_OwnStrongReference);
-        ++__pyx_t_11;
-        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 356, __pyx_L30_error)
-        __Pyx_GOTREF(__pyx_t_5);
-        __Pyx_XDECREF_SET(__pyx_9genexpr16__pyx_v_e, __pyx_t_5);
-        __pyx_t_5 = 0;
-        __pyx_t_5 = __Pyx_GetItemInt(__pyx_9genexpr16__pyx_v_e, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 356, __pyx_L30_error)
-        __Pyx_GOTREF(__pyx_t_5);
-        __Pyx_GIVEREF(__pyx_t_5);
-        if (unlikely(__Pyx_ListComp_AppendAndDecref(__pyx_t_4, __pyx_t_5))) __PYX_ERR(0, 356, __pyx_L30_error)
-        __pyx_t_5 = 0;
+        if (__pyx_v_img->im.is64) {
+          __Pyx_INCREF(__pyx_mstate_global->__pyx_int_32);
+          __pyx_t_4 = __pyx_mstate_global->__pyx_int_32;
+        } else {
+          __Pyx_INCREF(__pyx_mstate_global->__pyx_int_20);
+          __pyx_t_4 = __pyx_mstate_global->__pyx_int_20;
+        }
+        __pyx_t_15 = __Pyx_PyNumber_Add_object_int(__pyx_v_pos, __pyx_t_4); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 361, __pyx_L1_error)
+        __Pyx_GOTREF(__pyx_t_15);
+        __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+        __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->word); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 361, __pyx_L1_error)
+        __Pyx_GOTREF(__pyx_t_4);
+        __pyx_t_1 = PyTuple_New(3); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 361, __pyx_L1_error)
+        __Pyx_GOTREF(__pyx_t_1);
+        __Pyx_GIVEREF(__pyx_t_15);
+        if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 0, __pyx_t_15) != (0)) __PYX_ERR(0, 361, __pyx_L1_error);
+        __Pyx_GIVEREF(__pyx_t_4);
+        if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 1, __pyx_t_4) != (0)) __PYX_ERR(0, 361, __pyx_L1_error);
+        __Pyx_INCREF(__pyx_mstate_global->__pyx_int_0);
+        __Pyx_GIVEREF(__pyx_mstate_global->__pyx_int_0);
+        if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 2, __pyx_mstate_global->__pyx_int_0) != (0)) __PYX_ERR(0, 361, __pyx_L1_error);
+        __pyx_t_15 = 0;
+        __pyx_t_4 = 0;
+        __pyx_t_13 = __Pyx_PyList_Append(__pyx_v_patches, __pyx_t_1); if (unlikely(__pyx_t_13 == ((int)-1))) __PYX_ERR(0, 361, __pyx_L1_error)
+        __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+
+
+        /* "fastaudit/_elfedit.pyx":359
+ *             # no requirement left: no DT_VERNEED, and an empty .gnu.version_r for the tools that read sections
+ *             for pos, kind, _, sh_offset, _ in self.sections:
+ *                 if kind == SHT_GNU_verneed and sh_offset == chain[0][0]:             # <<<<<<<<<<<<<<
+ *                     patches.append((pos + (44 if img.im.is64 else 28), 4, 0))
+ *                     patches.append((pos + (32 if img.im.is64 else 20), img.word, 0))
+*/
       }
-      __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-      __Pyx_XDECREF(__pyx_9genexpr16__pyx_v_e); __pyx_9genexpr16__pyx_v_e = 0;
-      goto __pyx_L34_exit_scope;
-      __pyx_L30_error:;
-      __Pyx_XDECREF(__pyx_9genexpr16__pyx_v_e); __pyx_9genexpr16__pyx_v_e = 0;
-      goto __pyx_L1_error;
-      __pyx_L34_exit_scope:;
-    } /* exit inner scope */
-    __pyx_t_9 = 0;
-    {
-      PyObject *__pyx_callargs[3] = {__pyx_t_7, __pyx_t_4, __pyx_v_patches};
-      __pyx_t_6 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_unversion_symbols, __pyx_callargs+__pyx_t_9, (3-__pyx_t_9) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-      __Pyx_XDECREF(__pyx_t_7); __pyx_t_7 = 0;
-      __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-      if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 356, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_6);
+
+      /* "fastaudit/_elfedit.pyx":358
+ *         if not kept:
+ *             # no requirement left: no DT_VERNEED, and an empty .gnu.version_r for the tools that read sections
+ *             for pos, kind, _, sh_offset, _ in self.sections:             # <<<<<<<<<<<<<<
+ *                 if kind == SHT_GNU_verneed and sh_offset == chain[0][0]:
+ *                     patches.append((pos + (44 if img.im.is64 else 28), 4, 0))
+*/
     }
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
 
-    /* "fastaudit/_elfedit.pyx":357
- *         if not kept:
- *             self.unversion_symbols([e[0] for e in chain], patches)
+    /* "fastaudit/_elfedit.pyx":362
+ *                     patches.append((pos + (44 if img.im.is64 else 28), 4, 0))
+ *                     patches.append((pos + (32 if img.im.is64 else 20), img.word, 0))
  *             return [e for e in new_entries if e[0] != DT_VERNEED and e[0] != DT_VERNEEDNUM]             # <<<<<<<<<<<<<<
  *         patches.append((kept[len(kept) - 1][0] + 12, 4, 0))  # (no negative index: wraparound is off)
- *         self.unversion_symbols([e[0] for e in chain if e not in kept], patches)
+ *         delta = kept[0][0] - chain[0][0]
 */
     { /* enter inner scope */
-      __pyx_t_6 = PyList_New(0); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 357, __pyx_L37_error)
+      __pyx_t_6 = PyList_New(0); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 362, __pyx_L46_error)
       __Pyx_GOTREF(__pyx_t_6);
       if (unlikely(__pyx_v_new_entries == Py_None)) {
         PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not iterable");
-        __PYX_ERR(0, 357, __pyx_L37_error)
+        __PYX_ERR(0, 362, __pyx_L46_error)
       }
-      __pyx_t_4 = __pyx_v_new_entries; __Pyx_INCREF(__pyx_t_4);
+      __pyx_t_1 = __pyx_v_new_entries; __Pyx_INCREF(__pyx_t_1);
       __pyx_t_11 = 0;
       for (;;) {
         {
-          Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_4);
+          Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_1);
           #if !CYTHON_ASSUME_SAFE_SIZE
-          if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 357, __pyx_L37_error)
+          if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 362, __pyx_L46_error)
           #endif
           if (__pyx_t_11 >= __pyx_temp) break;
         }
-        __pyx_t_7 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_4, __pyx_t_11, __Pyx_ReferenceSharing_OwnStrongReference);
+        __pyx_t_4 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_1, __pyx_t_11, __Pyx_ReferenceSharing_OwnStrongReference);
         ++__pyx_t_11;
-        if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 357, __pyx_L37_error)
-        __Pyx_GOTREF(__pyx_t_7);
-        __Pyx_XDECREF_SET(__pyx_9genexpr17__pyx_v_e, __pyx_t_7);
-        __pyx_t_7 = 0;
-        __pyx_t_7 = __Pyx_GetItemInt(__pyx_9genexpr17__pyx_v_e, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 357, __pyx_L37_error)
-        __Pyx_GOTREF(__pyx_t_7);
-        __pyx_t_2 = __Pyx_PyLong_From_uint64_t(DT_VERNEED); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 357, __pyx_L37_error)
-        __Pyx_GOTREF(__pyx_t_2);
-        __pyx_t_10 = __Pyx_PyObject_CompareBoolNe_object_int(__pyx_t_7, __pyx_t_2, Py_NE); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 357, __pyx_L37_error)
-        __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-        __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+        if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 362, __pyx_L46_error)
+        __Pyx_GOTREF(__pyx_t_4);
+        __Pyx_XDECREF_SET(__pyx_9genexpr17__pyx_v_e, __pyx_t_4);
+        __pyx_t_4 = 0;
+        __pyx_t_4 = __Pyx_GetItemInt(__pyx_9genexpr17__pyx_v_e, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 362, __pyx_L46_error)
+        __Pyx_GOTREF(__pyx_t_4);
+        __pyx_t_15 = __Pyx_PyLong_From_uint64_t(DT_VERNEED); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 362, __pyx_L46_error)
+        __Pyx_GOTREF(__pyx_t_15);
+        __pyx_t_10 = __Pyx_PyObject_CompareBoolNe_object_int(__pyx_t_4, __pyx_t_15, Py_NE); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 362, __pyx_L46_error)
+        __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+        __Pyx_DECREF(__pyx_t_15); __pyx_t_15 = 0;
         if (__pyx_t_10) {
 
         } else {
 
           __pyx_t_14 = __pyx_t_10;
 
-          goto __pyx_L41_bool_binop_done;
+          goto __pyx_L50_bool_binop_done;
         }
-        __pyx_t_2 = __Pyx_GetItemInt(__pyx_9genexpr17__pyx_v_e, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 357, __pyx_L37_error)
-        __Pyx_GOTREF(__pyx_t_2);
-        __pyx_t_7 = __Pyx_PyLong_From_uint64_t(DT_VERNEEDNUM); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 357, __pyx_L37_error)
-        __Pyx_GOTREF(__pyx_t_7);
-        __pyx_t_10 = __Pyx_PyObject_CompareBoolNe_object_int(__pyx_t_2, __pyx_t_7, Py_NE); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 357, __pyx_L37_error)
-        __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-        __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
+        __pyx_t_15 = __Pyx_GetItemInt(__pyx_9genexpr17__pyx_v_e, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 362, __pyx_L46_error)
+        __Pyx_GOTREF(__pyx_t_15);
+        __pyx_t_4 = __Pyx_PyLong_From_uint64_t(DT_VERNEEDNUM); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 362, __pyx_L46_error)
+        __Pyx_GOTREF(__pyx_t_4);
+        __pyx_t_10 = __Pyx_PyObject_CompareBoolNe_object_int(__pyx_t_15, __pyx_t_4, Py_NE); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 362, __pyx_L46_error)
+        __Pyx_DECREF(__pyx_t_15); __pyx_t_15 = 0;
+        __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
         __pyx_t_14 = __pyx_t_10;
 
-        __pyx_L41_bool_binop_done:;
+        __pyx_L50_bool_binop_done:;
         if (__pyx_t_14) {
 
-          if (unlikely(__Pyx_ListComp_Append(__pyx_t_6, __pyx_9genexpr17__pyx_v_e))) __PYX_ERR(0, 357, __pyx_L37_error)
+          if (unlikely(__Pyx_ListComp_Append(__pyx_t_6, __pyx_9genexpr17__pyx_v_e))) __PYX_ERR(0, 362, __pyx_L46_error)
         }
       }
-      __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+      __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
       __Pyx_XDECREF(__pyx_9genexpr17__pyx_v_e); __pyx_9genexpr17__pyx_v_e = 0;
-      goto __pyx_L44_exit_scope;
-      __pyx_L37_error:;
+      goto __pyx_L53_exit_scope;
+      __pyx_L46_error:;
       __Pyx_XDECREF(__pyx_9genexpr17__pyx_v_e); __pyx_9genexpr17__pyx_v_e = 0;
       goto __pyx_L1_error;
-      __pyx_L44_exit_scope:;
+      __pyx_L53_exit_scope:;
     } /* exit inner scope */
     {
       PyObject *__pyx_temp;
@@ -30042,128 +30277,71 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10drop_version_requirem
     __pyx_t_6 = 0;
     goto __pyx_L0;
 
-    /* "fastaudit/_elfedit.pyx":355
- *                 raise _Fail(ST_UNSUPPORTED, a[0], "Elf_Verneed chain that runs backwards")
+    /* "fastaudit/_elfedit.pyx":356
  *             patches.append((a[0] + 12, 4, b[0] - a[0]))
+ *         self.unversion_symbols([e[0] for e in chain if e not in kept], patches)
  *         if not kept:             # <<<<<<<<<<<<<<
- *             self.unversion_symbols([e[0] for e in chain], patches)
- *             return [e for e in new_entries if e[0] != DT_VERNEED and e[0] != DT_VERNEEDNUM]
+ *             # no requirement left: no DT_VERNEED, and an empty .gnu.version_r for the tools that read sections
+ *             for pos, kind, _, sh_offset, _ in self.sections:
 */
   }
 
-  /* "fastaudit/_elfedit.pyx":358
- *             self.unversion_symbols([e[0] for e in chain], patches)
+  /* "fastaudit/_elfedit.pyx":363
+ *                     patches.append((pos + (32 if img.im.is64 else 20), img.word, 0))
  *             return [e for e in new_entries if e[0] != DT_VERNEED and e[0] != DT_VERNEEDNUM]
  *         patches.append((kept[len(kept) - 1][0] + 12, 4, 0))  # (no negative index: wraparound is off)             # <<<<<<<<<<<<<<
- *         self.unversion_symbols([e[0] for e in chain if e not in kept], patches)
- *         delta = kept[0][0] - chain[0][0]
-*/
-  if (unlikely(__pyx_v_patches == Py_None)) {
-    PyErr_Format(PyExc_AttributeError, "\047NoneType\047 object has no attribute \047%.30s\047", "append");
-    __PYX_ERR(0, 358, __pyx_L1_error)
-  }
-  __pyx_t_11 = __Pyx_PyList_GET_SIZE(__pyx_v_kept); if (unlikely(__pyx_t_11 == ((Py_ssize_t)-1))) __PYX_ERR(0, 358, __pyx_L1_error)
-  __pyx_t_3 = (__pyx_t_11 - 1);
-
-
-  __pyx_t_6 = __Pyx_GetItemInt(__Pyx_PyList_GET_ITEM(__pyx_v_kept, __pyx_t_3), 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 358, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_6);
-
-  __pyx_t_4 = __Pyx_PyLong_AddObjC(__pyx_t_6, __pyx_mstate_global->__pyx_int_12, 12, 0, 0); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 358, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_4);
-  __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-  __pyx_t_6 = PyTuple_New(3); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 358, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_6);
-  __Pyx_GIVEREF(__pyx_t_4);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 0, __pyx_t_4) != (0)) __PYX_ERR(0, 358, __pyx_L1_error);
-  __Pyx_INCREF(__pyx_mstate_global->__pyx_int_4);
-  __Pyx_GIVEREF(__pyx_mstate_global->__pyx_int_4);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 1, __pyx_mstate_global->__pyx_int_4) != (0)) __PYX_ERR(0, 358, __pyx_L1_error);
-  __Pyx_INCREF(__pyx_mstate_global->__pyx_int_0);
-  __Pyx_GIVEREF(__pyx_mstate_global->__pyx_int_0);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 2, __pyx_mstate_global->__pyx_int_0) != (0)) __PYX_ERR(0, 358, __pyx_L1_error);
-  __pyx_t_4 = 0;
-  __pyx_t_13 = __Pyx_PyList_Append(__pyx_v_patches, __pyx_t_6); if (unlikely(__pyx_t_13 == ((int)-1))) __PYX_ERR(0, 358, __pyx_L1_error)
-  __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-
-
-  /* "fastaudit/_elfedit.pyx":359
- *             return [e for e in new_entries if e[0] != DT_VERNEED and e[0] != DT_VERNEEDNUM]
- *         patches.append((kept[len(kept) - 1][0] + 12, 4, 0))  # (no negative index: wraparound is off)
- *         self.unversion_symbols([e[0] for e in chain if e not in kept], patches)             # <<<<<<<<<<<<<<
  *         delta = kept[0][0] - chain[0][0]
  *         for entry in new_entries:
 */
-  __pyx_t_4 = ((PyObject *)__pyx_v_self);
-  __Pyx_INCREF(__pyx_t_4);
-  { /* enter inner scope */
-    __pyx_t_7 = PyList_New(0); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 359, __pyx_L47_error)
-    __Pyx_GOTREF(__pyx_t_7);
-    __pyx_t_2 = __pyx_v_chain; __Pyx_INCREF(__pyx_t_2);
-    __pyx_t_3 = 0;
-    for (;;) {
-      {
-        Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_2);
-        #if !CYTHON_ASSUME_SAFE_SIZE
-        if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 359, __pyx_L47_error)
-        #endif
-        if (__pyx_t_3 >= __pyx_temp) break;
-      }
-      __pyx_t_5 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_2, __pyx_t_3, __Pyx_ReferenceSharing_OwnStrongReference);
-      ++__pyx_t_3;
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 359, __pyx_L47_error)
-      __Pyx_GOTREF(__pyx_t_5);
-      __Pyx_XDECREF_SET(__pyx_9genexpr18__pyx_v_e, __pyx_t_5);
-      __pyx_t_5 = 0;
-      __pyx_t_14 = (__Pyx_PySequence_ContainsTF(__pyx_9genexpr18__pyx_v_e, __pyx_v_kept, Py_NE)); if (unlikely((__pyx_t_14 < 0))) __PYX_ERR(0, 359, __pyx_L47_error)
-      if (__pyx_t_14) {
-
-        __pyx_t_5 = __Pyx_GetItemInt(__pyx_9genexpr18__pyx_v_e, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 359, __pyx_L47_error)
-        __Pyx_GOTREF(__pyx_t_5);
-        __Pyx_GIVEREF(__pyx_t_5);
-        if (unlikely(__Pyx_ListComp_AppendAndDecref(__pyx_t_7, __pyx_t_5))) __PYX_ERR(0, 359, __pyx_L47_error)
-        __pyx_t_5 = 0;
-      }
-    }
-    __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    __Pyx_XDECREF(__pyx_9genexpr18__pyx_v_e); __pyx_9genexpr18__pyx_v_e = 0;
-    goto __pyx_L52_exit_scope;
-    __pyx_L47_error:;
-    __Pyx_XDECREF(__pyx_9genexpr18__pyx_v_e); __pyx_9genexpr18__pyx_v_e = 0;
-    goto __pyx_L1_error;
-    __pyx_L52_exit_scope:;
-  } /* exit inner scope */
-  __pyx_t_9 = 0;
-  {
-    PyObject *__pyx_callargs[3] = {__pyx_t_4, __pyx_t_7, __pyx_v_patches};
-    __pyx_t_6 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_unversion_symbols, __pyx_callargs+__pyx_t_9, (3-__pyx_t_9) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-    __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
-    __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-    if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 359, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_6);
+  if (unlikely(__pyx_v_patches == Py_None)) {
+    PyErr_Format(PyExc_AttributeError, "\047NoneType\047 object has no attribute \047%.30s\047", "append");
+    __PYX_ERR(0, 363, __pyx_L1_error)
   }
+  __pyx_t_11 = __Pyx_PyList_GET_SIZE(__pyx_v_kept); if (unlikely(__pyx_t_11 == ((Py_ssize_t)-1))) __PYX_ERR(0, 363, __pyx_L1_error)
+  __pyx_t_3 = (__pyx_t_11 - 1);
+
+
+  __pyx_t_6 = __Pyx_GetItemInt(__Pyx_PyList_GET_ITEM(__pyx_v_kept, __pyx_t_3), 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 363, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_6);
+
+  __pyx_t_1 = __Pyx_PyLong_AddObjC(__pyx_t_6, __pyx_mstate_global->__pyx_int_12, 12, 0, 0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 363, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_1);
+  __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+  __pyx_t_6 = PyTuple_New(3); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 363, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_6);
+  __Pyx_GIVEREF(__pyx_t_1);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 363, __pyx_L1_error);
+  __Pyx_INCREF(__pyx_mstate_global->__pyx_int_4);
+  __Pyx_GIVEREF(__pyx_mstate_global->__pyx_int_4);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 1, __pyx_mstate_global->__pyx_int_4) != (0)) __PYX_ERR(0, 363, __pyx_L1_error);
+  __Pyx_INCREF(__pyx_mstate_global->__pyx_int_0);
+  __Pyx_GIVEREF(__pyx_mstate_global->__pyx_int_0);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 2, __pyx_mstate_global->__pyx_int_0) != (0)) __PYX_ERR(0, 363, __pyx_L1_error);
+  __pyx_t_1 = 0;
+  __pyx_t_13 = __Pyx_PyList_Append(__pyx_v_patches, __pyx_t_6); if (unlikely(__pyx_t_13 == ((int)-1))) __PYX_ERR(0, 363, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
 
-  /* "fastaudit/_elfedit.pyx":360
+
+  /* "fastaudit/_elfedit.pyx":364
+ *             return [e for e in new_entries if e[0] != DT_VERNEED and e[0] != DT_VERNEEDNUM]
  *         patches.append((kept[len(kept) - 1][0] + 12, 4, 0))  # (no negative index: wraparound is off)
- *         self.unversion_symbols([e[0] for e in chain if e not in kept], patches)
  *         delta = kept[0][0] - chain[0][0]             # <<<<<<<<<<<<<<
  *         for entry in new_entries:
  *             if entry[0] == DT_VERNEEDNUM:
 */
-  __pyx_t_6 = __Pyx_GetItemInt(__Pyx_PyList_GET_ITEM(__pyx_v_kept, 0), 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 360, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_GetItemInt(__Pyx_PyList_GET_ITEM(__pyx_v_kept, 0), 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 364, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
-  __pyx_t_7 = __Pyx_GetItemInt(__Pyx_PyList_GET_ITEM(__pyx_v_chain, 0), 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 360, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_7);
-  __pyx_t_4 = __Pyx_PyNumber_Subtract_object_object(__pyx_t_6, __pyx_t_7); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 360, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_GetItemInt(__Pyx_PyList_GET_ITEM(__pyx_v_chain, 0), 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 364, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_1);
+  __pyx_t_4 = __Pyx_PyNumber_Subtract_object_object(__pyx_t_6, __pyx_t_1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 364, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-  __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
+  __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __pyx_v_delta = __pyx_t_4;
   __pyx_t_4 = 0;
 
-  /* "fastaudit/_elfedit.pyx":361
- *         self.unversion_symbols([e[0] for e in chain if e not in kept], patches)
+  /* "fastaudit/_elfedit.pyx":365
+ *         patches.append((kept[len(kept) - 1][0] + 12, 4, 0))  # (no negative index: wraparound is off)
  *         delta = kept[0][0] - chain[0][0]
  *         for entry in new_entries:             # <<<<<<<<<<<<<<
  *             if entry[0] == DT_VERNEEDNUM:
@@ -30171,7 +30349,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10drop_version_requirem
 */
   if (unlikely(__pyx_v_new_entries == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not iterable");
-    __PYX_ERR(0, 361, __pyx_L1_error)
+    __PYX_ERR(0, 365, __pyx_L1_error)
   }
   __pyx_t_4 = __pyx_v_new_entries; __Pyx_INCREF(__pyx_t_4);
   __pyx_t_3 = 0;
@@ -30179,76 +30357,76 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10drop_version_requirem
     {
       Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_4);
       #if !CYTHON_ASSUME_SAFE_SIZE
-      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 361, __pyx_L1_error)
+      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 365, __pyx_L1_error)
       #endif
       if (__pyx_t_3 >= __pyx_temp) break;
     }
-    __pyx_t_7 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_4, __pyx_t_3, __Pyx_ReferenceSharing_OwnStrongReference);
+    __pyx_t_1 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_4, __pyx_t_3, __Pyx_ReferenceSharing_OwnStrongReference);
     ++__pyx_t_3;
-    if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 361, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_7);
-    __Pyx_XDECREF_SET(__pyx_v_entry, __pyx_t_7);
-    __pyx_t_7 = 0;
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 365, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_1);
+    __Pyx_XDECREF_SET(__pyx_v_entry, __pyx_t_1);
+    __pyx_t_1 = 0;
 
-    /* "fastaudit/_elfedit.pyx":362
+    /* "fastaudit/_elfedit.pyx":366
  *         delta = kept[0][0] - chain[0][0]
  *         for entry in new_entries:
  *             if entry[0] == DT_VERNEEDNUM:             # <<<<<<<<<<<<<<
  *                 entry[1] = len(kept)
  *             elif entry[0] == DT_VERNEED:
 */
-    __pyx_t_7 = __Pyx_GetItemInt(__pyx_v_entry, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 362, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_7);
-    __pyx_t_6 = __Pyx_PyLong_From_uint64_t(DT_VERNEEDNUM); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 362, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_GetItemInt(__pyx_v_entry, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 366, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_1);
+    __pyx_t_6 = __Pyx_PyLong_From_uint64_t(DT_VERNEEDNUM); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 366, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
-    __pyx_t_14 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_7, __pyx_t_6, Py_EQ); if (unlikely((__pyx_t_14 < 0))) __PYX_ERR(0, 362, __pyx_L1_error)
-    __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
+    __pyx_t_14 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_1, __pyx_t_6, Py_EQ); if (unlikely((__pyx_t_14 < 0))) __PYX_ERR(0, 366, __pyx_L1_error)
+    __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     if (__pyx_t_14) {
 
 
-      /* "fastaudit/_elfedit.pyx":363
+      /* "fastaudit/_elfedit.pyx":367
  *         for entry in new_entries:
  *             if entry[0] == DT_VERNEEDNUM:
  *                 entry[1] = len(kept)             # <<<<<<<<<<<<<<
  *             elif entry[0] == DT_VERNEED:
  *                 entry[1] += delta
 */
-      __pyx_t_11 = __Pyx_PyList_GET_SIZE(__pyx_v_kept); if (unlikely(__pyx_t_11 == ((Py_ssize_t)-1))) __PYX_ERR(0, 363, __pyx_L1_error)
-      __pyx_t_6 = PyLong_FromSsize_t(__pyx_t_11); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 363, __pyx_L1_error)
+      __pyx_t_11 = __Pyx_PyList_GET_SIZE(__pyx_v_kept); if (unlikely(__pyx_t_11 == ((Py_ssize_t)-1))) __PYX_ERR(0, 367, __pyx_L1_error)
+      __pyx_t_6 = PyLong_FromSsize_t(__pyx_t_11); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 367, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_6);
 
-      if (unlikely((__Pyx_SetItemInt(__pyx_v_entry, 1, __pyx_t_6, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 363, __pyx_L1_error)
+      if (unlikely((__Pyx_SetItemInt(__pyx_v_entry, 1, __pyx_t_6, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 367, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
 
-      /* "fastaudit/_elfedit.pyx":362
+      /* "fastaudit/_elfedit.pyx":366
  *         delta = kept[0][0] - chain[0][0]
  *         for entry in new_entries:
  *             if entry[0] == DT_VERNEEDNUM:             # <<<<<<<<<<<<<<
  *                 entry[1] = len(kept)
  *             elif entry[0] == DT_VERNEED:
 */
-      goto __pyx_L55;
+      goto __pyx_L56;
     }
 
-    /* "fastaudit/_elfedit.pyx":364
+    /* "fastaudit/_elfedit.pyx":368
  *             if entry[0] == DT_VERNEEDNUM:
  *                 entry[1] = len(kept)
  *             elif entry[0] == DT_VERNEED:             # <<<<<<<<<<<<<<
  *                 entry[1] += delta
  *         for pos, kind, sh_addr, sh_offset, sh_size in self.sections:
 */
-    __pyx_t_6 = __Pyx_GetItemInt(__pyx_v_entry, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 364, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_GetItemInt(__pyx_v_entry, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 368, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
-    __pyx_t_7 = __Pyx_PyLong_From_uint64_t(DT_VERNEED); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 364, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_7);
-    __pyx_t_14 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_6, __pyx_t_7, Py_EQ); if (unlikely((__pyx_t_14 < 0))) __PYX_ERR(0, 364, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyLong_From_uint64_t(DT_VERNEED); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 368, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_1);
+    __pyx_t_14 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_6, __pyx_t_1, Py_EQ); if (unlikely((__pyx_t_14 < 0))) __PYX_ERR(0, 368, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
+    __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
     if (__pyx_t_14) {
 
 
-      /* "fastaudit/_elfedit.pyx":365
+      /* "fastaudit/_elfedit.pyx":369
  *                 entry[1] = len(kept)
  *             elif entry[0] == DT_VERNEED:
  *                 entry[1] += delta             # <<<<<<<<<<<<<<
@@ -30257,15 +30435,15 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10drop_version_requirem
 */
 
       __pyx_t_11 = 1;
-      __pyx_t_7 = __Pyx_GetItemInt(__pyx_v_entry, __pyx_t_11, Py_ssize_t, 1, PyLong_FromSsize_t, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 365, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_7);
-      __pyx_t_6 = __Pyx_PyNumber_InPlaceAdd_object_object(__pyx_t_7, __pyx_v_delta); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 365, __pyx_L1_error)
+      __pyx_t_1 = __Pyx_GetItemInt(__pyx_v_entry, __pyx_t_11, Py_ssize_t, 1, PyLong_FromSsize_t, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 369, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_1);
+      __pyx_t_6 = __Pyx_PyNumber_InPlaceAdd_object_object(__pyx_t_1, __pyx_v_delta); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 369, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_6);
-      __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-      if (unlikely((__Pyx_SetItemInt(__pyx_v_entry, __pyx_t_11, __pyx_t_6, Py_ssize_t, 1, PyLong_FromSsize_t, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 365, __pyx_L1_error)
+      __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+      if (unlikely((__Pyx_SetItemInt(__pyx_v_entry, __pyx_t_11, __pyx_t_6, Py_ssize_t, 1, PyLong_FromSsize_t, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 369, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
 
-      /* "fastaudit/_elfedit.pyx":364
+      /* "fastaudit/_elfedit.pyx":368
  *             if entry[0] == DT_VERNEEDNUM:
  *                 entry[1] = len(kept)
  *             elif entry[0] == DT_VERNEED:             # <<<<<<<<<<<<<<
@@ -30273,10 +30451,10 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10drop_version_requirem
  *         for pos, kind, sh_addr, sh_offset, sh_size in self.sections:
 */
     }
-    __pyx_L55:;
+    __pyx_L56:;
 
-    /* "fastaudit/_elfedit.pyx":361
- *         self.unversion_symbols([e[0] for e in chain if e not in kept], patches)
+    /* "fastaudit/_elfedit.pyx":365
+ *         patches.append((kept[len(kept) - 1][0] + 12, 4, 0))  # (no negative index: wraparound is off)
  *         delta = kept[0][0] - chain[0][0]
  *         for entry in new_entries:             # <<<<<<<<<<<<<<
  *             if entry[0] == DT_VERNEEDNUM:
@@ -30285,7 +30463,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10drop_version_requirem
   }
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "fastaudit/_elfedit.pyx":366
+  /* "fastaudit/_elfedit.pyx":370
  *             elif entry[0] == DT_VERNEED:
  *                 entry[1] += delta
  *         for pos, kind, sh_addr, sh_offset, sh_size in self.sections:             # <<<<<<<<<<<<<<
@@ -30294,7 +30472,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10drop_version_requirem
 */
   if (unlikely(__pyx_v_self->sections == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not iterable");
-    __PYX_ERR(0, 366, __pyx_L1_error)
+    __PYX_ERR(0, 370, __pyx_L1_error)
   }
   __pyx_t_4 = __pyx_v_self->sections; __Pyx_INCREF(__pyx_t_4);
   __pyx_t_3 = 0;
@@ -30302,13 +30480,13 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10drop_version_requirem
     {
       Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_4);
       #if !CYTHON_ASSUME_SAFE_SIZE
-      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 366, __pyx_L1_error)
+      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 370, __pyx_L1_error)
       #endif
       if (__pyx_t_3 >= __pyx_temp) break;
     }
     __pyx_t_6 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_4, __pyx_t_3, __Pyx_ReferenceSharing_OwnStrongReference);
     ++__pyx_t_3;
-    if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 366, __pyx_L1_error)
+    if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 370, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     if ((likely(PyTuple_CheckExact(__pyx_t_6))) || (PyList_CheckExact(__pyx_t_6))) {
       PyObject* sequence = __pyx_t_6;
@@ -30316,43 +30494,43 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10drop_version_requirem
       if (unlikely(size != 5)) {
         if (size > 5) __Pyx_RaiseTooManyValuesError(5);
         else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-        __PYX_ERR(0, 366, __pyx_L1_error)
+        __PYX_ERR(0, 370, __pyx_L1_error)
       }
       #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
       if (likely(PyTuple_CheckExact(sequence))) {
-        __pyx_t_7 = PyTuple_GET_ITEM(sequence, 0);
-        __Pyx_INCREF(__pyx_t_7);
-        __pyx_t_2 = PyTuple_GET_ITEM(sequence, 1);
-        __Pyx_INCREF(__pyx_t_2);
+        __pyx_t_1 = PyTuple_GET_ITEM(sequence, 0);
+        __Pyx_INCREF(__pyx_t_1);
+        __pyx_t_15 = PyTuple_GET_ITEM(sequence, 1);
+        __Pyx_INCREF(__pyx_t_15);
         __pyx_t_5 = PyTuple_GET_ITEM(sequence, 2);
         __Pyx_INCREF(__pyx_t_5);
-        __pyx_t_1 = PyTuple_GET_ITEM(sequence, 3);
-        __Pyx_INCREF(__pyx_t_1);
-        __pyx_t_15 = PyTuple_GET_ITEM(sequence, 4);
-        __Pyx_INCREF(__pyx_t_15);
+        __pyx_t_2 = PyTuple_GET_ITEM(sequence, 3);
+        __Pyx_INCREF(__pyx_t_2);
+        __pyx_t_7 = PyTuple_GET_ITEM(sequence, 4);
+        __Pyx_INCREF(__pyx_t_7);
       } else {
-        __pyx_t_7 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 366, __pyx_L1_error)
-        __Pyx_XGOTREF(__pyx_t_7);
-        __pyx_t_2 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 366, __pyx_L1_error)
-        __Pyx_XGOTREF(__pyx_t_2);
-        __pyx_t_5 = __Pyx_PyList_GET_ITEM_REF(sequence, 2, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 366, __pyx_L1_error)
-        __Pyx_XGOTREF(__pyx_t_5);
-        __pyx_t_1 = __Pyx_PyList_GET_ITEM_REF(sequence, 3, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 366, __pyx_L1_error)
+        __pyx_t_1 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
+        if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 370, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_1);
-        __pyx_t_15 = __Pyx_PyList_GET_ITEM_REF(sequence, 4, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 366, __pyx_L1_error)
+        __pyx_t_15 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
+        if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 370, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_15);
+        __pyx_t_5 = __Pyx_PyList_GET_ITEM_REF(sequence, 2, __Pyx_ReferenceSharing_SharedReference);
+        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 370, __pyx_L1_error)
+        __Pyx_XGOTREF(__pyx_t_5);
+        __pyx_t_2 = __Pyx_PyList_GET_ITEM_REF(sequence, 3, __Pyx_ReferenceSharing_SharedReference);
+        if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 370, __pyx_L1_error)
+        __Pyx_XGOTREF(__pyx_t_2);
+        __pyx_t_7 = __Pyx_PyList_GET_ITEM_REF(sequence, 4, __Pyx_ReferenceSharing_SharedReference);
+        if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 370, __pyx_L1_error)
+        __Pyx_XGOTREF(__pyx_t_7);
       }
       #else
       {
         Py_ssize_t i;
-        PyObject** temps[5] = {&__pyx_t_7,&__pyx_t_2,&__pyx_t_5,&__pyx_t_1,&__pyx_t_15};
+        PyObject** temps[5] = {&__pyx_t_1,&__pyx_t_15,&__pyx_t_5,&__pyx_t_2,&__pyx_t_7};
         for (i=0; i < 5; i++) {
-          PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(0, 366, __pyx_L1_error)
+          PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(0, 370, __pyx_L1_error)
           __Pyx_GOTREF(item);
           *(temps[i]) = item;
         }
@@ -30361,48 +30539,48 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10drop_version_requirem
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     } else {
       Py_ssize_t index = -1;
-      PyObject** temps[5] = {&__pyx_t_7,&__pyx_t_2,&__pyx_t_5,&__pyx_t_1,&__pyx_t_15};
-      __pyx_t_16 = PyObject_GetIter(__pyx_t_6); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 366, __pyx_L1_error)
+      PyObject** temps[5] = {&__pyx_t_1,&__pyx_t_15,&__pyx_t_5,&__pyx_t_2,&__pyx_t_7};
+      __pyx_t_16 = PyObject_GetIter(__pyx_t_6); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 370, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_16);
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
       __pyx_t_8 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_16);
       for (index=0; index < 5; index++) {
-        PyObject* item = __pyx_t_8(__pyx_t_16); if (unlikely(!item)) goto __pyx_L59_unpacking_failed;
+        PyObject* item = __pyx_t_8(__pyx_t_16); if (unlikely(!item)) goto __pyx_L60_unpacking_failed;
         __Pyx_GOTREF(item);
         *(temps[index]) = item;
       }
-      if (__Pyx_IternextUnpackEndCheck(__pyx_t_8(__pyx_t_16), 5) < (0)) __PYX_ERR(0, 366, __pyx_L1_error)
+      if (__Pyx_IternextUnpackEndCheck(__pyx_t_8(__pyx_t_16), 5) < (0)) __PYX_ERR(0, 370, __pyx_L1_error)
       __pyx_t_8 = NULL;
       __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
-      goto __pyx_L60_unpacking_done;
-      __pyx_L59_unpacking_failed:;
+      goto __pyx_L61_unpacking_done;
+      __pyx_L60_unpacking_failed:;
       __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
       __pyx_t_8 = NULL;
       if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-      __PYX_ERR(0, 366, __pyx_L1_error)
-      __pyx_L60_unpacking_done:;
+      __PYX_ERR(0, 370, __pyx_L1_error)
+      __pyx_L61_unpacking_done:;
     }
-    __Pyx_XDECREF_SET(__pyx_v_pos, __pyx_t_7);
-    __pyx_t_7 = 0;
-    __Pyx_XDECREF_SET(__pyx_v_kind, __pyx_t_2);
-    __pyx_t_2 = 0;
+    __Pyx_XDECREF_SET(__pyx_v_pos, __pyx_t_1);
+    __pyx_t_1 = 0;
+    __Pyx_XDECREF_SET(__pyx_v_kind, __pyx_t_15);
+    __pyx_t_15 = 0;
     __Pyx_XDECREF_SET(__pyx_v_sh_addr, __pyx_t_5);
     __pyx_t_5 = 0;
-    __Pyx_XDECREF_SET(__pyx_v_sh_offset, __pyx_t_1);
-    __pyx_t_1 = 0;
-    __Pyx_XDECREF_SET(__pyx_v_sh_size, __pyx_t_15);
-    __pyx_t_15 = 0;
+    __Pyx_XDECREF_SET(__pyx_v_sh_offset, __pyx_t_2);
+    __pyx_t_2 = 0;
+    __Pyx_XDECREF_SET(__pyx_v_sh_size, __pyx_t_7);
+    __pyx_t_7 = 0;
 
-    /* "fastaudit/_elfedit.pyx":367
+    /* "fastaudit/_elfedit.pyx":371
  *                 entry[1] += delta
  *         for pos, kind, sh_addr, sh_offset, sh_size in self.sections:
  *             if kind == SHT_GNU_verneed and sh_offset == chain[0][0]:             # <<<<<<<<<<<<<<
  *                 patches.append((pos + (44 if img.im.is64 else 28), 4, len(kept)))   # sh_info: the count
  *                 if delta:
 */
-    __pyx_t_6 = __Pyx_PyLong_From_uint64_t(SHT_GNU_verneed); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 367, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyLong_From_uint64_t(SHT_GNU_verneed); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 371, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
-    __pyx_t_10 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_v_kind, __pyx_t_6, Py_EQ); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 367, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_v_kind, __pyx_t_6, Py_EQ); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 371, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     if (__pyx_t_10) {
 
@@ -30410,20 +30588,20 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10drop_version_requirem
 
       __pyx_t_14 = __pyx_t_10;
 
-      goto __pyx_L62_bool_binop_done;
+      goto __pyx_L63_bool_binop_done;
     }
-    __pyx_t_6 = __Pyx_GetItemInt(__Pyx_PyList_GET_ITEM(__pyx_v_chain, 0), 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 367, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_GetItemInt(__Pyx_PyList_GET_ITEM(__pyx_v_chain, 0), 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 371, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
-    __pyx_t_10 = __Pyx_PyObject_CompareBoolEq_object_object(__pyx_v_sh_offset, __pyx_t_6, Py_EQ); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 367, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyObject_CompareBoolEq_object_object(__pyx_v_sh_offset, __pyx_t_6, Py_EQ); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 371, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
 
     __pyx_t_14 = __pyx_t_10;
 
-    __pyx_L62_bool_binop_done:;
+    __pyx_L63_bool_binop_done:;
     if (__pyx_t_14) {
 
 
-      /* "fastaudit/_elfedit.pyx":368
+      /* "fastaudit/_elfedit.pyx":372
  *         for pos, kind, sh_addr, sh_offset, sh_size in self.sections:
  *             if kind == SHT_GNU_verneed and sh_offset == chain[0][0]:
  *                 patches.append((pos + (44 if img.im.is64 else 28), 4, len(kept)))   # sh_info: the count             # <<<<<<<<<<<<<<
@@ -30432,7 +30610,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10drop_version_requirem
 */
       if (unlikely(__pyx_v_patches == Py_None)) {
         PyErr_Format(PyExc_AttributeError, "\047NoneType\047 object has no attribute \047%.30s\047", "append");
-        __PYX_ERR(0, 368, __pyx_L1_error)
+        __PYX_ERR(0, 372, __pyx_L1_error)
       }
       if (__pyx_v_img->im.is64) {
         __Pyx_INCREF(__pyx_mstate_global->__pyx_int_44);
@@ -30441,40 +30619,40 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10drop_version_requirem
         __Pyx_INCREF(__pyx_mstate_global->__pyx_int_28);
         __pyx_t_6 = __pyx_mstate_global->__pyx_int_28;
       }
-      __pyx_t_15 = __Pyx_PyNumber_Add_object_int(__pyx_v_pos, __pyx_t_6); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 368, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_15);
+      __pyx_t_7 = __Pyx_PyNumber_Add_object_int(__pyx_v_pos, __pyx_t_6); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 372, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_7);
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-      __pyx_t_11 = __Pyx_PyList_GET_SIZE(__pyx_v_kept); if (unlikely(__pyx_t_11 == ((Py_ssize_t)-1))) __PYX_ERR(0, 368, __pyx_L1_error)
-      __pyx_t_6 = PyLong_FromSsize_t(__pyx_t_11); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 368, __pyx_L1_error)
+      __pyx_t_11 = __Pyx_PyList_GET_SIZE(__pyx_v_kept); if (unlikely(__pyx_t_11 == ((Py_ssize_t)-1))) __PYX_ERR(0, 372, __pyx_L1_error)
+      __pyx_t_6 = PyLong_FromSsize_t(__pyx_t_11); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 372, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_6);
 
-      __pyx_t_1 = PyTuple_New(3); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 368, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_1);
-      __Pyx_GIVEREF(__pyx_t_15);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 0, __pyx_t_15) != (0)) __PYX_ERR(0, 368, __pyx_L1_error);
+      __pyx_t_2 = PyTuple_New(3); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 372, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_2);
+      __Pyx_GIVEREF(__pyx_t_7);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_2, 0, __pyx_t_7) != (0)) __PYX_ERR(0, 372, __pyx_L1_error);
       __Pyx_INCREF(__pyx_mstate_global->__pyx_int_4);
       __Pyx_GIVEREF(__pyx_mstate_global->__pyx_int_4);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 1, __pyx_mstate_global->__pyx_int_4) != (0)) __PYX_ERR(0, 368, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_2, 1, __pyx_mstate_global->__pyx_int_4) != (0)) __PYX_ERR(0, 372, __pyx_L1_error);
       __Pyx_GIVEREF(__pyx_t_6);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 2, __pyx_t_6) != (0)) __PYX_ERR(0, 368, __pyx_L1_error);
-      __pyx_t_15 = 0;
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_2, 2, __pyx_t_6) != (0)) __PYX_ERR(0, 372, __pyx_L1_error);
+      __pyx_t_7 = 0;
       __pyx_t_6 = 0;
-      __pyx_t_13 = __Pyx_PyList_Append(__pyx_v_patches, __pyx_t_1); if (unlikely(__pyx_t_13 == ((int)-1))) __PYX_ERR(0, 368, __pyx_L1_error)
-      __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+      __pyx_t_13 = __Pyx_PyList_Append(__pyx_v_patches, __pyx_t_2); if (unlikely(__pyx_t_13 == ((int)-1))) __PYX_ERR(0, 372, __pyx_L1_error)
+      __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
 
-      /* "fastaudit/_elfedit.pyx":369
+      /* "fastaudit/_elfedit.pyx":373
  *             if kind == SHT_GNU_verneed and sh_offset == chain[0][0]:
  *                 patches.append((pos + (44 if img.im.is64 else 28), 4, len(kept)))   # sh_info: the count
  *                 if delta:             # <<<<<<<<<<<<<<
  *                     fields = (16, 24, 32) if img.im.is64 else (12, 16, 20)
  *                     for at, value in zip(fields, (sh_addr + delta, sh_offset + delta, sh_size - delta)):
 */
-      __pyx_t_14 = __Pyx_PyObject_IsTrue(__pyx_v_delta); if (unlikely((__pyx_t_14 < 0))) __PYX_ERR(0, 369, __pyx_L1_error)
+      __pyx_t_14 = __Pyx_PyObject_IsTrue(__pyx_v_delta); if (unlikely((__pyx_t_14 < 0))) __PYX_ERR(0, 373, __pyx_L1_error)
       if (__pyx_t_14) {
 
 
-        /* "fastaudit/_elfedit.pyx":370
+        /* "fastaudit/_elfedit.pyx":374
  *                 patches.append((pos + (44 if img.im.is64 else 28), 4, len(kept)))   # sh_info: the count
  *                 if delta:
  *                     fields = (16, 24, 32) if img.im.is64 else (12, 16, 20)             # <<<<<<<<<<<<<<
@@ -30483,15 +30661,15 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10drop_version_requirem
 */
         if (__pyx_v_img->im.is64) {
           __Pyx_INCREF(__pyx_mstate_global->__pyx_tuple[2]);
-          __pyx_t_1 = __pyx_mstate_global->__pyx_tuple[2];
+          __pyx_t_2 = __pyx_mstate_global->__pyx_tuple[2];
         } else {
           __Pyx_INCREF(__pyx_mstate_global->__pyx_tuple[3]);
-          __pyx_t_1 = __pyx_mstate_global->__pyx_tuple[3];
+          __pyx_t_2 = __pyx_mstate_global->__pyx_tuple[3];
         }
-        __Pyx_XDECREF_SET(__pyx_v_fields, ((PyObject*)__pyx_t_1));
-        __pyx_t_1 = 0;
+        __Pyx_XDECREF_SET(__pyx_v_fields, ((PyObject*)__pyx_t_2));
+        __pyx_t_2 = 0;
 
-        /* "fastaudit/_elfedit.pyx":371
+        /* "fastaudit/_elfedit.pyx":375
  *                 if delta:
  *                     fields = (16, 24, 32) if img.im.is64 else (12, 16, 20)
  *                     for at, value in zip(fields, (sh_addr + delta, sh_offset + delta, sh_size - delta)):             # <<<<<<<<<<<<<<
@@ -30499,138 +30677,138 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10drop_version_requirem
  *         return new_entries
 */
         __pyx_t_6 = NULL;
-        __pyx_t_15 = __Pyx_PyNumber_Add_object_object(__pyx_v_sh_addr, __pyx_v_delta); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 371, __pyx_L1_error)
-        __Pyx_GOTREF(__pyx_t_15);
-        __pyx_t_5 = __Pyx_PyNumber_Add_object_object(__pyx_v_sh_offset, __pyx_v_delta); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 371, __pyx_L1_error)
-        __Pyx_GOTREF(__pyx_t_5);
-        __pyx_t_2 = __Pyx_PyNumber_Subtract_object_object(__pyx_v_sh_size, __pyx_v_delta); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 371, __pyx_L1_error)
-        __Pyx_GOTREF(__pyx_t_2);
-        __pyx_t_7 = PyTuple_New(3); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 371, __pyx_L1_error)
+        __pyx_t_7 = __Pyx_PyNumber_Add_object_object(__pyx_v_sh_addr, __pyx_v_delta); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 375, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_7);
-        __Pyx_GIVEREF(__pyx_t_15);
-        if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 0, __pyx_t_15) != (0)) __PYX_ERR(0, 371, __pyx_L1_error);
+        __pyx_t_5 = __Pyx_PyNumber_Add_object_object(__pyx_v_sh_offset, __pyx_v_delta); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 375, __pyx_L1_error)
+        __Pyx_GOTREF(__pyx_t_5);
+        __pyx_t_15 = __Pyx_PyNumber_Subtract_object_object(__pyx_v_sh_size, __pyx_v_delta); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 375, __pyx_L1_error)
+        __Pyx_GOTREF(__pyx_t_15);
+        __pyx_t_1 = PyTuple_New(3); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 375, __pyx_L1_error)
+        __Pyx_GOTREF(__pyx_t_1);
+        __Pyx_GIVEREF(__pyx_t_7);
+        if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 0, __pyx_t_7) != (0)) __PYX_ERR(0, 375, __pyx_L1_error);
         __Pyx_GIVEREF(__pyx_t_5);
-        if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 1, __pyx_t_5) != (0)) __PYX_ERR(0, 371, __pyx_L1_error);
-        __Pyx_GIVEREF(__pyx_t_2);
-        if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 2, __pyx_t_2) != (0)) __PYX_ERR(0, 371, __pyx_L1_error);
-        __pyx_t_15 = 0;
+        if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 1, __pyx_t_5) != (0)) __PYX_ERR(0, 375, __pyx_L1_error);
+        __Pyx_GIVEREF(__pyx_t_15);
+        if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 2, __pyx_t_15) != (0)) __PYX_ERR(0, 375, __pyx_L1_error);
+        __pyx_t_7 = 0;
         __pyx_t_5 = 0;
-        __pyx_t_2 = 0;
+        __pyx_t_15 = 0;
         __pyx_t_9 = 1;
         {
-          PyObject *__pyx_callargs[3] = {__pyx_t_6, __pyx_v_fields, __pyx_t_7};
-          __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_builtin_zip, __pyx_callargs+__pyx_t_9, (3-__pyx_t_9) | (__pyx_t_9*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+          PyObject *__pyx_callargs[3] = {__pyx_t_6, __pyx_v_fields, __pyx_t_1};
+          __pyx_t_2 = __Pyx_PyObject_FastCall((PyObject*)__pyx_builtin_zip, __pyx_callargs+__pyx_t_9, (3-__pyx_t_9) | (__pyx_t_9*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
           __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
-          __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-          if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 371, __pyx_L1_error)
-          __Pyx_GOTREF(__pyx_t_1);
+          __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+          if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 375, __pyx_L1_error)
+          __Pyx_GOTREF(__pyx_t_2);
         }
-        if (likely(PyList_CheckExact(__pyx_t_1)) || PyTuple_CheckExact(__pyx_t_1)) {
-          __pyx_t_7 = __pyx_t_1; __Pyx_INCREF(__pyx_t_7);
+        if (likely(PyList_CheckExact(__pyx_t_2)) || PyTuple_CheckExact(__pyx_t_2)) {
+          __pyx_t_1 = __pyx_t_2; __Pyx_INCREF(__pyx_t_1);
           __pyx_t_11 = 0;
           __pyx_t_12 = NULL;
         } else {
-          __pyx_t_11 = -1; __pyx_t_7 = PyObject_GetIter(__pyx_t_1); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 371, __pyx_L1_error)
-          __Pyx_GOTREF(__pyx_t_7);
-          __pyx_t_12 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_7); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 371, __pyx_L1_error)
+          __pyx_t_11 = -1; __pyx_t_1 = PyObject_GetIter(__pyx_t_2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 375, __pyx_L1_error)
+          __Pyx_GOTREF(__pyx_t_1);
+          __pyx_t_12 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_1); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 375, __pyx_L1_error)
         }
-        __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+        __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
         for (;;) {
           if (likely(!__pyx_t_12)) {
-            if (likely(PyList_CheckExact(__pyx_t_7))) {
+            if (likely(PyList_CheckExact(__pyx_t_1))) {
               {
-                Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_7);
+                Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_1);
                 #if !CYTHON_ASSUME_SAFE_SIZE
-                if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 371, __pyx_L1_error)
+                if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 375, __pyx_L1_error)
                 #endif
                 if (__pyx_t_11 >= __pyx_temp) break;
               }
-              __pyx_t_1 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_7, __pyx_t_11, __Pyx_ReferenceSharing_OwnStrongReference);
+              __pyx_t_2 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_1, __pyx_t_11, __Pyx_ReferenceSharing_OwnStrongReference);
               ++__pyx_t_11;
             } else {
               {
-                Py_ssize_t __pyx_temp = __Pyx_PyTuple_GET_SIZE(__pyx_t_7);
+                Py_ssize_t __pyx_temp = __Pyx_PyTuple_GET_SIZE(__pyx_t_1);
                 #if !CYTHON_ASSUME_SAFE_SIZE
-                if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 371, __pyx_L1_error)
+                if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 375, __pyx_L1_error)
                 #endif
                 if (__pyx_t_11 >= __pyx_temp) break;
               }
               #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
-              __pyx_t_1 = __Pyx_NewRef(PyTuple_GET_ITEM(__pyx_t_7, __pyx_t_11));
+              __pyx_t_2 = __Pyx_NewRef(PyTuple_GET_ITEM(__pyx_t_1, __pyx_t_11));
               #else
-              __pyx_t_1 = __Pyx_PySequence_ITEM(__pyx_t_7, __pyx_t_11);
+              __pyx_t_2 = __Pyx_PySequence_ITEM(__pyx_t_1, __pyx_t_11);
               #endif
               ++__pyx_t_11;
             }
-            if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 371, __pyx_L1_error)
+            if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 375, __pyx_L1_error)
           } else {
-            __pyx_t_1 = __pyx_t_12(__pyx_t_7);
-            if (unlikely(!__pyx_t_1)) {
+            __pyx_t_2 = __pyx_t_12(__pyx_t_1);
+            if (unlikely(!__pyx_t_2)) {
               PyObject* exc_type = PyErr_Occurred();
               if (exc_type) {
-                if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(0, 371, __pyx_L1_error)
+                if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(0, 375, __pyx_L1_error)
                 PyErr_Clear();
               }
               break;
             }
           }
-          __Pyx_GOTREF(__pyx_t_1);
-          if ((likely(PyTuple_CheckExact(__pyx_t_1))) || (PyList_CheckExact(__pyx_t_1))) {
-            PyObject* sequence = __pyx_t_1;
+          __Pyx_GOTREF(__pyx_t_2);
+          if ((likely(PyTuple_CheckExact(__pyx_t_2))) || (PyList_CheckExact(__pyx_t_2))) {
+            PyObject* sequence = __pyx_t_2;
             Py_ssize_t size = __Pyx_PySequence_SIZE(sequence);
             if (unlikely(size != 2)) {
               if (size > 2) __Pyx_RaiseTooManyValuesError(2);
               else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-              __PYX_ERR(0, 371, __pyx_L1_error)
+              __PYX_ERR(0, 375, __pyx_L1_error)
             }
             #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
             if (likely(PyTuple_CheckExact(sequence))) {
               __pyx_t_6 = PyTuple_GET_ITEM(sequence, 0);
               __Pyx_INCREF(__pyx_t_6);
-              __pyx_t_2 = PyTuple_GET_ITEM(sequence, 1);
-              __Pyx_INCREF(__pyx_t_2);
+              __pyx_t_15 = PyTuple_GET_ITEM(sequence, 1);
+              __Pyx_INCREF(__pyx_t_15);
             } else {
               __pyx_t_6 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-              if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 371, __pyx_L1_error)
+              if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 375, __pyx_L1_error)
               __Pyx_XGOTREF(__pyx_t_6);
-              __pyx_t_2 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-              if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 371, __pyx_L1_error)
-              __Pyx_XGOTREF(__pyx_t_2);
+              __pyx_t_15 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
+              if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 375, __pyx_L1_error)
+              __Pyx_XGOTREF(__pyx_t_15);
             }
             #else
-            __pyx_t_6 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 371, __pyx_L1_error)
+            __pyx_t_6 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 375, __pyx_L1_error)
             __Pyx_GOTREF(__pyx_t_6);
-            __pyx_t_2 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 371, __pyx_L1_error)
-            __Pyx_GOTREF(__pyx_t_2);
+            __pyx_t_15 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 375, __pyx_L1_error)
+            __Pyx_GOTREF(__pyx_t_15);
             #endif
-            __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+            __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
           } else {
             Py_ssize_t index = -1;
-            __pyx_t_5 = PyObject_GetIter(__pyx_t_1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 371, __pyx_L1_error)
+            __pyx_t_5 = PyObject_GetIter(__pyx_t_2); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 375, __pyx_L1_error)
             __Pyx_GOTREF(__pyx_t_5);
-            __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+            __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
             __pyx_t_8 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_5);
-            index = 0; __pyx_t_6 = __pyx_t_8(__pyx_t_5); if (unlikely(!__pyx_t_6)) goto __pyx_L67_unpacking_failed;
+            index = 0; __pyx_t_6 = __pyx_t_8(__pyx_t_5); if (unlikely(!__pyx_t_6)) goto __pyx_L68_unpacking_failed;
             __Pyx_GOTREF(__pyx_t_6);
-            index = 1; __pyx_t_2 = __pyx_t_8(__pyx_t_5); if (unlikely(!__pyx_t_2)) goto __pyx_L67_unpacking_failed;
-            __Pyx_GOTREF(__pyx_t_2);
-            if (__Pyx_IternextUnpackEndCheck(__pyx_t_8(__pyx_t_5), 2) < (0)) __PYX_ERR(0, 371, __pyx_L1_error)
+            index = 1; __pyx_t_15 = __pyx_t_8(__pyx_t_5); if (unlikely(!__pyx_t_15)) goto __pyx_L68_unpacking_failed;
+            __Pyx_GOTREF(__pyx_t_15);
+            if (__Pyx_IternextUnpackEndCheck(__pyx_t_8(__pyx_t_5), 2) < (0)) __PYX_ERR(0, 375, __pyx_L1_error)
             __pyx_t_8 = NULL;
             __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-            goto __pyx_L68_unpacking_done;
-            __pyx_L67_unpacking_failed:;
+            goto __pyx_L69_unpacking_done;
+            __pyx_L68_unpacking_failed:;
             __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
             __pyx_t_8 = NULL;
             if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-            __PYX_ERR(0, 371, __pyx_L1_error)
-            __pyx_L68_unpacking_done:;
+            __PYX_ERR(0, 375, __pyx_L1_error)
+            __pyx_L69_unpacking_done:;
           }
           __Pyx_XDECREF_SET(__pyx_v_at, __pyx_t_6);
           __pyx_t_6 = 0;
-          __Pyx_XDECREF_SET(__pyx_v_value, __pyx_t_2);
-          __pyx_t_2 = 0;
+          __Pyx_XDECREF_SET(__pyx_v_value, __pyx_t_15);
+          __pyx_t_15 = 0;
 
-          /* "fastaudit/_elfedit.pyx":372
+          /* "fastaudit/_elfedit.pyx":376
  *                     fields = (16, 24, 32) if img.im.is64 else (12, 16, 20)
  *                     for at, value in zip(fields, (sh_addr + delta, sh_offset + delta, sh_size - delta)):
  *                         patches.append((pos + at, img.word, value))             # <<<<<<<<<<<<<<
@@ -30639,28 +30817,28 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10drop_version_requirem
 */
           if (unlikely(__pyx_v_patches == Py_None)) {
             PyErr_Format(PyExc_AttributeError, "\047NoneType\047 object has no attribute \047%.30s\047", "append");
-            __PYX_ERR(0, 372, __pyx_L1_error)
+            __PYX_ERR(0, 376, __pyx_L1_error)
           }
-          __pyx_t_1 = __Pyx_PyNumber_Add_object_object(__pyx_v_pos, __pyx_v_at); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 372, __pyx_L1_error)
-          __Pyx_GOTREF(__pyx_t_1);
-          __pyx_t_2 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->word); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 372, __pyx_L1_error)
+          __pyx_t_2 = __Pyx_PyNumber_Add_object_object(__pyx_v_pos, __pyx_v_at); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 376, __pyx_L1_error)
           __Pyx_GOTREF(__pyx_t_2);
-          __pyx_t_6 = PyTuple_New(3); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 372, __pyx_L1_error)
+          __pyx_t_15 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->word); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 376, __pyx_L1_error)
+          __Pyx_GOTREF(__pyx_t_15);
+          __pyx_t_6 = PyTuple_New(3); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 376, __pyx_L1_error)
           __Pyx_GOTREF(__pyx_t_6);
-          __Pyx_GIVEREF(__pyx_t_1);
-          if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 372, __pyx_L1_error);
           __Pyx_GIVEREF(__pyx_t_2);
-          if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 1, __pyx_t_2) != (0)) __PYX_ERR(0, 372, __pyx_L1_error);
+          if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 0, __pyx_t_2) != (0)) __PYX_ERR(0, 376, __pyx_L1_error);
+          __Pyx_GIVEREF(__pyx_t_15);
+          if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 1, __pyx_t_15) != (0)) __PYX_ERR(0, 376, __pyx_L1_error);
           __Pyx_INCREF(__pyx_v_value);
           __Pyx_GIVEREF(__pyx_v_value);
-          if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 2, __pyx_v_value) != (0)) __PYX_ERR(0, 372, __pyx_L1_error);
-          __pyx_t_1 = 0;
+          if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 2, __pyx_v_value) != (0)) __PYX_ERR(0, 376, __pyx_L1_error);
           __pyx_t_2 = 0;
-          __pyx_t_13 = __Pyx_PyList_Append(__pyx_v_patches, __pyx_t_6); if (unlikely(__pyx_t_13 == ((int)-1))) __PYX_ERR(0, 372, __pyx_L1_error)
+          __pyx_t_15 = 0;
+          __pyx_t_13 = __Pyx_PyList_Append(__pyx_v_patches, __pyx_t_6); if (unlikely(__pyx_t_13 == ((int)-1))) __PYX_ERR(0, 376, __pyx_L1_error)
           __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
 
 
-          /* "fastaudit/_elfedit.pyx":371
+          /* "fastaudit/_elfedit.pyx":375
  *                 if delta:
  *                     fields = (16, 24, 32) if img.im.is64 else (12, 16, 20)
  *                     for at, value in zip(fields, (sh_addr + delta, sh_offset + delta, sh_size - delta)):             # <<<<<<<<<<<<<<
@@ -30668,9 +30846,9 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10drop_version_requirem
  *         return new_entries
 */
         }
-        __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
+        __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
 
-        /* "fastaudit/_elfedit.pyx":369
+        /* "fastaudit/_elfedit.pyx":373
  *             if kind == SHT_GNU_verneed and sh_offset == chain[0][0]:
  *                 patches.append((pos + (44 if img.im.is64 else 28), 4, len(kept)))   # sh_info: the count
  *                 if delta:             # <<<<<<<<<<<<<<
@@ -30679,7 +30857,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10drop_version_requirem
 */
       }
 
-      /* "fastaudit/_elfedit.pyx":367
+      /* "fastaudit/_elfedit.pyx":371
  *                 entry[1] += delta
  *         for pos, kind, sh_addr, sh_offset, sh_size in self.sections:
  *             if kind == SHT_GNU_verneed and sh_offset == chain[0][0]:             # <<<<<<<<<<<<<<
@@ -30688,7 +30866,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10drop_version_requirem
 */
     }
 
-    /* "fastaudit/_elfedit.pyx":366
+    /* "fastaudit/_elfedit.pyx":370
  *             elif entry[0] == DT_VERNEED:
  *                 entry[1] += delta
  *         for pos, kind, sh_addr, sh_offset, sh_size in self.sections:             # <<<<<<<<<<<<<<
@@ -30698,7 +30876,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10drop_version_requirem
   }
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "fastaudit/_elfedit.pyx":373
+  /* "fastaudit/_elfedit.pyx":377
  *                     for at, value in zip(fields, (sh_addr + delta, sh_offset + delta, sh_size - delta)):
  *                         patches.append((pos + at, img.word, value))
  *         return new_entries             # <<<<<<<<<<<<<<
@@ -30742,12 +30920,13 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10drop_version_requirem
   __Pyx_XDECREF(__pyx_v_kept);
   __Pyx_XDECREF(__pyx_v_a);
   __Pyx_XDECREF(__pyx_v_b);
-  __Pyx_XDECREF(__pyx_v_delta);
-  __Pyx_XDECREF(__pyx_v_entry);
   __Pyx_XDECREF(__pyx_v_pos);
   __Pyx_XDECREF(__pyx_v_kind);
-  __Pyx_XDECREF(__pyx_v_sh_addr);
+  __Pyx_XDECREF(__pyx_v__);
   __Pyx_XDECREF(__pyx_v_sh_offset);
+  __Pyx_XDECREF(__pyx_v_delta);
+  __Pyx_XDECREF(__pyx_v_entry);
+  __Pyx_XDECREF(__pyx_v_sh_addr);
   __Pyx_XDECREF(__pyx_v_sh_size);
   __Pyx_XDECREF(__pyx_v_fields);
   __Pyx_XDECREF(__pyx_v_at);
@@ -30757,13 +30936,12 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_10drop_version_requirem
   __Pyx_XDECREF(__pyx_9genexpr15__pyx_v_e);
   __Pyx_XDECREF(__pyx_9genexpr16__pyx_v_e);
   __Pyx_XDECREF(__pyx_9genexpr17__pyx_v_e);
-  __Pyx_XDECREF(__pyx_9genexpr18__pyx_v_e);
   __Pyx_XGIVEREF(__pyx_r);
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
 
-/* "fastaudit/_elfedit.pyx":375
+/* "fastaudit/_elfedit.pyx":379
  *         return new_entries
  * 
  *     def unversion_symbols(self, list removed_entries, list patches):             # <<<<<<<<<<<<<<
@@ -30812,39 +30990,39 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_removed_entries,&__pyx_mstate_global->__pyx_n_u_patches,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 375, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 379, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 375, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 379, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 375, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 379, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "unversion_symbols", 0) < (0)) __PYX_ERR(0, 375, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "unversion_symbols", 0) < (0)) __PYX_ERR(0, 379, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 2; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("unversion_symbols", 1, 2, 2, i); __PYX_ERR(0, 375, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("unversion_symbols", 1, 2, 2, i); __PYX_ERR(0, 379, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 2)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 375, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 379, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 375, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 379, __pyx_L3_error)
     }
     __pyx_v_removed_entries = ((PyObject*)values[0]);
     __pyx_v_patches = ((PyObject*)values[1]);
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("unversion_symbols", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 375, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("unversion_symbols", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 379, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -30855,8 +31033,8 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return NULL;
   __pyx_L4_argument_unpacking_done:;
-  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_removed_entries), (&PyList_Type), 1, "removed_entries", 1))) __PYX_ERR(0, 375, __pyx_L1_error)
-  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_patches), (&PyList_Type), 1, "patches", 1))) __PYX_ERR(0, 375, __pyx_L1_error)
+  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_removed_entries), (&PyList_Type), 1, "removed_entries", 1))) __PYX_ERR(0, 379, __pyx_L1_error)
+  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_patches), (&PyList_Type), 1, "patches", 1))) __PYX_ERR(0, 379, __pyx_L1_error)
   __pyx_r = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12unversion_symbols(((struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self), __pyx_v_removed_entries, __pyx_v_patches);
 
   /* function exit code */
@@ -30914,7 +31092,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12unversion_symbols(str
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("unversion_symbols", 0);
 
-  /* "fastaudit/_elfedit.pyx":378
+  /* "fastaudit/_elfedit.pyx":382
  *         """Symbols bound to a version of a removed library become unversioned (VER_NDX_GLOBAL), so no
  *         .gnu.version index names a requirement that is gone."""
  *         cdef _Image img = self.img             # <<<<<<<<<<<<<<
@@ -30926,38 +31104,38 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12unversion_symbols(str
   __pyx_v_img = ((struct __pyx_obj_9fastaudit_8_elfedit__Image *)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "fastaudit/_elfedit.pyx":379
+  /* "fastaudit/_elfedit.pyx":383
  *         .gnu.version index names a requirement that is gone."""
  *         cdef _Image img = self.img
  *         cdef uint64_t entry, aux, i, cap = img.im.n // _MIN_VERSION_ENTRY             # <<<<<<<<<<<<<<
  *         indexes = set()
  *         for entry in removed_entries:
 */
-  __pyx_t_1 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->im.n); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 379, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->im.n); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 383, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_MIN_VERSION_ENTRY); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 379, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_MIN_VERSION_ENTRY); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 383, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_3 = PyNumber_FloorDivide(__pyx_t_1, __pyx_t_2); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 379, __pyx_L1_error)
+  __pyx_t_3 = PyNumber_FloorDivide(__pyx_t_1, __pyx_t_2); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 383, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-  __pyx_t_4 = __Pyx_PyLong_As_uint64_t(__pyx_t_3); if (unlikely((__pyx_t_4 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 379, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyLong_As_uint64_t(__pyx_t_3); if (unlikely((__pyx_t_4 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 383, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   __pyx_v_cap = __pyx_t_4;
 
-  /* "fastaudit/_elfedit.pyx":380
+  /* "fastaudit/_elfedit.pyx":384
  *         cdef _Image img = self.img
  *         cdef uint64_t entry, aux, i, cap = img.im.n // _MIN_VERSION_ENTRY
  *         indexes = set()             # <<<<<<<<<<<<<<
  *         for entry in removed_entries:
  *             img.need(entry, 16, "Elf_Verneed")
 */
-  __pyx_t_3 = PySet_New(0); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 380, __pyx_L1_error)
+  __pyx_t_3 = PySet_New(0); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 384, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
   __pyx_v_indexes = ((PyObject*)__pyx_t_3);
   __pyx_t_3 = 0;
 
-  /* "fastaudit/_elfedit.pyx":381
+  /* "fastaudit/_elfedit.pyx":385
  *         cdef uint64_t entry, aux, i, cap = img.im.n // _MIN_VERSION_ENTRY
  *         indexes = set()
  *         for entry in removed_entries:             # <<<<<<<<<<<<<<
@@ -30966,7 +31144,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12unversion_symbols(str
 */
   if (unlikely(__pyx_v_removed_entries == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not iterable");
-    __PYX_ERR(0, 381, __pyx_L1_error)
+    __PYX_ERR(0, 385, __pyx_L1_error)
   }
   __pyx_t_3 = __pyx_v_removed_entries; __Pyx_INCREF(__pyx_t_3);
   __pyx_t_5 = 0;
@@ -30974,40 +31152,40 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12unversion_symbols(str
     {
       Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_3);
       #if !CYTHON_ASSUME_SAFE_SIZE
-      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 381, __pyx_L1_error)
+      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 385, __pyx_L1_error)
       #endif
       if (__pyx_t_5 >= __pyx_temp) break;
     }
     __pyx_t_2 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_3, __pyx_t_5, __Pyx_ReferenceSharing_OwnStrongReference);
     ++__pyx_t_5;
-    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 381, __pyx_L1_error)
+    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 385, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
-    __pyx_t_4 = __Pyx_PyLong_As_uint64_t(__pyx_t_2); if (unlikely((__pyx_t_4 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 381, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyLong_As_uint64_t(__pyx_t_2); if (unlikely((__pyx_t_4 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 385, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
     __pyx_v_entry = __pyx_t_4;
 
-    /* "fastaudit/_elfedit.pyx":382
+    /* "fastaudit/_elfedit.pyx":386
  *         indexes = set()
  *         for entry in removed_entries:
  *             img.need(entry, 16, "Elf_Verneed")             # <<<<<<<<<<<<<<
  *             aux = entry + img.u32(entry + 8)
  *             for i in range(min(img.u16(entry + 2), cap)):
 */
-    __pyx_t_6 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Image *)__pyx_v_img->__pyx_vtab)->need(__pyx_v_img, __pyx_v_entry, 16, __pyx_mstate_global->__pyx_n_u_Elf_Verneed); if (unlikely(__pyx_t_6 == ((int)-1))) __PYX_ERR(0, 382, __pyx_L1_error)
+    __pyx_t_6 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Image *)__pyx_v_img->__pyx_vtab)->need(__pyx_v_img, __pyx_v_entry, 16, __pyx_mstate_global->__pyx_n_u_Elf_Verneed); if (unlikely(__pyx_t_6 == ((int)-1))) __PYX_ERR(0, 386, __pyx_L1_error)
 
 
-    /* "fastaudit/_elfedit.pyx":383
+    /* "fastaudit/_elfedit.pyx":387
  *         for entry in removed_entries:
  *             img.need(entry, 16, "Elf_Verneed")
  *             aux = entry + img.u32(entry + 8)             # <<<<<<<<<<<<<<
  *             for i in range(min(img.u16(entry + 2), cap)):
  *                 indexes.add(img.u16(aux + 6) & 0x7fff)
 */
-    __pyx_t_4 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Image *)__pyx_v_img->__pyx_vtab)->u32(__pyx_v_img, (__pyx_v_entry + 8)); if (unlikely(__pyx_t_4 == ((uint64_t)0xffffffffffffffff) && PyErr_Occurred())) __PYX_ERR(0, 383, __pyx_L1_error)
+    __pyx_t_4 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Image *)__pyx_v_img->__pyx_vtab)->u32(__pyx_v_img, (__pyx_v_entry + 8)); if (unlikely(__pyx_t_4 == ((uint64_t)0xffffffffffffffff) && PyErr_Occurred())) __PYX_ERR(0, 387, __pyx_L1_error)
     __pyx_v_aux = (__pyx_v_entry + __pyx_t_4);
 
 
-    /* "fastaudit/_elfedit.pyx":384
+    /* "fastaudit/_elfedit.pyx":388
  *             img.need(entry, 16, "Elf_Verneed")
  *             aux = entry + img.u32(entry + 8)
  *             for i in range(min(img.u16(entry + 2), cap)):             # <<<<<<<<<<<<<<
@@ -31016,7 +31194,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12unversion_symbols(str
 */
 
     __pyx_t_4 = __pyx_v_cap;
-    __pyx_t_7 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Image *)__pyx_v_img->__pyx_vtab)->u16(__pyx_v_img, (__pyx_v_entry + 2)); if (unlikely(__pyx_t_7 == ((uint64_t)0xffffffffffffffff) && PyErr_Occurred())) __PYX_ERR(0, 384, __pyx_L1_error)
+    __pyx_t_7 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Image *)__pyx_v_img->__pyx_vtab)->u16(__pyx_v_img, (__pyx_v_entry + 2)); if (unlikely(__pyx_t_7 == ((uint64_t)0xffffffffffffffff) && PyErr_Occurred())) __PYX_ERR(0, 388, __pyx_L1_error)
     __pyx_t_9 = (__pyx_t_4 < __pyx_t_7);
 
     if (__pyx_t_9) {
@@ -31036,36 +31214,36 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12unversion_symbols(str
     for (__pyx_t_7 = 0; __pyx_t_7 < __pyx_t_8; __pyx_t_7+=1) {
       __pyx_v_i = __pyx_t_7;
 
-      /* "fastaudit/_elfedit.pyx":385
+      /* "fastaudit/_elfedit.pyx":389
  *             aux = entry + img.u32(entry + 8)
  *             for i in range(min(img.u16(entry + 2), cap)):
  *                 indexes.add(img.u16(aux + 6) & 0x7fff)             # <<<<<<<<<<<<<<
  *                 if img.u32(aux + 12) == 0:
  *                     break
 */
-      __pyx_t_10 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Image *)__pyx_v_img->__pyx_vtab)->u16(__pyx_v_img, (__pyx_v_aux + 6)); if (unlikely(__pyx_t_10 == ((uint64_t)0xffffffffffffffff) && PyErr_Occurred())) __PYX_ERR(0, 385, __pyx_L1_error)
-      __pyx_t_2 = __Pyx_PyLong_From_uint64_t((__pyx_t_10 & 0x7fff)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 385, __pyx_L1_error)
+      __pyx_t_10 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Image *)__pyx_v_img->__pyx_vtab)->u16(__pyx_v_img, (__pyx_v_aux + 6)); if (unlikely(__pyx_t_10 == ((uint64_t)0xffffffffffffffff) && PyErr_Occurred())) __PYX_ERR(0, 389, __pyx_L1_error)
+      __pyx_t_2 = __Pyx_PyLong_From_uint64_t((__pyx_t_10 & 0x7fff)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 389, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_2);
 
-      __pyx_t_11 = PySet_Add(__pyx_v_indexes, __pyx_t_2); if (unlikely(__pyx_t_11 == ((int)-1))) __PYX_ERR(0, 385, __pyx_L1_error)
+      __pyx_t_11 = PySet_Add(__pyx_v_indexes, __pyx_t_2); if (unlikely(__pyx_t_11 == ((int)-1))) __PYX_ERR(0, 389, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
 
-      /* "fastaudit/_elfedit.pyx":386
+      /* "fastaudit/_elfedit.pyx":390
  *             for i in range(min(img.u16(entry + 2), cap)):
  *                 indexes.add(img.u16(aux + 6) & 0x7fff)
  *                 if img.u32(aux + 12) == 0:             # <<<<<<<<<<<<<<
  *                     break
  *                 aux += img.u32(aux + 12)
 */
-      __pyx_t_10 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Image *)__pyx_v_img->__pyx_vtab)->u32(__pyx_v_img, (__pyx_v_aux + 12)); if (unlikely(__pyx_t_10 == ((uint64_t)0xffffffffffffffff) && PyErr_Occurred())) __PYX_ERR(0, 386, __pyx_L1_error)
+      __pyx_t_10 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Image *)__pyx_v_img->__pyx_vtab)->u32(__pyx_v_img, (__pyx_v_aux + 12)); if (unlikely(__pyx_t_10 == ((uint64_t)0xffffffffffffffff) && PyErr_Occurred())) __PYX_ERR(0, 390, __pyx_L1_error)
       __pyx_t_9 = (__pyx_t_10 == 0);
 
 
       if (__pyx_t_9) {
 
 
-        /* "fastaudit/_elfedit.pyx":387
+        /* "fastaudit/_elfedit.pyx":391
  *                 indexes.add(img.u16(aux + 6) & 0x7fff)
  *                 if img.u32(aux + 12) == 0:
  *                     break             # <<<<<<<<<<<<<<
@@ -31074,7 +31252,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12unversion_symbols(str
 */
         goto __pyx_L6_break;
 
-        /* "fastaudit/_elfedit.pyx":386
+        /* "fastaudit/_elfedit.pyx":390
  *             for i in range(min(img.u16(entry + 2), cap)):
  *                 indexes.add(img.u16(aux + 6) & 0x7fff)
  *                 if img.u32(aux + 12) == 0:             # <<<<<<<<<<<<<<
@@ -31083,21 +31261,21 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12unversion_symbols(str
 */
       }
 
-      /* "fastaudit/_elfedit.pyx":388
+      /* "fastaudit/_elfedit.pyx":392
  *                 if img.u32(aux + 12) == 0:
  *                     break
  *                 aux += img.u32(aux + 12)             # <<<<<<<<<<<<<<
  *         for _, kind, _, sh_offset, sh_size in self.sections:
  *             if kind != SHT_GNU_versym:
 */
-      __pyx_t_10 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Image *)__pyx_v_img->__pyx_vtab)->u32(__pyx_v_img, (__pyx_v_aux + 12)); if (unlikely(__pyx_t_10 == ((uint64_t)0xffffffffffffffff) && PyErr_Occurred())) __PYX_ERR(0, 388, __pyx_L1_error)
+      __pyx_t_10 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Image *)__pyx_v_img->__pyx_vtab)->u32(__pyx_v_img, (__pyx_v_aux + 12)); if (unlikely(__pyx_t_10 == ((uint64_t)0xffffffffffffffff) && PyErr_Occurred())) __PYX_ERR(0, 392, __pyx_L1_error)
       __pyx_v_aux = (__pyx_v_aux + __pyx_t_10);
 
     }
     __pyx_L6_break:;
 
 
-    /* "fastaudit/_elfedit.pyx":381
+    /* "fastaudit/_elfedit.pyx":385
  *         cdef uint64_t entry, aux, i, cap = img.im.n // _MIN_VERSION_ENTRY
  *         indexes = set()
  *         for entry in removed_entries:             # <<<<<<<<<<<<<<
@@ -31107,7 +31285,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12unversion_symbols(str
   }
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
 
-  /* "fastaudit/_elfedit.pyx":389
+  /* "fastaudit/_elfedit.pyx":393
  *                     break
  *                 aux += img.u32(aux + 12)
  *         for _, kind, _, sh_offset, sh_size in self.sections:             # <<<<<<<<<<<<<<
@@ -31116,7 +31294,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12unversion_symbols(str
 */
   if (unlikely(__pyx_v_self->sections == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not iterable");
-    __PYX_ERR(0, 389, __pyx_L1_error)
+    __PYX_ERR(0, 393, __pyx_L1_error)
   }
   __pyx_t_3 = __pyx_v_self->sections; __Pyx_INCREF(__pyx_t_3);
   __pyx_t_5 = 0;
@@ -31124,13 +31302,13 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12unversion_symbols(str
     {
       Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_3);
       #if !CYTHON_ASSUME_SAFE_SIZE
-      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 389, __pyx_L1_error)
+      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 393, __pyx_L1_error)
       #endif
       if (__pyx_t_5 >= __pyx_temp) break;
     }
     __pyx_t_2 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_3, __pyx_t_5, __Pyx_ReferenceSharing_OwnStrongReference);
     ++__pyx_t_5;
-    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 389, __pyx_L1_error)
+    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 393, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
     if ((likely(PyTuple_CheckExact(__pyx_t_2))) || (PyList_CheckExact(__pyx_t_2))) {
       PyObject* sequence = __pyx_t_2;
@@ -31138,7 +31316,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12unversion_symbols(str
       if (unlikely(size != 5)) {
         if (size > 5) __Pyx_RaiseTooManyValuesError(5);
         else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-        __PYX_ERR(0, 389, __pyx_L1_error)
+        __PYX_ERR(0, 393, __pyx_L1_error)
       }
       #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
       if (likely(PyTuple_CheckExact(sequence))) {
@@ -31154,19 +31332,19 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12unversion_symbols(str
         __Pyx_INCREF(__pyx_t_15);
       } else {
         __pyx_t_1 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 389, __pyx_L1_error)
+        if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 393, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_1);
         __pyx_t_12 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 389, __pyx_L1_error)
+        if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 393, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_12);
         __pyx_t_13 = __Pyx_PyList_GET_ITEM_REF(sequence, 2, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 389, __pyx_L1_error)
+        if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 393, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_13);
         __pyx_t_14 = __Pyx_PyList_GET_ITEM_REF(sequence, 3, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 389, __pyx_L1_error)
+        if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 393, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_14);
         __pyx_t_15 = __Pyx_PyList_GET_ITEM_REF(sequence, 4, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 389, __pyx_L1_error)
+        if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 393, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_15);
       }
       #else
@@ -31174,7 +31352,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12unversion_symbols(str
         Py_ssize_t i;
         PyObject** temps[5] = {&__pyx_t_1,&__pyx_t_12,&__pyx_t_13,&__pyx_t_14,&__pyx_t_15};
         for (i=0; i < 5; i++) {
-          PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(0, 389, __pyx_L1_error)
+          PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(0, 393, __pyx_L1_error)
           __Pyx_GOTREF(item);
           *(temps[i]) = item;
         }
@@ -31184,7 +31362,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12unversion_symbols(str
     } else {
       Py_ssize_t index = -1;
       PyObject** temps[5] = {&__pyx_t_1,&__pyx_t_12,&__pyx_t_13,&__pyx_t_14,&__pyx_t_15};
-      __pyx_t_16 = PyObject_GetIter(__pyx_t_2); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 389, __pyx_L1_error)
+      __pyx_t_16 = PyObject_GetIter(__pyx_t_2); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 393, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_16);
       __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
       __pyx_t_17 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_16);
@@ -31193,7 +31371,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12unversion_symbols(str
         __Pyx_GOTREF(item);
         *(temps[index]) = item;
       }
-      if (__Pyx_IternextUnpackEndCheck(__pyx_t_17(__pyx_t_16), 5) < (0)) __PYX_ERR(0, 389, __pyx_L1_error)
+      if (__Pyx_IternextUnpackEndCheck(__pyx_t_17(__pyx_t_16), 5) < (0)) __PYX_ERR(0, 393, __pyx_L1_error)
       __pyx_t_17 = NULL;
       __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
       goto __pyx_L12_unpacking_done;
@@ -31201,7 +31379,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12unversion_symbols(str
       __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
       __pyx_t_17 = NULL;
       if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-      __PYX_ERR(0, 389, __pyx_L1_error)
+      __PYX_ERR(0, 393, __pyx_L1_error)
       __pyx_L12_unpacking_done:;
     }
     __Pyx_XDECREF_SET(__pyx_v__, __pyx_t_1);
@@ -31215,21 +31393,21 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12unversion_symbols(str
     __Pyx_XDECREF_SET(__pyx_v_sh_size, __pyx_t_15);
     __pyx_t_15 = 0;
 
-    /* "fastaudit/_elfedit.pyx":390
+    /* "fastaudit/_elfedit.pyx":394
  *                 aux += img.u32(aux + 12)
  *         for _, kind, _, sh_offset, sh_size in self.sections:
  *             if kind != SHT_GNU_versym:             # <<<<<<<<<<<<<<
  *                 continue
  *             img.need(sh_offset, sh_size, ".gnu.version")
 */
-    __pyx_t_2 = __Pyx_PyLong_From_uint64_t(SHT_GNU_versym); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 390, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_PyLong_From_uint64_t(SHT_GNU_versym); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 394, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
-    __pyx_t_9 = __Pyx_PyObject_CompareBoolNe_object_int(__pyx_v_kind, __pyx_t_2, Py_NE); if (unlikely((__pyx_t_9 < 0))) __PYX_ERR(0, 390, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyObject_CompareBoolNe_object_int(__pyx_v_kind, __pyx_t_2, Py_NE); if (unlikely((__pyx_t_9 < 0))) __PYX_ERR(0, 394, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
     if (__pyx_t_9) {
 
 
-      /* "fastaudit/_elfedit.pyx":391
+      /* "fastaudit/_elfedit.pyx":395
  *         for _, kind, _, sh_offset, sh_size in self.sections:
  *             if kind != SHT_GNU_versym:
  *                 continue             # <<<<<<<<<<<<<<
@@ -31238,7 +31416,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12unversion_symbols(str
 */
       goto __pyx_L9_continue;
 
-      /* "fastaudit/_elfedit.pyx":390
+      /* "fastaudit/_elfedit.pyx":394
  *                 aux += img.u32(aux + 12)
  *         for _, kind, _, sh_offset, sh_size in self.sections:
  *             if kind != SHT_GNU_versym:             # <<<<<<<<<<<<<<
@@ -31247,69 +31425,69 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12unversion_symbols(str
 */
     }
 
-    /* "fastaudit/_elfedit.pyx":392
+    /* "fastaudit/_elfedit.pyx":396
  *             if kind != SHT_GNU_versym:
  *                 continue
  *             img.need(sh_offset, sh_size, ".gnu.version")             # <<<<<<<<<<<<<<
  *             for i in range(sh_size // 2):
  *                 value = img.u16(sh_offset + 2 * i)
 */
-    __pyx_t_4 = __Pyx_PyLong_As_uint64_t(__pyx_v_sh_offset); if (unlikely((__pyx_t_4 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 392, __pyx_L1_error)
-    __pyx_t_8 = __Pyx_PyLong_As_uint64_t(__pyx_v_sh_size); if (unlikely((__pyx_t_8 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 392, __pyx_L1_error)
-    __pyx_t_6 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Image *)__pyx_v_img->__pyx_vtab)->need(__pyx_v_img, __pyx_t_4, __pyx_t_8, __pyx_mstate_global->__pyx_kp_u_gnu_version); if (unlikely(__pyx_t_6 == ((int)-1))) __PYX_ERR(0, 392, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyLong_As_uint64_t(__pyx_v_sh_offset); if (unlikely((__pyx_t_4 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 396, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyLong_As_uint64_t(__pyx_v_sh_size); if (unlikely((__pyx_t_8 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 396, __pyx_L1_error)
+    __pyx_t_6 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Image *)__pyx_v_img->__pyx_vtab)->need(__pyx_v_img, __pyx_t_4, __pyx_t_8, __pyx_mstate_global->__pyx_kp_u_gnu_version); if (unlikely(__pyx_t_6 == ((int)-1))) __PYX_ERR(0, 396, __pyx_L1_error)
 
 
 
 
-    /* "fastaudit/_elfedit.pyx":393
+    /* "fastaudit/_elfedit.pyx":397
  *                 continue
  *             img.need(sh_offset, sh_size, ".gnu.version")
  *             for i in range(sh_size // 2):             # <<<<<<<<<<<<<<
  *                 value = img.u16(sh_offset + 2 * i)
  *                 if value & 0x7fff in indexes:
 */
-    __pyx_t_2 = __Pyx_PyLong_FloorDivideObjC(__pyx_v_sh_size, __pyx_mstate_global->__pyx_int_2, 2, 0, 0); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 393, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_PyLong_FloorDivideObjC(__pyx_v_sh_size, __pyx_mstate_global->__pyx_int_2, 2, 0, 0); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 397, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
-    __pyx_t_18 = __Pyx_PyIndex_AsSsize_t(__pyx_t_2); if (unlikely((__pyx_t_18 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 393, __pyx_L1_error)
+    __pyx_t_18 = __Pyx_PyIndex_AsSsize_t(__pyx_t_2); if (unlikely((__pyx_t_18 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 397, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
     __pyx_t_19 = __pyx_t_18;
 
     for (__pyx_t_8 = 0; __pyx_t_8 < __pyx_t_19; __pyx_t_8+=1) {
       __pyx_v_i = __pyx_t_8;
 
-      /* "fastaudit/_elfedit.pyx":394
+      /* "fastaudit/_elfedit.pyx":398
  *             img.need(sh_offset, sh_size, ".gnu.version")
  *             for i in range(sh_size // 2):
  *                 value = img.u16(sh_offset + 2 * i)             # <<<<<<<<<<<<<<
  *                 if value & 0x7fff in indexes:
  *                     patches.append((sh_offset + 2 * i, 2, (value & 0x8000) | 1))
 */
-      __pyx_t_2 = __Pyx_PyLong_From_uint64_t((2 * __pyx_v_i)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 394, __pyx_L1_error)
+      __pyx_t_2 = __Pyx_PyLong_From_uint64_t((2 * __pyx_v_i)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 398, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_2);
-      __pyx_t_15 = __Pyx_PyNumber_Add_object_int(__pyx_v_sh_offset, __pyx_t_2); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 394, __pyx_L1_error)
+      __pyx_t_15 = __Pyx_PyNumber_Add_object_int(__pyx_v_sh_offset, __pyx_t_2); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 398, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_15);
       __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-      __pyx_t_4 = __Pyx_PyLong_As_uint64_t(__pyx_t_15); if (unlikely((__pyx_t_4 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 394, __pyx_L1_error)
+      __pyx_t_4 = __Pyx_PyLong_As_uint64_t(__pyx_t_15); if (unlikely((__pyx_t_4 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 398, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_15); __pyx_t_15 = 0;
-      __pyx_t_7 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Image *)__pyx_v_img->__pyx_vtab)->u16(__pyx_v_img, __pyx_t_4); if (unlikely(__pyx_t_7 == ((uint64_t)0xffffffffffffffff) && PyErr_Occurred())) __PYX_ERR(0, 394, __pyx_L1_error)
+      __pyx_t_7 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Image *)__pyx_v_img->__pyx_vtab)->u16(__pyx_v_img, __pyx_t_4); if (unlikely(__pyx_t_7 == ((uint64_t)0xffffffffffffffff) && PyErr_Occurred())) __PYX_ERR(0, 398, __pyx_L1_error)
 
       __pyx_v_value = __pyx_t_7;
 
-      /* "fastaudit/_elfedit.pyx":395
+      /* "fastaudit/_elfedit.pyx":399
  *             for i in range(sh_size // 2):
  *                 value = img.u16(sh_offset + 2 * i)
  *                 if value & 0x7fff in indexes:             # <<<<<<<<<<<<<<
  *                     patches.append((sh_offset + 2 * i, 2, (value & 0x8000) | 1))
  * 
 */
-      __pyx_t_15 = __Pyx_PyLong_From_uint64_t((__pyx_v_value & 0x7fff)); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 395, __pyx_L1_error)
+      __pyx_t_15 = __Pyx_PyLong_From_uint64_t((__pyx_v_value & 0x7fff)); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 399, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_15);
-      __pyx_t_9 = (__Pyx_PySet_ContainsTF(__pyx_t_15, __pyx_v_indexes, Py_EQ)); if (unlikely((__pyx_t_9 < 0))) __PYX_ERR(0, 395, __pyx_L1_error)
+      __pyx_t_9 = (__Pyx_PySet_ContainsTF(__pyx_t_15, __pyx_v_indexes, Py_EQ)); if (unlikely((__pyx_t_9 < 0))) __PYX_ERR(0, 399, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_15); __pyx_t_15 = 0;
       if (__pyx_t_9) {
 
 
-        /* "fastaudit/_elfedit.pyx":396
+        /* "fastaudit/_elfedit.pyx":400
  *                 value = img.u16(sh_offset + 2 * i)
  *                 if value & 0x7fff in indexes:
  *                     patches.append((sh_offset + 2 * i, 2, (value & 0x8000) | 1))             # <<<<<<<<<<<<<<
@@ -31318,31 +31496,31 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12unversion_symbols(str
 */
         if (unlikely(__pyx_v_patches == Py_None)) {
           PyErr_Format(PyExc_AttributeError, "\047NoneType\047 object has no attribute \047%.30s\047", "append");
-          __PYX_ERR(0, 396, __pyx_L1_error)
+          __PYX_ERR(0, 400, __pyx_L1_error)
         }
-        __pyx_t_15 = __Pyx_PyLong_From_uint64_t((2 * __pyx_v_i)); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 396, __pyx_L1_error)
+        __pyx_t_15 = __Pyx_PyLong_From_uint64_t((2 * __pyx_v_i)); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 400, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_15);
-        __pyx_t_2 = __Pyx_PyNumber_Add_object_int(__pyx_v_sh_offset, __pyx_t_15); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 396, __pyx_L1_error)
+        __pyx_t_2 = __Pyx_PyNumber_Add_object_int(__pyx_v_sh_offset, __pyx_t_15); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 400, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_2);
         __Pyx_DECREF(__pyx_t_15); __pyx_t_15 = 0;
-        __pyx_t_15 = __Pyx_PyLong_From_uint64_t(((__pyx_v_value & 0x8000) | 1)); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 396, __pyx_L1_error)
+        __pyx_t_15 = __Pyx_PyLong_From_uint64_t(((__pyx_v_value & 0x8000) | 1)); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 400, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_15);
-        __pyx_t_14 = PyTuple_New(3); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 396, __pyx_L1_error)
+        __pyx_t_14 = PyTuple_New(3); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 400, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_14);
         __Pyx_GIVEREF(__pyx_t_2);
-        if (__Pyx_PyTuple_SET_ITEM(__pyx_t_14, 0, __pyx_t_2) != (0)) __PYX_ERR(0, 396, __pyx_L1_error);
+        if (__Pyx_PyTuple_SET_ITEM(__pyx_t_14, 0, __pyx_t_2) != (0)) __PYX_ERR(0, 400, __pyx_L1_error);
         __Pyx_INCREF(__pyx_mstate_global->__pyx_int_2);
         __Pyx_GIVEREF(__pyx_mstate_global->__pyx_int_2);
-        if (__Pyx_PyTuple_SET_ITEM(__pyx_t_14, 1, __pyx_mstate_global->__pyx_int_2) != (0)) __PYX_ERR(0, 396, __pyx_L1_error);
+        if (__Pyx_PyTuple_SET_ITEM(__pyx_t_14, 1, __pyx_mstate_global->__pyx_int_2) != (0)) __PYX_ERR(0, 400, __pyx_L1_error);
         __Pyx_GIVEREF(__pyx_t_15);
-        if (__Pyx_PyTuple_SET_ITEM(__pyx_t_14, 2, __pyx_t_15) != (0)) __PYX_ERR(0, 396, __pyx_L1_error);
+        if (__Pyx_PyTuple_SET_ITEM(__pyx_t_14, 2, __pyx_t_15) != (0)) __PYX_ERR(0, 400, __pyx_L1_error);
         __pyx_t_2 = 0;
         __pyx_t_15 = 0;
-        __pyx_t_11 = __Pyx_PyList_Append(__pyx_v_patches, __pyx_t_14); if (unlikely(__pyx_t_11 == ((int)-1))) __PYX_ERR(0, 396, __pyx_L1_error)
+        __pyx_t_11 = __Pyx_PyList_Append(__pyx_v_patches, __pyx_t_14); if (unlikely(__pyx_t_11 == ((int)-1))) __PYX_ERR(0, 400, __pyx_L1_error)
         __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
 
 
-        /* "fastaudit/_elfedit.pyx":395
+        /* "fastaudit/_elfedit.pyx":399
  *             for i in range(sh_size // 2):
  *                 value = img.u16(sh_offset + 2 * i)
  *                 if value & 0x7fff in indexes:             # <<<<<<<<<<<<<<
@@ -31354,7 +31532,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12unversion_symbols(str
 
 
 
-    /* "fastaudit/_elfedit.pyx":389
+    /* "fastaudit/_elfedit.pyx":393
  *                     break
  *                 aux += img.u32(aux + 12)
  *         for _, kind, _, sh_offset, sh_size in self.sections:             # <<<<<<<<<<<<<<
@@ -31365,7 +31543,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12unversion_symbols(str
   }
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
 
-  /* "fastaudit/_elfedit.pyx":375
+  /* "fastaudit/_elfedit.pyx":379
  *         return new_entries
  * 
  *     def unversion_symbols(self, list removed_entries, list patches):             # <<<<<<<<<<<<<<
@@ -31404,7 +31582,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_12unversion_symbols(str
   return __pyx_r;
 }
 
-/* "fastaudit/_elfedit.pyx":398
+/* "fastaudit/_elfedit.pyx":402
  *                     patches.append((sh_offset + 2 * i, 2, (value & 0x8000) | 1))
  * 
  *     def verneed_files(self) -> list:             # <<<<<<<<<<<<<<
@@ -31457,8 +31635,8 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
 static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_14verneed_files(struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *__pyx_v_self) {
   PyObject *__pyx_v_values = NULL;
   PyObject *__pyx_v_off = NULL;
-  PyObject *__pyx_9genexpr19__pyx_v_tag = NULL;
-  PyObject *__pyx_9genexpr19__pyx_v_val = NULL;
+  PyObject *__pyx_9genexpr18__pyx_v_tag = NULL;
+  PyObject *__pyx_9genexpr18__pyx_v_val = NULL;
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
   PyObject *__pyx_t_1 = NULL;
@@ -31476,7 +31654,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_14verneed_files(struct 
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("verneed_files", 0);
 
-  /* "fastaudit/_elfedit.pyx":399
+  /* "fastaudit/_elfedit.pyx":403
  * 
  *     def verneed_files(self) -> list:
  *         values = {tag: val for tag, val in reversed(self.entries)}             # <<<<<<<<<<<<<<
@@ -31484,16 +31662,16 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_14verneed_files(struct 
  *             return []
 */
   { /* enter inner scope */
-    __pyx_t_1 = PyDict_New(); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 399, __pyx_L5_error)
+    __pyx_t_1 = PyDict_New(); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 403, __pyx_L5_error)
     __Pyx_GOTREF(__pyx_t_1);
     if (unlikely(__pyx_v_self->entries == Py_None)) {
       PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not iterable");
-      __PYX_ERR(0, 399, __pyx_L5_error)
+      __PYX_ERR(0, 403, __pyx_L5_error)
     }
     __pyx_t_2 = __pyx_v_self->entries; __Pyx_INCREF(__pyx_t_2);
     __pyx_t_3 = __Pyx_PyList_GET_SIZE(__pyx_t_2);
     #if !CYTHON_ASSUME_SAFE_SIZE
-    if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 399, __pyx_L5_error)
+    if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 403, __pyx_L5_error)
     #endif
     --__pyx_t_3;
     for (;;) {
@@ -31501,13 +31679,13 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_14verneed_files(struct 
       {
         Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_2);
         #if !CYTHON_ASSUME_SAFE_SIZE
-        if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 399, __pyx_L5_error)
+        if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 403, __pyx_L5_error)
         #endif
         if (__pyx_t_3 >= __pyx_temp) break;
       }
       __pyx_t_4 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_2, __pyx_t_3, __Pyx_ReferenceSharing_OwnStrongReference);
       --__pyx_t_3;
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 399, __pyx_L5_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 403, __pyx_L5_error)
       __Pyx_GOTREF(__pyx_t_4);
       if ((likely(PyTuple_CheckExact(__pyx_t_4))) || (PyList_CheckExact(__pyx_t_4))) {
         PyObject* sequence = __pyx_t_4;
@@ -31515,7 +31693,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_14verneed_files(struct 
         if (unlikely(size != 2)) {
           if (size > 2) __Pyx_RaiseTooManyValuesError(2);
           else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-          __PYX_ERR(0, 399, __pyx_L5_error)
+          __PYX_ERR(0, 403, __pyx_L5_error)
         }
         #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
         if (likely(PyTuple_CheckExact(sequence))) {
@@ -31525,22 +31703,22 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_14verneed_files(struct 
           __Pyx_INCREF(__pyx_t_6);
         } else {
           __pyx_t_5 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-          if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 399, __pyx_L5_error)
+          if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 403, __pyx_L5_error)
           __Pyx_XGOTREF(__pyx_t_5);
           __pyx_t_6 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-          if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 399, __pyx_L5_error)
+          if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 403, __pyx_L5_error)
           __Pyx_XGOTREF(__pyx_t_6);
         }
         #else
-        __pyx_t_5 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 399, __pyx_L5_error)
+        __pyx_t_5 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 403, __pyx_L5_error)
         __Pyx_GOTREF(__pyx_t_5);
-        __pyx_t_6 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 399, __pyx_L5_error)
+        __pyx_t_6 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 403, __pyx_L5_error)
         __Pyx_GOTREF(__pyx_t_6);
         #endif
         __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
       } else {
         Py_ssize_t index = -1;
-        __pyx_t_7 = PyObject_GetIter(__pyx_t_4); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 399, __pyx_L5_error)
+        __pyx_t_7 = PyObject_GetIter(__pyx_t_4); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 403, __pyx_L5_error)
         __Pyx_GOTREF(__pyx_t_7);
         __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
         __pyx_t_8 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_7);
@@ -31548,7 +31726,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_14verneed_files(struct 
         __Pyx_GOTREF(__pyx_t_5);
         index = 1; __pyx_t_6 = __pyx_t_8(__pyx_t_7); if (unlikely(!__pyx_t_6)) goto __pyx_L8_unpacking_failed;
         __Pyx_GOTREF(__pyx_t_6);
-        if (__Pyx_IternextUnpackEndCheck(__pyx_t_8(__pyx_t_7), 2) < (0)) __PYX_ERR(0, 399, __pyx_L5_error)
+        if (__Pyx_IternextUnpackEndCheck(__pyx_t_8(__pyx_t_7), 2) < (0)) __PYX_ERR(0, 403, __pyx_L5_error)
         __pyx_t_8 = NULL;
         __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
         goto __pyx_L9_unpacking_done;
@@ -31556,50 +31734,50 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_14verneed_files(struct 
         __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
         __pyx_t_8 = NULL;
         if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-        __PYX_ERR(0, 399, __pyx_L5_error)
+        __PYX_ERR(0, 403, __pyx_L5_error)
         __pyx_L9_unpacking_done:;
       }
-      __Pyx_XDECREF_SET(__pyx_9genexpr19__pyx_v_tag, __pyx_t_5);
+      __Pyx_XDECREF_SET(__pyx_9genexpr18__pyx_v_tag, __pyx_t_5);
       __pyx_t_5 = 0;
-      __Pyx_XDECREF_SET(__pyx_9genexpr19__pyx_v_val, __pyx_t_6);
+      __Pyx_XDECREF_SET(__pyx_9genexpr18__pyx_v_val, __pyx_t_6);
       __pyx_t_6 = 0;
-      if (unlikely(PyDict_SetItem(__pyx_t_1, __pyx_9genexpr19__pyx_v_tag, __pyx_9genexpr19__pyx_v_val))) __PYX_ERR(0, 399, __pyx_L5_error)
+      if (unlikely(PyDict_SetItem(__pyx_t_1, __pyx_9genexpr18__pyx_v_tag, __pyx_9genexpr18__pyx_v_val))) __PYX_ERR(0, 403, __pyx_L5_error)
     }
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    __Pyx_XDECREF(__pyx_9genexpr19__pyx_v_tag); __pyx_9genexpr19__pyx_v_tag = 0;
-    __Pyx_XDECREF(__pyx_9genexpr19__pyx_v_val); __pyx_9genexpr19__pyx_v_val = 0;
+    __Pyx_XDECREF(__pyx_9genexpr18__pyx_v_tag); __pyx_9genexpr18__pyx_v_tag = 0;
+    __Pyx_XDECREF(__pyx_9genexpr18__pyx_v_val); __pyx_9genexpr18__pyx_v_val = 0;
     goto __pyx_L11_exit_scope;
     __pyx_L5_error:;
-    __Pyx_XDECREF(__pyx_9genexpr19__pyx_v_tag); __pyx_9genexpr19__pyx_v_tag = 0;
-    __Pyx_XDECREF(__pyx_9genexpr19__pyx_v_val); __pyx_9genexpr19__pyx_v_val = 0;
+    __Pyx_XDECREF(__pyx_9genexpr18__pyx_v_tag); __pyx_9genexpr18__pyx_v_tag = 0;
+    __Pyx_XDECREF(__pyx_9genexpr18__pyx_v_val); __pyx_9genexpr18__pyx_v_val = 0;
     goto __pyx_L1_error;
     __pyx_L11_exit_scope:;
   } /* exit inner scope */
   __pyx_v_values = ((PyObject*)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "fastaudit/_elfedit.pyx":400
+  /* "fastaudit/_elfedit.pyx":404
  *     def verneed_files(self) -> list:
  *         values = {tag: val for tag, val in reversed(self.entries)}
  *         if DT_VERNEED not in values:             # <<<<<<<<<<<<<<
  *             return []
  *         off = self.img.vaddr_to_offset(self.loads(), values[DT_VERNEED], 16, "DT_VERNEED")
 */
-  __pyx_t_1 = __Pyx_PyLong_From_uint64_t(DT_VERNEED); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 400, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyLong_From_uint64_t(DT_VERNEED); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 404, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_9 = (__Pyx_PyDict_ContainsTF(__pyx_t_1, __pyx_v_values, Py_NE)); if (unlikely((__pyx_t_9 < 0))) __PYX_ERR(0, 400, __pyx_L1_error)
+  __pyx_t_9 = (__Pyx_PyDict_ContainsTF(__pyx_t_1, __pyx_v_values, Py_NE)); if (unlikely((__pyx_t_9 < 0))) __PYX_ERR(0, 404, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   if (__pyx_t_9) {
 
 
-    /* "fastaudit/_elfedit.pyx":401
+    /* "fastaudit/_elfedit.pyx":405
  *         values = {tag: val for tag, val in reversed(self.entries)}
  *         if DT_VERNEED not in values:
  *             return []             # <<<<<<<<<<<<<<
  *         off = self.img.vaddr_to_offset(self.loads(), values[DT_VERNEED], 16, "DT_VERNEED")
  *         return self.img.verneed_files(off, values.get(DT_VERNEEDNUM, 0))[0]
 */
-    __pyx_t_1 = PyList_New(0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 401, __pyx_L1_error)
+    __pyx_t_1 = PyList_New(0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 405, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
     {
       PyObject *__pyx_temp;
@@ -31612,7 +31790,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_14verneed_files(struct 
     __pyx_t_1 = 0;
     goto __pyx_L0;
 
-    /* "fastaudit/_elfedit.pyx":400
+    /* "fastaudit/_elfedit.pyx":404
  *     def verneed_files(self) -> list:
  *         values = {tag: val for tag, val in reversed(self.entries)}
  *         if DT_VERNEED not in values:             # <<<<<<<<<<<<<<
@@ -31621,7 +31799,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_14verneed_files(struct 
 */
   }
 
-  /* "fastaudit/_elfedit.pyx":402
+  /* "fastaudit/_elfedit.pyx":406
  *         if DT_VERNEED not in values:
  *             return []
  *         off = self.img.vaddr_to_offset(self.loads(), values[DT_VERNEED], 16, "DT_VERNEED")             # <<<<<<<<<<<<<<
@@ -31637,12 +31815,12 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_14verneed_files(struct 
     PyObject *__pyx_callargs[2] = {__pyx_t_6, NULL};
     __pyx_t_4 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_loads, __pyx_callargs+__pyx_t_10, (1-__pyx_t_10) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
-    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 402, __pyx_L1_error)
+    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 406, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
   }
-  __pyx_t_6 = __Pyx_PyLong_From_uint64_t(DT_VERNEED); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 402, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyLong_From_uint64_t(DT_VERNEED); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 406, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
-  __pyx_t_5 = __Pyx_PyDict_GetItem(__pyx_v_values, __pyx_t_6); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 402, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyDict_GetItem(__pyx_v_values, __pyx_t_6); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 406, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
   __pyx_t_10 = 0;
@@ -31652,13 +31830,13 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_14verneed_files(struct 
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 402, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 406, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_off = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "fastaudit/_elfedit.pyx":403
+  /* "fastaudit/_elfedit.pyx":407
  *             return []
  *         off = self.img.vaddr_to_offset(self.loads(), values[DT_VERNEED], 16, "DT_VERNEED")
  *         return self.img.verneed_files(off, values.get(DT_VERNEEDNUM, 0))[0]             # <<<<<<<<<<<<<<
@@ -31667,9 +31845,9 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_14verneed_files(struct 
 */
   __pyx_t_5 = ((PyObject *)__pyx_v_self->img);
   __Pyx_INCREF(__pyx_t_5);
-  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(DT_VERNEEDNUM); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 403, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(DT_VERNEEDNUM); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 407, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_2 = __Pyx_PyDict_GetItemDefault(__pyx_v_values, __pyx_t_4, __pyx_mstate_global->__pyx_int_0); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 403, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyDict_GetItemDefault(__pyx_v_values, __pyx_t_4, __pyx_mstate_global->__pyx_int_0); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 407, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
   __pyx_t_10 = 0;
@@ -31678,13 +31856,13 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_14verneed_files(struct 
     __pyx_t_1 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_verneed_files, __pyx_callargs+__pyx_t_10, (3-__pyx_t_10) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 403, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 407, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
-  __pyx_t_2 = __Pyx_GetItemInt(__pyx_t_1, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 403, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_GetItemInt(__pyx_t_1, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 407, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-  if (!(likely(PyList_CheckExact(__pyx_t_2))||((__pyx_t_2) == Py_None) || __Pyx_RaiseUnexpectedTypeError("list", __pyx_t_2))) __PYX_ERR(0, 403, __pyx_L1_error)
+  if (!(likely(PyList_CheckExact(__pyx_t_2))||((__pyx_t_2) == Py_None) || __Pyx_RaiseUnexpectedTypeError("list", __pyx_t_2))) __PYX_ERR(0, 407, __pyx_L1_error)
   {
     PyObject *__pyx_temp;
     {
@@ -31696,7 +31874,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_14verneed_files(struct 
   __pyx_t_2 = 0;
   goto __pyx_L0;
 
-  /* "fastaudit/_elfedit.pyx":398
+  /* "fastaudit/_elfedit.pyx":402
  *                     patches.append((sh_offset + 2 * i, 2, (value & 0x8000) | 1))
  * 
  *     def verneed_files(self) -> list:             # <<<<<<<<<<<<<<
@@ -31717,14 +31895,14 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_14verneed_files(struct 
   __pyx_L0:;
   __Pyx_XDECREF(__pyx_v_values);
   __Pyx_XDECREF(__pyx_v_off);
-  __Pyx_XDECREF(__pyx_9genexpr19__pyx_v_tag);
-  __Pyx_XDECREF(__pyx_9genexpr19__pyx_v_val);
+  __Pyx_XDECREF(__pyx_9genexpr18__pyx_v_tag);
+  __Pyx_XDECREF(__pyx_9genexpr18__pyx_v_val);
   __Pyx_XGIVEREF(__pyx_r);
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
 
-/* "fastaudit/_elfedit.pyx":405
+/* "fastaudit/_elfedit.pyx":409
  *         return self.img.verneed_files(off, values.get(DT_VERNEEDNUM, 0))[0]
  * 
  *     def place_strings(self, list groups) -> list:             # <<<<<<<<<<<<<<
@@ -31772,32 +31950,32 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_groups,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 405, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 409, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 405, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 409, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "place_strings", 0) < (0)) __PYX_ERR(0, 405, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "place_strings", 0) < (0)) __PYX_ERR(0, 409, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("place_strings", 1, 1, 1, i); __PYX_ERR(0, 405, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("place_strings", 1, 1, 1, i); __PYX_ERR(0, 409, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 405, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 409, __pyx_L3_error)
     }
     __pyx_v_groups = ((PyObject*)values[0]);
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("place_strings", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 405, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("place_strings", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 409, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -31808,7 +31986,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return NULL;
   __pyx_L4_argument_unpacking_done:;
-  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_groups), (&PyList_Type), 1, "groups", 1))) __PYX_ERR(0, 405, __pyx_L1_error)
+  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_groups), (&PyList_Type), 1, "groups", 1))) __PYX_ERR(0, 409, __pyx_L1_error)
   __pyx_r = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16place_strings(((struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self), __pyx_v_groups);
 
   /* function exit code */
@@ -31829,7 +32007,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
 }
 static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_13place_strings_2generator(__pyx_CoroutineObject *__pyx_generator, CYTHON_UNUSED PyThreadState *__pyx_tstate, PyObject *__pyx_sent_value); /* proto */
 
-/* "fastaudit/_elfedit.pyx":416
+/* "fastaudit/_elfedit.pyx":420
  *             if len(new) > old_len or self.dynstr.find(bytes(new) + b"\0") >= 0:
  *                 continue
  *             if any(owner not in owners and self.overlaps(r, old, old_len) for r, owner in refs):             # <<<<<<<<<<<<<<
@@ -31849,7 +32027,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_13place_strings_genexpr
   if (unlikely(!__pyx_cur_scope)) {
     __pyx_cur_scope = ((struct __pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_1_genexpr *)Py_None);
     __Pyx_INCREF(Py_None);
-    __PYX_ERR(0, 416, __pyx_L1_error)
+    __PYX_ERR(0, 420, __pyx_L1_error)
   } else {
     __Pyx_GOTREF((PyObject *)__pyx_cur_scope);
   }
@@ -31860,7 +32038,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_13place_strings_genexpr
   __Pyx_INCREF(__pyx_cur_scope->__pyx_genexpr_arg_0);
   __Pyx_GIVEREF(__pyx_cur_scope->__pyx_genexpr_arg_0);
   {
-    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_9fastaudit_8_elfedit_8_Rewrite_13place_strings_2generator, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[0]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_place_strings_locals_genexpr, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit); if (unlikely(!gen)) __PYX_ERR(0, 416, __pyx_L1_error)
+    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_9fastaudit_8_elfedit_8_Rewrite_13place_strings_2generator, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[0]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_place_strings_locals_genexpr, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit); if (unlikely(!gen)) __PYX_ERR(0, 420, __pyx_L1_error)
     __Pyx_DECREF(__pyx_cur_scope);
     __Pyx_RefNannyFinishContext();
     return (PyObject *) gen;
@@ -31903,16 +32081,16 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_13place_strings_2genera
     return NULL;
   }
   __pyx_L3_first_run:;
-  if (unlikely(!__pyx_sent_value)) __PYX_ERR(0, 416, __pyx_L1_error)
-  if (unlikely(!__pyx_cur_scope->__pyx_genexpr_arg_0)) { __Pyx_RaiseUnboundLocalError(".0"); __PYX_ERR(0, 416, __pyx_L1_error) }
+  if (unlikely(!__pyx_sent_value)) __PYX_ERR(0, 420, __pyx_L1_error)
+  if (unlikely(!__pyx_cur_scope->__pyx_genexpr_arg_0)) { __Pyx_RaiseUnboundLocalError(".0"); __PYX_ERR(0, 420, __pyx_L1_error) }
   if (likely(PyList_CheckExact(__pyx_cur_scope->__pyx_genexpr_arg_0)) || PyTuple_CheckExact(__pyx_cur_scope->__pyx_genexpr_arg_0)) {
     __pyx_t_1 = __pyx_cur_scope->__pyx_genexpr_arg_0; __Pyx_INCREF(__pyx_t_1);
     __pyx_t_2 = 0;
     __pyx_t_3 = NULL;
   } else {
-    __pyx_t_2 = -1; __pyx_t_1 = PyObject_GetIter(__pyx_cur_scope->__pyx_genexpr_arg_0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 416, __pyx_L1_error)
+    __pyx_t_2 = -1; __pyx_t_1 = PyObject_GetIter(__pyx_cur_scope->__pyx_genexpr_arg_0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 420, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_3 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_1); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 416, __pyx_L1_error)
+    __pyx_t_3 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_1); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 420, __pyx_L1_error)
   }
   for (;;) {
     if (likely(!__pyx_t_3)) {
@@ -31920,7 +32098,7 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_13place_strings_2genera
         {
           Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_1);
           #if !CYTHON_ASSUME_SAFE_SIZE
-          if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 416, __pyx_L1_error)
+          if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 420, __pyx_L1_error)
           #endif
           if (__pyx_t_2 >= __pyx_temp) break;
         }
@@ -31930,7 +32108,7 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_13place_strings_2genera
         {
           Py_ssize_t __pyx_temp = __Pyx_PyTuple_GET_SIZE(__pyx_t_1);
           #if !CYTHON_ASSUME_SAFE_SIZE
-          if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 416, __pyx_L1_error)
+          if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 420, __pyx_L1_error)
           #endif
           if (__pyx_t_2 >= __pyx_temp) break;
         }
@@ -31941,13 +32119,13 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_13place_strings_2genera
         #endif
         ++__pyx_t_2;
       }
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 416, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 420, __pyx_L1_error)
     } else {
       __pyx_t_4 = __pyx_t_3(__pyx_t_1);
       if (unlikely(!__pyx_t_4)) {
         PyObject* exc_type = PyErr_Occurred();
         if (exc_type) {
-          if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(0, 416, __pyx_L1_error)
+          if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(0, 420, __pyx_L1_error)
           PyErr_Clear();
         }
         break;
@@ -31960,7 +32138,7 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_13place_strings_2genera
       if (unlikely(size != 2)) {
         if (size > 2) __Pyx_RaiseTooManyValuesError(2);
         else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-        __PYX_ERR(0, 416, __pyx_L1_error)
+        __PYX_ERR(0, 420, __pyx_L1_error)
       }
       #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
       if (likely(PyTuple_CheckExact(sequence))) {
@@ -31970,22 +32148,22 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_13place_strings_2genera
         __Pyx_INCREF(__pyx_t_6);
       } else {
         __pyx_t_5 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 416, __pyx_L1_error)
+        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 420, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_5);
         __pyx_t_6 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 416, __pyx_L1_error)
+        if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 420, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_6);
       }
       #else
-      __pyx_t_5 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 416, __pyx_L1_error)
+      __pyx_t_5 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 420, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
-      __pyx_t_6 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 416, __pyx_L1_error)
+      __pyx_t_6 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 420, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_6);
       #endif
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     } else {
       Py_ssize_t index = -1;
-      __pyx_t_7 = PyObject_GetIter(__pyx_t_4); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 416, __pyx_L1_error)
+      __pyx_t_7 = PyObject_GetIter(__pyx_t_4); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 420, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
       __pyx_t_8 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_7);
@@ -31993,7 +32171,7 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_13place_strings_2genera
       __Pyx_GOTREF(__pyx_t_5);
       index = 1; __pyx_t_6 = __pyx_t_8(__pyx_t_7); if (unlikely(!__pyx_t_6)) goto __pyx_L6_unpacking_failed;
       __Pyx_GOTREF(__pyx_t_6);
-      if (__Pyx_IternextUnpackEndCheck(__pyx_t_8(__pyx_t_7), 2) < (0)) __PYX_ERR(0, 416, __pyx_L1_error)
+      if (__Pyx_IternextUnpackEndCheck(__pyx_t_8(__pyx_t_7), 2) < (0)) __PYX_ERR(0, 420, __pyx_L1_error)
       __pyx_t_8 = NULL;
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
       goto __pyx_L7_unpacking_done;
@@ -32001,7 +32179,7 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_13place_strings_2genera
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
       __pyx_t_8 = NULL;
       if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-      __PYX_ERR(0, 416, __pyx_L1_error)
+      __PYX_ERR(0, 420, __pyx_L1_error)
       __pyx_L7_unpacking_done:;
     }
     __Pyx_XGOTREF(__pyx_cur_scope->__pyx_v_r);
@@ -32012,8 +32190,8 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_13place_strings_2genera
     __Pyx_XDECREF_SET(__pyx_cur_scope->__pyx_v_owner, __pyx_t_6);
     __Pyx_GIVEREF(__pyx_t_6);
     __pyx_t_6 = 0;
-    if (unlikely(!__pyx_cur_scope->__pyx_outer_scope->__pyx_v_owners)) { __Pyx_RaiseClosureNameError("owners"); __PYX_ERR(0, 416, __pyx_L1_error) }
-    __pyx_t_10 = (__Pyx_PySequence_ContainsTF(__pyx_cur_scope->__pyx_v_owner, __pyx_cur_scope->__pyx_outer_scope->__pyx_v_owners, Py_NE)); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 416, __pyx_L1_error)
+    if (unlikely(!__pyx_cur_scope->__pyx_outer_scope->__pyx_v_owners)) { __Pyx_RaiseClosureNameError("owners"); __PYX_ERR(0, 420, __pyx_L1_error) }
+    __pyx_t_10 = (__Pyx_PySequence_ContainsTF(__pyx_cur_scope->__pyx_v_owner, __pyx_cur_scope->__pyx_outer_scope->__pyx_v_owners, Py_NE)); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 420, __pyx_L1_error)
     if (__pyx_t_10) {
 
     } else {
@@ -32022,20 +32200,20 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_13place_strings_2genera
 
       goto __pyx_L9_bool_binop_done;
     }
-    if (unlikely(!__pyx_cur_scope->__pyx_outer_scope->__pyx_v_self)) { __Pyx_RaiseClosureNameError("self"); __PYX_ERR(0, 416, __pyx_L1_error) }
+    if (unlikely(!__pyx_cur_scope->__pyx_outer_scope->__pyx_v_self)) { __Pyx_RaiseClosureNameError("self"); __PYX_ERR(0, 420, __pyx_L1_error) }
     __pyx_t_6 = ((PyObject *)__pyx_cur_scope->__pyx_outer_scope->__pyx_v_self);
     __Pyx_INCREF(__pyx_t_6);
-    if (unlikely(!__pyx_cur_scope->__pyx_outer_scope->__pyx_v_old)) { __Pyx_RaiseClosureNameError("old"); __PYX_ERR(0, 416, __pyx_L1_error) }
-    if (unlikely(!__pyx_cur_scope->__pyx_outer_scope->__pyx_v_old_len)) { __Pyx_RaiseClosureNameError("old_len"); __PYX_ERR(0, 416, __pyx_L1_error) }
+    if (unlikely(!__pyx_cur_scope->__pyx_outer_scope->__pyx_v_old)) { __Pyx_RaiseClosureNameError("old"); __PYX_ERR(0, 420, __pyx_L1_error) }
+    if (unlikely(!__pyx_cur_scope->__pyx_outer_scope->__pyx_v_old_len)) { __Pyx_RaiseClosureNameError("old_len"); __PYX_ERR(0, 420, __pyx_L1_error) }
     __pyx_t_11 = 0;
     {
       PyObject *__pyx_callargs[4] = {__pyx_t_6, __pyx_cur_scope->__pyx_v_r, __pyx_cur_scope->__pyx_outer_scope->__pyx_v_old, __pyx_cur_scope->__pyx_outer_scope->__pyx_v_old_len};
       __pyx_t_4 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_overlaps, __pyx_callargs+__pyx_t_11, (4-__pyx_t_11) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 416, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 420, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
     }
-    __pyx_t_10 = __Pyx_PyObject_IsTrue(__pyx_t_4); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 416, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyObject_IsTrue(__pyx_t_4); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 420, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
     __pyx_t_9 = __pyx_t_10;
@@ -32094,7 +32272,7 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_13place_strings_2genera
   return __pyx_r;
 }
 
-/* "fastaudit/_elfedit.pyx":405
+/* "fastaudit/_elfedit.pyx":409
  *         return self.img.verneed_files(off, values.get(DT_VERNEEDNUM, 0))[0]
  * 
  *     def place_strings(self, list groups) -> list:             # <<<<<<<<<<<<<<
@@ -32135,7 +32313,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16place_strings(struct 
   if (unlikely(!__pyx_cur_scope)) {
     __pyx_cur_scope = ((struct __pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct__place_strings *)Py_None);
     __Pyx_INCREF(Py_None);
-    __PYX_ERR(0, 405, __pyx_L1_error)
+    __PYX_ERR(0, 409, __pyx_L1_error)
   } else {
     __Pyx_GOTREF((PyObject *)__pyx_cur_scope);
   }
@@ -32143,7 +32321,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16place_strings(struct 
   __Pyx_INCREF((PyObject *)__pyx_cur_scope->__pyx_v_self);
   __Pyx_GIVEREF((PyObject *)__pyx_cur_scope->__pyx_v_self);
 
-  /* "fastaudit/_elfedit.pyx":408
+  /* "fastaudit/_elfedit.pyx":412
  *         """A .dynstr offset per group: in place when it fits and nothing else shares the old bytes,
  *         else an existing copy of the string, else appended."""
  *         offsets = [None] * len(groups)             # <<<<<<<<<<<<<<
@@ -32152,23 +32330,23 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16place_strings(struct 
 */
   if (unlikely(__pyx_v_groups == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "object of type \047NoneType\047 has no len()");
-    __PYX_ERR(0, 408, __pyx_L1_error)
+    __PYX_ERR(0, 412, __pyx_L1_error)
   }
-  __pyx_t_1 = __Pyx_PyList_GET_SIZE(__pyx_v_groups); if (unlikely(__pyx_t_1 == ((Py_ssize_t)-1))) __PYX_ERR(0, 408, __pyx_L1_error)
-  __pyx_t_2 = PyList_New(1 * ((__pyx_t_1<0) ? 0:__pyx_t_1)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 408, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyList_GET_SIZE(__pyx_v_groups); if (unlikely(__pyx_t_1 == ((Py_ssize_t)-1))) __PYX_ERR(0, 412, __pyx_L1_error)
+  __pyx_t_2 = PyList_New(1 * ((__pyx_t_1<0) ? 0:__pyx_t_1)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 412, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   { Py_ssize_t __pyx_temp;
     for (__pyx_temp=0; __pyx_temp < __pyx_t_1; __pyx_temp++) {
       __Pyx_INCREF(Py_None);
       __Pyx_GIVEREF(Py_None);
-      if (__Pyx_PyList_SET_ITEM(__pyx_t_2, __pyx_temp, Py_None) != (0)) __PYX_ERR(0, 408, __pyx_L1_error);
+      if (__Pyx_PyList_SET_ITEM(__pyx_t_2, __pyx_temp, Py_None) != (0)) __PYX_ERR(0, 412, __pyx_L1_error);
     }
   }
 
   __pyx_v_offsets = ((PyObject*)__pyx_t_2);
   __pyx_t_2 = 0;
 
-  /* "fastaudit/_elfedit.pyx":409
+  /* "fastaudit/_elfedit.pyx":413
  *         else an existing copy of the string, else appended."""
  *         offsets = [None] * len(groups)
  *         refs = self.references() if groups else []             # <<<<<<<<<<<<<<
@@ -32179,7 +32357,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16place_strings(struct 
   else
   {
     Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_v_groups);
-    if (unlikely(((!CYTHON_ASSUME_SAFE_SIZE) && __pyx_temp < 0))) __PYX_ERR(0, 409, __pyx_L1_error)
+    if (unlikely(((!CYTHON_ASSUME_SAFE_SIZE) && __pyx_temp < 0))) __PYX_ERR(0, 413, __pyx_L1_error)
     __pyx_t_3 = (__pyx_temp != 0);
   }
 
@@ -32191,13 +32369,13 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16place_strings(struct 
       PyObject *__pyx_callargs[2] = {__pyx_t_5, NULL};
       __pyx_t_4 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_references, __pyx_callargs+__pyx_t_6, (1-__pyx_t_6) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 409, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 413, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
     }
     __pyx_t_2 = __pyx_t_4;
     __pyx_t_4 = 0;
   } else {
-    __pyx_t_4 = PyList_New(0); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 409, __pyx_L1_error)
+    __pyx_t_4 = PyList_New(0); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 413, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __pyx_t_2 = __pyx_t_4;
     __pyx_t_4 = 0;
@@ -32206,7 +32384,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16place_strings(struct 
   __pyx_v_refs = __pyx_t_2;
   __pyx_t_2 = 0;
 
-  /* "fastaudit/_elfedit.pyx":410
+  /* "fastaudit/_elfedit.pyx":414
  *         offsets = [None] * len(groups)
  *         refs = self.references() if groups else []
  *         for k, (owners, old, new) in enumerate(groups):             # <<<<<<<<<<<<<<
@@ -32221,13 +32399,13 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16place_strings(struct 
     {
       Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_2);
       #if !CYTHON_ASSUME_SAFE_SIZE
-      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 410, __pyx_L1_error)
+      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 414, __pyx_L1_error)
       #endif
       if (__pyx_t_7 >= __pyx_temp) break;
     }
     __pyx_t_4 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_2, __pyx_t_7, __Pyx_ReferenceSharing_OwnStrongReference);
     ++__pyx_t_7;
-    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 410, __pyx_L1_error)
+    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 414, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     if ((likely(PyTuple_CheckExact(__pyx_t_4))) || (PyList_CheckExact(__pyx_t_4))) {
       PyObject* sequence = __pyx_t_4;
@@ -32235,7 +32413,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16place_strings(struct 
       if (unlikely(size != 3)) {
         if (size > 3) __Pyx_RaiseTooManyValuesError(3);
         else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-        __PYX_ERR(0, 410, __pyx_L1_error)
+        __PYX_ERR(0, 414, __pyx_L1_error)
       }
       #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
       if (likely(PyTuple_CheckExact(sequence))) {
@@ -32247,27 +32425,27 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16place_strings(struct 
         __Pyx_INCREF(__pyx_t_9);
       } else {
         __pyx_t_5 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 410, __pyx_L1_error)
+        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 414, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_5);
         __pyx_t_8 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 410, __pyx_L1_error)
+        if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 414, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_8);
         __pyx_t_9 = __Pyx_PyList_GET_ITEM_REF(sequence, 2, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 410, __pyx_L1_error)
+        if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 414, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_9);
       }
       #else
-      __pyx_t_5 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 410, __pyx_L1_error)
+      __pyx_t_5 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 414, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
-      __pyx_t_8 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 410, __pyx_L1_error)
+      __pyx_t_8 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 414, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
-      __pyx_t_9 = __Pyx_PySequence_ITEM(sequence, 2); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 410, __pyx_L1_error)
+      __pyx_t_9 = __Pyx_PySequence_ITEM(sequence, 2); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 414, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_9);
       #endif
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     } else {
       Py_ssize_t index = -1;
-      __pyx_t_10 = PyObject_GetIter(__pyx_t_4); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 410, __pyx_L1_error)
+      __pyx_t_10 = PyObject_GetIter(__pyx_t_4); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 414, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
       __pyx_t_11 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_10);
@@ -32277,7 +32455,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16place_strings(struct 
       __Pyx_GOTREF(__pyx_t_8);
       index = 2; __pyx_t_9 = __pyx_t_11(__pyx_t_10); if (unlikely(!__pyx_t_9)) goto __pyx_L5_unpacking_failed;
       __Pyx_GOTREF(__pyx_t_9);
-      if (__Pyx_IternextUnpackEndCheck(__pyx_t_11(__pyx_t_10), 3) < (0)) __PYX_ERR(0, 410, __pyx_L1_error)
+      if (__Pyx_IternextUnpackEndCheck(__pyx_t_11(__pyx_t_10), 3) < (0)) __PYX_ERR(0, 414, __pyx_L1_error)
       __pyx_t_11 = NULL;
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
       goto __pyx_L6_unpacking_done;
@@ -32285,7 +32463,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16place_strings(struct 
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
       __pyx_t_11 = NULL;
       if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-      __PYX_ERR(0, 410, __pyx_L1_error)
+      __PYX_ERR(0, 414, __pyx_L1_error)
       __pyx_L6_unpacking_done:;
     }
     __Pyx_XGOTREF(__pyx_cur_scope->__pyx_v_owners);
@@ -32301,7 +32479,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16place_strings(struct 
     __pyx_v_k = __pyx_t_1;
     __pyx_t_1 = (__pyx_t_1 + 1);
 
-    /* "fastaudit/_elfedit.pyx":411
+    /* "fastaudit/_elfedit.pyx":415
  *         refs = self.references() if groups else []
  *         for k, (owners, old, new) in enumerate(groups):
  *             if old is None or refs is None:             # <<<<<<<<<<<<<<
@@ -32325,7 +32503,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16place_strings(struct 
     if (__pyx_t_3) {
 
 
-      /* "fastaudit/_elfedit.pyx":412
+      /* "fastaudit/_elfedit.pyx":416
  *         for k, (owners, old, new) in enumerate(groups):
  *             if old is None or refs is None:
  *                 continue             # <<<<<<<<<<<<<<
@@ -32334,7 +32512,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16place_strings(struct 
 */
       goto __pyx_L3_continue;
 
-      /* "fastaudit/_elfedit.pyx":411
+      /* "fastaudit/_elfedit.pyx":415
  *         refs = self.references() if groups else []
  *         for k, (owners, old, new) in enumerate(groups):
  *             if old is None or refs is None:             # <<<<<<<<<<<<<<
@@ -32343,7 +32521,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16place_strings(struct 
 */
     }
 
-    /* "fastaudit/_elfedit.pyx":413
+    /* "fastaudit/_elfedit.pyx":417
  *             if old is None or refs is None:
  *                 continue
  *             old_len = len(self.string(old))             # <<<<<<<<<<<<<<
@@ -32357,32 +32535,32 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16place_strings(struct 
       PyObject *__pyx_callargs[2] = {__pyx_t_9, __pyx_cur_scope->__pyx_v_old};
       __pyx_t_4 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_string, __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_9); __pyx_t_9 = 0;
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 413, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 417, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
     }
-    __pyx_t_13 = PyObject_Length(__pyx_t_4); if (unlikely(__pyx_t_13 == ((Py_ssize_t)-1))) __PYX_ERR(0, 413, __pyx_L1_error)
+    __pyx_t_13 = PyObject_Length(__pyx_t_4); if (unlikely(__pyx_t_13 == ((Py_ssize_t)-1))) __PYX_ERR(0, 417, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    __pyx_t_4 = PyLong_FromSsize_t(__pyx_t_13); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 413, __pyx_L1_error)
+    __pyx_t_4 = PyLong_FromSsize_t(__pyx_t_13); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 417, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
 
-    if (__Pyx_PyInt_FromNumber(&__pyx_t_4, NULL, 0) < (0)) __PYX_ERR(0, 413, __pyx_L1_error)
+    if (__Pyx_PyInt_FromNumber(&__pyx_t_4, NULL, 0) < (0)) __PYX_ERR(0, 417, __pyx_L1_error)
     __Pyx_XGOTREF(__pyx_cur_scope->__pyx_v_old_len);
     __Pyx_XDECREF_SET(__pyx_cur_scope->__pyx_v_old_len, ((PyObject*)__pyx_t_4));
     __Pyx_GIVEREF(__pyx_t_4);
     __pyx_t_4 = 0;
 
-    /* "fastaudit/_elfedit.pyx":414
+    /* "fastaudit/_elfedit.pyx":418
  *                 continue
  *             old_len = len(self.string(old))
  *             if len(new) > old_len or self.dynstr.find(bytes(new) + b"\0") >= 0:             # <<<<<<<<<<<<<<
  *                 continue
  *             if any(owner not in owners and self.overlaps(r, old, old_len) for r, owner in refs):
 */
-    __pyx_t_13 = PyObject_Length(__pyx_v_new); if (unlikely(__pyx_t_13 == ((Py_ssize_t)-1))) __PYX_ERR(0, 414, __pyx_L1_error)
-    __pyx_t_4 = PyLong_FromSsize_t(__pyx_t_13); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 414, __pyx_L1_error)
+    __pyx_t_13 = PyObject_Length(__pyx_v_new); if (unlikely(__pyx_t_13 == ((Py_ssize_t)-1))) __PYX_ERR(0, 418, __pyx_L1_error)
+    __pyx_t_4 = PyLong_FromSsize_t(__pyx_t_13); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 418, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
 
-    __pyx_t_12 = __Pyx_PyObject_CompareBoolGt_int_int(__pyx_t_4, __pyx_cur_scope->__pyx_v_old_len, Py_GT); if (unlikely((__pyx_t_12 < 0))) __PYX_ERR(0, 414, __pyx_L1_error)
+    __pyx_t_12 = __Pyx_PyObject_CompareBoolGt_int_int(__pyx_t_4, __pyx_cur_scope->__pyx_v_old_len, Py_GT); if (unlikely((__pyx_t_12 < 0))) __PYX_ERR(0, 418, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     if (!__pyx_t_12) {
 
@@ -32400,10 +32578,10 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16place_strings(struct 
       PyObject *__pyx_callargs[2] = {__pyx_t_5, __pyx_v_new};
       __pyx_t_8 = __Pyx_PyObject_FastCall((PyObject*)(&PyBytes_Type), __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (__pyx_t_6*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
-      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 414, __pyx_L1_error)
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 418, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
     }
-    __pyx_t_5 = PyNumber_Add(__pyx_t_8, __pyx_mstate_global->__pyx_kp_b__6); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 414, __pyx_L1_error)
+    __pyx_t_5 = PyNumber_Add(__pyx_t_8, __pyx_mstate_global->__pyx_kp_b__6); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 418, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
     __pyx_t_6 = 0;
@@ -32412,10 +32590,10 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16place_strings(struct 
       __pyx_t_4 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_find, __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_9); __pyx_t_9 = 0;
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 414, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 418, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
     }
-    __pyx_t_13 = __Pyx_PyIndex_AsSsize_t(__pyx_t_4); if (unlikely((__pyx_t_13 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 414, __pyx_L1_error)
+    __pyx_t_13 = __Pyx_PyIndex_AsSsize_t(__pyx_t_4); if (unlikely((__pyx_t_13 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 418, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     __pyx_t_12 = (__pyx_t_13 >= 0);
 
@@ -32427,7 +32605,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16place_strings(struct 
     if (__pyx_t_3) {
 
 
-      /* "fastaudit/_elfedit.pyx":415
+      /* "fastaudit/_elfedit.pyx":419
  *             old_len = len(self.string(old))
  *             if len(new) > old_len or self.dynstr.find(bytes(new) + b"\0") >= 0:
  *                 continue             # <<<<<<<<<<<<<<
@@ -32436,7 +32614,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16place_strings(struct 
 */
       goto __pyx_L3_continue;
 
-      /* "fastaudit/_elfedit.pyx":414
+      /* "fastaudit/_elfedit.pyx":418
  *                 continue
  *             old_len = len(self.string(old))
  *             if len(new) > old_len or self.dynstr.find(bytes(new) + b"\0") >= 0:             # <<<<<<<<<<<<<<
@@ -32445,24 +32623,24 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16place_strings(struct 
 */
     }
 
-    /* "fastaudit/_elfedit.pyx":416
+    /* "fastaudit/_elfedit.pyx":420
  *             if len(new) > old_len or self.dynstr.find(bytes(new) + b"\0") >= 0:
  *                 continue
  *             if any(owner not in owners and self.overlaps(r, old, old_len) for r, owner in refs):             # <<<<<<<<<<<<<<
  *                 continue
  *             self.dynstr[old:old + old_len] = bytes(new) + b"\0" * (old_len - len(new))
 */
-    __pyx_t_4 = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_13place_strings_genexpr(((PyObject*)__pyx_cur_scope), __pyx_v_refs); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 416, __pyx_L1_error)
+    __pyx_t_4 = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_13place_strings_genexpr(((PyObject*)__pyx_cur_scope), __pyx_v_refs); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 420, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_5 = __Pyx_Generator_GetInlinedResult(__pyx_t_4); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 416, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_Generator_GetInlinedResult(__pyx_t_4); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 420, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    __pyx_t_3 = __Pyx_PyObject_IsTrue(__pyx_t_5); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 416, __pyx_L1_error)
+    __pyx_t_3 = __Pyx_PyObject_IsTrue(__pyx_t_5); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 420, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     if (__pyx_t_3) {
 
 
-      /* "fastaudit/_elfedit.pyx":417
+      /* "fastaudit/_elfedit.pyx":421
  *                 continue
  *             if any(owner not in owners and self.overlaps(r, old, old_len) for r, owner in refs):
  *                 continue             # <<<<<<<<<<<<<<
@@ -32471,7 +32649,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16place_strings(struct 
 */
       goto __pyx_L3_continue;
 
-      /* "fastaudit/_elfedit.pyx":416
+      /* "fastaudit/_elfedit.pyx":420
  *             if len(new) > old_len or self.dynstr.find(bytes(new) + b"\0") >= 0:
  *                 continue
  *             if any(owner not in owners and self.overlaps(r, old, old_len) for r, owner in refs):             # <<<<<<<<<<<<<<
@@ -32480,7 +32658,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16place_strings(struct 
 */
     }
 
-    /* "fastaudit/_elfedit.pyx":418
+    /* "fastaudit/_elfedit.pyx":422
  *             if any(owner not in owners and self.overlaps(r, old, old_len) for r, owner in refs):
  *                 continue
  *             self.dynstr[old:old + old_len] = bytes(new) + b"\0" * (old_len - len(new))             # <<<<<<<<<<<<<<
@@ -32493,28 +32671,28 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16place_strings(struct 
       PyObject *__pyx_callargs[2] = {__pyx_t_4, __pyx_v_new};
       __pyx_t_5 = __Pyx_PyObject_FastCall((PyObject*)(&PyBytes_Type), __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (__pyx_t_6*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 418, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 422, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
-    __pyx_t_13 = PyObject_Length(__pyx_v_new); if (unlikely(__pyx_t_13 == ((Py_ssize_t)-1))) __PYX_ERR(0, 418, __pyx_L1_error)
-    __pyx_t_4 = PyLong_FromSsize_t(__pyx_t_13); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 418, __pyx_L1_error)
+    __pyx_t_13 = PyObject_Length(__pyx_v_new); if (unlikely(__pyx_t_13 == ((Py_ssize_t)-1))) __PYX_ERR(0, 422, __pyx_L1_error)
+    __pyx_t_4 = PyLong_FromSsize_t(__pyx_t_13); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 422, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
 
-    __pyx_t_9 = __Pyx_PyNumber_Subtract_int_int(__pyx_cur_scope->__pyx_v_old_len, __pyx_t_4); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 418, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyNumber_Subtract_int_int(__pyx_cur_scope->__pyx_v_old_len, __pyx_t_4); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 422, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    __pyx_t_13 = __Pyx_PyIndex_AsSsize_t(__pyx_t_9); if (unlikely((__pyx_t_13 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 418, __pyx_L1_error)
+    __pyx_t_13 = __Pyx_PyIndex_AsSsize_t(__pyx_t_9); if (unlikely((__pyx_t_13 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 422, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-    __pyx_t_9 = __Pyx_PySequence_Multiply(__pyx_mstate_global->__pyx_kp_b__6, __pyx_t_13); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 418, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PySequence_Multiply(__pyx_mstate_global->__pyx_kp_b__6, __pyx_t_13); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 422, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
 
-    __pyx_t_4 = PyNumber_Add(__pyx_t_5, __pyx_t_9); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 418, __pyx_L1_error)
+    __pyx_t_4 = PyNumber_Add(__pyx_t_5, __pyx_t_9); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 422, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
     if (unlikely(__pyx_cur_scope->__pyx_v_self->dynstr == Py_None)) {
       PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
-      __PYX_ERR(0, 418, __pyx_L1_error)
+      __PYX_ERR(0, 422, __pyx_L1_error)
     }
     __Pyx_INCREF(__pyx_cur_scope->__pyx_v_old);
     __pyx_t_9 = __pyx_cur_scope->__pyx_v_old;
@@ -32523,38 +32701,38 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16place_strings(struct 
 
       __pyx_t_13 = 0;
     } else {
-      __pyx_t_14 = __Pyx_PyIndex_AsSsize_t(__pyx_t_9); if (unlikely((__pyx_t_14 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 418, __pyx_L1_error)
+      __pyx_t_14 = __Pyx_PyIndex_AsSsize_t(__pyx_t_9); if (unlikely((__pyx_t_14 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 422, __pyx_L1_error)
       __pyx_t_13 = __pyx_t_14;
     }
 
     __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-    __pyx_t_9 = __Pyx_PyNumber_Add_object_int(__pyx_cur_scope->__pyx_v_old, __pyx_cur_scope->__pyx_v_old_len); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 418, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyNumber_Add_object_int(__pyx_cur_scope->__pyx_v_old, __pyx_cur_scope->__pyx_v_old_len); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 422, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
     __pyx_t_3 = (__pyx_t_9 == Py_None);
     if (__pyx_t_3) {
 
       __pyx_t_14 = PY_SSIZE_T_MAX;
     } else {
-      __pyx_t_15 = __Pyx_PyIndex_AsSsize_t(__pyx_t_9); if (unlikely((__pyx_t_15 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 418, __pyx_L1_error)
+      __pyx_t_15 = __Pyx_PyIndex_AsSsize_t(__pyx_t_9); if (unlikely((__pyx_t_15 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 422, __pyx_L1_error)
       __pyx_t_14 = __pyx_t_15;
     }
 
     __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-    if (__Pyx_PyObject_SetSlice(__pyx_cur_scope->__pyx_v_self->dynstr, __pyx_t_4, __pyx_t_13, __pyx_t_14, NULL, NULL, NULL, 1, 1, 0) < (0)) __PYX_ERR(0, 418, __pyx_L1_error)
+    if (__Pyx_PyObject_SetSlice(__pyx_cur_scope->__pyx_v_self->dynstr, __pyx_t_4, __pyx_t_13, __pyx_t_14, NULL, NULL, NULL, 1, 1, 0) < (0)) __PYX_ERR(0, 422, __pyx_L1_error)
 
 
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-    /* "fastaudit/_elfedit.pyx":419
+    /* "fastaudit/_elfedit.pyx":423
  *                 continue
  *             self.dynstr[old:old + old_len] = bytes(new) + b"\0" * (old_len - len(new))
  *             offsets[k] = old             # <<<<<<<<<<<<<<
  *         for k, (_, _, new) in enumerate(groups):
  *             if offsets[k] is None:
 */
-    if (unlikely((__Pyx_SetItemInt(__pyx_v_offsets, __pyx_v_k, __pyx_cur_scope->__pyx_v_old, Py_ssize_t, 1, PyLong_FromSsize_t, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 419, __pyx_L1_error)
+    if (unlikely((__Pyx_SetItemInt(__pyx_v_offsets, __pyx_v_k, __pyx_cur_scope->__pyx_v_old, Py_ssize_t, 1, PyLong_FromSsize_t, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 423, __pyx_L1_error)
 
-    /* "fastaudit/_elfedit.pyx":410
+    /* "fastaudit/_elfedit.pyx":414
  *         offsets = [None] * len(groups)
  *         refs = self.references() if groups else []
  *         for k, (owners, old, new) in enumerate(groups):             # <<<<<<<<<<<<<<
@@ -32565,7 +32743,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16place_strings(struct 
   }
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-  /* "fastaudit/_elfedit.pyx":420
+  /* "fastaudit/_elfedit.pyx":424
  *             self.dynstr[old:old + old_len] = bytes(new) + b"\0" * (old_len - len(new))
  *             offsets[k] = old
  *         for k, (_, _, new) in enumerate(groups):             # <<<<<<<<<<<<<<
@@ -32580,13 +32758,13 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16place_strings(struct 
     {
       Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_2);
       #if !CYTHON_ASSUME_SAFE_SIZE
-      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 420, __pyx_L1_error)
+      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 424, __pyx_L1_error)
       #endif
       if (__pyx_t_7 >= __pyx_temp) break;
     }
     __pyx_t_4 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_2, __pyx_t_7, __Pyx_ReferenceSharing_OwnStrongReference);
     ++__pyx_t_7;
-    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 420, __pyx_L1_error)
+    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 424, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     if ((likely(PyTuple_CheckExact(__pyx_t_4))) || (PyList_CheckExact(__pyx_t_4))) {
       PyObject* sequence = __pyx_t_4;
@@ -32594,7 +32772,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16place_strings(struct 
       if (unlikely(size != 3)) {
         if (size > 3) __Pyx_RaiseTooManyValuesError(3);
         else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-        __PYX_ERR(0, 420, __pyx_L1_error)
+        __PYX_ERR(0, 424, __pyx_L1_error)
       }
       #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
       if (likely(PyTuple_CheckExact(sequence))) {
@@ -32606,27 +32784,27 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16place_strings(struct 
         __Pyx_INCREF(__pyx_t_8);
       } else {
         __pyx_t_9 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 420, __pyx_L1_error)
+        if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 424, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_9);
         __pyx_t_5 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 420, __pyx_L1_error)
+        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 424, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_5);
         __pyx_t_8 = __Pyx_PyList_GET_ITEM_REF(sequence, 2, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 420, __pyx_L1_error)
+        if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 424, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_8);
       }
       #else
-      __pyx_t_9 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 420, __pyx_L1_error)
+      __pyx_t_9 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 424, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_9);
-      __pyx_t_5 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 420, __pyx_L1_error)
+      __pyx_t_5 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 424, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
-      __pyx_t_8 = __Pyx_PySequence_ITEM(sequence, 2); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 420, __pyx_L1_error)
+      __pyx_t_8 = __Pyx_PySequence_ITEM(sequence, 2); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 424, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
       #endif
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     } else {
       Py_ssize_t index = -1;
-      __pyx_t_10 = PyObject_GetIter(__pyx_t_4); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 420, __pyx_L1_error)
+      __pyx_t_10 = PyObject_GetIter(__pyx_t_4); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 424, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
       __pyx_t_11 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_10);
@@ -32636,7 +32814,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16place_strings(struct 
       __Pyx_GOTREF(__pyx_t_5);
       index = 2; __pyx_t_8 = __pyx_t_11(__pyx_t_10); if (unlikely(!__pyx_t_8)) goto __pyx_L17_unpacking_failed;
       __Pyx_GOTREF(__pyx_t_8);
-      if (__Pyx_IternextUnpackEndCheck(__pyx_t_11(__pyx_t_10), 3) < (0)) __PYX_ERR(0, 420, __pyx_L1_error)
+      if (__Pyx_IternextUnpackEndCheck(__pyx_t_11(__pyx_t_10), 3) < (0)) __PYX_ERR(0, 424, __pyx_L1_error)
       __pyx_t_11 = NULL;
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
       goto __pyx_L18_unpacking_done;
@@ -32644,7 +32822,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16place_strings(struct 
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
       __pyx_t_11 = NULL;
       if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-      __PYX_ERR(0, 420, __pyx_L1_error)
+      __PYX_ERR(0, 424, __pyx_L1_error)
       __pyx_L18_unpacking_done:;
     }
     __Pyx_XDECREF_SET(__pyx_v__, __pyx_t_9);
@@ -32656,7 +32834,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16place_strings(struct 
     __pyx_v_k = __pyx_t_1;
     __pyx_t_1 = (__pyx_t_1 + 1);
 
-    /* "fastaudit/_elfedit.pyx":421
+    /* "fastaudit/_elfedit.pyx":425
  *             offsets[k] = old
  *         for k, (_, _, new) in enumerate(groups):
  *             if offsets[k] is None:             # <<<<<<<<<<<<<<
@@ -32667,7 +32845,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16place_strings(struct 
     if (__pyx_t_3) {
 
 
-      /* "fastaudit/_elfedit.pyx":422
+      /* "fastaudit/_elfedit.pyx":426
  *         for k, (_, _, new) in enumerate(groups):
  *             if offsets[k] is None:
  *                 offsets[k] = self.offset_of(bytes(new))             # <<<<<<<<<<<<<<
@@ -32682,7 +32860,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16place_strings(struct 
         PyObject *__pyx_callargs[2] = {__pyx_t_9, __pyx_v_new};
         __pyx_t_5 = __Pyx_PyObject_FastCall((PyObject*)(&PyBytes_Type), __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (__pyx_t_6*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_9); __pyx_t_9 = 0;
-        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 422, __pyx_L1_error)
+        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 426, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_5);
       }
       __pyx_t_6 = 0;
@@ -32691,13 +32869,13 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16place_strings(struct 
         __pyx_t_4 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_offset_of, __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_8); __pyx_t_8 = 0;
         __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-        if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 422, __pyx_L1_error)
+        if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 426, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_4);
       }
-      if (unlikely((__Pyx_SetItemInt(__pyx_v_offsets, __pyx_v_k, __pyx_t_4, Py_ssize_t, 1, PyLong_FromSsize_t, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 422, __pyx_L1_error)
+      if (unlikely((__Pyx_SetItemInt(__pyx_v_offsets, __pyx_v_k, __pyx_t_4, Py_ssize_t, 1, PyLong_FromSsize_t, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 426, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-      /* "fastaudit/_elfedit.pyx":421
+      /* "fastaudit/_elfedit.pyx":425
  *             offsets[k] = old
  *         for k, (_, _, new) in enumerate(groups):
  *             if offsets[k] is None:             # <<<<<<<<<<<<<<
@@ -32706,7 +32884,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16place_strings(struct 
 */
     }
 
-    /* "fastaudit/_elfedit.pyx":420
+    /* "fastaudit/_elfedit.pyx":424
  *             self.dynstr[old:old + old_len] = bytes(new) + b"\0" * (old_len - len(new))
  *             offsets[k] = old
  *         for k, (_, _, new) in enumerate(groups):             # <<<<<<<<<<<<<<
@@ -32716,7 +32894,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16place_strings(struct 
   }
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-  /* "fastaudit/_elfedit.pyx":423
+  /* "fastaudit/_elfedit.pyx":427
  *             if offsets[k] is None:
  *                 offsets[k] = self.offset_of(bytes(new))
  *         return offsets             # <<<<<<<<<<<<<<
@@ -32734,7 +32912,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16place_strings(struct 
   }
   goto __pyx_L0;
 
-  /* "fastaudit/_elfedit.pyx":405
+  /* "fastaudit/_elfedit.pyx":409
  *         return self.img.verneed_files(off, values.get(DT_VERNEEDNUM, 0))[0]
  * 
  *     def place_strings(self, list groups) -> list:             # <<<<<<<<<<<<<<
@@ -32765,7 +32943,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_16place_strings(struct 
   return __pyx_r;
 }
 
-/* "fastaudit/_elfedit.pyx":425
+/* "fastaudit/_elfedit.pyx":429
  *         return offsets
  * 
  *     def overlaps(self, uint64_t ref, uint64_t start, uint64_t length) -> bool:             # <<<<<<<<<<<<<<
@@ -32814,46 +32992,46 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_ref,&__pyx_mstate_global->__pyx_n_u_start,&__pyx_mstate_global->__pyx_n_u_length,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 425, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 429, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 425, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 429, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 425, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 429, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 425, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 429, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "overlaps", 0) < (0)) __PYX_ERR(0, 425, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "overlaps", 0) < (0)) __PYX_ERR(0, 429, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 3; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("overlaps", 1, 3, 3, i); __PYX_ERR(0, 425, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("overlaps", 1, 3, 3, i); __PYX_ERR(0, 429, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 3)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 425, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 429, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 425, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 429, __pyx_L3_error)
       values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 425, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 429, __pyx_L3_error)
     }
-    __pyx_v_ref = __Pyx_PyLong_As_uint64_t(values[0]); if (unlikely((__pyx_v_ref == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 425, __pyx_L3_error)
-    __pyx_v_start = __Pyx_PyLong_As_uint64_t(values[1]); if (unlikely((__pyx_v_start == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 425, __pyx_L3_error)
-    __pyx_v_length = __Pyx_PyLong_As_uint64_t(values[2]); if (unlikely((__pyx_v_length == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 425, __pyx_L3_error)
+    __pyx_v_ref = __Pyx_PyLong_As_uint64_t(values[0]); if (unlikely((__pyx_v_ref == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 429, __pyx_L3_error)
+    __pyx_v_start = __Pyx_PyLong_As_uint64_t(values[1]); if (unlikely((__pyx_v_start == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 429, __pyx_L3_error)
+    __pyx_v_length = __Pyx_PyLong_As_uint64_t(values[2]); if (unlikely((__pyx_v_length == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 429, __pyx_L3_error)
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("overlaps", 1, 3, 3, __pyx_nargs); __PYX_ERR(0, 425, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("overlaps", 1, 3, 3, __pyx_nargs); __PYX_ERR(0, 429, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -32893,7 +33071,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_18overlaps(struct __pyx
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("overlaps", 0);
 
-  /* "fastaudit/_elfedit.pyx":426
+  /* "fastaudit/_elfedit.pyx":430
  * 
  *     def overlaps(self, uint64_t ref, uint64_t start, uint64_t length) -> bool:
  *         if ref > start + length or ref >= self.str_size:             # <<<<<<<<<<<<<<
@@ -32919,7 +33097,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_18overlaps(struct __pyx
   if (__pyx_t_1) {
 
 
-    /* "fastaudit/_elfedit.pyx":427
+    /* "fastaudit/_elfedit.pyx":431
  *     def overlaps(self, uint64_t ref, uint64_t start, uint64_t length) -> bool:
  *         if ref > start + length or ref >= self.str_size:
  *             return False             # <<<<<<<<<<<<<<
@@ -32937,7 +33115,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_18overlaps(struct __pyx
     }
     goto __pyx_L0;
 
-    /* "fastaudit/_elfedit.pyx":426
+    /* "fastaudit/_elfedit.pyx":430
  * 
  *     def overlaps(self, uint64_t ref, uint64_t start, uint64_t length) -> bool:
  *         if ref > start + length or ref >= self.str_size:             # <<<<<<<<<<<<<<
@@ -32946,7 +33124,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_18overlaps(struct __pyx
 */
   }
 
-  /* "fastaudit/_elfedit.pyx":428
+  /* "fastaudit/_elfedit.pyx":432
  *         if ref > start + length or ref >= self.str_size:
  *             return False
  *         end = self.dynstr.find(b"\0", ref)             # <<<<<<<<<<<<<<
@@ -32955,7 +33133,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_18overlaps(struct __pyx
 */
   __pyx_t_4 = __pyx_v_self->dynstr;
   __Pyx_INCREF(__pyx_t_4);
-  __pyx_t_5 = __Pyx_PyLong_From_uint64_t(__pyx_v_ref); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 428, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyLong_From_uint64_t(__pyx_v_ref); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 432, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __pyx_t_6 = 0;
   {
@@ -32963,21 +33141,21 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_18overlaps(struct __pyx
     __pyx_t_3 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_find, __pyx_callargs+__pyx_t_6, (3-__pyx_t_6) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 428, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 432, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
   }
-  __pyx_t_7 = __Pyx_PyIndex_AsSsize_t(__pyx_t_3); if (unlikely((__pyx_t_7 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 428, __pyx_L1_error)
+  __pyx_t_7 = __Pyx_PyIndex_AsSsize_t(__pyx_t_3); if (unlikely((__pyx_t_7 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 432, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   __pyx_v_end = __pyx_t_7;
 
-  /* "fastaudit/_elfedit.pyx":429
+  /* "fastaudit/_elfedit.pyx":433
  *             return False
  *         end = self.dynstr.find(b"\0", ref)
  *         return end >= start             # <<<<<<<<<<<<<<
  * 
  *     def offset_of(self, bytes text) -> int:
 */
-  __pyx_t_3 = __Pyx_PyBool_FromLong((__pyx_v_end >= __pyx_v_start)); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 429, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyBool_FromLong((__pyx_v_end >= __pyx_v_start)); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 433, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
   {
     PyObject *__pyx_temp;
@@ -32990,7 +33168,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_18overlaps(struct __pyx
   __pyx_t_3 = 0;
   goto __pyx_L0;
 
-  /* "fastaudit/_elfedit.pyx":425
+  /* "fastaudit/_elfedit.pyx":429
  *         return offsets
  * 
  *     def overlaps(self, uint64_t ref, uint64_t start, uint64_t length) -> bool:             # <<<<<<<<<<<<<<
@@ -33012,7 +33190,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_18overlaps(struct __pyx
   return __pyx_r;
 }
 
-/* "fastaudit/_elfedit.pyx":431
+/* "fastaudit/_elfedit.pyx":435
  *         return end >= start
  * 
  *     def offset_of(self, bytes text) -> int:             # <<<<<<<<<<<<<<
@@ -33059,32 +33237,32 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_text,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 431, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 435, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 431, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 435, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "offset_of", 0) < (0)) __PYX_ERR(0, 431, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "offset_of", 0) < (0)) __PYX_ERR(0, 435, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("offset_of", 1, 1, 1, i); __PYX_ERR(0, 431, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("offset_of", 1, 1, 1, i); __PYX_ERR(0, 435, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 431, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 435, __pyx_L3_error)
     }
     __pyx_v_text = ((PyObject*)values[0]);
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("offset_of", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 431, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("offset_of", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 435, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -33095,7 +33273,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return NULL;
   __pyx_L4_argument_unpacking_done:;
-  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_text), (&PyBytes_Type), 1, "text", 1))) __PYX_ERR(0, 431, __pyx_L1_error)
+  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_text), (&PyBytes_Type), 1, "text", 1))) __PYX_ERR(0, 435, __pyx_L1_error)
   __pyx_r = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20offset_of(((struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self), __pyx_v_text);
 
   /* function exit code */
@@ -33130,19 +33308,19 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20offset_of(struct __py
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("offset_of", 0);
 
-  /* "fastaudit/_elfedit.pyx":432
+  /* "fastaudit/_elfedit.pyx":436
  * 
  *     def offset_of(self, bytes text) -> int:
  *         probe = text + b"\0"             # <<<<<<<<<<<<<<
  *         found = self.dynstr.find(probe)
  *         if found >= 0:
 */
-  __pyx_t_1 = PyNumber_Add(__pyx_v_text, __pyx_mstate_global->__pyx_kp_b__6); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 432, __pyx_L1_error)
+  __pyx_t_1 = PyNumber_Add(__pyx_v_text, __pyx_mstate_global->__pyx_kp_b__6); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 436, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __pyx_v_probe = ((PyObject*)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "fastaudit/_elfedit.pyx":433
+  /* "fastaudit/_elfedit.pyx":437
  *     def offset_of(self, bytes text) -> int:
  *         probe = text + b"\0"
  *         found = self.dynstr.find(probe)             # <<<<<<<<<<<<<<
@@ -33156,30 +33334,30 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20offset_of(struct __py
     PyObject *__pyx_callargs[2] = {__pyx_t_2, __pyx_v_probe};
     __pyx_t_1 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_find, __pyx_callargs+__pyx_t_3, (2-__pyx_t_3) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 433, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 437, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
-  __pyx_t_4 = __Pyx_PyIndex_AsSsize_t(__pyx_t_1); if (unlikely((__pyx_t_4 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 433, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyIndex_AsSsize_t(__pyx_t_1); if (unlikely((__pyx_t_4 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 437, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-  __pyx_t_1 = PyLong_FromSsize_t(__pyx_t_4); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 433, __pyx_L1_error)
+  __pyx_t_1 = PyLong_FromSsize_t(__pyx_t_4); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 437, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
 
-  if (__Pyx_PyInt_FromNumber(&__pyx_t_1, NULL, 0) < (0)) __PYX_ERR(0, 433, __pyx_L1_error)
+  if (__Pyx_PyInt_FromNumber(&__pyx_t_1, NULL, 0) < (0)) __PYX_ERR(0, 437, __pyx_L1_error)
   __pyx_v_found = ((PyObject*)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "fastaudit/_elfedit.pyx":434
+  /* "fastaudit/_elfedit.pyx":438
  *         probe = text + b"\0"
  *         found = self.dynstr.find(probe)
  *         if found >= 0:             # <<<<<<<<<<<<<<
  *             return found
  *         found = self.appended.find(probe)
 */
-  __pyx_t_5 = __Pyx_PyObject_CompareBoolGe_int_int(__pyx_v_found, __pyx_mstate_global->__pyx_int_0, Py_GE); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(0, 434, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyObject_CompareBoolGe_int_int(__pyx_v_found, __pyx_mstate_global->__pyx_int_0, Py_GE); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(0, 438, __pyx_L1_error)
   if (__pyx_t_5) {
 
 
-    /* "fastaudit/_elfedit.pyx":435
+    /* "fastaudit/_elfedit.pyx":439
  *         found = self.dynstr.find(probe)
  *         if found >= 0:
  *             return found             # <<<<<<<<<<<<<<
@@ -33197,7 +33375,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20offset_of(struct __py
     }
     goto __pyx_L0;
 
-    /* "fastaudit/_elfedit.pyx":434
+    /* "fastaudit/_elfedit.pyx":438
  *         probe = text + b"\0"
  *         found = self.dynstr.find(probe)
  *         if found >= 0:             # <<<<<<<<<<<<<<
@@ -33206,7 +33384,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20offset_of(struct __py
 */
   }
 
-  /* "fastaudit/_elfedit.pyx":436
+  /* "fastaudit/_elfedit.pyx":440
  *         if found >= 0:
  *             return found
  *         found = self.appended.find(probe)             # <<<<<<<<<<<<<<
@@ -33220,30 +33398,30 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20offset_of(struct __py
     PyObject *__pyx_callargs[2] = {__pyx_t_2, __pyx_v_probe};
     __pyx_t_1 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_find, __pyx_callargs+__pyx_t_3, (2-__pyx_t_3) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 436, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 440, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
-  __pyx_t_4 = __Pyx_PyIndex_AsSsize_t(__pyx_t_1); if (unlikely((__pyx_t_4 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 436, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyIndex_AsSsize_t(__pyx_t_1); if (unlikely((__pyx_t_4 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 440, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-  __pyx_t_1 = PyLong_FromSsize_t(__pyx_t_4); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 436, __pyx_L1_error)
+  __pyx_t_1 = PyLong_FromSsize_t(__pyx_t_4); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 440, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
 
-  if (__Pyx_PyInt_FromNumber(&__pyx_t_1, NULL, 0) < (0)) __PYX_ERR(0, 436, __pyx_L1_error)
+  if (__Pyx_PyInt_FromNumber(&__pyx_t_1, NULL, 0) < (0)) __PYX_ERR(0, 440, __pyx_L1_error)
   __Pyx_DECREF_SET(__pyx_v_found, ((PyObject*)__pyx_t_1));
   __pyx_t_1 = 0;
 
-  /* "fastaudit/_elfedit.pyx":437
+  /* "fastaudit/_elfedit.pyx":441
  *             return found
  *         found = self.appended.find(probe)
  *         if found < 0:             # <<<<<<<<<<<<<<
  *             found = len(self.appended)
  *             self.appended += probe
 */
-  __pyx_t_5 = __Pyx_PyObject_CompareBoolLt_int_int(__pyx_v_found, __pyx_mstate_global->__pyx_int_0, Py_LT); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(0, 437, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyObject_CompareBoolLt_int_int(__pyx_v_found, __pyx_mstate_global->__pyx_int_0, Py_LT); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(0, 441, __pyx_L1_error)
   if (__pyx_t_5) {
 
 
-    /* "fastaudit/_elfedit.pyx":438
+    /* "fastaudit/_elfedit.pyx":442
  *         found = self.appended.find(probe)
  *         if found < 0:
  *             found = len(self.appended)             # <<<<<<<<<<<<<<
@@ -33254,32 +33432,32 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20offset_of(struct __py
     __Pyx_INCREF(__pyx_t_1);
     if (unlikely(__pyx_t_1 == Py_None)) {
       PyErr_SetString(PyExc_TypeError, "object of type \047NoneType\047 has no len()");
-      __PYX_ERR(0, 438, __pyx_L1_error)
+      __PYX_ERR(0, 442, __pyx_L1_error)
     }
-    __pyx_t_4 = __Pyx_PyByteArray_GET_SIZE(__pyx_t_1); if (unlikely(__pyx_t_4 == ((Py_ssize_t)-1))) __PYX_ERR(0, 438, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyByteArray_GET_SIZE(__pyx_t_1); if (unlikely(__pyx_t_4 == ((Py_ssize_t)-1))) __PYX_ERR(0, 442, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __pyx_t_1 = PyLong_FromSsize_t(__pyx_t_4); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 438, __pyx_L1_error)
+    __pyx_t_1 = PyLong_FromSsize_t(__pyx_t_4); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 442, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
 
-    if (__Pyx_PyInt_FromNumber(&__pyx_t_1, NULL, 0) < (0)) __PYX_ERR(0, 438, __pyx_L1_error)
+    if (__Pyx_PyInt_FromNumber(&__pyx_t_1, NULL, 0) < (0)) __PYX_ERR(0, 442, __pyx_L1_error)
     __Pyx_DECREF_SET(__pyx_v_found, ((PyObject*)__pyx_t_1));
     __pyx_t_1 = 0;
 
-    /* "fastaudit/_elfedit.pyx":439
+    /* "fastaudit/_elfedit.pyx":443
  *         if found < 0:
  *             found = len(self.appended)
  *             self.appended += probe             # <<<<<<<<<<<<<<
  *         return len(self.dynstr) + found
  * 
 */
-    __pyx_t_1 = PyNumber_InPlaceAdd(__pyx_v_self->appended, __pyx_v_probe); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 439, __pyx_L1_error)
+    __pyx_t_1 = PyNumber_InPlaceAdd(__pyx_v_self->appended, __pyx_v_probe); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 443, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
     __Pyx_GIVEREF(__pyx_t_1);
     __Pyx_GOTREF(__pyx_v_self->appended);
     __Pyx_DECREF_SET(__pyx_v_self->appended, ((PyObject*)__pyx_t_1));
     __pyx_t_1 = 0;
 
-    /* "fastaudit/_elfedit.pyx":437
+    /* "fastaudit/_elfedit.pyx":441
  *             return found
  *         found = self.appended.find(probe)
  *         if found < 0:             # <<<<<<<<<<<<<<
@@ -33288,7 +33466,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20offset_of(struct __py
 */
   }
 
-  /* "fastaudit/_elfedit.pyx":440
+  /* "fastaudit/_elfedit.pyx":444
  *             found = len(self.appended)
  *             self.appended += probe
  *         return len(self.dynstr) + found             # <<<<<<<<<<<<<<
@@ -33299,14 +33477,14 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20offset_of(struct __py
   __Pyx_INCREF(__pyx_t_1);
   if (unlikely(__pyx_t_1 == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "object of type \047NoneType\047 has no len()");
-    __PYX_ERR(0, 440, __pyx_L1_error)
+    __PYX_ERR(0, 444, __pyx_L1_error)
   }
-  __pyx_t_4 = __Pyx_PyByteArray_GET_SIZE(__pyx_t_1); if (unlikely(__pyx_t_4 == ((Py_ssize_t)-1))) __PYX_ERR(0, 440, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyByteArray_GET_SIZE(__pyx_t_1); if (unlikely(__pyx_t_4 == ((Py_ssize_t)-1))) __PYX_ERR(0, 444, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-  __pyx_t_1 = PyLong_FromSsize_t(__pyx_t_4); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 440, __pyx_L1_error)
+  __pyx_t_1 = PyLong_FromSsize_t(__pyx_t_4); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 444, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
 
-  __pyx_t_2 = __Pyx_PyNumber_Add_int_int(__pyx_t_1, __pyx_v_found); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 440, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyNumber_Add_int_int(__pyx_t_1, __pyx_v_found); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 444, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   {
@@ -33320,7 +33498,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20offset_of(struct __py
   __pyx_t_2 = 0;
   goto __pyx_L0;
 
-  /* "fastaudit/_elfedit.pyx":431
+  /* "fastaudit/_elfedit.pyx":435
  *         return end >= start
  * 
  *     def offset_of(self, bytes text) -> int:             # <<<<<<<<<<<<<<
@@ -33342,7 +33520,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_20offset_of(struct __py
   return __pyx_r;
 }
 
-/* "fastaudit/_elfedit.pyx":442
+/* "fastaudit/_elfedit.pyx":446
  *         return len(self.dynstr) + found
  * 
  *     def write(self, list new_entries, list patches):             # <<<<<<<<<<<<<<
@@ -33390,39 +33568,39 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_new_entries,&__pyx_mstate_global->__pyx_n_u_patches,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 442, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 446, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 442, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 446, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 442, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 446, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "write", 0) < (0)) __PYX_ERR(0, 442, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "write", 0) < (0)) __PYX_ERR(0, 446, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 2; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("write", 1, 2, 2, i); __PYX_ERR(0, 442, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("write", 1, 2, 2, i); __PYX_ERR(0, 446, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 2)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 442, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 446, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 442, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 446, __pyx_L3_error)
     }
     __pyx_v_new_entries = ((PyObject*)values[0]);
     __pyx_v_patches = ((PyObject*)values[1]);
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("write", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 442, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("write", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 446, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -33433,8 +33611,8 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return NULL;
   __pyx_L4_argument_unpacking_done:;
-  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_new_entries), (&PyList_Type), 1, "new_entries", 1))) __PYX_ERR(0, 442, __pyx_L1_error)
-  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_patches), (&PyList_Type), 1, "patches", 1))) __PYX_ERR(0, 442, __pyx_L1_error)
+  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_new_entries), (&PyList_Type), 1, "new_entries", 1))) __PYX_ERR(0, 446, __pyx_L1_error)
+  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_patches), (&PyList_Type), 1, "patches", 1))) __PYX_ERR(0, 446, __pyx_L1_error)
   __pyx_r = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_22write(((struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self), __pyx_v_new_entries, __pyx_v_patches);
 
   /* function exit code */
@@ -33470,7 +33648,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_22write(struct __pyx_ob
   PyObject *__pyx_v_pos = NULL;
   PyObject *__pyx_v_size = NULL;
   PyObject *__pyx_v_value = NULL;
-  PyObject *__pyx_9genexpr21__pyx_v_e = NULL;
+  PyObject *__pyx_9genexpr20__pyx_v_e = NULL;
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
   PyObject *__pyx_t_1 = NULL;
@@ -33499,7 +33677,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_22write(struct __pyx_ob
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("write", 0);
 
-  /* "fastaudit/_elfedit.pyx":443
+  /* "fastaudit/_elfedit.pyx":447
  * 
  *     def write(self, list new_entries, list patches):
  *         cdef _Image img = self.img             # <<<<<<<<<<<<<<
@@ -33511,7 +33689,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_22write(struct __pyx_ob
   __pyx_v_img = ((struct __pyx_obj_9fastaudit_8_elfedit__Image *)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "fastaudit/_elfedit.pyx":444
+  /* "fastaudit/_elfedit.pyx":448
  *     def write(self, list new_entries, list patches):
  *         cdef _Image img = self.img
  *         cdef bint le = img.im.le             # <<<<<<<<<<<<<<
@@ -33522,7 +33700,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_22write(struct __pyx_ob
 
   __pyx_v_le = __pyx_t_2;
 
-  /* "fastaudit/_elfedit.pyx":445
+  /* "fastaudit/_elfedit.pyx":449
  *         cdef _Image img = self.img
  *         cdef bint le = img.im.le
  *         capacity = self.dyn_size // img.dynent             # <<<<<<<<<<<<<<
@@ -33531,7 +33709,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_22write(struct __pyx_ob
 */
   __pyx_v_capacity = (__pyx_v_self->dyn_size / __pyx_v_img->dynent);
 
-  /* "fastaudit/_elfedit.pyx":446
+  /* "fastaudit/_elfedit.pyx":450
  *         cdef bint le = img.im.le
  *         capacity = self.dyn_size // img.dynent
  *         move_dynamic = len(new_entries) + 1 > capacity             # <<<<<<<<<<<<<<
@@ -33540,16 +33718,16 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_22write(struct __pyx_ob
 */
   if (unlikely(__pyx_v_new_entries == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "object of type \047NoneType\047 has no len()");
-    __PYX_ERR(0, 446, __pyx_L1_error)
+    __PYX_ERR(0, 450, __pyx_L1_error)
   }
-  __pyx_t_3 = __Pyx_PyList_GET_SIZE(__pyx_v_new_entries); if (unlikely(__pyx_t_3 == ((Py_ssize_t)-1))) __PYX_ERR(0, 446, __pyx_L1_error)
-  __pyx_t_1 = __Pyx_PyBool_FromLong(((__pyx_t_3 + 1) > __pyx_v_capacity)); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 446, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyList_GET_SIZE(__pyx_v_new_entries); if (unlikely(__pyx_t_3 == ((Py_ssize_t)-1))) __PYX_ERR(0, 450, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyBool_FromLong(((__pyx_t_3 + 1) > __pyx_v_capacity)); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 450, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
 
   __pyx_v_move_dynamic = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "fastaudit/_elfedit.pyx":447
+  /* "fastaudit/_elfedit.pyx":451
  *         capacity = self.dyn_size // img.dynent
  *         move_dynamic = len(new_entries) + 1 > capacity
  *         unchanged = (not self.appended and not move_dynamic and not patches             # <<<<<<<<<<<<<<
@@ -33560,7 +33738,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_22write(struct __pyx_ob
   else
   {
     Py_ssize_t __pyx_temp = __Pyx_PyByteArray_GET_SIZE(__pyx_v_self->appended);
-    if (unlikely(((!CYTHON_ASSUME_SAFE_SIZE) && __pyx_temp < 0))) __PYX_ERR(0, 447, __pyx_L1_error)
+    if (unlikely(((!CYTHON_ASSUME_SAFE_SIZE) && __pyx_temp < 0))) __PYX_ERR(0, 451, __pyx_L1_error)
     __pyx_t_2 = (__pyx_temp != 0);
   }
 
@@ -33570,21 +33748,21 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_22write(struct __pyx_ob
   if (__pyx_t_4) {
 
   } else {
-    __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_4); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 447, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_4); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 451, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __pyx_t_1 = __pyx_t_5;
     __pyx_t_5 = 0;
 
     goto __pyx_L3_bool_binop_done;
   }
-  __pyx_t_4 = __Pyx_PyObject_IsTrue(__pyx_v_move_dynamic); if (unlikely((__pyx_t_4 < 0))) __PYX_ERR(0, 447, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_IsTrue(__pyx_v_move_dynamic); if (unlikely((__pyx_t_4 < 0))) __PYX_ERR(0, 451, __pyx_L1_error)
   __pyx_t_2 = (!__pyx_t_4);
 
 
   if (__pyx_t_2) {
 
   } else {
-    __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_2); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 447, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_2); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 451, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __pyx_t_1 = __pyx_t_5;
     __pyx_t_5 = 0;
@@ -33592,7 +33770,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_22write(struct __pyx_ob
     goto __pyx_L3_bool_binop_done;
   }
 
-  /* "fastaudit/_elfedit.pyx":448
+  /* "fastaudit/_elfedit.pyx":452
  *         move_dynamic = len(new_entries) + 1 > capacity
  *         unchanged = (not self.appended and not move_dynamic and not patches
  *                      and new_entries == [list(e) for e in self.entries]             # <<<<<<<<<<<<<<
@@ -33603,12 +33781,12 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_22write(struct __pyx_ob
   else
   {
     Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_v_patches);
-    if (unlikely(((!CYTHON_ASSUME_SAFE_SIZE) && __pyx_temp < 0))) __PYX_ERR(0, 447, __pyx_L1_error)
+    if (unlikely(((!CYTHON_ASSUME_SAFE_SIZE) && __pyx_temp < 0))) __PYX_ERR(0, 451, __pyx_L1_error)
     __pyx_t_2 = (__pyx_temp != 0);
   }
 
 
-  /* "fastaudit/_elfedit.pyx":447
+  /* "fastaudit/_elfedit.pyx":451
  *         capacity = self.dyn_size // img.dynent
  *         move_dynamic = len(new_entries) + 1 > capacity
  *         unchanged = (not self.appended and not move_dynamic and not patches             # <<<<<<<<<<<<<<
@@ -33621,7 +33799,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_22write(struct __pyx_ob
   if (__pyx_t_4) {
 
   } else {
-    __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_4); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 447, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_4); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 451, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __pyx_t_1 = __pyx_t_5;
     __pyx_t_5 = 0;
@@ -33629,7 +33807,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_22write(struct __pyx_ob
     goto __pyx_L3_bool_binop_done;
   }
 
-  /* "fastaudit/_elfedit.pyx":448
+  /* "fastaudit/_elfedit.pyx":452
  *         move_dynamic = len(new_entries) + 1 > capacity
  *         unchanged = (not self.appended and not move_dynamic and not patches
  *                      and new_entries == [list(e) for e in self.entries]             # <<<<<<<<<<<<<<
@@ -33637,11 +33815,11 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_22write(struct __pyx_ob
  *         if unchanged:
 */
   { /* enter inner scope */
-    __pyx_t_5 = PyList_New(0); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 448, __pyx_L10_error)
+    __pyx_t_5 = PyList_New(0); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 452, __pyx_L10_error)
     __Pyx_GOTREF(__pyx_t_5);
     if (unlikely(__pyx_v_self->entries == Py_None)) {
       PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not iterable");
-      __PYX_ERR(0, 448, __pyx_L10_error)
+      __PYX_ERR(0, 452, __pyx_L10_error)
     }
     __pyx_t_6 = __pyx_v_self->entries; __Pyx_INCREF(__pyx_t_6);
     __pyx_t_3 = 0;
@@ -33649,33 +33827,33 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_22write(struct __pyx_ob
       {
         Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_6);
         #if !CYTHON_ASSUME_SAFE_SIZE
-        if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 448, __pyx_L10_error)
+        if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 452, __pyx_L10_error)
         #endif
         if (__pyx_t_3 >= __pyx_temp) break;
       }
       __pyx_t_7 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_6, __pyx_t_3, __Pyx_ReferenceSharing_OwnStrongReference);
       ++__pyx_t_3;
-      if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 448, __pyx_L10_error)
+      if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 452, __pyx_L10_error)
       __Pyx_GOTREF(__pyx_t_7);
-      __Pyx_XDECREF_SET(__pyx_9genexpr21__pyx_v_e, __pyx_t_7);
+      __Pyx_XDECREF_SET(__pyx_9genexpr20__pyx_v_e, __pyx_t_7);
       __pyx_t_7 = 0;
-      __pyx_t_7 = PySequence_List(__pyx_9genexpr21__pyx_v_e); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 448, __pyx_L10_error)
+      __pyx_t_7 = PySequence_List(__pyx_9genexpr20__pyx_v_e); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 452, __pyx_L10_error)
       __Pyx_GOTREF(__pyx_t_7);
       __Pyx_GIVEREF(__pyx_t_7);
-      if (unlikely(__Pyx_ListComp_AppendAndDecref(__pyx_t_5, __pyx_t_7))) __PYX_ERR(0, 448, __pyx_L10_error)
+      if (unlikely(__Pyx_ListComp_AppendAndDecref(__pyx_t_5, __pyx_t_7))) __PYX_ERR(0, 452, __pyx_L10_error)
       __pyx_t_7 = 0;
     }
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    __Pyx_XDECREF(__pyx_9genexpr21__pyx_v_e); __pyx_9genexpr21__pyx_v_e = 0;
+    __Pyx_XDECREF(__pyx_9genexpr20__pyx_v_e); __pyx_9genexpr20__pyx_v_e = 0;
     goto __pyx_L14_exit_scope;
     __pyx_L10_error:;
-    __Pyx_XDECREF(__pyx_9genexpr21__pyx_v_e); __pyx_9genexpr21__pyx_v_e = 0;
+    __Pyx_XDECREF(__pyx_9genexpr20__pyx_v_e); __pyx_9genexpr20__pyx_v_e = 0;
     goto __pyx_L1_error;
     __pyx_L14_exit_scope:;
   } /* exit inner scope */
-  __pyx_t_6 = PyObject_RichCompare(__pyx_v_new_entries, __pyx_t_5, Py_EQ); __Pyx_XGOTREF(__pyx_t_6); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 448, __pyx_L1_error)
+  __pyx_t_6 = PyObject_RichCompare(__pyx_v_new_entries, __pyx_t_5, Py_EQ); __Pyx_XGOTREF(__pyx_t_6); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 452, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  __pyx_t_4 = __Pyx_PyObject_IsTrue(__pyx_t_6); if (unlikely((__pyx_t_4 < 0))) __PYX_ERR(0, 448, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_IsTrue(__pyx_t_6); if (unlikely((__pyx_t_4 < 0))) __PYX_ERR(0, 452, __pyx_L1_error)
   if (__pyx_t_4) {
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
   } else {
@@ -33685,7 +33863,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_22write(struct __pyx_ob
     goto __pyx_L3_bool_binop_done;
   }
 
-  /* "fastaudit/_elfedit.pyx":449
+  /* "fastaudit/_elfedit.pyx":453
  *         unchanged = (not self.appended and not move_dynamic and not patches
  *                      and new_entries == [list(e) for e in self.entries]
  *                      and self.dynstr == img.buf[self.str_off:self.str_off + self.str_size])             # <<<<<<<<<<<<<<
@@ -33710,13 +33888,13 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_22write(struct __pyx_ob
     0,
     1) < 0))
 {
-    __PYX_ERR(0, 449, __pyx_L1_error)
+    __PYX_ERR(0, 453, __pyx_L1_error)
 }
 
-__pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __pyx_memview_get_nn_uint8_t__const__, (int (*)(char *, PyObject *)) NULL, 0);; if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 449, __pyx_L1_error)
+__pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __pyx_memview_get_nn_uint8_t__const__, (int (*)(char *, PyObject *)) NULL, 0);; if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 453, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __PYX_XCLEAR_MEMVIEW(&__pyx_t_8, 1);; __pyx_t_8.memview = NULL; __pyx_t_8.data = NULL;
-  __pyx_t_5 = __Pyx_PyObject_CompareEq_bytearray_object(__pyx_v_self->dynstr, __pyx_t_6, Py_EQ); __Pyx_XGOTREF(__pyx_t_5); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 449, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyObject_CompareEq_bytearray_object(__pyx_v_self->dynstr, __pyx_t_6, Py_EQ); __Pyx_XGOTREF(__pyx_t_5); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 453, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
   __Pyx_INCREF(__pyx_t_5);
   __pyx_t_1 = __pyx_t_5;
@@ -33725,18 +33903,18 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
   __pyx_v_unchanged = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "fastaudit/_elfedit.pyx":450
+  /* "fastaudit/_elfedit.pyx":454
  *                      and new_entries == [list(e) for e in self.entries]
  *                      and self.dynstr == img.buf[self.str_off:self.str_off + self.str_size])
  *         if unchanged:             # <<<<<<<<<<<<<<
  *             return bytes(img.buf)
  *         cdef uint8_t[::1] view
 */
-  __pyx_t_4 = __Pyx_PyObject_IsTrue(__pyx_v_unchanged); if (unlikely((__pyx_t_4 < 0))) __PYX_ERR(0, 450, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_IsTrue(__pyx_v_unchanged); if (unlikely((__pyx_t_4 < 0))) __PYX_ERR(0, 454, __pyx_L1_error)
   if (__pyx_t_4) {
 
 
-    /* "fastaudit/_elfedit.pyx":451
+    /* "fastaudit/_elfedit.pyx":455
  *                      and self.dynstr == img.buf[self.str_off:self.str_off + self.str_size])
  *         if unchanged:
  *             return bytes(img.buf)             # <<<<<<<<<<<<<<
@@ -33744,7 +33922,7 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
  *         out = bytearray(img.buf)
 */
     __pyx_t_5 = NULL;
-    __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_v_img->buf, 1, (PyObject *(*)(char *)) __pyx_memview_get_nn_uint8_t__const__, (int (*)(char *, PyObject *)) NULL, 0);; if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 451, __pyx_L1_error)
+    __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_v_img->buf, 1, (PyObject *(*)(char *)) __pyx_memview_get_nn_uint8_t__const__, (int (*)(char *, PyObject *)) NULL, 0);; if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 455, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __pyx_t_10 = 1;
     {
@@ -33752,7 +33930,7 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
       __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)(&PyBytes_Type), __pyx_callargs+__pyx_t_10, (2-__pyx_t_10) | (__pyx_t_10*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 451, __pyx_L1_error)
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 455, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
     {
@@ -33766,7 +33944,7 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
     __pyx_t_1 = 0;
     goto __pyx_L0;
 
-    /* "fastaudit/_elfedit.pyx":450
+    /* "fastaudit/_elfedit.pyx":454
  *                      and new_entries == [list(e) for e in self.entries]
  *                      and self.dynstr == img.buf[self.str_off:self.str_off + self.str_size])
  *         if unchanged:             # <<<<<<<<<<<<<<
@@ -33775,7 +33953,7 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
 */
   }
 
-  /* "fastaudit/_elfedit.pyx":453
+  /* "fastaudit/_elfedit.pyx":457
  *             return bytes(img.buf)
  *         cdef uint8_t[::1] view
  *         out = bytearray(img.buf)             # <<<<<<<<<<<<<<
@@ -33783,7 +33961,7 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
  *             out += self.new_segment(new_entries, move_dynamic, out)
 */
   __pyx_t_6 = NULL;
-  __pyx_t_5 = __pyx_memoryview_fromslice(__pyx_v_img->buf, 1, (PyObject *(*)(char *)) __pyx_memview_get_nn_uint8_t__const__, (int (*)(char *, PyObject *)) NULL, 0);; if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 453, __pyx_L1_error)
+  __pyx_t_5 = __pyx_memoryview_fromslice(__pyx_v_img->buf, 1, (PyObject *(*)(char *)) __pyx_memview_get_nn_uint8_t__const__, (int (*)(char *, PyObject *)) NULL, 0);; if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 457, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __pyx_t_10 = 1;
   {
@@ -33791,13 +33969,13 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
     __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)(&PyByteArray_Type), __pyx_callargs+__pyx_t_10, (2-__pyx_t_10) | (__pyx_t_10*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 453, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 457, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_out = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "fastaudit/_elfedit.pyx":454
+  /* "fastaudit/_elfedit.pyx":458
  *         cdef uint8_t[::1] view
  *         out = bytearray(img.buf)
  *         if self.appended or move_dynamic:             # <<<<<<<<<<<<<<
@@ -33808,7 +33986,7 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
   else
   {
     Py_ssize_t __pyx_temp = __Pyx_PyByteArray_GET_SIZE(__pyx_v_self->appended);
-    if (unlikely(((!CYTHON_ASSUME_SAFE_SIZE) && __pyx_temp < 0))) __PYX_ERR(0, 454, __pyx_L1_error)
+    if (unlikely(((!CYTHON_ASSUME_SAFE_SIZE) && __pyx_temp < 0))) __PYX_ERR(0, 458, __pyx_L1_error)
     __pyx_t_2 = (__pyx_temp != 0);
   }
 
@@ -33820,7 +33998,7 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
 
     goto __pyx_L17_bool_binop_done;
   }
-  __pyx_t_2 = __Pyx_PyObject_IsTrue(__pyx_v_move_dynamic); if (unlikely((__pyx_t_2 < 0))) __PYX_ERR(0, 454, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_IsTrue(__pyx_v_move_dynamic); if (unlikely((__pyx_t_2 < 0))) __PYX_ERR(0, 458, __pyx_L1_error)
 
   __pyx_t_4 = __pyx_t_2;
 
@@ -33828,7 +34006,7 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
   if (__pyx_t_4) {
 
 
-    /* "fastaudit/_elfedit.pyx":455
+    /* "fastaudit/_elfedit.pyx":459
  *         out = bytearray(img.buf)
  *         if self.appended or move_dynamic:
  *             out += self.new_segment(new_entries, move_dynamic, out)             # <<<<<<<<<<<<<<
@@ -33842,16 +34020,16 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
       PyObject *__pyx_callargs[4] = {__pyx_t_5, __pyx_v_new_entries, __pyx_v_move_dynamic, __pyx_v_out};
       __pyx_t_1 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_new_segment, __pyx_callargs+__pyx_t_10, (4-__pyx_t_10) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 455, __pyx_L1_error)
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 459, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
-    __pyx_t_5 = PyNumber_InPlaceAdd(__pyx_v_out, __pyx_t_1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 455, __pyx_L1_error)
+    __pyx_t_5 = PyNumber_InPlaceAdd(__pyx_v_out, __pyx_t_1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 459, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
     __Pyx_DECREF_SET(__pyx_v_out, __pyx_t_5);
     __pyx_t_5 = 0;
 
-    /* "fastaudit/_elfedit.pyx":454
+    /* "fastaudit/_elfedit.pyx":458
  *         cdef uint8_t[::1] view
  *         out = bytearray(img.buf)
  *         if self.appended or move_dynamic:             # <<<<<<<<<<<<<<
@@ -33861,7 +34039,7 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
     goto __pyx_L16;
   }
 
-  /* "fastaudit/_elfedit.pyx":457
+  /* "fastaudit/_elfedit.pyx":461
  *             out += self.new_segment(new_entries, move_dynamic, out)
  *         else:
  *             out[self.str_off:self.str_off + self.str_size] = self.dynstr             # <<<<<<<<<<<<<<
@@ -33871,36 +34049,36 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
   /*else*/ {
     __pyx_t_5 = __pyx_v_self->dynstr;
     __Pyx_INCREF(__pyx_t_5);
-    if (__Pyx_PyObject_SetSlice(__pyx_v_out, __pyx_t_5, __pyx_v_self->str_off, (__pyx_v_self->str_off + __pyx_v_self->str_size), NULL, NULL, NULL, 1, 1, 0) < (0)) __PYX_ERR(0, 457, __pyx_L1_error)
+    if (__Pyx_PyObject_SetSlice(__pyx_v_out, __pyx_t_5, __pyx_v_self->str_off, (__pyx_v_self->str_off + __pyx_v_self->str_size), NULL, NULL, NULL, 1, 1, 0) < (0)) __PYX_ERR(0, 461, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   }
   __pyx_L16:;
 
-  /* "fastaudit/_elfedit.pyx":458
+  /* "fastaudit/_elfedit.pyx":462
  *         else:
  *             out[self.str_off:self.str_off + self.str_size] = self.dynstr
  *         view = out             # <<<<<<<<<<<<<<
  *         dyn_off = self.dyn_off
  *         for p in self.phdrs:
 */
-  __pyx_t_11 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint8_t(__pyx_v_out, PyBUF_WRITABLE); if (unlikely(!__pyx_t_11.memview)) __PYX_ERR(0, 458, __pyx_L1_error)
+  __pyx_t_11 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint8_t(__pyx_v_out, PyBUF_WRITABLE); if (unlikely(!__pyx_t_11.memview)) __PYX_ERR(0, 462, __pyx_L1_error)
   __pyx_v_view = __pyx_t_11;
   __pyx_t_11.memview = NULL;
   __pyx_t_11.data = NULL;
 
-  /* "fastaudit/_elfedit.pyx":459
+  /* "fastaudit/_elfedit.pyx":463
  *             out[self.str_off:self.str_off + self.str_size] = self.dynstr
  *         view = out
  *         dyn_off = self.dyn_off             # <<<<<<<<<<<<<<
  *         for p in self.phdrs:
  *             if p[0] == PT_DYNAMIC:
 */
-  __pyx_t_5 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->dyn_off); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 459, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->dyn_off); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 463, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __pyx_v_dyn_off = __pyx_t_5;
   __pyx_t_5 = 0;
 
-  /* "fastaudit/_elfedit.pyx":460
+  /* "fastaudit/_elfedit.pyx":464
  *         view = out
  *         dyn_off = self.dyn_off
  *         for p in self.phdrs:             # <<<<<<<<<<<<<<
@@ -33909,7 +34087,7 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
 */
   if (unlikely(__pyx_v_self->phdrs == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not iterable");
-    __PYX_ERR(0, 460, __pyx_L1_error)
+    __PYX_ERR(0, 464, __pyx_L1_error)
   }
   __pyx_t_5 = __pyx_v_self->phdrs; __Pyx_INCREF(__pyx_t_5);
   __pyx_t_3 = 0;
@@ -33917,47 +34095,47 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
     {
       Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_5);
       #if !CYTHON_ASSUME_SAFE_SIZE
-      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 460, __pyx_L1_error)
+      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 464, __pyx_L1_error)
       #endif
       if (__pyx_t_3 >= __pyx_temp) break;
     }
     __pyx_t_1 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_5, __pyx_t_3, __Pyx_ReferenceSharing_OwnStrongReference);
     ++__pyx_t_3;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 460, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 464, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
     __Pyx_XDECREF_SET(__pyx_v_p, __pyx_t_1);
     __pyx_t_1 = 0;
 
-    /* "fastaudit/_elfedit.pyx":461
+    /* "fastaudit/_elfedit.pyx":465
  *         dyn_off = self.dyn_off
  *         for p in self.phdrs:
  *             if p[0] == PT_DYNAMIC:             # <<<<<<<<<<<<<<
  *                 dyn_off = p[2]
  *                 break
 */
-    __pyx_t_1 = __Pyx_GetItemInt(__pyx_v_p, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 461, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_GetItemInt(__pyx_v_p, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 465, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_6 = __Pyx_PyLong_From_uint64_t(PT_DYNAMIC); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 461, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyLong_From_uint64_t(PT_DYNAMIC); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 465, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
-    __pyx_t_4 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_1, __pyx_t_6, Py_EQ); if (unlikely((__pyx_t_4 < 0))) __PYX_ERR(0, 461, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_1, __pyx_t_6, Py_EQ); if (unlikely((__pyx_t_4 < 0))) __PYX_ERR(0, 465, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     if (__pyx_t_4) {
 
 
-      /* "fastaudit/_elfedit.pyx":462
+      /* "fastaudit/_elfedit.pyx":466
  *         for p in self.phdrs:
  *             if p[0] == PT_DYNAMIC:
  *                 dyn_off = p[2]             # <<<<<<<<<<<<<<
  *                 break
  *         for i, (tag, val) in enumerate(new_entries + [[DT_NULL, 0]]):
 */
-      __pyx_t_6 = __Pyx_GetItemInt(__pyx_v_p, 2, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 462, __pyx_L1_error)
+      __pyx_t_6 = __Pyx_GetItemInt(__pyx_v_p, 2, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 466, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_6);
       __Pyx_DECREF_SET(__pyx_v_dyn_off, __pyx_t_6);
       __pyx_t_6 = 0;
 
-      /* "fastaudit/_elfedit.pyx":463
+      /* "fastaudit/_elfedit.pyx":467
  *             if p[0] == PT_DYNAMIC:
  *                 dyn_off = p[2]
  *                 break             # <<<<<<<<<<<<<<
@@ -33966,7 +34144,7 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
 */
       goto __pyx_L20_break;
 
-      /* "fastaudit/_elfedit.pyx":461
+      /* "fastaudit/_elfedit.pyx":465
  *         dyn_off = self.dyn_off
  *         for p in self.phdrs:
  *             if p[0] == PT_DYNAMIC:             # <<<<<<<<<<<<<<
@@ -33975,7 +34153,7 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
 */
     }
 
-    /* "fastaudit/_elfedit.pyx":460
+    /* "fastaudit/_elfedit.pyx":464
  *         view = out
  *         dyn_off = self.dyn_off
  *         for p in self.phdrs:             # <<<<<<<<<<<<<<
@@ -33990,7 +34168,7 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
   goto __pyx_L22_for_end;
   __pyx_L22_for_end:;
 
-  /* "fastaudit/_elfedit.pyx":464
+  /* "fastaudit/_elfedit.pyx":468
  *                 dyn_off = p[2]
  *                 break
  *         for i, (tag, val) in enumerate(new_entries + [[DT_NULL, 0]]):             # <<<<<<<<<<<<<<
@@ -33999,22 +34177,22 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
 */
   __Pyx_INCREF(__pyx_mstate_global->__pyx_int_0);
   __pyx_t_5 = __pyx_mstate_global->__pyx_int_0;
-  __pyx_t_6 = __Pyx_PyLong_From_uint64_t(DT_NULL); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 464, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyLong_From_uint64_t(DT_NULL); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 468, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
-  __pyx_t_1 = PyList_New(2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 464, __pyx_L1_error)
+  __pyx_t_1 = PyList_New(2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 468, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __Pyx_GIVEREF(__pyx_t_6);
-  if (__Pyx_PyList_SET_ITEM(__pyx_t_1, 0, __pyx_t_6) != (0)) __PYX_ERR(0, 464, __pyx_L1_error);
+  if (__Pyx_PyList_SET_ITEM(__pyx_t_1, 0, __pyx_t_6) != (0)) __PYX_ERR(0, 468, __pyx_L1_error);
   __Pyx_INCREF(__pyx_mstate_global->__pyx_int_0);
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_int_0);
-  if (__Pyx_PyList_SET_ITEM(__pyx_t_1, 1, __pyx_mstate_global->__pyx_int_0) != (0)) __PYX_ERR(0, 464, __pyx_L1_error);
+  if (__Pyx_PyList_SET_ITEM(__pyx_t_1, 1, __pyx_mstate_global->__pyx_int_0) != (0)) __PYX_ERR(0, 468, __pyx_L1_error);
   __pyx_t_6 = 0;
-  __pyx_t_6 = PyList_New(1); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 464, __pyx_L1_error)
+  __pyx_t_6 = PyList_New(1); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 468, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_GIVEREF(__pyx_t_1);
-  if (__Pyx_PyList_SET_ITEM(__pyx_t_6, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 464, __pyx_L1_error);
+  if (__Pyx_PyList_SET_ITEM(__pyx_t_6, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 468, __pyx_L1_error);
   __pyx_t_1 = 0;
-  __pyx_t_1 = PyNumber_Add(__pyx_v_new_entries, __pyx_t_6); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 464, __pyx_L1_error)
+  __pyx_t_1 = PyNumber_Add(__pyx_v_new_entries, __pyx_t_6); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 468, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
   __pyx_t_6 = __pyx_t_1; __Pyx_INCREF(__pyx_t_6);
@@ -34024,13 +34202,13 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
     {
       Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_6);
       #if !CYTHON_ASSUME_SAFE_SIZE
-      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 464, __pyx_L1_error)
+      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 468, __pyx_L1_error)
       #endif
       if (__pyx_t_3 >= __pyx_temp) break;
     }
     __pyx_t_1 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_6, __pyx_t_3, __Pyx_ReferenceSharing_OwnStrongReference);
     ++__pyx_t_3;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 464, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 468, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
     if ((likely(PyTuple_CheckExact(__pyx_t_1))) || (PyList_CheckExact(__pyx_t_1))) {
       PyObject* sequence = __pyx_t_1;
@@ -34038,7 +34216,7 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
       if (unlikely(size != 2)) {
         if (size > 2) __Pyx_RaiseTooManyValuesError(2);
         else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-        __PYX_ERR(0, 464, __pyx_L1_error)
+        __PYX_ERR(0, 468, __pyx_L1_error)
       }
       #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
       if (likely(PyTuple_CheckExact(sequence))) {
@@ -34048,22 +34226,22 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
         __Pyx_INCREF(__pyx_t_12);
       } else {
         __pyx_t_7 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 464, __pyx_L1_error)
+        if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 468, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_7);
         __pyx_t_12 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 464, __pyx_L1_error)
+        if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 468, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_12);
       }
       #else
-      __pyx_t_7 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 464, __pyx_L1_error)
+      __pyx_t_7 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 468, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
-      __pyx_t_12 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 464, __pyx_L1_error)
+      __pyx_t_12 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 468, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_12);
       #endif
       __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
     } else {
       Py_ssize_t index = -1;
-      __pyx_t_13 = PyObject_GetIter(__pyx_t_1); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 464, __pyx_L1_error)
+      __pyx_t_13 = PyObject_GetIter(__pyx_t_1); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 468, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_13);
       __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
       __pyx_t_14 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_13);
@@ -34071,7 +34249,7 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
       __Pyx_GOTREF(__pyx_t_7);
       index = 1; __pyx_t_12 = __pyx_t_14(__pyx_t_13); if (unlikely(!__pyx_t_12)) goto __pyx_L25_unpacking_failed;
       __Pyx_GOTREF(__pyx_t_12);
-      if (__Pyx_IternextUnpackEndCheck(__pyx_t_14(__pyx_t_13), 2) < (0)) __PYX_ERR(0, 464, __pyx_L1_error)
+      if (__Pyx_IternextUnpackEndCheck(__pyx_t_14(__pyx_t_13), 2) < (0)) __PYX_ERR(0, 468, __pyx_L1_error)
       __pyx_t_14 = NULL;
       __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
       goto __pyx_L26_unpacking_done;
@@ -34079,7 +34257,7 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
       __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
       __pyx_t_14 = NULL;
       if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-      __PYX_ERR(0, 464, __pyx_L1_error)
+      __PYX_ERR(0, 468, __pyx_L1_error)
       __pyx_L26_unpacking_done:;
     }
     __Pyx_XDECREF_SET(__pyx_v_tag, __pyx_t_7);
@@ -34088,63 +34266,63 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
     __pyx_t_12 = 0;
     __Pyx_INCREF(__pyx_t_5);
     __Pyx_XDECREF_SET(__pyx_v_i, __pyx_t_5);
-    __pyx_t_1 = __Pyx_PyLong_AddObjC(__pyx_t_5, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 464, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyLong_AddObjC(__pyx_t_5, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 468, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
     __Pyx_DECREF(__pyx_t_5);
     __pyx_t_5 = __pyx_t_1;
     __pyx_t_1 = 0;
 
-    /* "fastaudit/_elfedit.pyx":465
+    /* "fastaudit/_elfedit.pyx":469
  *                 break
  *         for i, (tag, val) in enumerate(new_entries + [[DT_NULL, 0]]):
  *             self.put_word(view, dyn_off + i * img.dynent, tag)             # <<<<<<<<<<<<<<
  *             self.put_word(view, dyn_off + i * img.dynent + img.word, val)
  *         if not move_dynamic:
 */
-    __pyx_t_1 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->dynent); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 465, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->dynent); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 469, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_12 = __Pyx_PyNumber_Multiply_object_int(__pyx_v_i, __pyx_t_1); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 465, __pyx_L1_error)
+    __pyx_t_12 = __Pyx_PyNumber_Multiply_object_int(__pyx_v_i, __pyx_t_1); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 469, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_12);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __pyx_t_1 = __Pyx_PyNumber_Add_object_object(__pyx_v_dyn_off, __pyx_t_12); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 465, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyNumber_Add_object_object(__pyx_v_dyn_off, __pyx_t_12); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 469, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
     __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-    __pyx_t_15 = __Pyx_PyLong_As_uint64_t(__pyx_t_1); if (unlikely((__pyx_t_15 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 465, __pyx_L1_error)
+    __pyx_t_15 = __Pyx_PyLong_As_uint64_t(__pyx_t_1); if (unlikely((__pyx_t_15 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 469, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __pyx_t_16 = __Pyx_PyLong_As_uint64_t(__pyx_v_tag); if (unlikely((__pyx_t_16 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 465, __pyx_L1_error)
-    ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self->__pyx_vtab)->put_word(__pyx_v_self, __pyx_v_view, __pyx_t_15, __pyx_t_16); if (unlikely(PyErr_Occurred())) __PYX_ERR(0, 465, __pyx_L1_error)
+    __pyx_t_16 = __Pyx_PyLong_As_uint64_t(__pyx_v_tag); if (unlikely((__pyx_t_16 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 469, __pyx_L1_error)
+    ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self->__pyx_vtab)->put_word(__pyx_v_self, __pyx_v_view, __pyx_t_15, __pyx_t_16); if (unlikely(PyErr_Occurred())) __PYX_ERR(0, 469, __pyx_L1_error)
 
 
 
-    /* "fastaudit/_elfedit.pyx":466
+    /* "fastaudit/_elfedit.pyx":470
  *         for i, (tag, val) in enumerate(new_entries + [[DT_NULL, 0]]):
  *             self.put_word(view, dyn_off + i * img.dynent, tag)
  *             self.put_word(view, dyn_off + i * img.dynent + img.word, val)             # <<<<<<<<<<<<<<
  *         if not move_dynamic:
  *             for i in range(len(new_entries) + 1, capacity):  # spare slots stay DT_NULL
 */
-    __pyx_t_1 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->dynent); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 466, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->dynent); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 470, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_12 = __Pyx_PyNumber_Multiply_object_int(__pyx_v_i, __pyx_t_1); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 466, __pyx_L1_error)
+    __pyx_t_12 = __Pyx_PyNumber_Multiply_object_int(__pyx_v_i, __pyx_t_1); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 470, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_12);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __pyx_t_1 = __Pyx_PyNumber_Add_object_object(__pyx_v_dyn_off, __pyx_t_12); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 466, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyNumber_Add_object_object(__pyx_v_dyn_off, __pyx_t_12); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 470, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
     __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-    __pyx_t_12 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->word); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 466, __pyx_L1_error)
+    __pyx_t_12 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->word); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 470, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_12);
-    __pyx_t_7 = __Pyx_PyNumber_Add_object_int(__pyx_t_1, __pyx_t_12); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 466, __pyx_L1_error)
+    __pyx_t_7 = __Pyx_PyNumber_Add_object_int(__pyx_t_1, __pyx_t_12); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 470, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
     __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-    __pyx_t_16 = __Pyx_PyLong_As_uint64_t(__pyx_t_7); if (unlikely((__pyx_t_16 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 466, __pyx_L1_error)
+    __pyx_t_16 = __Pyx_PyLong_As_uint64_t(__pyx_t_7); if (unlikely((__pyx_t_16 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 470, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-    __pyx_t_15 = __Pyx_PyLong_As_uint64_t(__pyx_v_val); if (unlikely((__pyx_t_15 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 466, __pyx_L1_error)
-    ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self->__pyx_vtab)->put_word(__pyx_v_self, __pyx_v_view, __pyx_t_16, __pyx_t_15); if (unlikely(PyErr_Occurred())) __PYX_ERR(0, 466, __pyx_L1_error)
+    __pyx_t_15 = __Pyx_PyLong_As_uint64_t(__pyx_v_val); if (unlikely((__pyx_t_15 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 470, __pyx_L1_error)
+    ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self->__pyx_vtab)->put_word(__pyx_v_self, __pyx_v_view, __pyx_t_16, __pyx_t_15); if (unlikely(PyErr_Occurred())) __PYX_ERR(0, 470, __pyx_L1_error)
 
 
 
-    /* "fastaudit/_elfedit.pyx":464
+    /* "fastaudit/_elfedit.pyx":468
  *                 dyn_off = p[2]
  *                 break
  *         for i, (tag, val) in enumerate(new_entries + [[DT_NULL, 0]]):             # <<<<<<<<<<<<<<
@@ -34155,21 +34333,21 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
   __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "fastaudit/_elfedit.pyx":467
+  /* "fastaudit/_elfedit.pyx":471
  *             self.put_word(view, dyn_off + i * img.dynent, tag)
  *             self.put_word(view, dyn_off + i * img.dynent + img.word, val)
  *         if not move_dynamic:             # <<<<<<<<<<<<<<
  *             for i in range(len(new_entries) + 1, capacity):  # spare slots stay DT_NULL
  *                 self.put_word(view, dyn_off + i * img.dynent, 0)
 */
-  __pyx_t_4 = __Pyx_PyObject_IsTrue(__pyx_v_move_dynamic); if (unlikely((__pyx_t_4 < 0))) __PYX_ERR(0, 467, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_IsTrue(__pyx_v_move_dynamic); if (unlikely((__pyx_t_4 < 0))) __PYX_ERR(0, 471, __pyx_L1_error)
   __pyx_t_2 = (!__pyx_t_4);
 
 
   if (__pyx_t_2) {
 
 
-    /* "fastaudit/_elfedit.pyx":468
+    /* "fastaudit/_elfedit.pyx":472
  *             self.put_word(view, dyn_off + i * img.dynent + img.word, val)
  *         if not move_dynamic:
  *             for i in range(len(new_entries) + 1, capacity):  # spare slots stay DT_NULL             # <<<<<<<<<<<<<<
@@ -34179,13 +34357,13 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
     __pyx_t_6 = NULL;
     if (unlikely(__pyx_v_new_entries == Py_None)) {
       PyErr_SetString(PyExc_TypeError, "object of type \047NoneType\047 has no len()");
-      __PYX_ERR(0, 468, __pyx_L1_error)
+      __PYX_ERR(0, 472, __pyx_L1_error)
     }
-    __pyx_t_3 = __Pyx_PyList_GET_SIZE(__pyx_v_new_entries); if (unlikely(__pyx_t_3 == ((Py_ssize_t)-1))) __PYX_ERR(0, 468, __pyx_L1_error)
-    __pyx_t_7 = PyLong_FromSsize_t((__pyx_t_3 + 1)); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 468, __pyx_L1_error)
+    __pyx_t_3 = __Pyx_PyList_GET_SIZE(__pyx_v_new_entries); if (unlikely(__pyx_t_3 == ((Py_ssize_t)-1))) __PYX_ERR(0, 472, __pyx_L1_error)
+    __pyx_t_7 = PyLong_FromSsize_t((__pyx_t_3 + 1)); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 472, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
 
-    __pyx_t_12 = __Pyx_PyLong_From_uint64_t(__pyx_v_capacity); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 468, __pyx_L1_error)
+    __pyx_t_12 = __Pyx_PyLong_From_uint64_t(__pyx_v_capacity); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 472, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_12);
     __pyx_t_10 = 1;
     {
@@ -34194,12 +34372,12 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
       __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
       __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 468, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 472, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
-    __pyx_t_12 = PyObject_GetIter(__pyx_t_5); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 468, __pyx_L1_error)
+    __pyx_t_12 = PyObject_GetIter(__pyx_t_5); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 472, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_12);
-    __pyx_t_17 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_12); if (unlikely(!__pyx_t_17)) __PYX_ERR(0, 468, __pyx_L1_error)
+    __pyx_t_17 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_12); if (unlikely(!__pyx_t_17)) __PYX_ERR(0, 472, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     for (;;) {
       {
@@ -34207,7 +34385,7 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
         if (unlikely(!__pyx_t_5)) {
           PyObject* exc_type = PyErr_Occurred();
           if (exc_type) {
-            if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(0, 468, __pyx_L1_error)
+            if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(0, 472, __pyx_L1_error)
             PyErr_Clear();
           }
           break;
@@ -34217,53 +34395,53 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
       __Pyx_XDECREF_SET(__pyx_v_i, __pyx_t_5);
       __pyx_t_5 = 0;
 
-      /* "fastaudit/_elfedit.pyx":469
+      /* "fastaudit/_elfedit.pyx":473
  *         if not move_dynamic:
  *             for i in range(len(new_entries) + 1, capacity):  # spare slots stay DT_NULL
  *                 self.put_word(view, dyn_off + i * img.dynent, 0)             # <<<<<<<<<<<<<<
  *                 self.put_word(view, dyn_off + i * img.dynent + img.word, 0)
  *         for pos, size, value in patches:
 */
-      __pyx_t_5 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->dynent); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 469, __pyx_L1_error)
+      __pyx_t_5 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->dynent); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 473, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
-      __pyx_t_7 = __Pyx_PyNumber_Multiply_object_int(__pyx_v_i, __pyx_t_5); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 469, __pyx_L1_error)
+      __pyx_t_7 = __Pyx_PyNumber_Multiply_object_int(__pyx_v_i, __pyx_t_5); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 473, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      __pyx_t_5 = __Pyx_PyNumber_Add_object_object(__pyx_v_dyn_off, __pyx_t_7); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 469, __pyx_L1_error)
+      __pyx_t_5 = __Pyx_PyNumber_Add_object_object(__pyx_v_dyn_off, __pyx_t_7); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 473, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-      __pyx_t_15 = __Pyx_PyLong_As_uint64_t(__pyx_t_5); if (unlikely((__pyx_t_15 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 469, __pyx_L1_error)
+      __pyx_t_15 = __Pyx_PyLong_As_uint64_t(__pyx_t_5); if (unlikely((__pyx_t_15 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 473, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self->__pyx_vtab)->put_word(__pyx_v_self, __pyx_v_view, __pyx_t_15, 0); if (unlikely(PyErr_Occurred())) __PYX_ERR(0, 469, __pyx_L1_error)
+      ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self->__pyx_vtab)->put_word(__pyx_v_self, __pyx_v_view, __pyx_t_15, 0); if (unlikely(PyErr_Occurred())) __PYX_ERR(0, 473, __pyx_L1_error)
 
 
-      /* "fastaudit/_elfedit.pyx":470
+      /* "fastaudit/_elfedit.pyx":474
  *             for i in range(len(new_entries) + 1, capacity):  # spare slots stay DT_NULL
  *                 self.put_word(view, dyn_off + i * img.dynent, 0)
  *                 self.put_word(view, dyn_off + i * img.dynent + img.word, 0)             # <<<<<<<<<<<<<<
  *         for pos, size, value in patches:
  *             if size == 2:
 */
-      __pyx_t_5 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->dynent); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 470, __pyx_L1_error)
+      __pyx_t_5 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->dynent); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 474, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
-      __pyx_t_7 = __Pyx_PyNumber_Multiply_object_int(__pyx_v_i, __pyx_t_5); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 470, __pyx_L1_error)
+      __pyx_t_7 = __Pyx_PyNumber_Multiply_object_int(__pyx_v_i, __pyx_t_5); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 474, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      __pyx_t_5 = __Pyx_PyNumber_Add_object_object(__pyx_v_dyn_off, __pyx_t_7); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 470, __pyx_L1_error)
+      __pyx_t_5 = __Pyx_PyNumber_Add_object_object(__pyx_v_dyn_off, __pyx_t_7); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 474, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-      __pyx_t_7 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->word); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 470, __pyx_L1_error)
+      __pyx_t_7 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->word); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 474, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
-      __pyx_t_6 = __Pyx_PyNumber_Add_object_int(__pyx_t_5, __pyx_t_7); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 470, __pyx_L1_error)
+      __pyx_t_6 = __Pyx_PyNumber_Add_object_int(__pyx_t_5, __pyx_t_7); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 474, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_6);
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-      __pyx_t_15 = __Pyx_PyLong_As_uint64_t(__pyx_t_6); if (unlikely((__pyx_t_15 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 470, __pyx_L1_error)
+      __pyx_t_15 = __Pyx_PyLong_As_uint64_t(__pyx_t_6); if (unlikely((__pyx_t_15 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 474, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-      ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self->__pyx_vtab)->put_word(__pyx_v_self, __pyx_v_view, __pyx_t_15, 0); if (unlikely(PyErr_Occurred())) __PYX_ERR(0, 470, __pyx_L1_error)
+      ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self->__pyx_vtab)->put_word(__pyx_v_self, __pyx_v_view, __pyx_t_15, 0); if (unlikely(PyErr_Occurred())) __PYX_ERR(0, 474, __pyx_L1_error)
 
 
-      /* "fastaudit/_elfedit.pyx":468
+      /* "fastaudit/_elfedit.pyx":472
  *             self.put_word(view, dyn_off + i * img.dynent + img.word, val)
  *         if not move_dynamic:
  *             for i in range(len(new_entries) + 1, capacity):  # spare slots stay DT_NULL             # <<<<<<<<<<<<<<
@@ -34273,7 +34451,7 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
     }
     __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
 
-    /* "fastaudit/_elfedit.pyx":467
+    /* "fastaudit/_elfedit.pyx":471
  *             self.put_word(view, dyn_off + i * img.dynent, tag)
  *             self.put_word(view, dyn_off + i * img.dynent + img.word, val)
  *         if not move_dynamic:             # <<<<<<<<<<<<<<
@@ -34282,7 +34460,7 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
 */
   }
 
-  /* "fastaudit/_elfedit.pyx":471
+  /* "fastaudit/_elfedit.pyx":475
  *                 self.put_word(view, dyn_off + i * img.dynent, 0)
  *                 self.put_word(view, dyn_off + i * img.dynent + img.word, 0)
  *         for pos, size, value in patches:             # <<<<<<<<<<<<<<
@@ -34291,7 +34469,7 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
 */
   if (unlikely(__pyx_v_patches == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not iterable");
-    __PYX_ERR(0, 471, __pyx_L1_error)
+    __PYX_ERR(0, 475, __pyx_L1_error)
   }
   __pyx_t_12 = __pyx_v_patches; __Pyx_INCREF(__pyx_t_12);
   __pyx_t_3 = 0;
@@ -34299,13 +34477,13 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
     {
       Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_12);
       #if !CYTHON_ASSUME_SAFE_SIZE
-      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 471, __pyx_L1_error)
+      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 475, __pyx_L1_error)
       #endif
       if (__pyx_t_3 >= __pyx_temp) break;
     }
     __pyx_t_6 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_12, __pyx_t_3, __Pyx_ReferenceSharing_OwnStrongReference);
     ++__pyx_t_3;
-    if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 471, __pyx_L1_error)
+    if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 475, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     if ((likely(PyTuple_CheckExact(__pyx_t_6))) || (PyList_CheckExact(__pyx_t_6))) {
       PyObject* sequence = __pyx_t_6;
@@ -34313,7 +34491,7 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
       if (unlikely(size != 3)) {
         if (size > 3) __Pyx_RaiseTooManyValuesError(3);
         else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-        __PYX_ERR(0, 471, __pyx_L1_error)
+        __PYX_ERR(0, 475, __pyx_L1_error)
       }
       #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
       if (likely(PyTuple_CheckExact(sequence))) {
@@ -34325,27 +34503,27 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
         __Pyx_INCREF(__pyx_t_1);
       } else {
         __pyx_t_7 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 471, __pyx_L1_error)
+        if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 475, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_7);
         __pyx_t_5 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 471, __pyx_L1_error)
+        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 475, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_5);
         __pyx_t_1 = __Pyx_PyList_GET_ITEM_REF(sequence, 2, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 471, __pyx_L1_error)
+        if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 475, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_1);
       }
       #else
-      __pyx_t_7 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 471, __pyx_L1_error)
+      __pyx_t_7 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 475, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
-      __pyx_t_5 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 471, __pyx_L1_error)
+      __pyx_t_5 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 475, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
-      __pyx_t_1 = __Pyx_PySequence_ITEM(sequence, 2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 471, __pyx_L1_error)
+      __pyx_t_1 = __Pyx_PySequence_ITEM(sequence, 2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 475, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
       #endif
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     } else {
       Py_ssize_t index = -1;
-      __pyx_t_13 = PyObject_GetIter(__pyx_t_6); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 471, __pyx_L1_error)
+      __pyx_t_13 = PyObject_GetIter(__pyx_t_6); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 475, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_13);
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
       __pyx_t_14 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_13);
@@ -34355,7 +34533,7 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
       __Pyx_GOTREF(__pyx_t_5);
       index = 2; __pyx_t_1 = __pyx_t_14(__pyx_t_13); if (unlikely(!__pyx_t_1)) goto __pyx_L34_unpacking_failed;
       __Pyx_GOTREF(__pyx_t_1);
-      if (__Pyx_IternextUnpackEndCheck(__pyx_t_14(__pyx_t_13), 3) < (0)) __PYX_ERR(0, 471, __pyx_L1_error)
+      if (__Pyx_IternextUnpackEndCheck(__pyx_t_14(__pyx_t_13), 3) < (0)) __PYX_ERR(0, 475, __pyx_L1_error)
       __pyx_t_14 = NULL;
       __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
       goto __pyx_L35_unpacking_done;
@@ -34363,7 +34541,7 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
       __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
       __pyx_t_14 = NULL;
       if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-      __PYX_ERR(0, 471, __pyx_L1_error)
+      __PYX_ERR(0, 475, __pyx_L1_error)
       __pyx_L35_unpacking_done:;
     }
     __Pyx_XDECREF_SET(__pyx_v_pos, __pyx_t_7);
@@ -34373,32 +34551,32 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
     __Pyx_XDECREF_SET(__pyx_v_value, __pyx_t_1);
     __pyx_t_1 = 0;
 
-    /* "fastaudit/_elfedit.pyx":472
+    /* "fastaudit/_elfedit.pyx":476
  *                 self.put_word(view, dyn_off + i * img.dynent + img.word, 0)
  *         for pos, size, value in patches:
  *             if size == 2:             # <<<<<<<<<<<<<<
  *                 wr16(&view[pos], le, value)
  *             elif size == 4:
 */
-    __pyx_t_2 = (__Pyx_PyLong_BoolEqObjC(__pyx_v_size, __pyx_mstate_global->__pyx_int_2, 2, 0)); if (unlikely((__pyx_t_2 < 0))) __PYX_ERR(0, 472, __pyx_L1_error)
+    __pyx_t_2 = (__Pyx_PyLong_BoolEqObjC(__pyx_v_size, __pyx_mstate_global->__pyx_int_2, 2, 0)); if (unlikely((__pyx_t_2 < 0))) __PYX_ERR(0, 476, __pyx_L1_error)
     if (__pyx_t_2) {
 
 
-      /* "fastaudit/_elfedit.pyx":473
+      /* "fastaudit/_elfedit.pyx":477
  *         for pos, size, value in patches:
  *             if size == 2:
  *                 wr16(&view[pos], le, value)             # <<<<<<<<<<<<<<
  *             elif size == 4:
  *                 wr32(&view[pos], le, value)
 */
-      __pyx_t_18 = __Pyx_PyIndex_AsSsize_t(__pyx_v_pos); if (unlikely((__pyx_t_18 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 473, __pyx_L1_error)
+      __pyx_t_18 = __Pyx_PyIndex_AsSsize_t(__pyx_v_pos); if (unlikely((__pyx_t_18 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 477, __pyx_L1_error)
       __pyx_t_19 = __pyx_t_18;
-      __pyx_t_20 = __Pyx_PyLong_As_uint16_t(__pyx_v_value); if (unlikely((__pyx_t_20 == ((uint16_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 473, __pyx_L1_error)
+      __pyx_t_20 = __Pyx_PyLong_As_uint16_t(__pyx_v_value); if (unlikely((__pyx_t_20 == ((uint16_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 477, __pyx_L1_error)
       __pyx_f_9fastaudit_8_elfedit_wr16((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_19)) )))), __pyx_v_le, __pyx_t_20);
 
 
 
-      /* "fastaudit/_elfedit.pyx":472
+      /* "fastaudit/_elfedit.pyx":476
  *                 self.put_word(view, dyn_off + i * img.dynent + img.word, 0)
  *         for pos, size, value in patches:
  *             if size == 2:             # <<<<<<<<<<<<<<
@@ -34408,32 +34586,32 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
       goto __pyx_L36;
     }
 
-    /* "fastaudit/_elfedit.pyx":474
+    /* "fastaudit/_elfedit.pyx":478
  *             if size == 2:
  *                 wr16(&view[pos], le, value)
  *             elif size == 4:             # <<<<<<<<<<<<<<
  *                 wr32(&view[pos], le, value)
  *             else:
 */
-    __pyx_t_2 = (__Pyx_PyLong_BoolEqObjC(__pyx_v_size, __pyx_mstate_global->__pyx_int_4, 4, 0)); if (unlikely((__pyx_t_2 < 0))) __PYX_ERR(0, 474, __pyx_L1_error)
+    __pyx_t_2 = (__Pyx_PyLong_BoolEqObjC(__pyx_v_size, __pyx_mstate_global->__pyx_int_4, 4, 0)); if (unlikely((__pyx_t_2 < 0))) __PYX_ERR(0, 478, __pyx_L1_error)
     if (__pyx_t_2) {
 
 
-      /* "fastaudit/_elfedit.pyx":475
+      /* "fastaudit/_elfedit.pyx":479
  *                 wr16(&view[pos], le, value)
  *             elif size == 4:
  *                 wr32(&view[pos], le, value)             # <<<<<<<<<<<<<<
  *             else:
  *                 wr64(&view[pos], le, value)
 */
-      __pyx_t_18 = __Pyx_PyIndex_AsSsize_t(__pyx_v_pos); if (unlikely((__pyx_t_18 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 475, __pyx_L1_error)
+      __pyx_t_18 = __Pyx_PyIndex_AsSsize_t(__pyx_v_pos); if (unlikely((__pyx_t_18 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 479, __pyx_L1_error)
       __pyx_t_19 = __pyx_t_18;
-      __pyx_t_21 = __Pyx_PyLong_As_uint32_t(__pyx_v_value); if (unlikely((__pyx_t_21 == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 475, __pyx_L1_error)
+      __pyx_t_21 = __Pyx_PyLong_As_uint32_t(__pyx_v_value); if (unlikely((__pyx_t_21 == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 479, __pyx_L1_error)
       __pyx_f_9fastaudit_8_elfedit_wr32((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_19)) )))), __pyx_v_le, __pyx_t_21);
 
 
 
-      /* "fastaudit/_elfedit.pyx":474
+      /* "fastaudit/_elfedit.pyx":478
  *             if size == 2:
  *                 wr16(&view[pos], le, value)
  *             elif size == 4:             # <<<<<<<<<<<<<<
@@ -34443,7 +34621,7 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
       goto __pyx_L36;
     }
 
-    /* "fastaudit/_elfedit.pyx":477
+    /* "fastaudit/_elfedit.pyx":481
  *                 wr32(&view[pos], le, value)
  *             else:
  *                 wr64(&view[pos], le, value)             # <<<<<<<<<<<<<<
@@ -34451,16 +34629,16 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
  * 
 */
     /*else*/ {
-      __pyx_t_18 = __Pyx_PyIndex_AsSsize_t(__pyx_v_pos); if (unlikely((__pyx_t_18 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 477, __pyx_L1_error)
+      __pyx_t_18 = __Pyx_PyIndex_AsSsize_t(__pyx_v_pos); if (unlikely((__pyx_t_18 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 481, __pyx_L1_error)
       __pyx_t_19 = __pyx_t_18;
-      __pyx_t_15 = __Pyx_PyLong_As_uint64_t(__pyx_v_value); if (unlikely((__pyx_t_15 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 477, __pyx_L1_error)
+      __pyx_t_15 = __Pyx_PyLong_As_uint64_t(__pyx_v_value); if (unlikely((__pyx_t_15 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 481, __pyx_L1_error)
       __pyx_f_9fastaudit_8_elfedit_wr64((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_19)) )))), __pyx_v_le, __pyx_t_15);
 
 
     }
     __pyx_L36:;
 
-    /* "fastaudit/_elfedit.pyx":471
+    /* "fastaudit/_elfedit.pyx":475
  *                 self.put_word(view, dyn_off + i * img.dynent, 0)
  *                 self.put_word(view, dyn_off + i * img.dynent + img.word, 0)
  *         for pos, size, value in patches:             # <<<<<<<<<<<<<<
@@ -34470,7 +34648,7 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
   }
   __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
 
-  /* "fastaudit/_elfedit.pyx":478
+  /* "fastaudit/_elfedit.pyx":482
  *             else:
  *                 wr64(&view[pos], le, value)
  *         return bytes(out)             # <<<<<<<<<<<<<<
@@ -34483,7 +34661,7 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
     PyObject *__pyx_callargs[2] = {__pyx_t_6, __pyx_v_out};
     __pyx_t_12 = __Pyx_PyObject_FastCall((PyObject*)(&PyBytes_Type), __pyx_callargs+__pyx_t_10, (2-__pyx_t_10) | (__pyx_t_10*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
-    if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 478, __pyx_L1_error)
+    if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 482, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_12);
   }
   {
@@ -34497,7 +34675,7 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
   __pyx_t_12 = 0;
   goto __pyx_L0;
 
-  /* "fastaudit/_elfedit.pyx":442
+  /* "fastaudit/_elfedit.pyx":446
  *         return len(self.dynstr) + found
  * 
  *     def write(self, list new_entries, list patches):             # <<<<<<<<<<<<<<
@@ -34533,13 +34711,13 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
   __Pyx_XDECREF(__pyx_v_pos);
   __Pyx_XDECREF(__pyx_v_size);
   __Pyx_XDECREF(__pyx_v_value);
-  __Pyx_XDECREF(__pyx_9genexpr21__pyx_v_e);
+  __Pyx_XDECREF(__pyx_9genexpr20__pyx_v_e);
   __Pyx_XGIVEREF(__pyx_r);
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
 
-/* "fastaudit/_elfedit.pyx":480
+/* "fastaudit/_elfedit.pyx":484
  *         return bytes(out)
  * 
  *     cdef void put_word(self, uint8_t[::1] view, uint64_t off, uint64_t value):             # <<<<<<<<<<<<<<
@@ -34550,7 +34728,7 @@ __pyx_t_6 = __pyx_memoryview_fromslice(__pyx_t_8, 1, (PyObject *(*)(char *)) __p
 static void __pyx_f_9fastaudit_8_elfedit_8_Rewrite_put_word(struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *__pyx_v_self, __Pyx_memviewslice __pyx_v_view, uint64_t __pyx_v_off, uint64_t __pyx_v_value) {
   uint64_t __pyx_t_1;
 
-  /* "fastaudit/_elfedit.pyx":481
+  /* "fastaudit/_elfedit.pyx":485
  * 
  *     cdef void put_word(self, uint8_t[::1] view, uint64_t off, uint64_t value):
  *         if self.img.im.is64:             # <<<<<<<<<<<<<<
@@ -34559,7 +34737,7 @@ static void __pyx_f_9fastaudit_8_elfedit_8_Rewrite_put_word(struct __pyx_obj_9fa
 */
   if (__pyx_v_self->img->im.is64) {
 
-    /* "fastaudit/_elfedit.pyx":482
+    /* "fastaudit/_elfedit.pyx":486
  *     cdef void put_word(self, uint8_t[::1] view, uint64_t off, uint64_t value):
  *         if self.img.im.is64:
  *             wr64(&view[off], self.img.im.le, value)             # <<<<<<<<<<<<<<
@@ -34569,7 +34747,7 @@ static void __pyx_f_9fastaudit_8_elfedit_8_Rewrite_put_word(struct __pyx_obj_9fa
     __pyx_t_1 = __pyx_v_off;
     __pyx_f_9fastaudit_8_elfedit_wr64((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_1)) )))), __pyx_v_self->img->im.le, __pyx_v_value);
 
-    /* "fastaudit/_elfedit.pyx":481
+    /* "fastaudit/_elfedit.pyx":485
  * 
  *     cdef void put_word(self, uint8_t[::1] view, uint64_t off, uint64_t value):
  *         if self.img.im.is64:             # <<<<<<<<<<<<<<
@@ -34579,7 +34757,7 @@ static void __pyx_f_9fastaudit_8_elfedit_8_Rewrite_put_word(struct __pyx_obj_9fa
     goto __pyx_L3;
   }
 
-  /* "fastaudit/_elfedit.pyx":484
+  /* "fastaudit/_elfedit.pyx":488
  *             wr64(&view[off], self.img.im.le, value)
  *         else:
  *             wr32(&view[off], self.img.im.le, <uint32_t>value)             # <<<<<<<<<<<<<<
@@ -34592,7 +34770,7 @@ static void __pyx_f_9fastaudit_8_elfedit_8_Rewrite_put_word(struct __pyx_obj_9fa
   }
   __pyx_L3:;
 
-  /* "fastaudit/_elfedit.pyx":480
+  /* "fastaudit/_elfedit.pyx":484
  *         return bytes(out)
  * 
  *     cdef void put_word(self, uint8_t[::1] view, uint64_t off, uint64_t value):             # <<<<<<<<<<<<<<
@@ -34604,7 +34782,7 @@ static void __pyx_f_9fastaudit_8_elfedit_8_Rewrite_put_word(struct __pyx_obj_9fa
 
 }
 
-/* "fastaudit/_elfedit.pyx":486
+/* "fastaudit/_elfedit.pyx":490
  *             wr32(&view[off], self.img.im.le, <uint32_t>value)
  * 
  *     def new_segment(self, list new_entries, bint move_dynamic, bytearray out) -> bytearray:             # <<<<<<<<<<<<<<
@@ -34654,46 +34832,46 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_new_entries,&__pyx_mstate_global->__pyx_n_u_move_dynamic,&__pyx_mstate_global->__pyx_n_u_out,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 486, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 490, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 486, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 490, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 486, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 490, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 486, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 490, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "new_segment", 0) < (0)) __PYX_ERR(0, 486, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "new_segment", 0) < (0)) __PYX_ERR(0, 490, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 3; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("new_segment", 1, 3, 3, i); __PYX_ERR(0, 486, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("new_segment", 1, 3, 3, i); __PYX_ERR(0, 490, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 3)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 486, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 490, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 486, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 490, __pyx_L3_error)
       values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 486, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 490, __pyx_L3_error)
     }
     __pyx_v_new_entries = ((PyObject*)values[0]);
-    __pyx_v_move_dynamic = __Pyx_PyObject_IsTrue(values[1]); if (unlikely((__pyx_v_move_dynamic == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 486, __pyx_L3_error)
+    __pyx_v_move_dynamic = __Pyx_PyObject_IsTrue(values[1]); if (unlikely((__pyx_v_move_dynamic == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 490, __pyx_L3_error)
     __pyx_v_out = ((PyObject*)values[2]);
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("new_segment", 1, 3, 3, __pyx_nargs); __PYX_ERR(0, 486, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("new_segment", 1, 3, 3, __pyx_nargs); __PYX_ERR(0, 490, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -34704,8 +34882,8 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return NULL;
   __pyx_L4_argument_unpacking_done:;
-  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_new_entries), (&PyList_Type), 1, "new_entries", 1))) __PYX_ERR(0, 486, __pyx_L1_error)
-  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_out), (&PyByteArray_Type), 1, "out", 1))) __PYX_ERR(0, 486, __pyx_L1_error)
+  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_new_entries), (&PyList_Type), 1, "new_entries", 1))) __PYX_ERR(0, 490, __pyx_L1_error)
+  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_out), (&PyByteArray_Type), 1, "out", 1))) __PYX_ERR(0, 490, __pyx_L1_error)
   __pyx_r = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(((struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self), __pyx_v_new_entries, __pyx_v_move_dynamic, __pyx_v_out);
 
   /* function exit code */
@@ -34727,7 +34905,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
 }
 static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_2generator1(__pyx_CoroutineObject *__pyx_generator, CYTHON_UNUSED PyThreadState *__pyx_tstate, PyObject *__pyx_sent_value); /* proto */
 
-/* "fastaudit/_elfedit.pyx":492
+/* "fastaudit/_elfedit.pyx":496
  *         cdef uint8_t[::1] view
  *         table = bytes(self.dynstr) + bytes(self.appended)
  *         slot = next((i for i, p in enumerate(self.phdrs) if p[0] == PT_NULL), None)             # <<<<<<<<<<<<<<
@@ -34747,7 +34925,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_11new_segment_genexpr(C
   if (unlikely(!__pyx_cur_scope)) {
     __pyx_cur_scope = ((struct __pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_2_genexpr *)Py_None);
     __Pyx_INCREF(Py_None);
-    __PYX_ERR(0, 492, __pyx_L1_error)
+    __PYX_ERR(0, 496, __pyx_L1_error)
   } else {
     __Pyx_GOTREF((PyObject *)__pyx_cur_scope);
   }
@@ -34755,7 +34933,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_11new_segment_genexpr(C
   __Pyx_INCREF(__pyx_cur_scope->__pyx_genexpr_arg_0);
   __Pyx_GIVEREF(__pyx_cur_scope->__pyx_genexpr_arg_0);
   {
-    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_2generator1, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[1]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_new_segment_locals_genexpr, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit); if (unlikely(!gen)) __PYX_ERR(0, 492, __pyx_L1_error)
+    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_2generator1, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[1]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_new_segment_locals_genexpr, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit); if (unlikely(!gen)) __PYX_ERR(0, 496, __pyx_L1_error)
     __Pyx_DECREF(__pyx_cur_scope);
     __Pyx_RefNannyFinishContext();
     return (PyObject *) gen;
@@ -34796,24 +34974,24 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_2generato
   __pyx_L3_first_run:;
   if (unlikely(__pyx_sent_value != Py_None)) {
     if (unlikely(__pyx_sent_value)) PyErr_SetString(PyExc_TypeError, "can't send non-None value to a just-started generator");
-    __PYX_ERR(0, 492, __pyx_L1_error)
+    __PYX_ERR(0, 496, __pyx_L1_error)
   }
   __Pyx_INCREF(__pyx_mstate_global->__pyx_int_0);
   __pyx_t_1 = __pyx_mstate_global->__pyx_int_0;
-  if (unlikely(!__pyx_cur_scope->__pyx_genexpr_arg_0)) { __Pyx_RaiseUnboundLocalError(".0"); __PYX_ERR(0, 492, __pyx_L1_error) }
+  if (unlikely(!__pyx_cur_scope->__pyx_genexpr_arg_0)) { __Pyx_RaiseUnboundLocalError(".0"); __PYX_ERR(0, 496, __pyx_L1_error) }
   __pyx_t_2 = __pyx_cur_scope->__pyx_genexpr_arg_0; __Pyx_INCREF(__pyx_t_2);
   __pyx_t_3 = 0;
   for (;;) {
     {
       Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_2);
       #if !CYTHON_ASSUME_SAFE_SIZE
-      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 492, __pyx_L1_error)
+      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 496, __pyx_L1_error)
       #endif
       if (__pyx_t_3 >= __pyx_temp) break;
     }
     __pyx_t_4 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_2, __pyx_t_3, __Pyx_ReferenceSharing_OwnStrongReference);
     ++__pyx_t_3;
-    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 492, __pyx_L1_error)
+    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 496, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __Pyx_XGOTREF(__pyx_cur_scope->__pyx_v_p);
     __Pyx_XDECREF_SET(__pyx_cur_scope->__pyx_v_p, __pyx_t_4);
@@ -34823,16 +35001,16 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_2generato
     __Pyx_XGOTREF(__pyx_cur_scope->__pyx_v_i);
     __Pyx_XDECREF_SET(__pyx_cur_scope->__pyx_v_i, __pyx_t_1);
     __Pyx_GIVEREF(__pyx_t_1);
-    __pyx_t_4 = __Pyx_PyLong_AddObjC(__pyx_t_1, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 492, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyLong_AddObjC(__pyx_t_1, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 496, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __Pyx_DECREF(__pyx_t_1);
     __pyx_t_1 = __pyx_t_4;
     __pyx_t_4 = 0;
-    __pyx_t_4 = __Pyx_GetItemInt(__pyx_cur_scope->__pyx_v_p, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 492, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_GetItemInt(__pyx_cur_scope->__pyx_v_p, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 496, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_5 = __Pyx_PyLong_From_uint64_t(PT_NULL); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 492, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyLong_From_uint64_t(PT_NULL); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 496, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_6 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_4, __pyx_t_5, Py_EQ); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 492, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_4, __pyx_t_5, Py_EQ); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 496, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     if (__pyx_t_6) {
@@ -34859,7 +35037,7 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_2generato
       __pyx_cur_scope->__pyx_t_1 = 0;
       __Pyx_XGOTREF(__pyx_t_2);
       __pyx_t_3 = __pyx_cur_scope->__pyx_t_2;
-      if (unlikely(!__pyx_sent_value)) __PYX_ERR(0, 492, __pyx_L1_error)
+      if (unlikely(!__pyx_sent_value)) __PYX_ERR(0, 496, __pyx_L1_error)
     }
   }
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
@@ -34890,7 +35068,7 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_2generato
 }
 static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_5generator2(__pyx_CoroutineObject *__pyx_generator, CYTHON_UNUSED PyThreadState *__pyx_tstate, PyObject *__pyx_sent_value); /* proto */
 
-/* "fastaudit/_elfedit.pyx":494
+/* "fastaudit/_elfedit.pyx":498
  *         slot = next((i for i, p in enumerate(self.phdrs) if p[0] == PT_NULL), None)
  *         move_phdrs = slot is None
  *         if move_phdrs and any(p[0] == PT_INTERP for p in self.phdrs):             # <<<<<<<<<<<<<<
@@ -34910,7 +35088,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_11new_segment_3genexpr(
   if (unlikely(!__pyx_cur_scope)) {
     __pyx_cur_scope = ((struct __pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_3_genexpr *)Py_None);
     __Pyx_INCREF(Py_None);
-    __PYX_ERR(0, 494, __pyx_L1_error)
+    __PYX_ERR(0, 498, __pyx_L1_error)
   } else {
     __Pyx_GOTREF((PyObject *)__pyx_cur_scope);
   }
@@ -34918,7 +35096,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_11new_segment_3genexpr(
   __Pyx_INCREF(__pyx_cur_scope->__pyx_genexpr_arg_0);
   __Pyx_GIVEREF(__pyx_cur_scope->__pyx_genexpr_arg_0);
   {
-    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_5generator2, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[2]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_new_segment_locals_genexpr, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit); if (unlikely(!gen)) __PYX_ERR(0, 494, __pyx_L1_error)
+    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_5generator2, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[2]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_new_segment_locals_genexpr, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit); if (unlikely(!gen)) __PYX_ERR(0, 498, __pyx_L1_error)
     __Pyx_DECREF(__pyx_cur_scope);
     __Pyx_RefNannyFinishContext();
     return (PyObject *) gen;
@@ -34955,11 +35133,11 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_5generato
     return NULL;
   }
   __pyx_L3_first_run:;
-  if (unlikely(!__pyx_sent_value)) __PYX_ERR(0, 494, __pyx_L1_error)
-  if (unlikely(!__pyx_cur_scope->__pyx_genexpr_arg_0)) { __Pyx_RaiseUnboundLocalError(".0"); __PYX_ERR(0, 494, __pyx_L1_error) }
+  if (unlikely(!__pyx_sent_value)) __PYX_ERR(0, 498, __pyx_L1_error)
+  if (unlikely(!__pyx_cur_scope->__pyx_genexpr_arg_0)) { __Pyx_RaiseUnboundLocalError(".0"); __PYX_ERR(0, 498, __pyx_L1_error) }
   if (unlikely(__pyx_cur_scope->__pyx_genexpr_arg_0 == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not iterable");
-    __PYX_ERR(0, 494, __pyx_L1_error)
+    __PYX_ERR(0, 498, __pyx_L1_error)
   }
   __pyx_t_1 = __pyx_cur_scope->__pyx_genexpr_arg_0; __Pyx_INCREF(__pyx_t_1);
   __pyx_t_2 = 0;
@@ -34967,23 +35145,23 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_5generato
     {
       Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_1);
       #if !CYTHON_ASSUME_SAFE_SIZE
-      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 494, __pyx_L1_error)
+      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 498, __pyx_L1_error)
       #endif
       if (__pyx_t_2 >= __pyx_temp) break;
     }
     __pyx_t_3 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_1, __pyx_t_2, __Pyx_ReferenceSharing_OwnStrongReference);
     ++__pyx_t_2;
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 494, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 498, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
     __Pyx_XGOTREF(__pyx_cur_scope->__pyx_v_p);
     __Pyx_XDECREF_SET(__pyx_cur_scope->__pyx_v_p, __pyx_t_3);
     __Pyx_GIVEREF(__pyx_t_3);
     __pyx_t_3 = 0;
-    __pyx_t_3 = __Pyx_GetItemInt(__pyx_cur_scope->__pyx_v_p, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 494, __pyx_L1_error)
+    __pyx_t_3 = __Pyx_GetItemInt(__pyx_cur_scope->__pyx_v_p, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 498, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
-    __pyx_t_4 = __Pyx_PyLong_From_uint64_t(PT_INTERP); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 494, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyLong_From_uint64_t(PT_INTERP); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 498, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_5 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_3, __pyx_t_4, Py_EQ); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(0, 494, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_3, __pyx_t_4, Py_EQ); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(0, 498, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     if (__pyx_t_5) {
@@ -35038,7 +35216,7 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_5generato
 }
 static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_8generator3(__pyx_CoroutineObject *__pyx_generator, CYTHON_UNUSED PyThreadState *__pyx_tstate, PyObject *__pyx_sent_value); /* proto */
 
-/* "fastaudit/_elfedit.pyx":503
+/* "fastaudit/_elfedit.pyx":507
  *         alignment = max([self.page_size] + [p[7] for p in loads])
  *         base_off = align_up(len(out), 16)
  *         base_vaddr = align_up(max(p[3] + p[6] for p in loads), alignment) + base_off % alignment             # <<<<<<<<<<<<<<
@@ -35058,7 +35236,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_11new_segment_6genexpr(
   if (unlikely(!__pyx_cur_scope)) {
     __pyx_cur_scope = ((struct __pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_4_genexpr *)Py_None);
     __Pyx_INCREF(Py_None);
-    __PYX_ERR(0, 503, __pyx_L1_error)
+    __PYX_ERR(0, 507, __pyx_L1_error)
   } else {
     __Pyx_GOTREF((PyObject *)__pyx_cur_scope);
   }
@@ -35066,7 +35244,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_11new_segment_6genexpr(
   __Pyx_INCREF(__pyx_cur_scope->__pyx_genexpr_arg_0);
   __Pyx_GIVEREF(__pyx_cur_scope->__pyx_genexpr_arg_0);
   {
-    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_8generator3, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[3]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_new_segment_locals_genexpr, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit); if (unlikely(!gen)) __PYX_ERR(0, 503, __pyx_L1_error)
+    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_8generator3, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[3]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_new_segment_locals_genexpr, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit); if (unlikely(!gen)) __PYX_ERR(0, 507, __pyx_L1_error)
     __Pyx_DECREF(__pyx_cur_scope);
     __Pyx_RefNannyFinishContext();
     return (PyObject *) gen;
@@ -35107,17 +35285,17 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_8generato
   __pyx_L3_first_run:;
   if (unlikely(__pyx_sent_value != Py_None)) {
     if (unlikely(__pyx_sent_value)) PyErr_SetString(PyExc_TypeError, "can't send non-None value to a just-started generator");
-    __PYX_ERR(0, 503, __pyx_L1_error)
+    __PYX_ERR(0, 507, __pyx_L1_error)
   }
-  if (unlikely(!__pyx_cur_scope->__pyx_genexpr_arg_0)) { __Pyx_RaiseUnboundLocalError(".0"); __PYX_ERR(0, 503, __pyx_L1_error) }
+  if (unlikely(!__pyx_cur_scope->__pyx_genexpr_arg_0)) { __Pyx_RaiseUnboundLocalError(".0"); __PYX_ERR(0, 507, __pyx_L1_error) }
   if (likely(PyList_CheckExact(__pyx_cur_scope->__pyx_genexpr_arg_0)) || PyTuple_CheckExact(__pyx_cur_scope->__pyx_genexpr_arg_0)) {
     __pyx_t_1 = __pyx_cur_scope->__pyx_genexpr_arg_0; __Pyx_INCREF(__pyx_t_1);
     __pyx_t_2 = 0;
     __pyx_t_3 = NULL;
   } else {
-    __pyx_t_2 = -1; __pyx_t_1 = PyObject_GetIter(__pyx_cur_scope->__pyx_genexpr_arg_0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 503, __pyx_L1_error)
+    __pyx_t_2 = -1; __pyx_t_1 = PyObject_GetIter(__pyx_cur_scope->__pyx_genexpr_arg_0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 507, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_3 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_1); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 503, __pyx_L1_error)
+    __pyx_t_3 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_1); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 507, __pyx_L1_error)
   }
   for (;;) {
     if (likely(!__pyx_t_3)) {
@@ -35125,7 +35303,7 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_8generato
         {
           Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_1);
           #if !CYTHON_ASSUME_SAFE_SIZE
-          if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 503, __pyx_L1_error)
+          if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 507, __pyx_L1_error)
           #endif
           if (__pyx_t_2 >= __pyx_temp) break;
         }
@@ -35135,7 +35313,7 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_8generato
         {
           Py_ssize_t __pyx_temp = __Pyx_PyTuple_GET_SIZE(__pyx_t_1);
           #if !CYTHON_ASSUME_SAFE_SIZE
-          if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 503, __pyx_L1_error)
+          if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 507, __pyx_L1_error)
           #endif
           if (__pyx_t_2 >= __pyx_temp) break;
         }
@@ -35146,13 +35324,13 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_8generato
         #endif
         ++__pyx_t_2;
       }
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 503, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 507, __pyx_L1_error)
     } else {
       __pyx_t_4 = __pyx_t_3(__pyx_t_1);
       if (unlikely(!__pyx_t_4)) {
         PyObject* exc_type = PyErr_Occurred();
         if (exc_type) {
-          if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(0, 503, __pyx_L1_error)
+          if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(0, 507, __pyx_L1_error)
           PyErr_Clear();
         }
         break;
@@ -35163,11 +35341,11 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_8generato
     __Pyx_XDECREF_SET(__pyx_cur_scope->__pyx_v_p, __pyx_t_4);
     __Pyx_GIVEREF(__pyx_t_4);
     __pyx_t_4 = 0;
-    __pyx_t_4 = __Pyx_GetItemInt(__pyx_cur_scope->__pyx_v_p, 3, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 503, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_GetItemInt(__pyx_cur_scope->__pyx_v_p, 3, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 507, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_5 = __Pyx_GetItemInt(__pyx_cur_scope->__pyx_v_p, 6, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 503, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_GetItemInt(__pyx_cur_scope->__pyx_v_p, 6, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 507, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_6 = __Pyx_PyNumber_Add_object_object(__pyx_t_4, __pyx_t_5); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 503, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyNumber_Add_object_object(__pyx_t_4, __pyx_t_5); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 507, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
@@ -35191,7 +35369,7 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_8generato
     __Pyx_XGOTREF(__pyx_t_1);
     __pyx_t_2 = __pyx_cur_scope->__pyx_t_1;
     __pyx_t_3 = __pyx_cur_scope->__pyx_t_2;
-    if (unlikely(!__pyx_sent_value)) __PYX_ERR(0, 503, __pyx_L1_error)
+    if (unlikely(!__pyx_sent_value)) __PYX_ERR(0, 507, __pyx_L1_error)
   }
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   CYTHON_MAYBE_UNUSED_VAR(__pyx_cur_scope);
@@ -35220,7 +35398,7 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_8generato
 }
 static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_11generator4(__pyx_CoroutineObject *__pyx_generator, CYTHON_UNUSED PyThreadState *__pyx_tstate, PyObject *__pyx_sent_value); /* proto */
 
-/* "fastaudit/_elfedit.pyx":517
+/* "fastaudit/_elfedit.pyx":521
  *         if slot is not None:
  *             del self.phdrs[slot]
  *         last_load = max(i for i, p in enumerate(self.phdrs) if p[0] == PT_LOAD)             # <<<<<<<<<<<<<<
@@ -35240,7 +35418,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_11new_segment_9genexpr(
   if (unlikely(!__pyx_cur_scope)) {
     __pyx_cur_scope = ((struct __pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_5_genexpr *)Py_None);
     __Pyx_INCREF(Py_None);
-    __PYX_ERR(0, 517, __pyx_L1_error)
+    __PYX_ERR(0, 521, __pyx_L1_error)
   } else {
     __Pyx_GOTREF((PyObject *)__pyx_cur_scope);
   }
@@ -35248,7 +35426,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_11new_segment_9genexpr(
   __Pyx_INCREF(__pyx_cur_scope->__pyx_genexpr_arg_0);
   __Pyx_GIVEREF(__pyx_cur_scope->__pyx_genexpr_arg_0);
   {
-    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_11generator4, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[4]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_new_segment_locals_genexpr, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit); if (unlikely(!gen)) __PYX_ERR(0, 517, __pyx_L1_error)
+    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_11generator4, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[4]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_new_segment_locals_genexpr, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit); if (unlikely(!gen)) __PYX_ERR(0, 521, __pyx_L1_error)
     __Pyx_DECREF(__pyx_cur_scope);
     __Pyx_RefNannyFinishContext();
     return (PyObject *) gen;
@@ -35289,24 +35467,24 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_11generat
   __pyx_L3_first_run:;
   if (unlikely(__pyx_sent_value != Py_None)) {
     if (unlikely(__pyx_sent_value)) PyErr_SetString(PyExc_TypeError, "can't send non-None value to a just-started generator");
-    __PYX_ERR(0, 517, __pyx_L1_error)
+    __PYX_ERR(0, 521, __pyx_L1_error)
   }
   __Pyx_INCREF(__pyx_mstate_global->__pyx_int_0);
   __pyx_t_1 = __pyx_mstate_global->__pyx_int_0;
-  if (unlikely(!__pyx_cur_scope->__pyx_genexpr_arg_0)) { __Pyx_RaiseUnboundLocalError(".0"); __PYX_ERR(0, 517, __pyx_L1_error) }
+  if (unlikely(!__pyx_cur_scope->__pyx_genexpr_arg_0)) { __Pyx_RaiseUnboundLocalError(".0"); __PYX_ERR(0, 521, __pyx_L1_error) }
   __pyx_t_2 = __pyx_cur_scope->__pyx_genexpr_arg_0; __Pyx_INCREF(__pyx_t_2);
   __pyx_t_3 = 0;
   for (;;) {
     {
       Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_2);
       #if !CYTHON_ASSUME_SAFE_SIZE
-      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 517, __pyx_L1_error)
+      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 521, __pyx_L1_error)
       #endif
       if (__pyx_t_3 >= __pyx_temp) break;
     }
     __pyx_t_4 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_2, __pyx_t_3, __Pyx_ReferenceSharing_OwnStrongReference);
     ++__pyx_t_3;
-    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 517, __pyx_L1_error)
+    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 521, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __Pyx_XGOTREF(__pyx_cur_scope->__pyx_v_p);
     __Pyx_XDECREF_SET(__pyx_cur_scope->__pyx_v_p, __pyx_t_4);
@@ -35316,16 +35494,16 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_11generat
     __Pyx_XGOTREF(__pyx_cur_scope->__pyx_v_i);
     __Pyx_XDECREF_SET(__pyx_cur_scope->__pyx_v_i, __pyx_t_1);
     __Pyx_GIVEREF(__pyx_t_1);
-    __pyx_t_4 = __Pyx_PyLong_AddObjC(__pyx_t_1, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 517, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyLong_AddObjC(__pyx_t_1, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 521, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __Pyx_DECREF(__pyx_t_1);
     __pyx_t_1 = __pyx_t_4;
     __pyx_t_4 = 0;
-    __pyx_t_4 = __Pyx_GetItemInt(__pyx_cur_scope->__pyx_v_p, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 517, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_GetItemInt(__pyx_cur_scope->__pyx_v_p, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 521, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_5 = __Pyx_PyLong_From_uint64_t(PT_LOAD); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 517, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyLong_From_uint64_t(PT_LOAD); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 521, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_6 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_4, __pyx_t_5, Py_EQ); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 517, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_4, __pyx_t_5, Py_EQ); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 521, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     if (__pyx_t_6) {
@@ -35352,7 +35530,7 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_11generat
       __pyx_cur_scope->__pyx_t_1 = 0;
       __Pyx_XGOTREF(__pyx_t_2);
       __pyx_t_3 = __pyx_cur_scope->__pyx_t_2;
-      if (unlikely(!__pyx_sent_value)) __PYX_ERR(0, 517, __pyx_L1_error)
+      if (unlikely(!__pyx_sent_value)) __PYX_ERR(0, 521, __pyx_L1_error)
     }
   }
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
@@ -35382,7 +35560,7 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_11generat
   return __pyx_r;
 }
 
-/* "fastaudit/_elfedit.pyx":486
+/* "fastaudit/_elfedit.pyx":490
  *             wr32(&view[off], self.img.im.le, <uint32_t>value)
  * 
  *     def new_segment(self, list new_entries, bint move_dynamic, bytearray out) -> bytearray:             # <<<<<<<<<<<<<<
@@ -35415,7 +35593,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
   PyObject *__pyx_v_phoff = NULL;
   PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_2generator1 = 0;
   PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_5generator2 = 0;
-  PyObject *__pyx_9genexpr24__pyx_v_p = NULL;
+  PyObject *__pyx_9genexpr23__pyx_v_p = NULL;
   PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_8generator3 = 0;
   PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_11generator4 = 0;
   PyObject *__pyx_r = NULL;
@@ -35449,7 +35627,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
   __Pyx_RefNannySetupContext("new_segment", 0);
   __Pyx_INCREF(__pyx_v_out);
 
-  /* "fastaudit/_elfedit.pyx":489
+  /* "fastaudit/_elfedit.pyx":493
  *         """Lay out the new PT_LOAD (program headers when they must move, .dynstr, .dynamic when it
  *         must move), update every header that points at what moved, and return its bytes."""
  *         cdef _Image img = self.img             # <<<<<<<<<<<<<<
@@ -35461,7 +35639,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
   __pyx_v_img = ((struct __pyx_obj_9fastaudit_8_elfedit__Image *)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "fastaudit/_elfedit.pyx":491
+  /* "fastaudit/_elfedit.pyx":495
  *         cdef _Image img = self.img
  *         cdef uint8_t[::1] view
  *         table = bytes(self.dynstr) + bytes(self.appended)             # <<<<<<<<<<<<<<
@@ -35474,7 +35652,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
     PyObject *__pyx_callargs[2] = {__pyx_t_2, __pyx_v_self->dynstr};
     __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)(&PyBytes_Type), __pyx_callargs+__pyx_t_3, (2-__pyx_t_3) | (__pyx_t_3*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 491, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 495, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_t_4 = NULL;
@@ -35483,32 +35661,32 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
     PyObject *__pyx_callargs[2] = {__pyx_t_4, __pyx_v_self->appended};
     __pyx_t_2 = __Pyx_PyObject_FastCall((PyObject*)(&PyBytes_Type), __pyx_callargs+__pyx_t_3, (2-__pyx_t_3) | (__pyx_t_3*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 491, __pyx_L1_error)
+    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 495, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
   }
-  __pyx_t_4 = PyNumber_Add(__pyx_t_1, __pyx_t_2); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 491, __pyx_L1_error)
+  __pyx_t_4 = PyNumber_Add(__pyx_t_1, __pyx_t_2); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 495, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
   __pyx_v_table = ((PyObject*)__pyx_t_4);
   __pyx_t_4 = 0;
 
-  /* "fastaudit/_elfedit.pyx":492
+  /* "fastaudit/_elfedit.pyx":496
  *         cdef uint8_t[::1] view
  *         table = bytes(self.dynstr) + bytes(self.appended)
  *         slot = next((i for i, p in enumerate(self.phdrs) if p[0] == PT_NULL), None)             # <<<<<<<<<<<<<<
  *         move_phdrs = slot is None
  *         if move_phdrs and any(p[0] == PT_INTERP for p in self.phdrs):
 */
-  __pyx_t_4 = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_11new_segment_genexpr(NULL, __pyx_v_self->phdrs); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 492, __pyx_L1_error)
+  __pyx_t_4 = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_11new_segment_genexpr(NULL, __pyx_v_self->phdrs); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 496, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_2 = __Pyx_PyIter_Next2(__pyx_t_4, Py_None); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 492, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyIter_Next2(__pyx_t_4, Py_None); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 496, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
   __pyx_v_slot = __pyx_t_2;
   __pyx_t_2 = 0;
 
-  /* "fastaudit/_elfedit.pyx":493
+  /* "fastaudit/_elfedit.pyx":497
  *         table = bytes(self.dynstr) + bytes(self.appended)
  *         slot = next((i for i, p in enumerate(self.phdrs) if p[0] == PT_NULL), None)
  *         move_phdrs = slot is None             # <<<<<<<<<<<<<<
@@ -35516,20 +35694,20 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
  *             # the kernel of an old distribution finds an executable's program headers only in
 */
   __pyx_t_5 = (__pyx_v_slot == Py_None);
-  __pyx_t_2 = __Pyx_PyBool_FromLong(__pyx_t_5); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 493, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyBool_FromLong(__pyx_t_5); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 497, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
 
   __pyx_v_move_phdrs = __pyx_t_2;
   __pyx_t_2 = 0;
 
-  /* "fastaudit/_elfedit.pyx":494
+  /* "fastaudit/_elfedit.pyx":498
  *         slot = next((i for i, p in enumerate(self.phdrs) if p[0] == PT_NULL), None)
  *         move_phdrs = slot is None
  *         if move_phdrs and any(p[0] == PT_INTERP for p in self.phdrs):             # <<<<<<<<<<<<<<
  *             # the kernel of an old distribution finds an executable's program headers only in
  *             # its first page; growing them in place means shifting every section
 */
-  __pyx_t_6 = __Pyx_PyObject_IsTrue(__pyx_v_move_phdrs); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 494, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_IsTrue(__pyx_v_move_phdrs); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 498, __pyx_L1_error)
   if (__pyx_t_6) {
 
   } else {
@@ -35538,12 +35716,12 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
 
     goto __pyx_L4_bool_binop_done;
   }
-  __pyx_t_2 = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_11new_segment_3genexpr(NULL, __pyx_v_self->phdrs); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 494, __pyx_L1_error)
+  __pyx_t_2 = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_11new_segment_3genexpr(NULL, __pyx_v_self->phdrs); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 498, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_4 = __Pyx_Generator_GetInlinedResult(__pyx_t_2); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 494, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_Generator_GetInlinedResult(__pyx_t_2); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 498, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-  __pyx_t_6 = __Pyx_PyObject_IsTrue(__pyx_t_4); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 494, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_IsTrue(__pyx_t_4); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 498, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
   __pyx_t_5 = __pyx_t_6;
@@ -35552,7 +35730,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
   if (unlikely(__pyx_t_5)) {
 
 
-    /* "fastaudit/_elfedit.pyx":497
+    /* "fastaudit/_elfedit.pyx":501
  *             # the kernel of an old distribution finds an executable's program headers only in
  *             # its first page; growing them in place means shifting every section
  *             raise _Fail(ST_UNSUPPORTED, img.h.phoff, "an executable with no free program header slot")             # <<<<<<<<<<<<<<
@@ -35560,11 +35738,11 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
  *             raise _Fail(ST_UNSUPPORTED, img.h.phoff, "too many program headers")
 */
     __pyx_t_2 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_Fail); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 497, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_Fail); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 501, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_7 = __Pyx_PyLong_From_int(ST_UNSUPPORTED); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 497, __pyx_L1_error)
+    __pyx_t_7 = __Pyx_PyLong_From_int(ST_UNSUPPORTED); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 501, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
-    __pyx_t_8 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->h.phoff); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 497, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->h.phoff); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 501, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
     __pyx_t_3 = 1;
     #if CYTHON_UNPACK_METHODS
@@ -35585,14 +35763,14 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
       __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 497, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 501, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
     }
     __Pyx_Raise(__pyx_t_4, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    __PYX_ERR(0, 497, __pyx_L1_error)
+    __PYX_ERR(0, 501, __pyx_L1_error)
 
-    /* "fastaudit/_elfedit.pyx":494
+    /* "fastaudit/_elfedit.pyx":498
  *         slot = next((i for i, p in enumerate(self.phdrs) if p[0] == PT_NULL), None)
  *         move_phdrs = slot is None
  *         if move_phdrs and any(p[0] == PT_INTERP for p in self.phdrs):             # <<<<<<<<<<<<<<
@@ -35601,14 +35779,14 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
 */
   }
 
-  /* "fastaudit/_elfedit.pyx":498
+  /* "fastaudit/_elfedit.pyx":502
  *             # its first page; growing them in place means shifting every section
  *             raise _Fail(ST_UNSUPPORTED, img.h.phoff, "an executable with no free program header slot")
  *         if move_phdrs and img.h.phnum + 1 >= PN_XNUM:             # <<<<<<<<<<<<<<
  *             raise _Fail(ST_UNSUPPORTED, img.h.phoff, "too many program headers")
  *         loads = self.loads()
 */
-  __pyx_t_6 = __Pyx_PyObject_IsTrue(__pyx_v_move_phdrs); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 498, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_IsTrue(__pyx_v_move_phdrs); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 502, __pyx_L1_error)
   if (__pyx_t_6) {
 
   } else {
@@ -35626,7 +35804,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
   if (unlikely(__pyx_t_5)) {
 
 
-    /* "fastaudit/_elfedit.pyx":499
+    /* "fastaudit/_elfedit.pyx":503
  *             raise _Fail(ST_UNSUPPORTED, img.h.phoff, "an executable with no free program header slot")
  *         if move_phdrs and img.h.phnum + 1 >= PN_XNUM:
  *             raise _Fail(ST_UNSUPPORTED, img.h.phoff, "too many program headers")             # <<<<<<<<<<<<<<
@@ -35634,11 +35812,11 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
  *         alignment = max([self.page_size] + [p[7] for p in loads])
 */
     __pyx_t_1 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_Fail); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 499, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_Fail); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 503, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
-    __pyx_t_7 = __Pyx_PyLong_From_int(ST_UNSUPPORTED); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 499, __pyx_L1_error)
+    __pyx_t_7 = __Pyx_PyLong_From_int(ST_UNSUPPORTED); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 503, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
-    __pyx_t_2 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->h.phoff); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 499, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->h.phoff); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 503, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
     __pyx_t_3 = 1;
     #if CYTHON_UNPACK_METHODS
@@ -35659,14 +35837,14 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
       __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 499, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 503, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
     }
     __Pyx_Raise(__pyx_t_4, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    __PYX_ERR(0, 499, __pyx_L1_error)
+    __PYX_ERR(0, 503, __pyx_L1_error)
 
-    /* "fastaudit/_elfedit.pyx":498
+    /* "fastaudit/_elfedit.pyx":502
  *             # its first page; growing them in place means shifting every section
  *             raise _Fail(ST_UNSUPPORTED, img.h.phoff, "an executable with no free program header slot")
  *         if move_phdrs and img.h.phnum + 1 >= PN_XNUM:             # <<<<<<<<<<<<<<
@@ -35675,7 +35853,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
 */
   }
 
-  /* "fastaudit/_elfedit.pyx":500
+  /* "fastaudit/_elfedit.pyx":504
  *         if move_phdrs and img.h.phnum + 1 >= PN_XNUM:
  *             raise _Fail(ST_UNSUPPORTED, img.h.phoff, "too many program headers")
  *         loads = self.loads()             # <<<<<<<<<<<<<<
@@ -35689,13 +35867,13 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
     PyObject *__pyx_callargs[2] = {__pyx_t_8, NULL};
     __pyx_t_4 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_loads, __pyx_callargs+__pyx_t_3, (1-__pyx_t_3) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_8); __pyx_t_8 = 0;
-    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 500, __pyx_L1_error)
+    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 504, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
   }
   __pyx_v_loads = __pyx_t_4;
   __pyx_t_4 = 0;
 
-  /* "fastaudit/_elfedit.pyx":501
+  /* "fastaudit/_elfedit.pyx":505
  *             raise _Fail(ST_UNSUPPORTED, img.h.phoff, "too many program headers")
  *         loads = self.loads()
  *         alignment = max([self.page_size] + [p[7] for p in loads])             # <<<<<<<<<<<<<<
@@ -35703,24 +35881,24 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
  *         base_vaddr = align_up(max(p[3] + p[6] for p in loads), alignment) + base_off % alignment
 */
   __pyx_t_8 = NULL;
-  __pyx_t_2 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->page_size); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 501, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->page_size); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 505, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_7 = PyList_New(1); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 501, __pyx_L1_error)
+  __pyx_t_7 = PyList_New(1); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 505, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
   __Pyx_GIVEREF(__pyx_t_2);
-  if (__Pyx_PyList_SET_ITEM(__pyx_t_7, 0, __pyx_t_2) != (0)) __PYX_ERR(0, 501, __pyx_L1_error);
+  if (__Pyx_PyList_SET_ITEM(__pyx_t_7, 0, __pyx_t_2) != (0)) __PYX_ERR(0, 505, __pyx_L1_error);
   __pyx_t_2 = 0;
   { /* enter inner scope */
-    __pyx_t_2 = PyList_New(0); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 501, __pyx_L11_error)
+    __pyx_t_2 = PyList_New(0); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 505, __pyx_L11_error)
     __Pyx_GOTREF(__pyx_t_2);
     if (likely(PyList_CheckExact(__pyx_v_loads)) || PyTuple_CheckExact(__pyx_v_loads)) {
       __pyx_t_1 = __pyx_v_loads; __Pyx_INCREF(__pyx_t_1);
       __pyx_t_9 = 0;
       __pyx_t_10 = NULL;
     } else {
-      __pyx_t_9 = -1; __pyx_t_1 = PyObject_GetIter(__pyx_v_loads); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 501, __pyx_L11_error)
+      __pyx_t_9 = -1; __pyx_t_1 = PyObject_GetIter(__pyx_v_loads); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 505, __pyx_L11_error)
       __Pyx_GOTREF(__pyx_t_1);
-      __pyx_t_10 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_1); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 501, __pyx_L11_error)
+      __pyx_t_10 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_1); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 505, __pyx_L11_error)
     }
     for (;;) {
       if (likely(!__pyx_t_10)) {
@@ -35728,7 +35906,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
           {
             Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_1);
             #if !CYTHON_ASSUME_SAFE_SIZE
-            if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 501, __pyx_L11_error)
+            if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 505, __pyx_L11_error)
             #endif
             if (__pyx_t_9 >= __pyx_temp) break;
           }
@@ -35738,7 +35916,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
           {
             Py_ssize_t __pyx_temp = __Pyx_PyTuple_GET_SIZE(__pyx_t_1);
             #if !CYTHON_ASSUME_SAFE_SIZE
-            if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 501, __pyx_L11_error)
+            if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 505, __pyx_L11_error)
             #endif
             if (__pyx_t_9 >= __pyx_temp) break;
           }
@@ -35749,36 +35927,36 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
           #endif
           ++__pyx_t_9;
         }
-        if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 501, __pyx_L11_error)
+        if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 505, __pyx_L11_error)
       } else {
         __pyx_t_11 = __pyx_t_10(__pyx_t_1);
         if (unlikely(!__pyx_t_11)) {
           PyObject* exc_type = PyErr_Occurred();
           if (exc_type) {
-            if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(0, 501, __pyx_L11_error)
+            if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(0, 505, __pyx_L11_error)
             PyErr_Clear();
           }
           break;
         }
       }
       __Pyx_GOTREF(__pyx_t_11);
-      __Pyx_XDECREF_SET(__pyx_9genexpr24__pyx_v_p, __pyx_t_11);
+      __Pyx_XDECREF_SET(__pyx_9genexpr23__pyx_v_p, __pyx_t_11);
       __pyx_t_11 = 0;
-      __pyx_t_11 = __Pyx_GetItemInt(__pyx_9genexpr24__pyx_v_p, 7, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 501, __pyx_L11_error)
+      __pyx_t_11 = __Pyx_GetItemInt(__pyx_9genexpr23__pyx_v_p, 7, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 505, __pyx_L11_error)
       __Pyx_GOTREF(__pyx_t_11);
       __Pyx_GIVEREF(__pyx_t_11);
-      if (unlikely(__Pyx_ListComp_AppendAndDecref(__pyx_t_2, __pyx_t_11))) __PYX_ERR(0, 501, __pyx_L11_error)
+      if (unlikely(__Pyx_ListComp_AppendAndDecref(__pyx_t_2, __pyx_t_11))) __PYX_ERR(0, 505, __pyx_L11_error)
       __pyx_t_11 = 0;
     }
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __Pyx_XDECREF(__pyx_9genexpr24__pyx_v_p); __pyx_9genexpr24__pyx_v_p = 0;
+    __Pyx_XDECREF(__pyx_9genexpr23__pyx_v_p); __pyx_9genexpr23__pyx_v_p = 0;
     goto __pyx_L15_exit_scope;
     __pyx_L11_error:;
-    __Pyx_XDECREF(__pyx_9genexpr24__pyx_v_p); __pyx_9genexpr24__pyx_v_p = 0;
+    __Pyx_XDECREF(__pyx_9genexpr23__pyx_v_p); __pyx_9genexpr23__pyx_v_p = 0;
     goto __pyx_L1_error;
     __pyx_L15_exit_scope:;
   } /* exit inner scope */
-  __pyx_t_1 = PyNumber_Add(__pyx_t_7, __pyx_t_2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 501, __pyx_L1_error)
+  __pyx_t_1 = PyNumber_Add(__pyx_t_7, __pyx_t_2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 505, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
@@ -35788,13 +35966,13 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
     __pyx_t_4 = __Pyx_PyObject_FastCall((PyObject*)__pyx_builtin_max, __pyx_callargs+__pyx_t_3, (2-__pyx_t_3) | (__pyx_t_3*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_8); __pyx_t_8 = 0;
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 501, __pyx_L1_error)
+    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 505, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
   }
   __pyx_v_alignment = __pyx_t_4;
   __pyx_t_4 = 0;
 
-  /* "fastaudit/_elfedit.pyx":502
+  /* "fastaudit/_elfedit.pyx":506
  *         loads = self.loads()
  *         alignment = max([self.page_size] + [p[7] for p in loads])
  *         base_off = align_up(len(out), 16)             # <<<<<<<<<<<<<<
@@ -35803,19 +35981,19 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
 */
   if (unlikely(__pyx_v_out == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "object of type \047NoneType\047 has no len()");
-    __PYX_ERR(0, 502, __pyx_L1_error)
+    __PYX_ERR(0, 506, __pyx_L1_error)
   }
-  __pyx_t_9 = __Pyx_PyByteArray_GET_SIZE(__pyx_v_out); if (unlikely(__pyx_t_9 == ((Py_ssize_t)-1))) __PYX_ERR(0, 502, __pyx_L1_error)
-  __pyx_t_12 = __pyx_f_9fastaudit_8_elfedit_align_up(__pyx_t_9, 16); if (unlikely(__pyx_t_12 == ((uint64_t)-1LL) && PyErr_Occurred())) __PYX_ERR(0, 502, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_PyByteArray_GET_SIZE(__pyx_v_out); if (unlikely(__pyx_t_9 == ((Py_ssize_t)-1))) __PYX_ERR(0, 506, __pyx_L1_error)
+  __pyx_t_12 = __pyx_f_9fastaudit_8_elfedit_align_up(__pyx_t_9, 16); if (unlikely(__pyx_t_12 == ((uint64_t)-1LL) && PyErr_Occurred())) __PYX_ERR(0, 506, __pyx_L1_error)
 
-  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_t_12); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 502, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_t_12); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 506, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
 
-  if (__Pyx_PyInt_FromNumber(&__pyx_t_4, NULL, 0) < (0)) __PYX_ERR(0, 502, __pyx_L1_error)
+  if (__Pyx_PyInt_FromNumber(&__pyx_t_4, NULL, 0) < (0)) __PYX_ERR(0, 506, __pyx_L1_error)
   __pyx_v_base_off = ((PyObject*)__pyx_t_4);
   __pyx_t_4 = 0;
 
-  /* "fastaudit/_elfedit.pyx":503
+  /* "fastaudit/_elfedit.pyx":507
  *         alignment = max([self.page_size] + [p[7] for p in loads])
  *         base_off = align_up(len(out), 16)
  *         base_vaddr = align_up(max(p[3] + p[6] for p in loads), alignment) + base_off % alignment             # <<<<<<<<<<<<<<
@@ -35823,7 +36001,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
  *         pos = phdr_count * img.phsize if move_phdrs else 0
 */
   __pyx_t_1 = NULL;
-  __pyx_t_8 = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_11new_segment_6genexpr(NULL, __pyx_v_loads); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 503, __pyx_L1_error)
+  __pyx_t_8 = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_11new_segment_6genexpr(NULL, __pyx_v_loads); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 507, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
   __pyx_t_3 = 1;
   {
@@ -35831,35 +36009,35 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
     __pyx_t_4 = __Pyx_PyObject_FastCall((PyObject*)__pyx_builtin_max, __pyx_callargs+__pyx_t_3, (2-__pyx_t_3) | (__pyx_t_3*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_1); __pyx_t_1 = 0;
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 503, __pyx_L1_error)
+    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 507, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
   }
-  __pyx_t_12 = __Pyx_PyLong_As_uint64_t(__pyx_t_4); if (unlikely((__pyx_t_12 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 503, __pyx_L1_error)
+  __pyx_t_12 = __Pyx_PyLong_As_uint64_t(__pyx_t_4); if (unlikely((__pyx_t_12 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 507, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  __pyx_t_13 = __Pyx_PyLong_As_uint64_t(__pyx_v_alignment); if (unlikely((__pyx_t_13 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 503, __pyx_L1_error)
-  __pyx_t_14 = __pyx_f_9fastaudit_8_elfedit_align_up(__pyx_t_12, __pyx_t_13); if (unlikely(__pyx_t_14 == ((uint64_t)-1LL) && PyErr_Occurred())) __PYX_ERR(0, 503, __pyx_L1_error)
+  __pyx_t_13 = __Pyx_PyLong_As_uint64_t(__pyx_v_alignment); if (unlikely((__pyx_t_13 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 507, __pyx_L1_error)
+  __pyx_t_14 = __pyx_f_9fastaudit_8_elfedit_align_up(__pyx_t_12, __pyx_t_13); if (unlikely(__pyx_t_14 == ((uint64_t)-1LL) && PyErr_Occurred())) __PYX_ERR(0, 507, __pyx_L1_error)
 
 
-  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_t_14); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 503, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_t_14); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 507, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
 
-  __pyx_t_8 = PyNumber_Remainder(__pyx_v_base_off, __pyx_v_alignment); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 503, __pyx_L1_error)
+  __pyx_t_8 = PyNumber_Remainder(__pyx_v_base_off, __pyx_v_alignment); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 507, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
-  __pyx_t_1 = __Pyx_PyNumber_Add_int_object(__pyx_t_4, __pyx_t_8); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 503, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyNumber_Add_int_object(__pyx_t_4, __pyx_t_8); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 507, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
   __pyx_v_base_vaddr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "fastaudit/_elfedit.pyx":504
+  /* "fastaudit/_elfedit.pyx":508
  *         base_off = align_up(len(out), 16)
  *         base_vaddr = align_up(max(p[3] + p[6] for p in loads), alignment) + base_off % alignment
  *         phdr_count = img.h.phnum + (1 if move_phdrs else 0)             # <<<<<<<<<<<<<<
  *         pos = phdr_count * img.phsize if move_phdrs else 0
  *         str_pos = pos
 */
-  __pyx_t_5 = __Pyx_PyObject_IsTrue(__pyx_v_move_phdrs); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(0, 504, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyObject_IsTrue(__pyx_v_move_phdrs); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(0, 508, __pyx_L1_error)
   if (__pyx_t_5) {
 
     __pyx_t_14 = 1;
@@ -35868,25 +36046,25 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
     __pyx_t_14 = 0;
   }
 
-  __pyx_t_1 = __Pyx_PyLong_From_uint64_t((__pyx_v_img->h.phnum + __pyx_t_14)); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 504, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyLong_From_uint64_t((__pyx_v_img->h.phnum + __pyx_t_14)); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 508, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
 
-  if (__Pyx_PyInt_FromNumber(&__pyx_t_1, NULL, 0) < (0)) __PYX_ERR(0, 504, __pyx_L1_error)
+  if (__Pyx_PyInt_FromNumber(&__pyx_t_1, NULL, 0) < (0)) __PYX_ERR(0, 508, __pyx_L1_error)
   __pyx_v_phdr_count = ((PyObject*)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "fastaudit/_elfedit.pyx":505
+  /* "fastaudit/_elfedit.pyx":509
  *         base_vaddr = align_up(max(p[3] + p[6] for p in loads), alignment) + base_off % alignment
  *         phdr_count = img.h.phnum + (1 if move_phdrs else 0)
  *         pos = phdr_count * img.phsize if move_phdrs else 0             # <<<<<<<<<<<<<<
  *         str_pos = pos
  *         pos += len(table)
 */
-  __pyx_t_5 = __Pyx_PyObject_IsTrue(__pyx_v_move_phdrs); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(0, 505, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyObject_IsTrue(__pyx_v_move_phdrs); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(0, 509, __pyx_L1_error)
   if (__pyx_t_5) {
-    __pyx_t_8 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->phsize); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 505, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->phsize); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 509, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
-    __pyx_t_4 = __Pyx_PyNumber_Multiply_int_int(__pyx_v_phdr_count, __pyx_t_8); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 505, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyNumber_Multiply_int_int(__pyx_v_phdr_count, __pyx_t_8); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 509, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
     __pyx_t_1 = __pyx_t_4;
@@ -35899,7 +36077,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
   __pyx_v_pos = ((PyObject*)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "fastaudit/_elfedit.pyx":506
+  /* "fastaudit/_elfedit.pyx":510
  *         phdr_count = img.h.phnum + (1 if move_phdrs else 0)
  *         pos = phdr_count * img.phsize if move_phdrs else 0
  *         str_pos = pos             # <<<<<<<<<<<<<<
@@ -35909,41 +36087,41 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
   __Pyx_INCREF(__pyx_v_pos);
   __pyx_v_str_pos = __pyx_v_pos;
 
-  /* "fastaudit/_elfedit.pyx":507
+  /* "fastaudit/_elfedit.pyx":511
  *         pos = phdr_count * img.phsize if move_phdrs else 0
  *         str_pos = pos
  *         pos += len(table)             # <<<<<<<<<<<<<<
  *         dyn_pos = align_up(pos, img.word)
  *         if move_dynamic:
 */
-  __pyx_t_9 = __Pyx_PyBytes_GET_SIZE(__pyx_v_table); if (unlikely(__pyx_t_9 == ((Py_ssize_t)-1))) __PYX_ERR(0, 507, __pyx_L1_error)
-  __pyx_t_1 = PyLong_FromSsize_t(__pyx_t_9); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 507, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_PyBytes_GET_SIZE(__pyx_v_table); if (unlikely(__pyx_t_9 == ((Py_ssize_t)-1))) __PYX_ERR(0, 511, __pyx_L1_error)
+  __pyx_t_1 = PyLong_FromSsize_t(__pyx_t_9); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 511, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
 
-  __pyx_t_4 = __Pyx_PyNumber_InPlaceAdd_int_int(__pyx_v_pos, __pyx_t_1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 507, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyNumber_InPlaceAdd_int_int(__pyx_v_pos, __pyx_t_1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 511, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __Pyx_DECREF_SET(__pyx_v_pos, ((PyObject*)__pyx_t_4));
   __pyx_t_4 = 0;
 
-  /* "fastaudit/_elfedit.pyx":508
+  /* "fastaudit/_elfedit.pyx":512
  *         str_pos = pos
  *         pos += len(table)
  *         dyn_pos = align_up(pos, img.word)             # <<<<<<<<<<<<<<
  *         if move_dynamic:
  *             pos = dyn_pos + (len(new_entries) + 1) * img.dynent
 */
-  __pyx_t_14 = __Pyx_PyLong_As_uint64_t(__pyx_v_pos); if (unlikely((__pyx_t_14 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 508, __pyx_L1_error)
-  __pyx_t_13 = __pyx_f_9fastaudit_8_elfedit_align_up(__pyx_t_14, __pyx_v_img->word); if (unlikely(__pyx_t_13 == ((uint64_t)-1LL) && PyErr_Occurred())) __PYX_ERR(0, 508, __pyx_L1_error)
+  __pyx_t_14 = __Pyx_PyLong_As_uint64_t(__pyx_v_pos); if (unlikely((__pyx_t_14 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 512, __pyx_L1_error)
+  __pyx_t_13 = __pyx_f_9fastaudit_8_elfedit_align_up(__pyx_t_14, __pyx_v_img->word); if (unlikely(__pyx_t_13 == ((uint64_t)-1LL) && PyErr_Occurred())) __PYX_ERR(0, 512, __pyx_L1_error)
 
-  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_t_13); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 508, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_t_13); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 512, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
 
-  if (__Pyx_PyInt_FromNumber(&__pyx_t_4, NULL, 0) < (0)) __PYX_ERR(0, 508, __pyx_L1_error)
+  if (__Pyx_PyInt_FromNumber(&__pyx_t_4, NULL, 0) < (0)) __PYX_ERR(0, 512, __pyx_L1_error)
   __pyx_v_dyn_pos = ((PyObject*)__pyx_t_4);
   __pyx_t_4 = 0;
 
-  /* "fastaudit/_elfedit.pyx":509
+  /* "fastaudit/_elfedit.pyx":513
  *         pos += len(table)
  *         dyn_pos = align_up(pos, img.word)
  *         if move_dynamic:             # <<<<<<<<<<<<<<
@@ -35952,7 +36130,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
 */
   if (__pyx_v_move_dynamic) {
 
-    /* "fastaudit/_elfedit.pyx":510
+    /* "fastaudit/_elfedit.pyx":514
  *         dyn_pos = align_up(pos, img.word)
  *         if move_dynamic:
  *             pos = dyn_pos + (len(new_entries) + 1) * img.dynent             # <<<<<<<<<<<<<<
@@ -35961,19 +36139,19 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
 */
     if (unlikely(__pyx_v_new_entries == Py_None)) {
       PyErr_SetString(PyExc_TypeError, "object of type \047NoneType\047 has no len()");
-      __PYX_ERR(0, 510, __pyx_L1_error)
+      __PYX_ERR(0, 514, __pyx_L1_error)
     }
-    __pyx_t_9 = __Pyx_PyList_GET_SIZE(__pyx_v_new_entries); if (unlikely(__pyx_t_9 == ((Py_ssize_t)-1))) __PYX_ERR(0, 510, __pyx_L1_error)
-    __pyx_t_4 = __Pyx_PyLong_From_uint64_t(((__pyx_t_9 + 1) * __pyx_v_img->dynent)); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 510, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyList_GET_SIZE(__pyx_v_new_entries); if (unlikely(__pyx_t_9 == ((Py_ssize_t)-1))) __PYX_ERR(0, 514, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyLong_From_uint64_t(((__pyx_t_9 + 1) * __pyx_v_img->dynent)); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 514, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
 
-    __pyx_t_1 = __Pyx_PyNumber_Add_int_int(__pyx_v_dyn_pos, __pyx_t_4); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 510, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyNumber_Add_int_int(__pyx_v_dyn_pos, __pyx_t_4); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 514, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF_SET(__pyx_v_pos, ((PyObject*)__pyx_t_1));
     __pyx_t_1 = 0;
 
-    /* "fastaudit/_elfedit.pyx":509
+    /* "fastaudit/_elfedit.pyx":513
  *         pos += len(table)
  *         dyn_pos = align_up(pos, img.word)
  *         if move_dynamic:             # <<<<<<<<<<<<<<
@@ -35982,7 +36160,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
 */
   }
 
-  /* "fastaudit/_elfedit.pyx":511
+  /* "fastaudit/_elfedit.pyx":515
  *         if move_dynamic:
  *             pos = dyn_pos + (len(new_entries) + 1) * img.dynent
  *         size = pos             # <<<<<<<<<<<<<<
@@ -35992,7 +36170,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
   __Pyx_INCREF(__pyx_v_pos);
   __pyx_v_size = __pyx_v_pos;
 
-  /* "fastaudit/_elfedit.pyx":512
+  /* "fastaudit/_elfedit.pyx":516
  *             pos = dyn_pos + (len(new_entries) + 1) * img.dynent
  *         size = pos
  *         flags = PF_R | (PF_W if move_dynamic else 0)   # the loader may write .dynamic (DT_DEBUG)             # <<<<<<<<<<<<<<
@@ -36009,47 +36187,47 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
   __pyx_v_flags = (PF_R | __pyx_t_13);
 
 
-  /* "fastaudit/_elfedit.pyx":513
+  /* "fastaudit/_elfedit.pyx":517
  *         size = pos
  *         flags = PF_R | (PF_W if move_dynamic else 0)   # the loader may write .dynamic (DT_DEBUG)
  *         load = [PT_LOAD, flags, base_off, base_vaddr, base_vaddr, size, size, alignment]             # <<<<<<<<<<<<<<
  * 
  *         if slot is not None:
 */
-  __pyx_t_1 = __Pyx_PyLong_From_uint64_t(PT_LOAD); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 513, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyLong_From_uint64_t(PT_LOAD); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 517, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_flags); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 513, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_flags); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 517, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_8 = PyList_New(8); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 513, __pyx_L1_error)
+  __pyx_t_8 = PyList_New(8); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 517, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
   __Pyx_GIVEREF(__pyx_t_1);
-  if (__Pyx_PyList_SET_ITEM(__pyx_t_8, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 513, __pyx_L1_error);
+  if (__Pyx_PyList_SET_ITEM(__pyx_t_8, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 517, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_4);
-  if (__Pyx_PyList_SET_ITEM(__pyx_t_8, 1, __pyx_t_4) != (0)) __PYX_ERR(0, 513, __pyx_L1_error);
+  if (__Pyx_PyList_SET_ITEM(__pyx_t_8, 1, __pyx_t_4) != (0)) __PYX_ERR(0, 517, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_base_off);
   __Pyx_GIVEREF(__pyx_v_base_off);
-  if (__Pyx_PyList_SET_ITEM(__pyx_t_8, 2, __pyx_v_base_off) != (0)) __PYX_ERR(0, 513, __pyx_L1_error);
+  if (__Pyx_PyList_SET_ITEM(__pyx_t_8, 2, __pyx_v_base_off) != (0)) __PYX_ERR(0, 517, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_base_vaddr);
   __Pyx_GIVEREF(__pyx_v_base_vaddr);
-  if (__Pyx_PyList_SET_ITEM(__pyx_t_8, 3, __pyx_v_base_vaddr) != (0)) __PYX_ERR(0, 513, __pyx_L1_error);
+  if (__Pyx_PyList_SET_ITEM(__pyx_t_8, 3, __pyx_v_base_vaddr) != (0)) __PYX_ERR(0, 517, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_base_vaddr);
   __Pyx_GIVEREF(__pyx_v_base_vaddr);
-  if (__Pyx_PyList_SET_ITEM(__pyx_t_8, 4, __pyx_v_base_vaddr) != (0)) __PYX_ERR(0, 513, __pyx_L1_error);
+  if (__Pyx_PyList_SET_ITEM(__pyx_t_8, 4, __pyx_v_base_vaddr) != (0)) __PYX_ERR(0, 517, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_size);
   __Pyx_GIVEREF(__pyx_v_size);
-  if (__Pyx_PyList_SET_ITEM(__pyx_t_8, 5, __pyx_v_size) != (0)) __PYX_ERR(0, 513, __pyx_L1_error);
+  if (__Pyx_PyList_SET_ITEM(__pyx_t_8, 5, __pyx_v_size) != (0)) __PYX_ERR(0, 517, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_size);
   __Pyx_GIVEREF(__pyx_v_size);
-  if (__Pyx_PyList_SET_ITEM(__pyx_t_8, 6, __pyx_v_size) != (0)) __PYX_ERR(0, 513, __pyx_L1_error);
+  if (__Pyx_PyList_SET_ITEM(__pyx_t_8, 6, __pyx_v_size) != (0)) __PYX_ERR(0, 517, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_alignment);
   __Pyx_GIVEREF(__pyx_v_alignment);
-  if (__Pyx_PyList_SET_ITEM(__pyx_t_8, 7, __pyx_v_alignment) != (0)) __PYX_ERR(0, 513, __pyx_L1_error);
+  if (__Pyx_PyList_SET_ITEM(__pyx_t_8, 7, __pyx_v_alignment) != (0)) __PYX_ERR(0, 517, __pyx_L1_error);
   __pyx_t_1 = 0;
   __pyx_t_4 = 0;
   __pyx_v_load = ((PyObject*)__pyx_t_8);
   __pyx_t_8 = 0;
 
-  /* "fastaudit/_elfedit.pyx":515
+  /* "fastaudit/_elfedit.pyx":519
  *         load = [PT_LOAD, flags, base_off, base_vaddr, base_vaddr, size, size, alignment]
  * 
  *         if slot is not None:             # <<<<<<<<<<<<<<
@@ -36060,7 +36238,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
   if (__pyx_t_5) {
 
 
-    /* "fastaudit/_elfedit.pyx":516
+    /* "fastaudit/_elfedit.pyx":520
  * 
  *         if slot is not None:
  *             del self.phdrs[slot]             # <<<<<<<<<<<<<<
@@ -36069,11 +36247,11 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
 */
     if (unlikely(__pyx_v_self->phdrs == Py_None)) {
       PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
-      __PYX_ERR(0, 516, __pyx_L1_error)
+      __PYX_ERR(0, 520, __pyx_L1_error)
     }
-    if (unlikely((PyObject_DelItem(__pyx_v_self->phdrs, __pyx_v_slot) < 0))) __PYX_ERR(0, 516, __pyx_L1_error)
+    if (unlikely((PyObject_DelItem(__pyx_v_self->phdrs, __pyx_v_slot) < 0))) __PYX_ERR(0, 520, __pyx_L1_error)
 
-    /* "fastaudit/_elfedit.pyx":515
+    /* "fastaudit/_elfedit.pyx":519
  *         load = [PT_LOAD, flags, base_off, base_vaddr, base_vaddr, size, size, alignment]
  * 
  *         if slot is not None:             # <<<<<<<<<<<<<<
@@ -36082,7 +36260,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
 */
   }
 
-  /* "fastaudit/_elfedit.pyx":517
+  /* "fastaudit/_elfedit.pyx":521
  *         if slot is not None:
  *             del self.phdrs[slot]
  *         last_load = max(i for i, p in enumerate(self.phdrs) if p[0] == PT_LOAD)             # <<<<<<<<<<<<<<
@@ -36090,7 +36268,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
  *         for p in self.phdrs:
 */
   __pyx_t_4 = NULL;
-  __pyx_t_1 = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_11new_segment_9genexpr(NULL, __pyx_v_self->phdrs); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 517, __pyx_L1_error)
+  __pyx_t_1 = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_11new_segment_9genexpr(NULL, __pyx_v_self->phdrs); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 521, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __pyx_t_3 = 1;
   {
@@ -36098,13 +36276,13 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
     __pyx_t_8 = __Pyx_PyObject_FastCall((PyObject*)__pyx_builtin_max, __pyx_callargs+__pyx_t_3, (2-__pyx_t_3) | (__pyx_t_3*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 517, __pyx_L1_error)
+    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 521, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
   }
   __pyx_v_last_load = __pyx_t_8;
   __pyx_t_8 = 0;
 
-  /* "fastaudit/_elfedit.pyx":518
+  /* "fastaudit/_elfedit.pyx":522
  *             del self.phdrs[slot]
  *         last_load = max(i for i, p in enumerate(self.phdrs) if p[0] == PT_LOAD)
  *         self.phdrs.insert(last_load + 1, load)             # <<<<<<<<<<<<<<
@@ -36113,17 +36291,17 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
 */
   if (unlikely(__pyx_v_self->phdrs == Py_None)) {
     PyErr_Format(PyExc_AttributeError, "\047NoneType\047 object has no attribute \047%.30s\047", "insert");
-    __PYX_ERR(0, 518, __pyx_L1_error)
+    __PYX_ERR(0, 522, __pyx_L1_error)
   }
-  __pyx_t_8 = __Pyx_PyLong_AddObjC(__pyx_v_last_load, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 518, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyLong_AddObjC(__pyx_v_last_load, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 522, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
-  __pyx_t_9 = __Pyx_PyIndex_AsSsize_t(__pyx_t_8); if (unlikely((__pyx_t_9 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 518, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_PyIndex_AsSsize_t(__pyx_t_8); if (unlikely((__pyx_t_9 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 522, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-  __pyx_t_15 = PyList_Insert(__pyx_v_self->phdrs, __pyx_t_9, __pyx_v_load); if (unlikely(__pyx_t_15 == ((int)-1))) __PYX_ERR(0, 518, __pyx_L1_error)
+  __pyx_t_15 = PyList_Insert(__pyx_v_self->phdrs, __pyx_t_9, __pyx_v_load); if (unlikely(__pyx_t_15 == ((int)-1))) __PYX_ERR(0, 522, __pyx_L1_error)
 
 
 
-  /* "fastaudit/_elfedit.pyx":519
+  /* "fastaudit/_elfedit.pyx":523
  *         last_load = max(i for i, p in enumerate(self.phdrs) if p[0] == PT_LOAD)
  *         self.phdrs.insert(last_load + 1, load)
  *         for p in self.phdrs:             # <<<<<<<<<<<<<<
@@ -36132,7 +36310,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
 */
   if (unlikely(__pyx_v_self->phdrs == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not iterable");
-    __PYX_ERR(0, 519, __pyx_L1_error)
+    __PYX_ERR(0, 523, __pyx_L1_error)
   }
   __pyx_t_8 = __pyx_v_self->phdrs; __Pyx_INCREF(__pyx_t_8);
   __pyx_t_9 = 0;
@@ -36140,29 +36318,29 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
     {
       Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_8);
       #if !CYTHON_ASSUME_SAFE_SIZE
-      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 519, __pyx_L1_error)
+      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 523, __pyx_L1_error)
       #endif
       if (__pyx_t_9 >= __pyx_temp) break;
     }
     __pyx_t_1 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_8, __pyx_t_9, __Pyx_ReferenceSharing_OwnStrongReference);
     ++__pyx_t_9;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 519, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 523, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
     __Pyx_XDECREF_SET(__pyx_v_p, __pyx_t_1);
     __pyx_t_1 = 0;
 
-    /* "fastaudit/_elfedit.pyx":520
+    /* "fastaudit/_elfedit.pyx":524
  *         self.phdrs.insert(last_load + 1, load)
  *         for p in self.phdrs:
  *             if p[0] == PT_PHDR and move_phdrs:             # <<<<<<<<<<<<<<
  *                 p[2], p[3], p[4], p[5], p[6] = base_off, base_vaddr, base_vaddr, img.phsize * phdr_count, \
  *                     img.phsize * phdr_count
 */
-    __pyx_t_1 = __Pyx_GetItemInt(__pyx_v_p, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 520, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_GetItemInt(__pyx_v_p, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 524, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_4 = __Pyx_PyLong_From_uint64_t(PT_PHDR); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 520, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyLong_From_uint64_t(PT_PHDR); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 524, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_6 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_1, __pyx_t_4, Py_EQ); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 520, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_1, __pyx_t_4, Py_EQ); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 524, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     if (__pyx_t_6) {
@@ -36173,7 +36351,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
 
       goto __pyx_L21_bool_binop_done;
     }
-    __pyx_t_6 = __Pyx_PyObject_IsTrue(__pyx_v_move_phdrs); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 520, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyObject_IsTrue(__pyx_v_move_phdrs); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 524, __pyx_L1_error)
 
     __pyx_t_5 = __pyx_t_6;
 
@@ -36181,7 +36359,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
     if (__pyx_t_5) {
 
 
-      /* "fastaudit/_elfedit.pyx":521
+      /* "fastaudit/_elfedit.pyx":525
  *         for p in self.phdrs:
  *             if p[0] == PT_PHDR and move_phdrs:
  *                 p[2], p[3], p[4], p[5], p[6] = base_off, base_vaddr, base_vaddr, img.phsize * phdr_count, \             # <<<<<<<<<<<<<<
@@ -36194,44 +36372,44 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
       __Pyx_INCREF(__pyx_t_1);
       __pyx_t_2 = __pyx_v_base_vaddr;
       __Pyx_INCREF(__pyx_t_2);
-      __pyx_t_7 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->phsize); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 521, __pyx_L1_error)
+      __pyx_t_7 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->phsize); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 525, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
-      __pyx_t_11 = __Pyx_PyNumber_Multiply_int_int(__pyx_t_7, __pyx_v_phdr_count); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 521, __pyx_L1_error)
+      __pyx_t_11 = __Pyx_PyNumber_Multiply_int_int(__pyx_t_7, __pyx_v_phdr_count); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 525, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_11);
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
 
-      /* "fastaudit/_elfedit.pyx":522
+      /* "fastaudit/_elfedit.pyx":526
  *             if p[0] == PT_PHDR and move_phdrs:
  *                 p[2], p[3], p[4], p[5], p[6] = base_off, base_vaddr, base_vaddr, img.phsize * phdr_count, \
  *                     img.phsize * phdr_count             # <<<<<<<<<<<<<<
  *             elif p[0] == PT_DYNAMIC and move_dynamic:
  *                 dyn_size = (len(new_entries) + 1) * img.dynent
 */
-      __pyx_t_7 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->phsize); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 522, __pyx_L1_error)
+      __pyx_t_7 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->phsize); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 526, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
-      __pyx_t_16 = __Pyx_PyNumber_Multiply_int_int(__pyx_t_7, __pyx_v_phdr_count); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 522, __pyx_L1_error)
+      __pyx_t_16 = __Pyx_PyNumber_Multiply_int_int(__pyx_t_7, __pyx_v_phdr_count); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 526, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_16);
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
 
-      /* "fastaudit/_elfedit.pyx":521
+      /* "fastaudit/_elfedit.pyx":525
  *         for p in self.phdrs:
  *             if p[0] == PT_PHDR and move_phdrs:
  *                 p[2], p[3], p[4], p[5], p[6] = base_off, base_vaddr, base_vaddr, img.phsize * phdr_count, \             # <<<<<<<<<<<<<<
  *                     img.phsize * phdr_count
  *             elif p[0] == PT_DYNAMIC and move_dynamic:
 */
-      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 2, __pyx_t_4, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 521, __pyx_L1_error)
+      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 2, __pyx_t_4, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 525, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 3, __pyx_t_1, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 521, __pyx_L1_error)
+      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 3, __pyx_t_1, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 525, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 4, __pyx_t_2, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 521, __pyx_L1_error)
+      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 4, __pyx_t_2, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 525, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 5, __pyx_t_11, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 521, __pyx_L1_error)
+      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 5, __pyx_t_11, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 525, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
-      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 6, __pyx_t_16, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 521, __pyx_L1_error)
+      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 6, __pyx_t_16, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 525, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
 
-      /* "fastaudit/_elfedit.pyx":520
+      /* "fastaudit/_elfedit.pyx":524
  *         self.phdrs.insert(last_load + 1, load)
  *         for p in self.phdrs:
  *             if p[0] == PT_PHDR and move_phdrs:             # <<<<<<<<<<<<<<
@@ -36241,18 +36419,18 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
       goto __pyx_L20;
     }
 
-    /* "fastaudit/_elfedit.pyx":523
+    /* "fastaudit/_elfedit.pyx":527
  *                 p[2], p[3], p[4], p[5], p[6] = base_off, base_vaddr, base_vaddr, img.phsize * phdr_count, \
  *                     img.phsize * phdr_count
  *             elif p[0] == PT_DYNAMIC and move_dynamic:             # <<<<<<<<<<<<<<
  *                 dyn_size = (len(new_entries) + 1) * img.dynent
  *                 p[2], p[3], p[4], p[5], p[6] = base_off + dyn_pos, base_vaddr + dyn_pos, base_vaddr + dyn_pos, \
 */
-    __pyx_t_16 = __Pyx_GetItemInt(__pyx_v_p, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 523, __pyx_L1_error)
+    __pyx_t_16 = __Pyx_GetItemInt(__pyx_v_p, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 527, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_16);
-    __pyx_t_11 = __Pyx_PyLong_From_uint64_t(PT_DYNAMIC); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 523, __pyx_L1_error)
+    __pyx_t_11 = __Pyx_PyLong_From_uint64_t(PT_DYNAMIC); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 527, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_11);
-    __pyx_t_6 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_16, __pyx_t_11, Py_EQ); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 523, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_16, __pyx_t_11, Py_EQ); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 527, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
     __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
     if (__pyx_t_6) {
@@ -36269,7 +36447,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
     if (__pyx_t_5) {
 
 
-      /* "fastaudit/_elfedit.pyx":524
+      /* "fastaudit/_elfedit.pyx":528
  *                     img.phsize * phdr_count
  *             elif p[0] == PT_DYNAMIC and move_dynamic:
  *                 dyn_size = (len(new_entries) + 1) * img.dynent             # <<<<<<<<<<<<<<
@@ -36278,57 +36456,57 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
 */
       if (unlikely(__pyx_v_new_entries == Py_None)) {
         PyErr_SetString(PyExc_TypeError, "object of type \047NoneType\047 has no len()");
-        __PYX_ERR(0, 524, __pyx_L1_error)
+        __PYX_ERR(0, 528, __pyx_L1_error)
       }
-      __pyx_t_17 = __Pyx_PyList_GET_SIZE(__pyx_v_new_entries); if (unlikely(__pyx_t_17 == ((Py_ssize_t)-1))) __PYX_ERR(0, 524, __pyx_L1_error)
+      __pyx_t_17 = __Pyx_PyList_GET_SIZE(__pyx_v_new_entries); if (unlikely(__pyx_t_17 == ((Py_ssize_t)-1))) __PYX_ERR(0, 528, __pyx_L1_error)
       __pyx_v_dyn_size = ((__pyx_t_17 + 1) * __pyx_v_img->dynent);
 
 
-      /* "fastaudit/_elfedit.pyx":525
+      /* "fastaudit/_elfedit.pyx":529
  *             elif p[0] == PT_DYNAMIC and move_dynamic:
  *                 dyn_size = (len(new_entries) + 1) * img.dynent
  *                 p[2], p[3], p[4], p[5], p[6] = base_off + dyn_pos, base_vaddr + dyn_pos, base_vaddr + dyn_pos, \             # <<<<<<<<<<<<<<
  *                     dyn_size, dyn_size
  *         for entry in new_entries:
 */
-      __pyx_t_11 = __Pyx_PyNumber_Add_int_int(__pyx_v_base_off, __pyx_v_dyn_pos); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 525, __pyx_L1_error)
+      __pyx_t_11 = __Pyx_PyNumber_Add_int_int(__pyx_v_base_off, __pyx_v_dyn_pos); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 529, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_11);
-      __pyx_t_16 = __Pyx_PyNumber_Add_object_int(__pyx_v_base_vaddr, __pyx_v_dyn_pos); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 525, __pyx_L1_error)
+      __pyx_t_16 = __Pyx_PyNumber_Add_object_int(__pyx_v_base_vaddr, __pyx_v_dyn_pos); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 529, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_16);
-      __pyx_t_2 = __Pyx_PyNumber_Add_object_int(__pyx_v_base_vaddr, __pyx_v_dyn_pos); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 525, __pyx_L1_error)
+      __pyx_t_2 = __Pyx_PyNumber_Add_object_int(__pyx_v_base_vaddr, __pyx_v_dyn_pos); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 529, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_2);
 
-      /* "fastaudit/_elfedit.pyx":526
+      /* "fastaudit/_elfedit.pyx":530
  *                 dyn_size = (len(new_entries) + 1) * img.dynent
  *                 p[2], p[3], p[4], p[5], p[6] = base_off + dyn_pos, base_vaddr + dyn_pos, base_vaddr + dyn_pos, \
  *                     dyn_size, dyn_size             # <<<<<<<<<<<<<<
  *         for entry in new_entries:
  *             if entry[0] == DT_STRTAB:
 */
-      __pyx_t_1 = __Pyx_PyLong_From_uint64_t(__pyx_v_dyn_size); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 526, __pyx_L1_error)
+      __pyx_t_1 = __Pyx_PyLong_From_uint64_t(__pyx_v_dyn_size); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 530, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
-      __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_dyn_size); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 526, __pyx_L1_error)
+      __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_dyn_size); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 530, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
 
-      /* "fastaudit/_elfedit.pyx":525
+      /* "fastaudit/_elfedit.pyx":529
  *             elif p[0] == PT_DYNAMIC and move_dynamic:
  *                 dyn_size = (len(new_entries) + 1) * img.dynent
  *                 p[2], p[3], p[4], p[5], p[6] = base_off + dyn_pos, base_vaddr + dyn_pos, base_vaddr + dyn_pos, \             # <<<<<<<<<<<<<<
  *                     dyn_size, dyn_size
  *         for entry in new_entries:
 */
-      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 2, __pyx_t_11, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 525, __pyx_L1_error)
+      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 2, __pyx_t_11, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 529, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
-      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 3, __pyx_t_16, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 525, __pyx_L1_error)
+      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 3, __pyx_t_16, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 529, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
-      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 4, __pyx_t_2, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 525, __pyx_L1_error)
+      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 4, __pyx_t_2, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 529, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 5, __pyx_t_1, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 525, __pyx_L1_error)
+      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 5, __pyx_t_1, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 529, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 6, __pyx_t_4, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 525, __pyx_L1_error)
+      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 6, __pyx_t_4, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 529, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-      /* "fastaudit/_elfedit.pyx":523
+      /* "fastaudit/_elfedit.pyx":527
  *                 p[2], p[3], p[4], p[5], p[6] = base_off, base_vaddr, base_vaddr, img.phsize * phdr_count, \
  *                     img.phsize * phdr_count
  *             elif p[0] == PT_DYNAMIC and move_dynamic:             # <<<<<<<<<<<<<<
@@ -36338,7 +36516,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
     }
     __pyx_L20:;
 
-    /* "fastaudit/_elfedit.pyx":519
+    /* "fastaudit/_elfedit.pyx":523
  *         last_load = max(i for i, p in enumerate(self.phdrs) if p[0] == PT_LOAD)
  *         self.phdrs.insert(last_load + 1, load)
  *         for p in self.phdrs:             # <<<<<<<<<<<<<<
@@ -36348,7 +36526,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
   }
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
 
-  /* "fastaudit/_elfedit.pyx":527
+  /* "fastaudit/_elfedit.pyx":531
  *                 p[2], p[3], p[4], p[5], p[6] = base_off + dyn_pos, base_vaddr + dyn_pos, base_vaddr + dyn_pos, \
  *                     dyn_size, dyn_size
  *         for entry in new_entries:             # <<<<<<<<<<<<<<
@@ -36357,7 +36535,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
 */
   if (unlikely(__pyx_v_new_entries == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not iterable");
-    __PYX_ERR(0, 527, __pyx_L1_error)
+    __PYX_ERR(0, 531, __pyx_L1_error)
   }
   __pyx_t_8 = __pyx_v_new_entries; __Pyx_INCREF(__pyx_t_8);
   __pyx_t_9 = 0;
@@ -36365,47 +36543,47 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
     {
       Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_8);
       #if !CYTHON_ASSUME_SAFE_SIZE
-      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 527, __pyx_L1_error)
+      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 531, __pyx_L1_error)
       #endif
       if (__pyx_t_9 >= __pyx_temp) break;
     }
     __pyx_t_4 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_8, __pyx_t_9, __Pyx_ReferenceSharing_OwnStrongReference);
     ++__pyx_t_9;
-    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 527, __pyx_L1_error)
+    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 531, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __Pyx_XDECREF_SET(__pyx_v_entry, __pyx_t_4);
     __pyx_t_4 = 0;
 
-    /* "fastaudit/_elfedit.pyx":528
+    /* "fastaudit/_elfedit.pyx":532
  *                     dyn_size, dyn_size
  *         for entry in new_entries:
  *             if entry[0] == DT_STRTAB:             # <<<<<<<<<<<<<<
  *                 entry[1] = base_vaddr + str_pos
  *             elif entry[0] == DT_STRSZ:
 */
-    __pyx_t_4 = __Pyx_GetItemInt(__pyx_v_entry, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 528, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_GetItemInt(__pyx_v_entry, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 532, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_1 = __Pyx_PyLong_From_uint64_t(DT_STRTAB); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 528, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyLong_From_uint64_t(DT_STRTAB); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 532, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_5 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_4, __pyx_t_1, Py_EQ); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(0, 528, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_4, __pyx_t_1, Py_EQ); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(0, 532, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
     if (__pyx_t_5) {
 
 
-      /* "fastaudit/_elfedit.pyx":529
+      /* "fastaudit/_elfedit.pyx":533
  *         for entry in new_entries:
  *             if entry[0] == DT_STRTAB:
  *                 entry[1] = base_vaddr + str_pos             # <<<<<<<<<<<<<<
  *             elif entry[0] == DT_STRSZ:
  *                 entry[1] = len(table)
 */
-      __pyx_t_1 = __Pyx_PyNumber_Add_object_int(__pyx_v_base_vaddr, __pyx_v_str_pos); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 529, __pyx_L1_error)
+      __pyx_t_1 = __Pyx_PyNumber_Add_object_int(__pyx_v_base_vaddr, __pyx_v_str_pos); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 533, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
-      if (unlikely((__Pyx_SetItemInt(__pyx_v_entry, 1, __pyx_t_1, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 529, __pyx_L1_error)
+      if (unlikely((__Pyx_SetItemInt(__pyx_v_entry, 1, __pyx_t_1, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 533, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
 
-      /* "fastaudit/_elfedit.pyx":528
+      /* "fastaudit/_elfedit.pyx":532
  *                     dyn_size, dyn_size
  *         for entry in new_entries:
  *             if entry[0] == DT_STRTAB:             # <<<<<<<<<<<<<<
@@ -36415,38 +36593,38 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
       goto __pyx_L28;
     }
 
-    /* "fastaudit/_elfedit.pyx":530
+    /* "fastaudit/_elfedit.pyx":534
  *             if entry[0] == DT_STRTAB:
  *                 entry[1] = base_vaddr + str_pos
  *             elif entry[0] == DT_STRSZ:             # <<<<<<<<<<<<<<
  *                 entry[1] = len(table)
  * 
 */
-    __pyx_t_1 = __Pyx_GetItemInt(__pyx_v_entry, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 530, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_GetItemInt(__pyx_v_entry, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 534, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_4 = __Pyx_PyLong_From_uint64_t(DT_STRSZ); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 530, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyLong_From_uint64_t(DT_STRSZ); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 534, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_5 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_1, __pyx_t_4, Py_EQ); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(0, 530, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_1, __pyx_t_4, Py_EQ); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(0, 534, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     if (__pyx_t_5) {
 
 
-      /* "fastaudit/_elfedit.pyx":531
+      /* "fastaudit/_elfedit.pyx":535
  *                 entry[1] = base_vaddr + str_pos
  *             elif entry[0] == DT_STRSZ:
  *                 entry[1] = len(table)             # <<<<<<<<<<<<<<
  * 
  *         out += bytes(base_off - len(out))  # padding: the segment starts at base_off
 */
-      __pyx_t_17 = __Pyx_PyBytes_GET_SIZE(__pyx_v_table); if (unlikely(__pyx_t_17 == ((Py_ssize_t)-1))) __PYX_ERR(0, 531, __pyx_L1_error)
-      __pyx_t_4 = PyLong_FromSsize_t(__pyx_t_17); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 531, __pyx_L1_error)
+      __pyx_t_17 = __Pyx_PyBytes_GET_SIZE(__pyx_v_table); if (unlikely(__pyx_t_17 == ((Py_ssize_t)-1))) __PYX_ERR(0, 535, __pyx_L1_error)
+      __pyx_t_4 = PyLong_FromSsize_t(__pyx_t_17); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 535, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
 
-      if (unlikely((__Pyx_SetItemInt(__pyx_v_entry, 1, __pyx_t_4, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 531, __pyx_L1_error)
+      if (unlikely((__Pyx_SetItemInt(__pyx_v_entry, 1, __pyx_t_4, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 535, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-      /* "fastaudit/_elfedit.pyx":530
+      /* "fastaudit/_elfedit.pyx":534
  *             if entry[0] == DT_STRTAB:
  *                 entry[1] = base_vaddr + str_pos
  *             elif entry[0] == DT_STRSZ:             # <<<<<<<<<<<<<<
@@ -36456,7 +36634,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
     }
     __pyx_L28:;
 
-    /* "fastaudit/_elfedit.pyx":527
+    /* "fastaudit/_elfedit.pyx":531
  *                 p[2], p[3], p[4], p[5], p[6] = base_off + dyn_pos, base_vaddr + dyn_pos, base_vaddr + dyn_pos, \
  *                     dyn_size, dyn_size
  *         for entry in new_entries:             # <<<<<<<<<<<<<<
@@ -36466,7 +36644,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
   }
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
 
-  /* "fastaudit/_elfedit.pyx":533
+  /* "fastaudit/_elfedit.pyx":537
  *                 entry[1] = len(table)
  * 
  *         out += bytes(base_off - len(out))  # padding: the segment starts at base_off             # <<<<<<<<<<<<<<
@@ -36476,13 +36654,13 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
   __pyx_t_4 = NULL;
   if (unlikely(__pyx_v_out == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "object of type \047NoneType\047 has no len()");
-    __PYX_ERR(0, 533, __pyx_L1_error)
+    __PYX_ERR(0, 537, __pyx_L1_error)
   }
-  __pyx_t_9 = __Pyx_PyByteArray_GET_SIZE(__pyx_v_out); if (unlikely(__pyx_t_9 == ((Py_ssize_t)-1))) __PYX_ERR(0, 533, __pyx_L1_error)
-  __pyx_t_1 = PyLong_FromSsize_t(__pyx_t_9); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 533, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_PyByteArray_GET_SIZE(__pyx_v_out); if (unlikely(__pyx_t_9 == ((Py_ssize_t)-1))) __PYX_ERR(0, 537, __pyx_L1_error)
+  __pyx_t_1 = PyLong_FromSsize_t(__pyx_t_9); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 537, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
 
-  __pyx_t_2 = __Pyx_PyNumber_Subtract_int_int(__pyx_v_base_off, __pyx_t_1); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 533, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyNumber_Subtract_int_int(__pyx_v_base_off, __pyx_t_1); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 537, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __pyx_t_3 = 1;
@@ -36491,16 +36669,16 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
     __pyx_t_8 = __Pyx_PyObject_FastCall((PyObject*)(&PyBytes_Type), __pyx_callargs+__pyx_t_3, (2-__pyx_t_3) | (__pyx_t_3*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 533, __pyx_L1_error)
+    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 537, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
   }
-  __pyx_t_2 = PyNumber_InPlaceAdd(__pyx_v_out, __pyx_t_8); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 533, __pyx_L1_error)
+  __pyx_t_2 = PyNumber_InPlaceAdd(__pyx_v_out, __pyx_t_8); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 537, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
   __Pyx_DECREF_SET(__pyx_v_out, ((PyObject*)__pyx_t_2));
   __pyx_t_2 = 0;
 
-  /* "fastaudit/_elfedit.pyx":534
+  /* "fastaudit/_elfedit.pyx":538
  * 
  *         out += bytes(base_off - len(out))  # padding: the segment starts at base_off
  *         segment = bytearray(size)             # <<<<<<<<<<<<<<
@@ -36513,13 +36691,13 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
     PyObject *__pyx_callargs[2] = {__pyx_t_8, __pyx_v_size};
     __pyx_t_2 = __Pyx_PyObject_FastCall((PyObject*)(&PyByteArray_Type), __pyx_callargs+__pyx_t_3, (2-__pyx_t_3) | (__pyx_t_3*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_8); __pyx_t_8 = 0;
-    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 534, __pyx_L1_error)
+    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 538, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
   }
   __pyx_v_segment = ((PyObject*)__pyx_t_2);
   __pyx_t_2 = 0;
 
-  /* "fastaudit/_elfedit.pyx":535
+  /* "fastaudit/_elfedit.pyx":539
  *         out += bytes(base_off - len(out))  # padding: the segment starts at base_off
  *         segment = bytearray(size)
  *         segment[str_pos:str_pos + len(table)] = table             # <<<<<<<<<<<<<<
@@ -36533,16 +36711,16 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
 
     __pyx_t_9 = 0;
   } else {
-    __pyx_t_17 = __Pyx_PyIndex_AsSsize_t(__pyx_t_18); if (unlikely((__pyx_t_17 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 535, __pyx_L1_error)
+    __pyx_t_17 = __Pyx_PyIndex_AsSsize_t(__pyx_t_18); if (unlikely((__pyx_t_17 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 539, __pyx_L1_error)
     __pyx_t_9 = __pyx_t_17;
   }
 
   __Pyx_DECREF(__pyx_t_18); __pyx_t_18 = 0;
-  __pyx_t_17 = __Pyx_PyBytes_GET_SIZE(__pyx_v_table); if (unlikely(__pyx_t_17 == ((Py_ssize_t)-1))) __PYX_ERR(0, 535, __pyx_L1_error)
-  __pyx_t_2 = PyLong_FromSsize_t(__pyx_t_17); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 535, __pyx_L1_error)
+  __pyx_t_17 = __Pyx_PyBytes_GET_SIZE(__pyx_v_table); if (unlikely(__pyx_t_17 == ((Py_ssize_t)-1))) __PYX_ERR(0, 539, __pyx_L1_error)
+  __pyx_t_2 = PyLong_FromSsize_t(__pyx_t_17); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 539, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
 
-  __pyx_t_8 = __Pyx_PyNumber_Add_int_int(__pyx_v_str_pos, __pyx_t_2); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 535, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyNumber_Add_int_int(__pyx_v_str_pos, __pyx_t_2); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 539, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
   __pyx_t_5 = (__pyx_t_8 == ((PyObject*)Py_None));
@@ -36550,30 +36728,30 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
 
     __pyx_t_17 = PY_SSIZE_T_MAX;
   } else {
-    __pyx_t_19 = __Pyx_PyIndex_AsSsize_t(__pyx_t_8); if (unlikely((__pyx_t_19 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 535, __pyx_L1_error)
+    __pyx_t_19 = __Pyx_PyIndex_AsSsize_t(__pyx_t_8); if (unlikely((__pyx_t_19 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 539, __pyx_L1_error)
     __pyx_t_17 = __pyx_t_19;
   }
 
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-  if (__Pyx_PyObject_SetSlice(__pyx_v_segment, __pyx_v_table, __pyx_t_9, __pyx_t_17, NULL, NULL, NULL, 1, 1, 0) < (0)) __PYX_ERR(0, 535, __pyx_L1_error)
+  if (__Pyx_PyObject_SetSlice(__pyx_v_segment, __pyx_v_table, __pyx_t_9, __pyx_t_17, NULL, NULL, NULL, 1, 1, 0) < (0)) __PYX_ERR(0, 539, __pyx_L1_error)
 
 
 
-  /* "fastaudit/_elfedit.pyx":536
+  /* "fastaudit/_elfedit.pyx":540
  *         segment = bytearray(size)
  *         segment[str_pos:str_pos + len(table)] = table
  *         phoff = base_off if move_phdrs else img.h.phoff             # <<<<<<<<<<<<<<
  *         if move_phdrs:
  *             self.write_phdrs(segment, 0, phdr_count)
 */
-  __pyx_t_5 = __Pyx_PyObject_IsTrue(__pyx_v_move_phdrs); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(0, 536, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyObject_IsTrue(__pyx_v_move_phdrs); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(0, 540, __pyx_L1_error)
   if (__pyx_t_5) {
     __Pyx_INCREF(__pyx_v_base_off);
     __pyx_t_8 = __pyx_v_base_off;
   } else {
-    __pyx_t_2 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->h.phoff); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 536, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->h.phoff); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 540, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
-    if (__Pyx_PyInt_FromNumber(&__pyx_t_2, NULL, 0) < (0)) __PYX_ERR(0, 536, __pyx_L1_error)
+    if (__Pyx_PyInt_FromNumber(&__pyx_t_2, NULL, 0) < (0)) __PYX_ERR(0, 540, __pyx_L1_error)
     __pyx_t_8 = __pyx_t_2;
     __pyx_t_2 = 0;
   }
@@ -36581,18 +36759,18 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
   __pyx_v_phoff = ((PyObject*)__pyx_t_8);
   __pyx_t_8 = 0;
 
-  /* "fastaudit/_elfedit.pyx":537
+  /* "fastaudit/_elfedit.pyx":541
  *         segment[str_pos:str_pos + len(table)] = table
  *         phoff = base_off if move_phdrs else img.h.phoff
  *         if move_phdrs:             # <<<<<<<<<<<<<<
  *             self.write_phdrs(segment, 0, phdr_count)
  *         else:
 */
-  __pyx_t_5 = __Pyx_PyObject_IsTrue(__pyx_v_move_phdrs); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(0, 537, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyObject_IsTrue(__pyx_v_move_phdrs); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(0, 541, __pyx_L1_error)
   if (__pyx_t_5) {
 
 
-    /* "fastaudit/_elfedit.pyx":538
+    /* "fastaudit/_elfedit.pyx":542
  *         phoff = base_off if move_phdrs else img.h.phoff
  *         if move_phdrs:
  *             self.write_phdrs(segment, 0, phdr_count)             # <<<<<<<<<<<<<<
@@ -36606,12 +36784,12 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
       PyObject *__pyx_callargs[4] = {__pyx_t_2, __pyx_v_segment, __pyx_mstate_global->__pyx_int_0, __pyx_v_phdr_count};
       __pyx_t_8 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_write_phdrs, __pyx_callargs+__pyx_t_3, (4-__pyx_t_3) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
-      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 538, __pyx_L1_error)
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 542, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
     }
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
 
-    /* "fastaudit/_elfedit.pyx":537
+    /* "fastaudit/_elfedit.pyx":541
  *         segment[str_pos:str_pos + len(table)] = table
  *         phoff = base_off if move_phdrs else img.h.phoff
  *         if move_phdrs:             # <<<<<<<<<<<<<<
@@ -36621,7 +36799,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
     goto __pyx_L30;
   }
 
-  /* "fastaudit/_elfedit.pyx":540
+  /* "fastaudit/_elfedit.pyx":544
  *             self.write_phdrs(segment, 0, phdr_count)
  *         else:
  *             self.write_phdrs(out, phoff, phdr_count)             # <<<<<<<<<<<<<<
@@ -36636,26 +36814,26 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
       PyObject *__pyx_callargs[4] = {__pyx_t_2, __pyx_v_out, __pyx_v_phoff, __pyx_v_phdr_count};
       __pyx_t_8 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_write_phdrs, __pyx_callargs+__pyx_t_3, (4-__pyx_t_3) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
-      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 540, __pyx_L1_error)
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 544, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
     }
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
   }
   __pyx_L30:;
 
-  /* "fastaudit/_elfedit.pyx":541
+  /* "fastaudit/_elfedit.pyx":545
  *         else:
  *             self.write_phdrs(out, phoff, phdr_count)
  *         view = out             # <<<<<<<<<<<<<<
  *         if img.im.is64:
  *             wr64(&view[32], img.im.le, phoff)
 */
-  __pyx_t_20 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint8_t(__pyx_v_out, PyBUF_WRITABLE); if (unlikely(!__pyx_t_20.memview)) __PYX_ERR(0, 541, __pyx_L1_error)
+  __pyx_t_20 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint8_t(__pyx_v_out, PyBUF_WRITABLE); if (unlikely(!__pyx_t_20.memview)) __PYX_ERR(0, 545, __pyx_L1_error)
   __pyx_v_view = __pyx_t_20;
   __pyx_t_20.memview = NULL;
   __pyx_t_20.data = NULL;
 
-  /* "fastaudit/_elfedit.pyx":542
+  /* "fastaudit/_elfedit.pyx":546
  *             self.write_phdrs(out, phoff, phdr_count)
  *         view = out
  *         if img.im.is64:             # <<<<<<<<<<<<<<
@@ -36664,7 +36842,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
 */
   if (__pyx_v_img->im.is64) {
 
-    /* "fastaudit/_elfedit.pyx":543
+    /* "fastaudit/_elfedit.pyx":547
  *         view = out
  *         if img.im.is64:
  *             wr64(&view[32], img.im.le, phoff)             # <<<<<<<<<<<<<<
@@ -36672,11 +36850,11 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
  *         else:
 */
     __pyx_t_21 = 32;
-    __pyx_t_13 = __Pyx_PyLong_As_uint64_t(__pyx_v_phoff); if (unlikely((__pyx_t_13 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 543, __pyx_L1_error)
+    __pyx_t_13 = __Pyx_PyLong_As_uint64_t(__pyx_v_phoff); if (unlikely((__pyx_t_13 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 547, __pyx_L1_error)
     __pyx_f_9fastaudit_8_elfedit_wr64((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_21)) )))), __pyx_v_img->im.le, __pyx_t_13);
 
 
-    /* "fastaudit/_elfedit.pyx":544
+    /* "fastaudit/_elfedit.pyx":548
  *         if img.im.is64:
  *             wr64(&view[32], img.im.le, phoff)
  *             wr16(&view[56], img.im.le, phdr_count)             # <<<<<<<<<<<<<<
@@ -36684,11 +36862,11 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
  *             wr32(&view[28], img.im.le, <uint32_t>phoff)
 */
     __pyx_t_21 = 56;
-    __pyx_t_22 = __Pyx_PyLong_As_uint16_t(__pyx_v_phdr_count); if (unlikely((__pyx_t_22 == ((uint16_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 544, __pyx_L1_error)
+    __pyx_t_22 = __Pyx_PyLong_As_uint16_t(__pyx_v_phdr_count); if (unlikely((__pyx_t_22 == ((uint16_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 548, __pyx_L1_error)
     __pyx_f_9fastaudit_8_elfedit_wr16((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_21)) )))), __pyx_v_img->im.le, __pyx_t_22);
 
 
-    /* "fastaudit/_elfedit.pyx":542
+    /* "fastaudit/_elfedit.pyx":546
  *             self.write_phdrs(out, phoff, phdr_count)
  *         view = out
  *         if img.im.is64:             # <<<<<<<<<<<<<<
@@ -36698,7 +36876,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
     goto __pyx_L31;
   }
 
-  /* "fastaudit/_elfedit.pyx":546
+  /* "fastaudit/_elfedit.pyx":550
  *             wr16(&view[56], img.im.le, phdr_count)
  *         else:
  *             wr32(&view[28], img.im.le, <uint32_t>phoff)             # <<<<<<<<<<<<<<
@@ -36707,11 +36885,11 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
 */
   /*else*/ {
     __pyx_t_21 = 28;
-    __pyx_t_23 = __Pyx_PyLong_As_uint32_t(__pyx_v_phoff); if (unlikely((__pyx_t_23 == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 546, __pyx_L1_error)
+    __pyx_t_23 = __Pyx_PyLong_As_uint32_t(__pyx_v_phoff); if (unlikely((__pyx_t_23 == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 550, __pyx_L1_error)
     __pyx_f_9fastaudit_8_elfedit_wr32((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_21)) )))), __pyx_v_img->im.le, ((uint32_t)__pyx_t_23));
 
 
-    /* "fastaudit/_elfedit.pyx":547
+    /* "fastaudit/_elfedit.pyx":551
  *         else:
  *             wr32(&view[28], img.im.le, <uint32_t>phoff)
  *             wr16(&view[44], img.im.le, phdr_count)             # <<<<<<<<<<<<<<
@@ -36719,52 +36897,52 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
  *                           base_off + str_pos, len(table))
 */
     __pyx_t_21 = 44;
-    __pyx_t_22 = __Pyx_PyLong_As_uint16_t(__pyx_v_phdr_count); if (unlikely((__pyx_t_22 == ((uint16_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 547, __pyx_L1_error)
+    __pyx_t_22 = __Pyx_PyLong_As_uint16_t(__pyx_v_phdr_count); if (unlikely((__pyx_t_22 == ((uint16_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 551, __pyx_L1_error)
     __pyx_f_9fastaudit_8_elfedit_wr16((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_21)) )))), __pyx_v_img->im.le, __pyx_t_22);
 
   }
   __pyx_L31:;
 
-  /* "fastaudit/_elfedit.pyx":548
+  /* "fastaudit/_elfedit.pyx":552
  *             wr32(&view[28], img.im.le, <uint32_t>phoff)
  *             wr16(&view[44], img.im.le, phdr_count)
  *         self.move_section(view, SHT_STRTAB, self.str_vaddr, self.str_off, base_vaddr + str_pos,             # <<<<<<<<<<<<<<
  *                           base_off + str_pos, len(table))
  *         if move_dynamic:
 */
-  __pyx_t_8 = __Pyx_PyNumber_Add_object_int(__pyx_v_base_vaddr, __pyx_v_str_pos); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 548, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyNumber_Add_object_int(__pyx_v_base_vaddr, __pyx_v_str_pos); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 552, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
-  __pyx_t_13 = __Pyx_PyLong_As_uint64_t(__pyx_t_8); if (unlikely((__pyx_t_13 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 548, __pyx_L1_error)
+  __pyx_t_13 = __Pyx_PyLong_As_uint64_t(__pyx_t_8); if (unlikely((__pyx_t_13 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 552, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
 
-  /* "fastaudit/_elfedit.pyx":549
+  /* "fastaudit/_elfedit.pyx":553
  *             wr16(&view[44], img.im.le, phdr_count)
  *         self.move_section(view, SHT_STRTAB, self.str_vaddr, self.str_off, base_vaddr + str_pos,
  *                           base_off + str_pos, len(table))             # <<<<<<<<<<<<<<
  *         if move_dynamic:
  *             self.move_section(view, SHT_DYNAMIC, self.dyn_vaddr, self.dyn_off, base_vaddr + dyn_pos,
 */
-  __pyx_t_8 = __Pyx_PyNumber_Add_int_int(__pyx_v_base_off, __pyx_v_str_pos); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 549, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyNumber_Add_int_int(__pyx_v_base_off, __pyx_v_str_pos); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 553, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
-  __pyx_t_14 = __Pyx_PyLong_As_uint64_t(__pyx_t_8); if (unlikely((__pyx_t_14 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 549, __pyx_L1_error)
+  __pyx_t_14 = __Pyx_PyLong_As_uint64_t(__pyx_t_8); if (unlikely((__pyx_t_14 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 553, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-  __pyx_t_17 = __Pyx_PyBytes_GET_SIZE(__pyx_v_table); if (unlikely(__pyx_t_17 == ((Py_ssize_t)-1))) __PYX_ERR(0, 549, __pyx_L1_error)
+  __pyx_t_17 = __Pyx_PyBytes_GET_SIZE(__pyx_v_table); if (unlikely(__pyx_t_17 == ((Py_ssize_t)-1))) __PYX_ERR(0, 553, __pyx_L1_error)
 
-  /* "fastaudit/_elfedit.pyx":548
+  /* "fastaudit/_elfedit.pyx":552
  *             wr32(&view[28], img.im.le, <uint32_t>phoff)
  *             wr16(&view[44], img.im.le, phdr_count)
  *         self.move_section(view, SHT_STRTAB, self.str_vaddr, self.str_off, base_vaddr + str_pos,             # <<<<<<<<<<<<<<
  *                           base_off + str_pos, len(table))
  *         if move_dynamic:
 */
-  __pyx_t_8 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self->__pyx_vtab)->move_section(__pyx_v_self, __pyx_v_view, SHT_STRTAB, __pyx_v_self->str_vaddr, __pyx_v_self->str_off, __pyx_t_13, __pyx_t_14, __pyx_t_17); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 548, __pyx_L1_error)
+  __pyx_t_8 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self->__pyx_vtab)->move_section(__pyx_v_self, __pyx_v_view, SHT_STRTAB, __pyx_v_self->str_vaddr, __pyx_v_self->str_off, __pyx_t_13, __pyx_t_14, __pyx_t_17); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 552, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
 
 
 
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
 
-  /* "fastaudit/_elfedit.pyx":550
+  /* "fastaudit/_elfedit.pyx":554
  *         self.move_section(view, SHT_STRTAB, self.str_vaddr, self.str_off, base_vaddr + str_pos,
  *                           base_off + str_pos, len(table))
  *         if move_dynamic:             # <<<<<<<<<<<<<<
@@ -36773,50 +36951,50 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
 */
   if (__pyx_v_move_dynamic) {
 
-    /* "fastaudit/_elfedit.pyx":551
+    /* "fastaudit/_elfedit.pyx":555
  *                           base_off + str_pos, len(table))
  *         if move_dynamic:
  *             self.move_section(view, SHT_DYNAMIC, self.dyn_vaddr, self.dyn_off, base_vaddr + dyn_pos,             # <<<<<<<<<<<<<<
  *                               base_off + dyn_pos, (len(new_entries) + 1) * img.dynent)
  *         return segment
 */
-    __pyx_t_8 = __Pyx_PyNumber_Add_object_int(__pyx_v_base_vaddr, __pyx_v_dyn_pos); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 551, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyNumber_Add_object_int(__pyx_v_base_vaddr, __pyx_v_dyn_pos); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 555, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
-    __pyx_t_14 = __Pyx_PyLong_As_uint64_t(__pyx_t_8); if (unlikely((__pyx_t_14 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 551, __pyx_L1_error)
+    __pyx_t_14 = __Pyx_PyLong_As_uint64_t(__pyx_t_8); if (unlikely((__pyx_t_14 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 555, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
 
-    /* "fastaudit/_elfedit.pyx":552
+    /* "fastaudit/_elfedit.pyx":556
  *         if move_dynamic:
  *             self.move_section(view, SHT_DYNAMIC, self.dyn_vaddr, self.dyn_off, base_vaddr + dyn_pos,
  *                               base_off + dyn_pos, (len(new_entries) + 1) * img.dynent)             # <<<<<<<<<<<<<<
  *         return segment
  * 
 */
-    __pyx_t_8 = __Pyx_PyNumber_Add_int_int(__pyx_v_base_off, __pyx_v_dyn_pos); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 552, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyNumber_Add_int_int(__pyx_v_base_off, __pyx_v_dyn_pos); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 556, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
-    __pyx_t_13 = __Pyx_PyLong_As_uint64_t(__pyx_t_8); if (unlikely((__pyx_t_13 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 552, __pyx_L1_error)
+    __pyx_t_13 = __Pyx_PyLong_As_uint64_t(__pyx_t_8); if (unlikely((__pyx_t_13 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 556, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
     if (unlikely(__pyx_v_new_entries == Py_None)) {
       PyErr_SetString(PyExc_TypeError, "object of type \047NoneType\047 has no len()");
-      __PYX_ERR(0, 552, __pyx_L1_error)
+      __PYX_ERR(0, 556, __pyx_L1_error)
     }
-    __pyx_t_17 = __Pyx_PyList_GET_SIZE(__pyx_v_new_entries); if (unlikely(__pyx_t_17 == ((Py_ssize_t)-1))) __PYX_ERR(0, 552, __pyx_L1_error)
+    __pyx_t_17 = __Pyx_PyList_GET_SIZE(__pyx_v_new_entries); if (unlikely(__pyx_t_17 == ((Py_ssize_t)-1))) __PYX_ERR(0, 556, __pyx_L1_error)
 
-    /* "fastaudit/_elfedit.pyx":551
+    /* "fastaudit/_elfedit.pyx":555
  *                           base_off + str_pos, len(table))
  *         if move_dynamic:
  *             self.move_section(view, SHT_DYNAMIC, self.dyn_vaddr, self.dyn_off, base_vaddr + dyn_pos,             # <<<<<<<<<<<<<<
  *                               base_off + dyn_pos, (len(new_entries) + 1) * img.dynent)
  *         return segment
 */
-    __pyx_t_8 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self->__pyx_vtab)->move_section(__pyx_v_self, __pyx_v_view, SHT_DYNAMIC, __pyx_v_self->dyn_vaddr, __pyx_v_self->dyn_off, __pyx_t_14, __pyx_t_13, ((__pyx_t_17 + 1) * __pyx_v_img->dynent)); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 551, __pyx_L1_error)
+    __pyx_t_8 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self->__pyx_vtab)->move_section(__pyx_v_self, __pyx_v_view, SHT_DYNAMIC, __pyx_v_self->dyn_vaddr, __pyx_v_self->dyn_off, __pyx_t_14, __pyx_t_13, ((__pyx_t_17 + 1) * __pyx_v_img->dynent)); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 555, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
 
 
 
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
 
-    /* "fastaudit/_elfedit.pyx":550
+    /* "fastaudit/_elfedit.pyx":554
  *         self.move_section(view, SHT_STRTAB, self.str_vaddr, self.str_off, base_vaddr + str_pos,
  *                           base_off + str_pos, len(table))
  *         if move_dynamic:             # <<<<<<<<<<<<<<
@@ -36825,7 +37003,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
 */
   }
 
-  /* "fastaudit/_elfedit.pyx":553
+  /* "fastaudit/_elfedit.pyx":557
  *             self.move_section(view, SHT_DYNAMIC, self.dyn_vaddr, self.dyn_off, base_vaddr + dyn_pos,
  *                               base_off + dyn_pos, (len(new_entries) + 1) * img.dynent)
  *         return segment             # <<<<<<<<<<<<<<
@@ -36843,7 +37021,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
   }
   goto __pyx_L0;
 
-  /* "fastaudit/_elfedit.pyx":486
+  /* "fastaudit/_elfedit.pyx":490
  *             wr32(&view[off], self.img.im.le, <uint32_t>value)
  * 
  *     def new_segment(self, list new_entries, bint move_dynamic, bytearray out) -> bytearray:             # <<<<<<<<<<<<<<
@@ -36889,7 +37067,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
   __Pyx_XDECREF(__pyx_v_phoff);
   __Pyx_XDECREF(__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_2generator1);
   __Pyx_XDECREF(__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_5generator2);
-  __Pyx_XDECREF(__pyx_9genexpr24__pyx_v_p);
+  __Pyx_XDECREF(__pyx_9genexpr23__pyx_v_p);
   __Pyx_XDECREF(__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_8generator3);
   __Pyx_XDECREF(__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_11generator4);
   __Pyx_XDECREF(__pyx_v_out);
@@ -36898,7 +37076,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_24new_segment(struct __
   return __pyx_r;
 }
 
-/* "fastaudit/_elfedit.pyx":555
+/* "fastaudit/_elfedit.pyx":559
  *         return segment
  * 
  *     def write_phdrs(self, bytearray target, uint64_t at, uint64_t count):             # <<<<<<<<<<<<<<
@@ -36947,46 +37125,46 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_target,&__pyx_mstate_global->__pyx_n_u_at,&__pyx_mstate_global->__pyx_n_u_count,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 555, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 559, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 555, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 559, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 555, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 559, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 555, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 559, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "write_phdrs", 0) < (0)) __PYX_ERR(0, 555, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "write_phdrs", 0) < (0)) __PYX_ERR(0, 559, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 3; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("write_phdrs", 1, 3, 3, i); __PYX_ERR(0, 555, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("write_phdrs", 1, 3, 3, i); __PYX_ERR(0, 559, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 3)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 555, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 559, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 555, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 559, __pyx_L3_error)
       values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 555, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 559, __pyx_L3_error)
     }
     __pyx_v_target = ((PyObject*)values[0]);
-    __pyx_v_at = __Pyx_PyLong_As_uint64_t(values[1]); if (unlikely((__pyx_v_at == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 555, __pyx_L3_error)
-    __pyx_v_count = __Pyx_PyLong_As_uint64_t(values[2]); if (unlikely((__pyx_v_count == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 555, __pyx_L3_error)
+    __pyx_v_at = __Pyx_PyLong_As_uint64_t(values[1]); if (unlikely((__pyx_v_at == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 559, __pyx_L3_error)
+    __pyx_v_count = __Pyx_PyLong_As_uint64_t(values[2]); if (unlikely((__pyx_v_count == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 559, __pyx_L3_error)
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("write_phdrs", 1, 3, 3, __pyx_nargs); __PYX_ERR(0, 555, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("write_phdrs", 1, 3, 3, __pyx_nargs); __PYX_ERR(0, 559, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -36997,7 +37175,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return NULL;
   __pyx_L4_argument_unpacking_done:;
-  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_target), (&PyByteArray_Type), 1, "target", 1))) __PYX_ERR(0, 555, __pyx_L1_error)
+  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_target), (&PyByteArray_Type), 1, "target", 1))) __PYX_ERR(0, 559, __pyx_L1_error)
   __pyx_r = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26write_phdrs(((struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self), __pyx_v_target, __pyx_v_at, __pyx_v_count);
 
   /* function exit code */
@@ -37062,19 +37240,19 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26write_phdrs(struct __
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("write_phdrs", 0);
 
-  /* "fastaudit/_elfedit.pyx":556
+  /* "fastaudit/_elfedit.pyx":560
  * 
  *     def write_phdrs(self, bytearray target, uint64_t at, uint64_t count):
  *         cdef uint8_t[::1] view = target             # <<<<<<<<<<<<<<
  *         cdef bint le = self.img.im.le
  *         cdef uint64_t ph
 */
-  __pyx_t_1 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint8_t(__pyx_v_target, PyBUF_WRITABLE); if (unlikely(!__pyx_t_1.memview)) __PYX_ERR(0, 556, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint8_t(__pyx_v_target, PyBUF_WRITABLE); if (unlikely(!__pyx_t_1.memview)) __PYX_ERR(0, 560, __pyx_L1_error)
   __pyx_v_view = __pyx_t_1;
   __pyx_t_1.memview = NULL;
   __pyx_t_1.data = NULL;
 
-  /* "fastaudit/_elfedit.pyx":557
+  /* "fastaudit/_elfedit.pyx":561
  *     def write_phdrs(self, bytearray target, uint64_t at, uint64_t count):
  *         cdef uint8_t[::1] view = target
  *         cdef bint le = self.img.im.le             # <<<<<<<<<<<<<<
@@ -37085,7 +37263,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26write_phdrs(struct __
 
   __pyx_v_le = __pyx_t_2;
 
-  /* "fastaudit/_elfedit.pyx":559
+  /* "fastaudit/_elfedit.pyx":563
  *         cdef bint le = self.img.im.le
  *         cdef uint64_t ph
  *         for i, (p_type, flags, off, vaddr, paddr, filesz, memsz, align) in enumerate(self.phdrs):             # <<<<<<<<<<<<<<
@@ -37100,13 +37278,13 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26write_phdrs(struct __
     {
       Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_4);
       #if !CYTHON_ASSUME_SAFE_SIZE
-      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 559, __pyx_L1_error)
+      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 563, __pyx_L1_error)
       #endif
       if (__pyx_t_5 >= __pyx_temp) break;
     }
     __pyx_t_6 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_4, __pyx_t_5, __Pyx_ReferenceSharing_OwnStrongReference);
     ++__pyx_t_5;
-    if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 559, __pyx_L1_error)
+    if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 563, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     if ((likely(PyTuple_CheckExact(__pyx_t_6))) || (PyList_CheckExact(__pyx_t_6))) {
       PyObject* sequence = __pyx_t_6;
@@ -37114,7 +37292,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26write_phdrs(struct __
       if (unlikely(size != 8)) {
         if (size > 8) __Pyx_RaiseTooManyValuesError(8);
         else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-        __PYX_ERR(0, 559, __pyx_L1_error)
+        __PYX_ERR(0, 563, __pyx_L1_error)
       }
       #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
       if (likely(PyTuple_CheckExact(sequence))) {
@@ -37136,28 +37314,28 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26write_phdrs(struct __
         __Pyx_INCREF(__pyx_t_14);
       } else {
         __pyx_t_7 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 559, __pyx_L1_error)
+        if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 563, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_7);
         __pyx_t_8 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 559, __pyx_L1_error)
+        if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 563, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_8);
         __pyx_t_9 = __Pyx_PyList_GET_ITEM_REF(sequence, 2, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 559, __pyx_L1_error)
+        if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 563, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_9);
         __pyx_t_10 = __Pyx_PyList_GET_ITEM_REF(sequence, 3, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 559, __pyx_L1_error)
+        if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 563, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_10);
         __pyx_t_11 = __Pyx_PyList_GET_ITEM_REF(sequence, 4, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 559, __pyx_L1_error)
+        if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 563, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_11);
         __pyx_t_12 = __Pyx_PyList_GET_ITEM_REF(sequence, 5, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 559, __pyx_L1_error)
+        if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 563, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_12);
         __pyx_t_13 = __Pyx_PyList_GET_ITEM_REF(sequence, 6, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 559, __pyx_L1_error)
+        if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 563, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_13);
         __pyx_t_14 = __Pyx_PyList_GET_ITEM_REF(sequence, 7, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 559, __pyx_L1_error)
+        if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 563, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_14);
       }
       #else
@@ -37165,7 +37343,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26write_phdrs(struct __
         Py_ssize_t i;
         PyObject** temps[8] = {&__pyx_t_7,&__pyx_t_8,&__pyx_t_9,&__pyx_t_10,&__pyx_t_11,&__pyx_t_12,&__pyx_t_13,&__pyx_t_14};
         for (i=0; i < 8; i++) {
-          PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(0, 559, __pyx_L1_error)
+          PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(0, 563, __pyx_L1_error)
           __Pyx_GOTREF(item);
           *(temps[i]) = item;
         }
@@ -37175,7 +37353,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26write_phdrs(struct __
     } else {
       Py_ssize_t index = -1;
       PyObject** temps[8] = {&__pyx_t_7,&__pyx_t_8,&__pyx_t_9,&__pyx_t_10,&__pyx_t_11,&__pyx_t_12,&__pyx_t_13,&__pyx_t_14};
-      __pyx_t_15 = PyObject_GetIter(__pyx_t_6); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 559, __pyx_L1_error)
+      __pyx_t_15 = PyObject_GetIter(__pyx_t_6); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 563, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_15);
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
       __pyx_t_16 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_15);
@@ -37184,7 +37362,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26write_phdrs(struct __
         __Pyx_GOTREF(item);
         *(temps[index]) = item;
       }
-      if (__Pyx_IternextUnpackEndCheck(__pyx_t_16(__pyx_t_15), 8) < (0)) __PYX_ERR(0, 559, __pyx_L1_error)
+      if (__Pyx_IternextUnpackEndCheck(__pyx_t_16(__pyx_t_15), 8) < (0)) __PYX_ERR(0, 563, __pyx_L1_error)
       __pyx_t_16 = NULL;
       __Pyx_DECREF(__pyx_t_15); __pyx_t_15 = 0;
       goto __pyx_L6_unpacking_done;
@@ -37192,7 +37370,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26write_phdrs(struct __
       __Pyx_DECREF(__pyx_t_15); __pyx_t_15 = 0;
       __pyx_t_16 = NULL;
       if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-      __PYX_ERR(0, 559, __pyx_L1_error)
+      __PYX_ERR(0, 563, __pyx_L1_error)
       __pyx_L6_unpacking_done:;
     }
     __Pyx_XDECREF_SET(__pyx_v_p_type, __pyx_t_7);
@@ -37213,35 +37391,35 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26write_phdrs(struct __
     __pyx_t_14 = 0;
     __Pyx_INCREF(__pyx_t_3);
     __Pyx_XDECREF_SET(__pyx_v_i, __pyx_t_3);
-    __pyx_t_6 = __Pyx_PyLong_AddObjC(__pyx_t_3, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 559, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyLong_AddObjC(__pyx_t_3, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 563, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __Pyx_DECREF(__pyx_t_3);
     __pyx_t_3 = __pyx_t_6;
     __pyx_t_6 = 0;
 
-    /* "fastaudit/_elfedit.pyx":560
+    /* "fastaudit/_elfedit.pyx":564
  *         cdef uint64_t ph
  *         for i, (p_type, flags, off, vaddr, paddr, filesz, memsz, align) in enumerate(self.phdrs):
  *             ph = at + i * self.img.phsize             # <<<<<<<<<<<<<<
  *             wr32(&view[ph], le, p_type)
  *             if self.img.im.is64:
 */
-    __pyx_t_6 = __Pyx_PyLong_From_uint64_t(__pyx_v_at); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 560, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyLong_From_uint64_t(__pyx_v_at); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 564, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
-    __pyx_t_14 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->img->phsize); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 560, __pyx_L1_error)
+    __pyx_t_14 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->img->phsize); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 564, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_14);
-    __pyx_t_13 = __Pyx_PyNumber_Multiply_object_int(__pyx_v_i, __pyx_t_14); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 560, __pyx_L1_error)
+    __pyx_t_13 = __Pyx_PyNumber_Multiply_object_int(__pyx_v_i, __pyx_t_14); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 564, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_13);
     __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
-    __pyx_t_14 = __Pyx_PyNumber_Add_int_object(__pyx_t_6, __pyx_t_13); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 560, __pyx_L1_error)
+    __pyx_t_14 = __Pyx_PyNumber_Add_int_object(__pyx_t_6, __pyx_t_13); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 564, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_14);
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
-    __pyx_t_17 = __Pyx_PyLong_As_uint64_t(__pyx_t_14); if (unlikely((__pyx_t_17 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 560, __pyx_L1_error)
+    __pyx_t_17 = __Pyx_PyLong_As_uint64_t(__pyx_t_14); if (unlikely((__pyx_t_17 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 564, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
     __pyx_v_ph = __pyx_t_17;
 
-    /* "fastaudit/_elfedit.pyx":561
+    /* "fastaudit/_elfedit.pyx":565
  *         for i, (p_type, flags, off, vaddr, paddr, filesz, memsz, align) in enumerate(self.phdrs):
  *             ph = at + i * self.img.phsize
  *             wr32(&view[ph], le, p_type)             # <<<<<<<<<<<<<<
@@ -37249,11 +37427,11 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26write_phdrs(struct __
  *                 wr32(&view[ph + 4], le, flags)
 */
     __pyx_t_17 = __pyx_v_ph;
-    __pyx_t_18 = __Pyx_PyLong_As_uint32_t(__pyx_v_p_type); if (unlikely((__pyx_t_18 == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 561, __pyx_L1_error)
+    __pyx_t_18 = __Pyx_PyLong_As_uint32_t(__pyx_v_p_type); if (unlikely((__pyx_t_18 == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 565, __pyx_L1_error)
     __pyx_f_9fastaudit_8_elfedit_wr32((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_17)) )))), __pyx_v_le, __pyx_t_18);
 
 
-    /* "fastaudit/_elfedit.pyx":562
+    /* "fastaudit/_elfedit.pyx":566
  *             ph = at + i * self.img.phsize
  *             wr32(&view[ph], le, p_type)
  *             if self.img.im.is64:             # <<<<<<<<<<<<<<
@@ -37262,7 +37440,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26write_phdrs(struct __
 */
     if (__pyx_v_self->img->im.is64) {
 
-      /* "fastaudit/_elfedit.pyx":563
+      /* "fastaudit/_elfedit.pyx":567
  *             wr32(&view[ph], le, p_type)
  *             if self.img.im.is64:
  *                 wr32(&view[ph + 4], le, flags)             # <<<<<<<<<<<<<<
@@ -37270,11 +37448,11 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26write_phdrs(struct __
  *                     wr64(&view[ph + 8 + 8 * k], le, value)
 */
       __pyx_t_17 = (__pyx_v_ph + 4);
-      __pyx_t_18 = __Pyx_PyLong_As_uint32_t(__pyx_v_flags); if (unlikely((__pyx_t_18 == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 563, __pyx_L1_error)
+      __pyx_t_18 = __Pyx_PyLong_As_uint32_t(__pyx_v_flags); if (unlikely((__pyx_t_18 == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 567, __pyx_L1_error)
       __pyx_f_9fastaudit_8_elfedit_wr32((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_17)) )))), __pyx_v_le, __pyx_t_18);
 
 
-      /* "fastaudit/_elfedit.pyx":564
+      /* "fastaudit/_elfedit.pyx":568
  *             if self.img.im.is64:
  *                 wr32(&view[ph + 4], le, flags)
  *                 for k, value in enumerate((off, vaddr, paddr, filesz, memsz, align)):             # <<<<<<<<<<<<<<
@@ -37283,26 +37461,26 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26write_phdrs(struct __
 */
       __Pyx_INCREF(__pyx_mstate_global->__pyx_int_0);
       __pyx_t_14 = __pyx_mstate_global->__pyx_int_0;
-      __pyx_t_13 = PyTuple_New(6); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 564, __pyx_L1_error)
+      __pyx_t_13 = PyTuple_New(6); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 568, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_13);
       __Pyx_INCREF(__pyx_v_off);
       __Pyx_GIVEREF(__pyx_v_off);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 0, __pyx_v_off) != (0)) __PYX_ERR(0, 564, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 0, __pyx_v_off) != (0)) __PYX_ERR(0, 568, __pyx_L1_error);
       __Pyx_INCREF(__pyx_v_vaddr);
       __Pyx_GIVEREF(__pyx_v_vaddr);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 1, __pyx_v_vaddr) != (0)) __PYX_ERR(0, 564, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 1, __pyx_v_vaddr) != (0)) __PYX_ERR(0, 568, __pyx_L1_error);
       __Pyx_INCREF(__pyx_v_paddr);
       __Pyx_GIVEREF(__pyx_v_paddr);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 2, __pyx_v_paddr) != (0)) __PYX_ERR(0, 564, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 2, __pyx_v_paddr) != (0)) __PYX_ERR(0, 568, __pyx_L1_error);
       __Pyx_INCREF(__pyx_v_filesz);
       __Pyx_GIVEREF(__pyx_v_filesz);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 3, __pyx_v_filesz) != (0)) __PYX_ERR(0, 564, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 3, __pyx_v_filesz) != (0)) __PYX_ERR(0, 568, __pyx_L1_error);
       __Pyx_INCREF(__pyx_v_memsz);
       __Pyx_GIVEREF(__pyx_v_memsz);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 4, __pyx_v_memsz) != (0)) __PYX_ERR(0, 564, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 4, __pyx_v_memsz) != (0)) __PYX_ERR(0, 568, __pyx_L1_error);
       __Pyx_INCREF(__pyx_v_align);
       __Pyx_GIVEREF(__pyx_v_align);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 5, __pyx_v_align) != (0)) __PYX_ERR(0, 564, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 5, __pyx_v_align) != (0)) __PYX_ERR(0, 568, __pyx_L1_error);
       __pyx_t_6 = __pyx_t_13; __Pyx_INCREF(__pyx_t_6);
       __pyx_t_19 = 0;
       __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
@@ -37314,42 +37492,42 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26write_phdrs(struct __
         __pyx_t_13 = __Pyx_PySequence_ITEM(__pyx_t_6, __pyx_t_19);
         #endif
         ++__pyx_t_19;
-        if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 564, __pyx_L1_error)
+        if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 568, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_13);
         __Pyx_XDECREF_SET(__pyx_v_value, __pyx_t_13);
         __pyx_t_13 = 0;
         __Pyx_INCREF(__pyx_t_14);
         __Pyx_XDECREF_SET(__pyx_v_k, __pyx_t_14);
-        __pyx_t_13 = __Pyx_PyLong_AddObjC(__pyx_t_14, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 564, __pyx_L1_error)
+        __pyx_t_13 = __Pyx_PyLong_AddObjC(__pyx_t_14, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 568, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_13);
         __Pyx_DECREF(__pyx_t_14);
         __pyx_t_14 = __pyx_t_13;
         __pyx_t_13 = 0;
 
-        /* "fastaudit/_elfedit.pyx":565
+        /* "fastaudit/_elfedit.pyx":569
  *                 wr32(&view[ph + 4], le, flags)
  *                 for k, value in enumerate((off, vaddr, paddr, filesz, memsz, align)):
  *                     wr64(&view[ph + 8 + 8 * k], le, value)             # <<<<<<<<<<<<<<
  *             else:
  *                 for k, value in enumerate((off, vaddr, paddr, filesz, memsz)):
 */
-        __pyx_t_13 = __Pyx_PyLong_From_uint64_t((__pyx_v_ph + 8)); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 565, __pyx_L1_error)
+        __pyx_t_13 = __Pyx_PyLong_From_uint64_t((__pyx_v_ph + 8)); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 569, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_13);
-        __pyx_t_12 = __Pyx_PyLong_MultiplyCObj(__pyx_mstate_global->__pyx_int_8, __pyx_v_k, 8, 0, 0); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 565, __pyx_L1_error)
+        __pyx_t_12 = __Pyx_PyLong_MultiplyCObj(__pyx_mstate_global->__pyx_int_8, __pyx_v_k, 8, 0, 0); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 569, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_12);
-        __pyx_t_11 = __Pyx_PyNumber_Add_int_object(__pyx_t_13, __pyx_t_12); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 565, __pyx_L1_error)
+        __pyx_t_11 = __Pyx_PyNumber_Add_int_object(__pyx_t_13, __pyx_t_12); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 569, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_11);
         __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
         __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-        __pyx_t_20 = __Pyx_PyIndex_AsSsize_t(__pyx_t_11); if (unlikely((__pyx_t_20 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 565, __pyx_L1_error)
+        __pyx_t_20 = __Pyx_PyIndex_AsSsize_t(__pyx_t_11); if (unlikely((__pyx_t_20 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 569, __pyx_L1_error)
         __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
         __pyx_t_21 = __pyx_t_20;
-        __pyx_t_17 = __Pyx_PyLong_As_uint64_t(__pyx_v_value); if (unlikely((__pyx_t_17 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 565, __pyx_L1_error)
+        __pyx_t_17 = __Pyx_PyLong_As_uint64_t(__pyx_v_value); if (unlikely((__pyx_t_17 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 569, __pyx_L1_error)
         __pyx_f_9fastaudit_8_elfedit_wr64((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_21)) )))), __pyx_v_le, __pyx_t_17);
 
 
 
-        /* "fastaudit/_elfedit.pyx":564
+        /* "fastaudit/_elfedit.pyx":568
  *             if self.img.im.is64:
  *                 wr32(&view[ph + 4], le, flags)
  *                 for k, value in enumerate((off, vaddr, paddr, filesz, memsz, align)):             # <<<<<<<<<<<<<<
@@ -37360,7 +37538,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26write_phdrs(struct __
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
       __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
 
-      /* "fastaudit/_elfedit.pyx":562
+      /* "fastaudit/_elfedit.pyx":566
  *             ph = at + i * self.img.phsize
  *             wr32(&view[ph], le, p_type)
  *             if self.img.im.is64:             # <<<<<<<<<<<<<<
@@ -37370,7 +37548,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26write_phdrs(struct __
       goto __pyx_L7;
     }
 
-    /* "fastaudit/_elfedit.pyx":567
+    /* "fastaudit/_elfedit.pyx":571
  *                     wr64(&view[ph + 8 + 8 * k], le, value)
  *             else:
  *                 for k, value in enumerate((off, vaddr, paddr, filesz, memsz)):             # <<<<<<<<<<<<<<
@@ -37380,23 +37558,23 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26write_phdrs(struct __
     /*else*/ {
       __Pyx_INCREF(__pyx_mstate_global->__pyx_int_0);
       __pyx_t_14 = __pyx_mstate_global->__pyx_int_0;
-      __pyx_t_6 = PyTuple_New(5); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 567, __pyx_L1_error)
+      __pyx_t_6 = PyTuple_New(5); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 571, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_6);
       __Pyx_INCREF(__pyx_v_off);
       __Pyx_GIVEREF(__pyx_v_off);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 0, __pyx_v_off) != (0)) __PYX_ERR(0, 567, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 0, __pyx_v_off) != (0)) __PYX_ERR(0, 571, __pyx_L1_error);
       __Pyx_INCREF(__pyx_v_vaddr);
       __Pyx_GIVEREF(__pyx_v_vaddr);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 1, __pyx_v_vaddr) != (0)) __PYX_ERR(0, 567, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 1, __pyx_v_vaddr) != (0)) __PYX_ERR(0, 571, __pyx_L1_error);
       __Pyx_INCREF(__pyx_v_paddr);
       __Pyx_GIVEREF(__pyx_v_paddr);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 2, __pyx_v_paddr) != (0)) __PYX_ERR(0, 567, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 2, __pyx_v_paddr) != (0)) __PYX_ERR(0, 571, __pyx_L1_error);
       __Pyx_INCREF(__pyx_v_filesz);
       __Pyx_GIVEREF(__pyx_v_filesz);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 3, __pyx_v_filesz) != (0)) __PYX_ERR(0, 567, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 3, __pyx_v_filesz) != (0)) __PYX_ERR(0, 571, __pyx_L1_error);
       __Pyx_INCREF(__pyx_v_memsz);
       __Pyx_GIVEREF(__pyx_v_memsz);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 4, __pyx_v_memsz) != (0)) __PYX_ERR(0, 567, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 4, __pyx_v_memsz) != (0)) __PYX_ERR(0, 571, __pyx_L1_error);
       __pyx_t_11 = __pyx_t_6; __Pyx_INCREF(__pyx_t_11);
       __pyx_t_19 = 0;
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
@@ -37408,42 +37586,42 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26write_phdrs(struct __
         __pyx_t_6 = __Pyx_PySequence_ITEM(__pyx_t_11, __pyx_t_19);
         #endif
         ++__pyx_t_19;
-        if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 567, __pyx_L1_error)
+        if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 571, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_6);
         __Pyx_XDECREF_SET(__pyx_v_value, __pyx_t_6);
         __pyx_t_6 = 0;
         __Pyx_INCREF(__pyx_t_14);
         __Pyx_XDECREF_SET(__pyx_v_k, __pyx_t_14);
-        __pyx_t_6 = __Pyx_PyLong_AddObjC(__pyx_t_14, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 567, __pyx_L1_error)
+        __pyx_t_6 = __Pyx_PyLong_AddObjC(__pyx_t_14, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 571, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_6);
         __Pyx_DECREF(__pyx_t_14);
         __pyx_t_14 = __pyx_t_6;
         __pyx_t_6 = 0;
 
-        /* "fastaudit/_elfedit.pyx":568
+        /* "fastaudit/_elfedit.pyx":572
  *             else:
  *                 for k, value in enumerate((off, vaddr, paddr, filesz, memsz)):
  *                     wr32(&view[ph + 4 + 4 * k], le, value)             # <<<<<<<<<<<<<<
  *                 wr32(&view[ph + 24], le, flags)
  *                 wr32(&view[ph + 28], le, align)
 */
-        __pyx_t_6 = __Pyx_PyLong_From_uint64_t((__pyx_v_ph + 4)); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 568, __pyx_L1_error)
+        __pyx_t_6 = __Pyx_PyLong_From_uint64_t((__pyx_v_ph + 4)); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 572, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_6);
-        __pyx_t_12 = __Pyx_PyLong_MultiplyCObj(__pyx_mstate_global->__pyx_int_4, __pyx_v_k, 4, 0, 0); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 568, __pyx_L1_error)
+        __pyx_t_12 = __Pyx_PyLong_MultiplyCObj(__pyx_mstate_global->__pyx_int_4, __pyx_v_k, 4, 0, 0); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 572, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_12);
-        __pyx_t_13 = __Pyx_PyNumber_Add_int_object(__pyx_t_6, __pyx_t_12); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 568, __pyx_L1_error)
+        __pyx_t_13 = __Pyx_PyNumber_Add_int_object(__pyx_t_6, __pyx_t_12); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 572, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_13);
         __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
         __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-        __pyx_t_20 = __Pyx_PyIndex_AsSsize_t(__pyx_t_13); if (unlikely((__pyx_t_20 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 568, __pyx_L1_error)
+        __pyx_t_20 = __Pyx_PyIndex_AsSsize_t(__pyx_t_13); if (unlikely((__pyx_t_20 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 572, __pyx_L1_error)
         __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
         __pyx_t_21 = __pyx_t_20;
-        __pyx_t_18 = __Pyx_PyLong_As_uint32_t(__pyx_v_value); if (unlikely((__pyx_t_18 == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 568, __pyx_L1_error)
+        __pyx_t_18 = __Pyx_PyLong_As_uint32_t(__pyx_v_value); if (unlikely((__pyx_t_18 == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 572, __pyx_L1_error)
         __pyx_f_9fastaudit_8_elfedit_wr32((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_21)) )))), __pyx_v_le, __pyx_t_18);
 
 
 
-        /* "fastaudit/_elfedit.pyx":567
+        /* "fastaudit/_elfedit.pyx":571
  *                     wr64(&view[ph + 8 + 8 * k], le, value)
  *             else:
  *                 for k, value in enumerate((off, vaddr, paddr, filesz, memsz)):             # <<<<<<<<<<<<<<
@@ -37454,7 +37632,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26write_phdrs(struct __
       __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
       __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
 
-      /* "fastaudit/_elfedit.pyx":569
+      /* "fastaudit/_elfedit.pyx":573
  *                 for k, value in enumerate((off, vaddr, paddr, filesz, memsz)):
  *                     wr32(&view[ph + 4 + 4 * k], le, value)
  *                 wr32(&view[ph + 24], le, flags)             # <<<<<<<<<<<<<<
@@ -37462,11 +37640,11 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26write_phdrs(struct __
  * 
 */
       __pyx_t_17 = (__pyx_v_ph + 24);
-      __pyx_t_18 = __Pyx_PyLong_As_uint32_t(__pyx_v_flags); if (unlikely((__pyx_t_18 == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 569, __pyx_L1_error)
+      __pyx_t_18 = __Pyx_PyLong_As_uint32_t(__pyx_v_flags); if (unlikely((__pyx_t_18 == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 573, __pyx_L1_error)
       __pyx_f_9fastaudit_8_elfedit_wr32((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_17)) )))), __pyx_v_le, __pyx_t_18);
 
 
-      /* "fastaudit/_elfedit.pyx":570
+      /* "fastaudit/_elfedit.pyx":574
  *                     wr32(&view[ph + 4 + 4 * k], le, value)
  *                 wr32(&view[ph + 24], le, flags)
  *                 wr32(&view[ph + 28], le, align)             # <<<<<<<<<<<<<<
@@ -37474,13 +37652,13 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26write_phdrs(struct __
  *     cdef move_section(self, uint8_t[::1] view, uint64_t sh_type, uint64_t old_addr, uint64_t old_off,
 */
       __pyx_t_17 = (__pyx_v_ph + 28);
-      __pyx_t_18 = __Pyx_PyLong_As_uint32_t(__pyx_v_align); if (unlikely((__pyx_t_18 == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 570, __pyx_L1_error)
+      __pyx_t_18 = __Pyx_PyLong_As_uint32_t(__pyx_v_align); if (unlikely((__pyx_t_18 == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 574, __pyx_L1_error)
       __pyx_f_9fastaudit_8_elfedit_wr32((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_17)) )))), __pyx_v_le, __pyx_t_18);
 
     }
     __pyx_L7:;
 
-    /* "fastaudit/_elfedit.pyx":559
+    /* "fastaudit/_elfedit.pyx":563
  *         cdef bint le = self.img.im.le
  *         cdef uint64_t ph
  *         for i, (p_type, flags, off, vaddr, paddr, filesz, memsz, align) in enumerate(self.phdrs):             # <<<<<<<<<<<<<<
@@ -37491,7 +37669,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26write_phdrs(struct __
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
 
-  /* "fastaudit/_elfedit.pyx":555
+  /* "fastaudit/_elfedit.pyx":559
  *         return segment
  * 
  *     def write_phdrs(self, bytearray target, uint64_t at, uint64_t count):             # <<<<<<<<<<<<<<
@@ -37538,7 +37716,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26write_phdrs(struct __
   return __pyx_r;
 }
 
-/* "fastaudit/_elfedit.pyx":572
+/* "fastaudit/_elfedit.pyx":576
  *                 wr32(&view[ph + 28], le, align)
  * 
  *     cdef move_section(self, uint8_t[::1] view, uint64_t sh_type, uint64_t old_addr, uint64_t old_off,             # <<<<<<<<<<<<<<
@@ -37578,7 +37756,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("move_section", 0);
 
-  /* "fastaudit/_elfedit.pyx":574
+  /* "fastaudit/_elfedit.pyx":578
  *     cdef move_section(self, uint8_t[::1] view, uint64_t sh_type, uint64_t old_addr, uint64_t old_off,
  *                       uint64_t addr, uint64_t off, uint64_t size):
  *         cdef bint le = self.img.im.le             # <<<<<<<<<<<<<<
@@ -37589,7 +37767,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
 
   __pyx_v_le = __pyx_t_1;
 
-  /* "fastaudit/_elfedit.pyx":575
+  /* "fastaudit/_elfedit.pyx":579
  *                       uint64_t addr, uint64_t off, uint64_t size):
  *         cdef bint le = self.img.im.le
  *         for index, (pos, kind, sh_addr, sh_offset, _) in enumerate(self.sections):             # <<<<<<<<<<<<<<
@@ -37604,13 +37782,13 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
     {
       Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_3);
       #if !CYTHON_ASSUME_SAFE_SIZE
-      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 575, __pyx_L1_error)
+      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 579, __pyx_L1_error)
       #endif
       if (__pyx_t_4 >= __pyx_temp) break;
     }
     __pyx_t_5 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_3, __pyx_t_4, __Pyx_ReferenceSharing_OwnStrongReference);
     ++__pyx_t_4;
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 575, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 579, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     if ((likely(PyTuple_CheckExact(__pyx_t_5))) || (PyList_CheckExact(__pyx_t_5))) {
       PyObject* sequence = __pyx_t_5;
@@ -37618,7 +37796,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
       if (unlikely(size != 5)) {
         if (size > 5) __Pyx_RaiseTooManyValuesError(5);
         else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-        __PYX_ERR(0, 575, __pyx_L1_error)
+        __PYX_ERR(0, 579, __pyx_L1_error)
       }
       #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
       if (likely(PyTuple_CheckExact(sequence))) {
@@ -37634,19 +37812,19 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
         __Pyx_INCREF(__pyx_t_10);
       } else {
         __pyx_t_6 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 575, __pyx_L1_error)
+        if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 579, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_6);
         __pyx_t_7 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 575, __pyx_L1_error)
+        if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 579, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_7);
         __pyx_t_8 = __Pyx_PyList_GET_ITEM_REF(sequence, 2, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 575, __pyx_L1_error)
+        if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 579, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_8);
         __pyx_t_9 = __Pyx_PyList_GET_ITEM_REF(sequence, 3, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 575, __pyx_L1_error)
+        if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 579, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_9);
         __pyx_t_10 = __Pyx_PyList_GET_ITEM_REF(sequence, 4, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 575, __pyx_L1_error)
+        if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 579, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_10);
       }
       #else
@@ -37654,7 +37832,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
         Py_ssize_t i;
         PyObject** temps[5] = {&__pyx_t_6,&__pyx_t_7,&__pyx_t_8,&__pyx_t_9,&__pyx_t_10};
         for (i=0; i < 5; i++) {
-          PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(0, 575, __pyx_L1_error)
+          PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(0, 579, __pyx_L1_error)
           __Pyx_GOTREF(item);
           *(temps[i]) = item;
         }
@@ -37664,7 +37842,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
     } else {
       Py_ssize_t index = -1;
       PyObject** temps[5] = {&__pyx_t_6,&__pyx_t_7,&__pyx_t_8,&__pyx_t_9,&__pyx_t_10};
-      __pyx_t_11 = PyObject_GetIter(__pyx_t_5); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 575, __pyx_L1_error)
+      __pyx_t_11 = PyObject_GetIter(__pyx_t_5); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 579, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_11);
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
       __pyx_t_12 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_11);
@@ -37673,7 +37851,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
         __Pyx_GOTREF(item);
         *(temps[index]) = item;
       }
-      if (__Pyx_IternextUnpackEndCheck(__pyx_t_12(__pyx_t_11), 5) < (0)) __PYX_ERR(0, 575, __pyx_L1_error)
+      if (__Pyx_IternextUnpackEndCheck(__pyx_t_12(__pyx_t_11), 5) < (0)) __PYX_ERR(0, 579, __pyx_L1_error)
       __pyx_t_12 = NULL;
       __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
       goto __pyx_L6_unpacking_done;
@@ -37681,7 +37859,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
       __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
       __pyx_t_12 = NULL;
       if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-      __PYX_ERR(0, 575, __pyx_L1_error)
+      __PYX_ERR(0, 579, __pyx_L1_error)
       __pyx_L6_unpacking_done:;
     }
     __Pyx_XDECREF_SET(__pyx_v_pos, __pyx_t_6);
@@ -37696,22 +37874,22 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
     __pyx_t_10 = 0;
     __Pyx_INCREF(__pyx_t_2);
     __Pyx_XDECREF_SET(__pyx_v_index, __pyx_t_2);
-    __pyx_t_5 = __Pyx_PyLong_AddObjC(__pyx_t_2, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 575, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyLong_AddObjC(__pyx_t_2, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 579, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __Pyx_DECREF(__pyx_t_2);
     __pyx_t_2 = __pyx_t_5;
     __pyx_t_5 = 0;
 
-    /* "fastaudit/_elfedit.pyx":576
+    /* "fastaudit/_elfedit.pyx":580
  *         cdef bint le = self.img.im.le
  *         for index, (pos, kind, sh_addr, sh_offset, _) in enumerate(self.sections):
  *             if kind != sh_type or sh_addr != old_addr or sh_offset != old_off:             # <<<<<<<<<<<<<<
  *                 continue
  *             self.move_section_symbols(view, index, old_addr, self.sections[index][4], addr)
 */
-    __pyx_t_5 = __Pyx_PyLong_From_uint64_t(__pyx_v_sh_type); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 576, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyLong_From_uint64_t(__pyx_v_sh_type); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 580, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_13 = __Pyx_PyObject_CompareBoolNe_object_int(__pyx_v_kind, __pyx_t_5, Py_NE); if (unlikely((__pyx_t_13 < 0))) __PYX_ERR(0, 576, __pyx_L1_error)
+    __pyx_t_13 = __Pyx_PyObject_CompareBoolNe_object_int(__pyx_v_kind, __pyx_t_5, Py_NE); if (unlikely((__pyx_t_13 < 0))) __PYX_ERR(0, 580, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     if (!__pyx_t_13) {
 
@@ -37721,9 +37899,9 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
 
       goto __pyx_L8_bool_binop_done;
     }
-    __pyx_t_5 = __Pyx_PyLong_From_uint64_t(__pyx_v_old_addr); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 576, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyLong_From_uint64_t(__pyx_v_old_addr); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 580, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_13 = __Pyx_PyObject_CompareBoolNe_object_int(__pyx_v_sh_addr, __pyx_t_5, Py_NE); if (unlikely((__pyx_t_13 < 0))) __PYX_ERR(0, 576, __pyx_L1_error)
+    __pyx_t_13 = __Pyx_PyObject_CompareBoolNe_object_int(__pyx_v_sh_addr, __pyx_t_5, Py_NE); if (unlikely((__pyx_t_13 < 0))) __PYX_ERR(0, 580, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     if (!__pyx_t_13) {
 
@@ -37733,9 +37911,9 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
 
       goto __pyx_L8_bool_binop_done;
     }
-    __pyx_t_5 = __Pyx_PyLong_From_uint64_t(__pyx_v_old_off); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 576, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyLong_From_uint64_t(__pyx_v_old_off); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 580, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_13 = __Pyx_PyObject_CompareBoolNe_object_int(__pyx_v_sh_offset, __pyx_t_5, Py_NE); if (unlikely((__pyx_t_13 < 0))) __PYX_ERR(0, 576, __pyx_L1_error)
+    __pyx_t_13 = __Pyx_PyObject_CompareBoolNe_object_int(__pyx_v_sh_offset, __pyx_t_5, Py_NE); if (unlikely((__pyx_t_13 < 0))) __PYX_ERR(0, 580, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
     __pyx_t_1 = __pyx_t_13;
@@ -37744,7 +37922,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
     if (__pyx_t_1) {
 
 
-      /* "fastaudit/_elfedit.pyx":577
+      /* "fastaudit/_elfedit.pyx":581
  *         for index, (pos, kind, sh_addr, sh_offset, _) in enumerate(self.sections):
  *             if kind != sh_type or sh_addr != old_addr or sh_offset != old_off:
  *                 continue             # <<<<<<<<<<<<<<
@@ -37753,7 +37931,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
 */
       goto __pyx_L3_continue;
 
-      /* "fastaudit/_elfedit.pyx":576
+      /* "fastaudit/_elfedit.pyx":580
  *         cdef bint le = self.img.im.le
  *         for index, (pos, kind, sh_addr, sh_offset, _) in enumerate(self.sections):
  *             if kind != sh_type or sh_addr != old_addr or sh_offset != old_off:             # <<<<<<<<<<<<<<
@@ -37762,32 +37940,32 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
 */
     }
 
-    /* "fastaudit/_elfedit.pyx":578
+    /* "fastaudit/_elfedit.pyx":582
  *             if kind != sh_type or sh_addr != old_addr or sh_offset != old_off:
  *                 continue
  *             self.move_section_symbols(view, index, old_addr, self.sections[index][4], addr)             # <<<<<<<<<<<<<<
  *             if self.img.im.is64:
  *                 wr64(&view[pos + 16], le, addr)
 */
-    __pyx_t_14 = __Pyx_PyLong_As_uint64_t(__pyx_v_index); if (unlikely((__pyx_t_14 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 578, __pyx_L1_error)
+    __pyx_t_14 = __Pyx_PyLong_As_uint64_t(__pyx_v_index); if (unlikely((__pyx_t_14 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 582, __pyx_L1_error)
     if (unlikely(__pyx_v_self->sections == Py_None)) {
       PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
-      __PYX_ERR(0, 578, __pyx_L1_error)
+      __PYX_ERR(0, 582, __pyx_L1_error)
     }
-    __pyx_t_5 = __Pyx_PyObject_GetItem(__pyx_v_self->sections, __pyx_v_index); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 578, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyObject_GetItem(__pyx_v_self->sections, __pyx_v_index); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 582, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_10 = __Pyx_GetItemInt(__pyx_t_5, 4, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 578, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_GetItemInt(__pyx_t_5, 4, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 582, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __pyx_t_15 = __Pyx_PyLong_As_uint64_t(__pyx_t_10); if (unlikely((__pyx_t_15 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 578, __pyx_L1_error)
+    __pyx_t_15 = __Pyx_PyLong_As_uint64_t(__pyx_t_10); if (unlikely((__pyx_t_15 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 582, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
-    __pyx_t_10 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self->__pyx_vtab)->move_section_symbols(__pyx_v_self, __pyx_v_view, __pyx_t_14, __pyx_v_old_addr, __pyx_t_15, __pyx_v_addr); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 578, __pyx_L1_error)
+    __pyx_t_10 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self->__pyx_vtab)->move_section_symbols(__pyx_v_self, __pyx_v_view, __pyx_t_14, __pyx_v_old_addr, __pyx_t_15, __pyx_v_addr); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 582, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
 
 
     __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
 
-    /* "fastaudit/_elfedit.pyx":579
+    /* "fastaudit/_elfedit.pyx":583
  *                 continue
  *             self.move_section_symbols(view, index, old_addr, self.sections[index][4], addr)
  *             if self.img.im.is64:             # <<<<<<<<<<<<<<
@@ -37796,52 +37974,52 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
 */
     if (__pyx_v_self->img->im.is64) {
 
-      /* "fastaudit/_elfedit.pyx":580
+      /* "fastaudit/_elfedit.pyx":584
  *             self.move_section_symbols(view, index, old_addr, self.sections[index][4], addr)
  *             if self.img.im.is64:
  *                 wr64(&view[pos + 16], le, addr)             # <<<<<<<<<<<<<<
  *                 wr64(&view[pos + 24], le, off)
  *                 wr64(&view[pos + 32], le, size)
 */
-      __pyx_t_10 = __Pyx_PyLong_AddObjC(__pyx_v_pos, __pyx_mstate_global->__pyx_int_16, 16, 0, 0); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 580, __pyx_L1_error)
+      __pyx_t_10 = __Pyx_PyLong_AddObjC(__pyx_v_pos, __pyx_mstate_global->__pyx_int_16, 16, 0, 0); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 584, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
-      __pyx_t_16 = __Pyx_PyIndex_AsSsize_t(__pyx_t_10); if (unlikely((__pyx_t_16 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 580, __pyx_L1_error)
+      __pyx_t_16 = __Pyx_PyIndex_AsSsize_t(__pyx_t_10); if (unlikely((__pyx_t_16 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 584, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
       __pyx_t_17 = __pyx_t_16;
       __pyx_f_9fastaudit_8_elfedit_wr64((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_17)) )))), __pyx_v_le, __pyx_v_addr);
 
 
-      /* "fastaudit/_elfedit.pyx":581
+      /* "fastaudit/_elfedit.pyx":585
  *             if self.img.im.is64:
  *                 wr64(&view[pos + 16], le, addr)
  *                 wr64(&view[pos + 24], le, off)             # <<<<<<<<<<<<<<
  *                 wr64(&view[pos + 32], le, size)
  *             else:
 */
-      __pyx_t_10 = __Pyx_PyLong_AddObjC(__pyx_v_pos, __pyx_mstate_global->__pyx_int_24, 24, 0, 0); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 581, __pyx_L1_error)
+      __pyx_t_10 = __Pyx_PyLong_AddObjC(__pyx_v_pos, __pyx_mstate_global->__pyx_int_24, 24, 0, 0); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 585, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
-      __pyx_t_16 = __Pyx_PyIndex_AsSsize_t(__pyx_t_10); if (unlikely((__pyx_t_16 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 581, __pyx_L1_error)
+      __pyx_t_16 = __Pyx_PyIndex_AsSsize_t(__pyx_t_10); if (unlikely((__pyx_t_16 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 585, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
       __pyx_t_17 = __pyx_t_16;
       __pyx_f_9fastaudit_8_elfedit_wr64((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_17)) )))), __pyx_v_le, __pyx_v_off);
 
 
-      /* "fastaudit/_elfedit.pyx":582
+      /* "fastaudit/_elfedit.pyx":586
  *                 wr64(&view[pos + 16], le, addr)
  *                 wr64(&view[pos + 24], le, off)
  *                 wr64(&view[pos + 32], le, size)             # <<<<<<<<<<<<<<
  *             else:
  *                 wr32(&view[pos + 12], le, <uint32_t>addr)
 */
-      __pyx_t_10 = __Pyx_PyLong_AddObjC(__pyx_v_pos, __pyx_mstate_global->__pyx_int_32, 32, 0, 0); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 582, __pyx_L1_error)
+      __pyx_t_10 = __Pyx_PyLong_AddObjC(__pyx_v_pos, __pyx_mstate_global->__pyx_int_32, 32, 0, 0); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 586, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
-      __pyx_t_16 = __Pyx_PyIndex_AsSsize_t(__pyx_t_10); if (unlikely((__pyx_t_16 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 582, __pyx_L1_error)
+      __pyx_t_16 = __Pyx_PyIndex_AsSsize_t(__pyx_t_10); if (unlikely((__pyx_t_16 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 586, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
       __pyx_t_17 = __pyx_t_16;
       __pyx_f_9fastaudit_8_elfedit_wr64((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_17)) )))), __pyx_v_le, __pyx_v_size);
 
 
-      /* "fastaudit/_elfedit.pyx":579
+      /* "fastaudit/_elfedit.pyx":583
  *                 continue
  *             self.move_section_symbols(view, index, old_addr, self.sections[index][4], addr)
  *             if self.img.im.is64:             # <<<<<<<<<<<<<<
@@ -37851,7 +38029,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
       goto __pyx_L11;
     }
 
-    /* "fastaudit/_elfedit.pyx":584
+    /* "fastaudit/_elfedit.pyx":588
  *                 wr64(&view[pos + 32], le, size)
  *             else:
  *                 wr32(&view[pos + 12], le, <uint32_t>addr)             # <<<<<<<<<<<<<<
@@ -37859,39 +38037,39 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
  *                 wr32(&view[pos + 20], le, <uint32_t>size)
 */
     /*else*/ {
-      __pyx_t_10 = __Pyx_PyLong_AddObjC(__pyx_v_pos, __pyx_mstate_global->__pyx_int_12, 12, 0, 0); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 584, __pyx_L1_error)
+      __pyx_t_10 = __Pyx_PyLong_AddObjC(__pyx_v_pos, __pyx_mstate_global->__pyx_int_12, 12, 0, 0); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 588, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
-      __pyx_t_16 = __Pyx_PyIndex_AsSsize_t(__pyx_t_10); if (unlikely((__pyx_t_16 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 584, __pyx_L1_error)
+      __pyx_t_16 = __Pyx_PyIndex_AsSsize_t(__pyx_t_10); if (unlikely((__pyx_t_16 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 588, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
       __pyx_t_17 = __pyx_t_16;
       __pyx_f_9fastaudit_8_elfedit_wr32((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_17)) )))), __pyx_v_le, ((uint32_t)__pyx_v_addr));
 
 
-      /* "fastaudit/_elfedit.pyx":585
+      /* "fastaudit/_elfedit.pyx":589
  *             else:
  *                 wr32(&view[pos + 12], le, <uint32_t>addr)
  *                 wr32(&view[pos + 16], le, <uint32_t>off)             # <<<<<<<<<<<<<<
  *                 wr32(&view[pos + 20], le, <uint32_t>size)
  * 
 */
-      __pyx_t_10 = __Pyx_PyLong_AddObjC(__pyx_v_pos, __pyx_mstate_global->__pyx_int_16, 16, 0, 0); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 585, __pyx_L1_error)
+      __pyx_t_10 = __Pyx_PyLong_AddObjC(__pyx_v_pos, __pyx_mstate_global->__pyx_int_16, 16, 0, 0); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 589, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
-      __pyx_t_16 = __Pyx_PyIndex_AsSsize_t(__pyx_t_10); if (unlikely((__pyx_t_16 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 585, __pyx_L1_error)
+      __pyx_t_16 = __Pyx_PyIndex_AsSsize_t(__pyx_t_10); if (unlikely((__pyx_t_16 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 589, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
       __pyx_t_17 = __pyx_t_16;
       __pyx_f_9fastaudit_8_elfedit_wr32((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_17)) )))), __pyx_v_le, ((uint32_t)__pyx_v_off));
 
 
-      /* "fastaudit/_elfedit.pyx":586
+      /* "fastaudit/_elfedit.pyx":590
  *                 wr32(&view[pos + 12], le, <uint32_t>addr)
  *                 wr32(&view[pos + 16], le, <uint32_t>off)
  *                 wr32(&view[pos + 20], le, <uint32_t>size)             # <<<<<<<<<<<<<<
  * 
  *     cdef move_section_symbols(self, uint8_t[::1] view, uint64_t index, uint64_t old_addr, uint64_t old_size,
 */
-      __pyx_t_10 = __Pyx_PyLong_AddObjC(__pyx_v_pos, __pyx_mstate_global->__pyx_int_20, 20, 0, 0); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 586, __pyx_L1_error)
+      __pyx_t_10 = __Pyx_PyLong_AddObjC(__pyx_v_pos, __pyx_mstate_global->__pyx_int_20, 20, 0, 0); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 590, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
-      __pyx_t_16 = __Pyx_PyIndex_AsSsize_t(__pyx_t_10); if (unlikely((__pyx_t_16 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 586, __pyx_L1_error)
+      __pyx_t_16 = __Pyx_PyIndex_AsSsize_t(__pyx_t_10); if (unlikely((__pyx_t_16 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 590, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
       __pyx_t_17 = __pyx_t_16;
       __pyx_f_9fastaudit_8_elfedit_wr32((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_17)) )))), __pyx_v_le, ((uint32_t)__pyx_v_size));
@@ -37899,7 +38077,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
     }
     __pyx_L11:;
 
-    /* "fastaudit/_elfedit.pyx":575
+    /* "fastaudit/_elfedit.pyx":579
  *                       uint64_t addr, uint64_t off, uint64_t size):
  *         cdef bint le = self.img.im.le
  *         for index, (pos, kind, sh_addr, sh_offset, _) in enumerate(self.sections):             # <<<<<<<<<<<<<<
@@ -37911,7 +38089,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-  /* "fastaudit/_elfedit.pyx":572
+  /* "fastaudit/_elfedit.pyx":576
  *                 wr32(&view[ph + 28], le, align)
  * 
  *     cdef move_section(self, uint8_t[::1] view, uint64_t sh_type, uint64_t old_addr, uint64_t old_off,             # <<<<<<<<<<<<<<
@@ -37947,7 +38125,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
   return __pyx_r;
 }
 
-/* "fastaudit/_elfedit.pyx":588
+/* "fastaudit/_elfedit.pyx":592
  *                 wr32(&view[pos + 20], le, <uint32_t>size)
  * 
  *     cdef move_section_symbols(self, uint8_t[::1] view, uint64_t index, uint64_t old_addr, uint64_t old_size,             # <<<<<<<<<<<<<<
@@ -37989,7 +38167,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("move_section_symbols", 0);
 
-  /* "fastaudit/_elfedit.pyx":591
+  /* "fastaudit/_elfedit.pyx":595
  *                               uint64_t addr):
  *         """Symbols defined in a moved section (its section symbol, _DYNAMIC) move with it."""
  *         cdef _Image img = self.img             # <<<<<<<<<<<<<<
@@ -38001,7 +38179,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
   __pyx_v_img = ((struct __pyx_obj_9fastaudit_8_elfedit__Image *)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "fastaudit/_elfedit.pyx":593
+  /* "fastaudit/_elfedit.pyx":597
  *         cdef _Image img = self.img
  *         cdef uint64_t sym, first, end, value
  *         cdef uint64_t shndx_at = 6 if img.im.is64 else 14             # <<<<<<<<<<<<<<
@@ -38017,7 +38195,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
   }
   __pyx_v_shndx_at = __pyx_t_2;
 
-  /* "fastaudit/_elfedit.pyx":594
+  /* "fastaudit/_elfedit.pyx":598
  *         cdef uint64_t sym, first, end, value
  *         cdef uint64_t shndx_at = 6 if img.im.is64 else 14
  *         cdef uint64_t value_at = 8 if img.im.is64 else 4             # <<<<<<<<<<<<<<
@@ -38033,7 +38211,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
   }
   __pyx_v_value_at = __pyx_t_2;
 
-  /* "fastaudit/_elfedit.pyx":595
+  /* "fastaudit/_elfedit.pyx":599
  *         cdef uint64_t shndx_at = 6 if img.im.is64 else 14
  *         cdef uint64_t value_at = 8 if img.im.is64 else 4
  *         for _, kind, _, sh_offset, sh_size in self.sections:             # <<<<<<<<<<<<<<
@@ -38042,7 +38220,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
 */
   if (unlikely(__pyx_v_self->sections == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not iterable");
-    __PYX_ERR(0, 595, __pyx_L1_error)
+    __PYX_ERR(0, 599, __pyx_L1_error)
   }
   __pyx_t_1 = __pyx_v_self->sections; __Pyx_INCREF(__pyx_t_1);
   __pyx_t_3 = 0;
@@ -38050,13 +38228,13 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
     {
       Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_1);
       #if !CYTHON_ASSUME_SAFE_SIZE
-      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 595, __pyx_L1_error)
+      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 599, __pyx_L1_error)
       #endif
       if (__pyx_t_3 >= __pyx_temp) break;
     }
     __pyx_t_4 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_1, __pyx_t_3, __Pyx_ReferenceSharing_OwnStrongReference);
     ++__pyx_t_3;
-    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 595, __pyx_L1_error)
+    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 599, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     if ((likely(PyTuple_CheckExact(__pyx_t_4))) || (PyList_CheckExact(__pyx_t_4))) {
       PyObject* sequence = __pyx_t_4;
@@ -38064,7 +38242,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
       if (unlikely(size != 5)) {
         if (size > 5) __Pyx_RaiseTooManyValuesError(5);
         else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-        __PYX_ERR(0, 595, __pyx_L1_error)
+        __PYX_ERR(0, 599, __pyx_L1_error)
       }
       #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
       if (likely(PyTuple_CheckExact(sequence))) {
@@ -38080,19 +38258,19 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
         __Pyx_INCREF(__pyx_t_9);
       } else {
         __pyx_t_5 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 595, __pyx_L1_error)
+        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 599, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_5);
         __pyx_t_6 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 595, __pyx_L1_error)
+        if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 599, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_6);
         __pyx_t_7 = __Pyx_PyList_GET_ITEM_REF(sequence, 2, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 595, __pyx_L1_error)
+        if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 599, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_7);
         __pyx_t_8 = __Pyx_PyList_GET_ITEM_REF(sequence, 3, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 595, __pyx_L1_error)
+        if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 599, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_8);
         __pyx_t_9 = __Pyx_PyList_GET_ITEM_REF(sequence, 4, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 595, __pyx_L1_error)
+        if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 599, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_9);
       }
       #else
@@ -38100,7 +38278,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
         Py_ssize_t i;
         PyObject** temps[5] = {&__pyx_t_5,&__pyx_t_6,&__pyx_t_7,&__pyx_t_8,&__pyx_t_9};
         for (i=0; i < 5; i++) {
-          PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(0, 595, __pyx_L1_error)
+          PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(0, 599, __pyx_L1_error)
           __Pyx_GOTREF(item);
           *(temps[i]) = item;
         }
@@ -38110,7 +38288,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
     } else {
       Py_ssize_t index = -1;
       PyObject** temps[5] = {&__pyx_t_5,&__pyx_t_6,&__pyx_t_7,&__pyx_t_8,&__pyx_t_9};
-      __pyx_t_10 = PyObject_GetIter(__pyx_t_4); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 595, __pyx_L1_error)
+      __pyx_t_10 = PyObject_GetIter(__pyx_t_4); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 599, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
       __pyx_t_11 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_10);
@@ -38119,7 +38297,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
         __Pyx_GOTREF(item);
         *(temps[index]) = item;
       }
-      if (__Pyx_IternextUnpackEndCheck(__pyx_t_11(__pyx_t_10), 5) < (0)) __PYX_ERR(0, 595, __pyx_L1_error)
+      if (__Pyx_IternextUnpackEndCheck(__pyx_t_11(__pyx_t_10), 5) < (0)) __PYX_ERR(0, 599, __pyx_L1_error)
       __pyx_t_11 = NULL;
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
       goto __pyx_L6_unpacking_done;
@@ -38127,7 +38305,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
       __pyx_t_11 = NULL;
       if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-      __PYX_ERR(0, 595, __pyx_L1_error)
+      __PYX_ERR(0, 599, __pyx_L1_error)
       __pyx_L6_unpacking_done:;
     }
     __Pyx_XDECREF_SET(__pyx_v__, __pyx_t_5);
@@ -38141,16 +38319,16 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
     __Pyx_XDECREF_SET(__pyx_v_sh_size, __pyx_t_9);
     __pyx_t_9 = 0;
 
-    /* "fastaudit/_elfedit.pyx":596
+    /* "fastaudit/_elfedit.pyx":600
  *         cdef uint64_t value_at = 8 if img.im.is64 else 4
  *         for _, kind, _, sh_offset, sh_size in self.sections:
  *             if kind != SHT_SYMTAB and kind != SHT_DYNSYM:             # <<<<<<<<<<<<<<
  *                 continue
  *             img.need(sh_offset, sh_size, "symbol table")
 */
-    __pyx_t_4 = __Pyx_PyLong_From_uint64_t(SHT_SYMTAB); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 596, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyLong_From_uint64_t(SHT_SYMTAB); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 600, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_13 = __Pyx_PyObject_CompareBoolNe_object_int(__pyx_v_kind, __pyx_t_4, Py_NE); if (unlikely((__pyx_t_13 < 0))) __PYX_ERR(0, 596, __pyx_L1_error)
+    __pyx_t_13 = __Pyx_PyObject_CompareBoolNe_object_int(__pyx_v_kind, __pyx_t_4, Py_NE); if (unlikely((__pyx_t_13 < 0))) __PYX_ERR(0, 600, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     if (__pyx_t_13) {
 
@@ -38160,9 +38338,9 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
 
       goto __pyx_L8_bool_binop_done;
     }
-    __pyx_t_4 = __Pyx_PyLong_From_uint64_t(SHT_DYNSYM); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 596, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyLong_From_uint64_t(SHT_DYNSYM); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 600, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_13 = __Pyx_PyObject_CompareBoolNe_object_int(__pyx_v_kind, __pyx_t_4, Py_NE); if (unlikely((__pyx_t_13 < 0))) __PYX_ERR(0, 596, __pyx_L1_error)
+    __pyx_t_13 = __Pyx_PyObject_CompareBoolNe_object_int(__pyx_v_kind, __pyx_t_4, Py_NE); if (unlikely((__pyx_t_13 < 0))) __PYX_ERR(0, 600, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
     __pyx_t_12 = __pyx_t_13;
@@ -38171,7 +38349,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
     if (__pyx_t_12) {
 
 
-      /* "fastaudit/_elfedit.pyx":597
+      /* "fastaudit/_elfedit.pyx":601
  *         for _, kind, _, sh_offset, sh_size in self.sections:
  *             if kind != SHT_SYMTAB and kind != SHT_DYNSYM:
  *                 continue             # <<<<<<<<<<<<<<
@@ -38180,7 +38358,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
 */
       goto __pyx_L3_continue;
 
-      /* "fastaudit/_elfedit.pyx":596
+      /* "fastaudit/_elfedit.pyx":600
  *         cdef uint64_t value_at = 8 if img.im.is64 else 4
  *         for _, kind, _, sh_offset, sh_size in self.sections:
  *             if kind != SHT_SYMTAB and kind != SHT_DYNSYM:             # <<<<<<<<<<<<<<
@@ -38189,56 +38367,56 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
 */
     }
 
-    /* "fastaudit/_elfedit.pyx":598
+    /* "fastaudit/_elfedit.pyx":602
  *             if kind != SHT_SYMTAB and kind != SHT_DYNSYM:
  *                 continue
  *             img.need(sh_offset, sh_size, "symbol table")             # <<<<<<<<<<<<<<
  *             first = sh_offset
  *             end = sh_offset + sh_size // img.symsize * img.symsize
 */
-    __pyx_t_2 = __Pyx_PyLong_As_uint64_t(__pyx_v_sh_offset); if (unlikely((__pyx_t_2 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 598, __pyx_L1_error)
-    __pyx_t_14 = __Pyx_PyLong_As_uint64_t(__pyx_v_sh_size); if (unlikely((__pyx_t_14 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 598, __pyx_L1_error)
-    __pyx_t_15 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Image *)__pyx_v_img->__pyx_vtab)->need(__pyx_v_img, __pyx_t_2, __pyx_t_14, __pyx_mstate_global->__pyx_kp_u_symbol_table); if (unlikely(__pyx_t_15 == ((int)-1))) __PYX_ERR(0, 598, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_PyLong_As_uint64_t(__pyx_v_sh_offset); if (unlikely((__pyx_t_2 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 602, __pyx_L1_error)
+    __pyx_t_14 = __Pyx_PyLong_As_uint64_t(__pyx_v_sh_size); if (unlikely((__pyx_t_14 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 602, __pyx_L1_error)
+    __pyx_t_15 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Image *)__pyx_v_img->__pyx_vtab)->need(__pyx_v_img, __pyx_t_2, __pyx_t_14, __pyx_mstate_global->__pyx_kp_u_symbol_table); if (unlikely(__pyx_t_15 == ((int)-1))) __PYX_ERR(0, 602, __pyx_L1_error)
 
 
 
 
-    /* "fastaudit/_elfedit.pyx":599
+    /* "fastaudit/_elfedit.pyx":603
  *                 continue
  *             img.need(sh_offset, sh_size, "symbol table")
  *             first = sh_offset             # <<<<<<<<<<<<<<
  *             end = sh_offset + sh_size // img.symsize * img.symsize
  *             sym = first
 */
-    __pyx_t_14 = __Pyx_PyLong_As_uint64_t(__pyx_v_sh_offset); if (unlikely((__pyx_t_14 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 599, __pyx_L1_error)
+    __pyx_t_14 = __Pyx_PyLong_As_uint64_t(__pyx_v_sh_offset); if (unlikely((__pyx_t_14 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 603, __pyx_L1_error)
     __pyx_v_first = __pyx_t_14;
 
-    /* "fastaudit/_elfedit.pyx":600
+    /* "fastaudit/_elfedit.pyx":604
  *             img.need(sh_offset, sh_size, "symbol table")
  *             first = sh_offset
  *             end = sh_offset + sh_size // img.symsize * img.symsize             # <<<<<<<<<<<<<<
  *             sym = first
  *             while sym < end:
 */
-    __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->symsize); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 600, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->symsize); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 604, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_9 = PyNumber_FloorDivide(__pyx_v_sh_size, __pyx_t_4); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 600, __pyx_L1_error)
+    __pyx_t_9 = PyNumber_FloorDivide(__pyx_v_sh_size, __pyx_t_4); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 604, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->symsize); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 600, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->symsize); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 604, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_8 = __Pyx_PyNumber_Multiply_object_int(__pyx_t_9, __pyx_t_4); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 600, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyNumber_Multiply_object_int(__pyx_t_9, __pyx_t_4); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 604, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
     __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    __pyx_t_4 = __Pyx_PyNumber_Add_object_object(__pyx_v_sh_offset, __pyx_t_8); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 600, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyNumber_Add_object_object(__pyx_v_sh_offset, __pyx_t_8); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 604, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-    __pyx_t_14 = __Pyx_PyLong_As_uint64_t(__pyx_t_4); if (unlikely((__pyx_t_14 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 600, __pyx_L1_error)
+    __pyx_t_14 = __Pyx_PyLong_As_uint64_t(__pyx_t_4); if (unlikely((__pyx_t_14 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 604, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     __pyx_v_end = __pyx_t_14;
 
-    /* "fastaudit/_elfedit.pyx":601
+    /* "fastaudit/_elfedit.pyx":605
  *             first = sh_offset
  *             end = sh_offset + sh_size // img.symsize * img.symsize
  *             sym = first             # <<<<<<<<<<<<<<
@@ -38247,7 +38425,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
 */
     __pyx_v_sym = __pyx_v_first;
 
-    /* "fastaudit/_elfedit.pyx":602
+    /* "fastaudit/_elfedit.pyx":606
  *             end = sh_offset + sh_size // img.symsize * img.symsize
  *             sym = first
  *             while sym < end:             # <<<<<<<<<<<<<<
@@ -38260,7 +38438,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
 
       if (!__pyx_t_12) break;
 
-      /* "fastaudit/_elfedit.pyx":603
+      /* "fastaudit/_elfedit.pyx":607
  *             sym = first
  *             while sym < end:
  *                 value = rdword(&img.im, sym + value_at)             # <<<<<<<<<<<<<<
@@ -38269,7 +38447,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
 */
       __pyx_v_value = __pyx_f_9fastaudit_9_elfbytes_rdword((&__pyx_v_img->im), (__pyx_v_sym + __pyx_v_value_at));
 
-      /* "fastaudit/_elfedit.pyx":604
+      /* "fastaudit/_elfedit.pyx":608
  *             while sym < end:
  *                 value = rdword(&img.im, sym + value_at)
  *                 if rd16(&img.im, sym + shndx_at) == index and old_addr <= value <= old_addr + old_size:             # <<<<<<<<<<<<<<
@@ -38297,7 +38475,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
       if (__pyx_t_12) {
 
 
-        /* "fastaudit/_elfedit.pyx":605
+        /* "fastaudit/_elfedit.pyx":609
  *                 value = rdword(&img.im, sym + value_at)
  *                 if rd16(&img.im, sym + shndx_at) == index and old_addr <= value <= old_addr + old_size:
  *                     if img.im.is64:             # <<<<<<<<<<<<<<
@@ -38306,7 +38484,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
 */
         if (__pyx_v_img->im.is64) {
 
-          /* "fastaudit/_elfedit.pyx":606
+          /* "fastaudit/_elfedit.pyx":610
  *                 if rd16(&img.im, sym + shndx_at) == index and old_addr <= value <= old_addr + old_size:
  *                     if img.im.is64:
  *                         wr64(&view[sym + value_at], img.im.le, addr + (value - old_addr))             # <<<<<<<<<<<<<<
@@ -38316,7 +38494,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
           __pyx_t_14 = (__pyx_v_sym + __pyx_v_value_at);
           __pyx_f_9fastaudit_8_elfedit_wr64((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_14)) )))), __pyx_v_img->im.le, (__pyx_v_addr + (__pyx_v_value - __pyx_v_old_addr)));
 
-          /* "fastaudit/_elfedit.pyx":605
+          /* "fastaudit/_elfedit.pyx":609
  *                 value = rdword(&img.im, sym + value_at)
  *                 if rd16(&img.im, sym + shndx_at) == index and old_addr <= value <= old_addr + old_size:
  *                     if img.im.is64:             # <<<<<<<<<<<<<<
@@ -38326,7 +38504,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
           goto __pyx_L15;
         }
 
-        /* "fastaudit/_elfedit.pyx":608
+        /* "fastaudit/_elfedit.pyx":612
  *                         wr64(&view[sym + value_at], img.im.le, addr + (value - old_addr))
  *                     else:
  *                         wr32(&view[sym + value_at], img.im.le, <uint32_t>(addr + (value - old_addr)))             # <<<<<<<<<<<<<<
@@ -38338,7 +38516,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
         }
         __pyx_L15:;
 
-        /* "fastaudit/_elfedit.pyx":604
+        /* "fastaudit/_elfedit.pyx":608
  *             while sym < end:
  *                 value = rdword(&img.im, sym + value_at)
  *                 if rd16(&img.im, sym + shndx_at) == index and old_addr <= value <= old_addr + old_size:             # <<<<<<<<<<<<<<
@@ -38347,7 +38525,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
 */
       }
 
-      /* "fastaudit/_elfedit.pyx":609
+      /* "fastaudit/_elfedit.pyx":613
  *                     else:
  *                         wr32(&view[sym + value_at], img.im.le, <uint32_t>(addr + (value - old_addr)))
  *                 sym += img.symsize             # <<<<<<<<<<<<<<
@@ -38355,7 +38533,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
       __pyx_v_sym = (__pyx_v_sym + __pyx_v_img->symsize);
     }
 
-    /* "fastaudit/_elfedit.pyx":595
+    /* "fastaudit/_elfedit.pyx":599
  *         cdef uint64_t shndx_at = 6 if img.im.is64 else 14
  *         cdef uint64_t value_at = 8 if img.im.is64 else 4
  *         for _, kind, _, sh_offset, sh_size in self.sections:             # <<<<<<<<<<<<<<
@@ -38366,7 +38544,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
   }
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
 
-  /* "fastaudit/_elfedit.pyx":588
+  /* "fastaudit/_elfedit.pyx":592
  *                 wr32(&view[pos + 20], le, <uint32_t>size)
  * 
  *     cdef move_section_symbols(self, uint8_t[::1] view, uint64_t index, uint64_t old_addr, uint64_t old_size,             # <<<<<<<<<<<<<<
@@ -42360,14 +42538,14 @@ static int __Pyx_modinit_Exttype___pyx_obj_9fastaudit_8_elfedit___pyx_scope_stru
   __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct__place_strings", 0);
   /*--- Exttype __pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct__place_strings ---*/
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct__place_strings = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_9fastaudit_8_elfedit___pyx_scope_struct__place_strings_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct__place_strings)) __PYX_ERR(0, 405, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct__place_strings = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_9fastaudit_8_elfedit___pyx_scope_struct__place_strings_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct__place_strings)) __PYX_ERR(0, 409, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct__place_strings = &__pyx_type_9fastaudit_8_elfedit___pyx_scope_struct__place_strings;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct__place_strings) < (0)) __PYX_ERR(0, 405, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct__place_strings) < (0)) __PYX_ERR(0, 409, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct__place_strings);
@@ -42393,14 +42571,14 @@ static int __Pyx_modinit_Exttype___pyx_obj_9fastaudit_8_elfedit___pyx_scope_stru
   __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_1_genexpr", 0);
   /*--- Exttype __pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_1_genexpr ---*/
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_1_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_9fastaudit_8_elfedit___pyx_scope_struct_1_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_1_genexpr)) __PYX_ERR(0, 416, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_1_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_9fastaudit_8_elfedit___pyx_scope_struct_1_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_1_genexpr)) __PYX_ERR(0, 420, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_1_genexpr = &__pyx_type_9fastaudit_8_elfedit___pyx_scope_struct_1_genexpr;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_1_genexpr) < (0)) __PYX_ERR(0, 416, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_1_genexpr) < (0)) __PYX_ERR(0, 420, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_1_genexpr);
@@ -42426,14 +42604,14 @@ static int __Pyx_modinit_Exttype___pyx_obj_9fastaudit_8_elfedit___pyx_scope_stru
   __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_2_genexpr", 0);
   /*--- Exttype __pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_2_genexpr ---*/
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_2_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_9fastaudit_8_elfedit___pyx_scope_struct_2_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_2_genexpr)) __PYX_ERR(0, 492, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_2_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_9fastaudit_8_elfedit___pyx_scope_struct_2_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_2_genexpr)) __PYX_ERR(0, 496, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_2_genexpr = &__pyx_type_9fastaudit_8_elfedit___pyx_scope_struct_2_genexpr;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_2_genexpr) < (0)) __PYX_ERR(0, 492, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_2_genexpr) < (0)) __PYX_ERR(0, 496, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_2_genexpr);
@@ -42459,14 +42637,14 @@ static int __Pyx_modinit_Exttype___pyx_obj_9fastaudit_8_elfedit___pyx_scope_stru
   __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_3_genexpr", 0);
   /*--- Exttype __pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_3_genexpr ---*/
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_3_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_9fastaudit_8_elfedit___pyx_scope_struct_3_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_3_genexpr)) __PYX_ERR(0, 494, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_3_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_9fastaudit_8_elfedit___pyx_scope_struct_3_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_3_genexpr)) __PYX_ERR(0, 498, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_3_genexpr = &__pyx_type_9fastaudit_8_elfedit___pyx_scope_struct_3_genexpr;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_3_genexpr) < (0)) __PYX_ERR(0, 494, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_3_genexpr) < (0)) __PYX_ERR(0, 498, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_3_genexpr);
@@ -42492,14 +42670,14 @@ static int __Pyx_modinit_Exttype___pyx_obj_9fastaudit_8_elfedit___pyx_scope_stru
   __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_4_genexpr", 0);
   /*--- Exttype __pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_4_genexpr ---*/
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_4_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_9fastaudit_8_elfedit___pyx_scope_struct_4_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_4_genexpr)) __PYX_ERR(0, 503, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_4_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_9fastaudit_8_elfedit___pyx_scope_struct_4_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_4_genexpr)) __PYX_ERR(0, 507, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_4_genexpr = &__pyx_type_9fastaudit_8_elfedit___pyx_scope_struct_4_genexpr;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_4_genexpr) < (0)) __PYX_ERR(0, 503, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_4_genexpr) < (0)) __PYX_ERR(0, 507, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_4_genexpr);
@@ -42525,14 +42703,14 @@ static int __Pyx_modinit_Exttype___pyx_obj_9fastaudit_8_elfedit___pyx_scope_stru
   __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_5_genexpr", 0);
   /*--- Exttype __pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_5_genexpr ---*/
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_5_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_9fastaudit_8_elfedit___pyx_scope_struct_5_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_5_genexpr)) __PYX_ERR(0, 517, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_5_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_9fastaudit_8_elfedit___pyx_scope_struct_5_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_5_genexpr)) __PYX_ERR(0, 521, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_5_genexpr = &__pyx_type_9fastaudit_8_elfedit___pyx_scope_struct_5_genexpr;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_5_genexpr) < (0)) __PYX_ERR(0, 517, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_5_genexpr) < (0)) __PYX_ERR(0, 521, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_5_genexpr);
@@ -43967,149 +44145,149 @@ __Pyx_RefNannySetupContext("PyInit__elfedit", 0);
   if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_9fastaudit_8_elfedit__Rewrite, __pyx_mstate_global->__pyx_n_u_drop_version_requirements, __pyx_t_14) < (0)) __PYX_ERR(0, 343, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
 
-  /* "fastaudit/_elfedit.pyx":375
+  /* "fastaudit/_elfedit.pyx":379
  *         return new_entries
  * 
  *     def unversion_symbols(self, list removed_entries, list patches):             # <<<<<<<<<<<<<<
  *         """Symbols bound to a version of a removed library become unversioned (VER_NDX_GLOBAL), so no
  *         .gnu.version index names a requirement that is gone."""
 */
-  __pyx_t_14 = __Pyx_CyFunction_New(&__pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_13unversion_symbols, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Rewrite_unversion_symbols, NULL, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[21])); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 375, __pyx_L1_error)
+  __pyx_t_14 = __Pyx_CyFunction_New(&__pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_13unversion_symbols, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Rewrite_unversion_symbols, NULL, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[21])); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 379, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_14);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_14);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_9fastaudit_8_elfedit__Rewrite, __pyx_mstate_global->__pyx_n_u_unversion_symbols, __pyx_t_14) < (0)) __PYX_ERR(0, 375, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_9fastaudit_8_elfedit__Rewrite, __pyx_mstate_global->__pyx_n_u_unversion_symbols, __pyx_t_14) < (0)) __PYX_ERR(0, 379, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
 
-  /* "fastaudit/_elfedit.pyx":398
+  /* "fastaudit/_elfedit.pyx":402
  *                     patches.append((sh_offset + 2 * i, 2, (value & 0x8000) | 1))
  * 
  *     def verneed_files(self) -> list:             # <<<<<<<<<<<<<<
  *         values = {tag: val for tag, val in reversed(self.entries)}
  *         if DT_VERNEED not in values:
 */
-  __pyx_t_14 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 398, __pyx_L1_error)
+  __pyx_t_14 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 402, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_14);
-  if (PyDict_SetItem(__pyx_t_14, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_list) < (0)) __PYX_ERR(0, 398, __pyx_L1_error)
-  __pyx_t_16 = __Pyx_CyFunction_New(&__pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_15verneed_files, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Rewrite_verneed_files, NULL, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[22])); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 398, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_14, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_list) < (0)) __PYX_ERR(0, 402, __pyx_L1_error)
+  __pyx_t_16 = __Pyx_CyFunction_New(&__pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_15verneed_files, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Rewrite_verneed_files, NULL, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[22])); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 402, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_16);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_16);
   #endif
   __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_16, __pyx_t_14);
   __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_9fastaudit_8_elfedit__Rewrite, __pyx_mstate_global->__pyx_n_u_verneed_files, __pyx_t_16) < (0)) __PYX_ERR(0, 398, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_9fastaudit_8_elfedit__Rewrite, __pyx_mstate_global->__pyx_n_u_verneed_files, __pyx_t_16) < (0)) __PYX_ERR(0, 402, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
 
-  /* "fastaudit/_elfedit.pyx":405
+  /* "fastaudit/_elfedit.pyx":409
  *         return self.img.verneed_files(off, values.get(DT_VERNEEDNUM, 0))[0]
  * 
  *     def place_strings(self, list groups) -> list:             # <<<<<<<<<<<<<<
  *         """A .dynstr offset per group: in place when it fits and nothing else shares the old bytes,
  *         else an existing copy of the string, else appended."""
 */
-  __pyx_t_16 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 405, __pyx_L1_error)
+  __pyx_t_16 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 409, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_16);
-  if (PyDict_SetItem(__pyx_t_16, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_list) < (0)) __PYX_ERR(0, 405, __pyx_L1_error)
-  __pyx_t_14 = __Pyx_CyFunction_New(&__pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_17place_strings, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Rewrite_place_strings, NULL, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[23])); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 405, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_16, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_list) < (0)) __PYX_ERR(0, 409, __pyx_L1_error)
+  __pyx_t_14 = __Pyx_CyFunction_New(&__pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_17place_strings, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Rewrite_place_strings, NULL, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[23])); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 409, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_14);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_14);
   #endif
   __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_14, __pyx_t_16);
   __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_9fastaudit_8_elfedit__Rewrite, __pyx_mstate_global->__pyx_n_u_place_strings, __pyx_t_14) < (0)) __PYX_ERR(0, 405, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_9fastaudit_8_elfedit__Rewrite, __pyx_mstate_global->__pyx_n_u_place_strings, __pyx_t_14) < (0)) __PYX_ERR(0, 409, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
 
-  /* "fastaudit/_elfedit.pyx":425
+  /* "fastaudit/_elfedit.pyx":429
  *         return offsets
  * 
  *     def overlaps(self, uint64_t ref, uint64_t start, uint64_t length) -> bool:             # <<<<<<<<<<<<<<
  *         if ref > start + length or ref >= self.str_size:
  *             return False
 */
-  __pyx_t_14 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 425, __pyx_L1_error)
+  __pyx_t_14 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 429, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_14);
-  if (PyDict_SetItem(__pyx_t_14, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_bool) < (0)) __PYX_ERR(0, 425, __pyx_L1_error)
-  __pyx_t_16 = __Pyx_CyFunction_New(&__pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_19overlaps, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Rewrite_overlaps, NULL, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[24])); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 425, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_14, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_bool) < (0)) __PYX_ERR(0, 429, __pyx_L1_error)
+  __pyx_t_16 = __Pyx_CyFunction_New(&__pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_19overlaps, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Rewrite_overlaps, NULL, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[24])); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 429, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_16);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_16);
   #endif
   __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_16, __pyx_t_14);
   __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_9fastaudit_8_elfedit__Rewrite, __pyx_mstate_global->__pyx_n_u_overlaps, __pyx_t_16) < (0)) __PYX_ERR(0, 425, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_9fastaudit_8_elfedit__Rewrite, __pyx_mstate_global->__pyx_n_u_overlaps, __pyx_t_16) < (0)) __PYX_ERR(0, 429, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
 
-  /* "fastaudit/_elfedit.pyx":431
+  /* "fastaudit/_elfedit.pyx":435
  *         return end >= start
  * 
  *     def offset_of(self, bytes text) -> int:             # <<<<<<<<<<<<<<
  *         probe = text + b"\0"
  *         found = self.dynstr.find(probe)
 */
-  __pyx_t_16 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 431, __pyx_L1_error)
+  __pyx_t_16 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 435, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_16);
-  if (PyDict_SetItem(__pyx_t_16, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_int) < (0)) __PYX_ERR(0, 431, __pyx_L1_error)
-  __pyx_t_14 = __Pyx_CyFunction_New(&__pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_21offset_of, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Rewrite_offset_of, NULL, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[25])); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 431, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_16, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_int) < (0)) __PYX_ERR(0, 435, __pyx_L1_error)
+  __pyx_t_14 = __Pyx_CyFunction_New(&__pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_21offset_of, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Rewrite_offset_of, NULL, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[25])); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 435, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_14);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_14);
   #endif
   __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_14, __pyx_t_16);
   __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_9fastaudit_8_elfedit__Rewrite, __pyx_mstate_global->__pyx_n_u_offset_of, __pyx_t_14) < (0)) __PYX_ERR(0, 431, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_9fastaudit_8_elfedit__Rewrite, __pyx_mstate_global->__pyx_n_u_offset_of, __pyx_t_14) < (0)) __PYX_ERR(0, 435, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
 
-  /* "fastaudit/_elfedit.pyx":442
+  /* "fastaudit/_elfedit.pyx":446
  *         return len(self.dynstr) + found
  * 
  *     def write(self, list new_entries, list patches):             # <<<<<<<<<<<<<<
  *         cdef _Image img = self.img
  *         cdef bint le = img.im.le
 */
-  __pyx_t_14 = __Pyx_CyFunction_New(&__pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_23write, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Rewrite_write, NULL, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[26])); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 442, __pyx_L1_error)
+  __pyx_t_14 = __Pyx_CyFunction_New(&__pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_23write, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Rewrite_write, NULL, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[26])); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 446, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_14);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_14);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_9fastaudit_8_elfedit__Rewrite, __pyx_mstate_global->__pyx_n_u_write, __pyx_t_14) < (0)) __PYX_ERR(0, 442, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_9fastaudit_8_elfedit__Rewrite, __pyx_mstate_global->__pyx_n_u_write, __pyx_t_14) < (0)) __PYX_ERR(0, 446, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
 
-  /* "fastaudit/_elfedit.pyx":486
+  /* "fastaudit/_elfedit.pyx":490
  *             wr32(&view[off], self.img.im.le, <uint32_t>value)
  * 
  *     def new_segment(self, list new_entries, bint move_dynamic, bytearray out) -> bytearray:             # <<<<<<<<<<<<<<
  *         """Lay out the new PT_LOAD (program headers when they must move, .dynstr, .dynamic when it
  *         must move), update every header that points at what moved, and return its bytes."""
 */
-  __pyx_t_14 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 486, __pyx_L1_error)
+  __pyx_t_14 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 490, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_14);
-  if (PyDict_SetItem(__pyx_t_14, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_bytearray) < (0)) __PYX_ERR(0, 486, __pyx_L1_error)
-  __pyx_t_16 = __Pyx_CyFunction_New(&__pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_25new_segment, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Rewrite_new_segment, NULL, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[27])); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 486, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_14, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_bytearray) < (0)) __PYX_ERR(0, 490, __pyx_L1_error)
+  __pyx_t_16 = __Pyx_CyFunction_New(&__pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_25new_segment, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Rewrite_new_segment, NULL, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[27])); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 490, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_16);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_16);
   #endif
   __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_16, __pyx_t_14);
   __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_9fastaudit_8_elfedit__Rewrite, __pyx_mstate_global->__pyx_n_u_new_segment, __pyx_t_16) < (0)) __PYX_ERR(0, 486, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_9fastaudit_8_elfedit__Rewrite, __pyx_mstate_global->__pyx_n_u_new_segment, __pyx_t_16) < (0)) __PYX_ERR(0, 490, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
 
-  /* "fastaudit/_elfedit.pyx":555
+  /* "fastaudit/_elfedit.pyx":559
  *         return segment
  * 
  *     def write_phdrs(self, bytearray target, uint64_t at, uint64_t count):             # <<<<<<<<<<<<<<
  *         cdef uint8_t[::1] view = target
  *         cdef bint le = self.img.im.le
 */
-  __pyx_t_16 = __Pyx_CyFunction_New(&__pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_27write_phdrs, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Rewrite_write_phdrs, NULL, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[28])); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 555, __pyx_L1_error)
+  __pyx_t_16 = __Pyx_CyFunction_New(&__pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_27write_phdrs, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Rewrite_write_phdrs, NULL, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[28])); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 559, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_16);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_16);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_9fastaudit_8_elfedit__Rewrite, __pyx_mstate_global->__pyx_n_u_write_phdrs, __pyx_t_16) < (0)) __PYX_ERR(0, 555, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_9fastaudit_8_elfedit__Rewrite, __pyx_mstate_global->__pyx_n_u_write_phdrs, __pyx_t_16) < (0)) __PYX_ERR(0, 559, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
 
   /* "(tree fragment)":1
@@ -44215,7 +44393,7 @@ static int __Pyx_InitCachedBuiltins(__pyx_mstatetype *__pyx_mstate) {
   __pyx_builtin_reversed = __Pyx_GetBuiltinName(__pyx_mstate->__pyx_n_u_reversed); if (!__pyx_builtin_reversed) __PYX_ERR(0, 265, __pyx_L1_error)
   __pyx_builtin_enumerate = __Pyx_GetBuiltinName(__pyx_mstate->__pyx_n_u_enumerate); if (!__pyx_builtin_enumerate) __PYX_ERR(0, 282, __pyx_L1_error)
   __pyx_builtin_zip = __Pyx_GetBuiltinName(__pyx_mstate->__pyx_n_u_zip); if (!__pyx_builtin_zip) __PYX_ERR(0, 332, __pyx_L1_error)
-  __pyx_builtin_max = __Pyx_GetBuiltinName(__pyx_mstate->__pyx_n_u_max); if (!__pyx_builtin_max) __PYX_ERR(0, 501, __pyx_L1_error)
+  __pyx_builtin_max = __Pyx_GetBuiltinName(__pyx_mstate->__pyx_n_u_max); if (!__pyx_builtin_max) __PYX_ERR(0, 505, __pyx_L1_error)
   __pyx_builtin___import__ = __Pyx_GetBuiltinName(__pyx_mstate->__pyx_n_u_import); if (!__pyx_builtin___import__) __PYX_ERR(1, 119, __pyx_L1_error)
   __pyx_builtin_Ellipsis = __Pyx_GetBuiltinName(__pyx_mstate->__pyx_n_u_Ellipsis); if (!__pyx_builtin_Ellipsis) __PYX_ERR(1, 436, __pyx_L1_error)
   __pyx_builtin_id = __Pyx_GetBuiltinName(__pyx_mstate->__pyx_n_u_id); if (!__pyx_builtin_id) __PYX_ERR(1, 662, __pyx_L1_error)
@@ -44284,7 +44462,7 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
   if (__Pyx_PyTuple_SET_ITEM(__pyx_mstate_global->__pyx_tuple[1], 0, __pyx_mstate_global->__pyx_slice[0]) != (0)) __PYX_ERR(1, 763, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[1]);
 
-  /* "fastaudit/_elfedit.pyx":370
+  /* "fastaudit/_elfedit.pyx":374
  *                 patches.append((pos + (44 if img.im.is64 else 28), 4, len(kept)))   # sh_info: the count
  *                 if delta:
  *                     fields = (16, 24, 32) if img.im.is64 else (12, 16, 20)             # <<<<<<<<<<<<<<
@@ -44293,13 +44471,13 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[3] = {__pyx_mstate_global->__pyx_int_16, __pyx_mstate_global->__pyx_int_24, __pyx_mstate_global->__pyx_int_32};
-    __pyx_mstate_global->__pyx_tuple[2] = __Pyx_PyTuple_FromArray(__pyx_temp, 3); if (unlikely(!__pyx_mstate_global->__pyx_tuple[2])) __PYX_ERR(0, 370, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[2] = __Pyx_PyTuple_FromArray(__pyx_temp, 3); if (unlikely(!__pyx_mstate_global->__pyx_tuple[2])) __PYX_ERR(0, 374, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[2]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[2]);
   {
     PyObject* __pyx_temp[3] = {__pyx_mstate_global->__pyx_int_12, __pyx_mstate_global->__pyx_int_16, __pyx_mstate_global->__pyx_int_20};
-    __pyx_mstate_global->__pyx_tuple[3] = __Pyx_PyTuple_FromArray(__pyx_temp, 3); if (unlikely(!__pyx_mstate_global->__pyx_tuple[3])) __PYX_ERR(0, 370, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[3] = __Pyx_PyTuple_FromArray(__pyx_temp, 3); if (unlikely(!__pyx_mstate_global->__pyx_tuple[3])) __PYX_ERR(0, 374, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[3]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[3]);
@@ -44364,39 +44542,39 @@ static int __Pyx_InitConstants(__pyx_mstatetype *__pyx_mstate) {
   CYTHON_UNUSED_VAR(__pyx_mstate);
   {
     const struct { const unsigned int length: 8; } str_length_index[] = {{6},{25},{8},{15},{1},{7},{7},{12},{2},{15},{23},{25},{32},{20},{22},{1},{1},{37},{37},{45},{22},{4},{179},{102},{77},{8},{46},{15},{7},{31},{45},{6},{2},{9},{57},{50},{18},{20},{26},{37},{12},{24},{30},{37},{30},{5},{9},{10},{11},{10},{11},{11},{8},{10},{8},{15},{1},{5},{6},{24},{26},{22},{22},{22},{16},{19},{22},{19},{20},{18},{8},{26},{28},{14},{34},{14},{20},{18},{17},{22},{19},{15},{26},{22},{14},{20},{12},{20},{12},{9},{17},{8},{7},{8},{12},{10},{8},{13},{10},{15},{8},{7},{11},{14},{12},{11},{10},{19},{23},{14},{12},{10},{17},{13},{12},{12},{19},{8},{5},{13},{1},{3},{5},{9},{15},{6},{5},{4},{18},{2},{3},{1},{4},{8},{10},{4},{3},{9},{5},{1},{3},{8},{5},{18},{5},{3},{5},{5},{25},{15},{7},{7},{8},{15},{6},{1},{11},{6},{3},{7},{5},{9},{5},{18},{5},{6},{5},{6},{4},{5},{6},{7},{5},{7},{3},{6},{7},{1},{2},{3},{5},{7},{3},{5},{8},{1},{1},{4},{4},{9},{2},{6},{4},{4},{5},{3},{5},{7},{4},{12},{10},{4},{5},{4},{3},{11},{11},{28},{4},{3},{3},{9},{7},{3},{7},{3},{8},{5},{6},{1},{8},{8},{6},{7},{4},{5},{9},{7},{2},{10},{5},{13},{30},{3},{3},{7},{5},{15},{1},{3},{10},{4},{8},{13},{15},{14},{6},{8},{7},{5},{7},{1},{15},{8},{7},{4},{4},{10},{2},{7},{9},{7},{5},{4},{4},{6},{5},{5},{4},{4},{7},{6},{9},{6},{12},{5},{10},{3},{6},{4},{5},{9},{6},{17},{6},{12},{1},{5},{15},{3},{5},{6},{7},{8},{12},{7},{13},{4},{7},{7},{8},{4},{5},{11},{1},{3}};
-    const struct { const unsigned int length: 10; } bytes_length_index[] = {{1},{1},{9},{11},{55},{323},{54},{546},{488},{260},{269},{2},{2},{2},{2},{32},{326},{97},{486},{262},{26},{96},{237},{62},{218},{259},{128},{57},{113},{902},{96},{545}};
+    const struct { const unsigned int length: 10; } bytes_length_index[] = {{1},{1},{9},{11},{55},{323},{54},{546},{488},{260},{269},{2},{2},{2},{2},{32},{326},{97},{486},{262},{26},{96},{237},{62},{218},{259},{128},{57},{113},{902},{96},{617}};
     #ifndef CYTHON_COMPRESS_STRINGS
       #define CYTHON_COMPRESS_STRINGS 90
     #endif
-    #if (CYTHON_COMPRESS_STRINGS) == 2 /* compression: bz2 (4690 bytes) */
-static const char cstring[] = "BZh91AY&SY\"Hv\201\000\002\275\177\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\300@@@@@@@@@@@@\000@\000`\022\277X\3673A\255\275\314\355\325\006\203\266\243)\224\332l\3324\261\206\354\352M\265\314,\016\236\332\003AP\000L\240\320D\322\212\001\352i\352\006\324\r4\320=G\351\246G\244\315\005\047\342\246\364\364i4\311\344\224\321\355)\372dD\336\251\220z\200\003 \336T=A$\220\323LBddOS%<L\232OH\324\331\023#\0204\310\310\006\021\240\001\246\200\r\000\3104b\014\215\003M\001$\224zCOP{Q\000\000\032\006\200\321\264\236\243\301\264\321\047\245\000hh\003@\001\240\0324i\3524\004\246D\024\320S\310\211\264\230\304\241\350\237\245\031444\000\332\217P\000\000\r\000\032\000\320\330\240\001\352\000 \323\023\002\014\000M4\323L\000F\00212`\023\000\001\030F\000\001\030\0012d\302b\004\222\010\320\211\246\231M\246\224\374j\247\350\323hP54\3656\246 \000\000\032\r\000d\000\000\003F\200\310h\037\360\221v@R\320K\347d\272)0\302f\02300u>\376\277U\007X_\300\001\370Ag\320\003\337\346\200\254}\312\246\r\034\347\302\"\253\000`\rqh\336\337\277$\274C/\251\371\177A\353\037\310\376\374\177\357hf\2031d\221\2323=\274\262\313,\2626e\226FFF\314\262\317<\320f\214\321\232Y\356\342_o\337K\337?\363\0470) \222\t\000H\222$JG,\001AA*\353\256\263\245\003\323\351\247\257\255X\207\247\312*\n\313P\256BDB\024D\tA\020\224%\000\224B@$@$\tD\224\244\245i\366\300\210:)\365=\345/\316\2203\"\004-R\252d\220\314\222f\022E\306\343N\201TIJP\205S8\214H\2014\207\034\224\311\231$\3142L\206\031\231\204\303&W\304H\223\014\311\t\230fJ\250\275\017\006\031\0140\3113!\231R\225\364w\343*S4\301E\nhz\t\301\274\336\034R\222\265\364\305,,\345\223\234\340w\263\024\321\2313A2\254\235\007\270fc\303\220\2443\0140\206f\215j\247\204\210)[\335\212\013P\322a\3149\265\320\246\211\223\t\227\027\210\301\2218\n$\206rQDR\212\010\245\024\257E\345\344\326\021\t\314l\023\024\rh\255\264\266\323\305\024l!\0270\350\245\025`X5t\2302za\206VV\022+ _lUd\031\213nw\214J$_\2521P\205\260!\010w\261PV\223\276\311\232\2372\255D\254\205\027\341M\314D""\346\304:}>\265\177\277S\223x\350\277\363\201;uz\016\242\210\032!C\312\246foZ\331MR\353U\047\333\236\317zO\241}?!\376\324~\305\004\034\357\364\036\343\243\035LC\336\262\373\252\217\273^5\306\025\374z-.\303\326\256\013{\334\264x\232\267\003\335k\335m\\^-ru1\026\353,g^\3057A\233oos\2514\304h\026q\005\231L\3508\2427\225\232\010>\003\023\311L\361\317{9\241\010E=`\027\357d\023\022\346C\367L\022\002\010D\241@J\001\236PJJL\213 \025\211za2\001\000\204\025hU\201\365G\203\320=\344\312\302\264y\367\020!\002\020\313\223_n\365il\373\236\237\243}\266\356\217\255\"^\022\307\025\310j,\256\277@\233\270\215\337\363k\325\267N\214\273\2675t6\332\367\341\233\036\305=*]\203\217q\020\204_\241\216\323\031w\031\277\244\230T\2628\3659\033\354C>\355FM\300\274#\"\r\244d2\220\203\343\026\204\0349\356\031\223\230\270\233\245U{\016\363Jh\024\027\203\027\203\232\014dD\030 \304\025\203\324\013\024\n\177O\341\212DR\"\202(x\273\026\003\336<\036\360\222\220\244\307ad\262\n\022\310\301\030\t\342\2728p\342\\c\025\247\303\3133u\3278\017M\265\034\367J\030\234|\006O}\216\317\210dU*]\321\351F>W\245\354\375\026\376\207FY$\260\003\200\000\324N\016\246\243\230iX\321$\203\016L\021R$(4\352\352\365\242\220J\024\200\362\262\373\375\177E\277\206\313\311\002\271\"jji_\300\037nz\275\237^\325\177\261\345\237#\004K\0000A\202X\013\003\002\335\336T\374?MQ\346w|G|\032\360\005\2020X\010\301`\260\243\014,\3121O!\373\241\246\232g\013\354E\367\302\023\250\250\376\246\235{\350\344\307ZG[\242\257\013\366w\374\371j5\327Y_\366\237\263Q]\233J\277\237]\3173\225\276\331\226\335\362\355\320\354\274h\371\373x\034\014\354\242Vx\210n6v\313G!n\265\270\331%\306#1*Q\232\314Z\024\321\324q\253Z\261|\265\252\234\315*\304\324Z\t\324H\262\360\242\343D\247\216\227\226\206\232f\031\274>\365\350\013BIFjw[\375\322\331\267\276\3375zs}\336\213\322/W\205\353b\276\313\306R\354.\233V\325\333G\354\271\\\"\340.2\025\327,\211\314V\n\305b\261j\010B\355\331\347\212\230\014\216\347;L\234\347\227W\006\274\242B\354\342\261\221\"Yw$6\301\210\221\212\211af\317iq""\020\271\241\005q\013t\366\353E\365\327i\246\243\036\377M\"\027\227\236\341\rn\251+j\225;\037\352\030ag\026\317\361\250\324T\213)\2763\340\002\264\311\221\354\306\205\231\231\271\3639\237\312\214\314nLG\201\313\310bn\302w\320X\305\251\")#\036\311\234\210\225\021\007\271\007\253\337\355\356\224\355iK(\047{\035\264\3634\235\025\306\253\302\0175\370\232>T\333\361i\025\r\354Y\253\315l<\227\262\3655\313\0073U\213=\306\233\031\251)\363\236\272S\2537\276\335}7k\003\267\rP\014\342\351D\227\245\225e\022\\S\251\262\246\035\325\313\352\231\213\3408\346\244\323V3\236\275\325R2m\214\345<\303\014=V\032\250\331\377\002\254\235J\r\243\330\217\022Eq\223\374\255\317l\375\331\233\360l\213>}\004^\246*\322Q\325E\2115\036>>m\362*O\331\273\023\223f=W_C\242\333\223\340\212\034\356SJ^\260\2355\336D\031\225\355q\3235\331\207\022j\030\250\366\347\242\026\250\244\346p\000p$\270@\341[\3075p\315wz/\236Tr\336?\372\232\250\306#3\335Td=\252\204\211\022\2049g,\305u\266qq\265\035\221\375}\255\316U\002r7sqW.|\203ZY\243r[2Y\335\251t\337\207\nL\265Re\334r\335\214\370\005R\034j}\027\341\263\226g?\221\255@\300\330\230\310\315h\233\373\232g\323\340\024\351{\256L\224\351\206`\034\303\305\233\0321\2064\261\240\307\215n\357R\215t5\267\t0\351\250;^\263\311V\353\363s\344\r\\\3124\035E\374d\2478\200\303;;\033\027c\253i\324!%\317\326\332\225h<\351\321\302*:\367\222\222\026\371\316\037k$l\336\316\031\242\376\372\333\266\034\020\310\262!dF@2\006\222\272\346Y\372\3747\360\327}\306\365\355\250\272\021:\375\253\234\250S\324\362.\224%\002I!(Q\331\347\305Q2\305\321\316\335*6\242RIky\251\235V\225\266t\325x\234\351\266\003%\255*\277\332\201k\220\312\252{d.S}\016\223\235k#\224\215eq\025\317\253\376\322j\222\n!&\3570<:\240\352\220\361\323\330F&\350\323\224\025H\361\007A\344\007\227\346\347?\004\306\276\214\016\236\362\326\251\254\0257+Xu\n\336\344g\203i.\347\302\245[iQ\272p\362M\nF*\24184\240\326\370\0253\"\247\006\005\356\335\"|\032\212\344\353\232\2347\305\326U\261\361\242\312\215\316\213\250z\266!=S\325)\303P+\217\030""\233NCl\tv \t\264W\047X\340#\021\315i\3305\031\204j5i\322\264\354\357\226\371\001\341_+{\220\345\177\234\343si\2423\311\2102F\202\3758\r\266f1>\211\343\301>\324v\313V\336\201\334\254&\024a\337\303p\236\240\033\301\004\352;\246\335\223w<\0100r\252\360\310Z\346Y\007\014\325\230\001\201\202\300\3448\271zf\316U\277\222$\224\343\204\236\320\355\203\t:\245\233\025\352\315\366!)p\014\303\333U\366\231\220\362;[\341\240:K\312\243\344\362\033\336^\340\3231\302\360\t\263\025<\230\356\025\245\317\305#\227r|\033\213S\273}r\255w.\260\301\315\340f\344\267W\213\253\034\303\003.\3140KYt\n\360*\325\035VR\272-\004ZX\340\247\224 UMIu\362\364\364\370\0471\230tL\306\321k\r\276S\302L\026\254\267e\023\225\234\303kN\363\035\210e\300k#\014M\226l\303b\345q\275\223\352\344\246j\246L5\047\232\206\013n\t\312\030\333T\031mi\356\350\277\307\"\247\310Ya&lMX:\225\313mX\232q\371\233 \021\361!\"\223\302H\337\323\307\215rD\351\242g\262\026\005\346\234kP\025V\334\213N\246\310\311\030\032/r\213g\303\032\031\271\035\226\305%\"\032:\020\270\014H\225;\214\030\327\253\227\215\026YZA\246\375/\n\252v@\220\207\025\226\023\226`\334\203P\267\225\261\370\374\272tk\214\352\r\272\000\220R\331\276\243\233u\326\027R\033\235\341\242\325\242\341\005\240\352X\242\325(\024\371]\304R]\264\337\263P\303\022p\346R\271\313h;V\024\343R5\342\303\301\353\247}\005\033z\0343\022\027B\276|S\244\215\346\246p\231*\273\336\205\005f0\221\330\243R\242\367\2258\305;[\034w\252-p\356\216\020\260\216\206#\210L3\277]F\356\327V\\\335\254\272#\315\274\345\236\251:\255\006u5kc3\246n(\313\276\013v:\301\362\247-\322\221n\330\320\325\332\260\276\371\032\327^\305\253q\225\336#\241KSP\245\245\360\rOH\335\004i@<\342\206.\023Jq\010\242R\224;\n|)\342`\331\252\3130\344*Aw\206\362M\024$\031\235K\337q&`\310\352f\033N\2218\245q\225qP\031\034[R\333\233\014Y-\255(\220\201D\244h\367\310\241\235W\007\016\276\253\213A\035\260\023D\251\2166\025\337e\304d\333\305\203\034\326\035\365\235)\202\222D%\002\327\210\263<\374\356\277o\005\327 \264\336\032\013Dr.\034\207g""\223\247\036\032\033\334Q\233a\267Jkm \351\031\306\212\306VW\217\232\302\276\203\313E\244\317\214\361\263b+\220\346\320\323]r\305?\257\262\374\373K\216\350\343G\005\017P\223\233\357\354\354\327\250\267\024\361\354\275\224\026\346\331\206\313,\275xe\314=t\340\324\026\263\261\013\235u\t\372\334\366b%\254\213|\352\212\214K\2423\373\251\216\234\314&\266A\366\262\227V\033\250N{F\273\no~m\314\216a\034\3029\22729\272y\3274\2161\302\340\236\253\271\351\317ME\335\231xI\0015b\032\017WUs\264\245b\034F\325\202\264qc\216\225@%\032\207VZQZ\340\006\t\002\037EV\021`r\356\246\336\246\352\2366u\216&\004e\004\251+\255D\235\305\241K\022\251\335\365\326Sh\033\3131\262\271w&-\304s\314\024B\200\362\224=\2121\271\276%\006WJ\357b%0{\255fk\215ehU\210\255\005`WZ\254,\330/tvK\202n!\260=\3206NBq\010\314\3158\331\264qj\236\256 \317\231\232\315\302\210e\030lV<\3101q\231m\244h-\021\242\321\032u-Xbvv\232\264\307[w\330\204hp\343mU\321\022\302\0359\327\305\tA\336\006k5\231\230g\236y\365E\007\037=\314\024m\031\001\2333\0054:\342\341\\\0239}\256\243l\031\04788\014\212\031-\261DH\233;\020\341\275\217\0271\3058\321$\271\000fFT\243\240\362\371\305\\z\300\324\216\033\271\322\267\264\306O[\n\371;y\357\306\031e\206\206\243Z\023S\344\370\307\355\3178\317\367\276\225\357\375@\272L$\310>&\000\337\363\272\277c2_h\210=\010\374\n\007\010A\007mGC`N\373@\241\010_\001\262\022\210\030\241\370\244s\tA\3028\340Gx]\036\200\352(p\243\270\204\204\320\327\221\340\021\341p2\336\271\022(\027*\020\211PYPS\017\245g\026=\211\371\234G\343\247\334\202[\360\241\302\226\233\022m3\300\242\047\332\340\217\2202?\305\245y6\032\213C\031\341\237\3431o\267\200\221\025G\213\325\001\341\364A\036S\214\237>-i=;w,z7\250\252ND\241\022\230\356\277\240~\263\343+\222\tyiG|v\266\371\231Q\246\212Q\315\032\020\024C\007\220\341fP0\225!\244w\311\342r9~\010\252g\247\357\252\277\260%\024^\\Ty\260\366,\022\363\nShy)\311\023\014\234\214\306)\215\215\035\363\305\346\3735\301\037~\243\342h\224\335ZX\236,\304\200\305H>\364%\010\030A@\357\355\225\010\013\363""\031\273t\230\326\233\314\302yW+\236M3f\225M7\247\233\345\r\366\362\376\327H>\351F\363c\236l\310]@\327\232\327F\017k\213\222\035(\322\206\346\363\014\226x;\275\337\333\335bGz\246\\1\035\352*\004\366\025V\272/\341\250wd2A\025O\020\274}d\344\r\301\357\353\271\330\047\362S\2646@c\3007T\210\001@\262\353y\304\177\032\373#\r\256\206\333\030m\361\314T \020nVP\254\036-\220\032\250\017\244\031\207:\361\2647\020\247C+\274B\006\037\201p5\334\245*\226T\312X\375/\0312\215\240\243\"\021\375\014\216U\211Ppx\030+\205\2003\024\226s\321\225\027(W\026\271\331\235vp m\213\371\204\3402\347v\245\031\354-\001S\356\004I\257\331\177Y\203pwY\023\244#\022\273e\031s*\371\n2\336\300\301\317\230\244P\013\232\331\321\352\\X\205~>\320\302\365;\203#8\274\006\n\t/\203\307)\330\002jz\215\313\324d>\246\233\260\270\3209\325\005\356\275\347\264\337\027\234\217\214AmP\002!\336P\242\350\272\317Dh\272\375\360zA\251\272\255\242\032\034\2421\0161%\tu\023\305\0310\277\"\047\375\252\321|fX\245\215\031\333=\312)A\022\301\201\344\303\335\233(\361\206;\335\363FV\201\233\327\022\216\256)\271d#\235\013\210+/7\330\321\217\036\266\205S\273)\231\363\246z\321\316d\210\016\3027\227\022\256Q\311\321z\262\221\272\313\303\035\031\020\2163\354\245;>\214\231J_\203y\340\276\242\214\321\"\025\037\236\360\034V\300\"b\241\013\266K\357)\312\326E\3730I9\210\036\316\355\2304\\,$!\006*\373g\307\030\274#\375\201\250f\007ekT\004\047\306\004R\322$\276\263\177X\357\r\345Q\314:\020o\324\031q\350h\226\207\336\336p\365\267\243\002E\3438\366\343x\230]U\024\364\224\367\213\362m\223\035\0102\261\255b\\\010/\":\352\214\221\331\021\003\212\344V\304`\325@7\202\003\215\002\\\307\330\344\212\"\273m\n\3307\303C\002<\216\215\303\361aY\335\335\265\235Xx\320 o\"\250U\371\243\014\017/c&\355\245\301\357$A\215\266\206\002\240`pm\304o \257f(\212\345\304\r\021 \352\332\261d%}\323\256,\274\252,\204i\222\270\274\354U\254\3610\315O\022!\225\202\262\023\341\251\\V\370\005vXcm\265\275\232\304*\231\235\212\306,\010\005`uA\322\031M+1!\035\261\334\202\022\246M""\242~\t\360\034\024\2456\n\"\024\205\207\301\271\267C\325\245!\231\322\222u\017\004\020K-&9\047\025\031\362m\301\212\223\204/e\302\374\005,6\326\023Q\323E\3101\321\245\232MhI\271\363K\236\255ju\204\256\225\234\002\251\210x+I\336\345{\230\352\016\271\344\254\224\313r\215 \204\202\031yd\371\367*S\376.A\014\370{\375\326\234\354\275\335\241\302g\315\332y\355\313\273r\361\231\366\240\240\241\213\206yP\3411\004\335\233\023&2y\341\2333bC\350<\275\316Y\240\317gjK\374\005\262\200\317\030\367p\t\213\310l\233\177a\213\323\231\362\t\272\353p\r~>\267\244feT\375\263\023}\366)\360\363\216}L\0363\213\254]\227\326\336kqt\274\233\232\206y\266\266ZnO\t\345\273\342N\016\324\251\255\220\307\2161\357Z|<:\274Ii\304_\034`\270\306!\354\215\025\023\010\032\244L\316C\177@-q`y\345L\244\033\300}\003\251\361\r_S[\232t\261\237\213\324]\266\315\366\206\301\247I\255R\t\252\255q\243Q\2561K2K\266\"\275|\213Y\351\310\263\325\202\315\006\2130Sj\022]\352\002\343e\270\370\364\346a\255*\304l<4\\\313\244la\254ZC?cIkL;Y\n\234do\025\207\205xu*Z*\205VlR\320+M\030|\3300U\335\360v\235\365^\345_}\363w\215+\t<\031\3158\241\047a\226/\207!\342\311P^\025\330=<\321.\255\361\241\264\310.\220\260EM(\264\t+l\250\037\014\325+\371\357\026\316^\356\327\231\313\252\335\203\014\335\263M\2454\366\243k\244O!\001\357\027m_\030\037}\364\364\330\177\361w$S\205\t\002$\207h\020";
-    PyObject *data = __Pyx_DecompressString(cstring, 4690, 2);
+    #if (CYTHON_COMPRESS_STRINGS) == 2 /* compression: bz2 (4725 bytes) */
+static const char cstring[] = "BZh91AY&SY\306\"\260\254\000\002\304\177\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\300@@@@@@@@@@@@\000@\000`\022\337[\001\353\017M\326Zn\330vb\315FSJf\325\264\312\315\241m\255V\311\212XuO[B\241@\0006\200h\020\222SF\203M\014\2314\r\032\0313\320\233#\002\031L\314 \t4\217M6\232!\251\246\200\3204\r\006\312\036\240\224D`M\0022\032\214\243&L\232\047\2522i\265\031\001\246\206@\321\223L\200\006\232\032\006\206\200\321\243i4d\001\251\350\")\251\246\232z\236\240\0004\000\001\240\320\032\r\014\332h\221\240\001\240\0324\000h\365\006\206 \000\224\310\202)\222\247\344\322\237\212~\246\246\321C=OR\r\250z@\365\001\275Hh\r\000\000\000\003@\032x\240\0324\000A\246&\004\030\000\232i\246\230\000\214\004bd\300&\000\0020\214\000\0020\002d\311\204\304\t\024\002\230\204\032\236\215S\332d\324m51M\047\352i\251\34514\000\000\003@\0324\320\003@\032\000\007\2502d\366\204\215\373\001s\222_\241\245\351\244\306&\304\3300\376\177\277\327\361\240\377B\377`\007\345\005\303\304\003\377\316 \255\024\021H\322\020\210\"*\260\014\003\240\\W/_\305\217he\311\352\376\203\326?\231\375\370\277\326\300\315\00312D3C3\301\226Ye\226F\274\262\310\310\310\327\226Y\347\316\203:3\245\235,\374z\025=/e/d\366\232\203\005z\t\240\274\002\362\364^_y\315d++%Z\326\246\324\024T\224\272\272\226$QR\373\225\226,hY\030\330\223\032Hm\t6\233@\332M\200\330\201\260mYZ\312\330G\030\023\010MF\370\304\272=\t\003h\221,.W\264\220\330\206\320\332\0222\277&\250\025\345\225\255)_H\023\2310)b\007\266M6\222li41\266\304\306\232\313rH\275\215\244&\306\322\272h\2301\241\214`6\206\310\245\226=#RM\340\n\344,\021H\r\220p\034\020u\245%k\353\212XY\313\0479\300\357f)\2432f\202b\346\341j@m\236e\342\274lc\020\333\272\252t\013\313+\361\371w \306\202\315F\n1u5,B\302\300\260\264)p%\352\205\"$\313\005b$\320\232$\320&$\321&\205\305\305\211\214\202\313\005\301\024h\264\022\224(P\361\204\224HI\2122H\222H\204E}F\n\216E\024T\213\302c\310\027RH\362\n\245-g|\234\211:\371I!\n@\204 \377\023\024\212P,\272O/u\205w\223\236e\272\273l\331\027\002""\371\300\267o3Q\225\362\333\325\030\253\222\302G/\244\223\316\303`\323\250\251\022Ob\344\224\341\356N\r\243\343\357M\315OC\310w\265/\262\322\014g\371\017m\222\225\352C\336\215\326\327/u\370\276P\177\310m\013p\365\237\005\275\226\254\230\366\325^\007\306\235\265\307\037rm2zW\271_\t\330\255r\204\047\275\010d\204\242]\244\356\213\240A\273a\320\007X\215\253wt\224d2\266T\211\010\312j\252\255\022\354W\257\270\233\265\346\235\2130,Ah\213\230\300^\003\344\325\025UU\241d\005D\276\220^X,\026\262\252\025@\372e\002\210\034\342`\360z\037R\204\010@\2045\357\307\252\344\241K</G\317\272\224\325\262~\265\205\236\3715j7\230\021{\374\342\214\334n\377\313\350\343f\023\351\344\355_\325\351q.\277c\233\206\251~\t3o\205r\025U[zT\366\372\215\375GgIA\\\321\336\276\010\354d\267s\336k\356\007\010\215@q\243Q\333%+YL\261\332\244J&\242\342n\225U\354;\315)\240P^\014^\016tV\303\021T\212\242\241Ec\022\261/\313\367\256H\271\"\344\027\"\211s\342\nQP)@\275^UrX\262\262*\024\212\210\021\nxd\244H\221J\216!\366\357\363\\\350\3065\005UR\263\226\331\303\023\213x\250\347E\231\356\025\n\347S9\275\tK\221\211\363\262~\"\362\265hB\027`\013\250B\264*\326\254\030\272\305\037\022$\202\354K\221(\210\220\035e\tBU\364j\212\"@P\251\227/\356\372\017\326\315\224\274\026D\214\026\013\004\027o\007S;\375\237\343D\273\371yG\311\301\t\340\006\010\206\010\230\t\201\201M\276M\237\003\322F\374\277\017\305g\301~\000\230!\202`!\202`\230\r\303\010\345)#\210z\360\323M3\205\321B\353\241\013++?\251\247W\033xc\251\020\352d\222\340\273_s\227+\315Ox\377\355g\263X\370\354+\366:\255q\234\351\3402\331\307>\353Y\227~^v\315\346\3638\266q\361P^%f\272\014\0216\321x\225\0218\2108\340\212\203\2168\310\334T\364\034J\326\254_-iNf\225bj-\004\350H\355\n\265B\026\201\047\033e\362\230\360M\215\371\235\374\250\014\201\202WcXc\307\375\200\315\305\257N\013*\203\364\371\362\244eYC*\314\262\342\3125\177qm\306\270\227Z?NE\220E\240Zd%\266\246E\226\t\021\"\221H\227\204!n\334\363\305,\001P\353\345[hR\224\313\243z\3366\301;rLfL\236]s\027X\244\211I$D\216\277i7""\020\265a\004\264\2054\360=\013\236\372\032^c\334\323I\005\305\307\266CS+D\245s\253[\2753\014#\2437\217x\336&\214R\313v\034\240,f\255Ql\356\256v\337\317\244\034{\363\243;t\047\340\204y\350\277c\023\241\320\215\231\202\321\020c\313g*%DA\356\201\351\357\366\365\024\355iK(\047\201\216\332\3675\235U\306\253\270\036u\372\306\353\357V\337wDJ\360i\301\347.\037su\036\236\251\340\305Z\361W0\323Z\255E^c\226\346\306\016u\047\255\225\326\014\257\010\2400\306\344izYVQ%\305:6T\303\350\355}\343\214\217)\235\2727pu\266l\342\345\265\n\027]X\226f\030a\352(\265\312?\354+\311\225 l\034\244\267\"\017\224\335\344\355r\347\356\330q\340\271\021\372-$\344\260G\242$\257lQ\025\276>>]\323+Gk\333\211\303^=\026\334\326Iv\243\240\203X\316\311\245NL,\251\367\022\005T\325x\307.\016\030Ab\244\317Q\361\252\310\310\363|\000\036\004\227\210\017\022\332y\313\305M\375\263\215m\213\303\022?\366\227\316s\033\214/\235\210\273\345b\305\245/\t\3414\357\274\372|\236\243\240\247Ww\216\n`\240\216=\232+\177o\264\034)gCj&\274\223;oN{\260\337Q\225\365\034\234\254N\325o\330$\320a\324\330\353\253>G1\275v\304`\364\263Sx\024\366)H\335\360\213\272c\014\264J\251\215\201\006D\\\374\250\345\016Qr\240\345\345]\315\267#y\017\034\006\340\031\2326u\356s\344\327\315`1kj\341\324_\215)\316 0\317\027cb\346\344\264\350!%\332\3616\245Z\217:\364\360\305Gb\221$\330\367\243j\303e\205\206\364\r\376y\307\340c\207\004\002Z\226\244-H\324\006\244t\232\365\321tz\376,\3325\346\201\267\207\216p\224\316M\22451\307\265\321F\323hm\2666\224x\275\254U\023,]=\246\351Q\265\022\222Ky\346\246t\264\255\263\256\227\211\316\273PX\234\342\345\3544;\342\026r\227Yl\213\nF\027\302\030\3329\213\252V\341d\244\377\364\215\353\320F\327\276\373\n\006\353B\364D\205w\023\231\334\035LE\366>1\tD\250i\255\336Cv8\277\247c\037\251-\232\304J\255J(\306\245:\345f\013\244\372\376\025IJ\025\233l\207\3044*\024\255\250\300\321\246\247@\255U\n\330\030\0273l\3137\253_6Z\265\303\315\253\322\335{\353:X\345z\271\274m\210OI\344)\303P+\217\030\233NCj\033\322\200\214\324\270\364\033""\343*\274\347V\035G8\216\243\253\247\245t\347\3541\371A\3613\034\362\340q\327\3573\325r\253\nK\224\242\017 \353\353\310nI\034\323\246-\335\307-\267\0331\305\004;\372\r\010\321\331\243)[\300}\340P\217\226qf\302\035\273\026a\314\253\277\332\027\r\204`\301U\346\000``\230\034\014xk,\340\267\355F\215V&\r;\34780\032r\026lW\2537\315\tK\200H\272\340\365\033N3=\357#\233;\201\357G\231=]\223\231\305\314\r3\030\047x\261T\255\305\2037\275\023\227t\316\316\324t\027u\354\356\365M\351\327lL\030\275\354\330\211\265\370\261\343\024PT\355\303\004ME\260\037\201]\362\2765\0475\001\n\030\240\022\346\013\023\224\322\352\346\333\267\274l9\310L\3478\3144c\357\304,\303\0147=\330\252k<\323\217\247k9\203g\021\221\032&go8f\\\3204\265I\352\226\nm1\310\362\320P\245\241d\341\215+\202\246\305\263o5\3369$\263\201\030\223U\304\277\006T\235\232W\211\344r|\034\326\013\274\026\274\221\330\221\247o\047\005l\212\2473\243t\267\007\013\250\360\220\257\307\004lz\364[0r+K\213/\037\304\266\211r\273-\212JD4t\241p\214H\225;\346\014oi\331\342E\226V\260k\301\255\341UN\310\022\020\342\262\302r\314\026\250D[\312\254f\234%\334\232B!I\000\252\025-\227\324\235\213\\\257\\\221\214m\341s\305s\337D\321\332\231\"r\213\005\20744\0222q\032so\014e\360 \325\371\030\233\001\227\341V5\241\253\025\034\016N~6\215\331\314\301T\230\234\311u\233\254\250\225\305\352\301\025\022\277\023\316h\363\030L\3556\364m\316+a\2123R\234W#h\301\234\333\341\022Z\030\214!`gv\252\315\275=\031rt\345\315.N3\263e\363ez\n\312\253\324\246g=\214\033\227`)\255\221\035:\262\3339\224\331&\253\350\230kl\013pj\226R\270a\223*\222\312bC\270\332\203\252)\035\300GJ\002\047Xi\323\032.\306U\265XM\316Eg\362\343)\311\332o\227{RqeUi\357,(F\211:\276q\276o$\036\244\350H[\274b\031Rq\025\356hdn\330\211\2635\024\214\366,\344B\003g3G:cU\225\357`\313\247\220\306\010\353\001;\211\263\221\212\220\345\202V1\360T\256\271\220\245\346X\242M\250\212\250,\336\225\260\362ak\271\3369v\t\247\030h&\210pM\374\016\337\016|w\350q\260\2365\303\311\272\260\267e\357\034z\316\005\032V\354\326""\025\365\036Z-&x\3366lEr\235\211\022\235\\\022\246}\333\035\331\240\341\216SR\230*2\"\253\032\353\367\3318\225\342\335V:\265\005\271\366a\262\313/{\014\271\207\275\\*M\251\365\203}\357\314_\211\335#SjB\236eef%\262\025\336\032)\317\231\205\211\256\016\242\244\3720\332\324c\226O\211U\316\315y\021\260F\301\033\026\304l\333\333F\313\316CO\013\317\323\276\367\252\345(\306\032T\305\344Nq\232\344\3064\251\274cS\271;\254\236\026\275\213mP\tF\203\253-h\255\350\001\202@\207\323U\204X\034\273\251\267\253\274Wa=\031\260\rw\263\021F1\032\2337\314a&_8k\311\212X\300\322b\340\305X\302\204T\370\016h\242Bh;\315C\006\253\222\020\340h\263\313H`\310\270\0042a\316\362\275\332\320\265\210\326\203X\032\365\255a\321\211\253\357\346\\\"\344b5\225\031\235h\302\252\334\252\361y\272{\263|\362\025\256U\350\345#W \242\361\3644\340)r\252h\210h&\210h\232!\247B_\206\047oa~\230\352^\306!&\260a\262\267\266DHs\346\375\320\234\031\336\3153L\314\303<\363\317\242H\034\\\266\250G\210h\014\355\260\224a\220\310,\201\201\315\375\367\034ViB\001\3124E\244\331$$H\327\332\206\3765<l\306\025b\331\242p\001U\014\252C\230\362\271D|\272\200\275\r\373yQ)\322\246NMc\316\035\330\231\361\343_$wIe\032\235/7\350\036\017<\3577\362\372\351\352\376\300^\243\022h=V\001\331\350\370\377kiz\202G\244\275V\210&0F\326\272[\002x-\002\204!|\026\310H!\212\037\247#\230J\016\030\342\201\037\000]?Xu\0248Q\344\241!45\343\370\004x\\\014\267\224\211\024\013\262\204\"T\026T\024\303\350\331\305\217f~w\021\350S\362`\226\374(p\245\246\304\232m\236\005\021>\337\004y\343#\374ZWE\206\242\320\306xg\371L[\355\340$\020\3143/\000\026\361\200#j\220\230t \356\243!\366N1\242\320f(\240\220\010T\307u\351\007\242|erA/`\224w\307k\177\225{\263~\032\212XX,1\3244C\004\214`\024E\010X\215\264/x\375\275\320fA\221\311f\313\000\2300\212\244\032;\260\366,\022\363\nShy)\311\023\014\234\214\306)\215\215\035\363\323\356\373E\302\217\277Q\3615Jn\255,O\026\264\215\005\251\373o\003\211\031PHz^\324\250\320/\314|\335\352L\347\033\333`\362\256X=3\r\247U\314{\376\372C\205jx\230""\234yL\227Q\3363\314\302\246\036m\361\346\304\225\235\025$Taa\215\315\346\031,\357\365u~\356\246$0\031U \200\214\006\r\000|\253r\035\343\"%\357gfX\030\220@\224\231\335/\364\313PF;\266\030\365\214\374hv\206\270\n|\223\235\007\207\000\200D\232vL\17765\305\313_\335\265.\277\221\216\220 \020gE@\212\031\346\240\031I\303T\n\243\351``\212\3600\373\322\314\357\000\242\331`9La$B\251\nJ\237S\007\242\221\202\020Q\002?\002\206(\244\2406Y\305\224`\216\005\243\010\253\037\344PN\201\030M;*\262si a\013\030\344\331\024\341\262\311\006\034\302g\t\017p\"&_T\311\213\231\3032DF\240{\204e\244Si\023E\004\322\2507\035\353\246N\200\tv+\304\320{\010\214#Z\027%C\214H\254%\001B\000Ik,\375\226P\t\224p\250\252+\236\255\313(\241\300\366*\014;\373Q\270\230Z\222D6\302\350\001h}\026\202\211D\255|qM\025\360s\203\222\362.\004\01671\221)\206\031\205\000\366@\376\270\216i#\005\307\314WH\353\210\350#\260][\263\220A\001\207\250Pw\334\323\256J(\016l\214\327\035*\270\\\332\017&F\020\310\300\230\360&`EO\303o\0077\233_\002!\336y\\k\245v\030?e\04782\207aL\304IE\374\022\"\241\213\312\234\341\376\2748\230]\326((fN}{\006\024R\270\000\265d\026^!\322\r\224\316\030K\226\010lY\236\005\232\213\026\tm\351\222x\256\023\316\351\201\271~%\n\351\302 \360F\r\320\226C\334\230^\023n\003P\330a\225\316P\025J \303\n\270\247\022`\\\337\322k\302\352\250\337\034h/\301\306\366\030\360\275\\\330\2610h[\303p\314J/\r\327b3rs\022\r\002\203J%\222\331\230\343A\274\316s$\241\005\344\270\261\"\214\263v\004`\343\2269\004\300\325@7\204\0072!\234\2715\367c\214\256H\205 8\203\203\004zBh\017\305\212\314\266\265\370U\217\"\004\033\241\346\252\025{\362\206\017]l\266\265\327\017Q-\223:40\025\003\010\t\r\267F\255\233v\212I\0208[A\356\353\330\262\023V\321\352\213/V\014,\205S%\201z\273u\354\366\330\314.\331\241\225\202\262\023\261WTW\324\032\255a\235\033\235\362W!X\314\354W1aA\320\025\301\326\007Ho\032Wd\246;\343\202\205\032eP\236\247\344\317\322:\030\351\260\322\024\322\233\036\035\035\n>\315,FgK\026u\037%\n\030\361\351RtI\236T\272\370\250Q\333\247""\001Q\373\333\021Q,u#Z\206\243\234\213\224d\247K\301\213\237P\235\303\340\307\303_N\256\230\307\014m\204V\256\202\256\026\305\223y\373\347X\270\365M2\352%b\245N\240BAWc\177G\037\317J\275o\346m\032\272\025G\223\302\343\353\357xh\016\321\237w\274\367\322\273G\263\3343\243\336=#P\311\263\240Z]\243\0329\331\375\211\363\333@\366s\272\323\306\301\347\236S\340\336\315\006y\332\030\363\261\026j\003<\203\342\300:\253\272m>\377Y\227\327\352\355\t\3755\220\016\237s\336\347\231\231V?\200\304\377\215\224\366~\301\350_\344<\272%\320\331\211\255\360[\265\312\363\343\364L\3703\347\270\341\232\276S\313/#8E\312\251\317\3351\311\033\223kD\036:?*k@\213\265 .\330\332\035!\305U1\201\313\"n\022\027x\201u\005\201\353\025R\302&\003\302=\316\310\345\3649\333\371\370\244>G\266\264\035\233\322\023\317\224\216s\210\047-_\003K;][\016\367J\247T\371\356g8%\031\234dy\3016\314\215g\005\325T\234&\221Rs}&1y\204]H\275gW\235R\241\230\272\314V![U(M4^\2470T\343#x\254<+\303\251R\321T*\263b\226\201Zh\307>\014\023wl\035\267}/r\270\013f\316\372\325\322z\031\3158\241\047a\226/\207%Zs\030j\254\352J\305_\tS\237\311\0137\270\252,\354\214_\014\315\213\247l\250\037\016j\226V<\307\233\351\243\337\355\373\036\316\226\3460\315\2335\332SOj\215\256\221<\244\007\275^2\2760?E\365\365\330\177\361w$S\205\t\014b+\n\300";
+    PyObject *data = __Pyx_DecompressString(cstring, 4725, 2);
     #define __Pyx_DecompressString_LZSS_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #elif (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (4953 bytes) */
-static const char cstring[] = "x\332\265X\313\177\333\324\272\255\035\247\r4@\334:M_\200\235G\323B\t\047MRJ\313\341\340\306i\t\264\241\216\363\350\003\320\221%\331Vc[\266$\347\005\334\323a\206\032j\250\241\206\032j\250\241\207\032f\230?\201?\341\254oo\311y4\224\301\275\267\277\306[\336\332\332\372\036\353[\337\332\316\212f\366\037\333Y\325\310\252\315lS\313>[\021\236\374\224/d\r\245\332P\232fV+\277V$\363\333\233\246\256(\331\212.\262\331[SS\362N\3230u6\3544\246\252\315\316\324\246\242\033\252\326\274\237\375\346\251\322\320\364\2355U\331\312j\225\3547\222\3264\325jG\353\030Y\261)geU\247\035ON\253\315\370\006\366UeE>\2628\253\351\357\274\177|\256\267\362\333\177\315\213\315\246ffE\303P\253\315\254\251euE\224\277\320\232\365\235l\203\031\271\t#\027\352\025aM\321\233\n\236\227j\"\342`\326\020\025\275\3234\262eQ\332\330\022u\331Xln\212uU\31664Y\271\235U\266[x\001\326OJ\223d\334dE\323M]lN\336\316V\361\276x\261Q\023[\n\005V\334F\200\227\264\246\262\244\231\n\337~~\307\254iM\n\274\254\324\325\262\242\213\246\002\263\310\021\354\254\323\242f\366\331\302\263/f\357\3152\267t\2052ad\215NY\252\303#\305\240\350\226;j\335$\223wZ\2121\225]\254dw\264N\226\371\002w[Xw\364\001\263\2464\221Z\223.\262\223,8\242\211\244\tx\\mV\047\243x\252\233\n=\375H\254\033\312\3243U\332\250\343&\275\r\326u\220\016\304\016\006\323\316R\r\301\305\216\365\312T\3556\033\324F\266\3211\314lY\241(\325UI5\341\226\256\264;\212A\021\333R\315Z\366;\261cjB\213vVn\256\350\035\345\326\262\250\032\n\345\316@\036\231y\272\262\245\253\210\304m\\\231\035\244\207yDw$\261^G\204\360\342\233\006\354\357\030\267a[\005n\335\316n!\264\267\246DY\026\340\232\202\010*\333\212\3241\305r]\341o\006\304+\004\345\226\256Uu\261\221\255\001\020\330\313\250k\246\244a[\211\302aL\211eIV\rz\014\010\027\033\252\004\037\331-\266\213\3261\263\205\025ai\365\311\223w\334.\255,\257\344\037\022<\370\227\322K\245I;V%\270\312\256d^p\205\027K\371\247\213\363\367\263b\226\374\301nG\254\256\301M\370R\243\0140\000\263\250\340AY\251\210\235\272\231\025\004]\221;\222\"\010Y\271\303""\362\326\324\232_\000F\233\252X\307]Im\252\246\200x\234\360\3318\021\002\366:C\227\276\254\210\260\242#\253\346\227\002\022\252\340b\252\265\263M\300d \240@\023\2608\210\024 \023\300\210\370\000\\P\326\352|+S\323\262\r\261\271s\362\265\035\346:\331\2114j\022`\237\025u]\334\311\312\242)N\235r\227W\021\225\000\257r\003\213\200\213\206\332\024\tP\221a\250\201\310\210|i~q\021!_[X.,<\342\027K\013\013\205\250\316e\261\263\035_*\225\270\370\017\047\251v\026\352u\265e\250\306arJ\004\340\246\244\020\253M\035\022\234 <\022\325\272\260\330\020\253\n\377\234\352\345Cb\025.\010\275y\004\216\362\373\326\235\010C\002\230UW\025#\232\215\302&Da\213f#\234\235\234e1\020D3\376\316\362 `\333\336v\233(\n]@\325\361\014\306\263,\010\307\027\362\020\010\025\025p\020\236..Q\374J\213?-\t\013K+\313/\204e\216\300x<\305\337\303;o{\034\337\023[\255\372N\357\233\254k-!j \002q\005h\210\032\215\321[Q\327D\371\360[\023\221\217:To.\362K\253\034\316`\307\272\330:|\254U\027a\047\017\326\341\254\256T\024\235r{8\025\3053\376\332i\306\266\361\300\036.<\036\254x\366x\200\370\267VMF\272@\003\213K\217\205\225\374\343\222 <\333\331\306_\001|/,)\333\3462\022!D\234\214jF\345\022k\037^T\025\023\0335hB\246gh\324$\032*\235&\033\253q\270\361Om\264\320\223\350\252\201\226\306F\305\024{[\242\217u\352laC\327z\310\303?\202\002\033\t\334\202\320\322\225\226\250\263\031\220\200 \325\024i\303\3504\3707]1\300@\374:z1]R/\342W\235&\347xa\241\031?\323\233\352\001\211Mo2\316\240\327\264;b=6\"f\266\2671\026O(\333\364\205\022\037?c\034\t\302\333\370\023L\264\2418\202\252!H\232\016\272V\233\212\010\312G\323\2566\331\007!+& \241\334\251\000!@,\310\216\341V\324\253\206h\3544%U\233\352m`\200\276:\333\345\262h(\364Gu\306FVxeM\253c\233\362\016\232\022\221\035]\030\222$\266\360_D\213\334a\302CB\237U\004d\013ZBRH{Hu\r\025\337Do\002\347A(\230\342_\226\212\314\302\016\227\270d\003\251\220\t4\2644\203\006C\335UNP\r\227o\n\241\223\266\300\002\324\001\024\016\034\215V\320\260\243 {L\240(\272\256\351\275\3760\025\367\207\212\252\324e\366a\260B""`\037\273\025\010\261J]\254\032\020G\r\321\214$R\005\236\310U\245\tq\240\003\257UD\257eDl\246\252\262\332\250\3421e\233}(\206\332d\2307\370\307\256\362zcCi\231\033\270\013 \233\002\261B]\251+\315\252Y\253\253\206\311\276\023S4\304m\210\024c\027\037$\361H\2655@\007B\344?\273f\025I\250a\354\007\321\330\000\346\t\366\221\353GH\346\310\345\3247\204\212\272\361\355T\344\004>L\204\034\261\3561\020\2770\264\272\214\377\002\314\003Bb2\322\360\n\235}\030\255\026\347\215\335VD\312-V:-\016\031\340b\243\305/\320[\310\371\226h\242\376\214V\215,\027\030$Z5<y\214\326\216}y\313\330\226\326\002\032P\324\224Xt\230\262r\242\315\350`\303CB\304\025\376\252\210,2\317#Ht\247\310\374\213\034\207\n$\301^\033\337$\275\246+\204R\372\306u\034\254\257AS\323`\234\350b\321W#\n1\351H\330\047#\"\221\3101jFM\240X`\210\202[c!a\332\200]@\300\031\032\313\244)\352\274\352au\31305\374\351T\003QL\342V\311\265\354\321N\311e\013\343!\332\322\024\253\330\n\0305\221a\330\256m\201f\241\312\253`\236&e\347\255\266\320iA\303(\035\024}L<\233,\225\047z/\016\007\370\337Q\330\207\261\t\255\212\027l\312\"\037\217t\344\250\273\034k2\004\347\315&\273\306\300\236h\362\047I\373\262P\037i8\333\273j\353\314Oo\022\373\251\367\367>\267\212tq\303\021\235M\027\227\007\251O\355v\230\375\207w\336\177\020l\204\305\345\375\324E\353\236}\317\231v\362\373\251so~\267\276\262s\373\003\237\2719\367\201\327\0140w~o\372M\342\317\2013\357_\243\033i+c\275rR\316\017\256\354}\356\257\004\327\273+a\361e\370\362\327\360\327ZX\253\207u=\3247\377<sf+1\237\3040\237|L\303\343\344O4\374\224,\321PJ\376J\303\257\3112\r\345d\235\206z\262EC+\371\033\r\277%\377C\303\177\222\337\365\355\017\014Y\347\254\266}\326\256\27392qso\335Z\2603vq\177\340\202\005\223F\254\366\001>L\373\276\263\356.x\027\275\202?\020\234\013:\335\371\256\031\226~\016\177\226B\t\266m\204\033Z\250\231\241\371\0336\376=\221\247\375\363\311\002\r\205\344\3674|\037[\271F\303Z\362\025\r\257N7\326\240\301H\232I\262\250\275?\360Q\370\321-7\343\026\335\252\367\n/\207E\307f\022\010\341\320""\231\376\263X\270\267\315\234\021\355M\347\245\273\351\025\303\273\217\002-\\\375%\374E\016e\205\342\375\265\225\247um+\361&O>\216[M\047\177\200\320\247\331\364\376\300\340^\301\352\267\236\333/\220U\323\235\336\037\274h\315Z[\330r\033_g\302\251\357\202\304\376\340G{\2465c\275F\256\026\334\213n~\177(}\312\334\025;m\217\331\313\266\356\\C\3502\336\252?\341o\007Fw\024\301k\357\017]\262\252\270\271\355t\334%?\347O\357\247\207\255\222\375\2763\356T\335u\017\217\323{\333\373\231\341xe\233\355\234\346\353\336s\206\235\212\373\330\233\363\373\360\350\273\327\236w\346\334\001\357\234\327\361\347\375\366_\257\035\344PH\354\017\\\262Dd|\332.8\003n\002a^\361\206=\221\001\002\217\232\366\234\323\357\254\340\001\204j\301\272b\347\260\362Gg\327\273\352\177\035<\t\237\025)\022\233\326\n@\264\016\330\017]\263\277rr\250\000zE\364F\335\031q\373\334i\367\251\177\301\237\013\316\006\342A\234\010\047\306\335\340^~\3579lO\331\217\235\031db\333m\223\201\357\331ir\340\276]\264\253X\233\371\224Y\377\010\005\365\225\227C0\022\373\303Wa\320\214-9i~\267\337):\222\233v\047\334\366A\206l\031%K\334qW\362\322\344\251\034^\235\365\362\236\020,v\177\t_\276\"\020\230\326]d\356\013\247M\010\271j\217\333\"\325\201\201\\\302:\212\336\256s\321\231w\332|6g\377\323M\272\243\356C\027\313\206\231\337/\201\224Y\367\017\277\020\244P\344\303W\354\353N\211\005\262\210\267\022\016\306}\221\2463\366s\334\350\303\332\266\227\362\026Q\361W\000\216\002\305p\000\314@\320\233\263\023\366E\033\000\375pOEr\372\354i\2725\273\267K\263\034\233\277#\270O\275O\374\366\301 \341:e-\332+\316\025XT\360>\300\2261\256)\302\"\317Y\306bIB\rX\027\255y\200a\350*\313\"\303\361\261\002\370\335\273\343\025=\321\333!\320\263\360\3337\000\n\356\257\344]\361s\247M_F^g\374jP\344\266\262\314\365[\253,1\242\375\007[\203<f`i\321\2568\337c\242\354%\2751\357\005\342r\312\364s\177\3317\202\311n\004\271K\326\216\303j\260\303\215\317Xy\253h\311\330\376\256\223\001*\322\227,\311N\2775\177\360\326\302\001\332\002S\224\347\034\000\303\210n\3266\234\334""\001\213\302\200}\316\3568\217\201\255\233\376dp\265\373u\270\262\032\256\276\010_\274\334\037L#t\017\255\262\235\004>d\207\205!a\245)\306V\007\205\023q\304,\001\344\250%3v\031\200-\270\t\232\234\207#\357\271\027\3349\024\347\226_\013\252]@\37222\236&\320\301\216Q\347\241Sfa-\000 \371\203S\236\021\337\371\304\311W\363\302=m\362M\376\317\263g\336\273\306\321\376\271;\203\024]\364\346\2756a\272Hq_\344\240\241\200\255s\007/X7\340\376\030\320\226vn\340\235\2718\317\0230d\2345\305e\327\364@O#\214N\346m\023P-`\345\030n0&\232aF\314\202\0212T\"\214\225\250\250\310\031\323\271\343\2607\317\203N\210\305\036\240-\346\216\344=\035\333\363\n\021I\037\202\354\0361\306\376\320eT\313,\030\340}\206\312\262\227\240\027\336\265/\200\003\306\210;8\031\374\30006\nWM\377np!\270\327\275\323-ZE;\001S\333a\n\375\217\267\213$R\253`\277-\306&9\026\240t\230\272n\263\270\r\355\351\3260P\227A0\206\235\232\253zm?\345\377\020H\335L\267\304\352\031\r\306\232`\360\"D\335\363\246\321I\023\324~S\326#\352\375\347\367\0360\324\016R\235\202\224>c\234v\303O\370\037\007r7G\245~\017\017\233\316\267^\332\233\3606\251\262\203/Ic\014f\000\304\n(x\223\021u\325_\017\036\006\345n\177w-,\255\207\353\020\017\002m\177\0371L\234\262\375\365`\005\205\3056QX]\2543\350<\305\366\023\301&)\220\345p\371\337\341\277E\356\303\250U\260\373\341\345UD@\004o\365y3\324\033\242:\277hM\223OI\270\272\211E#n\212\261P\321\257\004\371`9hwS\335G\341r),\241\216\326\302\265u\026\333\220d\323_F\210\002S\005\363\362\275?\334\223\255\361\360\322\r\326\234\357\202L\327\374i\377)\242\\\344\314=k\375\017\010_a\267\212\236\026\224\272\211.\322\204\352\2464\r\302J\335\032a4\212HLX\355\360\362MjE\334\001\335\272\306A\032\335\264\007\031Zoz\271\370\376\010\253w\211\361\277\351\336A\243&\334\314\370\022\2203\033\350\335\313aq%\\y\036>\177\021o\361\241#\003\177\337{\371^c[\000R\250\277\336!\247H\362-C^\224\235$\300H\274\020\351\010\221\n\201d\00758\364El3\341v($~\032\375C\tf\220\343\024k\026,C\210\346\253\360\025\222\315R\225\035\357=c\000\334\013~""\0069\020}3\230\353\366\001\340\253l=\300\001K\241\341\304P\204<\252\204\225\352\337=\010\022\375{\253\372#\320\224\030\376\260\277\020\nxE\371\344\346\005\224H\036\333\313\000\032\251\242\205\260\030\301\"\\\207/p\004\342R\t\225\312\337Z\025\301(\312r\306\232>\314W\037\342\\\202\261\017!\253J\340\000\016\243\277\311\002\343\262^\036.\243\r\264\235\004Jc\205\225\376,<\236\367t\030A5\230C\342I\016\353a\021\246C\255\303t\370\014\353a:\244\361\353\360\365\306~n\002\346\023d\347P0h\251\007\377\037\233FQ@m\304\265\260\013f\036w^\243\234\177\364qg\2224\013\261\344\262\325\346\324\363\030b.A\235\357\374\336]4\264|\257\202IE\254\222n\343\267.`v\220\232O\033\212,OT\373\201\315\336g0M\270\203\270\345\302\324m\227\221\341E\314\021\317R\263osS\036\240\237?A\364\243\266\332\017\341\363\202\350#\216\262\202\305\n\247mp\021\353\337\250\263*\371GK\350-s(\275\233`\356\025w\304\353Gm+(\374\005\224\335W\3351\000\200\036#\367\206z:6\205&\225t>wW\2310L\3727\202>F\356%^1\314S\034u\"\301\323\007#j\266\352\264y\005n\001\033\\\360\001\357\355\210\360\246\241\342\323\304\005,\314\017\374\351\003\206\2434#;\036}\304\215w\326\t\326\276\226\035\035\252\357%(b.\350\017\212\201\322\235\351\312T\030\251o|\020\002P\275?p\035v\366\301u\211\0245DD\014N\205t3ojE\020 \232,\047o\221\371\266\340\\\302\336\351\270\t\217G%\271\340^ru/}\330\210;\016\323\000\360\223ueh\221a\264\357<\353\3319g\026\207\017&\321g#,\256B\030G\235\362kPa;j\310m\312\211\3144b\001ra\r\314\307\304\3006\2277x\037\023\t,.\377\364\213\007\247xF\213M{\372]\336\245\031\275\336@\326\306\216\024\305#\177\024\261\372\337\272N\244\376\226\353\005t\376\334\377\251\373\204\2740\365\255/R\035|p\024\034\307\310\277\023\267\031*\264XE\212\334#\256\345\024\272{\244\023\260\336\372\0253\201\374o\263\343\304*\270\360\241\047C\204\243/*\200\363\023:\356\204\251\305n:&\300K\226n\217 \013\263\216\001\337\304#]t\322\036F\344\266b\262\300{\302\324R\027G1z\020\005w\330\003\037\273\354\021\221?7j\375\010\333i\277Q7\357\256\201xV\3751?\356\317\247?\314e""\032\035\215H\330?\004\221\337\240\320\207)\252\304\236\356<\030\340p\220\355[\250\235U\226\377\210?\356\204\303\260\215\264\350*?\206\221*h8\323x\366\203\213\207}\374\216\373\334\213n\312\354\350\275\305\304\360\030\245\353\302[\313z\332\213\023[\002\346\375\014e=\r\267\342\203Z\216\016|\367\230vm;g\035f\301s8!9\227\302\311\177\371\277\241k-\206\253\324H\351N\ty\234\2046X\010o}\355\247)\\\033\214\0067\242\357\014\003\234\315\246\351\333M\344s\016\311\231\216\216{43\206n\225p>\006\014\211\323K\244\200\330\361\215BS\262\007\302\354\235\210\201p\352\032\201\266\275\355\325\203\033\335\263<qs\204?\216\252G\204\225\236k\004\275GHy\332\376\014\341\227\342\303\373\211\203\3406/\223tt\216a\\\017gev~\2076a\307\350](\306\237\231\314ACb\34223\202\047uTp\232~!\230\001y_\343\047\234\353,l\037@\354\033La\267\377n\357\035\360\364\255\340A\267\034>\303)+\326$\231Ol\361\304\t\244\304$\034\n\272\010&y\200$\047\350\324\327\343l>\317\372\317A\004\276\027h\356}\354\2078\004\376\026;\354\262(\016\330\003\214p\212h\223L\217\017\206\327o\273\363\214JxV0\005S_P\324\016\242/\253\316\244\033\237\253\317\357\315\354IV\372\370\001p\036\\;\341\264O\235<8er\327\373\213\r\340\366Sv\272\036\004[\r\372\205\340\375\356\347\021\340\256\216\241J^\3201\204\353\323\351\250-\243\302\236\002\274?\007\231\340e\367\267\360%\322\364\313\376\047\223\340\314\253\244\325\275?p<\220\272\027\320\212\304\210\262\271\022\037\334\373\036\030\330u\256\240^^z\206?\341\267c\222\273\301~d!\031\373\020b\177\350\222\245\302<~\344\3531\354\246\303\233\345!\027\235#\232vQ\345\365\260\3368r\272\034b\207\2512R8\307x{\304K\034=c\335E\005\025\334s8[$\340\3328\0164E\036e\221\235\003\373X\356b\0317\317\017\203\366Y\216\244c?k\020\225\222\261\212=M9\245\252f\007H\"\322Q\206>\311\271\300\230,\207\242g)\207V\230>\374\321\"\034\032e\360\314\263\337\220\210oo\3729.\034\036\262\036\377\373\221C\320\006\342]\014D(\3311.H\267\340\"\201\234\352\231:\326\205\350%\031^\325\203\341\340\047\254uA\177\261\2067\354V\230\002\034\241\23789;\345I""\2511\tKZ\354\016\223C\357(\004.\270N\026B\205\240\036\377nr\336}\300\032\006?E\207#\223\220\217\367aP?\004u9H\004i~\354\240\037)\346q\240,\301\265\007L\326K\3354N\241C\024\366\314\307\254p\307\231\242\356\363\276\201\016\237\205\305\231\313pw\221\375\322u\005\201\032\365\037\007\367\273\313\335\255p->\225\\\376\224\021r\n\307q\331\033\363\326}^\203\377\005\320\203\3770";
-    PyObject *data = __Pyx_DecompressString(cstring, 4953, 1);
+    #elif (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (4986 bytes) */
+static const char cstring[] = "x\332\265X\313_\333\326\272\255\215IhC[\034L\310\253\255\035 $MJ\017\001\3224\351\351\251\203IJ\233\320\030\363\310\243\255\216,\311\266\202m\331\222\314+\355=\0352\324PC\r5\324PC\r=\324\220!\177B\377\204\263\276\275%\363\010M\007\367\336\374\202\267\274\265\265\365=\326\267\276\265\235\025\315\354?\266\263\252\221U\233\331\246\226}\266\"<\371)_\310\032J\265\2414\315\254V~\255H\346\2677L]Q\262\025]d\2637\247\246\344\235\246a\352l\330iLU\233\235\251ME7T\255y?\373\315S\245\241\351;k\252\262\225\325*\331o$\255i\252\325\216\3261\262bS\316\312\252N;\236\234V\233\361\r\354\253\312\212|dqV\323\337y\377\370\\o\345\267\377\232\027\233M\315\314\212\206\241V\233YS\313\352\212(\177\2415\353;\331\0063r\023F.\324+\302\232\2427\025</\325D\304\301\254!*z\247id\313\242\264\261%\352\262\261\330\334\024\353\252\234mh\262r;\253l\267\360\002\254\237\224&\311\270\311\212\246\233\272\330\234\274\235\255\342}\361b\243&\266\024\n\254\270\215\000/iMeI3\025\276\375\374\216Y\323\232\024xY\251\253eE\027M\005f\221#\330Y\247E\315\354\263\205g_\314\336\233en\351\ne\302\310\032\235\262T\207G\212A\321-w\324\272I&\357\264\024c*\273X\311\356h\235,\363\005\356\266\260\356\350\003fMi\"\265&]d\047YpD\023I\023\360\270\332\254NF\361T7\025z\372\221X7\224\251g\252\264Q\307Mz\033\254\353 \035\210\035\014\246\235\245\032\202\213\035\353\225\251\332m6\250\215l\243c\230\331\262BQ\252\253\222j\302-]iw\024\203\"\266\245\232\265\354wb\307\324\204\026\355\254\334X\321;\312\315eQ5\024\312\235\201<2\363teKW\021\211\333\2702;H\017\363\210\356Hb\275\216\010\341\3057\014\330\3371n\303\266\n\334\272\235\335BhoN\211\262,\3005\005\021T\266\025\251c\212\345\272\302\337\014\210W\010\312-]\253\352b#[\003 \260\227Q\327LI\303\266\022\205\303\230\022\313\222\254\032\364\030\020.6T\t>\262[l\027\255cf\013+\302\322\352\223\047\357\270]ZY^\311?$x\360/\245\227J\223v\254Jp\225]\311\274\340\n/\226\362O\027\347\357g\305,\371\203\335\216X]\203\233\360\245F\031`\000fQ\301\203\262R\021;u3+\010\272\"w$E\020\262r\207\345\255\2515\277\000\2146""U\261\216\273\222\332TM\001\3618\341\263q\"\004\354u\206.}Y\021aEGV\315/\005$T\301\305Tkg\233\200\311@@\201&`q\020)@&\200\021\361\001\270\240\254\325\371V\246\246e\033bs\347\344k;\314u\262\023i\324$\300>+\352\272\270\223\225ES\234:\345.\257\"*\001^\345\006\026\001\027\r\265)\022\240\"\303P\003\221\021\371\322\374\342\"B\276\266\260\\Xx\304/\226\026\026\nQ\235\313bg;\276T*q\361\037NR\355,\324\353j\313P\215\303\344\224\010\300MI!V\233:$8Ax$\252ua\261!V\025\3769\325\313\207\304*\\\020z\363\010\034\345\367\255;\021\206\0040\253\256*F4\033\205M\210\302\026\315F8;9\313b \210f\374\235\345A\300\266\275\3556Q\024\272\200\252\343\031\214gY\020\216/\344!\020**\340 <]\\\242\370\225\026\177Z\022\026\226V\226_\010\313\034\201\361x\212\277\207w\336\3668\276\047\266Z\365\235\3367Y\327ZB\324@\004\342\n\320\0205\032\243\267\242\256\211\362\341\267&\"\037u\250\336\\\344\227V9\234\301\216u\261u\370X\253.\302N\036\254\303Y]\251(:\345\366p*\212g\374\265\323\214m\343\201=\\x<X\361\354\361\000\361o\255\232\214t\201\006\026\227\036\013+\371\307%Ax\266\263\215\277\002\370^XR\266\315e$B\2108\031\325\214\312%\326>\274\250*&6j\320\204L\317\320\250I4T:M6V\343p\343\237\332h\241\047\321U\003-\215\215\212)\366\266D\037\353\324\331\302\206\256\365\220\207\177\004\0056\022\270\005\241\245+-Qg3 \001A\252)\322\206\321i\360o\272b\200\201\370u\364b\272\244^\304\257:M\316\361\302B3~\2467\325\003\022\233\336d\234A\257iw\304zlD\314loc,\236P\266\351\013%>~\3068\022\204\267\361\047\230hCq\004UC\2204\035t\2556\025\021\224\217\246]m\262\017BVL@B\271S\001B\200X\220\035\303\255\250W\r\321\330iJ\2526\325\333\300\000}u\266\313e\321P\350\217\352\214\215\254\360\312\232V\3076\345\0354%\";\2720$Il\341\277\210\026\271\303\204\207\204>\253\010\310\026\264\204\244\220\366\220\352\032*\276\211\336\004\316\203P0\305\277,\025\231\205\035.q\311\006R!\023hhi\006\r\206\272\253\234\240\032.\337\024B\047m\201\005\250\003(\0348\032\255\240aGA\366\230@Qt]\323{\375a*\356\017\025U\251\313\354\303`\205\300>v+\020b\225\272X5 \216\032""\242\031I\244\n<\221\253J\023\342@\007^\253\210^\313\210\330LUe\265Q\305c\3126\373P\014\265\3110o\360\217]\345\365\306\206\32227p\027@6\005b\205\272RW\232U\263VW\r\223}\047\246h\210\333\020)\306.>H\342\221jk\200\016\204\310\177v\315*\222P\303\330\017\242\261\001\314\023\354#\327\217\220\314\221\313\251o\010\025u\343\333\251\310\t|\230\0109b\335c ~ahu\031\377\005\230\007\204\304d\244\341\025:\3730Z-\316\033\273\255\210\224[\254tZ\0342\300\305F\213_\240\267\220\363-\321D\375\031\255\032Y.0H\264jx\362\030\255\035\373\362\226\261-\255\0054\240\250)\261\3500e\345D\233\321\301\206\207\204\210+\374U\021Yd\236G\220\350N\221\371\0279\016\025H\202\2756\276IzMW\010\245\364\215\3538X_\203\246\246\3018\321\305\242\257F\024b\322\221\260OFD\"\221c\324\214\232@\261\300\020\005\267\306B\302\264\001\273\200\20034\226IS\324y\325\303\352\226aj\370\323\251\006\242\230\304\255\222k\331\243\235\222\313\026\306C\264\245)V\261\0250j\"\303\260]\333\002\315B\225W\301<M\312\316[m\241\323\202\206Q:(\372\230x6Y*O\364^\034\016\360\277\243\260\017c\023Z\025/\330\224E>\036\351\310Qw9\326d\010\316\233Mv\215\201=\321\344O\222\366e\241>\322p\266w\325\326{?\375\221\330O}\260w\313*\322\305uGt6]\\\036\244>\263\333a\366\037\3369\377A\260\021\026\227\367S\303\326=\373\2363\355\344\367Sg\377\370\315\372\312\316\355\017|\356\346\334\007^3\300\334\271\275\351?\022\177\016\274\367\301\025\272\221\2662\326+\047\345\374\340\312\336-\177%\270\332]\t\213/\303\227\277\206\277\326\302Z=\254\353\241\276\371\347{\357m%\346\223\030\346\223\217ix\234\374\211\206\237\222%\032J\311_i\3705Y\246\241\234\254\323PO\266hh%\337\320\360&\371\037\032\376\223\374\256o\177`\310:k\265\3553v\335\315\221\211\233{\353\326\202\235\261\213\373\003\347-\2304j\265\017\360a\332\367\235uw\301\033\366\n\376@p6\350t\347\273fX\3729\374Y\n%\330\266\021nh\241f\206\346\033l\374[\"O\373\347\223\005\032\n\311\357i\370>\266r\215\206\265\344+\032^\235n\254A\203\2214\223dQ{\177\340\343\360\343\233n\306-\272U\357\025^\016\213\216\315$\020\302\241\367""\372\317`\341\3366sF\2647\235\227\356\246W\014\357>\n\264p\365\227\360\0279\224\025\212\367\327V\236\326\265\255\304\037y\362q\334j:\371\003\204>\315\246\367\007\006\367\nV\277\365\334~\201\254\232\356\364\376\340\2605kma\313m|\235\t\247\276\013\022\373\203\037\357\231\326\214\365\032\271Zp\207\335\374\376P\372\224\271Kv\332\036\263\227m\335\271\202\320e\274U\177\302\337\016\214\3565\004\257\275?t\301\252\342\346\266\323q\227\374\234?\275\237\036\261J\366\007\316\270Su\327=<N\357m\357gF\342\225m\266s\232\257{\337\031q*\356co\316\357\303\243\357^{\316\231s\007\274\263^\307\237\367\333\177\275v\220C!\261?p\301\022\221\361i\273\340\014\270\t\204y\305\033\361D\006\010<j\332sN\277\263\202\007\020\252\005\353\222\235\303\312\037\235]\357\262\377u\360$|V\244HlZ+\000\321:`?t\305\376\312\311\241\002\350\025\321\033ug\324\355s\247\335\247\376y\177.8\023\210\007q\"\234\030w\203{\371\275\347\260=e?vf\220\211m\267M\006\276o\247\311\201\373v\321\256bm\3463f\375#\024\324W^\016\301H\354\217\\\206A3\266\344\244\371\335~\247\350Hn\332\235p\333\007\031\262\345\032Y\342\216\273\222\227&O\345\360\362\254\227\367\204`\261\373K\370\362\025\201\300\264\356\"s_8mB\310e{\334\026\251\016\014\344\022\326Q\364v\235ag\336i\363\331\234\375O7\351^s\037\272X6\302\374~\t\244\314\272\277\373\205 \205\"\037\271d_uJ,\220E\274\225p0\356\2134\235\261\237\343F\037\326\266\275\224\267\210\212\277\004p\024(\206\003`\006\202\336\234\235\260\207m\000\364\243=\025\311\351\263\247\351\326\354\336.\315rl\376\206\340>\365>\365\333\007\203\204\353\224\265h\2578\227`Q\301\373\020[\306\270\246\010\213<g\031\213%\t5`\r[\363\000\303\320e\226E\206\343c\005\360\233w\307+z\242\267C\240g\341\267\257\003\024\334_\311\273\344\347N\233\276\210\274\316\370\325\240\310me\231\353\267VYbD\373w\266\006y\314\300\322\242]q\276\307D\331Kzc\336\013\304\345\224\351\347\376\262o\004\223\335\010r\027\254\035\207\325`\207\033\237\261\362V\321\222\261\375]\047\003T\244/X\222\235~k\376\340\255\205\003\264\005\246(\3179\000\206\021\335\254m""8\271\003\026\205\001\373\254\335q\036\003[7\374\311\340r\367\353pe5\\}\021\276x\271?\230F\350\036Ze;\t|\310\016\013C\302JS\214\255\016\n\047\342\210Y\002\310QKf\3542\000[p\02349\017G\336w\317\273s(\316-\277\026T\273\200\364Ed<M\240\203\035\327\234\207N\231\205\265\000\200\344\017NyF|\347\023\047_\315\013\367\264\311?\362\177\236y\357\375+\034\355\267\334\031\244h\330\233\367\332\204\351\"\305}\221\203\206\002\266\316\035<o]\207\373c@[\332\271\216w\346\342<O\300\220q\326\024\227]\323\003=\2152:\231\267M@\265\200\225c\270\301\230h\206\0311\013F\310P\2110V\242\242\"gL\347\216\303\336<\017:!\026{\200\266\230;\222\367tl\317+D$}\010\262{\304\030\373C\027Q-\263`\200\017\030*\313^\202^x\327>\017\016\030#\356\340d\360\003\303\3305\270j\372w\203\363\301\275\356\235n\321*\332\t\230\332\016S\350\177\274]$\221Z\005\373m16\311\261\000\245\303\324U\233\305mhO\267F\200\272\014\2021\342\324\\\325k\373)\377\207@\352f\272%V\317h0\326\004\203\027!\352\2367\215N\232\240\366\233\262\036Q\357?\267\367\200\241v\220\352\024\244\3649\343\264\353~\302\377$\220\2739*\365{x\330t\276\365\322\336\204\267I\225\035|I\032c0\003 V@\301\233\214\250\253\376z\3600(w\373\273kai=\\\207x\020h\373\373\210a\342\224\355\257\006+(,\266\211\302\352b\235A\347)\266\237\0106I\201,\207\313\377\016\377-r\037\256Y\005\273\037^^F\004D\360V\2377C\275!\252\363ak\232|J\302\325M,\032uS\214\205\212~%\310\007\313A\273\233\352>\n\227Ka\tu\264\026\256\255\263\330\206$\233\3762B\024\230*\230\227\357\375\321\236l\215\207\027\256\263\346|\027d\272\346O\373O\021\345\"g\356Y\353\177@\370\n\273U\364\264\240\324Mt\221&T7\245i\020V\352\326(\243QDb\302j\207\027oP+\342\016\350\326\025\016\322\350\246=\310\320z\303\313\305\367GY\275K\214\377M\367\016\0325\341f\306\227\200\234\331@\357^\014\213+\341\312\363\360\371\213x\213\217\034\031\370\373\336\313\367\032\333\002\220B\375\365\0169E\222o\031\362\242\354$\001F\342\205HG\210T\010$;\250\301\241/b\233\t\267C!\361\323\350\037J0\203\034\247X\263`\031B4_\205\257\220l\226\252\354x\357\031""\003\340^\3603\310\201\350\233\301\\\267\017\000_e\353\001\016X\n\r\047\206\"\344Q%\254T\377\356A\220\350\337[\325\037\201\246\304\360\207\375\205P\300+\312\0477/\240D\362\330^\006\320H\025-\204\305\010\026\341:|\201#\020\227J\250T\376\326\252\010FQ\2263\326\364a\276\372\020\347\022\214}\010YU\002\007p\030\375M\026\030\227\365\362p\021m\240\355$P\032+\254\364g\341\361\274\247\303\010\252\301\034\022OrX\017\2130\035j\035\246\303gX\017\323!\215_\207\2577\366s\0230\237 ;\207\202AK=\370\377\3304\212\002j#\256\205]0\363\270\363\032\345\374\243\217;\223\244Y\210%\227\2556\247\236\307\020s\t\352|\347\366\356\242\241\345{\025L*b\225t\033\277u\036\263\203\324|\332Pdy\242\332\017m\366>\203i\302\035\304-\027\246n\273\214\014\2071G<K\315\276\315My\200~\376\004\321\217\332j?\204\317\013\242\2178\312\n\026+\234\266\301E\254\177\243\316\252\344\037-\241\267\314\241\364n\200\271W\334Q\257\037\265\255\240\360\027Pv_u\307\000\000z\214\334\033\352\351\330\024\232T\322\271\345\2562a\230\364\257\007}\214\334K\274b\230\2478\352D\202\247\017F\324l\325i\363\n\334\0026\270\340\003\336\333\021\341MC\305\247\211\013X\230\037\370\323\007\014GiFv<\372\210\033\357\254\023\254}-;:T\337KP\304\\\320\037\024\003\245;\323\225\2510R\337\370 \004\240z\177\340*\354\354\203\353\022)j\210\210\030\234\n\351f\336\324\212 @4YN\336\"\363m\301\271\200\275\323q\023\036\217Jr\301\275\340\352^\372\260\021w\034\246\001\340\047\353\312\320\"#h\337y\326\263s\316,\016\037L\242\317FX\\\2050\216:\345\327\240\302v\324\220\333\224\023\231i\304\002\344\302\032\230\217\211\201m.o\360>&\022X\\\376\351\027\017N\361\214\026\233\366\364\273\274K3z\275\216\254\215\035)\212G\3765\304\352\177\353:\221\372[\256\027\320\371s\377\247\356\023\362\302\324\267\276Hu\360\341Qp\034#\377N\334f\250\320b\025)r\217\270\226S\350\356\221N\300z\353W\314\004\362\277\315\216\023\253\340\302\207\236\014\021\216\276\250\000\316O\350\270\023\246\026\273\351\230\000/X\272=\212,\314:\006|\023\217t\321I{\004\221\333\212\311\002\357\tSK]\034\305\350A""\024\334a\017|\354\262GD\376\3345\353G\330N\373]s\363\356\032\210g\325\037\363\343\376|\372\303\\\246\321\321\210\204\375C\020\371u\n}\230\242J\354\351\316\203\001\016\007\331\276\211\332Ye\371\217\370\343N8\002\333H\213\256\362c\030\251\202\2063\215g?\034>\354\343w\334\347^tSfG\357-&\206\307(]\347\337Z\326\323^\234\330\0220\357g(\353i\270\025\037\324rt\340\273\307\264k\3339\3430\013\236\303\t\311\271\020N\376\313\177\203\256\265\030\256R#\245;%\344q\022\332`!\274\371\265\237\246pm0\032\334\210\2763\014p6\233\246o7\220\3179$g::\356\321\314\030\272U\302\371\0040$N/\221\002b\3077\nM\311\036\010\263w\"\006\302\251k\024\332\366\266W\017\256w\317\360\304\315\021\3768\252\036\021Vz\256\021\364\036!\345i\373s\204_\212\017\357\047\016\202\333\274L\322\3219\206q=\234\225\331\371\035\332\204\035\243w\241\030\177f2\007\r\211\211\313\314(\236\324Q\301i\372\205`\006\344}\205\237p\256\262\260}\010\261o0\205\335\376\273\275w\300\3237\203\007\335r\370\014\247\254X\223d>\265\305\023\047\220\022\223p(\350\"\230\344\001\222\234\240S_\217\263\371<\353?\007\021\370^\240\271\367\261\037\342\020\370\233\354\260\313\2428`\0170\302)\242M2=>\030^\275\355\3163*\341Y\301\024L}AQ;\210\276\254:\223n|\256>\2677\263\047Y\351\343\007\300yp\355\204\323>u\362\340\224\311]\357/6\200\333O\331\351z\020l5\350\027\202\017\272\267\"\300]\036C\225\274\240c\010\327\247\323Q[F\205=\005x\177\0162\301\313\356\233\360%\322\364\313\376\247\223\340\314\313\244\325\275\337q<\220\272\347\321\212\304\210\262\271\022\037\334\373\036\030\330u.\241^^z\206?\341\267c\222\273\316~d!\031\373\020b\177\350\202\245\302<~\344\3531\354\246\303\233\345!\027\235%\232vQ\345\365\260\3368r\272\034b\207\2512R8\307x{\324K\034=c\335E\005\025\334\2638[$\340\3328\0164E\036e\221\235\003\373X\356b\0317\317\017\203\366\031\216\244c?k\020\225\222\261\212=M9\245\252f\007H\"\322k\014}\222s\2361Y\016E\317R\016\255@\333\206\203\237\262\256\002i\304z\321\210[a\342l\224~}\214\016;\007\254\321\254Qy\343>m<D?\327\364\205Wn\201\267v\375a\250\223tp""\r\347\236\336Y\263\000\356\271\313\216\325o\230\344\315\375\325\215\311\236@y\310\264\304oG\016[\033\310k1\020\261j\214\013\337-\204\222\212\211x\203:\343\371\310\231\014g\217!\246I\226\331\217Gw\230\246\273\303d\325;\n\212\013\267\223\005U\241\222\211\177\1779\347>`\215\207\237\306\303\321I\310\320\373xa?\204y9H\004i~|\241\037;\346q0-\301\364\007\354x u\323]\026\252\351\375\314\047\214\000\306\2312\357\363\276\201\236\237Ex3\027\341\316\"\373\305\354\222w\003\335\377qp\277\273\334\335\n\327\342\323\315\305\317\030\261\247p\254\227\2751o\335\347\265\374_.R\036\232";
+    PyObject *data = __Pyx_DecompressString(cstring, 4986, 1);
     #define __Pyx_DecompressString_LZSS_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (6782 bytes) */
-static const char cstring[] = "\377 at 0x i\377s in no \377PT_LOAD \377segment \377object>(\377tree fra\376\021\002)..dyns\373tr\002\002ym.gn\377u.versio\377n: <Memo\377ryView o\377f <conti\377guous an\237d dirN\001\007\riyn\021\005U\000ided\"\010o or \004\031><(\t\376A\006>?Canno\377t assign\377 to read\177-only m\240\002\375v\242\000Elf_Vewrneq\000cha\205 \373th\223 runs \377backward\377sInvalid\377 mode, esxp\223 \241\000\047c\047\231\001\377\047fortran\317\047, gm\000%\005sh\267ape\325!ax\336 N\377oneNote ~Z\002Cython\365!\377delibera\363te\224\000\371\001cter\376!\001n PEP-4\33384\263\"re\206As \337subcl\317\000es\276\332!built\257\001y\377pes. If Oyou \307\002\354\000p\367\000^%\tthen\330@t\200\000\267e \047\230\"at\262@_\177typing\047\226D\373iv\242\000o Fal\377se.Pickl8\032\000\310A\360@uct\270!\256\000\346\207\001ch\332 \252`lf.\357h,se\004\000im \177must be\242!\337licit\353 re\337quest\323@wi\377th @auto\373_pV\001e(Tru\277e)Rais\361@i\363ns\371@\232\002rewr\265i\207 ,\262@tu\234@d|\275A\277\000 call\237 \377as (stat\367us,\345`fset\367, w\267@).ad\273d_\365@ean\247@e\377cutable \336u\002no f\307\204\001pr\177ogram h\216`~\353 slotcoT\000\375c\213!s.abcd\373is3\001dynam\237ic se\026\002A\002o\377ut DT_NU\373LL\004\030STRTA\361B\270\204\001)\000\n\000SZen\246\205\001gc\350\000\005\002d\353\205\003D\377YNAMIC: \263a \314\001j\000ex\255\006h\036\344\000noth\376!\274\204\002\221\"\377no defau\377lt __red\377uce__ du\376\263Bnon-tri\357vial\033\000cinWit_\215  \346\013s\364\014~\240\"src/fa\323 \277udit/_\316@e\336\006\000.pyx\222\206\001ngr\342$ \326`\277cend\341\206\001\376\211\207\004symbol \376\353\"too man\305yg\ru\200\"\211\206\001\304@oc\377ate arra\177y data.\013\020\350\300\205\003\267\207\001\224\207\003s\"\000ter\317mina\315a\222\004in} \216\210\004ASCII\234@\277VERDEF\003\003N\367EED\341\206\004daux\306\003\005ef\365\206\005\013\007\204\207\001El\377lipsisPTu_\226DS\275\204\001nce\322\210\001\375.\327\210\007__Fail\277_Image\000\003.\332\207Fc\335\206\002__\017\006se\315t\254""\204\001e_\013\014\334d_eMn\263@esA\004\233\204\004_\234\204\003\360\016\005\200\204\004\006\r\354@ng_ayt}\004\202C_namF\006\377vaddr_to\347_of\247\205\001\246\004verx\305`\033\013\205\211\003_fil\211\000\357MIN_\306 SIO\377N_ENTRY_\001R\222\206\003\000\005\335\020\033\004\207 \340\017\024\005\337apply;\006dr\327op_\272\213\004_\250\207\001ir\365e\373\213\001s]\006load\036\004\007new_\233\214\004\177\006\321\004\373of\010\007verla\375p;\007place_\374\304\204\003Q\007refere0\331@d\007\347\204\003\332\006un\224\005\333\204\003\242\215\007v\240*\361\005\264\210\002_\000\013p\377hdrs_STR\377ING_TAGS\337__Pyx\001\000Di\377ct_NextR\257ef__\215\212\004e\264`_\374\342\212\002\000\006_getit\313em\026\001d0\001\327`do]c%\001fun\003\002g\331e~\362`importC\001\357main\003\002eta\276J\006modula\002m\033ro\361f__\257by\001\337!\377___prepa\365r\212\002p\254\000chec\347ksu\202\000\n\001resGult\"\000\306\000\324\204\003_!\001otype\017\003un\336\212\003\207_En,\005\n\006\300f/\002v<\237\212\002\362\001qual\265\204\001\376\001\330\322\210\005\302\205\017\355\210\005ex\246!se\345t\260\006s\372\010\340\205\017_te\371s\222!\275\"is_co\377routinea\377abcalignx\000\002\370\220\001\227\210\005_buf\237`\277append\263\204\002a\377rgsasync\367io.8\006sata\177uxbbase\000\001x\344\205\001\003\002\364\205\002boolD\000\317byte\350\210\002\005\001sc\367cap\000\000acit\255y\364\217\002cl\206\000_\253@t\367racC\000ckcl\377osecntco\377untdelta\342\222\205\026d\362\"\320\000\255\222\003dyn\334\347\206\001\003\001pos\n\001si\363ze\334\207\014\302\222\001ymee\277_phent\035\001e\377ncodeend\314\206\210\004\220\210\001ye\273@\234\220\002er\327ror\227\213\006.\230\213\005fi\227eld\000\002s\261\207\002\266\207\002z\377findflag\177sformat\234\221\004\375f\307\000dgenex\277prgetg\374 p\375s\335\210\004iidimg\365iz\000x\000\002esin\362\357\204\002s\365\204\001\274\001jkke\377ptkindla\374\305@\222\207\001leleng?thlist\013\002\246\207\001\377maxmemsz\347mem\337\222\001\262\222\001mov\203e_\307\216\004\007\002""\215\206\002\237\211\001\242\211\002n\016x\000new\326\207\001\201\212\004\332\207\010\345\207\010\377.<locals\363>.\276\004\307\000tobj\347off\371\207\006\335\211\003sol\365d\000\000_\234\000outo\352\206\210\004o`\000r\000\002spp\326\337\211\003zp\216\212\004p\204\222\001ep}_\247\212\002packp\261\212\001\371p\330\213\001\271Apatch\257esph\310\207\001_\216bp\217hoff\312\210\n\327\210\n\234\016p\373op\213`prese\177ntprobe\330\213\014\357rref\207\211\007refOsreg\327 \367@e\275\"\256\243\225\001edr\010\002d\253\214\005r1e\325\211\003\025\005\254\222\001re\216\227\001\047\001\274\302\222\003\273\000hrun\003\001s\304\267\214\014\325\221\004s\356\227\004\304\223\001\235\000ds\373et\336\220\004shsh_\030\275\214\001\004\000\326$h_\314\204\001\335\225\002\004\002\337lotso\354\214\002ta\375r\342\215\003stepst}o\001\000r_pos\361\212\004\300\243\215\005\306\224\003\236\215\t\261\220\003\250\223\001W\002ta\375gH\000gettex\367tth\262@unch\337anged\303\001ck\376\206\213\016updateu\227se_\343\216\005v\362\215\002\355\215\014v\177alvalue\000\002\357svd_\277avda`\002\003\207\216\010\327\213\004\330\213\n\256\230\001vn\231\216\002\004\004\0005\002n4\003\370\224\001\256\225\002\371\213\003\354\213\002\377xzip\000O\200\001\177\330\004\n\210+\220Q\005\001\277&\240a\240v\250\010\000\340\377\004\037\230q\320 0\260\377\013\270;\300k\320QR\377\330\004\023\2208\2308\240\3771\240A\330\004\007\200|\377\2207\230!\330\010*\250\277!\250;\260n\300\021\000\013\377\2101\200\001\360\010\000\n\375\033\025\001\021\220\024\220[\240\377\004\240J\250d\260+\270\377T\300\034\310T\320QZ\377\320Z^\320^h\320h\377l\320lr\320rv\360\277\000\000w\001C\002\004\000C\273\002G\003\001G\002O\n\001O\273\002S\021\001S\002^\030\001^\273\002b\037\001b\002l&\001l\273\002p-\001p\002{4\001{\373\002\177;\001\177\002@\003\330\377\010\020\220\007\220q\230\006\357\230l\250!\237\001v\210W\377\220E\230\024\230Q\330\010\373\022\220\251\000\027\220q\340\010\377\027\220t\230:\240W\250\377E\260\023\260D\270\010\300\377\007\300u\310C\310t""\320\177S\\\320\\c\320c\231\000\377k\320ko\320ot\320\273t{\234\000|\001A\233\001A\273\002D\242\001D\002H\251\001H\272\236\005V\267\001V\002[\276\001[z\227\023s\332\001s\002t\002\261!\377q\330\010\017\320\017)\250\177\024\250Q\250g\260[z\000\364\217\000\005\n\001\300 \020\000\005\006\366&\000\210x\310\002a\230v\240\377Z\250v\260Q\3206F\377\300o\320U]\320]d\377\320de\330\004\013\2109{\220A$\001q\220\001\200\006\000\377\022\220$\220n\240A\340\357\010\021\220\021\022\002\330\010\014\377\210D\220\005\220X\230Y\376\323@t\2501\330\014\023\220\3774\220w\230a\230x\240\377t\2503\320.@\300\001\377\330\014\017\210t\2203\220\375j\251@E\250\023\250A\330\373\020\021\001\020\031\230\021\230#\277\230R\230r\240\033\270 \024\377\260U\270%\270x\300s\373\310\"\272 q\330\020\026\220\375g\032\000x\240u\250N\270\377!\2701\330\021\025\220S\377\230\n\240$\240g\250Wy\260P\000t\001q\330\024\025\"\005\365qi\002\021\"\003\t\240\025\240\177f\250G\2605\270\0038\000\375\020\017\032\013\2405\250\010\260?\007\260u\270C\270u\000@\025\375\014\205c\001\330\010\026\220a\376\357@1\230D\240\010\250\001>\366 T\260\025\260a\214b\210 \377t\2305\240\005\240T\250\376\255 \014\210E\220\031\230!\377\2301\230K\240z\260\032\177\2709\300L\320PQ\232!\267v\220T\302`W\240\227 \033\377\2307\240!\2401\240E\374/\000\355\004r\240\027\250\003\250\3771\250M\270\022\2705\300_\006\300a\340\010\202D\240\360e\337\014\210A\210X\215 \004\230\377G\2403\240a\240x\250{q\330\236\000\t\230\021\330\352\000\337:\230Q\230g)\000\024\037\375\230\222!F\250!\2507\260\275!\212 \001\330\025\032\216\0003\337\230c\240\021\330\031\002\005\240\377Q\240c\250\021\250%\250\327q\340\024\210\001\"\206\001\250$\367\250c\260\357@\026\220d\320\377\0324\260A\260_\300I\337\310]\320Z[\300at\220\3356\267@-\240q\236a\032\230\273$\230\371\000\027\220s\311@Q\373\330\010\212az\240\023\240C\357\240q\330\010\022\001!\230=\177\250\002\250\"\250B\250\240 \365\025\363\002Z\247`4\250}\270\377D\300\004\300A\330\025\031/\230\034\240S\304\"Qs\000\204aw$\270a\023\001\024""\230X\026\000\377\003\2504\250q\260\004\260_I\270T\300\031\232`D\300!\367\010\013\210\366b5\230\001\230\377\023\230A\340\010\016\210i\177\220q\230\003\2301\330\030\000\3474\210z\022\001\226\204\003|\2401\377\240M\260\036\270q\340\014\377\017\210q\220\004\220I\230\367T\240\031\217\000D\260\r\270\303T\300\320\204\005\347\204\001\302@\260A\024\220\376\240Bq\220\001\220\023\220Co\220q\330\020\261!1\230\303\204\002\376\364\204\n|\2602\260Q\260a\333\260y\361\204\001\020\220\374 \230&|\222`\352\003c\260\031\270!\217D\372\n\n\030\325@3\270g\300Q\334\246\003\265B\005\220U\224Ba\230\331}\250 \371!\020\024\247\000Q\230\367f\240H\271 b\260\002\260\347#\260Y\225 \004\020X\270R\337\270s\300\047\310\354d\026\220\353y\240\377\205\002u\267\003\024\220A\377\220Q\220d\230!\2306{\240\024\277`\021\026\220c\244a\366\t\014\340\020\031\r\010\017\210u\3448\001\206\207\001!\256`\344\210\0024\230s\367\240!\340\202\207\002\010\230\007\230\367u\240G\331`(\270\047\300\377\032\3109\320TU\320U\177Y\320YZ\330\014\021\270 \337B\220b\230\002\235`d\240\376\202\"\001\220\021\220$\220a\357\220u\230D\232\003t\2204\366\264`!\330n\0103\230b\240_\004\240D\250\001\021\001C\306\000\377\t\250\022\2505\260\007\260\377w\270h\300g\310Q\330\313\024\030\357@\021\361a\205\000\"\240WB\240b\331bD\236`A\276\001\202$\ra\025\032k\r\263\206\003\201\014\311\206\002\200\277A\360\006\000\t\033\350\204\003+\377\2503\250c\260\023\260C\337\260q\330\010\025\253`\010\014\323\210I\257c\255!W\333\003\022\220\365&\374\000#\353`\021\240&\250S\002\250\207b\344A%\300 $\220\215\002\177R\250t\2601\330\020\275\213\001\1771\230C\230t\2401\371\000\277\002\250#\250R\250\205\210\0023.\262B4\230r\266@S\222 \352\210\001\256\347\205\001$\230a*\0002\213\207\001\014\377\210C\210v\220S\230\013\037\240;\250d\260\355`\261A\260\204\002|\357\211\002\275A[\240\t\250\021\233\207\001\372\337c8\256\207\001\330\020\030\230\003\277\2304\230q\240\n\230\206\002b\375\260\360 \023\2206\230\022\230g7\240#\270\207\001\207\207\003J\250\367a\375\"\350\000t\2706\300""\022\300\3778\3102\310Q\220Q\230\377\001\2401\240q\320\004\027\373\220q\251\213\003\002\220$\220e\352M\000w\311\207\002!\234\"\021\320\004\373\034\230\263\"\020\210r\220\025\376\363`\024\230T\240\025\240h\377\250i\260q\270\004\270J\277\300c\310\024\310S\313\206\002\021\316\232`%\220t\217\000\316a8\260\3371\260D\270\001\373\215\001\004\220]F\221\217\001\013\210;\261\204\002\014\217\214\001\367d\320\032\241\217\0017\260&\270\177\001\270\035\300d\310!\203\214\001\3758\314\000t\240>\260\021\260\267%\260v\326\206\001\300/\340\217\001\014\377\024\220B\220f\230K\240\373v\250\245\212\001g\270W\300B\377\300b\310\005\310V\320S\177W\320W^\320^_\260\207\001\277:\220S\230\001\330M\017\034_\300T\310\021\330@\002e\274\205\002\373W\250\351aM\300\021\300%\373\300v\376\217\001R\320R`\320\367`a\330\241\215\001\220\"\220D\277\230\005\230T\240\032\240`a\277\250q\260\003\2603\230\213\001\013\257\2104\210q\250\215\0011\317\217\001\002\377\220%\220v\230T\240\027\373\250\004J\000\r\270Q\270f\377\300A\300R\300q\310\004\377\310F\320RS\320SU\277\320UV\320VW\206\216\002\320p\263\221\001X\003\2170\225!g\230QU\004\177\016\210d\220$\320\026\357\221\001\377t\2506\260\024\260V\270\3271\270M\343 Q\264\212\0034\220\337~\240Q\240e\026\002Q\260\277o\300S\310\001\310\244@!\353\240\021\333\204\001\014\243\000r\220\027\374\302\211\002\346 %\220q\320\030(\\\207\214\001\317\211\003r\220\033\237\204\003\330\027\003\013\230\014\251\204\002(\363`\360\211\0027\001\354\206\001}c\373\212\002t\2502\250W\263b\3673\270c\267`4\300r\310\377\030\320QT\320TX\320\373XY;\005\016\240d\250\"O\250H\260A\312\221\004\260\215\001\025\333\215\002\3712\321\001\357\222\001R\220w\230bO\240\002\240\"\223\207\002\325\217\004a\262\205\001\334\363\217\001\363\216\001A\240QD\000%\250\375u\261a\270\021\270$\270e\333\3003\341@\004\310\251\213\001\320Q\374\237@\313 [\320[^\320^\356\246B $\240,\005s\260\"\357\260E\270\024\201@a\270t\377\3005\310\003\3102\310U\333\320R\372!\320W\247\000\\\320\377\\a\320ad\320df\357\320fg\330\032\034Q\340\020""\253\027\220v\035\005\256dS\373b\\_\320\\_\320_`\000bM\r_D\270\004\270A\231`d\346`n\222\221\001E\320Q\220d\320W\311\000\376\361`c\320ce\320ef\230u\036\300d\337D\024\220\236\215\004\345C2\377\230S\240\004\240B\240g\017\250S\260\001\234\204\004\347<\307\210\002\336\222\003\376\205@\030\230\007\230q\240\001{\240\024\362\220\001\250!\2504\205@\367C\260r\321 T\300\021\300\367!\3004\212\225\002r\320QV\337\320VZ\320Z\204@\\\320\357\\`\320`\270\000h\320h\377j\320jk\330!%\240\335Q\313\223\0025\260\003\317\215\001\340\020\334\002P\306\205\004&\240a\204\205\005z\240\377\021\240$\240j\260\004\260\277K\270q\320\004\047\260\220\001\020\357\220\005\220R\322\210\001\020\220\004\257\220G\2305\326\000\021\320\217\0016O\220\023\220A\271\206\006\302\217\001U\264\222\001\332\025\003\022\320 \014\024\250\217\001\230\004\335\230#\000\020\220\r\237\227\001\017\210\377s\220!\2204\220y\240\177\002\240!\320\004,\250\300\213\002y\023\021\000\344\211\0013\230a\230\271\211\002\377t\220;\230f\240L\260\375\001\330\225\003\010\230\005\230X\240\347Y\250a\320\222\001\304\225\003e\2303\273\230e\261\212\003\021\330\014\273\216\002\230\351$\337\222\001\311\000\014`\0035\230\002\377\230(\240#\240T\250\027\377\260\005\260Q\260e\2701\377\270E\300\022\3007\310#\303\310Q\374\225\002\333\001\205\226\001\315\230\003\004\230\177D\240\002\240+\250U\224\223\002\037\002\270&\300\003\330\212\002\213\212\001\262\211\002\277\023\2201\220E\230\302\224\002D\377\220\003\2203\220h\230iw\240q\250\331\226\002w\220a\352\222\004\357\020\027\220q\352\210\0041\250E\373\260\021\210\207\001\017\210q\320\004W;\2701\242\217\001E\323\212\002v\210#\364\372\221\001\206\220\003%\272\214\002R\240r\250\377\024\250Z\260t\2705\300\377\005\300Q\300e\3103\310\375d\374\210\001\004<\270A\330\010\377$\240A\330\010\034\230D\217\240\003\2403\241\224\001\212\232\001\237\"E\317\220\025\220e\264\225\001\317\214\003Q\220\271g\341\215\001\267\212\003a\220q\201@E\013\240\026Y\000\021\314\212\001\201\216\001\254\215\001\232\227\003\357\026\250r\260""\203\215\006%\230u\352\377\225\001\024\344\001\230\222\216\001!\330\020\337\025\220W\230A\257\216\002!\240\2274\240u\271\230\001\033\243\215\002\335\204\001U\367\250$\250\243\215\0049\230C\230\340\371\227\003\200\215\001\221@\335\221\001\220\227\001\005\240V\327\2502\250\342\226\002x\331\220\003\021\330y\014\240\217\002\223\"=\270Q\340\307\020\307\017\210x\320\227\001\334\231\001\306\025\021\220\177\027\230\002\230&\240\002\341B\035\021\343\205\004F\270\"\251 \222\215\002\300\2008\367t\2401\351\017D\260\002\260\347!\330\020\264\200H\311\235\001\320\004>\033\270a\311\221\001\r\210\222h\311\235\002\365\212\005\321u\337\213\005\200\206\001\276\223\005a\307C\001\230\"\372\222\001e\255\000\376\212\t\327\215\0027\347\231\002\367A\375q\223\232\002U\260\"\260B\260\377d\270!\330\010\016\210e\377\2201\220L\240\005\240Q\347\320\004I\246\225\001\216\216\001r\220\026\357\220r\230\027\335`4\240s\357\250$\250a\273\215\010\047\230\025\357\230a\230w\245\207\0053\220a\277\320\004N\310a\340\332\227\002s\273\220!\372\214\007G\2501]\001a\376b\001d\220\"\220K\230t\376\267`s\250\"\250A\250V\177\2602\260U\270#\270\230\216\005\340\204\217\001+\017\342\225\003\217\233\001\354\226\001B\240d\373\250&\367!\320\004Q\320Q\315R\357\223\006\340\010\230\210\001\306\226\001)\240\3472\240U\345\211\002\271\207\0042\320\025\344\231\000\210\224\001U\201\232\003\253\221\001m\2401\277\360\006\000\r\023\220\277\216\0062w\250X\260\360\227\002;\220d\366\235\002\025w\272\225\002#\252\204\001\022\026\016\375\210\001\367\221\002\376\323\210\003\001\230\024\230\\\250\022\323\2501\324\000\241\232\005!\355\232\0018\230\356\270\224\001q\240\006\325\211\001\025\220X\377\230Q\230c\240\026\320\047\377?\270{\310\"\310I\320\337UW\320WX\244\225\001S\230\377\002\230\047\240\023\240E\320\357)9\270\021\221Ak\230\022\217\2303\230k\t\004\315\241\002\256\211\0031\376\334\241\001(\230!\2305\240\003\365\240\317\232\0021\230\222\001(\230#\230\177S\240\001\240\035\250b\244\213\002\335S\240\223\001\017\210q\244\242\001\005\220\277S""\230\010\320 2\373\207\004\220\375\t\326@\n\250,\260l\300\027&\310\006\263C5\311\242\001\244\235\001\320\223\002\370\250\233\001\324\004\323\240\001F\220\047\230\021O\230*\240B\345\207\003\366\232\020x\235\226\001\347\330\020\021\301\230\004\344\207\001A\230Q\273\230d\273\236\002D\250\001\302\235\002z\357\270\034\300\\\342\220\002\\\320\\\376\330\223\002\024\027\220x\230r\240\377\021\330\021\022\220!\2203\257\220c\230\033\334\230\003\034\277\207\001\240\217\r\250R\250\201\220\001\311\227\001=\034y\377\270\002\270)\300;\310b\337\320PY\320Y\214\220\005\024\036\364\376\235\001\365\227\nS\205\235\002\020\025\220Q\377\220e\230;\240b\250\001G\330\021\026\252\212\007\022\003\373\213\002\340\336\232\004\347Y\230b\346!\356\211\001\022\220)u\230\351\234\001\010\253\235\001\010\230\010\354\207\002\367Q\240j\234\214\001\020\220\014\320\217\034,\250C\301\211\002\377\235\003\020\000\230\267A\230Y\302\237\001\340\014\007\003U\367\240\047\250\250\243\005\013\2103\210\363c\220\372\227\002\367\232\007C\230s\240\303%\240\256\240\002\004\016A\001\032\rz\260\376*\024\010\014\210M\230\021\230\377&\240\014\250D\260\014\270\337D\300\n\310+\352d\032#O\2402\240Y\304\240\001\232\224\0031\235\241\001\373\r\230\316\235\001M\260\024\260\\\377\300\024\300Z\310{\320Z\377\\\320\\]\330\036\047\240\367r\250\032\250\226\001\260}\300B\377\300c\310\022\3103\310a\374\370\225\004\204\226\003\014\210H\220C\220\377z\240\031\250#\250Z\260\237s\270%\270q\345\244\001\340\212\001&\357\240\004\240F\302\224\002B\260a\256\266\244\001i\230s\354\232\004\020\325\213\005v\253\240Q\345\232\001q\202\210\007\007\236\214\001\250\177!\320\004l\320lm\323\233\010\373\020\220\311\231\001b\230\003\2305\342\274\245\002\027\225\217\001\267\240\001\336\231\0036\240\023\377\240D\250\007\250q\260\001\177\260\021\260$\260g\270\303\237\002\3273\210a\203\233\002\003\267B\014\023\030\341\222\001\230\233\001\200\237\002\230\006\240\204\003\226\246\001\316\240\006\334\305\235\001\343\245\001e\2301\320AA\250\375Q\273\233\003\023\2207\230""\"\230\356\326\204\001c\240\022\305\210\002!\2501\336\355C\260!\2601\253\240\007\320\020\371\"\266\244\002\373\225\001c\250\024\250U\363\260(\355\240\001\265\217\001B\220d\230\327%\230|\372\230\010k\355 Q\300\367a\300s\213\220\002\010\017\210w\243\220b\251\221\001\313\206\002\251\216\001\022^\004\024=\260\321\206\002\014\320\014\036\235\221\001\374\221\001^\322\220\002\025\250f\260\323\223\001\027\337\250\001\372\224\233\003A\246\222\001\230\003\2302\230\032\210\222\0012\300\223\001\330\010\357\204\027\353\221\003\371\204\r\347f\230A\360\215\003\264\241\001\013\250;\372\254\213\002\014\301\235\002\320\027\047\240t\373\250:\216\000\005\270Q\270b\317\300\001\300\021\361\227\003\241\240\001C\240\177v\250S\260\003\260;\350\227\002\337c\310\021\310!\370\245\0011\330\343\024\035\220\207\002\245\250\001\034\001<\270t\357\3004\300q\266\240\001\004\230I\372\345\244\002\031\246 \"\270G\300:\277\310R\310w\320V\216\230\005\030\373\037\230\215\212\001\004\250B\250d\037\260#\260W\270\205\252\003";
-    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 6782, 9522);
+    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (6826 bytes) */
+static const char cstring[] = "\377 at 0x i\377s in no \377PT_LOAD \377segment \377object>(\377tree fra\376\021\002)..dyns\373tr\002\002ym.gn\377u.versio\377n: <Memo\377ryView o\377f <conti\377guous an\237d dirN\001\007\riyn\021\005U\000ided\"\010o or \004\031><(\t\376A\006>?Canno\377t assign\377 to read\177-only m\240\002\375v\242\000Elf_Vewrneq\000cha\205 \373th\223 runs \377backward\377sInvalid\377 mode, esxp\223 \241\000\047c\047\231\001\377\047fortran\317\047, gm\000%\005sh\267ape\325!ax\336 N\377oneNote ~Z\002Cython\365!\377delibera\363te\224\000\371\001cter\376!\001n PEP-4\33384\263\"re\206As \337subcl\317\000es\276\332!built\257\001y\377pes. If Oyou \307\002\354\000p\367\000^%\tthen\330@t\200\000\267e \047\230\"at\262@_\177typing\047\226D\373iv\242\000o Fal\377se.Pickl8\032\000\310A\360@uct\270!\256\000\346\207\001ch\332 \252`lf.\357h,se\004\000im \177must be\242!\337licit\353 re\337quest\323@wi\377th @auto\373_pV\001e(Tru\277e)Rais\361@i\363ns\371@\232\002rewr\265i\207 ,\262@tu\234@d|\275A\277\000 call\237 \377as (stat\367us,\345`fset\367, w\267@).ad\273d_\365@ean\247@e\377cutable \336u\002no f\307\204\001pr\177ogram h\216`~\353 slotcoT\000\375c\213!s.abcd\373is3\001dynam\237ic se\026\002A\002o\377ut DT_NU\373LL\004\030STRTA\361B\270\204\001)\000\n\000SZen\246\205\001gc\350\000\005\002d\353\205\003D\377YNAMIC: \263a \314\001j\000ex\255\006h\036\344\000noth\376!\274\204\002\221\"\377no defau\377lt __red\377uce__ du\376\263Bnon-tri\357vial\033\000cinWit_\215  \346\013s\364\014~\240\"src/fa\323 \277udit/_\316@e\336\006\000.pyx\222\206\001ngr\342$ \326`\277cend\341\206\001\376\211\207\004symbol \376\353\"too man\305yg\ru\200\"\211\206\001\304@oc\377ate arra\177y data.\013\020\350\300\205\003\267\207\001\224\207\003s\"\000ter\317mina\315a\222\004in} \216\210\004ASCII\234@\277VERDEF\003\003N\367EED\341\206\004daux\306\003\005ef\365\206\005\013\007\204\207\001El\377lipsisPTu_\226DS\275\204\001nce\322\210\001\375.\327\210\007__Fail\277_Image\000\003.\332\207Fc\335\206\002__\017\006se\315t\254""\204\001e_\013\014\334d_eMn\263@esA\004\233\204\004_\234\204\003\360\016\005\200\204\004\006\r\354@ng_ayt}\004\202C_namF\006\377vaddr_to\347_of\247\205\001\246\004verx\305`\033\013\205\211\003_fil\211\000\357MIN_\306 SIO\377N_ENTRY_\001R\222\206\003\000\005\335\020\033\004\207 \340\017\024\005\337apply;\006dr\327op_\272\213\004_\250\207\001ir\365e\373\213\001s]\006load\036\004\007new_\233\214\004\177\006\321\004\373of\010\007verla\375p;\007place_\374\304\204\003Q\007refere0\331@d\007\347\204\003\332\006un\224\005\333\204\003\242\215\007v\240*\361\005\264\210\002_\000\013p\377hdrs_STR\377ING_TAGS\337__Pyx\001\000Di\377ct_NextR\257ef__\215\212\004e\264`_\374\342\212\002\000\006_getit\313em\026\001d0\001\327`do]c%\001fun\003\002g\331e~\362`importC\001\357main\003\002eta\276J\006modula\002m\033ro\361f__\257by\001\337!\377___prepa\365r\212\002p\254\000chec\347ksu\202\000\n\001resGult\"\000\306\000\324\204\003_!\001otype\017\003un\336\212\003\207_En,\005\n\006\300f/\002v<\237\212\002\362\001qual\265\204\001\376\001\330\322\210\005\302\205\017\355\210\005ex\246!se\345t\260\006s\372\010\340\205\017_te\371s\222!\275\"is_co\377routinea\377abcalignx\000\002\370\220\001\227\210\005_buf\237`\277append\263\204\002a\377rgsasync\367io.8\006sata\177uxbbase\000\001x\344\205\001\003\002\364\205\002boolD\000\317byte\350\210\002\005\001sc\367cap\000\000acit\255y\364\217\002cl\206\000_\253@t\367racC\000ckcl\377osecntco\377untdelta\342\222\205\026d\362\"\320\000\255\222\003dyn\334\347\206\001\003\001pos\n\001si\363ze\334\207\014\302\222\001ymee\277_phent\035\001e\377ncodeend\314\206\210\004\220\210\001ye\273@\234\220\002er\327ror\227\213\006.\230\213\005fi\227eld\000\002s\261\207\002\266\207\002z\377findflag\177sformat\234\221\004\375f\307\000dgenex\277prgetg\374 p\375s\335\210\004iidimg\365iz\000x\000\002esin\362\357\204\002s\365\204\001\274\001jkke\377ptkindla\374\305@\222\207\001leleng?thlist\013\002\246\207\001\377maxmemsz\347mem\337\222\001\262\222\001mov\203e_\307\216\004\007\002""\215\206\002\237\211\001\242\211\002n\016x\000new\326\207\001\201\212\004\332\207\010\345\207\010\377.<locals\363>.\276\004\307\000tobj\347off\371\207\006\335\211\003sol\365d\000\000_\234\000outo\352\206\210\004o`\000r\000\002spp\326\337\211\003zp\216\212\004p\204\222\001ep}_\247\212\002packp\261\212\001\371p\330\213\001\271Apatch\257esph\310\207\001_\216bp\217hoff\312\210\n\327\210\n\234\016p\373op\213`prese\177ntprobe\330\213\014\357rref\207\211\007refOsreg\327 \367@e\275\"\256\243\225\001edr\010\002d\253\214\005r1e\325\211\003\025\005\254\222\001re\216\227\001\047\001\274\302\222\003\273\000hrun\003\001s\304\267\214\014\325\221\004s\356\227\004\304\223\001\235\000ds\373et\336\220\004shsh_\030\275\214\001\004\000\326$h_\314\204\001\335\225\002\004\002\337lotso\354\214\002ta\375r\342\215\003stepst}o\001\000r_pos\361\212\004\300\243\215\005\306\224\003\236\215\t\261\220\003\250\223\001W\002ta\375gH\000gettex\367tth\262@unch\337anged\303\001ck\376\206\213\016updateu\227se_\343\216\005v\362\215\002\355\215\014v\177alvalue\000\002\357svd_\277avda`\002\003\207\216\010\327\213\004\330\213\n\256\230\001vn\231\216\002\004\004\0005\002n4\003\370\224\001\256\225\002\371\213\003\354\213\002\377xzip\000O\200\001\177\330\004\n\210+\220Q\005\001\277&\240a\240v\250\010\000\340\377\004\037\230q\320 0\260\377\013\270;\300k\320QR\377\330\004\023\2208\2308\240\3771\240A\330\004\007\200|\377\2207\230!\330\010*\250\277!\250;\260n\300\021\000\013\377\2101\200\001\360\010\000\n\375\033\025\001\021\220\024\220[\240\377\004\240J\250d\260+\270\377T\300\034\310T\320QZ\377\320Z^\320^h\320h\377l\320lr\320rv\360\277\000\000w\001C\002\004\000C\273\002G\003\001G\002O\n\001O\273\002S\021\001S\002^\030\001^\273\002b\037\001b\002l&\001l\273\002p-\001p\002{4\001{\373\002\177;\001\177\002@\003\330\377\010\020\220\007\220q\230\006\357\230l\250!\237\001v\210W\377\220E\230\024\230Q\330\010\373\022\220\251\000\027\220q\340\010\377\027\220t\230:\240W\250\377E\260\023\260D\270\010\300\377\007\300u\310C\310t""\320\177S\\\320\\c\320c\231\000\377k\320ko\320ot\320\273t{\234\000|\001A\233\001A\273\002D\242\001D\002H\251\001H\272\236\005V\267\001V\002[\276\001[z\227\023s\332\001s\002t\002\261!\377q\330\010\017\320\017)\250\177\024\250Q\250g\260[z\000\364\217\000\005\n\001\300 \020\000\005\006\366&\000\210x\310\002a\230v\240\377Z\250v\260Q\3206F\377\300o\320U]\320]d\377\320de\330\004\013\2109{\220A$\001q\220\001\200\006\000\377\022\220$\220n\240A\340\357\010\021\220\021\022\002\330\010\014\377\210D\220\005\220X\230Y\376\323@t\2501\330\014\023\220\3774\220w\230a\230x\240\377t\2503\320.@\300\001\377\330\014\017\210t\2203\220\375j\251@E\250\023\250A\330\373\020\021\001\020\031\230\021\230#\277\230R\230r\240\033\270 \024\377\260U\270%\270x\300s\373\310\"\272 q\330\020\026\220\375g\032\000x\240u\250N\270\377!\2701\330\021\025\220S\377\230\n\240$\240g\250Wy\260P\000t\001q\330\024\025\"\005\365qi\002\021\"\003\t\240\025\240\177f\250G\2605\270\0038\000\375\020\017\032\013\2405\250\010\260?\007\260u\270C\270u\000@\025\375\014\205c\001\330\010\026\220a\376\357@1\230D\240\010\250\001>\366 T\260\025\260a\214b\210 \377t\2305\240\005\240T\250\376\255 \014\210E\220\031\230!\377\2301\230K\240z\260\032\177\2709\300L\320PQ\232!\267v\220T\302`W\240\227 \033\377\2307\240!\2401\240E\374/\000\355\004r\240\027\250\003\250\3771\250M\270\022\2705\300_\006\300a\340\010\202D\240\360e\337\014\210A\210X\215 \004\230\377G\2403\240a\240x\250{q\330\236\000\t\230\021\330\352\000\337:\230Q\230g)\000\024\037\375\230\222!F\250!\2507\260\275!\212 \001\330\025\032\216\0003\337\230c\240\021\330\031\002\005\240\377Q\240c\250\021\250%\250\327q\340\024\210\001\"\206\001\250$\367\250c\260\357@\026\220d\320\377\0324\260A\260_\300I\337\310]\320Z[\300at\220\3356\267@-\240q\236a\032\230\273$\230\371\000\027\220s\311@Q\373\330\010\212az\240\023\240C\357\240q\330\010\022\001!\230=\177\250\002\250\"\250B\250\240 \365\025\363\002Z\247`4\250}\270\377D\300\004\300A\330\025\031/\230\034\240S\304\"Qs\000\204aw$\270a\023\001\024""\230X\026\000\377\003\2504\250q\260\004\260_I\270T\300\031\232`D\300!\367\010\013\210\366b5\230\001\230\377\023\230A\340\010\016\210i\177\220q\230\003\2301\330\030\000\3474\210z\022\001\226\204\003|\2401\377\240M\260\036\270q\340\014\377\017\210q\220\004\220I\230\367T\240\031\217\000D\260\r\270\303T\300\320\204\005\347\204\001\302@\260A\024\220\376\240Bq\220\001\220\023\220Co\220q\330\020\261!1\230\303\204\002\376\364\204\n|\2602\260Q\260a\333\260y\361\204\001\020\220\374 \230&|\222`\352\003c\260\031\270!\217D\372\n\n\030\325@3\270g\300Q\334\246\003\265B\005\220U\224Ba\230\331}\250 \371!\020\024\247\000Q\230\367f\240H\271 b\260\002\260\347#\260Y\225 \004\020X\270R\337\270s\300\047\310\354d\026\220\353y\240\377\205\002u\267\003\024\220A\377\220Q\220d\230!\2306{\240\024\277`\021\026\220c\244a\366\t\014\340\020\031\r\010\017\210u\3448\001\206\207\001!\256`\344\210\0024\230s\367\240!\340\202\207\002\010\230\007\230\367u\240G\331`(\270\047\300\377\032\3109\320TU\320U\177Y\320YZ\330\014\021\270 \337B\220b\230\002\235`d\240\376\202\"\001\220\021\220$\220a\357\220u\230D\232\003t\2204\366\264`!\330n\0103\230b\240_\004\240D\250\001\021\001C\306\000\377\t\250\022\2505\260\007\260\377w\270h\300g\310Q\330\313\024\030\357@\021\361a\205\000\"\240WB\240b\331bD\236`A\276\001\202$\ra\025\032k\r\263\206\003\201\014\311\206\002\200\277A\360\006\000\t\033\350\204\003+\377\2503\250c\260\023\260C\337\260q\330\010\025\253`\010\014\323\210I\257c\255!W\333\003\022\220\365&\374\000#\353`\021\240&\250S\002\250\207b\344A%\300 $\220\215\002\177R\250t\2601\330\020\275\213\001\1771\230C\230t\2401\371\000\277\002\250#\250R\250\205\210\0023.\262B4\230r\266@S\222 \352\210\001\256\347\205\001$\230a*\0002\213\207\001\014\377\210C\210v\220S\230\013\037\240;\250d\260\355`\261A\260\204\002|\357\211\002\275A[\240\t\250\021\233\207\001\372\337c8\256\207\001\330\020\030\230\003\277\2304\230q\240\n\230\206\002b\375\260\360 \023\2206\230\022\230g7\240#\270\207\001\207\207\003J\250\367a\375\"\350\000t\2706\300""\022\300\3778\3102\310Q\220Q\230\377\001\2401\240q\320\004\027\373\220q\251\213\003\002\220$\220e\352M\000w\311\207\002!\234\"\021\320\004\373\034\230\263\"\020\210r\220\025\376\363`\024\230T\240\025\240h\377\250i\260q\270\004\270J\277\300c\310\024\310S\313\206\002\021\316\232`%\220t\217\000\316a8\260\3371\260D\270\001\373\215\001\004\220]F\221\217\001\013\210;\261\204\002\014\217\214\001\367d\320\032\241\217\0017\260&\270\177\001\270\035\300d\310!\203\214\001\3758\314\000t\240>\260\021\260\267%\260v\326\206\001\300/\340\217\001\014\377\024\220B\220f\230K\240\373v\250\245\212\001g\270W\300B\377\300b\310\005\310V\320S\177W\320W^\320^_\260\207\001\277:\220S\230\001\330M\017\034_\300T\310\021\330@\002e\274\205\002\373W\250\351aM\300\021\300%\373\300v\376\217\001R\320R`\320\367`a\330\241\215\001\220\"\220D\277\230\005\230T\240\032\240`a\277\250q\260\003\2603\230\213\001\013\257\2104\210q\250\215\0011\317\217\001\002\377\220%\220v\230T\240\027\373\250\004J\000\r\270Q\270f\377\300A\300R\300q\310\004\377\310F\320RS\320SU\277\320UV\320VW\206\216\002\320p\263\221\001X\003\2170\225!g\230QU\004\177\016\210d\220$\320\026\357\221\001\377t\2506\260\024\260V\270\3271\270M\343 Q\264\212\0034\220\337~\240Q\240e\026\002Q\260\277o\300S\310\001\310\244@!\353\240\021\333\204\001\014\243\000r\220\027\374\302\211\002\346 %\220q\320\030(\\\207\214\001\317\211\003r\220\033\237\204\003\330\027\003\013\230\014\251\204\002(\363`\360\211\0027\001\354\206\001}c\373\212\002t\2502\250W\263b\3673\270c\267`4\300r\310\377\030\320QT\320TX\320\373XY;\005\016\240d\250\"O\250H\260A\312\221\004\260\215\001\025\333\215\002\3712\321\001\357\222\001R\220w\230bO\240\002\240\"\223\207\002\325\217\004a\262\205\001\334\363\217\001\363\216\001A\240QD\000%\250\375u\261a\270\021\270$\270e\333\3003\341@\004\310\251\213\001\320Q\374\237@\313 [\320[^\320^\356\246B $\240,\005s\260\"\357\260E\270\024\201@a\270t\377\3005\310\003\3102\310U\333\320R\372!\320W\247\000\\\320\377\\a\320ad\320df\357\320fg\330\032\034Q\340\020""\253\027\220v\035\005\256dS\373b\\_\320\\_\320_`\000bM\r_D\270\004\270A\231`d\346`n\222\221\001E\320Q\220d\320W\311\000\376\361`c\320ce\320ef\230u\036\300d\337D\024\220\236\215\004\345C2\377\230S\240\004\240B\240g\017\250S\260\001\234\204\004\347<\307\210\002\336\222\003\376\205@\030\230\007\230q\240\001{\240\024\362\220\001\250!\2504\205@\367C\260r\321 T\300\021\300\367!\3004\212\225\002r\320QV\337\320VZ\320Z\204@\\\320\357\\`\320`\270\000h\320h\377j\320jk\330!%\240\335Q\313\223\0025\260\003\317\215\001\340\020\334\002P\306\205\004&\240a\204\205\005z\240\377\021\240$\240j\260\004\260\277K\270q\320\004\047\260\220\001\020\357\220\005\220R\322\210\001\020\220\004\257\220G\2305\326\000\021\320\217\0016O\220\023\220A\271\206\006\302\217\001U\264\222\001\332\025\003\022\320 \014\024\250\217\001\230\004\335\230#\000\020\220\r\237\227\001\017\210\377s\220!\2204\220y\240\177\002\240!\320\004,\250\300\213\002y\023\021\000\344\211\0013\230a\230\271\211\002\377t\220;\230f\240L\260\375\001\330\225\003\010\230\005\230X\240\347Y\250a\320\222\001\304\225\003e\2303\273\230e\261\212\003\021\330\014\273\216\002\230\351$\337\222\001\311\000\014`\0035\230\002\377\230(\240#\240T\250\027\377\260\005\260Q\260e\2701\377\270E\300\022\3007\310#\303\310Q\374\225\002\333\001\205\226\001\315\230\003\004\230\177D\240\002\240+\250U\224\223\002\037\002\270&\300\003\330\212\002\213\212\001\262\211\002\277\023\2201\220E\230\302\224\002D\377\220\003\2203\220h\230iw\240q\250\331\226\002w\220a\352\222\004\357\020\027\220q\352\210\0041\250E\373\260\021\210\207\001\017\210q\320\004W;\2701\242\217\001E\323\212\002v\210#\364\372\221\001\206\220\003%\272\214\002R\240r\250\377\024\250Z\260t\2705\300\377\005\300Q\300e\3103\310\375d\374\210\001\004<\270A\330\010\377$\240A\330\010\034\230D\217\240\003\2403\241\224\001\212\232\001\237\"E\317\220\025\220e\264\225\001\317\214\003Q\220\271g\341\215\001\267\212\003a\220q\201@E\013\240\026Y\000\021\314\212\001\201\216\001\254\215\001\232\227\003\357\026\250r\260""\203\215\006%\230u\352\377\225\001\024\344\001\230\222\216\001!\330\020\337\025\220W\230A\257\216\002!\240\2274\240u\271\230\001\033\243\215\002\335\204\001U\367\250$\250\243\215\0049\230C\230\340\371\227\003\200\215\001\221@\335\221\001\220\227\001\005\240V\327\2502\250\342\226\002x\331\220\003\021\330y\014\240\217\002\223\"=\270Q\340\307\020\307\017\210x\320\227\001\334\231\001\306\025\021\220\177\027\230\002\230&\240\002\341B\035\021\343\205\004F\270\"\251 \222\215\002\300\2008\367t\2401\351\017D\260\002\260\347!\330\020\264\200H\311\235\001\320\004>\033\270a\311\221\001\r\210\222h\311\235\002\365\212\005\321u\337\213\005\200\206\001\276\223\005a\307C\001\230\"\372\222\001e\255\000\376\212\t\327\215\0027\347\231\002\367A\375q\223\232\002U\260\"\260B\260\377d\270!\330\010\016\210e\377\2201\220L\240\005\240Q\347\320\004I\246\225\001\216\216\001r\220\026\357\220r\230\027\335`4\240s\357\250$\250a\273\215\010\047\230\025\357\230a\230w\245\207\0053\220a\277\320\004N\310a\340\332\227\002s\273\220!\372\214\007G\2501]\001a\376b\001d\220\"\220K\230t\376\267`s\250\"\250A\250V\177\2602\260U\270#\270\230\216\005\340\204\217\001+\017\342\225\003\217\233\001\354\226\001B\240d\373\250&\367!\320\004Q\320Q\315R\357\223\006\340\010\230\210\001\306\226\001)\240\3472\240U\345\211\002\271\207\0042\320\025\344\231\000\210\224\001U\201\232\003\253\221\001m\2401\277\360\006\000\r\023\220\277\216\0062w\250X\260\360\227\002;\220d\366\235\002\025w\272\225\002#\252\204\001\022\026\016\375\210\001\367\221\002\376\323\210\003\001\230\024\230\\\250\022\323\2501\324\000\241\232\005!\355\232\0018\230\356\270\224\001q\240\006\325\211\001\025\220X\377\230Q\230c\240\026\320\047\377?\270{\310\"\310I\320\337UW\320WX\244\225\001S\230\377\002\230\047\240\023\240E\320\357)9\270\021\221Ak\230\022\217\2303\230k\t\004\315\241\002\256\211\0031\376\334\241\001(\230!\2305\240\003\365\240\317\232\0021\230\222\001(\230#\230\177S\240\001\240\035\250b\244\213\002\335S\240\223\001\017\210q\244\242\001\005\220\277S""\230\010\320 2\373\207\004\220\375\t\326@\n\250,\260l\300\027&\310\006\263C5\311\242\001\244\235\001\320\223\002\370\250\233\001\324\004\323\240\001F\220\047\230\021O\230*\240B\345\207\003\366\232\020x\235\226\001\347\330\020\021\301\230\004\344\207\001A\230Q\273\230d\273\236\002D\250\001\302\235\002z\357\270\034\300\\\342\220\002\\\320\\\376\330\223\002\024\027\220x\230r\240\377\021\330\021\022\220!\2203\257\220c\230\033\334\230\003\034\277\207\001\240\217\r\250R\250\201\220\001\311\227\001=\034y\377\270\002\270)\300;\310b\337\320PY\320Y\214\220\005\024\036\364\376\235\001\365\227\nS\205\235\002\020\025\220Q\377\220e\230;\240b\250\001G\330\021\026\252\212\007\022\003\373\213\002\340\336\232\004\347Y\230b\346!\356\211\001\022\220)u\230\351\234\001\010\253\235\001\010\230\010\354\207\002\367Q\240j\234\214\001\020\220\014\320\217\034,\250C\301\211\002\377\235\003\020\000\230\267A\230Y\302\237\001\340\014\007\003U\367\240\047\250\250\243\005\013\2103\210\363c\220\372\227\002\367\232\007C\230s\240\303%\240\256\240\002\004\016A\001\032\rz\260\376*\024\010\014\210M\230\021\230\377&\240\014\250D\260\014\270\337D\300\n\310+\352d\032#O\2402\240Y\304\240\001\232\224\0031\235\241\001\373\r\230\316\235\001M\260\024\260\\\377\300\024\300Z\310{\320Z\377\\\320\\]\330\036\047\240\367r\250\032\250\226\001\260}\300B\377\300c\310\022\3103\310a\374\370\225\004\204\226\003\014\210H\220C\220\377z\240\031\250#\250Z\260\237s\270%\270q\345\244\001\340\212\001&\357\240\004\240F\302\224\002B\260a\256\266\244\001i\230s\354\232\004\020\325\213\005v\253\240Q\345\232\001q\202\210\007\007\236\214\001\250\177!\320\004l\320lm\323\233\010\373\020\220\311\231\001b\230\003\2305\342\274\245\002\027\225\217\001\267\240\001\336\231\0036\240\023\377\240D\250\007\250q\260\001\177\260\021\260$\260g\270\303\237\002\3273\210a\203\233\002\003\267B\014\023\030\341\222\001\230\233\001\200\237\002\230\006\240\204\003\226\246\001\316\240\006\334\305\235\001\343\245\001e\2301\320AA\250\375Q\273\233\003\023\2207\230""\"\230\356\326\204\001c\240\022\305\210\002!\2501\376\355C\260!\2601\330\010\014\323\320\014\360`\357\222\002\021\355\217\002\025\250\213f\260\356\222\001\027\372\247\001\316\240\004\210a\005\333\220V\333\206\001\250\025\225\234\002\020\023\377\2205\230\003\320\033+\250\3774\250z\270\023\270E\300\377\021\300\"\300A\300Q\330\276\362\243\004D\250\003\2506\322\235\002{\352\356\224\002!\001\025\047\230\220\006B\220d\257\230%\230|\342\231\010k\325@Q\357\300a\300s\363\220\002\010\017\210Gw\220b\221\222\001\263\207\002\221\217\001\022\306\004\327\024\260S\332\233\005A\356\222\001\230\003\327\2302\230\320\222\0012\210\224\001\330\0108\267\205\027\263\222\003\301\205\rf\230A\270\216\003\374\241\001\327\013\250;\364\213\002\014\211\236\002\320\027\337\047\240t\250:n\000\005\270\177Q\270b\300\001\300\021\271\230\003\376\351\240\001C\240v\250S\260\003\373\260;\260\230\002c\310\021\310!\036\300\246\0011\330\024\035\330\207\002\355\250\001\034\001\177<\270t\3004\300q\376\240\001\367\004\230I\255\245\002\031\260(\270\377\"\270G\300:\310R\310ww\320V\326\230\005\030\037\230\325\212\001\377\004\250B\250d\260#\260\003W\270\315\252\003";
+    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 6826, 9594);
     #define __Pyx_DecompressString_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #else /* compression: none (9522 bytes) */
-static const char bytes[] = " at 0x is in no PT_LOAD segment object>(tree fragment)..dynstr.dynsym.gnu.version: <MemoryView of <contiguous and direct><contiguous and indirect><strided and direct or indirect><strided and direct><strided and indirect>>?Cannot assign to read-only memoryviewElf_Verneed chain that runs backwardsInvalid mode, expected \047c\047 or \047fortran\047, got Invalid shape in axis NoneNote that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.Pickling of struct members such as self.h,self.im must be explicitly requested with @auto_pickle(True)Raised inside the rewriter, returned to the caller as (status, offset, what).add_notean executable with no free program header slotcollections.abcdisabledynamic section without DT_NULLdynamic section without DT_STRTAB or DT_STRSZenablegcisenabledno PT_DYNAMIC: a static executable has nothing to rewriteno default __reduce__ due to non-trivial __cinit__no program headersprogram header tablesrc/fastaudit/_elfedit.pyxstring offset past the end of .dynstrsymbol tabletoo many program headersunable to allocate array data.unable to allocate shape and strides.unterminated string in .dynstrASCIIDT_VERDEFDT_VERNEEDElf_VerdauxElf_VerdefElf_VernauxElf_VerneedEllipsisPT_DYNAMICSequenceView.MemoryView__Fail_Image_Image.__reduce_cython___Image.__setstate_cython___Image.dynamic_entries_Image.program_headers_Image.section_headers_Image.string_at_Image.symbol_names_Image.vaddr_to_offset_Image.verdef_names_Image.verneed_files_MIN_VERSION_ENTRY_Rewrite_Rewrite.__reduce_cython___Rewrite.__setstate_cython___Rewrite.apply_Rewrite.drop_version_requirements_Rewrite.loads_Rewrite.new_segment_Rewrite.offset_of_Rewrite.overlaps_Rewrite.place_strings_Rewrite.references_Rewrite.string_Rewrite.unversion_symbols_Rewrite.verneed_files_Rewrite.write_Rewrite.write_phdrs_STRING_TAGS__Pyx_PyDict_NextRef__annotate____class____class_getitem____dict____""doc____func____getstate____import____main____metaclass____module____mro_entries____name____new____prepare____pyx_checksum__pyx_result__pyx_state__pyx_type__pyx_unpickle_Enum__pyx_unpickle__Rewrite__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___dict_is_coroutineaabcalignalignmentallocate_bufferappendapplyargsasyncio.coroutinesatauxbbasebase_offbase_vaddrboolbufbytearraybytesccapcapacitychaincline_in_tracebackclosecntcountdeltadrop_version_requirementsdtype_is_objectdyn_offdyn_posdyn_sizedynamic_entriesdynsymee_phentsizeencodeendentriesentryenumerateerrorfastaudit._elfeditfieldfieldsfilesfileszfindflagsformatfortranfoundgenexprgetgroupsheadersiidimgindexindexesintitemsitemsizejkkeptkindlast_loadlelengthlistloadloadsmaxmemszmemviewmodemove_dynamicmove_phdrsnamenamesndimnewnew_entriesnew_segmentnew_segment.<locals>.genexprnextobjoffoffset_ofoffsetsoldold_lenoutoverlapsownerownerspp_fileszp_offsetp_typep_vaddrpackpaddrpage_sizepatchesphphdr_countphoffplace_stringsplace_strings.<locals>.genexprpoppospresentprobeprogram_headersrrefreferencesrefsregisterremove_neededremoved_entriesreplace_neededreturnreversedrewriterpathrunpathssection_headerssectionssegmentselfsendsetdefaultshsh_addrsh_offsetsh_sizeshapesizeslotsonamestartstatestepstopstr_posstringstring_atstructsymbol_namestabletable_sizetagtargettextthrowunchangedunpackunversion_symbolsupdateuse_setstatevvaddrvaddr_to_offsetvalvaluevaluesvd_nextvda_nextverdef_namesverneedverneed_filesviewvn_filevn_nextvna_nextwhatwritewrite_phdrsxzip\000O\200\001\330\004\n\210+\220Q\200\001\330\004&\240a\240v\250Q\200\001\340\004\037\230q\320 0\260\013\270;\300k\320QR\330\004\023\2208\2308\2401\240A\330\004\007\200|\2207\230!\330\010*\250!\250;\260n\300A\330\004\013\2101\200\001\360\010\000\n\033\230!\330\010\021\220\024\220[\240\004\240J\250d\260+\270T\300\034\310T\320QZ\320Z^\320^h\320hl\320lr\320rv\360\000\000w\001C\002\360\000\000C\002G\002\360\000\000G\002O\002""\360\000\000O\002S\002\360\000\000S\002^\002\360\000\000^\002b\002\360\000\000b\002l\002\360\000\000l\002p\002\360\000\000p\002{\002\360\000\000{\002\177\002\360\000\000\177\002@\003\330\010\020\220\007\220q\230\006\230l\250!\330\004\007\200v\210W\220E\230\024\230Q\330\010\022\220!\330\010\027\220q\340\010\027\220t\230:\240W\250E\260\023\260D\270\010\300\007\300u\310C\310t\320S\\\320\\c\320ch\320hk\320ko\320ot\320t{\360\000\000|\001A\002\360\000\000A\002D\002\360\000\000D\002H\002\360\000\000H\002O\002\360\000\000O\002V\002\360\000\000V\002[\002\360\000\000[\002^\002\360\000\000^\002b\002\360\000\000b\002l\002\360\000\000l\002s\002\360\000\000s\002t\002\330\004\007\200q\330\010\017\320\017)\250\024\250Q\250g\260[\300\007\300q\340\010\017\320\017)\250\024\250Q\250g\260[\300\001\200\001\360\020\000\005\006\330\010\017\210x\220q\230\006\230a\230v\240Z\250v\260Q\3206F\300o\320U]\320]d\320de\330\004\013\2109\220A\330\010\017\210q\220\001\200A\330\010\022\220$\220n\240A\340\010\021\220\021\330\010\017\210q\330\010\014\210D\220\005\220X\230Y\240a\240t\2501\330\014\023\2204\220w\230a\230x\240t\2503\320.@\300\001\330\014\017\210t\2203\220j\240\004\240E\250\023\250A\330\020\021\330\014\017\210t\2203\220j\240\004\240E\250\023\250A\330\020\031\230\021\230#\230R\230r\240\033\250E\260\024\260U\270%\270x\300s\310\"\310C\310q\330\020\026\220g\230R\230x\240u\250N\270!\2701\330\021\025\220S\230\n\240$\240g\250W\260A\330\020\023\2204\220q\330\024\025\330\020\026\220g\230R\230q\240\004\240E\250\021\330\021\025\220S\230\t\240\025\240f\250G\2605\270\003\2701\330\020\023\2204\220q\330\024\025\330\020\026\220g\230R\230q\240\004\240E\250\021\330\021\025\220S\230\013\2405\250\010\260\007\260u\270C\270q\330\020\023\2204\220q\330\024\025\330\020\026\220g\230R\230q\240\004\240E\250\021\330\014\020\220\007\220q\230\001\330\010\026\220a\220t\2301\230D\240\010\250\001\250\024\250T\260\025\260a\330\010\022\220!\2204\220t\2305\240\005\240T\250\021\330\010\014\210E\220\031\230!\2301\230K\240z\260""\032\2709\300L\320PQ\330\014\017\210v\220T\230\024\230W\240A\330\020\033\2307\240!\2401\240E\250\021\330\020\026\220g\230R\230r\240\027\250\003\2501\250M\270\022\2705\300\006\300a\340\010\022\220$\220n\240A\240Q\330\010\022\220!\330\010\014\210A\210X\220S\230\004\230G\2403\240a\240x\250q\330\014\020\220\t\230\021\330\020\023\220:\230Q\230g\240Q\330\024\037\230q\240\004\240F\250!\2507\260!\2605\270\001\330\025\032\230!\2303\230c\240\021\330\024\037\230q\240\005\240Q\240c\250\021\250%\250q\340\024\033\2307\240\"\240E\250\021\250$\250c\260\021\330\010\026\220d\320\0324\260A\260_\300I\310]\320Z[\330\010\017\210t\2206\230\021\230-\240q\200A\330\010\032\230$\230a\330\010\027\220s\230#\230Q\330\010\023\2204\220z\240\023\240C\240q\330\010\027\220s\230!\230=\250\002\250\"\250B\250a\330\010\025\220T\230\024\230Z\240t\2504\250}\270D\300\004\300A\330\025\031\230\034\240S\250\001\250\024\250Q\250c\260\024\260U\270$\270a\330\025\031\230\024\230X\240S\250\003\2504\250q\260\004\260I\270T\300\031\310\"\310D\320PQ\330\010\013\2101\330\014\023\2205\230\001\230\023\230A\340\010\016\210i\220q\230\003\2301\330\010\013\2104\210z\230\023\230A\330\014\023\2204\220|\2401\240M\260\036\270q\340\014\017\210q\220\004\220I\230T\240\031\250\"\250D\260\r\270T\300\021\330\010\017\210q\330\010\022\220$\220a\330\010\014\210E\220\024\220Q\330\014\017\210q\220\001\220\023\220C\220q\330\020\032\230!\2301\230A\330\020\021\330\010\014\210D\220\005\220X\230Y\240a\240|\2602\260Q\260a\260y\300\001\330\014\020\220\t\230\021\230&\240\010\250\002\250\"\250B\250c\260\031\270!\330\014\020\220\t\230\021\230&\240\010\250\002\250\"\250B\250c\260\030\270\022\2703\270g\300Q\330\010\013\2104\210q\330\014\020\220\005\220U\230!\2303\230a\230}\250B\250c\260\021\330\020\024\220I\230Q\230f\240H\250B\250b\260\002\260#\260Y\270a\330\020\024\220I\230Q\230f\240H\250B\250b\260\002\260#\260X\270R\270s\300\047\310\021\330\010\014\210E\220\026\220y\240\001\330\014\017\210u\220C\220q\330\020\024\220A\220Q\220d\230!\2306\240\024\240Q""\330\021\026\220c\230\021\330\020\024\220A\220Q\220d\230!\2306\240\024\240Q\340\020\024\220A\220Q\220d\230!\2306\240\024\240Q\330\010\017\210u\220A\220Q\200A\330\010!\240\021\330\010\027\220t\2304\230s\240!\340\010\014\210D\220\010\230\007\230u\240G\2507\260(\270\047\300\032\3109\320TU\320UY\320YZ\330\014\021\220\023\220B\220b\230\002\230$\230d\240!\330\014\020\220\001\220\021\220$\220a\220u\230D\240\001\330\014\017\210t\2204\220s\230!\330\020\024\220A\220Q\220d\230!\2303\230b\240\004\240D\250\001\330\020\024\220C\220y\240\t\250\022\2505\260\007\260w\270h\300g\310Q\330\024\030\230\001\230\021\230$\230a\230s\240\"\240B\240b\250\002\250\"\250D\260\004\260A\340\020\024\220C\220y\240\t\250\022\2505\260\007\260w\270h\300a\330\024\030\230\001\230\021\230$\230a\230s\240\"\240B\240b\250\002\250\"\250D\260\004\260A\330\020\024\220A\220Q\220d\230!\2303\230b\240\005\240T\250\021\330\020\024\220A\220Q\220d\230!\2303\230b\240\005\240T\250\021\200A\360\006\000\t\033\230$\230a\330\010+\2503\250c\260\023\260C\260q\330\010\025\220Q\330\010\014\210I\220Q\330\014\017\210u\220A\220W\230D\240\001\330\014\022\220&\230\002\230#\230T\240\021\240&\250\002\250!\330\014\020\220\005\220U\230%\230s\240$\240a\240v\250R\250t\2601\330\020\027\220t\2301\230C\230t\2401\240D\250\002\250#\250R\250q\330\020\023\2203\220d\230!\2304\230r\240\024\240S\250\001\330\024\025\330\020\027\220s\230$\230a\230t\2402\240Q\330\010\014\210C\210v\220S\230\013\240;\250d\260!\330\014\017\210u\220C\220q\330\020\021\330\014\017\210u\220A\220[\240\t\250\021\330\014\020\220\005\220U\230!\2308\2403\240a\330\020\030\230\003\2304\230q\240\n\250\"\250B\250b\260\001\330\020\023\2206\230\022\2307\240#\240Q\330\024\033\2307\240\"\240J\250b\260\002\260\"\260C\260t\2706\300\022\3008\3102\310Q\220Q\230\001\2401\240q\320\004\027\220q\330\010\017\210q\220\002\220$\220e\2304\230w\240c\250\021\250!\2503\250c\260\021\320\004\034\230A\360\006\000\t\020\210r\220\025\220c\230\024\230T\240\025\240h\250i\260q\270\004\270J\300c\310\024\310S""\320PQ\330\010\021\220\021\220%\220t\2304\230u\240G\2508\2601\260D\270\001\330\010\020\220\004\220F\230!\330\010\013\210;\220c\230\021\330\014\022\220$\220d\320\032*\250!\2507\260&\270\001\270\035\300d\310!\330\014\023\2208\2304\230t\240>\260\021\260%\260v\270T\300\021\300/\320QR\330\014\024\220B\220f\230K\240v\250T\260\025\260g\270W\300B\300b\310\005\310V\320SW\320W^\320^_\330\010\013\210:\220S\230\001\330\014\022\220$\220d\320\032*\250!\2507\260&\270\001\270\034\300T\310\021\330\014\024\220B\220e\2306\240\024\240W\250D\260\004\260M\300\021\300%\300v\310T\320QR\320R`\320`a\330\010\021\220\021\220\"\220D\230\005\230T\240\032\2503\250a\250q\260\003\2603\260a\330\010\013\2104\210q\330\014\023\2201\330\010\020\220\002\220%\220v\230T\240\027\250\004\250D\260\r\270Q\270f\300A\300R\300q\310\004\310F\320RS\320SU\320UV\320VW\330\010\017\210q\320\004\037\230q\330\010\021\220\021\220%\220t\2304\230u\240G\2508\2601\260D\270\001\330\010\013\210;\220g\230Q\330\014\023\2201\330\010\016\210d\220$\320\026&\240a\240t\2506\260\024\260V\2701\270M\310\024\310Q\330\010\017\210t\2204\220~\240Q\240e\2506\260\024\260Q\260o\300S\310\001\310\021\320\004!\240\021\360\006\000\t\014\2104\210r\220\027\230\003\2301\330\014\022\220%\220q\320\030(\250\003\2501\330\010\013\2104\210r\220\033\230C\230t\2401\330\014\022\220%\220q\230\014\240D\250\002\250(\260!\330\010\013\2104\210r\220\027\230\002\230$\230c\240\023\240C\240t\2502\250W\260C\260t\2703\270c\300\022\3004\300r\310\030\320QT\320TX\320XY\330\014\022\220%\220q\230\016\240d\250\"\250H\260A\330\010\022\220!\330\010\014\210E\220\025\220a\220t\2302\230Q\330\014\021\220\024\220R\220w\230b\240\002\240\"\240D\250\001\330\014\017\210t\2203\220a\330\020\027\220w\230a\230q\240\004\240A\240Q\240d\250%\250u\260D\270\001\270\021\270$\270e\3003\300b\310\004\310D\320PQ\320QR\320RV\320V[\320[^\320^`\320`a\330 $\240A\240Q\240d\250%\250s\260\"\260E\270\024\270Q\270a\270t\3005\310\003\3102\310U\320RV\320VW\320WX\320X\\\320\\a\320ad\320df\320fg\330 $\240A\240Q""\240d\250%\250s\260\"\260E\270\024\270Q\270a\270t\3005\310\003\3102\310Q\340\020\027\220w\230a\230q\240\004\240A\240Q\240d\250%\250u\260D\270\001\270\021\270$\270e\3003\300b\310\005\310T\320QR\320RS\320SW\320W\\\320\\_\320_a\320ab\330 $\240A\240Q\240d\250%\250s\260\"\260D\270\004\270A\270Q\270d\300%\300s\310\"\310E\320QU\320UV\320VW\320W[\320[`\320`c\320ce\320ef\330 $\240A\240Q\240d\250%\250s\260\"\260E\270\024\270Q\270a\270t\3005\310\003\3102\310Q\330\010\017\210q\320\004!\240\021\360\006\000\t\024\2201\330\010\013\2104\210r\220\027\230\003\2302\230S\240\004\240B\240g\250S\260\001\330\014\023\2201\330\010\014\210E\220\025\220a\220t\2302\230Q\330\014\021\220\024\220R\220w\230b\240\002\240\"\240D\250\002\250!\330\014\017\210t\2203\220a\330\020\030\230\007\230q\240\001\240\024\240T\250\021\250!\2504\250u\260C\260r\270\024\270T\300\021\300!\3004\300u\310C\310r\320QV\320VZ\320Z[\320[\\\320\\`\320`e\320eh\320hj\320jk\330!%\240Q\240a\240t\2505\260\003\2602\260Q\340\020\030\230\007\230q\240\001\240\024\240T\250\021\250!\2504\250u\260C\260r\270\024\270T\300\021\300!\3004\300u\310C\310r\320QV\320VZ\320Z[\320[\\\320\\`\320`e\320eh\320hj\320jk\330!%\240Q\240a\240t\2505\260\003\2602\260Q\330\010\017\210q\320\004&\240a\330\010\017\210t\2204\220z\240\021\240$\240j\260\004\260K\270q\320\004\047\240q\330\010\020\220\005\220R\220q\330\010\020\220\004\220G\2305\240\001\240\021\330\010\013\2106\220\023\220A\330\014\023\2201\330\010\020\220\004\220I\230U\240!\2401\330\010\013\2106\220\022\2201\330\014\024\220C\220q\230\004\230A\330\014\020\220\r\230Q\330\010\017\210s\220!\2204\220y\240\002\240!\320\004,\250A\360\006\000\t\023\220!\2206\230\022\2303\230a\230q\330\010\017\210t\220;\230f\240L\260\001\330\010\014\210D\220\010\230\005\230X\240Y\250a\250q\330\014\017\210t\2203\220e\2303\230e\2403\240a\330\020\021\330\014\026\220c\230\021\230$\230g\240Q\240a\330\014\017\210s\220!\2205\230\002\230(\240#\240T\250\027\260\005\260Q\260e\2701\270E\300\022\3007\310#\310Q\330\020\021\330\014\047""\240q\330\020\021\330\014\020\220\007\220q\230\004\230D\240\002\240+\250U\260!\2605\270\002\270&\300\003\3008\3102\310S\320PQ\320QR\330\014\023\2201\220E\230\021\330\010\014\210D\220\003\2203\220h\230i\240q\250\001\330\014\017\210w\220a\220s\230#\230Q\330\020\027\220q\230\005\230T\240\032\2501\250E\260\021\260!\330\010\017\210q\320\004;\2701\340\010\014\210E\220\021\220%\220v\230Q\330\010\017\210q\220\004\220A\220Q\220d\230%\230t\2402\240R\240r\250\024\250Z\260t\2705\300\005\300Q\300e\3103\310d\320RS\320\004<\270A\330\010$\240A\330\010\034\230D\240\003\2403\240c\250\021\330\010\020\220\001\330\010\014\210E\220\025\220e\2307\240!\330\014\020\220\005\220Q\220g\230T\240\021\330\014\022\220$\220a\220q\230\004\230E\240\026\240r\250\021\330\014\022\220&\230\002\230$\230a\230q\240\004\240E\250\026\250r\260\021\330\014\020\220\005\220U\230%\230u\240A\330\020\024\220E\230\021\230%\230s\240!\330\020\025\220W\230A\230T\240\021\240!\2404\240u\250A\330\020\033\2304\230q\240\001\240\024\240U\250$\250b\260\001\330\020\023\2209\230C\230q\330\024\025\330\020\027\220q\330\014\026\220d\230!\2301\230D\240\005\240V\2502\250Q\330\014\017\210x\220s\230!\330\020\021\330\014\025\220Q\330\010\017\210q\320\004=\270Q\340\010$\240A\330\010\034\230D\240\003\2403\240c\250\021\330\010\017\210x\220t\2301\330\010\014\210E\220\025\220e\2307\240!\330\014\020\220\005\220Q\220g\230T\240\021\330\014\021\220\027\230\002\230&\240\002\240#\240T\250\021\250!\2504\250u\260F\270\"\270A\330\014\022\220$\220a\220q\230\004\230E\240\026\240r\250\021\330\014\022\220&\230\002\230$\230a\230q\240\004\240E\250\026\250r\260\021\330\014\020\220\005\220U\230%\230u\240A\330\020\024\220E\230\021\230%\230t\2401\330\020\025\220W\230A\230T\240\021\240!\2404\240u\250D\260\002\260!\330\020\033\2304\230q\240\001\240\024\240U\250$\250b\260\001\330\020\023\2209\230C\230q\330\024\025\330\020\027\220q\330\014\026\220d\230!\2301\230D\240\005\240V\2502\250Q\330\014\017\210x\220s\230!\330\020\021\330\014\025\220Q\330\010\017\210q\220""\007\220q\320\004>\270a\360\006\000\t\r\210E\220\021\220%\220v\230Q\330\010\022\220!\330\010\014\210E\220\025\220a\220u\230C\230t\2401\330\014\020\220\004\220B\220b\230\002\230$\230a\330\014\022\220&\230\001\230\021\230$\230e\2401\330\014\017\210t\2203\220a\330\020\027\220q\330\014\023\2207\230!\2301\230E\240\026\240q\250\001\250\024\250U\260\"\260B\260d\270!\330\010\016\210e\2201\220L\240\005\240Q\320\004I\310\021\330\010\013\2104\210r\220\026\220r\230\027\240\003\2404\240s\250$\250a\330\014\023\2201\330\010\016\210d\220\047\230\025\230a\230w\240a\330\010\017\210t\2203\220a\320\004N\310a\340\010\013\2104\210s\220!\330\014\022\220%\220q\230\014\240G\2501\330\010\016\210a\330\010\016\210d\220\"\220K\230t\2404\240s\250\"\250A\250V\2602\260U\270#\270Q\330\014\023\2201\330\010\013\2104\210s\220!\330\014\022\220%\220q\230\014\240G\2501\330\010\017\210u\220A\220T\230\024\230Q\230f\240B\240d\250&\260\002\260!\320\004Q\320QR\360\006\000\t\033\230$\230a\340\010\020\220\005\220Q\220d\230)\2402\240U\250!\2504\250q\330\010\017\210t\2202\320\025N\310a\330\010\025\220U\230#\230Q\330\010\013\210;\220m\2401\360\006\000\r\023\220%\220q\320\030(\250\003\2502\250X\260Q\330\010\013\210;\220d\230#\230R\230w\240b\250\002\250#\250Q\330\014\022\220%\220q\320\030(\250\003\2502\250X\260Q\330\010\020\220\004\220F\230!\330\010\024\220C\220q\230\001\230\024\230\\\250\022\2501\250A\250Q\250c\260\024\260U\270!\330\010\023\2208\2301\230C\230q\240\006\240a\330\010\025\220X\230Q\230c\240\026\320\047?\270{\310\"\310I\320UW\320WX\330\010\025\220S\230\002\230\047\240\023\240E\320)9\270\021\330\010\016\210k\230\022\2303\230k\320)9\270\021\330\010\022\220!\330\010\017\210s\220!\2201\330\010\022\220(\230!\2305\240\003\2401\330\010\013\2101\330\014\022\220(\230#\230S\240\001\240\035\250b\260\003\2602\260S\270\001\330\010\017\210q\330\010\020\220\005\220S\230\010\320 2\260!\330\010\017\210q\220\t\230\027\240\n\250,\260l\300&\310\006\310a\340\010\013\2105\220\007\220q\330\014\020\220\004\220F\230!\2301\330""\010\024\220C\220q\230\001\330\010\014\210F\220\047\230\021\230*\240B\240c\250\021\330\010\014\210E\220\024\220Q\330\014\017\210q\220\001\220\023\220C\220x\230t\2401\330\020\021\220\021\220$\220a\220q\230\004\230A\230Q\230d\240!\2401\240D\250\001\250\021\250%\250z\270\034\300\\\320QT\320T\\\320\\^\320^_\330\024\027\220x\230r\240\021\330\021\022\220!\2203\220c\230\033\240D\250\001\330\020\034\230C\230q\240\r\250R\250s\260\"\260C\260q\330\020\021\220\021\220$\220a\220q\230\004\230A\230Q\230d\240!\2401\240D\250\001\250\021\250%\250y\270\002\270)\300;\310b\320PY\320Yd\320df\320fg\330\024\036\230a\330\010\014\210I\220Q\330\014\017\210u\220A\220S\230\003\2301\330\020\025\220Q\220e\230;\240b\250\001\330\021\026\220a\220s\230#\230Q\330\020\025\220Q\220e\2303\230a\230q\340\010\017\210u\220A\220Y\230b\240\003\2401\240A\330\010\022\220)\2301\230A\330\010\017\210q\220\010\230\010\240\002\240#\240Q\240j\260\001\330\010\020\220\014\320\034,\250C\250r\260\021\330\010\013\2101\330\014\020\220\014\230A\230Y\240c\250\021\340\014\020\220\014\230A\230U\240\047\250\021\330\010\017\210q\330\010\013\2103\210c\220\021\330\014\020\220\001\220\021\220$\220a\220u\230C\230s\240%\240q\330\014\020\220\001\220\021\220$\220a\220u\230C\230s\240%\240q\340\014\020\220\001\220\021\220$\220a\220u\230C\230s\240%\240z\260\021\330\014\020\220\001\220\021\220$\220a\220u\230C\230s\240%\240q\330\010\014\210M\230\021\230&\240\014\250D\260\014\270D\300\n\310+\320UW\320WX\330\032#\2402\240Y\250c\260\021\260!\330\010\013\2101\330\014\020\220\r\230Q\230f\240M\260\024\260\\\300\024\300Z\310{\320Z\\\320\\]\330\036\047\240r\250\032\2603\260a\260}\300B\300c\310\022\3103\310a\330\010\017\210q\320\004V\320VW\330\010\014\210H\220C\220z\240\031\250#\250Z\260s\270%\270q\330\014\017\210x\220s\230&\240\004\240F\250\"\250H\260B\260a\330\020\026\220i\230s\240&\250\002\250!\330\020\024\220E\230\021\230%\230v\240Q\330\020\027\220q\330\010\016\210e\2201\220L\240\007\240r\250\021\250!\320\004l\320lm\360\006\000\t\033\230$\230a""\330\010\020\220\002\220$\220b\230\003\2305\240\004\240E\250\027\260\001\330\010\017\210q\220\002\220$\220e\2306\240\023\240D\250\007\250q\260\001\260\021\260$\260g\270Q\330\010\013\2103\210a\210v\220S\230\003\2301\230A\330\014\023\2201\330\010\014\210C\210u\220C\220q\230\006\230d\240!\2401\330\014\017\210q\220\001\220\023\220C\220q\230\001\230\021\330\020\026\220e\2301\320\034,\250A\250Q\250d\260!\330\014\023\2207\230\"\230A\230Q\230c\240\022\2404\240s\250!\2501\250C\250r\260\021\260!\2601\330\010\013\2104\210q\330\014\020\320\020\"\240!\2401\240A\240Q\240c\250\024\250U\260(\270!\330\014\023\2201\220B\220d\230%\230|\2503\250a\250q\260\003\2603\260k\300\024\300Q\300a\300s\310#\310Q\330\010\017\210w\220b\230\004\230A\230S\240\001\240\026\240r\250\022\2501\250C\250r\260\024\260S\270\001\330\010\014\320\014\036\230a\230q\240\001\240\021\240#\240T\250\025\250f\260C\260r\270\027\300\007\300q\330\010\020\220\004\220A\220R\220q\230\003\2302\230U\240!\2402\240Q\240a\330\010\014\210I\220Q\330\014\017\210u\220A\220S\230\003\2301\330\020\025\220Q\220e\2303\230a\230q\330\021\026\220a\220s\230#\230Q\330\020\025\220Q\220f\230A\330\010\014\210E\220\026\220y\240\013\250;\260d\270!\330\014\017\210u\220C\320\027\047\240t\250:\260S\270\005\270Q\270b\300\001\300\021\330\020\027\220w\230b\240\004\240C\240v\250S\260\003\260;\270e\3003\300c\310\021\310!\330\020\023\2201\330\024\035\230Q\230d\240$\240g\250S\260\003\260<\270t\3004\300q\330\024\030\230\004\230I\240S\250\001\250\031\260(\270\"\270G\300:\310R\310w\320V^\320^`\320`a\330\030\037\230w\240b\250\004\250B\250d\260#\260W\270A\330\010\017\210q";
+    #else /* compression: none (9594 bytes) */
+static const char bytes[] = " at 0x is in no PT_LOAD segment object>(tree fragment)..dynstr.dynsym.gnu.version: <MemoryView of <contiguous and direct><contiguous and indirect><strided and direct or indirect><strided and direct><strided and indirect>>?Cannot assign to read-only memoryviewElf_Verneed chain that runs backwardsInvalid mode, expected \047c\047 or \047fortran\047, got Invalid shape in axis NoneNote that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.Pickling of struct members such as self.h,self.im must be explicitly requested with @auto_pickle(True)Raised inside the rewriter, returned to the caller as (status, offset, what).add_notean executable with no free program header slotcollections.abcdisabledynamic section without DT_NULLdynamic section without DT_STRTAB or DT_STRSZenablegcisenabledno PT_DYNAMIC: a static executable has nothing to rewriteno default __reduce__ due to non-trivial __cinit__no program headersprogram header tablesrc/fastaudit/_elfedit.pyxstring offset past the end of .dynstrsymbol tabletoo many program headersunable to allocate array data.unable to allocate shape and strides.unterminated string in .dynstrASCIIDT_VERDEFDT_VERNEEDElf_VerdauxElf_VerdefElf_VernauxElf_VerneedEllipsisPT_DYNAMICSequenceView.MemoryView__Fail_Image_Image.__reduce_cython___Image.__setstate_cython___Image.dynamic_entries_Image.program_headers_Image.section_headers_Image.string_at_Image.symbol_names_Image.vaddr_to_offset_Image.verdef_names_Image.verneed_files_MIN_VERSION_ENTRY_Rewrite_Rewrite.__reduce_cython___Rewrite.__setstate_cython___Rewrite.apply_Rewrite.drop_version_requirements_Rewrite.loads_Rewrite.new_segment_Rewrite.offset_of_Rewrite.overlaps_Rewrite.place_strings_Rewrite.references_Rewrite.string_Rewrite.unversion_symbols_Rewrite.verneed_files_Rewrite.write_Rewrite.write_phdrs_STRING_TAGS__Pyx_PyDict_NextRef__annotate____class____class_getitem____dict____""doc____func____getstate____import____main____metaclass____module____mro_entries____name____new____prepare____pyx_checksum__pyx_result__pyx_state__pyx_type__pyx_unpickle_Enum__pyx_unpickle__Rewrite__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___dict_is_coroutineaabcalignalignmentallocate_bufferappendapplyargsasyncio.coroutinesatauxbbasebase_offbase_vaddrboolbufbytearraybytesccapcapacitychaincline_in_tracebackclosecntcountdeltadrop_version_requirementsdtype_is_objectdyn_offdyn_posdyn_sizedynamic_entriesdynsymee_phentsizeencodeendentriesentryenumerateerrorfastaudit._elfeditfieldfieldsfilesfileszfindflagsformatfortranfoundgenexprgetgroupsheadersiidimgindexindexesintitemsitemsizejkkeptkindlast_loadlelengthlistloadloadsmaxmemszmemviewmodemove_dynamicmove_phdrsnamenamesndimnewnew_entriesnew_segmentnew_segment.<locals>.genexprnextobjoffoffset_ofoffsetsoldold_lenoutoverlapsownerownerspp_fileszp_offsetp_typep_vaddrpackpaddrpage_sizepatchesphphdr_countphoffplace_stringsplace_strings.<locals>.genexprpoppospresentprobeprogram_headersrrefreferencesrefsregisterremove_neededremoved_entriesreplace_neededreturnreversedrewriterpathrunpathssection_headerssectionssegmentselfsendsetdefaultshsh_addrsh_offsetsh_sizeshapesizeslotsonamestartstatestepstopstr_posstringstring_atstructsymbol_namestabletable_sizetagtargettextthrowunchangedunpackunversion_symbolsupdateuse_setstatevvaddrvaddr_to_offsetvalvaluevaluesvd_nextvda_nextverdef_namesverneedverneed_filesviewvn_filevn_nextvna_nextwhatwritewrite_phdrsxzip\000O\200\001\330\004\n\210+\220Q\200\001\330\004&\240a\240v\250Q\200\001\340\004\037\230q\320 0\260\013\270;\300k\320QR\330\004\023\2208\2308\2401\240A\330\004\007\200|\2207\230!\330\010*\250!\250;\260n\300A\330\004\013\2101\200\001\360\010\000\n\033\230!\330\010\021\220\024\220[\240\004\240J\250d\260+\270T\300\034\310T\320QZ\320Z^\320^h\320hl\320lr\320rv\360\000\000w\001C\002\360\000\000C\002G\002\360\000\000G\002O\002""\360\000\000O\002S\002\360\000\000S\002^\002\360\000\000^\002b\002\360\000\000b\002l\002\360\000\000l\002p\002\360\000\000p\002{\002\360\000\000{\002\177\002\360\000\000\177\002@\003\330\010\020\220\007\220q\230\006\230l\250!\330\004\007\200v\210W\220E\230\024\230Q\330\010\022\220!\330\010\027\220q\340\010\027\220t\230:\240W\250E\260\023\260D\270\010\300\007\300u\310C\310t\320S\\\320\\c\320ch\320hk\320ko\320ot\320t{\360\000\000|\001A\002\360\000\000A\002D\002\360\000\000D\002H\002\360\000\000H\002O\002\360\000\000O\002V\002\360\000\000V\002[\002\360\000\000[\002^\002\360\000\000^\002b\002\360\000\000b\002l\002\360\000\000l\002s\002\360\000\000s\002t\002\330\004\007\200q\330\010\017\320\017)\250\024\250Q\250g\260[\300\007\300q\340\010\017\320\017)\250\024\250Q\250g\260[\300\001\200\001\360\020\000\005\006\330\010\017\210x\220q\230\006\230a\230v\240Z\250v\260Q\3206F\300o\320U]\320]d\320de\330\004\013\2109\220A\330\010\017\210q\220\001\200A\330\010\022\220$\220n\240A\340\010\021\220\021\330\010\017\210q\330\010\014\210D\220\005\220X\230Y\240a\240t\2501\330\014\023\2204\220w\230a\230x\240t\2503\320.@\300\001\330\014\017\210t\2203\220j\240\004\240E\250\023\250A\330\020\021\330\014\017\210t\2203\220j\240\004\240E\250\023\250A\330\020\031\230\021\230#\230R\230r\240\033\250E\260\024\260U\270%\270x\300s\310\"\310C\310q\330\020\026\220g\230R\230x\240u\250N\270!\2701\330\021\025\220S\230\n\240$\240g\250W\260A\330\020\023\2204\220q\330\024\025\330\020\026\220g\230R\230q\240\004\240E\250\021\330\021\025\220S\230\t\240\025\240f\250G\2605\270\003\2701\330\020\023\2204\220q\330\024\025\330\020\026\220g\230R\230q\240\004\240E\250\021\330\021\025\220S\230\013\2405\250\010\260\007\260u\270C\270q\330\020\023\2204\220q\330\024\025\330\020\026\220g\230R\230q\240\004\240E\250\021\330\014\020\220\007\220q\230\001\330\010\026\220a\220t\2301\230D\240\010\250\001\250\024\250T\260\025\260a\330\010\022\220!\2204\220t\2305\240\005\240T\250\021\330\010\014\210E\220\031\230!\2301\230K\240z\260""\032\2709\300L\320PQ\330\014\017\210v\220T\230\024\230W\240A\330\020\033\2307\240!\2401\240E\250\021\330\020\026\220g\230R\230r\240\027\250\003\2501\250M\270\022\2705\300\006\300a\340\010\022\220$\220n\240A\240Q\330\010\022\220!\330\010\014\210A\210X\220S\230\004\230G\2403\240a\240x\250q\330\014\020\220\t\230\021\330\020\023\220:\230Q\230g\240Q\330\024\037\230q\240\004\240F\250!\2507\260!\2605\270\001\330\025\032\230!\2303\230c\240\021\330\024\037\230q\240\005\240Q\240c\250\021\250%\250q\340\024\033\2307\240\"\240E\250\021\250$\250c\260\021\330\010\026\220d\320\0324\260A\260_\300I\310]\320Z[\330\010\017\210t\2206\230\021\230-\240q\200A\330\010\032\230$\230a\330\010\027\220s\230#\230Q\330\010\023\2204\220z\240\023\240C\240q\330\010\027\220s\230!\230=\250\002\250\"\250B\250a\330\010\025\220T\230\024\230Z\240t\2504\250}\270D\300\004\300A\330\025\031\230\034\240S\250\001\250\024\250Q\250c\260\024\260U\270$\270a\330\025\031\230\024\230X\240S\250\003\2504\250q\260\004\260I\270T\300\031\310\"\310D\320PQ\330\010\013\2101\330\014\023\2205\230\001\230\023\230A\340\010\016\210i\220q\230\003\2301\330\010\013\2104\210z\230\023\230A\330\014\023\2204\220|\2401\240M\260\036\270q\340\014\017\210q\220\004\220I\230T\240\031\250\"\250D\260\r\270T\300\021\330\010\017\210q\330\010\022\220$\220a\330\010\014\210E\220\024\220Q\330\014\017\210q\220\001\220\023\220C\220q\330\020\032\230!\2301\230A\330\020\021\330\010\014\210D\220\005\220X\230Y\240a\240|\2602\260Q\260a\260y\300\001\330\014\020\220\t\230\021\230&\240\010\250\002\250\"\250B\250c\260\031\270!\330\014\020\220\t\230\021\230&\240\010\250\002\250\"\250B\250c\260\030\270\022\2703\270g\300Q\330\010\013\2104\210q\330\014\020\220\005\220U\230!\2303\230a\230}\250B\250c\260\021\330\020\024\220I\230Q\230f\240H\250B\250b\260\002\260#\260Y\270a\330\020\024\220I\230Q\230f\240H\250B\250b\260\002\260#\260X\270R\270s\300\047\310\021\330\010\014\210E\220\026\220y\240\001\330\014\017\210u\220C\220q\330\020\024\220A\220Q\220d\230!\2306\240\024\240Q""\330\021\026\220c\230\021\330\020\024\220A\220Q\220d\230!\2306\240\024\240Q\340\020\024\220A\220Q\220d\230!\2306\240\024\240Q\330\010\017\210u\220A\220Q\200A\330\010!\240\021\330\010\027\220t\2304\230s\240!\340\010\014\210D\220\010\230\007\230u\240G\2507\260(\270\047\300\032\3109\320TU\320UY\320YZ\330\014\021\220\023\220B\220b\230\002\230$\230d\240!\330\014\020\220\001\220\021\220$\220a\220u\230D\240\001\330\014\017\210t\2204\220s\230!\330\020\024\220A\220Q\220d\230!\2303\230b\240\004\240D\250\001\330\020\024\220C\220y\240\t\250\022\2505\260\007\260w\270h\300g\310Q\330\024\030\230\001\230\021\230$\230a\230s\240\"\240B\240b\250\002\250\"\250D\260\004\260A\340\020\024\220C\220y\240\t\250\022\2505\260\007\260w\270h\300a\330\024\030\230\001\230\021\230$\230a\230s\240\"\240B\240b\250\002\250\"\250D\260\004\260A\330\020\024\220A\220Q\220d\230!\2303\230b\240\005\240T\250\021\330\020\024\220A\220Q\220d\230!\2303\230b\240\005\240T\250\021\200A\360\006\000\t\033\230$\230a\330\010+\2503\250c\260\023\260C\260q\330\010\025\220Q\330\010\014\210I\220Q\330\014\017\210u\220A\220W\230D\240\001\330\014\022\220&\230\002\230#\230T\240\021\240&\250\002\250!\330\014\020\220\005\220U\230%\230s\240$\240a\240v\250R\250t\2601\330\020\027\220t\2301\230C\230t\2401\240D\250\002\250#\250R\250q\330\020\023\2203\220d\230!\2304\230r\240\024\240S\250\001\330\024\025\330\020\027\220s\230$\230a\230t\2402\240Q\330\010\014\210C\210v\220S\230\013\240;\250d\260!\330\014\017\210u\220C\220q\330\020\021\330\014\017\210u\220A\220[\240\t\250\021\330\014\020\220\005\220U\230!\2308\2403\240a\330\020\030\230\003\2304\230q\240\n\250\"\250B\250b\260\001\330\020\023\2206\230\022\2307\240#\240Q\330\024\033\2307\240\"\240J\250b\260\002\260\"\260C\260t\2706\300\022\3008\3102\310Q\220Q\230\001\2401\240q\320\004\027\220q\330\010\017\210q\220\002\220$\220e\2304\230w\240c\250\021\250!\2503\250c\260\021\320\004\034\230A\360\006\000\t\020\210r\220\025\220c\230\024\230T\240\025\240h\250i\260q\270\004\270J\300c\310\024\310S""\320PQ\330\010\021\220\021\220%\220t\2304\230u\240G\2508\2601\260D\270\001\330\010\020\220\004\220F\230!\330\010\013\210;\220c\230\021\330\014\022\220$\220d\320\032*\250!\2507\260&\270\001\270\035\300d\310!\330\014\023\2208\2304\230t\240>\260\021\260%\260v\270T\300\021\300/\320QR\330\014\024\220B\220f\230K\240v\250T\260\025\260g\270W\300B\300b\310\005\310V\320SW\320W^\320^_\330\010\013\210:\220S\230\001\330\014\022\220$\220d\320\032*\250!\2507\260&\270\001\270\034\300T\310\021\330\014\024\220B\220e\2306\240\024\240W\250D\260\004\260M\300\021\300%\300v\310T\320QR\320R`\320`a\330\010\021\220\021\220\"\220D\230\005\230T\240\032\2503\250a\250q\260\003\2603\260a\330\010\013\2104\210q\330\014\023\2201\330\010\020\220\002\220%\220v\230T\240\027\250\004\250D\260\r\270Q\270f\300A\300R\300q\310\004\310F\320RS\320SU\320UV\320VW\330\010\017\210q\320\004\037\230q\330\010\021\220\021\220%\220t\2304\230u\240G\2508\2601\260D\270\001\330\010\013\210;\220g\230Q\330\014\023\2201\330\010\016\210d\220$\320\026&\240a\240t\2506\260\024\260V\2701\270M\310\024\310Q\330\010\017\210t\2204\220~\240Q\240e\2506\260\024\260Q\260o\300S\310\001\310\021\320\004!\240\021\360\006\000\t\014\2104\210r\220\027\230\003\2301\330\014\022\220%\220q\320\030(\250\003\2501\330\010\013\2104\210r\220\033\230C\230t\2401\330\014\022\220%\220q\230\014\240D\250\002\250(\260!\330\010\013\2104\210r\220\027\230\002\230$\230c\240\023\240C\240t\2502\250W\260C\260t\2703\270c\300\022\3004\300r\310\030\320QT\320TX\320XY\330\014\022\220%\220q\230\016\240d\250\"\250H\260A\330\010\022\220!\330\010\014\210E\220\025\220a\220t\2302\230Q\330\014\021\220\024\220R\220w\230b\240\002\240\"\240D\250\001\330\014\017\210t\2203\220a\330\020\027\220w\230a\230q\240\004\240A\240Q\240d\250%\250u\260D\270\001\270\021\270$\270e\3003\300b\310\004\310D\320PQ\320QR\320RV\320V[\320[^\320^`\320`a\330 $\240A\240Q\240d\250%\250s\260\"\260E\270\024\270Q\270a\270t\3005\310\003\3102\310U\320RV\320VW\320WX\320X\\\320\\a\320ad\320df\320fg\330 $\240A\240Q""\240d\250%\250s\260\"\260E\270\024\270Q\270a\270t\3005\310\003\3102\310Q\340\020\027\220w\230a\230q\240\004\240A\240Q\240d\250%\250u\260D\270\001\270\021\270$\270e\3003\300b\310\005\310T\320QR\320RS\320SW\320W\\\320\\_\320_a\320ab\330 $\240A\240Q\240d\250%\250s\260\"\260D\270\004\270A\270Q\270d\300%\300s\310\"\310E\320QU\320UV\320VW\320W[\320[`\320`c\320ce\320ef\330 $\240A\240Q\240d\250%\250s\260\"\260E\270\024\270Q\270a\270t\3005\310\003\3102\310Q\330\010\017\210q\320\004!\240\021\360\006\000\t\024\2201\330\010\013\2104\210r\220\027\230\003\2302\230S\240\004\240B\240g\250S\260\001\330\014\023\2201\330\010\014\210E\220\025\220a\220t\2302\230Q\330\014\021\220\024\220R\220w\230b\240\002\240\"\240D\250\002\250!\330\014\017\210t\2203\220a\330\020\030\230\007\230q\240\001\240\024\240T\250\021\250!\2504\250u\260C\260r\270\024\270T\300\021\300!\3004\300u\310C\310r\320QV\320VZ\320Z[\320[\\\320\\`\320`e\320eh\320hj\320jk\330!%\240Q\240a\240t\2505\260\003\2602\260Q\340\020\030\230\007\230q\240\001\240\024\240T\250\021\250!\2504\250u\260C\260r\270\024\270T\300\021\300!\3004\300u\310C\310r\320QV\320VZ\320Z[\320[\\\320\\`\320`e\320eh\320hj\320jk\330!%\240Q\240a\240t\2505\260\003\2602\260Q\330\010\017\210q\320\004&\240a\330\010\017\210t\2204\220z\240\021\240$\240j\260\004\260K\270q\320\004\047\240q\330\010\020\220\005\220R\220q\330\010\020\220\004\220G\2305\240\001\240\021\330\010\013\2106\220\023\220A\330\014\023\2201\330\010\020\220\004\220I\230U\240!\2401\330\010\013\2106\220\022\2201\330\014\024\220C\220q\230\004\230A\330\014\020\220\r\230Q\330\010\017\210s\220!\2204\220y\240\002\240!\320\004,\250A\360\006\000\t\023\220!\2206\230\022\2303\230a\230q\330\010\017\210t\220;\230f\240L\260\001\330\010\014\210D\220\010\230\005\230X\240Y\250a\250q\330\014\017\210t\2203\220e\2303\230e\2403\240a\330\020\021\330\014\026\220c\230\021\230$\230g\240Q\240a\330\014\017\210s\220!\2205\230\002\230(\240#\240T\250\027\260\005\260Q\260e\2701\270E\300\022\3007\310#\310Q\330\020\021\330\014\047""\240q\330\020\021\330\014\020\220\007\220q\230\004\230D\240\002\240+\250U\260!\2605\270\002\270&\300\003\3008\3102\310S\320PQ\320QR\330\014\023\2201\220E\230\021\330\010\014\210D\220\003\2203\220h\230i\240q\250\001\330\014\017\210w\220a\220s\230#\230Q\330\020\027\220q\230\005\230T\240\032\2501\250E\260\021\260!\330\010\017\210q\320\004;\2701\340\010\014\210E\220\021\220%\220v\230Q\330\010\017\210q\220\004\220A\220Q\220d\230%\230t\2402\240R\240r\250\024\250Z\260t\2705\300\005\300Q\300e\3103\310d\320RS\320\004<\270A\330\010$\240A\330\010\034\230D\240\003\2403\240c\250\021\330\010\020\220\001\330\010\014\210E\220\025\220e\2307\240!\330\014\020\220\005\220Q\220g\230T\240\021\330\014\022\220$\220a\220q\230\004\230E\240\026\240r\250\021\330\014\022\220&\230\002\230$\230a\230q\240\004\240E\250\026\250r\260\021\330\014\020\220\005\220U\230%\230u\240A\330\020\024\220E\230\021\230%\230s\240!\330\020\025\220W\230A\230T\240\021\240!\2404\240u\250A\330\020\033\2304\230q\240\001\240\024\240U\250$\250b\260\001\330\020\023\2209\230C\230q\330\024\025\330\020\027\220q\330\014\026\220d\230!\2301\230D\240\005\240V\2502\250Q\330\014\017\210x\220s\230!\330\020\021\330\014\025\220Q\330\010\017\210q\320\004=\270Q\340\010$\240A\330\010\034\230D\240\003\2403\240c\250\021\330\010\017\210x\220t\2301\330\010\014\210E\220\025\220e\2307\240!\330\014\020\220\005\220Q\220g\230T\240\021\330\014\021\220\027\230\002\230&\240\002\240#\240T\250\021\250!\2504\250u\260F\270\"\270A\330\014\022\220$\220a\220q\230\004\230E\240\026\240r\250\021\330\014\022\220&\230\002\230$\230a\230q\240\004\240E\250\026\250r\260\021\330\014\020\220\005\220U\230%\230u\240A\330\020\024\220E\230\021\230%\230t\2401\330\020\025\220W\230A\230T\240\021\240!\2404\240u\250D\260\002\260!\330\020\033\2304\230q\240\001\240\024\240U\250$\250b\260\001\330\020\023\2209\230C\230q\330\024\025\330\020\027\220q\330\014\026\220d\230!\2301\230D\240\005\240V\2502\250Q\330\014\017\210x\220s\230!\330\020\021\330\014\025\220Q\330\010\017\210q\220""\007\220q\320\004>\270a\360\006\000\t\r\210E\220\021\220%\220v\230Q\330\010\022\220!\330\010\014\210E\220\025\220a\220u\230C\230t\2401\330\014\020\220\004\220B\220b\230\002\230$\230a\330\014\022\220&\230\001\230\021\230$\230e\2401\330\014\017\210t\2203\220a\330\020\027\220q\330\014\023\2207\230!\2301\230E\240\026\240q\250\001\250\024\250U\260\"\260B\260d\270!\330\010\016\210e\2201\220L\240\005\240Q\320\004I\310\021\330\010\013\2104\210r\220\026\220r\230\027\240\003\2404\240s\250$\250a\330\014\023\2201\330\010\016\210d\220\047\230\025\230a\230w\240a\330\010\017\210t\2203\220a\320\004N\310a\340\010\013\2104\210s\220!\330\014\022\220%\220q\230\014\240G\2501\330\010\016\210a\330\010\016\210d\220\"\220K\230t\2404\240s\250\"\250A\250V\2602\260U\270#\270Q\330\014\023\2201\330\010\013\2104\210s\220!\330\014\022\220%\220q\230\014\240G\2501\330\010\017\210u\220A\220T\230\024\230Q\230f\240B\240d\250&\260\002\260!\320\004Q\320QR\360\006\000\t\033\230$\230a\340\010\020\220\005\220Q\220d\230)\2402\240U\250!\2504\250q\330\010\017\210t\2202\320\025N\310a\330\010\025\220U\230#\230Q\330\010\013\210;\220m\2401\360\006\000\r\023\220%\220q\320\030(\250\003\2502\250X\260Q\330\010\013\210;\220d\230#\230R\230w\240b\250\002\250#\250Q\330\014\022\220%\220q\320\030(\250\003\2502\250X\260Q\330\010\020\220\004\220F\230!\330\010\024\220C\220q\230\001\230\024\230\\\250\022\2501\250A\250Q\250c\260\024\260U\270!\330\010\023\2208\2301\230C\230q\240\006\240a\330\010\025\220X\230Q\230c\240\026\320\047?\270{\310\"\310I\320UW\320WX\330\010\025\220S\230\002\230\047\240\023\240E\320)9\270\021\330\010\016\210k\230\022\2303\230k\320)9\270\021\330\010\022\220!\330\010\017\210s\220!\2201\330\010\022\220(\230!\2305\240\003\2401\330\010\013\2101\330\014\022\220(\230#\230S\240\001\240\035\250b\260\003\2602\260S\270\001\330\010\017\210q\330\010\020\220\005\220S\230\010\320 2\260!\330\010\017\210q\220\t\230\027\240\n\250,\260l\300&\310\006\310a\340\010\013\2105\220\007\220q\330\014\020\220\004\220F\230!\2301\330""\010\024\220C\220q\230\001\330\010\014\210F\220\047\230\021\230*\240B\240c\250\021\330\010\014\210E\220\024\220Q\330\014\017\210q\220\001\220\023\220C\220x\230t\2401\330\020\021\220\021\220$\220a\220q\230\004\230A\230Q\230d\240!\2401\240D\250\001\250\021\250%\250z\270\034\300\\\320QT\320T\\\320\\^\320^_\330\024\027\220x\230r\240\021\330\021\022\220!\2203\220c\230\033\240D\250\001\330\020\034\230C\230q\240\r\250R\250s\260\"\260C\260q\330\020\021\220\021\220$\220a\220q\230\004\230A\230Q\230d\240!\2401\240D\250\001\250\021\250%\250y\270\002\270)\300;\310b\320PY\320Yd\320df\320fg\330\024\036\230a\330\010\014\210I\220Q\330\014\017\210u\220A\220S\230\003\2301\330\020\025\220Q\220e\230;\240b\250\001\330\021\026\220a\220s\230#\230Q\330\020\025\220Q\220e\2303\230a\230q\340\010\017\210u\220A\220Y\230b\240\003\2401\240A\330\010\022\220)\2301\230A\330\010\017\210q\220\010\230\010\240\002\240#\240Q\240j\260\001\330\010\020\220\014\320\034,\250C\250r\260\021\330\010\013\2101\330\014\020\220\014\230A\230Y\240c\250\021\340\014\020\220\014\230A\230U\240\047\250\021\330\010\017\210q\330\010\013\2103\210c\220\021\330\014\020\220\001\220\021\220$\220a\220u\230C\230s\240%\240q\330\014\020\220\001\220\021\220$\220a\220u\230C\230s\240%\240q\340\014\020\220\001\220\021\220$\220a\220u\230C\230s\240%\240z\260\021\330\014\020\220\001\220\021\220$\220a\220u\230C\230s\240%\240q\330\010\014\210M\230\021\230&\240\014\250D\260\014\270D\300\n\310+\320UW\320WX\330\032#\2402\240Y\250c\260\021\260!\330\010\013\2101\330\014\020\220\r\230Q\230f\240M\260\024\260\\\300\024\300Z\310{\320Z\\\320\\]\330\036\047\240r\250\032\2603\260a\260}\300B\300c\310\022\3103\310a\330\010\017\210q\320\004V\320VW\330\010\014\210H\220C\220z\240\031\250#\250Z\260s\270%\270q\330\014\017\210x\220s\230&\240\004\240F\250\"\250H\260B\260a\330\020\026\220i\230s\240&\250\002\250!\330\020\024\220E\230\021\230%\230v\240Q\330\020\027\220q\330\010\016\210e\2201\220L\240\007\240r\250\021\250!\320\004l\320lm\360\006\000\t\033\230$\230a""\330\010\020\220\002\220$\220b\230\003\2305\240\004\240E\250\027\260\001\330\010\017\210q\220\002\220$\220e\2306\240\023\240D\250\007\250q\260\001\260\021\260$\260g\270Q\330\010\013\2103\210a\210v\220S\230\003\2301\230A\330\014\023\2201\330\010\014\210C\210u\220C\220q\230\006\230d\240!\2401\330\014\017\210q\220\001\220\023\220C\220q\230\001\230\021\330\020\026\220e\2301\320\034,\250A\250Q\250d\260!\330\014\023\2207\230\"\230A\230Q\230c\240\022\2404\240s\250!\2501\250C\250r\260\021\260!\2601\330\010\014\320\014\036\230a\230q\240\001\240\021\240#\240T\250\025\250f\260C\260r\270\027\300\007\300q\330\010\013\2104\210q\340\014\020\220\005\220V\2303\230k\250\025\250d\260!\330\020\023\2205\230\003\320\033+\2504\250z\270\023\270E\300\021\300\"\300A\300Q\330\024\033\2307\240\"\240D\250\003\2506\260\023\260C\260{\300%\300s\310!\330\024\033\2307\240\"\240D\250\003\2506\260\023\260C\260{\300%\300s\310\047\320QR\330\014\023\2201\220B\220d\230%\230|\2503\250a\250q\260\003\2603\260k\300\024\300Q\300a\300s\310#\310Q\330\010\017\210w\220b\230\004\230A\230S\240\001\240\026\240r\250\022\2501\250C\250r\260\024\260S\270\001\330\010\020\220\004\220A\220R\220q\230\003\2302\230U\240!\2402\240Q\240a\330\010\014\210I\220Q\330\014\017\210u\220A\220S\230\003\2301\330\020\025\220Q\220e\2303\230a\230q\330\021\026\220a\220s\230#\230Q\330\020\025\220Q\220f\230A\330\010\014\210E\220\026\220y\240\013\250;\260d\270!\330\014\017\210u\220C\320\027\047\240t\250:\260S\270\005\270Q\270b\300\001\300\021\330\020\027\220w\230b\240\004\240C\240v\250S\260\003\260;\270e\3003\300c\310\021\310!\330\020\023\2201\330\024\035\230Q\230d\240$\240g\250S\260\003\260<\270t\3004\300q\330\024\030\230\004\230I\240S\250\001\250\031\260(\270\"\270G\300:\310R\310w\320V^\320^`\320`a\330\030\037\230w\240b\250\004\250B\250d\260#\260W\270A\330\010\017\210q";
     PyObject *data = NULL;
     #define __Pyx_DecompressString_UNUSED
     #define __Pyx_DecompressString_LZSS_UNUSED
@@ -44520,27 +44698,27 @@ static int __Pyx_CreateCodeObjects(__pyx_mstatetype *__pyx_mstate) {
   PyObject* tuple_dedup_map = PyDict_New();
   if (unlikely(!tuple_dedup_map)) return -1;
   {
-    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 416};
+    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 420};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_r, __pyx_mstate->__pyx_n_u_owner};
     __pyx_mstate_global->__pyx_codeobj_tab[0] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_fastaudit__elfedit_pyx, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_kp_b_iso88591_q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[0])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 492};
+    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 496};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_p};
     __pyx_mstate_global->__pyx_codeobj_tab[1] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_fastaudit__elfedit_pyx, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_kp_b_iso88591_Q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[1])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 494};
+    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 498};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_p};
     __pyx_mstate_global->__pyx_codeobj_tab[2] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_fastaudit__elfedit_pyx, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_kp_b_iso88591_1, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[2])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 503};
+    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 507};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_p};
     __pyx_mstate_global->__pyx_codeobj_tab[3] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_fastaudit__elfedit_pyx, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_kp_b_iso88591_q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[3])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 517};
+    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 521};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_p};
     __pyx_mstate_global->__pyx_codeobj_tab[4] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_fastaudit__elfedit_pyx, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_kp_b_iso88591__7, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[4])) goto bad;
   }
@@ -44621,46 +44799,46 @@ static int __Pyx_CreateCodeObjects(__pyx_mstatetype *__pyx_mstate) {
   }
   {
     const __Pyx_PyCode_New_function_description descr = {5, 0, 0, 26, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 343};
-    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_remove_needed, __pyx_mstate->__pyx_n_u_verneed, __pyx_mstate->__pyx_n_u_new_entries, __pyx_mstate->__pyx_n_u_patches, __pyx_mstate->__pyx_n_u_img, __pyx_mstate->__pyx_n_u_chain, __pyx_mstate->__pyx_n_u_kept, __pyx_mstate->__pyx_n_u_a, __pyx_mstate->__pyx_n_u_b, __pyx_mstate->__pyx_n_u_delta, __pyx_mstate->__pyx_n_u_entry, __pyx_mstate->__pyx_n_u_pos, __pyx_mstate->__pyx_n_u_kind, __pyx_mstate->__pyx_n_u_sh_addr, __pyx_mstate->__pyx_n_u_sh_offset, __pyx_mstate->__pyx_n_u_sh_size, __pyx_mstate->__pyx_n_u_fields, __pyx_mstate->__pyx_n_u_at, __pyx_mstate->__pyx_n_u_value, __pyx_mstate->__pyx_n_u_pos, __pyx_mstate->__pyx_n_u_val, __pyx_mstate->__pyx_n_u_e, __pyx_mstate->__pyx_n_u_e, __pyx_mstate->__pyx_n_u_e, __pyx_mstate->__pyx_n_u_e};
+    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_remove_needed, __pyx_mstate->__pyx_n_u_verneed, __pyx_mstate->__pyx_n_u_new_entries, __pyx_mstate->__pyx_n_u_patches, __pyx_mstate->__pyx_n_u_img, __pyx_mstate->__pyx_n_u_chain, __pyx_mstate->__pyx_n_u_kept, __pyx_mstate->__pyx_n_u_a, __pyx_mstate->__pyx_n_u_b, __pyx_mstate->__pyx_n_u_pos, __pyx_mstate->__pyx_n_u_kind, __pyx_mstate->__pyx_n_u__8, __pyx_mstate->__pyx_n_u_sh_offset, __pyx_mstate->__pyx_n_u_delta, __pyx_mstate->__pyx_n_u_entry, __pyx_mstate->__pyx_n_u_sh_addr, __pyx_mstate->__pyx_n_u_sh_size, __pyx_mstate->__pyx_n_u_fields, __pyx_mstate->__pyx_n_u_at, __pyx_mstate->__pyx_n_u_value, __pyx_mstate->__pyx_n_u_pos, __pyx_mstate->__pyx_n_u_val, __pyx_mstate->__pyx_n_u_e, __pyx_mstate->__pyx_n_u_e, __pyx_mstate->__pyx_n_u_e};
     __pyx_mstate_global->__pyx_codeobj_tab[20] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_fastaudit__elfedit_pyx, __pyx_mstate->__pyx_n_u_drop_version_requirements, __pyx_mstate->__pyx_kp_b_iso88591_llm_a_b_5_E_q_e6_D_q_gQ_3avS_1A, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[20])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 14, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 375};
+    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 14, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 379};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_removed_entries, __pyx_mstate->__pyx_n_u_patches, __pyx_mstate->__pyx_n_u_img, __pyx_mstate->__pyx_n_u_entry, __pyx_mstate->__pyx_n_u_aux, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_cap, __pyx_mstate->__pyx_n_u_indexes, __pyx_mstate->__pyx_n_u__8, __pyx_mstate->__pyx_n_u_kind, __pyx_mstate->__pyx_n_u_sh_offset, __pyx_mstate->__pyx_n_u_sh_size, __pyx_mstate->__pyx_n_u_value};
     __pyx_mstate_global->__pyx_codeobj_tab[21] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_fastaudit__elfedit_pyx, __pyx_mstate->__pyx_n_u_unversion_symbols, __pyx_mstate->__pyx_kp_b_iso88591_A_a_3c_Cq_Q_IQ_uAWD_T_U_s_avRt1, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[21])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 5, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 398};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 5, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 402};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_values, __pyx_mstate->__pyx_n_u_off, __pyx_mstate->__pyx_n_u_tag, __pyx_mstate->__pyx_n_u_val};
     __pyx_mstate_global->__pyx_codeobj_tab[22] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_fastaudit__elfedit_pyx, __pyx_mstate->__pyx_n_u_verneed_files, __pyx_mstate->__pyx_kp_b_iso88591_q_t4uG81D_gQ_1_d_at6_V1M_Q_t4_Q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[22])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 12, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 405};
+    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 12, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 409};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_groups, __pyx_mstate->__pyx_n_u_offsets, __pyx_mstate->__pyx_n_u_refs, __pyx_mstate->__pyx_n_u_k, __pyx_mstate->__pyx_n_u_owners, __pyx_mstate->__pyx_n_u_old, __pyx_mstate->__pyx_n_u_new_2, __pyx_mstate->__pyx_n_u_old_len, __pyx_mstate->__pyx_n_u__8, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_n_u_genexpr};
     __pyx_mstate_global->__pyx_codeobj_tab[23] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_fastaudit__elfedit_pyx, __pyx_mstate->__pyx_n_u_place_strings, __pyx_mstate->__pyx_kp_b_iso88591_A_6_3aq_t_fL_D_XYaq_t3e3e3a_c_g, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[23])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {4, 0, 0, 5, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 425};
+    const __Pyx_PyCode_New_function_description descr = {4, 0, 0, 5, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 429};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_ref, __pyx_mstate->__pyx_n_u_start, __pyx_mstate->__pyx_n_u_length, __pyx_mstate->__pyx_n_u_end};
     __pyx_mstate_global->__pyx_codeobj_tab[24] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_fastaudit__elfedit_pyx, __pyx_mstate->__pyx_n_u_overlaps, __pyx_mstate->__pyx_kp_b_iso88591_I_4r_r_4s_a_1_d_awa_t3a, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[24])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 4, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 431};
+    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 4, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 435};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_text, __pyx_mstate->__pyx_n_u_probe, __pyx_mstate->__pyx_n_u_found};
     __pyx_mstate_global->__pyx_codeobj_tab[25] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_fastaudit__elfedit_pyx, __pyx_mstate->__pyx_n_u_offset_of, __pyx_mstate->__pyx_kp_b_iso88591_q_Rq_G5_6_A_1_IU_1_6_1_Cq_A_Q_s, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[25])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 19, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 442};
+    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 19, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 446};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_new_entries, __pyx_mstate->__pyx_n_u_patches, __pyx_mstate->__pyx_n_u_img, __pyx_mstate->__pyx_n_u_le, __pyx_mstate->__pyx_n_u_capacity, __pyx_mstate->__pyx_n_u_move_dynamic, __pyx_mstate->__pyx_n_u_unchanged, __pyx_mstate->__pyx_n_u_view, __pyx_mstate->__pyx_n_u_out, __pyx_mstate->__pyx_n_u_dyn_off, __pyx_mstate->__pyx_n_u_p, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_tag, __pyx_mstate->__pyx_n_u_val, __pyx_mstate->__pyx_n_u_pos, __pyx_mstate->__pyx_n_u_size, __pyx_mstate->__pyx_n_u_value, __pyx_mstate->__pyx_n_u_e};
     __pyx_mstate_global->__pyx_codeobj_tab[26] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_fastaudit__elfedit_pyx, __pyx_mstate->__pyx_n_u_write, __pyx_mstate->__pyx_kp_b_iso88591_A_a_s_Q_4z_Cq_s_Ba_T_Zt4_D_A_S_Q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[26])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {4, 0, 0, 32, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 486};
+    const __Pyx_PyCode_New_function_description descr = {4, 0, 0, 32, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 490};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_new_entries, __pyx_mstate->__pyx_n_u_move_dynamic, __pyx_mstate->__pyx_n_u_out, __pyx_mstate->__pyx_n_u_img, __pyx_mstate->__pyx_n_u_view, __pyx_mstate->__pyx_n_u_table, __pyx_mstate->__pyx_n_u_slot, __pyx_mstate->__pyx_n_u_move_phdrs, __pyx_mstate->__pyx_n_u_loads, __pyx_mstate->__pyx_n_u_alignment, __pyx_mstate->__pyx_n_u_base_off, __pyx_mstate->__pyx_n_u_base_vaddr, __pyx_mstate->__pyx_n_u_phdr_count, __pyx_mstate->__pyx_n_u_pos, __pyx_mstate->__pyx_n_u_str_pos, __pyx_mstate->__pyx_n_u_dyn_pos, __pyx_mstate->__pyx_n_u_size, __pyx_mstate->__pyx_n_u_flags, __pyx_mstate->__pyx_n_u_load, __pyx_mstate->__pyx_n_u_last_load, __pyx_mstate->__pyx_n_u_p, __pyx_mstate->__pyx_n_u_dyn_size, __pyx_mstate->__pyx_n_u_entry, __pyx_mstate->__pyx_n_u_segment, __pyx_mstate->__pyx_n_u_phoff, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_n_u_p, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_n_u_genexpr};
     __pyx_mstate_global->__pyx_codeobj_tab[27] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_fastaudit__elfedit_pyx, __pyx_mstate->__pyx_n_u_new_segment, __pyx_mstate->__pyx_kp_b_iso88591_QQR_a_Qd_2U_4q_t2_Na_U_Q_m1_q_2, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[27])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {4, 0, 0, 18, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 555};
+    const __Pyx_PyCode_New_function_description descr = {4, 0, 0, 18, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 559};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_target, __pyx_mstate->__pyx_n_u_at, __pyx_mstate->__pyx_n_u_count, __pyx_mstate->__pyx_n_u_view, __pyx_mstate->__pyx_n_u_le, __pyx_mstate->__pyx_n_u_ph, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_p_type, __pyx_mstate->__pyx_n_u_flags, __pyx_mstate->__pyx_n_u_off, __pyx_mstate->__pyx_n_u_vaddr, __pyx_mstate->__pyx_n_u_paddr, __pyx_mstate->__pyx_n_u_filesz, __pyx_mstate->__pyx_n_u_memsz, __pyx_mstate->__pyx_n_u_align, __pyx_mstate->__pyx_n_u_k, __pyx_mstate->__pyx_n_u_value};
     __pyx_mstate_global->__pyx_codeobj_tab[28] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_fastaudit__elfedit_pyx, __pyx_mstate->__pyx_n_u_write_phdrs, __pyx_mstate->__pyx_kp_b_iso88591_A_t4s_D_uG7_9TUUYYZ_Bb_d_auD_t4s, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[28])) goto bad;
   }
@@ -50556,6 +50734,118 @@ static CYTHON_INLINE PyObject* __Pyx__PyNumber_Subtract_object_object(PyObject *
 }
 #endif
 
+/* PyNumberBinop */
+#if !(CYTHON_COMPILING_IN_PYPY || CYTHON_COMPILING_IN_GRAAL || CYTHON_COMPILING_IN_LIMITED_API)
+#if CYTHON_USE_TYPE_SLOTS || __PYX_LIMITED_VERSION_HEX >= 0x030A0000
+#ifndef __Pyx_DEFINED_BinopTypeError
+#define __Pyx_DEFINED_BinopTypeError
+static void __Pyx_BinopTypeError(PyObject *op1, PyObject *op2, const char* op, int inplace) {
+    char opname[4] = {op[0], op[1], 0, 0};
+    if (inplace) {
+        opname[op[1] ? 2 : 1] = '=';
+    }
+    __Pyx_RaiseErrorWithObjectTypes1(
+        PyExc_TypeError,
+        "unsupported operand type(s) for %.3s: '" __Pyx_FMT_TYPENAME "' and '" __Pyx_FMT_TYPENAME "'",
+        opname, op1, op2);
+}
+#endif
+#endif
+#ifndef __Pyx_DEFINED_PyNumber_Add_xfloat_int
+#define __Pyx_DEFINED_PyNumber_Add_xfloat_int
+static PyObject* __Pyx_PyNumber_Add_xfloat_int(PyObject *op1, PyObject *op2, int inplace) {
+    if (likely(op2 != Py_None)) {
+        double int_op2;
+        #if CYTHON_USE_PYLONG_INTERNALS
+        if (__Pyx_PyLong_IsCompact(op2)) {
+            Py_ssize_t compact_op2 = __Pyx_PyLong_CompactValue(op2);
+            if (compact_op2 == 0) return __Pyx_NewRef(op1);
+            int_op2 = (double) compact_op2;
+        } else
+        #endif
+        {
+            int_op2 = PyLong_AsDouble(op2);
+            if (unlikely((int_op2 == -1.) && PyErr_Occurred())) return NULL;
+            #if !CYTHON_USE_PYLONG_INTERNALS
+            if (int_op2 == 0.) return __Pyx_NewRef(op1);
+            #endif
+        }
+        double float_op1 = __Pyx_PyFloat_AS_DOUBLE(op1);
+        #if !CYTHON_ASSUME_SAFE_MACROS
+        if (unlikely((float_op1 == -1.) && PyErr_Occurred())) return NULL;
+        #endif
+        return PyFloat_FromDouble(float_op1 + int_op2);
+    }
+    #if CYTHON_USE_TYPE_SLOTS || __PYX_LIMITED_VERSION_HEX >= 0x030A0000
+    {
+        PyTypeObject *type_op2 = Py_TYPE(op2);
+        binaryfunc slot_func = __Pyx_PyType_GetSubSlot(type_op2, tp_as_number, nb_add, binaryfunc);
+        if (likely(slot_func)) {
+            PyObject *result = slot_func(op1, op2);
+            if (likely(result != Py_NotImplemented)) {
+                return result;
+            }
+            Py_DECREF(result);
+        }
+        __Pyx_BinopTypeError(op1, op2, "+", inplace);
+        return NULL;
+    }
+    #else
+    return (inplace) ? PyNumber_InPlaceAdd(op1, op2) : PyNumber_Add(op1, op2);
+    #endif
+}
+#endif
+#ifndef __Pyx_DEFINED_PyNumber_Add_xint_int
+#define __Pyx_DEFINED_PyNumber_Add_xint_int
+static PyObject* __Pyx_PyNumber_Add_xint_int(PyObject *op1, PyObject *op2, int inplace) {
+    #if CYTHON_USE_TYPE_SLOTS || __PYX_LIMITED_VERSION_HEX >= 0x030A0000
+    {
+        PyTypeObject *type_op2 = Py_TYPE(op2);
+        binaryfunc slot_func = __Pyx_PyType_GetSubSlot(type_op2, tp_as_number, nb_add, binaryfunc);
+        if (likely(slot_func)) {
+            PyObject *result = slot_func(op1, op2);
+            if (likely(result != Py_NotImplemented)) {
+                return result;
+            }
+            Py_DECREF(result);
+        }
+        __Pyx_BinopTypeError(op1, op2, "+", inplace);
+        return NULL;
+    }
+    #else
+    return (inplace) ? PyNumber_InPlaceAdd(op1, op2) : PyNumber_Add(op1, op2);
+    #endif
+}
+#endif
+static CYTHON_INLINE PyObject* __Pyx__PyNumber_Add_object_int(PyObject *op1, PyObject *op2, int inplace) {
+    if (PyFloat_CheckExact(op1)) {
+        return __Pyx_PyNumber_Add_xfloat_int(op1, op2, inplace);
+    }
+    if (likely(PyLong_CheckExact(op1))) {
+        if (likely(op2 != Py_None)) {
+            #if CYTHON_USE_PYLONG_INTERNALS
+            if (__Pyx_PyLong_IsCompact(op1)) {
+                Py_ssize_t int_op1 = __Pyx_PyLong_CompactValue(op1);
+                if (int_op1 == 0) return __Pyx_NewRef(op2);
+                if (__Pyx_PyLong_IsCompact(op2)) {
+                    Py_ssize_t int_op2 = __Pyx_PyLong_CompactValue(op2);
+                    if (int_op2 == 0) return __Pyx_NewRef(op1);
+                    return PyLong_FromSsize_t(int_op1 + int_op2);
+                }
+            }
+            else if (__Pyx_PyLong_IsZero(op2)) return __Pyx_NewRef(op1);
+            #endif
+            binaryfunc slot_func = __Pyx_PyType_GetSubSlot(&PyLong_Type, tp_as_number, nb_add, binaryfunc);
+            if (likely(slot_func)) {
+                return slot_func(op1, op2);
+            }
+        }
+        return __Pyx_PyNumber_Add_xint_int(op1, op2, inplace);
+    }
+    return (inplace) ? PyNumber_InPlaceAdd(op1, op2) : PyNumber_Add(op1, op2);
+}
+#endif
+
 /* PyObjectCompare */
 #ifndef __Pyx_DEFINED_PyObject_CompareFloatIntBoolNe
 #define __Pyx_DEFINED_PyObject_CompareFloatIntBoolNe
@@ -50694,118 +50984,6 @@ __pyx_return_true:
 __pyx_return_false:
     return 0;
 }
-
-/* PyNumberBinop */
-#if !(CYTHON_COMPILING_IN_PYPY || CYTHON_COMPILING_IN_GRAAL || CYTHON_COMPILING_IN_LIMITED_API)
-#if CYTHON_USE_TYPE_SLOTS || __PYX_LIMITED_VERSION_HEX >= 0x030A0000
-#ifndef __Pyx_DEFINED_BinopTypeError
-#define __Pyx_DEFINED_BinopTypeError
-static void __Pyx_BinopTypeError(PyObject *op1, PyObject *op2, const char* op, int inplace) {
-    char opname[4] = {op[0], op[1], 0, 0};
-    if (inplace) {
-        opname[op[1] ? 2 : 1] = '=';
-    }
-    __Pyx_RaiseErrorWithObjectTypes1(
-        PyExc_TypeError,
-        "unsupported operand type(s) for %.3s: '" __Pyx_FMT_TYPENAME "' and '" __Pyx_FMT_TYPENAME "'",
-        opname, op1, op2);
-}
-#endif
-#endif
-#ifndef __Pyx_DEFINED_PyNumber_Add_xfloat_int
-#define __Pyx_DEFINED_PyNumber_Add_xfloat_int
-static PyObject* __Pyx_PyNumber_Add_xfloat_int(PyObject *op1, PyObject *op2, int inplace) {
-    if (likely(op2 != Py_None)) {
-        double int_op2;
-        #if CYTHON_USE_PYLONG_INTERNALS
-        if (__Pyx_PyLong_IsCompact(op2)) {
-            Py_ssize_t compact_op2 = __Pyx_PyLong_CompactValue(op2);
-            if (compact_op2 == 0) return __Pyx_NewRef(op1);
-            int_op2 = (double) compact_op2;
-        } else
-        #endif
-        {
-            int_op2 = PyLong_AsDouble(op2);
-            if (unlikely((int_op2 == -1.) && PyErr_Occurred())) return NULL;
-            #if !CYTHON_USE_PYLONG_INTERNALS
-            if (int_op2 == 0.) return __Pyx_NewRef(op1);
-            #endif
-        }
-        double float_op1 = __Pyx_PyFloat_AS_DOUBLE(op1);
-        #if !CYTHON_ASSUME_SAFE_MACROS
-        if (unlikely((float_op1 == -1.) && PyErr_Occurred())) return NULL;
-        #endif
-        return PyFloat_FromDouble(float_op1 + int_op2);
-    }
-    #if CYTHON_USE_TYPE_SLOTS || __PYX_LIMITED_VERSION_HEX >= 0x030A0000
-    {
-        PyTypeObject *type_op2 = Py_TYPE(op2);
-        binaryfunc slot_func = __Pyx_PyType_GetSubSlot(type_op2, tp_as_number, nb_add, binaryfunc);
-        if (likely(slot_func)) {
-            PyObject *result = slot_func(op1, op2);
-            if (likely(result != Py_NotImplemented)) {
-                return result;
-            }
-            Py_DECREF(result);
-        }
-        __Pyx_BinopTypeError(op1, op2, "+", inplace);
-        return NULL;
-    }
-    #else
-    return (inplace) ? PyNumber_InPlaceAdd(op1, op2) : PyNumber_Add(op1, op2);
-    #endif
-}
-#endif
-#ifndef __Pyx_DEFINED_PyNumber_Add_xint_int
-#define __Pyx_DEFINED_PyNumber_Add_xint_int
-static PyObject* __Pyx_PyNumber_Add_xint_int(PyObject *op1, PyObject *op2, int inplace) {
-    #if CYTHON_USE_TYPE_SLOTS || __PYX_LIMITED_VERSION_HEX >= 0x030A0000
-    {
-        PyTypeObject *type_op2 = Py_TYPE(op2);
-        binaryfunc slot_func = __Pyx_PyType_GetSubSlot(type_op2, tp_as_number, nb_add, binaryfunc);
-        if (likely(slot_func)) {
-            PyObject *result = slot_func(op1, op2);
-            if (likely(result != Py_NotImplemented)) {
-                return result;
-            }
-            Py_DECREF(result);
-        }
-        __Pyx_BinopTypeError(op1, op2, "+", inplace);
-        return NULL;
-    }
-    #else
-    return (inplace) ? PyNumber_InPlaceAdd(op1, op2) : PyNumber_Add(op1, op2);
-    #endif
-}
-#endif
-static CYTHON_INLINE PyObject* __Pyx__PyNumber_Add_object_int(PyObject *op1, PyObject *op2, int inplace) {
-    if (PyFloat_CheckExact(op1)) {
-        return __Pyx_PyNumber_Add_xfloat_int(op1, op2, inplace);
-    }
-    if (likely(PyLong_CheckExact(op1))) {
-        if (likely(op2 != Py_None)) {
-            #if CYTHON_USE_PYLONG_INTERNALS
-            if (__Pyx_PyLong_IsCompact(op1)) {
-                Py_ssize_t int_op1 = __Pyx_PyLong_CompactValue(op1);
-                if (int_op1 == 0) return __Pyx_NewRef(op2);
-                if (__Pyx_PyLong_IsCompact(op2)) {
-                    Py_ssize_t int_op2 = __Pyx_PyLong_CompactValue(op2);
-                    if (int_op2 == 0) return __Pyx_NewRef(op1);
-                    return PyLong_FromSsize_t(int_op1 + int_op2);
-                }
-            }
-            else if (__Pyx_PyLong_IsZero(op2)) return __Pyx_NewRef(op1);
-            #endif
-            binaryfunc slot_func = __Pyx_PyType_GetSubSlot(&PyLong_Type, tp_as_number, nb_add, binaryfunc);
-            if (likely(slot_func)) {
-                return slot_func(op1, op2);
-            }
-        }
-        return __Pyx_PyNumber_Add_xint_int(op1, op2, inplace);
-    }
-    return (inplace) ? PyNumber_InPlaceAdd(op1, op2) : PyNumber_Add(op1, op2);
-}
-#endif
 
 /* PyLongBinop */
 #if !CYTHON_COMPILING_IN_PYPY

@@ -352,11 +352,15 @@ cdef class _Rewrite:
             if b[0] <= a[0]:
                 raise _Fail(ST_UNSUPPORTED, a[0], "Elf_Verneed chain that runs backwards")
             patches.append((a[0] + 12, 4, b[0] - a[0]))
+        self.unversion_symbols([e[0] for e in chain if e not in kept], patches)
         if not kept:
-            self.unversion_symbols([e[0] for e in chain], patches)
+            # no requirement left: no DT_VERNEED, and an empty .gnu.version_r for the tools that read sections
+            for pos, kind, _, sh_offset, _ in self.sections:
+                if kind == SHT_GNU_verneed and sh_offset == chain[0][0]:
+                    patches.append((pos + (44 if img.im.is64 else 28), 4, 0))
+                    patches.append((pos + (32 if img.im.is64 else 20), img.word, 0))
             return [e for e in new_entries if e[0] != DT_VERNEED and e[0] != DT_VERNEEDNUM]
         patches.append((kept[len(kept) - 1][0] + 12, 4, 0))  # (no negative index: wraparound is off)
-        self.unversion_symbols([e[0] for e in chain if e not in kept], patches)
         delta = kept[0][0] - chain[0][0]
         for entry in new_entries:
             if entry[0] == DT_VERNEEDNUM:

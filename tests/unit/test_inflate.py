@@ -138,3 +138,12 @@ def test_environment_forces_zlib() -> None:
 def test_libdeflate_is_chosen_when_installed() -> None:
     pytest.importorskip("deflate")
     assert _backend_in_subprocess(FASTAUDIT_INFLATE="") == "libdeflate"
+
+
+@pytest.mark.parametrize("level", [-1, 0, 1, 6, 9])
+@pytest.mark.parametrize("size", [0, 1, 4096, 300_000])
+def test_deflate_raw_is_read_back_by_zlib(backend: str, size: int, level: int) -> None:
+    data = payload(size)
+    packed = inflate.deflate_raw(data, level)
+    assert zlib.decompress(packed, -zlib.MAX_WBITS) == data
+    assert bytes(inflate.inflate_raw(packed, size)) == data

@@ -25,8 +25,8 @@ TOP_LIBRARIES = 20
 NO_GLIBC = "none"  # a glibc wheel that needs no versioned GLIBC symbol at all
 
 _GLIBC_VERSION = re.compile(r"GLIBC_(\d+(?:\.\d+)+)$")
-# auditwheel renames a grafted library to <name>-<first 8 hex of its sha256>.<suffix>
-_GRAFTED_NAME = re.compile(r"^(.+?)-[0-9a-f]{8}(?=\.so)")
+# auditwheel renames a grafted library by inserting "-" and 8 hex of its hash before the first dot
+_GRAFTED_BASE = re.compile(r"(.+)-[0-9a-f]{8}")
 
 
 @dataclass(frozen=True)
@@ -74,9 +74,9 @@ def version_key(version: str) -> tuple[int, ...]:
 
 def grafted_name(member: str) -> str:
     """'numpy.libs/libopenblas64_p-r0-0cf96a72.3.23.dev.so' -> 'libopenblas64_p-r0'."""
-    base = member.rsplit("/", 1)[-1]
-    m = _GRAFTED_NAME.match(base)
-    return m.group(1) if m else base.split(".so", 1)[0]
+    base = member.rsplit("/", 1)[-1].split(".", 1)[0]
+    m = _GRAFTED_BASE.fullmatch(base)
+    return m.group(1) if m else base
 
 
 def project_name(name: str | None) -> str:
@@ -185,7 +185,7 @@ def compute_figures(store: Store, run_id: int | None = None, compare_to: int | N
         assert wheel.overall_tag and wheel.arch and wheel.libc  # an 'ok' result always has these
         project["linux"] += 1
         arch_libc[(wheel.arch, wheel.libc)] += 1
-        external.update(json.loads(wheel.external_libs_json or "{}"))
+        external.update(json.loads(wheel.external_libs_json or "{}").keys())  # sonames; the values are null
         declared = declared_platform(wheel.declared_tags or "", wheel.libc)
         matrix[(declared, _platform(wheel.overall_tag))] += 1
         if wheel.libc == "glibc":

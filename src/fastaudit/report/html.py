@@ -198,8 +198,8 @@ def _cards(head: dict[str, int]) -> str:
 def _diff(diff: dict[str, Any] | None) -> str:
     if diff is None:
         return '<p class="empty">No earlier completed run to compare with.</p>'
-    parts = [f"<p>Compared with run {diff['compare_to']}: <b>{diff['added']}</b> wheels added, "
-             f"<b>{diff['removed']}</b> removed.</p>"]
+    parts = [(f"<p>Compared with run {diff['compare_to']}: <b>{diff['added']}</b> wheels added, "
+              f"<b>{diff['removed']}</b> removed.</p>")]
     for key, title in (("new_violations", "New violations"), ("fixed", "Fixed"), ("new_errors", "New errors")):
         items = "".join(f"<li><code>{_e(w)}</code></li>" for w in diff[key])
         parts.append(f'<h3>{title}: <span id="diff-{key}-count">{len(diff[key])}</span></h3>'

@@ -38,6 +38,9 @@ SELECT wheel, ver, max(k) FROM keyed GROUP BY wheel
 
 EXTERNAL = "JOIN json_each(r.report, '$.external_libs') j"
 
+# The headline figures, in the order of the Markdown report's first table.
+HEADLINE = ("wheels", "projects", "linux", "consistent", "over_promising", "pure", "not_linux", "errors")
+
 # What the manylinux aliases stand for (PEP 600).
 _ALIASES = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
 
@@ -172,3 +175,17 @@ def expected_view(db: sqlite3.Connection, run: int, base: int | None) -> dict[st
     for key in ("external_libraries", "grafted_libraries"):
         expected[key] = top(expected[key])
     return expected
+
+
+def markdown_tables(text: str) -> dict[str, list[list[str]]]:
+    """Section title -> the rows of the first table under it (header row excluded)."""
+    tables: dict[str, list[list[str]]] = {}
+    title = "headline"
+    for line in text.splitlines():
+        if line.startswith("#"):
+            title = line.removeprefix("## ") if line.startswith("## ") else "headline"
+        elif line.startswith("| ") and title not in tables:
+            tables[title] = []
+        elif line.startswith("| ") and not line.startswith("|---"):
+            tables[title].append([c.strip().strip("`") for c in re.split(r"(?<!\\)\|", line)[1:-1]])
+    return tables

@@ -4,7 +4,6 @@ store file (tests/report_oracle.py); bad stores and run ids give typed errors an
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 from importlib import resources
 from pathlib import Path
@@ -26,6 +25,7 @@ from fastaudit.report.markdown import render_markdown
 from fastaudit.report.nightly import write_report
 from fastaudit.store import ResultRow, Store, StoreError, WheelRow
 from tests import report_oracle
+from tests.report_oracle import markdown_tables
 
 ANALYZER, POLICY = "test-analyzer", "test-policy"
 
@@ -151,27 +151,12 @@ def test_json_matches_the_shipped_schema(store_path: Path) -> None:
         jsonschema.validate(broken, schema)
 
 
-def markdown_tables(text: str) -> dict[str, list[list[str]]]:
-    """Section title -> the rows of the first table under it (header row excluded)."""
-    tables: dict[str, list[list[str]]] = {}
-    title = "headline"
-    for line in text.splitlines():
-        if line.startswith("#"):
-            title = line.removeprefix("## ") if line.startswith("## ") else "headline"
-        elif line.startswith("| ") and title not in tables:
-            tables[title] = []
-        elif line.startswith("| ") and not line.startswith("|---"):
-            tables[title].append([c.strip().strip("`") for c in re.split(r"(?<!\\)\|", line)[1:-1]])
-    return tables
-
-
 def test_markdown_holds_the_figures(store_path: Path) -> None:
     with Store(store_path, readonly=True) as store:
         figures = compute_figures(store)
     tables = markdown_tables(render_markdown(figures))
     h = figures["headline"]
-    assert tables["headline"] == [[str(h[k]) for k in ("wheels", "projects", "linux", "consistent", "over_promising",
-                                                       "pure", "not_linux", "errors")]]
+    assert tables["headline"] == [[str(h[k]) for k in report_oracle.HEADLINE]]
     assert tables["Verdicts"] == [[v["verdict"], str(v["wheels"])] for v in figures["verdicts"]]
     assert tables["glibc actually required (glibc wheels)"] == [[g["glibc"], str(g["wheels"])]
                                                                 for g in figures["glibc_required"]]

@@ -270,4 +270,9 @@ def test_charts_are_drawn_from_the_figures(opened: Opened, reports: dict[str, Pa
         {(a["arch"], a["libc"]): a["wheels"] for a in figures["arch_libc"]}
     trend_points = page.locator("#chart-trend .scatterlayer .trace .points path").count()
     assert trend_points == 3 * len(figures["trend"])  # audited, over-promising, errors per run
+    # each chart fits the box it is in (a chart drawn before its grid was laid out once did not)
+    overflow = page.evaluate("""() => Array.from(document.querySelectorAll('.js-plotly-plot')).filter(plot => {
+        const svg = plot.querySelector('.main-svg').getBoundingClientRect();
+        return svg.right > plot.closest('section').getBoundingClientRect().right + 1; }).map(plot => plot.id)""")
+    assert overflow == []
     assert opened.problems == []

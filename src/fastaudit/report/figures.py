@@ -68,6 +68,7 @@ def glibc_required(versioned_symbols_json: str | None) -> str:
     return max(found, key=version_key) if found else NO_GLIBC
 
 
+@cache  # a store holds a few dozen distinct versions, compared once or twice per wheel
 def version_key(version: str) -> tuple[int, ...]:
     return tuple(int(p) for p in version.split(".")) if version != NO_GLIBC else ()
 

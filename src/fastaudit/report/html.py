@@ -27,7 +27,9 @@ section{background:#fff;border-radius:8px;padding:12px 18px;margin:14px 0;box-sh
 h2{font-size:17px;margin:4px 0 10px}.cards{display:flex;flex-wrap:wrap;gap:10px}
 .card{flex:1 1 120px;background:#f0f4f8;border-radius:6px;padding:8px 12px}
 .card b{display:block;font-size:24px}.card.bad b{color:#c62828}.card.good b{color:#2e7d32}
-.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(520px,1fr));gap:14px}
+/* auto-fill, not auto-fit: each chart is drawn as soon as it is parsed, when the grid does not
+   yet hold its neighbour, and must already get the width of one column */
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(520px,1fr));gap:14px}
 .grid section{margin:0}table{border-collapse:collapse;width:100%;font-size:13px}
 th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #e4e7eb;vertical-align:top}
 th{cursor:pointer;background:#f0f4f8;position:sticky;top:0;user-select:none}
@@ -37,6 +39,8 @@ td.num,th.num{text-align:right}.scroll{max-height:480px;overflow:auto}
 .tools input{padding:4px 8px;width:320px;border:1px solid #9aa5b1;border-radius:4px}
 .count{color:#52606d}.empty{color:#52606d;font-style:italic}code{font-size:12px}
 button.project{border:0;background:none;color:#1565c0;cursor:pointer;padding:0;font:inherit;text-decoration:underline}
+.changes{display:grid;grid-template-columns:repeat(auto-fit,minmax(380px,1fr));gap:14px}
+.changes h3{font-size:15px;margin:4px 0}.changes code{word-break:break-all}.scroll.short{max-height:220px}
 #project-view{display:none}#project-view.on{display:block}ul{margin:4px 0}
 """
 
@@ -179,9 +183,14 @@ def _arch_libc(figures: dict[str, Any]) -> str:
 def _trend(figures: dict[str, Any]) -> str:
     trend = figures["trend"]
     x = [f"run {t['run']}<br>{t['started_at'][:10]}" for t in trend]
-    fig = go.Figure(layout={**_LAYOUT, "title": "Per run", "hovermode": "x unified"})
-    for key, name in (("linux", "audited"), ("over_promising", "over-promising"), ("errors", "errors")):
-        fig.add_trace(go.Scatter(x=x, y=[t[key] for t in trend], name=name, mode="lines+markers"))
+    # problems on the left axis, the (much larger) audited count on the right one
+    fig = go.Figure(layout={**_LAYOUT, "title": "Per run", "hovermode": "x unified",
+                            "yaxis": {"title": "over-promising, errors", "rangemode": "tozero"},
+                            "yaxis2": {"title": "audited", "overlaying": "y", "side": "right", "rangemode": "tozero",
+                                       "showgrid": False}})
+    for key, name, axis in (("over_promising", "over-promising", "y"), ("errors", "errors", "y"),
+                            ("linux", "audited", "y2")):
+        fig.add_trace(go.Scatter(x=x, y=[t[key] for t in trend], name=name, mode="lines+markers", yaxis=axis))
     fig.update_xaxes(type="category")
     return _chart("chart-trend", fig)
 
@@ -200,11 +209,12 @@ def _diff(diff: dict[str, Any] | None) -> str:
         return '<p class="empty">No earlier completed run to compare with.</p>'
     parts = [(f"<p>Compared with run {diff['compare_to']}: <b>{diff['added']}</b> wheels added, "
               f"<b>{diff['removed']}</b> removed.</p>")]
+    columns = []
     for key, title in (("new_violations", "New violations"), ("fixed", "Fixed"), ("new_errors", "New errors")):
         items = "".join(f"<li><code>{_e(w)}</code></li>" for w in diff[key])
-        parts.append(f'<h3>{title}: <span id="diff-{key}-count">{len(diff[key])}</span></h3>'
-                     f'<ul id="diff-{key}">{items}</ul>')
-    return "".join(parts)
+        columns.append(f'<div><h3>{title}: <span id="diff-{key}-count">{len(diff[key])}</span></h3>'
+                       f'<div class="scroll short"><ul id="diff-{key}">{items}</ul></div></div>')
+    return "".join(parts) + '<div class="changes">' + "".join(columns) + "</div>"
 
 
 def _code(value: object) -> str:

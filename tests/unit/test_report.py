@@ -3,6 +3,7 @@ replaced, fixed and broken between them. Every figure is checked against indepen
 store file (tests/report_oracle.py); bad stores and run ids give typed errors and exit code 2."""
 from __future__ import annotations
 
+import html
 import json
 import sqlite3
 from importlib import resources
@@ -21,6 +22,7 @@ from fastaudit.report.figures import (
     glibc_required,
     grafted_name,
 )
+from fastaudit.report.html import render_html
 from fastaudit.report.markdown import render_markdown
 from fastaudit.report.nightly import write_report
 from fastaudit.store import ResultRow, Store, StoreError, WheelRow
@@ -239,3 +241,31 @@ def test_report_error_is_typed(store_path: Path) -> None:
         compute_figures(store, run_id=0)
     with pytest.raises(StoreError):
         Store(store_path.parent / "absent.db", readonly=True)
+
+
+def test_html_escapes_what_the_store_holds(tmp_path: Path) -> None:
+    """File names and error messages come from the mirror: they must reach the page as text."""
+    hostile = "<script>alert(1)</script>"
+    path = tmp_path / "store.db"
+    with Store(path) as store:
+        run(store, [other(f"x{hostile}-1.0-py3-none-any.whl", "error", f"p{hostile}"),
+                    linux(B, overall="manylinux_2_28_x86_64", glibc=("GLIBC_2.28",), over=(f"needs {hostile}",))])
+    with Store(path, readonly=True) as store:
+        page = render_html(compute_figures(store))
+    assert hostile not in page
+    assert page.count(html.escape(hostile)) >= 3  # the error's wheel, its message, the reason
+
+
+def test_a_run_with_nothing_audited_still_renders(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    with Store(path) as store:
+        run(store, [other(D, "pure", "six")])
+    with Store(path, readonly=True) as store:
+        figures = compute_figures(store)
+    schema = json.loads(resources.files("fastaudit").joinpath("schema/report-v1.json").read_text())
+    jsonschema.validate(figures, schema)
+    assert figures["headline"]["pure"] == 1 and figures["diff"] is None
+    page = render_html(figures)
+    for chart in ("chart-matrix", "chart-arch", "chart-glibc", "chart-external", "chart-grafted"):
+        assert f'<p class="empty" id="{chart}">' in page
+    assert "No earlier completed run" in render_markdown(figures)

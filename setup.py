@@ -26,13 +26,14 @@ if DEBUG:
 
 extensions = [
     Extension(
-        "fastaudit._elf",
-        ["src/fastaudit/_elf.pyx"],
+        f"fastaudit.{name}",
+        [f"src/fastaudit/{name}.pyx"],
         include_dirs=[numpy.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=compile_args,
         extra_link_args=link_args,
     )
+    for name in ("_elf", "_elfedit")  # the walkers, and the rewriter
 ]
 
 # force: a release _elf.c left over from an earlier build must not stand in for the debug one

@@ -37,8 +37,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from functools import lru_cache
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
 

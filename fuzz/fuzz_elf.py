@@ -3,7 +3,8 @@
 
 Run through `fuzz/run.sh`, which builds the AddressSanitizer/UBSan debug extension (with gcc's
 trace-pc/trace-cmp coverage hooks) and preloads the ASan runtime plus a small shim that routes
-coverage to atheris's libFuzzer, so both this module's Python and the C walkers guide mutation. Each input is copied into an exactly sized numpy buffer (plain malloc, no slack
+coverage to atheris's libFuzzer, so both this module's Python and the C walkers guide mutation.
+Each input is copied into an exactly sized numpy buffer (plain malloc, no slack
 byte), so a read one byte past the end of the image lands in ASan's redzone; a `bytes` object
 would hide it behind its trailing NUL.
 

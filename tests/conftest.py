@@ -24,7 +24,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                             ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """Fail a passing phase whose captured stderr shows an exception that was swallowed.
 
     This catches what bypasses sys.unraisablehook: messages printed straight to file descriptor 2,

@@ -167,6 +167,12 @@ def _versions_allowed(policy: Policy, versions: Iterable[str]) -> list[str]:
     return refused
 
 
+def refused_versions(policy: Policy, requirements: Mapping[str, Iterable[str]]) -> list[tuple[str, str]]:
+    """(library, version) pairs of the requirements the policy refuses; the loader is left out."""
+    return [(library, version) for library, versions in sorted(requirements.items())
+            if not is_dynamic_loader(library) for version in sorted(_versions_allowed(policy, versions))]
+
+
 def _external_libraries(tree: DependencyTree, policy: Policy) -> set[str]:
     """Sonames the policy does not allow and the wheel does not ship, reached from the tree's root
     through libraries the policy does not allow either."""
@@ -363,9 +369,10 @@ class ElfCache:
             self.held -= self._entries.pop(oldest)[1]
 
 
-def read_wheel_elves(path: str | PathLike[str], cache: ElfCache | None = None) -> dict[str, ElfInfo]:
+def read_wheel_elves(path: str | PathLike[str], cache: ElfCache | None = None,
+                     on_read: Callable[[str, bytes | bytearray], None] | None = None) -> dict[str, ElfInfo]:
     """Member path -> ElfInfo for every ELF member of a wheel. Raises WheelError or ELFError with
-    the wheel and member named."""
+    the wheel and member named. `on_read` sees each ELF member's bytes once (repair hashes them)."""
     elves: dict[str, ElfInfo] = {}
     with WheelArchive(path) as archive:
         for member in archive.members:
@@ -377,8 +384,11 @@ def read_wheel_elves(path: str | PathLike[str], cache: ElfCache | None = None) -
                     if cache is not None:
                         cache.put_not_elf(member)
                     continue
+                data = archive.read(member)
+                if on_read is not None:
+                    on_read(member.name, data)
                 try:
-                    info = read_elf(archive.read(member))
+                    info = read_elf(data)
                 except ELFError as e:
                     e.with_location(path=str(path), member=member.name)
                     raise

@@ -113,6 +113,55 @@ def scan_command(paths: tuple[str, ...], db: str, jobs: int | None, scheduler: s
     sys.exit(EXIT_OVER_PROMISES if strict and summary.over_promising else EXIT_CONSISTENT)
 
 
+@main.command("repair")
+@click.argument("wheels", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--plat", default="auto", show_default=True, metavar="TAG",
+              help="Target tag (e.g. manylinux_2_17_x86_64, manylinux2014), or auto for the most compatible.")
+@click.option("-w", "--wheel-dir", default="wheelhouse", show_default=True, type=click.Path(file_okay=False),
+              help="Folder the repaired wheels go to.")
+@click.option("-L", "--lib-sdir", default=".libs", show_default=True,
+              help="Suffix of the folder grafted libraries go to: <distribution><suffix>/.")
+@click.option("--exclude", multiple=True, metavar="PATTERN",
+              help="Leave libraries matching this fnmatch pattern (soname or host path) outside; repeatable.")
+@click.option("--strip", is_flag=True, help="Strip symbols (strip -s) from the ELF members and grafted libraries.")
+@click.option("--only-plat", is_flag=True,
+              help="Tag with the target only, not with more compatible tags it also meets.")
+@click.option("--no-update-tags", is_flag=True, help="Keep the file name and the WHEEL tags as they are.")
+@click.option("-z", "--zip-compression-level", type=click.IntRange(-1, 9), default=-1, show_default=True,
+              help="zlib level for the members repair writes (unchanged members are copied as stored).")
+@click.option("--disable-isa-ext-check", is_flag=True,
+              help="Do not let x86-64 ISA levels (v2, v3, v4) lower the target.")
+def repair_command(wheels: tuple[str, ...], plat: str, wheel_dir: str, lib_sdir: str, exclude: tuple[str, ...],
+                   strip: bool, only_plat: bool, no_update_tags: bool, zip_compression_level: int,
+                   disable_isa_ext_check: bool) -> None:
+    """Graft the external libraries each WHEEL needs and tag it with the policy it then meets.
+
+    Exit 0: every wheel repaired (or pure, copied as it is); 2: a wheel cannot reach the target tag
+    (the message names the symbol versions, libraries and members in the way) or is unreadable.
+    """
+    from fastaudit.repair import RepairOptions, repair_wheel
+
+    options = RepairOptions(plat=plat, lib_sdir=lib_sdir, exclude=exclude, strip=strip, only_plat=only_plat,
+                            update_tags=not no_update_tags, compression_level=zip_compression_level,
+                            check_isa=not disable_isa_ext_check)
+    exit_code = 0
+    for path in wheels:
+        try:
+            result = repair_wheel(path, wheel_dir, options)
+        except FastauditError as e:
+            click.echo(f"fastaudit: {e}", err=True)
+            exit_code = EXIT_USAGE_OR_UNREADABLE
+            continue
+        for warning in result.warnings:
+            click.echo(f"fastaudit: warning: {warning}", err=True)
+        if result.note:
+            click.echo(f"{path}: {result.note}")
+            continue
+        grafted = ", ".join(f"{soname} ({source})" for soname, source in result.grafted) or "nothing"
+        click.echo(f"{result.output}\n  tag: {result.tag}\n  grafted: {grafted}")
+    sys.exit(exit_code)
+
+
 @main.command("export")
 @click.option("--db", default="fastaudit.db", show_default=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--run", "run_id", type=int, default=None, help="The run to export (default: the latest).")

@@ -1,7 +1,8 @@
 """ElfInfo: the facts of one ELF image, read by the Cython walkers in `_elf`.
 
-This is the only module that imports the extension. Strings are decoded here, once, losslessly
-(`surrogateescape`), from the raw string tables the walkers hand back.
+This is the only module that imports the extensions (the walkers, and the rewriter behind
+`rewrite_elf`). Strings are decoded here, once, losslessly (`surrogateescape`), from the raw string
+tables the walkers hand back, and encoded the same way for the rewriter.
 """
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from typing import Union
 
 import numpy as np
 
-from fastaudit import _elf
-from fastaudit.errors import ELFCorruptError, ELFError, elf_error_for_status
+from fastaudit import _elf, _elfedit
+from fastaudit.errors import ELFCorruptError, ELFError, RepairError, elf_error_for_status
 
 Buffer = Union[bytes, bytearray, memoryview, np.ndarray]
 
@@ -287,3 +288,72 @@ def _build(raw: dict, want: int) -> ElfInfo:
         stack_flags=raw["stack_flags"],
         symbols=symbols,
     )
+
+
+# The largest page size each architecture's kernels use: a segment aligned to it loads on all of them.
+_MAX_PAGE_SIZE: Mapping[str, int] = {"aarch64": 0x10000, "ppc64le": 0x10000, "ppc64": 0x10000,
+                                     "loongarch64": 0x10000}
+_DEFAULT_PAGE_SIZE = 0x1000
+
+
+@dataclass(frozen=True)
+class ElfEdits:
+    """An edit plan for one image's dynamic section: None leaves a value alone, "" removes it."""
+
+    replace_needed: Mapping[str, str] = field(default_factory=dict)
+    remove_needed: frozenset[str] = frozenset()
+    soname: str | None = None
+    rpath: str | None = None      # DT_RPATH; setting it drops DT_RUNPATH
+    runpath: str | None = None    # DT_RUNPATH; setting it drops DT_RPATH
+
+    def __bool__(self) -> bool:
+        return bool(self.replace_needed or self.remove_needed) or any(
+            v is not None for v in (self.soname, self.rpath, self.runpath))
+
+
+def _encoded(value: str, what: str, allow_empty: bool = False) -> bytes:
+    raw = value.encode("utf-8", "surrogateescape")
+    if b"\0" in raw or (not raw and not allow_empty):
+        raise RepairError(f"invalid {what}: {value!r}")
+    return raw
+
+
+def check_edits(info: ElfInfo, edits: ElfEdits) -> None:
+    """Refuse a plan that does not fit the image, before any byte is written."""
+    for name in (*edits.replace_needed, *edits.remove_needed):
+        if name not in info.needed:
+            needs = ", ".join(info.needed) or "nothing"
+            raise RepairError(f"{name} is not a DT_NEEDED entry (the image needs {needs})")
+    both = set(edits.replace_needed) & edits.remove_needed
+    if both:
+        raise RepairError(f"{', '.join(sorted(both))} both replaced and removed")
+    if edits.rpath and edits.runpath:
+        raise RepairError("an image gets DT_RPATH or DT_RUNPATH, not both")
+    for new in edits.replace_needed.values():
+        _encoded(new, "DT_NEEDED name")
+
+
+def rewrite_elf(buffer: Buffer, edits: ElfEdits) -> bytes:
+    """A copy of the image with the edits applied (the same bytes when they change nothing).
+
+    Raises RepairError for a plan that does not fit the image, an ELFError subclass for an image
+    that cannot be read or rewritten.
+    """
+    view = memoryview(buffer).cast("B") if not isinstance(buffer, np.ndarray) else buffer.reshape(-1).view(np.uint8)
+    info = read_elf(view, WANT_DYNAMIC)
+    check_edits(info, edits)
+
+    def optional(value: str | None, what: str) -> bytes | None:
+        return None if value is None else _encoded(value, what, allow_empty=True)
+
+    result = _elfedit.rewrite(
+        view,
+        {_encoded(old, "DT_NEEDED name"): _encoded(new, "DT_NEEDED name") for old, new in edits.replace_needed.items()},
+        {_encoded(name, "DT_NEEDED name") for name in edits.remove_needed},
+        optional(edits.soname, "DT_SONAME"), optional(edits.rpath, "DT_RPATH"), optional(edits.runpath, "DT_RUNPATH"),
+        _MAX_PAGE_SIZE.get(info.arch or "", _DEFAULT_PAGE_SIZE),
+    )
+    if isinstance(result, tuple):
+        status, offset, what = result
+        raise elf_error_for_status(status, what, offset)
+    return result

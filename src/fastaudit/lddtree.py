@@ -3,7 +3,8 @@
 A wheel member's DT_NEEDED entries resolve through RPATH/RUNPATH, where `$ORIGIN` is the folder of
 the object that carries the entry, in the order lddtree (pax-utils) and auditwheel use, so that
 verdicts agree: the top-level object's DT_RPATH, the dependency's own DT_RPATH and DT_RUNPATH, then
-the top-level object's DT_RUNPATH (an object's DT_RPATH is ignored when it also has DT_RUNPATH). Host folders (LD_LIBRARY_PATH, ld.so.conf, the defaults)
+the top-level object's DT_RUNPATH (an object's DT_RPATH is ignored when it also has DT_RUNPATH).
+Host folders (LD_LIBRARY_PATH, ld.so.conf, the defaults)
 are deliberately absent: a verdict on a wheel must not depend on the machine that computes it, so
 a library not found inside the wheel is simply external.
 """
@@ -187,47 +188,69 @@ def _host_folders(entries: tuple[str, ...], origin_file: str) -> list[str]:
     return [_ORIGIN.sub(origin, e) for e in entries if e]
 
 
+class HostSearch:
+    """Finds sonames on this machine as the loader would, reading each candidate file once."""
+
+    def __init__(self, ld_library_path: str | None = None) -> None:
+        import os
+
+        value = ld_library_path if ld_library_path is not None else os.environ.get("LD_LIBRARY_PATH", "")
+        self.env_dirs = [d for d in value.split(":") if d]
+        self._files: dict[str, ElfInfo | None] = {}
+        self._defaults: dict[tuple[str | None, str | None], list[str]] = {}
+
+    def load(self, candidate: str) -> ElfInfo | None:
+        import os
+
+        from fastaudit.elf import read_elf
+
+        if candidate not in self._files:
+            try:
+                if not os.path.isfile(candidate):
+                    raise FileNotFoundError(candidate)
+                with open(candidate, "rb") as f:
+                    self._files[candidate] = read_elf(f.read())
+            except (OSError, ValueError, ELFError):
+                self._files[candidate] = None
+        return self._files[candidate]
+
+    def find(self, soname: str, requester: ElfInfo, rpath: list[str], runpath: list[str]) -> tuple[str, ElfInfo] | None:
+        """(real path, facts) of the library the loader would map for `soname` needed by
+        `requester`, searching its DT_RPATH chain, LD_LIBRARY_PATH, its DT_RUNPATH, ld.so.conf and
+        the default folders; None when no compatible file is found."""
+        import os
+
+        key = (requester.interpreter, requester.arch)
+        if key not in self._defaults:  # ld.so.conf is read once per kind of requester
+            self._defaults[key] = _host_default_dirs(requester)
+        for folder in rpath + self.env_dirs + runpath + self._defaults[key]:
+            candidate = posixpath.join(folder, soname)
+            dep = self.load(candidate)
+            if dep is not None and compatible(requester, dep):
+                return os.path.realpath(candidate), dep
+        return None
+
+
 def resolve_on_host(path: str, ld_library_path: str | None = None) -> HostTree:
     """The dependency tree of an ELF file on this machine, searched as glibc's (or musl's) loader
     does: the object's DT_RPATH (unless it has DT_RUNPATH) and its loaders', LD_LIBRARY_PATH,
     DT_RUNPATH, ld.so.conf, the default folders. Candidates of another class, machine, byte order
     or OS ABI are skipped, as the loader skips them."""
-    import os
-
     from fastaudit.elf import read_elf
 
     with open(path, "rb") as f:
         top = read_elf(f.read())
-    env_dirs = [d for d in (ld_library_path if ld_library_path is not None
-                            else os.environ.get("LD_LIBRARY_PATH", "")).split(":") if d]
-    defaults = _host_default_dirs(top)
+    search = HostSearch(ld_library_path)
     libraries: dict[str, HostLibrary] = {}
-    cache: dict[str, ElfInfo | None] = {}
-
-    def load(candidate: str) -> ElfInfo | None:
-        if candidate not in cache:
-            try:
-                with open(candidate, "rb") as f:
-                    cache[candidate] = read_elf(f.read())
-            except (OSError, ValueError, ELFError):
-                cache[candidate] = None
-        return cache[candidate]
 
     def visit(file: str, info: ElfInfo, loaders_rpath: list[str]) -> None:
         # the DT_RPATH chain: the object's own, then its loaders', unless the object has DT_RUNPATH
         rpath_chain = _host_folders(info.rpath, file) + loaders_rpath
         rpath = rpath_chain if not info.runpath else []
-        folders = rpath + env_dirs + _host_folders(info.runpath, file) + defaults
         for soname in info.needed:
             if soname in libraries:
                 continue
-            found = None
-            for folder in folders:
-                candidate = posixpath.join(folder, soname)
-                dep = load(candidate) if os.path.isfile(candidate) else None
-                if dep is not None and compatible(info, dep):
-                    found = (os.path.realpath(candidate), dep)
-                    break
+            found = search.find(soname, info, rpath, _host_folders(info.runpath, file))
             if found is None:
                 libraries[soname] = HostLibrary(soname, None, ())
                 continue

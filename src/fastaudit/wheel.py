@@ -83,6 +83,8 @@ class Member:
     compress_type: int
     header_offset: int
     encrypted: bool
+    date_time: tuple[int, int, int, int, int, int] = (1980, 1, 1, 0, 0, 0)
+    external_attr: int = 0
 
 
 class WheelArchive:
@@ -104,7 +106,7 @@ class WheelArchive:
             raise WheelError(f"not a readable zip file: {e}", path=str(self.path)) from e
         self.members = tuple(
             Member(i.filename, i.CRC, i.compress_size, i.file_size, i.compress_type, i.header_offset,
-                   bool(i.flag_bits & 0x1))
+                   bool(i.flag_bits & 0x1), i.date_time, i.external_attr)
             for i in infos
             if not i.is_dir()
         )
@@ -140,6 +142,12 @@ class WheelArchive:
         if member.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
             raise WheelError(f"unsupported compression method {member.compress_type}",
                              path=str(self.path), member=member.name)
+
+    def compressed(self, member: Member) -> bytes:
+        """The member's data as stored (deflated or not), for copying it unchanged into a new zip."""
+        self._check_member(member)
+        with self._compressed(member) as data:
+            return bytes(data)
 
     def starts_with_elf_magic(self, member: Member) -> bool:
         """Inflate just enough of a member to see its first four bytes."""

@@ -16,11 +16,10 @@ import pytest
 
 from fastaudit.analyze import audit_wheel
 from fastaudit.errors import WheelError
-from fastaudit.report.show import to_json
-
 from fastaudit.lddtree import is_dynamic_loader
-from tests.differential.known_auditwheel_differences import explain_difference, host_library_versions
+from fastaudit.report.show import to_json
 from tests.corpus import corpus_wheels
+from tests.differential.known_auditwheel_differences import explain_difference, host_library_versions
 
 AUDITWHEEL = [sys.executable, "-m", "auditwheel"]
 DIFF_SET = os.environ.get("FASTAUDIT_DIFF_SET", "ci")

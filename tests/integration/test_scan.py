@@ -339,7 +339,8 @@ def test_second_scan_skips_every_wheel_and_its_jsonl_lists_them_all(scanned: Sca
     second = run_row(scanned.db, 2)
     assert (second["status"], second["seen"], second["analyzed"], second["skipped"], second["errors"],
             second["not_analyzed"]) == ("completed", count, 0, count, 0, 0)
-    assert query(scanned.db, "SELECT outcome, count(*) FROM run_wheels WHERE run_id=2 GROUP BY 1") == [("skipped", count)]
+    outcomes = query(scanned.db, "SELECT outcome, count(*) FROM run_wheels WHERE run_id=2 GROUP BY 1")
+    assert outcomes == [("skipped", count)]
     assert query(scanned.db, "SELECT DISTINCT run_id FROM results") == [(1,)]
 
     first_lines = [json.loads(line) for line in scanned.first_jsonl.read_text().splitlines()]

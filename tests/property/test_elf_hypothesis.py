@@ -34,7 +34,8 @@ def test_arbitrary_bytes(data: bytes) -> None:
 
 
 @BOUNDED
-@given(st.sampled_from([b"\x7fELF\x01\x01\x01", b"\x7fELF\x01\x02\x01", b"\x7fELF\x02\x01\x01", b"\x7fELF\x02\x02\x01"]),
+@given(st.sampled_from([b"\x7fELF\x01\x01\x01", b"\x7fELF\x01\x02\x01",
+                        b"\x7fELF\x02\x01\x01", b"\x7fELF\x02\x02\x01"]),
        st.binary(max_size=2048))
 def test_bytes_behind_a_valid_elf_ident(ident: bytes, rest: bytes) -> None:
     read_everything(ident + rest)

@@ -66,7 +66,8 @@ SCENARIO_OBJECTS: dict[str, dict[str, ObjectExpectation]] = {
             undefined={"fa_mid", "_dist_code", "inflate_fast"}),
     },
     "isa_v3": {
-        f"fa_isa_v3/_core{EXT}": ObjectExpectation(("libc.so.6",), GLIBC_2_17, undefined={"fa_mid"}, x86_isa_needed=0x4),
+        f"fa_isa_v3/_core{EXT}": ObjectExpectation(("libc.so.6",), GLIBC_2_17, undefined={"fa_mid"},
+                                                   x86_isa_needed=0x4),
     },
     "origin_chain": {
         f"fa_origin/_chain{EXT}": ObjectExpectation(

@@ -1,0 +1,473 @@
+"""`fastaudit repair`: graft the external libraries a wheel needs into it, point its ELF members at
+them, and write a wheel whose name and WHEEL tags say what it now satisfies.
+
+`plan_repair` is the decision (which policy, which libraries from where, which edits), computed
+from the wheel's ELF facts, the host's libraries and the policy data; `apply_plan` does the writing
+with our own ELF rewriter. The meaning of every option follows `auditwheel repair` (6.x): grafted
+libraries go to `<distribution><lib_sdir>/` as `<name>-<8 hex of sha256>.<suffix>` with that as
+their SONAME, dependents get `$ORIGIN/<relative path>` in DT_RPATH after their RPATH entries that
+point inside the wheel, and a libpython dependency is dropped with a warning.
+"""
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import posixpath
+import shutil
+import subprocess
+import tempfile
+import zlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
+
+from fastaudit.analyze import (
+    BLACKLISTED_SYMBOL,
+    EXTERNAL_LIBRARY,
+    ISA,
+    PYFPE,
+    UCS2,
+    Reason,
+    WheelReport,
+    analyze,
+    check_linux_wheel_name,
+    read_wheel_elves,
+    refused_versions,
+)
+from fastaudit.elf import ElfEdits, ElfInfo, rewrite_elf
+from fastaudit.errors import FastauditError, RepairError, WheelError
+from fastaudit.lddtree import LIBPYTHON, HostSearch, expand_search_path, is_dynamic_loader, resolve_tree
+from fastaudit.policy import Policy, policies_for
+from fastaudit.rezip import (
+    EXECUTABLE_FILE_ATTR,
+    Entry,
+    deflated,
+    parse_record,
+    record_hash,
+    render_record,
+    source_date_epoch,
+    write_zip,
+)
+from fastaudit.wheel import Member, WheelArchive, WheelName
+
+
+@dataclass(frozen=True)
+class RepairOptions:
+    plat: str = "auto"                 # a policy tag (with or without the arch), or auto
+    lib_sdir: str = ".libs"
+    exclude: tuple[str, ...] = ()      # fnmatch patterns over sonames and host paths
+    strip: bool = False
+    only_plat: bool = False
+    update_tags: bool = True
+    compression_level: int = zlib.Z_DEFAULT_COMPRESSION
+    check_isa: bool = True
+    ld_library_path: str | None = None  # None: the environment's LD_LIBRARY_PATH
+
+
+@dataclass(frozen=True)
+class Graft:
+    """A host library copied into the wheel."""
+
+    soname: str          # the name the wheel's members need
+    source: str          # the host file, symlinks resolved
+    member: str          # where it goes in the wheel
+    info: ElfInfo
+
+    @property
+    def new_soname(self) -> str:
+        return posixpath.basename(self.member)
+
+
+@dataclass(frozen=True)
+class RepairPlan:
+    wheel: str
+    report: WheelReport
+    policy: Policy
+    platform_tags: tuple[str, ...]        # of the output's file name, in order
+    grafts: tuple[Graft, ...]
+    edits: Mapping[str, ElfEdits]         # member (of the wheel, or a graft) -> its edits
+    excluded: tuple[str, ...]             # external sonames left outside on purpose
+    warnings: tuple[str, ...]
+    elf_digests: Mapping[str, str]        # ELF member -> its RECORD hash, taken when it was read
+
+    @property
+    def output_name(self) -> str:
+        prefix = self.report.name.filename.rsplit("-", 1)[0]
+        return f"{prefix}-{'.'.join(self.platform_tags)}.whl"
+
+
+@dataclass(frozen=True)
+class RepairResult:
+    wheel: str
+    output: Path
+    tag: str | None                       # None for a pure wheel, copied as it is
+    grafted: tuple[tuple[str, str], ...] = ()  # (soname, host path)
+    rewritten: tuple[str, ...] = ()       # members whose bytes changed
+    warnings: tuple[str, ...] = ()
+    note: str = ""
+
+
+# --- the external libraries, per policy ------------------------------------------------------------
+
+@dataclass
+class _Closure:
+    """What grafting for one policy's whitelist involves."""
+
+    grafts: dict[str, tuple[str, ElfInfo]] = field(default_factory=dict)  # soname -> (host path, facts)
+    missing: list[Reason] = field(default_factory=list)
+    excluded: set[str] = field(default_factory=set)
+    libpython: dict[str, set[str]] = field(default_factory=dict)   # member -> libpython sonames
+    needs_grafts: dict[str, set[str]] = field(default_factory=dict)  # member -> grafted sonames in its tree
+
+
+def _excluded(soname: str, path: str | None, patterns: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatchcase(soname, p) or (path is not None and fnmatch.fnmatchcase(path, p))
+               for p in patterns)
+
+
+def _host_rpath(info: ElfInfo, member: str) -> tuple[list[str], list[str]]:
+    """A wheel member's RPATH and RUNPATH entries that name host folders ($ORIGIN ones are inside)."""
+    def host(entries: tuple[str, ...]) -> list[str]:
+        return [e for e in entries if e and expand_search_path(e, member) is None and "$" not in e]
+    return (host(info.rpath) if not info.runpath else []), host(info.runpath)
+
+
+def _closure(report: WheelReport, elves: Mapping[str, ElfInfo], policy: Policy, search: HostSearch,
+             exclude: tuple[str, ...]) -> _Closure:
+    closure = _Closure()
+
+    def allowed(soname: str) -> bool:
+        return is_dynamic_loader(soname) or soname in policy.whitelist
+
+    for member in report.elf_members:
+        tree = resolve_tree(member, elves)
+        rpath, runpath = _host_rpath(elves[member], member)
+        pending = [(soname, elves[member], rpath, runpath) for soname in elves[member].needed]
+        seen: set[str] = set()
+        while pending:
+            soname, requester, rpath, runpath = pending.pop()
+            if soname in seen:
+                continue
+            seen.add(soname)
+            inside = tree.libraries.get(soname)
+            if inside is not None and inside.member is not None:
+                continue  # shipped in the wheel; its own needs are members of the tree too
+            if LIBPYTHON.match(soname):
+                if soname in requester.needed and requester is elves[member]:
+                    closure.libpython.setdefault(member, set()).add(soname)
+                continue
+            if allowed(soname):
+                continue
+            found = closure.grafts.get(soname) or search.find(soname, requester, rpath, runpath)
+            if _excluded(soname, found[0] if found else None, exclude):
+                closure.excluded.add(soname)
+                continue
+            if found is None:
+                closure.missing.append(Reason(EXTERNAL_LIBRARY, member, soname,
+                                              "not found on this machine (LD_LIBRARY_PATH, ld.so.conf, "
+                                              "the default folders)"))
+                continue
+            closure.grafts[soname] = found
+            closure.needs_grafts.setdefault(member, set()).add(soname)
+            path, info = found
+            own_rpath = [e for e in info.rpath if "$" not in e] if not info.runpath else []
+            own_runpath = [e for e in info.runpath if "$" not in e]
+            pending.extend((n, info, own_rpath, own_runpath) for n in info.needed)
+    return closure
+
+
+def _blockers(policy: Policy, report: WheelReport, elves: Mapping[str, ElfInfo], closure: _Closure) -> list[str]:
+    """Why the wheel, with the closure grafted, cannot have the policy's tag; empty when it can."""
+    reasons = [r.describe() for r in closure.missing]
+    for member in report.elf_members:
+        for library, version in refused_versions(policy, elves[member].version_requirements):
+            reasons.append(f"{member} needs {version} from {library}")
+    for soname, (path, info) in sorted(closure.grafts.items()):
+        for library, version in refused_versions(policy, info.version_requirements):
+            reasons.append(f"{soname} (grafted from {path}) needs {version} from {library}")
+    for what, criterion, achieved in (("blacklisted symbols", BLACKLISTED_SYMBOL, report.blacklist_policy),
+                                      ("the ISA level", ISA, report.isa_policy),
+                                      ("PyFPE_jbuf", PYFPE, report.pyfpe_policy),
+                                      ("a UCS2 build", UCS2, report.ucs2_policy)):
+        if achieved is not None and policy > achieved:
+            detail = sorted({r.describe() for r in (*report.reasons, *report.over_promise_reasons)
+                             if r.criterion == criterion})
+            reasons.append(f"{what} allow at most {achieved.tag}" + (f" ({'; '.join(detail)})" if detail else ""))
+    return reasons
+
+
+# --- the plan --------------------------------------------------------------------------------------
+
+def _target(plat: str, policies: tuple[Policy, ...], wheel: str) -> Policy | None:
+    if plat == "auto":
+        return None
+    for policy in policies:
+        if plat in (policy.tag, policy.name) or plat in policy.alias_tags or plat in policy.aliases:
+            return policy
+    raise RepairError(f"no {policies[0].libc} policy named {plat} for {policies[0].arch} "
+                      f"(known: {', '.join(p.tag for p in policies if not p.is_linux)})", path=wheel)
+
+
+def _graft_member(name: WheelName, lib_sdir: str, source: str) -> str:
+    """`<dist><lib_sdir>/<base>-<8 hex of sha256>.<suffix>`, as auditwheel names grafted copies."""
+    with open(source, "rb") as f:
+        short = hashlib.sha256(f.read()).hexdigest()[:8]
+    base, _, suffix = posixpath.basename(source).partition(".")
+    new = posixpath.basename(source) if base.endswith(f"-{short}") else f"{base}-{short}.{suffix}"
+    return f"{name.name}{lib_sdir}/{new}"
+
+
+def _rpath_within_wheel(info: ElfInfo, member: str, new_entry: str) -> str:
+    """The member's RPATH/RUNPATH entries that point inside the wheel, then the new entry, once each."""
+    entries = [e for e in (info.runpath or info.rpath) if expand_search_path(e, member) is not None]
+    return ":".join(dict.fromkeys([*entries, new_entry]))
+
+
+def _platform_tags(name: WheelName, report: WheelReport, abis: list[str], update_tags: bool) -> tuple[str, ...]:
+    if not update_tags:
+        return name.platform_tags
+    replaced = f"linux_{report.arch}"
+    kept = [t for t in name.platform_tags if t != replaced]
+    return tuple(sorted(dict.fromkeys([*kept, *abis])))
+
+
+def plan_repair(path: str | PathLike[str], options: RepairOptions = RepairOptions()) -> RepairPlan | None:
+    """Decide the repair of one wheel; None for a pure wheel (nothing to repair).
+
+    Raises RepairError, naming what blocks it, when the wheel cannot have the requested tag.
+    """
+    name = check_linux_wheel_name(path)
+    if name.is_pure:
+        return None
+    digests: dict[str, str] = {}
+    elves = read_wheel_elves(path, on_read=lambda member, data: digests.__setitem__(member, record_hash(data)))
+    report = analyze(name, elves, check_isa=options.check_isa)
+    if report.pure:
+        return None
+    policies = policies_for(report.libc or "glibc", report.arch or "")
+    requested = _target(options.plat, policies, str(path))
+    search = HostSearch(options.ld_library_path)
+
+    closures: dict[frozenset[str], _Closure] = {}
+
+    def closure_for(policy: Policy) -> _Closure:
+        if policy.whitelist not in closures:
+            closures[policy.whitelist] = _closure(report, elves, policy, search, options.exclude)
+        return closures[policy.whitelist]
+
+    candidates = [p for p in policies if not p.is_linux]
+    achievable = [p for p in candidates if not _blockers(p, report, elves, closure_for(p))]
+    if requested is None:
+        if not achievable:
+            lowest = candidates[0]
+            raise RepairError(f"cannot repair to any {report.libc} tag; {lowest.tag} is blocked because "
+                              + "; ".join(_blockers(lowest, report, elves, closure_for(lowest))), path=str(path))
+        target = max(achievable)
+    else:
+        target = requested
+        blockers = _blockers(target, report, elves, closure_for(target))
+        if blockers:
+            raise RepairError(f"cannot repair to {target.tag}: " + "; ".join(blockers), path=str(path))
+
+    closure = closure_for(target)
+    abis = [target.tag, *target.alias_tags]
+    if not options.only_plat:
+        # a tag more compatible than the requested one that the wheel, grafted for it, also meets
+        better = [p for p in candidates if p > target and not _blockers(p, report, elves, closure)]
+        if better:
+            best = max(better)
+            abis = [best.tag, *best.alias_tags, *abis]
+
+    grafts = tuple(Graft(soname, source, _graft_member(name, options.lib_sdir, source), info)
+                   for soname, (source, info) in sorted(closure.grafts.items()))
+    new_names = {g.soname: g.new_soname for g in grafts}
+    lib_dir = f"{name.name}{options.lib_sdir}"
+    edits: dict[str, ElfEdits] = {}
+    warnings: list[str] = []
+    for member in report.elf_members:
+        info = elves[member]
+        libpython = closure.libpython.get(member, set())
+        for soname in sorted(libpython):
+            warnings.append(f"removing the {soname} dependency of {member}: manylinux and musllinux wheels "
+                            "may not link libpython")
+        if not closure.needs_grafts.get(member) and not libpython:
+            continue
+        relative = posixpath.relpath(lib_dir, posixpath.dirname(member) or ".")
+        edits[member] = ElfEdits(
+            replace_needed={n: new_names[n] for n in info.needed if n in new_names},
+            remove_needed=frozenset(libpython),
+            rpath=_rpath_within_wheel(info, member, f"$ORIGIN/{relative}") if closure.needs_grafts.get(member)
+            else None,
+        )
+    for graft in grafts:
+        inner = {n: new_names[n] for n in graft.info.needed if n in new_names}
+        edits[graft.member] = ElfEdits(replace_needed=inner, soname=graft.new_soname,
+                                       rpath="$ORIGIN" if inner else "", runpath=None if inner else "")
+    return RepairPlan(str(path), report, target, _platform_tags(name, report, abis, options.update_tags), grafts,
+                      edits, tuple(sorted(closure.excluded)), tuple(warnings), digests)
+
+
+# --- writing ---------------------------------------------------------------------------------------
+
+def _dist_info(members: Iterable[Member], wheel: str) -> str:
+    folders = {m.name.split("/", 1)[0] for m in members if m.name.split("/", 1)[0].endswith(".dist-info")
+               and "/" in m.name}
+    if len(folders) != 1:
+        raise WheelError(f"expected one .dist-info folder, found {len(folders)}", path=wheel)
+    return folders.pop()
+
+
+def _check_member_name(member: Member, wheel: str) -> None:
+    parts = member.name.split("/")
+    if member.name.startswith("/") or "\\" in member.name or ".." in parts or (parts[0].endswith(":")):
+        raise WheelError("member path is absolute or leaves the wheel's root", path=wheel, member=member.name)
+
+
+def _updated_wheel_file(text: str, report: WheelReport, abis: Iterable[str]) -> str:
+    """WHEEL with Tag lines for the new platform tags, and none for the plain linux one."""
+    lines = text.splitlines()
+    tags = [line.split(":", 1)[1].strip() for line in lines if line.startswith("Tag:")]
+    interpreters = list(dict.fromkeys("-".join(t.split("-")[:2]) for t in tags))
+    removed = f"linux_{report.arch}"
+    wanted = [t for t in tags if not t.endswith("-" + removed)]
+    wanted += [f"{i}-{p}" for i in interpreters for p in abis if f"{i}-{p}" not in wanted]
+    body = [line for line in lines if not line.startswith("Tag:")]
+    return "\n".join(body + [f"Tag: {t}" for t in wanted]) + "\n"
+
+
+def _strip(data: bytes, member: str) -> bytes:
+    """`strip -s`, as auditwheel runs it (binutils: it is the one external tool repair uses)."""
+    with tempfile.TemporaryDirectory(prefix="fastaudit-strip-") as folder:
+        file = Path(folder) / "image"
+        file.write_bytes(data)
+        try:
+            subprocess.run(["strip", "-s", str(file)], check=True, capture_output=True, text=True)
+        except FileNotFoundError as e:
+            raise RepairError("--strip needs binutils' strip on PATH", member=member) from e
+        except subprocess.CalledProcessError as e:
+            raise RepairError(f"strip failed: {e.stderr.strip()}", member=member) from e
+        return file.read_bytes()
+
+
+def apply_plan(plan: RepairPlan, out_dir: Path, options: RepairOptions = RepairOptions()) -> RepairResult:
+    """Write the repaired wheel into out_dir."""
+    wheel = plan.wheel
+    destination = out_dir / plan.output_name
+    if not plan.edits and not options.strip and plan.output_name == posixpath.basename(wheel):
+        _copy(Path(wheel), destination)  # already compliant: the bytes are the answer
+        return RepairResult(wheel, destination, plan.policy.tag, warnings=plan.warnings)
+
+    stamp = source_date_epoch()
+    rewritten: list[str] = []
+    with WheelArchive(wheel) as archive:
+        for member in archive.members:
+            _check_member_name(member, wheel)
+        names = [m.name for m in archive.members]
+        duplicates = {n for n in names if names.count(n) > 1}
+        if duplicates:
+            raise WheelError("duplicate member name", path=wheel, member=sorted(duplicates)[0])
+        dist_info = _dist_info(archive.members, wheel)
+        record_name = f"{dist_info}/RECORD"
+        wheel_name = f"{dist_info}/WHEEL"
+        by_name = {m.name: m for m in archive.members}
+        if record_name not in by_name or wheel_name not in by_name:
+            raise WheelError("no RECORD or WHEEL in the .dist-info folder", path=wheel)
+        record = parse_record(archive.read(by_name[record_name]).decode("utf-8", "surrogateescape"))
+        latest = max((m.date_time for m in archive.members), default=(1980, 1, 1, 0, 0, 0))
+        new_time = stamp or latest
+
+        entries: list[Entry] = []
+        rows: list[tuple[str, str, str]] = []
+        for member in archive.members:
+            if member.name == record_name:
+                continue
+            date_time = stamp or member.date_time
+            edits = plan.edits.get(member.name)
+            if member.name == wheel_name and options.update_tags:
+                text = archive.read(member).decode("utf-8")
+                data = _updated_wheel_file(text, plan.report, plan.platform_tags).encode()
+            elif edits is not None or (options.strip and member.name in plan.report.elf_members):
+                data = archive.read(member)
+                try:
+                    new = rewrite_elf(data, edits) if edits else bytes(data)
+                except FastauditError as e:
+                    raise e.with_location(path=wheel, member=member.name)
+                if options.strip:
+                    new = _strip(new, member.name)
+                if new == data:
+                    data = None
+                else:
+                    data = new
+                    rewritten.append(member.name)
+            else:
+                data = None
+            if data is None:  # unchanged: copied as stored, its RECORD row checked against its bytes
+                digest = plan.elf_digests.get(member.name) or record_hash(archive.read(member))
+                listed = record.get(member.name)
+                if listed is not None and listed[0] and listed[0] != digest:
+                    raise WheelError("RECORD disagrees with the member's content", path=wheel, member=member.name)
+                entries.append(Entry(member.name, archive.compressed(member), member.compress_type, member.crc32,
+                                     member.size, date_time, member.external_attr))
+                rows.append((member.name, digest, str(member.size)))
+            else:
+                entries.append(deflated(member.name, data, options.compression_level, date_time,
+                                        member.external_attr))
+                rows.append((member.name, record_hash(data), str(len(data))))
+
+    for graft in plan.grafts:
+        with open(graft.source, "rb") as f:
+            data = rewrite_elf(f.read(), plan.edits[graft.member])
+        if options.strip:
+            data = _strip(data, graft.member)
+        entries.append(deflated(graft.member, data, options.compression_level, new_time, EXECUTABLE_FILE_ATTR))
+        rows.append((graft.member, record_hash(data), str(len(data))))
+
+    # deterministic: sorted, the .dist-info folder last and RECORD last of all (PEP 427 advice)
+    entries.sort(key=lambda e: (e.name.startswith(dist_info + "/"), e.name))
+    rows.sort(key=lambda r: (r[0].startswith(dist_info + "/"), r[0]))
+    rows.append((record_name, "", ""))
+    record_entry = deflated(record_name, render_record(rows), options.compression_level, new_time,
+                            by_name[record_name].external_attr)
+    write_zip(destination, [*entries, record_entry])
+    return RepairResult(wheel, destination, plan.policy.tag, tuple((g.soname, g.source) for g in plan.grafts),
+                        tuple(rewritten), plan.warnings)
+
+
+def _copy(source: Path, destination: Path) -> None:
+    if destination.exists() and destination.samefile(source):
+        return
+    temporary: Path | None = None
+    try:
+        with tempfile.NamedTemporaryFile(dir=destination.parent, prefix=".fastaudit-", suffix=".whl.part",
+                                         delete=False) as out, open(source, "rb") as f:
+            temporary = Path(out.name)
+            shutil.copyfileobj(f, out)
+        temporary.replace(destination)
+    except OSError as e:
+        if temporary is not None:
+            temporary.unlink(missing_ok=True)
+        raise RepairError(f"cannot write {destination}: {e.strerror or e}") from e
+
+
+def repair_wheel(path: str | PathLike[str], out_dir: str | PathLike[str] = "wheelhouse",
+                 options: RepairOptions = RepairOptions()) -> RepairResult:
+    """Repair one wheel into out_dir (created if missing). A pure wheel is copied as it is.
+
+    Raises RepairError (the tag cannot be reached: the message names the symbol versions,
+    libraries and members in the way), WheelError or ELFError (unreadable input).
+    """
+    folder = Path(out_dir)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RepairError(f"cannot create {folder}: {e.strerror or e}") from e
+    plan = plan_repair(path, options)
+    if plan is None:
+        destination = folder / Path(path).name
+        _copy(Path(path), destination)
+        return RepairResult(str(path), destination, None, note="pure wheel: nothing to repair, copied as it is")
+    return apply_plan(plan, folder, options)
+
+
+__all__ = ["RepairOptions", "RepairPlan", "RepairResult", "apply_plan", "plan_repair", "repair_wheel"]

@@ -1,0 +1,134 @@
+"""Writing a wheel: RECORD rows (PEP 376 / PEP 427) and a deterministic zip.
+
+Members that do not change are copied as stored, without inflating and deflating them again;
+only new and changed ones are compressed. The zip is written to a temporary file beside the
+destination and renamed over it, so a failure (a full disk, an interrupt) leaves no partial wheel.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import struct
+import tempfile
+import time
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastaudit.errors import RepairError
+
+_LOCAL = struct.Struct("<IHHHHHIIIHH")
+_CENTRAL = struct.Struct("<IHHHHHHIIIHHHHHII")
+_END = struct.Struct("<IHHHHIIH")
+_ZIP32_LIMIT = 0xFFFFFFFF
+_UTF8_FLAG = 0x800
+_MADE_BY_UNIX = (3 << 8) | 20
+# -rwxr-xr-x regular file: what a grafted library is given
+EXECUTABLE_FILE_ATTR = (0o100755 << 16)
+
+DateTime = tuple[int, int, int, int, int, int]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One member of the zip to write, already in its stored form."""
+
+    name: str
+    payload: bytes          # compressed (or stored) bytes
+    compress_type: int      # zipfile.ZIP_DEFLATED or ZIP_STORED
+    crc32: int
+    size: int
+    date_time: DateTime
+    external_attr: int
+
+
+def deflated(name: str, data: bytes, level: int, date_time: DateTime, external_attr: int) -> Entry:
+    compressor = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
+    payload = compressor.compress(data) + compressor.flush()
+    return Entry(name, payload, 8, zlib.crc32(data), len(data), date_time, external_attr)
+
+
+def record_hash(data: bytes) -> str:
+    """The RECORD hash field: sha256, urlsafe base64 without padding."""
+    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def parse_record(text: str) -> dict[str, tuple[str, str]]:
+    """path -> (hash, size) from a RECORD file (CSV: path,hash,size)."""
+    import csv
+
+    rows: dict[str, tuple[str, str]] = {}
+    for row in csv.reader(text.splitlines()):
+        if row:
+            path, digest, size = (row + ["", ""])[:3]
+            rows[path] = (digest, size)
+    return rows
+
+
+def render_record(rows: Iterable[tuple[str, str, str]]) -> bytes:
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for row in rows:
+        writer.writerow(row)
+    return out.getvalue().encode()
+
+
+def source_date_epoch() -> DateTime | None:
+    """SOURCE_DATE_EPOCH (reproducible-builds.org) as a zip timestamp, when set."""
+    value = os.environ.get("SOURCE_DATE_EPOCH")
+    if not value:
+        return None
+    # zip timestamps start in 1980 and have a two-second resolution
+    stamp = time.gmtime(max(int(value), 315532800))
+    return (stamp.tm_year, stamp.tm_mon, stamp.tm_mday, stamp.tm_hour, stamp.tm_min, stamp.tm_sec)
+
+
+def _dos(date_time: DateTime) -> tuple[int, int]:
+    year, month, day, hour, minute, second = date_time
+    return (hour << 11) | (minute << 5) | (second // 2), ((year - 1980) << 9) | (month << 5) | day
+
+
+def write_zip(destination: Path, entries: Sequence[Entry]) -> None:
+    """Write the entries, in order, as a zip at destination (atomically: temporary file, rename)."""
+    folder = destination.parent
+    fd, temporary = tempfile.mkstemp(prefix=".fastaudit-", suffix=".whl.part", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            central = []
+            offset = 0
+            for e in entries:
+                name = e.name.encode("utf-8")
+                if max(e.size, len(e.payload), offset) >= _ZIP32_LIMIT:
+                    raise RepairError(f"{e.name}: the repaired wheel would need ZIP64, which fastaudit does not write")
+                flags = _UTF8_FLAG if not e.name.isascii() else 0
+                dos_time, dos_date = _dos(e.date_time)
+                out.write(_LOCAL.pack(0x04034B50, 20, flags, e.compress_type, dos_time, dos_date,
+                                      e.crc32, len(e.payload), e.size, len(name), 0))
+                out.write(name)
+                out.write(e.payload)
+                central.append(_CENTRAL.pack(0x02014B50, _MADE_BY_UNIX, 20, flags, e.compress_type, dos_time,
+                                             dos_date, e.crc32, len(e.payload), e.size, len(name), 0, 0, 0, 0,
+                                             e.external_attr, offset) + name)
+                offset += _LOCAL.size + len(name) + len(e.payload)
+            directory = b"".join(central)
+            if len(entries) >= 0xFFFF or offset + len(directory) >= _ZIP32_LIMIT:
+                raise RepairError("the repaired wheel would need ZIP64, which fastaudit does not write")
+            out.write(directory)
+            out.write(_END.pack(0x06054B50, 0, 0, len(entries), len(entries), len(directory), offset, 0))
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, destination)
+    except BaseException as e:
+        try:
+            os.unlink(temporary)
+        except FileNotFoundError:
+            pass
+        if isinstance(e, OSError):  # a full disk, a read-only folder: say so, leave nothing behind
+            raise RepairError(f"cannot write {destination}: {e.strerror or e}") from e
+        raise

@@ -131,7 +131,8 @@ def some_wheel(rng: random.Random, project: str, version: str, index: int) -> tu
         filename = f"{project}-{version}-{py}-{py}-manylinux_2_17_x86_64.whl"
         return (WheelRow(filename, f"/mirror/{filename}", filename, 10**6, project, version, py, py,
                          "manylinux_2_17_x86_64", "linux"),
-                ResultRow("error", None, "ELFTruncatedError", f"{filename}: truncated ELF header", f"{project}/_core.so"))
+                ResultRow("error", None, "ELFTruncatedError", f"{filename}: truncated ELF header",
+                          f"{project}/_core.so"))
     return linux_wheel(rng, project, version, py)
 
 

@@ -86,7 +86,9 @@ def grafted(member: str) -> str:
 
 def figures(db: sqlite3.Connection, run: int, base: int | None) -> dict[str, Any]:
     """The counts the report shows for `run`, and its differences from `base`."""
-    q = lambda sql, *args: db.execute(sql, args).fetchall()
+    def q(sql: str, *args: object) -> list[Any]:
+        return db.execute(sql, args).fetchall()
+
     status = dict(q(f"SELECT r.status, count(*) {_RUN} GROUP BY 1", run))
     over = q(f"SELECT w.filename {_RUN} AND r.over_promises = 1", run)
     projects = {normalize(p) for (p,) in q(f"SELECT w.project {_RUN}", run)}
@@ -104,6 +106,9 @@ def figures(db: sqlite3.Connection, run: int, base: int | None) -> dict[str, Any
                               " AND f.member LIKE '%.libs/%'", run):
         if member.count("/") == 1 and member.split("/")[0].endswith(".libs"):
             grafted_wheels.setdefault(grafted(member), set()).add(filename)
+    per_project: Counter[str] = Counter()
+    for project, n in q(f"SELECT w.project, count(*) {_RUN} GROUP BY 1", run):
+        per_project[normalize(project)] += n
     result = {
         "headline": {
             "wheels": sum(status.values()), "projects": len(projects), "linux": status.get("ok", 0),
@@ -113,13 +118,13 @@ def figures(db: sqlite3.Connection, run: int, base: int | None) -> dict[str, Any
         "verdicts": dict(q(f"SELECT coalesce(r.overall_tag, r.status), count(*) {_RUN} GROUP BY 1", run)),
         "glibc_required": dict(glibc),
         "declared_vs_achieved": dict(matrix),
-        "arch_libc": {(a, c): n for a, c, n in q(f"SELECT r.arch, r.libc, count(*) {_RUN} AND r.status = 'ok' GROUP BY 1, 2", run)},
+        "arch_libc": {(a, c): n for a, c, n in q(f"SELECT r.arch, r.libc, count(*) {_RUN} AND r.status = 'ok'"
+                                                 " GROUP BY 1, 2", run)},
         "external_libraries": dict(q(f"SELECT j.key, count(*) {_run(EXTERNAL)} GROUP BY 1", run)),
         "grafted_libraries": {k: len(v) for k, v in grafted_wheels.items()},
         "over_promising": sorted(f for (f,) in over),
         "errors": sorted(f for (f,) in q(f"SELECT w.filename {_RUN} AND r.status = 'error'", run)),
-        "projects": dict(sum((Counter({normalize(p): n}) for p, n in q(f"SELECT w.project, count(*) {_RUN} GROUP BY 1", run)),
-                             Counter())),
+        "projects": dict(per_project),
     }
     if base is not None:
         def names(sql: str, run_id: int) -> set[str]:

@@ -211,7 +211,8 @@ def test_page_loads_offline_without_errors_and_holds_the_figures(opened: Opened,
     assert sorted(visible(page, "table-errors")) == expected["errors"]
     projects = visible(page, "table-projects")
     assert sorted(projects) == sorted(expected["projects"])
-    assert {p: int(n) for p, n in zip(projects, visible(page, "table-projects", 1), strict=True)} == expected["projects"]
+    wheels = [int(n) for n in visible(page, "table-projects", 1)]
+    assert dict(zip(projects, wheels, strict=True)) == expected["projects"]
     for key in ("new_violations", "fixed", "new_errors"):
         assert page.eval_on_selector_all(f"#diff-{key} li", "items => items.map(i => i.textContent)") == \
             expected["diff"][key]
@@ -253,14 +254,16 @@ def test_charts_are_drawn_from_the_figures(opened: Opened, reports: dict[str, Pa
     for chart, pairs in bars.items():
         assert page.locator(f"#{chart} .main-svg").count() >= 1, chart
         # one drawn bar (an SVG path with a non-empty outline) per category
-        drawn = page.eval_on_selector_all(f"#{chart} .trace.bars .point path",
-                                          "ps => ps.filter(p => p.getBBox().width > 0 && p.getBBox().height > 0).length")
+        drawn = page.eval_on_selector_all(
+            f"#{chart} .trace.bars .point path",
+            "ps => ps.filter(p => p.getBBox().width > 0 && p.getBBox().height > 0).length")
         assert drawn == len(pairs), chart
         data = page.evaluate("id => { const d = document.getElementById(id).data[0];"
                              " return d.orientation === 'h' ? [d.y, d.x] : [d.x, d.y]; }", chart)
         assert sorted(zip(*data, strict=True)) == sorted(pairs), chart
     cells = {(m["declared"], m["achieved"]): m["wheels"] for m in figures["declared_vs_achieved"]}
-    heat = page.evaluate("(() => { const d = document.getElementById('chart-matrix').data[0]; return [d.x, d.y, d.z]; })()")
+    heat = page.evaluate("() => { const d = document.getElementById('chart-matrix').data[0];"
+                         " return [d.x, d.y, d.z]; }")
     drawn_cells = {(y, x): z for y, row in zip(heat[1], heat[2], strict=True)
                    for x, z in zip(heat[0], row, strict=True) if z is not None}
     assert drawn_cells == cells

@@ -245,12 +245,12 @@ def test_filtering_sorting_and_the_project_view(opened: Opened, nights: Nights) 
     assert opened.problems == []
 
 
-def test_charts_are_drawn_from_the_figures(opened: Opened, reports: dict[str, Path]) -> None:
-    page = opened.page
+def test_charts_are_drawn_from_the_figures(opened: Opened, nights: Nights, reports: dict[str, Path]) -> None:
+    page, expected = opened.page, oracle(nights, 3, 2)
     figures = json.loads((reports["latest"] / "report.json").read_text())
-    bars = {"chart-verdicts": [(v["verdict"], v["wheels"]) for v in figures["verdicts"]],
-            "chart-glibc": [(g["glibc"], g["wheels"]) for g in figures["glibc_required"]],
-            "chart-grafted": [(g["name"], g["wheels"]) for g in figures["grafted_libraries"]]}
+    bars = {"chart-verdicts": list(expected["verdicts"].items()),
+            "chart-glibc": list(expected["glibc_required"].items()),
+            "chart-grafted": expected["grafted_libraries"]}
     for chart, pairs in bars.items():
         assert page.locator(f"#{chart} .main-svg").count() >= 1, chart
         # one drawn bar (an SVG path with a non-empty outline) per category
@@ -261,7 +261,7 @@ def test_charts_are_drawn_from_the_figures(opened: Opened, reports: dict[str, Pa
         data = page.evaluate("id => { const d = document.getElementById(id).data[0];"
                              " return d.orientation === 'h' ? [d.y, d.x] : [d.x, d.y]; }", chart)
         assert sorted(zip(*data, strict=True)) == sorted(pairs), chart
-    cells = {(m["declared"], m["achieved"]): m["wheels"] for m in figures["declared_vs_achieved"]}
+    cells = expected["declared_vs_achieved"]
     heat = page.evaluate("() => { const d = document.getElementById('chart-matrix').data[0];"
                          " return [d.x, d.y, d.z]; }")
     drawn_cells = {(y, x): z for y, row in zip(heat[1], heat[2], strict=True)
@@ -269,8 +269,10 @@ def test_charts_are_drawn_from_the_figures(opened: Opened, reports: dict[str, Pa
     assert drawn_cells == cells
     assert page.locator("#chart-matrix .hm image").count() == 1  # plotly paints a heatmap as one image
     arch = page.evaluate("(() => document.getElementById('chart-arch').data.map(t => [t.name, t.x, t.y]))()")
-    assert {(a, name): n for name, xs, ys in arch for a, n in zip(xs, ys, strict=True)} == \
-        {(a["arch"], a["libc"]): a["wheels"] for a in figures["arch_libc"]}
+    assert {(a, name): n for name, xs, ys in arch for a, n in zip(xs, ys, strict=True)} == expected["arch_libc"]
+    trend = page.evaluate("() => document.getElementById('chart-trend').data.map(t => [t.name, t.y])")
+    assert dict(trend) == {name: [t[key] for t in figures["trend"]] for name, key in
+                           (("audited", "linux"), ("over-promising", "over_promising"), ("errors", "errors"))}
     trend_points = page.locator("#chart-trend .scatterlayer .trace .points path").count()
     assert trend_points == 3 * len(figures["trend"])  # audited, over-promising, errors per run
     # each chart fits the box it is in (a chart drawn before its grid was laid out once did not)

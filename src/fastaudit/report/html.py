@@ -134,7 +134,11 @@ def _bar(div_id: str, title: str, names: list[str], values: list[int], horizonta
         trace = go.Bar(x=names, y=values, text=values, textangle=0)
         height = 360
     fig = go.Figure(trace, layout={**_LAYOUT, "title": title, "height": height})
-    fig.update_xaxes(type="category") if not horizontal else fig.update_yaxes(type="category")
+    # names such as "2.17" or "linux" are categories, never numbers or dates
+    if horizontal:
+        fig.update_yaxes(type="category")
+    else:
+        fig.update_xaxes(type="category")
     return _chart(div_id, fig)
 
 

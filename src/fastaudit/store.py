@@ -242,6 +242,16 @@ class Store:
                 self.db.execute("ROLLBACK")
             raise
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """One read transaction: every query inside sees the same state of the store, even while a
+        scan commits batches (WAL keeps the snapshot), so figures read by several queries agree."""
+        self.db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.db.execute("ROLLBACK")  # nothing was written
+
     def _migrate(self) -> None:
         with self._transaction():
             current = self.db.execute("PRAGMA user_version").fetchone()[0]

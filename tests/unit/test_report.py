@@ -269,3 +269,14 @@ def test_a_run_with_nothing_audited_still_renders(tmp_path: Path) -> None:
     for chart in ("chart-matrix", "chart-arch", "chart-glibc", "chart-external", "chart-grafted"):
         assert f'<p class="empty" id="{chart}">' in page
     assert "No earlier completed run" in render_markdown(figures)
+
+
+def test_a_snapshot_does_not_see_a_scan_commit_halfway(store_path: Path) -> None:
+    """compute_figures reads in one snapshot: a run a scan finishes meanwhile shows up only after."""
+    with Store(store_path, readonly=True) as reader, Store(store_path) as writer:
+        with reader.snapshot():
+            before = reader.runs()
+            new_run = run(writer, [other(F.replace("pywin", "later"), "not_linux", "later")])
+            assert reader.runs() == before
+            assert reader.run_outcome_counts([new_run]) == {new_run: {}}
+        assert [r.id for r in reader.runs()] == [r.id for r in before] + [new_run]

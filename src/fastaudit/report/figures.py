@@ -154,8 +154,13 @@ def _trend(store: Store, runs: Iterable[RunRow]) -> list[dict[str, Any]]:
 
 
 def compute_figures(store: Store, run_id: int | None = None, compare_to: int | None = None) -> dict[str, Any]:
-    """The report object (schema report-v1.json) for one run of the store."""
-    choice = choose_runs(store.runs(), run_id, compare_to)
+    """The report object (schema report-v1.json) for one run of the store, all of it read from one
+    snapshot of the store."""
+    with store.snapshot():
+        return _figures(store, choose_runs(store.runs(), run_id, compare_to))
+
+
+def _figures(store: Store, choice: RunChoice) -> dict[str, Any]:
     run = choice.run
     status_counts: Counter[str] = Counter()
     verdicts: Counter[str] = Counter()

@@ -199,6 +199,14 @@ def test_cli_writes_the_formats_asked_for(store_path: Path, tmp_path: Path) -> N
     assert json.loads(written[2].read_text())["run"]["id"] == 1
 
 
+def test_an_output_folder_that_cannot_be_made_is_an_error(store_path: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "a file"
+    blocker.write_text("")
+    result = CliRunner().invoke(main, ["report", "--db", str(store_path), "-o", str(blocker / "report")])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("fastaudit: ") and "cannot write the report" in result.output
+
+
 @pytest.mark.parametrize("case", ["missing", "not sqlite", "foreign sqlite", "newer schema", "no runs",
                                   "unknown run", "unknown base", "no completed run"])
 def test_bad_input_is_a_one_line_error_and_exit_2(case: str, store_path: Path, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from fastaudit.errors import ReportError
 from fastaudit.report.figures import compute_figures
 from fastaudit.report.html import render_html
 from fastaudit.report.markdown import render_markdown
@@ -43,10 +44,13 @@ def write_report(db: str | Path, out_dir: str | Path, formats: Iterable[str] = t
     with Store(db, readonly=True) as store:
         figures = compute_figures(store, run_id, compare_to)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     written = []
-    for fmt in dict.fromkeys(formats):
-        name, render = FORMATS[fmt]
-        _write_atomically(out / name, render(figures))
-        written.append(out / name)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for fmt in dict.fromkeys(formats):
+            name, render = FORMATS[fmt]
+            _write_atomically(out / name, render(figures))
+            written.append(out / name)
+    except OSError as e:
+        raise ReportError(f"cannot write the report: {e.strerror or e}", path=str(e.filename or out)) from e
     return written

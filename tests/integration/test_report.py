@@ -112,7 +112,9 @@ def nights(tmp_path_factory: pytest.TempPathFactory, scenarios: dict[str, elfbui
 
 @pytest.fixture(scope="module")
 def reports(nights: Nights) -> dict[str, Path]:
-    """The default report (run 3 against run 2) and run 2 against run 1, all formats each."""
+    """The default report (run 3 against run 2) and run 2 against run 1, all formats each, made
+    with the scanned folder gone: a report reads the store alone."""
+    shutil.rmtree(nights.work / "mirror")
     fastaudit("report", "--db", nights.db, "-o", nights.work / "latest", cwd=nights.work)
     fastaudit("report", "--db", nights.db, "-o", nights.work / "second", "--run", "2", "--compare-to", "1",
               cwd=nights.work)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import html
 import json
 import sqlite3
+import subprocess
+import sys
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -288,3 +290,12 @@ def test_a_snapshot_does_not_see_a_scan_commit_halfway(store_path: Path) -> None
             assert reader.runs() == before
             assert reader.run_outcome_counts([new_run]) == {new_run: {}}
         assert [r.id for r in reader.runs()] == [r.id for r in before] + [new_run]
+
+
+def test_the_report_never_loads_the_elf_reader() -> None:
+    """report/ renders stored results (DESIGN.md layers): neither the ELF extension nor numpy."""
+    code = ("import sys, fastaudit.report.nightly, fastaudit.cli; "
+            "print(sorted(m for m in sys.modules if m in ('numpy', 'fastaudit.elf', 'fastaudit.analyze')"
+            " or m.startswith('fastaudit._')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "[]"

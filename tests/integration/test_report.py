@@ -59,8 +59,10 @@ class Nights:
     db: Path
     work: Path
     demo: str  # over-promising on night 1, repaired in place on night 2
-    new_violation: str  # appears on night 2, over-promising
+    new_violation: str  # appears on night 2, over-promising; repaired in place on night 3
     broken: str  # appears on night 2, not a zip
+    late_violation: str  # appears on night 3, over-promising
+    late_broken: str  # appears on night 3, not a zip
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +81,8 @@ def nights(tmp_path_factory: pytest.TempPathFactory, scenarios: dict[str, elfbui
     bad_demo = repack(scenarios["glibc_2_34"].wheel, built / "bad", "nightly_demo")
     good_demo = repack(scenarios["glibc_2_17"].wheel, built / "good", "nightly_demo")
     new_violation = repack(scenarios["glibc_2_34"].wheel, built / "bad", "newly_bad")
+    new_violation_repaired = repack(scenarios["glibc_2_17"].wheel, built / "good", "newly_bad")
+    late_violation = repack(scenarios["glibc_2_34"].wheel, built / "bad", "late_bad")
     assert bad_demo.name == good_demo.name and bad_demo.read_bytes() != good_demo.read_bytes()
 
     # night 1: every scenario, eight real wheels, the demo wheel over-promising
@@ -102,12 +106,18 @@ def nights(tmp_path_factory: pytest.TempPathFactory, scenarios: dict[str, elfbui
     broken.write_bytes(b"this is not a zip file" * 64)
     fastaudit("scan", "--db", db, "--jobs", "2", folder, cwd=work)
 
-    # night 3: one scenario wheel withdrawn, the two real wheels back
+    # night 3: one scenario wheel withdrawn, the two real wheels back; night 2's new violation
+    # repaired in place, another over-promising wheel and another broken one
     (folder / "gcc" / scenarios["external_libfoo"].wheel.name).unlink()
     for w in ci_wheels[:2]:
         place(w, folder / "pypi" / w.name)
+    shutil.copy(new_violation_repaired, folder / new_violation.name)
+    os.utime(folder / new_violation.name, (2e9, 2e9))
+    shutil.copy(late_violation, folder / late_violation.name)
+    late_broken = folder / f"late_broken-1.0-{TAG}.whl"
+    late_broken.write_bytes(b"PK\x03\x04 and then nothing")
     fastaudit("scan", "--db", db, "--jobs", "2", folder, cwd=work)
-    return Nights(db, work, good_demo.name, new_violation.name, broken.name)
+    return Nights(db, work, good_demo.name, new_violation.name, broken.name, late_violation.name, late_broken.name)
 
 
 @pytest.fixture(scope="module")
@@ -170,6 +180,9 @@ def test_the_nights_changed_what_they_should(nights: Nights, reports: dict[str, 
     assert second["diff"]["new_violations"] == [nights.new_violation]
     assert second["diff"]["new_errors"] == [nights.broken]
     latest = json.loads((reports["latest"] / "report.json").read_text())
+    assert latest["diff"]["fixed"] == [nights.new_violation]
+    assert latest["diff"]["new_violations"] == [nights.late_violation]
+    assert latest["diff"]["new_errors"] == [nights.late_broken]
     assert (latest["run"]["id"], latest["compare_to"]["id"], latest["diff"]["removed"]) == (3, 2, 1)
     assert [t["run"] for t in latest["trend"]] == [1, 2, 3]
     assert latest["grafted_libraries"] and latest["over_promising"] and latest["errors"]
@@ -195,6 +208,9 @@ def test_json_and_markdown_equal_sql(nights: Nights, reports: dict[str, Path], n
     assert {(r[0], r[1]): int(r[2]) for r in tables["Declared against achieved"]} == expected["declared_vs_achieved"]
     assert {(r[0], r[1]): int(r[2]) for r in tables["Architecture and libc"]} == expected["arch_libc"]
     assert [(r[0], int(r[1])) for r in tables["Most common grafted libraries"]] == expected["grafted_libraries"]
+    assert [(r[0], int(r[1])) for r in tables["Most common external libraries"]] == expected["external_libraries"]
+    assert [{"run": int(r[0]), "wheels": int(r[3]), "linux": int(r[4]), "over_promising": int(r[5]),
+             "errors": int(r[6])} for r in tables["Trend"]] == trend
     assert sorted(r[0] for r in tables[f"Over-promising wheels: {h['over_promising']}"]) == expected["over_promising"]
     assert sorted(r[0] for r in tables[f"Errors: {h['errors']}"]) == expected["errors"]
 
@@ -224,9 +240,9 @@ def test_page_loads_offline_without_errors_and_holds_the_figures(opened: Opened,
 def test_filtering_sorting_and_the_project_view(opened: Opened, nights: Nights) -> None:
     page, expected = opened.page, oracle(nights, 3, 2)
     over = expected["over_promising"]
-    needle = "newly_bad"
+    needle = "late_bad"
     page.fill('input[data-filter="table-over-promising"]', needle)
-    assert visible(page, "table-over-promising") == [w for w in over if needle in w] == [nights.new_violation]
+    assert visible(page, "table-over-promising") == [w for w in over if needle in w] == [nights.late_violation]
     assert page.text_content('[data-count="table-over-promising"]') == f"1 of {len(over)} rows"
     page.fill('input[data-filter="table-over-promising"]', "no wheel is called this")
     assert visible(page, "table-over-promising") == []

@@ -3,6 +3,14 @@
 # cache, and run the test suite. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Headless Chromium for the report's browser test (tests/integration/test_report.py): Debian's
+# package, as root in CI (through sudo elsewhere); a no-op where it is already installed.
+if ! command -v chromium >/dev/null; then
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo -n"; fi
+    { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; } \
+        || echo "warning: could not install chromium; the report's browser test will skip" >&2
+fi
 VENV=${FASTAUDIT_VENV:-.venv}
 python3 -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip

@@ -187,6 +187,30 @@ def export_command(db: str, run_id: int | None, fmt: str, output: str) -> None:
         sys.exit(EXIT_USAGE_OR_UNREADABLE)
 
 
+@main.command("report")
+@click.option("--db", default="fastaudit.db", show_default=True, type=click.Path(dir_okay=False),
+              help="The store to report on (read only).")
+@click.option("-o", "--output", "out_dir", default="report", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for report.html, report.md and report.json (created if missing).")
+@click.option("--run", "run_id", type=int, default=None, help="The run to report (default: the latest completed).")
+@click.option("--compare-to", type=int, default=None,
+              help="The run to show changes against (default: the latest completed run before it).")
+@click.option("--format", "formats", multiple=True, type=click.Choice(["html", "md", "json"]),
+              help="Write only these formats (repeatable; default: all three).")
+def report_command(db: str, out_dir: str, run_id: int | None, compare_to: int | None,
+                   formats: tuple[str, ...]) -> None:
+    """The nightly report of a run: HTML with charts, Markdown and JSON, from the store alone."""
+    from fastaudit.report.nightly import FORMATS, write_report
+
+    try:
+        written = write_report(db, out_dir, formats or tuple(FORMATS), run_id, compare_to)
+    except FastauditError as e:
+        click.echo(f"fastaudit: {e}", err=True)
+        sys.exit(EXIT_USAGE_OR_UNREADABLE)
+    for path in written:
+        click.echo(str(path))
+
+
 def write_jsonl(lines, output: str) -> None:
     with click.open_file(output, "w") as out:
         for line in lines:

@@ -75,6 +75,10 @@ class RepairError(FastauditError):
     """A wheel cannot be repaired to the requested tag."""
 
 
+class ReportError(FastauditError):
+    """No report can be made from a store: it has no runs, or the run asked for is unknown."""
+
+
 # Status codes returned by the Cython walkers (see _elf.pyx), mapped to the error they mean.
 _ELF_ERROR_BY_STATUS: dict[int, type[ELFError]] = {
     1: ELFTruncatedError,

@@ -133,18 +133,79 @@ class ResultRow:
     elf_facts: tuple[Mapping[str, Any], ...] = ()
 
 
+@dataclass(frozen=True)
+class RunRow:
+    id: int
+    started_at: float
+    finished_at: float | None
+    status: str
+    fastaudit_version: str
+    policy_version: str
+
+
+@dataclass(frozen=True)
+class RunWheel:
+    """One wheel of a run as a report needs it. The JSON fields are the raw text of parts of the
+    stored `show --json` object, None when the result has no report (errors, non-Linux wheels)."""
+
+    filename: str
+    project: str | None
+    version: str | None
+    status: str
+    overall_tag: str | None
+    arch: str | None
+    libc: str | None
+    over_promises: bool
+    declared_tags: str | None
+    error_type: str | None
+    error_message: str | None
+    error_member: str | None
+    versioned_symbols_json: str | None
+    external_libs_json: str | None
+    over_promise_reasons_json: str | None  # only for over-promising wheels
+
+
 class Store:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
+        """Open (creating or migrating) a store; `readonly` opens an existing one of this schema
+        without ever writing to it, for readers such as `fastaudit report`."""
         self.path = Path(path)
         try:
-            # isolation_level=None: transactions are explicit, one per batch of results
-            self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-            self._set_wal()
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute("PRAGMA foreign_keys=ON")
-            self._migrate()
+            if readonly:
+                self.db = self._connect_readonly()
+            else:
+                # isolation_level=None: transactions are explicit, one per batch of results
+                self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+                self._set_wal()
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                self.db.execute("PRAGMA foreign_keys=ON")
+                self._migrate()
         except sqlite3.Error as e:
             raise StoreError(f"cannot open the store: {e}", path=str(self.path)) from e
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        if not self.path.is_file():
+            raise StoreError("no such store file", path=str(self.path))
+        db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=60,
+                             isolation_level=None)
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.Error:
+            db.close()
+            raise
+        if version > SCHEMA_VERSION:
+            db.close()
+            raise StoreError(f"the store has schema {version}; this fastaudit knows up to {SCHEMA_VERSION}",
+                             path=str(self.path))
+        if version < 1 or not {"runs", "wheels", "results", "run_wheels", "elf_facts"} <= tables:
+            db.close()
+            raise StoreError("not a fastaudit store", path=str(self.path))
+        if version < SCHEMA_VERSION:
+            db.close()
+            raise StoreError(f"the store has the older schema {version}; open it once with `fastaudit scan`"
+                             " to migrate it", path=str(self.path))
+        return db
 
     def _set_wal(self, timeout: float = 60.0) -> None:
         """Switch to WAL, waiting while another connection holds the lock. SQLite does not call the
@@ -180,6 +241,16 @@ class Store:
             if self.db.in_transaction:  # Ctrl-C may land just after COMMIT
                 self.db.execute("ROLLBACK")
             raise
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """One read transaction: every query inside sees the same state of the store, even while a
+        scan commits batches (WAL keeps the snapshot), so figures read by several queries agree."""
+        self.db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.db.execute("ROLLBACK")  # nothing was written
 
     def _migrate(self) -> None:
         with self._transaction():
@@ -248,6 +319,56 @@ class Store:
             return self.db.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
         finally:
             self.db.row_factory = None
+
+    def runs(self) -> list[RunRow]:
+        """Every run, oldest first."""
+        return [RunRow(*row) for row in self.db.execute(
+            "SELECT id, started_at, finished_at, status, fastaudit_version, policy_version FROM runs ORDER BY id")]
+
+    def run_outcome_counts(self, run_ids: Iterable[int]) -> dict[int, dict[str, int]]:
+        """run id -> wheels per result status ('ok', 'pure', 'not_linux', 'error'), plus
+        'over_promising'; one query for a whole trend."""
+        ids = list(run_ids)
+        counts: dict[int, dict[str, int]] = {i: {} for i in ids}
+        marks = ",".join("?" * len(ids))
+        for run_id, status, over, count in self.db.execute(
+                "SELECT rw.run_id, r.status, coalesce(r.over_promises, 0), count(*) FROM run_wheels rw"
+                f" JOIN results r ON r.id = rw.result_id WHERE rw.run_id IN ({marks}) GROUP BY 1, 2, 3", ids):
+            counts[run_id][status] = counts[run_id].get(status, 0) + count
+            if over:
+                counts[run_id]["over_promising"] = counts[run_id].get("over_promising", 0) + count
+        return counts
+
+    def run_wheels(self, run_id: int) -> Iterator[RunWheel]:
+        """The wheels of a run with what a report shows of them, in file name order. The parts of
+        the report are cut out by SQLite (which parses each report once per row), so Python
+        decodes only the small pieces."""
+        for row in self.db.execute(
+                "SELECT w.filename, w.project, w.version, r.status, r.overall_tag, r.arch, r.libc,"
+                " coalesce(r.over_promises, 0), r.declared_tags, r.error_type, r.error_message, r.error_member,"
+                " json_extract(r.report, '$.versioned_symbols'), json_extract(r.report, '$.external_libs'),"
+                " CASE WHEN r.over_promises = 1"
+                "  THEN json_extract(r.report, '$.fastaudit.over_promise_reasons') END"
+                " FROM run_wheels rw JOIN wheels w ON w.id = rw.wheel_id JOIN results r ON r.id = rw.result_id"
+                " WHERE rw.run_id=? ORDER BY w.filename, w.path", (run_id,)):
+            yield RunWheel(*row[:7], bool(row[7]), *row[8:])
+
+    def run_states(self, run_id: int) -> Iterator[tuple[str, str, bool]]:
+        """(file name, result status, over-promises) for each wheel of a run: what a comparison
+        between two runs needs, without the reports."""
+        for filename, status, over in self.db.execute(
+                "SELECT w.filename, r.status, coalesce(r.over_promises, 0) FROM run_wheels rw"
+                " JOIN wheels w ON w.id = rw.wheel_id JOIN results r ON r.id = rw.result_id WHERE rw.run_id=?",
+                (run_id,)):
+            yield filename, status, bool(over)
+
+    def grafted_members(self, run_id: int) -> Iterator[tuple[str, str]]:
+        """(wheel file name, member) for each ELF member in a top-level `*.libs/` folder of a
+        wheel of the run: where auditwheel puts the libraries it grafts."""
+        yield from self.db.execute(
+            "SELECT w.filename, f.member FROM run_wheels rw JOIN wheels w ON w.id = rw.wheel_id"
+            " JOIN elf_facts f ON f.result_id = rw.result_id"
+            " WHERE rw.run_id=? AND f.member GLOB '*.libs/*' AND f.member NOT GLOB '*/*/*'", (run_id,))
 
     # --- wheels and results -----------------------------------------------------------------
 

@@ -1,0 +1,84 @@
+"""The nightly report as Markdown, to paste into a chat or an issue: the figures of the JSON, with
+long lists of wheels cut to their first MAX_ROWS entries (the count is always the full one)."""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+MAX_ROWS = 25
+
+
+def _cell(value: object) -> str:
+    text = "" if value is None else str(value)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines.extend("| " + " | ".join(_cell(v) for v in row) + " |" for row in rows)
+    return lines + [""]
+
+
+def _capped(items: Sequence[Any]) -> tuple[Sequence[Any], list[str]]:
+    if len(items) <= MAX_ROWS:
+        return items, []
+    return items[:MAX_ROWS], [f"... and {len(items) - MAX_ROWS} more (see the HTML or JSON report).", ""]
+
+
+def _wheel_list(title: str, wheels: Sequence[str]) -> list[str]:
+    shown, more = _capped(wheels)
+    return [f"**{title}: {len(wheels)}**", ""] + [f"- `{w}`" for w in shown] + ([""] if shown else []) + more
+
+
+def render_markdown(figures: dict[str, Any]) -> str:
+    run, head = figures["run"], figures["headline"]
+    out = [f"# fastaudit report: run {run['id']} ({run['status']}, {run['started_at']})", ""]
+    out += _table(["wheels", "projects", "audited (Linux)", "consistent", "over-promising", "pure", "not Linux",
+                   "errors"],
+                  [[head[k] for k in ("wheels", "projects", "linux", "consistent", "over_promising", "pure",
+                                      "not_linux", "errors")]])
+    diff = figures["diff"]
+    out += ["## Since the previous run", ""]
+    if diff is None:
+        out += ["No earlier completed run to compare with.", ""]
+    else:
+        out += [f"Compared with run {diff['compare_to']}: {diff['added']} wheels added, {diff['removed']} removed.", ""]
+        out += _wheel_list("New violations", diff["new_violations"])
+        out += _wheel_list("Fixed", diff["fixed"])
+        out += _wheel_list("New errors", diff["new_errors"])
+    out += ["## Trend", ""]
+    out += _table(["run", "started", "status", "wheels", "audited", "over-promising", "errors"],
+                  [[t["run"], t["started_at"], t["status"], t["wheels"], t["linux"], t["over_promising"],
+                    t["errors"]] for t in figures["trend"]])
+    out += ["## Verdicts", ""]
+    out += _table(["verdict", "wheels"], [[v["verdict"], v["wheels"]] for v in figures["verdicts"]])
+    out += ["## glibc actually required (glibc wheels)", ""]
+    out += _table(["glibc", "wheels"], [[g["glibc"], g["wheels"]] for g in figures["glibc_required"]])
+    out += ["## Declared against achieved", ""]
+    out += _table(["declared", "achieved", "wheels"],
+                  [[m["declared"], m["achieved"], m["wheels"]] for m in figures["declared_vs_achieved"]])
+    out += ["## Architecture and libc", ""]
+    out += _table(["arch", "libc", "wheels"], [[a["arch"], a["libc"], a["wheels"]] for a in figures["arch_libc"]])
+    out += ["## Most common external libraries", ""]
+    out += _table(["library", "wheels"], [[lib["name"], lib["wheels"]] for lib in figures["external_libraries"]])
+    out += ["## Most common grafted libraries", ""]
+    out += _table(["library", "wheels"], [[lib["name"], lib["wheels"]] for lib in figures["grafted_libraries"]])
+    over = figures["over_promising"]
+    shown, more = _capped(over)
+    out += [f"## Over-promising wheels: {len(over)}", ""]
+    out += _table(["wheel", "declared", "achieved", "first reason"],
+                  [[f"`{o['wheel']}`", o["declared"], o["achieved"], o["reasons"][0] if o["reasons"] else ""]
+                   for o in shown]) + more
+    errors = figures["errors"]
+    shown, more = _capped(errors)
+    out += [f"## Errors: {len(errors)}", ""]
+    out += _table(["wheel", "error", "message"],
+                  [[f"`{e['wheel']}`", e["error_type"], e["message"]] for e in shown]) + more
+    worst = sorted((p for p in figures["projects"] if p["over_promising"] or p["errors"]),
+                   key=lambda p: (-p["over_promising"] - p["errors"], p["project"]))
+    shown, more = _capped(worst)
+    out += [f"## Projects with problems: {len(worst)} of {len(figures['projects'])}", ""]
+    out += _table(["project", "wheels", "over-promising", "errors", "glibc required"],
+                  [[p["project"], p["wheels"], p["over_promising"], p["errors"], p["glibc_required"]]
+                   for p in shown]) + more
+    return "\n".join(out).rstrip() + "\n"

@@ -3,13 +3,17 @@
 # cache, and run the test suite. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Headless Chromium for the report's browser test (tests/integration/test_report.py): Debian's
-# package, as root in CI (through sudo elsewhere); a no-op where it is already installed.
-if ! command -v chromium >/dev/null; then
+# System tools the tests use, from Debian: headless Chromium for the report's browser test, and
+# elfutils (eu-elflint) for the rewriter's tests. As root in CI (through sudo elsewhere); a no-op
+# where they are already installed.
+PACKAGES=()
+command -v chromium >/dev/null || PACKAGES+=(chromium)
+command -v eu-elflint >/dev/null || PACKAGES+=(elfutils)
+if [ ${#PACKAGES[@]} -gt 0 ]; then
     SUDO=""
     if [ "$(id -u)" -ne 0 ]; then SUDO="sudo -n"; fi
-    { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; } \
-        || echo "warning: could not install chromium; the report's browser test will skip" >&2
+    { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" >/dev/null; } \
+        || echo "warning: could not install ${PACKAGES[*]}; the tests that need them will skip" >&2
 fi
 VENV=${FASTAUDIT_VENV:-.venv}
 python3 -m venv "$VENV"

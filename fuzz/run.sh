@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Fuzz the ELF reader on the AddressSanitizer + UBSan debug build.
+# Fuzz the ELF reader (or, with FUZZ_TARGET=rewrite, the rewriter) on the AddressSanitizer + UBSan
+# debug build.
 #
 #   fuzz/run.sh [SECONDS] [libFuzzer flags...]   fuzz for SECONDS (default 60)
+#   FUZZ_TARGET=rewrite fuzz/run.sh ...          the same for fuzz/fuzz_rewrite.py
 #   fuzz/run.sh --repro FILE...                  run the harness once on each FILE
 #   fuzz/run.sh --repro -minimize_crash=1 -runs=100000 CRASH   shrink a crashing input
 #
@@ -41,7 +43,7 @@ build() {
     mkdir -p "$build_dir"
     (cd "$repo" && git ls-files -co --exclude-standard -z | xargs -0 tar -cf - 2>/dev/null) | tar -xf - -C "$build_dir"
     # no stale generated C: cythonize only looks at timestamps, not at the boundscheck directive
-    rm -rf "$build_dir/build" "$build_dir/src/fastaudit/_elf.c" "$build_dir"/src/fastaudit/_elf*.so
+    rm -rf "$build_dir/build" "$build_dir"/src/fastaudit/_elf*.c "$build_dir"/src/fastaudit/_elf*.so
     # trace-pc/trace-cmp: gcc's only coverage hooks, fed to libFuzzer by the shim below
     CFLAGS="-fsanitize-coverage=trace-pc,trace-cmp" FASTAUDIT_DEBUG_BUILD=1 \
         "$py" -m pip install -q --no-build-isolation --no-deps --force-reinstall "$build_dir" 2>&1 \
@@ -170,7 +172,9 @@ export ASAN_OPTIONS=detect_leaks=0:verify_asan_link_order=0:abort_on_error=1:hal
 export UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1
 export PYTHONPATH=  # the harness must import the debug build from the venv, never src/
 export PATH="$venv/bin:$PATH"  # libFuzzer re-runs the harness by path (-minimize_crash), via env python3
-harness=$repo/fuzz/fuzz_elf.py
+target=${FUZZ_TARGET:-elf}
+harness=$repo/fuzz/fuzz_$target.py
+seeds=$repo/fuzz/corpus/$target
 
 if [[ ${1:-} == --repro ]]; then
     shift
@@ -182,7 +186,8 @@ fi
 
 seconds=${1:-60}
 shift || true
-mkdir -p "$work/corpus" "$work/artifacts"
+grown=$work/corpus-$target
+mkdir -p "$grown" "$work/artifacts"
 log=$work/fuzz-$(date +%Y%m%d-%H%M%S).log
 echo "run.sh: extension $so" >&2
 echo "run.sh: fuzzing for ${seconds}s; log $log; artifacts $work/artifacts/" >&2
@@ -192,14 +197,14 @@ status=0
 "$py" "$harness" \
     -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 -max_len=32768 \
     -print_final_stats=1 -artifact_prefix="$work/artifacts/" \
-    "$@" "$work/corpus" "$repo/fuzz/corpus/elf" >"$log" 2>&1 || status=$?
+    "$@" "$grown" "$seeds" >"$log" 2>&1 || status=$?
 
 tail -n 25 "$log"
 runs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' | tail -n 1 || true)
 rate=$(grep -oE 'stat::average_exec_per_sec: *[0-9]+' "$log" | grep -oE '[0-9]+$' | tail -n 1 || true)
 echo "executions: ${runs:-unknown}"
 echo "exec/s: ${rate:-unknown}"
-echo "corpus: $(find "$work/corpus" -type f | wc -l) grown inputs + $(find "$repo/fuzz/corpus/elf" -type f | wc -l) seeds"
+echo "corpus: $(find "$grown" -type f | wc -l) grown inputs + $(find "$seeds" -type f | wc -l) seeds"
 echo "crashes: $(find "$work/artifacts" -type f | wc -l) file(s) in $work/artifacts/"
 echo "exit status: $status"
 exit "$status"

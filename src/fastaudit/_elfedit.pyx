@@ -267,6 +267,7 @@ cdef class _Rewrite:
         self.img = img
         self.page_size = page_size
         self.phdrs = img.program_headers()
+        self.check_loads()
         self.sections = img.section_headers()
         dynamic = [p for p in self.phdrs if p[0] == PT_DYNAMIC]
         if not dynamic:
@@ -283,6 +284,22 @@ cdef class _Rewrite:
 
     def loads(self) -> list:
         return [p for p in self.phdrs if p[0] == PT_LOAD]
+
+    def check_loads(self):
+        """Refuse a layout the loader would refuse: the new segment is placed from these numbers."""
+        cdef _Image img = self.img
+        for index, (_, _, offset, vaddr, _, filesz, memsz, align) in enumerate(self.phdrs):
+            if self.phdrs[index][0] != PT_LOAD:
+                continue
+            where = img.h.phoff + index * img.phsize
+            if filesz > memsz:
+                raise _Fail(ST_CORRUPT, where, "PT_LOAD with p_filesz larger than p_memsz")
+            if not span_ok(img.im.n, offset, filesz):
+                raise _Fail(ST_TRUNCATED, where, "PT_LOAD beyond the end of the file")
+            if memsz > (<uint64_t>1 << 48) or vaddr > (<uint64_t>1 << 48):
+                raise _Fail(ST_CORRUPT, where, "PT_LOAD beyond any address space")
+            if align > 1 and (align & (align - 1) or (offset - vaddr) % align):
+                raise _Fail(ST_CORRUPT, where, "PT_LOAD whose p_offset and p_vaddr disagree modulo p_align")
 
     def string(self, uint64_t off) -> bytes:
         return self.img.string_at(self.str_off, self.str_size, off)
@@ -505,6 +522,8 @@ cdef class _Rewrite:
         cdef uint8_t[::1] view
         table = bytes(self.dynstr) + bytes(self.appended)
         slot = next((i for i, p in enumerate(self.phdrs) if p[0] == PT_NULL), None)
+        if slot is not None and self.phdrs_overlap_a_section():
+            slot = None  # rewriting the table in place would write over that section's bytes
         move_phdrs = slot is None
         if move_phdrs and any(p[0] == PT_INTERP for p in self.phdrs):
             # the kernel of an old distribution finds an executable's program headers only in
@@ -571,6 +590,12 @@ cdef class _Rewrite:
             self.move_section(view, SHT_DYNAMIC, self.dyn_vaddr, self.dyn_off, base_vaddr + dyn_pos,
                               base_off + dyn_pos, (len(new_entries) + 1) * img.dynent)
         return segment
+
+    def phdrs_overlap_a_section(self) -> bool:
+        start = self.img.h.phoff
+        end = start + self.img.h.phnum * self.img.phsize
+        return any(kind != 0 and kind != 8 and size and offset < end and start < offset + size  # SHT_NULL, SHT_NOBITS
+                   for _, kind, _, offset, size in self.sections)
 
     def write_phdrs(self, bytearray target, uint64_t at, uint64_t count):
         cdef uint8_t[::1] view = target

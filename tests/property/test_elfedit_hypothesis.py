@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
 from fastaudit.elf import ElfEdits, read_elf, rewrite_elf
+from fastaudit.errors import ELFError, RepairError
 from tests import elfcheck
 from tests.corpus import corpus_wheels
 
@@ -133,3 +134,37 @@ def test_random_plans_read_back_exactly_and_load(shared_objects: list[SharedObje
         loaded = elfcheck.dlopen(target, env)
         event(f"dlopen, {len(new_names)} dependencies renamed")
         assert loaded.returncode == 0, (obj.member, edits, loaded.stderr)
+
+
+SEEDS = sorted((Path(__file__).resolve().parents[2] / "fuzz" / "corpus" / "elf").iterdir())
+
+
+@settings(max_examples=int(os.environ.get("FASTAUDIT_REWRITE_MUTATIONS", "1500")), deadline=None)
+@given(seed=st.sampled_from(SEEDS), flips=st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 255)),
+                                                     min_size=1, max_size=8),
+       soname=st.sampled_from([None, "", "libx.so", "lib" + "y" * 80 + ".so"]),
+       path=st.sampled_from([None, "", "$ORIGIN", "$ORIGIN/../" + "p" * 90]), rename=st.booleans())
+def test_mutated_images_fail_only_with_typed_errors(seed: Path, flips: list[tuple[int, int]], soname: str | None,
+                                                    path: str | None, rename: bool) -> None:
+    """The rewriter on the fuzz seeds with bytes changed: a typed error or a file that reads back as
+    planned (the CI slice of fuzz/fuzz_rewrite.py, which runs the same idea under ASan)."""
+    data = bytearray(seed.read_bytes())
+    for where, value in flips:
+        data[where % len(data)] = value
+    try:
+        before = read_elf(bytes(data))
+    except ELFError:
+        before = None
+    needed = before.needed if before else ()
+    edits = ElfEdits(replace_needed={needed[0]: "libz" + "q" * 40 + ".so"} if rename and needed else {},
+                     soname=soname, rpath=path)
+    try:
+        out = rewrite_elf(bytes(data), edits)
+    except (ELFError, RepairError):
+        return
+    if before is None or not before.has_sections:
+        return  # see fuzz/fuzz_rewrite.py: a stripped mutant's hash chains may run through .dynamic
+    after = read_elf(out)
+    assert after.needed == tuple(edits.replace_needed.get(n, n) for n in needed)
+    if soname is not None:
+        assert after.soname == (soname or None)

@@ -287,3 +287,24 @@ def test_real_shared_objects_of_every_kind(wheel_name: str, tmp_path: Path) -> N
             assert after.version_definitions == before.version_definitions
             assert after.symbols.names == before.symbols.names
             assert_sound(out, source)
+
+
+def test_a_load_segment_larger_in_the_file_than_in_memory_is_refused(built: dict[str, Path]) -> None:
+    # found by fuzzing: the new segment was placed after p_memsz while the bad p_filesz still
+    # covered its address, so the rewritten image did not read back
+    data = bytearray(built["plain"].read_bytes())
+    phoff, = struct.unpack_from("<Q", data, 32)
+    struct.pack_into("<Q", data, phoff + 32, 0x6E04A0)  # the first PT_LOAD's p_filesz
+    with pytest.raises(ELFError, match="p_filesz larger than p_memsz"):
+        rewrite_elf(bytes(data), ElfEdits(rpath="$ORIGIN/" + "x" * 100))
+
+
+def test_a_program_header_table_over_a_section_is_not_rewritten_in_place() -> None:
+    # found by the property test: e_phnum raised to 12 makes the table run over .note.gnu.build-id,
+    # the 12th "entry" reads as PT_NULL, and reusing that slot rewrote the note's bytes
+    seed = Path(__file__).resolve().parents[2] / "fuzz" / "corpus" / "elf" / "gcc-x86_64-versioned.elf"
+    data = bytearray(seed.read_bytes())
+    data[56] = 12
+    out = rewrite_elf(bytes(data), ElfEdits(replace_needed={"libc.so.6": "libz" + "q" * 40 + ".so"}))
+    assert out[:len(data)][0x238:0x25C] == bytes(data[0x238:0x25C])  # the note, untouched
+    assert read_elf(out).needed == ("libz" + "q" * 40 + ".so",)

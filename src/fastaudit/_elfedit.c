@@ -2016,7 +2016,7 @@ struct __pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_4_genexpr {
 };
 
 
-/* "fastaudit/_elfedit.pyx":556
+/* "fastaudit/_elfedit.pyx":558
  *         if slot is not None:
  *             del self.phdrs[slot]
  *         last_load = max(i for i, p in enumerate(self.phdrs) if p[0] == PT_LOAD)             # <<<<<<<<<<<<<<
@@ -2034,7 +2034,7 @@ struct __pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_5_genexpr {
 };
 
 
-/* "fastaudit/_elfedit.pyx":594
+/* "fastaudit/_elfedit.pyx":596
  *         return segment
  * 
  *     def phdrs_overlap_a_section(self) -> bool:             # <<<<<<<<<<<<<<
@@ -2048,7 +2048,7 @@ struct __pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_6_phdrs_overlap_a_secti
 };
 
 
-/* "fastaudit/_elfedit.pyx":597
+/* "fastaudit/_elfedit.pyx":599
  *         start = self.img.h.phoff
  *         end = start + self.img.h.phnum * self.img.phsize
  *         return any(kind != 0 and kind != 8 and size and offset < end and start < offset + size  # SHT_NULL, SHT_NOBITS             # <<<<<<<<<<<<<<
@@ -3406,6 +3406,9 @@ static CYTHON_INLINE PyObject *__Pyx_PyIter_Next2(PyObject *, PyObject *);
 static CYTHON_INLINE PyObject* __Pyx__PyNumber_Multiply_int_int(PyObject *op1, PyObject *op2, int inplace);
 #endif
 
+/* PyObjectCompare.proto */
+static CYTHON_INLINE int __Pyx_PyObject_CompareBoolGt_int_object(PyObject *op1, PyObject *op2, int pyop);
+
 /* PyLongCompare.proto */
 static CYTHON_INLINE int __Pyx_PyLong_BoolNeObjC(PyObject *op1, PyObject *op2, long intval, long inplace);
 
@@ -4678,8 +4681,8 @@ namespace {
     PyObject *__pyx_slice[1];
     PyObject *__pyx_tuple[4];
     PyObject *__pyx_codeobj_tab[35];
-    PyObject *__pyx_string_tab[354];
-    PyObject *__pyx_number_tab[15];
+    PyObject *__pyx_string_tab[355];
+    PyObject *__pyx_number_tab[16];
 /* #### Code section: module_state_contents ### */
 /* PyFrozenDict.module_state_decls */
 #if CYTHON_COMPILING_IN_LIMITED_API
@@ -4815,321 +4818,322 @@ static __pyx_mstatetype * const __pyx_mstate_global = &__pyx_mstate_global_stati
 #define __pyx_kp_u_enable __pyx_string_tab[36]
 #define __pyx_kp_u_gc __pyx_string_tab[37]
 #define __pyx_kp_u_isenabled __pyx_string_tab[38]
-#define __pyx_kp_u_no_PT_DYNAMIC_a_static_executabl __pyx_string_tab[39]
-#define __pyx_kp_u_no_default___reduce___due_to_non __pyx_string_tab[40]
-#define __pyx_kp_u_no_program_headers __pyx_string_tab[41]
-#define __pyx_kp_u_program_header_table __pyx_string_tab[42]
-#define __pyx_kp_u_src_fastaudit__elfedit_pyx __pyx_string_tab[43]
-#define __pyx_kp_u_string_offset_past_the_end_of_dy __pyx_string_tab[44]
-#define __pyx_kp_u_symbol_table __pyx_string_tab[45]
-#define __pyx_kp_u_too_many_program_headers __pyx_string_tab[46]
-#define __pyx_kp_u_unable_to_allocate_array_data __pyx_string_tab[47]
-#define __pyx_kp_u_unable_to_allocate_shape_and_str __pyx_string_tab[48]
-#define __pyx_kp_u_unterminated_string_in_dynstr __pyx_string_tab[49]
-#define __pyx_n_u_ASCII __pyx_string_tab[50]
-#define __pyx_n_u_DT_VERDEF __pyx_string_tab[51]
-#define __pyx_n_u_DT_VERNEED __pyx_string_tab[52]
-#define __pyx_n_u_Elf_Verdaux __pyx_string_tab[53]
-#define __pyx_n_u_Elf_Verdef __pyx_string_tab[54]
-#define __pyx_n_u_Elf_Vernaux __pyx_string_tab[55]
-#define __pyx_n_u_Elf_Verneed __pyx_string_tab[56]
-#define __pyx_n_u_Ellipsis __pyx_string_tab[57]
-#define __pyx_n_u_PT_DYNAMIC __pyx_string_tab[58]
-#define __pyx_n_u_Sequence __pyx_string_tab[59]
-#define __pyx_n_u_View_MemoryView __pyx_string_tab[60]
-#define __pyx_n_u__8 __pyx_string_tab[61]
-#define __pyx_n_u_Fail __pyx_string_tab[62]
-#define __pyx_n_u_Image __pyx_string_tab[63]
-#define __pyx_n_u_Image___reduce_cython __pyx_string_tab[64]
-#define __pyx_n_u_Image___setstate_cython __pyx_string_tab[65]
-#define __pyx_n_u_Image_dynamic_entries __pyx_string_tab[66]
-#define __pyx_n_u_Image_program_headers __pyx_string_tab[67]
-#define __pyx_n_u_Image_section_headers __pyx_string_tab[68]
-#define __pyx_n_u_Image_string_at __pyx_string_tab[69]
-#define __pyx_n_u_Image_symbol_names __pyx_string_tab[70]
-#define __pyx_n_u_Image_vaddr_to_offset __pyx_string_tab[71]
-#define __pyx_n_u_Image_verdef_names __pyx_string_tab[72]
-#define __pyx_n_u_Image_verneed_files __pyx_string_tab[73]
-#define __pyx_n_u_MIN_VERSION_ENTRY __pyx_string_tab[74]
-#define __pyx_n_u_Rewrite __pyx_string_tab[75]
-#define __pyx_n_u_Rewrite___reduce_cython __pyx_string_tab[76]
-#define __pyx_n_u_Rewrite___setstate_cython __pyx_string_tab[77]
-#define __pyx_n_u_Rewrite_apply __pyx_string_tab[78]
-#define __pyx_n_u_Rewrite_check_loads __pyx_string_tab[79]
-#define __pyx_n_u_Rewrite_drop_version_requiremen __pyx_string_tab[80]
-#define __pyx_n_u_Rewrite_loads __pyx_string_tab[81]
-#define __pyx_n_u_Rewrite_new_segment __pyx_string_tab[82]
-#define __pyx_n_u_Rewrite_offset_of __pyx_string_tab[83]
-#define __pyx_n_u_Rewrite_overlaps __pyx_string_tab[84]
-#define __pyx_n_u_Rewrite_phdrs_overlap_a_section __pyx_string_tab[85]
-#define __pyx_n_u_Rewrite_place_strings __pyx_string_tab[86]
-#define __pyx_n_u_Rewrite_references __pyx_string_tab[87]
-#define __pyx_n_u_Rewrite_string __pyx_string_tab[88]
-#define __pyx_n_u_Rewrite_unversion_symbols __pyx_string_tab[89]
-#define __pyx_n_u_Rewrite_verneed_files __pyx_string_tab[90]
-#define __pyx_n_u_Rewrite_write __pyx_string_tab[91]
-#define __pyx_n_u_Rewrite_write_phdrs __pyx_string_tab[92]
-#define __pyx_n_u_STRING_TAGS __pyx_string_tab[93]
-#define __pyx_n_u_Pyx_PyDict_NextRef __pyx_string_tab[94]
-#define __pyx_n_u_annotate __pyx_string_tab[95]
-#define __pyx_n_u_class __pyx_string_tab[96]
-#define __pyx_n_u_class_getitem __pyx_string_tab[97]
-#define __pyx_n_u_dict __pyx_string_tab[98]
-#define __pyx_n_u_doc __pyx_string_tab[99]
-#define __pyx_n_u_func __pyx_string_tab[100]
-#define __pyx_n_u_getstate __pyx_string_tab[101]
-#define __pyx_n_u_import __pyx_string_tab[102]
-#define __pyx_n_u_main __pyx_string_tab[103]
-#define __pyx_n_u_metaclass __pyx_string_tab[104]
-#define __pyx_n_u_module __pyx_string_tab[105]
-#define __pyx_n_u_mro_entries __pyx_string_tab[106]
-#define __pyx_n_u_name_2 __pyx_string_tab[107]
-#define __pyx_n_u_new __pyx_string_tab[108]
-#define __pyx_n_u_prepare __pyx_string_tab[109]
-#define __pyx_n_u_pyx_checksum __pyx_string_tab[110]
-#define __pyx_n_u_pyx_result __pyx_string_tab[111]
-#define __pyx_n_u_pyx_state __pyx_string_tab[112]
-#define __pyx_n_u_pyx_type __pyx_string_tab[113]
-#define __pyx_n_u_pyx_unpickle_Enum __pyx_string_tab[114]
-#define __pyx_n_u_pyx_unpickle__Rewrite __pyx_string_tab[115]
-#define __pyx_n_u_pyx_vtable __pyx_string_tab[116]
-#define __pyx_n_u_qualname __pyx_string_tab[117]
-#define __pyx_n_u_reduce __pyx_string_tab[118]
-#define __pyx_n_u_reduce_cython __pyx_string_tab[119]
-#define __pyx_n_u_reduce_ex __pyx_string_tab[120]
-#define __pyx_n_u_set_name __pyx_string_tab[121]
-#define __pyx_n_u_setstate __pyx_string_tab[122]
-#define __pyx_n_u_setstate_cython __pyx_string_tab[123]
-#define __pyx_n_u_test __pyx_string_tab[124]
-#define __pyx_n_u_dict_2 __pyx_string_tab[125]
-#define __pyx_n_u_is_coroutine __pyx_string_tab[126]
-#define __pyx_n_u_a __pyx_string_tab[127]
-#define __pyx_n_u_abc __pyx_string_tab[128]
-#define __pyx_n_u_align __pyx_string_tab[129]
-#define __pyx_n_u_alignment __pyx_string_tab[130]
-#define __pyx_n_u_allocate_buffer __pyx_string_tab[131]
-#define __pyx_n_u_append __pyx_string_tab[132]
-#define __pyx_n_u_apply __pyx_string_tab[133]
-#define __pyx_n_u_args __pyx_string_tab[134]
-#define __pyx_n_u_asyncio_coroutines __pyx_string_tab[135]
-#define __pyx_n_u_at __pyx_string_tab[136]
-#define __pyx_n_u_aux __pyx_string_tab[137]
-#define __pyx_n_u_b __pyx_string_tab[138]
-#define __pyx_n_u_base __pyx_string_tab[139]
-#define __pyx_n_u_base_off __pyx_string_tab[140]
-#define __pyx_n_u_base_vaddr __pyx_string_tab[141]
-#define __pyx_n_u_bool __pyx_string_tab[142]
-#define __pyx_n_u_buf __pyx_string_tab[143]
-#define __pyx_n_u_bytearray __pyx_string_tab[144]
-#define __pyx_n_u_bytes __pyx_string_tab[145]
-#define __pyx_n_u_c __pyx_string_tab[146]
-#define __pyx_n_u_cap __pyx_string_tab[147]
-#define __pyx_n_u_capacity __pyx_string_tab[148]
-#define __pyx_n_u_chain __pyx_string_tab[149]
-#define __pyx_n_u_check_loads __pyx_string_tab[150]
-#define __pyx_n_u_cline_in_traceback __pyx_string_tab[151]
-#define __pyx_n_u_close __pyx_string_tab[152]
-#define __pyx_n_u_cnt __pyx_string_tab[153]
-#define __pyx_n_u_count __pyx_string_tab[154]
-#define __pyx_n_u_delta __pyx_string_tab[155]
-#define __pyx_n_u_drop_version_requirements __pyx_string_tab[156]
-#define __pyx_n_u_dtype_is_object __pyx_string_tab[157]
-#define __pyx_n_u_dyn_off __pyx_string_tab[158]
-#define __pyx_n_u_dyn_pos __pyx_string_tab[159]
-#define __pyx_n_u_dyn_size __pyx_string_tab[160]
-#define __pyx_n_u_dynamic_entries __pyx_string_tab[161]
-#define __pyx_n_u_dynsym_2 __pyx_string_tab[162]
-#define __pyx_n_u_e __pyx_string_tab[163]
-#define __pyx_n_u_e_phentsize __pyx_string_tab[164]
-#define __pyx_n_u_encode __pyx_string_tab[165]
-#define __pyx_n_u_end __pyx_string_tab[166]
-#define __pyx_n_u_entries __pyx_string_tab[167]
-#define __pyx_n_u_entry __pyx_string_tab[168]
-#define __pyx_n_u_enumerate __pyx_string_tab[169]
-#define __pyx_n_u_error __pyx_string_tab[170]
-#define __pyx_n_u_fastaudit__elfedit __pyx_string_tab[171]
-#define __pyx_n_u_field __pyx_string_tab[172]
-#define __pyx_n_u_fields __pyx_string_tab[173]
-#define __pyx_n_u_files __pyx_string_tab[174]
-#define __pyx_n_u_filesz __pyx_string_tab[175]
-#define __pyx_n_u_find __pyx_string_tab[176]
-#define __pyx_n_u_flags __pyx_string_tab[177]
-#define __pyx_n_u_format __pyx_string_tab[178]
-#define __pyx_n_u_fortran __pyx_string_tab[179]
-#define __pyx_n_u_found __pyx_string_tab[180]
-#define __pyx_n_u_gap __pyx_string_tab[181]
-#define __pyx_n_u_genexpr __pyx_string_tab[182]
-#define __pyx_n_u_get __pyx_string_tab[183]
-#define __pyx_n_u_groups __pyx_string_tab[184]
-#define __pyx_n_u_headers __pyx_string_tab[185]
-#define __pyx_n_u_i __pyx_string_tab[186]
-#define __pyx_n_u_id __pyx_string_tab[187]
-#define __pyx_n_u_img __pyx_string_tab[188]
-#define __pyx_n_u_index __pyx_string_tab[189]
-#define __pyx_n_u_indexes __pyx_string_tab[190]
-#define __pyx_n_u_int __pyx_string_tab[191]
-#define __pyx_n_u_items __pyx_string_tab[192]
-#define __pyx_n_u_itemsize __pyx_string_tab[193]
-#define __pyx_n_u_j __pyx_string_tab[194]
-#define __pyx_n_u_k __pyx_string_tab[195]
-#define __pyx_n_u_kept __pyx_string_tab[196]
-#define __pyx_n_u_kind __pyx_string_tab[197]
-#define __pyx_n_u_last_load __pyx_string_tab[198]
-#define __pyx_n_u_le __pyx_string_tab[199]
-#define __pyx_n_u_length __pyx_string_tab[200]
-#define __pyx_n_u_list __pyx_string_tab[201]
-#define __pyx_n_u_load __pyx_string_tab[202]
-#define __pyx_n_u_loads __pyx_string_tab[203]
-#define __pyx_n_u_max __pyx_string_tab[204]
-#define __pyx_n_u_memsz __pyx_string_tab[205]
-#define __pyx_n_u_memview __pyx_string_tab[206]
-#define __pyx_n_u_mode __pyx_string_tab[207]
-#define __pyx_n_u_move_dynamic __pyx_string_tab[208]
-#define __pyx_n_u_move_phdrs __pyx_string_tab[209]
-#define __pyx_n_u_name __pyx_string_tab[210]
-#define __pyx_n_u_names __pyx_string_tab[211]
-#define __pyx_n_u_ndim __pyx_string_tab[212]
-#define __pyx_n_u_new_2 __pyx_string_tab[213]
-#define __pyx_n_u_new_entries __pyx_string_tab[214]
-#define __pyx_n_u_new_segment __pyx_string_tab[215]
-#define __pyx_n_u_new_segment_locals_genexpr __pyx_string_tab[216]
-#define __pyx_n_u_next __pyx_string_tab[217]
-#define __pyx_n_u_obj __pyx_string_tab[218]
-#define __pyx_n_u_off __pyx_string_tab[219]
-#define __pyx_n_u_offset __pyx_string_tab[220]
-#define __pyx_n_u_offset_of __pyx_string_tab[221]
-#define __pyx_n_u_offsets __pyx_string_tab[222]
-#define __pyx_n_u_old __pyx_string_tab[223]
-#define __pyx_n_u_old_len __pyx_string_tab[224]
-#define __pyx_n_u_out __pyx_string_tab[225]
-#define __pyx_n_u_overlaps __pyx_string_tab[226]
-#define __pyx_n_u_owner __pyx_string_tab[227]
-#define __pyx_n_u_owners __pyx_string_tab[228]
-#define __pyx_n_u_p __pyx_string_tab[229]
-#define __pyx_n_u_p_filesz __pyx_string_tab[230]
-#define __pyx_n_u_p_offset __pyx_string_tab[231]
-#define __pyx_n_u_p_type __pyx_string_tab[232]
-#define __pyx_n_u_p_vaddr __pyx_string_tab[233]
-#define __pyx_n_u_pack __pyx_string_tab[234]
-#define __pyx_n_u_paddr __pyx_string_tab[235]
-#define __pyx_n_u_page_size __pyx_string_tab[236]
-#define __pyx_n_u_patches __pyx_string_tab[237]
-#define __pyx_n_u_ph __pyx_string_tab[238]
-#define __pyx_n_u_phdr_count __pyx_string_tab[239]
-#define __pyx_n_u_phdrs_overlap_a_section __pyx_string_tab[240]
-#define __pyx_n_u_phdrs_overlap_a_section_locals_g __pyx_string_tab[241]
-#define __pyx_n_u_phoff __pyx_string_tab[242]
-#define __pyx_n_u_place_strings __pyx_string_tab[243]
-#define __pyx_n_u_place_strings_locals_genexpr __pyx_string_tab[244]
-#define __pyx_n_u_pop __pyx_string_tab[245]
-#define __pyx_n_u_pos __pyx_string_tab[246]
-#define __pyx_n_u_present __pyx_string_tab[247]
-#define __pyx_n_u_probe __pyx_string_tab[248]
-#define __pyx_n_u_program_headers __pyx_string_tab[249]
-#define __pyx_n_u_r __pyx_string_tab[250]
-#define __pyx_n_u_ref __pyx_string_tab[251]
-#define __pyx_n_u_references __pyx_string_tab[252]
-#define __pyx_n_u_refs __pyx_string_tab[253]
-#define __pyx_n_u_register __pyx_string_tab[254]
-#define __pyx_n_u_remove_needed __pyx_string_tab[255]
-#define __pyx_n_u_removed_entries __pyx_string_tab[256]
-#define __pyx_n_u_replace_needed __pyx_string_tab[257]
-#define __pyx_n_u_return __pyx_string_tab[258]
-#define __pyx_n_u_reversed __pyx_string_tab[259]
-#define __pyx_n_u_rewrite __pyx_string_tab[260]
-#define __pyx_n_u_rpath __pyx_string_tab[261]
-#define __pyx_n_u_runpath __pyx_string_tab[262]
-#define __pyx_n_u_s __pyx_string_tab[263]
-#define __pyx_n_u_section_headers __pyx_string_tab[264]
-#define __pyx_n_u_sections __pyx_string_tab[265]
-#define __pyx_n_u_segment __pyx_string_tab[266]
-#define __pyx_n_u_self __pyx_string_tab[267]
-#define __pyx_n_u_send __pyx_string_tab[268]
-#define __pyx_n_u_setdefault __pyx_string_tab[269]
-#define __pyx_n_u_sh __pyx_string_tab[270]
-#define __pyx_n_u_sh_addr __pyx_string_tab[271]
-#define __pyx_n_u_sh_offset __pyx_string_tab[272]
-#define __pyx_n_u_sh_size __pyx_string_tab[273]
-#define __pyx_n_u_shape __pyx_string_tab[274]
-#define __pyx_n_u_size __pyx_string_tab[275]
-#define __pyx_n_u_slot __pyx_string_tab[276]
-#define __pyx_n_u_soname __pyx_string_tab[277]
-#define __pyx_n_u_start __pyx_string_tab[278]
-#define __pyx_n_u_state __pyx_string_tab[279]
-#define __pyx_n_u_step __pyx_string_tab[280]
-#define __pyx_n_u_stop __pyx_string_tab[281]
-#define __pyx_n_u_str_pos __pyx_string_tab[282]
-#define __pyx_n_u_string __pyx_string_tab[283]
-#define __pyx_n_u_string_at __pyx_string_tab[284]
-#define __pyx_n_u_struct __pyx_string_tab[285]
-#define __pyx_n_u_symbol_names __pyx_string_tab[286]
-#define __pyx_n_u_table __pyx_string_tab[287]
-#define __pyx_n_u_table_size __pyx_string_tab[288]
-#define __pyx_n_u_tag __pyx_string_tab[289]
-#define __pyx_n_u_target __pyx_string_tab[290]
-#define __pyx_n_u_text __pyx_string_tab[291]
-#define __pyx_n_u_throw __pyx_string_tab[292]
-#define __pyx_n_u_unchanged __pyx_string_tab[293]
-#define __pyx_n_u_unpack __pyx_string_tab[294]
-#define __pyx_n_u_unversion_symbols __pyx_string_tab[295]
-#define __pyx_n_u_update __pyx_string_tab[296]
-#define __pyx_n_u_use_setstate __pyx_string_tab[297]
-#define __pyx_n_u_v __pyx_string_tab[298]
-#define __pyx_n_u_vaddr __pyx_string_tab[299]
-#define __pyx_n_u_vaddr_to_offset __pyx_string_tab[300]
-#define __pyx_n_u_val __pyx_string_tab[301]
-#define __pyx_n_u_value __pyx_string_tab[302]
-#define __pyx_n_u_values __pyx_string_tab[303]
-#define __pyx_n_u_vd_next __pyx_string_tab[304]
-#define __pyx_n_u_vda_next __pyx_string_tab[305]
-#define __pyx_n_u_verdef_names __pyx_string_tab[306]
-#define __pyx_n_u_verneed __pyx_string_tab[307]
-#define __pyx_n_u_verneed_files __pyx_string_tab[308]
-#define __pyx_n_u_view __pyx_string_tab[309]
-#define __pyx_n_u_vn_file __pyx_string_tab[310]
-#define __pyx_n_u_vn_next __pyx_string_tab[311]
-#define __pyx_n_u_vna_next __pyx_string_tab[312]
-#define __pyx_n_u_what __pyx_string_tab[313]
-#define __pyx_n_u_where __pyx_string_tab[314]
-#define __pyx_n_u_write __pyx_string_tab[315]
-#define __pyx_n_u_write_phdrs __pyx_string_tab[316]
-#define __pyx_n_u_x __pyx_string_tab[317]
-#define __pyx_n_u_zip __pyx_string_tab[318]
-#define __pyx_kp_b__6 __pyx_string_tab[319]
-#define __pyx_n_b_O __pyx_string_tab[320]
-#define __pyx_kp_b_iso88591_Q_3 __pyx_string_tab[321]
-#define __pyx_kp_b_iso88591_avQ __pyx_string_tab[322]
-#define __pyx_kp_b_iso88591_q_0_kQR_881A_7_nA_1 __pyx_string_tab[323]
-#define __pyx_kp_b_iso88591_Jd_T_TQZZ_hhllrrv_w_C_C_G_G_O_O __pyx_string_tab[324]
-#define __pyx_kp_b_iso88591_xq_avZvQ6FoU_dde_9A_q __pyx_string_tab[325]
-#define __pyx_kp_b_iso88591_A_nA_q_D_XYat1_4waxt3_t3j_E_A_t3 __pyx_string_tab[326]
-#define __pyx_kp_b_iso88591_A_a_s_Q_4z_Cq_s_Ba_T_Zt4_D_A_S_Q __pyx_string_tab[327]
-#define __pyx_kp_b_iso88591_A_t4s_D_uG7_9TUUYYZ_Bb_d_auD_t4s __pyx_string_tab[328]
-#define __pyx_kp_b_iso88591_A_a_HCs_HG_YatST_t6_Cq_Cr_Q_wb_e __pyx_string_tab[329]
-#define __pyx_kp_b_iso88591_A_a_3c_Cq_Q_IQ_uAWD_T_U_s_avRt1 __pyx_string_tab[330]
-#define __pyx_kp_b_iso88591_Q __pyx_string_tab[331]
-#define __pyx_kp_b_iso88591__7 __pyx_string_tab[332]
-#define __pyx_kp_b_iso88591_Q_2 __pyx_string_tab[333]
-#define __pyx_kp_b_iso88591_1 __pyx_string_tab[334]
-#define __pyx_kp_b_iso88591_q __pyx_string_tab[335]
-#define __pyx_kp_b_iso88591_q_q_e4wc_3c __pyx_string_tab[336]
-#define __pyx_kp_b_iso88591_A_r_c_T_hiq_Jc_SPQ_t4uG81D_F_c __pyx_string_tab[337]
-#define __pyx_kp_b_iso88591_q_t4uG81D_gQ_1_d_at6_V1M_Q_t4_Q __pyx_string_tab[338]
-#define __pyx_kp_b_iso88591_4r_1_q_1_4r_Ct1_q_D_4r_c_Ct2WCt __pyx_string_tab[339]
-#define __pyx_kp_b_iso88591_1_4r_2S_BgS_1_E_at2Q_Rwb_D_t3a __pyx_string_tab[340]
-#define __pyx_kp_b_iso88591_a_t4z_j_Kq __pyx_string_tab[341]
-#define __pyx_kp_b_iso88591_q_Rq_G5_6_A_1_IU_1_6_1_Cq_A_Q_s __pyx_string_tab[342]
-#define __pyx_kp_b_iso88591_D_fBd_b_r_T_Q __pyx_string_tab[343]
-#define __pyx_kp_b_iso88591_A_6_3aq_t_fL_D_XYaq_t3e3e3a_c_g __pyx_string_tab[344]
-#define __pyx_kp_b_iso88591_1_E_vQ_q_AQd_t2Rr_Zt5_Qe3dRS __pyx_string_tab[345]
-#define __pyx_kp_b_iso88591_A_A_D_3c_E_e7_QgT_aq_E_r_aq_E_r __pyx_string_tab[346]
-#define __pyx_kp_b_iso88591_Q_A_D_3c_xt1_E_e7_QgT_T_4uF_A_a __pyx_string_tab[347]
-#define __pyx_kp_b_iso88591_a_E_vQ_E_auCt1_Bb_a_e1_t3a_q_7 __pyx_string_tab[348]
-#define __pyx_kp_b_iso88591_I_4r_r_4s_a_1_d_awa_t3a __pyx_string_tab[349]
-#define __pyx_kp_b_iso88591_Na_4s_q_G1_a_d_Kt4s_AV2U_Q_1_4s __pyx_string_tab[350]
-#define __pyx_kp_b_iso88591_QQR_a_Qd_2U_4q_t2_Na_5_uD_A_1_U __pyx_string_tab[351]
-#define __pyx_kp_b_iso88591_VVW_HCz_Zs_q_xs_F_HBa_is_E_vQ_q __pyx_string_tab[352]
-#define __pyx_kp_b_iso88591_llm_a_b_5_E_q_e6_D_q_gQ_3avS_1A __pyx_string_tab[353]
+#define __pyx_kp_u_new_segment_that_would_end_past __pyx_string_tab[39]
+#define __pyx_kp_u_no_PT_DYNAMIC_a_static_executabl __pyx_string_tab[40]
+#define __pyx_kp_u_no_default___reduce___due_to_non __pyx_string_tab[41]
+#define __pyx_kp_u_no_program_headers __pyx_string_tab[42]
+#define __pyx_kp_u_program_header_table __pyx_string_tab[43]
+#define __pyx_kp_u_src_fastaudit__elfedit_pyx __pyx_string_tab[44]
+#define __pyx_kp_u_string_offset_past_the_end_of_dy __pyx_string_tab[45]
+#define __pyx_kp_u_symbol_table __pyx_string_tab[46]
+#define __pyx_kp_u_too_many_program_headers __pyx_string_tab[47]
+#define __pyx_kp_u_unable_to_allocate_array_data __pyx_string_tab[48]
+#define __pyx_kp_u_unable_to_allocate_shape_and_str __pyx_string_tab[49]
+#define __pyx_kp_u_unterminated_string_in_dynstr __pyx_string_tab[50]
+#define __pyx_n_u_ASCII __pyx_string_tab[51]
+#define __pyx_n_u_DT_VERDEF __pyx_string_tab[52]
+#define __pyx_n_u_DT_VERNEED __pyx_string_tab[53]
+#define __pyx_n_u_Elf_Verdaux __pyx_string_tab[54]
+#define __pyx_n_u_Elf_Verdef __pyx_string_tab[55]
+#define __pyx_n_u_Elf_Vernaux __pyx_string_tab[56]
+#define __pyx_n_u_Elf_Verneed __pyx_string_tab[57]
+#define __pyx_n_u_Ellipsis __pyx_string_tab[58]
+#define __pyx_n_u_PT_DYNAMIC __pyx_string_tab[59]
+#define __pyx_n_u_Sequence __pyx_string_tab[60]
+#define __pyx_n_u_View_MemoryView __pyx_string_tab[61]
+#define __pyx_n_u__8 __pyx_string_tab[62]
+#define __pyx_n_u_Fail __pyx_string_tab[63]
+#define __pyx_n_u_Image __pyx_string_tab[64]
+#define __pyx_n_u_Image___reduce_cython __pyx_string_tab[65]
+#define __pyx_n_u_Image___setstate_cython __pyx_string_tab[66]
+#define __pyx_n_u_Image_dynamic_entries __pyx_string_tab[67]
+#define __pyx_n_u_Image_program_headers __pyx_string_tab[68]
+#define __pyx_n_u_Image_section_headers __pyx_string_tab[69]
+#define __pyx_n_u_Image_string_at __pyx_string_tab[70]
+#define __pyx_n_u_Image_symbol_names __pyx_string_tab[71]
+#define __pyx_n_u_Image_vaddr_to_offset __pyx_string_tab[72]
+#define __pyx_n_u_Image_verdef_names __pyx_string_tab[73]
+#define __pyx_n_u_Image_verneed_files __pyx_string_tab[74]
+#define __pyx_n_u_MIN_VERSION_ENTRY __pyx_string_tab[75]
+#define __pyx_n_u_Rewrite __pyx_string_tab[76]
+#define __pyx_n_u_Rewrite___reduce_cython __pyx_string_tab[77]
+#define __pyx_n_u_Rewrite___setstate_cython __pyx_string_tab[78]
+#define __pyx_n_u_Rewrite_apply __pyx_string_tab[79]
+#define __pyx_n_u_Rewrite_check_loads __pyx_string_tab[80]
+#define __pyx_n_u_Rewrite_drop_version_requiremen __pyx_string_tab[81]
+#define __pyx_n_u_Rewrite_loads __pyx_string_tab[82]
+#define __pyx_n_u_Rewrite_new_segment __pyx_string_tab[83]
+#define __pyx_n_u_Rewrite_offset_of __pyx_string_tab[84]
+#define __pyx_n_u_Rewrite_overlaps __pyx_string_tab[85]
+#define __pyx_n_u_Rewrite_phdrs_overlap_a_section __pyx_string_tab[86]
+#define __pyx_n_u_Rewrite_place_strings __pyx_string_tab[87]
+#define __pyx_n_u_Rewrite_references __pyx_string_tab[88]
+#define __pyx_n_u_Rewrite_string __pyx_string_tab[89]
+#define __pyx_n_u_Rewrite_unversion_symbols __pyx_string_tab[90]
+#define __pyx_n_u_Rewrite_verneed_files __pyx_string_tab[91]
+#define __pyx_n_u_Rewrite_write __pyx_string_tab[92]
+#define __pyx_n_u_Rewrite_write_phdrs __pyx_string_tab[93]
+#define __pyx_n_u_STRING_TAGS __pyx_string_tab[94]
+#define __pyx_n_u_Pyx_PyDict_NextRef __pyx_string_tab[95]
+#define __pyx_n_u_annotate __pyx_string_tab[96]
+#define __pyx_n_u_class __pyx_string_tab[97]
+#define __pyx_n_u_class_getitem __pyx_string_tab[98]
+#define __pyx_n_u_dict __pyx_string_tab[99]
+#define __pyx_n_u_doc __pyx_string_tab[100]
+#define __pyx_n_u_func __pyx_string_tab[101]
+#define __pyx_n_u_getstate __pyx_string_tab[102]
+#define __pyx_n_u_import __pyx_string_tab[103]
+#define __pyx_n_u_main __pyx_string_tab[104]
+#define __pyx_n_u_metaclass __pyx_string_tab[105]
+#define __pyx_n_u_module __pyx_string_tab[106]
+#define __pyx_n_u_mro_entries __pyx_string_tab[107]
+#define __pyx_n_u_name_2 __pyx_string_tab[108]
+#define __pyx_n_u_new __pyx_string_tab[109]
+#define __pyx_n_u_prepare __pyx_string_tab[110]
+#define __pyx_n_u_pyx_checksum __pyx_string_tab[111]
+#define __pyx_n_u_pyx_result __pyx_string_tab[112]
+#define __pyx_n_u_pyx_state __pyx_string_tab[113]
+#define __pyx_n_u_pyx_type __pyx_string_tab[114]
+#define __pyx_n_u_pyx_unpickle_Enum __pyx_string_tab[115]
+#define __pyx_n_u_pyx_unpickle__Rewrite __pyx_string_tab[116]
+#define __pyx_n_u_pyx_vtable __pyx_string_tab[117]
+#define __pyx_n_u_qualname __pyx_string_tab[118]
+#define __pyx_n_u_reduce __pyx_string_tab[119]
+#define __pyx_n_u_reduce_cython __pyx_string_tab[120]
+#define __pyx_n_u_reduce_ex __pyx_string_tab[121]
+#define __pyx_n_u_set_name __pyx_string_tab[122]
+#define __pyx_n_u_setstate __pyx_string_tab[123]
+#define __pyx_n_u_setstate_cython __pyx_string_tab[124]
+#define __pyx_n_u_test __pyx_string_tab[125]
+#define __pyx_n_u_dict_2 __pyx_string_tab[126]
+#define __pyx_n_u_is_coroutine __pyx_string_tab[127]
+#define __pyx_n_u_a __pyx_string_tab[128]
+#define __pyx_n_u_abc __pyx_string_tab[129]
+#define __pyx_n_u_align __pyx_string_tab[130]
+#define __pyx_n_u_alignment __pyx_string_tab[131]
+#define __pyx_n_u_allocate_buffer __pyx_string_tab[132]
+#define __pyx_n_u_append __pyx_string_tab[133]
+#define __pyx_n_u_apply __pyx_string_tab[134]
+#define __pyx_n_u_args __pyx_string_tab[135]
+#define __pyx_n_u_asyncio_coroutines __pyx_string_tab[136]
+#define __pyx_n_u_at __pyx_string_tab[137]
+#define __pyx_n_u_aux __pyx_string_tab[138]
+#define __pyx_n_u_b __pyx_string_tab[139]
+#define __pyx_n_u_base __pyx_string_tab[140]
+#define __pyx_n_u_base_off __pyx_string_tab[141]
+#define __pyx_n_u_base_vaddr __pyx_string_tab[142]
+#define __pyx_n_u_bool __pyx_string_tab[143]
+#define __pyx_n_u_buf __pyx_string_tab[144]
+#define __pyx_n_u_bytearray __pyx_string_tab[145]
+#define __pyx_n_u_bytes __pyx_string_tab[146]
+#define __pyx_n_u_c __pyx_string_tab[147]
+#define __pyx_n_u_cap __pyx_string_tab[148]
+#define __pyx_n_u_capacity __pyx_string_tab[149]
+#define __pyx_n_u_chain __pyx_string_tab[150]
+#define __pyx_n_u_check_loads __pyx_string_tab[151]
+#define __pyx_n_u_cline_in_traceback __pyx_string_tab[152]
+#define __pyx_n_u_close __pyx_string_tab[153]
+#define __pyx_n_u_cnt __pyx_string_tab[154]
+#define __pyx_n_u_count __pyx_string_tab[155]
+#define __pyx_n_u_delta __pyx_string_tab[156]
+#define __pyx_n_u_drop_version_requirements __pyx_string_tab[157]
+#define __pyx_n_u_dtype_is_object __pyx_string_tab[158]
+#define __pyx_n_u_dyn_off __pyx_string_tab[159]
+#define __pyx_n_u_dyn_pos __pyx_string_tab[160]
+#define __pyx_n_u_dyn_size __pyx_string_tab[161]
+#define __pyx_n_u_dynamic_entries __pyx_string_tab[162]
+#define __pyx_n_u_dynsym_2 __pyx_string_tab[163]
+#define __pyx_n_u_e __pyx_string_tab[164]
+#define __pyx_n_u_e_phentsize __pyx_string_tab[165]
+#define __pyx_n_u_encode __pyx_string_tab[166]
+#define __pyx_n_u_end __pyx_string_tab[167]
+#define __pyx_n_u_entries __pyx_string_tab[168]
+#define __pyx_n_u_entry __pyx_string_tab[169]
+#define __pyx_n_u_enumerate __pyx_string_tab[170]
+#define __pyx_n_u_error __pyx_string_tab[171]
+#define __pyx_n_u_fastaudit__elfedit __pyx_string_tab[172]
+#define __pyx_n_u_field __pyx_string_tab[173]
+#define __pyx_n_u_fields __pyx_string_tab[174]
+#define __pyx_n_u_files __pyx_string_tab[175]
+#define __pyx_n_u_filesz __pyx_string_tab[176]
+#define __pyx_n_u_find __pyx_string_tab[177]
+#define __pyx_n_u_flags __pyx_string_tab[178]
+#define __pyx_n_u_format __pyx_string_tab[179]
+#define __pyx_n_u_fortran __pyx_string_tab[180]
+#define __pyx_n_u_found __pyx_string_tab[181]
+#define __pyx_n_u_gap __pyx_string_tab[182]
+#define __pyx_n_u_genexpr __pyx_string_tab[183]
+#define __pyx_n_u_get __pyx_string_tab[184]
+#define __pyx_n_u_groups __pyx_string_tab[185]
+#define __pyx_n_u_headers __pyx_string_tab[186]
+#define __pyx_n_u_i __pyx_string_tab[187]
+#define __pyx_n_u_id __pyx_string_tab[188]
+#define __pyx_n_u_img __pyx_string_tab[189]
+#define __pyx_n_u_index __pyx_string_tab[190]
+#define __pyx_n_u_indexes __pyx_string_tab[191]
+#define __pyx_n_u_int __pyx_string_tab[192]
+#define __pyx_n_u_items __pyx_string_tab[193]
+#define __pyx_n_u_itemsize __pyx_string_tab[194]
+#define __pyx_n_u_j __pyx_string_tab[195]
+#define __pyx_n_u_k __pyx_string_tab[196]
+#define __pyx_n_u_kept __pyx_string_tab[197]
+#define __pyx_n_u_kind __pyx_string_tab[198]
+#define __pyx_n_u_last_load __pyx_string_tab[199]
+#define __pyx_n_u_le __pyx_string_tab[200]
+#define __pyx_n_u_length __pyx_string_tab[201]
+#define __pyx_n_u_list __pyx_string_tab[202]
+#define __pyx_n_u_load __pyx_string_tab[203]
+#define __pyx_n_u_loads __pyx_string_tab[204]
+#define __pyx_n_u_max __pyx_string_tab[205]
+#define __pyx_n_u_memsz __pyx_string_tab[206]
+#define __pyx_n_u_memview __pyx_string_tab[207]
+#define __pyx_n_u_mode __pyx_string_tab[208]
+#define __pyx_n_u_move_dynamic __pyx_string_tab[209]
+#define __pyx_n_u_move_phdrs __pyx_string_tab[210]
+#define __pyx_n_u_name __pyx_string_tab[211]
+#define __pyx_n_u_names __pyx_string_tab[212]
+#define __pyx_n_u_ndim __pyx_string_tab[213]
+#define __pyx_n_u_new_2 __pyx_string_tab[214]
+#define __pyx_n_u_new_entries __pyx_string_tab[215]
+#define __pyx_n_u_new_segment __pyx_string_tab[216]
+#define __pyx_n_u_new_segment_locals_genexpr __pyx_string_tab[217]
+#define __pyx_n_u_next __pyx_string_tab[218]
+#define __pyx_n_u_obj __pyx_string_tab[219]
+#define __pyx_n_u_off __pyx_string_tab[220]
+#define __pyx_n_u_offset __pyx_string_tab[221]
+#define __pyx_n_u_offset_of __pyx_string_tab[222]
+#define __pyx_n_u_offsets __pyx_string_tab[223]
+#define __pyx_n_u_old __pyx_string_tab[224]
+#define __pyx_n_u_old_len __pyx_string_tab[225]
+#define __pyx_n_u_out __pyx_string_tab[226]
+#define __pyx_n_u_overlaps __pyx_string_tab[227]
+#define __pyx_n_u_owner __pyx_string_tab[228]
+#define __pyx_n_u_owners __pyx_string_tab[229]
+#define __pyx_n_u_p __pyx_string_tab[230]
+#define __pyx_n_u_p_filesz __pyx_string_tab[231]
+#define __pyx_n_u_p_offset __pyx_string_tab[232]
+#define __pyx_n_u_p_type __pyx_string_tab[233]
+#define __pyx_n_u_p_vaddr __pyx_string_tab[234]
+#define __pyx_n_u_pack __pyx_string_tab[235]
+#define __pyx_n_u_paddr __pyx_string_tab[236]
+#define __pyx_n_u_page_size __pyx_string_tab[237]
+#define __pyx_n_u_patches __pyx_string_tab[238]
+#define __pyx_n_u_ph __pyx_string_tab[239]
+#define __pyx_n_u_phdr_count __pyx_string_tab[240]
+#define __pyx_n_u_phdrs_overlap_a_section __pyx_string_tab[241]
+#define __pyx_n_u_phdrs_overlap_a_section_locals_g __pyx_string_tab[242]
+#define __pyx_n_u_phoff __pyx_string_tab[243]
+#define __pyx_n_u_place_strings __pyx_string_tab[244]
+#define __pyx_n_u_place_strings_locals_genexpr __pyx_string_tab[245]
+#define __pyx_n_u_pop __pyx_string_tab[246]
+#define __pyx_n_u_pos __pyx_string_tab[247]
+#define __pyx_n_u_present __pyx_string_tab[248]
+#define __pyx_n_u_probe __pyx_string_tab[249]
+#define __pyx_n_u_program_headers __pyx_string_tab[250]
+#define __pyx_n_u_r __pyx_string_tab[251]
+#define __pyx_n_u_ref __pyx_string_tab[252]
+#define __pyx_n_u_references __pyx_string_tab[253]
+#define __pyx_n_u_refs __pyx_string_tab[254]
+#define __pyx_n_u_register __pyx_string_tab[255]
+#define __pyx_n_u_remove_needed __pyx_string_tab[256]
+#define __pyx_n_u_removed_entries __pyx_string_tab[257]
+#define __pyx_n_u_replace_needed __pyx_string_tab[258]
+#define __pyx_n_u_return __pyx_string_tab[259]
+#define __pyx_n_u_reversed __pyx_string_tab[260]
+#define __pyx_n_u_rewrite __pyx_string_tab[261]
+#define __pyx_n_u_rpath __pyx_string_tab[262]
+#define __pyx_n_u_runpath __pyx_string_tab[263]
+#define __pyx_n_u_s __pyx_string_tab[264]
+#define __pyx_n_u_section_headers __pyx_string_tab[265]
+#define __pyx_n_u_sections __pyx_string_tab[266]
+#define __pyx_n_u_segment __pyx_string_tab[267]
+#define __pyx_n_u_self __pyx_string_tab[268]
+#define __pyx_n_u_send __pyx_string_tab[269]
+#define __pyx_n_u_setdefault __pyx_string_tab[270]
+#define __pyx_n_u_sh __pyx_string_tab[271]
+#define __pyx_n_u_sh_addr __pyx_string_tab[272]
+#define __pyx_n_u_sh_offset __pyx_string_tab[273]
+#define __pyx_n_u_sh_size __pyx_string_tab[274]
+#define __pyx_n_u_shape __pyx_string_tab[275]
+#define __pyx_n_u_size __pyx_string_tab[276]
+#define __pyx_n_u_slot __pyx_string_tab[277]
+#define __pyx_n_u_soname __pyx_string_tab[278]
+#define __pyx_n_u_start __pyx_string_tab[279]
+#define __pyx_n_u_state __pyx_string_tab[280]
+#define __pyx_n_u_step __pyx_string_tab[281]
+#define __pyx_n_u_stop __pyx_string_tab[282]
+#define __pyx_n_u_str_pos __pyx_string_tab[283]
+#define __pyx_n_u_string __pyx_string_tab[284]
+#define __pyx_n_u_string_at __pyx_string_tab[285]
+#define __pyx_n_u_struct __pyx_string_tab[286]
+#define __pyx_n_u_symbol_names __pyx_string_tab[287]
+#define __pyx_n_u_table __pyx_string_tab[288]
+#define __pyx_n_u_table_size __pyx_string_tab[289]
+#define __pyx_n_u_tag __pyx_string_tab[290]
+#define __pyx_n_u_target __pyx_string_tab[291]
+#define __pyx_n_u_text __pyx_string_tab[292]
+#define __pyx_n_u_throw __pyx_string_tab[293]
+#define __pyx_n_u_unchanged __pyx_string_tab[294]
+#define __pyx_n_u_unpack __pyx_string_tab[295]
+#define __pyx_n_u_unversion_symbols __pyx_string_tab[296]
+#define __pyx_n_u_update __pyx_string_tab[297]
+#define __pyx_n_u_use_setstate __pyx_string_tab[298]
+#define __pyx_n_u_v __pyx_string_tab[299]
+#define __pyx_n_u_vaddr __pyx_string_tab[300]
+#define __pyx_n_u_vaddr_to_offset __pyx_string_tab[301]
+#define __pyx_n_u_val __pyx_string_tab[302]
+#define __pyx_n_u_value __pyx_string_tab[303]
+#define __pyx_n_u_values __pyx_string_tab[304]
+#define __pyx_n_u_vd_next __pyx_string_tab[305]
+#define __pyx_n_u_vda_next __pyx_string_tab[306]
+#define __pyx_n_u_verdef_names __pyx_string_tab[307]
+#define __pyx_n_u_verneed __pyx_string_tab[308]
+#define __pyx_n_u_verneed_files __pyx_string_tab[309]
+#define __pyx_n_u_view __pyx_string_tab[310]
+#define __pyx_n_u_vn_file __pyx_string_tab[311]
+#define __pyx_n_u_vn_next __pyx_string_tab[312]
+#define __pyx_n_u_vna_next __pyx_string_tab[313]
+#define __pyx_n_u_what __pyx_string_tab[314]
+#define __pyx_n_u_where __pyx_string_tab[315]
+#define __pyx_n_u_write __pyx_string_tab[316]
+#define __pyx_n_u_write_phdrs __pyx_string_tab[317]
+#define __pyx_n_u_x __pyx_string_tab[318]
+#define __pyx_n_u_zip __pyx_string_tab[319]
+#define __pyx_kp_b__6 __pyx_string_tab[320]
+#define __pyx_n_b_O __pyx_string_tab[321]
+#define __pyx_kp_b_iso88591_Q_3 __pyx_string_tab[322]
+#define __pyx_kp_b_iso88591_avQ __pyx_string_tab[323]
+#define __pyx_kp_b_iso88591_q_0_kQR_881A_7_nA_1 __pyx_string_tab[324]
+#define __pyx_kp_b_iso88591_Jd_T_TQZZ_hhllrrv_w_C_C_G_G_O_O __pyx_string_tab[325]
+#define __pyx_kp_b_iso88591_xq_avZvQ6FoU_dde_9A_q __pyx_string_tab[326]
+#define __pyx_kp_b_iso88591_A_nA_q_D_XYat1_4waxt3_t3j_E_A_t3 __pyx_string_tab[327]
+#define __pyx_kp_b_iso88591_A_a_s_Q_4z_Cq_s_Ba_T_Zt4_D_A_S_Q __pyx_string_tab[328]
+#define __pyx_kp_b_iso88591_A_t4s_D_uG7_9TUUYYZ_Bb_d_auD_t4s __pyx_string_tab[329]
+#define __pyx_kp_b_iso88591_A_a_HCs_HG_YatST_t6_Cq_Cr_Q_wb_e __pyx_string_tab[330]
+#define __pyx_kp_b_iso88591_A_a_3c_Cq_Q_IQ_uAWD_T_U_s_avRt1 __pyx_string_tab[331]
+#define __pyx_kp_b_iso88591_Q __pyx_string_tab[332]
+#define __pyx_kp_b_iso88591__7 __pyx_string_tab[333]
+#define __pyx_kp_b_iso88591_Q_2 __pyx_string_tab[334]
+#define __pyx_kp_b_iso88591_1 __pyx_string_tab[335]
+#define __pyx_kp_b_iso88591_q __pyx_string_tab[336]
+#define __pyx_kp_b_iso88591_q_q_e4wc_3c __pyx_string_tab[337]
+#define __pyx_kp_b_iso88591_A_r_c_T_hiq_Jc_SPQ_t4uG81D_F_c __pyx_string_tab[338]
+#define __pyx_kp_b_iso88591_q_t4uG81D_gQ_1_d_at6_V1M_Q_t4_Q __pyx_string_tab[339]
+#define __pyx_kp_b_iso88591_4r_1_q_1_4r_Ct1_q_D_4r_c_Ct2WCt __pyx_string_tab[340]
+#define __pyx_kp_b_iso88591_1_4r_2S_BgS_1_E_at2Q_Rwb_D_t3a __pyx_string_tab[341]
+#define __pyx_kp_b_iso88591_a_t4z_j_Kq __pyx_string_tab[342]
+#define __pyx_kp_b_iso88591_q_Rq_G5_6_A_1_IU_1_6_1_Cq_A_Q_s __pyx_string_tab[343]
+#define __pyx_kp_b_iso88591_D_fBd_b_r_T_Q __pyx_string_tab[344]
+#define __pyx_kp_b_iso88591_A_6_3aq_t_fL_D_XYaq_t3e3e3a_c_g __pyx_string_tab[345]
+#define __pyx_kp_b_iso88591_1_E_vQ_q_AQd_t2Rr_Zt5_Qe3dRS __pyx_string_tab[346]
+#define __pyx_kp_b_iso88591_A_A_D_3c_E_e7_QgT_aq_E_r_aq_E_r __pyx_string_tab[347]
+#define __pyx_kp_b_iso88591_Q_A_D_3c_xt1_E_e7_QgT_T_4uF_A_a __pyx_string_tab[348]
+#define __pyx_kp_b_iso88591_a_E_vQ_E_auCt1_Bb_a_e1_t3a_q_7 __pyx_string_tab[349]
+#define __pyx_kp_b_iso88591_I_4r_r_4s_a_1_d_awa_t3a __pyx_string_tab[350]
+#define __pyx_kp_b_iso88591_Na_4s_q_G1_a_d_Kt4s_AV2U_Q_1_4s __pyx_string_tab[351]
+#define __pyx_kp_b_iso88591_QQR_a_Qd_2U_4q_t2_Na_5_uD_A_1_U __pyx_string_tab[352]
+#define __pyx_kp_b_iso88591_VVW_HCz_Zs_q_xs_F_HBa_is_E_vQ_q __pyx_string_tab[353]
+#define __pyx_kp_b_iso88591_llm_a_b_5_E_q_e6_D_q_gQ_3avS_1A __pyx_string_tab[354]
 #define __pyx_int_0 __pyx_number_tab[0]
 #define __pyx_int_neg_1 __pyx_number_tab[1]
 #define __pyx_int_1 __pyx_number_tab[2]
@@ -5145,6 +5149,7 @@ static __pyx_mstatetype * const __pyx_mstate_global = &__pyx_mstate_global_stati
 #define __pyx_int_44 __pyx_number_tab[12]
 #define __pyx_int_136983863 __pyx_number_tab[13]
 #define __pyx_int_174462147 __pyx_number_tab[14]
+#define __pyx_int_4294967295 __pyx_number_tab[15]
 /* #### Code section: module_state_clear ### */
 #if CYTHON_USE_MODULE_STATE
 static CYTHON_SMALL_CODE int __pyx_m_clear(PyObject *m) {
@@ -5195,8 +5200,8 @@ static CYTHON_SMALL_CODE int __pyx_m_clear(PyObject *m) {
   for (int i=0; i<1; ++i) { Py_CLEAR(clear_module_state->__pyx_slice[i]); }
   for (int i=0; i<4; ++i) { Py_CLEAR(clear_module_state->__pyx_tuple[i]); }
   for (int i=0; i<35; ++i) { Py_CLEAR(clear_module_state->__pyx_codeobj_tab[i]); }
-  for (int i=0; i<354; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
-  for (int i=0; i<15; ++i) { Py_CLEAR(clear_module_state->__pyx_number_tab[i]); }
+  for (int i=0; i<355; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<16; ++i) { Py_CLEAR(clear_module_state->__pyx_number_tab[i]); }
 /* #### Code section: module_state_clear_contents ### */
 /* CommonTypesMetaclass.module_state_clear */
 Py_CLEAR(clear_module_state->__pyx_CommonTypesMetaclassType);
@@ -5258,8 +5263,8 @@ static CYTHON_SMALL_CODE int __pyx_m_traverse(PyObject *m, visitproc visit, void
   for (int i=0; i<1; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_slice[i]); }
   for (int i=0; i<4; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_tuple[i]); }
   for (int i=0; i<35; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_codeobj_tab[i]); }
-  for (int i=0; i<354; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
-  for (int i=0; i<15; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_number_tab[i]); }
+  for (int i=0; i<355; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<16; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_number_tab[i]); }
 /* #### Code section: module_state_traverse_contents ### */
 /* CommonTypesMetaclass.module_state_traverse */
 Py_VISIT(traverse_module_state->__pyx_CommonTypesMetaclassType);
@@ -36347,7 +36352,7 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_8generato
 }
 static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_11generator4(__pyx_CoroutineObject *__pyx_generator, CYTHON_UNUSED PyThreadState *__pyx_tstate, PyObject *__pyx_sent_value); /* proto */
 
-/* "fastaudit/_elfedit.pyx":556
+/* "fastaudit/_elfedit.pyx":558
  *         if slot is not None:
  *             del self.phdrs[slot]
  *         last_load = max(i for i, p in enumerate(self.phdrs) if p[0] == PT_LOAD)             # <<<<<<<<<<<<<<
@@ -36367,7 +36372,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_11new_segment_9genexpr(
   if (unlikely(!__pyx_cur_scope)) {
     __pyx_cur_scope = ((struct __pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_5_genexpr *)Py_None);
     __Pyx_INCREF(Py_None);
-    __PYX_ERR(0, 556, __pyx_L1_error)
+    __PYX_ERR(0, 558, __pyx_L1_error)
   } else {
     __Pyx_GOTREF((PyObject *)__pyx_cur_scope);
   }
@@ -36375,7 +36380,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_11new_segment_9genexpr(
   __Pyx_INCREF(__pyx_cur_scope->__pyx_genexpr_arg_0);
   __Pyx_GIVEREF(__pyx_cur_scope->__pyx_genexpr_arg_0);
   {
-    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_11generator4, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[4]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_new_segment_locals_genexpr, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit); if (unlikely(!gen)) __PYX_ERR(0, 556, __pyx_L1_error)
+    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_11generator4, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[4]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_new_segment_locals_genexpr, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit); if (unlikely(!gen)) __PYX_ERR(0, 558, __pyx_L1_error)
     __Pyx_DECREF(__pyx_cur_scope);
     __Pyx_RefNannyFinishContext();
     return (PyObject *) gen;
@@ -36416,24 +36421,24 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_11generat
   __pyx_L3_first_run:;
   if (unlikely(__pyx_sent_value != Py_None)) {
     if (unlikely(__pyx_sent_value)) PyErr_SetString(PyExc_TypeError, "can't send non-None value to a just-started generator");
-    __PYX_ERR(0, 556, __pyx_L1_error)
+    __PYX_ERR(0, 558, __pyx_L1_error)
   }
   __Pyx_INCREF(__pyx_mstate_global->__pyx_int_0);
   __pyx_t_1 = __pyx_mstate_global->__pyx_int_0;
-  if (unlikely(!__pyx_cur_scope->__pyx_genexpr_arg_0)) { __Pyx_RaiseUnboundLocalError(".0"); __PYX_ERR(0, 556, __pyx_L1_error) }
+  if (unlikely(!__pyx_cur_scope->__pyx_genexpr_arg_0)) { __Pyx_RaiseUnboundLocalError(".0"); __PYX_ERR(0, 558, __pyx_L1_error) }
   __pyx_t_2 = __pyx_cur_scope->__pyx_genexpr_arg_0; __Pyx_INCREF(__pyx_t_2);
   __pyx_t_3 = 0;
   for (;;) {
     {
       Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_2);
       #if !CYTHON_ASSUME_SAFE_SIZE
-      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 556, __pyx_L1_error)
+      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 558, __pyx_L1_error)
       #endif
       if (__pyx_t_3 >= __pyx_temp) break;
     }
     __pyx_t_4 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_2, __pyx_t_3, __Pyx_ReferenceSharing_OwnStrongReference);
     ++__pyx_t_3;
-    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 556, __pyx_L1_error)
+    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 558, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __Pyx_XGOTREF(__pyx_cur_scope->__pyx_v_p);
     __Pyx_XDECREF_SET(__pyx_cur_scope->__pyx_v_p, __pyx_t_4);
@@ -36443,16 +36448,16 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_11generat
     __Pyx_XGOTREF(__pyx_cur_scope->__pyx_v_i);
     __Pyx_XDECREF_SET(__pyx_cur_scope->__pyx_v_i, __pyx_t_1);
     __Pyx_GIVEREF(__pyx_t_1);
-    __pyx_t_4 = __Pyx_PyLong_AddObjC(__pyx_t_1, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 556, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyLong_AddObjC(__pyx_t_1, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 558, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __Pyx_DECREF(__pyx_t_1);
     __pyx_t_1 = __pyx_t_4;
     __pyx_t_4 = 0;
-    __pyx_t_4 = __Pyx_GetItemInt(__pyx_cur_scope->__pyx_v_p, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 556, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_GetItemInt(__pyx_cur_scope->__pyx_v_p, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 558, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_5 = __Pyx_PyLong_From_uint64_t(PT_LOAD); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 556, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyLong_From_uint64_t(PT_LOAD); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 558, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_6 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_4, __pyx_t_5, Py_EQ); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 556, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_4, __pyx_t_5, Py_EQ); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 558, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     if (__pyx_t_6) {
@@ -36479,7 +36484,7 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_11new_segment_11generat
       __pyx_cur_scope->__pyx_t_1 = 0;
       __Pyx_XGOTREF(__pyx_t_2);
       __pyx_t_3 = __pyx_cur_scope->__pyx_t_2;
-      if (unlikely(!__pyx_sent_value)) __PYX_ERR(0, 556, __pyx_L1_error)
+      if (unlikely(!__pyx_sent_value)) __PYX_ERR(0, 558, __pyx_L1_error)
     }
   }
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
@@ -36564,9 +36569,9 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26new_segment(struct __
   PyObject *__pyx_t_13 = NULL;
   uint64_t __pyx_t_14;
   uint64_t __pyx_t_15;
-  int __pyx_t_16;
-  Py_ssize_t __pyx_t_17;
-  PyObject *__pyx_t_18 = NULL;
+  PyObject *__pyx_t_16 = NULL;
+  int __pyx_t_17;
+  Py_ssize_t __pyx_t_18;
   Py_ssize_t __pyx_t_19;
   __Pyx_memviewslice __pyx_t_20 = { 0, 0, { 0 }, { 0 }, { 0 } };
   Py_ssize_t __pyx_t_21;
@@ -37291,7 +37296,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26new_segment(struct __
  *         if move_dynamic:
  *             pos = dyn_pos + (len(new_entries) + 1) * img.dynent             # <<<<<<<<<<<<<<
  *         size = pos
- *         flags = PF_R | (PF_W if move_dynamic else 0)   # the loader may write .dynamic (DT_DEBUG)
+ *         if not img.im.is64 and max(base_vaddr, base_off) + size > 0xFFFFFFFF:
 */
     if (unlikely(__pyx_v_new_entries == Py_None)) {
       PyErr_SetString(PyExc_TypeError, "object of type \047NoneType\047 has no len()");
@@ -37320,8 +37325,8 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26new_segment(struct __
  *         if move_dynamic:
  *             pos = dyn_pos + (len(new_entries) + 1) * img.dynent
  *         size = pos             # <<<<<<<<<<<<<<
- *         flags = PF_R | (PF_W if move_dynamic else 0)   # the loader may write .dynamic (DT_DEBUG)
- *         load = [PT_LOAD, flags, base_off, base_vaddr, base_vaddr, size, size, alignment]
+ *         if not img.im.is64 and max(base_vaddr, base_off) + size > 0xFFFFFFFF:
+ *             raise _Fail(ST_UNSUPPORTED, img.h.phoff, "new segment that would end past 4 GiB in an ELF32 image")
 */
   __Pyx_INCREF(__pyx_v_pos);
   __pyx_v_size = __pyx_v_pos;
@@ -37329,6 +37334,99 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26new_segment(struct __
   /* "fastaudit/_elfedit.pyx":551
  *             pos = dyn_pos + (len(new_entries) + 1) * img.dynent
  *         size = pos
+ *         if not img.im.is64 and max(base_vaddr, base_off) + size > 0xFFFFFFFF:             # <<<<<<<<<<<<<<
+ *             raise _Fail(ST_UNSUPPORTED, img.h.phoff, "new segment that would end past 4 GiB in an ELF32 image")
+ *         flags = PF_R | (PF_W if move_dynamic else 0)   # the loader may write .dynamic (DT_DEBUG)
+*/
+  __pyx_t_6 = (!__pyx_v_img->im.is64);
+
+  if (__pyx_t_6) {
+
+  } else {
+
+    __pyx_t_5 = __pyx_t_6;
+
+    goto __pyx_L30_bool_binop_done;
+  }
+  __Pyx_INCREF(__pyx_v_base_off);
+  __pyx_t_16 = __pyx_v_base_off;
+  __Pyx_INCREF(__pyx_v_base_vaddr);
+  __pyx_t_1 = __pyx_v_base_vaddr;
+  __pyx_t_6 = __Pyx_PyObject_CompareBoolGt_int_object(__pyx_t_16, __pyx_t_1, Py_GT); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 551, __pyx_L1_error)
+  if (__pyx_t_6) {
+    __Pyx_INCREF(__pyx_t_16);
+    __pyx_t_2 = __pyx_t_16;
+  } else {
+    __Pyx_INCREF(__pyx_t_1);
+    __pyx_t_2 = __pyx_t_1;
+  }
+
+  __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+  __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
+  __pyx_t_1 = __Pyx_PyNumber_Add_object_int(__pyx_t_2, __pyx_v_size); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 551, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_1);
+  __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+  __pyx_t_6 = __Pyx_PyObject_CompareBoolGt_object_int(__pyx_t_1, __pyx_mstate_global->__pyx_int_4294967295, Py_GT); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 551, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+
+  __pyx_t_5 = __pyx_t_6;
+
+  __pyx_L30_bool_binop_done:;
+  if (unlikely(__pyx_t_5)) {
+
+
+    /* "fastaudit/_elfedit.pyx":552
+ *         size = pos
+ *         if not img.im.is64 and max(base_vaddr, base_off) + size > 0xFFFFFFFF:
+ *             raise _Fail(ST_UNSUPPORTED, img.h.phoff, "new segment that would end past 4 GiB in an ELF32 image")             # <<<<<<<<<<<<<<
+ *         flags = PF_R | (PF_W if move_dynamic else 0)   # the loader may write .dynamic (DT_DEBUG)
+ *         load = [PT_LOAD, flags, base_off, base_vaddr, base_vaddr, size, size, alignment]
+*/
+    __pyx_t_2 = NULL;
+    __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_Fail); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 552, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_4);
+    __pyx_t_7 = __Pyx_PyLong_From_int(ST_UNSUPPORTED); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 552, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_7);
+    __pyx_t_8 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->h.phoff); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 552, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_8);
+    __pyx_t_3 = 1;
+    #if CYTHON_UNPACK_METHODS
+    if (unlikely(PyMethod_Check(__pyx_t_4))) {
+      __pyx_t_2 = PyMethod_GET_SELF(__pyx_t_4);
+      assert(__pyx_t_2);
+      PyObject* __pyx__function = PyMethod_GET_FUNCTION(__pyx_t_4);
+      __Pyx_INCREF(__pyx_t_2);
+      __Pyx_INCREF(__pyx__function);
+      __Pyx_DECREF_SET(__pyx_t_4, __pyx__function);
+      __pyx_t_3 = 0;
+    }
+    #endif
+    {
+      PyObject *__pyx_callargs[4] = {__pyx_t_2, __pyx_t_7, __pyx_t_8, __pyx_mstate_global->__pyx_kp_u_new_segment_that_would_end_past};
+      __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_4, __pyx_callargs+__pyx_t_3, (4-__pyx_t_3) | (__pyx_t_3*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+      __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
+      __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
+      __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
+      __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 552, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_1);
+    }
+    __Pyx_Raise(__pyx_t_1, 0, 0, 0);
+    __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+    __PYX_ERR(0, 552, __pyx_L1_error)
+
+    /* "fastaudit/_elfedit.pyx":551
+ *             pos = dyn_pos + (len(new_entries) + 1) * img.dynent
+ *         size = pos
+ *         if not img.im.is64 and max(base_vaddr, base_off) + size > 0xFFFFFFFF:             # <<<<<<<<<<<<<<
+ *             raise _Fail(ST_UNSUPPORTED, img.h.phoff, "new segment that would end past 4 GiB in an ELF32 image")
+ *         flags = PF_R | (PF_W if move_dynamic else 0)   # the loader may write .dynamic (DT_DEBUG)
+*/
+  }
+
+  /* "fastaudit/_elfedit.pyx":553
+ *         if not img.im.is64 and max(base_vaddr, base_off) + size > 0xFFFFFFFF:
+ *             raise _Fail(ST_UNSUPPORTED, img.h.phoff, "new segment that would end past 4 GiB in an ELF32 image")
  *         flags = PF_R | (PF_W if move_dynamic else 0)   # the loader may write .dynamic (DT_DEBUG)             # <<<<<<<<<<<<<<
  *         load = [PT_LOAD, flags, base_off, base_vaddr, base_vaddr, size, size, alignment]
  * 
@@ -37343,47 +37441,47 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26new_segment(struct __
   __pyx_v_flags = (PF_R | __pyx_t_14);
 
 
-  /* "fastaudit/_elfedit.pyx":552
- *         size = pos
+  /* "fastaudit/_elfedit.pyx":554
+ *             raise _Fail(ST_UNSUPPORTED, img.h.phoff, "new segment that would end past 4 GiB in an ELF32 image")
  *         flags = PF_R | (PF_W if move_dynamic else 0)   # the loader may write .dynamic (DT_DEBUG)
  *         load = [PT_LOAD, flags, base_off, base_vaddr, base_vaddr, size, size, alignment]             # <<<<<<<<<<<<<<
  * 
  *         if slot is not None:
 */
-  __pyx_t_1 = __Pyx_PyLong_From_uint64_t(PT_LOAD); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 552, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyLong_From_uint64_t(PT_LOAD); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 554, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_2 = __Pyx_PyLong_From_uint64_t(__pyx_v_flags); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 552, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_4 = PyList_New(8); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 552, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_flags); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 554, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
+  __pyx_t_8 = PyList_New(8); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 554, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_8);
   __Pyx_GIVEREF(__pyx_t_1);
-  if (__Pyx_PyList_SET_ITEM(__pyx_t_4, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 552, __pyx_L1_error);
-  __Pyx_GIVEREF(__pyx_t_2);
-  if (__Pyx_PyList_SET_ITEM(__pyx_t_4, 1, __pyx_t_2) != (0)) __PYX_ERR(0, 552, __pyx_L1_error);
+  if (__Pyx_PyList_SET_ITEM(__pyx_t_8, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 554, __pyx_L1_error);
+  __Pyx_GIVEREF(__pyx_t_4);
+  if (__Pyx_PyList_SET_ITEM(__pyx_t_8, 1, __pyx_t_4) != (0)) __PYX_ERR(0, 554, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_base_off);
   __Pyx_GIVEREF(__pyx_v_base_off);
-  if (__Pyx_PyList_SET_ITEM(__pyx_t_4, 2, __pyx_v_base_off) != (0)) __PYX_ERR(0, 552, __pyx_L1_error);
+  if (__Pyx_PyList_SET_ITEM(__pyx_t_8, 2, __pyx_v_base_off) != (0)) __PYX_ERR(0, 554, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_base_vaddr);
   __Pyx_GIVEREF(__pyx_v_base_vaddr);
-  if (__Pyx_PyList_SET_ITEM(__pyx_t_4, 3, __pyx_v_base_vaddr) != (0)) __PYX_ERR(0, 552, __pyx_L1_error);
+  if (__Pyx_PyList_SET_ITEM(__pyx_t_8, 3, __pyx_v_base_vaddr) != (0)) __PYX_ERR(0, 554, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_base_vaddr);
   __Pyx_GIVEREF(__pyx_v_base_vaddr);
-  if (__Pyx_PyList_SET_ITEM(__pyx_t_4, 4, __pyx_v_base_vaddr) != (0)) __PYX_ERR(0, 552, __pyx_L1_error);
+  if (__Pyx_PyList_SET_ITEM(__pyx_t_8, 4, __pyx_v_base_vaddr) != (0)) __PYX_ERR(0, 554, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_size);
   __Pyx_GIVEREF(__pyx_v_size);
-  if (__Pyx_PyList_SET_ITEM(__pyx_t_4, 5, __pyx_v_size) != (0)) __PYX_ERR(0, 552, __pyx_L1_error);
+  if (__Pyx_PyList_SET_ITEM(__pyx_t_8, 5, __pyx_v_size) != (0)) __PYX_ERR(0, 554, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_size);
   __Pyx_GIVEREF(__pyx_v_size);
-  if (__Pyx_PyList_SET_ITEM(__pyx_t_4, 6, __pyx_v_size) != (0)) __PYX_ERR(0, 552, __pyx_L1_error);
+  if (__Pyx_PyList_SET_ITEM(__pyx_t_8, 6, __pyx_v_size) != (0)) __PYX_ERR(0, 554, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_alignment);
   __Pyx_GIVEREF(__pyx_v_alignment);
-  if (__Pyx_PyList_SET_ITEM(__pyx_t_4, 7, __pyx_v_alignment) != (0)) __PYX_ERR(0, 552, __pyx_L1_error);
+  if (__Pyx_PyList_SET_ITEM(__pyx_t_8, 7, __pyx_v_alignment) != (0)) __PYX_ERR(0, 554, __pyx_L1_error);
   __pyx_t_1 = 0;
-  __pyx_t_2 = 0;
-  __pyx_v_load = ((PyObject*)__pyx_t_4);
   __pyx_t_4 = 0;
+  __pyx_v_load = ((PyObject*)__pyx_t_8);
+  __pyx_t_8 = 0;
 
-  /* "fastaudit/_elfedit.pyx":554
+  /* "fastaudit/_elfedit.pyx":556
  *         load = [PT_LOAD, flags, base_off, base_vaddr, base_vaddr, size, size, alignment]
  * 
  *         if slot is not None:             # <<<<<<<<<<<<<<
@@ -37394,7 +37492,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26new_segment(struct __
   if (__pyx_t_5) {
 
 
-    /* "fastaudit/_elfedit.pyx":555
+    /* "fastaudit/_elfedit.pyx":557
  * 
  *         if slot is not None:
  *             del self.phdrs[slot]             # <<<<<<<<<<<<<<
@@ -37403,11 +37501,11 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26new_segment(struct __
 */
     if (unlikely(__pyx_v_self->phdrs == Py_None)) {
       PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
-      __PYX_ERR(0, 555, __pyx_L1_error)
+      __PYX_ERR(0, 557, __pyx_L1_error)
     }
-    if (unlikely((PyObject_DelItem(__pyx_v_self->phdrs, __pyx_v_slot) < 0))) __PYX_ERR(0, 555, __pyx_L1_error)
+    if (unlikely((PyObject_DelItem(__pyx_v_self->phdrs, __pyx_v_slot) < 0))) __PYX_ERR(0, 557, __pyx_L1_error)
 
-    /* "fastaudit/_elfedit.pyx":554
+    /* "fastaudit/_elfedit.pyx":556
  *         load = [PT_LOAD, flags, base_off, base_vaddr, base_vaddr, size, size, alignment]
  * 
  *         if slot is not None:             # <<<<<<<<<<<<<<
@@ -37416,29 +37514,29 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26new_segment(struct __
 */
   }
 
-  /* "fastaudit/_elfedit.pyx":556
+  /* "fastaudit/_elfedit.pyx":558
  *         if slot is not None:
  *             del self.phdrs[slot]
  *         last_load = max(i for i, p in enumerate(self.phdrs) if p[0] == PT_LOAD)             # <<<<<<<<<<<<<<
  *         self.phdrs.insert(last_load + 1, load)
  *         for p in self.phdrs:
 */
-  __pyx_t_2 = NULL;
-  __pyx_t_1 = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_11new_segment_9genexpr(NULL, __pyx_v_self->phdrs); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 556, __pyx_L1_error)
+  __pyx_t_4 = NULL;
+  __pyx_t_1 = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_11new_segment_9genexpr(NULL, __pyx_v_self->phdrs); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 558, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __pyx_t_3 = 1;
   {
-    PyObject *__pyx_callargs[2] = {__pyx_t_2, __pyx_t_1};
-    __pyx_t_4 = __Pyx_PyObject_FastCall((PyObject*)__pyx_builtin_max, __pyx_callargs+__pyx_t_3, (2-__pyx_t_3) | (__pyx_t_3*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-    __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
+    PyObject *__pyx_callargs[2] = {__pyx_t_4, __pyx_t_1};
+    __pyx_t_8 = __Pyx_PyObject_FastCall((PyObject*)__pyx_builtin_max, __pyx_callargs+__pyx_t_3, (2-__pyx_t_3) | (__pyx_t_3*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+    __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 556, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_4);
+    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 558, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_8);
   }
-  __pyx_v_last_load = __pyx_t_4;
-  __pyx_t_4 = 0;
+  __pyx_v_last_load = __pyx_t_8;
+  __pyx_t_8 = 0;
 
-  /* "fastaudit/_elfedit.pyx":557
+  /* "fastaudit/_elfedit.pyx":559
  *             del self.phdrs[slot]
  *         last_load = max(i for i, p in enumerate(self.phdrs) if p[0] == PT_LOAD)
  *         self.phdrs.insert(last_load + 1, load)             # <<<<<<<<<<<<<<
@@ -37447,17 +37545,17 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26new_segment(struct __
 */
   if (unlikely(__pyx_v_self->phdrs == Py_None)) {
     PyErr_Format(PyExc_AttributeError, "\047NoneType\047 object has no attribute \047%.30s\047", "insert");
-    __PYX_ERR(0, 557, __pyx_L1_error)
+    __PYX_ERR(0, 559, __pyx_L1_error)
   }
-  __pyx_t_4 = __Pyx_PyLong_AddObjC(__pyx_v_last_load, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 557, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_9 = __Pyx_PyIndex_AsSsize_t(__pyx_t_4); if (unlikely((__pyx_t_9 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 557, __pyx_L1_error)
-  __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  __pyx_t_16 = PyList_Insert(__pyx_v_self->phdrs, __pyx_t_9, __pyx_v_load); if (unlikely(__pyx_t_16 == ((int)-1))) __PYX_ERR(0, 557, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyLong_AddObjC(__pyx_v_last_load, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 559, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_8);
+  __pyx_t_9 = __Pyx_PyIndex_AsSsize_t(__pyx_t_8); if (unlikely((__pyx_t_9 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 559, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
+  __pyx_t_17 = PyList_Insert(__pyx_v_self->phdrs, __pyx_t_9, __pyx_v_load); if (unlikely(__pyx_t_17 == ((int)-1))) __PYX_ERR(0, 559, __pyx_L1_error)
 
 
 
-  /* "fastaudit/_elfedit.pyx":558
+  /* "fastaudit/_elfedit.pyx":560
  *         last_load = max(i for i, p in enumerate(self.phdrs) if p[0] == PT_LOAD)
  *         self.phdrs.insert(last_load + 1, load)
  *         for p in self.phdrs:             # <<<<<<<<<<<<<<
@@ -37466,127 +37564,127 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26new_segment(struct __
 */
   if (unlikely(__pyx_v_self->phdrs == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not iterable");
-    __PYX_ERR(0, 558, __pyx_L1_error)
+    __PYX_ERR(0, 560, __pyx_L1_error)
   }
-  __pyx_t_4 = __pyx_v_self->phdrs; __Pyx_INCREF(__pyx_t_4);
+  __pyx_t_8 = __pyx_v_self->phdrs; __Pyx_INCREF(__pyx_t_8);
   __pyx_t_9 = 0;
   for (;;) {
     {
-      Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_4);
+      Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_8);
       #if !CYTHON_ASSUME_SAFE_SIZE
-      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 558, __pyx_L1_error)
+      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 560, __pyx_L1_error)
       #endif
       if (__pyx_t_9 >= __pyx_temp) break;
     }
-    __pyx_t_1 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_4, __pyx_t_9, __Pyx_ReferenceSharing_OwnStrongReference);
+    __pyx_t_1 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_8, __pyx_t_9, __Pyx_ReferenceSharing_OwnStrongReference);
     ++__pyx_t_9;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 558, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 560, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
     __Pyx_XDECREF_SET(__pyx_v_p, __pyx_t_1);
     __pyx_t_1 = 0;
 
-    /* "fastaudit/_elfedit.pyx":559
+    /* "fastaudit/_elfedit.pyx":561
  *         self.phdrs.insert(last_load + 1, load)
  *         for p in self.phdrs:
  *             if p[0] == PT_PHDR and move_phdrs:             # <<<<<<<<<<<<<<
  *                 p[2], p[3], p[4], p[5], p[6] = base_off, base_vaddr, base_vaddr, img.phsize * phdr_count, \
  *                     img.phsize * phdr_count
 */
-    __pyx_t_1 = __Pyx_GetItemInt(__pyx_v_p, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 559, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_GetItemInt(__pyx_v_p, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 561, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_2 = __Pyx_PyLong_From_uint64_t(PT_PHDR); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 559, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_2);
-    __pyx_t_6 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_1, __pyx_t_2, Py_EQ); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 559, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyLong_From_uint64_t(PT_PHDR); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 561, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_4);
+    __pyx_t_6 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_1, __pyx_t_4, Py_EQ); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 561, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+    __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     if (__pyx_t_6) {
 
     } else {
 
       __pyx_t_5 = __pyx_t_6;
 
-      goto __pyx_L33_bool_binop_done;
+      goto __pyx_L36_bool_binop_done;
     }
-    __pyx_t_6 = __Pyx_PyObject_IsTrue(__pyx_v_move_phdrs); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 559, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyObject_IsTrue(__pyx_v_move_phdrs); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 561, __pyx_L1_error)
 
     __pyx_t_5 = __pyx_t_6;
 
-    __pyx_L33_bool_binop_done:;
+    __pyx_L36_bool_binop_done:;
     if (__pyx_t_5) {
 
 
-      /* "fastaudit/_elfedit.pyx":560
+      /* "fastaudit/_elfedit.pyx":562
  *         for p in self.phdrs:
  *             if p[0] == PT_PHDR and move_phdrs:
  *                 p[2], p[3], p[4], p[5], p[6] = base_off, base_vaddr, base_vaddr, img.phsize * phdr_count, \             # <<<<<<<<<<<<<<
  *                     img.phsize * phdr_count
  *             elif p[0] == PT_DYNAMIC and move_dynamic:
 */
-      __pyx_t_2 = __pyx_v_base_off;
-      __Pyx_INCREF(__pyx_t_2);
+      __pyx_t_4 = __pyx_v_base_off;
+      __Pyx_INCREF(__pyx_t_4);
       __pyx_t_1 = __pyx_v_base_vaddr;
       __Pyx_INCREF(__pyx_t_1);
       __pyx_t_7 = __pyx_v_base_vaddr;
       __Pyx_INCREF(__pyx_t_7);
-      __pyx_t_8 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->phsize); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 560, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_8);
-      __pyx_t_13 = __Pyx_PyNumber_Multiply_int_int(__pyx_t_8, __pyx_v_phdr_count); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 560, __pyx_L1_error)
+      __pyx_t_2 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->phsize); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 562, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_2);
+      __pyx_t_13 = __Pyx_PyNumber_Multiply_int_int(__pyx_t_2, __pyx_v_phdr_count); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 562, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_13);
-      __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
+      __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-      /* "fastaudit/_elfedit.pyx":561
+      /* "fastaudit/_elfedit.pyx":563
  *             if p[0] == PT_PHDR and move_phdrs:
  *                 p[2], p[3], p[4], p[5], p[6] = base_off, base_vaddr, base_vaddr, img.phsize * phdr_count, \
  *                     img.phsize * phdr_count             # <<<<<<<<<<<<<<
  *             elif p[0] == PT_DYNAMIC and move_dynamic:
  *                 dyn_size = (len(new_entries) + 1) * img.dynent
 */
-      __pyx_t_8 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->phsize); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 561, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_8);
-      __pyx_t_11 = __Pyx_PyNumber_Multiply_int_int(__pyx_t_8, __pyx_v_phdr_count); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 561, __pyx_L1_error)
+      __pyx_t_2 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->phsize); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 563, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_2);
+      __pyx_t_11 = __Pyx_PyNumber_Multiply_int_int(__pyx_t_2, __pyx_v_phdr_count); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 563, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_11);
-      __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
+      __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-      /* "fastaudit/_elfedit.pyx":560
+      /* "fastaudit/_elfedit.pyx":562
  *         for p in self.phdrs:
  *             if p[0] == PT_PHDR and move_phdrs:
  *                 p[2], p[3], p[4], p[5], p[6] = base_off, base_vaddr, base_vaddr, img.phsize * phdr_count, \             # <<<<<<<<<<<<<<
  *                     img.phsize * phdr_count
  *             elif p[0] == PT_DYNAMIC and move_dynamic:
 */
-      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 2, __pyx_t_2, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 560, __pyx_L1_error)
-      __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 3, __pyx_t_1, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 560, __pyx_L1_error)
+      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 2, __pyx_t_4, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 562, __pyx_L1_error)
+      __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 3, __pyx_t_1, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 562, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 4, __pyx_t_7, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 560, __pyx_L1_error)
+      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 4, __pyx_t_7, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 562, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 5, __pyx_t_13, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 560, __pyx_L1_error)
+      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 5, __pyx_t_13, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 562, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
-      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 6, __pyx_t_11, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 560, __pyx_L1_error)
+      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 6, __pyx_t_11, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 562, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
 
-      /* "fastaudit/_elfedit.pyx":559
+      /* "fastaudit/_elfedit.pyx":561
  *         self.phdrs.insert(last_load + 1, load)
  *         for p in self.phdrs:
  *             if p[0] == PT_PHDR and move_phdrs:             # <<<<<<<<<<<<<<
  *                 p[2], p[3], p[4], p[5], p[6] = base_off, base_vaddr, base_vaddr, img.phsize * phdr_count, \
  *                     img.phsize * phdr_count
 */
-      goto __pyx_L32;
+      goto __pyx_L35;
     }
 
-    /* "fastaudit/_elfedit.pyx":562
+    /* "fastaudit/_elfedit.pyx":564
  *                 p[2], p[3], p[4], p[5], p[6] = base_off, base_vaddr, base_vaddr, img.phsize * phdr_count, \
  *                     img.phsize * phdr_count
  *             elif p[0] == PT_DYNAMIC and move_dynamic:             # <<<<<<<<<<<<<<
  *                 dyn_size = (len(new_entries) + 1) * img.dynent
  *                 p[2], p[3], p[4], p[5], p[6] = base_off + dyn_pos, base_vaddr + dyn_pos, base_vaddr + dyn_pos, \
 */
-    __pyx_t_11 = __Pyx_GetItemInt(__pyx_v_p, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 562, __pyx_L1_error)
+    __pyx_t_11 = __Pyx_GetItemInt(__pyx_v_p, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 564, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_11);
-    __pyx_t_13 = __Pyx_PyLong_From_uint64_t(PT_DYNAMIC); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 562, __pyx_L1_error)
+    __pyx_t_13 = __Pyx_PyLong_From_uint64_t(PT_DYNAMIC); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 564, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_13);
-    __pyx_t_6 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_11, __pyx_t_13, Py_EQ); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 562, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_11, __pyx_t_13, Py_EQ); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 564, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
     __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
     if (__pyx_t_6) {
@@ -37595,15 +37693,15 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26new_segment(struct __
 
       __pyx_t_5 = __pyx_t_6;
 
-      goto __pyx_L35_bool_binop_done;
+      goto __pyx_L38_bool_binop_done;
     }
 
     __pyx_t_5 = __pyx_v_move_dynamic;
-    __pyx_L35_bool_binop_done:;
+    __pyx_L38_bool_binop_done:;
     if (__pyx_t_5) {
 
 
-      /* "fastaudit/_elfedit.pyx":563
+      /* "fastaudit/_elfedit.pyx":565
  *                     img.phsize * phdr_count
  *             elif p[0] == PT_DYNAMIC and move_dynamic:
  *                 dyn_size = (len(new_entries) + 1) * img.dynent             # <<<<<<<<<<<<<<
@@ -37612,57 +37710,57 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26new_segment(struct __
 */
       if (unlikely(__pyx_v_new_entries == Py_None)) {
         PyErr_SetString(PyExc_TypeError, "object of type \047NoneType\047 has no len()");
-        __PYX_ERR(0, 563, __pyx_L1_error)
+        __PYX_ERR(0, 565, __pyx_L1_error)
       }
-      __pyx_t_17 = __Pyx_PyList_GET_SIZE(__pyx_v_new_entries); if (unlikely(__pyx_t_17 == ((Py_ssize_t)-1))) __PYX_ERR(0, 563, __pyx_L1_error)
-      __pyx_v_dyn_size = ((__pyx_t_17 + 1) * __pyx_v_img->dynent);
+      __pyx_t_18 = __Pyx_PyList_GET_SIZE(__pyx_v_new_entries); if (unlikely(__pyx_t_18 == ((Py_ssize_t)-1))) __PYX_ERR(0, 565, __pyx_L1_error)
+      __pyx_v_dyn_size = ((__pyx_t_18 + 1) * __pyx_v_img->dynent);
 
 
-      /* "fastaudit/_elfedit.pyx":564
+      /* "fastaudit/_elfedit.pyx":566
  *             elif p[0] == PT_DYNAMIC and move_dynamic:
  *                 dyn_size = (len(new_entries) + 1) * img.dynent
  *                 p[2], p[3], p[4], p[5], p[6] = base_off + dyn_pos, base_vaddr + dyn_pos, base_vaddr + dyn_pos, \             # <<<<<<<<<<<<<<
  *                     dyn_size, dyn_size
  *         for entry in new_entries:
 */
-      __pyx_t_13 = __Pyx_PyNumber_Add_int_int(__pyx_v_base_off, __pyx_v_dyn_pos); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 564, __pyx_L1_error)
+      __pyx_t_13 = __Pyx_PyNumber_Add_int_int(__pyx_v_base_off, __pyx_v_dyn_pos); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 566, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_13);
-      __pyx_t_11 = __Pyx_PyNumber_Add_object_int(__pyx_v_base_vaddr, __pyx_v_dyn_pos); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 564, __pyx_L1_error)
+      __pyx_t_11 = __Pyx_PyNumber_Add_object_int(__pyx_v_base_vaddr, __pyx_v_dyn_pos); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 566, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_11);
-      __pyx_t_7 = __Pyx_PyNumber_Add_object_int(__pyx_v_base_vaddr, __pyx_v_dyn_pos); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 564, __pyx_L1_error)
+      __pyx_t_7 = __Pyx_PyNumber_Add_object_int(__pyx_v_base_vaddr, __pyx_v_dyn_pos); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 566, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
 
-      /* "fastaudit/_elfedit.pyx":565
+      /* "fastaudit/_elfedit.pyx":567
  *                 dyn_size = (len(new_entries) + 1) * img.dynent
  *                 p[2], p[3], p[4], p[5], p[6] = base_off + dyn_pos, base_vaddr + dyn_pos, base_vaddr + dyn_pos, \
  *                     dyn_size, dyn_size             # <<<<<<<<<<<<<<
  *         for entry in new_entries:
  *             if entry[0] == DT_STRTAB:
 */
-      __pyx_t_1 = __Pyx_PyLong_From_uint64_t(__pyx_v_dyn_size); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 565, __pyx_L1_error)
+      __pyx_t_1 = __Pyx_PyLong_From_uint64_t(__pyx_v_dyn_size); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 567, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
-      __pyx_t_2 = __Pyx_PyLong_From_uint64_t(__pyx_v_dyn_size); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 565, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_2);
+      __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_dyn_size); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 567, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_4);
 
-      /* "fastaudit/_elfedit.pyx":564
+      /* "fastaudit/_elfedit.pyx":566
  *             elif p[0] == PT_DYNAMIC and move_dynamic:
  *                 dyn_size = (len(new_entries) + 1) * img.dynent
  *                 p[2], p[3], p[4], p[5], p[6] = base_off + dyn_pos, base_vaddr + dyn_pos, base_vaddr + dyn_pos, \             # <<<<<<<<<<<<<<
  *                     dyn_size, dyn_size
  *         for entry in new_entries:
 */
-      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 2, __pyx_t_13, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 564, __pyx_L1_error)
+      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 2, __pyx_t_13, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 566, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
-      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 3, __pyx_t_11, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 564, __pyx_L1_error)
+      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 3, __pyx_t_11, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 566, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
-      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 4, __pyx_t_7, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 564, __pyx_L1_error)
+      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 4, __pyx_t_7, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 566, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 5, __pyx_t_1, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 564, __pyx_L1_error)
+      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 5, __pyx_t_1, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 566, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 6, __pyx_t_2, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 564, __pyx_L1_error)
-      __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+      if (unlikely((__Pyx_SetItemInt(__pyx_v_p, 6, __pyx_t_4, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 566, __pyx_L1_error)
+      __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-      /* "fastaudit/_elfedit.pyx":562
+      /* "fastaudit/_elfedit.pyx":564
  *                 p[2], p[3], p[4], p[5], p[6] = base_off, base_vaddr, base_vaddr, img.phsize * phdr_count, \
  *                     img.phsize * phdr_count
  *             elif p[0] == PT_DYNAMIC and move_dynamic:             # <<<<<<<<<<<<<<
@@ -37670,9 +37768,9 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26new_segment(struct __
  *                 p[2], p[3], p[4], p[5], p[6] = base_off + dyn_pos, base_vaddr + dyn_pos, base_vaddr + dyn_pos, \
 */
     }
-    __pyx_L32:;
+    __pyx_L35:;
 
-    /* "fastaudit/_elfedit.pyx":558
+    /* "fastaudit/_elfedit.pyx":560
  *         last_load = max(i for i, p in enumerate(self.phdrs) if p[0] == PT_LOAD)
  *         self.phdrs.insert(last_load + 1, load)
  *         for p in self.phdrs:             # <<<<<<<<<<<<<<
@@ -37680,9 +37778,9 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26new_segment(struct __
  *                 p[2], p[3], p[4], p[5], p[6] = base_off, base_vaddr, base_vaddr, img.phsize * phdr_count, \
 */
   }
-  __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+  __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
 
-  /* "fastaudit/_elfedit.pyx":566
+  /* "fastaudit/_elfedit.pyx":568
  *                 p[2], p[3], p[4], p[5], p[6] = base_off + dyn_pos, base_vaddr + dyn_pos, base_vaddr + dyn_pos, \
  *                     dyn_size, dyn_size
  *         for entry in new_entries:             # <<<<<<<<<<<<<<
@@ -37691,96 +37789,96 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26new_segment(struct __
 */
   if (unlikely(__pyx_v_new_entries == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not iterable");
-    __PYX_ERR(0, 566, __pyx_L1_error)
+    __PYX_ERR(0, 568, __pyx_L1_error)
   }
-  __pyx_t_4 = __pyx_v_new_entries; __Pyx_INCREF(__pyx_t_4);
+  __pyx_t_8 = __pyx_v_new_entries; __Pyx_INCREF(__pyx_t_8);
   __pyx_t_9 = 0;
   for (;;) {
     {
-      Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_4);
+      Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_8);
       #if !CYTHON_ASSUME_SAFE_SIZE
-      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 566, __pyx_L1_error)
+      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 568, __pyx_L1_error)
       #endif
       if (__pyx_t_9 >= __pyx_temp) break;
     }
-    __pyx_t_2 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_4, __pyx_t_9, __Pyx_ReferenceSharing_OwnStrongReference);
+    __pyx_t_4 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_8, __pyx_t_9, __Pyx_ReferenceSharing_OwnStrongReference);
     ++__pyx_t_9;
-    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 566, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_2);
-    __Pyx_XDECREF_SET(__pyx_v_entry, __pyx_t_2);
-    __pyx_t_2 = 0;
+    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 568, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_4);
+    __Pyx_XDECREF_SET(__pyx_v_entry, __pyx_t_4);
+    __pyx_t_4 = 0;
 
-    /* "fastaudit/_elfedit.pyx":567
+    /* "fastaudit/_elfedit.pyx":569
  *                     dyn_size, dyn_size
  *         for entry in new_entries:
  *             if entry[0] == DT_STRTAB:             # <<<<<<<<<<<<<<
  *                 entry[1] = base_vaddr + str_pos
  *             elif entry[0] == DT_STRSZ:
 */
-    __pyx_t_2 = __Pyx_GetItemInt(__pyx_v_entry, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 567, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_2);
-    __pyx_t_1 = __Pyx_PyLong_From_uint64_t(DT_STRTAB); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 567, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_GetItemInt(__pyx_v_entry, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 569, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_4);
+    __pyx_t_1 = __Pyx_PyLong_From_uint64_t(DT_STRTAB); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 569, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_5 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_2, __pyx_t_1, Py_EQ); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(0, 567, __pyx_L1_error)
-    __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+    __pyx_t_5 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_4, __pyx_t_1, Py_EQ); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(0, 569, __pyx_L1_error)
+    __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
     if (__pyx_t_5) {
 
 
-      /* "fastaudit/_elfedit.pyx":568
+      /* "fastaudit/_elfedit.pyx":570
  *         for entry in new_entries:
  *             if entry[0] == DT_STRTAB:
  *                 entry[1] = base_vaddr + str_pos             # <<<<<<<<<<<<<<
  *             elif entry[0] == DT_STRSZ:
  *                 entry[1] = len(table)
 */
-      __pyx_t_1 = __Pyx_PyNumber_Add_object_int(__pyx_v_base_vaddr, __pyx_v_str_pos); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 568, __pyx_L1_error)
+      __pyx_t_1 = __Pyx_PyNumber_Add_object_int(__pyx_v_base_vaddr, __pyx_v_str_pos); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 570, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
-      if (unlikely((__Pyx_SetItemInt(__pyx_v_entry, 1, __pyx_t_1, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 568, __pyx_L1_error)
+      if (unlikely((__Pyx_SetItemInt(__pyx_v_entry, 1, __pyx_t_1, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 570, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
 
-      /* "fastaudit/_elfedit.pyx":567
+      /* "fastaudit/_elfedit.pyx":569
  *                     dyn_size, dyn_size
  *         for entry in new_entries:
  *             if entry[0] == DT_STRTAB:             # <<<<<<<<<<<<<<
  *                 entry[1] = base_vaddr + str_pos
  *             elif entry[0] == DT_STRSZ:
 */
-      goto __pyx_L40;
+      goto __pyx_L43;
     }
 
-    /* "fastaudit/_elfedit.pyx":569
+    /* "fastaudit/_elfedit.pyx":571
  *             if entry[0] == DT_STRTAB:
  *                 entry[1] = base_vaddr + str_pos
  *             elif entry[0] == DT_STRSZ:             # <<<<<<<<<<<<<<
  *                 entry[1] = len(table)
  * 
 */
-    __pyx_t_1 = __Pyx_GetItemInt(__pyx_v_entry, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 569, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_GetItemInt(__pyx_v_entry, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 571, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_2 = __Pyx_PyLong_From_uint64_t(DT_STRSZ); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 569, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_2);
-    __pyx_t_5 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_1, __pyx_t_2, Py_EQ); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(0, 569, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyLong_From_uint64_t(DT_STRSZ); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 571, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_4);
+    __pyx_t_5 = __Pyx_PyObject_CompareBoolEq_object_int(__pyx_t_1, __pyx_t_4, Py_EQ); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(0, 571, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+    __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     if (__pyx_t_5) {
 
 
-      /* "fastaudit/_elfedit.pyx":570
+      /* "fastaudit/_elfedit.pyx":572
  *                 entry[1] = base_vaddr + str_pos
  *             elif entry[0] == DT_STRSZ:
  *                 entry[1] = len(table)             # <<<<<<<<<<<<<<
  * 
  *         out += bytes(base_off - len(out))  # padding: the segment starts at base_off
 */
-      __pyx_t_17 = __Pyx_PyBytes_GET_SIZE(__pyx_v_table); if (unlikely(__pyx_t_17 == ((Py_ssize_t)-1))) __PYX_ERR(0, 570, __pyx_L1_error)
-      __pyx_t_2 = PyLong_FromSsize_t(__pyx_t_17); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 570, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_2);
+      __pyx_t_18 = __Pyx_PyBytes_GET_SIZE(__pyx_v_table); if (unlikely(__pyx_t_18 == ((Py_ssize_t)-1))) __PYX_ERR(0, 572, __pyx_L1_error)
+      __pyx_t_4 = PyLong_FromSsize_t(__pyx_t_18); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 572, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_4);
 
-      if (unlikely((__Pyx_SetItemInt(__pyx_v_entry, 1, __pyx_t_2, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 570, __pyx_L1_error)
-      __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+      if (unlikely((__Pyx_SetItemInt(__pyx_v_entry, 1, __pyx_t_4, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 572, __pyx_L1_error)
+      __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-      /* "fastaudit/_elfedit.pyx":569
+      /* "fastaudit/_elfedit.pyx":571
  *             if entry[0] == DT_STRTAB:
  *                 entry[1] = base_vaddr + str_pos
  *             elif entry[0] == DT_STRSZ:             # <<<<<<<<<<<<<<
@@ -37788,9 +37886,9 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26new_segment(struct __
  * 
 */
     }
-    __pyx_L40:;
+    __pyx_L43:;
 
-    /* "fastaudit/_elfedit.pyx":566
+    /* "fastaudit/_elfedit.pyx":568
  *                 p[2], p[3], p[4], p[5], p[6] = base_off + dyn_pos, base_vaddr + dyn_pos, base_vaddr + dyn_pos, \
  *                     dyn_size, dyn_size
  *         for entry in new_entries:             # <<<<<<<<<<<<<<
@@ -37798,62 +37896,62 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26new_segment(struct __
  *                 entry[1] = base_vaddr + str_pos
 */
   }
-  __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+  __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
 
-  /* "fastaudit/_elfedit.pyx":572
+  /* "fastaudit/_elfedit.pyx":574
  *                 entry[1] = len(table)
  * 
  *         out += bytes(base_off - len(out))  # padding: the segment starts at base_off             # <<<<<<<<<<<<<<
  *         segment = bytearray(size)
  *         segment[str_pos:str_pos + len(table)] = table
 */
-  __pyx_t_2 = NULL;
+  __pyx_t_4 = NULL;
   if (unlikely(__pyx_v_out == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "object of type \047NoneType\047 has no len()");
-    __PYX_ERR(0, 572, __pyx_L1_error)
+    __PYX_ERR(0, 574, __pyx_L1_error)
   }
-  __pyx_t_9 = __Pyx_PyByteArray_GET_SIZE(__pyx_v_out); if (unlikely(__pyx_t_9 == ((Py_ssize_t)-1))) __PYX_ERR(0, 572, __pyx_L1_error)
-  __pyx_t_1 = PyLong_FromSsize_t(__pyx_t_9); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 572, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_PyByteArray_GET_SIZE(__pyx_v_out); if (unlikely(__pyx_t_9 == ((Py_ssize_t)-1))) __PYX_ERR(0, 574, __pyx_L1_error)
+  __pyx_t_1 = PyLong_FromSsize_t(__pyx_t_9); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 574, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
 
-  __pyx_t_7 = __Pyx_PyNumber_Subtract_int_int(__pyx_v_base_off, __pyx_t_1); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 572, __pyx_L1_error)
+  __pyx_t_7 = __Pyx_PyNumber_Subtract_int_int(__pyx_v_base_off, __pyx_t_1); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 574, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __pyx_t_3 = 1;
   {
-    PyObject *__pyx_callargs[2] = {__pyx_t_2, __pyx_t_7};
-    __pyx_t_4 = __Pyx_PyObject_FastCall((PyObject*)(&PyBytes_Type), __pyx_callargs+__pyx_t_3, (2-__pyx_t_3) | (__pyx_t_3*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-    __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
+    PyObject *__pyx_callargs[2] = {__pyx_t_4, __pyx_t_7};
+    __pyx_t_8 = __Pyx_PyObject_FastCall((PyObject*)(&PyBytes_Type), __pyx_callargs+__pyx_t_3, (2-__pyx_t_3) | (__pyx_t_3*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+    __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 572, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_4);
+    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 574, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_8);
   }
-  __pyx_t_7 = PyNumber_InPlaceAdd(__pyx_v_out, __pyx_t_4); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 572, __pyx_L1_error)
+  __pyx_t_7 = PyNumber_InPlaceAdd(__pyx_v_out, __pyx_t_8); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 574, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
-  __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+  __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
   __Pyx_DECREF_SET(__pyx_v_out, ((PyObject*)__pyx_t_7));
   __pyx_t_7 = 0;
 
-  /* "fastaudit/_elfedit.pyx":573
+  /* "fastaudit/_elfedit.pyx":575
  * 
  *         out += bytes(base_off - len(out))  # padding: the segment starts at base_off
  *         segment = bytearray(size)             # <<<<<<<<<<<<<<
  *         segment[str_pos:str_pos + len(table)] = table
  *         phoff = base_off if move_phdrs else img.h.phoff
 */
-  __pyx_t_4 = NULL;
+  __pyx_t_8 = NULL;
   __pyx_t_3 = 1;
   {
-    PyObject *__pyx_callargs[2] = {__pyx_t_4, __pyx_v_size};
+    PyObject *__pyx_callargs[2] = {__pyx_t_8, __pyx_v_size};
     __pyx_t_7 = __Pyx_PyObject_FastCall((PyObject*)(&PyByteArray_Type), __pyx_callargs+__pyx_t_3, (2-__pyx_t_3) | (__pyx_t_3*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-    __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 573, __pyx_L1_error)
+    __Pyx_XDECREF(__pyx_t_8); __pyx_t_8 = 0;
+    if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 575, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
   }
   __pyx_v_segment = ((PyObject*)__pyx_t_7);
   __pyx_t_7 = 0;
 
-  /* "fastaudit/_elfedit.pyx":574
+  /* "fastaudit/_elfedit.pyx":576
  *         out += bytes(base_off - len(out))  # padding: the segment starts at base_off
  *         segment = bytearray(size)
  *         segment[str_pos:str_pos + len(table)] = table             # <<<<<<<<<<<<<<
@@ -37861,72 +37959,72 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26new_segment(struct __
  *         if move_phdrs:
 */
   __Pyx_INCREF(__pyx_v_str_pos);
-  __pyx_t_18 = __pyx_v_str_pos;
-  __pyx_t_5 = (__pyx_t_18 == ((PyObject*)Py_None));
+  __pyx_t_16 = __pyx_v_str_pos;
+  __pyx_t_5 = (__pyx_t_16 == ((PyObject*)Py_None));
   if (__pyx_t_5) {
 
     __pyx_t_9 = 0;
   } else {
-    __pyx_t_17 = __Pyx_PyIndex_AsSsize_t(__pyx_t_18); if (unlikely((__pyx_t_17 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 574, __pyx_L1_error)
-    __pyx_t_9 = __pyx_t_17;
+    __pyx_t_18 = __Pyx_PyIndex_AsSsize_t(__pyx_t_16); if (unlikely((__pyx_t_18 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 576, __pyx_L1_error)
+    __pyx_t_9 = __pyx_t_18;
   }
 
-  __Pyx_DECREF(__pyx_t_18); __pyx_t_18 = 0;
-  __pyx_t_17 = __Pyx_PyBytes_GET_SIZE(__pyx_v_table); if (unlikely(__pyx_t_17 == ((Py_ssize_t)-1))) __PYX_ERR(0, 574, __pyx_L1_error)
-  __pyx_t_7 = PyLong_FromSsize_t(__pyx_t_17); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 574, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
+  __pyx_t_18 = __Pyx_PyBytes_GET_SIZE(__pyx_v_table); if (unlikely(__pyx_t_18 == ((Py_ssize_t)-1))) __PYX_ERR(0, 576, __pyx_L1_error)
+  __pyx_t_7 = PyLong_FromSsize_t(__pyx_t_18); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 576, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
 
-  __pyx_t_4 = __Pyx_PyNumber_Add_int_int(__pyx_v_str_pos, __pyx_t_7); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 574, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_4);
+  __pyx_t_8 = __Pyx_PyNumber_Add_int_int(__pyx_v_str_pos, __pyx_t_7); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 576, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_8);
   __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-  __pyx_t_5 = (__pyx_t_4 == ((PyObject*)Py_None));
+  __pyx_t_5 = (__pyx_t_8 == ((PyObject*)Py_None));
   if (__pyx_t_5) {
 
-    __pyx_t_17 = PY_SSIZE_T_MAX;
+    __pyx_t_18 = PY_SSIZE_T_MAX;
   } else {
-    __pyx_t_19 = __Pyx_PyIndex_AsSsize_t(__pyx_t_4); if (unlikely((__pyx_t_19 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 574, __pyx_L1_error)
-    __pyx_t_17 = __pyx_t_19;
+    __pyx_t_19 = __Pyx_PyIndex_AsSsize_t(__pyx_t_8); if (unlikely((__pyx_t_19 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 576, __pyx_L1_error)
+    __pyx_t_18 = __pyx_t_19;
   }
 
-  __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  if (__Pyx_PyObject_SetSlice(__pyx_v_segment, __pyx_v_table, __pyx_t_9, __pyx_t_17, NULL, NULL, NULL, 1, 1, 0) < (0)) __PYX_ERR(0, 574, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
+  if (__Pyx_PyObject_SetSlice(__pyx_v_segment, __pyx_v_table, __pyx_t_9, __pyx_t_18, NULL, NULL, NULL, 1, 1, 0) < (0)) __PYX_ERR(0, 576, __pyx_L1_error)
 
 
 
-  /* "fastaudit/_elfedit.pyx":575
+  /* "fastaudit/_elfedit.pyx":577
  *         segment = bytearray(size)
  *         segment[str_pos:str_pos + len(table)] = table
  *         phoff = base_off if move_phdrs else img.h.phoff             # <<<<<<<<<<<<<<
  *         if move_phdrs:
  *             self.write_phdrs(segment, 0, phdr_count)
 */
-  __pyx_t_5 = __Pyx_PyObject_IsTrue(__pyx_v_move_phdrs); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(0, 575, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyObject_IsTrue(__pyx_v_move_phdrs); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(0, 577, __pyx_L1_error)
   if (__pyx_t_5) {
     __Pyx_INCREF(__pyx_v_base_off);
-    __pyx_t_4 = __pyx_v_base_off;
+    __pyx_t_8 = __pyx_v_base_off;
   } else {
-    __pyx_t_7 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->h.phoff); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 575, __pyx_L1_error)
+    __pyx_t_7 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->h.phoff); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 577, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
-    if (__Pyx_PyInt_FromNumber(&__pyx_t_7, NULL, 0) < (0)) __PYX_ERR(0, 575, __pyx_L1_error)
-    __pyx_t_4 = __pyx_t_7;
+    if (__Pyx_PyInt_FromNumber(&__pyx_t_7, NULL, 0) < (0)) __PYX_ERR(0, 577, __pyx_L1_error)
+    __pyx_t_8 = __pyx_t_7;
     __pyx_t_7 = 0;
   }
 
-  __pyx_v_phoff = ((PyObject*)__pyx_t_4);
-  __pyx_t_4 = 0;
+  __pyx_v_phoff = ((PyObject*)__pyx_t_8);
+  __pyx_t_8 = 0;
 
-  /* "fastaudit/_elfedit.pyx":576
+  /* "fastaudit/_elfedit.pyx":578
  *         segment[str_pos:str_pos + len(table)] = table
  *         phoff = base_off if move_phdrs else img.h.phoff
  *         if move_phdrs:             # <<<<<<<<<<<<<<
  *             self.write_phdrs(segment, 0, phdr_count)
  *         else:
 */
-  __pyx_t_5 = __Pyx_PyObject_IsTrue(__pyx_v_move_phdrs); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(0, 576, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyObject_IsTrue(__pyx_v_move_phdrs); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(0, 578, __pyx_L1_error)
   if (__pyx_t_5) {
 
 
-    /* "fastaudit/_elfedit.pyx":577
+    /* "fastaudit/_elfedit.pyx":579
  *         phoff = base_off if move_phdrs else img.h.phoff
  *         if move_phdrs:
  *             self.write_phdrs(segment, 0, phdr_count)             # <<<<<<<<<<<<<<
@@ -37938,24 +38036,24 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26new_segment(struct __
     __pyx_t_3 = 0;
     {
       PyObject *__pyx_callargs[4] = {__pyx_t_7, __pyx_v_segment, __pyx_mstate_global->__pyx_int_0, __pyx_v_phdr_count};
-      __pyx_t_4 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_write_phdrs, __pyx_callargs+__pyx_t_3, (4-__pyx_t_3) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+      __pyx_t_8 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_write_phdrs, __pyx_callargs+__pyx_t_3, (4-__pyx_t_3) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_7); __pyx_t_7 = 0;
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 577, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_4);
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 579, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_8);
     }
-    __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+    __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
 
-    /* "fastaudit/_elfedit.pyx":576
+    /* "fastaudit/_elfedit.pyx":578
  *         segment[str_pos:str_pos + len(table)] = table
  *         phoff = base_off if move_phdrs else img.h.phoff
  *         if move_phdrs:             # <<<<<<<<<<<<<<
  *             self.write_phdrs(segment, 0, phdr_count)
  *         else:
 */
-    goto __pyx_L42;
+    goto __pyx_L45;
   }
 
-  /* "fastaudit/_elfedit.pyx":579
+  /* "fastaudit/_elfedit.pyx":581
  *             self.write_phdrs(segment, 0, phdr_count)
  *         else:
  *             self.write_phdrs(out, phoff, phdr_count)             # <<<<<<<<<<<<<<
@@ -37968,28 +38066,28 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26new_segment(struct __
     __pyx_t_3 = 0;
     {
       PyObject *__pyx_callargs[4] = {__pyx_t_7, __pyx_v_out, __pyx_v_phoff, __pyx_v_phdr_count};
-      __pyx_t_4 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_write_phdrs, __pyx_callargs+__pyx_t_3, (4-__pyx_t_3) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+      __pyx_t_8 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_write_phdrs, __pyx_callargs+__pyx_t_3, (4-__pyx_t_3) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_7); __pyx_t_7 = 0;
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 579, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_4);
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 581, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_8);
     }
-    __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+    __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
   }
-  __pyx_L42:;
+  __pyx_L45:;
 
-  /* "fastaudit/_elfedit.pyx":580
+  /* "fastaudit/_elfedit.pyx":582
  *         else:
  *             self.write_phdrs(out, phoff, phdr_count)
  *         view = out             # <<<<<<<<<<<<<<
  *         if img.im.is64:
  *             wr64(&view[32], img.im.le, phoff)
 */
-  __pyx_t_20 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint8_t(__pyx_v_out, PyBUF_WRITABLE); if (unlikely(!__pyx_t_20.memview)) __PYX_ERR(0, 580, __pyx_L1_error)
+  __pyx_t_20 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint8_t(__pyx_v_out, PyBUF_WRITABLE); if (unlikely(!__pyx_t_20.memview)) __PYX_ERR(0, 582, __pyx_L1_error)
   __pyx_v_view = __pyx_t_20;
   __pyx_t_20.memview = NULL;
   __pyx_t_20.data = NULL;
 
-  /* "fastaudit/_elfedit.pyx":581
+  /* "fastaudit/_elfedit.pyx":583
  *             self.write_phdrs(out, phoff, phdr_count)
  *         view = out
  *         if img.im.is64:             # <<<<<<<<<<<<<<
@@ -37998,7 +38096,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26new_segment(struct __
 */
   if (__pyx_v_img->im.is64) {
 
-    /* "fastaudit/_elfedit.pyx":582
+    /* "fastaudit/_elfedit.pyx":584
  *         view = out
  *         if img.im.is64:
  *             wr64(&view[32], img.im.le, phoff)             # <<<<<<<<<<<<<<
@@ -38006,11 +38104,11 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26new_segment(struct __
  *         else:
 */
     __pyx_t_21 = 32;
-    __pyx_t_14 = __Pyx_PyLong_As_uint64_t(__pyx_v_phoff); if (unlikely((__pyx_t_14 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 582, __pyx_L1_error)
+    __pyx_t_14 = __Pyx_PyLong_As_uint64_t(__pyx_v_phoff); if (unlikely((__pyx_t_14 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 584, __pyx_L1_error)
     __pyx_f_9fastaudit_8_elfedit_wr64((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_21)) )))), __pyx_v_img->im.le, __pyx_t_14);
 
 
-    /* "fastaudit/_elfedit.pyx":583
+    /* "fastaudit/_elfedit.pyx":585
  *         if img.im.is64:
  *             wr64(&view[32], img.im.le, phoff)
  *             wr16(&view[56], img.im.le, phdr_count)             # <<<<<<<<<<<<<<
@@ -38018,21 +38116,21 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26new_segment(struct __
  *             wr32(&view[28], img.im.le, <uint32_t>phoff)
 */
     __pyx_t_21 = 56;
-    __pyx_t_22 = __Pyx_PyLong_As_uint16_t(__pyx_v_phdr_count); if (unlikely((__pyx_t_22 == ((uint16_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 583, __pyx_L1_error)
+    __pyx_t_22 = __Pyx_PyLong_As_uint16_t(__pyx_v_phdr_count); if (unlikely((__pyx_t_22 == ((uint16_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 585, __pyx_L1_error)
     __pyx_f_9fastaudit_8_elfedit_wr16((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_21)) )))), __pyx_v_img->im.le, __pyx_t_22);
 
 
-    /* "fastaudit/_elfedit.pyx":581
+    /* "fastaudit/_elfedit.pyx":583
  *             self.write_phdrs(out, phoff, phdr_count)
  *         view = out
  *         if img.im.is64:             # <<<<<<<<<<<<<<
  *             wr64(&view[32], img.im.le, phoff)
  *             wr16(&view[56], img.im.le, phdr_count)
 */
-    goto __pyx_L43;
+    goto __pyx_L46;
   }
 
-  /* "fastaudit/_elfedit.pyx":585
+  /* "fastaudit/_elfedit.pyx":587
  *             wr16(&view[56], img.im.le, phdr_count)
  *         else:
  *             wr32(&view[28], img.im.le, <uint32_t>phoff)             # <<<<<<<<<<<<<<
@@ -38041,11 +38139,11 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26new_segment(struct __
 */
   /*else*/ {
     __pyx_t_21 = 28;
-    __pyx_t_23 = __Pyx_PyLong_As_uint32_t(__pyx_v_phoff); if (unlikely((__pyx_t_23 == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 585, __pyx_L1_error)
+    __pyx_t_23 = __Pyx_PyLong_As_uint32_t(__pyx_v_phoff); if (unlikely((__pyx_t_23 == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 587, __pyx_L1_error)
     __pyx_f_9fastaudit_8_elfedit_wr32((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_21)) )))), __pyx_v_img->im.le, ((uint32_t)__pyx_t_23));
 
 
-    /* "fastaudit/_elfedit.pyx":586
+    /* "fastaudit/_elfedit.pyx":588
  *         else:
  *             wr32(&view[28], img.im.le, <uint32_t>phoff)
  *             wr16(&view[44], img.im.le, phdr_count)             # <<<<<<<<<<<<<<
@@ -38053,52 +38151,52 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26new_segment(struct __
  *                           base_off + str_pos, len(table))
 */
     __pyx_t_21 = 44;
-    __pyx_t_22 = __Pyx_PyLong_As_uint16_t(__pyx_v_phdr_count); if (unlikely((__pyx_t_22 == ((uint16_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 586, __pyx_L1_error)
+    __pyx_t_22 = __Pyx_PyLong_As_uint16_t(__pyx_v_phdr_count); if (unlikely((__pyx_t_22 == ((uint16_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 588, __pyx_L1_error)
     __pyx_f_9fastaudit_8_elfedit_wr16((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_21)) )))), __pyx_v_img->im.le, __pyx_t_22);
 
   }
-  __pyx_L43:;
+  __pyx_L46:;
 
-  /* "fastaudit/_elfedit.pyx":587
+  /* "fastaudit/_elfedit.pyx":589
  *             wr32(&view[28], img.im.le, <uint32_t>phoff)
  *             wr16(&view[44], img.im.le, phdr_count)
  *         self.move_section(view, SHT_STRTAB, self.str_vaddr, self.str_off, base_vaddr + str_pos,             # <<<<<<<<<<<<<<
  *                           base_off + str_pos, len(table))
  *         if move_dynamic:
 */
-  __pyx_t_4 = __Pyx_PyNumber_Add_object_int(__pyx_v_base_vaddr, __pyx_v_str_pos); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 587, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_14 = __Pyx_PyLong_As_uint64_t(__pyx_t_4); if (unlikely((__pyx_t_14 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 587, __pyx_L1_error)
-  __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+  __pyx_t_8 = __Pyx_PyNumber_Add_object_int(__pyx_v_base_vaddr, __pyx_v_str_pos); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 589, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_8);
+  __pyx_t_14 = __Pyx_PyLong_As_uint64_t(__pyx_t_8); if (unlikely((__pyx_t_14 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 589, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
 
-  /* "fastaudit/_elfedit.pyx":588
+  /* "fastaudit/_elfedit.pyx":590
  *             wr16(&view[44], img.im.le, phdr_count)
  *         self.move_section(view, SHT_STRTAB, self.str_vaddr, self.str_off, base_vaddr + str_pos,
  *                           base_off + str_pos, len(table))             # <<<<<<<<<<<<<<
  *         if move_dynamic:
  *             self.move_section(view, SHT_DYNAMIC, self.dyn_vaddr, self.dyn_off, base_vaddr + dyn_pos,
 */
-  __pyx_t_4 = __Pyx_PyNumber_Add_int_int(__pyx_v_base_off, __pyx_v_str_pos); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 588, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_12 = __Pyx_PyLong_As_uint64_t(__pyx_t_4); if (unlikely((__pyx_t_12 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 588, __pyx_L1_error)
-  __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  __pyx_t_17 = __Pyx_PyBytes_GET_SIZE(__pyx_v_table); if (unlikely(__pyx_t_17 == ((Py_ssize_t)-1))) __PYX_ERR(0, 588, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyNumber_Add_int_int(__pyx_v_base_off, __pyx_v_str_pos); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 590, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_8);
+  __pyx_t_12 = __Pyx_PyLong_As_uint64_t(__pyx_t_8); if (unlikely((__pyx_t_12 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 590, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
+  __pyx_t_18 = __Pyx_PyBytes_GET_SIZE(__pyx_v_table); if (unlikely(__pyx_t_18 == ((Py_ssize_t)-1))) __PYX_ERR(0, 590, __pyx_L1_error)
 
-  /* "fastaudit/_elfedit.pyx":587
+  /* "fastaudit/_elfedit.pyx":589
  *             wr32(&view[28], img.im.le, <uint32_t>phoff)
  *             wr16(&view[44], img.im.le, phdr_count)
  *         self.move_section(view, SHT_STRTAB, self.str_vaddr, self.str_off, base_vaddr + str_pos,             # <<<<<<<<<<<<<<
  *                           base_off + str_pos, len(table))
  *         if move_dynamic:
 */
-  __pyx_t_4 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self->__pyx_vtab)->move_section(__pyx_v_self, __pyx_v_view, SHT_STRTAB, __pyx_v_self->str_vaddr, __pyx_v_self->str_off, __pyx_t_14, __pyx_t_12, __pyx_t_17); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 587, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_4);
+  __pyx_t_8 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self->__pyx_vtab)->move_section(__pyx_v_self, __pyx_v_view, SHT_STRTAB, __pyx_v_self->str_vaddr, __pyx_v_self->str_off, __pyx_t_14, __pyx_t_12, __pyx_t_18); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 589, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_8);
 
 
 
-  __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+  __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
 
-  /* "fastaudit/_elfedit.pyx":589
+  /* "fastaudit/_elfedit.pyx":591
  *         self.move_section(view, SHT_STRTAB, self.str_vaddr, self.str_off, base_vaddr + str_pos,
  *                           base_off + str_pos, len(table))
  *         if move_dynamic:             # <<<<<<<<<<<<<<
@@ -38107,50 +38205,50 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26new_segment(struct __
 */
   if (__pyx_v_move_dynamic) {
 
-    /* "fastaudit/_elfedit.pyx":590
+    /* "fastaudit/_elfedit.pyx":592
  *                           base_off + str_pos, len(table))
  *         if move_dynamic:
  *             self.move_section(view, SHT_DYNAMIC, self.dyn_vaddr, self.dyn_off, base_vaddr + dyn_pos,             # <<<<<<<<<<<<<<
  *                               base_off + dyn_pos, (len(new_entries) + 1) * img.dynent)
  *         return segment
 */
-    __pyx_t_4 = __Pyx_PyNumber_Add_object_int(__pyx_v_base_vaddr, __pyx_v_dyn_pos); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 590, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_12 = __Pyx_PyLong_As_uint64_t(__pyx_t_4); if (unlikely((__pyx_t_12 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 590, __pyx_L1_error)
-    __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+    __pyx_t_8 = __Pyx_PyNumber_Add_object_int(__pyx_v_base_vaddr, __pyx_v_dyn_pos); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 592, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_8);
+    __pyx_t_12 = __Pyx_PyLong_As_uint64_t(__pyx_t_8); if (unlikely((__pyx_t_12 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 592, __pyx_L1_error)
+    __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
 
-    /* "fastaudit/_elfedit.pyx":591
+    /* "fastaudit/_elfedit.pyx":593
  *         if move_dynamic:
  *             self.move_section(view, SHT_DYNAMIC, self.dyn_vaddr, self.dyn_off, base_vaddr + dyn_pos,
  *                               base_off + dyn_pos, (len(new_entries) + 1) * img.dynent)             # <<<<<<<<<<<<<<
  *         return segment
  * 
 */
-    __pyx_t_4 = __Pyx_PyNumber_Add_int_int(__pyx_v_base_off, __pyx_v_dyn_pos); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 591, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_14 = __Pyx_PyLong_As_uint64_t(__pyx_t_4); if (unlikely((__pyx_t_14 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 591, __pyx_L1_error)
-    __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+    __pyx_t_8 = __Pyx_PyNumber_Add_int_int(__pyx_v_base_off, __pyx_v_dyn_pos); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 593, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_8);
+    __pyx_t_14 = __Pyx_PyLong_As_uint64_t(__pyx_t_8); if (unlikely((__pyx_t_14 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 593, __pyx_L1_error)
+    __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
     if (unlikely(__pyx_v_new_entries == Py_None)) {
       PyErr_SetString(PyExc_TypeError, "object of type \047NoneType\047 has no len()");
-      __PYX_ERR(0, 591, __pyx_L1_error)
+      __PYX_ERR(0, 593, __pyx_L1_error)
     }
-    __pyx_t_17 = __Pyx_PyList_GET_SIZE(__pyx_v_new_entries); if (unlikely(__pyx_t_17 == ((Py_ssize_t)-1))) __PYX_ERR(0, 591, __pyx_L1_error)
+    __pyx_t_18 = __Pyx_PyList_GET_SIZE(__pyx_v_new_entries); if (unlikely(__pyx_t_18 == ((Py_ssize_t)-1))) __PYX_ERR(0, 593, __pyx_L1_error)
 
-    /* "fastaudit/_elfedit.pyx":590
+    /* "fastaudit/_elfedit.pyx":592
  *                           base_off + str_pos, len(table))
  *         if move_dynamic:
  *             self.move_section(view, SHT_DYNAMIC, self.dyn_vaddr, self.dyn_off, base_vaddr + dyn_pos,             # <<<<<<<<<<<<<<
  *                               base_off + dyn_pos, (len(new_entries) + 1) * img.dynent)
  *         return segment
 */
-    __pyx_t_4 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self->__pyx_vtab)->move_section(__pyx_v_self, __pyx_v_view, SHT_DYNAMIC, __pyx_v_self->dyn_vaddr, __pyx_v_self->dyn_off, __pyx_t_12, __pyx_t_14, ((__pyx_t_17 + 1) * __pyx_v_img->dynent)); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 590, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_4);
+    __pyx_t_8 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self->__pyx_vtab)->move_section(__pyx_v_self, __pyx_v_view, SHT_DYNAMIC, __pyx_v_self->dyn_vaddr, __pyx_v_self->dyn_off, __pyx_t_12, __pyx_t_14, ((__pyx_t_18 + 1) * __pyx_v_img->dynent)); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 592, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_8);
 
 
 
-    __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+    __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
 
-    /* "fastaudit/_elfedit.pyx":589
+    /* "fastaudit/_elfedit.pyx":591
  *         self.move_section(view, SHT_STRTAB, self.str_vaddr, self.str_off, base_vaddr + str_pos,
  *                           base_off + str_pos, len(table))
  *         if move_dynamic:             # <<<<<<<<<<<<<<
@@ -38159,7 +38257,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26new_segment(struct __
 */
   }
 
-  /* "fastaudit/_elfedit.pyx":592
+  /* "fastaudit/_elfedit.pyx":594
  *             self.move_section(view, SHT_DYNAMIC, self.dyn_vaddr, self.dyn_off, base_vaddr + dyn_pos,
  *                               base_off + dyn_pos, (len(new_entries) + 1) * img.dynent)
  *         return segment             # <<<<<<<<<<<<<<
@@ -38194,7 +38292,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26new_segment(struct __
   __Pyx_XDECREF(__pyx_t_8);
   __Pyx_XDECREF(__pyx_t_11);
   __Pyx_XDECREF(__pyx_t_13);
-  __Pyx_XDECREF(__pyx_t_18);
+  __Pyx_XDECREF(__pyx_t_16);
   __PYX_XCLEAR_MEMVIEW(&__pyx_t_20, 1);
   __Pyx_AddTraceback("fastaudit._elfedit._Rewrite.new_segment", __pyx_clineno, __pyx_lineno, __pyx_filename);
   __pyx_r = NULL;
@@ -38234,7 +38332,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_26new_segment(struct __
   return __pyx_r;
 }
 
-/* "fastaudit/_elfedit.pyx":594
+/* "fastaudit/_elfedit.pyx":596
  *         return segment
  * 
  *     def phdrs_overlap_a_section(self) -> bool:             # <<<<<<<<<<<<<<
@@ -38285,7 +38383,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
 }
 static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_23phdrs_overlap_a_section_2generator5(__pyx_CoroutineObject *__pyx_generator, CYTHON_UNUSED PyThreadState *__pyx_tstate, PyObject *__pyx_sent_value); /* proto */
 
-/* "fastaudit/_elfedit.pyx":597
+/* "fastaudit/_elfedit.pyx":599
  *         start = self.img.h.phoff
  *         end = start + self.img.h.phnum * self.img.phsize
  *         return any(kind != 0 and kind != 8 and size and offset < end and start < offset + size  # SHT_NULL, SHT_NOBITS             # <<<<<<<<<<<<<<
@@ -38305,7 +38403,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_23phdrs_overlap_a_secti
   if (unlikely(!__pyx_cur_scope)) {
     __pyx_cur_scope = ((struct __pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_7_genexpr *)Py_None);
     __Pyx_INCREF(Py_None);
-    __PYX_ERR(0, 597, __pyx_L1_error)
+    __PYX_ERR(0, 599, __pyx_L1_error)
   } else {
     __Pyx_GOTREF((PyObject *)__pyx_cur_scope);
   }
@@ -38316,7 +38414,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_23phdrs_overlap_a_secti
   __Pyx_INCREF(__pyx_cur_scope->__pyx_genexpr_arg_0);
   __Pyx_GIVEREF(__pyx_cur_scope->__pyx_genexpr_arg_0);
   {
-    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_9fastaudit_8_elfedit_8_Rewrite_23phdrs_overlap_a_section_2generator5, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[5]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_phdrs_overlap_a_section_locals_g, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit); if (unlikely(!gen)) __PYX_ERR(0, 597, __pyx_L1_error)
+    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_9fastaudit_8_elfedit_8_Rewrite_23phdrs_overlap_a_section_2generator5, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[5]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_phdrs_overlap_a_section_locals_g, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit); if (unlikely(!gen)) __PYX_ERR(0, 599, __pyx_L1_error)
     __Pyx_DECREF(__pyx_cur_scope);
     __Pyx_RefNannyFinishContext();
     return (PyObject *) gen;
@@ -38360,19 +38458,19 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_23phdrs_overlap_a_secti
     return NULL;
   }
   __pyx_L3_first_run:;
-  if (unlikely(!__pyx_sent_value)) __PYX_ERR(0, 597, __pyx_L1_error)
+  if (unlikely(!__pyx_sent_value)) __PYX_ERR(0, 599, __pyx_L1_error)
 
-  /* "fastaudit/_elfedit.pyx":598
+  /* "fastaudit/_elfedit.pyx":600
  *         end = start + self.img.h.phnum * self.img.phsize
  *         return any(kind != 0 and kind != 8 and size and offset < end and start < offset + size  # SHT_NULL, SHT_NOBITS
  *                    for _, kind, _, offset, size in self.sections)             # <<<<<<<<<<<<<<
  * 
  *     def write_phdrs(self, bytearray target, uint64_t at, uint64_t count):
 */
-  if (unlikely(!__pyx_cur_scope->__pyx_genexpr_arg_0)) { __Pyx_RaiseUnboundLocalError(".0"); __PYX_ERR(0, 598, __pyx_L1_error) }
+  if (unlikely(!__pyx_cur_scope->__pyx_genexpr_arg_0)) { __Pyx_RaiseUnboundLocalError(".0"); __PYX_ERR(0, 600, __pyx_L1_error) }
   if (unlikely(__pyx_cur_scope->__pyx_genexpr_arg_0 == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not iterable");
-    __PYX_ERR(0, 598, __pyx_L1_error)
+    __PYX_ERR(0, 600, __pyx_L1_error)
   }
   __pyx_t_1 = __pyx_cur_scope->__pyx_genexpr_arg_0; __Pyx_INCREF(__pyx_t_1);
   __pyx_t_2 = 0;
@@ -38380,13 +38478,13 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_23phdrs_overlap_a_secti
     {
       Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_1);
       #if !CYTHON_ASSUME_SAFE_SIZE
-      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 598, __pyx_L1_error)
+      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 600, __pyx_L1_error)
       #endif
       if (__pyx_t_2 >= __pyx_temp) break;
     }
     __pyx_t_3 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_1, __pyx_t_2, __Pyx_ReferenceSharing_OwnStrongReference);
     ++__pyx_t_2;
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 598, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 600, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
     if ((likely(PyTuple_CheckExact(__pyx_t_3))) || (PyList_CheckExact(__pyx_t_3))) {
       PyObject* sequence = __pyx_t_3;
@@ -38394,7 +38492,7 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_23phdrs_overlap_a_secti
       if (unlikely(size != 5)) {
         if (size > 5) __Pyx_RaiseTooManyValuesError(5);
         else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-        __PYX_ERR(0, 598, __pyx_L1_error)
+        __PYX_ERR(0, 600, __pyx_L1_error)
       }
       #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
       if (likely(PyTuple_CheckExact(sequence))) {
@@ -38410,19 +38508,19 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_23phdrs_overlap_a_secti
         __Pyx_INCREF(__pyx_t_8);
       } else {
         __pyx_t_4 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 598, __pyx_L1_error)
+        if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 600, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_4);
         __pyx_t_5 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 598, __pyx_L1_error)
+        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 600, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_5);
         __pyx_t_6 = __Pyx_PyList_GET_ITEM_REF(sequence, 2, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 598, __pyx_L1_error)
+        if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 600, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_6);
         __pyx_t_7 = __Pyx_PyList_GET_ITEM_REF(sequence, 3, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 598, __pyx_L1_error)
+        if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 600, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_7);
         __pyx_t_8 = __Pyx_PyList_GET_ITEM_REF(sequence, 4, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 598, __pyx_L1_error)
+        if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 600, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_8);
       }
       #else
@@ -38430,7 +38528,7 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_23phdrs_overlap_a_secti
         Py_ssize_t i;
         PyObject** temps[5] = {&__pyx_t_4,&__pyx_t_5,&__pyx_t_6,&__pyx_t_7,&__pyx_t_8};
         for (i=0; i < 5; i++) {
-          PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(0, 598, __pyx_L1_error)
+          PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(0, 600, __pyx_L1_error)
           __Pyx_GOTREF(item);
           *(temps[i]) = item;
         }
@@ -38440,7 +38538,7 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_23phdrs_overlap_a_secti
     } else {
       Py_ssize_t index = -1;
       PyObject** temps[5] = {&__pyx_t_4,&__pyx_t_5,&__pyx_t_6,&__pyx_t_7,&__pyx_t_8};
-      __pyx_t_9 = PyObject_GetIter(__pyx_t_3); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 598, __pyx_L1_error)
+      __pyx_t_9 = PyObject_GetIter(__pyx_t_3); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 600, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_9);
       __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
       __pyx_t_10 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_9);
@@ -38449,7 +38547,7 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_23phdrs_overlap_a_secti
         __Pyx_GOTREF(item);
         *(temps[index]) = item;
       }
-      if (__Pyx_IternextUnpackEndCheck(__pyx_t_10(__pyx_t_9), 5) < (0)) __PYX_ERR(0, 598, __pyx_L1_error)
+      if (__Pyx_IternextUnpackEndCheck(__pyx_t_10(__pyx_t_9), 5) < (0)) __PYX_ERR(0, 600, __pyx_L1_error)
       __pyx_t_10 = NULL;
       __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
       goto __pyx_L7_unpacking_done;
@@ -38457,7 +38555,7 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_23phdrs_overlap_a_secti
       __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
       __pyx_t_10 = NULL;
       if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-      __PYX_ERR(0, 598, __pyx_L1_error)
+      __PYX_ERR(0, 600, __pyx_L1_error)
       __pyx_L7_unpacking_done:;
     }
     __Pyx_XGOTREF(__pyx_cur_scope->__pyx_v__);
@@ -38481,14 +38579,14 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_23phdrs_overlap_a_secti
     __Pyx_GIVEREF(__pyx_t_8);
     __pyx_t_8 = 0;
 
-    /* "fastaudit/_elfedit.pyx":597
+    /* "fastaudit/_elfedit.pyx":599
  *         start = self.img.h.phoff
  *         end = start + self.img.h.phnum * self.img.phsize
  *         return any(kind != 0 and kind != 8 and size and offset < end and start < offset + size  # SHT_NULL, SHT_NOBITS             # <<<<<<<<<<<<<<
  *                    for _, kind, _, offset, size in self.sections)
  * 
 */
-    __pyx_t_12 = (__Pyx_PyLong_BoolNeObjC(__pyx_cur_scope->__pyx_v_kind, __pyx_mstate_global->__pyx_int_0, 0, 0)); if (unlikely((__pyx_t_12 < 0))) __PYX_ERR(0, 597, __pyx_L1_error)
+    __pyx_t_12 = (__Pyx_PyLong_BoolNeObjC(__pyx_cur_scope->__pyx_v_kind, __pyx_mstate_global->__pyx_int_0, 0, 0)); if (unlikely((__pyx_t_12 < 0))) __PYX_ERR(0, 599, __pyx_L1_error)
     if (__pyx_t_12) {
 
     } else {
@@ -38497,7 +38595,7 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_23phdrs_overlap_a_secti
 
       goto __pyx_L9_bool_binop_done;
     }
-    __pyx_t_12 = (__Pyx_PyLong_BoolNeObjC(__pyx_cur_scope->__pyx_v_kind, __pyx_mstate_global->__pyx_int_8, 8, 0)); if (unlikely((__pyx_t_12 < 0))) __PYX_ERR(0, 597, __pyx_L1_error)
+    __pyx_t_12 = (__Pyx_PyLong_BoolNeObjC(__pyx_cur_scope->__pyx_v_kind, __pyx_mstate_global->__pyx_int_8, 8, 0)); if (unlikely((__pyx_t_12 < 0))) __PYX_ERR(0, 599, __pyx_L1_error)
     if (__pyx_t_12) {
 
     } else {
@@ -38506,7 +38604,7 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_23phdrs_overlap_a_secti
 
       goto __pyx_L9_bool_binop_done;
     }
-    __pyx_t_12 = __Pyx_PyObject_IsTrue(__pyx_cur_scope->__pyx_v_size); if (unlikely((__pyx_t_12 < 0))) __PYX_ERR(0, 597, __pyx_L1_error)
+    __pyx_t_12 = __Pyx_PyObject_IsTrue(__pyx_cur_scope->__pyx_v_size); if (unlikely((__pyx_t_12 < 0))) __PYX_ERR(0, 599, __pyx_L1_error)
     if (__pyx_t_12) {
 
     } else {
@@ -38515,8 +38613,8 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_23phdrs_overlap_a_secti
 
       goto __pyx_L9_bool_binop_done;
     }
-    if (unlikely(!__pyx_cur_scope->__pyx_outer_scope->__pyx_v_end)) { __Pyx_RaiseClosureNameError("end"); __PYX_ERR(0, 597, __pyx_L1_error) }
-    __pyx_t_12 = __Pyx_PyObject_CompareBoolLt_object_int(__pyx_cur_scope->__pyx_v_offset, __pyx_cur_scope->__pyx_outer_scope->__pyx_v_end, Py_LT); if (unlikely((__pyx_t_12 < 0))) __PYX_ERR(0, 597, __pyx_L1_error)
+    if (unlikely(!__pyx_cur_scope->__pyx_outer_scope->__pyx_v_end)) { __Pyx_RaiseClosureNameError("end"); __PYX_ERR(0, 599, __pyx_L1_error) }
+    __pyx_t_12 = __Pyx_PyObject_CompareBoolLt_object_int(__pyx_cur_scope->__pyx_v_offset, __pyx_cur_scope->__pyx_outer_scope->__pyx_v_end, Py_LT); if (unlikely((__pyx_t_12 < 0))) __PYX_ERR(0, 599, __pyx_L1_error)
     if (__pyx_t_12) {
 
     } else {
@@ -38525,10 +38623,10 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_23phdrs_overlap_a_secti
 
       goto __pyx_L9_bool_binop_done;
     }
-    if (unlikely(!__pyx_cur_scope->__pyx_outer_scope->__pyx_v_start)) { __Pyx_RaiseClosureNameError("start"); __PYX_ERR(0, 597, __pyx_L1_error) }
-    __pyx_t_3 = __Pyx_PyNumber_Add_object_object(__pyx_cur_scope->__pyx_v_offset, __pyx_cur_scope->__pyx_v_size); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 597, __pyx_L1_error)
+    if (unlikely(!__pyx_cur_scope->__pyx_outer_scope->__pyx_v_start)) { __Pyx_RaiseClosureNameError("start"); __PYX_ERR(0, 599, __pyx_L1_error) }
+    __pyx_t_3 = __Pyx_PyNumber_Add_object_object(__pyx_cur_scope->__pyx_v_offset, __pyx_cur_scope->__pyx_v_size); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 599, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
-    __pyx_t_12 = __Pyx_PyObject_CompareBoolLt_int_object(__pyx_cur_scope->__pyx_outer_scope->__pyx_v_start, __pyx_t_3, Py_LT); if (unlikely((__pyx_t_12 < 0))) __PYX_ERR(0, 597, __pyx_L1_error)
+    __pyx_t_12 = __Pyx_PyObject_CompareBoolLt_int_object(__pyx_cur_scope->__pyx_outer_scope->__pyx_v_start, __pyx_t_3, Py_LT); if (unlikely((__pyx_t_12 < 0))) __PYX_ERR(0, 599, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
 
     __pyx_t_11 = __pyx_t_12;
@@ -38549,7 +38647,7 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_23phdrs_overlap_a_secti
       goto __pyx_L0;
     }
 
-    /* "fastaudit/_elfedit.pyx":598
+    /* "fastaudit/_elfedit.pyx":600
  *         end = start + self.img.h.phnum * self.img.phsize
  *         return any(kind != 0 and kind != 8 and size and offset < end and start < offset + size  # SHT_NULL, SHT_NOBITS
  *                    for _, kind, _, offset, size in self.sections)             # <<<<<<<<<<<<<<
@@ -38560,7 +38658,7 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_23phdrs_overlap_a_secti
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   /*else*/ {
 
-    /* "fastaudit/_elfedit.pyx":597
+    /* "fastaudit/_elfedit.pyx":599
  *         start = self.img.h.phoff
  *         end = start + self.img.h.phnum * self.img.phsize
  *         return any(kind != 0 and kind != 8 and size and offset < end and start < offset + size  # SHT_NULL, SHT_NOBITS             # <<<<<<<<<<<<<<
@@ -38606,7 +38704,7 @@ static PyObject *__pyx_gb_9fastaudit_8_elfedit_8_Rewrite_23phdrs_overlap_a_secti
   return __pyx_r;
 }
 
-/* "fastaudit/_elfedit.pyx":594
+/* "fastaudit/_elfedit.pyx":596
  *         return segment
  * 
  *     def phdrs_overlap_a_section(self) -> bool:             # <<<<<<<<<<<<<<
@@ -38629,51 +38727,51 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_28phdrs_overlap_a_secti
   if (unlikely(!__pyx_cur_scope)) {
     __pyx_cur_scope = ((struct __pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_6_phdrs_overlap_a_section *)Py_None);
     __Pyx_INCREF(Py_None);
-    __PYX_ERR(0, 594, __pyx_L1_error)
+    __PYX_ERR(0, 596, __pyx_L1_error)
   } else {
     __Pyx_GOTREF((PyObject *)__pyx_cur_scope);
   }
 
-  /* "fastaudit/_elfedit.pyx":595
+  /* "fastaudit/_elfedit.pyx":597
  * 
  *     def phdrs_overlap_a_section(self) -> bool:
  *         start = self.img.h.phoff             # <<<<<<<<<<<<<<
  *         end = start + self.img.h.phnum * self.img.phsize
  *         return any(kind != 0 and kind != 8 and size and offset < end and start < offset + size  # SHT_NULL, SHT_NOBITS
 */
-  __pyx_t_1 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->img->h.phoff); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 595, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->img->h.phoff); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 597, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  if (__Pyx_PyInt_FromNumber(&__pyx_t_1, NULL, 0) < (0)) __PYX_ERR(0, 595, __pyx_L1_error)
+  if (__Pyx_PyInt_FromNumber(&__pyx_t_1, NULL, 0) < (0)) __PYX_ERR(0, 597, __pyx_L1_error)
   __Pyx_GIVEREF(__pyx_t_1);
   __pyx_cur_scope->__pyx_v_start = ((PyObject*)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "fastaudit/_elfedit.pyx":596
+  /* "fastaudit/_elfedit.pyx":598
  *     def phdrs_overlap_a_section(self) -> bool:
  *         start = self.img.h.phoff
  *         end = start + self.img.h.phnum * self.img.phsize             # <<<<<<<<<<<<<<
  *         return any(kind != 0 and kind != 8 and size and offset < end and start < offset + size  # SHT_NULL, SHT_NOBITS
  *                    for _, kind, _, offset, size in self.sections)
 */
-  __pyx_t_1 = __Pyx_PyLong_From_uint64_t((__pyx_v_self->img->h.phnum * __pyx_v_self->img->phsize)); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 596, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyLong_From_uint64_t((__pyx_v_self->img->h.phnum * __pyx_v_self->img->phsize)); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 598, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_2 = __Pyx_PyNumber_Add_int_int(__pyx_cur_scope->__pyx_v_start, __pyx_t_1); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 596, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyNumber_Add_int_int(__pyx_cur_scope->__pyx_v_start, __pyx_t_1); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 598, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __Pyx_GIVEREF(__pyx_t_2);
   __pyx_cur_scope->__pyx_v_end = ((PyObject*)__pyx_t_2);
   __pyx_t_2 = 0;
 
-  /* "fastaudit/_elfedit.pyx":597
+  /* "fastaudit/_elfedit.pyx":599
  *         start = self.img.h.phoff
  *         end = start + self.img.h.phnum * self.img.phsize
  *         return any(kind != 0 and kind != 8 and size and offset < end and start < offset + size  # SHT_NULL, SHT_NOBITS             # <<<<<<<<<<<<<<
  *                    for _, kind, _, offset, size in self.sections)
  * 
 */
-  __pyx_t_2 = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_23phdrs_overlap_a_section_genexpr(((PyObject*)__pyx_cur_scope), __pyx_v_self->sections); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 597, __pyx_L1_error)
+  __pyx_t_2 = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_23phdrs_overlap_a_section_genexpr(((PyObject*)__pyx_cur_scope), __pyx_v_self->sections); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 599, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_1 = __Pyx_Generator_GetInlinedResult(__pyx_t_2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 597, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_Generator_GetInlinedResult(__pyx_t_2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 599, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
   {
@@ -38687,7 +38785,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_28phdrs_overlap_a_secti
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "fastaudit/_elfedit.pyx":594
+  /* "fastaudit/_elfedit.pyx":596
  *         return segment
  * 
  *     def phdrs_overlap_a_section(self) -> bool:             # <<<<<<<<<<<<<<
@@ -38709,7 +38807,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_28phdrs_overlap_a_secti
   return __pyx_r;
 }
 
-/* "fastaudit/_elfedit.pyx":600
+/* "fastaudit/_elfedit.pyx":602
  *                    for _, kind, _, offset, size in self.sections)
  * 
  *     def write_phdrs(self, bytearray target, uint64_t at, uint64_t count):             # <<<<<<<<<<<<<<
@@ -38758,46 +38856,46 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_target,&__pyx_mstate_global->__pyx_n_u_at,&__pyx_mstate_global->__pyx_n_u_count,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 600, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 602, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 600, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 602, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 600, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 602, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 600, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 602, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "write_phdrs", 0) < (0)) __PYX_ERR(0, 600, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "write_phdrs", 0) < (0)) __PYX_ERR(0, 602, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 3; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("write_phdrs", 1, 3, 3, i); __PYX_ERR(0, 600, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("write_phdrs", 1, 3, 3, i); __PYX_ERR(0, 602, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 3)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 600, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 602, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 600, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 602, __pyx_L3_error)
       values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 600, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 602, __pyx_L3_error)
     }
     __pyx_v_target = ((PyObject*)values[0]);
-    __pyx_v_at = __Pyx_PyLong_As_uint64_t(values[1]); if (unlikely((__pyx_v_at == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 600, __pyx_L3_error)
-    __pyx_v_count = __Pyx_PyLong_As_uint64_t(values[2]); if (unlikely((__pyx_v_count == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 600, __pyx_L3_error)
+    __pyx_v_at = __Pyx_PyLong_As_uint64_t(values[1]); if (unlikely((__pyx_v_at == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 602, __pyx_L3_error)
+    __pyx_v_count = __Pyx_PyLong_As_uint64_t(values[2]); if (unlikely((__pyx_v_count == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 602, __pyx_L3_error)
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("write_phdrs", 1, 3, 3, __pyx_nargs); __PYX_ERR(0, 600, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("write_phdrs", 1, 3, 3, __pyx_nargs); __PYX_ERR(0, 602, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -38808,7 +38906,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return NULL;
   __pyx_L4_argument_unpacking_done:;
-  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_target), (&PyByteArray_Type), 1, "target", 1))) __PYX_ERR(0, 600, __pyx_L1_error)
+  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_target), (&PyByteArray_Type), 1, "target", 1))) __PYX_ERR(0, 602, __pyx_L1_error)
   __pyx_r = __pyx_pf_9fastaudit_8_elfedit_8_Rewrite_30write_phdrs(((struct __pyx_obj_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self), __pyx_v_target, __pyx_v_at, __pyx_v_count);
 
   /* function exit code */
@@ -38873,19 +38971,19 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_30write_phdrs(struct __
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("write_phdrs", 0);
 
-  /* "fastaudit/_elfedit.pyx":601
+  /* "fastaudit/_elfedit.pyx":603
  * 
  *     def write_phdrs(self, bytearray target, uint64_t at, uint64_t count):
  *         cdef uint8_t[::1] view = target             # <<<<<<<<<<<<<<
  *         cdef bint le = self.img.im.le
  *         cdef uint64_t ph
 */
-  __pyx_t_1 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint8_t(__pyx_v_target, PyBUF_WRITABLE); if (unlikely(!__pyx_t_1.memview)) __PYX_ERR(0, 601, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint8_t(__pyx_v_target, PyBUF_WRITABLE); if (unlikely(!__pyx_t_1.memview)) __PYX_ERR(0, 603, __pyx_L1_error)
   __pyx_v_view = __pyx_t_1;
   __pyx_t_1.memview = NULL;
   __pyx_t_1.data = NULL;
 
-  /* "fastaudit/_elfedit.pyx":602
+  /* "fastaudit/_elfedit.pyx":604
  *     def write_phdrs(self, bytearray target, uint64_t at, uint64_t count):
  *         cdef uint8_t[::1] view = target
  *         cdef bint le = self.img.im.le             # <<<<<<<<<<<<<<
@@ -38896,7 +38994,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_30write_phdrs(struct __
 
   __pyx_v_le = __pyx_t_2;
 
-  /* "fastaudit/_elfedit.pyx":604
+  /* "fastaudit/_elfedit.pyx":606
  *         cdef bint le = self.img.im.le
  *         cdef uint64_t ph
  *         for i, (p_type, flags, off, vaddr, paddr, filesz, memsz, align) in enumerate(self.phdrs):             # <<<<<<<<<<<<<<
@@ -38911,13 +39009,13 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_30write_phdrs(struct __
     {
       Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_4);
       #if !CYTHON_ASSUME_SAFE_SIZE
-      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 604, __pyx_L1_error)
+      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 606, __pyx_L1_error)
       #endif
       if (__pyx_t_5 >= __pyx_temp) break;
     }
     __pyx_t_6 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_4, __pyx_t_5, __Pyx_ReferenceSharing_OwnStrongReference);
     ++__pyx_t_5;
-    if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 604, __pyx_L1_error)
+    if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 606, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     if ((likely(PyTuple_CheckExact(__pyx_t_6))) || (PyList_CheckExact(__pyx_t_6))) {
       PyObject* sequence = __pyx_t_6;
@@ -38925,7 +39023,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_30write_phdrs(struct __
       if (unlikely(size != 8)) {
         if (size > 8) __Pyx_RaiseTooManyValuesError(8);
         else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-        __PYX_ERR(0, 604, __pyx_L1_error)
+        __PYX_ERR(0, 606, __pyx_L1_error)
       }
       #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
       if (likely(PyTuple_CheckExact(sequence))) {
@@ -38947,28 +39045,28 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_30write_phdrs(struct __
         __Pyx_INCREF(__pyx_t_14);
       } else {
         __pyx_t_7 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 604, __pyx_L1_error)
+        if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 606, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_7);
         __pyx_t_8 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 604, __pyx_L1_error)
+        if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 606, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_8);
         __pyx_t_9 = __Pyx_PyList_GET_ITEM_REF(sequence, 2, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 604, __pyx_L1_error)
+        if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 606, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_9);
         __pyx_t_10 = __Pyx_PyList_GET_ITEM_REF(sequence, 3, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 604, __pyx_L1_error)
+        if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 606, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_10);
         __pyx_t_11 = __Pyx_PyList_GET_ITEM_REF(sequence, 4, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 604, __pyx_L1_error)
+        if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 606, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_11);
         __pyx_t_12 = __Pyx_PyList_GET_ITEM_REF(sequence, 5, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 604, __pyx_L1_error)
+        if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 606, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_12);
         __pyx_t_13 = __Pyx_PyList_GET_ITEM_REF(sequence, 6, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 604, __pyx_L1_error)
+        if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 606, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_13);
         __pyx_t_14 = __Pyx_PyList_GET_ITEM_REF(sequence, 7, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 604, __pyx_L1_error)
+        if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 606, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_14);
       }
       #else
@@ -38976,7 +39074,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_30write_phdrs(struct __
         Py_ssize_t i;
         PyObject** temps[8] = {&__pyx_t_7,&__pyx_t_8,&__pyx_t_9,&__pyx_t_10,&__pyx_t_11,&__pyx_t_12,&__pyx_t_13,&__pyx_t_14};
         for (i=0; i < 8; i++) {
-          PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(0, 604, __pyx_L1_error)
+          PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(0, 606, __pyx_L1_error)
           __Pyx_GOTREF(item);
           *(temps[i]) = item;
         }
@@ -38986,7 +39084,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_30write_phdrs(struct __
     } else {
       Py_ssize_t index = -1;
       PyObject** temps[8] = {&__pyx_t_7,&__pyx_t_8,&__pyx_t_9,&__pyx_t_10,&__pyx_t_11,&__pyx_t_12,&__pyx_t_13,&__pyx_t_14};
-      __pyx_t_15 = PyObject_GetIter(__pyx_t_6); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 604, __pyx_L1_error)
+      __pyx_t_15 = PyObject_GetIter(__pyx_t_6); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 606, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_15);
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
       __pyx_t_16 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_15);
@@ -38995,7 +39093,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_30write_phdrs(struct __
         __Pyx_GOTREF(item);
         *(temps[index]) = item;
       }
-      if (__Pyx_IternextUnpackEndCheck(__pyx_t_16(__pyx_t_15), 8) < (0)) __PYX_ERR(0, 604, __pyx_L1_error)
+      if (__Pyx_IternextUnpackEndCheck(__pyx_t_16(__pyx_t_15), 8) < (0)) __PYX_ERR(0, 606, __pyx_L1_error)
       __pyx_t_16 = NULL;
       __Pyx_DECREF(__pyx_t_15); __pyx_t_15 = 0;
       goto __pyx_L6_unpacking_done;
@@ -39003,7 +39101,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_30write_phdrs(struct __
       __Pyx_DECREF(__pyx_t_15); __pyx_t_15 = 0;
       __pyx_t_16 = NULL;
       if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-      __PYX_ERR(0, 604, __pyx_L1_error)
+      __PYX_ERR(0, 606, __pyx_L1_error)
       __pyx_L6_unpacking_done:;
     }
     __Pyx_XDECREF_SET(__pyx_v_p_type, __pyx_t_7);
@@ -39024,35 +39122,35 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_30write_phdrs(struct __
     __pyx_t_14 = 0;
     __Pyx_INCREF(__pyx_t_3);
     __Pyx_XDECREF_SET(__pyx_v_i, __pyx_t_3);
-    __pyx_t_6 = __Pyx_PyLong_AddObjC(__pyx_t_3, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 604, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyLong_AddObjC(__pyx_t_3, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 606, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __Pyx_DECREF(__pyx_t_3);
     __pyx_t_3 = __pyx_t_6;
     __pyx_t_6 = 0;
 
-    /* "fastaudit/_elfedit.pyx":605
+    /* "fastaudit/_elfedit.pyx":607
  *         cdef uint64_t ph
  *         for i, (p_type, flags, off, vaddr, paddr, filesz, memsz, align) in enumerate(self.phdrs):
  *             ph = at + i * self.img.phsize             # <<<<<<<<<<<<<<
  *             wr32(&view[ph], le, p_type)
  *             if self.img.im.is64:
 */
-    __pyx_t_6 = __Pyx_PyLong_From_uint64_t(__pyx_v_at); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 605, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyLong_From_uint64_t(__pyx_v_at); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 607, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
-    __pyx_t_14 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->img->phsize); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 605, __pyx_L1_error)
+    __pyx_t_14 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->img->phsize); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 607, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_14);
-    __pyx_t_13 = __Pyx_PyNumber_Multiply_object_int(__pyx_v_i, __pyx_t_14); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 605, __pyx_L1_error)
+    __pyx_t_13 = __Pyx_PyNumber_Multiply_object_int(__pyx_v_i, __pyx_t_14); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 607, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_13);
     __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
-    __pyx_t_14 = __Pyx_PyNumber_Add_int_object(__pyx_t_6, __pyx_t_13); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 605, __pyx_L1_error)
+    __pyx_t_14 = __Pyx_PyNumber_Add_int_object(__pyx_t_6, __pyx_t_13); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 607, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_14);
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
-    __pyx_t_17 = __Pyx_PyLong_As_uint64_t(__pyx_t_14); if (unlikely((__pyx_t_17 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 605, __pyx_L1_error)
+    __pyx_t_17 = __Pyx_PyLong_As_uint64_t(__pyx_t_14); if (unlikely((__pyx_t_17 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 607, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
     __pyx_v_ph = __pyx_t_17;
 
-    /* "fastaudit/_elfedit.pyx":606
+    /* "fastaudit/_elfedit.pyx":608
  *         for i, (p_type, flags, off, vaddr, paddr, filesz, memsz, align) in enumerate(self.phdrs):
  *             ph = at + i * self.img.phsize
  *             wr32(&view[ph], le, p_type)             # <<<<<<<<<<<<<<
@@ -39060,11 +39158,11 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_30write_phdrs(struct __
  *                 wr32(&view[ph + 4], le, flags)
 */
     __pyx_t_17 = __pyx_v_ph;
-    __pyx_t_18 = __Pyx_PyLong_As_uint32_t(__pyx_v_p_type); if (unlikely((__pyx_t_18 == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 606, __pyx_L1_error)
+    __pyx_t_18 = __Pyx_PyLong_As_uint32_t(__pyx_v_p_type); if (unlikely((__pyx_t_18 == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 608, __pyx_L1_error)
     __pyx_f_9fastaudit_8_elfedit_wr32((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_17)) )))), __pyx_v_le, __pyx_t_18);
 
 
-    /* "fastaudit/_elfedit.pyx":607
+    /* "fastaudit/_elfedit.pyx":609
  *             ph = at + i * self.img.phsize
  *             wr32(&view[ph], le, p_type)
  *             if self.img.im.is64:             # <<<<<<<<<<<<<<
@@ -39073,7 +39171,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_30write_phdrs(struct __
 */
     if (__pyx_v_self->img->im.is64) {
 
-      /* "fastaudit/_elfedit.pyx":608
+      /* "fastaudit/_elfedit.pyx":610
  *             wr32(&view[ph], le, p_type)
  *             if self.img.im.is64:
  *                 wr32(&view[ph + 4], le, flags)             # <<<<<<<<<<<<<<
@@ -39081,11 +39179,11 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_30write_phdrs(struct __
  *                     wr64(&view[ph + 8 + 8 * k], le, value)
 */
       __pyx_t_17 = (__pyx_v_ph + 4);
-      __pyx_t_18 = __Pyx_PyLong_As_uint32_t(__pyx_v_flags); if (unlikely((__pyx_t_18 == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 608, __pyx_L1_error)
+      __pyx_t_18 = __Pyx_PyLong_As_uint32_t(__pyx_v_flags); if (unlikely((__pyx_t_18 == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 610, __pyx_L1_error)
       __pyx_f_9fastaudit_8_elfedit_wr32((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_17)) )))), __pyx_v_le, __pyx_t_18);
 
 
-      /* "fastaudit/_elfedit.pyx":609
+      /* "fastaudit/_elfedit.pyx":611
  *             if self.img.im.is64:
  *                 wr32(&view[ph + 4], le, flags)
  *                 for k, value in enumerate((off, vaddr, paddr, filesz, memsz, align)):             # <<<<<<<<<<<<<<
@@ -39094,26 +39192,26 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_30write_phdrs(struct __
 */
       __Pyx_INCREF(__pyx_mstate_global->__pyx_int_0);
       __pyx_t_14 = __pyx_mstate_global->__pyx_int_0;
-      __pyx_t_13 = PyTuple_New(6); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 609, __pyx_L1_error)
+      __pyx_t_13 = PyTuple_New(6); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 611, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_13);
       __Pyx_INCREF(__pyx_v_off);
       __Pyx_GIVEREF(__pyx_v_off);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 0, __pyx_v_off) != (0)) __PYX_ERR(0, 609, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 0, __pyx_v_off) != (0)) __PYX_ERR(0, 611, __pyx_L1_error);
       __Pyx_INCREF(__pyx_v_vaddr);
       __Pyx_GIVEREF(__pyx_v_vaddr);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 1, __pyx_v_vaddr) != (0)) __PYX_ERR(0, 609, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 1, __pyx_v_vaddr) != (0)) __PYX_ERR(0, 611, __pyx_L1_error);
       __Pyx_INCREF(__pyx_v_paddr);
       __Pyx_GIVEREF(__pyx_v_paddr);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 2, __pyx_v_paddr) != (0)) __PYX_ERR(0, 609, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 2, __pyx_v_paddr) != (0)) __PYX_ERR(0, 611, __pyx_L1_error);
       __Pyx_INCREF(__pyx_v_filesz);
       __Pyx_GIVEREF(__pyx_v_filesz);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 3, __pyx_v_filesz) != (0)) __PYX_ERR(0, 609, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 3, __pyx_v_filesz) != (0)) __PYX_ERR(0, 611, __pyx_L1_error);
       __Pyx_INCREF(__pyx_v_memsz);
       __Pyx_GIVEREF(__pyx_v_memsz);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 4, __pyx_v_memsz) != (0)) __PYX_ERR(0, 609, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 4, __pyx_v_memsz) != (0)) __PYX_ERR(0, 611, __pyx_L1_error);
       __Pyx_INCREF(__pyx_v_align);
       __Pyx_GIVEREF(__pyx_v_align);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 5, __pyx_v_align) != (0)) __PYX_ERR(0, 609, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 5, __pyx_v_align) != (0)) __PYX_ERR(0, 611, __pyx_L1_error);
       __pyx_t_6 = __pyx_t_13; __Pyx_INCREF(__pyx_t_6);
       __pyx_t_19 = 0;
       __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
@@ -39125,42 +39223,42 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_30write_phdrs(struct __
         __pyx_t_13 = __Pyx_PySequence_ITEM(__pyx_t_6, __pyx_t_19);
         #endif
         ++__pyx_t_19;
-        if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 609, __pyx_L1_error)
+        if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 611, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_13);
         __Pyx_XDECREF_SET(__pyx_v_value, __pyx_t_13);
         __pyx_t_13 = 0;
         __Pyx_INCREF(__pyx_t_14);
         __Pyx_XDECREF_SET(__pyx_v_k, __pyx_t_14);
-        __pyx_t_13 = __Pyx_PyLong_AddObjC(__pyx_t_14, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 609, __pyx_L1_error)
+        __pyx_t_13 = __Pyx_PyLong_AddObjC(__pyx_t_14, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 611, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_13);
         __Pyx_DECREF(__pyx_t_14);
         __pyx_t_14 = __pyx_t_13;
         __pyx_t_13 = 0;
 
-        /* "fastaudit/_elfedit.pyx":610
+        /* "fastaudit/_elfedit.pyx":612
  *                 wr32(&view[ph + 4], le, flags)
  *                 for k, value in enumerate((off, vaddr, paddr, filesz, memsz, align)):
  *                     wr64(&view[ph + 8 + 8 * k], le, value)             # <<<<<<<<<<<<<<
  *             else:
  *                 for k, value in enumerate((off, vaddr, paddr, filesz, memsz)):
 */
-        __pyx_t_13 = __Pyx_PyLong_From_uint64_t((__pyx_v_ph + 8)); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 610, __pyx_L1_error)
+        __pyx_t_13 = __Pyx_PyLong_From_uint64_t((__pyx_v_ph + 8)); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 612, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_13);
-        __pyx_t_12 = __Pyx_PyLong_MultiplyCObj(__pyx_mstate_global->__pyx_int_8, __pyx_v_k, 8, 0, 0); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 610, __pyx_L1_error)
+        __pyx_t_12 = __Pyx_PyLong_MultiplyCObj(__pyx_mstate_global->__pyx_int_8, __pyx_v_k, 8, 0, 0); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 612, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_12);
-        __pyx_t_11 = __Pyx_PyNumber_Add_int_object(__pyx_t_13, __pyx_t_12); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 610, __pyx_L1_error)
+        __pyx_t_11 = __Pyx_PyNumber_Add_int_object(__pyx_t_13, __pyx_t_12); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 612, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_11);
         __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
         __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-        __pyx_t_20 = __Pyx_PyIndex_AsSsize_t(__pyx_t_11); if (unlikely((__pyx_t_20 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 610, __pyx_L1_error)
+        __pyx_t_20 = __Pyx_PyIndex_AsSsize_t(__pyx_t_11); if (unlikely((__pyx_t_20 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 612, __pyx_L1_error)
         __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
         __pyx_t_21 = __pyx_t_20;
-        __pyx_t_17 = __Pyx_PyLong_As_uint64_t(__pyx_v_value); if (unlikely((__pyx_t_17 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 610, __pyx_L1_error)
+        __pyx_t_17 = __Pyx_PyLong_As_uint64_t(__pyx_v_value); if (unlikely((__pyx_t_17 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 612, __pyx_L1_error)
         __pyx_f_9fastaudit_8_elfedit_wr64((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_21)) )))), __pyx_v_le, __pyx_t_17);
 
 
 
-        /* "fastaudit/_elfedit.pyx":609
+        /* "fastaudit/_elfedit.pyx":611
  *             if self.img.im.is64:
  *                 wr32(&view[ph + 4], le, flags)
  *                 for k, value in enumerate((off, vaddr, paddr, filesz, memsz, align)):             # <<<<<<<<<<<<<<
@@ -39171,7 +39269,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_30write_phdrs(struct __
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
       __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
 
-      /* "fastaudit/_elfedit.pyx":607
+      /* "fastaudit/_elfedit.pyx":609
  *             ph = at + i * self.img.phsize
  *             wr32(&view[ph], le, p_type)
  *             if self.img.im.is64:             # <<<<<<<<<<<<<<
@@ -39181,7 +39279,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_30write_phdrs(struct __
       goto __pyx_L7;
     }
 
-    /* "fastaudit/_elfedit.pyx":612
+    /* "fastaudit/_elfedit.pyx":614
  *                     wr64(&view[ph + 8 + 8 * k], le, value)
  *             else:
  *                 for k, value in enumerate((off, vaddr, paddr, filesz, memsz)):             # <<<<<<<<<<<<<<
@@ -39191,23 +39289,23 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_30write_phdrs(struct __
     /*else*/ {
       __Pyx_INCREF(__pyx_mstate_global->__pyx_int_0);
       __pyx_t_14 = __pyx_mstate_global->__pyx_int_0;
-      __pyx_t_6 = PyTuple_New(5); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 612, __pyx_L1_error)
+      __pyx_t_6 = PyTuple_New(5); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 614, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_6);
       __Pyx_INCREF(__pyx_v_off);
       __Pyx_GIVEREF(__pyx_v_off);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 0, __pyx_v_off) != (0)) __PYX_ERR(0, 612, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 0, __pyx_v_off) != (0)) __PYX_ERR(0, 614, __pyx_L1_error);
       __Pyx_INCREF(__pyx_v_vaddr);
       __Pyx_GIVEREF(__pyx_v_vaddr);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 1, __pyx_v_vaddr) != (0)) __PYX_ERR(0, 612, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 1, __pyx_v_vaddr) != (0)) __PYX_ERR(0, 614, __pyx_L1_error);
       __Pyx_INCREF(__pyx_v_paddr);
       __Pyx_GIVEREF(__pyx_v_paddr);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 2, __pyx_v_paddr) != (0)) __PYX_ERR(0, 612, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 2, __pyx_v_paddr) != (0)) __PYX_ERR(0, 614, __pyx_L1_error);
       __Pyx_INCREF(__pyx_v_filesz);
       __Pyx_GIVEREF(__pyx_v_filesz);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 3, __pyx_v_filesz) != (0)) __PYX_ERR(0, 612, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 3, __pyx_v_filesz) != (0)) __PYX_ERR(0, 614, __pyx_L1_error);
       __Pyx_INCREF(__pyx_v_memsz);
       __Pyx_GIVEREF(__pyx_v_memsz);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 4, __pyx_v_memsz) != (0)) __PYX_ERR(0, 612, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 4, __pyx_v_memsz) != (0)) __PYX_ERR(0, 614, __pyx_L1_error);
       __pyx_t_11 = __pyx_t_6; __Pyx_INCREF(__pyx_t_11);
       __pyx_t_19 = 0;
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
@@ -39219,42 +39317,42 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_30write_phdrs(struct __
         __pyx_t_6 = __Pyx_PySequence_ITEM(__pyx_t_11, __pyx_t_19);
         #endif
         ++__pyx_t_19;
-        if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 612, __pyx_L1_error)
+        if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 614, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_6);
         __Pyx_XDECREF_SET(__pyx_v_value, __pyx_t_6);
         __pyx_t_6 = 0;
         __Pyx_INCREF(__pyx_t_14);
         __Pyx_XDECREF_SET(__pyx_v_k, __pyx_t_14);
-        __pyx_t_6 = __Pyx_PyLong_AddObjC(__pyx_t_14, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 612, __pyx_L1_error)
+        __pyx_t_6 = __Pyx_PyLong_AddObjC(__pyx_t_14, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 614, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_6);
         __Pyx_DECREF(__pyx_t_14);
         __pyx_t_14 = __pyx_t_6;
         __pyx_t_6 = 0;
 
-        /* "fastaudit/_elfedit.pyx":613
+        /* "fastaudit/_elfedit.pyx":615
  *             else:
  *                 for k, value in enumerate((off, vaddr, paddr, filesz, memsz)):
  *                     wr32(&view[ph + 4 + 4 * k], le, value)             # <<<<<<<<<<<<<<
  *                 wr32(&view[ph + 24], le, flags)
  *                 wr32(&view[ph + 28], le, align)
 */
-        __pyx_t_6 = __Pyx_PyLong_From_uint64_t((__pyx_v_ph + 4)); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 613, __pyx_L1_error)
+        __pyx_t_6 = __Pyx_PyLong_From_uint64_t((__pyx_v_ph + 4)); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 615, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_6);
-        __pyx_t_12 = __Pyx_PyLong_MultiplyCObj(__pyx_mstate_global->__pyx_int_4, __pyx_v_k, 4, 0, 0); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 613, __pyx_L1_error)
+        __pyx_t_12 = __Pyx_PyLong_MultiplyCObj(__pyx_mstate_global->__pyx_int_4, __pyx_v_k, 4, 0, 0); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 615, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_12);
-        __pyx_t_13 = __Pyx_PyNumber_Add_int_object(__pyx_t_6, __pyx_t_12); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 613, __pyx_L1_error)
+        __pyx_t_13 = __Pyx_PyNumber_Add_int_object(__pyx_t_6, __pyx_t_12); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 615, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_13);
         __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
         __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-        __pyx_t_20 = __Pyx_PyIndex_AsSsize_t(__pyx_t_13); if (unlikely((__pyx_t_20 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 613, __pyx_L1_error)
+        __pyx_t_20 = __Pyx_PyIndex_AsSsize_t(__pyx_t_13); if (unlikely((__pyx_t_20 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 615, __pyx_L1_error)
         __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
         __pyx_t_21 = __pyx_t_20;
-        __pyx_t_18 = __Pyx_PyLong_As_uint32_t(__pyx_v_value); if (unlikely((__pyx_t_18 == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 613, __pyx_L1_error)
+        __pyx_t_18 = __Pyx_PyLong_As_uint32_t(__pyx_v_value); if (unlikely((__pyx_t_18 == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 615, __pyx_L1_error)
         __pyx_f_9fastaudit_8_elfedit_wr32((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_21)) )))), __pyx_v_le, __pyx_t_18);
 
 
 
-        /* "fastaudit/_elfedit.pyx":612
+        /* "fastaudit/_elfedit.pyx":614
  *                     wr64(&view[ph + 8 + 8 * k], le, value)
  *             else:
  *                 for k, value in enumerate((off, vaddr, paddr, filesz, memsz)):             # <<<<<<<<<<<<<<
@@ -39265,7 +39363,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_30write_phdrs(struct __
       __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
       __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
 
-      /* "fastaudit/_elfedit.pyx":614
+      /* "fastaudit/_elfedit.pyx":616
  *                 for k, value in enumerate((off, vaddr, paddr, filesz, memsz)):
  *                     wr32(&view[ph + 4 + 4 * k], le, value)
  *                 wr32(&view[ph + 24], le, flags)             # <<<<<<<<<<<<<<
@@ -39273,11 +39371,11 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_30write_phdrs(struct __
  * 
 */
       __pyx_t_17 = (__pyx_v_ph + 24);
-      __pyx_t_18 = __Pyx_PyLong_As_uint32_t(__pyx_v_flags); if (unlikely((__pyx_t_18 == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 614, __pyx_L1_error)
+      __pyx_t_18 = __Pyx_PyLong_As_uint32_t(__pyx_v_flags); if (unlikely((__pyx_t_18 == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 616, __pyx_L1_error)
       __pyx_f_9fastaudit_8_elfedit_wr32((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_17)) )))), __pyx_v_le, __pyx_t_18);
 
 
-      /* "fastaudit/_elfedit.pyx":615
+      /* "fastaudit/_elfedit.pyx":617
  *                     wr32(&view[ph + 4 + 4 * k], le, value)
  *                 wr32(&view[ph + 24], le, flags)
  *                 wr32(&view[ph + 28], le, align)             # <<<<<<<<<<<<<<
@@ -39285,13 +39383,13 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_30write_phdrs(struct __
  *     cdef move_section(self, uint8_t[::1] view, uint64_t sh_type, uint64_t old_addr, uint64_t old_off,
 */
       __pyx_t_17 = (__pyx_v_ph + 28);
-      __pyx_t_18 = __Pyx_PyLong_As_uint32_t(__pyx_v_align); if (unlikely((__pyx_t_18 == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 615, __pyx_L1_error)
+      __pyx_t_18 = __Pyx_PyLong_As_uint32_t(__pyx_v_align); if (unlikely((__pyx_t_18 == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 617, __pyx_L1_error)
       __pyx_f_9fastaudit_8_elfedit_wr32((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_17)) )))), __pyx_v_le, __pyx_t_18);
 
     }
     __pyx_L7:;
 
-    /* "fastaudit/_elfedit.pyx":604
+    /* "fastaudit/_elfedit.pyx":606
  *         cdef bint le = self.img.im.le
  *         cdef uint64_t ph
  *         for i, (p_type, flags, off, vaddr, paddr, filesz, memsz, align) in enumerate(self.phdrs):             # <<<<<<<<<<<<<<
@@ -39302,7 +39400,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_30write_phdrs(struct __
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
 
-  /* "fastaudit/_elfedit.pyx":600
+  /* "fastaudit/_elfedit.pyx":602
  *                    for _, kind, _, offset, size in self.sections)
  * 
  *     def write_phdrs(self, bytearray target, uint64_t at, uint64_t count):             # <<<<<<<<<<<<<<
@@ -39349,7 +39447,7 @@ static PyObject *__pyx_pf_9fastaudit_8_elfedit_8_Rewrite_30write_phdrs(struct __
   return __pyx_r;
 }
 
-/* "fastaudit/_elfedit.pyx":617
+/* "fastaudit/_elfedit.pyx":619
  *                 wr32(&view[ph + 28], le, align)
  * 
  *     cdef move_section(self, uint8_t[::1] view, uint64_t sh_type, uint64_t old_addr, uint64_t old_off,             # <<<<<<<<<<<<<<
@@ -39389,7 +39487,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("move_section", 0);
 
-  /* "fastaudit/_elfedit.pyx":619
+  /* "fastaudit/_elfedit.pyx":621
  *     cdef move_section(self, uint8_t[::1] view, uint64_t sh_type, uint64_t old_addr, uint64_t old_off,
  *                       uint64_t addr, uint64_t off, uint64_t size):
  *         cdef bint le = self.img.im.le             # <<<<<<<<<<<<<<
@@ -39400,7 +39498,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
 
   __pyx_v_le = __pyx_t_1;
 
-  /* "fastaudit/_elfedit.pyx":620
+  /* "fastaudit/_elfedit.pyx":622
  *                       uint64_t addr, uint64_t off, uint64_t size):
  *         cdef bint le = self.img.im.le
  *         for index, (pos, kind, sh_addr, sh_offset, _) in enumerate(self.sections):             # <<<<<<<<<<<<<<
@@ -39415,13 +39513,13 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
     {
       Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_3);
       #if !CYTHON_ASSUME_SAFE_SIZE
-      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 620, __pyx_L1_error)
+      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 622, __pyx_L1_error)
       #endif
       if (__pyx_t_4 >= __pyx_temp) break;
     }
     __pyx_t_5 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_3, __pyx_t_4, __Pyx_ReferenceSharing_OwnStrongReference);
     ++__pyx_t_4;
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 620, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 622, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     if ((likely(PyTuple_CheckExact(__pyx_t_5))) || (PyList_CheckExact(__pyx_t_5))) {
       PyObject* sequence = __pyx_t_5;
@@ -39429,7 +39527,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
       if (unlikely(size != 5)) {
         if (size > 5) __Pyx_RaiseTooManyValuesError(5);
         else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-        __PYX_ERR(0, 620, __pyx_L1_error)
+        __PYX_ERR(0, 622, __pyx_L1_error)
       }
       #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
       if (likely(PyTuple_CheckExact(sequence))) {
@@ -39445,19 +39543,19 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
         __Pyx_INCREF(__pyx_t_10);
       } else {
         __pyx_t_6 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 620, __pyx_L1_error)
+        if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 622, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_6);
         __pyx_t_7 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 620, __pyx_L1_error)
+        if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 622, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_7);
         __pyx_t_8 = __Pyx_PyList_GET_ITEM_REF(sequence, 2, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 620, __pyx_L1_error)
+        if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 622, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_8);
         __pyx_t_9 = __Pyx_PyList_GET_ITEM_REF(sequence, 3, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 620, __pyx_L1_error)
+        if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 622, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_9);
         __pyx_t_10 = __Pyx_PyList_GET_ITEM_REF(sequence, 4, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 620, __pyx_L1_error)
+        if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 622, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_10);
       }
       #else
@@ -39465,7 +39563,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
         Py_ssize_t i;
         PyObject** temps[5] = {&__pyx_t_6,&__pyx_t_7,&__pyx_t_8,&__pyx_t_9,&__pyx_t_10};
         for (i=0; i < 5; i++) {
-          PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(0, 620, __pyx_L1_error)
+          PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(0, 622, __pyx_L1_error)
           __Pyx_GOTREF(item);
           *(temps[i]) = item;
         }
@@ -39475,7 +39573,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
     } else {
       Py_ssize_t index = -1;
       PyObject** temps[5] = {&__pyx_t_6,&__pyx_t_7,&__pyx_t_8,&__pyx_t_9,&__pyx_t_10};
-      __pyx_t_11 = PyObject_GetIter(__pyx_t_5); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 620, __pyx_L1_error)
+      __pyx_t_11 = PyObject_GetIter(__pyx_t_5); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 622, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_11);
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
       __pyx_t_12 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_11);
@@ -39484,7 +39582,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
         __Pyx_GOTREF(item);
         *(temps[index]) = item;
       }
-      if (__Pyx_IternextUnpackEndCheck(__pyx_t_12(__pyx_t_11), 5) < (0)) __PYX_ERR(0, 620, __pyx_L1_error)
+      if (__Pyx_IternextUnpackEndCheck(__pyx_t_12(__pyx_t_11), 5) < (0)) __PYX_ERR(0, 622, __pyx_L1_error)
       __pyx_t_12 = NULL;
       __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
       goto __pyx_L6_unpacking_done;
@@ -39492,7 +39590,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
       __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
       __pyx_t_12 = NULL;
       if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-      __PYX_ERR(0, 620, __pyx_L1_error)
+      __PYX_ERR(0, 622, __pyx_L1_error)
       __pyx_L6_unpacking_done:;
     }
     __Pyx_XDECREF_SET(__pyx_v_pos, __pyx_t_6);
@@ -39507,22 +39605,22 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
     __pyx_t_10 = 0;
     __Pyx_INCREF(__pyx_t_2);
     __Pyx_XDECREF_SET(__pyx_v_index, __pyx_t_2);
-    __pyx_t_5 = __Pyx_PyLong_AddObjC(__pyx_t_2, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 620, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyLong_AddObjC(__pyx_t_2, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 622, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __Pyx_DECREF(__pyx_t_2);
     __pyx_t_2 = __pyx_t_5;
     __pyx_t_5 = 0;
 
-    /* "fastaudit/_elfedit.pyx":621
+    /* "fastaudit/_elfedit.pyx":623
  *         cdef bint le = self.img.im.le
  *         for index, (pos, kind, sh_addr, sh_offset, _) in enumerate(self.sections):
  *             if kind != sh_type or sh_addr != old_addr or sh_offset != old_off:             # <<<<<<<<<<<<<<
  *                 continue
  *             self.move_section_symbols(view, index, old_addr, self.sections[index][4], addr)
 */
-    __pyx_t_5 = __Pyx_PyLong_From_uint64_t(__pyx_v_sh_type); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 621, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyLong_From_uint64_t(__pyx_v_sh_type); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 623, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_13 = __Pyx_PyObject_CompareBoolNe_object_int(__pyx_v_kind, __pyx_t_5, Py_NE); if (unlikely((__pyx_t_13 < 0))) __PYX_ERR(0, 621, __pyx_L1_error)
+    __pyx_t_13 = __Pyx_PyObject_CompareBoolNe_object_int(__pyx_v_kind, __pyx_t_5, Py_NE); if (unlikely((__pyx_t_13 < 0))) __PYX_ERR(0, 623, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     if (!__pyx_t_13) {
 
@@ -39532,9 +39630,9 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
 
       goto __pyx_L8_bool_binop_done;
     }
-    __pyx_t_5 = __Pyx_PyLong_From_uint64_t(__pyx_v_old_addr); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 621, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyLong_From_uint64_t(__pyx_v_old_addr); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 623, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_13 = __Pyx_PyObject_CompareBoolNe_object_int(__pyx_v_sh_addr, __pyx_t_5, Py_NE); if (unlikely((__pyx_t_13 < 0))) __PYX_ERR(0, 621, __pyx_L1_error)
+    __pyx_t_13 = __Pyx_PyObject_CompareBoolNe_object_int(__pyx_v_sh_addr, __pyx_t_5, Py_NE); if (unlikely((__pyx_t_13 < 0))) __PYX_ERR(0, 623, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     if (!__pyx_t_13) {
 
@@ -39544,9 +39642,9 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
 
       goto __pyx_L8_bool_binop_done;
     }
-    __pyx_t_5 = __Pyx_PyLong_From_uint64_t(__pyx_v_old_off); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 621, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyLong_From_uint64_t(__pyx_v_old_off); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 623, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_13 = __Pyx_PyObject_CompareBoolNe_object_int(__pyx_v_sh_offset, __pyx_t_5, Py_NE); if (unlikely((__pyx_t_13 < 0))) __PYX_ERR(0, 621, __pyx_L1_error)
+    __pyx_t_13 = __Pyx_PyObject_CompareBoolNe_object_int(__pyx_v_sh_offset, __pyx_t_5, Py_NE); if (unlikely((__pyx_t_13 < 0))) __PYX_ERR(0, 623, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
     __pyx_t_1 = __pyx_t_13;
@@ -39555,7 +39653,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
     if (__pyx_t_1) {
 
 
-      /* "fastaudit/_elfedit.pyx":622
+      /* "fastaudit/_elfedit.pyx":624
  *         for index, (pos, kind, sh_addr, sh_offset, _) in enumerate(self.sections):
  *             if kind != sh_type or sh_addr != old_addr or sh_offset != old_off:
  *                 continue             # <<<<<<<<<<<<<<
@@ -39564,7 +39662,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
 */
       goto __pyx_L3_continue;
 
-      /* "fastaudit/_elfedit.pyx":621
+      /* "fastaudit/_elfedit.pyx":623
  *         cdef bint le = self.img.im.le
  *         for index, (pos, kind, sh_addr, sh_offset, _) in enumerate(self.sections):
  *             if kind != sh_type or sh_addr != old_addr or sh_offset != old_off:             # <<<<<<<<<<<<<<
@@ -39573,32 +39671,32 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
 */
     }
 
-    /* "fastaudit/_elfedit.pyx":623
+    /* "fastaudit/_elfedit.pyx":625
  *             if kind != sh_type or sh_addr != old_addr or sh_offset != old_off:
  *                 continue
  *             self.move_section_symbols(view, index, old_addr, self.sections[index][4], addr)             # <<<<<<<<<<<<<<
  *             if self.img.im.is64:
  *                 wr64(&view[pos + 16], le, addr)
 */
-    __pyx_t_14 = __Pyx_PyLong_As_uint64_t(__pyx_v_index); if (unlikely((__pyx_t_14 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 623, __pyx_L1_error)
+    __pyx_t_14 = __Pyx_PyLong_As_uint64_t(__pyx_v_index); if (unlikely((__pyx_t_14 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 625, __pyx_L1_error)
     if (unlikely(__pyx_v_self->sections == Py_None)) {
       PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
-      __PYX_ERR(0, 623, __pyx_L1_error)
+      __PYX_ERR(0, 625, __pyx_L1_error)
     }
-    __pyx_t_5 = __Pyx_PyObject_GetItem(__pyx_v_self->sections, __pyx_v_index); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 623, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyObject_GetItem(__pyx_v_self->sections, __pyx_v_index); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 625, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_10 = __Pyx_GetItemInt(__pyx_t_5, 4, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 623, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_GetItemInt(__pyx_t_5, 4, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 625, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __pyx_t_15 = __Pyx_PyLong_As_uint64_t(__pyx_t_10); if (unlikely((__pyx_t_15 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 623, __pyx_L1_error)
+    __pyx_t_15 = __Pyx_PyLong_As_uint64_t(__pyx_t_10); if (unlikely((__pyx_t_15 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 625, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
-    __pyx_t_10 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self->__pyx_vtab)->move_section_symbols(__pyx_v_self, __pyx_v_view, __pyx_t_14, __pyx_v_old_addr, __pyx_t_15, __pyx_v_addr); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 623, __pyx_L1_error)
+    __pyx_t_10 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Rewrite *)__pyx_v_self->__pyx_vtab)->move_section_symbols(__pyx_v_self, __pyx_v_view, __pyx_t_14, __pyx_v_old_addr, __pyx_t_15, __pyx_v_addr); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 625, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
 
 
     __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
 
-    /* "fastaudit/_elfedit.pyx":624
+    /* "fastaudit/_elfedit.pyx":626
  *                 continue
  *             self.move_section_symbols(view, index, old_addr, self.sections[index][4], addr)
  *             if self.img.im.is64:             # <<<<<<<<<<<<<<
@@ -39607,52 +39705,52 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
 */
     if (__pyx_v_self->img->im.is64) {
 
-      /* "fastaudit/_elfedit.pyx":625
+      /* "fastaudit/_elfedit.pyx":627
  *             self.move_section_symbols(view, index, old_addr, self.sections[index][4], addr)
  *             if self.img.im.is64:
  *                 wr64(&view[pos + 16], le, addr)             # <<<<<<<<<<<<<<
  *                 wr64(&view[pos + 24], le, off)
  *                 wr64(&view[pos + 32], le, size)
 */
-      __pyx_t_10 = __Pyx_PyLong_AddObjC(__pyx_v_pos, __pyx_mstate_global->__pyx_int_16, 16, 0, 0); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 625, __pyx_L1_error)
+      __pyx_t_10 = __Pyx_PyLong_AddObjC(__pyx_v_pos, __pyx_mstate_global->__pyx_int_16, 16, 0, 0); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 627, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
-      __pyx_t_16 = __Pyx_PyIndex_AsSsize_t(__pyx_t_10); if (unlikely((__pyx_t_16 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 625, __pyx_L1_error)
+      __pyx_t_16 = __Pyx_PyIndex_AsSsize_t(__pyx_t_10); if (unlikely((__pyx_t_16 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 627, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
       __pyx_t_17 = __pyx_t_16;
       __pyx_f_9fastaudit_8_elfedit_wr64((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_17)) )))), __pyx_v_le, __pyx_v_addr);
 
 
-      /* "fastaudit/_elfedit.pyx":626
+      /* "fastaudit/_elfedit.pyx":628
  *             if self.img.im.is64:
  *                 wr64(&view[pos + 16], le, addr)
  *                 wr64(&view[pos + 24], le, off)             # <<<<<<<<<<<<<<
  *                 wr64(&view[pos + 32], le, size)
  *             else:
 */
-      __pyx_t_10 = __Pyx_PyLong_AddObjC(__pyx_v_pos, __pyx_mstate_global->__pyx_int_24, 24, 0, 0); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 626, __pyx_L1_error)
+      __pyx_t_10 = __Pyx_PyLong_AddObjC(__pyx_v_pos, __pyx_mstate_global->__pyx_int_24, 24, 0, 0); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 628, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
-      __pyx_t_16 = __Pyx_PyIndex_AsSsize_t(__pyx_t_10); if (unlikely((__pyx_t_16 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 626, __pyx_L1_error)
+      __pyx_t_16 = __Pyx_PyIndex_AsSsize_t(__pyx_t_10); if (unlikely((__pyx_t_16 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 628, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
       __pyx_t_17 = __pyx_t_16;
       __pyx_f_9fastaudit_8_elfedit_wr64((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_17)) )))), __pyx_v_le, __pyx_v_off);
 
 
-      /* "fastaudit/_elfedit.pyx":627
+      /* "fastaudit/_elfedit.pyx":629
  *                 wr64(&view[pos + 16], le, addr)
  *                 wr64(&view[pos + 24], le, off)
  *                 wr64(&view[pos + 32], le, size)             # <<<<<<<<<<<<<<
  *             else:
  *                 wr32(&view[pos + 12], le, <uint32_t>addr)
 */
-      __pyx_t_10 = __Pyx_PyLong_AddObjC(__pyx_v_pos, __pyx_mstate_global->__pyx_int_32, 32, 0, 0); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 627, __pyx_L1_error)
+      __pyx_t_10 = __Pyx_PyLong_AddObjC(__pyx_v_pos, __pyx_mstate_global->__pyx_int_32, 32, 0, 0); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 629, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
-      __pyx_t_16 = __Pyx_PyIndex_AsSsize_t(__pyx_t_10); if (unlikely((__pyx_t_16 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 627, __pyx_L1_error)
+      __pyx_t_16 = __Pyx_PyIndex_AsSsize_t(__pyx_t_10); if (unlikely((__pyx_t_16 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 629, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
       __pyx_t_17 = __pyx_t_16;
       __pyx_f_9fastaudit_8_elfedit_wr64((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_17)) )))), __pyx_v_le, __pyx_v_size);
 
 
-      /* "fastaudit/_elfedit.pyx":624
+      /* "fastaudit/_elfedit.pyx":626
  *                 continue
  *             self.move_section_symbols(view, index, old_addr, self.sections[index][4], addr)
  *             if self.img.im.is64:             # <<<<<<<<<<<<<<
@@ -39662,7 +39760,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
       goto __pyx_L11;
     }
 
-    /* "fastaudit/_elfedit.pyx":629
+    /* "fastaudit/_elfedit.pyx":631
  *                 wr64(&view[pos + 32], le, size)
  *             else:
  *                 wr32(&view[pos + 12], le, <uint32_t>addr)             # <<<<<<<<<<<<<<
@@ -39670,39 +39768,39 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
  *                 wr32(&view[pos + 20], le, <uint32_t>size)
 */
     /*else*/ {
-      __pyx_t_10 = __Pyx_PyLong_AddObjC(__pyx_v_pos, __pyx_mstate_global->__pyx_int_12, 12, 0, 0); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 629, __pyx_L1_error)
+      __pyx_t_10 = __Pyx_PyLong_AddObjC(__pyx_v_pos, __pyx_mstate_global->__pyx_int_12, 12, 0, 0); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 631, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
-      __pyx_t_16 = __Pyx_PyIndex_AsSsize_t(__pyx_t_10); if (unlikely((__pyx_t_16 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 629, __pyx_L1_error)
+      __pyx_t_16 = __Pyx_PyIndex_AsSsize_t(__pyx_t_10); if (unlikely((__pyx_t_16 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 631, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
       __pyx_t_17 = __pyx_t_16;
       __pyx_f_9fastaudit_8_elfedit_wr32((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_17)) )))), __pyx_v_le, ((uint32_t)__pyx_v_addr));
 
 
-      /* "fastaudit/_elfedit.pyx":630
+      /* "fastaudit/_elfedit.pyx":632
  *             else:
  *                 wr32(&view[pos + 12], le, <uint32_t>addr)
  *                 wr32(&view[pos + 16], le, <uint32_t>off)             # <<<<<<<<<<<<<<
  *                 wr32(&view[pos + 20], le, <uint32_t>size)
  * 
 */
-      __pyx_t_10 = __Pyx_PyLong_AddObjC(__pyx_v_pos, __pyx_mstate_global->__pyx_int_16, 16, 0, 0); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 630, __pyx_L1_error)
+      __pyx_t_10 = __Pyx_PyLong_AddObjC(__pyx_v_pos, __pyx_mstate_global->__pyx_int_16, 16, 0, 0); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 632, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
-      __pyx_t_16 = __Pyx_PyIndex_AsSsize_t(__pyx_t_10); if (unlikely((__pyx_t_16 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 630, __pyx_L1_error)
+      __pyx_t_16 = __Pyx_PyIndex_AsSsize_t(__pyx_t_10); if (unlikely((__pyx_t_16 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 632, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
       __pyx_t_17 = __pyx_t_16;
       __pyx_f_9fastaudit_8_elfedit_wr32((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_17)) )))), __pyx_v_le, ((uint32_t)__pyx_v_off));
 
 
-      /* "fastaudit/_elfedit.pyx":631
+      /* "fastaudit/_elfedit.pyx":633
  *                 wr32(&view[pos + 12], le, <uint32_t>addr)
  *                 wr32(&view[pos + 16], le, <uint32_t>off)
  *                 wr32(&view[pos + 20], le, <uint32_t>size)             # <<<<<<<<<<<<<<
  * 
  *     cdef move_section_symbols(self, uint8_t[::1] view, uint64_t index, uint64_t old_addr, uint64_t old_size,
 */
-      __pyx_t_10 = __Pyx_PyLong_AddObjC(__pyx_v_pos, __pyx_mstate_global->__pyx_int_20, 20, 0, 0); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 631, __pyx_L1_error)
+      __pyx_t_10 = __Pyx_PyLong_AddObjC(__pyx_v_pos, __pyx_mstate_global->__pyx_int_20, 20, 0, 0); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 633, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
-      __pyx_t_16 = __Pyx_PyIndex_AsSsize_t(__pyx_t_10); if (unlikely((__pyx_t_16 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 631, __pyx_L1_error)
+      __pyx_t_16 = __Pyx_PyIndex_AsSsize_t(__pyx_t_10); if (unlikely((__pyx_t_16 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 633, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
       __pyx_t_17 = __pyx_t_16;
       __pyx_f_9fastaudit_8_elfedit_wr32((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_17)) )))), __pyx_v_le, ((uint32_t)__pyx_v_size));
@@ -39710,7 +39808,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
     }
     __pyx_L11:;
 
-    /* "fastaudit/_elfedit.pyx":620
+    /* "fastaudit/_elfedit.pyx":622
  *                       uint64_t addr, uint64_t off, uint64_t size):
  *         cdef bint le = self.img.im.le
  *         for index, (pos, kind, sh_addr, sh_offset, _) in enumerate(self.sections):             # <<<<<<<<<<<<<<
@@ -39722,7 +39820,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-  /* "fastaudit/_elfedit.pyx":617
+  /* "fastaudit/_elfedit.pyx":619
  *                 wr32(&view[ph + 28], le, align)
  * 
  *     cdef move_section(self, uint8_t[::1] view, uint64_t sh_type, uint64_t old_addr, uint64_t old_off,             # <<<<<<<<<<<<<<
@@ -39758,7 +39856,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section(struct __py
   return __pyx_r;
 }
 
-/* "fastaudit/_elfedit.pyx":633
+/* "fastaudit/_elfedit.pyx":635
  *                 wr32(&view[pos + 20], le, <uint32_t>size)
  * 
  *     cdef move_section_symbols(self, uint8_t[::1] view, uint64_t index, uint64_t old_addr, uint64_t old_size,             # <<<<<<<<<<<<<<
@@ -39800,7 +39898,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("move_section_symbols", 0);
 
-  /* "fastaudit/_elfedit.pyx":636
+  /* "fastaudit/_elfedit.pyx":638
  *                               uint64_t addr):
  *         """Symbols defined in a moved section (its section symbol, _DYNAMIC) move with it."""
  *         cdef _Image img = self.img             # <<<<<<<<<<<<<<
@@ -39812,7 +39910,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
   __pyx_v_img = ((struct __pyx_obj_9fastaudit_8_elfedit__Image *)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "fastaudit/_elfedit.pyx":638
+  /* "fastaudit/_elfedit.pyx":640
  *         cdef _Image img = self.img
  *         cdef uint64_t sym, first, end, value
  *         cdef uint64_t shndx_at = 6 if img.im.is64 else 14             # <<<<<<<<<<<<<<
@@ -39828,7 +39926,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
   }
   __pyx_v_shndx_at = __pyx_t_2;
 
-  /* "fastaudit/_elfedit.pyx":639
+  /* "fastaudit/_elfedit.pyx":641
  *         cdef uint64_t sym, first, end, value
  *         cdef uint64_t shndx_at = 6 if img.im.is64 else 14
  *         cdef uint64_t value_at = 8 if img.im.is64 else 4             # <<<<<<<<<<<<<<
@@ -39844,7 +39942,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
   }
   __pyx_v_value_at = __pyx_t_2;
 
-  /* "fastaudit/_elfedit.pyx":640
+  /* "fastaudit/_elfedit.pyx":642
  *         cdef uint64_t shndx_at = 6 if img.im.is64 else 14
  *         cdef uint64_t value_at = 8 if img.im.is64 else 4
  *         for _, kind, _, sh_offset, sh_size in self.sections:             # <<<<<<<<<<<<<<
@@ -39853,7 +39951,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
 */
   if (unlikely(__pyx_v_self->sections == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not iterable");
-    __PYX_ERR(0, 640, __pyx_L1_error)
+    __PYX_ERR(0, 642, __pyx_L1_error)
   }
   __pyx_t_1 = __pyx_v_self->sections; __Pyx_INCREF(__pyx_t_1);
   __pyx_t_3 = 0;
@@ -39861,13 +39959,13 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
     {
       Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_1);
       #if !CYTHON_ASSUME_SAFE_SIZE
-      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 640, __pyx_L1_error)
+      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 642, __pyx_L1_error)
       #endif
       if (__pyx_t_3 >= __pyx_temp) break;
     }
     __pyx_t_4 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_1, __pyx_t_3, __Pyx_ReferenceSharing_OwnStrongReference);
     ++__pyx_t_3;
-    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 640, __pyx_L1_error)
+    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 642, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     if ((likely(PyTuple_CheckExact(__pyx_t_4))) || (PyList_CheckExact(__pyx_t_4))) {
       PyObject* sequence = __pyx_t_4;
@@ -39875,7 +39973,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
       if (unlikely(size != 5)) {
         if (size > 5) __Pyx_RaiseTooManyValuesError(5);
         else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-        __PYX_ERR(0, 640, __pyx_L1_error)
+        __PYX_ERR(0, 642, __pyx_L1_error)
       }
       #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
       if (likely(PyTuple_CheckExact(sequence))) {
@@ -39891,19 +39989,19 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
         __Pyx_INCREF(__pyx_t_9);
       } else {
         __pyx_t_5 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 640, __pyx_L1_error)
+        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 642, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_5);
         __pyx_t_6 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 640, __pyx_L1_error)
+        if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 642, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_6);
         __pyx_t_7 = __Pyx_PyList_GET_ITEM_REF(sequence, 2, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 640, __pyx_L1_error)
+        if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 642, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_7);
         __pyx_t_8 = __Pyx_PyList_GET_ITEM_REF(sequence, 3, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 640, __pyx_L1_error)
+        if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 642, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_8);
         __pyx_t_9 = __Pyx_PyList_GET_ITEM_REF(sequence, 4, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 640, __pyx_L1_error)
+        if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 642, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_9);
       }
       #else
@@ -39911,7 +40009,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
         Py_ssize_t i;
         PyObject** temps[5] = {&__pyx_t_5,&__pyx_t_6,&__pyx_t_7,&__pyx_t_8,&__pyx_t_9};
         for (i=0; i < 5; i++) {
-          PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(0, 640, __pyx_L1_error)
+          PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(0, 642, __pyx_L1_error)
           __Pyx_GOTREF(item);
           *(temps[i]) = item;
         }
@@ -39921,7 +40019,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
     } else {
       Py_ssize_t index = -1;
       PyObject** temps[5] = {&__pyx_t_5,&__pyx_t_6,&__pyx_t_7,&__pyx_t_8,&__pyx_t_9};
-      __pyx_t_10 = PyObject_GetIter(__pyx_t_4); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 640, __pyx_L1_error)
+      __pyx_t_10 = PyObject_GetIter(__pyx_t_4); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 642, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
       __pyx_t_11 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_10);
@@ -39930,7 +40028,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
         __Pyx_GOTREF(item);
         *(temps[index]) = item;
       }
-      if (__Pyx_IternextUnpackEndCheck(__pyx_t_11(__pyx_t_10), 5) < (0)) __PYX_ERR(0, 640, __pyx_L1_error)
+      if (__Pyx_IternextUnpackEndCheck(__pyx_t_11(__pyx_t_10), 5) < (0)) __PYX_ERR(0, 642, __pyx_L1_error)
       __pyx_t_11 = NULL;
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
       goto __pyx_L6_unpacking_done;
@@ -39938,7 +40036,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
       __pyx_t_11 = NULL;
       if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-      __PYX_ERR(0, 640, __pyx_L1_error)
+      __PYX_ERR(0, 642, __pyx_L1_error)
       __pyx_L6_unpacking_done:;
     }
     __Pyx_XDECREF_SET(__pyx_v__, __pyx_t_5);
@@ -39952,16 +40050,16 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
     __Pyx_XDECREF_SET(__pyx_v_sh_size, __pyx_t_9);
     __pyx_t_9 = 0;
 
-    /* "fastaudit/_elfedit.pyx":641
+    /* "fastaudit/_elfedit.pyx":643
  *         cdef uint64_t value_at = 8 if img.im.is64 else 4
  *         for _, kind, _, sh_offset, sh_size in self.sections:
  *             if kind != SHT_SYMTAB and kind != SHT_DYNSYM:             # <<<<<<<<<<<<<<
  *                 continue
  *             img.need(sh_offset, sh_size, "symbol table")
 */
-    __pyx_t_4 = __Pyx_PyLong_From_uint64_t(SHT_SYMTAB); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 641, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyLong_From_uint64_t(SHT_SYMTAB); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 643, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_13 = __Pyx_PyObject_CompareBoolNe_object_int(__pyx_v_kind, __pyx_t_4, Py_NE); if (unlikely((__pyx_t_13 < 0))) __PYX_ERR(0, 641, __pyx_L1_error)
+    __pyx_t_13 = __Pyx_PyObject_CompareBoolNe_object_int(__pyx_v_kind, __pyx_t_4, Py_NE); if (unlikely((__pyx_t_13 < 0))) __PYX_ERR(0, 643, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     if (__pyx_t_13) {
 
@@ -39971,9 +40069,9 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
 
       goto __pyx_L8_bool_binop_done;
     }
-    __pyx_t_4 = __Pyx_PyLong_From_uint64_t(SHT_DYNSYM); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 641, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyLong_From_uint64_t(SHT_DYNSYM); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 643, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_13 = __Pyx_PyObject_CompareBoolNe_object_int(__pyx_v_kind, __pyx_t_4, Py_NE); if (unlikely((__pyx_t_13 < 0))) __PYX_ERR(0, 641, __pyx_L1_error)
+    __pyx_t_13 = __Pyx_PyObject_CompareBoolNe_object_int(__pyx_v_kind, __pyx_t_4, Py_NE); if (unlikely((__pyx_t_13 < 0))) __PYX_ERR(0, 643, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
     __pyx_t_12 = __pyx_t_13;
@@ -39982,7 +40080,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
     if (__pyx_t_12) {
 
 
-      /* "fastaudit/_elfedit.pyx":642
+      /* "fastaudit/_elfedit.pyx":644
  *         for _, kind, _, sh_offset, sh_size in self.sections:
  *             if kind != SHT_SYMTAB and kind != SHT_DYNSYM:
  *                 continue             # <<<<<<<<<<<<<<
@@ -39991,7 +40089,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
 */
       goto __pyx_L3_continue;
 
-      /* "fastaudit/_elfedit.pyx":641
+      /* "fastaudit/_elfedit.pyx":643
  *         cdef uint64_t value_at = 8 if img.im.is64 else 4
  *         for _, kind, _, sh_offset, sh_size in self.sections:
  *             if kind != SHT_SYMTAB and kind != SHT_DYNSYM:             # <<<<<<<<<<<<<<
@@ -40000,56 +40098,56 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
 */
     }
 
-    /* "fastaudit/_elfedit.pyx":643
+    /* "fastaudit/_elfedit.pyx":645
  *             if kind != SHT_SYMTAB and kind != SHT_DYNSYM:
  *                 continue
  *             img.need(sh_offset, sh_size, "symbol table")             # <<<<<<<<<<<<<<
  *             first = sh_offset
  *             end = sh_offset + sh_size // img.symsize * img.symsize
 */
-    __pyx_t_2 = __Pyx_PyLong_As_uint64_t(__pyx_v_sh_offset); if (unlikely((__pyx_t_2 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 643, __pyx_L1_error)
-    __pyx_t_14 = __Pyx_PyLong_As_uint64_t(__pyx_v_sh_size); if (unlikely((__pyx_t_14 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 643, __pyx_L1_error)
-    __pyx_t_15 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Image *)__pyx_v_img->__pyx_vtab)->need(__pyx_v_img, __pyx_t_2, __pyx_t_14, __pyx_mstate_global->__pyx_kp_u_symbol_table); if (unlikely(__pyx_t_15 == ((int)-1))) __PYX_ERR(0, 643, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_PyLong_As_uint64_t(__pyx_v_sh_offset); if (unlikely((__pyx_t_2 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 645, __pyx_L1_error)
+    __pyx_t_14 = __Pyx_PyLong_As_uint64_t(__pyx_v_sh_size); if (unlikely((__pyx_t_14 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 645, __pyx_L1_error)
+    __pyx_t_15 = ((struct __pyx_vtabstruct_9fastaudit_8_elfedit__Image *)__pyx_v_img->__pyx_vtab)->need(__pyx_v_img, __pyx_t_2, __pyx_t_14, __pyx_mstate_global->__pyx_kp_u_symbol_table); if (unlikely(__pyx_t_15 == ((int)-1))) __PYX_ERR(0, 645, __pyx_L1_error)
 
 
 
 
-    /* "fastaudit/_elfedit.pyx":644
+    /* "fastaudit/_elfedit.pyx":646
  *                 continue
  *             img.need(sh_offset, sh_size, "symbol table")
  *             first = sh_offset             # <<<<<<<<<<<<<<
  *             end = sh_offset + sh_size // img.symsize * img.symsize
  *             sym = first
 */
-    __pyx_t_14 = __Pyx_PyLong_As_uint64_t(__pyx_v_sh_offset); if (unlikely((__pyx_t_14 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 644, __pyx_L1_error)
+    __pyx_t_14 = __Pyx_PyLong_As_uint64_t(__pyx_v_sh_offset); if (unlikely((__pyx_t_14 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 646, __pyx_L1_error)
     __pyx_v_first = __pyx_t_14;
 
-    /* "fastaudit/_elfedit.pyx":645
+    /* "fastaudit/_elfedit.pyx":647
  *             img.need(sh_offset, sh_size, "symbol table")
  *             first = sh_offset
  *             end = sh_offset + sh_size // img.symsize * img.symsize             # <<<<<<<<<<<<<<
  *             sym = first
  *             while sym < end:
 */
-    __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->symsize); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 645, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->symsize); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 647, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_9 = PyNumber_FloorDivide(__pyx_v_sh_size, __pyx_t_4); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 645, __pyx_L1_error)
+    __pyx_t_9 = PyNumber_FloorDivide(__pyx_v_sh_size, __pyx_t_4); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 647, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->symsize); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 645, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_img->symsize); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 647, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_8 = __Pyx_PyNumber_Multiply_object_int(__pyx_t_9, __pyx_t_4); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 645, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyNumber_Multiply_object_int(__pyx_t_9, __pyx_t_4); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 647, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
     __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    __pyx_t_4 = __Pyx_PyNumber_Add_object_object(__pyx_v_sh_offset, __pyx_t_8); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 645, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyNumber_Add_object_object(__pyx_v_sh_offset, __pyx_t_8); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 647, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-    __pyx_t_14 = __Pyx_PyLong_As_uint64_t(__pyx_t_4); if (unlikely((__pyx_t_14 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 645, __pyx_L1_error)
+    __pyx_t_14 = __Pyx_PyLong_As_uint64_t(__pyx_t_4); if (unlikely((__pyx_t_14 == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 647, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     __pyx_v_end = __pyx_t_14;
 
-    /* "fastaudit/_elfedit.pyx":646
+    /* "fastaudit/_elfedit.pyx":648
  *             first = sh_offset
  *             end = sh_offset + sh_size // img.symsize * img.symsize
  *             sym = first             # <<<<<<<<<<<<<<
@@ -40058,7 +40156,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
 */
     __pyx_v_sym = __pyx_v_first;
 
-    /* "fastaudit/_elfedit.pyx":647
+    /* "fastaudit/_elfedit.pyx":649
  *             end = sh_offset + sh_size // img.symsize * img.symsize
  *             sym = first
  *             while sym < end:             # <<<<<<<<<<<<<<
@@ -40071,7 +40169,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
 
       if (!__pyx_t_12) break;
 
-      /* "fastaudit/_elfedit.pyx":648
+      /* "fastaudit/_elfedit.pyx":650
  *             sym = first
  *             while sym < end:
  *                 value = rdword(&img.im, sym + value_at)             # <<<<<<<<<<<<<<
@@ -40080,7 +40178,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
 */
       __pyx_v_value = __pyx_f_9fastaudit_9_elfbytes_rdword((&__pyx_v_img->im), (__pyx_v_sym + __pyx_v_value_at));
 
-      /* "fastaudit/_elfedit.pyx":649
+      /* "fastaudit/_elfedit.pyx":651
  *             while sym < end:
  *                 value = rdword(&img.im, sym + value_at)
  *                 if rd16(&img.im, sym + shndx_at) == index and old_addr <= value <= old_addr + old_size:             # <<<<<<<<<<<<<<
@@ -40108,7 +40206,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
       if (__pyx_t_12) {
 
 
-        /* "fastaudit/_elfedit.pyx":650
+        /* "fastaudit/_elfedit.pyx":652
  *                 value = rdword(&img.im, sym + value_at)
  *                 if rd16(&img.im, sym + shndx_at) == index and old_addr <= value <= old_addr + old_size:
  *                     if img.im.is64:             # <<<<<<<<<<<<<<
@@ -40117,7 +40215,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
 */
         if (__pyx_v_img->im.is64) {
 
-          /* "fastaudit/_elfedit.pyx":651
+          /* "fastaudit/_elfedit.pyx":653
  *                 if rd16(&img.im, sym + shndx_at) == index and old_addr <= value <= old_addr + old_size:
  *                     if img.im.is64:
  *                         wr64(&view[sym + value_at], img.im.le, addr + (value - old_addr))             # <<<<<<<<<<<<<<
@@ -40127,7 +40225,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
           __pyx_t_14 = (__pyx_v_sym + __pyx_v_value_at);
           __pyx_f_9fastaudit_8_elfedit_wr64((&(*((uint8_t *) ( /* dim=0 */ ((char *) (((uint8_t *) __pyx_v_view.data) + __pyx_t_14)) )))), __pyx_v_img->im.le, (__pyx_v_addr + (__pyx_v_value - __pyx_v_old_addr)));
 
-          /* "fastaudit/_elfedit.pyx":650
+          /* "fastaudit/_elfedit.pyx":652
  *                 value = rdword(&img.im, sym + value_at)
  *                 if rd16(&img.im, sym + shndx_at) == index and old_addr <= value <= old_addr + old_size:
  *                     if img.im.is64:             # <<<<<<<<<<<<<<
@@ -40137,7 +40235,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
           goto __pyx_L15;
         }
 
-        /* "fastaudit/_elfedit.pyx":653
+        /* "fastaudit/_elfedit.pyx":655
  *                         wr64(&view[sym + value_at], img.im.le, addr + (value - old_addr))
  *                     else:
  *                         wr32(&view[sym + value_at], img.im.le, <uint32_t>(addr + (value - old_addr)))             # <<<<<<<<<<<<<<
@@ -40149,7 +40247,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
         }
         __pyx_L15:;
 
-        /* "fastaudit/_elfedit.pyx":649
+        /* "fastaudit/_elfedit.pyx":651
  *             while sym < end:
  *                 value = rdword(&img.im, sym + value_at)
  *                 if rd16(&img.im, sym + shndx_at) == index and old_addr <= value <= old_addr + old_size:             # <<<<<<<<<<<<<<
@@ -40158,7 +40256,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
 */
       }
 
-      /* "fastaudit/_elfedit.pyx":654
+      /* "fastaudit/_elfedit.pyx":656
  *                     else:
  *                         wr32(&view[sym + value_at], img.im.le, <uint32_t>(addr + (value - old_addr)))
  *                 sym += img.symsize             # <<<<<<<<<<<<<<
@@ -40166,7 +40264,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
       __pyx_v_sym = (__pyx_v_sym + __pyx_v_img->symsize);
     }
 
-    /* "fastaudit/_elfedit.pyx":640
+    /* "fastaudit/_elfedit.pyx":642
  *         cdef uint64_t shndx_at = 6 if img.im.is64 else 14
  *         cdef uint64_t value_at = 8 if img.im.is64 else 4
  *         for _, kind, _, sh_offset, sh_size in self.sections:             # <<<<<<<<<<<<<<
@@ -40177,7 +40275,7 @@ static PyObject *__pyx_f_9fastaudit_8_elfedit_8_Rewrite_move_section_symbols(str
   }
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
 
-  /* "fastaudit/_elfedit.pyx":633
+  /* "fastaudit/_elfedit.pyx":635
  *                 wr32(&view[pos + 20], le, <uint32_t>size)
  * 
  *     cdef move_section_symbols(self, uint8_t[::1] view, uint64_t index, uint64_t old_addr, uint64_t old_size,             # <<<<<<<<<<<<<<
@@ -44760,14 +44858,14 @@ static int __Pyx_modinit_Exttype___pyx_obj_9fastaudit_8_elfedit___pyx_scope_stru
   __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_5_genexpr", 0);
   /*--- Exttype __pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_5_genexpr ---*/
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_5_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_9fastaudit_8_elfedit___pyx_scope_struct_5_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_5_genexpr)) __PYX_ERR(0, 556, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_5_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_9fastaudit_8_elfedit___pyx_scope_struct_5_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_5_genexpr)) __PYX_ERR(0, 558, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_5_genexpr = &__pyx_type_9fastaudit_8_elfedit___pyx_scope_struct_5_genexpr;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_5_genexpr) < (0)) __PYX_ERR(0, 556, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_5_genexpr) < (0)) __PYX_ERR(0, 558, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_5_genexpr);
@@ -44793,14 +44891,14 @@ static int __Pyx_modinit_Exttype___pyx_obj_9fastaudit_8_elfedit___pyx_scope_stru
   __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_6_phdrs_overlap_a_section", 0);
   /*--- Exttype __pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_6_phdrs_overlap_a_section ---*/
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_6_phdrs_overlap_a_section = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_9fastaudit_8_elfedit___pyx_scope_struct_6_phdrs_overlap_a_section_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_6_phdrs_overlap_a_section)) __PYX_ERR(0, 594, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_6_phdrs_overlap_a_section = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_9fastaudit_8_elfedit___pyx_scope_struct_6_phdrs_overlap_a_section_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_6_phdrs_overlap_a_section)) __PYX_ERR(0, 596, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_6_phdrs_overlap_a_section = &__pyx_type_9fastaudit_8_elfedit___pyx_scope_struct_6_phdrs_overlap_a_section;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_6_phdrs_overlap_a_section) < (0)) __PYX_ERR(0, 594, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_6_phdrs_overlap_a_section) < (0)) __PYX_ERR(0, 596, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_6_phdrs_overlap_a_section);
@@ -44826,14 +44924,14 @@ static int __Pyx_modinit_Exttype___pyx_obj_9fastaudit_8_elfedit___pyx_scope_stru
   __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_7_genexpr", 0);
   /*--- Exttype __pyx_obj_9fastaudit_8_elfedit___pyx_scope_struct_7_genexpr ---*/
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_7_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_9fastaudit_8_elfedit___pyx_scope_struct_7_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_7_genexpr)) __PYX_ERR(0, 597, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_7_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_9fastaudit_8_elfedit___pyx_scope_struct_7_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_7_genexpr)) __PYX_ERR(0, 599, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_7_genexpr = &__pyx_type_9fastaudit_8_elfedit___pyx_scope_struct_7_genexpr;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_7_genexpr) < (0)) __PYX_ERR(0, 597, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_7_genexpr) < (0)) __PYX_ERR(0, 599, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_9fastaudit_8_elfedit___pyx_scope_struct_7_genexpr);
@@ -46415,39 +46513,39 @@ __Pyx_RefNannySetupContext("PyInit__elfedit", 0);
   if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_9fastaudit_8_elfedit__Rewrite, __pyx_mstate_global->__pyx_n_u_new_segment, __pyx_t_16) < (0)) __PYX_ERR(0, 518, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
 
-  /* "fastaudit/_elfedit.pyx":594
+  /* "fastaudit/_elfedit.pyx":596
  *         return segment
  * 
  *     def phdrs_overlap_a_section(self) -> bool:             # <<<<<<<<<<<<<<
  *         start = self.img.h.phoff
  *         end = start + self.img.h.phnum * self.img.phsize
 */
-  __pyx_t_16 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 594, __pyx_L1_error)
+  __pyx_t_16 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 596, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_16);
-  if (PyDict_SetItem(__pyx_t_16, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_bool) < (0)) __PYX_ERR(0, 594, __pyx_L1_error)
-  __pyx_t_14 = __Pyx_CyFunction_New(&__pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_29phdrs_overlap_a_section, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Rewrite_phdrs_overlap_a_section, NULL, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[30])); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 594, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_16, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_bool) < (0)) __PYX_ERR(0, 596, __pyx_L1_error)
+  __pyx_t_14 = __Pyx_CyFunction_New(&__pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_29phdrs_overlap_a_section, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Rewrite_phdrs_overlap_a_section, NULL, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[30])); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 596, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_14);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_14);
   #endif
   __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_14, __pyx_t_16);
   __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_9fastaudit_8_elfedit__Rewrite, __pyx_mstate_global->__pyx_n_u_phdrs_overlap_a_section, __pyx_t_14) < (0)) __PYX_ERR(0, 594, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_9fastaudit_8_elfedit__Rewrite, __pyx_mstate_global->__pyx_n_u_phdrs_overlap_a_section, __pyx_t_14) < (0)) __PYX_ERR(0, 596, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
 
-  /* "fastaudit/_elfedit.pyx":600
+  /* "fastaudit/_elfedit.pyx":602
  *                    for _, kind, _, offset, size in self.sections)
  * 
  *     def write_phdrs(self, bytearray target, uint64_t at, uint64_t count):             # <<<<<<<<<<<<<<
  *         cdef uint8_t[::1] view = target
  *         cdef bint le = self.img.im.le
 */
-  __pyx_t_14 = __Pyx_CyFunction_New(&__pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_31write_phdrs, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Rewrite_write_phdrs, NULL, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[31])); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 600, __pyx_L1_error)
+  __pyx_t_14 = __Pyx_CyFunction_New(&__pyx_mdef_9fastaudit_8_elfedit_8_Rewrite_31write_phdrs, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Rewrite_write_phdrs, NULL, __pyx_mstate_global->__pyx_n_u_fastaudit__elfedit, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[31])); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 602, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_14);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_14);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_9fastaudit_8_elfedit__Rewrite, __pyx_mstate_global->__pyx_n_u_write_phdrs, __pyx_t_14) < (0)) __PYX_ERR(0, 600, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_9fastaudit_8_elfedit__Rewrite, __pyx_mstate_global->__pyx_n_u_write_phdrs, __pyx_t_14) < (0)) __PYX_ERR(0, 602, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
 
   /* "(tree fragment)":1
@@ -46701,50 +46799,50 @@ static int __Pyx_InitConstants(__pyx_mstatetype *__pyx_mstate) {
   int __pyx_clineno = 0;
   CYTHON_UNUSED_VAR(__pyx_mstate);
   {
-    const struct { const unsigned int length: 8; } str_length_index[] = {{6},{25},{8},{15},{1},{7},{7},{12},{2},{15},{23},{25},{32},{20},{22},{1},{1},{37},{37},{45},{22},{4},{179},{32},{34},{58},{41},{102},{77},{34},{8},{46},{15},{7},{31},{45},{6},{2},{9},{57},{50},{18},{20},{26},{37},{12},{24},{30},{37},{30},{5},{9},{10},{11},{10},{11},{11},{8},{10},{8},{15},{1},{5},{6},{24},{26},{22},{22},{22},{16},{19},{22},{19},{20},{18},{8},{26},{28},{14},{20},{34},{14},{20},{18},{17},{32},{22},{19},{15},{26},{22},{14},{20},{12},{20},{12},{9},{17},{8},{7},{8},{12},{10},{8},{13},{10},{15},{8},{7},{11},{14},{12},{11},{10},{19},{23},{14},{12},{10},{17},{13},{12},{12},{19},{8},{5},{13},{1},{3},{5},{9},{15},{6},{5},{4},{18},{2},{3},{1},{4},{8},{10},{4},{3},{9},{5},{1},{3},{8},{5},{11},{18},{5},{3},{5},{5},{25},{15},{7},{7},{8},{15},{6},{1},{11},{6},{3},{7},{5},{9},{5},{18},{5},{6},{5},{6},{4},{5},{6},{7},{5},{3},{7},{3},{6},{7},{1},{2},{3},{5},{7},{3},{5},{8},{1},{1},{4},{4},{9},{2},{6},{4},{4},{5},{3},{5},{7},{4},{12},{10},{4},{5},{4},{3},{11},{11},{28},{4},{3},{3},{6},{9},{7},{3},{7},{3},{8},{5},{6},{1},{8},{8},{6},{7},{4},{5},{9},{7},{2},{10},{23},{40},{5},{13},{30},{3},{3},{7},{5},{15},{1},{3},{10},{4},{8},{13},{15},{14},{6},{8},{7},{5},{7},{1},{15},{8},{7},{4},{4},{10},{2},{7},{9},{7},{5},{4},{4},{6},{5},{5},{4},{4},{7},{6},{9},{6},{12},{5},{10},{3},{6},{4},{5},{9},{6},{17},{6},{12},{1},{5},{15},{3},{5},{6},{7},{8},{12},{7},{13},{4},{7},{7},{8},{4},{5},{5},{11},{1},{3}};
-    const struct { const unsigned int length: 10; } bytes_length_index[] = {{1},{1},{9},{11},{55},{323},{54},{546},{488},{260},{222},{269},{2},{2},{2},{2},{2},{32},{326},{97},{486},{262},{26},{96},{44},{237},{62},{218},{259},{128},{57},{113},{1019},{96},{617}};
+    const struct { const unsigned int length: 8; } str_length_index[] = {{6},{25},{8},{15},{1},{7},{7},{12},{2},{15},{23},{25},{32},{20},{22},{1},{1},{37},{37},{45},{22},{4},{179},{32},{34},{58},{41},{102},{77},{34},{8},{46},{15},{7},{31},{45},{6},{2},{9},{55},{57},{50},{18},{20},{26},{37},{12},{24},{30},{37},{30},{5},{9},{10},{11},{10},{11},{11},{8},{10},{8},{15},{1},{5},{6},{24},{26},{22},{22},{22},{16},{19},{22},{19},{20},{18},{8},{26},{28},{14},{20},{34},{14},{20},{18},{17},{32},{22},{19},{15},{26},{22},{14},{20},{12},{20},{12},{9},{17},{8},{7},{8},{12},{10},{8},{13},{10},{15},{8},{7},{11},{14},{12},{11},{10},{19},{23},{14},{12},{10},{17},{13},{12},{12},{19},{8},{5},{13},{1},{3},{5},{9},{15},{6},{5},{4},{18},{2},{3},{1},{4},{8},{10},{4},{3},{9},{5},{1},{3},{8},{5},{11},{18},{5},{3},{5},{5},{25},{15},{7},{7},{8},{15},{6},{1},{11},{6},{3},{7},{5},{9},{5},{18},{5},{6},{5},{6},{4},{5},{6},{7},{5},{3},{7},{3},{6},{7},{1},{2},{3},{5},{7},{3},{5},{8},{1},{1},{4},{4},{9},{2},{6},{4},{4},{5},{3},{5},{7},{4},{12},{10},{4},{5},{4},{3},{11},{11},{28},{4},{3},{3},{6},{9},{7},{3},{7},{3},{8},{5},{6},{1},{8},{8},{6},{7},{4},{5},{9},{7},{2},{10},{23},{40},{5},{13},{30},{3},{3},{7},{5},{15},{1},{3},{10},{4},{8},{13},{15},{14},{6},{8},{7},{5},{7},{1},{15},{8},{7},{4},{4},{10},{2},{7},{9},{7},{5},{4},{4},{6},{5},{5},{4},{4},{7},{6},{9},{6},{12},{5},{10},{3},{6},{4},{5},{9},{6},{17},{6},{12},{1},{5},{15},{3},{5},{6},{7},{8},{12},{7},{13},{4},{7},{7},{8},{4},{5},{5},{11},{1},{3}};
+    const struct { const unsigned int length: 11; } bytes_length_index[] = {{1},{1},{9},{11},{55},{323},{54},{546},{488},{260},{222},{269},{2},{2},{2},{2},{2},{32},{326},{97},{486},{262},{26},{96},{44},{237},{62},{218},{259},{128},{57},{113},{1062},{96},{617}};
     #ifndef CYTHON_COMPRESS_STRINGS
       #define CYTHON_COMPRESS_STRINGS 90
     #endif
-    #if (CYTHON_COMPRESS_STRINGS) == 2 /* compression: bz2 (4966 bytes) */
-static const char cstring[] = "BZh91AY&SYG\220Y\007\000\002\355\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\300@@@@@@@@@@@@\000@\000`\023\375\334\373\200\305Su\246\346\356\202\203r\263i\223P\333Mk$\310j\354\356\331l\253\013\334\017&\330\200\014\204\000@\303M \211I\240\320z\232i\247\250\365\006\201\350\236\217\001\243M\n\233i\251\251\3554\312\237\215\nFi\247\225?I\241\2440\232\003F\203j\r\004\222 \321\210!\210\324\nyM\212\047\221\246\203Q\241\240\r\032\000h4\032\006\232\003@\000\365\032m\002\0324\r2h\212I@\006\236\243\365FF\232\000=M\006!\240z\232\003\331\232h\224\237\245\001\220z@b\003M4\032\003zSM\004\210\201\002\215L\224m6\246ORf)\372S&M\036\247\251\240\014\321\244\364\215\000\320\006\236\240\r\017I\240<\232\2006\232\232\002\r10 \300\004\323M4\300\004`#\023&\0010\000\021\204`\000\021\200\023&L& I!2\004\324y&\023M\220S\312\236\304\251\344\322\007\246S\312\003A\241\352\003\021\221\240\003@\310\006# \000\320\177\341#\225\204\031\272%\3544\273)1\211\2616\014?\237s\334\366\220w\200\366\340\017HGWt\013\377\275\321/9S\005c\031\tL\260\036Z\213\314wt\327\207\217\366\276\370\364\375/\317\372O\330w\216\377\027\372\336\033\204h\226@\264Fg\261\226Ye\226F\354\262\310\310\310\335\226Y\347\232\014\321\232Y\245\237\016\n\257\273\356\245\356\237\371\223\231\n\")A\020\010\225\"\245UD\332\347B\235=)JD\215\342\"\243\010r\344\250\024TJ\202\225:\313d-\346\233I1\240M\241&\323b\033I\260\033\0201\241\265\205\214,k; \250ET\351$\231\317E\010m\024)\256kF\t6!\2646\000\267\337\217q\013C\001\214R\232Z\n\324\252\013`\264\236Ji\264\223cI\215\2661\266\3201\246\267\363\001h\306\322I\261\264\253TT\033m\014c\001\2646J[\363\3105D\336\250Y\211j\213 \325\033\215\310\340\226\335m\235\350\356\361\210S\214;\214\265`sC\016LQ\024\227W\030\264\r\263\340\350-\006\3064\206\332\332\3255\004H\004g\334\264D\320\321a\303\016m\257RD\224\221%pN\360X2\047`\242Ha\311E\021J\"\"\224R\212/W\222[-\tHlS\017\032b\2312d\316\350\255\260\205\256a\326\244Z\254\013\006\256\203\026\254\230\306\262\270h\256`\337\3335s\r\233oGT\3233;n""\3175\214l`\204!_\217\261X\246\022\276\332\314*\221N\004l\242\024_\21571i\357\351\016\367{\333\346\366}^\336\327\276\315?\255K\277k\354FYP\373|\225\317\334\251\266\033u\365w\345\353\265}\275\261=Cv2\327[\312\365%\360{\360=y\372/V\271\337\344=\227JQb\036\346\177\362;q\256\331{\226\347\t\331\017\216\373\336\330n\375\325\302\313ge\024\275\3275\016\261\364S\264\322vSf\3522\215\006\224+*\311\224,\214\232\313)\261\201\361\265\316\262\307\314\350\022\300\344\227\024\203\207h\340\007lGXq\344A\360\030\224\352.\221*J-\272\211T\037b\301J\256Z\241J\000\241\002\242,c\021p\037NH\220IJ\047\032\020\023\200z!Y@P\024\024)\tH\017H\250*AUD\202\260\254^}\304\024 B\031\361\355\276\3652r\355\375\237\255y}\327m\337/\321\210\304yJ\214f\005\245\022\225\276qd!\322t\377\346\364q\342\272\276;w[\303\322\271\272=\255\370c\247\357S\007\347\355\363\"h\314\363\213\035\354\013p]\336$R\245\221\334\245\310\356\261\016\275\325-[\003\240Q\336\200:\342;\330\357\303uFe\005NA1%\305\203)\226\356\202\271fh\r\026E\354\217\r\027\300\322.\n\350\272,\260d\030)\353\376l\301f\221\232\014\321d\274l\202\305\225\202\326\r\026\205\327\026\014\006\021p\264\203\300xG\275\005\002\004\010\300\352%e\377F1\242\211Q0M6(\233l\236{\216\253\323*\275*\355~\232\246ER\243\245\376\204c\346\372\036\267\236\206\365N\234\363Ib\005\351f\033s\314f\246\325t\331 \323&\222\030\261a\003\206\261SS\323\325\260Eb\005\200+ a\207{\320o\351\226\004\204\244\221$\244\244#\016`\252zb\216\377zj\377\355\362\217\221\212\"b\203\024\214R\305,LI\360\370\322\362\276\342\177\313\362;\256\367\265\342\013\024b\261\021\212\305b\237\2166em\252\242\037\312\032\353\256p\276\304_m\366Y\"\242\245\353\032\366\270\337\313\263jGe\326\254\003\014=\347E\346\312\252*\365\342\216\375%*\270fU\352\366gQ\224\247\355\033\263\343\217i\356\335\345\343\037\257\237\031\306h\213_\\\255\356\211\265\312oo&\237\243\200\341.,[\235\222RH\336\210b:\361\327\021\355\305S\370\003\2747n\357(\354je\227\211qP\047dH9Xa\355P\3708\245\237\r\235\306\032@\3143\035\337*\364\202\344I+f\022\047?`\275""\205\246\274\374\263X!\315\351\365`\013\005\200`\262XY\200\301\036\225\3270\330\227\210\216O\343z\274E\340^\263\025\367\251\3465\327\"\321Z\255V\230\205\226Y\303M6\251\000\310\361\271\232\351\223\234\363\360\371[\001\362\027\205j\331\022$r\361\243\265\333\206\"F*$bF\317d\324\262\346\262\305a\r\367q{P\026\020\205\304\014\013\266vu\326(\300\300\263\3336US\311%d\245\016\210\372\205\327Pt\303\047\370\264\264\212(\2074\253\3778\000\2545j{1\330\272-\277\257dC\236\245l\317\026\312\275X\362\031\365\031~~\0473\246\315\262ERE\376$\034\326KI\032\004e\363v\353\224\212\326[\303\t\335\004W?\0379\315\330\207O,=E\343ic4\312\270Y\361`\047\267\267M\2766\273\341E\226#\035V\271\232k\232.\367\t;\253#4Kzx{\247LZ\331o?u\025\262\260M\2702A\007\016\213r\241z\274\335\232\222\343>.p\352\031;\303\350\365\r\005\332q\340\320o\342\333\272x+\266WU#&\334\316S\3030\330\357Q\206\246\337G\376\205\355U\316\245\006\362\266\010\361$W\033\247_\233\302\266\323\316\231w.\326\304\247\351=U%`\244\001Qs>\200\031\336*\274sss\252\311.\325\031\364D\327\225\306>5\356\230\321\361+\335\023\021\357\017\006\226\\\032\322\373\214\301\265\313\334E\237\005\2100\362f\207\344\225\020\256\212O\017x\003\274\222\360\001\340]g\211x;\362\273\204a\n(j`\361\376\344jy\006s\252\252j\0103\341\"rxB=\363\276i\265\262\351\356{\243\254\217g\034\357\036\246\004\361g\347\341Tz3\026\3406#z[\214\203;\260\016\253\361\344\240\313\n\027?C\227\203M\260\320NC\216\313\354\335GSi\321[\237\327}\274\2038\031\314s3L\273\267UP\217\234Fov\025%$\3032C\230x\267\027\242\361^+\320_z\355o\2449\331\220\330\234\014\316fY\031\033;:\332m:\265\316\"\215L\251\035\005\034\254\317\236H$\343\n\334\341\257\315Y\310co\215\370;7L\310\306{\271\032\243g\025\244\2406=\322\261x\347\340Us\216-\3353\376Lq>\347\004\330,\004\260F\000`.&\255Q^G\227\345\364t\352\310\345\275\360\363+\034\016\2268\274K\234\3669\277F\315\203bm\2666\232\347q\335\272P\231\201\362q\304Q\320\331\222\333oH\305&r\254\275\247<\254\247\031\354\203\005k)\323\3764=%,:S\337\030\336Z\332cH\215\232<C;\227\314[""\326\257^\213v\210\047\032?-\205\203\245\210\321\022E\372Ejx\243\271\221\246\017H\212IBW.\337\035\372Ta\324h\352\366\205\321k\005E\312l9\352~-\262\305\265\217\213\345\320\2472\352\231\267\316\317\021\240\201\314\344F\t\301\241\3469RL\314\211\234\027\026\273=e\227\263\345S\271\332\030\374,\343*\356\266s\214\254s\"bl\033\000\343)\341\035\032\206\207b/y\254\3401!\233J@\371\202\031\372KF$\037\001\244\301\320r7\tr9q\342\270\346\356\226w\021\346\3445=\310r\311\341q\267\245\246\031\344H2\027\003%9\263\235L3\027\302\231\351\362a\2556\022\233\322\035\343\353\251\250\265\361\215p! \034\357\020\023\373\035\305\301gs\273\020\047`\332\022\307\230Sd\254\241\356\031\244\\\005\305\312\343Z\307\257)^\2669\364\047\217N\027*N\251\340%\002\223\300+\020;*V\323<\344\335!*2\031w\273\177c)G\207\305\313\n:\220\352\327\306\177\231\250\276\047;\203\2530\341v\312\331\211\242\253\035\204\220v5\211\317\252\252\r\305\203\274N\324k]\273\2541sx\271\271.\025\354ui\314\230\030<(b\226\322\350\025\342Ran\026P\272f$L\261\301G\200\210\024\321J]|\375]]\243\240\351\0351\274\316V\272q{\307\204\354\025\327\301\270Q#Q\3403\3627\261\2546fF\00724D\314\315\2302R\306\267\227\262\224uBJf\006\032\007\232\206\0139\221]S\343\3054\354\267\265\323\340\335\206\303\340(\251\363\026\332\244\315\023\014]B\347\272\235\207\027\037\233\272\001o\225\010\224\035\304\216Mx\266W\001V\232\223N\256\272z\303s@i\320)\\\341M\321\353\245\320F\366\246\210\n>\2176\271\r\3701\025\215]\n5-\022\316F>\002\006\311s\274\\\266\231pp\262\257\0171g\273;\0474\233j\210\032\210(\253\210\t\244\0277\230X6\005\022v\274\266\370q\010X\023\264\006`\241\245\205\013\232\352\232\266\3119\317\300\203\026\263\255lQJ2\244\240\246\207\260)x\016\340P\\hq\356\300a\210\273F{)^\345@\235\2064l\244[v2\251\025.\2367<m,\354<f\".\300_>\023\240\215\346\014\234&J\236\007\221\365hP.\262G\202\374S\360\250\245\306\324\351\356q\307\202}\316\035\273\236\212J\264\025\016\047\2542,\274\375\0213\360\353\313\263\206\0139\235\215\325\273f\005\222\262\354N\214\206u\024\356cC\246n""\036g\225y^\365m\316\244\204\250\257|\244Y\245\257j\346\261\334\370\027Z\366+\3051=\271\035\nZ\232\205?\027\3009vA#r\021\311\001\002\001\247K\343\036\t\030&0\250\323\030\255%\3239\221q\225t\312\212,:\237\024\340\301\0263:\212\241]\304z\334\341f=\230mzD\342\205\304S\301\341\221\303D\264\315\206,\266:4\242Y`\371H\326\252\244>\227=\334\216\035U\367\225\261p#\262!5(\2538\230\255\034\350K\006\334\253\227\360\352E\215\r\371E\001\266&\320\364\272\254\036\356{#\276D[0\264-!\241-\010\301_\201\344a\276\353\364\032\\?+f\271\264BM\242\016\212\316\327\3262}\215\254(\255\252\264t\034\317LSA\\3{BRa\373\316C\232p\365\332\264T\216\316\266\343\330\261\005\231\302\315\366\021\220\334M\267s\265\323\"\274\023\303\255\252\321_\017[\304\025x\215/\005\213\326t\257)\311\263\207\300\033\323\275*\3341f\315\t\262#\363))6\027Z5]\304\307Nf2[\241T\331G\257\035\357N\252\227[]\2057\327\225\231\266\013bF\301\033\026\301l\337\265\033v\326i/\311c\263q\271\241&\204\036\367^\246\027\025k5|\313\337*M\225\363<\251\346\325\305\336~\025vh\033Y\021J\274\350SD\202\001\260drR\227eB&,\346\2765\225<\047\031B\324\026za*\022\222\244\256\303\020\240\312\251\235\256\312!\210\013\312.\240\223\335\021\352k\215\217D\004\310<\206\243V\257\275\021\300\321\207\277h\325\222\340#{^\203\337}.4\227\030\2164\032\320k\326\265\206\242\343\037\334\312s\t\262\027\017t\014\247q8\2014Y\2446\356\035\225J9\014\372\231\272\372\013(\347\030n>\267\234\243\027\263-R5KTj\265F\275kf;\034uha\256\315\255\315\260-{\220\343Jk}\245\204:s\257\204#\007v\263Fk34g\236y\365\332\203\213\242\341\204\375\006H3fd9\256W\n\340\221\317\317\354u\233\354d\234\340\345\030Od\267\305\021\"e\036+9\034\307w1\305\033\237\0209P3#\021\222dn<\315\242\236\256@Z\213\363\3426\244\334\030\313\025\220\221,;\034i\266\033\047\345L3!k\346n\\\031\360\rVp/};>\000\0239\000\002\200p\224\000kb\376<9\325@ H\373\353\264\321\t\246$x\3149\0344\023\275T4\306>\274BM\202\201\250\357\022D\246\321\322\340\\\2643\320\034\372\244QP\204\327#\033\0342\037B}\222\016\354\"\t\362Y#C\347\261\214""\226*\272\005 >\315aZ\307\224{\020\227\256\352\372h\222#\272\310Na\304\r\303\202 \217f\022\2172\342\372\004\013\277Y~\177\275\261-YDwb\010\233\177j+~*\004\214\245\016\367@\016\357\254\014\367\360\260z\212\265\351\320\355\332jz\326\245\030\350\342F\301\222\340\213>\320y\303i\261 \023\330$\007\371\204\252\3527hz\310F\036\0218\024!\n\220\3540\256\340H\264D\330\354G\205\331\374? 6\207\235\3437\376\240\023\014\\\250q\362\2419\326nV0\234\326&Y\030+\022,QIL\020_\024\202 \206v\316\367S\253\330\216\006~Y\363,\243F\351wi\201\306+Y!\205i\027\356B\222\n\nQ\343\244\221SH\2771\332\3541\256q{r\034\354\031\340z\361\213fWN3\337\341\2548\231_\300\324s\2279\207\331\277\247\374\326\034\032@}Lg1!\354\330K6\205F\014\240\221\233P\202\231;}n\267w\255\003g]\024\231\205\003:\364(\047\332\235\212\326\327e\373\224\255))\331\214/zV\261\363<\325\347\037<\364|\372?E\277\345\337\230\364\216\300K\334\363\305\211\250He\010\313\316\353\263\275\350v\017\245\351t\353\337\371\325w\237\364~\250L\030\363\211\202$\245s\364\307{\320~\250L\217\357\270v\207<\030\364\264m\321\201#\320.\047z\372\322\224fQ\225\2227\226\177u\013\323A\314\020\335\004u\r\314\251%\003\253\241\252aP\034\014\\\263\351\332\033\020Lgc\231k\265\277\202\003h\337\372\211\3405\2764\362\204\344f\202\217<\021g\037\3433\350\342\313\r\314\330\276\260\276D\347x\370\234\022\361P\335\274\3105K\217\003\026\300O\206x\305;c$\047\3145\321\035\243Ic@<\206$\002Mp\253\267 \023X\265\317\273\330\215\247\356\366\034\215\324\007\360\2248\366x_&G\014,\217$O\206\0070\363y\204\215\243G\3208\357\317F\261M\362\t\\T\332\026i\230\211!\216H\300\266\205\370c\237M\274\342=Om5\266\267\252\302\256\215g]\210a\002.D\203\320i\354\327\300\036 \345\347oZLm\323QqJ\206?\023\020\317\005\310\024\257?\310\343\313\313\364\270\204\222\326\340\351[\343~\007\037Fb\2509\242z\027\"[G\016<\352Q\033\345{\201\351\330\241%\215\375\230\304\206\370I\034y\367\030\333\244\356\005\367\210}]\367\201j+\374\272\014c9\024\201\362v\\\026\366\335\272Sw\345E\357\336G\233\344\r\354\020\261\030\351\202""\020\360\204\037\023\341\334\340\334\\\327\306\021\1770,\r\307\006\207\0070\0061!\r\030\330\344\230\213+(\017\025\374#\003\030;\003\312\243\024\016/h\373}74\373}\266:\325\235\275:\220GF\240\360=\313\035\262l.U\227\230\303\324k\277q#\324C\362\272\246\265\010\037\034\361\234\252c\312\324v\206\200\241\246\272o\034\001\231\000\214\004\017\004\211\327\354\363w7n\215\372(\320\034\212\014+X\327\003\320q\3665\347\346\352\226v\357\374\2141\334\0313\"g\364\3401s\332\346\362\266\363\317O\306W\016\264D\tA\311\300\336k\270-\013w6\222\355\325\016\027\024s6\255\364\202\354l\033B\333\330\255\r\026\303K\025\030\370\023\223\275gc\244\322C7\212\224\264\233\001m\327\260,\364F\273m\006\272\343\235\324\262\202\301\047^\311\026\230\206\230\262\r\200c\033\345E\226\255a\332\035\272T\343J\310\366\034s\352\032Y#h\250*\254m8\242\243OR\254\244\232\265e\237W\307\021\213\0368\353C\001Z\t\035\031i\305\326\254\310\004\217\321\221\321&9.0\310\254\032j\317\250f\255\037\014\272r\"\273\267/\222\305\231,\270\313\004\256\300+\330Q%|\016\303\231tA\214\330O.\271\\\375\025\216\302VY\002\242\212\362h\212^\032\266+\376\373qIFA\373w2\274=\224h\347\356S`\351\223\243~\010#\277O&\35157\314e\201\253\226\245D=2#\241J\334\351\315\210\345\2416p\310Fc\331\3178\023>\2269\362\244\345\007\2569\270GA\232\305\272\337?=\254\365\357u9\346o5\227SwUy\314\370=\222JX\350.\251\013\013Xr\367\207\243\203\216\364\346&\246X[\267\247\301\363mz\234\213\276\221<\027\250My\206s?\243\232\367\233<C\2456ML\3059\033\204o.\314\304x\372N\313\3216v\302uG8|i\305\211yh4\221\032<\210/q\004\371\006\270\365\222\272a\027@\341\036\356A\245\355r\364P\305p\361\375\266St\357\204M>\232\271\316NQqo\252\354d\252U\223XWd\271\353\025]\361\031\316\004\221\2318\310\234\340MfB9\300\262\336(.I[\017\315\3037Y\223t\310\360\235\315l\225\3269593b_.&s\233\232\234\301!\315\344%\207\205\203\357g\020\352\213\226\314L\202\355 e\020\rK\031\357\2600&\320\254\017t\257\222\354?^+4\257\221\213%l\031\313@0J\240\242\205\341Hu9\214\"\3519\017\016\360KV)\327\350\203\226\301qj\210""\315\345\014\320\262\253&\002\366\031l\344\343\306Y\275\233\027\201\337\370>\347*\363\313\301\256\271\354R\034F\320\266\211d\363D\036k\350\273\\\271\037\3029y\352\177\361w$S\205\t\004y\005\220p";
-    PyObject *data = __Pyx_DecompressString(cstring, 4966, 2);
+    #if (CYTHON_COMPRESS_STRINGS) == 2 /* compression: bz2 (5027 bytes) */
+static const char cstring[] = "BZh91AY&SY\237z\235z\000\002\363\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\300@@@@@@@@@@@@\000@\000`\024?tw\205A\323\272i\266\250-\2036\241\334\316i\205\265m\224\263\003u\273Z\266fU{\203\320\224\003\021\000\001\3669_\rOB\"J\003\324\001\265\036\243\324\032\007\244y3F&\002S3)\262zhM\244Q\247\244\366\246\322j<\210\000\003@\003\324\022H\214\230 I\201\032\231&\032*~\232M5=O\312L\365!\201\037\250@\017P\332\215\r\030# \0304L\031\000\003M\002jD\2404\000\000\007\2504\000\361M\r\222z\215<`*h\032i\220z\206M\000\017Q\265=&&\304@H\204\024\310\200\250\362\033&T\323\324\365\037\250\324oR\r\001\220\037\252d\006\200\000\3044\006\207\250\003jm@\032\000\020\250\214\004\310i\247\24214\323#F@\320\30142\031\030\215\0324\332&@h0\231\003\023#\021\2010\001$\200P\320\247\223=$\3654\364\025<jy(\365OS\324\320\364 \000\000\017P\036\240\006\200\000\320\006\2002\014\236\270\221\232\2100\264\022\375\014\227\331I\206\0230\231\201\203\323\375\377\363\374\240\377@z\210\006\350M\355\360\047\251\276\031\352\225\220\255\255AU\231\300zuI\244\337\305\223/\033\336\344\017G\355\376\037\310~s\370\037\327\243\325\324\032\004Z\226\220V\242\246\257\357Z\326\265\251\246\265\251R\246\232\326\333mAj-\002\324\255\267\235K\353z\311z\307\256\311\314\205\210DPb\000\304bF%\213\021\035\264B\242zS\234\311\235b$\245\010r\344\260\nJF \302\260R\262\026,\014\311&\031\002fBL\311\230C2L\3003\010\030\320\332\312\316Vv\316\344\026\010\262\235d\223I\355\211\r\242\212\333\242\325\202M\210m\r\240\026\373\356`B\324\310g5Z\336\013X\262\013\344\274\2362i\264\223cI\215\2661\266\3201\246\267\364\001j\306\322I\261\264\255dX\033m\014c\001\2646J[\363\343\031\\\231\252\2051*\242\010*\214\314\321\253\331\232\370N74[\014\034\237\206^\006^\3209\243.L\322*]\234f\3606\317m\250\265\033\030\30134\342\257\200Q`\024\267\277\230\213!\250\303\206\034\333\036\252\212\252\242\253\020\266@\263dZB\241Q\207%DQ*\010\242TJ\210\311dUk0\255F\3210\361\254+\026,X\363\nr0\233\230t\322&\244\022\0327\0322\202a\206R\210QD\300\312\323""\010\2303\026\305\336r\223\047\014\3475\206\02600\303\010\373\032\251+\005r\234L\341R\374\312J\354.\313K\361bg\301\274=\317s\361\365\373\273|\036\003\025\345>\343\013\031\351r>\007\275\0208\371\361\177~\004\365\264I\233\335s\034\356\262:uM\350\216\277\tV\261z\366\253\350\374\030\027\376\033\177\205\312nw\344\017\237\356\377\315\330\316\314O\363\360\375\026\333\2623\307\363\317\206\026\226\037!\371\275\265\335\254p\224\355+\232\367\277\026\271\322}\327\364\0341\306p\237E\333\253q\302\3458meL\026\030\333\006\010\340`|\263\271\331r\276.\201Jl;R\344\220q\3528\201\334#\276\036\047\212T\320\314e^$\230\227\016\252\254\246,^\3358\034E\3615\027-\010\"\")L\234\324\346\203\307DP(\2513\225\020\024\000\372aa\2000\006\003\002\232J`y\t\004\220JE\2010\230\274y\n*P\245-\327\243.J\305\253\353\374\337k#,q\331\306\277\367b\307\260\022\330r4%\030\351\375f7]\304\343\372\333\346\354\266\266r\337\325\233\217\223;h\376]w\363a\364p\301\372\274\274\250\214\242\363\213\036+\314\327\257\007\022Iadwar<\014C\207V%\263ph\022\274\rB\275o!\010\305\236\367\016\214\0363\047\264\025\3071N\252\366\"\363N}+\004#\002\316\021\316\214\376\315\010H\310,\243\004EL\240H\272\177\365\376\364B\242E\020Q\021K\3030\201\005\000\204\002\305b\232\351\241@\242&\022x<\007\204\274\370((\020%\003\244\236]\2369JR\214\257\013\357\264\016\3768a\251\317\2552\302?G\t\277\217RdF7v\277\333\245=>\337\337\366\220\336\231\302\265If\003*U\016j\324\203E\362t|\222f\0320f\213\234ND\207\r\033\235\033\337{\3777\367\264\205|Q\000\"`g\237\271\355\267\333\333\231Q*\244U*\252\210\317\254!m\372#\360}\313,\274^\223\344h\212\032 \321#D\264KCB\334~6V\363|\345w\247\331\363\273\340GPZ\243U\250\215V\253T\375~\366\311\353J(\222\3732\351\351\351\3379g4gL\347;\020 \276\371\323\345\346\376\274v$z\256\232\3143\317\311\336\310\326\020!\277\360\325\034`Aa-\344?\377\311\214\r\326\307\3366\357\322\236\253\335\321\360t\247\366\356\352:\215\350\233\343Y\371\204\334\266\343{y\261\371]\341\302]\031\233s$\254H\324\205\001jZ\205\254\214a\304\253JP\224\263\017eD""\315:14\254\211\330\244y\2142]\311\314\026s\236/\035\217h3\014\307\233\3672H1ER\235\202\245\255\370\214\230[\371w{\226Y\241\315\364\2749\202\315f\031\255\2539f0S\300\273l\032\245\345G?\263\222\310F@d\267\013,\225\267\r\216(\230\246\246\246h\022\224\270\357\337\261T\006G\257\326\330\226-kn\361\367\0331\365\027\212kZ\024)\267\327\246\307t\014P\245\025\nQR^\351\310\226-))\030p\307\247\336\300Y\341\206&\006f:\3719r\24233%\370\315iG\221K\030\306\356\210\177\261\256\2628\335\247\324\314f$\214\020\313;=[\300Y\r\233\036\314v\256\306f\3722C\231\376\3162c\312\222\217\265w\230\307\215\211\337G\34191\217\002\"\222\047\342qs\017d\221\210\035\203\342c\370D\035kKya<\020E\264\356i:;\220\353\332\207\342_-\343\214\344\306\332\336\370T)\177\307N\037\344m\177~\014\254l\246\216f\277V\203\277A\027t\355f\201\017\345\301\263}0\204%\213mu\360P\t\277\026\304\020q\352\270\025\030\263\321\335\25109\326 \212j:<?\312u\305\334\203\275q\303\247gE\263X\353\030^2n\206r\266{\203W\177\303\r|\376w\351\014\232\030\272\364\034\010\260S\245\"-Lm\037\223\306\r\277\323c\036\346\306\320\237\364\275R+\021D\002\2306\255s\300g|:\177\035\371f\252Ew\245\303\224\016\315\3166x\353\233\335F\351Q\212\036\341\336\241\306\350\006\265\2729\223\006e\321\230\3506\260\034`\322b\207\326\214\256\254\246z<\340\036t\223D\001\242\236(\341&\216\205\273\037\032]\356\270\336v\r\324\233\354\034\252\337\277\027\007,\366\024*\020\227\234y\306\274\315]}\336Y\300\227o\035O\036\242\t\342\325\273\236X\267\324Z\000\316\215Ih4\205rw\203\263.n\230\032{\320[\267\271yQ\303KD\3448\355~\r\020\354kw\315\317\341\224\371\214\340g1\326\315c\037}\010aOIK=\331\301(\246\031\222\034\303\305\3379\243\230\271\213\232\016|\327{\3010\315\231wXv.C3\231\226\346E\336N\326\277\253\257\237\"6s5\241\024\257\326ns\204\030\203\263\266 |\275{N\301\215\276w\340\356n\264#:pt5M\235\213\311@\330\370%g\021\331\310\265\340 \341\355Z|\273\356\236(\010\336\257\022\275\027\201x\270\2336Ivx\274Z9\366ir\353nmQvv\204\216\215\323/c\234v\356\3306&\333ci\256^|7TL\300\3729\342)""\321\271\222\333oX\315L\354\264\275\323\246\313\251\316\233\220d\265\245:\377\215\017YK.\253\310a\212\254\036\3529\326dwI\304\214\305\214/\376\033\226t@\374(\336\303\004\003\267\007PO\035\036\322\373\316\360\321$S\003\345\216\271\345\303\327D=\017\337\003?\n\336\350\354\014Z\216\222Wb\254\303\236\255\353N\2727*z\337\273r\265\214`\315\302\322\370g\"\343\047\"\027\047\007\047\233#2\366d^\340\324\321\334*c\315\237\032;6\273gT\335+\363\204\337\204\240p\211\211\270n\001\306\311\343\0355\r\016\344c\023i\316\346\232\033\344H&\301\r\\\346a\211\207\240\323`\320r:\204\271\034\270\361\\m\360\031;\221\360\364\233\036\3449m\3648\3658\265\343<\201s!x\215\263\337\300\351a\230\347t\360\277\331\303\225\362+g\244;\303u\305\302\273\300]\336)`\016w\230\t\375^\305?\235W#\272\250\242\301\274\047\315h\257\333ROp\315\023P55Z\235\213gf\342\275\214g\311<zg-\036\274\346\364\240Ru\313D\016\352\255y\236T\335BT\310f\037\006\376\343\254l\367\336W\225\342\363i\310\207c^\365\376\373i|\214\316\rz\207\013\270\261\230\214\225\203\266M\007_E\326\033\334\022\243uf\357[\313H\257_\031\0329\275\366\347%\312:\272)\314\230\030<xh\226\303\034\010\350^g<\345r\360\330H\261\047\005\335\324`_u\351x\275N\336\337)\336<#\257<\047\002\253\216?5\341F\013,\342\334pL\330z\006\256\323\255\215\241\272\324^eE\322\332\332\231\265\005h\305\3579\262\214:\356\212\275\201\206\270\364\241\203\034\221Za\262\327\340\313\203cn-\337l\375\n\212\335d\346\252\315C=\035r\356\343~\247OW\311\350\300\047\346\302\205\307\260\221\177>]:\323\000\250\232%\275\234#\301\032\032\203d\200\254\306\341cv.\021u\021\251\243\007\004\033\262\353lL~\014E\243k\242\232\226\211gC\037\021\003d\271\3360_]\234\\l\263\313\320Zpit\346\246\373Q\003l\210)[0\023P`\336a\260|\005\334\354\376\236\345<u\tL1\240\014\301s[K\225\330\263A\266\2479\371\221bL\3516\210\274[o./\271\354\n\235\216\342\\X\336ul\314a\212;{=\225rr\270N\317K\267\336-\232\262\202 \274\035Nx\333\345\337x\314P]\360\312\334mqL\214\3318L\225\374Og\372\256X\030\312\247y\372\047\347\002\367\033\023\255""\320\343\2534\374\\;\277\237rt+\322Tq+\006\345\277M\2608\370\273w\367|]k\211\305\216\375]\352u\230\307\035l\350E3\256\277\241\216\007\202\316\036n\333\035\271=O\027^a[\243\302\265%\276oh\331i\320\374\014t{\026c\211L\332]\014-\207\020\251\305\360\016]\260H\353B9  @5\353|\227\204\213\022\005\226\010\207\026\214L\355\024\302R\226a\312\244\027\017\r\3026(E\314\316\204\251<\206.\373\234*\217f\032\356\3018\202\350#\316\360\322s\332\225\265a\214\023\246\366\255\tH}jr\204*>\367=\334\334:\031dE\214A\035\341\t\257E\354\3541^9a,\233\270pc\232\304\\\324\337\224P6\304\332\036\270V\203\303L\222\353\231&\264W-arW\"\365\323y\331\177^~\233\215n\037V\267;]\t\265\324\215W[I\300\324\354~\026k\016\372\021\230r\231j1\236\264\274\355\332\311\360\016S\233t5myr\271\337>\260\354\261\001\304\030\330\306L\016\220\314\347\303>u\244\213\365~\312\302\366\213sm\304Ag\230\327\020\\\305\247[p\27178|A\275;\322\256\370\335\3335,\310\247\312\274\274\324\306cC\337\246<\033\215*\2720\205\231S\267N\017N\205\356\234d_\224\352\314\333\222\334\221\270F\345\270[\272\367\243~\3734\266\263\246\271]\0369\332\023{\240\367\263\343\225X]\213Zl\374\014ceM\3264:g\302\263\214=9-\271\240ml\"\254\364\242\265H \033\006GEV\031`\211\213\271\267j\352\271\034l\205\265\013Mr\225\304b\246W\022\302\271\225/wf2\272\300s%\254\210\275\320\036\257\324\356\275\027\t\220yY:\254\243\213\235\253#\006\312\016\253\017g\003\261\257\201\262n\336\304\227`\215\2506\240\333\265m\r\206s\233\356T\312&\322g\036\350\025;\223\212D\224\331\2507W\177\266s\305\244g\311\233\206\363\0047\0146\276\017/\030\312\314\256H\271+\221r\271\034\273V\272j\343\303\274\317\226\273\033\257P\233\334\207\033\357\213\346H\303\301\272<p\246\016\365w#r\251TV\265\257\014\":7\344\030O\264g0\202\254\314\207\266E\220Y\002\303ww\336\3558I\222s\203\2700\236\311p\242(P\333N\231ss\036m\303\213\272\037@/@\314\214f\230\243\250\367\373\305L\\\200\314\216\235X\315\3517}\212\311i&\247\177j\017;5\264#\351N3\243hN\222\340\313\200h\257\306\237S\271\276\260\035\306\\\000.\003\274\\\000""\322\336\364;\337v \010\022=\005\335h\204\301\211\035\246\035\016\032\t\336\262\032c\037\227\020\223`\240j=RH\224\332=\217\022\365\210g\305\034\371\344R\242\023]\014lp\310~\302}B\016\374\"\t\361\242\t\032\037e\214e1Y\224\025\001\365\255\n\367:O\321\tw]\237\210\211\";\354\204\346\034@\3348\"\010\365!(\367x\027\232@\277\305\245\365{+\222\325\324G~ \211\277\363\245\177F\202F\035\307O\303\000s\271`\021\345\252P\343$F{\215\251h\034\271w \271V\004\201\321R\234\221\207\335\017L\363]\311\006\372[\n\364\211\213\177\227{\301\276\241\252\3047\202\302\202\322U\312\"\367D\227\206M\316\225\356~\037\243\355\312\250=>\252\257U\r\205\027\230T\274\205\025;g\005\243)\315\242e\221\222\321\"\315)+$\030\315A\020C;\307\367\362=\327\310\216&~\031\367\227Q\253u\207y\201\306mi!\205\2521\373\225\030(p\214\203\245\240\232Z)\245\270>\336c<A\227\370N\313\r\233J\336/w\r/L\355z\343y\270\177\263\244B\354\224}I\342m\255\235\014(\032\266\252F\017u\304\271\225\020\226,\244C\233\302\202&N\367WW\177\252\006\3171\0253\n\006y\224P\237vw\026\265\354E\276\367\207vC$\020-g\251\226\323\324N \3008\272\256x\244\355\3572\353\215`\030\366\006\365Hh\001\200\271P]\251\355\221\273\253\2542k\347\306\266\274\0337@sU\010\004\033\312\312\025\203\305\354\000\332\320\03783\017\357\010\326\033\010Sw\023\273\301@\303\371.\215\215}\246UJe,\264F2\347\363\2018\261\rp\243\n\021\2740\271V%A\310\3602+\205\2002\224\226s\325\225\027(W\025s\263:\353c\312\240`\030\371\244\345\031\0474=(j\025\001Sh\021&\335\nn}\244\270wf\2217\304\336Wlc\312\312\253\352\250\303\214\2601\013\233)Ip\025\362\326d\207\227\024B\276\270\311\211N\001\211\234b\003\222\341\200$\306X\231v\000\230\264\256\014\\\001\200\361\370.\303\014\001\372\262\214\332y\246\365\014\326Z\035\240\366\327\003pw\267\002\213\242F\3020^\217\014\256{6`T\300\213\004\020/b\347)\0143\035\020\203 \206\270\271%\333\201\335\035%}\327\336G\304\217\303*\3139\004H\010\202\205\007\t{N\227\324\024\006u\306i^\214.\311(\203\236\217\021q0s\033\351\230\021S\354\341\301\235\235c\000UU\311(qF4\307a""\233\236\311\020\035\240\237uo*\340\031sl+)\030\331{\261\325\221\001\213\214z`Y\203\276V#6\306\022\23016\020_\264Q\253\216l%R:/\001\305\252\204(<\253\245\013\276\0148Jru\021\177Li\047!\003\345\315L\215\027\n\022\020\203\271\010\357r\336L\227\306\021.@U\3154Y^\036\240*\2720\302e{\2479&]a\371K\204`U\035\301\320\203z\047\2300\337\232\n\366\307\215\207\200\370\356\315)\004a\224\033\347\216\003\0310\t\234\221\264`D\322\211on\222:\020r3\336\311(@w\216\005\215\036\303,\243\260$\005\004\222\311x_\005T\002\"\010\r\364\357\252\033\375\213\231d\221\322\336G^\0060\360\301 \221_\210}\354\353w\356\334\376\225\216\354\274l\030e\021\225P\253\315\020a\005\334\271\311\273uq\351\244\034\317\274\204\005@\312b\022\227\345\033B\325\333\216\222D\017\027Pt\356Z\266\023ol\355\013PT`\302\320b\250\345\204N\3638\266v\355\261\004/\021B\355\247m\204\265b\310\331\353\016\273m\006}\327\277\340\331p\262I\353\331#i\\h\213 \330\006\240\356\024\026Y*\216a\317F\211\250\352\256\202\234s\366\r\r\372\2146\0054\250\307\025-z:\024\346\004\232t\346\237Or\221\2454\325*\307\021MgT\327\305F\227j\252\304+C.7\322t\325\256)\254\2123\321x\306J\2659\361g\326r?\233\027\363b\305\232\350\363\212,O\300+\330AZ\276\007\341\310\231b\230\330\025OGX\247o\335J\266]Y+\204r\013\025\362\354b\347\251f\307\353wb\275\n\343\277\335\337\200\202\320\241\333\356\322Q\300N^H\242\253-,|$\323\3445J\206M\372t\334x\010\253\257F\324\371\355\260w\365\2655F22\037\213\267\252\t\237C\034\371\235\252\200\361\016\246\360\352\256\221m,\032l\271\322\366t\316\247Qdw\016\212{k\353\372\004\227X\352\246\211\t\033)\340\371\307\215\207\301\200\0357hpF\333\271\374\273\227<\234\331<rye\326\324\201\217U\177\203\222_\nx\217\312\324\255\241\220\2736B8\222\334\347@vM\2709\326\356\201\356\r0X6I*\220@\201\034\020\260!\315d\007P\033\206@\265\027\301\312\001\352\nz@\214\264\220W\222\354\347x\r\241\036\207\216<\363\331,D#w\013\006;Y\265\025\205\2121e\231%\332\371X\357H\252\260b)\215\2505X4S\0055i!\336\320\026\363-\307J\316f)\214\303\225\364\236]\356e\276h\303Qi\014""\375\315\231\252\245\241\251\t\016\323AV\317h\303\355\316\025Z\316\246\251\251\221\325\342\0070\301\332h\3176\014\023x-\203\327E\347K\334\267\t|\332/\245\027n2g5\001Cqb\025\213\342$\253M%\224\274+\260{<\330\227Y\020\361\314CN\340\272J\301\0254\242\240I\213e\2428\263T\362\361\361#7\331\262;^\037\217\317\262\335\223\020m\333\246\342\241\304n\205\272%\217\344 \370\255\341hD\210\357\260\356\211\324\375\202\356H\247\n\022\023\357S\257@";
+    PyObject *data = __Pyx_DecompressString(cstring, 5027, 2);
     #define __Pyx_DecompressString_LZSS_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #elif (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (5299 bytes) */
-static const char cstring[] = "x\332\265XK{\323\346\266\256\023\003iI[\014\016\341\326V\016\201@K\323\035H(\205\356\236&q\240i!\3408\t\267\266\332\262$_\032\307\262%9\267v\237\335a\206\032j\250\241\206\032j\350\241\207\032f\230\237\320\237p\336\265>\311\271\020\350\340\234\303C,\351\323wY\227w\275k-I\212-\375cS\252YR\255!5\014\351\331\222\374\370\351t^\262\364\312\232\336\260%\243\364\233\256\332\337\335\260M]\227\312\246\302\2437\307\307\265\255\206e\233|\331Z\033\2574\332\343\353\272i\325\214\306}\351\333\047\372\232an\255\324\364\r\311(K\337\252F\303\256U\332F\333\222\224\206&i5\223v<:\\k$/\260oM\323\265\003\223%\303|\347\373\303c\275\231\337\375\327\254\322h\030\266\244XV\255\322\220lC2uE\373\322h\324\267\2445\026r\035B\316\325\313\362\212n6t\254W\253\n\354`Wa\025\263\335\260\244\222\242\256n(\246f\3157\326\225zM\223\326\014M\277%\351\233M\034\200\371c\352\030\t7V6L\333T\032c\267\244\n\316K&[U\245\251\223a\225M\030x\301h\350\013\206\255\213\355g\267\354\252\321 \303kz\275V\322M\305\326!\026)\202\235M\232\324\220\236\315=\373r\362\336$\253e\352\344\tK\262\332%\265\016\215t\213\254[j\327\3526\211\274\325\324\255qi\276,m\031m\211u\201\272M\314;\270\300\256\352\r\270\326\246\033i\214\215\243\330p\232\214\345\265Fe,\266gm]\247\325\017\225\272\245\217\047\210(\351[F\203,\274%)\232f\352\264sSQ\365#\357ig\035W\310F\267\345Z\2757c\243jX\272\324\224\215r\231d \245\232\362:m\206s-\245B\020\203}\333u\010.\303\200\225Foe\315\256b\2146\263\266\245\272bV\022\0135e8\322\332~VSW\353\320\200\216\205\t\333\300\014\306aUR_\255\002\001P\273^\036\257\336\342KmMZk[6d&W\326kj\315\206\355M\275\325\326-r+\237\367\275\322\266\r\271I;\3537\226\314\266~sQ\251Y:\001\314\002\330X=S\3370kp\327-\334\331m`\210\315NoT\245^\207\2208\370\206\005#\267\255[\222\320\373\026\354\240 \204\024\t\301\243\254\325T\t\021T2\352\207\324\232\220\226j3\260\214\014\017\351x\3267u\265m+\245\272.dC\244\226\311\\M\323\250\230\312\232T\005\256\261\326\252\033\266j\340`\225\274j\215+%\225,\213e\275\263\304+\336\305h\333R~I^X~\374\370\035\257\213K""\213K\3233\204r\361P|\2457h\307\212\nc\360\235&x#\377ra\372\311\374\354}I\221Hc\354v@\352*\014\001]\252\344#\216C\266\033\026jzYi\327mI\226M]k\253\272,KZ\233\341\3270\032_\"\032\326kJ\035o\325Z\243f\313\260\307\021\235\255#&\340\343,S\375\252\254@\212\266V\263\277\222\341r\0357\343\315\255M\212/\206\tC\020\361a\037DlLk\261Cx+\3330\2445\002\375\221c\333\254:\311\tG\033*\242WRLS\331\2224\305V\306\217y+\310\200@/\310\312\302$ g\255\326P\010r\261`\010\345X\210\351\342\354\374<L\2762\267\230\237{(n\026\346\346\3621]iJ{3\271\325\313\t\207\355\017\022\005\314\325\353\265\246U\263\366\235S$\2107T\235\310y|\237\247e\371\241R\253\313\363kJE\027\277\343=\177\250LT\262\334\033\207\341\310\277o\274\2111$#A\2305\335\212Gc\263\311\261\331\342\321\030gGG\331\006\262b\047\317\354\007\031\333\366\266c\272\220\021\227\302\203\311(\033\341\360Da\002\301\031\362\223\371\005\262_q\376\351\202<\267\260\264\370R^\024\010L\256\307\350\273\377\346M\215\223wJ\263Y\337\352=\251U]]\225\353\206\242Y\2751\3154@r\"7\312\3040`X\312\241\3733\016\317o\300\033q\362\355\215\305\272\032\345\375\021\354XW\232\373\313\232U\rf\214\207eEN\014\334{_\007U\313\302\300\373\253L\275\254\233\204\207\375\241\330\007\311c\273\221\310.\234\261?\361\260\201\223\321\303F\025OB6P\307\374\302#yi\372QQ\226\237mm\342/\217T\047/\350\233\366\"\234\047\307\351\010\014\200h\247\204\265\177S\321ml\264F\003\032\255\241\253\241\322\245\334n\360\265\222\270\010\377jkM\244c\272[C6\347\253n+\275-9\305\360\3045\323\350\241\025\377\010>|\245\200\220\345\246\2517\025\223G@\0342;\327j\257\211\047\344?\260\226\270\217\017\246[J\303\342\256\335\020\231C\236k$kzC=\360\361\360:\363\014\035\323j+\365D\210\204\r\337\304e2\240o\322\003\001#Yc\0350\302\233\230\225m$\267\304\2025KV\r\023\024_k\350\n\322\004\247[\376!\344%\244%\227\332e \004(\007A2\326\221\243,\305\332j\2505c\274\267\201\005\312ko\226J\212\245\323\037\305&_9XK\206Q\3076\245-$2\"H\272\261TUi\342\277\202\304\273\3055\327\201\320Q\221\310u\031\216CE\245\352T\201\251u\024\016j\003""\251\r\224\211r\311V\336\032U\032{\000\332\211\302\025\234D\322\320\245iXt\261j\333\372\021\246\022E\254N@\245-0\001!\201:\017:\3073\350\262\245\303\221\\\246\351\246i\230\275\3642\236\244\227rM\257k\374cqL\210j\245\214r\264\\W*\026J\3045\305\216\013\30524\321*J\263\2427P\200 \357\333\025\330\262i\305|X\253i\265\265\nV\352\233\374\243[\265\006G\200%~\266\365\337VW\365\246\275\212\267\200\265\315\206\253\353u\275Q\261\253\365\232e\3633\031sM\331\344\002\t?T\353R\371\272\006\226\220c\023\360=\307\047a\210\371\023\325\363\032\"\200\202 \326\376\000%\035\270\035\377\2260R\267\276\033\217\225\300\217\r\253\303\334\202\257z\254%n,\243\256\341\277\014!\201\232\204\300\014\034d\362\217\325L\n\274\244Blr8\305%\"\260\262\332\0247\310Qd\202\246b\0035V\263J\362\313\214\215\267\260\340[\206\337\320\240Y\305\301\207\230\362\320\303\233\363\215&P\005\236 \200 \321\225\364#\331\316\004\301\356s,\356\360W\201{\200 \341\006bP]\023\017Zbo\360\016\037\233\274\244\302\322\324\t\355\364$\nN(_E\207B\027\353H2\215\037\255\330OT\360B>\r\006\215k-\253jUe2%.\261o\252lQ.Q\370\006u\244e0\034l\305\024D\002\251\233\226m\340\317\244X\212m\222dlQt\037L\330\242zbj\243-m\245bS\201k\333\200\td76\300\334(u+ \263\0069\367\215L\323n\242\224\322\333\340\221\204\313\326\031\tGJ\000\264Z\370\337\326\371\307ZG\311\214\003\3265E\\\017\024\006q\302:\224\267(&\326\033|\217\013\257h\210\225T\244oT\365\330\336\007\022\331\346v\255\371\336\323?S\273\351\017v\276p\nts\335S\274u\037\267{\351\317\334V$\375#8\035>\350\254F\205\305\335\3649\347\236{\317\233\360\246w\323\247\376\374\303\371\332\315\355\016|\356\347\374\007A\243\203\261\323;\023\177\246\376\032x\357\203\313\364\"\343d\235\327^\332\373\321\327\202/\302\245\316\225\356RTx\025\275\3725\372\265\032U\353Q\335\214\314\365\277\336{o#5\333\207\313l\337#\272<\352{J\227\247}E\272\024\373~\245\313\257}%\272\224\372\352t\251\3675\351\322\354\373\235.\277\367\375\207.\377\351\373\276\177w\340\214s\312i\271\047\335\272\237#\021\327w\236;sn\326-\354\016\234u \322\260""\323\332\303\217\355\336\367\236\373s\301\271 \037\016tNu\332\335\331\256\035\025\177\216~V#\025\262\255F\253Fd\330\221\375;6\376#5M\373O\367\345\351\222\357\373\201.?$R\256\320e\245\3575]^\037/\254E\027\253\317\356#\211Z\273\003\037G\037\337\364\263~\301\257\004\257q8$:4\222\202\t\317\274w\342$&\356l\2622\212\273\356\275\362\327\203Bt\367a\307\210\226\177\211~\321\"M\047{\177\343L\323\274\226\223\372s\232t\034u\032\336\364\036L\237\341\341\335\201\301\235\274s\302y\341\276\204Wm\177bw\360\2343\351l`\313M<\336\211\306\277\357\244v\007?\336\261\235;\316o\360\325\234\177\316\237\336=\2239f\354\242\233q\257\272\213\256\351]\206\351\262\301rx-\334\354X\335\021\030\257\265{\346\274S\301\313M\257\355/\204\271pb73\344\024\335\017\274Q\257\342?\017\260\234\316m\355f\207\222\231-\3369#\346\275\357\rye\377Q0\025\366c\351\273\347\236\366\246\374\201\340T\320\016g\303\326\333\347\016\n(\244v\007\316;\n<>\341\346\275\001?\0053/\005C\201\302\200\300R\333\235\362NxKX\000S\3159\027\335\034f\376\344m\007\227\302o:\217\243g\005\262\304\272\263\004\020=\007\354\317\\v\277\366r\210\000:\">\321\364\206\375~\177\302\177\022\236\r\247:\047;\312^\342\010/\301\335\340\316\364\316\013\310\236v\037yw\340\211M\277E\002\276\357fH\201\373n\301\255`n\3663\226\376!\002\352\353 \007c\244v\207.A\240;\256\352e\304\333\023^\301S\375\214\177\315o\355eI\226\021\222\304\037\365\325 C\232j\321\245\311`:\220;\363\335_\242W\257\t\004\266s\027\236\373\322k\021B.\271\243\256Bq`\301\227\220\216\254\267\355\235\363f\275\226\030\315\271\377\364\373\374\021\177\306\307\264!\326\373\025\2202\351\377;\314w\322\010\362\241\213\356\025\257\310\206,\340T\302\301h\250\320p\326}\201\027\375\230\333\n\322\301<\"\376\"\300\221\047\033\016\200\031\010zSn\312=\347\002\240\037\355\324\340\234~w\202^M\356l\323\250\300\346\0370\356\223\340\323\260\2657H\270N;\363\356\222w\021\022\345\203\017\261e\202k\262\260\"|\226u\330I\210\001\347\2343\0130\234\271\304^d\034\037\n\200?\202\333A!P\202-\002=\233\337\275\016P\010}\325\340b""\230;n\370\002\374z\047\254t\nBV\366\334\tg\231\035\243\270\377\3469\360c\026\222\026\334\262\367\003\006JA_p5x\t\273\0343\374\"\\\014\255\316X7\206\334yg\313\343\030l\013\341\263\316\264Sp4l\177\327\313\002\025\231\363\216\352f\336\030\337{c\342\000m\201!\362s\016\200a\242\233t-/\267\307V\030pO\271m\357\021\260u#\034\353\\\352~\023--G\313/\243\227\257v\00730\335\214Sr\373\200\017\315c3\244\234\014\331\330i#pb\216\230$\200\034\224\344\216[\002`\363~\212\006g\241\310\373\376Y\177\n\301\271\021V;\225. }\001\036\317\020\350 \307\2107\343\225\330\254y\000dz\357\2305\312;W\034=Z\004\356q\203\177\002c1\326\007w~\3001\226{\303\033\003\221\375\020<\n\357w^v\025\"\374%\241\326]vx*\016\003\"?\022\314t\207\275>\357:N\277\3523\3006`\237\024\005\275\016p=\366OQ\014\323\362\257\343\020\315z/01~\277\340\217\005\031\301\035D\203#\330\032|\353\227\203\331`\273s\266s\007\232\036\335i\335Y\304\241C\300\312,\022\360\242o\005\243A\005X\331\350\224\272\207\317\375s\372\257\223\357\275\177Y\350\367\005\266U\221\312f\203\026El\2014\236\027!Apx.\334w\326\271\016\347^E,eX\247\\\202\342k0\363(\247\374E\337\016@\276\303L\226\263\256\215@\314\263\366\213>\363\354\0356\361$\370.K\004\300\234K\224A\256\262\275\333\036\237<\313\n\237\366\036 \351\347\016\240:\223\310\363\032\376\316\354\207\320=\342\303\3353\027\300\005\223\340\267\0178\346JA\212\016\274\353\236\005\303]%f\024T\367#G\320\010T\265\303\273\260\342\275\356\355n\301)\0000\005\010\333\212\322\310\357\"\035\366\001\272:v\334`\266\314\261\2112Q\372\212\313\226;\263c:C\210\252,\3141\344U\375Z\320\n\323\341\217\035\265\233\355\026\231\257\220@\235k\034>\0241\367\202\tT\n)*/\322\316C\252mN\357<\340\250\034$\036\002\351~\316\234}=L\205\237t\264n\216\250\354\036\026\333\336wA&\270\026\254\023su\276\242\032\n\330\232q\312H1\353\234\210*\341\363\316\014\034|\242\273\022\025\237G\317Q\034\311\264\375}X1u\314\366W:K\335\214\330D\347\270\177\316\241\361\004\333_\353\254S\205\265\030-\376+\372\227\"t\030q\362\356\thy\t\026P\300\313\375\301\035\312}""1\217\235s&H\247>\250\272\216I\303~\232Y\266\020\226;\323\235\305N\253\233\356>\214\026\213Q\021<\261\022\255<g\333FT\026\276\325Bd\230\n2\213\330\373\243\035\315\031\215\316_\347\342\343.\222\305J8\021>\201\225\013\"3M:\377\215\204\246\363\253B`t\212\335T\027n\002{\221\233\006!\245\351\014s\232\200%\2569\255\350\302\rJ\265B\001\323\271,`\032\277t\007\031\2577\202\\\362~\230\371L\345\300\266\375\333(D\0109wB\025\330\231\354\230\335\013Qa)Zz\021\275x\231l\361\221\247\001\201?\004\323\275\304=\007\244P\375p\233\224\242\222v\021\345S\t\3140\302\274\027\327I\n\205\002\225U\224\300\221\367\261\3155\277M&\t3\310\217:\002\276\004kR2d\017\301\232\257\243\327p6\273J\032\355\255\261\000\357\2710\013\037(\241\335\231\352\366\003\342\313<\037\340\200\244\250Q\225HA\371W\216\312\225\277[\210$\361\367R\235\210ASd\374a\1779\222qD\351\350\346y\204\3104\266\327\0004\252\372\346\242B\014\213\3509t\201\"(\236\365H/\377\255T1\214b/g\235\211}\177\365\303\316E\010;\203\262\261\010\026\0200\372\033/0\233\365\374p\001i\256\0056\317R\036@\334LB\343\331\300\204\020\024\20398\236\312}3*@tt#\020\035:Cz\210\216\322\377\267\350\267\325\335\3345\210O\220\235B\300\240d\330\373\377\3304\266\002b#\211\205mp\363\250\367\033\302\371\247\020o\306\250&#\236\\tZ\202z\036\241XMQf?\275s\027\t{\272\027\301T%-S]*^\235\305(\347\260\026*\316i\"\333\017]>\317\342\232w\013v\313E\351\233T\364\322\332<\302$G\301Z\006\253h\210\230\222w\3123\271R\306\214O\334B\224\276\3453q\236\303zbe*|ZB\354\007\310W\217\341\251\270\3048\201\"\360%QM\342\021\035\223uA\362\340-\256epB\205lASH\242)\234\177\003<\277\344\017\007\047\300\003:Hb\016!\372u\367*\300B\313\306\342\274,j\3724RZ\237\367\205\277\314Er_x\275\323\317\251\240(\242\213\255\202\266/.\376\372!D\325\255y-\021\255\033\300\221(~\021\033\255\230\034\047\320\321d\2107\330%\017\302\211=\306\\\206\211Qx\nv\022U\3065Nv\213l\240W\240\223\251\316\211N\241\243w\357t5\n\242\364\267!\310\003\021\260;p\005r\366CuU\030:\225\000Y\247\036B\244\300\002\310\022)Y\020\275\302\272\315y""\347\261w&I\331\243q\370\316\371\347}3\310\354\247\355\266\307\365\020\364\344\034\216\272l\010\311~\2323|\316\233D#\306\355\312d\214\333e4\tq^\375\006\264\331\212\323w\213|\242q\275\234G\351\264\002\226\344\322aS\224z8\217K\n\266\313?\303\302\3361\232\321d\333\235x\227v\031\246\342\353\360\332\325\003\001\3640\034\201\255\376\267\252S\002xC\365<\352\204\334\377\251\372\204\274(\375]\250P\034|x\020\034\207\022E;II\024XIE\255\010\215D]\253\323\333\003Y\203\363\360\327,\002\351\337\342\326j\031\2749\023h!\207\245\0168?\246\326/J\317w3\tY\236\347\n\265\037\352Z\320M9\220q\307PD*(}bb\3019Qz\241\213\266\224\026\"\340\366\363\345#\237\227(b\335\210\363\023d\247\375F\374i\177\005$\265\034^\r\223\\~\374bQ\324Q\233HM\316\014H\377:\231>JS$\366\252\324\275\001\001\007\315\275\211\330Yf\377\307\374q;\032\202l\264\375\024LL\315F:\032\245\030\022\247\016\301\341\334\251Ra\261\346M`\313\017\317\355\227\002\267\375\027A\374R\343\257\023\033\334/p\305~\366\215i\275\362Mpc\nR\377\214\346c\002\332&\275l\216z\342{\\\000\267\274\223\036{\373\343\035\025\336\316\301\220%\356_\237\306+P\341r\331\223\006[e;\257\272\026\047QT\024\310\210\257\270\373\0266\373\334\235\341\016\276g9\356\266\207\320\224\0260~>\032\373.,\201D^G\317\220\206\221:~\211~\371\225\336\027\001\2361\024/s\321\315o\302\014\371h\225\271w5~f\340\t\n\235\240\247\033\000\321\024\0201\021\367\3334r\025\3514\345}\002\354S\322)R\211\306\3753\371\243\350\016D\322\355\230\366\320\366\016\243\374\276\025\324;\327\273\047\005Z\310#-\001\345\207\004\320\236\341\010\357\017\201\263\214\3739|\256&_O\216t\342\233\"63q#\311\311\010*k\374\001\005\305\023\177\307\330FI\3733\327a\310\230\\\375f\207\261\322\204\2752g\331\350\252{Y\264\230W\330)\037rk4\302\375\316\337\354\275\205\344p\263\363\240[\212\236\241\315M\212\246\354\247\242-<\320$\025\271\306\004\213\024@_\017\000\241\024\265\335\275D!\3069\351\355\305\210\177\211$\331\317_Ba\370\233\374\265\201\2558\340\0160\313\025\220\307\271a\030\214\256\334\362g\231\277\204W0\004Q_\222\325""\366\342\207e\264\246\311\207\215\323;w\010n\207;\360Y\020\3745\257u\354\340\3361\203\333\301[6\200\332O\270\333\035\004E\016\206\371\316\007\335/\242e*-w/]Eh\276\244>I\024\320\023q\335\200\260~\202\320\370\231!\376{\364\nn\372e\367\3231\020\365%j&\202\177\243\177Q\273g\221\377\2248O\210VA\364\335\333\336ED\343\253\300\n\257\205\255\204Y\257\363W.\252\263g\002\356\203k\020Ot\245=Z_\367D\206\336\047@\252I\220:\242t=\252\257\035h\200\317p\267W\202\013\2478Y\014\007\251\203M\340]DP\236\272\346 \005\325\250\245.\010++\334\252\366\263\357\222:sV\364\253\356I\201\244C\337\225\210\277\3436\234|\0323\200`\357\021F\237\352\235e\372\314\201 \330\345D\020\3306\032\374\224S\031j7N\200C\374\035\300\014\207\351\363o\334\215\355qv[\241\360\306{\332\370\014}/\353\217.\177\001\262\334\016\317\201d2\235\0214f\275v8\017f\273\313\235\377\357\\\223\347\336\366b\254W\025\315p\001\363\307\201np\025~-t\024\314\272**s\372\314A\301D\274A\351\370l\254LV\260\307\031.\204\026\371\353\335m.:os-\367\216\200\022\325\342\321\200*S\310$\037\300N\373\0178\333\211\017\006\321\360\030\352\344\3738\360\004:\207R\047\325\311\210\376\212\2766\321\307\221\"D\177\300\375\213\332\315t\331T\023\273\331O\230\000F\271u\350\017\276E\3031\t\363f/@\235y\376dy1\270\201\222\343Q\347~w\261\273\021\255$\355\327\205\3178m\244\375\031\330\375j\360<\024\261\374?\006\211>\327";
-    PyObject *data = __Pyx_DecompressString(cstring, 5299, 1);
+    #elif (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (5348 bytes) */
+static const char cstring[] = "x\332\265XK[\333\346\266\256\215IhC\3338\201\220[[\031HH\332\224n\002\244i\322\335S\300$\245Mh\314-\267\266\332\262,\333*\306\262%\231[\273\317\356\220\241\206\032j\250\241\206\032z\350\241\206\014\371\t\375\t\347]\353\223\314%\244\035\234s\362\004K\372\364]\326\345]\357ZK\222bK\377\330\226tK\322\353R\335\220\236\255\310O~\234\311K\226V\331\320\352\266d\024\177\325T\373\233[\266\251iR\331Tx\364\366\370xi\247n\331&_v6\306+\365\326\370\246fZ\272Q\177 }\375T\3330\314\2355]\333\222\214\262\364\265j\324m\275\3222Z\226\244\324KRI7i\307\223\303z=y\201}\365\222V:2Y2\314\277|\177|\254;\363\233\377\232S\352u\303\226\024\313\322+u\3116$SSJ\237\033\365\332\216\264\301BnB\310\371ZY^\323\314\272\206\365jU\201\035\354*\254b\266\352\226TT\324\365-\305,Y\013\365M\245\246\227\244\r\243\244\335\221\264\355\006\016\300\3741u\214\204\033+\033\246m*\365\261;R\005\347%\223\255\252\322\320\310\260\3126\014\274h\324\265E\303\326\304\366s;v\325\250\223\341KZM/j\246bk\020\213\024\301\316&M\252K\317\346\237}>u\177\212\32525\362\204%Y\255\242Z\203F\232E\326-\266\364\232M\"\35744k\\Z(K;FKb]\240n\003\363\216.\260\253Z\035\256\265\351F\032c\343(6\234&c\271^\257\214\305\366\32475Z\375H\251Y\332x\202\210\242\266c\324\311\302;\222R*\231\032\355\334PT\355\304{\332Y\303\025\262\321mY\257uglU\rK\223\032\262Q.\223\014\244TC\336\244\315p\256\245T\010b\260o\253\006\301e\030\260R\357\256\324\355*\306h3kW\252)f%\261PC\206#\255\335g\272\272^\203\006t,L\330\002f0\016\253\222\372j\025\010\200\332\265\362x\365\016_\364\ri\243e\331\220\231\\Y\323U\335\206\355M\255\331\322,r+\237\367\255\322\262\r\271A;k\267V\314\226v{I\321-\215\000f\001l\254\236\251m\231:\334u\007wv\013\030b\263\323\033U\251\325 $\016\276e\301\310-\353\216$\364\276\003;(\010!EB\360(\033\272*!\202\212F\355\230Z\023\322\212>\013\313\310\360\220\206gm[S[\266R\254iB6Dj\231\314\3250\215\212\251lHU\340\032k\255\232a\253\006\016V\311\253\326\270RT\311\262X\326=K\274\342]\214\226-\345W\344\305\325\047O\376\342\365\362\312\322\312\314,\241\\<,\277\322""\352\264cE\2051\370\256TG\244\047\204\301\340\3362Z\265\022\303\000\010\264\245)\351\261>\313qP\227\346\237<\232\274+\351\033JE\023t\223\177\2718\363ta\356\201\244Hd(\010qD\331*\354\007\023T\311\265\034\276ln,,ie\245U\263%Y6\265RK\325dY*\265\030\265u\243\3769\202hSWjx\253\352u\335\226a\306\023\246\262NX\216\217\263L\365\2132\004VZ%\335\376B\006R4\334\2147v\266),\031]\214\\V\352\010\320c6\214\375\310[\331\206!mP\254\2348\266\305\026#9\201\017CE\320K\212i*;RI\261\225\361S\336\n\016\241X\021\034ga\022\000\267\241\327\025Bj,\030l\033\0131\263<\267\260\000O\255\315/\345\347\037\211\233\305\371\371|\314r%\245\265\235\334j\345\204\372\016\007\2119\346k5\275a\351\326\241s\226)2\352\252F\234>~H\357\262\374H\321k\362\0029S\374\216w\375\2412\277\311rw\034\206#\377\276\361&\206\236\014\360\230\272f\305\243\261\331\344\330l\361h\014\317\223\243l\003Y\261\223g\366\203\214m\273\3331\313\310\010g\341\301d\224\215p|\2420\201\240\032\371\351\302\"\331oy\341\307Ey~qe\351\245\274$\020\230\\O\321\367\360\315\233\032\047\357\224F\243\266\323}R\253\232\272.\327\014\245du\307J\246\001n\024)U&b\0021S|\035\3168>\037!(\307!\330\035\213u5\312\207#\330\261\2464\016\2275\252%\2301\036\226\02591p\367}\r\014/\013\003\037\2562\265\262f\022\036\016\207b\037$\217\255z\"\273p\306\341\304\343\006NF\217\033U<\t\331\3008\013\213\217\345\225\231\307\313\262\374lg\033\177ydHyQ\333\266\227\340<9\316b`\000D;\345\271\303\233\212fc\243\r\032(\321\032\272\032*]\312\255:_+\211\213\360O\337h \213\323\335\006\212\000\276j\266\322\335\2223\023O\3340\215.Z\361\217\340\303W\n\010Yn\230ZC1y\004\304!\263s\255\326\206xB\332\004k\211\373\370`\272\245\354-\356Zu\221p\344\371z\262\246;\324\005\037\017o2\317\3201\315\226RK\204H\330\360M\\&\003\3326=\0200\2225\326\021#\274\211Y\331FNL,\250[\262j\230\310\014z]S\220]8K\363\017!/!-\271\330*\003!@9\010\222\261\216\324f)\326N]\325\215\361\356\006\026(\257\265],*\226F\177\024\233|\345`-\032F\r\333\024w\220\377\210 \351\306RU\245\201\377\n\362\365\016\227jGBGE\376\327d8\016\205""\230\252Q\341\246\326Po\250udDP&\252,[ykT\225\330\003\320N\324\273\340$\222\206.\r\303\242\213\245\357j\047\230J\324\276\032\001\225\266\300\004\204\004\312C\350\034\317\240\313\216\006Gru\247\231\246av\323\313x\222^\312\272V+\361\217\3051!\212\2342\252\330rM\251X\250,7\024;\256/\313\320\244TQ\032\310\235\250[P.\330\025\330\262a\305|\250\353%}\243\202\225\3326\377h\226^\347\010\260\304\317\256\366\353\372\272\326\260\327\361\026\260\266\331p5\255\246\325+v\265\246[6?\22317\224m\256\253\360C%2U\275\033`\t96\001\337s|\022\206\230?Qto \002(\010b\355\217P\322\221\333\361\257\t#5\353\233\361X\t\374\330\260:\314-\370\252\313Z\342\3062j%\374\227!$P\223\020\230\201\203L\376\261\032I]\230\024\226\r\016\247\270\262\004V\326\033\342\0069\212L\320Pl\240\306jTI~\231\261\361\026\026|\313\360\033\0324\2528\370\030S\036{xs\276\321\000\252\300\023\004\020$\272\242v\"\333\231 \330C\216\305\035\376*p\017\020$\334@\014\252\225\304C)\2617x\207\217M^R=jj\204vz\022u*\224\257\242\261\241\213u\"\231\306\217V\354\047\252\223!_\t\006\215k-\253jUe2%.\261o\252lQ.Q\370\006\345\247e0\034l\305\024D\002\251\033\226m\340\317\244X\212m\222dlQ\253\037M\330\242zbj\243-m\245bS]l\333\200\td7\266\300\334\250\220+ \263:9\367\215L\323j\240\224\322Z\340\221\204\3136\031\t\047J\000th\370\337\322\370\307\332D\245\215\0036K\212\270\036)\014\342\204u,oQLl\326\371\036\027^Q\027+\251\266\337\252j\261\275\217$\262\355]\275\361\316\217\177\244\3663\357\355}\346\024\350\346\246\247x\233>n\0172\237\270\315H\372Gp.|\330^\217\nK\373\231\213\316}\367\2767\341\315\354g\316\376\361\273\363\245\233\333\357\373\324\317\371\017\203z\033c\347\366&\376H\375\331\367\316{\327\350E\326\031p^{\031\357{\277\024|\026\256\264\257wV\242\302\253\350\325/\321/\325\250Z\213jfdn\376\371\316;[\251\2714.s\351\307ty\234\376\221.?\246\227\351\262\234\376\205.\277\244\213t)\246kt\251\245\033ti\244\177\243\313o\351\377\320\345?\351o{\366\373\316;g\235\246{\306\255\3719\022qs\357\2713\357\016\270\205\375\276\013\016D\032r\232\007\370\261\335\007""\336s\177>\270\030\344\303\276\366\331v\2533\327\261\243\345\237\242\237\324H\205l\353\321\272\021\031vd\377\206\215\177O\315\320\3763\351<]\362\351\357\350\362]\"\345\032]\326\322\257\351\362\372ta-\272Xi;M\0225\367\373>\214>\274\355\017\370\005\277\022\274\306\341\220\350\330H\n&<\377N\357\031L\334\333fe\024w\323{\345o\006\205\350\336\243\266\021\255\376\034\375\\\212J\032\331\373+g\206\3465\235\324\0373\244\343\250S\367f\016`\372,\017\357\367\365\357\345\235^\347\205\373\022^\265\375\211\375\376\213\316\224\263\205-\267\3618\031\215\177\333N\355\367\177\270g;\223\316\257\360\325\274\177\321\237\331?\237=e\354\212\233uG\334%\327\364\256\301t\003\301jx#\334n[\235a\030\257\271\177\376\222S\301\313m\257\345/\206\271pb?;\350,\273\357y\243^\305\177\036`9\235\333\334\037\030Lf6y\347\254\230\367\2567\350\225\375\307\301t\330\203\245\177=\367\2347\355\367\005g\203V8\0276\337>\267_@!\265\337w\311Q\340\361\t7\357\365\371)\230y%\030\014\024\006\004\226\332\356\264\327\353\255`\001L5\357\\qs\230\371\203\267\033\\\r\277j?\211\236\025\310\022\233\316\n@\364\034\260?\177\315\375\322\313!\002\350\210\370D\323\033\362{\374\t\377ix!\234n\237i+\007\211#\274\004w\375{3{/ {\306}\354M\302\023\333~\223\004|\327\315\222\002\017\334\202[\301\334\201OX\372G\010\250/\203\034\214\221\332\037\274\n\201&]\325\313\212\267\275^\301S\375\254\177\303o\036\014\220,\303$\211?\352\253A\2264-EW\247\202\231@n/t~\216^\275&\020\330\316=x\356s\257I\010\271\352\216\272\n\305\201\005_B:\262\336\256w\321\233\363\232b4\347\376\323O\373\303\376\254\217i\203\254\367+ e\312\377w\230og\020\344\203W\334\353\3362\033\262\200S\t\007\243\241B\303\003\356\013\274\350\301\334f\220\t\026\020\361W\000\216<\331\260\017\314@\320\233vS\356E\027\000\375`O\207sz\334\tz5\265\267K\243\002\233\277\303\270O\203\217\303\346A?\341:\343,\270+\336\025H\224\017\336\307\226\t\256\311\302\212\360\331\200\303NB\0148\027\2359\200\341\374U\366\"\343\370X\000\374\036\334\r\n\201\022\354\020\350\331\374\356M\200B\350\253\006W\302\334i\303""\227\341\327\311\260\322.\010Y\331s\275\316*;Fq\377\315s\340\307\001HZp\313\336w\030(\006\351`$x\t\273\2342\374\"\\\n\255\366X\047\206\334%g\307\343\030l\t\341\007\234\031\247\340\224\260\375=o\000\250\310^rT7\373\306\370\301\033\023\373h\013\014\221\237s\000\014\023\335\224ky\271\003\266B\237{\326my\217\201\255[\341X\373j\347\253he5Z}\031\275|\265\337\237\205\351f\235\242\233\006>J\036\233!\345d\311\306N\013\201\023s\304\024\001\344\250$\223n\021\200\315\373)\032\234\203\"\357\372\027\374i\004\347VXmW:\200\364ex<K\240\203\034\303\336\254Wd\263\346\001\220\231\203S\326(\177\271\342\344\321\"pO\033\374\003\030\213\261\336\277\367\035\216\261\334[\336\030\210\354\273\340q\370\240\375\262\243\020\341\257\010\265\356\261\303Sq\030\020\371\221`\246;\344\245\275\2338}\304g\200m\301>)\nz\r\340z\342\237\245\030\246\345_\306!:\340\275\300\304\370\375\242?\026d\005w\020\r\016ck\360\255_\016\346\202\335\366\205\366$4=\271\323\246\263\204C\007\201\2259$\340%\337\nF\203\n\260\262\325.v\216\237\373\307\314\237g\336y\367\232\320\3573l\253\"\225\315\005M\212\330\002i\274 B\202\340\360\\\270\357\202s\023\316\035A,eY\247\\\202\342\0330\363(\247\374%\337\016@\276CL\226s\256\215@\314\263\366K>\363\354$\233x\n|7@\004\300\234K\224A\256\262\275\273\036\237<\307\n\237\363\036\"\351\347\216\240:\233\310\363\032\376\316\036\206\320}\342\303\375\363\227\301\005S\340\267\3678\346\212A\212\016\274\347^\000\303\215\0203\n\252\373\236#h\030\252\332\341=X\361~\347n\247\340\024\000\230\002\204mF\031\344w\221\016\323\200\256\206\035\267\230-sl\242l\224\271\356\262\345\316\357\231\316 \242j\000\346\030\364\252\276\0364\303L\370}[\355\014t\226\231\257\220@\235\033\034>\0241\367\203\tT\n)*/2\316#\252m\316\355=\344\250\354\047\036\002\351~\312\234}3L\205\037\265K\235\034Q\331},\266\275o\202lp#\330$\346j\177A5\024\2605\353\224\221b69\021U\302\347\355Y8\270\267\263\026-?\217\236\2438\222i\373\007\260b\352\224\355\257\267W:Y\261\211\306q\377\234C\343)\266\277\321\336\244\nk)Z\372W\364/E\3500\354\344\335^hy""\025\026P\300\313=\301$\345\276\230\307.:\023\244S\032\252nb\322\220\237a\226-\204\345\366L{\251\335\354d:\217\242\245\345h\031<\261\026\255=g\333FT\026\276\325Bd\230\n2\213\330\373\203\275\2223\032]\272\311\305\307=$\213\265p\"|\n+\027Df\232r\376\033\tM\343W\205\300h/wR\035\270\t\354En\352\207\224\2463\304i\002\226\270\3414\243\313\267(\325\n\005L\347\232\200i\374\322\355g\274\336\nr\311\373!\3463\225\003\333\366\357\242\020!\344L\206*\2603\3256;\227\243\302J\264\362\"z\3612\331\342\003\257\004\004~\027\314t\023\367<\220B\365\303]R\212J\332%\224OE0\3030\363^\\\047)\024\nTVQ\002G\336\30767\374\026\231$\314\"?j\010\370\"\254I\311\220=\004k\276\216^\303\331\354*i\264\273\306\002\274\347\303\001\370@\t\355\366t\247\007\020_\345\371\000\007$E\215\252D\n\312\277rT\256\374\335B$\211\277\227\2527\006\3152\343\017\373\313\221\214#\212\0477\317#Df\260}\t@\243\252o>*\304\260\210\236C\027(\202\342Y\213\264\362\337J\025\303(\366\362\2003q\350\257\036\330y\031\302\316\242l\\\006\013\010\030\375\215\027\230\315\272~\270\2144\327\004\233\017P\036@\334LA\343\271\300\204\020\024\20398\236\312}3*@tt#\020\035:Cz\210\216\322\377\327\350\327\365\375\334\r\210O\220\235F\300\240d8\370\377\3304\266\002b#\211\205]p\363\250\367+\302\371\207\020o\306\250&#\236\\r\232\202z\036\243XMQf?\267w\017\t{\246\033\301T%\255R]*^]\300(\347\260&*\316\031\"\333\367]>\317\342\232w\007v\313E\231\333T\364\322\332<\302$G\301Z\006\253\224\0201E\357\254gr\245\214\031\037\271\205(s\307g\342\274\210\365\304\312T\3704\205\330\017\221\257\236\300Sq\211\321\213\"\360%QM\342\021\r\2235A\362\340-\256epB\205lASH\242i\234\177\013<\277\342\017\005\275\340\001\r$1\217\020\375\2623\002\260\320\262\2618/\213\232>\203\224\226\366>\363W\271HN\2077\333=\234\n\226Et\261U\320\366\305\305_\017\204\250\272\272\327\024\321\272\005\034\211\342\027\261\321\214\311q\002\035M\226x\203]\3620\2348`\314e\231\030\205\247`\047Qe\334\340d\267\304\006z\005:\231n\367\266\013m\2553\331)Q\020e\276\016A\036\210\200\375\276\353\220\263\007\252\253""\302\320\251\004\310\032\365\020\"\005\026@\226H\311\202\350\025\326m\336\273\204\275\263I\312\036\215\303w\336\277\344\233A\3660m\267<\256\207\240\047\347p\324e\203H\3663\234\341s\336\024\0321nW\246b\334\256\242I\210\363\352W\240\315f\234\276\233\344\223\022\327\313y\224Nk`I.\035\266E\251\207\363\270\244`\273\3743,\034\234\242\031M\266\335\211\277\322.\313T|\023^\0339\022@\217\302a\330\352\177\253:%\2007T\317\243N\310\375\237\252O\310\2132\337\204\n\305\301\373G\301q,Q\264\222\224D\201\225T\324\212\320H\324\265\032\275=\22258\017\177\311\"\220\376Mn\255V\301\233\263A)\344\260\324\000\347\047\324\372E\231\205N6!\313K\\\241\366@]\013\272)G2\356\030\212H\005\245OL,8\047\312,v\320\226\322B\004\334a\276|\354\363\022E\254\033v~\200\354\264\337\260?\343\257\201\244V\303\2210\311\345\247/\026E\035\265\211\324\344\314\202\364o\222\351\243\014Eb\267J=\350\023p(\271\267\021;\253\354\377\230?\356F\203\220\215\266\237\206\211\251\331\310D\243\024C\342\324A8\234;U*,6\274\tl\371\376\305\303R\340\256\377\"\210_\226\370\353\304\026\367\013\\\261_xcZ\267|\023\334\230\202\324?\241\371\230\200\266I/\233\243\236\370>\027\300M\357\214\307\336\376pO\205\267s0d\221\373\327\037\343\025\250p\271\354\311\200\255\006\332\257:\026\047QT\024\310\210\257\270\373\0266\373\324\235\345\016\276k9\356\266\007\321\224\0260~)\032\373&,\202D^G\317\220\206\221:~\216~\376\205\336/\003<c(^\346\243\333_\205Y\362\321:s\357z\374\314\300\023\024:AO\267\000\242i b\"\356\267id\004\3514\345}\004\354S\322Y\246\022\215\373g!\331\210\263\206\n\374k\177\227?]\244\333\271\323\255\326\013Q\372\"\351n\314\220\350\220\207P\251\337\tj\355\233\2353\002X\344\274\246@\375#\302r\327\306\024\032\217\000\311\254\373)\340\241&\037ZN4\355\333\"\214\263q\317\311y\013\326)\361\267\026\324Y\374\311c\027\325\357O\\\262!\271r\241<0\204\225&L\233\275\300\376Q\335k\242\033\275\316\376{\237\273\250an\215\376f\357\035\344\221\333\355\207\235b\364\014\035qR_\r|,:\310#\375\3242\227\243 \234\002\230\356!\320\226\242\016\275\233S\3048\347""\307\20388^\"\237\366\360GS\370\3506\177\230`+\366\271}L\210\005\244|\356-\372\243\353w\3749\246:\341@\014A\324\227d\265\203\370a\025]l\266\353\303IB\346\361f}\016\271\340\206\327<u\360\340\224\301\335\340-\033@\355\247\334\030\367\203M\373\303|\373\275\316g\321*U\241\373WG\020\305/\251\245\022\265\366D\\b\200\001\236\"\212~\342h\370-z\0057\375\274\377\361\0308\375*\365\035\301\277\321\352\250\235\013H\225J\234RDW!Z\364]\357\n\002\367U`\2057\302fB\3027\371\203\030\225\344\263\001\267\314:\304\023\rl7\003lz\"\231\037r%\225/\3102Q\246\026\3256\216\364\312\347\2711,\302\205\323\234W\206\202\324\321~\361\036\202-O\rv\220\202j\324}\027\204\225\025\356j{\330wII:\047Z[\367\214@\322\261OPD\365q\307N>\215\311B\020\3750\243O\365.0\323\346\300%\354r\342\022l\033\365\177\314Y\017e\036\347\312A\376d`\206C\364\2458n\334\0168\021\256\021\023\340=m|\236>\255\365D\327>\003\257\356\206\027\301G\331\3660z\270n\347\234G8\337\343\217\004\277q\371\236{\333\213\261n\0015\313\265\316\357G\032\307u\370\265\320V0kD\024\361\364E\204\202\211(\2062\367\205X\231\001A4\347\271fZ\342\017}w\271>\275\313e\337_\004\224(,O\006T\231B&\371Vv\316\177\310\211Q|[\210\206\306PR?\300\201\275h2\212\355T;+Z1\3720E\337Q\226!\372Cnu\324N\266\303\246\232\330\037\370\210\t`\224\273\214\236\340k\364&S0\357\300e\250\263\300_7\257\004\267P\235<n?\350,u\266\242\265\244S\273\374\tg\230\214?\013\273\217\004\317C\021\313\377\003\3409b\357";
+    PyObject *data = __Pyx_DecompressString(cstring, 5348, 1);
     #define __Pyx_DecompressString_LZSS_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (7261 bytes) */
-static const char cstring[] = "\377 at 0x i\377s in no \377PT_LOAD \377segment \377object>(\377tree fra\376\021\002)..dyns\373tr\002\002ym.gn\377u.versio\377n: <Memo\377ryView o\377f <conti\377guous an\237d dirN\001\007\riyn\021\005U\000ided\"\010o or \004\031><(\t\376A\006>?Canno\377t assign\377 to read\177-only m\240\002\375v\242\000Elf_Vewrneq\000cha\205 \373th\223 runs \377backward\377sInvalid\377 mode, esxp\223 \241\000\047c\047\231\001\377\047fortran\317\047, gm\000%\005sh\267ape\325!ax\336 N\377oneNote ~Z\002Cython\365!\377delibera\363te\224\000\371\001cter\376!\001n PEP-4\33384\263\"re\206As \337subcl\317\000es\276\332!built\257\001y\377pes. If Oyou \307\002\354\000p\367\000^%\tthen\330@t\200\000\267e \047\230\"at\262@_\177typing\047\226D\373iv\242\000o Fal\367se.\212ebeyo\376\274@any add\367res\210\000pace\214\021\014`\000 e\344@\367@\007\001f\373il\031\006whose\377 p_offse\235t\210bp_vI\001\222`ssag\337a\335 ulo\"\000\366\353 gn\206\204\005with\3746\000I\001sz lar\355g\232%p_\306@szP\317ickl\277\000\355ast\217ruct\335A\323 \254!c\375h\377@ self.\373h,\002\002im mu\337st be\307Ali\367cit\220`requ\347est\370`k\002@au\357to_pV\001e(T\377rue)Rais\377ed insid\272\303Ae\315`wri\254@,\226\327`tu\301`d\342a\200!c\367all\304@as (\377status, \356\362\003, w\334`).a\377 dynamic\177 symbol\312\n\3371 TiB\344 _n\366\256`an\356`ecut\337able \207\"no\373 f\216\206\001progr\177am head\262`\277slotcov\000c\376\322As.abcdi\311s3\001c\006e\026\002A\002ou\377t DT_NUL\375L\004\030STRTABx\377\205\001)\000\n\000SZen\205\001\323gc\212 \005\002d\262\207\003DY\377NAMIC: aY \356\001\326\000ex\255\006h\206 \217noth\240A\203\206\002\263\"n\377o defaul\377t __redu\177ce__ du\372b\377non-triv\367ial\033\000cini+t_\215  \346\013s\364\014\240\"\277src/fa\365 u_dit/_\367@e\006\000o.pyx\331\207\001ng\204D\013 p!\000 \247\204\010\320\210\004\212D\353\"\237too m\361\204\001h\014u\370\200\"\320\207\001\346@ocate\377 array d\017ata.\013\020\207\207\003\376\210\001\333\210\003\375s\"\000termin\271a\357a\222\004in \325\211""\004A\357SCII\234@VER\367DEF\003\003NEED\336\250\210\004daux\003\005ef\370\274\210\005\013\007\313\210\001Ellip\277sisPT_\226DS\256\337\204\001nce\231\212\001.\236\212\007_\377_Fail_ImWage\000\003.\207Fc\244\210\002\273__\017\006set\316\204\001e\271_\013\014\310\204\004_en\263@eIsA\004\233\204\004_\234\204\003\016\005s\201\204\003|\006\r\354@ng_at}\004\236\223\205\003_namF\006\252\207\002_sto\276\207\004\246\004ver\305`\364\033\013\314\212\003_\257\207\002_MIN\375_\306 SION_E\177NTRY_Re\265\206\002\300\000\005\335\020\033\004\207 \340\017\024\005ap\367ply;\006chec\177k_loadsO\006_drop_\225\215\004_\336\207\001\307ire\326\215\001\030\007\"\013ne\343w_\366\215\004\223\006\253\211\003_of~\010\007verlap]\007\177phdrs_o\021\003\347_a_\331%\275\005pla\347ce_\370\204\003\223\007ref\207ere\215`\246\007\233\205\003\216&u\021n\264\005\240\210\003\317\007v\324*\245%\307+\374\335#\226\003STRING\377_TAGS__P\373yx\001\000Dict_\377NextRef_\225_\210\214\004e\350`_\335\214\002\000\006_\177getitem\026\001\375d0\001___doc\256%\001fun\003\002g\215\204\005_\377__import\336C\001main\003\002etqaJ\006\336\213\002a\002mro\245\204\006\343__\343by\001\377!___\277prepar\212\002p\314\254\000\330Bsu\202\000\n\001re\217sult\"\000\306\000\210\205\003_\336!\001type\017\003un\016\264\213\003_En,\005\n\006\364f/\002yv\323\212\002\362\001qual\351\204\001\260\376\001\206\211\005\366\205\017\241\211\005ex\246!s\313et\260\006s\372\010\224\206\017_t\363es\222!\275\"is_c\377oroutine\017aabc\352\215\002\357\215\002\363\222\001\313\210\005\357_buf\237`app\367end\347\204\002args\377asyncio.\3768\006satauxb\017base\000\001\335\216\001\003\002\327\216\002\357boolD\000byt\371e\234\211\002\005\001sccap>\000\000acity\357\221\002\260\205\010\353cl\221\000_\266@tra\375cN\000ckclos\377ecntcoun\277tdelta\275\205\026d8\375\"\333\000\263\224\003dyn\353\217\001\003\001\367pos\n\001size\374\233\210\014\310\224\001ymee_p\357hent\035\001enc?odeend\305\210\004\317\210\001\363ye\306@\242\222\002erro\365r\326\213\006.\327\213""\005fiel\345d\000\002s\244\220\002\250\220\003fin\377dflagsfo\257rmat\242\223\004f\307\000d\377gapgenex\277prgetg\212@p\375s\237\211\004iidimg\365i}\000x\000\002esin\362\375\204\002s\203\205\001\277\001jkke\377ptkindla\374\323@\360\207\001leleng?thlist\013\002\204\210\001wmax\234\221\002mem\350\224\001>\273\224\001move_\365\217\004\007\002\350\267\207\002\341\211\001\344\211\002nx\000new\360\204\210\001\303\212\004\210\210\010\223\210\010.<lo?cals>.\276\004\307\000\177tobjoff\333\222\003\274\255\210\006\352\222\003sold\000\000_n\242\000out\243\210\004sof\000]r\000\002spp\247\212\003z\232\223\005\365p\223\224\001e\234\223\004pack\345p\365\223\001p\240\214\001\302Apat\277chesph\370\210\001_\360\227b\357\210\024\206\211\024\261\016phof\261f\235\211\n\252\211\n\036\017op\323`p\377resentpr\367obe\337\214\014rref\376\332\211\007refsreg\344\234@\277`e\202B\361\227\001edr\032\010\002d\262\215\005re\250\212\003\025\005\325\223\001\303re\334\231\001\047\001\353\223\003\372\000hrKun\003\001s\276\215\014\325\215\004s\274\232\004\274\364\224\001\235\000dset\345\221\004s\217hsh_\300\226\001\004\000\225Dh\361_\224\205\001\253\230\002\004\002lots\335o\363\215\002tar\351\216\003st\337epsto\001\000r_\007pos\304\213\004\252\216\005\357\225\003\245\216\t\270\221\003\334\257\224\001W\002tagH\000ge\177ttextth\361@\377unchange\355d\303\001ck\331\213\016upd\177ateuse_\352\217\005\371v\250\227\002\364\216\014valva\367lue\000\002svd_\016\204\204\001vda\002\003\216\217\010\252\214\004\253\214\nF\374\232\001vn\240\217\002\004\0005\002n4\003\236\241\226\001wher\241\217\003\276\214\010x\377zip\000O\200\001\330\277\004\n\210+\220Q\005\001&\337\240a\240v\250\010\000\340\004\377\037\230q\320 0\260\013\377\270;\300k\320QR\330\377\004\023\2208\2308\2401\377\240A\330\004\007\200|\220\3777\230!\330\010*\250!\337\250;\260n\300\021\000\013\210\3771\200\001\360\010\000\n\033\376\025\001\021\220\024\220[\240\004\377\240J\250d\260+\270T\377\300\034\310T\320QZ\320\377Z^\320^h\320hl\377\320lr\320rv\360\000""\337\000w\001C\002\004\000C\002\335G\003\001G\002O\n\001O\002\335S\021\001S\002^\030\001^\002\335b\037\001b\002l&\001l\002\335p-\001p\002{4\001{\002\375\177;\001\177\002@\003\330\010\377\020\220\007\220q\230\006\230\367l\250!\237\001v\210W\220\377E\230\024\230Q\330\010\022\375\220\251\000\027\220q\340\010\027\377\220t\230:\240W\250E\377\260\023\260D\270\010\300\007\377\300u\310C\310t\320S\277\\\320\\c\320c\231\000k\377\320ko\320ot\320t\335{\234\000|\001A\233\001A\002]D\242\001D\002H\251\001H\236\005]V\267\001V\002[\276\001[\227\023\275s\332\001s\002t\002\261!q\377\330\010\017\320\017)\250\024?\250Q\250g\260[z\000\217\000z\005\n\001\300 \020\000\005\006&\000\373\210x\310\002a\230v\240Z\377\250v\260Q\3206F\300\377o\320U]\320]d\320\377de\330\004\013\2109\220\275A$\001q\220\001\200\006\000\022\377\220$\220n\240A\340\010\367\021\220\021\022\002\330\010\014\210\177D\220\005\220X\230Y\323@\377t\2501\330\014\023\2204\377\220w\230a\230x\240t\377\2503\320.@\300\001\330\377\014\017\210t\2203\220j\376\251@E\250\023\250A\330\020\375\021\001\020\031\230\021\230#\230\337R\230r\240\033\270 \024\260\377U\270%\270x\300s\310\375\"\272 q\330\020\026\220g\376\032\000x\240u\250N\270!\377\2701\330\021\025\220S\230\377\n\240$\240g\250W\260\274P\000t\001q\330\024\025\"\005q\372i\002\021\"\003\t\240\025\240f\277\250G\2605\270\0038\000\020\376\017\032\013\2405\250\010\260\007\237\260u\270C\270u\000@\025\014~\205c\001\330\010\026\220a\357@\1771\230D\240\010\250\001\366 \237T\260\025\260a\214b\210 t\177\2305\240\005\240T\250\255 \377\014\210E\220\031\230!\230\3771\230K\240z\260\032\270\2779\300L\320PQ\232!v\333\220T\302`W\240\227 \033\230\1777\240!\2401\240E/\000\376\355\004r\240\027\250\003\2501\377\250M\270\022\2705\300\006\257\300a\340\010\202D\240\360e\014\357\210A\210X\215 \004\230G\377\2403\240a\240x\250q\275\330\236\000\t\230\021\330\352\000:\357\230Q\230g)\000\024\037\230\376\222!F\250!\2507\260!\336\212 \001\330\025\032\216\0003\230\357c\240\021\330\031\002\005\240Q\377\240c\250\021""\250%\250q\353\340\024\210\001\"\206\001\250$\250\373c\260\357@\026\220d\320\032\3774\260A\260_\300I\310\357]\320Z[\300at\2206\356\267@-\240q\236a\032\230$\335\230\371\000\027\220s\311@Q\330\375\010\212az\240\023\240C\240\367q\330\010\022\001!\230=\250\277\002\250\"\250B\250\240 \025\372\363\002Z\247`4\250}\270D\377\300\004\300A\330\025\031\230\227\034\240S\304\"Qs\000\204a$\273\270a\023\001\024\230X\026\000\003\377\2504\250q\260\004\260I\257\270T\300\031\232`D\300!\010\373\013\210\366b5\230\001\230\023\377\230A\340\010\016\210i\220\277q\230\003\2301\330\030\0004\363\210z\022\001\226\204\003|\2401\240\377M\260\036\270q\340\014\017\377\210q\220\004\220I\230T\373\240\031\217\000D\260\r\270Ta\300\320\204\005\347\204\001\302@\260A\024\220\240B\377q\220\001\220\023\220C\2207q\330\020\261!1\230\303\204\002\364\204\n\377|\2602\260Q\260a\260my\361\204\001\020\220\374 \230&\222`>\352\003c\260\031\270!\217D\n\n}\030\325@3\270g\300Q\246\003\356\265B\005\220U\224Ba\230}\354\250 \371!\020\024\247\000Q\230f\373\240H\271 b\260\002\260#\363\260Y\225 \004\020X\270R\270\357s\300\047\310\354d\026\220y\365\240\377\205\002u\267\003\024\220A\220\377Q\220d\230!\2306\240=\024\277`\021\026\220c\244a\t\014{\340\020\031\r\010\017\210u8\001\362\206\207\001!\256`\344\210\0024\230s\240\373!\340\202\207\002\010\230\007\230u\373\240G\331`(\270\047\300\032\377\3109\320TU\320UY\277\320YZ\330\014\021\270 Bo\220b\230\002\235`d\240\202\"\377\001\220\021\220$\220a\220wu\230D\232\003t\2204\264`\373!\330n\0103\230b\240\004\257\240D\250\001\021\001C\306\000\t\377\250\022\2505\260\007\260w\377\270h\300g\310Q\330\024\345\030\357@\021\361a\205\000\"\240B+\240b\331bD\236`A\276\001$\r\301a\025\032k\r\263\206\003\201\014\311\206\002\200A\273\340\010\345\204\004\014\210H\223`s\377\230(\240\047\250\023\250H\377\260G\270:\300Y\310ar\355\212\001T\365\210\003\234\205\001&\240\001\200\205\004\372\371\210\001\024\305`r\230\027\240\002\177\240&\250\002\250#\250\201\207\002\371w\235 \346\000\026\220e\2301O\230L\250\007""\300\206\001\266\211\0017\234\206\004\327\024\240X&\000\020\032\003N\250\353\047\260\301\211\002v\202\211\002\"\240C\376\354\211\001\250f\260C\260z\300\177\022\3003\300a\330\020;\014\177v\220R\220r\230\025\300`\377C\240v\250R\250s\260\367$\260g\251`w\300b\310\376j\013\200A\360\006\000\t\033\376\306\206\003+\2503\250c\260\023~V\000q\330\010\025\220Q\360\212\001\351I\215\205\003\213aW\271C\022\220&>\332@#\230T\240\021\317\002\345\204\002\352\302\204\001%\236`$\356\216\002R\250t\357\2601\330\020\233\215\0011\230C\317\230t\2401\327@\372\001R\250\372\343\211\0023\220\204\0024\230r\240\024\270\375\206\001\307\212\002\305\207\001$\230a*\0002\336\351\210\001\014\210C\210\355\001\013\240\037;\250d\260!\326\213\001\317\204\004\315\213\002>\233\204\001[\240\t\250\021\371\210\001\275\205\003\3758\214\211\001\330\020\030\230\003\230\3374\230q\240\n\366\207\002b\260\376\316`\023\2206\230\022\2307\263\240#\226\211\001\345\210\003J\250\325\205\001\"\356\301 t\2706\303 8\3102\377\310Q\220Q\230\001\230Q\377\2401\240q\320\004\027\220\335q\211\215\003\002\220$\244@4\230\365w\251\211\002!\236\"\021\320\004\034\375\230\265\"\020\210r\220\025\220\377c\230\024\230T\240\025\240\377h\250i\260q\270\004\270\177J\300c\310\024\310S\253\210\002\177\021\220\021\220%\220t\221\000\376\256\205\0018\2601\260D\270\001\356\333\217\001\004\220F\361\220\001\013\210;\272\221\206\002\014\357\215\001d\320\032\201\221\0017\377\260&\270\001\270\035\300d\353\310!\343\215\0018\316\000t\240>\277\260\021\260%\260v\266\210\001\300\375/\300\221\001\014\024\220B\220f\337\230K\240v\250\205\214\001g\270\367W\300B\336@\005\310V\320\377SW\320W^\320^_~\220\211\001:\220S\230\001\330M\017\277\034\300T\310\021\330@\002e\366\234\207\002W\250\311\205\001M\300\021\300\367%\300v\336\221\001R\320R`\357\320`a\330\201\217\001\220\"\220\177D\230\005\230T\240\032\242`\177a\250q\260\003\2603\370\214\001_\013\2104\210q\210\217\0011\257\221\001\375\002\350\000v\230T\240\027\250\375\004J\000\r\270Q\270f\300\377A\300R\300q\310\004\310""\377F\320RS\320SU\320_UV\320VW\346\217\002\320\223\223\001\270X\003\2170\225!g\230QU\004\016\277\210d\220$\320\026\317\223\001t\377\2506\260\024\260V\2701\353\270M\343 Q\224\214\0034\220~\357\240Q\240e\026\002Q\260o\337\300S\310\001\310\244@!\240u\021\335\204\001\014\243\000r\220\027\242\213\002~\346 %\220q\320\030(\347\215\001\256\257\213\003r\220\033\241\204\003\330\027\003\230\205\014\253\204\002(\365`\320\213\0027\001\314\210\001c\276\333\214\002t\2502\250W\265b3\377\270c\300\022\3004\300r\377\310\030\320QT\320TX\367\320XY;\005\016\240d\250\237\"\250H\260A\252\223\004\220\217\001\025\362\273\217\0022\321\001\317\224\001R\220w\230\237b\240\002\240\"\363\210\002\265\221\004a\270\264\205\001\323\221\001\323\220\001A\240QD\000%\373\250u\261a\270\021\270$\270\237e\3003\300b\313 \211\215\001\320\371Q\237@\313 [\320[^\320\335^\246B $\240,\005s\260\337\"\260E\270\024\201@a\270\377t\3005\310\003\3102\310\267U\320R\372!\320W\247\000\\\377\320\\a\320ad\320d\337f\320fg\330\032\034Q\340W\020\027\220v\035\005\256dS\373b\277\\\320\\_\320_`\000b\276M\rD\270\004\270A\231`d\334\346`\362\222\001E\320Q\220d\320W\374\311\000\361`c\320ce\320e1fu\036\300d\337D\024\220\376\216\004\345C\3772\230S\240\004\240B\240\237g\250S\260\001\234\204\004\347<\002\367\250!\330\376\047\030\230\007\230\337q\240\001\240\024\322\222\001\250!\273\2504\205@C\260r\321 T\317\300\021\300!\366@\353\226\001r\320\177QV\320VZ\320Z\204@\277\\\320\\`\320`\270\000h\377\320hj\320jk\330!w%\240Q\253\225\0025\260\003\257\217\001s\340\020\002P\306\205\004&\240a\204\205\005\377z\240\021\240$\240j\260\377\004\260K\270q\320\004\047\276\220\222\001\020\220\005\220R\322\210\001\020\377\220\004\220G\2305\240\001\376\326\216\001\013\2106\220\023\220A\344\271\206\006\242\221\001U\224\224\001\313\221\0016\220\022z\320 \014\300\214\001q\230\004\230#\000\367\020\220\r\377\230\001\017\210s\220\377!\2204\220y\240\002\240\317!\320\004)\361\224\001S\001D\230\375\002\305\232\001\016\210f\220B\220\377d\230$\230b\240\007\240\375r\245""\225\002\021\330\010\035\230Q/\320\004,\250\356\213\002\023=\000\222\212\001\3573\230a\230\345\211\002t\220;\277\230f\240L\260\001\344\227\003\010\377\230\005\230X\240Y\250a\376\224\215\0053\220e\2303\230en\337\212\003\021\330\014\307\220\002\230$\353\224\001\372\365\000\014\214\0035\230\002\230(\377\240#\240T\250\027\260\005\377\260Q\260e\2701\270E\377\300\022\3007\310#\310Q\360\210\230\002\207!\221\230\001\331\232\003\004\230D\240\337\002\240+\250U\240\225\002\002\270\217&\300\003\300\207\213\001\267\212\001\336\211\002\023\337\2201\220E\230\316\226\002D\220\377\003\2203\220h\230i\240\273q\250\345\230\002w\220a\366\224\004\020\367\027\220q\226\211\0041\250E\260\375\021\264\207\001\017\210q\320\004;+\2701\256\221\001E\377\212\002v\264#\206\224\001\352\222\222\003%\350\214\002R\234\"Z\260t\377\2705\300\005\300Q\300e\357\3103\310d\250\211\001\004<\270\377A\330\010$\240A\330\010\177\034\230D\240\003\2403\255\226\001|\226\234\001\237\"E\220\025\220e\300\227\001\316\375\214\003Q\220g\217\216\001\343\212\003a\220.\254AE\240\026\372 \021\370\212\001\257\216\001\274\332\215\001\246\231\003\026\250r\260\261\215\006%\253\230u\213\230\001\024\344\001\230\300\216\001!\177\330\020\025\220W\230A\335\216\002_!\2404\240u\305\232\001\033\321\215\002\336\211\205\001U\250$\250\321\215\0049\230\203C\230\205\232\003\254\215\001\221@\351\223\001\234\231\001\005\257\240V\2502\347\220\003x\345\222\003\021\363\330\014\316\217\002\223\"=\270Q\340\216\307\020\017\210x\334\231\001\350\233\001\306\025\021\377\220\027\230\002\230&\240\002:\341B\021\217\206\004F\270\"\251 \276\215\002\356\300\2008t\2401\351\017D\260\002\317\260!\330\020\264\200H\325\237\001\320\0047>\270a\367\221\001\r\210\222h\325\237\002\242\241\213\005u\213\214\005\254\206\001\312\225\005a\307C\001\205\230\206\225\001e\255\000\252\213\t\203\216\002\300\223\0011\365\230\367Aq\237\234\002U\260\"\260\377B\260d\270!\330\010\016\377\210e\2201\220L\240\005\237\240Q\320\004I\262\227\001\272\216\001r\327\220\026\220\236\224\001\003""\347@s\250\367$\250a\347\215\010\047\230\025\230\367a\230w\321\207\0053\220a\320\337\004N\310a\340\346\231\002s\220]!\246\215\007G\2501]\001ab\001\177d\220\"\220K\230tK\002\377\"\250A\250V\2602\260\017U\270#\270\304\216\005\260\217\001+\017\356\227\003|\233\235\001\370\230\001B\240d\250&\367!\277\320\004Q\320QR\235\224\006\340\371\010\304\210\001\322\230\001)\2402\240U\234\221\212\002\271\207\0042\320\025\231\000\203\233\0015\273\220\007\350\227\002\004\320$\300\205\001\014\235\023\225\213\001\025\220U\244\234\003\356\221\001m\377\2401\360\006\000\r\023\220\336\202\217\0062\250X\260\223\232\002;\220%d\231\240\002w\335\227\002\255\226\002\022\026\016\300\211\001\374\272\222\002\226\211\003\001\230\024\230\\\250\247\022\2501\353\000\304\234\005!\220\235\0018\275\230\375\224\001q\240\006\240\351B\017\377\210c\220\021\220!\2203\336\375\226\001\230\023\230O+\004d\260\375!\224\223\002\004\270E\300\024\300\367Z\310s\247\221\002T\320TW\363\320W\326\213\001\326\234\003s\220*\230\361B\275\236\002\236\220\006\351\235\002\025\220X\230\377Q\230c\240\026\320\047>\377\270b\300\005\300[\320P\377R\320R[\320[]\320\373]^\307\226\001S\230\002\230\047\377\240\023\240E\320)9\270\375\021\206ak\230\022\2303\230\321k\t\004\316\244\002\317\212\0031\335\244\001(\230\277!\2305\240\003\240\320\235\0021\376\271\223\001(\230#\230S\240\001\257\240\035\250b\305\214\002S\301\224\001\017\373\210q\245\245\001\005\220S\230\010\367\320 2\360\210\004\220\t\230\027\377\240\n\250,\260l\300&\003\310\006\250c\216A\244\240\002\361\224\002\251\236\001\262$\376\324\243\001F\220\047\230\021\230*\323\240B\332\210\003\367\235\020x\300\227\001\330\020y\021\302\233\004\210\214\002\230Q\230d\274\241\002\367D\250\001\303\240\002z\270\034\300\335\\\203\222\002\\\320\\\371\224\002\024\027\377\220x\230r\240\021\330\021]\022\360\"c\230\033\335\233\003\034\264\210\001\323\240\r\226\231\002\201\227\001q<\035y\270\377\002\270)\300;\310b\320oPY\320Y\255\221\005\024\036\377\240\001\353\014\210\232\231\010S\206\240\002\020\025""\220\377Q\220e\230;\240b\250\217\001\330\021\026\237\213\007\022\003\360\214\002\340\316\337\235\004Y\230b\346!\343\212\001\022\220\353)\230\352\237\001\010\254\240\001\010\230\010\356\341\210\002Q\240j\221\215\001\020\220\014\037\320\034,\250C\266\212\002\200\241\003\020\000o\230A\230Y\303\242\001\340\014\007\003\357U\240\047\250\251\246\005\013\2103\370\353a\233\243\001\370\235\007C\230s\240%#\240q\000\022A\001\032\rz\243\213\003/\017\377\010\014\210M\230\021\230&\377\240\014\250D\260\014\270D\377\300\n\310+\320UW\320\377WX\330\032#\2402\240iY\305\243\001\273\225\0031\236\244\001\r\230\317\240\001\337M\260\024\260\\\336\204\002{\320\377Z\\\320\\]\330\036\047\357\240r\250\032\311\227\001\260}\300\377B\300c\310\022\3103\310\361a\231\227\004\245\227\003\362\235\003z\240\031\250\377#\250Z\260s\270%\270\371q\346\247\001\325\213\001&\240\004\240Fv\343\225\002B\260\203\235\002i\230s\217\234\004]\020\312\214\005v\240Q\210\234\001q\367\210\007\376\220\220\001\021\250!\320\004l\320\333lm\366\234\010\020\220\352\232\001b\230\027\003\2305\275\250\002\027\212\220\001\270\243\001\377\232\003\3376\240\023\240D\252\236\001\260\001s\260\021\316\235\002\304\242\0023\210a\246\234\002a\003\267B\347\207\003\273\234\001\201\242\002\230\006\240\204\003\340\227\251\001\317\243\006\306\240\001\256\236\004\320AA\250Q\376\336\234\003\023\2207\230\"\230A:\310\206\002\022\212\212\002!\2501\355C\235\207\001\237\330\010\014\320\014\360`\220\224\002\021:\342\220\002\025\203\237\002r\270\027\373\252\001\317\243\004n\210a\005\220V\333\206\001\250\025\270\235\002\377\020\023\2205\230\003\320\033\377+\2504\250z\270\023\270\377E\300\021\300\"\300A\300\373Q\330\363\246\004D\250\003\2506*\365\236\002{\217\226\002!\001\025\047\215\221\006\334\222\001\367%\230|\203\233\010k\300\024\300\337Q\300a\300s\350\221\002\010\017\235\210\343\240\001\004\230A\263\207\002\206\220\001\022\256\306\004\024\260S\373\234\005A\217\224\001\230/\003\2302\230\361\223\0012\251\225\001\347\237\0148\304\205\n\250\223\003\301""\205\rf\230A\255\217\003\375\244\001\327\013\250;\351\214\002\014\300\244\001C\320\277\027\047\240t\250:n\000\005\377\270Q\270b\300\001\300\021\370\332\231\003\352\243\001\231\241\001S\260\003\260;\276\321\231\002c\310\021\310!\301\251\0011\307\330\024\035\330\207\002\356\253\001\034\001<\270\337t\3004\300q\377\243\001\004\230\375I\256\250\002\031\260(\270\"\270\377G\300:\310R\310w\320\335V\367\231\005\030\037\230\263\213\001\004\250\377B\250d\260#\260W\270\000\316\255\003";
-    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 7261, 10318);
+    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (7327 bytes) */
+static const char cstring[] = "\377 at 0x i\377s in no \377PT_LOAD \377segment \377object>(\377tree fra\376\021\002)..dyns\373tr\002\002ym.gn\377u.versio\377n: <Memo\377ryView o\377f <conti\377guous an\237d dirN\001\007\riyn\021\005U\000ided\"\010o or \004\031><(\t\376A\006>?Canno\377t assign\377 to read\177-only m\240\002\375v\242\000Elf_Vewrneq\000cha\205 \373th\223 runs \377backward\377sInvalid\377 mode, esxp\223 \241\000\047c\047\231\001\377\047fortran\317\047, gm\000%\005sh\267ape\325!ax\336 N\377oneNote ~Z\002Cython\365!\377delibera\363te\224\000\371\001cter\376!\001n PEP-4\33384\263\"re\206As \337subcl\317\000es\276\332!built\257\001y\377pes. If Oyou \307\002\354\000p\367\000^%\tthen\330@t\200\000\267e \047\230\"at\262@_\177typing\047\226D\373iv\242\000o Fal\367se.\212ebeyo\376\274@any add\367res\210\000pace\214\021\014`\000 e\344@\367@\007\001f\373il\031\006whose\377 p_offse\235t\210bp_vI\001\222`ssag\337a\335 ulo\"\000\366\353 gn\206\204\005with\3746\000I\001sz lar\355g\232%p_\306@szP\317ickl\277\000\355ast\217ruct\335A\323 \254!c\375h\377@ self.\373h,\002\002im mu\337st be\307Ali\367cit\220`requ\347est\370`k\002@au\357to_pV\001e(T\377rue)Rais\377ed insid\272\303Ae\315`wri\254@,\226\327`tu\301`d\342a\200!c\367all\304@as (\377status, \356\362\003, w\334`).a\377 dynamic\177 symbol\312\n\3371 TiB\344 _n\366\256`an\356`ecut\337able \207\"no\373 f\216\206\001progr\177am head\262`\277slotcov\000c\376\322As.abcdi\311s3\001c\006e\026\002A\002ou\377t DT_NUL\375L\004\030STRTABx\377\205\001)\000\n\000SZen\205\001\363gc\212 \005\002dnew|\250\207\006\267\205\002would\202b\376\377`t 4 GiB\376\203\205\002n ELF32\277 image\351\207\003D\377YNAMIC: \263a \245!\215 ex\344\006h\036\275 noth\327A\272\206\002\352\"\377no defau\377lt __red\377uce__ du\376\261\204\002non-tri\357vial\033\000cinWit_\304  \235+s\253,~\327\"src/fa\254@\277udit/_\256`e\336\006\000.pyx\220\210\001ng\202\273D \320\002\336\204\010\207\211\004\301D\242BtOoo m\250\205\001h\014u\267\"\374\207\210\001\235`ocate \377array da\207ta.\013\020""\276\207\003\265\211\001\222\211\003s\376\"\000termina\334\246\204\001\222\004in \214\212\004AS\367CII\323@VERD{EF\003\003NEED\337\210\004odaux\003\005ef\363\210\005\374\013\007\202\211\001Ellips_isPT_\226DS\226\205\001\327nce\320\212\001.\325\212\007__?Fail_I\311A\000\003\265.\207Fc\333\210\002__\017\006s\233et\205\205\001e_\013\014\377\204\004_\233en\263@esA\004\322\204\004_\304\323\204\003\016\005s\270\204\003\006\r\354@ng\347_at}\004\312\205\003_na9mF\006\341\207\002_to\365\207\004\246\004Gver\305`\033\013\203\213\003_\346\207\002\337_MIN_\306 SI\377ON_ENTRY\007_Re\354\206\002\000\005\335\020\033\004\207 |\340\017\024\005apply;\006\377check_lo\367adsO\006dropu_\314\215\004_\225\210\001ire\215\216\001<\030\007\"\013new_\255\216\004\223\006\356\342\211\003_of\010\007ver\367lap]\007phdrws_o\021\003_a_\331%~\275\005place_\370\204\003~\223\007refere\215`\030\246\007\233\205\003\216&un\264\005\327\210\003\317\007\301v\324*\245%\307+\335#\226\003ST\377RING_TAG\277S__Pyx\001\000D\377ict_Next_Ref__\277\214\004e\350`\371_\224\215\002\000\006_geti\327tem\026\001d0\001__\357_doc%\001fun\372\003\002g\215\204\005___im\357portC\001mai\035n\003\002etaJ\006\225\214\002a\0027mro\245\204\006__\343by\001\376\377!___prep\313ar\212\002p\254\000\330Bsu\374\202\000\n\001result\350\"\000\306\000\210\205\003_!\001typ\355e\017\003un\353\213\003_En\220,\005\n\006\364f/\002v\212\213\002\362\001q\007ual\351\204\001\376\001\206\211\005\366\205\017\241\211\005\273ex\246!set\260\006s<\372\010\224\206\017_tes\222!\275\"\377is_corou\377tineaabc\360\241\216\002\246\216\002\252\223\001\313\210\005_buf~\237`append\347\204\002\377argsasyn\357cio.8\006sat\377auxbbase\360\000\001\224\217\001\003\002\216\217\002bool\236D\000byte\234\211\002\005\001s\357ccap\000\000aci\263ty\246\222\002\260\205\010cl\221\000_\336\266@tracN\000ck\377closecnt\377countdel\213ta\275\205\026d\375\"\333\000\352\224\003dsyn\242\220\001\003\001pos\n\001\317size\233\210\014\377\224\001ym\377ee_phent\376\035\001encodee3nd\305\210""\004\317\210\001ye\306@\331\222\002_error\326\213\006.\327\213\005_field\000\002s\333\220\002\376\337\220\003findfla\377gsformat\372\331\223\004f\307\000dgapg\377enexprge\333tg\212@ps\237\211\004ii_dimgi}\000x\000\002/esin\375\204\002s\203\205\001\277\001\377jkkeptki\317ndla\323@\360\207\001le\377lengthlisst\013\002\204\210\001max\323\221\002\347mem\237\225\001\362\224\001mov\203e_\254\220\004\007\002\267\207\002\341\211\001\344\211\002n\016x\000new\204\210\001\303\212\004\210\210\010\223\210\010\377.<locals\363>.\276\004\307\000tobj\307off\222\223\003\255\210\006\241\223\003so\353ld\000\000_\242\000out\326\243\210\004sof\000r\000\002spUp\247\212\003z\321\223\005p\312\224\001e\323\223\004\337packp\254\224\001pa\367ge_\302Apatc_hesph\370\210\001_\227b\370\357\210\024\206\211\024\261\016phoff\330\235\211\n\252\211\n\036\017op\323`pr\377esentpro{be\337\214\014rref\332\211\007\177refsreg\234@r\277`e\202B\250\230\001edr\010\002\215d\262\215\005re\250\212\003\025\005\214\224\001r\341e\223\232\001\047\001\242\224\003\372\000hru%n\003\001s\276\215\014\325\215\004s\363\232\004\253\225\001\336\235\000dset\345\221\004shGsh_\367\226\001\004\000\225Dh\315\"\330\342\230\002\235\205\001\373\223\001so\363\215\002ta\375r\351\216\003stepst}o\001\000r_pos\304\213\004\300\252\216\005\246\226\003\245\216\t\270\221\003\346\224\001\251Bta\375gH\000gettex\367tth\361@unch\337anged\303\001ck\376\331\213\016updateu\227se_\352\217\005v\337\227\002\364\216\014v\177alvalue\000\002\357svd_\204\204\001vda`\002\003\216\217\010\252\214\004\253\214\n\263\233\001vn\240\217\002\344\004\0005\002n4\003\330\226\001whe\371r\241\217\003\276\214\010xzip\000\377O\200\001\330\004\n\210+\373\220Q\005\001&\240a\240v\375\250\010\000\340\004\037\230q\320\377 0\260\013\270;\300k\377\320QR\330\004\023\2208\377\2308\2401\240A\330\004\377\007\200|\2207\230!\330\377\010*\250!\250;\260n\375\300\021\000\013\2101\200\001\360\357\010\000\n\033\025\001\021\220\024\377\220[\240\004\240J\250d\377\260+\270T\300\034\310T\377""\320QZ\320Z^\320^\377h\320hl\320lr\320\377rv\360\000\000w\001C\335\002\004\000C\002G\003\001G\002\335O\n\001O\002S\021\001S\002\335^\030\001^\002b\037\001b\002\335l&\001l\002p-\001p\002\335{4\001{\002\177;\001\177\002\377@\003\330\010\020\220\007\220\177q\230\006\230l\250!\237\001\377v\210W\220E\230\024\230\337Q\330\010\022\220\251\000\027\220\377q\340\010\027\220t\230:\377\240W\250E\260\023\260D\377\270\010\300\007\300u\310C\377\310t\320S\\\320\\c\373\320c\231\000k\320ko\320\337ot\320t{\234\000|\001\335A\233\001A\002D\242\001D\002\325H\251\001H\236\005V\267\001V\002\325[\276\001[\227\023s\332\001s\002\373t\002\261!q\330\010\017\320\377\017)\250\024\250Q\250g\243\260[z\000\217\000\005\n\001\300 \020\267\000\005\006&\000\210x\310\002a\377\230v\240Z\250v\260Q\377\3206F\300o\320U]\377\320]d\320de\330\004\337\013\2109\220A$\001q\220\373\001\200\006\000\022\220$\220n\177\240A\340\010\021\220\021\022\002\377\330\010\014\210D\220\005\220\367X\230Y\323@t\2501\330\377\014\023\2204\220w\230a\377\230x\240t\2503\320.\377@\300\001\330\014\017\210t\357\2203\220j\251@E\250\023\337\250A\330\020\021\001\020\031\230\377\021\230#\230R\230r\240\375\033\270 \024\260U\270%\270\337x\300s\310\"\272 q\330\357\020\026\220g\032\000x\240u\377\250N\270!\2701\330\021\377\025\220S\230\n\240$\240\317g\250W\260P\000t\001q\330\253\024\025\"\005qi\002\021\"\003\t\377\240\025\240f\250G\2605\353\270\0038\000\020\017\032\013\2405\377\250\010\260\007\260u\270C\351\270u\000@\025\014\205c\001\330\010\367\026\220a\357@1\230D\240\367\010\250\001\366 T\260\025\260\371a\214b\210 t\2305\240\005\367\240T\250\255 \014\210E\220\377\031\230!\2301\230K\240\377z\260\032\2709\300L\320\273PQ\232!v\220T\302`W\375\240\227 \033\2307\240!\240\3471\240E/\000\355\004r\240\027\377\250\003\2501\250M\270\022\377\2705\300\006\300a\340\010\372\202D\240\360e\014\210A\210X\376\215 \004\230G\2403\240a\337\240x\250q\330\236\000\t\230\373\021\330\352\000:\230Q\230g\356)\000\024\037\230\222!F\250!\357\2507\260!\212 \001\330\025\375""\032\216\0003\230c\240\021\330\376\031\002\005\240Q\240c\250\021\277\250%\250q\340\024\210\001\"\276\206\001\250$\250c\260\357@\026\377\220d\320\0324\260A\260\377_\300I\310]\320Z[\356\300at\2206\267@-\240q\336\236a\032\230$\230\371\000\027\220\335s\311@Q\330\010\212az\240\177\023\240C\240q\330\010\022\001\377!\230=\250\002\250\"\250\253B\250\240 \025\363\002Z\247`4\377\250}\270D\300\004\300A\177\330\025\031\230\034\240S\304\"\271Qs\000\204a$\270a\023\001\024\373\230X\026\000\003\2504\250q\377\260\004\260I\270T\300\031\272\232`D\300!\010\013\210\366b5\377\230\001\230\023\230A\340\010\377\016\210i\220q\230\003\230;1\330\030\0004\210z\022\001\226\204\003\377|\2401\240M\260\036\270\377q\340\014\017\210q\220\004\277\220I\230T\240\031\217\000D\037\260\r\270T\300\320\204\005\347\204\001\302@\366\260A\024\220\240Bq\220\001\220\177\023\220C\220q\330\020\261!\3631\230\303\204\002\364\204\n|\2602\260\337Q\260a\260y\361\204\001\020\220\346\374 \230&\222`\352\003c\260\031\323\270!\217D\n\n\030\325@3\270\347g\300Q\246\003\265B\005\220U\316\224Ba\230}\250 \371!\020\024\276\247\000Q\230f\240H\271 b?\260\002\260#\260Y\225 \004\020\377X\270R\270s\300\047\310^\354d\026\220y\240\377\205\002u\267\003\377\024\220A\220Q\220d\230\337!\2306\240\024\277`\021\026\263\220c\244a\t\014\340\020\031\r\010\047\017\210u8\001\206\207\001!\256`\344\210\002\2774\230s\240!\340\202\207\002\010\277\230\007\230u\240G\331`(\377\270\047\300\032\3109\320T\377U\320UY\320YZ\330\373\014\021\270 B\220b\230\002\366\235`d\240\202\"\001\220\021\220\177$\220a\220u\230D\232\003\267t\2204\264`!\330n\0103\377\230b\240\004\240D\250\001\372\021\001C\306\000\t\250\022\2505\377\260\007\260w\270h\300g_\310Q\330\024\030\357@\021\361a\276\205\000\"\240B\240b\331bD\022\236`A\276\001$\ra\025\032k\r\263\206\003\274\201\014\311\206\002\200A\340\010\345\204\004\014\373\210H\223`s\230(\240\047\377\250\023\250H\260G\270:/\300Y\310a\355\212\001T\365\210\003\234\205\001\247&\240\001\200\205\004\371\210\001\024\305`r\377\230\027\240""\002\240&\250\002\227\250#\250\201\207\002w\235 \346\000\026\377\220e\2301\230L\250\007t\300\206\001\266\211\0017\234\206\004\024\240X&\000\275\020\032\003N\250\047\260\301\211\002v\356\202\211\002\"\240C\354\211\001\250f\260\377C\260z\300\022\3003\300\367a\330\020;\014v\220R\220\367r\230\025\300`C\240v\250\177R\250s\260$\260g\251`\357w\300b\310j\013\200A\360\357\006\000\t\033\306\206\003+\2503\357\250c\260\023V\000q\330\010\227\025\220Q\360\212\001I\215\205\003\213aW\356\271C\022\220&\332@#\230T\243\240\021\317\002\345\204\002\302\204\001%\236`$\376\356\216\002R\250t\2601\330\020\376\233\215\0011\230C\230t\2401\254\327@\372\001R\250\343\211\0023\220\204\0024\217\230r\240\024\375\206\001\307\212\002\305\207\001$\353\230a*\0002\351\210\001\014\210C\375\210\355\001\013\240;\250d\260\341!\326\213\001\317\204\004\315\213\002\233\204\001[\240\t\323\250\021\371\210\001\275\205\0038\214\211\001\330\020\377\030\230\003\2304\230q\240\355\n\366\207\002b\260\316`\023\2206?\230\022\2307\240#\226\211\001\345\210\003\353J\250\325\205\001\"\301 t\2706\376\303 8\3102\310Q\220Q\377\230\001\230Q\2401\240q\337\320\004\027\220q\211\215\003\002\220]$\244@4\230w\251\211\002!\236\"\337\021\320\004\034\230\265\"\020\210\377r\220\025\220c\230\024\230\377T\240\025\240h\250i\260\377q\270\004\270J\300c\310\367\024\310S\253\210\002\021\220\021\220\347%\220t\221\000\256\205\0018\2601\357\260D\270\001\333\217\001\004\220F\256\361\220\001\013\210;\221\206\002\014\357\215\001d\373\320\032\201\221\0017\260&\270\001\277\270\035\300d\310!\343\215\0018\376\316\000t\240>\260\021\260%\333\260v\266\210\001\300/\300\221\001\014\024\377\220B\220f\230K\240v}\250\205\214\001g\270W\300B\336@\377\005\310V\320SW\320W\357^\320^_\220\211\001:\220S\367\230\001\330M\017\034\300T\310k\021\330@\002e\234\207\002W\250\311\205\001\177M\300\021\300%\300v\336\221\001\377R\320R`\320`a\330\376\201\217\001\220\"\220D\230\005\230\367T\240\032\242`a\250q\260\367\003\2603\370\214\001\013\2104\210\325q\210\217\0011\257\221\001""\002\350\000v\230\337T\240\027\250\004J\000\r\270\377Q\270f\300A\300R\300\377q\310\004\310F\320RS\377\320SU\320UV\320V\205W\346\217\002\320\223\223\001X\003\2170\225!g\373\230QU\004\016\210d\220$\373\320\026\317\223\001t\2506\260\024\277\260V\2701\270M\343 Q\376\224\214\0034\220~\240Q\240e\376\026\002Q\260o\300S\310\001]\310\244@!\240\021\335\204\001\014\243\000\347r\220\027\242\213\002\346 %\220q\347\320\030(\347\215\001\257\213\003r\220\033Z\241\204\003\330\027\003\230\014\253\204\002(\365`\350\320\213\0027\001\314\210\001c\333\214\002t\2502\373\250W\265b3\270c\300\022\377\3004\300r\310\030\320Q\177T\320TX\320XY;\005\377\016\240d\250\"\250H\260)A\252\223\004\220\217\001\025\273\217\0022\321\001\317\224\001\377R\220w\230b\240\002\240\211\"\363\210\002\265\221\004a\264\205\001\323\221\001\323\220\001A\273\240QD\000%\250u\261a\270\377\021\270$\270e\3003\300\231b\313 \211\215\001\320Q\237@\313 [\337\320[^\320^\246B $\375\240,\005s\260\"\260E\270\375\024\201@a\270t\3005\310\177\003\3102\310U\320R\372!\373\320W\247\000\\\320\\a\320\377ad\320df\320fg}\330\032\034Q\340\020\027\220v\035\365\005\256dS\373b\\\320\\_\353\320_`\000bM\rD\270\004\313\270A\231`d\346`\362\222\001E\320\315Q\220d\320W\311\000\361`c\320\037ce\320efu\036\300d\337D\363\024\220\376\216\004\345C2\230S\240\377\004\240B\240g\250S\260y\001\234\204\004\347<\002\250!\330\376\047\377\030\230\007\230q\240\001\240\275\024\322\222\001\250!\2504\205@C\373\260r\321 T\300\021\300!\374\366@\353\226\001r\320QV\320V\367Z\320Z\204@\\\320\\`\373\320`\270\000h\320hj\320\177jk\330!%\240Q\253\225\00275\260\003\257\217\001\340\020\002P\306\205\004\367&\240a\204\205\005z\240\021\240\377$\240j\260\004\260K\270\357q\320\004\047\220\222\001\020\220\005\373\220R\322\210\001\020\220\004\220G\357\2305\240\001\326\216\001\013\2106O\220\023\220A\271\206\006\242\221\001U\224\224\001\256\313\221\0016\220\022\320 \014\300\214\001qw\230\004\230#\000\020\220\r\377\230\001\377\017\210s\220!\2204\220\377y\240\002\240!\320\004)\334\361\224""\001S\001D\230\002\305\232\001\016\210\377f\220B\220d\230$\230\337b\240\007\240r\245\225\002\021\330\377\010\035\230Q\320\004,\250\362\356\213\002\023=\000\222\212\0013\230a\230\376\345\211\002t\220;\230f\240L\373\260\001\344\227\003\010\230\005\230X\357\240Y\250a\224\215\0053\220e\357\2303\230e\337\212\003\021\330\014\246\307\220\002\230$\353\224\001\365\000\014\214\0035\377\230\002\230(\240#\240T\377\250\027\260\005\260Q\260e\377\2701\270E\300\022\3007\017\310#\310Q\210\230\002\207!\221\230\001\331\232\003\377\004\230D\240\002\240+\250\375U\240\225\002\002\270&\300\003\300\370\207\213\001\267\212\001\336\211\002\023\2201\220E\375\230\316\226\002D\220\003\2203\220\277h\230i\240q\250\345\230\002w{\220a\366\224\004\020\027\220q\226\211\004\3371\250E\260\021\264\207\001\017\210\277q\320\004;\2701\256\221\001E\242\377\212\002v\264#\206\224\001\222\222\003%\350\214\002R\376\234\"Z\260t\2705\300\005\377\300Q\300e\3103\310d\376\250\211\001\004<\270A\330\010$\377\240A\330\010\034\230D\240\307\003\2403\255\226\001\226\234\001\237\"E\220\347\025\220e\300\227\001\375\214\003Q\220g\354\217\216\001\343\212\003a\220\254AE\240\026\302\372 \021\370\212\001\257\216\001\332\215\001\246\231\003\026\250\273r\260\261\215\006%\230u\213\230\001\024\372\344\001\230\300\216\001!\330\020\025\220\367W\230A\335\216\002!\2404\240\345u\305\232\001\033\321\215\002\211\205\001U\250$=\250\321\215\0049\230C\230\205\232\003\254\215\001\370\221@\351\223\001\234\231\001\005\240V\2502:\347\220\003x\345\222\003\021\330\014\316\217\002\223\"\357=\270Q\340\307\020\017\210x\370\334\231\001\350\233\001\306\025\021\220\027\230\002\257\230&\240\002\341B\021\217\206\004F\343\270\"\251 \276\215\002\300\2008t\2401\376\351\017D\260\002\260!\330\020|\264\200H\325\237\001\320\004>\270a\367\221\001#\r\210\222h\325\237\002\241\213\005u\213\214\005\254\206\001Z\312\225\005a\307C\001\230\206\225\001e\255\000X\252\213\t\203\216\002\300\223\0011\230\367Aq\237\234\002\377U\260\"\260B\260d\270\377!\330\010\016\210e\2201""\377\220L\240\005\240Q\320\004yI\262\227\001\272\216\001r\220\026\220\236\224\001}\003\347@s\250$\250a\347\215\010\177\047\230\025\230a\230w\321\207\005\3773\220a\320\004N\310a\335\340\346\231\002s\220!\246\215\007G\250\3651]\001ab\001d\220\"\220\367K\230tK\002\"\250A\250\377V\2602\260U\270#\270\300\304\216\005\260\217\001+\017\356\227\003\233\235\001\370\230\001B\240\367d\250&\367!\320\004Q\320\233QR\235\224\006\340\010\304\210\001\322\230\001)\317\2402\240U\221\212\002\271\207\0042\320\271\025\231\000\203\233\0015\220\007\350\227\002\004\333\320$\300\205\001\014\023\225\213\001\025\220\371U\244\234\003\356\221\001m\2401\360\006\357\000\r\023\220\202\217\0062\250X]\260\223\232\002;\220d\231\240\002w\335\227\002\302\255\226\002\022\026\016\300\211\001\272\222\002\226\211\003\001\230\177\024\230\\\250\022\2501\353\000\332\304\234\005!\220\235\0018\230\375\224\001q\240\373\006\240\351B\017\210c\220\021\357\220!\2203\375\226\001\230\023\230\335O+\004d\260!\224\223\002\004\270\177E\300\024\300Z\310s\247\221\002?T\320TW\320W\326\213\001\326\234\003\037s\220*\230B\275\236\002\236\220\006\351\235\002\377\025\220X\230Q\230c\240\377\026\320\047>\270b\300\005\377\300[\320PR\320R[\277\320[]\320]^\307\226\001S\377\230\002\230\047\240\023\240E\337\320)9\270\021\206ak\230\037\022\2303\230k\t\004\316\244\002\317\212\003\3751\335\244\001(\230!\2305\240\353\003\240\320\235\0021\271\223\001(\230#\377\230S\240\001\240\035\250b\272\305\214\002S\301\224\001\017\210q\222\005#\377\220V\2308\240<\250z\206\266\240\002\002\300\223e\342\221\003\326$\377\213\001S\337\230\010\320 2\233\211\004\220\t\377\230\027\240\n\250,\260l\017\300&\310\006\323c\271A\317\240\002\234\225\002\370\324\236\001\335$\377\243\001F\220\047\230\021O\230*\240B\205\211\003\242\236\020x\353\227\001\347\330\020\021\355\233\004\263\214\002\230Q\230\335d\347\241\002D\250\001\356\240\002z\270w\034\300\\\256\222\002\\\320\\\244\225\002\377\024\027\220x\230r\240\021w\330\021\022\233Bc\230\033\210\234\003M\034\337\210\001\240""\r\301\231\002\254\227\001q<\035\377y\270\002\270)\300;\310\277b\320PY\320Y\330\221\005\024\255\036\252\241\001\014\210\305\231\010S\261\240\002\020\377\025\220Q\220e\230;\240?b\250\001\330\021\026\312\213\007\022\003:\233\215\002\340\212\236\004Y\230b\221A\216\213\001\257\022\220)\230\225\240\001\010\327\240\001\010\273\230\010\214\211\002Q\240j\274\215\001\020\177\220\014\320\034,\250C\341\212\002\274\253\241\003\020\000\230A\230Y\356\242\001\340\275\014\007\003U\240\047\250\324\246\005\013\343\2103\226\204\001\306\243\001\243\236\007C\230s\217\240%\240q\000\022A\001\032\rz\374\316\213\003/\017\010\014\210M\230\021\377\230&\240\014\250D\260\014\377\270D\300\n\310+\320U\377W\320WX\330\032#\240\2472\240Y\360\243\001\346\225\0031\311\244\001\r}\230\372\240\001M\260\024\260\\\211\205\002\377{\320Z\\\320\\]\330\277\036\047\240r\250\032\364\227\001\260\377}\300B\300c\310\022\310\3073\310a\304\227\004\320\227\003\235\236\003z\240\377\031\250#\250Z\260s\270\347%\270q\221\250\001\200\214\001&\240\004\333\240F\216\226\002B\260\256\235\002i\230us\272\234\004\020\365\214\005v\240Q\263\234\001\371q\242\211\007\273\220\001\021\250!\320\004ol\320lm\241\235\010\020\220\225\233\001_b\230\003\2305\350\250\002\027\265\220\001|\343\243\001\252\233\0036\240\023\240D\325\236\001\317\260\001\260\021\371\235\002\357\242\0023\210\205a\321\234\002\003\267B\222\210\003\346\234\001\254\242\002\230\201\006\240\204\003\302\251\001\372\243\006\361\240\001\331\236\004\320AA\373\250Q\211\235\003\023\2207\230\"\353\230A\363\206\002\022\265\212\002!\2501|\355C\310\207\001\330\010\014\320\014\360`\352\273\224\002\021\215\221\002\025\256\237\002r\270\027\270\246\253\001\372\243\004\210a\005\220V\206\207\001\250\375\025\343\235\002\020\023\2205\230\003\377\320\033+\2504\250z\270\377\023\270E\300\021\300\"\300\357A\300Q\330\236\247\004D\250\003\253\2506\240\237\002{\272\226\002!\001\025\047\334\270\221\006\207\223\001%\230|\256\233\010k\300\177\024\300Q\300a\300s\223\222\002w\010\017\210\216\241\001""\004\230A\336\207\002\272\261\220\001\022\306\004\024\260S\246\235\005A\276\272\224\001\230\003\2302\230\234\224\0012\340\324\225\001\222\240\014\304\205\n\323\223\003\301\205\rf\230A\\\330\217\003\250\245\001\013\250;\224\215\002\014\353\244\001\377C\320\027\047\240t\250:\376n\000\005\270Q\270b\300\001\343\300\021\205\232\003\225\244\001\304\241\001S\260\003\373\260;\374\231\002c\310\021\310!\036\354\251\0011\330\024\035\330\207\002\231\254\001\034\001\177<\270t\3004\300q\252\244\001\367\004\230I\331\250\002\031\260(\270\377\"\270G\300:\310R\310ww\320V\242\232\005\030\037\230\336\213\001\377\004\250B\250d\260#\260\003W\270\371\255\003";
+    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 7327, 10416);
     #define __Pyx_DecompressString_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #else /* compression: none (10318 bytes) */
-static const char bytes[] = " at 0x is in no PT_LOAD segment object>(tree fragment)..dynstr.dynsym.gnu.version: <MemoryView of <contiguous and direct><contiguous and indirect><strided and direct or indirect><strided and direct><strided and indirect>>?Cannot assign to read-only memoryviewElf_Verneed chain that runs backwardsInvalid mode, expected \047c\047 or \047fortran\047, got Invalid shape in axis NoneNote that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.PT_LOAD beyond any address spacePT_LOAD beyond the end of the filePT_LOAD whose p_offset and p_vaddr disagree modulo p_alignPT_LOAD with p_filesz larger than p_memszPickling of struct members such as self.h,self.im must be explicitly requested with @auto_pickle(True)Raised inside the rewriter, returned to the caller as (status, offset, what).a dynamic symbol larger than 1 TiBadd_notean executable with no free program header slotcollections.abcdisabledynamic section without DT_NULLdynamic section without DT_STRTAB or DT_STRSZenablegcisenabledno PT_DYNAMIC: a static executable has nothing to rewriteno default __reduce__ due to non-trivial __cinit__no program headersprogram header tablesrc/fastaudit/_elfedit.pyxstring offset past the end of .dynstrsymbol tabletoo many program headersunable to allocate array data.unable to allocate shape and strides.unterminated string in .dynstrASCIIDT_VERDEFDT_VERNEEDElf_VerdauxElf_VerdefElf_VernauxElf_VerneedEllipsisPT_DYNAMICSequenceView.MemoryView__Fail_Image_Image.__reduce_cython___Image.__setstate_cython___Image.dynamic_entries_Image.program_headers_Image.section_headers_Image.string_at_Image.symbol_names_Image.vaddr_to_offset_Image.verdef_names_Image.verneed_files_MIN_VERSION_ENTRY_Rewrite_Rewrite.__reduce_cython___Rewrite.__setstate_cython___Rewrite.apply_Rewrite.check_loads_Rewrite.drop_version_requirements_Rewrite.loads_Rewrite.new_segment_Rewrite.offset_of_Rewrite.overlap""s_Rewrite.phdrs_overlap_a_section_Rewrite.place_strings_Rewrite.references_Rewrite.string_Rewrite.unversion_symbols_Rewrite.verneed_files_Rewrite.write_Rewrite.write_phdrs_STRING_TAGS__Pyx_PyDict_NextRef__annotate____class____class_getitem____dict____doc____func____getstate____import____main____metaclass____module____mro_entries____name____new____prepare____pyx_checksum__pyx_result__pyx_state__pyx_type__pyx_unpickle_Enum__pyx_unpickle__Rewrite__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___dict_is_coroutineaabcalignalignmentallocate_bufferappendapplyargsasyncio.coroutinesatauxbbasebase_offbase_vaddrboolbufbytearraybytesccapcapacitychaincheck_loadscline_in_tracebackclosecntcountdeltadrop_version_requirementsdtype_is_objectdyn_offdyn_posdyn_sizedynamic_entriesdynsymee_phentsizeencodeendentriesentryenumerateerrorfastaudit._elfeditfieldfieldsfilesfileszfindflagsformatfortranfoundgapgenexprgetgroupsheadersiidimgindexindexesintitemsitemsizejkkeptkindlast_loadlelengthlistloadloadsmaxmemszmemviewmodemove_dynamicmove_phdrsnamenamesndimnewnew_entriesnew_segmentnew_segment.<locals>.genexprnextobjoffoffsetoffset_ofoffsetsoldold_lenoutoverlapsownerownerspp_fileszp_offsetp_typep_vaddrpackpaddrpage_sizepatchesphphdr_countphdrs_overlap_a_sectionphdrs_overlap_a_section.<locals>.genexprphoffplace_stringsplace_strings.<locals>.genexprpoppospresentprobeprogram_headersrrefreferencesrefsregisterremove_neededremoved_entriesreplace_neededreturnreversedrewriterpathrunpathssection_headerssectionssegmentselfsendsetdefaultshsh_addrsh_offsetsh_sizeshapesizeslotsonamestartstatestepstopstr_posstringstring_atstructsymbol_namestabletable_sizetagtargettextthrowunchangedunpackunversion_symbolsupdateuse_setstatevvaddrvaddr_to_offsetvalvaluevaluesvd_nextvda_nextverdef_namesverneedverneed_filesviewvn_filevn_nextvna_nextwhatwherewritewrite_phdrsxzip\000O\200\001\330\004\n\210+\220Q\200\001\330\004&\240a\240v\250Q\200\001\340\004\037""\230q\320 0\260\013\270;\300k\320QR\330\004\023\2208\2308\2401\240A\330\004\007\200|\2207\230!\330\010*\250!\250;\260n\300A\330\004\013\2101\200\001\360\010\000\n\033\230!\330\010\021\220\024\220[\240\004\240J\250d\260+\270T\300\034\310T\320QZ\320Z^\320^h\320hl\320lr\320rv\360\000\000w\001C\002\360\000\000C\002G\002\360\000\000G\002O\002\360\000\000O\002S\002\360\000\000S\002^\002\360\000\000^\002b\002\360\000\000b\002l\002\360\000\000l\002p\002\360\000\000p\002{\002\360\000\000{\002\177\002\360\000\000\177\002@\003\330\010\020\220\007\220q\230\006\230l\250!\330\004\007\200v\210W\220E\230\024\230Q\330\010\022\220!\330\010\027\220q\340\010\027\220t\230:\240W\250E\260\023\260D\270\010\300\007\300u\310C\310t\320S\\\320\\c\320ch\320hk\320ko\320ot\320t{\360\000\000|\001A\002\360\000\000A\002D\002\360\000\000D\002H\002\360\000\000H\002O\002\360\000\000O\002V\002\360\000\000V\002[\002\360\000\000[\002^\002\360\000\000^\002b\002\360\000\000b\002l\002\360\000\000l\002s\002\360\000\000s\002t\002\330\004\007\200q\330\010\017\320\017)\250\024\250Q\250g\260[\300\007\300q\340\010\017\320\017)\250\024\250Q\250g\260[\300\001\200\001\360\020\000\005\006\330\010\017\210x\220q\230\006\230a\230v\240Z\250v\260Q\3206F\300o\320U]\320]d\320de\330\004\013\2109\220A\330\010\017\210q\220\001\200A\330\010\022\220$\220n\240A\340\010\021\220\021\330\010\017\210q\330\010\014\210D\220\005\220X\230Y\240a\240t\2501\330\014\023\2204\220w\230a\230x\240t\2503\320.@\300\001\330\014\017\210t\2203\220j\240\004\240E\250\023\250A\330\020\021\330\014\017\210t\2203\220j\240\004\240E\250\023\250A\330\020\031\230\021\230#\230R\230r\240\033\250E\260\024\260U\270%\270x\300s\310\"\310C\310q\330\020\026\220g\230R\230x\240u\250N\270!\2701\330\021\025\220S\230\n\240$\240g\250W\260A\330\020\023\2204\220q\330\024\025\330\020\026\220g\230R\230q\240\004\240E\250\021\330\021\025\220S\230\t\240\025\240f\250G\2605\270\003\2701\330\020\023\2204\220q\330\024\025\330\020\026\220g\230R\230q\240\004\240E\250\021\330\021\025\220S""\230\013\2405\250\010\260\007\260u\270C\270q\330\020\023\2204\220q\330\024\025\330\020\026\220g\230R\230q\240\004\240E\250\021\330\014\020\220\007\220q\230\001\330\010\026\220a\220t\2301\230D\240\010\250\001\250\024\250T\260\025\260a\330\010\022\220!\2204\220t\2305\240\005\240T\250\021\330\010\014\210E\220\031\230!\2301\230K\240z\260\032\2709\300L\320PQ\330\014\017\210v\220T\230\024\230W\240A\330\020\033\2307\240!\2401\240E\250\021\330\020\026\220g\230R\230r\240\027\250\003\2501\250M\270\022\2705\300\006\300a\340\010\022\220$\220n\240A\240Q\330\010\022\220!\330\010\014\210A\210X\220S\230\004\230G\2403\240a\240x\250q\330\014\020\220\t\230\021\330\020\023\220:\230Q\230g\240Q\330\024\037\230q\240\004\240F\250!\2507\260!\2605\270\001\330\025\032\230!\2303\230c\240\021\330\024\037\230q\240\005\240Q\240c\250\021\250%\250q\340\024\033\2307\240\"\240E\250\021\250$\250c\260\021\330\010\026\220d\320\0324\260A\260_\300I\310]\320Z[\330\010\017\210t\2206\230\021\230-\240q\200A\330\010\032\230$\230a\330\010\027\220s\230#\230Q\330\010\023\2204\220z\240\023\240C\240q\330\010\027\220s\230!\230=\250\002\250\"\250B\250a\330\010\025\220T\230\024\230Z\240t\2504\250}\270D\300\004\300A\330\025\031\230\034\240S\250\001\250\024\250Q\250c\260\024\260U\270$\270a\330\025\031\230\024\230X\240S\250\003\2504\250q\260\004\260I\270T\300\031\310\"\310D\320PQ\330\010\013\2101\330\014\023\2205\230\001\230\023\230A\340\010\016\210i\220q\230\003\2301\330\010\013\2104\210z\230\023\230A\330\014\023\2204\220|\2401\240M\260\036\270q\340\014\017\210q\220\004\220I\230T\240\031\250\"\250D\260\r\270T\300\021\330\010\017\210q\330\010\022\220$\220a\330\010\014\210E\220\024\220Q\330\014\017\210q\220\001\220\023\220C\220q\330\020\032\230!\2301\230A\330\020\021\330\010\014\210D\220\005\220X\230Y\240a\240|\2602\260Q\260a\260y\300\001\330\014\020\220\t\230\021\230&\240\010\250\002\250\"\250B\250c\260\031\270!\330\014\020\220\t\230\021\230&\240\010\250\002\250\"\250B\250c\260\030\270\022\2703\270g\300Q\330\010\013\2104""\210q\330\014\020\220\005\220U\230!\2303\230a\230}\250B\250c\260\021\330\020\024\220I\230Q\230f\240H\250B\250b\260\002\260#\260Y\270a\330\020\024\220I\230Q\230f\240H\250B\250b\260\002\260#\260X\270R\270s\300\047\310\021\330\010\014\210E\220\026\220y\240\001\330\014\017\210u\220C\220q\330\020\024\220A\220Q\220d\230!\2306\240\024\240Q\330\021\026\220c\230\021\330\020\024\220A\220Q\220d\230!\2306\240\024\240Q\340\020\024\220A\220Q\220d\230!\2306\240\024\240Q\330\010\017\210u\220A\220Q\200A\330\010!\240\021\330\010\027\220t\2304\230s\240!\340\010\014\210D\220\010\230\007\230u\240G\2507\260(\270\047\300\032\3109\320TU\320UY\320YZ\330\014\021\220\023\220B\220b\230\002\230$\230d\240!\330\014\020\220\001\220\021\220$\220a\220u\230D\240\001\330\014\017\210t\2204\220s\230!\330\020\024\220A\220Q\220d\230!\2303\230b\240\004\240D\250\001\330\020\024\220C\220y\240\t\250\022\2505\260\007\260w\270h\300g\310Q\330\024\030\230\001\230\021\230$\230a\230s\240\"\240B\240b\250\002\250\"\250D\260\004\260A\340\020\024\220C\220y\240\t\250\022\2505\260\007\260w\270h\300a\330\024\030\230\001\230\021\230$\230a\230s\240\"\240B\240b\250\002\250\"\250D\260\004\260A\330\020\024\220A\220Q\220d\230!\2303\230b\240\005\240T\250\021\330\020\024\220A\220Q\220d\230!\2303\230b\240\005\240T\250\021\200A\340\010\032\230$\230a\330\010\014\210H\220C\220s\230(\240\047\250\023\250H\260G\270:\300Y\310a\310t\320ST\330\014\017\210t\2206\230\021\230&\240\001\240\023\240C\240q\330\020\021\330\014\024\220C\220r\230\027\240\002\240&\250\002\250#\250Q\330\014\017\210w\220b\230\001\330\020\026\220e\2301\230L\250\007\250q\330\014\017\210t\2207\230!\2303\230c\240\024\240X\250Q\330\020\026\220e\2301\230N\250\047\260\021\330\014\017\210v\220S\230\n\240\"\240C\240t\2503\250f\260C\260z\300\022\3003\300a\330\020\026\220e\2301\230L\250\007\250q\330\014\017\210v\220R\220r\230\025\230f\240C\240v\250R\250s\260$\260g\270R\270w\300b\310\001\330\020\026\220e\2301\230L\250\007\250q\200A\360\006\000\t\033\230$\230a\330\010+\2503\250c""\260\023\260C\260q\330\010\025\220Q\330\010\014\210I\220Q\330\014\017\210u\220A\220W\230D\240\001\330\014\022\220&\230\002\230#\230T\240\021\240&\250\002\250!\330\014\020\220\005\220U\230%\230s\240$\240a\240v\250R\250t\2601\330\020\027\220t\2301\230C\230t\2401\240D\250\002\250#\250R\250q\330\020\023\2203\220d\230!\2304\230r\240\024\240S\250\001\330\024\025\330\020\027\220s\230$\230a\230t\2402\240Q\330\010\014\210C\210v\220S\230\013\240;\250d\260!\330\014\017\210u\220C\220q\330\020\021\330\014\017\210u\220A\220[\240\t\250\021\330\014\020\220\005\220U\230!\2308\2403\240a\330\020\030\230\003\2304\230q\240\n\250\"\250B\250b\260\001\330\020\023\2206\230\022\2307\240#\240Q\330\024\033\2307\240\"\240J\250b\260\002\260\"\260C\260t\2706\300\022\3008\3102\310Q\220Q\230\001\230Q\2401\240q\320\004\027\220q\330\010\017\210q\220\002\220$\220e\2304\230w\240c\250\021\250!\2503\250c\260\021\320\004\034\230A\360\006\000\t\020\210r\220\025\220c\230\024\230T\240\025\240h\250i\260q\270\004\270J\300c\310\024\310S\320PQ\330\010\021\220\021\220%\220t\2304\230u\240G\2508\2601\260D\270\001\330\010\020\220\004\220F\230!\330\010\013\210;\220c\230\021\330\014\022\220$\220d\320\032*\250!\2507\260&\270\001\270\035\300d\310!\330\014\023\2208\2304\230t\240>\260\021\260%\260v\270T\300\021\300/\320QR\330\014\024\220B\220f\230K\240v\250T\260\025\260g\270W\300B\300b\310\005\310V\320SW\320W^\320^_\330\010\013\210:\220S\230\001\330\014\022\220$\220d\320\032*\250!\2507\260&\270\001\270\034\300T\310\021\330\014\024\220B\220e\2306\240\024\240W\250D\260\004\260M\300\021\300%\300v\310T\320QR\320R`\320`a\330\010\021\220\021\220\"\220D\230\005\230T\240\032\2503\250a\250q\260\003\2603\260a\330\010\013\2104\210q\330\014\023\2201\330\010\020\220\002\220%\220v\230T\240\027\250\004\250D\260\r\270Q\270f\300A\300R\300q\310\004\310F\320RS\320SU\320UV\320VW\330\010\017\210q\320\004\037\230q\330\010\021\220\021\220%\220t\2304\230u\240G\2508\2601\260D\270\001\330\010\013\210;\220g\230Q\330\014\023\2201\330\010\016\210d""\220$\320\026&\240a\240t\2506\260\024\260V\2701\270M\310\024\310Q\330\010\017\210t\2204\220~\240Q\240e\2506\260\024\260Q\260o\300S\310\001\310\021\320\004!\240\021\360\006\000\t\014\2104\210r\220\027\230\003\2301\330\014\022\220%\220q\320\030(\250\003\2501\330\010\013\2104\210r\220\033\230C\230t\2401\330\014\022\220%\220q\230\014\240D\250\002\250(\260!\330\010\013\2104\210r\220\027\230\002\230$\230c\240\023\240C\240t\2502\250W\260C\260t\2703\270c\300\022\3004\300r\310\030\320QT\320TX\320XY\330\014\022\220%\220q\230\016\240d\250\"\250H\260A\330\010\022\220!\330\010\014\210E\220\025\220a\220t\2302\230Q\330\014\021\220\024\220R\220w\230b\240\002\240\"\240D\250\001\330\014\017\210t\2203\220a\330\020\027\220w\230a\230q\240\004\240A\240Q\240d\250%\250u\260D\270\001\270\021\270$\270e\3003\300b\310\004\310D\320PQ\320QR\320RV\320V[\320[^\320^`\320`a\330 $\240A\240Q\240d\250%\250s\260\"\260E\270\024\270Q\270a\270t\3005\310\003\3102\310U\320RV\320VW\320WX\320X\\\320\\a\320ad\320df\320fg\330 $\240A\240Q\240d\250%\250s\260\"\260E\270\024\270Q\270a\270t\3005\310\003\3102\310Q\340\020\027\220w\230a\230q\240\004\240A\240Q\240d\250%\250u\260D\270\001\270\021\270$\270e\3003\300b\310\005\310T\320QR\320RS\320SW\320W\\\320\\_\320_a\320ab\330 $\240A\240Q\240d\250%\250s\260\"\260D\270\004\270A\270Q\270d\300%\300s\310\"\310E\320QU\320UV\320VW\320W[\320[`\320`c\320ce\320ef\330 $\240A\240Q\240d\250%\250s\260\"\260E\270\024\270Q\270a\270t\3005\310\003\3102\310Q\330\010\017\210q\320\004!\240\021\360\006\000\t\024\2201\330\010\013\2104\210r\220\027\230\003\2302\230S\240\004\240B\240g\250S\260\001\330\014\023\2201\330\010\014\210E\220\025\220a\220t\2302\230Q\330\014\021\220\024\220R\220w\230b\240\002\240\"\240D\250\002\250!\330\014\017\210t\2203\220a\330\020\030\230\007\230q\240\001\240\024\240T\250\021\250!\2504\250u\260C\260r\270\024\270T\300\021\300!\3004\300u\310C\310r\320QV\320VZ\320Z[\320[\\\320\\`\320`e\320eh\320hj\320jk\330!%\240Q\240a\240t\2505\260\003\2602\260Q\340\020\030\230\007\230q""\240\001\240\024\240T\250\021\250!\2504\250u\260C\260r\270\024\270T\300\021\300!\3004\300u\310C\310r\320QV\320VZ\320Z[\320[\\\320\\`\320`e\320eh\320hj\320jk\330!%\240Q\240a\240t\2505\260\003\2602\260Q\330\010\017\210q\320\004&\240a\330\010\017\210t\2204\220z\240\021\240$\240j\260\004\260K\270q\320\004\047\240q\330\010\020\220\005\220R\220q\330\010\020\220\004\220G\2305\240\001\240\021\330\010\013\2106\220\023\220A\330\014\023\2201\330\010\020\220\004\220I\230U\240!\2401\330\010\013\2106\220\022\2201\330\014\024\220C\220q\230\004\230A\330\014\020\220\r\230Q\330\010\017\210s\220!\2204\220y\240\002\240!\320\004)\250\021\330\010\020\220\004\220D\230\002\230!\330\010\016\210f\220B\220d\230$\230b\240\007\240r\250\024\250T\260\021\330\010\035\230Q\320\004,\250A\360\006\000\t\023\220!\2206\230\022\2303\230a\230q\330\010\017\210t\220;\230f\240L\260\001\330\010\014\210D\220\010\230\005\230X\240Y\250a\250q\330\014\017\210t\2203\220e\2303\230e\2403\240a\330\020\021\330\014\026\220c\230\021\230$\230g\240Q\240a\330\014\017\210s\220!\2205\230\002\230(\240#\240T\250\027\260\005\260Q\260e\2701\270E\300\022\3007\310#\310Q\330\020\021\330\014\047\240q\330\020\021\330\014\020\220\007\220q\230\004\230D\240\002\240+\250U\260!\2605\270\002\270&\300\003\3008\3102\310S\320PQ\320QR\330\014\023\2201\220E\230\021\330\010\014\210D\220\003\2203\220h\230i\240q\250\001\330\014\017\210w\220a\220s\230#\230Q\330\020\027\220q\230\005\230T\240\032\2501\250E\260\021\260!\330\010\017\210q\320\004;\2701\340\010\014\210E\220\021\220%\220v\230Q\330\010\017\210q\220\004\220A\220Q\220d\230%\230t\2402\240R\240r\250\024\250Z\260t\2705\300\005\300Q\300e\3103\310d\320RS\320\004<\270A\330\010$\240A\330\010\034\230D\240\003\2403\240c\250\021\330\010\020\220\001\330\010\014\210E\220\025\220e\2307\240!\330\014\020\220\005\220Q\220g\230T\240\021\330\014\022\220$\220a\220q\230\004\230E\240\026\240r\250\021\330\014\022\220&\230\002\230$\230a\230q\240\004\240E\250\026\250r\260\021\330\014\020\220\005\220U\230%\230u\240A""\330\020\024\220E\230\021\230%\230s\240!\330\020\025\220W\230A\230T\240\021\240!\2404\240u\250A\330\020\033\2304\230q\240\001\240\024\240U\250$\250b\260\001\330\020\023\2209\230C\230q\330\024\025\330\020\027\220q\330\014\026\220d\230!\2301\230D\240\005\240V\2502\250Q\330\014\017\210x\220s\230!\330\020\021\330\014\025\220Q\330\010\017\210q\320\004=\270Q\340\010$\240A\330\010\034\230D\240\003\2403\240c\250\021\330\010\017\210x\220t\2301\330\010\014\210E\220\025\220e\2307\240!\330\014\020\220\005\220Q\220g\230T\240\021\330\014\021\220\027\230\002\230&\240\002\240#\240T\250\021\250!\2504\250u\260F\270\"\270A\330\014\022\220$\220a\220q\230\004\230E\240\026\240r\250\021\330\014\022\220&\230\002\230$\230a\230q\240\004\240E\250\026\250r\260\021\330\014\020\220\005\220U\230%\230u\240A\330\020\024\220E\230\021\230%\230t\2401\330\020\025\220W\230A\230T\240\021\240!\2404\240u\250D\260\002\260!\330\020\033\2304\230q\240\001\240\024\240U\250$\250b\260\001\330\020\023\2209\230C\230q\330\024\025\330\020\027\220q\330\014\026\220d\230!\2301\230D\240\005\240V\2502\250Q\330\014\017\210x\220s\230!\330\020\021\330\014\025\220Q\330\010\017\210q\220\007\220q\320\004>\270a\360\006\000\t\r\210E\220\021\220%\220v\230Q\330\010\022\220!\330\010\014\210E\220\025\220a\220u\230C\230t\2401\330\014\020\220\004\220B\220b\230\002\230$\230a\330\014\022\220&\230\001\230\021\230$\230e\2401\330\014\017\210t\2203\220a\330\020\027\220q\330\014\023\2207\230!\2301\230E\240\026\240q\250\001\250\024\250U\260\"\260B\260d\270!\330\010\016\210e\2201\220L\240\005\240Q\320\004I\310\021\330\010\013\2104\210r\220\026\220r\230\027\240\003\2404\240s\250$\250a\330\014\023\2201\330\010\016\210d\220\047\230\025\230a\230w\240a\330\010\017\210t\2203\220a\320\004N\310a\340\010\013\2104\210s\220!\330\014\022\220%\220q\230\014\240G\2501\330\010\016\210a\330\010\016\210d\220\"\220K\230t\2404\240s\250\"\250A\250V\2602\260U\270#\270Q\330\014\023\2201\330\010\013\2104\210s\220!\330\014\022\220%\220q\230\014\240G\2501\330\010\017""\210u\220A\220T\230\024\230Q\230f\240B\240d\250&\260\002\260!\320\004Q\320QR\360\006\000\t\033\230$\230a\340\010\020\220\005\220Q\220d\230)\2402\240U\250!\2504\250q\330\010\017\210t\2202\320\025N\310a\330\010\013\2105\220\007\220u\230D\240\004\320$<\270A\330\014\023\2201\330\010\025\220U\230#\230Q\330\010\013\210;\220m\2401\360\006\000\r\023\220%\220q\320\030(\250\003\2502\250X\260Q\330\010\013\210;\220d\230#\230R\230w\240b\250\002\250#\250Q\330\014\022\220%\220q\320\030(\250\003\2502\250X\260Q\330\010\020\220\004\220F\230!\330\010\024\220C\220q\230\001\230\024\230\\\250\022\2501\250A\250Q\250c\260\024\260U\270!\330\010\023\2208\2301\230C\230q\240\006\240a\360\006\000\t\017\210c\220\021\220!\2203\220b\230\001\230\023\230O\2501\250A\250Q\250d\260!\2601\260D\270\004\270E\300\024\300Z\310s\320RS\320ST\320TW\320WZ\320Z[\330\010\013\2104\210s\220*\230B\230c\240\021\330\014\022\220%\220q\230\014\240C\240q\330\010\025\220X\230Q\230c\240\026\320\047>\270b\300\005\300[\320PR\320R[\320[]\320]^\330\010\025\220S\230\002\230\047\240\023\240E\320)9\270\021\330\010\016\210k\230\022\2303\230k\320)9\270\021\330\010\022\220!\330\010\017\210s\220!\2201\330\010\022\220(\230!\2305\240\003\2401\330\010\013\2101\330\014\022\220(\230#\230S\240\001\240\035\250b\260\003\2602\260S\270\001\330\010\017\210q\330\010\020\220\005\220S\230\010\320 2\260!\330\010\017\210q\220\t\230\027\240\n\250,\260l\300&\310\006\310a\340\010\013\2105\220\007\220q\330\014\020\220\004\220F\230!\2301\330\010\024\220C\220q\230\001\330\010\014\210F\220\047\230\021\230*\240B\240c\250\021\330\010\014\210E\220\024\220Q\330\014\017\210q\220\001\220\023\220C\220x\230t\2401\330\020\021\220\021\220$\220a\220q\230\004\230A\230Q\230d\240!\2401\240D\250\001\250\021\250%\250z\270\034\300\\\320QT\320T\\\320\\^\320^_\330\024\027\220x\230r\240\021\330\021\022\220!\2203\220c\230\033\240D\250\001\330\020\034\230C\230q\240\r\250R\250s\260\"\260C\260q\330\020\021\220\021\220$\220a\220q\230\004\230A\230Q\230d\240!\2401\240D\250\001\250""\021\250%\250y\270\002\270)\300;\310b\320PY\320Yd\320df\320fg\330\024\036\230a\330\010\014\210I\220Q\330\014\017\210u\220A\220S\230\003\2301\330\020\025\220Q\220e\230;\240b\250\001\330\021\026\220a\220s\230#\230Q\330\020\025\220Q\220e\2303\230a\230q\340\010\017\210u\220A\220Y\230b\240\003\2401\240A\330\010\022\220)\2301\230A\330\010\017\210q\220\010\230\010\240\002\240#\240Q\240j\260\001\330\010\020\220\014\320\034,\250C\250r\260\021\330\010\013\2101\330\014\020\220\014\230A\230Y\240c\250\021\340\014\020\220\014\230A\230U\240\047\250\021\330\010\017\210q\330\010\013\2103\210c\220\021\330\014\020\220\001\220\021\220$\220a\220u\230C\230s\240%\240q\330\014\020\220\001\220\021\220$\220a\220u\230C\230s\240%\240q\340\014\020\220\001\220\021\220$\220a\220u\230C\230s\240%\240z\260\021\330\014\020\220\001\220\021\220$\220a\220u\230C\230s\240%\240q\330\010\014\210M\230\021\230&\240\014\250D\260\014\270D\300\n\310+\320UW\320WX\330\032#\2402\240Y\250c\260\021\260!\330\010\013\2101\330\014\020\220\r\230Q\230f\240M\260\024\260\\\300\024\300Z\310{\320Z\\\320\\]\330\036\047\240r\250\032\2603\260a\260}\300B\300c\310\022\3103\310a\330\010\017\210q\320\004V\320VW\330\010\014\210H\220C\220z\240\031\250#\250Z\260s\270%\270q\330\014\017\210x\220s\230&\240\004\240F\250\"\250H\260B\260a\330\020\026\220i\230s\240&\250\002\250!\330\020\024\220E\230\021\230%\230v\240Q\330\020\027\220q\330\010\016\210e\2201\220L\240\007\240r\250\021\250!\320\004l\320lm\360\006\000\t\033\230$\230a\330\010\020\220\002\220$\220b\230\003\2305\240\004\240E\250\027\260\001\330\010\017\210q\220\002\220$\220e\2306\240\023\240D\250\007\250q\260\001\260\021\260$\260g\270Q\330\010\013\2103\210a\210v\220S\230\003\2301\230A\330\014\023\2201\330\010\014\210C\210u\220C\220q\230\006\230d\240!\2401\330\014\017\210q\220\001\220\023\220C\220q\230\001\230\021\330\020\026\220e\2301\320\034,\250A\250Q\250d\260!\330\014\023\2207\230\"\230A\230Q\230c\240\022\2404\240s\250!\2501\250C\250r\260\021\260!\2601\330\010\014\320\014\036\230a""\230q\240\001\240\021\240#\240T\250\025\250f\260C\260r\270\027\300\007\300q\330\010\013\2104\210q\340\014\020\220\005\220V\2303\230k\250\025\250d\260!\330\020\023\2205\230\003\320\033+\2504\250z\270\023\270E\300\021\300\"\300A\300Q\330\024\033\2307\240\"\240D\250\003\2506\260\023\260C\260{\300%\300s\310!\330\024\033\2307\240\"\240D\250\003\2506\260\023\260C\260{\300%\300s\310\047\320QR\330\014\023\2201\220B\220d\230%\230|\2503\250a\250q\260\003\2603\260k\300\024\300Q\300a\300s\310#\310Q\330\010\017\210w\220b\230\004\230A\230S\240\001\240\026\240r\250\022\2501\250C\250r\260\024\260S\270\001\330\010\020\220\004\220A\220R\220q\230\003\2302\230U\240!\2402\240Q\240a\330\010\014\210I\220Q\330\014\017\210u\220A\220S\230\003\2301\330\020\025\220Q\220e\2303\230a\230q\330\021\026\220a\220s\230#\230Q\330\020\025\220Q\220f\230A\330\010\014\210E\220\026\220y\240\013\250;\260d\270!\330\014\017\210u\220C\320\027\047\240t\250:\260S\270\005\270Q\270b\300\001\300\021\330\020\027\220w\230b\240\004\240C\240v\250S\260\003\260;\270e\3003\300c\310\021\310!\330\020\023\2201\330\024\035\230Q\230d\240$\240g\250S\260\003\260<\270t\3004\300q\330\024\030\230\004\230I\240S\250\001\250\031\260(\270\"\270G\300:\310R\310w\320V^\320^`\320`a\330\030\037\230w\240b\250\004\250B\250d\260#\260W\270A\330\010\017\210q";
+    #else /* compression: none (10416 bytes) */
+static const char bytes[] = " at 0x is in no PT_LOAD segment object>(tree fragment)..dynstr.dynsym.gnu.version: <MemoryView of <contiguous and direct><contiguous and indirect><strided and direct or indirect><strided and direct><strided and indirect>>?Cannot assign to read-only memoryviewElf_Verneed chain that runs backwardsInvalid mode, expected \047c\047 or \047fortran\047, got Invalid shape in axis NoneNote that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.PT_LOAD beyond any address spacePT_LOAD beyond the end of the filePT_LOAD whose p_offset and p_vaddr disagree modulo p_alignPT_LOAD with p_filesz larger than p_memszPickling of struct members such as self.h,self.im must be explicitly requested with @auto_pickle(True)Raised inside the rewriter, returned to the caller as (status, offset, what).a dynamic symbol larger than 1 TiBadd_notean executable with no free program header slotcollections.abcdisabledynamic section without DT_NULLdynamic section without DT_STRTAB or DT_STRSZenablegcisenablednew segment that would end past 4 GiB in an ELF32 imageno PT_DYNAMIC: a static executable has nothing to rewriteno default __reduce__ due to non-trivial __cinit__no program headersprogram header tablesrc/fastaudit/_elfedit.pyxstring offset past the end of .dynstrsymbol tabletoo many program headersunable to allocate array data.unable to allocate shape and strides.unterminated string in .dynstrASCIIDT_VERDEFDT_VERNEEDElf_VerdauxElf_VerdefElf_VernauxElf_VerneedEllipsisPT_DYNAMICSequenceView.MemoryView__Fail_Image_Image.__reduce_cython___Image.__setstate_cython___Image.dynamic_entries_Image.program_headers_Image.section_headers_Image.string_at_Image.symbol_names_Image.vaddr_to_offset_Image.verdef_names_Image.verneed_files_MIN_VERSION_ENTRY_Rewrite_Rewrite.__reduce_cython___Rewrite.__setstate_cython___Rewrite.apply_Rewrite.check_loads_Rewrite.drop_version_requirements_Rewrite.load""s_Rewrite.new_segment_Rewrite.offset_of_Rewrite.overlaps_Rewrite.phdrs_overlap_a_section_Rewrite.place_strings_Rewrite.references_Rewrite.string_Rewrite.unversion_symbols_Rewrite.verneed_files_Rewrite.write_Rewrite.write_phdrs_STRING_TAGS__Pyx_PyDict_NextRef__annotate____class____class_getitem____dict____doc____func____getstate____import____main____metaclass____module____mro_entries____name____new____prepare____pyx_checksum__pyx_result__pyx_state__pyx_type__pyx_unpickle_Enum__pyx_unpickle__Rewrite__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___dict_is_coroutineaabcalignalignmentallocate_bufferappendapplyargsasyncio.coroutinesatauxbbasebase_offbase_vaddrboolbufbytearraybytesccapcapacitychaincheck_loadscline_in_tracebackclosecntcountdeltadrop_version_requirementsdtype_is_objectdyn_offdyn_posdyn_sizedynamic_entriesdynsymee_phentsizeencodeendentriesentryenumerateerrorfastaudit._elfeditfieldfieldsfilesfileszfindflagsformatfortranfoundgapgenexprgetgroupsheadersiidimgindexindexesintitemsitemsizejkkeptkindlast_loadlelengthlistloadloadsmaxmemszmemviewmodemove_dynamicmove_phdrsnamenamesndimnewnew_entriesnew_segmentnew_segment.<locals>.genexprnextobjoffoffsetoffset_ofoffsetsoldold_lenoutoverlapsownerownerspp_fileszp_offsetp_typep_vaddrpackpaddrpage_sizepatchesphphdr_countphdrs_overlap_a_sectionphdrs_overlap_a_section.<locals>.genexprphoffplace_stringsplace_strings.<locals>.genexprpoppospresentprobeprogram_headersrrefreferencesrefsregisterremove_neededremoved_entriesreplace_neededreturnreversedrewriterpathrunpathssection_headerssectionssegmentselfsendsetdefaultshsh_addrsh_offsetsh_sizeshapesizeslotsonamestartstatestepstopstr_posstringstring_atstructsymbol_namestabletable_sizetagtargettextthrowunchangedunpackunversion_symbolsupdateuse_setstatevvaddrvaddr_to_offsetvalvaluevaluesvd_nextvda_nextverdef_namesverneedverneed_filesviewvn_filevn_nextvna_nextwhatwherewritewrite_phdrsxzip\000O\200\001\330\004\n\210+\220Q""\200\001\330\004&\240a\240v\250Q\200\001\340\004\037\230q\320 0\260\013\270;\300k\320QR\330\004\023\2208\2308\2401\240A\330\004\007\200|\2207\230!\330\010*\250!\250;\260n\300A\330\004\013\2101\200\001\360\010\000\n\033\230!\330\010\021\220\024\220[\240\004\240J\250d\260+\270T\300\034\310T\320QZ\320Z^\320^h\320hl\320lr\320rv\360\000\000w\001C\002\360\000\000C\002G\002\360\000\000G\002O\002\360\000\000O\002S\002\360\000\000S\002^\002\360\000\000^\002b\002\360\000\000b\002l\002\360\000\000l\002p\002\360\000\000p\002{\002\360\000\000{\002\177\002\360\000\000\177\002@\003\330\010\020\220\007\220q\230\006\230l\250!\330\004\007\200v\210W\220E\230\024\230Q\330\010\022\220!\330\010\027\220q\340\010\027\220t\230:\240W\250E\260\023\260D\270\010\300\007\300u\310C\310t\320S\\\320\\c\320ch\320hk\320ko\320ot\320t{\360\000\000|\001A\002\360\000\000A\002D\002\360\000\000D\002H\002\360\000\000H\002O\002\360\000\000O\002V\002\360\000\000V\002[\002\360\000\000[\002^\002\360\000\000^\002b\002\360\000\000b\002l\002\360\000\000l\002s\002\360\000\000s\002t\002\330\004\007\200q\330\010\017\320\017)\250\024\250Q\250g\260[\300\007\300q\340\010\017\320\017)\250\024\250Q\250g\260[\300\001\200\001\360\020\000\005\006\330\010\017\210x\220q\230\006\230a\230v\240Z\250v\260Q\3206F\300o\320U]\320]d\320de\330\004\013\2109\220A\330\010\017\210q\220\001\200A\330\010\022\220$\220n\240A\340\010\021\220\021\330\010\017\210q\330\010\014\210D\220\005\220X\230Y\240a\240t\2501\330\014\023\2204\220w\230a\230x\240t\2503\320.@\300\001\330\014\017\210t\2203\220j\240\004\240E\250\023\250A\330\020\021\330\014\017\210t\2203\220j\240\004\240E\250\023\250A\330\020\031\230\021\230#\230R\230r\240\033\250E\260\024\260U\270%\270x\300s\310\"\310C\310q\330\020\026\220g\230R\230x\240u\250N\270!\2701\330\021\025\220S\230\n\240$\240g\250W\260A\330\020\023\2204\220q\330\024\025\330\020\026\220g\230R\230q\240\004\240E\250\021\330\021\025\220S\230\t\240\025\240f\250G\2605\270\003\2701\330\020\023\2204\220q\330\024\025\330\020\026""\220g\230R\230q\240\004\240E\250\021\330\021\025\220S\230\013\2405\250\010\260\007\260u\270C\270q\330\020\023\2204\220q\330\024\025\330\020\026\220g\230R\230q\240\004\240E\250\021\330\014\020\220\007\220q\230\001\330\010\026\220a\220t\2301\230D\240\010\250\001\250\024\250T\260\025\260a\330\010\022\220!\2204\220t\2305\240\005\240T\250\021\330\010\014\210E\220\031\230!\2301\230K\240z\260\032\2709\300L\320PQ\330\014\017\210v\220T\230\024\230W\240A\330\020\033\2307\240!\2401\240E\250\021\330\020\026\220g\230R\230r\240\027\250\003\2501\250M\270\022\2705\300\006\300a\340\010\022\220$\220n\240A\240Q\330\010\022\220!\330\010\014\210A\210X\220S\230\004\230G\2403\240a\240x\250q\330\014\020\220\t\230\021\330\020\023\220:\230Q\230g\240Q\330\024\037\230q\240\004\240F\250!\2507\260!\2605\270\001\330\025\032\230!\2303\230c\240\021\330\024\037\230q\240\005\240Q\240c\250\021\250%\250q\340\024\033\2307\240\"\240E\250\021\250$\250c\260\021\330\010\026\220d\320\0324\260A\260_\300I\310]\320Z[\330\010\017\210t\2206\230\021\230-\240q\200A\330\010\032\230$\230a\330\010\027\220s\230#\230Q\330\010\023\2204\220z\240\023\240C\240q\330\010\027\220s\230!\230=\250\002\250\"\250B\250a\330\010\025\220T\230\024\230Z\240t\2504\250}\270D\300\004\300A\330\025\031\230\034\240S\250\001\250\024\250Q\250c\260\024\260U\270$\270a\330\025\031\230\024\230X\240S\250\003\2504\250q\260\004\260I\270T\300\031\310\"\310D\320PQ\330\010\013\2101\330\014\023\2205\230\001\230\023\230A\340\010\016\210i\220q\230\003\2301\330\010\013\2104\210z\230\023\230A\330\014\023\2204\220|\2401\240M\260\036\270q\340\014\017\210q\220\004\220I\230T\240\031\250\"\250D\260\r\270T\300\021\330\010\017\210q\330\010\022\220$\220a\330\010\014\210E\220\024\220Q\330\014\017\210q\220\001\220\023\220C\220q\330\020\032\230!\2301\230A\330\020\021\330\010\014\210D\220\005\220X\230Y\240a\240|\2602\260Q\260a\260y\300\001\330\014\020\220\t\230\021\230&\240\010\250\002\250\"\250B\250c\260\031\270!\330\014\020\220\t\230\021\230&\240\010\250\002\250\"\250B""\250c\260\030\270\022\2703\270g\300Q\330\010\013\2104\210q\330\014\020\220\005\220U\230!\2303\230a\230}\250B\250c\260\021\330\020\024\220I\230Q\230f\240H\250B\250b\260\002\260#\260Y\270a\330\020\024\220I\230Q\230f\240H\250B\250b\260\002\260#\260X\270R\270s\300\047\310\021\330\010\014\210E\220\026\220y\240\001\330\014\017\210u\220C\220q\330\020\024\220A\220Q\220d\230!\2306\240\024\240Q\330\021\026\220c\230\021\330\020\024\220A\220Q\220d\230!\2306\240\024\240Q\340\020\024\220A\220Q\220d\230!\2306\240\024\240Q\330\010\017\210u\220A\220Q\200A\330\010!\240\021\330\010\027\220t\2304\230s\240!\340\010\014\210D\220\010\230\007\230u\240G\2507\260(\270\047\300\032\3109\320TU\320UY\320YZ\330\014\021\220\023\220B\220b\230\002\230$\230d\240!\330\014\020\220\001\220\021\220$\220a\220u\230D\240\001\330\014\017\210t\2204\220s\230!\330\020\024\220A\220Q\220d\230!\2303\230b\240\004\240D\250\001\330\020\024\220C\220y\240\t\250\022\2505\260\007\260w\270h\300g\310Q\330\024\030\230\001\230\021\230$\230a\230s\240\"\240B\240b\250\002\250\"\250D\260\004\260A\340\020\024\220C\220y\240\t\250\022\2505\260\007\260w\270h\300a\330\024\030\230\001\230\021\230$\230a\230s\240\"\240B\240b\250\002\250\"\250D\260\004\260A\330\020\024\220A\220Q\220d\230!\2303\230b\240\005\240T\250\021\330\020\024\220A\220Q\220d\230!\2303\230b\240\005\240T\250\021\200A\340\010\032\230$\230a\330\010\014\210H\220C\220s\230(\240\047\250\023\250H\260G\270:\300Y\310a\310t\320ST\330\014\017\210t\2206\230\021\230&\240\001\240\023\240C\240q\330\020\021\330\014\024\220C\220r\230\027\240\002\240&\250\002\250#\250Q\330\014\017\210w\220b\230\001\330\020\026\220e\2301\230L\250\007\250q\330\014\017\210t\2207\230!\2303\230c\240\024\240X\250Q\330\020\026\220e\2301\230N\250\047\260\021\330\014\017\210v\220S\230\n\240\"\240C\240t\2503\250f\260C\260z\300\022\3003\300a\330\020\026\220e\2301\230L\250\007\250q\330\014\017\210v\220R\220r\230\025\230f\240C\240v\250R\250s\260$\260g\270R\270w\300b\310\001\330\020\026\220e\2301\230L\250\007\250q""\200A\360\006\000\t\033\230$\230a\330\010+\2503\250c\260\023\260C\260q\330\010\025\220Q\330\010\014\210I\220Q\330\014\017\210u\220A\220W\230D\240\001\330\014\022\220&\230\002\230#\230T\240\021\240&\250\002\250!\330\014\020\220\005\220U\230%\230s\240$\240a\240v\250R\250t\2601\330\020\027\220t\2301\230C\230t\2401\240D\250\002\250#\250R\250q\330\020\023\2203\220d\230!\2304\230r\240\024\240S\250\001\330\024\025\330\020\027\220s\230$\230a\230t\2402\240Q\330\010\014\210C\210v\220S\230\013\240;\250d\260!\330\014\017\210u\220C\220q\330\020\021\330\014\017\210u\220A\220[\240\t\250\021\330\014\020\220\005\220U\230!\2308\2403\240a\330\020\030\230\003\2304\230q\240\n\250\"\250B\250b\260\001\330\020\023\2206\230\022\2307\240#\240Q\330\024\033\2307\240\"\240J\250b\260\002\260\"\260C\260t\2706\300\022\3008\3102\310Q\220Q\230\001\230Q\2401\240q\320\004\027\220q\330\010\017\210q\220\002\220$\220e\2304\230w\240c\250\021\250!\2503\250c\260\021\320\004\034\230A\360\006\000\t\020\210r\220\025\220c\230\024\230T\240\025\240h\250i\260q\270\004\270J\300c\310\024\310S\320PQ\330\010\021\220\021\220%\220t\2304\230u\240G\2508\2601\260D\270\001\330\010\020\220\004\220F\230!\330\010\013\210;\220c\230\021\330\014\022\220$\220d\320\032*\250!\2507\260&\270\001\270\035\300d\310!\330\014\023\2208\2304\230t\240>\260\021\260%\260v\270T\300\021\300/\320QR\330\014\024\220B\220f\230K\240v\250T\260\025\260g\270W\300B\300b\310\005\310V\320SW\320W^\320^_\330\010\013\210:\220S\230\001\330\014\022\220$\220d\320\032*\250!\2507\260&\270\001\270\034\300T\310\021\330\014\024\220B\220e\2306\240\024\240W\250D\260\004\260M\300\021\300%\300v\310T\320QR\320R`\320`a\330\010\021\220\021\220\"\220D\230\005\230T\240\032\2503\250a\250q\260\003\2603\260a\330\010\013\2104\210q\330\014\023\2201\330\010\020\220\002\220%\220v\230T\240\027\250\004\250D\260\r\270Q\270f\300A\300R\300q\310\004\310F\320RS\320SU\320UV\320VW\330\010\017\210q\320\004\037\230q\330\010\021\220\021\220%\220t\2304\230u\240G\2508\2601\260D\270\001\330\010""\013\210;\220g\230Q\330\014\023\2201\330\010\016\210d\220$\320\026&\240a\240t\2506\260\024\260V\2701\270M\310\024\310Q\330\010\017\210t\2204\220~\240Q\240e\2506\260\024\260Q\260o\300S\310\001\310\021\320\004!\240\021\360\006\000\t\014\2104\210r\220\027\230\003\2301\330\014\022\220%\220q\320\030(\250\003\2501\330\010\013\2104\210r\220\033\230C\230t\2401\330\014\022\220%\220q\230\014\240D\250\002\250(\260!\330\010\013\2104\210r\220\027\230\002\230$\230c\240\023\240C\240t\2502\250W\260C\260t\2703\270c\300\022\3004\300r\310\030\320QT\320TX\320XY\330\014\022\220%\220q\230\016\240d\250\"\250H\260A\330\010\022\220!\330\010\014\210E\220\025\220a\220t\2302\230Q\330\014\021\220\024\220R\220w\230b\240\002\240\"\240D\250\001\330\014\017\210t\2203\220a\330\020\027\220w\230a\230q\240\004\240A\240Q\240d\250%\250u\260D\270\001\270\021\270$\270e\3003\300b\310\004\310D\320PQ\320QR\320RV\320V[\320[^\320^`\320`a\330 $\240A\240Q\240d\250%\250s\260\"\260E\270\024\270Q\270a\270t\3005\310\003\3102\310U\320RV\320VW\320WX\320X\\\320\\a\320ad\320df\320fg\330 $\240A\240Q\240d\250%\250s\260\"\260E\270\024\270Q\270a\270t\3005\310\003\3102\310Q\340\020\027\220w\230a\230q\240\004\240A\240Q\240d\250%\250u\260D\270\001\270\021\270$\270e\3003\300b\310\005\310T\320QR\320RS\320SW\320W\\\320\\_\320_a\320ab\330 $\240A\240Q\240d\250%\250s\260\"\260D\270\004\270A\270Q\270d\300%\300s\310\"\310E\320QU\320UV\320VW\320W[\320[`\320`c\320ce\320ef\330 $\240A\240Q\240d\250%\250s\260\"\260E\270\024\270Q\270a\270t\3005\310\003\3102\310Q\330\010\017\210q\320\004!\240\021\360\006\000\t\024\2201\330\010\013\2104\210r\220\027\230\003\2302\230S\240\004\240B\240g\250S\260\001\330\014\023\2201\330\010\014\210E\220\025\220a\220t\2302\230Q\330\014\021\220\024\220R\220w\230b\240\002\240\"\240D\250\002\250!\330\014\017\210t\2203\220a\330\020\030\230\007\230q\240\001\240\024\240T\250\021\250!\2504\250u\260C\260r\270\024\270T\300\021\300!\3004\300u\310C\310r\320QV\320VZ\320Z[\320[\\\320\\`\320`e\320eh\320hj\320jk\330!%\240Q\240a""\240t\2505\260\003\2602\260Q\340\020\030\230\007\230q\240\001\240\024\240T\250\021\250!\2504\250u\260C\260r\270\024\270T\300\021\300!\3004\300u\310C\310r\320QV\320VZ\320Z[\320[\\\320\\`\320`e\320eh\320hj\320jk\330!%\240Q\240a\240t\2505\260\003\2602\260Q\330\010\017\210q\320\004&\240a\330\010\017\210t\2204\220z\240\021\240$\240j\260\004\260K\270q\320\004\047\240q\330\010\020\220\005\220R\220q\330\010\020\220\004\220G\2305\240\001\240\021\330\010\013\2106\220\023\220A\330\014\023\2201\330\010\020\220\004\220I\230U\240!\2401\330\010\013\2106\220\022\2201\330\014\024\220C\220q\230\004\230A\330\014\020\220\r\230Q\330\010\017\210s\220!\2204\220y\240\002\240!\320\004)\250\021\330\010\020\220\004\220D\230\002\230!\330\010\016\210f\220B\220d\230$\230b\240\007\240r\250\024\250T\260\021\330\010\035\230Q\320\004,\250A\360\006\000\t\023\220!\2206\230\022\2303\230a\230q\330\010\017\210t\220;\230f\240L\260\001\330\010\014\210D\220\010\230\005\230X\240Y\250a\250q\330\014\017\210t\2203\220e\2303\230e\2403\240a\330\020\021\330\014\026\220c\230\021\230$\230g\240Q\240a\330\014\017\210s\220!\2205\230\002\230(\240#\240T\250\027\260\005\260Q\260e\2701\270E\300\022\3007\310#\310Q\330\020\021\330\014\047\240q\330\020\021\330\014\020\220\007\220q\230\004\230D\240\002\240+\250U\260!\2605\270\002\270&\300\003\3008\3102\310S\320PQ\320QR\330\014\023\2201\220E\230\021\330\010\014\210D\220\003\2203\220h\230i\240q\250\001\330\014\017\210w\220a\220s\230#\230Q\330\020\027\220q\230\005\230T\240\032\2501\250E\260\021\260!\330\010\017\210q\320\004;\2701\340\010\014\210E\220\021\220%\220v\230Q\330\010\017\210q\220\004\220A\220Q\220d\230%\230t\2402\240R\240r\250\024\250Z\260t\2705\300\005\300Q\300e\3103\310d\320RS\320\004<\270A\330\010$\240A\330\010\034\230D\240\003\2403\240c\250\021\330\010\020\220\001\330\010\014\210E\220\025\220e\2307\240!\330\014\020\220\005\220Q\220g\230T\240\021\330\014\022\220$\220a\220q\230\004\230E\240\026\240r\250\021\330\014\022\220&\230\002\230$\230a\230q\240\004\240E\250\026""\250r\260\021\330\014\020\220\005\220U\230%\230u\240A\330\020\024\220E\230\021\230%\230s\240!\330\020\025\220W\230A\230T\240\021\240!\2404\240u\250A\330\020\033\2304\230q\240\001\240\024\240U\250$\250b\260\001\330\020\023\2209\230C\230q\330\024\025\330\020\027\220q\330\014\026\220d\230!\2301\230D\240\005\240V\2502\250Q\330\014\017\210x\220s\230!\330\020\021\330\014\025\220Q\330\010\017\210q\320\004=\270Q\340\010$\240A\330\010\034\230D\240\003\2403\240c\250\021\330\010\017\210x\220t\2301\330\010\014\210E\220\025\220e\2307\240!\330\014\020\220\005\220Q\220g\230T\240\021\330\014\021\220\027\230\002\230&\240\002\240#\240T\250\021\250!\2504\250u\260F\270\"\270A\330\014\022\220$\220a\220q\230\004\230E\240\026\240r\250\021\330\014\022\220&\230\002\230$\230a\230q\240\004\240E\250\026\250r\260\021\330\014\020\220\005\220U\230%\230u\240A\330\020\024\220E\230\021\230%\230t\2401\330\020\025\220W\230A\230T\240\021\240!\2404\240u\250D\260\002\260!\330\020\033\2304\230q\240\001\240\024\240U\250$\250b\260\001\330\020\023\2209\230C\230q\330\024\025\330\020\027\220q\330\014\026\220d\230!\2301\230D\240\005\240V\2502\250Q\330\014\017\210x\220s\230!\330\020\021\330\014\025\220Q\330\010\017\210q\220\007\220q\320\004>\270a\360\006\000\t\r\210E\220\021\220%\220v\230Q\330\010\022\220!\330\010\014\210E\220\025\220a\220u\230C\230t\2401\330\014\020\220\004\220B\220b\230\002\230$\230a\330\014\022\220&\230\001\230\021\230$\230e\2401\330\014\017\210t\2203\220a\330\020\027\220q\330\014\023\2207\230!\2301\230E\240\026\240q\250\001\250\024\250U\260\"\260B\260d\270!\330\010\016\210e\2201\220L\240\005\240Q\320\004I\310\021\330\010\013\2104\210r\220\026\220r\230\027\240\003\2404\240s\250$\250a\330\014\023\2201\330\010\016\210d\220\047\230\025\230a\230w\240a\330\010\017\210t\2203\220a\320\004N\310a\340\010\013\2104\210s\220!\330\014\022\220%\220q\230\014\240G\2501\330\010\016\210a\330\010\016\210d\220\"\220K\230t\2404\240s\250\"\250A\250V\2602\260U\270#\270Q\330\014\023\2201\330\010\013\2104\210s\220!""\330\014\022\220%\220q\230\014\240G\2501\330\010\017\210u\220A\220T\230\024\230Q\230f\240B\240d\250&\260\002\260!\320\004Q\320QR\360\006\000\t\033\230$\230a\340\010\020\220\005\220Q\220d\230)\2402\240U\250!\2504\250q\330\010\017\210t\2202\320\025N\310a\330\010\013\2105\220\007\220u\230D\240\004\320$<\270A\330\014\023\2201\330\010\025\220U\230#\230Q\330\010\013\210;\220m\2401\360\006\000\r\023\220%\220q\320\030(\250\003\2502\250X\260Q\330\010\013\210;\220d\230#\230R\230w\240b\250\002\250#\250Q\330\014\022\220%\220q\320\030(\250\003\2502\250X\260Q\330\010\020\220\004\220F\230!\330\010\024\220C\220q\230\001\230\024\230\\\250\022\2501\250A\250Q\250c\260\024\260U\270!\330\010\023\2208\2301\230C\230q\240\006\240a\360\006\000\t\017\210c\220\021\220!\2203\220b\230\001\230\023\230O\2501\250A\250Q\250d\260!\2601\260D\270\004\270E\300\024\300Z\310s\320RS\320ST\320TW\320WZ\320Z[\330\010\013\2104\210s\220*\230B\230c\240\021\330\014\022\220%\220q\230\014\240C\240q\330\010\025\220X\230Q\230c\240\026\320\047>\270b\300\005\300[\320PR\320R[\320[]\320]^\330\010\025\220S\230\002\230\047\240\023\240E\320)9\270\021\330\010\016\210k\230\022\2303\230k\320)9\270\021\330\010\022\220!\330\010\017\210s\220!\2201\330\010\022\220(\230!\2305\240\003\2401\330\010\013\2101\330\014\022\220(\230#\230S\240\001\240\035\250b\260\003\2602\260S\270\001\330\010\017\210q\330\010\013\2104\210s\220#\220V\2308\240<\250z\270\022\2705\300\002\300!\330\014\022\220%\220q\320\030(\250\003\2502\250X\260Q\330\010\020\220\005\220S\230\010\320 2\260!\330\010\017\210q\220\t\230\027\240\n\250,\260l\300&\310\006\310a\340\010\013\2105\220\007\220q\330\014\020\220\004\220F\230!\2301\330\010\024\220C\220q\230\001\330\010\014\210F\220\047\230\021\230*\240B\240c\250\021\330\010\014\210E\220\024\220Q\330\014\017\210q\220\001\220\023\220C\220x\230t\2401\330\020\021\220\021\220$\220a\220q\230\004\230A\230Q\230d\240!\2401\240D\250\001\250\021\250%\250z\270\034\300\\\320QT\320T\\\320\\^\320^_\330\024\027\220x\230r\240\021\330\021""\022\220!\2203\220c\230\033\240D\250\001\330\020\034\230C\230q\240\r\250R\250s\260\"\260C\260q\330\020\021\220\021\220$\220a\220q\230\004\230A\230Q\230d\240!\2401\240D\250\001\250\021\250%\250y\270\002\270)\300;\310b\320PY\320Yd\320df\320fg\330\024\036\230a\330\010\014\210I\220Q\330\014\017\210u\220A\220S\230\003\2301\330\020\025\220Q\220e\230;\240b\250\001\330\021\026\220a\220s\230#\230Q\330\020\025\220Q\220e\2303\230a\230q\340\010\017\210u\220A\220Y\230b\240\003\2401\240A\330\010\022\220)\2301\230A\330\010\017\210q\220\010\230\010\240\002\240#\240Q\240j\260\001\330\010\020\220\014\320\034,\250C\250r\260\021\330\010\013\2101\330\014\020\220\014\230A\230Y\240c\250\021\340\014\020\220\014\230A\230U\240\047\250\021\330\010\017\210q\330\010\013\2103\210c\220\021\330\014\020\220\001\220\021\220$\220a\220u\230C\230s\240%\240q\330\014\020\220\001\220\021\220$\220a\220u\230C\230s\240%\240q\340\014\020\220\001\220\021\220$\220a\220u\230C\230s\240%\240z\260\021\330\014\020\220\001\220\021\220$\220a\220u\230C\230s\240%\240q\330\010\014\210M\230\021\230&\240\014\250D\260\014\270D\300\n\310+\320UW\320WX\330\032#\2402\240Y\250c\260\021\260!\330\010\013\2101\330\014\020\220\r\230Q\230f\240M\260\024\260\\\300\024\300Z\310{\320Z\\\320\\]\330\036\047\240r\250\032\2603\260a\260}\300B\300c\310\022\3103\310a\330\010\017\210q\320\004V\320VW\330\010\014\210H\220C\220z\240\031\250#\250Z\260s\270%\270q\330\014\017\210x\220s\230&\240\004\240F\250\"\250H\260B\260a\330\020\026\220i\230s\240&\250\002\250!\330\020\024\220E\230\021\230%\230v\240Q\330\020\027\220q\330\010\016\210e\2201\220L\240\007\240r\250\021\250!\320\004l\320lm\360\006\000\t\033\230$\230a\330\010\020\220\002\220$\220b\230\003\2305\240\004\240E\250\027\260\001\330\010\017\210q\220\002\220$\220e\2306\240\023\240D\250\007\250q\260\001\260\021\260$\260g\270Q\330\010\013\2103\210a\210v\220S\230\003\2301\230A\330\014\023\2201\330\010\014\210C\210u\220C\220q\230\006\230d\240!\2401\330\014\017\210q\220\001\220\023\220C\220q\230\001""\230\021\330\020\026\220e\2301\320\034,\250A\250Q\250d\260!\330\014\023\2207\230\"\230A\230Q\230c\240\022\2404\240s\250!\2501\250C\250r\260\021\260!\2601\330\010\014\320\014\036\230a\230q\240\001\240\021\240#\240T\250\025\250f\260C\260r\270\027\300\007\300q\330\010\013\2104\210q\340\014\020\220\005\220V\2303\230k\250\025\250d\260!\330\020\023\2205\230\003\320\033+\2504\250z\270\023\270E\300\021\300\"\300A\300Q\330\024\033\2307\240\"\240D\250\003\2506\260\023\260C\260{\300%\300s\310!\330\024\033\2307\240\"\240D\250\003\2506\260\023\260C\260{\300%\300s\310\047\320QR\330\014\023\2201\220B\220d\230%\230|\2503\250a\250q\260\003\2603\260k\300\024\300Q\300a\300s\310#\310Q\330\010\017\210w\220b\230\004\230A\230S\240\001\240\026\240r\250\022\2501\250C\250r\260\024\260S\270\001\330\010\020\220\004\220A\220R\220q\230\003\2302\230U\240!\2402\240Q\240a\330\010\014\210I\220Q\330\014\017\210u\220A\220S\230\003\2301\330\020\025\220Q\220e\2303\230a\230q\330\021\026\220a\220s\230#\230Q\330\020\025\220Q\220f\230A\330\010\014\210E\220\026\220y\240\013\250;\260d\270!\330\014\017\210u\220C\320\027\047\240t\250:\260S\270\005\270Q\270b\300\001\300\021\330\020\027\220w\230b\240\004\240C\240v\250S\260\003\260;\270e\3003\300c\310\021\310!\330\020\023\2201\330\024\035\230Q\230d\240$\240g\250S\260\003\260<\270t\3004\300q\330\024\030\230\004\230I\240S\250\001\250\031\260(\270\"\270G\300:\310R\310w\320V^\320^`\320`a\330\030\037\230w\240b\250\004\250B\250d\260#\260W\270A\330\010\017\210q";
     PyObject *data = NULL;
     #define __Pyx_DecompressString_UNUSED
     #define __Pyx_DecompressString_LZSS_UNUSED
     #endif
     PyObject **stringtab = __pyx_mstate->__pyx_string_tab;
     Py_ssize_t pos = 0;
-    for (int i = 0; i < 319; i++) {
+    for (int i = 0; i < 320; i++) {
       Py_ssize_t bytes_length = str_length_index[i].length;
       PyObject *string = PyUnicode_DecodeUTF8(bytes + pos, bytes_length, NULL);
-      if (likely(string) && i >= 50) PyUnicode_InternInPlace(&string);
+      if (likely(string) && i >= 51) PyUnicode_InternInPlace(&string);
       if (unlikely(!string)) {
         Py_XDECREF(data);
         __PYX_ERR(0, 1, __pyx_L1_error)
@@ -46752,8 +46850,8 @@ static const char bytes[] = " at 0x is in no PT_LOAD segment object>(tree fragme
       stringtab[i] = string;
       pos += bytes_length;
     }
-    for (int i = 319; i < 354; i++) {
-      Py_ssize_t bytes_length = bytes_length_index[i-319].length;
+    for (int i = 320; i < 355; i++) {
+      Py_ssize_t bytes_length = bytes_length_index[i-320].length;
       PyObject *string = PyBytes_FromStringAndSize(bytes + pos, bytes_length);
       stringtab[i] = string;
       pos += bytes_length;
@@ -46763,14 +46861,14 @@ static const char bytes[] = " at 0x is in no PT_LOAD segment object>(tree fragme
       }
     }
     Py_XDECREF(data);
-    for (Py_ssize_t i = 0; i < 354; i++) {
+    for (Py_ssize_t i = 0; i < 355; i++) {
       if (unlikely(PyObject_Hash(stringtab[i]) == -1)) {
         __PYX_ERR(0, 1, __pyx_L1_error)
       }
     }
     #if CYTHON_IMMORTAL_CONSTANTS
     {
-      PyObject **table = stringtab + 319;
+      PyObject **table = stringtab + 320;
       for (Py_ssize_t i=0; i<35; ++i) {
         #if PY_VERSION_HEX >= 0x030F0000
         PyUnstable_SetImmortal(table[i]);
@@ -46796,15 +46894,16 @@ static const char bytes[] = " at 0x is in no PT_LOAD segment object>(tree fragme
     PyObject **numbertab = __pyx_mstate->__pyx_number_tab + 0;
     int8_t const cint_constants_1[] = {0,-1,1,2,4,8,12,16,20,24,28,32,44};
     int32_t const cint_constants_4[] = {136983863L,174462147L};
-    for (int i = 0; i < 15; i++) {
-      numbertab[i] = PyLong_FromLong((i < 13 ? cint_constants_1[i - 0] : cint_constants_4[i - 13]));
+    int64_t const cint_constants_8[] = {4294967295LL};
+    for (int i = 0; i < 16; i++) {
+      numbertab[i] = PyLong_FromLongLong((i < 13 ? cint_constants_1[i - 0] : (i < 15 ? cint_constants_4[i - 13] : cint_constants_8[i - 15])));
       if (unlikely(!numbertab[i])) __PYX_ERR(0, 1, __pyx_L1_error)
     }
   }
   #if CYTHON_IMMORTAL_CONSTANTS
   {
     PyObject **table = __pyx_mstate->__pyx_number_tab;
-    for (Py_ssize_t i=0; i<15; ++i) {
+    for (Py_ssize_t i=0; i<16; ++i) {
       #if PY_VERSION_HEX >= 0x030F0000
       PyUnstable_SetImmortal(table[i]);
       #elif CYTHON_COMPILING_IN_CPYTHON_FREETHREADING
@@ -46878,12 +46977,12 @@ static int __Pyx_CreateCodeObjects(__pyx_mstatetype *__pyx_mstate) {
     __pyx_mstate_global->__pyx_codeobj_tab[3] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_fastaudit__elfedit_pyx, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_kp_b_iso88591_q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[3])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 556};
+    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 558};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_p};
     __pyx_mstate_global->__pyx_codeobj_tab[4] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_fastaudit__elfedit_pyx, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_kp_b_iso88591__7, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[4])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 4, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 597};
+    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 4, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 599};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u__8, __pyx_mstate->__pyx_n_u_kind, __pyx_mstate->__pyx_n_u_offset, __pyx_mstate->__pyx_n_u_size};
     __pyx_mstate_global->__pyx_codeobj_tab[5] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_fastaudit__elfedit_pyx, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_kp_b_iso88591_Q_2, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[5])) goto bad;
   }
@@ -47008,12 +47107,12 @@ static int __Pyx_CreateCodeObjects(__pyx_mstatetype *__pyx_mstate) {
     __pyx_mstate_global->__pyx_codeobj_tab[29] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_fastaudit__elfedit_pyx, __pyx_mstate->__pyx_n_u_new_segment, __pyx_mstate->__pyx_kp_b_iso88591_QQR_a_Qd_2U_4q_t2_Na_5_uD_A_1_U, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[29])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 5, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 594};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 5, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 596};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_start, __pyx_mstate->__pyx_n_u_end, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_n_u_genexpr};
     __pyx_mstate_global->__pyx_codeobj_tab[30] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_fastaudit__elfedit_pyx, __pyx_mstate->__pyx_n_u_phdrs_overlap_a_section, __pyx_mstate->__pyx_kp_b_iso88591_D_fBd_b_r_T_Q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[30])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {4, 0, 0, 18, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 600};
+    const __Pyx_PyCode_New_function_description descr = {4, 0, 0, 18, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 602};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_target, __pyx_mstate->__pyx_n_u_at, __pyx_mstate->__pyx_n_u_count, __pyx_mstate->__pyx_n_u_view, __pyx_mstate->__pyx_n_u_le, __pyx_mstate->__pyx_n_u_ph, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_p_type, __pyx_mstate->__pyx_n_u_flags, __pyx_mstate->__pyx_n_u_off, __pyx_mstate->__pyx_n_u_vaddr, __pyx_mstate->__pyx_n_u_paddr, __pyx_mstate->__pyx_n_u_filesz, __pyx_mstate->__pyx_n_u_memsz, __pyx_mstate->__pyx_n_u_align, __pyx_mstate->__pyx_n_u_k, __pyx_mstate->__pyx_n_u_value};
     __pyx_mstate_global->__pyx_codeobj_tab[31] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_fastaudit__elfedit_pyx, __pyx_mstate->__pyx_n_u_write_phdrs, __pyx_mstate->__pyx_kp_b_iso88591_A_t4s_D_uG7_9TUUYYZ_Bb_d_auD_t4s, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[31])) goto bad;
   }
@@ -54726,6 +54825,142 @@ static CYTHON_INLINE PyObject* __Pyx__PyNumber_Multiply_int_int(PyObject *op1, P
     return (inplace) ? PyNumber_InPlaceMultiply(op1, op2) : PyNumber_Multiply(op1, op2);
 }
 #endif
+
+/* PyObjectCompare */
+#ifndef __Pyx_DEFINED_PyObject_CompareIntFloatBoolGt
+#define __Pyx_DEFINED_PyObject_CompareIntFloatBoolGt
+static int __Pyx_PyObject_CompareIntFloatBoolGt(PyObject *op1, PyObject *op2) {
+    double float_op2 = __Pyx_PyFloat_AS_DOUBLE(op2);
+    #if !CYTHON_ASSUME_SAFE_MACROS
+    if (unlikely(float_op2 == -1. && PyErr_Occurred())) return -1;
+    #endif
+    #if CYTHON_USE_PYLONG_INTERNALS
+    if (__Pyx_PyLong_IsCompact(op1)) {
+        Py_ssize_t iop1 = __Pyx_PyLong_CompactValue(op1);
+        if (((double)iop1) > float_op2) goto __pyx_return_true; else goto __pyx_return_false;
+    }
+    if (unlikely(!__Pyx_isfinite(float_op2))) {
+        if (0.0 > float_op2) goto __pyx_return_true; else goto __pyx_return_false;
+    } else {
+        int sign1 = __Pyx_PyLong_Sign(op1);
+        if (float_op2 >= 0.) {
+            if (sign1 < 0) goto __pyx_return_false;
+            if (float_op2 < (double) (1L << PyLong_SHIFT)) goto __pyx_return_true;
+        } else {
+            if (sign1 > 0) goto __pyx_return_true;
+            if (float_op2 > -(double) (1L << PyLong_SHIFT)) goto __pyx_return_false;
+        }
+    }
+    #else
+    if (unlikely(!__Pyx_isfinite(float_op2))) {
+        if (0.0 > float_op2) goto __pyx_return_true; else goto __pyx_return_false;
+    } else {
+        int overflow1;
+        long iop1 = PyLong_AsLongAndOverflow(op1, &overflow1);
+        if (likely(!overflow1)) {
+            if ((long long) iop1 >= (1LL << 53)) {
+                overflow1 = 1;
+            } else if ((long long) iop1 <= - (1LL << 53)) {
+                overflow1 = -1;
+            } else {
+                if (((double) iop1) > float_op2) goto __pyx_return_true; else goto __pyx_return_false;
+            }
+        }
+        if (overflow1 < 0) {
+            if (float_op2 > ((double) (1LL << 53))) goto __pyx_return_false;
+        } else {
+            if (float_op2 < - ((double) (1LL << 53))) goto __pyx_return_true;
+        }
+    }
+    #endif
+    return __Pyx_PyObject_RichCompareBool(op1, op2, Py_GT);
+__pyx_return_true:
+    return 1;
+__pyx_return_false:
+    return 0;
+}
+#endif
+#if CYTHON_USE_PYLONG_INTERNALS
+#ifndef __Pyx_DEFINED_PyObject_CompareIntIntBoolGt
+#define __Pyx_DEFINED_PyObject_CompareIntIntBoolGt
+static int __Pyx_PyObject_CompareIntIntBoolGt(PyObject *op1, PyObject *op2) {
+    Py_ssize_t cmp = __Pyx_PyLong_CompareSignAndSize(op1, op2);
+    if (cmp == 0) {
+        Py_ssize_t size = __Pyx_PyLong_DigitCount(op1);
+        if (size > 0) {
+            const digit* digits1 = __Pyx_PyLong_Digits(op1);
+            const digit* digits2 = __Pyx_PyLong_Digits(op2);
+            if (size == 1) {
+                cmp = (Py_ssize_t) digits1[0] - (Py_ssize_t) digits2[0];
+            } else if ((size == 2) && (8 * sizeof(Py_ssize_t) >= 2 * PyLong_SHIFT)) {
+                cmp = (Py_ssize_t) (((((size_t)digits1[1]) << PyLong_SHIFT) | (size_t)digits1[0])) - (Py_ssize_t) (((((size_t)digits2[1]) << PyLong_SHIFT) | (size_t)digits2[0]));
+            } else {
+                for (Py_ssize_t i=size-1; i >= 0 && !cmp; --i) {
+                    cmp = (Py_ssize_t) digits1[i] - (Py_ssize_t) digits2[i];
+                }
+            }
+        }
+        if (cmp == 0) return 0;
+        if (__Pyx_PyLong_IsNeg(op1)) cmp = -cmp;
+    }
+    return (cmp > 0);
+}
+#endif
+#ifndef __Pyx_DEFINED_PyObject_CompareIntIntBoolGt
+#define __Pyx_DEFINED_PyObject_CompareIntIntBoolGt
+static CYTHON_INLINE PyObject* __Pyx_PyObject_CompareIntIntGt(PyObject *op1, PyObject *op2) {
+    int result = __Pyx_PyObject_CompareIntIntBoolGt(op1, op2);
+    if (unlikely(result == -1)) return NULL;
+    return __Pyx_NewRef(result ? Py_True : Py_False);
+}
+#endif
+#else
+#ifndef __Pyx_DEFINED_PyObject_CompareIntIntBoolGt
+#define __Pyx_DEFINED_PyObject_CompareIntIntBoolGt
+static int __Pyx_PyObject_CompareIntIntBoolGt(PyObject *op1, PyObject *op2) {
+    int overflow1, overflow2;
+    long long iop1 = PyLong_AsLongLongAndOverflow(op1, &overflow1);
+    long long iop2 = PyLong_AsLongLongAndOverflow(op2, &overflow2);
+    if (likely(!(overflow1 | overflow2))) {
+        if (iop1 > iop2) goto __pyx_return_true; else goto __pyx_return_false;
+    } else if (overflow1 != overflow2) {
+        if (overflow1 > overflow2) goto __pyx_return_true; else goto __pyx_return_false;
+    } else {
+        return __Pyx_PyObject_RichCompareBool(op1, op2, Py_GT);
+    }
+__pyx_return_true:
+    return 1;
+__pyx_return_false:
+    return 0;
+}
+#endif
+#endif
+static CYTHON_INLINE int __Pyx_PyObject_CompareBoolGt_int_object(PyObject *op1, PyObject *op2, int pyop) {
+    CYTHON_UNUSED_VAR(pyop);
+    if (unlikely(op1 == Py_None)) {
+        goto __pyx_richcmp;
+    }
+    if (op1 == op2) goto __pyx_return_false;
+    if (likely(op1 != Py_None)) {
+        if (op1 == op2) goto __pyx_return_false;
+        if (likely(PyLong_CheckExact(op2))) {
+            return __Pyx_PyObject_CompareIntIntBoolGt(op1, op2);
+        }
+        if (PyFloat_CheckExact(op2)) {
+            return __Pyx_PyObject_CompareIntFloatBoolGt(op1, op2);
+        }
+        goto __pyx_richcmp;
+    }
+    if ((0)) goto __pyx_richcmp;
+    if ((0)) goto __pyx_return_true;
+    if ((0)) goto __pyx_return_false;
+__pyx_richcmp:
+    return __Pyx_PyObject_RichCompareBool(op1, op2, Py_GT);
+__pyx_return_true:
+    return 1;
+__pyx_return_false:
+    return 0;
+}
 
 /* PyLongCompare */
 static CYTHON_INLINE int __Pyx_PyLong_BoolNeObjC(PyObject *op1, PyObject *op2, long intval, long inplace) {

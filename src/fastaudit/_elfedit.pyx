@@ -548,6 +548,8 @@ cdef class _Rewrite:
         if move_dynamic:
             pos = dyn_pos + (len(new_entries) + 1) * img.dynent
         size = pos
+        if not img.im.is64 and max(base_vaddr, base_off) + size > 0xFFFFFFFF:
+            raise _Fail(ST_UNSUPPORTED, img.h.phoff, "new segment that would end past 4 GiB in an ELF32 image")
         flags = PF_R | (PF_W if move_dynamic else 0)   # the loader may write .dynamic (DT_DEBUG)
         load = [PT_LOAD, flags, base_off, base_vaddr, base_vaddr, size, size, alignment]
 

@@ -308,3 +308,13 @@ def test_a_program_header_table_over_a_section_is_not_rewritten_in_place() -> No
     out = rewrite_elf(bytes(data), ElfEdits(replace_needed={"libc.so.6": "libz" + "q" * 40 + ".so"}))
     assert out[:len(data)][0x238:0x25C] == bytes(data[0x238:0x25C])  # the note, untouched
     assert read_elf(out).needed == ("libz" + "q" * 40 + ".so",)
+
+
+def test_an_elf32_image_whose_new_segment_would_pass_4_gib_is_refused() -> None:
+    # found by fuzz/fuzz_rewrite.py under ASan: a mutated symbol size pushed the new segment's
+    # address past 32 bits and the program header write overflowed (an OverflowError, not a typed error)
+    crashes = Path(__file__).resolve().parents[1] / "data" / "rewrite-crashes"
+    image = (crashes / "elf32-segment-past-4gib.elf").read_bytes()
+    edits = ElfEdits(replace_needed={"libm.so.6": "libaa.so"}, soname="libx.so", rpath="$ORIGIN/../ppppppppp")
+    with pytest.raises(ELFUnsupportedError, match="past 4 GiB"):
+        rewrite_elf(image, edits)

@@ -43,6 +43,11 @@ cdef extern from *:
 # dynamic entries whose value is an offset into .dynstr
 _STRING_TAGS = frozenset({DT_NEEDED, DT_SONAME, DT_RPATH, DT_RUNPATH, DT_AUXILIARY, DT_FILTER,
                           DT_CONFIG, DT_DEPAUDIT, DT_AUDIT})
+# dynamic entries whose value is an address (gABI d_ptr, and GNU's), checked to lie in a PT_LOAD
+_ADDRESS_TAGS = {3: "DT_PLTGOT", 4: "DT_HASH", 5: "DT_STRTAB", 6: "DT_SYMTAB", 7: "DT_RELA", 12: "DT_INIT",
+                 13: "DT_FINI", 17: "DT_REL", 23: "DT_JMPREL", 25: "DT_INIT_ARRAY", 26: "DT_FINI_ARRAY",
+                 32: "DT_PREINIT_ARRAY", 0x6ffffef5: "DT_GNU_HASH", 0x6ffffff0: "DT_VERSYM",
+                 0x6ffffffc: "DT_VERDEF", 0x6ffffffe: "DT_VERNEED"}
 # the most entries a version chain may have in an image of n bytes: each entry is at least 8 bytes
 _MIN_VERSION_ENTRY = 8
 
@@ -274,6 +279,7 @@ cdef class _Rewrite:
             raise _Fail(ST_UNSUPPORTED, img.h.phoff, "no PT_DYNAMIC: a static executable has nothing to rewrite")
         self.dyn_off, self.dyn_vaddr, self.dyn_size = dynamic[0][2], dynamic[0][3], dynamic[0][5]
         self.entries = img.dynamic_entries(self.dyn_off, self.dyn_size)
+        self.check_addresses()
         values = {tag: val for tag, val in reversed(self.entries)}
         if DT_STRTAB not in values or DT_STRSZ not in values:
             raise _Fail(ST_CORRUPT, self.dyn_off, "dynamic section without DT_STRTAB or DT_STRSZ")
@@ -284,6 +290,15 @@ cdef class _Rewrite:
 
     def loads(self) -> list:
         return [p for p in self.phdrs if p[0] == PT_LOAD]
+
+    def check_addresses(self):
+        """Every address the dynamic section holds must lie in a PT_LOAD: one that points nowhere
+        would point into the new segment once it exists, and read as whatever is put there."""
+        loads = self.loads()
+        for tag, value in self.entries:
+            if tag in _ADDRESS_TAGS and value and not any(
+                    p[3] <= value and value - p[3] < p[6] for p in loads):
+                raise _Fail(ST_CORRUPT, self.dyn_off, f"{_ADDRESS_TAGS[tag]} outside every PT_LOAD")
 
     def check_loads(self):
         """Refuse a layout the loader would refuse: the new segment is placed from these numbers."""
@@ -594,10 +609,19 @@ cdef class _Rewrite:
         return segment
 
     def phdrs_overlap_a_section(self) -> bool:
+        """Whether the program header table shares bytes with a section or a table the dynamic
+        section points at (only a malformed image does)."""
         start = self.img.h.phoff
         end = start + self.img.h.phnum * self.img.phsize
-        return any(kind != 0 and kind != 8 and size and offset < end and start < offset + size  # SHT_NULL, SHT_NOBITS
-                   for _, kind, _, offset, size in self.sections)
+        if any(kind != 0 and kind != 8 and size and offset < end and start < offset + size  # SHT_NULL, SHT_NOBITS
+               for _, kind, _, offset, size in self.sections):
+            return True
+        for tag, value in self.entries:
+            if tag in _ADDRESS_TAGS and value:
+                for p in self.loads():
+                    if p[3] <= value and value - p[3] < p[5] and start <= p[2] + (value - p[3]) < end:
+                        return True
+        return False
 
     def write_phdrs(self, bytearray target, uint64_t at, uint64_t count):
         cdef uint8_t[::1] view = target

@@ -318,3 +318,13 @@ def test_an_elf32_image_whose_new_segment_would_pass_4_gib_is_refused() -> None:
     edits = ElfEdits(replace_needed={"libm.so.6": "libaa.so"}, soname="libx.so", rpath="$ORIGIN/../ppppppppp")
     with pytest.raises(ELFUnsupportedError, match="past 4 GiB"):
         rewrite_elf(image, edits)
+
+
+def test_a_program_header_table_over_a_dynamic_table_is_not_rewritten_in_place() -> None:
+    # found by fuzz/fuzz_rewrite.py: e_phnum so large that the table runs over DT_GNU_HASH, a PT_NULL
+    # "entry" in it, and the in-place rewrite of the table overwrote the hash table
+    crashes = Path(__file__).resolve().parents[1] / "data" / "rewrite-crashes"
+    image = (crashes / "phdrs-over-gnu-hash.elf").read_bytes()
+    out = rewrite_elf(image, ElfEdits(soname="l.so", runpath="$ORIGIN/../"))
+    assert out[0xD8:0xE8] == image[0xD8:0xE8]  # the DT_GNU_HASH header, untouched
+    assert read_elf(out).soname == "l.so"

@@ -369,8 +369,9 @@ def read_wheel_elves(path: str | PathLike[str], cache: ElfCache | None = None, *
     """Member path -> ElfInfo for every ELF member of a wheel. Raises WheelError or ELFError with
     the wheel and member named.
 
-    Content errors come first, then RECORD's listing and sizes; with verify_record, every member's
-    hash too (every member is then read, cached ELF members included).
+    A missing or unreadable RECORD is refused first, then content errors, then RECORD's listing,
+    hashes and sizes; with verify_record, every member's hash too (every member is then read,
+    cached ELF members included).
     """
     elves: dict[str, ElfInfo] = {}
     with WheelArchive(path) as archive:
@@ -387,7 +388,7 @@ def read_wheel_elves(path: str | PathLike[str], cache: ElfCache | None = None, *
                     if cache is not None:
                         cache.put_not_elf(member)
                     continue
-                hasher = record.hasher(member) if verify_record and member.name in record.entries else None
+                hasher = record.hasher(member) if verify_record else None
                 try:
                     info = read_elf(archive.read(member, hasher))
                 except ELFError as e:
@@ -402,8 +403,7 @@ def read_wheel_elves(path: str | PathLike[str], cache: ElfCache | None = None, *
         record.check_listing(archive.members)
         if verify_record:
             for member in archive.members:
-                if member.name in record.entries and member.name not in hashed:
-                    hasher = record.hasher(member)
+                if member.name not in hashed and (hasher := record.hasher(member)) is not None:
                     archive.read(member, hasher)
                     record.check_digest(member, hasher.digest())
     return elves

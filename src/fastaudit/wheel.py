@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from operator import attrgetter
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from fastaudit.errors import UnsafeMemberError, WheelError, ZipBombError, ZipConfusionError
 from fastaudit.inflate import InflateError, crc32, inflate_raw
@@ -44,8 +44,7 @@ _FLAG_DATA_DESCRIPTOR = 0x8
 _FLAG_UTF8 = 0x800
 _ZIP64_EXTRA = 0x0001
 _ZIP64_MARK = 0xFFFF_FFFF
-# a Windows drive letter, which an installer on Windows would treat as an absolute path
-_DRIVE = re.compile(r"^[A-Za-z]:")
+_S_IFMT, _S_IFLNK = stat.S_IFMT(0o170000), stat.S_IFLNK
 
 # PEP 427: {distribution}-{version}(-{build tag})?-{python tag}-{abi tag}-{platform tag}.whl
 _WHEEL_NAME = re.compile(
@@ -100,9 +99,9 @@ class Hasher(Protocol):
     def digest(self) -> bytes: ...
 
 
-@dataclass(frozen=True)
-class Member:
-    """One file in the wheel, as the central directory describes it."""
+class Member(NamedTuple):
+    """One file in the wheel, as the central directory describes it. A named tuple: a wheel can
+    have thousands, and a tuple is built five times faster than a frozen dataclass."""
 
     name: str
     crc32: int
@@ -119,7 +118,7 @@ class Member:
 def unsafe_name_reason(name: str) -> str | None:
     """Why an installer must not write a member under this name, or None. Backslashes count as
     separators too, as they do on Windows."""
-    if name.startswith(("/", "\\")) or _DRIVE.match(name):
+    if name.startswith(("/", "\\")) or name[1:2] == ":" and name[:1].isalpha():
         return "is an absolute path"
     if ".." in name and ".." in name.replace("\\", "/").split("/"):
         return "has a '..' component"
@@ -128,37 +127,46 @@ def unsafe_name_reason(name: str) -> str | None:
 
 def _check_directory(path: str, infos: list[zipfile.ZipInfo], start_dir: int) -> dict[str, int]:
     """Refuse what makes the central directory unsafe or ambiguous, before any member is read.
-    Returns each entry's data limit (see Member.data_limit), by name."""
-    seen: set[str] = set()
+    Returns each entry's data limit (see Member.data_limit), by name.
+
+    This runs on every wheel a scan opens, thousands of entries each: the common case is decided
+    by whole-list operations, and entries are looked at one by one only to say which one is bad.
+    """
+    names = [info.filename for info in infos]
+    if len(set(names)) != len(names):
+        seen: set[str] = set()
+        for name in names:
+            if name in seen:
+                raise ZipConfusionError("duplicate member name: installers keep one of the entries and "
+                                        "readers may see the other", path=path, member=name)
+            seen.add(name)
+    joined = "\n" + "\n".join(names)
+    if any(mark in joined for mark in ("\n/", "\n\\", "..", ":")):
+        for name in names:
+            reason = unsafe_name_reason(name)
+            if reason:
+                raise UnsafeMemberError(f"member name {reason}", path=path, member=name)
     for info in infos:
-        name = info.filename
-        if name in seen:
-            raise ZipConfusionError("duplicate member name: installers keep one of the entries and "
-                                    "readers may see the other", path=path, member=name)
-        seen.add(name)
-        reason = unsafe_name_reason(name)
-        if reason:
-            raise UnsafeMemberError(f"member name {reason}", path=path, member=name)
-        if stat.S_ISLNK(info.external_attr >> 16):
-            raise UnsafeMemberError("symbolic link entry: wheels cannot carry links", path=path, member=name)
-        if info.flag_bits & _FLAG_ENCRYPTED:
-            raise WheelError("encrypted member", path=path, member=name)
-        if info.header_offset >= start_dir:
-            raise ZipConfusionError("local header offset points into or past the central directory",
-                                    path=path, member=name)
+        if ((info.external_attr >> 16) & _S_IFMT == _S_IFLNK or info.flag_bits & _FLAG_ENCRYPTED
+                or info.header_offset >= start_dir):
+            if info.flag_bits & _FLAG_ENCRYPTED:
+                raise WheelError("encrypted member", path=path, member=info.filename)
+            if info.header_offset >= start_dir:
+                raise ZipConfusionError("local header offset points into or past the central directory",
+                                        path=path, member=info.filename)
+            raise UnsafeMemberError("symbolic link entry: wheels cannot carry links", path=path, member=info.filename)
     # Entries that share bytes make a zip bomb out of honest-looking sizes (each kilobyte of data
     # counted again per entry), or show two readers two contents. A lower bound of each entry's end
     # (header, name, data; the local extra field is unknown here) must not pass the next header.
-    limits: dict[str, int] = {}
     ordered = sorted(infos, key=attrgetter("header_offset"))
-    for info, following in zip(ordered, [*ordered[1:], None]):
-        limit = following.header_offset if following is not None else start_dir
-        end = info.header_offset + _LOCAL_HEADER.size + len(info.orig_filename) + info.compress_size
-        if end > limit:
-            after = f"the entry of {following.filename}" if following is not None else "the central directory"
+    limits = [info.header_offset for info in ordered[1:]]
+    limits.append(start_dir)
+    for index, (info, limit) in enumerate(zip(ordered, limits)):
+        if info.header_offset + _LOCAL_HEADER.size + len(info.orig_filename) + info.compress_size > limit:
+            after = f"the entry of {ordered[index + 1].filename}" if index + 1 < len(ordered) else \
+                "the central directory"
             raise ZipConfusionError(f"member data overlaps {after}", path=path, member=info.filename)
-        limits[info.filename] = limit
-    return limits
+    return {info.filename: limit for info, limit in zip(ordered, limits)}
 
 
 class WheelArchive:

@@ -117,11 +117,6 @@ class Patch:
         self.data[start:start + len(member)] = new_name.encode()
         return self
 
-    def data_start(self, member: str) -> int:
-        local = self.entries[member].local
-        name_len, extra_len = struct.unpack_from("<HH", self.data, local + 26)
-        return local + 30 + name_len + extra_len
-
     def save(self, path: Path | None = None) -> Path:
         target = path or self.path
         target.write_bytes(self.data)

@@ -19,7 +19,12 @@ from operator import attrgetter
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
-from fastaudit.errors import UnsafeMemberError, WheelError, ZipBombError, ZipConfusionError
+from fastaudit.errors import (
+    UnsafeMemberError,
+    WheelError,
+    ZipBombError,
+    ZipConfusionError,
+)
 from fastaudit.inflate import InflateError, crc32, inflate_raw
 
 # The first four bytes of every ELF image (gABI e_ident[EI_MAG0..EI_MAG3]).
@@ -29,12 +34,12 @@ ELF_MAGIC = b"\x7fELF"
 # MAX_MEMBER_SIZE bytes, or (from RATIO_FLOOR bytes up) more than MAX_RATIO times its compressed
 # size, is refused before anything is inflated. The densest real ELF member of the benchmark
 # corpus inflates 10.4 times; deflate itself cannot exceed 1032.
-MAX_MEMBER_SIZE = int(os.environ.get("FASTAUDIT_MAX_MEMBER_SIZE", 8 << 30))
-MAX_RATIO = float(os.environ.get("FASTAUDIT_MAX_RATIO", 200))
+MAX_MEMBER_SIZE = int(os.environ.get("FASTAUDIT_MAX_MEMBER_SIZE", str(8 << 30)))
+MAX_RATIO = float(os.environ.get("FASTAUDIT_MAX_RATIO", "200"))
 RATIO_FLOOR = 1 << 20
 # A member larger than this is inflated in chunks into an unlinked temporary file, mapped for the
 # ELF reader, so memory stays bounded whatever its size; smaller ones are inflated in memory.
-SPOOL_SIZE = int(os.environ.get("FASTAUDIT_SPOOL_SIZE", 512 << 20))
+SPOOL_SIZE = int(os.environ.get("FASTAUDIT_SPOOL_SIZE", str(512 << 20)))
 _CHUNK = 1 << 20
 
 _LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import subprocess
 import sys
 import zipfile
@@ -31,7 +30,7 @@ from fastaudit.errors import (
     ZipConfusionError,
 )
 from tests import elfbuild, zipcraft
-from tests.integration.test_scan import CLI_TIMEOUT, extension_of, fastaudit, query, run_row
+from tests.integration.test_scan import extension_of, fastaudit, query, run_row
 from tests.zipcraft import Patch, RawMember
 
 TAG = elfbuild.DEFAULT_TAG
@@ -236,7 +235,7 @@ def report_without_name(proc: subprocess.CompletedProcess[str]) -> dict:
     return report
 
 
-def test_zip64_and_stored_wheels_audit_like_the_plain_one(tmp_path: Path, so: bytes,
+def test_zip64_and_stored_wheels_audit_like_the_plain_one(tmp_path: Path,
                                                           scenarios: dict[str, elfbuild.Scenario]) -> None:
     source = scenarios["origin_chain"].wheel  # several libraries, one needing another through $ORIGIN
     members = zipcraft.read_members(source)
@@ -298,8 +297,7 @@ def test_scan_stores_every_hazard_as_an_error_row(hazards: dict[str, Hazard], tm
 RSS_LIMIT_KB = 400 << 10
 
 
-def test_multi_gigabyte_member_is_audited_in_bounded_memory(tmp_path: Path, so: bytes,
-                                                             scenarios: dict[str, elfbuild.Scenario]) -> None:
+def test_multi_gigabyte_member_is_audited_in_bounded_memory(tmp_path: Path, so: bytes) -> None:
     """A real library followed by 4 GiB of zeros (a valid ELF image: nothing points past the
     library), in a ZIP64 wheel of a few megabytes. Inflating it in memory would need 4 GiB; the
     audit must give the plain library's verdict with a peak RSS under 400 MB."""

@@ -8,6 +8,7 @@ end records and ZIP64 extra fields, picked by offset from the seed's own layout.
 """
 from __future__ import annotations
 
+import os
 import struct
 import zipfile
 from pathlib import Path
@@ -20,8 +21,9 @@ from fastaudit.analyze import ElfCache, read_wheel_elves
 from fastaudit.errors import FastauditError
 from tests import elfbuild, zipcraft
 
-# executions per run, the time box: a count, not a clock, so a slow machine runs the same inputs
-EXAMPLES = 5000
+# executions per run, the time box: a count, not a clock, so a slow machine runs the same inputs.
+# A long run: FASTAUDIT_FUZZ_EXAMPLES=200000 pytest -s -m fuzz tests/property
+EXAMPLES = int(os.environ.get("FASTAUDIT_FUZZ_EXAMPLES", "5000"))
 FIELD_VALUES = [0, 1, 0x7F, 0x80, 0xFF, 0xFFFF, 0x7FFF_FFFF, 0xFFFF_FFFF, 0xFFFF_FFFF_FFFF_FFFF]
 
 
@@ -86,6 +88,7 @@ def mutations(draw: st.DrawFn, seeds: list[bytes]) -> bytes:
     return bytes(data)
 
 
+@pytest.mark.fuzz
 def test_mutated_wheels_raise_only_fastaudit_errors(seeds: list[bytes], tmp_path: Path) -> None:
     wheel = tmp_path / "mutant.whl"
     cache = ElfCache()

@@ -189,7 +189,9 @@ class WheelArchive:
             with zipfile.ZipFile(self._map) as zf:
                 infos = zf.infolist()
                 start_dir = zf.start_dir
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as e:
+        # NotImplementedError: an entry needs a newer zip version than zipfile reads (found by the
+        # wheel fuzzer: "zip file version 6.4")
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, NotImplementedError) as e:
             self._map.close()
             raise WheelError(f"not a readable zip file: {e}", path=str(self.path)) from e
         try:

@@ -137,6 +137,10 @@ def hazards(tmp_path_factory: pytest.TempPathFactory, so: bytes) -> dict[str, Ha
     add("zip64-extra-too-long", plain("zip64extra", zip64=True).zip64_extra_length(SO, 200).save(),
         WheelError, None, "not a readable zip file: Corrupt extra field 0001")
 
+    # found by the wheel fuzzer: zipfile raised NotImplementedError, which escaped as a traceback
+    add("zip-version-too-new", plain("zipversion").central(SO, "version_needed", 64).save(), WheelError, None,
+        "not a readable zip file: zip file version 6.4")
+
     # names and kinds an installer must not write, or cannot tell apart
     dup = wheel_members("duplicate", {SO: so})
     dup.insert(1, RawMember.of(SO, tampered(so)))

@@ -138,7 +138,12 @@ def _check_directory(path: str, infos: list[zipfile.ZipInfo], start_dir: int) ->
     by whole-list operations, and entries are looked at one by one only to say which one is bad.
     """
     names = [info.filename for info in infos]
-    if len(set(names)) != len(names):
+    unique = set(names)
+    # zipfile cuts a name at its first NUL byte: a name that starts with one is left empty (found
+    # by the wheel fuzzer, as an IndexError from ZipInfo.is_dir)
+    if "" in unique:
+        raise UnsafeMemberError("a member name is empty or starts with a NUL byte", path=path)
+    if len(unique) != len(names):
         seen: set[str] = set()
         for name in names:
             if name in seen:

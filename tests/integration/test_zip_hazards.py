@@ -141,6 +141,12 @@ def hazards(tmp_path_factory: pytest.TempPathFactory, so: bytes) -> dict[str, Ha
     add("zip-version-too-new", plain("zipversion").central(SO, "version_needed", 64).save(), WheelError, None,
         "not a readable zip file: zip file version 6.4")
 
+    # found by the wheel fuzzer: a central name starting with NUL, which zipfile cuts to nothing
+    # (an IndexError from ZipInfo.is_dir escaped)
+    nul = plain("nulname")
+    nul.data[nul.entries[SO].central + 46] = 0
+    add("nul-name", nul.save(), UnsafeMemberError, None, "a member name is empty or starts with a NUL byte")
+
     # names and kinds an installer must not write, or cannot tell apart
     dup = wheel_members("duplicate", {SO: so})
     dup.insert(1, RawMember.of(SO, tampered(so)))

@@ -178,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         total_ours = sum(r["fastaudit_s"] for r in wheel_rows)
         total_theirs = sum(r["auditwheel_s"] for r in wheel_rows)
         ratios = [r["auditwheel_s"] / r["fastaudit_s"] for r in wheel_rows]
-        print(f"total: fastaudit {total_ours:.2f} s, auditwheel {total_theirs:.2f} s: x{total_theirs / total_ours:.1f}; "
+        print(f"total: fastaudit {total_ours:.2f} s, auditwheel {total_theirs:.2f} s: "
+              f"x{total_theirs / total_ours:.1f}; "
               f"per wheel median x{statistics.median(ratios):.1f}, min x{min(ratios):.1f}")
 
         objects = shared_objects(cached, args.files, workdir)

@@ -147,14 +147,14 @@ void __sanitizer_cov_trace_pc(void) {
 SHIM
     local so
     so=$(installed_ext)
-    if ! ldd "$so" | grep -q libasan; then
+    if ! ldd "$so" | grep libasan >/dev/null; then
         echo "run.sh: $so is not linked against libasan; the debug build did not take" >&2
         exit 2
     fi
 }
 
 so=$(installed_ext || true)
-if [[ ${FUZZ_REBUILD:-0} == 1 || -z $so || ! -e $shim ]] || ! ldd "$so" 2>/dev/null | grep -q libasan; then
+if [[ ${FUZZ_REBUILD:-0} == 1 || -z $so || ! -e $shim ]] || ! ldd "$so" 2>/dev/null | grep libasan >/dev/null; then
     echo "run.sh: building the debug extension in $build_dir (venv $venv)" >&2
     build
     so=$(installed_ext)

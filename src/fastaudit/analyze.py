@@ -16,6 +16,7 @@ from fastaudit.elf import STT_FUNC, STT_NOTYPE, ElfInfo, read_elf
 from fastaudit.errors import ELFError, FastauditError, WheelError
 from fastaudit.lddtree import DependencyTree, is_dynamic_loader, resolve_tree
 from fastaudit.policy import Policy, policies_for, policy_for_tag
+from fastaudit.record import Record
 from fastaudit.wheel import Member, WheelArchive, WheelName, is_linux_tag, parse_wheel_name
 
 GLIBC = "glibc"
@@ -369,22 +370,34 @@ class ElfCache:
             self.held -= self._entries.pop(oldest)[1]
 
 
-def read_wheel_elves(path: str | PathLike[str], cache: ElfCache | None = None,
+def read_wheel_elves(path: str | PathLike[str], cache: ElfCache | None = None, *,
+                     verify_record: bool = False,
                      on_read: Callable[[str, bytes | bytearray], None] | None = None) -> dict[str, ElfInfo]:
     """Member path -> ElfInfo for every ELF member of a wheel. Raises WheelError or ELFError with
-    the wheel and member named. `on_read` sees each ELF member's bytes once (repair hashes them)."""
+    the wheel and member named.
+
+    A missing or unreadable RECORD is refused first, then content errors, then RECORD's listing,
+    hashes and sizes; with verify_record, every member's hash too (every member is then read,
+    cached ELF members included).
+    `on_read` sees each ELF member's bytes once, as read (repair hashes them).
+    """
     elves: dict[str, ElfInfo] = {}
     with WheelArchive(path) as archive:
+        record = Record.read(archive)
+        hashed: set[str] = set()
         for member in archive.members:
             if member.name.endswith(".py") or cache is not None and cache.is_known_not_elf(member):
                 continue
             info = cache.get(member) if cache is not None else None
-            if info is None:
+            if info is not None:
+                archive.check_local_header(member)  # the cache trusts the central directory: check it
+            else:
                 if not archive.starts_with_elf_magic(member):
                     if cache is not None:
                         cache.put_not_elf(member)
                     continue
-                data = archive.read(member)
+                hasher = record.hasher(member) if verify_record else None
+                data = archive.read(member, hasher)
                 if on_read is not None:
                     on_read(member.name, data)
                 try:
@@ -392,9 +405,18 @@ def read_wheel_elves(path: str | PathLike[str], cache: ElfCache | None = None,
                 except ELFError as e:
                     e.with_location(path=str(path), member=member.name)
                     raise
+                if hasher is not None:
+                    record.check_digest(member, hasher.digest())
+                    hashed.add(member.name)
                 if cache is not None:
                     cache.put(member, info)
             elves[member.name] = info
+        record.check_listing(archive.members)
+        if verify_record:
+            for member in archive.members:
+                if member.name not in hashed and (hasher := record.hasher(member)) is not None:
+                    archive.read(member, hasher)
+                    record.check_digest(member, hasher.digest())
     return elves
 
 
@@ -407,10 +429,11 @@ def check_linux_wheel_name(path: str | PathLike[str]) -> WheelName:
     return name
 
 
-def audit_wheel(path: str | PathLike[str], *, check_isa: bool = True, cache: ElfCache | None = None) -> WheelReport:
+def audit_wheel(path: str | PathLike[str], *, check_isa: bool = True, cache: ElfCache | None = None,
+                verify_record: bool = False) -> WheelReport:
     """Audit one wheel file. Raises WheelError or ELFError (with the member) on unreadable input."""
     name = check_linux_wheel_name(path)
-    return analyze(name, read_wheel_elves(path, cache), check_isa=check_isa)
+    return analyze(name, read_wheel_elves(path, cache, verify_record=verify_record), check_isa=check_isa)
 
 
 def analyze(name: WheelName, elves: Mapping[str, ElfInfo], *, check_isa: bool = True) -> WheelReport:

@@ -29,7 +29,9 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per wheel, one per line.")
 @click.option("--disable-isa-ext-check", is_flag=True,
               help="Do not let x86-64 ISA levels (v2, v3, v4) lower the verdict.")
-def show(wheels: tuple[str, ...], as_json: bool, disable_isa_ext_check: bool) -> None:
+@click.option("--verify-record", is_flag=True,
+              help="Also check every member against its RECORD hash (reads every member).")
+def show(wheels: tuple[str, ...], as_json: bool, disable_isa_ext_check: bool, verify_record: bool) -> None:
     """The platform tag each WHEEL truly satisfies, and whether its file name over-promises.
 
     Exit 0: consistent with its declared tag; 1: over-promises, or satisfies no manylinux/musllinux
@@ -41,7 +43,7 @@ def show(wheels: tuple[str, ...], as_json: bool, disable_isa_ext_check: bool) ->
     exit_code = EXIT_CONSISTENT
     for path in wheels:
         try:
-            report = audit_wheel(path, check_isa=not disable_isa_ext_check)
+            report = audit_wheel(path, check_isa=not disable_isa_ext_check, verify_record=verify_record)
         except FastauditError as e:
             click.echo(f"fastaudit: {e}", err=True)
             if as_json:
@@ -89,16 +91,19 @@ def lddtree(file: str, as_json: bool) -> None:
 @click.option("--no-elf-cache", is_flag=True, help="Inflate and parse every ELF member, even recurring ones.")
 @click.option("--jsonl", type=click.Path(dir_okay=False), default=None,
               help="Also write one JSON line per wheel of this run (skipped ones included).")
+@click.option("--verify-record", is_flag=True,
+              help="Also check every member against its RECORD hash (reads every member).")
 @click.option("--strict", is_flag=True, help="Exit 1 when any wheel over-promises.")
 def scan_command(paths: tuple[str, ...], db: str, jobs: int | None, scheduler: str | None, rescan: bool,
-                 verify_hash: bool, no_elf_cache: bool, jsonl: str | None, strict: bool) -> None:
+                 verify_hash: bool, no_elf_cache: bool, verify_record: bool, jsonl: str | None,
+                 strict: bool) -> None:
     """Audit every wheel under PATHS (folders or a bandersnatch mirror) into the store."""
     from fastaudit.report.scan import render_summary
     from fastaudit.scan import ScanOptions, scan
     from fastaudit.store import Store
 
     options = ScanOptions(jobs=jobs or os.cpu_count() or 1, scheduler=scheduler, rescan=rescan,
-                          verify_hash=verify_hash, elf_cache=not no_elf_cache)
+                          verify_hash=verify_hash, elf_cache=not no_elf_cache, verify_record=verify_record)
     try:
         with Store(db) as store:
             summary = scan(paths, store, options, progress=True)

@@ -67,6 +67,24 @@ class WheelError(FastauditError):
     """A wheel file could not be read or has an invalid name or layout."""
 
 
+class ZipBombError(WheelError):
+    """A member declares or inflates to more than the configured caps allow (size or ratio)."""
+
+
+class ZipConfusionError(WheelError):
+    """The archive reads differently depending on the reader: duplicate names, a local header that
+    disagrees with the central directory, entries whose data overlap."""
+
+
+class UnsafeMemberError(WheelError):
+    """A member an installer must not write as named: an absolute path, `..`, a symbolic link."""
+
+
+class RecordMismatchError(WheelError):
+    """The wheel's RECORD disagrees with its content: a member missing from it or from the archive,
+    a size or a hash that differs."""
+
+
 class PolicyError(FastauditError):
     """The policy data is inconsistent, or a tag names no known policy."""
 

@@ -31,6 +31,12 @@ _MAX_RATIO = 1032
 _LIBDEFLATE_MAX_SIZE = 0xFFFF_FFFF
 
 
+def crc32(data: bytes | bytearray | memoryview, value: int = 0) -> int:
+    """The zip CRC-32 of data, continuing from value: libdeflate's runs at about 20 GB/s, so
+    checking every inflated member costs little next to the inflate."""
+    return _libdeflate.crc32(data, value) if _libdeflate is not None else zlib.crc32(data, value)
+
+
 class InflateError(ValueError):
     """The data is not a deflate stream that inflates to exactly the declared size."""
 

@@ -44,11 +44,11 @@ from fastaudit.lddtree import (
     resolve_tree,
 )
 from fastaudit.policy import Policy, policies_for
+from fastaudit.record import Record
 from fastaudit.rezip import (
     EXECUTABLE_FILE_ATTR,
     Entry,
     deflated,
-    parse_record,
     record_hash,
     render_record,
     source_date_epoch,
@@ -341,12 +341,6 @@ def _dist_info(members: Iterable[Member], wheel: str) -> str:
     return folders.pop()
 
 
-def _check_member_name(member: Member, wheel: str) -> None:
-    parts = member.name.split("/")
-    if member.name.startswith("/") or "\\" in member.name or ".." in parts or (parts[0].endswith(":")):
-        raise WheelError("member path is absolute or leaves the wheel's root", path=wheel, member=member.name)
-
-
 def _updated_wheel_file(text: str, report: WheelReport, abis: Iterable[str]) -> str:
     """WHEEL with Tag lines for the new platform tags, and none for the plain linux one."""
     lines = text.splitlines()
@@ -373,6 +367,20 @@ def _strip(data: bytes, member: str) -> bytes:
         return file.read_bytes()
 
 
+def _checked_digest(archive: WheelArchive, record: Record, member: Member, known: str | None) -> str:
+    """The member's sha256 RECORD field, once RECORD's own hash of it is confirmed. An ELF member's
+    sha256 was taken when the plan read it; any other member is read here."""
+    row = record.rows.get(member.name)
+    if known is not None and row is not None and len(row) > 1 and row[1] == known:
+        return known
+    content = archive.read(member)
+    hasher = record.hasher(member)
+    if hasher is not None:
+        hasher.update(content)
+        record.check_digest(member, hasher.digest())
+    return record_hash(content)
+
+
 def apply_plan(plan: RepairPlan, out_dir: Path, options: RepairOptions = RepairOptions()) -> RepairResult:
     """Write the repaired wheel into out_dir."""
     wheel = plan.wheel
@@ -383,20 +391,17 @@ def apply_plan(plan: RepairPlan, out_dir: Path, options: RepairOptions = RepairO
 
     stamp = source_date_epoch()
     rewritten: list[str] = []
+    # WheelArchive has refused unsafe, duplicate and overlapping members; Record, a RECORD that
+    # does not list the archive: repair writes only from a wheel that passed both
     with WheelArchive(wheel) as archive:
-        for member in archive.members:
-            _check_member_name(member, wheel)
-        names = [m.name for m in archive.members]
-        duplicates = {n for n in names if names.count(n) > 1}
-        if duplicates:
-            raise WheelError("duplicate member name", path=wheel, member=sorted(duplicates)[0])
         dist_info = _dist_info(archive.members, wheel)
-        record_name = f"{dist_info}/RECORD"
+        record = Record.read(archive)
+        record.check_listing(archive.members)
+        record_name = record.name
         wheel_name = f"{dist_info}/WHEEL"
         by_name = {m.name: m for m in archive.members}
-        if record_name not in by_name or wheel_name not in by_name:
-            raise WheelError("no RECORD or WHEEL in the .dist-info folder", path=wheel)
-        record = parse_record(archive.read(by_name[record_name]).decode("utf-8", "surrogateescape"))
+        if wheel_name not in by_name:
+            raise WheelError("no WHEEL in the .dist-info folder", path=wheel)
         latest = max((m.date_time for m in archive.members), default=(1980, 1, 1, 0, 0, 0))
         new_time = stamp or latest
 
@@ -426,10 +431,7 @@ def apply_plan(plan: RepairPlan, out_dir: Path, options: RepairOptions = RepairO
             else:
                 data = None
             if data is None:  # unchanged: copied as stored, its RECORD row checked against its bytes
-                digest = plan.elf_digests.get(member.name) or record_hash(archive.read(member))
-                listed = record.get(member.name)
-                if listed is not None and listed[0] and listed[0] != digest:
-                    raise WheelError("RECORD disagrees with the member's content", path=wheel, member=member.name)
+                digest = _checked_digest(archive, record, member, plan.elf_digests.get(member.name))
                 entries.append(Entry(member.name, archive.compressed(member), member.compress_type, member.crc32,
                                      member.size, date_time, member.external_attr))
                 rows.append((member.name, digest, str(member.size)))

@@ -54,18 +54,6 @@ def record_hash(data: bytes) -> str:
     return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
 
 
-def parse_record(text: str) -> dict[str, tuple[str, str]]:
-    """path -> (hash, size) from a RECORD file (CSV: path,hash,size)."""
-    import csv
-
-    rows: dict[str, tuple[str, str]] = {}
-    for row in csv.reader(text.splitlines()):
-        if row:
-            path, digest, size = (row + ["", ""])[:3]
-            rows[path] = (digest, size)
-    return rows
-
-
 def render_record(rows: Iterable[tuple[str, str, str]]) -> bytes:
     import csv
     import io

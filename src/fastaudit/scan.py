@@ -44,6 +44,7 @@ class ScanOptions:
     verify_hash: bool = False
     elf_cache: bool = True
     check_isa: bool = True
+    verify_record: bool = False
     max_batch: int = 8
 
 
@@ -119,7 +120,7 @@ def _elf_facts(elves) -> tuple[dict, ...]:
 _WORKER_CACHE = None
 
 
-def audit_one(path: str, use_cache: bool, check_isa: bool) -> ResultRow:
+def audit_one(path: str, use_cache: bool, check_isa: bool, verify_record: bool = False) -> ResultRow:
     """A wheel's result row; any failure to read it becomes an error row, never an exception."""
     from fastaudit.analyze import ElfCache, analyze, check_linux_wheel_name, read_wheel_elves
     from fastaudit.report.show import to_json
@@ -130,7 +131,7 @@ def audit_one(path: str, use_cache: bool, check_isa: bool) -> ResultRow:
     started = time.perf_counter()
     try:
         name = check_linux_wheel_name(path)
-        elves = read_wheel_elves(path, _WORKER_CACHE if use_cache else None)
+        elves = read_wheel_elves(path, _WORKER_CACHE if use_cache else None, verify_record=verify_record)
         report = analyze(name, elves, check_isa=check_isa)
         return ResultRow("pure" if report.pure else "ok", to_json(report),
                          elapsed=time.perf_counter() - started, elf_facts=_elf_facts(elves))
@@ -140,8 +141,8 @@ def audit_one(path: str, use_cache: bool, check_isa: bool) -> ResultRow:
         return ResultRow("error", None, type(e).__name__, f"{path}: {e!r}", None, time.perf_counter() - started)
 
 
-def audit_batch(paths: Sequence[str], use_cache: bool, check_isa: bool) -> list[ResultRow]:
-    return [audit_one(path, use_cache, check_isa) for path in paths]
+def audit_batch(paths: Sequence[str], use_cache: bool, check_isa: bool, verify_record: bool = False) -> list[ResultRow]:
+    return [audit_one(path, use_cache, check_isa, verify_record) for path in paths]
 
 
 def make_batches(wheels: list[WheelRow], max_batch: int) -> list[list[WheelRow]]:
@@ -257,7 +258,8 @@ def _scan(roots: Sequence[str | Path], store: Store, options: ScanOptions, progr
     started = time.monotonic()
     run_id = store.start_run({"roots": [str(r) for r in roots], "jobs": options.jobs,
                               "scheduler": options.scheduler, "rescan": options.rescan,
-                              "verify_hash": options.verify_hash, "elf_cache": options.elf_cache},
+                              "verify_hash": options.verify_hash, "elf_cache": options.elf_cache,
+                              "verify_record": options.verify_record},
                              __version__, POLICY_DATA_VERSION)
     summary = ScanSummary(run_id)
     close: Callable[[bool], None] | None = None
@@ -290,7 +292,8 @@ def _scan(roots: Sequence[str | Path], store: Store, options: ScanOptions, progr
             import fastaudit.analyze  # noqa: F401
             import fastaudit.report.show  # noqa: F401
         executor, close = _executor(options)
-        pending = {executor.submit(audit_batch, [w.path for w in batch], options.elf_cache, options.check_isa): batch
+        pending = {executor.submit(audit_batch, [w.path for w in batch], options.elf_cache, options.check_isa,
+                                   options.verify_record): batch
                    for batch in make_batches(opened, options.max_batch)}
         done = 0
         while pending:

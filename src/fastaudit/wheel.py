@@ -8,24 +8,48 @@ from __future__ import annotations
 import mmap
 import os
 import re
+import stat
 import struct
+import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from operator import attrgetter
 from pathlib import Path
+from typing import NamedTuple, Protocol
 
-from fastaudit.errors import WheelError
-from fastaudit.inflate import InflateError, inflate_raw
+from fastaudit.errors import (
+    UnsafeMemberError,
+    WheelError,
+    ZipBombError,
+    ZipConfusionError,
+)
+from fastaudit.inflate import InflateError, crc32, inflate_raw
 
 # The first four bytes of every ELF image (gABI e_ident[EI_MAG0..EI_MAG3]).
 ELF_MAGIC = b"\x7fELF"
 
-# A member whose declared size is above this is refused rather than inflated (zip bomb guard).
-MAX_MEMBER_SIZE = int(os.environ.get("FASTAUDIT_MAX_MEMBER_SIZE", 8 << 30))
+# Zip bomb guards, read once at import (README "Hostile input"). A member that declares more than
+# MAX_MEMBER_SIZE bytes, or (from RATIO_FLOOR bytes up) more than MAX_RATIO times its compressed
+# size, is refused before anything is inflated. The densest real ELF member of the benchmark
+# corpus inflates 10.4 times; deflate itself cannot exceed 1032.
+MAX_MEMBER_SIZE = int(os.environ.get("FASTAUDIT_MAX_MEMBER_SIZE", str(8 << 30)))
+MAX_RATIO = float(os.environ.get("FASTAUDIT_MAX_RATIO", "200"))
+RATIO_FLOOR = 1 << 20
+# A member larger than this is inflated in chunks into an unlinked temporary file, mapped for the
+# ELF reader, so memory stays bounded whatever its size; smaller ones are inflated in memory.
+SPOOL_SIZE = int(os.environ.get("FASTAUDIT_SPOOL_SIZE", str(512 << 20)))
+_CHUNK = 1 << 20
 
 _LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
 _LOCAL_MAGIC = b"PK\x03\x04"
+_FLAG_ENCRYPTED = 0x1
+_FLAG_DATA_DESCRIPTOR = 0x8
+_FLAG_UTF8 = 0x800
+_ZIP64_EXTRA = 0x0001
+_ZIP64_MARK = 0xFFFF_FFFF
+_S_IFMT, _S_IFLNK = stat.S_IFMT(0o170000), stat.S_IFLNK
 
 # PEP 427: {distribution}-{version}(-{build tag})?-{python tag}-{abi tag}-{platform tag}.whl
 _WHEEL_NAME = re.compile(
@@ -72,9 +96,17 @@ def parse_wheel_name(filename: str) -> WheelName:
     )
 
 
-@dataclass(frozen=True)
-class Member:
-    """One file in the wheel, as the central directory describes it."""
+class Hasher(Protocol):
+    """What read() feeds content to: any hashlib object."""
+
+    def update(self, data: bytes | bytearray | memoryview, /) -> None: ...
+
+    def digest(self) -> bytes: ...
+
+
+class Member(NamedTuple):
+    """One file in the wheel, as the central directory describes it. A named tuple: a wheel can
+    have thousands, and a tuple is built five times faster than a frozen dataclass."""
 
     name: str
     crc32: int
@@ -83,8 +115,71 @@ class Member:
     compress_type: int
     header_offset: int
     encrypted: bool
+    # the first byte the member's data must end before: the next entry's header, or the central
+    # directory (entries sorted by offset)
+    data_limit: int
+    # kept when repair copies the member into a new zip
     date_time: tuple[int, int, int, int, int, int] = (1980, 1, 1, 0, 0, 0)
     external_attr: int = 0
+
+
+def unsafe_name_reason(name: str) -> str | None:
+    """Why an installer must not write a member under this name, or None. Backslashes count as
+    separators too, as they do on Windows."""
+    if name.startswith(("/", "\\")) or name[1:2] == ":" and name[:1].isalpha():
+        return "is an absolute path"
+    if ".." in name and ".." in name.replace("\\", "/").split("/"):
+        return "has a '..' component"
+    return None
+
+
+def _check_directory(path: str, infos: list[zipfile.ZipInfo], start_dir: int) -> dict[str, int]:
+    """Refuse what makes the central directory unsafe or ambiguous, before any member is read.
+    Returns each entry's data limit (see Member.data_limit), by name.
+
+    This runs on every wheel a scan opens, thousands of entries each: the common case is decided
+    by whole-list operations, and entries are looked at one by one only to say which one is bad.
+    """
+    names = [info.filename for info in infos]
+    unique = set(names)
+    # zipfile cuts a name at its first NUL byte: a name that starts with one is left empty (found
+    # by the wheel fuzzer, as an IndexError from ZipInfo.is_dir)
+    if "" in unique:
+        raise UnsafeMemberError("a member name is empty or starts with a NUL byte", path=path)
+    if len(unique) != len(names):
+        seen: set[str] = set()
+        for name in names:
+            if name in seen:
+                raise ZipConfusionError("duplicate member name: installers keep one of the entries and "
+                                        "readers may see the other", path=path, member=name)
+            seen.add(name)
+    joined = "\n" + "\n".join(names)
+    if any(mark in joined for mark in ("\n/", "\n\\", "..", ":")):
+        for name in names:
+            reason = unsafe_name_reason(name)
+            if reason:
+                raise UnsafeMemberError(f"member name {reason}", path=path, member=name)
+    for info in infos:
+        if ((info.external_attr >> 16) & _S_IFMT == _S_IFLNK or info.flag_bits & _FLAG_ENCRYPTED
+                or info.header_offset >= start_dir):
+            if info.flag_bits & _FLAG_ENCRYPTED:
+                raise WheelError("encrypted member", path=path, member=info.filename)
+            if info.header_offset >= start_dir:
+                raise ZipConfusionError("local header offset points into or past the central directory",
+                                        path=path, member=info.filename)
+            raise UnsafeMemberError("symbolic link entry: wheels cannot carry links", path=path, member=info.filename)
+    # Entries that share bytes make a zip bomb out of honest-looking sizes (each kilobyte of data
+    # counted again per entry), or show two readers two contents. A lower bound of each entry's end
+    # (header, name, data; the local extra field is unknown here) must not pass the next header.
+    ordered = sorted(infos, key=attrgetter("header_offset"))
+    limits = [info.header_offset for info in ordered[1:]]
+    limits.append(start_dir)
+    for index, (info, limit) in enumerate(zip(ordered, limits)):
+        if info.header_offset + _LOCAL_HEADER.size + len(info.orig_filename) + info.compress_size > limit:
+            after = f"the entry of {ordered[index + 1].filename}" if index + 1 < len(ordered) else \
+                "the central directory"
+            raise ZipConfusionError(f"member data overlaps {after}", path=path, member=info.filename)
+    return {info.filename: limit for info, limit in zip(ordered, limits)}
 
 
 class WheelArchive:
@@ -101,12 +196,20 @@ class WheelArchive:
         try:
             with zipfile.ZipFile(self._map) as zf:
                 infos = zf.infolist()
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as e:
+                start_dir = zf.start_dir
+        # NotImplementedError: an entry needs a newer zip version than zipfile reads (found by the
+        # wheel fuzzer: "zip file version 6.4")
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, NotImplementedError) as e:
             self._map.close()
             raise WheelError(f"not a readable zip file: {e}", path=str(self.path)) from e
+        try:
+            limits = _check_directory(str(self.path), infos, start_dir)
+        except WheelError:
+            self._map.close()
+            raise
         self.members = tuple(
             Member(i.filename, i.CRC, i.compress_size, i.file_size, i.compress_type, i.header_offset,
-                   bool(i.flag_bits & 0x1), i.date_time, i.external_attr)
+                   bool(i.flag_bits & _FLAG_ENCRYPTED), limits[i.filename], i.date_time, i.external_attr)
             for i in infos
             if not i.is_dir()
         )
@@ -120,28 +223,79 @@ class WheelArchive:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _compressed(self, member: Member) -> memoryview:
+    def _error(self, error: type[WheelError], message: str, member: Member) -> WheelError:
+        return error(message, path=str(self.path), member=member.name)
+
+    def _data_span(self, member: Member) -> tuple[int, int]:
+        """Where the member's data lies, after checking that its local header says what the central
+        directory says: the same name, method and (unless a data descriptor follows) CRC-32 and
+        sizes. A reader that walks local headers, as streaming unzippers do, then sees what we see."""
         start = member.header_offset
         header = self._map[start:start + _LOCAL_HEADER.size]
         if len(header) < _LOCAL_HEADER.size or header[:4] != _LOCAL_MAGIC:
-            raise WheelError("bad local file header", path=str(self.path), member=member.name)
-        fields = _LOCAL_HEADER.unpack(header)
-        data_start = start + _LOCAL_HEADER.size + fields[9] + fields[10]
+            raise self._error(WheelError, "bad local file header", member)
+        _, _, flags, method, _, _, crc, compressed, size, name_len, extra_len = _LOCAL_HEADER.unpack(header)
+        name_start = start + _LOCAL_HEADER.size
+        extra_start = name_start + name_len
+        data_start = extra_start + extra_len
         data_end = data_start + member.compressed_size
-        if data_end > len(self._map):
-            raise WheelError("member data extends past the end of the file", path=str(self.path),
-                             member=member.name)
+        if data_end > min(member.data_limit, len(self._map)):
+            raise self._error(ZipConfusionError, "member data extends past its entry", member)
+        raw_name = self._map[name_start:extra_start]
+        try:
+            local_name = raw_name.decode("utf-8" if flags & _FLAG_UTF8 else "cp437")
+        except UnicodeDecodeError:
+            local_name = None
+        if local_name != member.name:
+            raise self._error(ZipConfusionError, f"local header names the member {raw_name!r}", member)
+        if method != member.compress_type or bool(flags & _FLAG_ENCRYPTED) != member.encrypted:
+            raise self._error(ZipConfusionError, "local header and central directory disagree on the "
+                              "compression method or encryption", member)
+        if not flags & _FLAG_DATA_DESCRIPTOR:
+            if _ZIP64_MARK in (compressed, size):
+                size, compressed = self._zip64_sizes(extra_start, data_start, size, compressed, member)
+            if (crc, compressed, size) != (member.crc32, member.compressed_size, member.size):
+                raise self._error(ZipConfusionError, f"local header declares CRC-32 {crc:#010x}, {compressed} "
+                                  f"compressed and {size} bytes; the central directory {member.crc32:#010x}, "
+                                  f"{member.compressed_size} and {member.size}", member)
+        return data_start, data_end
+
+    def _zip64_sizes(self, start: int, end: int, size: int, compressed: int, member: Member) -> tuple[int, int]:
+        """The sizes a local header's ZIP64 extra field gives for the fields marked 0xFFFFFFFF."""
+        while start + 4 <= end:
+            tag, length = struct.unpack_from("<HH", self._map, start)
+            body = start + 4
+            if tag == _ZIP64_EXTRA:
+                wanted = (size == _ZIP64_MARK) + (compressed == _ZIP64_MARK)
+                if length < 8 * wanted or body + length > end:
+                    break
+                values = list(struct.unpack_from(f"<{wanted}Q", self._map, body))
+                if size == _ZIP64_MARK:
+                    size = values.pop(0)
+                if compressed == _ZIP64_MARK:
+                    compressed = values.pop(0)
+                return size, compressed
+            start = body + length
+        raise self._error(ZipConfusionError, "local header has no valid ZIP64 extra field for its sizes", member)
+
+    def check_local_header(self, member: Member) -> None:
+        """Check a member's local header against the central directory without reading its data
+        (for a member whose facts come from elsewhere, such as the ELF cache)."""
+        self._data_span(member)
+
+    def _compressed(self, member: Member) -> memoryview:
+        data_start, data_end = self._data_span(member)
         return memoryview(self._map)[data_start:data_end]
 
     def _check_member(self, member: Member) -> None:
-        if member.encrypted:
-            raise WheelError("encrypted member", path=str(self.path), member=member.name)
         if member.size > MAX_MEMBER_SIZE:
-            raise WheelError(f"member declares {member.size} bytes, above the {MAX_MEMBER_SIZE}-byte limit",
-                             path=str(self.path), member=member.name)
+            raise self._error(ZipBombError, f"member declares {member.size} bytes, above the "
+                              f"{MAX_MEMBER_SIZE}-byte limit (FASTAUDIT_MAX_MEMBER_SIZE)", member)
+        if member.size >= RATIO_FLOOR and member.size > MAX_RATIO * member.compressed_size:
+            raise self._error(ZipBombError, f"member declares {member.size} bytes from {member.compressed_size} "
+                              f"compressed, a ratio above the limit of {MAX_RATIO:g} (FASTAUDIT_MAX_RATIO)", member)
         if member.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            raise WheelError(f"unsupported compression method {member.compress_type}",
-                             path=str(self.path), member=member.name)
+            raise self._error(WheelError, f"unsupported compression method {member.compress_type}", member)
 
     def compressed(self, member: Member) -> bytes:
         """The member's data as stored (deflated or not), for copying it unchanged into a new zip."""
@@ -165,19 +319,98 @@ class WheelArchive:
                 raise WheelError(f"corrupt deflate data: {e}", path=str(self.path), member=member.name) from e
         return head == ELF_MAGIC
 
-    def read(self, member: Member) -> bytes | bytearray:
-        """The member's whole content, exactly the size the directory declares (or WheelError)."""
+    def read(self, member: Member, hasher: Hasher | None = None) -> bytes | bytearray | mmap.mmap:
+        """The member's whole content, exactly the size and CRC-32 the directory declares (or
+        WheelError). Above SPOOL_SIZE it is a read-only map of a temporary file (see _spool).
+        A hasher, if given, is fed the content as it is produced."""
         self._check_member(member)
+        if member.size > SPOOL_SIZE:
+            return self._spool(member, hasher)
         with self._compressed(member) as data:  # released on every way out, as above
             if member.compress_type == zipfile.ZIP_STORED:
                 if len(data) != member.size:
-                    raise WheelError(f"stored member holds {len(data)} bytes, not the declared {member.size}",
-                                     path=str(self.path), member=member.name)
-                return bytes(data)
+                    raise self._error(WheelError, f"stored member holds {len(data)} bytes, not the declared "
+                                      f"{member.size}", member)
+                content: bytes | bytearray = bytes(data)
+            else:
+                try:
+                    content = inflate_raw(data, member.size)
+                except InflateError as e:
+                    raise self._error(WheelError, str(e), member) from e
+        self._check_crc(member, crc32(content))
+        if hasher is not None:
+            hasher.update(content)
+        return content
+
+    def _check_crc(self, member: Member, crc: int) -> None:
+        if crc != member.crc32:
+            raise self._error(WheelError, f"content has CRC-32 {crc:#010x}, the directory declares "
+                              f"{member.crc32:#010x}", member)
+
+    def _spool(self, member: Member, hasher: Hasher | None) -> mmap.mmap:
+        """Inflate (or copy) a large member in chunks into an unlinked temporary file and map it.
+
+        The compressed bytes are read with pread, not through the wheel's map, and runs of zeros
+        become holes, so neither the wheel nor the content is ever resident in full: the ELF reader
+        touches only the pages of the headers and tables it reads.
+        """
+        data_start, data_end = self._data_span(member)
+        try:
+            return self._spool_to_file(member, data_start, data_end, hasher)
+        except OSError as e:  # the wheel vanished, or the temporary folder is full
+            raise self._error(WheelError, f"cannot inflate to a temporary file: {e}", member) from e
+
+    def _spool_to_file(self, member: Member, data_start: int, data_end: int, hasher: Hasher | None) -> mmap.mmap:
+        zeros = bytes(_CHUNK)
+        written = crc = 0
+        with open(self.path, "rb") as source, tempfile.TemporaryFile() as spool:
+            for out in self._chunks(source.fileno(), data_start, data_end, member):
+                written += len(out)
+                if written > member.size:
+                    raise self._error(WheelError, f"inflates to more than the declared {member.size} bytes", member)
+                crc = crc32(out, crc)
+                if hasher is not None:
+                    hasher.update(out)
+                if out == zeros[:len(out)]:
+                    spool.seek(len(out), os.SEEK_CUR)  # a hole: no disk, no page
+                else:
+                    spool.write(out)
+            if written != member.size:
+                raise self._error(WheelError, f"holds {written} bytes, not the declared {member.size}", member)
+            self._check_crc(member, crc)
+            spool.truncate(written)  # the file ends in a hole if the content ends in zeros
+            spool.flush()
+            # the map holds its own reference to the file: the spool closes (and vanishes) here
+            return mmap.mmap(spool.fileno(), written, access=mmap.ACCESS_READ)
+
+    def _chunks(self, fd: int, start: int, end: int, member: Member) -> Iterator[bytes]:
+        """The member's content, at most _CHUNK bytes at a time."""
+        position = start
+        if member.compress_type == zipfile.ZIP_STORED:
+            while position < end:
+                chunk = os.pread(fd, min(_CHUNK, end - position), position)
+                if not chunk:
+                    raise self._error(WheelError, "member data extends past the end of the file", member)
+                position += len(chunk)
+                yield chunk
+            return
+        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+        produced = 0
+        while not inflater.eof:
+            # small input reads: what does not fit the output cap is copied again as unconsumed_tail
+            chunk = inflater.unconsumed_tail
+            if not chunk:
+                chunk = os.pread(fd, min(_CHUNK >> 4, end - position), position)
+                position += len(chunk)
             try:
-                return inflate_raw(data, member.size)
-            except InflateError as e:
-                raise WheelError(str(e), path=str(self.path), member=member.name) from e
+                out = inflater.decompress(chunk, _CHUNK)
+            except zlib.error as e:
+                raise self._error(WheelError, f"corrupt deflate data: {e}", member) from e
+            if not out and not chunk:
+                raise self._error(WheelError, f"truncated deflate stream: it ends after {produced} of the "
+                                  f"declared {member.size} bytes", member)
+            produced += len(out)
+            yield out
 
     def elf_candidates(self) -> Iterator[Member]:
         """Members that start with the ELF magic; `.py` files are skipped unread. Contents are read

@@ -33,7 +33,8 @@ S_IFLNK = 0o120000
 LOCAL_FIELDS = {"flags": (6, "H"), "method": (8, "H"), "crc": (14, "I"), "compressed": (18, "I"),
                 "size": (22, "I"), "name_len": (26, "H"), "extra_len": (28, "H")}
 CENTRAL_FIELDS = {"version_needed": (6, "H"), "flags": (8, "H"), "method": (10, "H"), "crc": (16, "I"),
-                  "compressed": (20, "I"), "size": (24, "I"), "name_len": (28, "H"), "extra_len": (30, "H"), "comment_len": (32, "H"),
+                  "compressed": (20, "I"), "size": (24, "I"), "name_len": (28, "H"), "extra_len": (30, "H"),
+                  "comment_len": (32, "H"),
                   "external_attr": (38, "I"), "local_offset": (42, "I")}
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests import elfbuild
+from tests.corpus import corpus_wheels
 
 pytest_plugins = ["pytester"]  # tests/unit/test_fixtures.py runs inner sessions to test the guard
 
@@ -68,3 +69,12 @@ def built_objects(build_root: Path, scenarios: dict[str, elfbuild.Scenario]) -> 
                 if f.read(4) == b"\x7fELF":
                     found.append(path)
     return found
+
+
+@pytest.fixture(scope="session")
+def ci_wheels() -> list[Path]:
+    """The real PyPI wheels of the ci set (bench/corpus/ci-wheels.txt), or a loud skip without them."""
+    wheels = corpus_wheels("ci")
+    if not all(isinstance(w, Path) for w in wheels):
+        pytest.skip(wheels[0].marks[0].kwargs["reason"])
+    return wheels

@@ -163,6 +163,20 @@ cdef class _Image:
             entries.append([tag, rdword(&self.im, e + self.word)])
         raise _Fail(ST_CORRUPT, off, "dynamic section without DT_NULL")
 
+    def null_slots(self, uint64_t off, uint64_t size, uint64_t first) -> int:
+        """How many whole zero entries there are from entry `first` on, within size:
+        only those are room to grow into; PT_DYNAMIC's p_filesz alone may claim bytes that belong
+        to something else."""
+        cdef uint64_t i, e, n = 0
+        cdef uint64_t k
+        for i in range(first, size // self.dynent):
+            e = off + i * self.dynent
+            for k in range(self.dynent):
+                if self.im.p[e + k] != 0:
+                    return n
+            n += 1
+        return n
+
     def string_at(self, uint64_t table, uint64_t table_size, uint64_t off) -> bytes:
         cdef uint64_t end
         if off >= table_size:
@@ -489,7 +503,8 @@ cdef class _Rewrite:
     def write(self, list new_entries, list patches):
         cdef _Image img = self.img
         cdef bint le = img.im.le
-        capacity = self.dyn_size // img.dynent
+        # the entries, their DT_NULL, and the all-zero slots after it: nothing else is ours to write
+        capacity = len(self.entries) + 1 + img.null_slots(self.dyn_off, self.dyn_size, len(self.entries) + 1)
         move_dynamic = len(new_entries) + 1 > capacity
         unchanged = (not self.appended and not move_dynamic and not patches
                      and new_entries == [list(e) for e in self.entries]

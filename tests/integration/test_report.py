@@ -24,7 +24,6 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests import elfbuild, report_oracle
-from tests.corpus import corpus_wheels
 from tests.report_oracle import markdown_tables
 
 TAG = elfbuild.DEFAULT_TAG
@@ -63,14 +62,6 @@ class Nights:
     broken: str  # appears on night 2, not a zip
     late_violation: str  # appears on night 3, over-promising
     late_broken: str  # appears on night 3, not a zip
-
-
-@pytest.fixture(scope="module")
-def ci_wheels() -> list[Path]:
-    wheels = corpus_wheels("ci")
-    if not all(isinstance(w, Path) for w in wheels):
-        pytest.skip(wheels[0].marks[0].kwargs["reason"])
-    return wheels
 
 
 @pytest.fixture(scope="module")

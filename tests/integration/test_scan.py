@@ -36,7 +36,6 @@ from fastaudit.report.show import to_json
 from fastaudit.scan import content_key
 from fastaudit.store import Store, StoreError
 from tests import elfbuild
-from tests.corpus import corpus_wheels
 
 LINUX_TAG = elfbuild.DEFAULT_TAG
 CLI_TIMEOUT = 120
@@ -227,14 +226,6 @@ def extension_of(wheel: Path) -> bytes:
 
 
 # ---- fixtures --------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def ci_wheels() -> list[Path]:
-    wheels = corpus_wheels("ci")
-    if not all(isinstance(w, Path) for w in wheels):
-        pytest.skip(wheels[0].marks[0].kwargs["reason"])
-    return wheels
-
 
 @pytest.fixture(scope="module")
 def expected_reports(scenarios: dict[str, elfbuild.Scenario], ci_wheels: list[Path]) -> dict[str, dict[str, Any]]:

@@ -328,3 +328,14 @@ def test_a_program_header_table_over_a_dynamic_table_is_not_rewritten_in_place()
     out = rewrite_elf(image, ElfEdits(soname="l.so", runpath="$ORIGIN/../"))
     assert out[0xD8:0xE8] == image[0xD8:0xE8]  # the DT_GNU_HASH header, untouched
     assert read_elf(out, WANT_DYNAMIC).soname == "l.so"  # its notes are garbage: the dynamic part only
+
+
+def test_only_zero_slots_after_dynamic_are_room_to_grow() -> None:
+    # found by the property test: a PT_DYNAMIC p_filesz raised by 768 claimed the section headers
+    # that follow .dynamic, and filling its "spare slots" with DT_NULL zeroed them
+    seed = Path(__file__).resolve().parents[2] / "fuzz" / "corpus" / "elf" / "crafted-ppc64-sections.elf"
+    data = bytearray(seed.read_bytes())
+    data[214] = 3
+    before = read_elf(bytes(data))
+    out = rewrite_elf(bytes(data), ElfEdits(rpath=""))
+    assert read_elf(out).needed == before.needed and read_elf(out).rpath == ()

@@ -371,15 +371,13 @@ class ElfCache:
 
 
 def read_wheel_elves(path: str | PathLike[str], cache: ElfCache | None = None, *,
-                     verify_record: bool = False,
-                     on_read: Callable[[str, bytes | bytearray], None] | None = None) -> dict[str, ElfInfo]:
+                     verify_record: bool = False) -> dict[str, ElfInfo]:
     """Member path -> ElfInfo for every ELF member of a wheel. Raises WheelError or ELFError with
     the wheel and member named.
 
     A missing or unreadable RECORD is refused first, then content errors, then RECORD's listing,
     hashes and sizes; with verify_record, every member's hash too (every member is then read,
     cached ELF members included).
-    `on_read` sees each ELF member's bytes once, as read (repair hashes them).
     """
     elves: dict[str, ElfInfo] = {}
     with WheelArchive(path) as archive:
@@ -397,11 +395,8 @@ def read_wheel_elves(path: str | PathLike[str], cache: ElfCache | None = None, *
                         cache.put_not_elf(member)
                     continue
                 hasher = record.hasher(member) if verify_record else None
-                data = archive.read(member, hasher)
-                if on_read is not None:
-                    on_read(member.name, data)
                 try:
-                    info = read_elf(data)
+                    info = read_elf(archive.read(member, hasher))
                 except ELFError as e:
                     e.with_location(path=str(path), member=member.name)
                     raise

@@ -94,7 +94,6 @@ class RepairPlan:
     edits: Mapping[str, ElfEdits]         # member (of the wheel, or a graft) -> its edits
     excluded: tuple[str, ...]             # external sonames left outside on purpose
     warnings: tuple[str, ...]
-    elf_digests: Mapping[str, str]        # ELF member -> its RECORD hash, taken when it was read
 
     @property
     def output_name(self) -> str:
@@ -263,8 +262,8 @@ def plan_repair(path: str | PathLike[str], options: RepairOptions = RepairOption
     name = check_linux_wheel_name(path)
     if name.is_pure:
         return None
-    digests: dict[str, str] = {}
-    elves = read_wheel_elves(path, on_read=lambda member, data: digests.__setitem__(member, record_hash(data)))
+    # every member's RECORD hash is checked here, so the wheel repair writes (or copies) is sound
+    elves = read_wheel_elves(path, verify_record=True)
     report = analyze(name, elves, check_isa=options.check_isa)
     if report.pure:
         return None
@@ -328,7 +327,7 @@ def plan_repair(path: str | PathLike[str], options: RepairOptions = RepairOption
         edits[graft.member] = ElfEdits(replace_needed=inner, soname=graft.new_soname,
                                        rpath="$ORIGIN" if inner else "", runpath=None if inner else "")
     return RepairPlan(str(path), report, target, _platform_tags(name, report, abis, options.update_tags), grafts,
-                      edits, tuple(sorted(closure.excluded)), tuple(warnings), digests)
+                      edits, tuple(sorted(closure.excluded)), tuple(warnings))
 
 
 # --- writing ---------------------------------------------------------------------------------------
@@ -367,18 +366,13 @@ def _strip(data: bytes, member: str) -> bytes:
         return file.read_bytes()
 
 
-def _checked_digest(archive: WheelArchive, record: Record, member: Member, known: str | None) -> str:
-    """The member's sha256 RECORD field, once RECORD's own hash of it is confirmed. An ELF member's
-    sha256 was taken when the plan read it; any other member is read here."""
+def _record_field(archive: WheelArchive, record: Record, member: Member) -> str:
+    """The member's sha256 RECORD field: RECORD's own when it is sha256 (the plan verified every
+    RECORD hash), else computed from the content."""
     row = record.rows.get(member.name)
-    if known is not None and row is not None and len(row) > 1 and row[1] == known:
-        return known
-    content = archive.read(member)
-    hasher = record.hasher(member)
-    if hasher is not None:
-        hasher.update(content)
-        record.check_digest(member, hasher.digest())
-    return record_hash(content)
+    if row is not None and len(row) > 1 and row[1].startswith("sha256="):
+        return row[1]
+    return record_hash(archive.read(member))
 
 
 def apply_plan(plan: RepairPlan, out_dir: Path, options: RepairOptions = RepairOptions()) -> RepairResult:
@@ -431,7 +425,7 @@ def apply_plan(plan: RepairPlan, out_dir: Path, options: RepairOptions = RepairO
             else:
                 data = None
             if data is None:  # unchanged: copied as stored, its RECORD row checked against its bytes
-                digest = _checked_digest(archive, record, member, plan.elf_digests.get(member.name))
+                digest = _record_field(archive, record, member)
                 entries.append(Entry(member.name, archive.compressed(member), member.compress_type, member.crc32,
                                      member.size, date_time, member.external_attr))
                 rows.append((member.name, digest, str(member.size)))

@@ -12,7 +12,7 @@ import io
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -233,14 +233,26 @@ class Store:
     @contextmanager
     def _transaction(self) -> Iterator[None]:
         """One write transaction: all of it is committed or, on any exception, none of it."""
-        self.db.execute("BEGIN IMMEDIATE")
+        self._write("BEGIN IMMEDIATE")
         try:
             yield
             self.db.execute("COMMIT")
-        except BaseException:
+        except BaseException as e:
             if self.db.in_transaction:  # Ctrl-C may land just after COMMIT
-                self.db.execute("ROLLBACK")
+                try:
+                    self.db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # SQLite rolls back itself when a write fails; nothing is committed either way
+            if isinstance(e, sqlite3.Error):  # a full disk, a read-only file: the batch is not stored
+                raise StoreError(f"cannot write the store: {e}", path=str(self.path)) from e
             raise
+
+    def _write(self, sql: str, params: Sequence[object] = ()) -> sqlite3.Cursor:
+        """One statement outside a batch; a failure to write is a StoreError, not a traceback."""
+        try:
+            return self.db.execute(sql, params)
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot write the store: {e}", path=str(self.path)) from e
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
@@ -267,7 +279,7 @@ class Store:
     # --- runs -------------------------------------------------------------------------------
 
     def start_run(self, arguments: Mapping[str, Any], fastaudit_version: str, policy_version: str) -> int:
-        cur = self.db.execute(
+        cur = self._write(
             "INSERT INTO runs (started_at, arguments, fastaudit_version, policy_version, status)"
             " VALUES (?, ?, ?, ?, 'running')",
             (time.time(), json.dumps(arguments, sort_keys=True), fastaudit_version, policy_version))
@@ -278,7 +290,7 @@ class Store:
             # a second Ctrl-C between BEGIN and its try left a batch half written: drop it, so the
             # run's status does not join it in an open transaction that closing would roll back
             self.db.execute("ROLLBACK")
-        self.db.execute(
+        self._write(
             "UPDATE runs SET finished_at=?, status=?, seen=?, analyzed=?, skipped=?, errors=?, not_analyzed=?"
             " WHERE id=?",
             (time.time(), status, counts.get("seen", 0), counts.get("analyzed", 0), counts.get("skipped", 0),

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import resource
+import signal
 import subprocess
 import sys
 import zipfile
@@ -219,3 +221,17 @@ def test_a_compliant_real_wheel_gets_auditwheels_name_and_keeps_its_files(tmp_pa
     with WheelFile(ours) as wf:
         for member in wf.namelist():
             wf.read(member)
+
+
+def test_a_full_disk_leaves_no_partial_wheel(demo: GraftDemo, tmp_path: Path) -> None:
+    def small_files() -> None:  # writes past 30 kB fail with EFBIG, as on a full disk
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (30_000, 30_000))
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "fastaudit", "repair", "-w", str(out), str(demo.wheel)],
+                            capture_output=True, text=True, timeout=TIMEOUT, env=environment(demo.deps),
+                            preexec_fn=small_files)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"fastaudit: cannot write {out}/fa_graft_demo-1.0-") and "File too large" in \
+        result.stderr and "Traceback" not in result.stderr
+    assert list(out.iterdir()) == []  # the temporary file is gone too

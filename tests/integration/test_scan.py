@@ -13,6 +13,7 @@ import json
 import multiprocessing
 import os
 import random
+import resource
 import shutil
 import signal
 import sqlite3
@@ -564,6 +565,37 @@ def test_sigint_at_random_moments_always_closes_the_run(
         assert_results_complete(db)
         assert not query(db, "SELECT count(*) FROM runs WHERE status='running'")[0][0]
     assert interrupted >= 4  # most rounds must land mid-scan, or this tests nothing
+
+
+def _file_size_limit(limit: int) -> Callable[[], None]:
+    """preexec_fn: writes past `limit` bytes fail with EFBIG, as on a full disk (SIGXFSZ ignored
+    so the write returns the error instead of killing the process)."""
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+def test_a_full_disk_fails_the_scan_cleanly_and_a_rerun_completes(
+        tmp_path: Path, many: Folder, expected_reports: dict[str, dict[str, Any]]) -> None:
+    db = tmp_path / "full.db"
+    cut = subprocess.run([sys.executable, "-m", "fastaudit", "scan", "--db", db, "--jobs", "2", many.root],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=CLI_TIMEOUT,
+                         preexec_fn=_file_size_limit(256 << 10))
+    assert cut.returncode == 2, (cut.returncode, cut.stderr[-2000:])
+    assert cut.stderr.splitlines() == [f"fastaudit: {db}: cannot write the store: disk I/O error"], cut.stderr
+    assert run_row(db, 1)["status"] == "failed"
+    assert query(db, "PRAGMA integrity_check") == [("ok",)]
+    assert_results_complete(db)
+    committed = progress(db)[1]
+    assert committed < len(many.wheels)
+
+    again = fastaudit("scan", "--db", db, "--jobs", "2", many.root, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert run_row(db, 2)["status"] == "completed" and run_row(db, 2)["skipped"] == committed
+    assert_one_result_per_wheel(db, many.wheels)
+    for path, (_, report) in reports_by_path(db).items():
+        assert report == expected_reports[Path(path).name], path
 
 
 # ---- 4. two scans at once ------------------------------------------------------------------------------

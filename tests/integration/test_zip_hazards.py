@@ -232,6 +232,22 @@ def test_show_json_prints_each_error_object(hazards: dict[str, Hazard], tmp_path
         assert hazard.phrase in obj["error"], (name, obj)
 
 
+def test_repair_refuses_each_hazard_and_writes_nothing(hazards: dict[str, Hazard], tmp_path: Path) -> None:
+    """repair reads every RECORD hash (record-hash included) and writes only from a sound wheel:
+    each hazard is a one-line error, exit 2, and no file appears anywhere under its folder."""
+    for name, hazard in hazards.items():
+        work = tmp_path / name
+        work.mkdir()
+        proc = fastaudit("repair", "-w", work / "out", hazard.wheel, cwd=work, env={**os.environ, **HAZARD_ENV})
+        assert proc.returncode == 2, (name, proc.returncode, proc.stderr)
+        lines = proc.stderr.splitlines()
+        assert len(lines) == 1 and "Traceback" not in proc.stderr, (name, proc.stderr)
+        assert lines[0].startswith(one_line_error(hazard)), (name, lines[0])
+        assert hazard.phrase in lines[0], (name, lines[0])
+        written = [p for p in work.rglob("*") if p.is_file()]
+        assert written == [], (name, written)
+
+
 def test_record_hashes_are_checked_on_request(hazards: dict[str, Hazard], tmp_path: Path) -> None:
     """A member changed without changing its size passes by default (listing and sizes agree) and is
     refused with --verify-record, which hashes every member."""

@@ -135,7 +135,7 @@ cdef class _Image:
         return headers
 
     def section_headers(self) -> list:
-        """[file position of the header, type, addr, offset, size] per section."""
+        """[file position of the header, type, addr, offset, size, link] per section."""
         cdef uint64_t i, sh
         sections = []
         if self.h.shoff == 0 or self.h.shnum == 0:
@@ -144,10 +144,10 @@ cdef class _Image:
             sh = self.h.shoff + i * self.h.shentsize
             if self.im.is64:
                 sections.append([sh, rd32(&self.im, sh + 4), rd64(&self.im, sh + 16), rd64(&self.im, sh + 24),
-                                 rd64(&self.im, sh + 32)])
+                                 rd64(&self.im, sh + 32), rd32(&self.im, sh + 40)])
             else:
                 sections.append([sh, rd32(&self.im, sh + 4), rd32(&self.im, sh + 12), rd32(&self.im, sh + 16),
-                                 rd32(&self.im, sh + 20)])
+                                 rd32(&self.im, sh + 20), rd32(&self.im, sh + 24)])
         return sections
 
     def dynamic_entries(self, uint64_t off, uint64_t size) -> list:
@@ -290,7 +290,7 @@ cdef class _Rewrite:
         self.sections = img.section_headers()
         dynamic = [p for p in self.phdrs if p[0] == PT_DYNAMIC]
         if not dynamic:
-            raise _Fail(ST_UNSUPPORTED, img.h.phoff, "no PT_DYNAMIC: a static executable has nothing to rewrite")
+            raise _Fail(ST_UNSUPPORTED, img.h.phoff, "PT_DYNAMIC (none: a static executable has nothing to rewrite)")
         self.dyn_off, self.dyn_vaddr, self.dyn_size = dynamic[0][2], dynamic[0][3], dynamic[0][5]
         self.entries = img.dynamic_entries(self.dyn_off, self.dyn_size)
         self.check_addresses()
@@ -300,10 +300,23 @@ cdef class _Rewrite:
         self.str_vaddr, self.str_size = values[DT_STRTAB], values[DT_STRSZ]
         self.str_off = img.vaddr_to_offset(self.loads(), self.str_vaddr, self.str_size, ".dynstr")
         self.dynstr = bytearray(img.buf[self.str_off:self.str_off + self.str_size])
+        self.check_linked_string_tables()
         self.appended = bytearray()
 
     def loads(self) -> list:
         return [p for p in self.phdrs if p[0] == PT_LOAD]
+
+    def check_linked_string_tables(self):
+        """The string table the dynamic tables' sections link to must be the one DT_STRTAB names:
+        it is moved with .dynstr, and one that is not would keep the old strings and size."""
+        for _, kind, _, _, _, link in self.sections:
+            if kind not in (SHT_DYNAMIC, SHT_DYNSYM, SHT_GNU_verneed, SHT_GNU_verdef):
+                continue
+            if link >= len(self.sections):
+                raise _Fail(ST_CORRUPT, self.img.h.shoff, "sh_link out of range")
+            _, link_kind, addr, offset, _, _ = self.sections[link]
+            if link_kind != SHT_STRTAB or addr != self.str_vaddr or offset != self.str_off:
+                raise _Fail(ST_CORRUPT, self.img.h.shoff, "sh_link of a dynamic table (not the string table DT_STRTAB names)")
 
     def check_addresses(self):
         """Every address the dynamic section holds must lie in a PT_LOAD: one that points nowhere
@@ -412,7 +425,7 @@ cdef class _Rewrite:
         self.unversion_symbols([e[0] for e in chain if e not in kept], patches)
         if not kept:
             # no requirement left: no DT_VERNEED, and an empty .gnu.version_r for the tools that read sections
-            for pos, kind, _, sh_offset, _ in self.sections:
+            for pos, kind, _, sh_offset, _, _ in self.sections:
                 if kind == SHT_GNU_verneed and sh_offset == chain[0][0]:
                     patches.append((pos + (44 if img.im.is64 else 28), 4, 0))
                     patches.append((pos + (32 if img.im.is64 else 20), img.word, 0))
@@ -424,7 +437,7 @@ cdef class _Rewrite:
                 entry[1] = len(kept)
             elif entry[0] == DT_VERNEED:
                 entry[1] += delta
-        for pos, kind, sh_addr, sh_offset, sh_size in self.sections:
+        for pos, kind, sh_addr, sh_offset, sh_size, _ in self.sections:
             if kind == SHT_GNU_verneed and sh_offset == chain[0][0]:
                 patches.append((pos + (44 if img.im.is64 else 28), 4, len(kept)))   # sh_info: the count
                 if delta:
@@ -447,7 +460,7 @@ cdef class _Rewrite:
                 if img.u32(aux + 12) == 0:
                     break
                 aux += img.u32(aux + 12)
-        for _, kind, _, sh_offset, sh_size in self.sections:
+        for _, kind, _, sh_offset, sh_size, _ in self.sections:
             if kind != SHT_GNU_versym:
                 continue
             img.need(sh_offset, sh_size, ".gnu.version")
@@ -531,6 +544,8 @@ cdef class _Rewrite:
                 self.put_word(view, dyn_off + i * img.dynent, 0)
                 self.put_word(view, dyn_off + i * img.dynent + img.word, 0)
         for pos, size, value in patches:
+            if value < 0 or value >> (8 * size):  # only a malformed image computes such a value
+                raise _Fail(ST_CORRUPT, pos, "header field (it would not fit after the edit)")
             if size == 2:
                 wr16(&view[pos], le, value)
             elif size == 4:
@@ -558,9 +573,9 @@ cdef class _Rewrite:
         if move_phdrs and any(p[0] == PT_INTERP for p in self.phdrs):
             # the kernel of an old distribution finds an executable's program headers only in
             # its first page; growing them in place means shifting every section
-            raise _Fail(ST_UNSUPPORTED, img.h.phoff, "an executable with no free program header slot")
+            raise _Fail(ST_UNSUPPORTED, img.h.phoff, "program header table (an executable with no free slot for one more segment)")
         if move_phdrs and img.h.phnum + 1 >= PN_XNUM:
-            raise _Fail(ST_UNSUPPORTED, img.h.phoff, "too many program headers")
+            raise _Fail(ST_UNSUPPORTED, img.h.phoff, "program header count (one more would reach PN_XNUM)")
         loads = self.loads()
         alignment = max([self.page_size] + [p[7] for p in loads])
         base_off = align_up(len(out), 16)
@@ -568,7 +583,7 @@ cdef class _Rewrite:
         # target as [r_offset, r_offset + st_size], and would see one spill into a read-only segment
         gap = max([0] + [img.largest_symbol(s[3], s[4]) for s in self.sections if s[1] == SHT_DYNSYM])
         if gap > (<uint64_t>1 << 40):
-            raise _Fail(ST_CORRUPT, 0, "a dynamic symbol larger than 1 TiB")
+            raise _Fail(ST_CORRUPT, 0, "dynamic symbol size (above 1 TiB)")
         base_vaddr = align_up(max(p[3] + p[6] for p in loads) + gap, alignment) + base_off % alignment
         phdr_count = img.h.phnum + (1 if move_phdrs else 0)
         pos = phdr_count * img.phsize if move_phdrs else 0
@@ -579,7 +594,7 @@ cdef class _Rewrite:
             pos = dyn_pos + (len(new_entries) + 1) * img.dynent
         size = pos
         if not img.im.is64 and max(base_vaddr, base_off) + size > 0xFFFFFFFF:
-            raise _Fail(ST_UNSUPPORTED, img.h.phoff, "new segment that would end past 4 GiB in an ELF32 image")
+            raise _Fail(ST_UNSUPPORTED, img.h.phoff, "new segment (it would end past 4 GiB in an ELF32 image)")
         flags = PF_R | (PF_W if move_dynamic else 0)   # the loader may write .dynamic (DT_DEBUG)
         load = [PT_LOAD, flags, base_off, base_vaddr, base_vaddr, size, size, alignment]
 
@@ -629,7 +644,7 @@ cdef class _Rewrite:
         start = self.img.h.phoff
         end = start + self.img.h.phnum * self.img.phsize
         if any(kind != 0 and kind != 8 and size and offset < end and start < offset + size  # SHT_NULL, SHT_NOBITS
-               for _, kind, _, offset, size in self.sections):
+               for _, kind, _, offset, size, _ in self.sections):
             return True
         for tag, value in self.entries:
             if tag in _ADDRESS_TAGS and value:
@@ -658,7 +673,7 @@ cdef class _Rewrite:
     cdef move_section(self, uint8_t[::1] view, uint64_t sh_type, uint64_t old_addr, uint64_t old_off,
                       uint64_t addr, uint64_t off, uint64_t size):
         cdef bint le = self.img.im.le
-        for index, (pos, kind, sh_addr, sh_offset, _) in enumerate(self.sections):
+        for index, (pos, kind, sh_addr, sh_offset, _, _) in enumerate(self.sections):
             if kind != sh_type or sh_addr != old_addr or sh_offset != old_off:
                 continue
             self.move_section_symbols(view, index, old_addr, self.sections[index][4], addr)
@@ -678,7 +693,7 @@ cdef class _Rewrite:
         cdef uint64_t sym, first, end, value
         cdef uint64_t shndx_at = 6 if img.im.is64 else 14
         cdef uint64_t value_at = 8 if img.im.is64 else 4
-        for _, kind, _, sh_offset, sh_size in self.sections:
+        for _, kind, _, sh_offset, sh_size, _ in self.sections:
             if kind != SHT_SYMTAB and kind != SHT_DYNSYM:
                 continue
             img.need(sh_offset, sh_size, "symbol table")

@@ -339,3 +339,23 @@ def test_only_zero_slots_after_dynamic_are_room_to_grow() -> None:
     before = read_elf(bytes(data))
     out = rewrite_elf(bytes(data), ElfEdits(rpath=""))
     assert read_elf(out).needed == before.needed and read_elf(out).rpath == ()
+
+
+def test_a_field_that_would_not_fit_is_a_typed_error() -> None:
+    # found by fuzz/fuzz_rewrite.py: removing the first Elf_Verneed of a mutated image shrank a
+    # .gnu.version_r section below zero bytes (an OverflowError before)
+    crashes = Path(__file__).resolve().parents[1] / "data" / "rewrite-crashes"
+    image = (crashes / "verneed-section-shorter-than-its-chain.elf").read_bytes()
+    with pytest.raises(ELFError):
+        rewrite_elf(image, ElfEdits(remove_needed=frozenset({"libc.so.6"}), soname="", rpath=""))
+
+
+def test_a_dynamic_table_linked_to_another_string_table_is_refused() -> None:
+    # found by the property test: one flipped byte made .gnu.version_r link to a section that is not
+    # the .dynstr DT_STRTAB names, so that section kept the old strings and vn_file read past them
+    seed = Path(__file__).resolve().parents[2] / "fuzz" / "corpus" / "elf" / "crafted-ppc64-sections.elf"
+    data = bytearray(seed.read_bytes())
+    data[4776] = 1
+    needed = read_elf(bytes(data)).needed
+    with pytest.raises(ELFError, match="not the string table DT_STRTAB names"):
+        rewrite_elf(bytes(data), ElfEdits(replace_needed={needed[0]: "libz" + "q" * 40 + ".so"}))

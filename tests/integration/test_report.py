@@ -24,6 +24,7 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests import elfbuild, report_oracle
+from tests.integration.test_scan import place
 from tests.report_oracle import markdown_tables
 
 TAG = elfbuild.DEFAULT_TAG
@@ -36,14 +37,6 @@ def fastaudit(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     assert "Traceback" not in proc.stderr, proc.stderr
     assert proc.returncode == 0, proc.stderr
     return proc
-
-
-def place(source: Path, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(source, dest)
-    except OSError:
-        shutil.copy2(source, dest)
 
 
 def repack(scenario_wheel: Path, out_dir: Path, dist: str) -> Path:

@@ -156,14 +156,14 @@ def _trees(report: WheelReport, elves: Mapping[str, ElfInfo]) -> list[tuple[str,
     return placed
 
 
-def _closure(report: WheelReport, elves: Mapping[str, ElfInfo], policy: Policy, search: HostSearch,
-             exclude: tuple[str, ...]) -> _Closure:
+def _closure(trees: list[tuple[str, DependencyTree]], elves: Mapping[str, ElfInfo], policy: Policy,
+             search: HostSearch, exclude: tuple[str, ...]) -> _Closure:
     closure = _Closure()
 
     def allowed(soname: str) -> bool:
         return is_dynamic_loader(soname) or soname in policy.whitelist
 
-    for member, tree in _trees(report, elves):
+    for member, tree in trees:
         rpath, runpath = _host_rpath(elves[member], member)
         pending = [(soname, elves[member], rpath, runpath) for soname in elves[member].needed]
         seen: set[str] = set()
@@ -271,11 +271,12 @@ def plan_repair(path: str | PathLike[str], options: RepairOptions = RepairOption
     requested = _target(options.plat, policies, str(path))
     search = HostSearch(options.ld_library_path)
 
+    trees = _trees(report, elves)  # the same for every policy: only the whitelist changes
     closures: dict[frozenset[str], _Closure] = {}
 
     def closure_for(policy: Policy) -> _Closure:
         if policy.whitelist not in closures:
-            closures[policy.whitelist] = _closure(report, elves, policy, search, options.exclude)
+            closures[policy.whitelist] = _closure(trees, elves, policy, search, options.exclude)
         return closures[policy.whitelist]
 
     candidates = [p for p in policies if not p.is_linux]
@@ -332,14 +333,6 @@ def plan_repair(path: str | PathLike[str], options: RepairOptions = RepairOption
 
 # --- writing ---------------------------------------------------------------------------------------
 
-def _dist_info(members: Iterable[Member], wheel: str) -> str:
-    folders = {m.name.split("/", 1)[0] for m in members if m.name.split("/", 1)[0].endswith(".dist-info")
-               and "/" in m.name}
-    if len(folders) != 1:
-        raise WheelError(f"expected one .dist-info folder, found {len(folders)}", path=wheel)
-    return folders.pop()
-
-
 def _updated_wheel_file(text: str, report: WheelReport, abis: Iterable[str]) -> str:
     """WHEEL with Tag lines for the new platform tags, and none for the plain linux one."""
     lines = text.splitlines()
@@ -385,13 +378,12 @@ def apply_plan(plan: RepairPlan, out_dir: Path, options: RepairOptions = RepairO
 
     stamp = source_date_epoch()
     rewritten: list[str] = []
-    # WheelArchive has refused unsafe, duplicate and overlapping members; Record, a RECORD that
-    # does not list the archive: repair writes only from a wheel that passed both
+    # WheelArchive has refused unsafe, duplicate and overlapping members, and the plan checked
+    # RECORD against every member: repair writes only from a wheel that passed both
     with WheelArchive(wheel) as archive:
-        dist_info = _dist_info(archive.members, wheel)
         record = Record.read(archive)
-        record.check_listing(archive.members)
         record_name = record.name
+        dist_info = record_name.rsplit("/", 1)[0]
         wheel_name = f"{dist_info}/WHEEL"
         by_name = {m.name: m for m in archive.members}
         if wheel_name not in by_name:

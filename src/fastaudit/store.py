@@ -233,8 +233,8 @@ class Store:
     @contextmanager
     def _transaction(self) -> Iterator[None]:
         """One write transaction: all of it is committed or, on any exception, none of it."""
-        self._write("BEGIN IMMEDIATE")
-        try:
+        try:  # BEGIN inside: an interrupt just after it still rolls it back
+            self.db.execute("BEGIN IMMEDIATE")
             yield
             self.db.execute("COMMIT")
         except BaseException as e:

@@ -164,6 +164,8 @@ def repair_command(wheels: tuple[str, ...], plat: str, wheel_dir: str, lib_sdir:
             continue
         grafted = ", ".join(f"{soname} ({source})" for soname, source in result.grafted) or "nothing"
         click.echo(f"{result.output}\n  tag: {result.tag}\n  grafted: {grafted}")
+        if result.excluded:
+            click.echo(f"  left outside (--exclude): {', '.join(result.excluded)}")
     sys.exit(exit_code)
 
 

@@ -107,7 +107,7 @@ class RepairResult:
     output: Path
     tag: str | None                       # None for a pure wheel, copied as it is
     grafted: tuple[tuple[str, str], ...] = ()  # (soname, host path)
-    rewritten: tuple[str, ...] = ()       # members whose bytes changed
+    excluded: tuple[str, ...] = ()        # external sonames --exclude left outside the wheel
     warnings: tuple[str, ...] = ()
     note: str = ""
 
@@ -374,10 +374,9 @@ def apply_plan(plan: RepairPlan, out_dir: Path, options: RepairOptions = RepairO
     destination = out_dir / plan.output_name
     if not plan.edits and not options.strip and plan.output_name == posixpath.basename(wheel):
         _copy(Path(wheel), destination)  # already compliant: the bytes are the answer
-        return RepairResult(wheel, destination, plan.policy.tag, warnings=plan.warnings)
+        return RepairResult(wheel, destination, plan.policy.tag, excluded=plan.excluded, warnings=plan.warnings)
 
     stamp = source_date_epoch()
-    rewritten: list[str] = []
     # WheelArchive has refused unsafe, duplicate and overlapping members, and the plan checked
     # RECORD against every member: repair writes only from a wheel that passed both
     with WheelArchive(wheel) as archive:
@@ -409,11 +408,7 @@ def apply_plan(plan: RepairPlan, out_dir: Path, options: RepairOptions = RepairO
                     raise e.with_location(path=wheel, member=member.name)
                 if options.strip:
                     new = _strip(new, member.name)
-                if new == data:
-                    data = None
-                else:
-                    data = new
-                    rewritten.append(member.name)
+                data = None if new == data else new
             else:
                 data = None
             if data is None:  # unchanged: copied as stored, its RECORD row checked against its bytes
@@ -442,7 +437,7 @@ def apply_plan(plan: RepairPlan, out_dir: Path, options: RepairOptions = RepairO
                             by_name[record_name].external_attr)
     write_zip(destination, [*entries, record_entry])
     return RepairResult(wheel, destination, plan.policy.tag, tuple((g.soname, g.source) for g in plan.grafts),
-                        tuple(rewritten), plan.warnings)
+                        plan.excluded, plan.warnings)
 
 
 def _copy(source: Path, destination: Path) -> None:

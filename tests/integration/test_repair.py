@@ -178,6 +178,7 @@ def test_exclude_patterns_leave_a_library_outside(demo: GraftDemo, tmp_path: Pat
     env = environment(demo.deps)
     result = fastaudit_repair(demo.wheel, tmp_path / "out", "--exclude", pattern, env=env)
     assert result.returncode == 0, result.stderr
+    assert f"left outside (--exclude): {SQLITE}" in result.stdout
     ours = only_wheel(tmp_path / "out")
     assert not any("libsqlite3" in n for n in files_of(ours))
     with zipfile.ZipFile(ours) as zf:

@@ -278,7 +278,8 @@ def rewrite(const uint8_t[::1] buf not None, dict replace_needed, set remove_nee
 cdef class _Rewrite:
     cdef _Image img
     cdef uint64_t page_size
-    cdef list phdrs, sections, entries
+    cdef list phdrs, sections, entries, verneed
+    cdef dict values
     cdef uint64_t dyn_off, dyn_size, dyn_vaddr, str_off, str_size, str_vaddr
     cdef bytearray dynstr, appended
 
@@ -294,13 +295,18 @@ cdef class _Rewrite:
         self.dyn_off, self.dyn_vaddr, self.dyn_size = dynamic[0][2], dynamic[0][3], dynamic[0][5]
         self.entries = img.dynamic_entries(self.dyn_off, self.dyn_size)
         self.check_addresses()
-        values = {tag: val for tag, val in reversed(self.entries)}
+        # the first entry of each tag counts, as in the loader
+        self.values = values = {tag: val for tag, val in reversed(self.entries)}
         if DT_STRTAB not in values or DT_STRSZ not in values:
             raise _Fail(ST_CORRUPT, self.dyn_off, "dynamic section without DT_STRTAB or DT_STRSZ")
         self.str_vaddr, self.str_size = values[DT_STRTAB], values[DT_STRSZ]
         self.str_off = img.vaddr_to_offset(self.loads(), self.str_vaddr, self.str_size, ".dynstr")
         self.dynstr = bytearray(img.buf[self.str_off:self.str_off + self.str_size])
         self.check_linked_string_tables()
+        self.verneed = [[], []]  # [(file position of vn_file, value)], [vna_name values]
+        if DT_VERNEED in values:
+            off = img.vaddr_to_offset(self.loads(), values[DT_VERNEED], 16, "DT_VERNEED")
+            self.verneed = img.verneed_files(off, values.get(DT_VERNEEDNUM, 0))
         self.appended = bytearray()
 
     def loads(self) -> list:
@@ -350,14 +356,11 @@ cdef class _Rewrite:
         """(offset into .dynstr, owner) for every string reference the image makes; owner is the
         dynamic entry's index, ("vn_file", position) or None; None when the set is incomplete."""
         refs = [(val, i) for i, (tag, val) in enumerate(self.entries) if tag in _STRING_TAGS]
-        values = {tag: val for tag, val in reversed(self.entries)}
-        loads = self.loads()
-        if DT_VERNEED in values:
-            off = self.img.vaddr_to_offset(loads, values[DT_VERNEED], 16, "DT_VERNEED")
-            files, names = self.img.verneed_files(off, values.get(DT_VERNEEDNUM, 0))
-            refs += [(val, ("vn_file", pos)) for pos, val in files] + [(val, None) for val in names]
+        values = self.values
+        files, names = self.verneed
+        refs += [(val, ("vn_file", pos)) for pos, val in files] + [(val, None) for val in names]
         if DT_VERDEF in values:
-            off = self.img.vaddr_to_offset(loads, values[DT_VERDEF], 20, "DT_VERDEF")
+            off = self.img.vaddr_to_offset(self.loads(), values[DT_VERDEF], 20, "DT_VERDEF")
             refs += [(val, None) for val in self.img.verdef_names(off, values.get(DT_VERDEFNUM, 0))]
         dynsym = [s for s in self.sections if s[1] == SHT_DYNSYM]
         if not dynsym:
@@ -366,7 +369,7 @@ cdef class _Rewrite:
         return refs
 
     def apply(self, dict replace_needed, set remove_needed, object soname, object rpath, object runpath):
-        verneed = self.verneed_files()
+        verneed = self.verneed[0]
         # group: (owners of the old string, the new string); each group gets one new offset
         groups = []
         kept = []
@@ -468,13 +471,6 @@ cdef class _Rewrite:
                 value = img.u16(sh_offset + 2 * i)
                 if value & 0x7fff in indexes:
                     patches.append((sh_offset + 2 * i, 2, (value & 0x8000) | 1))
-
-    def verneed_files(self) -> list:
-        values = {tag: val for tag, val in reversed(self.entries)}
-        if DT_VERNEED not in values:
-            return []
-        off = self.img.vaddr_to_offset(self.loads(), values[DT_VERNEED], 16, "DT_VERNEED")
-        return self.img.verneed_files(off, values.get(DT_VERNEEDNUM, 0))[0]
 
     def place_strings(self, list groups) -> list:
         """A .dynstr offset per group: in place when it fits and nothing else shares the old bytes,

@@ -37,7 +37,7 @@ build() {
         python3 -m venv "$venv"
     fi
     "$py" -m pip install -q --upgrade pip >/dev/null
-    "$py" -m pip install -q numpy cython setuptools wheel click deflate atheris
+    "$py" -m pip install -q --upgrade numpy cython "setuptools>=77" wheel click deflate atheris
     # a copy of the work tree (tracked and untracked, not ignored), so uncommitted changes are fuzzed
     rm -rf "$build_dir"
     mkdir -p "$build_dir"
@@ -45,9 +45,13 @@ build() {
     # no stale generated C: cythonize only looks at timestamps, not at the boundscheck directive
     rm -rf "$build_dir/build" "$build_dir"/src/fastaudit/_elf*.c "$build_dir"/src/fastaudit/_elf*.so
     # trace-pc/trace-cmp: gcc's only coverage hooks, fed to libFuzzer by the shim below
-    CFLAGS="-fsanitize-coverage=trace-pc,trace-cmp" FASTAUDIT_DEBUG_BUILD=1 \
-        "$py" -m pip install -q --no-build-isolation --no-deps --force-reinstall "$build_dir" 2>&1 \
-        | grep -v -e BuildBackendWarning -e 'warnings.warn' >&2 || true
+    # a failed build must stop here: an extension installed by an earlier run would be fuzzed instead
+    if ! CFLAGS="-fsanitize-coverage=trace-pc,trace-cmp" FASTAUDIT_DEBUG_BUILD=1 \
+        "$py" -m pip install -q --no-build-isolation --no-deps --force-reinstall "$build_dir" >"$venv/build.log" 2>&1; then
+        cat "$venv/build.log" >&2
+        echo "run.sh: the debug build failed" >&2
+        exit 2
+    fi
     gcc -shared -fPIC -O2 -o "$shim" -x c - -ldl <<'SHIM'
 /* Forward the coverage callbacks to atheris's libFuzzer: gcc's libasan exports no-op weak copies
    of them, and atheris looks them up globally, so without this Python coverage goes to libasan. */

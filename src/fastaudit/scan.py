@@ -123,7 +123,7 @@ _WORKER_CACHE = None
 def audit_one(path: str, use_cache: bool, check_isa: bool, verify_record: bool = False) -> ResultRow:
     """A wheel's result row; any failure to read it becomes an error row, never an exception."""
     from fastaudit.analyze import ElfCache, analyze, check_linux_wheel_name, read_wheel_elves
-    from fastaudit.report.show import to_json
+    from fastaudit.results import to_json
 
     global _WORKER_CACHE
     if use_cache and _WORKER_CACHE is None:
@@ -168,7 +168,7 @@ def _row_without_opening(wheel: WheelRow) -> ResultRow:
         return ResultRow("error", None, "WheelError", f"{wheel.path}: not a valid wheel file name (PEP 427)")
     if wheel.kind == "pure":
         from fastaudit.analyze import analyze
-        from fastaudit.report.show import to_json
+        from fastaudit.results import to_json
 
         return ResultRow("pure", to_json(analyze(parse_wheel_name(wheel.filename), {})))
     return ResultRow("not_linux", None)
@@ -290,7 +290,7 @@ def _scan(roots: Sequence[str | Path], store: Store, options: ScanOptions, progr
         if opened:
             # load the analysis before the pool forks, so each worker does not import it again
             import fastaudit.analyze  # noqa: F401
-            import fastaudit.report.show  # noqa: F401
+            import fastaudit.results  # noqa: F401
         executor, close = _executor(options)
         pending = {executor.submit(audit_batch, [w.path for w in batch], options.elf_cache, options.check_isa,
                                    options.verify_record): batch

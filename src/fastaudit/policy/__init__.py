@@ -15,6 +15,7 @@ from types import MappingProxyType
 from fastaudit.errors import PolicyError
 from fastaudit.policy.document import parse_family
 from fastaudit.policy.model import Policy
+from fastaudit.policy.stable_abi import data_bytes as stable_abi_bytes
 
 __all__ = [
     "POLICY_DATA_VERSION",
@@ -40,6 +41,7 @@ def _data_version() -> str:
     digest = hashlib.sha256()
     for libc in _DATA_FILES:
         digest.update(_data_bytes(libc))
+    digest.update(stable_abi_bytes())  # the abi3 check judges by it too
     return digest.hexdigest()[:12]
 
 

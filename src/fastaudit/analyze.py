@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from os import PathLike
 
+from fastaudit.abi3 import ABI3, Abi3Report, judge_abi3
 from fastaudit.elf import STT_FUNC, STT_NOTYPE, ElfInfo, read_elf
 from fastaudit.errors import ELFError, FastauditError, WheelError
 from fastaudit.lddtree import DependencyTree, is_dynamic_loader, resolve_tree
@@ -91,6 +92,8 @@ class WheelReport:
     over_promises: bool = False
     # what keeps the wheel from the most compatible tag its file name declares, when it over-promises
     over_promise_reasons: tuple[Reason, ...] = ()
+    # the stable-ABI criterion (abi3.py); None for a wheel that is not abi3-tagged and has no *.abi3.so
+    abi3: Abi3Report | None = None
 
     @property
     def overall_tag(self) -> str | None:
@@ -317,6 +320,14 @@ def _declared_policies(name: WheelName) -> list[Policy]:
     return declared
 
 
+def _abi3_step(name: WheelName, members: list[_Member]) -> tuple[Abi3Report | None, list[Reason]]:
+    """The abi3 criterion, and the reasons it adds to the over-promise decision."""
+    report = judge_abi3(name, {m.path: m.info for m in members}, (m.path for m in members if m.python_major == 3))
+    if report is None or not report.over_promises:
+        return report, []
+    return report, [Reason(ABI3, member, "", detail) for member, detail in report.reasons]
+
+
 class ElfCache:
     """ELF facts of library members seen in earlier wheels, so a library that recurs (openblas,
     libgfortran, ... grafted into thousands of wheels) is neither inflated nor parsed again.
@@ -507,6 +518,7 @@ def analyze(name: WheelName, elves: Mapping[str, ElfInfo], *, check_isa: bool = 
     most_compatible_claim = max((p for p in unmet if p.libc == libc and p.arch == arch), default=None)
     if most_compatible_claim is not None:
         over_reasons.extend(judged.blockers(most_compatible_claim))
+    abi3, abi3_reasons = _abi3_step(name, members)
 
     return WheelReport(
         wheel=name.filename,
@@ -528,6 +540,7 @@ def analyze(name: WheelName, elves: Mapping[str, ElfInfo], *, check_isa: bool = 
         reasons=judged.blockers(min(better)) if better else (),
         ignored=tuple(ignored),
         declared_tags=declared_tags,
-        over_promises=bool(unmet),
-        over_promise_reasons=tuple(sorted(set(over_reasons))),
+        over_promises=bool(unmet or abi3_reasons),
+        over_promise_reasons=tuple(sorted(set(over_reasons + abi3_reasons))),
+        abi3=abi3,
     )

@@ -153,6 +153,12 @@ def _providers(elves: Mapping[str, ElfInfo], names: Iterable[str]) -> dict[str, 
     return found
 
 
+def may_need_audit(path: str) -> bool:
+    """Whether a wheel member's name makes it an object `fastaudit abi3` reads: what abi3audit
+    audits (*.so), and versioned abi3 libraries (libshiboken6.abi3.so.6.8)."""
+    return path.endswith(".so") or bool(_ABI3_SUFFIX.search(path))
+
+
 def _wanted(path: str, info: ElfInfo, is_extension: bool, abi: StableAbi) -> bool:
     if is_extension or _ABI3_SUFFIX.search(path):
         return True

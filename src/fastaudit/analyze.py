@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from os import PathLike
 
-from fastaudit.abi3 import ABI3, Abi3Report, judge_abi3
+from fastaudit.abi3 import ABI3, Abi3Report, judge_abi3, may_need_audit
 from fastaudit.elf import STT_FUNC, STT_NOTYPE, ElfInfo, read_elf
 from fastaudit.errors import ELFError, FastauditError, WheelError
 from fastaudit.lddtree import DependencyTree, is_dynamic_loader, resolve_tree
@@ -382,13 +382,13 @@ class ElfCache:
 
 
 def read_wheel_elves(path: str | PathLike[str], cache: ElfCache | None = None, *,
-                     verify_record: bool = False) -> dict[str, ElfInfo]:
+                     verify_record: bool = False, only: Callable[[str], bool] | None = None) -> dict[str, ElfInfo]:
     """Member path -> ElfInfo for every ELF member of a wheel. Raises WheelError or ELFError with
     the wheel and member named.
 
     A missing or unreadable RECORD is refused first, then content errors, then RECORD's listing,
     hashes and sizes; with verify_record, every member's hash too (every member is then read,
-    cached ELF members included).
+    cached ELF members included). `only` limits the members read to the names it accepts.
     """
     elves: dict[str, ElfInfo] = {}
     with WheelArchive(path) as archive:
@@ -396,6 +396,8 @@ def read_wheel_elves(path: str | PathLike[str], cache: ElfCache | None = None, *
         hashed: set[str] = set()
         for member in archive.members:
             if member.name.endswith(".py") or cache is not None and cache.is_known_not_elf(member):
+                continue
+            if only is not None and not only(member.name):
                 continue
             info = cache.get(member) if cache is not None else None
             if info is not None:
@@ -440,6 +442,16 @@ def audit_wheel(path: str | PathLike[str], *, check_isa: bool = True, cache: Elf
     """Audit one wheel file. Raises WheelError or ELFError (with the member) on unreadable input."""
     name = check_linux_wheel_name(path)
     return analyze(name, read_wheel_elves(path, cache, verify_record=verify_record), check_isa=check_isa)
+
+
+def audit_abi3(path: str | PathLike[str]) -> Abi3Report | None:
+    """The abi3 criterion alone (`fastaudit abi3`): the members abi3audit audits (*.so) and
+    versioned *.abi3.so.N libraries are read, not the whole wheel."""
+    name = check_linux_wheel_name(path)
+    members = [_Member(p, info) for p, info in sorted(read_wheel_elves(path, only=may_need_audit).items())]
+    for m in members:
+        m.python_major = _extension_kind(m.path, m.info)
+    return _abi3_step(name, members)[0]
 
 
 def analyze(name: WheelName, elves: Mapping[str, ElfInfo], *, check_isa: bool = True) -> WheelReport:

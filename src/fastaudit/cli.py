@@ -219,6 +219,45 @@ def report_command(db: str, out_dir: str, run_id: int | None, compare_to: int | 
         click.echo(str(path))
 
 
+@main.command("abi3")
+@click.argument("wheels", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("-S", "--strict", is_flag=True, help="Also fail (exit 1) on a wheel with nothing to audit.")
+@click.option("-R", "--report", "as_report", is_flag=True, help="Write abi3audit's JSON report (see --output).")
+@click.option("-o", "--output", default="-", type=click.Path(dir_okay=False), help="File for --report, - for stdout.")
+@click.option("-s", "--summary", is_flag=True, help="Print the summary of every wheel, not only failing ones.")
+def abi3_command(wheels: tuple[str, ...], strict: bool, as_report: bool, output: str, summary: bool) -> None:
+    """Check that each abi3 WHEEL uses only the stable ABI of the version its cp3X-abi3 tag names;
+    a drop-in for `abi3audit --strict --report` (cibuildwheel's audit-command).
+
+    Exit 0: every wheel keeps its promise; 1: a wheel breaks it (or, with --strict, has no abi3 tag
+    or *.abi3.so to audit); 2: unreadable input.
+    """
+    from fastaudit.analyze import audit_abi3
+    from fastaudit.report.abi3 import abi3audit_report, render_summary
+
+    exit_code, audited = EXIT_CONSISTENT, []
+    for path in wheels:
+        try:
+            abi3 = audit_abi3(path)
+        except FastauditError as e:
+            click.echo(f"fastaudit: {e}", err=True)
+            exit_code = EXIT_USAGE_OR_UNREADABLE
+            continue
+        if abi3 is None:
+            click.echo(f"fastaudit: {path}: not abi3-tagged and no *.abi3.so: nothing to audit", err=True)
+            exit_code = max(exit_code, EXIT_OVER_PROMISES if strict else EXIT_CONSISTENT)
+            continue
+        audited.append((path, abi3))
+        if abi3.reasons or summary:
+            click.echo("\n".join(render_summary(path, abi3)), err=True)
+        if abi3.reasons:
+            exit_code = max(exit_code, EXIT_OVER_PROMISES)
+    if as_report:
+        with click.open_file(output, "w") as out:
+            out.write(json.dumps(abi3audit_report(audited)) + "\n")
+    sys.exit(exit_code)
+
+
 def write_jsonl(lines, output: str) -> None:
     with click.open_file(output, "w") as out:
         for line in lines:

@@ -57,6 +57,8 @@ def abi3_json(abi3: Abi3Report | None) -> dict[str, Any] | None:
         "computed": _version(abi3.computed),
         "over_promises": abi3.over_promises,
         "non_abi3_symbols": list(abi3.non_abi3_symbols),
+        "future_abi3_objects": {name: format_version(v) for name, v in sorted(
+            {n: v for m in abi3.members for n, v in m.future_abi3_objects.items()}.items())},
         "free_threaded_claims": list(abi3.free_threaded_claims),
         "problems": [{"member": member, "message": f"{member}: {detail}"} for member, detail in abi3.reasons],
         "members": [_abi3_member(m) for m in abi3.members],

@@ -7,11 +7,14 @@
    abi3 step and with the step replaced by one that returns nothing, the two arms interleaved
    wheel by wheel; per wheel the median of --repeat runs after a warm-up. Reported: the sum of the
    medians of each arm and the difference in percent.
-2. Against abi3audit 0.0.26, over the set's abi3 wheels (and those in --extra DIR): as a user runs
-   each in cibuildwheel's audit step, `fastaudit abi3 --report WHEEL` against
-   `abi3audit --report WHEEL` (subprocesses, interpreter start-up included; abi3audit once,
-   fastaudit the median of 3), and the whole list in one invocation of each. Reported: the ratio
-   of the totals and the median of the per-wheel ratios.
+2. Against abi3audit 0.0.26, over the set's abi3 wheels (and those in --extra DIR):
+   - in this process, the code each command runs without interpreter start-up: abi3audit's
+     WheelExtractor + audit() over every object (once) against fastaudit's audit_abi3() (median
+     of 3, after a warm-up);
+   - as a user runs each in cibuildwheel's audit step, `fastaudit abi3 --report WHEEL` against
+     `abi3audit --report WHEEL` (subprocesses, start-up included), and the whole list in one
+     invocation of each.
+   Reported: the ratio of the totals and the median of the per-wheel ratios.
 The OS page cache is warm for both tools (every wheel is read once before anything is timed).
 """
 from __future__ import annotations
@@ -87,6 +90,29 @@ def _run(cmd: list[str]) -> float:
     return time.perf_counter() - t
 
 
+def in_process(wheels: list[Path]) -> dict:
+    from abi3audit._audit import audit
+    from abi3audit._extract import WheelExtractor, WheelSpec
+
+    from fastaudit.analyze import audit_abi3
+
+    def theirs(path: Path) -> None:
+        for so in WheelExtractor(WheelSpec(str(path))):
+            audit(so)
+
+    rows = []
+    for path in wheels:
+        audit_abi3(path)  # warm-up: the page cache (for both), the stable ABI data
+        a, b = _time(lambda: theirs(path), 1), _time(lambda: audit_abi3(path), 3)
+        rows.append({"wheel": path.name, "abi3audit_s": round(a, 4), "fastaudit_s": round(b, 4),
+                     "ratio": round(a / b, 1)})
+        print(f"  {path.name[:70]:70s} abi3audit {a:7.3f} s  fastaudit {b:6.3f} s  x{rows[-1]['ratio']}", flush=True)
+    total_a, total_b = sum(r["abi3audit_s"] for r in rows), sum(r["fastaudit_s"] for r in rows)
+    return {"wheels": len(rows), "per_wheel": rows, "total_abi3audit_s": round(total_a, 2),
+            "total_fastaudit_s": round(total_b, 2), "ratio_of_totals": round(total_a / total_b, 1),
+            "median_ratio": round(statistics.median(r["ratio"] for r in rows), 1)}
+
+
 def versus_abi3audit(wheels: list[Path]) -> dict:
     fastaudit = [str(VENV_BIN / "fastaudit"), "abi3", "--report", "-o", "/dev/null"]
     abi3audit = [sys.executable, "-m", "abi3audit", "--report", "-o", "/dev/null"]
@@ -118,22 +144,34 @@ def main() -> None:
                         help="a folder of more wheels whose abi3 ones join part 2 (repeatable)")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--part", choices=["overhead", "in-process", "cli"], action="append",
+                        help="run only these parts (repeatable; default: all)")
     args = parser.parse_args()
+    parts = set(args.part or ("overhead", "in-process", "cli"))
+    results: dict = {}
     wheels = [w for w in _fetch(args.set) if not parse_wheel_name(w.name).is_pure]
     extra = sorted({p for d in args.extra for p in d.glob("*.whl")} - set(wheels))
-    print(f"1. abi3 step overhead in show, {len(wheels)} wheels of set {args.set!r}, median of {args.repeat}:")
-    over = overhead(wheels, args.repeat)
-    print(f"   with {over['with_abi3_s']} s, without {over['without_abi3_s']} s:"
-          f" {over['overhead_percent']:+.2f}% over {over['wheels']} wheels")
+    if "overhead" in parts:
+        print(f"1. abi3 step overhead in show, {len(wheels)} wheels of set {args.set!r}, median of {args.repeat}:")
+        over = results["overhead"] = overhead(wheels, args.repeat)
+        print(f"   with {over['with_abi3_s']} s, without {over['without_abi3_s']} s:"
+              f" {over['overhead_percent']:+.2f}% over {over['wheels']} wheels")
     abi3_wheels = sorted((w for w in [*wheels, *extra] if _is_abi3(w)), key=lambda p: p.name)
-    print(f"2. fastaudit abi3 against abi3audit, {len(abi3_wheels)} abi3 wheels:")
-    versus = versus_abi3audit(abi3_wheels)
-    print(f"   per wheel: abi3audit {versus['per_wheel_total_abi3audit_s']} s, fastaudit"
-          f" {versus['per_wheel_total_fastaudit_s']} s: x{versus['ratio_of_totals']} (median per wheel"
-          f" x{versus['median_ratio']}); one invocation over all: abi3audit {versus['one_invocation_abi3audit_s']} s,"
-          f" fastaudit {versus['one_invocation_fastaudit_s']} s: x{versus['one_invocation_ratio']}")
+    if "in-process" in parts:
+        print(f"2a. audit_abi3 against abi3audit's audit, in process, {len(abi3_wheels)} abi3 wheels:")
+        inner = results["in_process"] = in_process(abi3_wheels)
+        print(f"   abi3audit {inner['total_abi3audit_s']} s, fastaudit {inner['total_fastaudit_s']} s:"
+              f" x{inner['ratio_of_totals']} (median per wheel x{inner['median_ratio']})")
+    if "cli" in parts:
+        print(f"2b. fastaudit abi3 against abi3audit as commands, {len(abi3_wheels)} abi3 wheels:")
+        versus = results["cli"] = versus_abi3audit(abi3_wheels)
+        print(f"   per wheel: abi3audit {versus['per_wheel_total_abi3audit_s']} s, fastaudit"
+              f" {versus['per_wheel_total_fastaudit_s']} s: x{versus['ratio_of_totals']} (median per wheel"
+              f" x{versus['median_ratio']}); one invocation over all: abi3audit"
+              f" {versus['one_invocation_abi3audit_s']} s, fastaudit {versus['one_invocation_fastaudit_s']} s:"
+              f" x{versus['one_invocation_ratio']}")
     if args.json:
-        args.json.write_text(json.dumps({"overhead": over, "versus_abi3audit": versus}, indent=1) + "\n")
+        args.json.write_text(json.dumps(results, indent=1) + "\n")
 
 
 if __name__ == "__main__":

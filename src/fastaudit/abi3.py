@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from fastaudit.elf import STB_WEAK, ElfInfo
+from fastaudit.elf import SHN_UNDEF, STB_WEAK, ElfInfo
 from fastaudit.policy.stable_abi import PyVersion, StableAbi, format_version, stable_abi
 from fastaudit.wheel import WheelName
 
@@ -140,16 +140,15 @@ def audit_member(path: str, info: ElfInfo, baseline: PyVersion | None, abi: Stab
 
 
 def _providers(elves: Mapping[str, ElfInfo], names: Iterable[str]) -> dict[str, str]:
-    """Which member of the wheel defines each of the names (the first, in path order)."""
-    wanted = set(names)
+    """Which member of the wheel defines each of the names (the first, in path order). Looked up
+    name by name: decoding every defined name of every library (Qt's are tens of thousands) costs more."""
     found: dict[str, str] = {}
-    for path in sorted(elves):
-        if not wanted:
-            break
-        hits = wanted & elves[path].defined_symbols
-        for name in hits:
-            found[name] = path
-        wanted -= hits
+    for name in sorted(set(names)):
+        for path in sorted(elves):
+            sym = elves[path].symbols
+            if bool((sym.rows_named(name) & (sym.shndx != SHN_UNDEF)).any()):
+                found[name] = path
+                break
     return found
 
 
@@ -164,6 +163,8 @@ def _wanted(path: str, info: ElfInfo, is_extension: bool, abi: StableAbi) -> boo
         return True
     # a helper library linked against the interpreter (libshiboken6.abi3.so.6 is named, others are not)
     sym = info.symbols
+    if b"Py" not in sym.strtab:  # (not "\0Py": the linker shares a name's tail with a longer one)
+        return False  # most libraries of a wheel, decided without decoding a name
     return any(abi.is_cpython_symbol(n) for n in sym.names_where(sym.undefined_mask) if n.startswith(("Py", "_Py")))
 
 

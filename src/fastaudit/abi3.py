@@ -108,6 +108,7 @@ def _is_python_name(name: str) -> bool:
 
 def audit_member(path: str, info: ElfInfo, baseline: PyVersion | None, abi: StableAbi,
                  providers: Mapping[str, str]) -> Abi3Member:
+    """One object's judgement; providers: Py-name -> the member of the wheel that defines it."""
     strong, weak = _imports(info)
     needed = FIRST_STABLE_ABI
     future: dict[str, PyVersion] = {}

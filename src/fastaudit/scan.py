@@ -175,31 +175,38 @@ def _row_without_opening(wheel: WheelRow) -> ResultRow:
 
 
 class _Progress:
-    """A one-line progress bar on a terminal; a plain line every 10 s otherwise."""
+    """A progress bar (tqdm: counts, rate, ETA) on a terminal; a plain line every 10 s otherwise,
+    so a nightly log gets a few lines, not a bar redrawn ten times a second."""
 
     def __init__(self, total: int, stream=sys.stderr) -> None:
         self.total = total
         self.stream = stream
-        self.tty = stream.isatty()
         self.started = time.monotonic()
         self.last = 0.0
+        self.bar = None
+        if stream.isatty():
+            from tqdm import tqdm  # only a terminal needs it
+
+            self.bar = tqdm(total=total, file=stream, unit="wheel", desc="scan", dynamic_ncols=True)
 
     def update(self, done: int, errors: int) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix(errors=errors, refresh=False)
+            self.bar.update(done - self.bar.n)
+            return
         now = time.monotonic()
-        if not self.tty and now - self.last < 10 and done < self.total:
+        if now - self.last < 10 and done < self.total:
             return
         self.last = now
         elapsed = now - self.started
         rate = done / elapsed if elapsed > 0 else 0.0
         eta = (self.total - done) / rate if rate > 0 else 0.0
-        text = f"scanned {done}/{self.total}  errors {errors}  {rate:.1f} wheels/s  ETA {eta:.0f} s"
-        if self.tty:
-            self.stream.write("\r" + text.ljust(78))
-            if done >= self.total:
-                self.stream.write("\n")
-        else:
-            self.stream.write(text + "\n")
+        self.stream.write(f"scanned {done}/{self.total}  errors {errors}  {rate:.1f} wheels/s  ETA {eta:.0f} s\n")
         self.stream.flush()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _ignore_sigint() -> None:
@@ -264,6 +271,7 @@ def _scan(roots: Sequence[str | Path], store: Store, options: ScanOptions, progr
     summary = ScanSummary(run_id)
     close: Callable[[bool], None] | None = None
     pending: dict[cf.Future, list[WheelRow]] = {}
+    bar: _Progress | None = None
     try:
         wheels = {}
         for path in discover(roots):
@@ -315,6 +323,8 @@ def _scan(roots: Sequence[str | Path], store: Store, options: ScanOptions, progr
         summary.status = "failed"
         raise
     finally:
+        if bar:
+            bar.close()
         if close:
             close(summary.status != "interrupted")
         summary.seconds = time.monotonic() - started

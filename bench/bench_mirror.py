@@ -211,7 +211,7 @@ def describe(run: Run) -> dict:
             "worker_cpu_s": [round(w.cpu_s, 2) for w in run.workers]}
 
 
-def bench(mirror: Path, repeat: int, jobs: int, keep: Path | None) -> dict:
+def bench(mirror: Path, repeat: int, cold_repeat: int, jobs: int, keep: Path | None) -> dict:
     make_mirror = load_make_mirror()
     manifest = make_mirror.read_manifest(mirror)
     base = manifest["batches"][0]["count"]
@@ -219,7 +219,7 @@ def bench(mirror: Path, repeat: int, jobs: int, keep: Path | None) -> dict:
         make_mirror.truncate(mirror, base)  # an earlier run's night
     relative = make_mirror.batch_files(mirror, 0).read_text().split()
     work = Path(tempfile.mkdtemp(prefix="bench_mirror_", dir=keep))
-    figures: dict = {"mirror": str(mirror), "wheels": base, "jobs": jobs, "repeat": repeat,
+    figures: dict = {"mirror": str(mirror), "wheels": base, "jobs": jobs, "repeat": repeat, "cold_repeat": cold_repeat,
                      "load_average_start": os.getloadavg()}
     figures["warm_s"] = warm(mirror, relative)
     linux = linux_wheels(mirror, relative)
@@ -229,10 +229,11 @@ def bench(mirror: Path, repeat: int, jobs: int, keep: Path | None) -> dict:
 
     cold_db = work / "cold.db"
     cold_runs = []
-    for i in range(repeat):
+    for i in range(cold_repeat):
         db = work / f"cold{i}.db"
         cold_runs.append(watch(scan_cmd([str(mirror)], db, jobs)))
-        if i == repeat - 1:
+        print(f"cold scan {i + 1}: {cold_runs[-1].wall_s:.1f} s", file=sys.stderr, flush=True)
+        if i == cold_repeat - 1:
             copy_store(db, cold_db)
         for p in work.glob(f"cold{i}.db*"):
             p.unlink()
@@ -297,7 +298,8 @@ def summary(f: dict) -> str:
     cold, rescan, night = f["cold"], f["rescan"], f["night"]
     lines = [
         f"mirror {f['mirror']}: {f['wheels']} wheels, {f['linux_wheels']} opened (Linux), --jobs {f['jobs']},"
-        f" median of {f['repeat']}; load average {f['load_average_start'][0]:.1f} -> {f['load_average_end'][0]:.1f}",
+        f" median of {f['repeat']} (cold scan: {f['cold_repeat']});"
+        f" load average {f['load_average_start'][0]:.1f} -> {f['load_average_end'][0]:.1f}",
         f"inflate floor: {f['inflate']['all_s']:.2f} s CPU over {f['inflate']['members']} ELF members"
         f" ({f['inflate']['without_grafted_s']:.2f} s without the grafted ones)",
         f"cold scan      {cold['wall_s']:8.2f} s  {cold['wheels_per_s_opened']:7.1f} opened wheels/s"
@@ -323,11 +325,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mirror", type=Path)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--cold-repeat", type=int, help="how often to repeat the cold scan (default: --repeat)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--json", type=Path, help="also write every figure here")
     parser.add_argument("--keep", type=Path, help="keep the stores in a folder made under KEEP")
     args = parser.parse_args(argv)
-    figures = bench(args.mirror.resolve(), args.repeat, args.jobs, args.keep)
+    figures = bench(args.mirror.resolve(), args.repeat, args.cold_repeat or args.repeat, args.jobs, args.keep)
     print(summary(figures))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1))

@@ -508,10 +508,10 @@ def make(out: Path, *, wheels: int | None = None, add: int | None = None, seed: 
     else:
         if manifest_path.exists():
             raise SystemExit(f"{out} already holds a mirror; use --add, or another folder")
-        manifest = {"seed": seed, "wheels": 0, "batches": []}
+        manifest = {"seed": seed, "wheels": 0, "batches": [], "pool": str((pool_dir or out / "pool").resolve())}
         start, count = 0, wheels or 0
     seed = manifest["seed"]
-    pool_dir = pool_dir or out / "pool"
+    pool_dir = Path(manifest["pool"])  # a night is built from the mirror's own pool, not a new one
     started = time.monotonic()
     pool = build_pool(pool_dir, seed, jobs)
     pool_seconds = time.monotonic() - started

@@ -25,23 +25,30 @@ from pathlib import Path
 from fastaudit.analyze import (
     BLACKLISTED_SYMBOL,
     ISA,
+    MISSING_LIBRARY,
     PYFPE,
+    SYMBOL_VERSION,
     UCS2,
+    Reason,
     WheelReport,
     analyze,
     check_linux_wheel_name,
     read_wheel_elves,
     refused_versions,
+    roots,
 )
 from fastaudit.elf import ElfEdits, ElfInfo, rewrite_elf
 from fastaudit.errors import FastauditError, RepairError, WheelError
 from fastaudit.lddtree import (
     LIBPYTHON,
     DependencyTree,
-    HostSearch,
+    HostFinder,
+    Place,
+    WheelFinder,
+    WheelOnHostFinder,
     expand_search_path,
     is_dynamic_loader,
-    resolve_tree,
+    resolve,
 )
 from fastaudit.policy import Policy, policies_for
 from fastaudit.record import Record
@@ -119,7 +126,7 @@ class _Closure:
     """What grafting for one policy's whitelist involves."""
 
     grafts: dict[str, tuple[str, ElfInfo]] = field(default_factory=dict)  # soname -> (host path, facts)
-    missing: list[str] = field(default_factory=list)
+    missing: list[Reason] = field(default_factory=list)
     excluded: set[str] = field(default_factory=set)
     libpython: dict[str, set[str]] = field(default_factory=dict)   # member -> libpython sonames
     needs_grafts: dict[str, set[str]] = field(default_factory=dict)  # member -> grafted sonames in its tree
@@ -130,92 +137,85 @@ def _excluded(soname: str, path: str | None, patterns: Iterable[str]) -> bool:
                for p in patterns)
 
 
-def _host_rpath(info: ElfInfo, member: str) -> tuple[list[str], list[str]]:
-    """A wheel member's RPATH and RUNPATH entries that name host folders ($ORIGIN ones are inside)."""
-    def host(entries: tuple[str, ...]) -> list[str]:
-        return [e for e in entries if e and expand_search_path(e, member) is None and "$" not in e]
-    return (host(info.rpath) if not info.runpath else []), host(info.runpath)
-
-
-def _trees(report: WheelReport, elves: Mapping[str, ElfInfo]) -> list[tuple[str, DependencyTree]]:
-    """(member, the tree it is loaded in) for every ELF member: members other members need are
-    loaded in the tree of a root that reaches them, whose RPATH finds their own dependencies."""
-    members = report.elf_members
-    needed = {n for m in members for n in elves[m].needed}
-    roots = [m for m in members if posixpath.basename(m) not in needed]
-    placed: list[tuple[str, DependencyTree]] = []
-    reached: set[str] = set()
-    for root in [*roots, *(m for m in members if m not in roots)]:
-        if root in reached:
-            continue
-        tree = resolve_tree(root, elves)
-        for member in [root, *(lib.member for lib in tree.libraries.values() if lib.member)]:
-            if member not in reached:
-                reached.add(member)
-                placed.append((member, tree))
-    return placed
+def _trees(members: tuple[str, ...], elves: Mapping[str, ElfInfo],
+           finder: WheelOnHostFinder) -> list[tuple[str, DependencyTree]]:
+    """(member, the tree it is loaded in) for every ELF member. A root (roots()) can be loaded on
+    its own and is classified in its own tree; another member in the first tree that loads it,
+    whose DT_RPATH chain it inherits; a member no tree loads, in its own."""
+    first = roots({m: elves[m] for m in members})
+    placed = {root: resolve(Place(root, True), elves[root], finder) for root in first}
+    for member in [*first, *(m for m in members if m not in first)]:
+        if member not in placed:
+            placed[member] = resolve(Place(member, True), elves[member], finder)
+        tree = placed[member]
+        for library in tree.libraries.values():
+            if library.member is not None and library.member not in placed:
+                placed[library.member] = tree
+    return [(m, placed[m]) for m in members]
 
 
 def _closure(trees: list[tuple[str, DependencyTree]], elves: Mapping[str, ElfInfo], policy: Policy,
-             search: HostSearch, exclude: tuple[str, ...]) -> _Closure:
+             exclude: tuple[str, ...]) -> _Closure:
+    """Classify what each member's tree reaches through libraries the policy does not allow: inside
+    the wheel, whitelisted, libpython, excluded, to be grafted, or missing."""
     closure = _Closure()
-
-    def allowed(soname: str) -> bool:
-        return is_dynamic_loader(soname) or soname in policy.whitelist
-
     for member, tree in trees:
-        rpath, runpath = _host_rpath(elves[member], member)
-        pending = [(soname, elves[member], rpath, runpath) for soname in elves[member].needed]
+        direct = elves[member].needed
+        pending = list(direct)
         seen: set[str] = set()
         while pending:
-            soname, requester, rpath, runpath = pending.pop()
+            soname = pending.pop()
             if soname in seen:
                 continue
             seen.add(soname)
-            inside = tree.libraries.get(soname)
-            if inside is not None and inside.member is not None:
-                continue  # shipped in the wheel: walked as a member of its own
+            library = tree.libraries[soname]
+            if library.in_wheel:
+                continue  # shipped in the wheel: classified as a member of its own
             if LIBPYTHON.match(soname):
-                if requester is elves[member]:
+                if soname in direct:
                     closure.libpython.setdefault(member, set()).add(soname)
                 continue
-            if allowed(soname):
+            if is_dynamic_loader(soname) or soname in policy.whitelist:
                 continue
-            found = closure.grafts.get(soname) or search.find(soname, requester, rpath, runpath)
-            if _excluded(soname, found[0] if found else None, exclude):
+            grafted = closure.grafts.get(soname)
+            if _excluded(soname, grafted[0] if grafted else library.path, exclude):
                 closure.excluded.add(soname)
                 continue
-            if found is None:
-                closure.missing.append(f"{member} needs {soname}, which is neither in the policy nor in the "
-                                       "wheel and was not found on this machine (RPATH, LD_LIBRARY_PATH, "
-                                       "RUNPATH, ld.so.conf, the default folders)")
-                continue
-            closure.grafts[soname] = found
+            if grafted is None:  # the first tree to find a soname on the host says which file is grafted
+                if library.path is None or library.info is None:
+                    closure.missing.append(Reason(MISSING_LIBRARY, member, soname))
+                    continue
+                grafted = closure.grafts[soname] = (library.path, library.info)
             closure.needs_grafts.setdefault(member, set()).add(soname)
-            _, info = found
-            own_rpath = [e for e in info.rpath if "$" not in e] if not info.runpath else []
-            own_runpath = [e for e in info.runpath if "$" not in e]
-            pending.extend((n, info, own_rpath, own_runpath) for n in info.needed)
+            # its own needs as this tree resolved them (one grafted from another tree: that tree's)
+            pending.extend(n for n in grafted[1].needed if n in tree.libraries)
     return closure
 
 
-def _blockers(policy: Policy, report: WheelReport, elves: Mapping[str, ElfInfo], closure: _Closure) -> list[str]:
+def _blockers(policy: Policy, report: WheelReport, elves: Mapping[str, ElfInfo], closure: _Closure) -> list[Reason]:
     """Why the wheel, with the closure grafted, cannot have the policy's tag; empty when it can."""
     reasons = list(closure.missing)
     for member in report.elf_members:
-        for library, version in refused_versions(policy, elves[member].version_requirements):
-            reasons.append(f"{member} needs {version} from {library}")
+        reasons.extend(Reason(SYMBOL_VERSION, member, library, version)
+                       for library, version in refused_versions(policy, elves[member].version_requirements))
     for soname, (path, info) in sorted(closure.grafts.items()):
-        for library, version in refused_versions(policy, info.version_requirements):
-            reasons.append(f"{soname} (grafted from {path}) needs {version} from {library}")
-    for what, criterion, achieved in (("blacklisted symbols", BLACKLISTED_SYMBOL, report.blacklist_policy),
-                                      ("the ISA level", ISA, report.isa_policy),
-                                      ("PyFPE_jbuf", PYFPE, report.pyfpe_policy),
-                                      ("a UCS2 build", UCS2, report.ucs2_policy)):
-        if achieved is not None and policy > achieved:
-            detail = sorted({r.describe() for r in (*report.reasons, *report.over_promise_reasons)
-                             if r.criterion == criterion})
-            reasons.append(f"{what} allow at most {achieved.tag}" + (f" ({'; '.join(detail)})" if detail else ""))
+        reasons.extend(Reason(SYMBOL_VERSION, soname, library, version, source=path)
+                       for library, version in refused_versions(policy, info.version_requirements))
+    known = sorted(set(report.reasons) | set(report.over_promise_reasons))
+    for criterion, achieved in ((BLACKLISTED_SYMBOL, report.blacklist_policy), (ISA, report.isa_policy),
+                                (PYFPE, report.pyfpe_policy), (UCS2, report.ucs2_policy)):
+        if achieved is None or policy <= achieved:
+            continue
+        if criterion == BLACKLISTED_SYMBOL:
+            # the report names the members for the tags it looked at; policy_upgrades has every tag
+            upgrade = report.policy_upgrades.get(policy.tag)
+            pairs = {(lib, s) for lib, syms in (upgrade.blacklisted_symbols if upgrade else {}).items() for s in syms}
+            named = [r for r in known if r.criterion == criterion and (r.library, r.detail) in pairs]
+            reasons.extend(named)
+            reasons.extend(Reason(criterion, report.wheel, lib, s)
+                           for lib, s in sorted(pairs - {(r.library, r.detail) for r in named}))
+        else:  # a wheel-wide cap: the report's reasons for any non-linux tag name every member
+            reasons.extend(r for r in known if r.criterion == criterion)
     return reasons
 
 
@@ -269,15 +269,17 @@ def plan_repair(path: str | PathLike[str], options: RepairOptions = RepairOption
         return None
     policies = policies_for(report.libc or "glibc", report.arch or "")
     requested = _target(options.plat, policies, str(path))
-    search = HostSearch(options.ld_library_path)
-
-    trees = _trees(report, elves)  # the same for every policy: only the whitelist changes
+    finder = WheelOnHostFinder(WheelFinder(elves), HostFinder(options.ld_library_path))
+    trees = _trees(report.elf_members, elves, finder)  # the same for every policy: only the whitelist changes
     closures: dict[frozenset[str], _Closure] = {}
 
     def closure_for(policy: Policy) -> _Closure:
         if policy.whitelist not in closures:
-            closures[policy.whitelist] = _closure(trees, elves, policy, search, options.exclude)
+            closures[policy.whitelist] = _closure(trees, elves, policy, options.exclude)
         return closures[policy.whitelist]
+
+    def blocked_because(policy: Policy) -> str:
+        return "; ".join(r.describe() for r in _blockers(policy, report, elves, closure_for(policy)))
 
     candidates = [p for p in policies if not p.is_linux]
     achievable = [p for p in candidates if not _blockers(p, report, elves, closure_for(p))]
@@ -285,13 +287,12 @@ def plan_repair(path: str | PathLike[str], options: RepairOptions = RepairOption
         if not achievable:
             lowest = candidates[0]
             raise RepairError(f"cannot repair to any {report.libc} tag; {lowest.tag} is blocked because "
-                              + "; ".join(_blockers(lowest, report, elves, closure_for(lowest))), path=str(path))
+                              + blocked_because(lowest), path=str(path))
         target = max(achievable)
     else:
         target = requested
-        blockers = _blockers(target, report, elves, closure_for(target))
-        if blockers:
-            raise RepairError(f"cannot repair to {target.tag}: " + "; ".join(blockers), path=str(path))
+        if _blockers(target, report, elves, closure_for(target)):
+            raise RepairError(f"cannot repair to {target.tag}: " + blocked_because(target), path=str(path))
 
     closure = closure_for(target)
     abis = [target.tag, *target.alias_tags]

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastaudit.analyze import Reason, WheelReport
 from fastaudit.errors import FastauditError
-from fastaudit.lddtree import HostTree
+from fastaudit.lddtree import DependencyTree
 from fastaudit.policy import POLICY_DATA_VERSION, Policy
 
 # Version of the "fastaudit" object in `show --json`; the top-level "version" is auditwheel's.
@@ -136,7 +136,7 @@ def render_text(report: WheelReport) -> str:
 
 
 
-def tree_to_json(tree: HostTree) -> dict[str, Any]:
+def tree_to_json(tree: DependencyTree) -> dict[str, Any]:
     return {
         "path": tree.path,
         "interpreter": tree.info.interpreter,
@@ -147,7 +147,7 @@ def tree_to_json(tree: HostTree) -> dict[str, Any]:
     }
 
 
-def render_tree(tree: HostTree) -> str:
+def render_tree(tree: DependencyTree) -> str:
     """The tree indented by depth, each library once, where it was first reached."""
     lines = [f"{tree.path}" + (f" (interpreter {tree.info.interpreter})" if tree.info.interpreter else "")]
     shown: set[str] = set()

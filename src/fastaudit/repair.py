@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import io
 import posixpath
 import shutil
 import subprocess
@@ -19,6 +20,8 @@ import tempfile
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from email.generator import BytesGenerator
+from email.parser import BytesParser
 from os import PathLike
 from pathlib import Path
 
@@ -97,6 +100,7 @@ class RepairPlan:
     report: WheelReport
     policy: Policy
     platform_tags: tuple[str, ...]        # of the output's file name, in order
+    added_tags: tuple[str, ...]           # the platform tags repair gives, most compatible first (WHEEL's order)
     grafts: tuple[Graft, ...]
     edits: Mapping[str, ElfEdits]         # member (of the wheel, or a graft) -> its edits
     excluded: tuple[str, ...]             # external sonames left outside on purpose
@@ -328,22 +332,30 @@ def plan_repair(path: str | PathLike[str], options: RepairOptions = RepairOption
         inner = {n: new_names[n] for n in graft.info.needed if n in new_names}
         edits[graft.member] = ElfEdits(replace_needed=inner, soname=graft.new_soname,
                                        rpath="$ORIGIN" if inner else "", runpath=None if inner else "")
-    return RepairPlan(str(path), report, target, _platform_tags(name, report, abis, options.update_tags), grafts,
-                      edits, tuple(sorted(closure.excluded)), tuple(warnings))
+    return RepairPlan(str(path), report, target, _platform_tags(name, report, abis, options.update_tags), tuple(abis),
+                      grafts, edits, tuple(sorted(closure.excluded)), tuple(warnings))
 
 
 # --- writing ---------------------------------------------------------------------------------------
 
-def _updated_wheel_file(text: str, report: WheelReport, abis: Iterable[str]) -> str:
-    """WHEEL with Tag lines for the new platform tags, and none for the plain linux one."""
-    lines = text.splitlines()
-    tags = [line.split(":", 1)[1].strip() for line in lines if line.startswith("Tag:")]
+def _updated_wheel_file(data: bytes, report: WheelReport, abis: Iterable[str]) -> bytes:
+    """WHEEL with Tag headers for the new platform tags and none for the plain linux one.
+
+    WHEEL is a block of email headers (PEP 427): wheel, pip and auditwheel read it with
+    email.parser, so it is parsed and written that way. The Tag headers go last, inside the headers.
+    """
+    message = BytesParser().parsebytes(data)
+    tags = message.get_all("Tag", [])
     interpreters = list(dict.fromkeys("-".join(t.split("-")[:2]) for t in tags))
     removed = f"linux_{report.arch}"
     wanted = [t for t in tags if not t.endswith("-" + removed)]
     wanted += [f"{i}-{p}" for i in interpreters for p in abis if f"{i}-{p}" not in wanted]
-    body = [line for line in lines if not line.startswith("Tag:")]
-    return "\n".join(body + [f"Tag: {t}" for t in wanted]) + "\n"
+    del message["Tag"]
+    for tag in wanted:
+        message["Tag"] = tag
+    out = io.BytesIO()
+    BytesGenerator(out, mangle_from_=False, maxheaderlen=0).flatten(message)
+    return out.getvalue()
 
 
 def _strip(data: bytes, member: str) -> bytes:
@@ -399,8 +411,7 @@ def apply_plan(plan: RepairPlan, out_dir: Path, options: RepairOptions = RepairO
             date_time = stamp or member.date_time
             edits = plan.edits.get(member.name)
             if member.name == wheel_name and options.update_tags:
-                text = archive.read(member).decode("utf-8")
-                data = _updated_wheel_file(text, plan.report, plan.platform_tags).encode()
+                data = _updated_wheel_file(bytes(archive.read(member)), plan.report, plan.added_tags)
             elif edits is not None or (options.strip and member.name in plan.report.elf_members):
                 data = archive.read(member)
                 try:

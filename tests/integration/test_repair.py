@@ -14,15 +14,19 @@ import signal
 import subprocess
 import sys
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from wheel.wheelfile import WheelFile
 
+from fastaudit.analyze import audit_wheel
 from fastaudit.elf import read_elf
+from fastaudit.errors import RepairError
+from fastaudit.repair import RepairOptions, plan_repair
 from tests import elfcheck
 from tests.corpus import corpus_wheels
-from tests.elfbuild import pack_wheel
+from tests.elfbuild import Scenario, StubLibs, build_stubs, pack_wheel, scenario_isa_v3, scenario_zlib_blacklist_all
 from tests.extbuild import PY_TAG, SQLITE, GraftDemo, RpathChainDemo, build_graft_demo, build_rpath_chain_demo
 
 BIN = Path(sys.executable).parent
@@ -194,6 +198,20 @@ def test_a_library_that_cannot_be_found_is_named(demo: GraftDemo, tmp_path: Path
     assert "libfagraft.so.1" in result.stderr and "not found" in result.stderr
     assert "fa_graft_demo/_native" in result.stderr and demo.wheel.name in result.stderr
     assert not list((tmp_path / "out").glob("*"))
+
+
+@pytest.mark.parametrize("scenario", [scenario_zlib_blacklist_all, scenario_isa_v3])
+def test_repairs_blockers_are_the_reports_reasons_in_its_words(
+        scenario: Callable[[Path, StubLibs, Path], Scenario], tmp_path: Path) -> None:
+    """A wheel-wide cap (blacklisted symbols, the ISA level) refuses repair with the very Reasons
+    `show` gives, worded by the one Reason.describe."""
+    built = scenario(tmp_path / "work", build_stubs(tmp_path / "stubs"), tmp_path / "dist")
+    reasons = audit_wheel(built.wheel).reasons
+    assert reasons
+    with pytest.raises(RepairError) as refused:
+        plan_repair(built.wheel, RepairOptions(plat="manylinux2014_x86_64"))
+    assert str(refused.value).endswith("cannot repair to manylinux_2_17_x86_64: "
+                                       + "; ".join(r.describe() for r in reasons))
 
 
 def test_a_tag_the_grafted_libraries_cannot_meet_is_refused_with_the_versions(demo: GraftDemo, tmp_path: Path) -> None:

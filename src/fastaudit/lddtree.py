@@ -5,12 +5,17 @@ One walker, `resolve`, over a finder that says where a folder's files are: the m
 repair needs). The walker owns the loader's rules (glibc's elf/dl-deps.c and elf/dl-load.c):
 
 - dependencies load breadth first, and a soname already loaded is never searched for again;
-- an object X's DT_NEEDED entries are searched in: the DT_RPATH of X, of the object that loaded X,
-  and so on up to the root, unless X has a DT_RUNPATH (then no DT_RPATH at all), where an object
-  that has a DT_RUNPATH contributes no DT_RPATH of its own; LD_LIBRARY_PATH; X's DT_RUNPATH (never
-  its loaders'); ld.so.conf and the default folders;
+- an object X's DT_NEEDED entries are searched in: unless X has a DT_RUNPATH, the DT_RPATH of X,
+  of the object that loaded X, and so on up to the root (an object with a DT_RUNPATH contributes
+  no DT_RPATH, but the chain goes on past it); then LD_LIBRARY_PATH; X's own DT_RUNPATH (never its
+  loaders'); ld.so.conf and the default folders. The root is taken to be loaded by an executable
+  without DT_RPATH, as python is;
 - `$ORIGIN` is the folder of the object whose entry it is, as found (symlinks are not resolved);
+  `$LIB` and `$PLATFORM` are not expanded;
 - a candidate of another class, machine, byte order or OS ABI is skipped, as the loader skips it.
+
+musl's loader searches LD_LIBRARY_PATH first and inherits DT_RUNPATH like DT_RPATH; musl objects
+are walked by the rules above all the same.
 
 A finder for a wheel answers only for folders inside the wheel: a verdict on a wheel must not
 depend on the machine that computes it, so a library not found inside it is simply external.

@@ -243,6 +243,8 @@ def test_exclude_patterns_leave_a_library_outside(demo: GraftDemo, tmp_path: Pat
     assert theirs.returncode == 0, theirs.stderr
     assert ours.name == only_wheel(tmp_path / "aw").name
     assert files_of(ours) == files_of(only_wheel(tmp_path / "aw"))
+    assert wheel_file_tags(ours, tmp_path / "ours") == wheel_file_tags(only_wheel(tmp_path / "aw"), tmp_path / "theirs")
+    assert wheel_file_bytes(ours) == wheel_file_bytes(only_wheel(tmp_path / "aw"))
 
 
 def test_a_pure_wheel_is_copied_with_a_note(tmp_path: Path) -> None:
@@ -268,6 +270,9 @@ def test_a_compliant_real_wheel_gets_auditwheels_name_and_keeps_its_files(tmp_pa
     # it needs nothing newer than glibc 2.27: both tools add that tag to the one it declares
     assert ours.name == only_wheel(tmp_path / "aw").name
     assert auditwheel_tag(ours) == auditwheel_tag(only_wheel(tmp_path / "aw"))
+    # a WHEEL written by a real build backend, rewritten as auditwheel rewrites it
+    assert wheel_file_tags(ours, tmp_path / "ours") == wheel_file_tags(only_wheel(tmp_path / "aw"), tmp_path / "theirs")
+    assert wheel_file_bytes(ours) == wheel_file_bytes(only_wheel(tmp_path / "aw"))
     with zipfile.ZipFile(wheel) as before, zipfile.ZipFile(ours) as after:
         files = {n for n in before.namelist() if not n.endswith("/")}  # directory entries are not kept
         assert files == set(after.namelist())

@@ -121,7 +121,8 @@ def scan_command(paths: tuple[str, ...], db: str, jobs: int | None, scheduler: s
 
 @main.command("repair")
 @click.argument("wheels", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--plat", default="auto", show_default=True, metavar="TAG",
+@click.option("--plat", default="auto", show_default=True, metavar="TAG", envvar="AUDITWHEEL_PLAT",
+              show_envvar=True,
               help="Target tag (e.g. manylinux_2_17_x86_64, manylinux2014), or auto for the most compatible.")
 @click.option("-w", "--wheel-dir", default="wheelhouse", show_default=True, type=click.Path(file_okay=False),
               help="Folder the repaired wheels go to.")
@@ -134,12 +135,18 @@ def scan_command(paths: tuple[str, ...], db: str, jobs: int | None, scheduler: s
               help="Tag with the target only, not with more compatible tags it also meets.")
 @click.option("--no-update-tags", is_flag=True, help="Keep the file name and the WHEEL tags as they are.")
 @click.option("-z", "--zip-compression-level", type=click.IntRange(-1, 9), default=-1, show_default=True,
+              envvar="AUDITWHEEL_ZIP_COMPRESSION_LEVEL", show_envvar=True,
               help="zlib level for the members repair writes (unchanged members are copied as stored).")
 @click.option("--disable-isa-ext-check", is_flag=True,
               help="Do not let x86-64 ISA levels (v2, v3, v4) lower the target.")
+@click.option("--ldpaths", default=None, metavar="DIRS",
+              help="Colon-separated folders searched for external libraries instead of ld.so.conf and the "
+                   "default folders (LD_LIBRARY_PATH, or AUDITWHEEL_LD_LIBRARY_PATH, is still searched first).")
+@click.option("--allow-pure-python-wheel", is_flag=True,
+              help="Accepted for auditwheel's sake: a pure wheel is always copied as it is, with exit 0.")
 def repair_command(wheels: tuple[str, ...], plat: str, wheel_dir: str, lib_sdir: str, exclude: tuple[str, ...],
                    strip: bool, only_plat: bool, no_update_tags: bool, zip_compression_level: int,
-                   disable_isa_ext_check: bool) -> None:
+                   disable_isa_ext_check: bool, ldpaths: str | None, allow_pure_python_wheel: bool) -> None:
     """Graft the external libraries each WHEEL needs and tag it with the policy it then meets.
 
     Exit 0: every wheel repaired (or pure, copied as it is); 2: a wheel cannot reach the target tag
@@ -149,7 +156,10 @@ def repair_command(wheels: tuple[str, ...], plat: str, wheel_dir: str, lib_sdir:
 
     options = RepairOptions(plat=plat, lib_sdir=lib_sdir, exclude=exclude, strip=strip, only_plat=only_plat,
                             update_tags=not no_update_tags, compression_level=zip_compression_level,
-                            check_isa=not disable_isa_ext_check)
+                            check_isa=not disable_isa_ext_check,
+                            # auditwheel's own variable, when set, stands in for LD_LIBRARY_PATH
+                            ld_library_path=os.environ.get("AUDITWHEEL_LD_LIBRARY_PATH"),
+                            ldpaths=tuple(d for d in ldpaths.split(":") if d) if ldpaths is not None else None)
     exit_code = 0
     for path in wheels:
         try:

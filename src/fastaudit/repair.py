@@ -78,6 +78,7 @@ class RepairOptions:
     compression_level: int = zlib.Z_DEFAULT_COMPRESSION
     check_isa: bool = True
     ld_library_path: str | None = None  # None: the environment's LD_LIBRARY_PATH
+    ldpaths: tuple[str, ...] | None = None  # replaces ld.so.conf and the default folders (--ldpaths)
 
 
 @dataclass(frozen=True)
@@ -273,7 +274,7 @@ def plan_repair(path: str | PathLike[str], options: RepairOptions = RepairOption
         return None
     policies = policies_for(report.libc or "glibc", report.arch or "")
     requested = _target(options.plat, policies, str(path))
-    finder = WheelOnHostFinder(WheelFinder(elves), HostFinder(options.ld_library_path))
+    finder = WheelOnHostFinder(WheelFinder(elves), HostFinder(options.ld_library_path, options.ldpaths))
     trees = _trees(report.elf_members, elves, finder)  # the same for every policy: only the whitelist changes
     closures: dict[frozenset[str], _Closure] = {}
 

@@ -43,9 +43,11 @@ def one_line_errors(command: _Command) -> _Command:
     return run  # type: ignore[return-value]
 
 
-def echo(text: str) -> None:
-    """Output text for a person: names in it are escaped (see fastaudit.names)."""
-    click.echo("\n".join(printable(line) for line in text.split("\n")))
+def echo(*lines: str) -> None:
+    """Lines for a person, each escaped (see fastaudit.names): a newline inside a name stays
+    inside its line."""
+    for line in lines:
+        click.echo(printable(line))
 
 
 @click.group()
@@ -85,7 +87,7 @@ def show(wheels: tuple[str, ...], as_json: bool, disable_isa_ext_check: bool, ve
         if as_json:
             click.echo(json.dumps(to_json(report), sort_keys=False))
         else:
-            echo(render_text(report))
+            click.echo(render_text(report))  # escaped by the renderer
         if report.over_promises or report.is_linux_only:
             exit_code = max(exit_code, EXIT_OVER_PROMISES)
     sys.exit(exit_code)
@@ -106,7 +108,7 @@ def lddtree(file: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(tree_to_json(tree)))
     else:
-        echo(render_tree(tree))
+        click.echo(render_tree(tree))  # escaped by the renderer
 
 
 @main.command("scan")
@@ -120,7 +122,7 @@ def lddtree(file: str, as_json: bool) -> None:
 @click.option("--rescan", is_flag=True, help="Analyze every wheel again, even those already in the store.")
 @click.option("--verify-hash", is_flag=True, help="Identify wheels by sha256 instead of path, size and mtime.")
 @click.option("--no-elf-cache", is_flag=True, help="Inflate and parse every ELF member, even recurring ones.")
-@click.option("--jsonl", type=click.Path(dir_okay=False), default=None,
+@click.option("--jsonl", default=None, metavar="FILE",
               help="Also write one JSON line per wheel of this run (skipped ones included).")
 @click.option("--verify-record", is_flag=True,
               help="Also check every member against its RECORD hash (reads every member).")
@@ -143,7 +145,7 @@ def scan_command(paths: tuple[str, ...], db: str, jobs: int | None, scheduler: s
         summary = scan(paths, store, options, progress=True)
         if jsonl:
             write_jsonl(store.run_lines(summary.run_id), jsonl)
-    echo(render_summary(summary))
+    click.echo(render_summary(summary))  # escaped by the renderer
     if summary.status == "interrupted":
         sys.exit(130)
     sys.exit(EXIT_OVER_PROMISES if strict and summary.over_promising else EXIT_CONSISTENT)
@@ -197,7 +199,7 @@ def repair_command(wheels: tuple[str, ...], plat: str, wheel_dir: str, lib_sdir:
             echo(f"{path}: {result.note}")
             continue
         grafted = ", ".join(f"{soname} ({source})" for soname, source in result.grafted) or "nothing"
-        echo(f"{result.output}\n  tag: {result.tag}\n  grafted: {grafted}")
+        echo(str(result.output), f"  tag: {result.tag}", f"  grafted: {grafted}")
         if result.excluded:
             echo(f"  left outside (--exclude): {', '.join(result.excluded)}")
     sys.exit(exit_code)
@@ -207,7 +209,7 @@ def repair_command(wheels: tuple[str, ...], plat: str, wheel_dir: str, lib_sdir:
 @click.option("--db", default="fastaudit.db", show_default=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--run", "run_id", type=int, default=None, help="The run to export (default: the latest).")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default="-", help="File to write, - for stdout.")
+@click.option("-o", "--output", default="-", metavar="FILE", help="File to write, - for stdout.")
 @one_line_errors
 def export_command(db: str, run_id: int | None, fmt: str, output: str) -> None:
     """Write the results of a run as JSON lines (show --json objects plus path) or CSV."""

@@ -242,16 +242,22 @@ class Store:
         except sqlite3.Error as e:
             raise StoreError(f"cannot open the store: {e}", path=str(self.path)) from e
 
-    def _open_ro(self) -> sqlite3.Connection:
+    def _open_ro(self, probe: bool = False) -> sqlite3.Connection:
+        """A read-only connection. A WAL file needs its -shm beside it, which SQLite creates even
+        for a reader; a `probe` (who is this file?) of a WAL file with no -wal beside it, whose
+        content is therefore all in the file, opens it immutable, so nothing is created beside a
+        file that may turn out to be someone else's."""
         try:
             with open(self.path, "rb") as f:
-                header = f.read(len(_SQLITE_MAGIC))
+                header = f.read(100)
         except OSError as e:
             raise StoreError(f"cannot read the store: {e.strerror or e}", path=str(self.path)) from e
-        if header != _SQLITE_MAGIC:
-            raise StoreError("not a fastaudit store (not an SQLite file); refusing to touch it", path=str(self.path))
-        return sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=60,
-                               isolation_level=None)
+        if not header.startswith(_SQLITE_MAGIC):
+            raise StoreError("cannot open the store: not an SQLite file (left untouched)", path=str(self.path))
+        uri = f"{self.path.resolve().as_uri()}?mode=ro"
+        if probe and header[18:19] == b"\x02" and not Path(f"{self.path}-wal").exists():
+            uri += "&immutable=1"
+        return sqlite3.connect(uri, uri=True, timeout=60, isolation_level=None)
 
     def _schema(self, db: sqlite3.Connection) -> tuple[int, set[str]]:
         version = db.execute("PRAGMA user_version").fetchone()[0]
@@ -263,7 +269,7 @@ class Store:
             raise StoreError(f"the store has schema {version}; this fastaudit knows up to {SCHEMA_VERSION}",
                              path=str(self.path))
         if version == 0 and tables or version > 0 and not _TABLES <= tables:
-            raise StoreError("not a fastaudit store (an SQLite file with other tables); refusing to touch it",
+            raise StoreError("not a fastaudit store: an SQLite file with other tables (left untouched)",
                              path=str(self.path))
 
     def _refuse_foreign(self) -> None:
@@ -271,7 +277,7 @@ class Store:
         schema this fastaudit knows, read through a read-only connection."""
         if not self.path.exists() or self.path.is_file() and self.path.stat().st_size == 0:
             return  # a new store
-        db = self._open_ro()
+        db = self._open_ro(probe=True)
         try:
             self._refuse_unknown(*self._schema(db))
         finally:
@@ -280,6 +286,7 @@ class Store:
     def _connect_readonly(self) -> sqlite3.Connection:
         if not self.path.is_file():
             raise StoreError("no such store file", path=str(self.path))
+        self._refuse_foreign()
         db = self._open_ro()
         try:
             version, tables = self._schema(db)

@@ -7,6 +7,7 @@ from typing import Any
 from fastaudit.analyze import Reason, WheelReport
 from fastaudit.errors import FastauditError
 from fastaudit.lddtree import HostTree
+from fastaudit.names import printable
 from fastaudit.policy import POLICY_DATA_VERSION, Policy
 
 # Version of the "fastaudit" object in `show --json`; the top-level "version" is auditwheel's.
@@ -104,7 +105,7 @@ def render_text(report: WheelReport) -> str:
     if report.pure:
         lines.append("  pure: no ELF files for a Linux platform; any platform tag fits")
         lines.extend(f"  ignored: {r.describe()}" for r in report.ignored)
-        return "\n".join(lines)
+        return _text(lines)
     overall = report.overall
     assert overall is not None
     aliases = f" (also {', '.join(overall.alias_tags)})" if overall.alias_tags else ""
@@ -132,8 +133,12 @@ def render_text(report: WheelReport) -> str:
         for library, versions in report.versioned_symbols.items():
             lines.append(f"    {library}: {', '.join(versions)}")
     lines.extend(f"  ignored: {r.describe()}" for r in report.ignored)
-    return "\n".join(lines)
+    return _text(lines)
 
+
+def _text(lines: list[str]) -> str:
+    """Lines joined for a terminal, each escaped: a newline inside a name stays inside its line."""
+    return "\n".join(printable(line) for line in lines)
 
 
 def tree_to_json(tree: HostTree) -> dict[str, Any]:
@@ -162,4 +167,4 @@ def render_tree(tree: HostTree) -> str:
             walk(lib.needed, depth + 1)
 
     walk(tree.info.needed, 1)
-    return "\n".join(lines)
+    return _text(lines)

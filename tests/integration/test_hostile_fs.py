@@ -95,6 +95,14 @@ def rows(db: Path) -> dict[str, tuple[str, str | None, str | None]]:
             "SELECT w.path, r.status, r.error_type, r.error_message FROM results r JOIN wheels w ON w.id = r.wheel_id")}
 
 
+def committed(db: Path) -> bool:
+    """Whether a scan has committed a first result (False before the file or its tables exist)."""
+    try:
+        return bool(rows(db))
+    except sqlite3.OperationalError:
+        return False
+
+
 def assert_typed(error_type: str | None) -> None:
     error_class = getattr(errors, error_type or "", None)
     assert isinstance(error_class, type) and issubclass(error_class, errors.FastauditError), error_type
@@ -135,34 +143,25 @@ def deep_tree(root: Path, depth: int, name: str) -> list[str]:
 
 def remove_deep(root: Path) -> None:
     """Remove a tree of any depth without recursion (shutil.rmtree recurses per level) and
-    without long paths: walk it by changing into each folder, removing on the way back up."""
+    without long paths: through folder descriptors, children before their parents."""
     if not root.exists():
         return
-    home = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.chdir(root)
-        depth = 0
-        while True:
-            entries = os.listdir(".")
-            folders = [n for n in entries if stat.S_ISDIR(os.lstat(n).st_mode)]
-            for name in set(entries) - set(folders):
-                os.unlink(name)
-            if folders:
-                os.chdir(folders[0])
-                depth += 1
-            elif depth:
-                os.chdir("..")  # the folder just left is empty now
-                depth -= 1
-                for name in os.listdir("."):
-                    try:
-                        os.rmdir(name)
-                    except OSError:
-                        pass  # not empty yet, or not a folder: its turn comes
+    stack = [(os.open(root, os.O_RDONLY | os.O_DIRECTORY), "")]  # (descriptor, name in the parent)
+    while stack:
+        fd, _ = stack[-1]
+        folders = []
+        for name in os.listdir(fd):
+            if stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+                folders.append(name)
             else:
-                break
-    finally:
-        os.fchdir(home)
-        os.close(home)
+                os.unlink(name, dir_fd=fd)
+        if folders:
+            stack.append((os.open(folders[0], os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd), folders[0]))
+            continue
+        os.close(fd)
+        _, name = stack.pop()
+        if stack:
+            os.rmdir(name, dir_fd=stack[-1][0])
     os.rmdir(root)
 
 
@@ -241,7 +240,7 @@ def build_hostile_tree(root: Path, wheels: list[Path], *, with_devices: bool = T
     good.append(bottom)
     too_deep = root / "too_deep"
     too_deep.mkdir()
-    parts = deep_tree(too_deep, 2100, "dd")  # past PATH_MAX: the folder cannot be listed by name
+    parts = deep_tree(too_deep, 20, "x" * 250)  # past PATH_MAX: the folder cannot be listed by name
     first_too_long = next(Path(too_deep, *parts[:k]) for k in range(len(parts))
                           if len(os.fsencode(Path(too_deep, *parts[:k]))) >= 4096)
     bad[first_too_long] = ("PathError", "cannot list the folder")
@@ -508,7 +507,7 @@ def test_workers_die_with_a_killed_scan_and_the_run_reads_as_abandoned(tmp_path:
     db = tmp_path / "killed.db"
     proc = start_scan(db, busy_tree)
     wait_for(lambda: len(processes_of_session(proc.pid)) >= 3, "the scan's workers")  # the scan and 2 workers
-    wait_for(lambda: db.exists() and bool(rows(db)), "a first committed batch")
+    wait_for(lambda: committed(db), "a first committed batch")
     os.kill(proc.pid, signal.SIGKILL)  # the scan only: nobody signals its workers
     proc.communicate(timeout=30)
     started = time.monotonic()
@@ -536,7 +535,7 @@ def test_a_live_scan_sharing_the_store_is_not_marked_abandoned(tmp_path: Path, b
     db = tmp_path / "shared.db"
     long_scan = start_scan(db, busy_tree)
     try:
-        wait_for(lambda: db.exists() and bool(rows(db)), "the long scan's first batch")
+        wait_for(lambda: committed(db), "the long scan's first batch")
         small = tmp_path / "small"
         small.mkdir()
         shutil.copy2(scenarios["glibc_2_17"].wheel, small)

@@ -774,12 +774,13 @@ def test_names_are_escaped_in_every_text_output_and_kept_in_json(
     assert lines[over.name]["fastaudit"]["elf_members"] == [member]
     assert lines[renamed.name]["scan"]["status"] == "ok"
 
-    reported = fastaudit("report", "--db", db, "-o", tmp_path / "report", "--format", "md", "--format", "json",
-                         cwd=tmp_path)
+    reported = fastaudit("report", "--db", db, "-o", tmp_path / "report", cwd=tmp_path, limit=30)
     assert reported.returncode == 0, reported.stderr
     markdown = (tmp_path / "report" / "report.md").read_text()
     assert_clean(markdown)
     assert "<img" not in markdown and "&lt;img src=x onerror=alert(1)&gt;" in markdown
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert "<img src=x onerror" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
     figures = json.loads((tmp_path / "report" / "report.json").read_text())
     assert any(EVIL_LINES in e["message"] for e in figures["errors"])  # JSON keeps the name as it is
     assert all(line.startswith(("|", "#", "-", "*", "No ", "Compared", "...")) or not line

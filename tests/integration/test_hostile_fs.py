@@ -650,33 +650,32 @@ def test_repair_onto_a_full_disk_leaves_no_partial_wheel(tmp_path: Path,
 
 # ---- 6. read-only commands never change a store ---------------------------------------------------------------
 
+def sqlite_file(path: Path, *statements: str) -> Path:
+    with closing(sqlite3.connect(path)) as con:
+        for statement in statements:
+            if statement.strip():
+                con.execute(statement)
+        con.commit()
+    return path
+
+
+V1_SCHEMA = _MIGRATIONS[0].split(";")
+
+
 def foreign_files(folder: Path) -> dict[str, Path]:
     """Files that are not fastaudit stores of this schema, each as its owner left it."""
-    made = {}
-    made["not sqlite"] = folder / "random.db"
-    made["not sqlite"].write_bytes(os.urandom(8192))
-    made["foreign"] = folder / "foreign.db"
-    with closing(sqlite3.connect(made["foreign"])) as con:
-        con.execute("CREATE TABLE accounts (name TEXT, balance INTEGER)")
-        con.execute("INSERT INTO accounts VALUES ('a', 1)")
-        con.commit()
-    made["foreign wal"] = folder / "foreign-wal.db"
-    with closing(sqlite3.connect(made["foreign wal"])) as con:
-        con.execute("PRAGMA journal_mode=WAL")
-        con.execute("CREATE TABLE accounts (name TEXT)")
-        con.commit()
-    made["newer schema"] = folder / "newer.db"
-    with closing(sqlite3.connect(made["newer schema"])) as con:
-        for statement in _MIGRATIONS[0].split(";"):
-            con.execute(statement) if statement.strip() else None
-        con.execute("PRAGMA user_version=99")
-        con.commit()
-    made["fastaudit-like, other tables"] = folder / "partial.db"
-    with closing(sqlite3.connect(made["fastaudit-like, other tables"])) as con:
-        con.execute("CREATE TABLE runs (id INTEGER)")
-        con.execute("PRAGMA user_version=2")
-        con.commit()
-    return made
+    not_sqlite = folder / "random.db"
+    not_sqlite.write_bytes(os.urandom(8192))
+    return {
+        "not sqlite": not_sqlite,
+        "foreign": sqlite_file(folder / "foreign.db", "CREATE TABLE accounts (name TEXT, balance INTEGER)",
+                               "INSERT INTO accounts VALUES ('a', 1)"),
+        "foreign wal": sqlite_file(folder / "foreign-wal.db", "PRAGMA journal_mode=WAL",
+                                   "CREATE TABLE accounts (name TEXT)"),
+        "newer schema": sqlite_file(folder / "newer.db", *V1_SCHEMA, "PRAGMA user_version=99"),
+        "fastaudit-like, other tables": sqlite_file(folder / "partial.db", "CREATE TABLE runs (id INTEGER)",
+                                                    "PRAGMA user_version=2"),
+    }
 
 
 def state(path: Path) -> tuple[str, bool, bool]:
@@ -705,14 +704,9 @@ def test_no_command_changes_a_file_that_is_not_a_store_of_this_schema(
 
 def test_an_older_store_is_refused_by_readers_and_migrated_by_scan(
         tmp_path: Path, scenarios: dict[str, elfbuild.Scenario]) -> None:
-    db = tmp_path / "v1.db"
-    with closing(sqlite3.connect(db)) as con:
-        for statement in _MIGRATIONS[0].split(";"):
-            con.execute(statement) if statement.strip() else None
-        con.execute("INSERT INTO runs (started_at, arguments, fastaudit_version, policy_version, status)"
-                    " VALUES (1.0, '{}', '0.1.0', 'p', 'completed')")
-        con.execute("PRAGMA user_version=1")
-        con.commit()
+    db = sqlite_file(tmp_path / "v1.db", *V1_SCHEMA,
+                     "INSERT INTO runs (started_at, arguments, fastaudit_version, policy_version, status)"
+                     " VALUES (1.0, '{}', '0.1.0', 'p', 'completed')", "PRAGMA user_version=1")
     before = state(db)
     for command in (["export", "--db", db], ["report", "--db", db, "-o", tmp_path / "r"]):
         ran = fastaudit(*command, cwd=tmp_path)

@@ -222,6 +222,8 @@ def export_command(db: str, run_id: int | None, fmt: str, output: str) -> None:
         run = store.run(run_id)
         if run is None:
             raise StoreError("no such run" if run_id else "the store has no runs", path=db)
+        if run.status != "completed":  # a killed, interrupted or still running scan: partial results
+            click.echo(f"fastaudit: warning: run {run.id} is {run.status}: its results are partial", err=True)
         lines = store.run_lines(run.id)
         if fmt == "jsonl":
             write_jsonl(lines, output)

@@ -21,6 +21,7 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastaudit import __version__
 from fastaudit.errors import FastauditError, PathError, ScanWorkerError, WheelError
@@ -28,6 +29,10 @@ from fastaudit.files import not_regular, reading, sha256_of
 from fastaudit.policy import POLICY_DATA_VERSION
 from fastaudit.store import ResultRow, Store, WheelRow
 from fastaudit.wheel import parse_wheel_name
+
+if TYPE_CHECKING:
+    from fastaudit.analyze import ElfCache, WheelReport
+    from fastaudit.elf import ElfInfo
 
 # The analysis (numpy and the ELF extension) is imported by the workers that use it, not by the
 # process that walks the tree: a re-scan that skips every wheel then costs little more than a walk.
@@ -203,7 +208,8 @@ def _elf_facts(elves) -> tuple[dict, ...]:
 _WORKER_CACHE = None
 
 
-def audit_path(path: str | Path, cache=None, check_isa: bool = True, verify_record: bool = False):
+def audit_path(path: str | Path, cache: ElfCache | None = None, check_isa: bool = True,
+               verify_record: bool = False) -> tuple[WheelReport, dict[str, ElfInfo]]:
     """(WheelReport, {member: ElfInfo}) of the wheel at path, read only if it is a regular file
     (see files.reading); the one audit that `show` and the scan's workers share."""
     from fastaudit.analyze import analyze, check_linux_wheel_name, read_wheel_elves

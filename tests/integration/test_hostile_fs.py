@@ -522,6 +522,7 @@ def test_workers_die_with_a_killed_scan_and_the_run_reads_as_abandoned(tmp_path:
     assert json.loads((tmp_path / "report" / "report.json").read_text())["run"]["status"] == "abandoned"
     ran = fastaudit("export", "--db", db, "--format", "csv", cwd=tmp_path)
     assert ran.returncode == 0 and ran.stdout.startswith("path,wheel,status"), ran.stderr
+    assert ran.stderr == "fastaudit: warning: run 1 is abandoned: its results are partial\n"
     assert hashlib.sha256(db.read_bytes()).hexdigest() == digest
 
     # the next scan marks it, and completes the rest

@@ -71,7 +71,8 @@ def show(wheels: tuple[str, ...], as_json: bool, disable_isa_ext_check: bool, ve
     Exit 0: consistent with its declared tag; 1: over-promises, or satisfies no manylinux/musllinux
     tag; 2: usage error or unreadable input.
     """
-    from fastaudit.report.show import error_json, render_text, to_json
+    from fastaudit.report.show import render_text
+    from fastaudit.results import error_json, to_json
     from fastaudit.scan import audit_path
 
     exit_code = EXIT_CONSISTENT

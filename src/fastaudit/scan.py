@@ -223,7 +223,7 @@ def audit_path(path: str | Path, cache: ElfCache | None = None, check_isa: bool 
 def audit_one(path: str, use_cache: bool, check_isa: bool, verify_record: bool = False) -> ResultRow:
     """A wheel's result row; any failure to read it becomes an error row, never an exception."""
     from fastaudit.analyze import ElfCache
-    from fastaudit.report.show import to_json
+    from fastaudit.results import to_json
 
     global _WORKER_CACHE
     if use_cache and _WORKER_CACHE is None:
@@ -266,38 +266,45 @@ def _row_without_opening(wheel: WheelRow) -> ResultRow:
         return ResultRow("error", None, "WheelError", f"{wheel.path}: not a valid wheel file name (PEP 427)")
     if wheel.kind == "pure":
         from fastaudit.analyze import analyze
-        from fastaudit.report.show import to_json
+        from fastaudit.results import to_json
 
         return ResultRow("pure", to_json(analyze(parse_wheel_name(wheel.filename), {})))
     return ResultRow("not_linux", None)
 
 
 class _Progress:
-    """A one-line progress bar on a terminal; a plain line every 10 s otherwise."""
+    """A progress bar (tqdm: counts, rate, ETA) on a terminal; a plain line every 10 s otherwise,
+    so a nightly log gets a few lines, not a bar redrawn ten times a second."""
 
     def __init__(self, total: int, stream=sys.stderr) -> None:
         self.total = total
         self.stream = stream
-        self.tty = stream.isatty()
         self.started = time.monotonic()
         self.last = 0.0
+        self.bar = None
+        if stream.isatty():
+            from tqdm import tqdm  # only a terminal needs it
+
+            self.bar = tqdm(total=total, file=stream, unit="wheel", desc="scan", dynamic_ncols=True)
 
     def update(self, done: int, errors: int) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix(errors=errors, refresh=False)
+            self.bar.update(done - self.bar.n)
+            return
         now = time.monotonic()
-        if not self.tty and now - self.last < 10 and done < self.total:
+        if now - self.last < 10 and done < self.total:
             return
         self.last = now
         elapsed = now - self.started
         rate = done / elapsed if elapsed > 0 else 0.0
         eta = (self.total - done) / rate if rate > 0 else 0.0
-        text = f"scanned {done}/{self.total}  errors {errors}  {rate:.1f} wheels/s  ETA {eta:.0f} s"
-        if self.tty:
-            self.stream.write("\r" + text.ljust(78))
-            if done >= self.total:
-                self.stream.write("\n")
-        else:
-            self.stream.write(text + "\n")
+        self.stream.write(f"scanned {done}/{self.total}  errors {errors}  {rate:.1f} wheels/s  ETA {eta:.0f} s\n")
         self.stream.flush()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -377,6 +384,7 @@ def _scan(roots: Sequence[str | Path], store: Store, options: ScanOptions, progr
                              __version__, POLICY_DATA_VERSION)
     summary = ScanSummary(run_id)
     workers = _Workers(options)
+    bar: _Progress | None = None
     try:
         wheels: dict[str, WheelRow] = {}
         problems = 0
@@ -404,7 +412,7 @@ def _scan(roots: Sequence[str | Path], store: Store, options: ScanOptions, progr
         if opened:
             # load the analysis before the pool forks, so each worker does not import it again
             import fastaudit.analyze  # noqa: F401
-            import fastaudit.report.show  # noqa: F401
+            import fastaudit.results  # noqa: F401
         done = 0
         for batch, rows in workers.run(make_batches(opened, options.max_batch), stop):
             _record(store, run_id, summary, list(zip(batch, rows)))
@@ -418,6 +426,8 @@ def _scan(roots: Sequence[str | Path], store: Store, options: ScanOptions, progr
         summary.status = "failed"
         raise
     finally:
+        if bar:
+            bar.close()
         workers.close(summary.status != "interrupted")
         summary.seconds = time.monotonic() - started
         # counted from the store: a second Ctrl-C may land between a batch's commit and any counter here

@@ -782,6 +782,35 @@ def test_names_are_escaped_in_every_text_output_and_kept_in_json(
                for line in markdown.splitlines()), markdown  # no line forged by a name
 
 
+def test_repair_and_lddtree_refuse_special_files_and_escape_names(
+        tmp_path: Path, scenarios: dict[str, elfbuild.Scenario], built_objects: list[Path]) -> None:
+    fifo = tmp_path / f"fifo-1.0-{TAG}.whl"
+    os.mkfifo(fifo)
+    renamed = tmp_path / f"fa_glibc217\x1b[2J\x1b]0;x\x07-1.0-{TAG}.whl"
+    shutil.copy2(scenarios["glibc_2_17"].wheel, renamed)
+    out = tmp_path / "wheelhouse"
+    ran = fastaudit("repair", "-w", out, fifo, tmp_path / "missing.whl", renamed, cwd=tmp_path)
+    assert ran.returncode == 2
+    lines = ran.stderr.splitlines()
+    assert len(lines) == 2 and "a FIFO, not a regular file" in lines[0] and "missing.whl" in lines[1], ran.stderr
+    assert "\x1b" not in ran.stdout and "\x07" not in ran.stdout
+    assert "fa_glibc217\\x1b[2J\\x1b]0;x\\x07-1.0-" in ran.stdout  # repaired, its name escaped
+    assert len(list(out.iterdir())) == 1
+
+    library = next(p for p in built_objects if p.name.endswith(".so"))
+    odd = tmp_path / "lib\x1b[31mred\nline.so"
+    shutil.copy2(library, odd)
+    ran = fastaudit("lddtree", odd, cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.splitlines()[0].startswith(str(tmp_path / "lib\\x1b[31mred\\nline.so")), ran.stdout
+    assert "\x1b" not in ran.stdout
+    lib_fifo = tmp_path / "fifo.so"
+    os.mkfifo(lib_fifo)
+    ran = fastaudit("lddtree", lib_fifo, cwd=tmp_path)
+    assert ran.returncode == 2
+    one_line(ran, str(lib_fifo), "a FIFO")
+
+
 # ---- the whole: every case beside the real wheels ------------------------------------------------------------
 
 def test_a_tree_mixing_every_case_with_the_real_wheels(tmp_path: Path, ci_wheels: list[Path],

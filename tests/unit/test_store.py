@@ -82,3 +82,13 @@ def test_undecodable_file_names_are_stored_as_text(tmp_path: Path) -> None:
         path, message = store.db.execute(
             "SELECT w.path, r.error_message FROM wheels w JOIN results r ON r.wheel_id = w.id").fetchone()
     assert (path, message) == ("/m/caf\\udce9-1.0-py3-none-any.whl", "/m/caf\\udce9-1.0-py3-none-any.whl: bad")
+
+
+def test_a_file_left_by_a_scan_killed_before_its_schema_is_taken_as_new(tmp_path: Path) -> None:
+    """A scan killed between creating the file (the switch to WAL) and committing the schema
+    leaves an SQLite file with no tables: not someone else's database, so the next scan uses it."""
+    db = tmp_path / "s.db"
+    with closing(sqlite3.connect(db)) as con:
+        con.execute("PRAGMA journal_mode=WAL")
+    with Store(db) as store:
+        assert store.start_run({}, "v", "p") == 1

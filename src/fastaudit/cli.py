@@ -156,7 +156,7 @@ def scan_command(paths: tuple[str, ...], db: str, jobs: int | None, scheduler: s
 @click.argument("wheels", nargs=-1, required=True)
 @click.option("--plat", default="auto", show_default=True, metavar="TAG",
               help="Target tag (e.g. manylinux_2_17_x86_64, manylinux2014), or auto for the most compatible.")
-@click.option("-w", "--wheel-dir", default="wheelhouse", show_default=True, type=click.Path(file_okay=False),
+@click.option("-w", "--wheel-dir", default="wheelhouse", show_default=True, metavar="DIR",
               help="Folder the repaired wheels go to.")
 @click.option("-L", "--lib-sdir", default=".libs", show_default=True,
               help="Suffix of the folder grafted libraries go to: <distribution><suffix>/.")
@@ -235,7 +235,7 @@ def export_command(db: str, run_id: int | None, fmt: str, output: str) -> None:
 @main.command("report")
 @click.option("--db", default="fastaudit.db", show_default=True, type=click.Path(dir_okay=False),
               help="The store to report on (read only).")
-@click.option("-o", "--output", "out_dir", default="report", show_default=True, type=click.Path(file_okay=False),
+@click.option("-o", "--output", "out_dir", default="report", show_default=True, metavar="DIR",
               help="Folder for report.html, report.md and report.json (created if missing).")
 @click.option("--run", "run_id", type=int, default=None, help="The run to report (default: the latest completed).")
 @click.option("--compare-to", type=int, default=None,

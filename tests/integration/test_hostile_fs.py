@@ -628,7 +628,7 @@ def test_report_and_repair_into_unwritable_folders(tmp_path: Path, small_store: 
     wheel.chmod(0o644)
     before = snapshot(tmp_path)
     for folder, phrase in ((read_only, "Permission denied"), (read_only / "new", "Permission denied"),
-                           (a_file / "new", "Not a directory")):
+                           (a_file / "new", "Not a directory"), (a_file, "File exists")):
         ran = fastaudit("report", "--db", db, "-o", folder, cwd=tmp_path, unprivileged=True)
         assert ran.returncode == 2
         one_line(ran, "cannot write the report", phrase)

@@ -144,7 +144,7 @@ def discover(roots: Sequence[str | Path]) -> Iterator[Found]:
             folders.extend(reversed(subfolders))  # popped in name order
         for link in links:
             target = os.path.realpath(link)
-            if not target.startswith(real_root + os.sep):
+            if not target.startswith(real_root.rstrip(os.sep) + os.sep):
                 yield Found(link, error=PathError(f"a link out of the scanned tree (to {target}): not followed",
                                                   path=str(link)))
                 continue

@@ -39,6 +39,18 @@ MAX_RSS = 500 << 20  # bytes, likewise
 UNPRIVILEGED = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
 
 
+# Runs the command and records the peak RSS of it and the workers it waited for. The command is
+# started from this small process, not from pytest: a child's peak RSS counts what it inherits at
+# fork, and pytest may hold hundreds of MB by then.
+MEASURE = """
+import resource, subprocess, sys
+code = subprocess.run(sys.argv[2:]).returncode
+with open(sys.argv[1], "w") as f:
+    f.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))
+sys.exit(code if code >= 0 else 128 - code)
+"""
+
+
 @dataclass
 class Ran:
     returncode: int
@@ -54,13 +66,15 @@ def fastaudit(*args: str | Path, cwd: Path, env: dict[str, str] | None = None,
     """Run the command; fail on a hang (killed after `limit` seconds), a traceback or too much
     memory. `unprivileged`: as root without the capabilities that override file permissions."""
     prefix = UNPRIVILEGED if unprivileged and os.geteuid() == 0 else []
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.NamedTemporaryFile("r") as rss_file:
         started = time.monotonic()
-        proc = subprocess.Popen([*prefix, sys.executable, "-m", "fastaudit", *map(str, args)], cwd=cwd, env=env,
+        proc = subprocess.Popen([*prefix, sys.executable, "-c", MEASURE, rss_file.name, sys.executable, "-m",
+                                 "fastaudit", *map(str, args)], cwd=cwd, env=env,
                                 stdout=out, stderr=err, stdin=subprocess.DEVNULL, preexec_fn=preexec,
                                 start_new_session=True)
         while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            pid, status, _ = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
             if time.monotonic() - started > limit:
@@ -73,7 +87,7 @@ def fastaudit(*args: str | Path, cwd: Path, env: dict[str, str] | None = None,
         out.seek(0)
         err.seek(0)
         ran = Ran(proc.returncode, out.read().decode("utf-8", "surrogateescape"),
-                  err.read().decode("utf-8", "surrogateescape"), seconds, usage.ru_maxrss * 1024)
+                  err.read().decode("utf-8", "surrogateescape"), seconds, int(rss_file.read()) * 1024)
     assert "Traceback" not in ran.stderr and "Exception ignored" not in ran.stderr, ran.stderr
     assert ran.max_rss < MAX_RSS, f"{ran.max_rss >> 20} MB"
     return ran

@@ -228,6 +228,7 @@ class Store:
         that is not a fastaudit store, or has a newer schema, is refused before anything is
         written to it, by every command."""
         self.path = Path(path)
+        existed = self.path.exists()
         try:
             if readonly:
                 self.db = self._connect_readonly()
@@ -240,6 +241,8 @@ class Store:
                 self._migrate()  # foreign keys off: migration 2 rebuilds a referenced table
                 self.db.execute("PRAGMA foreign_keys=ON")
         except sqlite3.Error as e:
+            if not existed and self.path.is_file() and self.path.stat().st_size == 0:
+                self.path.unlink()  # created for nothing (a full disk): leave no empty store behind
             raise StoreError(f"cannot open the store: {e}", path=str(self.path)) from e
 
     def _open_ro(self, probe: bool = False) -> sqlite3.Connection:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -94,8 +95,9 @@ def fastaudit(*args: str | Path, cwd: Path, env: dict[str, str] | None = None,
 
 
 def one_line(ran: Ran, *phrases: str) -> str:
-    """The single stderr line of a failed command, which names every phrase."""
-    lines = ran.stderr.splitlines()
+    """The single stderr line of a failed command (beside a scan's progress lines), which names
+    every phrase."""
+    lines = [line for line in ran.stderr.splitlines() if not re.match(r"scanned \d+/\d+ ", line)]
     assert len(lines) == 1 and lines[0].startswith("fastaudit: "), ran.stderr
     for phrase in phrases:
         assert phrase in lines[0], (phrase, lines[0])
@@ -661,6 +663,53 @@ def test_repair_onto_a_full_disk_leaves_no_partial_wheel(tmp_path: Path,
     assert ran.returncode == 2
     one_line(ran, f"cannot write {out}/fa_glibc217-1.0-", "File too large")
     assert list(out.iterdir()) == []
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real file system of 16 KiB (tmpfs), filled by `filler`: a write fails with ENOSPC."""
+    mount_point = tmp_path / "tiny"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(mount_point)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        with open(mount_point / "filler", "wb", buffering=0) as filler:  # full to the last block
+            try:
+                while True:
+                    filler.write(b"x" * 1024)
+            except OSError:
+                pass
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=True)
+
+
+def test_outputs_onto_a_full_disk_are_one_line_and_leave_nothing(
+        tiny_disk: Path, tmp_path: Path, ci_wheels: list[Path]) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for wheel in ci_wheels[:6]:
+        os.link(wheel, tree / wheel.name)
+    db = tmp_path / "s.db"
+    ran = fastaudit("scan", "--db", db, "--jobs", "2", "--jsonl", tiny_disk / "run.jsonl", tree, cwd=tmp_path, limit=60)
+    assert ran.returncode == 2
+    one_line(ran, f"cannot write {tiny_disk / 'run.jsonl'}", "No space left on device")
+    assert [p.name for p in tiny_disk.iterdir()] == ["filler"]
+    assert run_statuses(db) == {1: "completed"} and len(rows(db)) == 6  # the scan's work is kept
+    for command in (["export", "--db", db, "-o", tiny_disk / "x.jsonl"],
+                    ["export", "--db", db, "--format", "csv", "-o", tiny_disk / "x.csv"],
+                    ["report", "--db", db, "-o", tiny_disk / "report", "--format", "json"]):
+        ran = fastaudit(*command, cwd=tmp_path, limit=30)
+        assert ran.returncode == 2, (command, ran.stderr)
+        one_line(ran, "cannot write", "No space left on device")
+        assert [p.name for p in tiny_disk.rglob("*") if p.is_file()] == ["filler"], command
+    ran = fastaudit("scan", "--db", tiny_disk / "store.db", "--jobs", "2", tree, cwd=tmp_path, limit=60)
+    assert ran.returncode == 2
+    one_line(ran, f"{tiny_disk / 'store.db'}: cannot open the store", "disk is full")
+    # no empty store left; the report's folder, made before its file failed, is empty
+    assert sorted(str(p.relative_to(tiny_disk)) for p in tiny_disk.rglob("*")) == ["filler", "report"]
 
 
 # ---- 6. read-only commands never change a store ---------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastaudit.analyze import Reason, WheelReport
-from fastaudit.lddtree import HostTree
+from fastaudit.lddtree import DependencyTree
 from fastaudit.names import printable
 from fastaudit.results import tag_of
 
@@ -64,7 +64,7 @@ def _text(lines: list[str]) -> str:
     return "\n".join(printable(line) for line in lines)
 
 
-def tree_to_json(tree: HostTree) -> dict[str, Any]:
+def tree_to_json(tree: DependencyTree) -> dict[str, Any]:
     return {
         "path": tree.path,
         "interpreter": tree.info.interpreter,
@@ -75,7 +75,7 @@ def tree_to_json(tree: HostTree) -> dict[str, Any]:
     }
 
 
-def render_tree(tree: HostTree) -> str:
+def render_tree(tree: DependencyTree) -> str:
     """The tree indented by depth, each library once, where it was first reached."""
     lines = [f"{tree.path}" + (f" (interpreter {tree.info.interpreter})" if tree.info.interpreter else "")]
     shown: set[str] = set()

@@ -42,6 +42,7 @@ from fastaudit.analyze import (
 )
 from fastaudit.elf import ElfEdits, ElfInfo, rewrite_elf
 from fastaudit.errors import FastauditError, RepairError, WheelError
+from fastaudit.files import atomic_output, prepare_output_folder
 from fastaudit.lddtree import (
     LIBPYTHON,
     DependencyTree,
@@ -456,17 +457,8 @@ def apply_plan(plan: RepairPlan, out_dir: Path, options: RepairOptions = RepairO
 def _copy(source: Path, destination: Path) -> None:
     if destination.exists() and destination.samefile(source):
         return
-    temporary: Path | None = None
-    try:
-        with tempfile.NamedTemporaryFile(dir=destination.parent, prefix=".fastaudit-", suffix=".whl.part",
-                                         delete=False) as out, open(source, "rb") as f:
-            temporary = Path(out.name)
-            shutil.copyfileobj(f, out)
-        temporary.replace(destination)
-    except OSError as e:
-        if temporary is not None:
-            temporary.unlink(missing_ok=True)
-        raise RepairError(f"cannot write {destination}: {e.strerror or e}") from e
+    with atomic_output(destination, "wb") as out, open(source, "rb") as f:
+        shutil.copyfileobj(f, out)
 
 
 def repair_wheel(path: str | PathLike[str], out_dir: str | PathLike[str] = "wheelhouse",
@@ -476,11 +468,7 @@ def repair_wheel(path: str | PathLike[str], out_dir: str | PathLike[str] = "whee
     Raises RepairError (the tag cannot be reached: the message names the symbol versions,
     libraries and members in the way), WheelError or ELFError (unreadable input).
     """
-    folder = Path(out_dir)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise RepairError(f"cannot create {folder}: {e.strerror or e}") from e
+    folder = prepare_output_folder(out_dir)  # an unwritable folder fails before the work
     plan = plan_repair(path, options)
     if plan is None:
         destination = folder / Path(path).name

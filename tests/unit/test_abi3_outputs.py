@@ -3,6 +3,7 @@ and `fastaudit abi3`, the drop-in for cibuildwheel's `abi3audit --strict --repor
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from importlib import resources
 from pathlib import Path
@@ -134,3 +135,14 @@ def test_abi3_command_report_has_abi3audits_shape(mirror, tmp_path):
     result = CliRunner().invoke(main, ["abi3", "--report", wheel])
     assert json.loads(result.stdout)["specs"][wheel]["wheel"][0]["name"] == "private.abi3.so"
     assert "ABI violations found" in result.stderr
+
+
+def test_abi3_command_refuses_what_is_not_a_wheel_file_in_one_line(mirror, tmp_path):
+    fifo = tmp_path / "fa_fifo-1.0-cp38-abi3-linux_x86_64.whl"
+    os.mkfifo(fifo)
+    ok = str(mirror / "fa_clean-1.0-cp38-abi3-linux_x86_64.whl")
+    result = _run(str(fifo), ok)  # a FIFO is refused, never read for ever; the next wheel is audited
+    assert result.exit_code == 2 and result.output.count("fastaudit:") == 1
+    out = tmp_path / "no-such-folder" / "report.json"
+    result = _run("--report", "-o", str(out), ok)
+    assert result.exit_code == 2 and "fastaudit:" in result.output and not out.exists()

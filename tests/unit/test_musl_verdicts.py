@@ -15,7 +15,8 @@ import pytest
 
 from fastaudit import audit_wheel
 from fastaudit.analyze import LIBC_SYMBOL, Reason
-from fastaudit.report.show import render_text, to_json
+from fastaudit.report.show import render_text
+from fastaudit.results import to_json
 from tests import elfbuild
 
 MUSL_TAG = "cp312-cp312-musllinux_1_1_x86_64"

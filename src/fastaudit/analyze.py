@@ -9,7 +9,7 @@ PyFPE_jbuf / UCS2 checks. Unlike auditwheel, nothing is looked up on the host ru
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from os import PathLike
 
@@ -179,21 +179,21 @@ def refused_versions(policy: Policy, requirements: Mapping[str, Iterable[str]]) 
             if not is_dynamic_loader(library) for version in sorted(_versions_allowed(policy, versions))]
 
 
-def _libc_symbols_too_new(members: Sequence[_Member], policy: Policy) -> dict[tuple[str, str], set[str]]:
-    """(libc soname, symbol) -> members importing it, for the symbols the libc of the policy's
-    release line lacks (musl has no symbol versions to say so) and no member of the wheel defines."""
+def libc_symbols_too_new(policy: Policy, elves: Mapping[str, ElfInfo]) -> dict[tuple[str, str], set[str]]:
+    """(libc soname, symbol) -> paths importing it, for the symbols the libc of the policy's release
+    line lacks (musl has no symbol versions to say so) and none of the ELF images defines."""
     beyond = libc_symbols_beyond(policy)
     found: dict[tuple[str, str], set[str]] = {}
     if not beyond:
         return found
     libc_names = sorted(n for n in policy.whitelist if n.startswith("libc.musl-") or n == "libc.so")
-    for m in members:
-        # the member's own name for its libc; one that reaches libc only through another library
+    for path, info in elves.items():
+        # the image's own name for its libc; one that reaches libc only through another library
         # still binds these symbols to it (musl has one global symbol scope)
-        library = next((n for n in m.info.needed if n in libc_names), libc_names[0])
-        for symbol in beyond.keys() & m.info.undefined_symbols:
-            if not any(symbol in other.info.defined_symbols for other in members):
-                found.setdefault((library, symbol), set()).add(m.path)
+        library = next((n for n in info.needed if n in libc_names), libc_names[0])
+        for symbol in beyond.keys() & info.undefined_symbols:
+            if not any(symbol in other.defined_symbols for other in elves.values()):
+                found.setdefault((library, symbol), set()).add(path)
     return found
 
 
@@ -273,7 +273,8 @@ class _Verdict:
             self.external[policy] = by_whitelist[policy.whitelist]
             self.blacklist[policy] = by_blacklist[blacklist_key]
         self.required = _required_versions(members)
-        self.libc_symbols = {p: _libc_symbols_too_new(members, p) for p in policies}
+        infos = {m.path: m.info for m in members}
+        self.libc_symbols = {p: libc_symbols_too_new(p, infos) for p in policies}
 
     def best(self, satisfied: Callable[[Policy], bool]) -> Policy:
         """The most compatible policy that satisfies a criterion; linux satisfies every one."""

@@ -25,11 +25,14 @@ from pathlib import Path
 from fastaudit.analyze import (
     BLACKLISTED_SYMBOL,
     ISA,
+    LIBC_SYMBOL,
     PYFPE,
     UCS2,
+    Reason,
     WheelReport,
     analyze,
     check_linux_wheel_name,
+    libc_symbols_too_new,
     read_wheel_elves,
     refused_versions,
 )
@@ -208,6 +211,10 @@ def _blockers(policy: Policy, report: WheelReport, elves: Mapping[str, ElfInfo],
     for soname, (path, info) in sorted(closure.grafts.items()):
         for library, version in refused_versions(policy, info.version_requirements):
             reasons.append(f"{soname} (grafted from {path}) needs {version} from {library}")
+    loaded = {**{m: elves[m] for m in report.elf_members},
+              **{f"{soname} (grafted from {path})": info for soname, (path, info) in closure.grafts.items()}}
+    for (library, symbol), paths in sorted(libc_symbols_too_new(policy, loaded).items()):
+        reasons.extend(Reason(LIBC_SYMBOL, p, library, symbol).describe() for p in sorted(paths))
     for what, criterion, achieved in (("blacklisted symbols", BLACKLISTED_SYMBOL, report.blacklist_policy),
                                       ("the ISA level", ISA, report.isa_policy),
                                       ("PyFPE_jbuf", PYFPE, report.pyfpe_policy),

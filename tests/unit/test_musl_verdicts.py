@@ -15,6 +15,8 @@ import pytest
 
 from fastaudit import audit_wheel
 from fastaudit.analyze import LIBC_SYMBOL, Reason
+from fastaudit.errors import RepairError
+from fastaudit.repair import RepairOptions, plan_repair
 from fastaudit.report.show import render_text
 from fastaudit.results import to_json
 from tests import elfbuild
@@ -229,3 +231,22 @@ def test_i386_time64_symbol_rules_out_musllinux_1_1(i386_dir: Path, symbol: str,
     if symbol.startswith("__"):
         assert report.over_promise_reasons == (Reason(LIBC_SYMBOL, member, elfbuild.MUSL_I386_LIBC, symbol),)
         assert report.over_promise_reasons[0].describe().endswith("since 1.2.0")
+
+
+def test_repair_refuses_musllinux_1_1_and_never_adds_it(musl_dir: Path) -> None:
+    """Repair judges a target by the same libc symbols: it neither writes musllinux_1_1 for a wheel
+    importing qsort_r nor adds the 1_1 tag to one repaired for musllinux_1_2."""
+    work = musl_dir / "repair"
+    ext = _extension(work, "fixme", QSORT_R)
+    member = f"fixme/{ext.name}"
+    wheel = _wheel(work, "fixme", "cp312-cp312-musllinux_1_2_x86_64", {member: ext})
+    with pytest.raises(RepairError, match=r"cannot repair to musllinux_1_1_x86_64: .*imports qsort_r from "
+                                          r"libc\.musl-x86_64\.so\.1, which musl exports only since 1\.2\.3"):
+        plan_repair(wheel, RepairOptions(plat="musllinux_1_1_x86_64"))
+    plan = plan_repair(wheel, RepairOptions(plat="auto"))
+    assert plan is not None and plan.policy.tag == "musllinux_1_2_x86_64"
+    assert not any("musllinux_1_1" in tag for tag in plan.platform_tags)
+    old = _extension(work, "fine", OLD_ONLY)
+    plan = plan_repair(_wheel(work, "fine", "cp312-cp312-musllinux_1_2_x86_64", {f"fine/{old.name}": old}),
+                       RepairOptions(plat="musllinux_1_2_x86_64"))
+    assert plan is not None and "musllinux_1_1_x86_64" in plan.platform_tags

@@ -17,7 +17,7 @@ from fastaudit.errors import ELFError, FastauditError, WheelError
 from fastaudit.lddtree import DependencyTree, is_dynamic_loader, resolve_tree
 from fastaudit.policy import Policy, policies_for, policy_for_tag
 from fastaudit.record import Record
-from fastaudit.wheel import Member, WheelArchive, WheelName, is_linux_tag, parse_wheel_name
+from fastaudit.wheel import WheelArchive, WheelName, is_linux_tag, parse_wheel_name
 
 GLIBC = "glibc"
 MUSL = "musl"
@@ -321,26 +321,21 @@ class ElfCache:
     """ELF facts of library members seen in earlier wheels, so a library that recurs (openblas,
     libgfortran, ... grafted into thousands of wheels) is neither inflated nor parsed again.
 
-    The key comes from the zip central directory, before any inflate: the member's file name,
-    CRC-32, size and compressed size. Two different libraries would have to agree on all four to
-    collide. Bounded by an estimate of the bytes the cached facts hold; least recently used first out.
+    The key is WheelArchive.content_key: the SHA-256 of the member's data as stored, with its
+    method, sizes and CRC-32. A hit is a member whose stored bytes are those of one read, checked
+    and parsed before, so its facts are its own; forging one would take a SHA-256 collision.
+    The CRC-32 and sizes of the central directory alone would not do: four bytes appended or
+    changed anywhere make any content's CRC-32 whatever one likes. Bounded by an estimate of the
+    bytes the cached facts hold; least recently used first out.
     """
 
     def __init__(self, max_bytes: int = 256 << 20) -> None:
         self.max_bytes = max_bytes
         self.held = 0
         self.hits = 0
-        self._entries: dict[tuple[str, int, int, int], tuple[ElfInfo, int]] = {}
-        # members known not to be ELF (headers, stubs, data): their magic need not be inflated again
-        self._not_elf: set[tuple[str, int, int, int]] = set()
-        self.max_not_elf = 1 << 20
+        self._entries: dict[bytes, tuple[ElfInfo, int]] = {}
 
-    @staticmethod
-    def key(member: Member) -> tuple[str, int, int, int]:
-        return (posixpath.basename(member.name), member.crc32, member.size, member.compressed_size)
-
-    def get(self, member: Member) -> ElfInfo | None:
-        key = self.key(member)
+    def get(self, key: bytes) -> ElfInfo | None:
         entry = self._entries.pop(key, None)
         if entry is None:
             return None
@@ -348,22 +343,14 @@ class ElfCache:
         self.hits += 1
         return entry[0]
 
-    def is_known_not_elf(self, member: Member) -> bool:
-        return self.key(member) in self._not_elf
-
-    def put_not_elf(self, member: Member) -> None:
-        if len(self._not_elf) >= self.max_not_elf:
-            self._not_elf.clear()  # a crude bound: these entries are tiny and cheap to relearn
-        self._not_elf.add(self.key(member))
-
-    def put(self, member: Member, info: ElfInfo) -> None:
+    def put(self, key: bytes, info: ElfInfo) -> None:
         cost = info.footprint()
         if cost > self.max_bytes:
             return
-        previous = self._entries.pop(self.key(member), None)
+        previous = self._entries.pop(key, None)
         if previous is not None:
             self.held -= previous[1]
-        self._entries[self.key(member)] = (info, cost)
+        self._entries[key] = (info, cost)
         self.held += cost
         while self.held > self.max_bytes:
             oldest = next(iter(self._entries))
@@ -384,16 +371,11 @@ def read_wheel_elves(path: str | PathLike[str], cache: ElfCache | None = None, *
         record = Record.read(archive)
         hashed: set[str] = set()
         for member in archive.members:
-            if member.name.endswith(".py") or cache is not None and cache.is_known_not_elf(member):
+            if member.name.endswith(".py") or not archive.starts_with_elf_magic(member):
                 continue
-            info = cache.get(member) if cache is not None else None
-            if info is not None:
-                archive.check_local_header(member)  # the cache trusts the central directory: check it
-            else:
-                if not archive.starts_with_elf_magic(member):
-                    if cache is not None:
-                        cache.put_not_elf(member)
-                    continue
+            key = archive.content_key(member) if cache is not None and not verify_record else None
+            info = cache.get(key) if cache is not None and key is not None else None
+            if info is None:
                 hasher = record.hasher(member) if verify_record else None
                 try:
                     info = read_elf(archive.read(member, hasher))
@@ -404,7 +386,7 @@ def read_wheel_elves(path: str | PathLike[str], cache: ElfCache | None = None, *
                     record.check_digest(member, hasher.digest())
                     hashed.add(member.name)
                 if cache is not None:
-                    cache.put(member, info)
+                    cache.put(key if key is not None else archive.content_key(member), info)
             elves[member.name] = info
         record.check_listing(archive.members)
         if verify_record:

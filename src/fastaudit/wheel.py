@@ -19,10 +19,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from operator import attrgetter
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import BinaryIO, NamedTuple, Protocol
 
 from fastaudit.errors import (
     UnsafeMemberError,
+    WheelChangedError,
     WheelError,
     ZipBombError,
     ZipConfusionError,
@@ -190,30 +191,55 @@ def _check_directory(path: str, infos: list[zipfile.ZipInfo], start_dir: int) ->
     return {info.filename: limit for info, limit in zip(ordered, limits)}
 
 
+class _Identity(NamedTuple):
+    """What changes when a file is written, truncated or replaced: st_ctime moves on every write
+    and cannot be set back by its owner, unlike st_mtime."""
+
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> _Identity:
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
 class WheelArchive:
     """A wheel opened for reading: members are listed from the central directory and inflated on
-    demand from a memory map of the file."""
+    demand, read from the file with pread.
+
+    Not through a memory map: a file truncated while it is mapped (a mirror sync rewriting it)
+    kills the process with SIGBUS on the next touch of a page past the new end. A read past the
+    end is a short read instead, and any error met while the file is not as it was when opened
+    is a WheelChangedError; check_unchanged says so for a change that broke nothing read.
+    """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        self._file = self._open_regular_file()
+        self._fd = self._file.fileno()
+        self._identity = _Identity.of(os.fstat(self._fd))
+        self.size = self._identity.size
+        if self.size == 0:
+            self._file.close()
+            raise WheelError("cannot open: the file is empty", path=str(self.path))
         try:
-            with open(self.path, "rb") as f:
-                self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        except (OSError, ValueError) as e:  # ValueError: an empty file cannot be mapped
-            raise WheelError(f"cannot open: {e}", path=str(self.path)) from e
-        try:
-            with zipfile.ZipFile(self._map) as zf:
+            with zipfile.ZipFile(self._file) as zf:
                 infos = zf.infolist()
                 start_dir = zf.start_dir
         # NotImplementedError: an entry needs a newer zip version than zipfile reads (found by the
         # wheel fuzzer: "zip file version 6.4")
         except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, NotImplementedError) as e:
-            self._map.close()
-            raise WheelError(f"not a readable zip file: {e}", path=str(self.path)) from e
+            error = self._changed_error(f"not a readable zip file: {e}") or \
+                WheelError(f"not a readable zip file: {e}", path=str(self.path))
+            self._file.close()
+            raise error from e
         try:
             limits = _check_directory(str(self.path), infos, start_dir)
         except WheelError:
-            self._map.close()
+            self._file.close()
             raise
         self.inflated = 0  # bytes read in full so far, against MAX_WHEEL_INFLATE
         self._deadline = time.monotonic() + MAX_WHEEL_SECONDS
@@ -224,8 +250,23 @@ class WheelArchive:
             if not i.is_dir()
         )
 
+    def _open_regular_file(self) -> BinaryIO:
+        """The file, opened only if it is a regular file: opening a FIFO blocks until a writer
+        comes, and opening a device can act on it. Checked again on the open descriptor, which
+        O_NONBLOCK keeps from blocking on a FIFO put in its place meanwhile."""
+        try:
+            if not stat.S_ISREG(os.stat(self.path).st_mode):
+                raise WheelError("not a regular file", path=str(self.path))
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as e:
+            raise WheelError(f"cannot open: {e}", path=str(self.path)) from e
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise WheelError("not a regular file", path=str(self.path))
+        return open(fd, "rb")
+
     def close(self) -> None:
-        self._map.close()
+        self._file.close()
 
     def __enter__(self) -> WheelArchive:
         return self
@@ -233,25 +274,60 @@ class WheelArchive:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _changed_error(self, message: str, member: str | None = None) -> WheelChangedError | None:
+        """A WheelChangedError if the file, or what its path names, is no longer what was opened."""
+        try:
+            now = _Identity.of(os.fstat(self._fd))
+            named = _Identity.of(os.stat(self.path))
+        except OSError:
+            named = None  # the path is gone
+            now = self._identity
+        if now == self._identity and named == self._identity:
+            return None
+        what = "was replaced or removed" if now == self._identity else \
+            f"changed ({self._identity.size} bytes when opened, {now.size} now)"
+        return WheelChangedError(f"the file {what} while it was read: {message}", path=str(self.path), member=member)
+
+    def check_unchanged(self) -> None:
+        """Raise WheelChangedError if the file was written, truncated or replaced since it was opened:
+        what was read may mix two versions of it."""
+        error = self._changed_error("read it again once it is complete")
+        if error is not None:
+            raise error
+
     def _error(self, error: type[WheelError], message: str, member: Member) -> WheelError:
-        return error(message, path=str(self.path), member=member.name)
+        return self._changed_error(message, member.name) or error(message, path=str(self.path), member=member.name)
+
+    def _pread(self, start: int, length: int, member: Member) -> bytes:
+        """Exactly `length` bytes from `start`; a file that ends first has changed under us, since
+        every span read was checked against the size it had when opened."""
+        data = os.pread(self._fd, length, start)
+        while len(data) < length:
+            more = os.pread(self._fd, length - len(data), start + len(data))
+            if not more:
+                raise self._changed_error(f"it ends at {start + len(data)} bytes", member.name) or \
+                    self._error(WheelError, f"the file ends at {start + len(data)} bytes", member)
+            data += more
+        return data
 
     def _data_span(self, member: Member) -> tuple[int, int]:
         """Where the member's data lies, after checking that its local header says what the central
         directory says: the same name, method and (unless a data descriptor follows) CRC-32 and
         sizes. A reader that walks local headers, as streaming unzippers do, then sees what we see."""
         start = member.header_offset
-        header = self._map[start:start + _LOCAL_HEADER.size]
-        if len(header) < _LOCAL_HEADER.size or header[:4] != _LOCAL_MAGIC:
+        if start + _LOCAL_HEADER.size > self.size:
+            raise self._error(WheelError, "bad local file header", member)
+        header = self._pread(start, _LOCAL_HEADER.size, member)
+        if header[:4] != _LOCAL_MAGIC:
             raise self._error(WheelError, "bad local file header", member)
         _, _, flags, method, _, _, crc, compressed, size, name_len, extra_len = _LOCAL_HEADER.unpack(header)
         name_start = start + _LOCAL_HEADER.size
         extra_start = name_start + name_len
         data_start = extra_start + extra_len
         data_end = data_start + member.compressed_size
-        if data_end > min(member.data_limit, len(self._map)):
+        if data_end > min(member.data_limit, self.size):
             raise self._error(ZipConfusionError, "member data extends past its entry", member)
-        raw_name = self._map[name_start:extra_start]
+        raw_name = self._pread(name_start, name_len, member)
         try:
             local_name = raw_name.decode("utf-8" if flags & _FLAG_UTF8 else "cp437")
         except UnicodeDecodeError:
@@ -263,23 +339,25 @@ class WheelArchive:
                               "compression method or encryption", member)
         if not flags & _FLAG_DATA_DESCRIPTOR:
             if _ZIP64_MARK in (compressed, size):
-                size, compressed = self._zip64_sizes(extra_start, data_start, size, compressed, member)
+                extra = self._pread(extra_start, extra_len, member)
+                size, compressed = self._zip64_sizes(extra, size, compressed, member)
             if (crc, compressed, size) != (member.crc32, member.compressed_size, member.size):
                 raise self._error(ZipConfusionError, f"local header declares CRC-32 {crc:#010x}, {compressed} "
                                   f"compressed and {size} bytes; the central directory {member.crc32:#010x}, "
                                   f"{member.compressed_size} and {member.size}", member)
         return data_start, data_end
 
-    def _zip64_sizes(self, start: int, end: int, size: int, compressed: int, member: Member) -> tuple[int, int]:
+    def _zip64_sizes(self, extra: bytes, size: int, compressed: int, member: Member) -> tuple[int, int]:
         """The sizes a local header's ZIP64 extra field gives for the fields marked 0xFFFFFFFF."""
-        while start + 4 <= end:
-            tag, length = struct.unpack_from("<HH", self._map, start)
+        start = 0
+        while start + 4 <= len(extra):
+            tag, length = struct.unpack_from("<HH", extra, start)
             body = start + 4
             if tag == _ZIP64_EXTRA:
                 wanted = (size == _ZIP64_MARK) + (compressed == _ZIP64_MARK)
-                if length < 8 * wanted or body + length > end:
+                if length < 8 * wanted or body + length > len(extra):
                     break
-                values = list(struct.unpack_from(f"<{wanted}Q", self._map, body))
+                values = list(struct.unpack_from(f"<{wanted}Q", extra, body))
                 if size == _ZIP64_MARK:
                     size = values.pop(0)
                 if compressed == _ZIP64_MARK:
@@ -292,9 +370,9 @@ class WheelArchive:
         """Check a member's local header against the central directory without reading its data."""
         self._data_span(member)
 
-    def _compressed(self, member: Member) -> memoryview:
+    def _compressed(self, member: Member) -> bytes:
         data_start, data_end = self._data_span(member)
-        return memoryview(self._map)[data_start:data_end]
+        return self._pread(data_start, data_end - data_start, member)
 
     def _check_method(self, member: Member) -> None:
         if member.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
@@ -322,8 +400,7 @@ class WheelArchive:
     def compressed(self, member: Member) -> bytes:
         """The member's data as stored (deflated or not), for copying it unchanged into a new zip."""
         self._check_method(member)
-        with self._compressed(member) as data:
-            return bytes(data)
+        return self._compressed(member)
 
     def content_key(self, member: Member) -> bytes:
         """A key that names the member's content and that nobody can forge cheaply: the SHA-256 of
@@ -331,9 +408,12 @@ class WheelArchive:
         keys mean equal stored bytes, so equal content (bench/bench_cache_key.py: hashing the
         stored bytes costs about a sixth of inflating them)."""
         self._check_method(member)
-        with self._compressed(member) as data:
-            digest = hashlib.sha256(data).digest()
-        return digest + struct.pack("<BIQQ", member.compress_type, member.crc32, member.compressed_size, member.size)
+        data_start, data_end = self._data_span(member)
+        digest = hashlib.sha256()
+        for position in range(data_start, data_end, _CHUNK):
+            digest.update(self._pread(position, min(_CHUNK, data_end - position), member))
+        declared = struct.pack("<BIQQ", member.compress_type, member.crc32, member.compressed_size, member.size)
+        return digest.digest() + declared
 
     def starts_with_elf_magic(self, member: Member) -> bool:
         """Whether the member's content starts with the ELF magic, inflating no more than it takes
@@ -343,23 +423,21 @@ class WheelArchive:
             return False
         self._check_method(member)
         self._check_time(member)
-        # Release the view into the map on every way out: while one lives (as it would in the
-        # traceback of an error), the map cannot close, and closing it would raise BufferError.
-        with self._compressed(member) as data:
-            if member.compress_type == zipfile.ZIP_STORED:
-                return bytes(data[:4]) == ELF_MAGIC
-            return self._inflated_head(data, member) == ELF_MAGIC
+        data_start, data_end = self._data_span(member)
+        if member.compress_type == zipfile.ZIP_STORED:
+            return self._pread(data_start, min(len(ELF_MAGIC), data_end - data_start), member) == ELF_MAGIC
+        return self._inflated_head(data_start, data_end, member) == ELF_MAGIC
 
-    def _inflated_head(self, data: memoryview, member: Member) -> bytes:
-        """The first (up to) four bytes the deflate stream `data` inflates to."""
+    def _inflated_head(self, start: int, end: int, member: Member) -> bytes:
+        """The first (up to) four bytes the deflate stream at [start, end) inflates to."""
         inflater = zlib.decompressobj(-zlib.MAX_WBITS)
         head = b""
-        position, step = 0, _HEAD_INPUT
+        position, step = start, _HEAD_INPUT
         try:
             while len(head) < len(ELF_MAGIC) and not inflater.eof:
                 chunk = inflater.unconsumed_tail
                 if not chunk:
-                    chunk = data[position:position + step]
+                    chunk = self._pread(position, min(step, end - position), member)
                     position += len(chunk)
                 if not chunk:
                     break  # the data ends first: not an ELF image (a read would refuse it as truncated)
@@ -377,17 +455,17 @@ class WheelArchive:
         self._admit(member)
         if member.size > SPOOL_SIZE:
             return self._spool(member, hasher)
-        with self._compressed(member) as data:  # released on every way out, as above
-            if member.compress_type == zipfile.ZIP_STORED:
-                if len(data) != member.size:
-                    raise self._error(WheelError, f"stored member holds {len(data)} bytes, not the declared "
-                                      f"{member.size}", member)
-                content: bytes | bytearray = bytes(data)
-            else:
-                try:
-                    content = inflate_raw(data, member.size)
-                except InflateError as e:
-                    raise self._error(WheelError, str(e), member) from e
+        data = self._compressed(member)
+        if member.compress_type == zipfile.ZIP_STORED:
+            if len(data) != member.size:
+                raise self._error(WheelError, f"stored member holds {len(data)} bytes, not the declared "
+                                  f"{member.size}", member)
+            content: bytes | bytearray = data
+        else:
+            try:
+                content = inflate_raw(data, member.size)
+            except InflateError as e:
+                raise self._error(WheelError, str(e), member) from e
         self._check_crc(member, crc32(content))
         if hasher is not None:
             hasher.update(content)
@@ -401,21 +479,22 @@ class WheelArchive:
     def _spool(self, member: Member, hasher: Hasher | None) -> mmap.mmap:
         """Inflate (or copy) a large member in chunks into an unlinked temporary file and map it.
 
-        The compressed bytes are read with pread, not through the wheel's map, and runs of zeros
-        become holes, so neither the wheel nor the content is ever resident in full: the ELF reader
-        touches only the pages of the headers and tables it reads.
+        The compressed bytes are read a chunk at a time, and runs of zeros become holes, so neither
+        the wheel nor the content is ever resident in full: the ELF reader touches only the pages of
+        the headers and tables it reads. The map is of our own unlinked file, which nobody else can
+        truncate.
         """
         data_start, data_end = self._data_span(member)
         try:
             return self._spool_to_file(member, data_start, data_end, hasher)
-        except OSError as e:  # the wheel vanished, or the temporary folder is full
+        except OSError as e:  # the temporary folder is full
             raise self._error(WheelError, f"cannot inflate to a temporary file: {e}", member) from e
 
     def _spool_to_file(self, member: Member, data_start: int, data_end: int, hasher: Hasher | None) -> mmap.mmap:
         zeros = bytes(_CHUNK)
         written = crc = 0
-        with open(self.path, "rb") as source, tempfile.TemporaryFile() as spool:
-            for out in self._chunks(source.fileno(), data_start, data_end, member):
+        with tempfile.TemporaryFile() as spool:
+            for out in self._chunks(data_start, data_end, member):
                 self._check_time(member)
                 written += len(out)
                 if written > member.size:
@@ -435,14 +514,12 @@ class WheelArchive:
             # the map holds its own reference to the file: the spool closes (and vanishes) here
             return mmap.mmap(spool.fileno(), written, access=mmap.ACCESS_READ)
 
-    def _chunks(self, fd: int, start: int, end: int, member: Member) -> Iterator[bytes]:
+    def _chunks(self, start: int, end: int, member: Member) -> Iterator[bytes]:
         """The member's content, at most _CHUNK bytes at a time."""
         position = start
         if member.compress_type == zipfile.ZIP_STORED:
             while position < end:
-                chunk = os.pread(fd, min(_CHUNK, end - position), position)
-                if not chunk:
-                    raise self._error(WheelError, "member data extends past the end of the file", member)
+                chunk = self._pread(position, min(_CHUNK, end - position), member)
                 position += len(chunk)
                 yield chunk
             return
@@ -452,7 +529,7 @@ class WheelArchive:
             # small input reads: what does not fit the output cap is copied again as unconsumed_tail
             chunk = inflater.unconsumed_tail
             if not chunk:
-                chunk = os.pread(fd, min(_CHUNK >> 4, end - position), position)
+                chunk = self._pread(position, min(_CHUNK >> 4, end - position), member)
                 position += len(chunk)
             try:
                 out = inflater.decompress(chunk, _CHUNK)

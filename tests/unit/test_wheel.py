@@ -3,6 +3,13 @@ name rules one by one, RECORD's parsing paths (quoted rows, repeated rows, signa
 hidden behind deflate encodings that delay their first bytes, and cache keys an attacker forges."""
 from __future__ import annotations
 
+import os
+import random
+import shutil
+import subprocess
+import sys
+import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -10,7 +17,7 @@ import pytest
 
 from fastaudit import wheel as wheel_module
 from fastaudit.analyze import ElfCache, audit_wheel, read_wheel_elves
-from fastaudit.errors import RecordMismatchError, ZipBombError
+from fastaudit.errors import RecordMismatchError, WheelChangedError, WheelError, ZipBombError
 from fastaudit.record import Record
 from fastaudit.report.show import to_json
 from fastaudit.wheel import WheelArchive, unsafe_name_reason
@@ -289,3 +296,133 @@ def test_the_time_budget_stops_a_long_inflate_midway(tmp_path: Path, monkeypatch
         with pytest.raises(ZipBombError, match="takes more than 10 s"):
             archive.read(archive.members[0])
     assert next(clock) < 20  # it stopped after a few chunks, not after all 64
+
+
+# ---- a file that changes while it is read ------------------------------------------------------------
+
+# A child process opens the wheel, lets the parent change the file (one variant each), then reads
+# every member as read_wheel_elves does and prints what came of it. Through a memory map a
+# truncated file kills the reader with SIGBUS; the child's exit status shows any signal.
+CHANGE_WHILE_READING = """
+import sys
+from fastaudit.analyze import read_wheel_elves
+from fastaudit.errors import WheelError
+from fastaudit.wheel import WheelArchive
+path = sys.argv[1]
+try:
+    with WheelArchive(path) as archive:
+        sys.stdout.write("opened\\n"); sys.stdout.flush()
+        sys.stdin.readline()  # the parent changes the file now
+        for member in archive.members:
+            if archive.starts_with_elf_magic(member):
+                archive.read(member)
+        archive.read(next(m for m in archive.members if m.name.endswith("RECORD")))
+        archive.check_unchanged()
+    print("read")
+except WheelError as e:
+    print(type(e).__name__, str(e).replace(path, "WHEEL"))
+"""
+
+
+def change_variants(wheel: Path, other: Path) -> dict[str, object]:
+    """How a mirror sync or an editor changes a file: each a function of the wheel's path."""
+    size = wheel.stat().st_size
+    with zipfile.ZipFile(wheel) as zf:
+        so = next(i for i in zf.infolist() if i.filename.endswith(".so"))
+    inside_so = so.header_offset + 30 + len(so.filename) + so.compress_size // 2
+
+    def truncate(to: int):
+        return lambda path: os.truncate(path, to)
+
+    def append(path: Path) -> None:
+        with open(path, "ab") as f:
+            f.write(bytes(1 << 20))
+
+    def replace(path: Path) -> None:
+        staged = path.with_suffix(".partial")
+        shutil.copyfile(other, staged)
+        os.replace(staged, path)
+
+    def overwrite(path: Path) -> None:
+        with open(path, "r+b") as f:
+            f.seek(inside_so)
+            f.write(b"\xff" * 64)
+
+    def rewrite_same_bytes(path: Path) -> None:  # nothing read differs, yet the file was written
+        with open(path, "r+b") as f:
+            f.seek(inside_so)
+            data = f.read(64)
+            f.seek(inside_so)
+            f.write(data)
+
+    return {"shrink to half": truncate(size // 2), "shrink to the central directory": truncate(size - 200),
+            "shrink to nothing": truncate(0), "grow": append, "replace by rename": replace,
+            "overwrite inside a library": overwrite, "rewrite in place, same bytes": rewrite_same_bytes,
+            "remove": os.unlink}
+
+
+def test_a_wheel_changed_while_it_is_read_is_a_typed_error(tmp_path: Path,
+                                                           scenarios: dict[str, elfbuild.Scenario]) -> None:
+    """The libraries sit behind 1 MiB of other data, so that a truncation to half leaves their pages
+    wholly past the end of the file: through a memory map, touching them is SIGBUS."""
+    other = scenarios["glibc_2_17"].wheel
+    filler = RawMember.of("fa_origin/data/noise.bin", random.Random(7).randbytes(1 << 20), deflate=False)
+    source = tmp_path / "source" / scenarios["origin_chain"].wheel.name
+    source.parent.mkdir()
+    zipcraft.write_zip(source, [filler, *zipcraft.read_members(scenarios["origin_chain"].wheel)], zip64=False)
+    outcomes = {}
+    for index, (variant, change) in enumerate(change_variants(source, other).items()):
+        wheel = tmp_path / str(index) / source.name
+        wheel.parent.mkdir()
+        shutil.copyfile(source, wheel)
+        child = subprocess.Popen([sys.executable, "-c", CHANGE_WHILE_READING, str(wheel)], text=True,
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert child.stdout is not None and child.stdout.readline() == "opened\n", variant
+        time.sleep(0.02)  # past the file system's timestamp tick, so the change shows in st_ctime
+        change(wheel)
+        out, err = child.communicate("go\n", timeout=60)
+        assert child.returncode == 0, (variant, child.returncode, err)  # -7 would be SIGBUS
+        outcomes[variant] = out.strip()
+    for variant, outcome in outcomes.items():
+        assert outcome.startswith("WheelChangedError WHEEL: "), (variant, outcome)
+        assert "while it was read" in outcome, (variant, outcome)
+    # after the change the wheel reads as whatever it now is: a typed error, or facts
+    assert read_wheel_elves(tmp_path / "4" / source.name).keys() == read_wheel_elves(other).keys()
+
+
+def test_a_wheel_changed_by_another_thread_while_it_is_read(tmp_path: Path,
+                                                            scenarios: dict[str, elfbuild.Scenario]) -> None:
+    """A thread truncates and restores the file without pause while this one audits it over and
+    over: every call gives the wheel's facts or a WheelError, and the process gets no signal."""
+    source = scenarios["origin_chain"].wheel
+    wheel = tmp_path / source.name
+    content = source.read_bytes()
+    wheel.write_bytes(content)
+    expected = read_wheel_elves(wheel).keys()
+    stop = threading.Event()
+
+    def churn() -> None:
+        cuts = [len(content) // 3, len(content) // 2, len(content) - 100]
+        while not stop.is_set():
+            for cut in cuts:
+                with open(wheel, "r+b") as f:
+                    f.truncate(cut)
+                    f.seek(0)
+                    f.write(content)
+
+    thread = threading.Thread(target=churn)
+    thread.start()
+    outcomes = {"read": 0, "changed": 0, "other error": 0}
+    try:
+        for _ in range(300):
+            try:
+                assert read_wheel_elves(wheel, verify_record=True).keys() == expected
+                outcomes["read"] += 1
+            except WheelChangedError:
+                outcomes["changed"] += 1
+            except WheelError:
+                outcomes["other error"] += 1
+    finally:
+        stop.set()
+        thread.join()
+    assert outcomes["changed"] > 0, outcomes

@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fastaudit.analyze import ElfCache, read_wheel_elves
 from fastaudit.errors import FastauditError
+from fastaudit.facts import ElfCache, read_wheel_elves
 from tests import elfbuild, zipcraft
 
 # executions per run, the time box: a count, not a clock, so a slow machine runs the same inputs.

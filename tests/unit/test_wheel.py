@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from fastaudit import wheel as wheel_module
-from fastaudit.analyze import ElfCache, audit_wheel, read_wheel_elves
+from fastaudit.analyze import audit_wheel
 from fastaudit.errors import RecordMismatchError, WheelChangedError, WheelError, ZipBombError
+from fastaudit.facts import ElfCache, read_wheel_elves
 from fastaudit.record import Record
 from fastaudit.report.show import to_json
 from fastaudit.wheel import WheelArchive, unsafe_name_reason
@@ -305,7 +306,6 @@ def test_the_time_budget_stops_a_long_inflate_midway(tmp_path: Path, monkeypatch
 # truncated file kills the reader with SIGBUS; the child's exit status shows any signal.
 CHANGE_WHILE_READING = """
 import sys
-from fastaudit.analyze import read_wheel_elves
 from fastaudit.errors import WheelError
 from fastaudit.wheel import WheelArchive
 path = sys.argv[1]
@@ -426,3 +426,18 @@ def test_a_wheel_changed_by_another_thread_while_it_is_read(tmp_path: Path,
         stop.set()
         thread.join()
     assert outcomes["changed"] > 0, outcomes
+
+
+def test_only_regular_files_are_opened(tmp_path: Path) -> None:
+    """A FIFO named like a wheel would block open() until a writer came; a device can be acted on
+    by opening it. Both are refused at once, unopened (the FIFO has no writer: a hang otherwise)."""
+    fifo = tmp_path / "fifo-1.0-py3-none-any.whl"
+    os.mkfifo(fifo)
+    device = tmp_path / "device-1.0-py3-none-any.whl"
+    device.symlink_to("/dev/zero")
+    folder = tmp_path / "folder-1.0-py3-none-any.whl"
+    folder.mkdir()
+    for path in (fifo, device, folder):
+        with pytest.raises(WheelError, match="not a regular file") as caught:
+            WheelArchive(path)
+        assert caught.value.path == str(path)

@@ -20,7 +20,7 @@ from fastaudit.analyze import audit_wheel
 from fastaudit.errors import RecordMismatchError, WheelChangedError, WheelError, ZipBombError
 from fastaudit.facts import ElfCache, read_wheel_elves
 from fastaudit.record import Record
-from fastaudit.report.show import to_json
+from fastaudit.results import to_json
 from fastaudit.wheel import WheelArchive, unsafe_name_reason
 from tests import elfbuild, zipcraft
 from tests.zipcraft import RawMember

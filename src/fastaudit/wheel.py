@@ -439,7 +439,7 @@ class WheelArchive:
         """A key that names the member's content and that nobody can forge cheaply: the SHA-256 of
         its data as stored, with the method and the sizes and CRC-32 the directory declares. Equal
         keys mean equal stored bytes, so equal content (bench/bench_cache_key.py: hashing the
-        stored bytes costs about a sixth of inflating them)."""
+        stored bytes costs a sixth to a third of inflating them)."""
         self._check_method(member)
         data_start, data_end = self._data_span(member)
         digest = hashlib.sha256()

@@ -277,12 +277,11 @@ class WheelArchive:
 
     def _changed_error(self, message: str, member: str | None = None) -> WheelChangedError | None:
         """A WheelChangedError if the file, or what its path names, is no longer what was opened."""
+        now = _Identity.of(os.fstat(self._fd))
         try:
-            now = _Identity.of(os.fstat(self._fd))
-            named = _Identity.of(os.stat(self.path))
+            named: _Identity | None = _Identity.of(os.stat(self.path))
         except OSError:
             named = None  # the path is gone
-            now = self._identity
         if now == self._identity and named == self._identity:
             return None
         what = "was replaced or removed" if now == self._identity else \

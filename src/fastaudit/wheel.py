@@ -192,18 +192,19 @@ def _check_directory(path: str, infos: list[zipfile.ZipInfo], start_dir: int) ->
 
 
 class _Identity(NamedTuple):
-    """What changes when a file is written, truncated or replaced: st_ctime moves on every write
-    and cannot be set back by its owner, unlike st_mtime."""
+    """What changes when a file is written, truncated or replaced. Not st_ctime: it also moves when
+    anyone links or unlinks the file (a cache shared by hard links, a backup with `cp -l`), which
+    changes nothing read. A writer that sets st_mtime back can hide a change of the members not
+    read in full; those read in full are checked against their CRC-32 anyway."""
 
     device: int
     inode: int
     size: int
     mtime_ns: int
-    ctime_ns: int
 
     @classmethod
     def of(cls, st: os.stat_result) -> _Identity:
-        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 class WheelArchive:

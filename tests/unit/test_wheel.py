@@ -379,7 +379,7 @@ def test_a_wheel_changed_while_it_is_read_is_a_typed_error(tmp_path: Path,
         child = subprocess.Popen([sys.executable, "-c", CHANGE_WHILE_READING, str(wheel)], text=True,
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert child.stdout is not None and child.stdout.readline() == "opened\n", variant
-        time.sleep(0.02)  # past the file system's timestamp tick, so the change shows in st_ctime
+        time.sleep(0.02)  # past the file system's timestamp tick, so the change shows in st_mtime
         change(wheel)
         out, err = child.communicate("go\n", timeout=60)
         assert child.returncode == 0, (variant, child.returncode, err)  # -7 would be SIGBUS

@@ -189,6 +189,9 @@ def _download(wheel: Wheel, cache: Path) -> None:
             "download",
             "--no-deps",
             "--only-binary=:all:",
+            # the file name selects the wheel; its Requires-Python may exclude the X.Y.0 that
+            # --python-version X.Y stands for (cryptography's !=3.9.0,!=3.9.1 for cp39-abi3)
+            "--ignore-requires-python",
             "--no-cache-dir",
             "--disable-pip-version-check",
             "--quiet",

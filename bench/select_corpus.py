@@ -2,6 +2,7 @@
 """Choose the "mirror" wheel corpus (bench/corpus/mirror-wheels.txt) from PyPI's JSON API.
 
     python bench/select_corpus.py [--write] [--refresh]
+    python bench/select_corpus.py --table SET   # counts of a fetched set, as Markdown
 
 For each (project, release) in SELECTION below, the release's Linux wheels are read from
 https://pypi.org/pypi/<project>/json (one request per project, kept in
@@ -11,8 +12,8 @@ chosen by a fixed rule:
 * skipped: yanked files, wheels already in another list of bench/corpus (the new set is disjoint
   from the earlier ones), and wheels over MAX_WHEEL_BYTES unless the project is in LARGE_OK;
 * each wheel falls in a slot (architecture, libc family, interpreter kind: cp, free-threaded cpXYt,
-  abi3, PyPy pp, or py3-none; Python-2-only wheels are skipped); within a slot the wheel for CPython 3.12 (else the nearest minor)
-  is kept, for free-threaded and PyPy slots the newest;
+  abi3, PyPy pp, or py3-none; Python-2-only wheels are skipped); within a slot the wheel for
+  CPython 3.12 (else the nearest minor) is kept, for free-threaded and PyPy slots the newest;
 * at most one free-threaded and one PyPy wheel per release (PER_RELEASE_KIND_LIMIT);
 * the first pick of a release is its x86_64 manylinux slot (what most users install); after that,
   slot by slot, the one whose architecture, libc family and interpreter kind are least represented
@@ -30,6 +31,7 @@ import json
 import re
 import sys
 import urllib.request
+import zipfile
 from collections import Counter
 from pathlib import Path
 from typing import NamedTuple
@@ -312,11 +314,66 @@ def summary_lines(chosen: list[tuple[str, Candidate]]) -> list[str]:
     return [f"{k}: " + ", ".join(f"{n} {v}" for v, n in by[k].most_common()) for k in by]
 
 
+def tag_family(filename: str) -> str:
+    """The oldest platform tag family a wheel's name declares (manylinux_2_17 is manylinux2014)."""
+    plats = filename[:-4].split("-")[-1].split(".")
+    legacy = {"2_5": "manylinux1", "2_12": "manylinux2010", "2_17": "manylinux2014"}
+    glibc = [tuple(map(int, m.groups())) for p in plats if (m := re.match(r"manylinux_(\d+)_(\d+)_", p))]
+    glibc += [{"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}[m.group(1)]
+              for p in plats if (m := re.match(r"(manylinux1|manylinux2010|manylinux2014)_", p))]
+    if glibc:
+        major, minor = min(glibc)
+        return legacy.get(f"{major}_{minor}", f"manylinux_{major}_{minor}")
+    musl = sorted(m.group(1) for p in plats if (m := re.match(r"(musllinux_\d+_\d+)_", p)))
+    if musl:
+        return musl[0]
+    return "linux" if any(re.match(r"linux_", p) for p in plats) else "other"
+
+
+def grafted_libraries(path: Path) -> int:
+    """Shared libraries in the wheel's top-level ``<dist>.libs/`` folder (auditwheel's graft)."""
+    with zipfile.ZipFile(path) as zf:
+        return sum(1 for n in zf.namelist() if re.match(r"[^/]+\.libs/[^/]+\.so(\.|$)", n))
+
+
+def table(set_name: str) -> str:
+    """Markdown counts of a fetched set: architecture, tag family, interpreter kind, grafts."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import fetch_wheels  # noqa: PLC0415 (a sibling script, not a package)
+
+    paths = fetch_wheels.fetch(set_name)
+    rows: dict[str, Counter] = {"architecture": Counter(), "tag family (oldest tag)": Counter(),
+                                "interpreter": Counter()}
+    grafted = graft_total = 0
+    for path in paths:
+        cls = classify(path.name)
+        arch, _, kind = cls if cls else ("none (pure or not Linux)", "", "other")
+        rows["architecture"][arch] += 1
+        rows["tag family (oldest tag)"][tag_family(path.name)] += 1
+        names = {"cp": "CPython (cpXY)", "cpt": "free-threaded (cpXYt)", "abi3": "abi3",
+                 "pp": "PyPy (ppXY)", "py": "py3-none (executables)", "other": "other"}
+        rows["interpreter"][names[kind]] += 1
+        libs = grafted_libraries(path)
+        grafted += libs > 0
+        graft_total += libs
+    out = [f"{len(paths)} wheels of set `{set_name}`.", ""]
+    for title, counts in rows.items():
+        out += [f"| {title} | wheels |", "|---|---:|"]
+        out += [f"| {k} | {n} |" for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+        out.append("")
+    out.append(f"Wheels with grafted libraries in `<dist>.libs/`: {grafted} ({graft_total} libraries).")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help="rewrite mirror-wheels.txt and .sha256")
     parser.add_argument("--refresh", action="store_true", help="fetch the PyPI JSON again")
+    parser.add_argument("--table", metavar="SET", help="print the counts of a fetched wheel set and exit")
     args = parser.parse_args(argv)
+    if args.table:
+        print(table(args.table))
+        return 0
     chosen = select(args.refresh)
     size = sum(c.size for _, c in chosen)
     lines = summary_lines(chosen)

@@ -11,6 +11,9 @@ chosen by a fixed rule:
 
 * skipped: yanked files, wheels already in another list of bench/corpus (the new set is disjoint
   from the earlier ones), and wheels over MAX_WHEEL_BYTES unless the project is in LARGE_OK;
+* skipped too: a wheel that pip may not fetch by its name, as another file of the release has the
+  same Python and ABI tags and a subset of its platform tags (uv ships a riscv64 wheel tagged
+  manylinux_2_31 alone and one tagged manylinux_2_31 + musllinux_1_1);
 * each wheel falls in a slot (architecture, libc family, interpreter kind: cp, free-threaded cpXYt,
   abi3, PyPy pp, or py3-none; Python-2-only wheels are skipped); within a slot the wheel for
   CPython 3.12 (else the nearest minor) is kept, for free-threaded and PyPy slots the newest;
@@ -216,15 +219,31 @@ def _better(a: Candidate, b: Candidate) -> bool:
     return (abs(ma - PREFERRED_MINOR), -ma, a.filename) < (abs(mb - PREFERRED_MINOR), -mb, b.filename)
 
 
+def _pip_may_pick_other(filename: str, release_files: list[str]) -> bool:
+    """Whether another wheel of the release has the same Python and ABI tags and a subset of the
+    platform tags: then the pip arguments derived from this name may fetch that one instead."""
+    m = _WHEEL_RE.match(filename)
+    if m is None:
+        return True
+    plats = set(m["plat"].split("."))
+    for other in release_files:
+        o = _WHEEL_RE.match(other)
+        if other != filename and o and (o["py"], o["abi"]) == (m["py"], m["abi"]) \
+                and set(o["plat"].split(".")) <= plats:
+            return True
+    return False
+
+
 def candidates(doc: dict, release: str, exclude: set[str]) -> list[Candidate]:
     project = doc["info"]["name"].lower()
     files = doc["releases"].get(release)
     if files is None:
         raise SystemExit(f"select_corpus: {project} has no release {release}")
     slots: dict[tuple, Candidate] = {}
+    names = [f["filename"] for f in files if f["packagetype"] == "bdist_wheel"]
     for f in files:
         name = f["filename"]
-        if f["packagetype"] != "bdist_wheel" or f.get("yanked") or name in exclude:
+        if f["packagetype"] != "bdist_wheel" or f.get("yanked") or name in exclude or _pip_may_pick_other(name, names):
             continue
         if f["size"] > MAX_WHEEL_BYTES and project not in LARGE_OK:
             continue

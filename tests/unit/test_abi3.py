@@ -13,8 +13,9 @@ import jsonschema
 import pytest
 
 from fastaudit.abi3 import abi3_baseline
-from fastaudit.analyze import ABI3, audit_wheel, read_wheel_elves
+from fastaudit.analyze import ABI3, audit_wheel
 from fastaudit.errors import PolicyError
+from fastaudit.facts import read_wheel_elves
 from fastaudit.policy.stable_abi import _parse, stable_abi
 from fastaudit.report.show import render_text
 from fastaudit.results import to_json

@@ -119,8 +119,8 @@ def worker(jobs_file: Path, results_file: Path, rounds: int) -> None:
 
 def run_build(python: str, jobs_file: Path, out: Path, rounds: int) -> list[dict]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    subprocess.run([python, str(Path(__file__).resolve()), "--worker", str(jobs_file), str(out), "--rounds",
-                    str(rounds)], check=True, env=env, cwd="/")
+    subprocess.run([os.path.abspath(python), str(Path(__file__).resolve()), "--worker", str(jobs_file), str(out),
+                    "--rounds", str(rounds)], check=True, env=env, cwd="/")
     return json.loads(out.read_text())
 
 

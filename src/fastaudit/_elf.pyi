@@ -22,10 +22,7 @@ class ElfLayout:
     dynamic_offset: int
     dynamic_size: int
     dynamic_spare: int              # whole zero entries after the DT_NULL, within dynamic_size
-    dt_strtab_offset: int           # file offsets DT_STRTAB, DT_VERNEED, DT_VERDEF map to; -1: none
-    dt_verneed_offset: int
-    dt_verdef_offset: int
-    verdef_start: int               # file offset of the Elf_Verdef chain walked; -1: none
+    dt_strtab_offset: int           # the file offset DT_STRTAB maps to; -1: none
     sym_size: np.ndarray            # st_size of each dynamic symbol (uint64)
 
 class ElfTables:

@@ -202,6 +202,8 @@ cdef struct DynamicValues:
     bint has_versym
     bint has_verneed
     bint has_verdef
+    bint has_verneednum
+    bint has_verdefnum
     bint has_syment
 
 
@@ -260,11 +262,13 @@ cdef int walk_dynamic(Image* im, uint64_t off, uint64_t size, DynamicValues* d,
             d.has_verneed = True
         elif e.d_tag == DT_VERNEEDNUM:
             d.verneednum = e.d_val
+            d.has_verneednum = True
         elif e.d_tag == DT_VERDEF:
             d.verdef = e.d_val
             d.has_verdef = True
         elif e.d_tag == DT_VERDEFNUM:
             d.verdefnum = e.d_val
+            d.has_verdefnum = True
         elif e.d_tag == DT_FLAGS_1:
             d.flags_1 = e.d_val
     if not terminated:
@@ -285,11 +289,36 @@ cdef uint64_t zero_entries_after(const Image* im, uint64_t off, uint64_t size, u
     return n
 
 
+cdef int same_version_table(Image* im, const Header* h, bint has_tag, uint64_t vaddr, bint has_count,
+                            uint64_t count, const Table* t, const char* outside, const char* elsewhere,
+                            const char* other_count) noexcept nogil:
+    # The loader follows DT_VERNEED/DT_VERDEF, readelf and the audit the section: both must name
+    # one chain of one length, or the audit (and the rewrite) would judge a table the loader skips.
+    cdef uint64_t off
+    if not t.present or not has_tag:
+        return 0
+    if vaddr_to_offset(im, h, vaddr, &off) != 0:
+        return fail(im, ST_CORRUPT, 0, outside)
+    if off != t.off:
+        return fail(im, ST_CORRUPT, off, elsewhere)
+    if has_count and count != t.count:
+        return fail(im, ST_CORRUPT, t.off, other_count)
+    return 0
+
+
 cdef int dynamic_tables(Image* im, const Header* h, DynamicValues* d, Sections* s) noexcept nogil:
     # Fill tables that the section headers did not give (stripped files) from the dynamic table.
     cdef uint64_t strtab_off = 0
     cdef uint64_t off, nsym
     cdef bint have_str = False
+    if same_version_table(im, h, d.has_verneed, d.verneed, d.has_verneednum, d.verneednum, &s.verneed,
+                          "DT_VERNEED outside every PT_LOAD", "DT_VERNEED (not the table .gnu.version_r holds)",
+                          "DT_VERNEEDNUM (not the sh_info of .gnu.version_r)") < 0:
+        return -1
+    if same_version_table(im, h, d.has_verdef, d.verdef, d.has_verdefnum, d.verdefnum, &s.verdef,
+                          "DT_VERDEF outside every PT_LOAD", "DT_VERDEF (not the table .gnu.version_d holds)",
+                          "DT_VERDEFNUM (not the sh_info of .gnu.version_d)") < 0:
+        return -1
     # A table the dynamic section names but no PT_LOAD maps is an error: skipping it would make
     # a broken file look more compatible (no version needs, no symbols).
     if d.has_strtab:
@@ -611,16 +640,15 @@ cdef int find_isa_in_notes(Image* im, const Header* h, bint use_sections,
 
 
 cdef class ElfLayout:
-    """Where the rewriter's tables sit: the headers, the dynamic entries, and the file offsets of
-    the tables the dynamic section names (-1 when it names none, or no PT_LOAD maps it)."""
+    """Where the rewriter's tables sit: the headers, the dynamic entries, and the file offset of
+    the string table DT_STRTAB names (-1 when no PT_LOAD maps it)."""
     cdef readonly dict format                # the record layout of this class (Format in _elfbytes.pxd)
     cdef readonly uint64_t phoff, phentsize, shoff, shentsize
-    cdef readonly int64_t verdef_start       # file offset of the Elf_Verdef chain walked, -1: none
     cdef readonly object program_headers     # (n, 8) uint64: the Phdr fields, in that struct's order
     cdef readonly object section_headers     # (n, 5) uint64: sh_type, sh_addr, sh_offset, sh_size, sh_link
     cdef readonly object dynamic             # (n, 2) uint64: d_tag, d_val, up to DT_NULL
     cdef readonly uint64_t dynamic_offset, dynamic_size, dynamic_spare
-    cdef readonly int64_t dt_strtab_offset, dt_verneed_offset, dt_verdef_offset
+    cdef readonly int64_t dt_strtab_offset
     cdef readonly object sym_size            # st_size of each dynamic symbol
 
 
@@ -666,7 +694,7 @@ def parse(const uint8_t[::1] buf not None, int want=WANT_ALL):
     cdef uint64_t n_needed = 0
     cdef uint64_t n_dyn = 0
     cdef uint64_t nsym = 0
-    cdef uint64_t cap, off
+    cdef uint64_t cap
     cdef uint32_t isa = 0
     cdef bint isa_found = False
     cdef bint with_layout = (want & WANT_LAYOUT) != 0
@@ -681,7 +709,7 @@ def parse(const uint8_t[::1] buf not None, int want=WANT_ALL):
     secs.dynamic.present = secs.dynsym.present = secs.versym.present = False
     secs.verneed.present = secs.verdef.present = False
     dyn = DynamicValues(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, False, -1, -1, -1,
-                        False, False, False, False, False, False, False, False)
+                        False, False, False, False, False, False, False, False, False, False)
 
     if im.n == 0:
         return ("ST_TRUNCATED", 0, "ELF identification")
@@ -818,7 +846,6 @@ def parse(const uint8_t[::1] buf not None, int want=WANT_ALL):
         lay.format = im.f[0]
         lay.phoff = h.phoff
         lay.phentsize = h.phentsize
-        lay.verdef_start = secs.verdef.off if secs.verdef.present and want & WANT_VERSIONS else -1
         lay.shoff = h.shoff
         lay.shentsize = h.shentsize
         lay.program_headers = phdr_rows
@@ -828,10 +855,5 @@ def parse(const uint8_t[::1] buf not None, int want=WANT_ALL):
         lay.dynamic_size = segs.dyn_size
         lay.dynamic_spare = zero_entries_after(&im, segs.dyn_off, segs.dyn_size, n_dyn + 1) if segs.has_dynamic else 0
         lay.dt_strtab_offset = dyn.strtab_off if dyn.strtab_mapped else -1
-        lay.dt_verneed_offset = lay.dt_verdef_offset = -1
-        if dyn.has_verneed and vaddr_to_offset(&im, &h, dyn.verneed, &off) == 0:
-            lay.dt_verneed_offset = off
-        if dyn.has_verdef and vaddr_to_offset(&im, &h, dyn.verdef, &off) == 0:
-            lay.dt_verdef_offset = off
         r.layout = lay
     return r

@@ -390,11 +390,12 @@ def rewrite_elf(buffer: Buffer, edits: ElfEdits) -> bytes:
     """A copy of the image with the edits applied (the same bytes when they change nothing).
 
     Raises RepairError for a plan that does not fit the image, an ELFError subclass for an image
-    that cannot be read or rewritten (the reader's errors first: the rewrite plans over its walk).
+    that cannot be read or rewritten: the reader's walk comes first (the plan is made over its
+    layout), so a table the reader refuses is refused here with the same error.
     """
     view = _view(buffer)
     tables = _parse(view, _REWRITE_WANT)
-    check_edits(_facts(tables, _REWRITE_WANT, len(view)), edits)
+    check_edits(_facts(tables, WANT_DYNAMIC, len(view)), edits)   # the names the plan may touch
 
     def optional(value: str | None, what: str) -> bytes | None:
         return None if value is None else _encoded(value, what, allow_empty=True)

@@ -17,6 +17,8 @@ carries out on a copy. Nothing here reads the image's bytes.
 """
 from __future__ import annotations
 
+import functools
+import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
@@ -56,6 +58,7 @@ ADDRESS_TAGS = {3: "DT_PLTGOT", 4: "DT_HASH", 5: "DT_STRTAB", 6: "DT_SYMTAB", 7:
 # tags the planner reads one value of: two entries that disagree leave no one answer
 SINGLE_TAGS = {DT_STRTAB: "DT_STRTAB", DT_STRSZ: "DT_STRSZ", DT_VERNEED: "DT_VERNEED",
                DT_VERNEEDNUM: "DT_VERNEEDNUM", DT_VERDEF: "DT_VERDEF", DT_VERDEFNUM: "DT_VERDEFNUM"}
+
 
 
 def _fail(status: str, offset: int, what: str) -> ELFError:
@@ -108,6 +111,21 @@ class RecordFormat(NamedTuple):
     st_info: int
     st_other: int
     st_shndx: int
+
+
+@functools.cache
+def _record_struct(fields: tuple[tuple[str, bool], ...], fmt: RecordFormat, itemsize: int,
+                   little: bool) -> tuple[str, tuple[int, ...]]:
+    """The struct format of one record (the byte order first): its fields at their offsets in the
+    reader's format table, 4 bytes when narrow, else a word of the class; and the order, by offset,
+    in which it takes the fields."""
+    word = "Q" if fmt.word == 8 else "I"
+    placed = sorted((getattr(fmt, name), "I" if narrow else word, i) for i, (name, narrow) in enumerate(fields))
+    code, at = "<" if little else ">", 0
+    for offset, kind, _ in placed:
+        code += "x" * (offset - at) + kind
+        at = offset + (8 if kind == "Q" else 4)
+    return code + "x" * (itemsize - at), tuple(i for _, _, i in placed)
 
 
 class ProgramHeader(NamedTuple):
@@ -198,8 +216,14 @@ class _Image:
         if layout.phentsize != fmt.phsize:
             raise _fail("ST_INVALID", layout.phoff, "e_phentsize")
         self.check_loads()
-        self.sections = [SectionHeader(layout.shoff + i * layout.shentsize, *row)
-                         for i, row in enumerate(layout.section_headers.tolist())]
+        # section headers are named on demand, by type: most of them are never looked at
+        self._shdrs: list[list[int]] = layout.section_headers.tolist()
+        self._shoff, self._shentsize = layout.shoff, layout.shentsize
+        self.section_count = len(self._shdrs)
+        self._indexes_by_type: dict[int, list[int]] = {}
+        for index, row in enumerate(self._shdrs):
+            self._indexes_by_type.setdefault(row[0], []).append(index)
+        self._by_type: dict[int, list[tuple[int, SectionHeader]]] = {}
         dynamic = next((p for p in self.phdrs if p.type == PT_DYNAMIC), None)
         if dynamic is None:
             raise _fail("ST_UNSUPPORTED", layout.phoff,
@@ -219,8 +243,9 @@ class _Image:
         self.str_off = layout.dt_strtab_offset
         self.dynstr: bytes = tables.dynstr
         self.check_linked_string_tables()
-        self.verneed = self.verneed_chain(layout)
-        self.check_verdef(layout)
+        # (file offset, vn_file) of each Elf_Verneed: the reader has checked that DT_VERNEED, when
+        # there is one, names this chain (and DT_VERNEEDNUM its length)
+        self.verneed = list(zip(tables.verneed_offset.tolist(), tables.verneed_file.tolist()))
 
     def loads(self) -> list[ProgramHeader]:
         return [p for p in self.phdrs if p.type == PT_LOAD]
@@ -243,53 +268,34 @@ class _Image:
     def check_addresses(self) -> None:
         """Every address the dynamic section holds must lie in a PT_LOAD: one that points nowhere
         would point into the new segment once it exists, and read as whatever is put there."""
-        loads = self.loads()
+        ranges = [(p.vaddr, p.vaddr + p.memsz) for p in self.loads()]
         for tag, value in self.entries:
-            if tag in ADDRESS_TAGS and value and not any(
-                    p.vaddr <= value and value - p.vaddr < p.memsz for p in loads):
-                raise _fail("ST_CORRUPT", self.dyn_off, f"{ADDRESS_TAGS[tag]} outside every PT_LOAD")
+            if value and tag in ADDRESS_TAGS:
+                for start, end in ranges:
+                    if start <= value < end:
+                        break
+                else:
+                    raise _fail("ST_CORRUPT", self.dyn_off, f"{ADDRESS_TAGS[tag]} outside every PT_LOAD")
 
     def check_single_values(self) -> None:
         """The reader takes the last of repeated entries and the loader's answer may differ: a
         table named twice, differently, has no one place to rewrite."""
-        for tag, value in self.entries:
-            if tag in SINGLE_TAGS and self.values[tag] != value:
-                raise _fail("ST_CORRUPT", self.dyn_off, f"{SINGLE_TAGS[tag]} (twice, with different values)")
+        tags = [tag for tag, _ in self.entries]
+        for tag, name in SINGLE_TAGS.items():
+            if tags.count(tag) > 1 and len({value for t, value in self.entries if t == tag}) > 1:
+                raise _fail("ST_CORRUPT", self.dyn_off, f"{name} (twice, with different values)")
 
     def check_linked_string_tables(self) -> None:
         """The string table the dynamic tables' sections link to must be the one DT_STRTAB names:
         it is moved with .dynstr, and one that is not would keep the old strings and size."""
-        for section in self.sections:
-            if section.type not in (SHT_DYNAMIC, SHT_DYNSYM, SHT_GNU_verneed, SHT_GNU_verdef):
-                continue
-            if section.link >= len(self.sections):
-                raise _fail("ST_CORRUPT", self.sections[0].position, "sh_link out of range")
-            linked = self.sections[section.link]
-            if linked.type != SHT_STRTAB or linked.addr != self.str_vaddr or linked.offset != self.str_off:
-                raise _fail("ST_CORRUPT", self.sections[0].position,
-                            "sh_link of a dynamic table (not the string table DT_STRTAB names)")
-
-    def verneed_chain(self, layout: ElfLayout) -> list[tuple[int, int]]:
-        """(file offset, vn_file) of each Elf_Verneed the reader walked; when the dynamic section
-        names the chain, it must be that one, of that length."""
-        chain = list(zip(self.tables.verneed_offset.tolist(), self.tables.verneed_file.tolist()))
-        if DT_VERNEED in self.values:
-            if layout.dt_verneed_offset < 0:
-                raise _fail("ST_CORRUPT", self.values[DT_VERNEED], "DT_VERNEED is in no PT_LOAD segment")
-            if not chain or chain[0][0] != layout.dt_verneed_offset:
-                raise _fail("ST_CORRUPT", layout.dt_verneed_offset, "DT_VERNEED (not the chain .gnu.version_r holds)")
-        if DT_VERNEEDNUM in self.values and self.values[DT_VERNEEDNUM] != len(chain):
-            raise _fail("ST_CORRUPT", self.dyn_off, "DT_VERNEEDNUM (not the length of the Elf_Verneed chain)")
-        return chain
-
-    def check_verdef(self, layout: ElfLayout) -> None:
-        if DT_VERDEF in self.values:
-            if layout.dt_verdef_offset < 0:
-                raise _fail("ST_CORRUPT", self.values[DT_VERDEF], "DT_VERDEF is in no PT_LOAD segment")
-            if layout.verdef_start != layout.dt_verdef_offset:
-                raise _fail("ST_CORRUPT", layout.dt_verdef_offset, "DT_VERDEF (not the chain .gnu.version_d holds)")
-        if DT_VERDEFNUM in self.values and self.values[DT_VERDEFNUM] != len(self.tables.verdef_name):
-            raise _fail("ST_CORRUPT", self.dyn_off, "DT_VERDEFNUM (not the length of the Elf_Verdef chain)")
+        for kind in (SHT_DYNAMIC, SHT_DYNSYM, SHT_GNU_verneed, SHT_GNU_verdef):
+            for _, section in self.sections_of(kind):
+                if section.link >= self.section_count:
+                    raise _fail("ST_CORRUPT", self._shoff, "sh_link out of range")
+                linked = self.section(section.link)
+                if linked.type != SHT_STRTAB or linked.addr != self.str_vaddr or linked.offset != self.str_off:
+                    raise _fail("ST_CORRUPT", self._shoff,
+                                "sh_link of a dynamic table (not the string table DT_STRTAB names)")
 
     def string(self, offset: int) -> bytes:
         """The string at `offset` of the original .dynstr."""
@@ -300,8 +306,26 @@ class _Image:
             raise _fail("ST_CORRUPT", self.str_off, "unterminated string in .dynstr")
         return self.dynstr[offset:end]
 
-    def sections_of(self, *kinds: int) -> list[tuple[int, SectionHeader]]:
-        return [(index, s) for index, s in enumerate(self.sections) if s.type in kinds]
+    def records(self, fields: tuple[tuple[str, bool], ...], rows: list, itemsize: int, at: int) -> bytes:
+        """Rows of a record (program headers, dynamic entries) as the image's bytes."""
+        code, order = _record_struct(fields, self.fmt, itemsize, self.tables.little_endian)
+        try:
+            return struct.pack(code[0] + code[1:] * len(rows), *[row[i] for row in rows for i in order])
+        except struct.error as e:   # only a malformed image computes a value that does not fit
+            raise _fail("ST_CORRUPT", at, "header field (it would not fit after the edit)") from e
+
+    def section(self, index: int) -> SectionHeader:
+        return SectionHeader(self._shoff + index * self._shentsize, *self._shdrs[index])
+
+    def sections_of(self, kind: int) -> list[tuple[int, SectionHeader]]:
+        """(index, header) of the sections of one type, in the table's order."""
+        found = self._by_type.get(kind)
+        if found is None:
+            found = self._by_type[kind] = [(i, self.section(i)) for i in self._indexes_by_type.get(kind, ())]
+        return found
+
+    def all_sections(self) -> list[SectionHeader]:
+        return [self.section(i) for i in range(self.section_count)]
 
     def checked_tables(self, kind: int, what: str) -> tuple[tuple[int, int], ...]:
         """(offset, size) of every section of a kind, each checked to lie in the file."""
@@ -312,6 +336,11 @@ class _Image:
             tables.append((s.offset, s.size))
         return tuple(tables)
 
+
+# record fields written whole: (name in RecordFormat, 4 bytes wide in both classes)
+PHDR_FIELDS = (("p_type", True), ("p_flags", True), ("p_offset", False), ("p_vaddr", False), ("p_paddr", False),
+               ("p_filesz", False), ("p_memsz", False), ("p_align", False))
+DYN_FIELDS = (("d_tag", False), ("d_val", False))
 
 # A reference's owner, so a string may be overwritten by the edit that owns every reference to it:
 # a dynamic entry's index (>= 0), a vn_file at file position p (-2 - p), or nobody (-1).
@@ -407,7 +436,9 @@ class _Planner:
         # a reference before start reaches it when no NUL lies between: it starts after the last NUL
         last_nul = self.dynstr.rfind(b"\0", 0, start)
         reach = (offsets > last_nul) & (offsets <= start + length) & (offsets < self.img.str_size)
-        return bool(np.any(reach & ~np.isin(ref_owners, mine)))
+        for owner in mine:
+            reach &= ref_owners != owner
+        return bool(reach.any())
 
     def place_strings(self, groups: list[tuple[list[int | tuple[str, int]], int | None, bytes]]) -> list[int]:
         """A .dynstr offset per group: in place when it fits and nothing else shares the old bytes,
@@ -506,9 +537,7 @@ class _Planner:
         rows = new_entries + [[DT_NULL, 0]]
         if not move_dynamic:
             rows += [[DT_NULL, 0]] * (capacity - len(rows))   # spare slots stay DT_NULL
-        for i, (tag, value) in enumerate(rows):
-            at = dyn_off + i * fmt.dynsize
-            plan.patches += [Patch(at + fmt.d_tag, fmt.word, tag), Patch(at + fmt.d_val, fmt.word, value)]
+        plan.blobs.append((dyn_off, img.records(DYN_FIELDS, rows, fmt.dynsize, dyn_off)))
         plan.patches += patches
         return plan
 
@@ -573,7 +602,7 @@ class _Planner:
         plan.size = base_off + size
         plan.blobs.append((base_off + str_pos, table))
         phoff = base_off if move_phdrs else img.phoff
-        plan.patches += self.program_header_fields(phoff, phdrs)
+        plan.blobs.append((phoff, img.records(PHDR_FIELDS, phdrs, fmt.phsize, phoff)))
         if move_phdrs:
             plan.patches += [Patch(fmt.e_phoff, fmt.word, phoff), Patch(fmt.e_phnum, 2, phdr_count)]
         self.move_section(plan, SHT_STRTAB, img.str_vaddr, img.str_off, base_vaddr + str_pos, base_off + str_pos,
@@ -589,7 +618,7 @@ class _Planner:
         start = img.phoff
         end = start + len(img.phdrs) * img.fmt.phsize
         if any(s.type not in (SHT_NULL, SHT_NOBITS) and s.size and s.offset < end and start < s.offset + s.size
-               for s in img.sections):
+               for s in img.all_sections()):
             return True
         for tag, value in img.entries:
             if tag in ADDRESS_TAGS and value:
@@ -597,17 +626,6 @@ class _Planner:
                     if p.vaddr <= value and value - p.vaddr < p.filesz and start <= p.offset + (value - p.vaddr) < end:
                         return True
         return False
-
-    def program_header_fields(self, at: int, phdrs: list[ProgramHeader]) -> list[Patch]:
-        fmt = self.img.fmt
-        patches = []
-        for i, p in enumerate(phdrs):
-            ph = at + i * fmt.phsize
-            patches += [Patch(ph + fmt.p_type, 4, p.type), Patch(ph + fmt.p_flags, 4, p.flags),
-                        Patch(ph + fmt.p_offset, fmt.word, p.offset), Patch(ph + fmt.p_vaddr, fmt.word, p.vaddr),
-                        Patch(ph + fmt.p_paddr, fmt.word, p.paddr), Patch(ph + fmt.p_filesz, fmt.word, p.filesz),
-                        Patch(ph + fmt.p_memsz, fmt.word, p.memsz), Patch(ph + fmt.p_align, fmt.word, p.align)]
-        return patches
 
     def move_section(self, plan: RewritePlan, kind: int, old_addr: int, old_off: int, addr: int, off: int,
                      size: int) -> None:

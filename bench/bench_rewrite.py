@@ -19,6 +19,7 @@ build each side into its own venv, e.g. `python -m venv /tmp/old && /tmp/old/bin
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import json
 import os
@@ -94,6 +95,7 @@ def worker(jobs_file: Path, results_file: Path, rounds: int) -> None:
     from fastaudit.elf import ElfEdits, rewrite_elf
     from fastaudit.errors import FastauditError
     jobs = json.loads(jobs_file.read_text())
+    gc.freeze()   # the harness's own objects (the job list) stay out of the collections both builds pay for
     results = []
     cache: dict[str, bytes] = {}
     for job in jobs:

@@ -23,7 +23,7 @@ class ElfLayout:
     dynamic_size: int
     dynamic_spare: int              # whole zero entries after the DT_NULL, within dynamic_size
     dt_strtab_offset: int           # the file offset DT_STRTAB maps to; -1: none
-    sym_size: np.ndarray            # st_size of each dynamic symbol (uint64)
+    largest_symbol_size: int        # the largest st_size of the dynamic symbols
 
 class ElfTables:
     """The tables of one ELF image as the walkers found them; string fields are offsets into the

@@ -550,8 +550,9 @@ cdef int walk_verdef(Image* im, const Table* t, VerdefOut* out) noexcept nogil:
 
 
 cdef int walk_dynsym(Image* im, const Table* t, uint64_t count, uint32_t* names, uint8_t* infos,
-                     uint8_t* others, uint16_t* shndx, uint64_t* sizes) noexcept nogil:
-    # sizes, when not NULL, gets st_size (the rewriter keeps its new segment clear of them)
+                     uint8_t* others, uint16_t* shndx, uint64_t* largest_size) noexcept nogil:
+    # largest_size, when not NULL, gets the largest st_size (the rewriter keeps its new segment
+    # further than that from the last one)
     cdef uint64_t i
     cdef Sym sym
     for i in range(count):
@@ -560,8 +561,8 @@ cdef int walk_dynsym(Image* im, const Table* t, uint64_t count, uint32_t* names,
         infos[i] = sym.st_info
         others[i] = sym.st_other
         shndx[i] = sym.st_shndx
-        if sizes != NULL:
-            sizes[i] = sym.st_size
+        if largest_size != NULL and sym.st_size > largest_size[0]:
+            largest_size[0] = sym.st_size
     return 0
 
 
@@ -649,7 +650,7 @@ cdef class ElfLayout:
     cdef readonly object dynamic             # (n, 2) uint64: d_tag, d_val, up to DT_NULL
     cdef readonly uint64_t dynamic_offset, dynamic_size, dynamic_spare
     cdef readonly int64_t dt_strtab_offset
-    cdef readonly object sym_size            # st_size of each dynamic symbol
+    cdef readonly uint64_t largest_symbol_size   # the largest st_size of the dynamic symbols
 
 
 cdef class ElfTables:
@@ -700,7 +701,8 @@ def parse(const uint8_t[::1] buf not None, int want=WANT_ALL):
     cdef bint with_layout = (want & WANT_LAYOUT) != 0
     cdef int rc = 0
     cdef cnp.ndarray needed_arr, phdr_rows, shdr_rows, dyn_rows
-    cdef cnp.ndarray sym_name, sym_info, sym_other, sym_shndx, sym_version, sym_size
+    cdef cnp.ndarray sym_name, sym_info, sym_other, sym_shndx, sym_version
+    cdef uint64_t largest_symbol_size = 0
     cdef ElfTables r = ElfTables()
     cdef ElfLayout lay = ElfLayout() if with_layout else None
 
@@ -817,13 +819,12 @@ def parse(const uint8_t[::1] buf not None, int want=WANT_ALL):
         sym_other = np.empty(nsym, dtype=np.uint8)
         sym_shndx = np.empty(nsym, dtype=np.uint16)
         sym_version = np.zeros(nsym, dtype=np.uint16)
-        sym_size = np.empty(nsym if with_layout else 0, dtype=np.uint64)
         if nsym:
             with nogil:
                 walk_dynsym(&im, &secs.dynsym, nsym, <uint32_t*>cnp.PyArray_DATA(sym_name),
                             <uint8_t*>cnp.PyArray_DATA(sym_info), <uint8_t*>cnp.PyArray_DATA(sym_other),
                             <uint16_t*>cnp.PyArray_DATA(sym_shndx),
-                            <uint64_t*>cnp.PyArray_DATA(sym_size) if with_layout else NULL)
+                            &largest_symbol_size if with_layout else NULL)
                 if secs.versym.present and secs.versym.size // 2 >= nsym:
                     walk_versym(&im, &secs.versym, nsym, <uint16_t*>cnp.PyArray_DATA(sym_version))
             r.dynsym_strtab = span_bytes(buf, secs.dynsym.str_off, secs.dynsym.str_size)
@@ -833,7 +834,7 @@ def parse(const uint8_t[::1] buf not None, int want=WANT_ALL):
         r.sym_shndx = sym_shndx
         r.sym_version = sym_version
         if with_layout:
-            lay.sym_size = sym_size
+            lay.largest_symbol_size = largest_symbol_size
 
     if want & WANT_NOTES:
         with nogil:

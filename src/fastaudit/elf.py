@@ -271,12 +271,9 @@ def _parse(view: memoryview | np.ndarray, want: int) -> _elf.ElfTables:
 def read_elf(buffer: Buffer, want: int = WANT_ALL) -> ElfInfo:
     """Read the facts of one ELF image from a buffer; raises an ELFError subclass on bad input."""
     view = _view(buffer)
-    return _facts(_parse(view, want), want, len(view))
-
-
-def _facts(raw: _elf.ElfTables, want: int, image_size: int) -> ElfInfo:
+    raw = _parse(view, want)
     try:
-        return _build(raw, want, _DecodeBudget(image_size))
+        return _build(raw, want, _DecodeBudget(len(view)))
     except ELFError:
         raise
     except (IndexError, ValueError) as e:  # a decoded table that does not hold together
@@ -367,11 +364,11 @@ def _encoded(value: str, what: str, allow_empty: bool = False) -> bytes:
     return raw
 
 
-def check_edits(info: ElfInfo, edits: ElfEdits) -> None:
-    """Refuse a plan that does not fit the image, before any byte is written."""
+def check_edits(needed: tuple[str, ...], edits: ElfEdits) -> None:
+    """Refuse a plan that does not fit an image needing `needed`, before any byte is written."""
     for name in (*edits.replace_needed, *edits.remove_needed):
-        if name not in info.needed:
-            needs = ", ".join(info.needed) or "nothing"
+        if name not in needed:
+            needs = ", ".join(needed) or "nothing"
             raise RepairError(f"{name} is not a DT_NEEDED entry (the image needs {needs})")
     both = set(edits.replace_needed) & edits.remove_needed
     if both:
@@ -395,7 +392,8 @@ def rewrite_elf(buffer: Buffer, edits: ElfEdits) -> bytes:
     """
     view = _view(buffer)
     tables = _parse(view, _REWRITE_WANT)
-    check_edits(_facts(tables, WANT_DYNAMIC, len(view)), edits)   # the names the plan may touch
+    dynstr = StringTable(tables.dynstr, _DecodeBudget(len(view)))
+    check_edits(tuple(dynstr.string_at(off, "DT_NEEDED") for off in tables.needed.tolist()), edits)
 
     def optional(value: str | None, what: str) -> bytes | None:
         return None if value is None else _encoded(value, what, allow_empty=True)

@@ -210,7 +210,7 @@ class _Image:
         self.fmt = fmt = RecordFormat(**layout.format)
         self.is64 = tables.elf_class == 64
         self.phoff = layout.phoff
-        self.phdrs = [ProgramHeader(*row) for row in layout.program_headers.tolist()]
+        self.phdrs = list(map(ProgramHeader._make, layout.program_headers.tolist()))
         if not self.phdrs:
             raise _fail("ST_UNSUPPORTED", 0, "no program headers")
         if layout.phentsize != fmt.phsize:
@@ -229,11 +229,11 @@ class _Image:
             raise _fail("ST_UNSUPPORTED", layout.phoff,
                         "PT_DYNAMIC (none: a static executable has nothing to rewrite)")
         self.dyn_off, self.dyn_vaddr, self.dyn_size = dynamic.offset, dynamic.vaddr, dynamic.filesz
-        self.entries: list[tuple[int, int]] = [(tag, value) for tag, value in layout.dynamic.tolist()]
+        self.entries: list[tuple[int, int]] = list(map(tuple, layout.dynamic.tolist()))
         self.dyn_spare = layout.dynamic_spare
         self.check_addresses()
         # the first entry of each tag counts, as in the loader
-        self.values = values = {tag: value for tag, value in reversed(self.entries)}
+        self.values = values = dict(reversed(self.entries))
         self.check_single_values()
         if DT_STRTAB not in values or DT_STRSZ not in values:
             raise _fail("ST_CORRUPT", self.dyn_off, "dynamic section without DT_STRTAB or DT_STRSZ")
@@ -278,11 +278,11 @@ class _Image:
                     raise _fail("ST_CORRUPT", self.dyn_off, f"{ADDRESS_TAGS[tag]} outside every PT_LOAD")
 
     def check_single_values(self) -> None:
-        """The reader takes the last of repeated entries and the loader's answer may differ: a
-        table named twice, differently, has no one place to rewrite."""
-        tags = [tag for tag, _ in self.entries]
+        """The planner reads the first of repeated entries, the reader the last: a table named
+        twice, differently, has no one place to rewrite."""
+        last = dict(self.entries)
         for tag, name in SINGLE_TAGS.items():
-            if tags.count(tag) > 1 and len({value for t, value in self.entries if t == tag}) > 1:
+            if tag in last and last[tag] != self.values[tag]:
                 raise _fail("ST_CORRUPT", self.dyn_off, f"{name} (twice, with different values)")
 
     def check_linked_string_tables(self) -> None:
@@ -366,7 +366,10 @@ class _Planner:
         groups: list[tuple[list[int | tuple[str, int]], int | None, bytes]] = []
         kept = []
         for i, (tag, val) in enumerate(img.entries):
-            name = img.string(val) if tag in STRING_TAGS else None
+            if tag not in STRING_TAGS:
+                kept.append(i)
+                continue
+            name = img.string(val)
             if tag == DT_NEEDED and name in edits.remove_needed:
                 continue
             if tag == DT_NEEDED and name in edits.replace_needed:
@@ -387,9 +390,8 @@ class _Planner:
                 groups.append(([i], val, edits.runpath))
             kept.append(i)
         new_entries = [list(img.entries[i]) for i in kept]
-        present = {tag for tag, _ in img.entries}
         for tag, value in ((DT_SONAME, edits.soname), (DT_RPATH, edits.rpath), (DT_RUNPATH, edits.runpath)):
-            if value and tag not in present:
+            if value and tag not in img.values:
                 new_entries.append([tag, 0])
                 groups.append(([("new", len(new_entries) - 1)], None, value))
 
@@ -564,8 +566,7 @@ class _Planner:
         base_off = align_up(img.size, 16)
         # past the last segment by more than the largest symbol: eu-elflint judges a relocation's
         # target as [r_offset, r_offset + st_size], and would see one spill into a read-only segment
-        sizes = img.tables.layout.sym_size
-        gap = int(sizes.max()) if len(sizes) else 0
+        gap = img.tables.layout.largest_symbol_size
         if gap > SYMBOL_SIZE_LIMIT:
             raise _fail("ST_CORRUPT", 0, "dynamic symbol size (above 1 TiB)")
         base_vaddr = align_up(max(p.vaddr + p.memsz for p in loads) + gap, alignment) + base_off % alignment

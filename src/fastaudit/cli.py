@@ -38,7 +38,8 @@ def show(wheels: tuple[str, ...], as_json: bool, disable_isa_ext_check: bool, ve
     tag; 2: usage error or unreadable input.
     """
     from fastaudit.analyze import audit_wheel
-    from fastaudit.report.show import error_json, render_text, to_json
+    from fastaudit.report.show import render_text
+    from fastaudit.results import error_json, to_json
 
     exit_code = EXIT_CONSISTENT
     for path in wheels:

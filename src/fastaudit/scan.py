@@ -123,7 +123,7 @@ _WORKER_CACHE = None
 def audit_one(path: str, use_cache: bool, check_isa: bool, verify_record: bool = False) -> ResultRow:
     """A wheel's result row; any failure to read it becomes an error row, never an exception."""
     from fastaudit.analyze import ElfCache, analyze, check_linux_wheel_name, read_wheel_elves
-    from fastaudit.report.show import to_json
+    from fastaudit.results import to_json
 
     global _WORKER_CACHE
     if use_cache and _WORKER_CACHE is None:
@@ -168,38 +168,45 @@ def _row_without_opening(wheel: WheelRow) -> ResultRow:
         return ResultRow("error", None, "WheelError", f"{wheel.path}: not a valid wheel file name (PEP 427)")
     if wheel.kind == "pure":
         from fastaudit.analyze import analyze
-        from fastaudit.report.show import to_json
+        from fastaudit.results import to_json
 
         return ResultRow("pure", to_json(analyze(parse_wheel_name(wheel.filename), {})))
     return ResultRow("not_linux", None)
 
 
 class _Progress:
-    """A one-line progress bar on a terminal; a plain line every 10 s otherwise."""
+    """A progress bar (tqdm: counts, rate, ETA) on a terminal; a plain line every 10 s otherwise,
+    so a nightly log gets a few lines, not a bar redrawn ten times a second."""
 
     def __init__(self, total: int, stream=sys.stderr) -> None:
         self.total = total
         self.stream = stream
-        self.tty = stream.isatty()
         self.started = time.monotonic()
         self.last = 0.0
+        self.bar = None
+        if stream.isatty():
+            from tqdm import tqdm  # only a terminal needs it
+
+            self.bar = tqdm(total=total, file=stream, unit="wheel", desc="scan", dynamic_ncols=True)
 
     def update(self, done: int, errors: int) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix(errors=errors, refresh=False)
+            self.bar.update(done - self.bar.n)
+            return
         now = time.monotonic()
-        if not self.tty and now - self.last < 10 and done < self.total:
+        if now - self.last < 10 and done < self.total:
             return
         self.last = now
         elapsed = now - self.started
         rate = done / elapsed if elapsed > 0 else 0.0
         eta = (self.total - done) / rate if rate > 0 else 0.0
-        text = f"scanned {done}/{self.total}  errors {errors}  {rate:.1f} wheels/s  ETA {eta:.0f} s"
-        if self.tty:
-            self.stream.write("\r" + text.ljust(78))
-            if done >= self.total:
-                self.stream.write("\n")
-        else:
-            self.stream.write(text + "\n")
+        self.stream.write(f"scanned {done}/{self.total}  errors {errors}  {rate:.1f} wheels/s  ETA {eta:.0f} s\n")
         self.stream.flush()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _ignore_sigint() -> None:
@@ -264,6 +271,7 @@ def _scan(roots: Sequence[str | Path], store: Store, options: ScanOptions, progr
     summary = ScanSummary(run_id)
     close: Callable[[bool], None] | None = None
     pending: dict[cf.Future, list[WheelRow]] = {}
+    bar: _Progress | None = None
     try:
         wheels = {}
         for path in discover(roots):
@@ -290,7 +298,7 @@ def _scan(roots: Sequence[str | Path], store: Store, options: ScanOptions, progr
         if opened:
             # load the analysis before the pool forks, so each worker does not import it again
             import fastaudit.analyze  # noqa: F401
-            import fastaudit.report.show  # noqa: F401
+            import fastaudit.results  # noqa: F401
         executor, close = _executor(options)
         pending = {executor.submit(audit_batch, [w.path for w in batch], options.elf_cache, options.check_isa,
                                    options.verify_record): batch
@@ -315,6 +323,8 @@ def _scan(roots: Sequence[str | Path], store: Store, options: ScanOptions, progr
         summary.status = "failed"
         raise
     finally:
+        if bar:
+            bar.close()
         if close:
             close(summary.status != "interrupted")
         summary.seconds = time.monotonic() - started

@@ -17,7 +17,7 @@ import pytest
 from fastaudit.analyze import audit_wheel
 from fastaudit.errors import WheelError
 from fastaudit.lddtree import is_dynamic_loader
-from fastaudit.report.show import to_json
+from fastaudit.results import to_json
 from tests.corpus import corpus_wheels
 from tests.differential.known_auditwheel_differences import explain_difference, host_library_versions
 

@@ -33,7 +33,7 @@ import pytest
 
 from fastaudit import errors
 from fastaudit.analyze import audit_wheel
-from fastaudit.report.show import to_json
+from fastaudit.results import to_json
 from fastaudit.scan import content_key
 from fastaudit.store import Store, StoreError
 from tests import elfbuild

@@ -8,7 +8,7 @@ import pytest
 
 from fastaudit import audit_wheel, read_elf
 from fastaudit.analyze import BLACKLISTED_SYMBOL, EXTERNAL_LIBRARY, ISA, LIBC, SYMBOL_VERSION, Reason
-from fastaudit.report.show import to_json
+from fastaudit.results import to_json
 from tests import elfbuild
 
 

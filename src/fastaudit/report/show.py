@@ -1,83 +1,11 @@
-"""`fastaudit show` and `lddtree` output: JSON objects (auditwheel's field names plus ours) and text."""
+"""`fastaudit show` and `lddtree` as text, and the lddtree JSON object (show's JSON is `results.to_json`)."""
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from fastaudit.analyze import Reason, WheelReport
-from fastaudit.errors import FastauditError
 from fastaudit.lddtree import HostTree
-from fastaudit.policy import POLICY_DATA_VERSION, Policy
-
-# Version of the "fastaudit" object in `show --json`; the top-level "version" is auditwheel's.
-SCHEMA_VERSION = 1
-
-def _tag(policy: Policy | None) -> str | None:
-    return policy.tag if policy else None
-
-
-def _reason(r: Reason) -> dict[str, str]:
-    return {"criterion": r.criterion, "member": r.member, "library": r.library, "detail": r.detail,
-            "message": r.describe()}
-
-
-def _ours(report: WheelReport) -> dict[str, Any]:
-    ours: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "policy_data": POLICY_DATA_VERSION,
-        "declared_tags": list(report.declared_tags),
-        "over_promises": report.over_promises,
-        "over_promise_reasons": [_reason(r) for r in report.over_promise_reasons],
-        "ignored_members": [_reason(r) for r in report.ignored],
-    }
-    if report.pure:
-        return ours
-    overall = report.overall
-    assert overall is not None  # a platform report always has a verdict
-    ours.update({
-        "arch": report.arch,
-        "libc": report.libc,
-        "overall_aliases": list(overall.alias_tags),
-        "criteria": {
-            "symbol_version": _tag(report.symbol_policy),
-            "external_library": _tag(report.external_policy),
-            "blacklisted_symbol": _tag(report.blacklist_policy),
-            "isa": _tag(report.isa_policy),
-            "pyfpe": _tag(report.pyfpe_policy),
-            "ucs2": _tag(report.ucs2_policy),
-        },
-        "reasons": [_reason(r) for r in report.reasons],
-        "elf_members": list(report.elf_members),
-    })
-    return ours
-
-
-def to_json(report: WheelReport) -> dict[str, Any]:
-    """The `show --json` object. Field names shared with auditwheel mean the same thing there."""
-    if report.pure:
-        return {"version": 1, "wheel": report.wheel, "pure": True, "fastaudit": _ours(report)}
-    return {
-        "version": 1,
-        "wheel": report.wheel,
-        "pure": False,
-        "overall_tag": _tag(report.overall),
-        "sym_tag": _tag(report.symbol_policy),
-        "pyfpe": bool(report.pyfpe_policy and report.pyfpe_policy.is_linux),
-        "ucs2": bool(report.ucs2_policy and report.ucs2_policy.is_linux),
-        "unsupported_isa": bool(report.isa_policy and report.isa_policy.is_linux),
-        "versioned_symbols": {k: list(v) for k, v in report.versioned_symbols.items()},
-        # resolved on no host: a library outside the wheel has no path to give
-        "external_libs": {soname: None for soname in report.external_libs},
-        "policy_upgrades": {
-            tag: {
-                **({"libs_to_eliminate": list(u.libs_to_eliminate)} if u.libs_to_eliminate else {}),
-                **({"blacklisted_symbols": {k: list(v) for k, v in u.blacklisted_symbols.items()}}
-                   if u.blacklisted_symbols else {}),
-            }
-            for tag, u in report.policy_upgrades.items()
-        },
-        "fastaudit": _ours(report),
-    }
+from fastaudit.results import tag_of
 
 
 def _grouped(reasons: tuple[Reason, ...], shown: int = 2) -> list[str]:
@@ -91,11 +19,6 @@ def _grouped(reasons: tuple[Reason, ...], shown: int = 2) -> list[str]:
         who = ", ".join(paths[:shown]) + (f" (and {len(paths) - shown} more)" if len(paths) > shown else "")
         lines.append(f"    - {Reason(criterion, who, library, detail).describe()}")
     return lines
-
-
-def error_json(path: str, error: FastauditError) -> dict[str, Any]:
-    """auditwheel's error object, for a wheel that could not be audited."""
-    return {"version": 1, "wheel": os.path.basename(path), "error": str(error)}
 
 
 def render_text(report: WheelReport) -> str:
@@ -118,7 +41,7 @@ def render_text(report: WheelReport) -> str:
         ("symbol versions", report.symbol_policy), ("external libraries", report.external_policy),
         ("blacklisted symbols", report.blacklist_policy), ("instruction set", report.isa_policy),
     ]
-    lines.append("  by criterion: " + "; ".join(f"{title} {_tag(p)}" for title, p in per_criterion))
+    lines.append("  by criterion: " + "; ".join(f"{title} {tag_of(p)}" for title, p in per_criterion))
     if report.over_promise_reasons:
         lines.append("  why the declared tag does not hold:")
         lines.extend(_grouped(report.over_promise_reasons))
@@ -133,7 +56,6 @@ def render_text(report: WheelReport) -> str:
             lines.append(f"    {library}: {', '.join(versions)}")
     lines.extend(f"  ignored: {r.describe()}" for r in report.ignored)
     return "\n".join(lines)
-
 
 
 def tree_to_json(tree: HostTree) -> dict[str, Any]:

@@ -2,14 +2,15 @@
 """The rewriter of two builds side by side: same random edit plans, same real shared objects.
 
     python bench/bench_rewrite.py --old-python OLD_VENV/bin/python [--new-python PY] [--set dev]
-        [--plans 3] [--seed 9] [--rounds 2] [--max-mb 64] [--report FILE]
+        [--plans 3] [--seed 9] [--rounds 2] [--turns 2] [--max-mb 64] [--report FILE]
 
 The shared objects of a wheel set (bench/fetch_wheels.py) are extracted once; for each, `--plans`
 random plans are drawn (rename or remove DT_NEEDED entries, set or remove the SONAME, set RPATH or
 RUNPATH, with names both shorter and longer than the old ones, so in-place writes, the new segment
 and the moved .dynamic are all exercised). Each build's python runs this file as a worker over
 every (object, plan): it records the SHA-256 of the output (or the error's class and message) and
-the best of `--rounds` timings. The report gives the count of identical and different outputs,
+the best of `--rounds` timings; the builds take `--turns` alternate turns, so a change in the
+machine's load falls on both. The report gives the count of identical and different outputs,
 every difference, and the median per file of each build with their ratio.
 
 The worker imports `fastaudit` from the interpreter it runs in (never from this work tree), so
@@ -126,6 +127,16 @@ def run_build(python: str, jobs_file: Path, out: Path, rounds: int) -> list[dict
     return json.loads(out.read_text())
 
 
+def merge_turn(results: list[dict], turn: list[dict]) -> None:
+    if not results:
+        results += turn
+        return
+    for kept, again in zip(results, turn):
+        if kept["outcome"] != again["outcome"]:
+            raise SystemExit(f"a build gave two outcomes for one job: {kept['outcome']} / {again['outcome']}")
+        kept["seconds"] = min(kept["seconds"], again["seconds"])
+
+
 def per_file_median(jobs: list[dict], results: list[dict]) -> float:
     by_file: dict[str, list[float]] = {}
     for job, result in zip(jobs, results):
@@ -140,7 +151,8 @@ def main() -> None:
     ap.add_argument("--set", default="dev")
     ap.add_argument("--plans", type=int, default=3)
     ap.add_argument("--seed", type=int, default=9)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=2, help="timed runs of each job per turn")
+    ap.add_argument("--turns", type=int, default=2, help="times each build runs every job, alternately")
     ap.add_argument("--max-mb", type=float, default=64)
     ap.add_argument("--report", type=Path)
     ap.add_argument("--worker", nargs=2, type=Path, help=argparse.SUPPRESS)
@@ -156,14 +168,19 @@ def main() -> None:
         jobs = make_jobs(objects, args.plans, args.seed)
         jobs_file = folder / "jobs.json"
         jobs_file.write_text(json.dumps(jobs))
-        old = run_build(args.old_python, jobs_file, folder / "old.json", args.rounds)
-        new = run_build(args.new_python, jobs_file, folder / "new.json", args.rounds)
+        # the builds take turns, so a change in the machine's load falls on both; each job keeps
+        # its best time over the turns, and its outcome must be the same in every turn
+        old: list[dict] = []
+        new: list[dict] = []
+        for turn in range(args.turns):
+            for python, results in ((args.old_python, old), (args.new_python, new)):
+                merge_turn(results, run_build(python, jobs_file, folder / "turn.json", args.rounds))
         differences = [(job, a["outcome"], b["outcome"]) for job, a, b in zip(jobs, old, new)
                        if a["outcome"] != b["outcome"]]
         old_median, new_median = per_file_median(jobs, old), per_file_median(jobs, new)
         lines = [
             f"{len(objects)} shared objects of the {args.set} set (at most {args.max_mb:g} MB each), "
-            f"{len(jobs)} plans (seed {args.seed}), best of {args.rounds} runs each",
+            f"{len(jobs)} plans (seed {args.seed}), best of {args.rounds} runs x {args.turns} alternate turns each",
             f"identical outputs: {len(jobs) - len(differences)}, different: {len(differences)}",
             f"refused alike by both (an error, same class and message): "
             f"{sum(1 for a, b in zip(old, new) if a['outcome'] == b['outcome'] and ':' in a['outcome'])}",

@@ -1,7 +1,8 @@
 """One wheel -> WheelReport: a pure function of the wheel's ELF facts and the policy data.
 
 The criteria and the way they combine follow auditwheel's `show`, so the verdicts agree: symbol
-versions (over every ELF member), external libraries and blacklisted symbols (over the Python
+versions (over every ELF member; for musl, which has none, the libc symbols each member imports,
+judged against musl's own export history), external libraries and blacklisted symbols (over the Python
 extensions and the ELF members nothing else in the wheel needs), the x86-64 ISA level, and the
 PyFPE_jbuf / UCS2 checks. Unlike auditwheel, nothing is looked up on the host running the audit.
 """
@@ -15,7 +16,7 @@ from os import PathLike
 from fastaudit.elf import STT_FUNC, STT_NOTYPE, ElfInfo, read_elf
 from fastaudit.errors import ELFError, FastauditError, WheelError
 from fastaudit.lddtree import DependencyTree, is_dynamic_loader, resolve_tree
-from fastaudit.policy import Policy, policies_for, policy_for_tag
+from fastaudit.policy import Policy, libc_release_adding, libc_symbols_beyond, policies_for, policy_for_tag
 from fastaudit.record import Record
 from fastaudit.wheel import Member, WheelArchive, WheelName, is_linux_tag, parse_wheel_name
 
@@ -24,7 +25,9 @@ MUSL = "musl"
 
 # the criteria a Reason names
 SYMBOL_VERSION = "symbol_version"
+LIBC_SYMBOL = "libc_symbol"
 EXTERNAL_LIBRARY = "external_library"
+MISSING_LIBRARY = "missing_library"    # repair: an external library this machine does not have either
 BLACKLISTED_SYMBOL = "blacklisted_symbol"
 ISA = "isa"
 PYFPE = "pyfpe"
@@ -43,12 +46,20 @@ class Reason:
     member: str
     library: str = ""
     detail: str = ""
+    source: str = ""   # repair: the host file a library to be grafted (named by member) comes from
 
     def describe(self) -> str:
+        who = f"{self.member} (grafted from {self.source})" if self.source else self.member
         if self.criterion == SYMBOL_VERSION:
-            return f"{self.member} needs {self.detail} from {self.library}"
+            return f"{who} needs {self.detail} from {self.library}"
+        if self.criterion == LIBC_SYMBOL:
+            release = libc_release_adding(MUSL, self.detail)
+            return f"{who} imports {self.detail} from {self.library}, which musl exports only since {release}"
         if self.criterion == EXTERNAL_LIBRARY:
             return f"{self.member} needs {self.library}, which is neither in the policy nor in the wheel"
+        if self.criterion == MISSING_LIBRARY:
+            return (f"{self.member} needs {self.library}, which is neither in the policy nor in the wheel and was not "
+                    "found on this machine (RPATH, LD_LIBRARY_PATH, RUNPATH, ld.so.conf, the default folders)")
         if self.criterion == BLACKLISTED_SYMBOL:
             return f"{self.member} imports the blacklisted symbol {self.detail} from {self.library}"
         if self.criterion == ISA:
@@ -118,6 +129,14 @@ def _extension_kind(path: str, info: ElfInfo) -> int:
     return 0
 
 
+def roots(elves: Mapping[str, ElfInfo]) -> list[str]:
+    """The members whose trees are walked, as auditwheel chooses them for `show` and `repair`:
+    every Python extension (even one another member needs), and every other ELF member whose file
+    name no member needs. A library other members need is reached through their trees."""
+    needed = {n for info in elves.values() for n in info.needed}
+    return [m for m, info in elves.items() if _extension_kind(m, info) or posixpath.basename(m) not in needed]
+
+
 def _libc_of(info: ElfInfo) -> str | None:
     interp = posixpath.basename(info.interpreter or "")
     if interp.startswith("ld-musl-") or any(n.startswith(("libc.musl-", "ld-musl-")) for n in info.needed):
@@ -172,6 +191,24 @@ def refused_versions(policy: Policy, requirements: Mapping[str, Iterable[str]]) 
     """(library, version) pairs of the requirements the policy refuses; the loader is left out."""
     return [(library, version) for library, versions in sorted(requirements.items())
             if not is_dynamic_loader(library) for version in sorted(_versions_allowed(policy, versions))]
+
+
+def libc_symbols_too_new(policy: Policy, elves: Mapping[str, ElfInfo]) -> dict[tuple[str, str], set[str]]:
+    """(libc soname, symbol) -> paths importing it, for the symbols the libc of the policy's release
+    line lacks (musl has no symbol versions to say so) and none of the ELF images defines."""
+    beyond = libc_symbols_beyond(policy)
+    found: dict[tuple[str, str], set[str]] = {}
+    if not beyond:
+        return found
+    libc_names = sorted(n for n in policy.whitelist if n.startswith("libc.musl-") or n == "libc.so")
+    for path, info in elves.items():
+        # the image's own name for its libc; one that reaches libc only through another library
+        # still binds these symbols to it (musl has one global symbol scope)
+        library = next((n for n in info.needed if n in libc_names), libc_names[0])
+        for symbol in beyond.keys() & info.undefined_symbols:
+            if not any(symbol in other.defined_symbols for other in elves.values()):
+                found.setdefault((library, symbol), set()).add(path)
+    return found
 
 
 def _external_libraries(tree: DependencyTree, policy: Policy) -> set[str]:
@@ -250,13 +287,15 @@ class _Verdict:
             self.external[policy] = by_whitelist[policy.whitelist]
             self.blacklist[policy] = by_blacklist[blacklist_key]
         self.required = _required_versions(members)
+        infos = {m.path: m.info for m in members}
+        self.libc_symbols = {p: libc_symbols_too_new(p, infos) for p in policies}
 
     def best(self, satisfied: Callable[[Policy], bool]) -> Policy:
         """The most compatible policy that satisfies a criterion; linux satisfies every one."""
         return max((p for p in self.policies if satisfied(p)), default=self.policies[0])
 
     def symbol_ok(self, policy: Policy) -> bool:
-        return not any(_versions_allowed(policy, v) for v in self.required.values())
+        return not self.libc_symbols[policy] and not any(_versions_allowed(policy, v) for v in self.required.values())
 
     def blockers(self, policy: Policy, isa_blocked: bool, pyfpe: bool, ucs2: bool) -> list[Reason]:
         reasons = []
@@ -266,6 +305,8 @@ class _Verdict:
                     continue
                 reasons.extend(Reason(SYMBOL_VERSION, m.path, library, v)
                                for v in _versions_allowed(policy, versions))
+        for (library, symbol), paths in self.libc_symbols[policy].items():
+            reasons.extend(Reason(LIBC_SYMBOL, p, library, symbol) for p in paths)
         for soname, paths in self.external[policy].items():
             reasons.extend(Reason(EXTERNAL_LIBRARY, p, soname) for p in paths)
         for (library, symbol), paths in self.blacklist[policy].items():
@@ -467,10 +508,8 @@ def analyze(name: WheelName, elves: Mapping[str, ElfInfo], *, check_isa: bool = 
     for m in members:
         m.python_major = _extension_kind(m.path, m.info)
         m.is_extension = m.python_major > 0
-    needed_by_members = {n for m in members for n in m.info.needed}
-    # Extensions, and the other ELF members nothing in the wheel needs, are audited as roots;
-    # libraries other members need are reached through those roots' trees.
-    audited = [m for m in members if m.is_extension or posixpath.basename(m.path) not in needed_by_members]
+    root_paths = set(roots({m.path: m.info for m in members}))
+    audited = [m for m in members if m.path in root_paths]
     trees = {m.path: resolve_tree(m.path, elves) for m in audited}
     judged = _Judgement(policies_for(libc, arch), members, audited, trees, check_isa)
     overall = judged.overall

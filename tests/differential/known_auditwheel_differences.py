@@ -13,6 +13,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from fastaudit.policy import libc_symbols_beyond, policy_for_tag
+
 ELF_MAGIC = b"\x7fELF"
 
 
@@ -66,6 +68,25 @@ def _musl_libc_has_no_versions(wheel: Path) -> bool:
     return True
 
 
+def _imports_beyond_musl_1_1(wheel: Path, arch: str) -> list[str]:
+    """Strong undefined dynamic symbols (readelf --dyn-syms) of any member that musl 1.1 does not
+    export, by our symbol history, and no member defines."""
+    beyond = libc_symbols_beyond(policy_for_tag(f"musllinux_1_1_{arch}"))
+    imported, defined = set(), set()
+    for content in elf_members(wheel).values():
+        for row in readelf(["--dyn-syms"], content).splitlines():
+            fields = row.split()
+            if len(fields) < 8 or not fields[0].rstrip(":").isdigit():
+                continue
+            # the last two fields: ppc64's "[<localentry>: 8]" may come between Vis and Ndx
+            name, ndx = fields[-1].split("@")[0], fields[-2]
+            if ndx != "UND":
+                defined.add(name)
+            elif fields[4] != "WEAK":
+                imported.add(name)
+    return sorted((imported - defined) & beyond.keys())
+
+
 def explain_difference(wheel: Path, ours: dict, theirs: dict | None, stderr: str) -> str | None:
     arch_musl = re.match(r"musllinux_1_[12]_(\w+)$", ours.get("overall_tag") or "")
     if arch_musl:
@@ -78,9 +99,12 @@ def explain_difference(wheel: Path, ours: dict, theirs: dict | None, stderr: str
         if plain_libc_so and theirs and theirs.get("overall_tag") == f"linux_{arch}" \
                 and "libc.so" in theirs.get("external_libs", {}):
             return f"{plain_libc_so[0]} needs plain libc.so (musl's libc); auditwheel calls it external"
+        # ours keeps musllinux_1_1 only when no member imports a symbol musl 1.1 lacks
         if musl and host_is_glibc() and theirs and theirs.get("overall_tag") == f"musllinux_1_2_{arch}" \
-                and ours["overall_tag"] == f"musllinux_1_1_{arch}" and _musl_libc_has_no_versions(wheel):
-            return "a glibc host makes auditwheel judge musl wheels by musllinux_1_2 alone"
+                and ours["overall_tag"] == f"musllinux_1_1_{arch}" and _musl_libc_has_no_versions(wheel) \
+                and not _imports_beyond_musl_1_1(wheel, arch):
+            return ("a glibc host makes auditwheel judge musl wheels by musllinux_1_2 alone; this one imports "
+                    "nothing musl 1.1 lacks")
     return None
 
 

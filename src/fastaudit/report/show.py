@@ -4,7 +4,8 @@ from __future__ import annotations
 from typing import Any
 
 from fastaudit.analyze import Reason, WheelReport
-from fastaudit.lddtree import HostTree
+from fastaudit.lddtree import DependencyTree
+from fastaudit.names import printable
 from fastaudit.results import tag_of
 
 
@@ -27,7 +28,7 @@ def render_text(report: WheelReport) -> str:
     if report.pure:
         lines.append("  pure: no ELF files for a Linux platform; any platform tag fits")
         lines.extend(f"  ignored: {r.describe()}" for r in report.ignored)
-        return "\n".join(lines)
+        return _text(lines)
     overall = report.overall
     assert overall is not None
     aliases = f" (also {', '.join(overall.alias_tags)})" if overall.alias_tags else ""
@@ -38,7 +39,9 @@ def render_text(report: WheelReport) -> str:
     else:
         lines.append(f"  declares:  {declared}  -> consistent")
     per_criterion = [
-        ("symbol versions", report.symbol_policy), ("external libraries", report.external_policy),
+        # musl has no symbol versions: its symbol criterion is the libc symbols a wheel imports
+        ("libc symbols" if report.libc == "musl" else "symbol versions", report.symbol_policy),
+        ("external libraries", report.external_policy),
         ("blacklisted symbols", report.blacklist_policy), ("instruction set", report.isa_policy),
     ]
     lines.append("  by criterion: " + "; ".join(f"{title} {tag_of(p)}" for title, p in per_criterion))
@@ -55,10 +58,15 @@ def render_text(report: WheelReport) -> str:
         for library, versions in report.versioned_symbols.items():
             lines.append(f"    {library}: {', '.join(versions)}")
     lines.extend(f"  ignored: {r.describe()}" for r in report.ignored)
-    return "\n".join(lines)
+    return _text(lines)
 
 
-def tree_to_json(tree: HostTree) -> dict[str, Any]:
+def _text(lines: list[str]) -> str:
+    """Lines joined for a terminal, each escaped: a newline inside a name stays inside its line."""
+    return "\n".join(printable(line) for line in lines)
+
+
+def tree_to_json(tree: DependencyTree) -> dict[str, Any]:
     return {
         "path": tree.path,
         "interpreter": tree.info.interpreter,
@@ -69,7 +77,7 @@ def tree_to_json(tree: HostTree) -> dict[str, Any]:
     }
 
 
-def render_tree(tree: HostTree) -> str:
+def render_tree(tree: DependencyTree) -> str:
     """The tree indented by depth, each library once, where it was first reached."""
     lines = [f"{tree.path}" + (f" (interpreter {tree.info.interpreter})" if tree.info.interpreter else "")]
     shown: set[str] = set()
@@ -84,4 +92,4 @@ def render_tree(tree: HostTree) -> str:
             walk(lib.needed, depth + 1)
 
     walk(tree.info.needed, 1)
-    return "\n".join(lines)
+    return _text(lines)

@@ -231,6 +231,7 @@ class _Image:
         self.dyn_off, self.dyn_vaddr, self.dyn_size = dynamic.offset, dynamic.vaddr, dynamic.filesz
         self.entries: list[tuple[int, int]] = list(map(tuple, layout.dynamic.tolist()))
         self.dyn_spare = layout.dynamic_spare
+        self.phdrs_moved = False   # set when the plan moves the program header table
         self.check_addresses()
         # the first entry of each tag counts, as in the loader
         self.values = values = dict(reversed(self.entries))
@@ -541,7 +542,22 @@ class _Planner:
             rows += [[DT_NULL, 0]] * (capacity - len(rows))   # spare slots stay DT_NULL
         plan.blobs.append((dyn_off, img.records(DYN_FIELDS, rows, fmt.dynsize, dyn_off)))
         plan.patches += patches
+        self.check_clear_of_headers(plan)
         return plan
+
+    def check_clear_of_headers(self, plan: RewritePlan) -> None:
+        """The symbol loops write into the symbol and .gnu.version tables: one laid over the ELF
+        header, or over a program header table that stays where it is (only a malformed image has
+        that), would have e_phnum or a p_flags rewritten."""
+        img = self.img
+        kept = [(0, img.fmt.ehsize)]
+        if not img.phdrs_moved:
+            kept.append((img.phoff, img.phoff + len(img.phdrs) * img.fmt.phsize))
+        written = [t for move in plan.symbol_moves for t in move.tables]
+        written += list(plan.unversion.tables) if plan.unversion else []
+        for offset, size in written:
+            if size and any(offset < end and start < offset + size for start, end in kept):
+                raise _fail("ST_CORRUPT", offset, "symbol or version table (over the ELF or program headers)")
 
     def new_segment(self, plan: RewritePlan, new_entries: list[list[int]], move_dynamic: bool) -> None:
         """Lay out the new PT_LOAD (program headers when they must move, .dynstr, .dynamic when it
@@ -594,6 +610,7 @@ class _Planner:
                 phdrs[i] = p._replace(offset=base_off + dyn_pos, vaddr=base_vaddr + dyn_pos,
                                       paddr=base_vaddr + dyn_pos, filesz=dyn_size, memsz=dyn_size)
         img.phdrs = phdrs
+        img.phdrs_moved = move_phdrs
         for entry in new_entries:
             if entry[0] == DT_STRTAB:
                 entry[1] = base_vaddr + str_pos

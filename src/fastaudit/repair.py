@@ -36,14 +36,13 @@ from fastaudit.analyze import (
     Reason,
     WheelReport,
     analyze,
-    check_linux_wheel_name,
     libc_symbols_too_new,
-    read_wheel_elves,
     refused_versions,
     roots,
 )
 from fastaudit.elf import ElfEdits, ElfInfo, rewrite_elf
 from fastaudit.errors import FastauditError, RepairError, WheelError
+from fastaudit.facts import check_linux_wheel_name, read_wheel_elves
 from fastaudit.files import atomic_output, prepare_output_folder
 from fastaudit.lddtree import (
     LIBPYTHON,

@@ -31,8 +31,9 @@ from fastaudit.store import ResultRow, Store, WheelRow
 from fastaudit.wheel import parse_wheel_name
 
 if TYPE_CHECKING:
-    from fastaudit.analyze import ElfCache, WheelReport
+    from fastaudit.analyze import WheelReport
     from fastaudit.elf import ElfInfo
+    from fastaudit.facts import ElfCache
 
 # The analysis (numpy and the ELF extension) is imported by the workers that use it, not by the
 # process that walks the tree: a re-scan that skips every wheel then costs little more than a walk.
@@ -212,7 +213,8 @@ def audit_path(path: str | Path, cache: ElfCache | None = None, check_isa: bool 
                verify_record: bool = False) -> tuple[WheelReport, dict[str, ElfInfo]]:
     """(WheelReport, {member: ElfInfo}) of the wheel at path, read only if it is a regular file
     (see files.reading); the one audit that `show` and the scan's workers share."""
-    from fastaudit.analyze import analyze, check_linux_wheel_name, read_wheel_elves
+    from fastaudit.analyze import analyze
+    from fastaudit.facts import check_linux_wheel_name, read_wheel_elves
 
     name = check_linux_wheel_name(path)
     with reading(path) as readable:
@@ -222,7 +224,7 @@ def audit_path(path: str | Path, cache: ElfCache | None = None, check_isa: bool 
 
 def audit_one(path: str, use_cache: bool, check_isa: bool, verify_record: bool = False) -> ResultRow:
     """A wheel's result row; any failure to read it becomes an error row, never an exception."""
-    from fastaudit.analyze import ElfCache
+    from fastaudit.facts import ElfCache
     from fastaudit.results import to_json
 
     global _WORKER_CACHE

@@ -12,7 +12,6 @@ RSS is measured.
 from __future__ import annotations
 
 import json
-import os
 import struct
 import subprocess
 import sys
@@ -157,12 +156,9 @@ _PEAK = ("import atexit, sys\n"
 
 
 def _fastaudit_measured(*args: str | Path) -> tuple[subprocess.CompletedProcess[str], float, int]:
-    # the crafted tables are repetitive and compress beyond the zip-bomb ratio: lift it, so the
-    # ELF reader, not the wheel reader, is what meets them
-    env = {**os.environ, "FASTAUDIT_MAX_RATIO": "100000"}
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", _PEAK, *map(str, args)], capture_output=True, text=True,
-                          timeout=120, cwd=ROOT, env=env)
+                          timeout=120, cwd=ROOT)
     elapsed = time.perf_counter() - start
     peak_kb = int(proc.stderr.rsplit("PEAK_KB", 1)[1].split()[0])
     return proc, elapsed, peak_kb * 1024
@@ -184,7 +180,7 @@ def test_show_on_a_wheel_holding_each_is_bounded(case: str, tmp_path: Path) -> N
     assert "Traceback" not in proc.stderr, proc.stderr
     if proc.returncode == 2:   # a typed error: one line, from the ELF reader (not the zip-bomb guard)
         assert len(stderr.splitlines()) == 1 and stderr.startswith("fastaudit: "), stderr
-        assert "ratio above the limit" not in stderr, stderr
+        assert "hostile/_core" in stderr or "dynamic symbol name" in stderr, stderr
     else:
         assert proc.returncode in (0, 1), proc.stderr
         assert json.loads(proc.stdout)["wheel"] == wheel.name

@@ -181,7 +181,7 @@ def _required_versions(members: Iterable[_Member]) -> dict[str, set[str]]:
     return required
 
 
-def _versions_allowed(policy: Policy, versions: Iterable[str]) -> list[str]:
+def _versions_refused(policy: Policy, versions: Iterable[str]) -> list[str]:
     """The versions a policy refuses; a prefix the policy does not list is not checked."""
     refused = []
     for version in versions:
@@ -195,7 +195,7 @@ def _versions_allowed(policy: Policy, versions: Iterable[str]) -> list[str]:
 def refused_versions(policy: Policy, requirements: Mapping[str, Iterable[str]]) -> list[tuple[str, str]]:
     """(library, version) pairs of the requirements the policy refuses; the loader is left out."""
     return [(library, version) for library, versions in sorted(requirements.items())
-            if not is_dynamic_loader(library) for version in sorted(_versions_allowed(policy, versions))]
+            if not is_dynamic_loader(library) for version in sorted(_versions_refused(policy, versions))]
 
 
 def libc_symbols_too_new(policy: Policy, elves: Mapping[str, ElfInfo]) -> dict[tuple[str, str], set[str]]:
@@ -258,7 +258,7 @@ def _isa_name(level: int) -> str:
     return f"x86-64-v{level}"
 
 
-class _Verdict:
+class _PolicyFacts:
     """The per-policy facts of one wheel, computed once and read by every criterion."""
 
     def __init__(self, policies: tuple[Policy, ...], members: list[_Member], audited: list[_Member],
@@ -300,7 +300,7 @@ class _Verdict:
         return max((p for p in self.policies if satisfied(p)), default=self.policies[0])
 
     def symbol_ok(self, policy: Policy) -> bool:
-        return not self.libc_symbols[policy] and not any(_versions_allowed(policy, v) for v in self.required.values())
+        return not self.libc_symbols[policy] and not any(_versions_refused(policy, v) for v in self.required.values())
 
     def blockers(self, policy: Policy, isa_blocked: bool, pyfpe: bool, ucs2: bool) -> list[Reason]:
         reasons = []
@@ -309,7 +309,7 @@ class _Verdict:
                 if is_dynamic_loader(library):
                     continue
                 reasons.extend(Reason(SYMBOL_VERSION, m.path, library, v)
-                               for v in _versions_allowed(policy, versions))
+                               for v in _versions_refused(policy, versions))
         for (library, symbol), paths in self.libc_symbols[policy].items():
             reasons.extend(Reason(LIBC_SYMBOL, p, library, symbol) for p in paths)
         for soname, paths in self.external[policy].items():
@@ -328,17 +328,17 @@ class _Verdict:
         return sorted(set(reasons))
 
 
-class _Judgement:
+class _CriterionTags:
     """The tag each criterion allows, and the overall one, under one libc family's policies."""
 
     def __init__(self, policies: tuple[Policy, ...], members: list[_Member], audited: list[_Member],
                  trees: Mapping[str, DependencyTree], check_isa: bool) -> None:
         self.policies = policies
-        self.verdict = verdict = _Verdict(policies, members, audited, trees)
+        self.facts = facts = _PolicyFacts(policies, members, audited, trees)
         highest = policies[-1]
-        self.symbol_policy = verdict.best(verdict.symbol_ok)
-        self.external_policy = verdict.best(lambda p: not verdict.external[p])
-        self.blacklist_policy = verdict.best(lambda p: not verdict.blacklist[p])
+        self.symbol_policy = facts.best(facts.symbol_ok)
+        self.external_policy = facts.best(lambda p: not facts.external[p])
+        self.blacklist_policy = facts.best(lambda p: not facts.blacklist[p])
         self.isa_blocked = check_isa and any(m.info.isa_level > 1 or m.info.unknown_isa_bits for m in audited)
         self.isa_policy = policies[0] if self.isa_blocked else highest
         self.pyfpe = any(m.is_extension and _uses_pyfpe(m.info) for m in audited)
@@ -349,7 +349,7 @@ class _Judgement:
                            self.pyfpe_policy, self.ucs2_policy)
 
     def blockers(self, policy: Policy) -> tuple[Reason, ...]:
-        return tuple(self.verdict.blockers(policy, self.isa_blocked, self.pyfpe, self.ucs2))
+        return tuple(self.facts.blockers(policy, self.isa_blocked, self.pyfpe, self.ucs2))
 
 
 def _declared_policies(name: WheelName) -> list[Policy]:
@@ -390,13 +390,10 @@ def audit_abi3(path: str | PathLike[str]) -> Abi3Report | None:
     return _abi3_step(name, members)[0]
 
 
-def analyze(name: WheelName, elves: Mapping[str, ElfInfo], *, check_isa: bool = True) -> WheelReport:
-    """The verdict for a wheel whose ELF members have been read: member path -> ElfInfo."""
-    declared_tags = name.platform_tags
-    arch = _arch_from_tags(declared_tags)
-    # The binaries say which libc they need; the file name only when none of them says.
-    libc = next((c for c in (_libc_of(info) for _, info in sorted(elves.items())) if c), None) \
-        or _libc_from_tags(declared_tags)
+def _members_to_judge(elves: Mapping[str, ElfInfo], arch: str | None,
+                      libc: str | None) -> tuple[list[_Member], list[Reason], str | None, str | None]:
+    """The members of the wheel's architecture and libc (the first member fixes what the file name
+    does not), the others set aside with why, and the architecture and libc so fixed."""
     ignored: list[Reason] = []
     members: list[_Member] = []
     for path in sorted(elves):
@@ -417,7 +414,59 @@ def analyze(name: WheelName, elves: Mapping[str, ElfInfo], *, check_isa: bool = 
                 ignored.append(Reason(LIBC, path, "", f"linked against {member_libc}, the wheel is {libc}"))
                 continue
         members.append(_Member(path, info))
+    return members, ignored, arch, libc
 
+
+def _policy_upgrades(judged: _CriterionTags) -> dict[str, PolicyUpgrade]:
+    """auditwheel's policy_upgrades: for each policy above the verdict, the external libraries and
+    blacklisted symbols that stand in its way."""
+    better = [p for p in judged.policies if p > judged.overall]
+    upgrades = {}
+    for p in better:
+        libs = tuple(sorted(judged.facts.external[p]))
+        black: dict[str, set[str]] = {}
+        for library, symbol in judged.facts.blacklist[p]:
+            black.setdefault(library, set()).add(symbol)
+        if libs or black:
+            upgrades[p.tag] = PolicyUpgrade(libs, {k: tuple(sorted(v)) for k, v in sorted(black.items())})
+    return upgrades
+
+
+def _over_promises(name: WheelName, judged: _CriterionTags, members: list[_Member], audited: list[_Member],
+                   trees: Mapping[str, DependencyTree], check_isa: bool, arch: str, libc: str,
+                   libc_known: bool) -> tuple[bool, list[Reason]]:
+    """Whether a tag the file name declares does not hold, and why."""
+    overall = judged.overall
+    over_reasons: list[Reason] = []
+    unmet: list[Policy] = []
+    for p in _declared_policies(name):
+        if p.arch != arch:
+            unmet.append(p)
+            over_reasons.append(Reason(ARCH, name.filename, "", f"declares {p.tag} but the binaries are {arch}"))
+        elif p.libc != libc and libc_known:
+            unmet.append(p)
+            over_reasons.append(Reason(LIBC, name.filename, "", f"declares {p.tag} but the binaries use {libc}"))
+        elif p.libc != libc:
+            other = _CriterionTags(policies_for(p.libc, arch), members, audited, trees, check_isa)
+            if p > other.overall:
+                unmet.append(p)
+                over_reasons.extend(other.blockers(p))
+        elif p > overall:
+            unmet.append(p)
+    most_compatible_claim = max((p for p in unmet if p.libc == libc and p.arch == arch), default=None)
+    if most_compatible_claim is not None:
+        over_reasons.extend(judged.blockers(most_compatible_claim))
+    return bool(unmet), over_reasons
+
+
+def analyze(name: WheelName, elves: Mapping[str, ElfInfo], *, check_isa: bool = True) -> WheelReport:
+    """The verdict for a wheel whose ELF members have been read: member path -> ElfInfo."""
+    declared_tags = name.platform_tags
+    arch = _arch_from_tags(declared_tags)
+    # The binaries say which libc they need; the file name only when none of them says.
+    libc = next((c for c in (_libc_of(info) for _, info in sorted(elves.items())) if c), None) \
+        or _libc_from_tags(declared_tags)
+    members, ignored, arch, libc = _members_to_judge(elves, arch, libc)
     if not members:
         return WheelReport(name.filename, name, pure=True, arch=arch, libc=libc,
                            ignored=tuple(ignored), declared_tags=declared_tags)
@@ -429,43 +478,16 @@ def analyze(name: WheelName, elves: Mapping[str, ElfInfo], *, check_isa: bool = 
     root_paths = set(roots({m.path: m.info for m in members}))
     audited = [m for m in members if m.path in root_paths]
     trees = {m.path: resolve_tree(m.path, elves) for m in audited}
-    judged = _Judgement(policies_for(libc, arch), members, audited, trees, check_isa)
+    judged = _CriterionTags(policies_for(libc, arch), members, audited, trees, check_isa)
     overall = judged.overall
     # Binaries that link no libc at all (static executables) fit either family: a claim of the
     # other family is judged by that family's policies, not refused outright.
     libc_known = any(_libc_of(m.info) for m in members)
 
     better = [p for p in judged.policies if p > overall]
-    upgrades = {}
-    for p in better:
-        libs = tuple(sorted(judged.verdict.external[p]))
-        black: dict[str, set[str]] = {}
-        for library, symbol in judged.verdict.blacklist[p]:
-            black.setdefault(library, set()).add(symbol)
-        if libs or black:
-            upgrades[p.tag] = PolicyUpgrade(libs, {k: tuple(sorted(v)) for k, v in sorted(black.items())})
-
-    over_reasons: list[Reason] = []
-    unmet: list[Policy] = []
-    for p in _declared_policies(name):
-        if p.arch != arch:
-            unmet.append(p)
-            over_reasons.append(Reason(ARCH, name.filename, "", f"declares {p.tag} but the binaries are {arch}"))
-        elif p.libc != libc and libc_known:
-            unmet.append(p)
-            over_reasons.append(Reason(LIBC, name.filename, "", f"declares {p.tag} but the binaries use {libc}"))
-        elif p.libc != libc:
-            other = _Judgement(policies_for(p.libc, arch), members, audited, trees, check_isa)
-            if p > other.overall:
-                unmet.append(p)
-                over_reasons.extend(other.blockers(p))
-        elif p > overall:
-            unmet.append(p)
-    most_compatible_claim = max((p for p in unmet if p.libc == libc and p.arch == arch), default=None)
-    if most_compatible_claim is not None:
-        over_reasons.extend(judged.blockers(most_compatible_claim))
+    over_promises, over_reasons = _over_promises(name, judged, members, audited, trees, check_isa, arch, libc,
+                                                 libc_known)
     abi3, abi3_reasons = _abi3_step(name, members)
-
     return WheelReport(
         wheel=name.filename,
         name=name,
@@ -480,13 +502,13 @@ def analyze(name: WheelName, elves: Mapping[str, ElfInfo], *, check_isa: bool = 
         isa_policy=judged.isa_policy,
         pyfpe_policy=judged.pyfpe_policy,
         ucs2_policy=judged.ucs2_policy,
-        versioned_symbols={lib: tuple(sorted(v)) for lib, v in sorted(judged.verdict.required.items())},
-        external_libs=tuple(sorted(judged.verdict.external[judged.policies[-1]])),
-        policy_upgrades=upgrades,
+        versioned_symbols={lib: tuple(sorted(v)) for lib, v in sorted(judged.facts.required.items())},
+        external_libs=tuple(sorted(judged.facts.external[judged.policies[-1]])),
+        policy_upgrades=_policy_upgrades(judged),
         reasons=judged.blockers(min(better)) if better else (),
         ignored=tuple(ignored),
         declared_tags=declared_tags,
-        over_promises=bool(unmet or abi3_reasons),
+        over_promises=over_promises or bool(abi3_reasons),
         over_promise_reasons=tuple(sorted(set(over_reasons + abi3_reasons))),
         abi3=abi3,
     )

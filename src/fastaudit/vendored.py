@@ -1,0 +1,170 @@
+"""Which third-party native libraries an ELF member is, or carries statically linked, and their versions.
+
+The evidence, strongest first: a version string in the member's bytes (found in one pass by
+`_elfstrings.AnchorSet` over the bytes the audit already inflated), the release number in the
+library's real file name for the projects whose file names carry it, and the library's name alone
+(project known, version unknown). Nothing is guessed: without evidence of a version, the version
+is None. The patterns are data (data/native-libraries.json, written by scripts/native_libraries.py).
+"""
+from __future__ import annotations
+
+import functools
+import json
+import posixpath
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib import resources
+
+from fastaudit._elfstrings import AnchorSet
+from fastaudit.errors import PolicyError
+
+# Evidence kinds, strongest first; `confidence` is what CycloneDX's evidence records.
+VERSION_STRING = "version-string"
+FILE_NAME = "file-name"
+NAME = "name"
+CONFIDENCE = {VERSION_STRING: 0.9, FILE_NAME: 0.7, NAME: 0.0}
+
+# auditwheel renames a grafted `<name>.<rest>` to `<name>-<8 hex of its sha256>.<rest>`
+_GRAFT_HASH = re.compile(r"^(?P<name>[^.]+?)-[0-9a-f]{8}\.(?P<rest>.+)$")
+# what may follow a library's name in its file name: more graft hashes, an ABI number (libldap_r-2),
+# a project's own suffix (rasterio's libpng16-rasterio)
+_NAME_TAIL = r"(?:-[A-Za-z0-9_]+)*"
+# bytes either side of an anchor that a version string may span
+_BEFORE, _AFTER = 64, 192
+# occurrences of one anchor looked at per member: a hostile member repeating it costs no more
+_MAX_HITS = 16
+
+
+@dataclass(frozen=True)
+class VersionString:
+    anchor: bytes
+    regex: re.Pattern[bytes]
+
+
+@dataclass(frozen=True)
+class NativeLibrary:
+    project: str
+    cpe: str                       # CPE 2.3 prefix, "cpe:2.3:a:vendor:product"
+    name: re.Pattern[str] | None   # the file name's stem; None for projects only linked statically
+    strings: tuple[VersionString, ...]
+    file_version: re.Pattern[str] | None
+    file_version_format: str
+
+    def version_from_file_name(self, real_name: str) -> str | None:
+        if self.file_version is None:
+            return None
+        match = self.file_version.fullmatch(real_name)
+        return self.file_version_format.format(*match.groups()) if match else None
+
+
+@dataclass(frozen=True)
+class Component:
+    """One third-party library found in one member."""
+    project: str
+    version: str | None
+    evidence: str              # VERSION_STRING, FILE_NAME or NAME
+    detail: str                # the version string, or the file name, the evidence was read from
+    member: str
+    statically_linked: bool    # found inside a member that is not that library itself
+    cpe: str
+
+    @property
+    def confidence(self) -> float:
+        return CONFIDENCE[self.evidence]
+
+
+@dataclass(frozen=True)
+class _Catalogue:
+    libraries: tuple[NativeLibrary, ...]
+    anchors: AnchorSet
+    anchor_owner: tuple[tuple[NativeLibrary, VersionString], ...]   # by anchor index
+
+
+@functools.cache
+def catalogue() -> _Catalogue:
+    raw = resources.files("fastaudit").joinpath("data/native-libraries.json").read_bytes()
+    document = json.loads(raw)
+    if document.get("version") != 1:
+        raise PolicyError(f"native-libraries.json has format {document.get('version')!r}, expected 1")
+    libraries = []
+    owners: list[tuple[NativeLibrary, VersionString]] = []
+    for entry in document["libraries"]:
+        file_version = entry.get("file_version")
+        library = NativeLibrary(
+            project=entry["project"], cpe=entry["cpe"],
+            name=re.compile(entry["name"] + _NAME_TAIL) if entry["name"] is not None else None,
+            strings=tuple(VersionString(s["anchor"].encode(), re.compile(s["regex"].encode()))
+                          for s in entry["strings"]),
+            file_version=re.compile(file_version["regex"]) if file_version else None,
+            file_version_format=file_version["format"] if file_version else "",
+        )
+        libraries.append(library)
+        owners.extend((library, s) for s in library.strings)
+    return _Catalogue(tuple(libraries), AnchorSet([s.anchor for _, s in owners]), tuple(owners))
+
+
+def real_file_name(member: str) -> str:
+    """The member's file name without auditwheel's graft hash: libz-a147dcb0.so.1.2.3 -> libz.so.1.2.3."""
+    name = posixpath.basename(member)
+    match = _GRAFT_HASH.match(name)
+    return f"{match['name']}.{match['rest']}" if match else name
+
+
+def _stem(file_name: str) -> str:
+    return file_name.split(".", 1)[0]
+
+
+def library_named(file_name: str) -> NativeLibrary | None:
+    """The known project a (grafted or plain) library file name belongs to."""
+    stem = _stem(file_name)
+    for library in catalogue().libraries:
+        if library.name is not None and library.name.fullmatch(stem):
+            return library
+    return None
+
+
+def _version_strings(data) -> dict[str, dict[str | None, bytes]]:
+    """{project: {version: the bytes it was read from}} for every version string in data."""
+    known = catalogue()
+    found: dict[str, dict[str | None, bytes]] = {}
+    view = memoryview(data).cast("B")
+    for index, offset in known.anchors.find(view, max_hits=_MAX_HITS):
+        library, pattern = known.anchor_owner[index]
+        start = max(0, offset - _BEFORE)
+        window = bytes(view[start:offset + _AFTER])
+        for match in pattern.regex.finditer(window):
+            if match.start() <= offset - start < match.end():
+                version = match.group(1).decode("ascii") if pattern.regex.groups else None
+                found.setdefault(library.project, {}).setdefault(version, match.group(0))
+                break
+    return found
+
+
+def identify(member: str, data, needed: Iterable[str] = (), soname: str | None = None) -> tuple[Component, ...]:
+    """The third-party libraries member is or carries. `needed` (its DT_NEEDED) tells a library
+    linked statically from one the member was only compiled against: a member that needs
+    libssl.so.3 quotes OpenSSL's version text from the headers, it does not ship OpenSSL."""
+    real_name = real_file_name(member)
+    itself = library_named(real_name) or (library_named(real_file_name(soname)) if soname else None)
+    linked_projects = {lib.project for lib in map(library_named, map(real_file_name, needed)) if lib}
+    components: list[Component] = []
+    strings = _version_strings(data)
+    if itself is not None:
+        own = strings.pop(itself.project, {})
+        versions = {v: text for v, text in own.items() if v is not None}
+        if versions:
+            components.extend(Component(itself.project, v, VERSION_STRING, text.decode("ascii", "backslashreplace"),
+                                        member, False, itself.cpe) for v, text in sorted(versions.items()))
+        elif (version := itself.version_from_file_name(real_name)) is not None:
+            components.append(Component(itself.project, version, FILE_NAME, real_name, member, False, itself.cpe))
+        else:
+            components.append(Component(itself.project, None, NAME, real_name, member, False, itself.cpe))
+    by_project = {lib.project: lib for lib in catalogue().libraries}
+    for project, versions in sorted(strings.items()):
+        if project in linked_projects:
+            continue
+        for version, text in sorted(versions.items(), key=lambda item: item[0] or ""):
+            components.append(Component(project, version, VERSION_STRING, text.decode("ascii", "backslashreplace"),
+                                        member, True, by_project[project].cpe))
+    return tuple(components)

@@ -24,6 +24,9 @@ VERSION_STRING = "version-string"
 FILE_NAME = "file-name"
 NAME = "name"
 CONFIDENCE = {VERSION_STRING: 0.9, FILE_NAME: 0.7, NAME: 0.0}
+# A version string inside another binary is a statically linked copy, or text from headers the
+# binary was compiled against that no DT_NEEDED of ours explains (a library loaded at run time)
+STATIC_CONFIDENCE = 0.6
 
 # auditwheel renames a grafted `<name>.<rest>` to `<name>-<8 hex of its sha256>.<rest>`
 _GRAFT_HASH = re.compile(r"^(?P<name>[^.]+?)-[0-9a-f]{8}\.(?P<rest>.+)$")
@@ -71,7 +74,7 @@ class Component:
 
     @property
     def confidence(self) -> float:
-        return CONFIDENCE[self.evidence]
+        return STATIC_CONFIDENCE if self.statically_linked else CONFIDENCE[self.evidence]
 
 
 @dataclass(frozen=True)

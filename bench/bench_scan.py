@@ -17,7 +17,7 @@ so a burst of load from elsewhere hits both alike; the median is reported.
    off, imports paid by an untimed call first), timed once; vs the 2-job scan (target: >= 50x).
 3. ELF cache: `scan --jobs 2 --no-elf-cache` vs `--jobs 2` over --cache-set, where grafted
    libraries recur (target: >= 2x). The scan does not report cache hits, so the recurring ELF
-   members are counted from the central directories instead.
+   members are counted from their content keys (WheelArchive.content_key) instead.
 4. memory: a `--jobs 1` scan in a subprocess over the 3 wheels of --set with the largest ELF
    members; the worker's peak RSS (getrusage RUSAGE_CHILDREN of that subprocess) against twice the
    largest member, the constant being a worker's peak RSS on the wheel with the smallest ELF member.
@@ -42,7 +42,6 @@ from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
 
-from fastaudit.analyze import ElfCache
 from fastaudit.errors import FastauditError
 from fastaudit.scan import ScanOptions, ScanSummary, scan
 from fastaudit.store import Store
@@ -94,19 +93,18 @@ def is_opened_by_scan(path: Path) -> bool:
 
 @dataclass(frozen=True)
 class ElfMember:
-    cache_key: tuple[str, int, int, int]  # what the scan's ElfCache keys on
+    cache_key: bytes  # what the scan's ElfCache keys on (WheelArchive.content_key)
     size: int  # inflated
 
 
 @lru_cache(maxsize=None)
 def elf_members(path: Path) -> tuple[ElfMember, ...]:
-    """The ELF members the scan reads from this wheel, from the central directory (plus the first
-    bytes of each member, to see the ELF magic)."""
+    """The ELF members the scan reads from this wheel, with the key its ELF cache gives each."""
     if not is_opened_by_scan(path):
         return ()
     try:
         with WheelArchive(path) as archive:
-            return tuple(ElfMember(ElfCache.key(m), m.size) for m in archive.elf_candidates())
+            return tuple(ElfMember(archive.content_key(m), m.size) for m in archive.elf_candidates())
     except FastauditError:
         return ()  # the scan records an error row for it
 
@@ -385,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
               target_text(cache_speedup, TARGET_CACHE_SPEEDUP))
     r = recurrence
     bound = "-" if r.speedup_bound is None else f"{r.speedup_bound:.2f}x"
-    table.note(f"no hit count in the scan summary; from the central directories: {r.elf_members} ELF "
+    table.note(f"no hit count in the scan summary; from the content keys: {r.elf_members} ELF "
                f"members ({mib(r.elf_bytes)}),")
     table.note(f"{r.repeats_in_set} recur in the set ({mib(r.repeat_bytes_in_set)}: the hits of one shared "
                f"cache; {bound} if time ~ ELF bytes),")

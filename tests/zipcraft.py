@@ -264,3 +264,151 @@ def record_text(rows: Iterable[tuple[str, str, int | str]], record_name: str) ->
         writer.writerow(row)
     writer.writerow([record_name, "", ""])
     return out.getvalue().encode()
+
+
+# ---- deflate streams that delay their first output ---------------------------------------------------
+# RFC 1951: block header bits BFINAL (1) and BTYPE (2), LSB first; Huffman codes are sent most
+# significant bit first; stored blocks start at a byte boundary with LEN and its complement NLEN.
+
+class BitWriter:
+    def __init__(self) -> None:
+        self.out = bytearray()
+        self.bits = 0
+        self.count = 0
+
+    def write(self, value: int, count: int) -> None:
+        """`count` bits of value, least significant first (header fields, extra bits)."""
+        self.bits |= value << self.count
+        self.count += count
+        while self.count >= 8:
+            self.out.append(self.bits & 0xFF)
+            self.bits >>= 8
+            self.count -= 8
+
+    def code(self, code: int, length: int) -> None:
+        """A Huffman code, most significant bit first."""
+        self.write(int(format(code, f"0{length}b")[::-1], 2), length)
+
+    def align(self) -> None:
+        if self.count:
+            self.write(0, 8 - self.count)
+
+    def empty_stored(self) -> None:
+        self.write(0, 3)  # not final, BTYPE 00
+        self.align()
+        self.write(0, 16)
+        self.write(0xFFFF, 16)
+
+    def stored(self, data: bytes) -> None:
+        assert len(data) < 1 << 16
+        self.write(0, 3)
+        self.align()
+        self.write(len(data), 16)
+        self.write(len(data) ^ 0xFFFF, 16)
+        self.out += data
+
+    def empty_fixed(self) -> None:
+        self.write(0b010, 3)  # not final, BTYPE 01
+        self.code(0, 7)  # end of block: literal/length 256 is the 7-bit code 0000000
+
+    def empty_dynamic(self) -> None:
+        """A dynamic-Huffman block whose literal/length code holds only end-of-block (one 1-bit
+        code, the incomplete code RFC 1951 implementations accept) and one distance code."""
+        self.write(0b100, 3)  # not final, BTYPE 10
+        self.write(0, 5)  # HLIT: 257 literal/length codes
+        self.write(0, 5)  # HDIST: 1 distance code
+        self.write(14, 4)  # HCLEN: 18 code length codes, up to the one for length 1
+        order = (16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1)
+        lengths = {18: 1, 0: 2, 1: 2}  # canonical codes: 18 -> 0, 0 -> 10, 1 -> 11
+        for symbol in order:
+            self.write(lengths.get(symbol, 0), 3)
+        self.code(0, 1)  # 18: a run of 11 + 127 zero lengths
+        self.write(127, 7)
+        self.code(0, 1)  # 18: 11 + 107 more, 256 in all
+        self.write(107, 7)
+        self.code(0b11, 2)  # literal/length 256 has length 1
+        self.code(0b11, 2)  # distance 0 has length 1
+        self.code(0, 1)  # end of block
+
+    def getvalue(self) -> bytes:
+        self.align()
+        return bytes(self.out)
+
+
+def raw_deflate(content: bytes, level: int = 6, strategy: int = zlib.Z_DEFAULT_STRATEGY) -> bytes:
+    packer = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS, 8, strategy)
+    return packer.compress(content) + packer.flush()
+
+
+def zlib_sync_flushes(count: int) -> bytes:
+    """What zlib itself writes for `count` sync flushes with no input: empty stored blocks."""
+    packer = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    out = b""
+    for _ in range(count):
+        out += packer.compress(b"") + packer.flush(zlib.Z_SYNC_FLUSH)
+    return out
+
+
+def delayed_streams(content: bytes) -> dict[str, bytes]:
+    """Valid raw deflate streams of `content` whose first output byte comes late: after empty
+    blocks of each kind, or with the content's first byte alone, then the rest after a gap. Each
+    is checked to inflate to `content`."""
+    def prefixed(blocks: str, count: int) -> bytes:
+        writer = BitWriter()
+        for _ in range(count):
+            getattr(writer, f"empty_{blocks}")()
+        writer.empty_stored()  # back to a byte boundary for the stream that follows
+        return writer.getvalue()
+
+    streams = {
+        f"{kind} x{count} + zlib -{level}": prefixed(kind, count) + raw_deflate(content, level)
+        for kind, count, level in (("stored", 1, 6), ("stored", 300, 6), ("stored", 5000, 9),
+                                   ("fixed", 2000, 1), ("dynamic", 1, 6), ("dynamic", 1000, 6))
+    }
+    streams["zlib sync flushes x3000 + zlib"] = zlib_sync_flushes(3000) + raw_deflate(content)
+    for name, strategy in (("fixed codes", zlib.Z_FIXED), ("huffman only", zlib.Z_HUFFMAN_ONLY),
+                           ("rle", zlib.Z_RLE)):
+        streams[f"dynamic x500 + zlib {name}"] = prefixed("dynamic", 500) + raw_deflate(content, 6, strategy)
+    streams["stored x2000 + zlib -0 (stored blocks)"] = prefixed("stored", 2000) + raw_deflate(content, 0)
+    split = BitWriter()
+    split.stored(content[:1])  # the 0x7f alone, then "ELF..." 40 kB later
+    for _ in range(4000):
+        split.empty_fixed()
+    split.empty_stored()
+    streams["first byte, fixed x4000, the rest"] = split.getvalue() + raw_deflate(content[1:])
+    for name, stream in streams.items():
+        assert zlib.decompress(stream, -zlib.MAX_WBITS) == content, name
+    return streams
+
+
+# ---- CRC-32 forging ------------------------------------------------------------------------------------
+
+def forge_crc32(data: bytes, target: int, at: int) -> bytes:
+    """`data` with the four bytes at `at` replaced so that its CRC-32 is `target`. CRC-32 is
+    affine over GF(2): each bit of the patch flips a fixed set of CRC bits, so 32 CRCs give the
+    matrix and elimination gives the patch."""
+    base = bytearray(data)
+    base[at:at + 4] = bytes(4)
+    zero = zlib.crc32(base)
+    columns = []
+    for bit in range(32):
+        probe = bytearray(base)
+        probe[at + bit // 8] = 1 << (bit % 8)
+        columns.append(zlib.crc32(probe) ^ zero)
+    # solve sum(x_bit * columns[bit]) == target ^ zero, rows reduced as (column, patch bits) pairs
+    rows = [(column, 1 << bit) for bit, column in enumerate(columns)]
+    want, patch = target ^ zero, 0
+    for position in range(32):
+        mask = 1 << position
+        pivot = next((i for i in range(position, 32) if rows[i][0] & mask), None)
+        assert pivot is not None, "four consecutive bytes always reach every CRC-32"
+        rows[position], rows[pivot] = rows[pivot], rows[position]
+        for i in range(32):
+            if i != position and rows[i][0] & mask:
+                rows[i] = (rows[i][0] ^ rows[position][0], rows[i][1] ^ rows[position][1])
+    for position in range(32):
+        if want & (1 << position):
+            patch ^= rows[position][1]
+    base[at:at + 4] = patch.to_bytes(4, "little")
+    assert zlib.crc32(base) == target
+    return bytes(base)

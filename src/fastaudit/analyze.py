@@ -1,4 +1,5 @@
-"""One wheel -> WheelReport: a pure function of the wheel's ELF facts and the policy data.
+"""One wheel -> WheelReport: a pure function of the wheel's ELF facts and the policy data. Reading
+those facts from a wheel is facts.py's.
 
 The criteria and the way they combine follow auditwheel's `show`, so the verdicts agree: symbol
 versions (over every ELF member), external libraries and blacklisted symbols (over the Python
@@ -12,12 +13,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from os import PathLike
 
-from fastaudit.elf import STT_FUNC, STT_NOTYPE, ElfInfo, read_elf
-from fastaudit.errors import ELFError, FastauditError, WheelError
+from fastaudit.elf import STT_FUNC, STT_NOTYPE, ElfInfo
+from fastaudit.errors import FastauditError
+from fastaudit.facts import ElfCache, check_linux_wheel_name, read_wheel_elves
 from fastaudit.lddtree import DependencyTree, is_dynamic_loader, resolve_tree
 from fastaudit.policy import Policy, policies_for, policy_for_tag
-from fastaudit.record import Record
-from fastaudit.wheel import Member, WheelArchive, WheelName, is_linux_tag, parse_wheel_name
+from fastaudit.wheel import WheelName, is_linux_tag
 
 GLIBC = "glibc"
 MUSL = "musl"
@@ -315,113 +316,6 @@ def _declared_policies(name: WheelName) -> list[Policy]:
             except FastauditError:
                 continue  # a tag we have no policy for cannot be judged
     return declared
-
-
-class ElfCache:
-    """ELF facts of library members seen in earlier wheels, so a library that recurs (openblas,
-    libgfortran, ... grafted into thousands of wheels) is neither inflated nor parsed again.
-
-    The key comes from the zip central directory, before any inflate: the member's file name,
-    CRC-32, size and compressed size. Two different libraries would have to agree on all four to
-    collide. Bounded by an estimate of the bytes the cached facts hold; least recently used first out.
-    """
-
-    def __init__(self, max_bytes: int = 256 << 20) -> None:
-        self.max_bytes = max_bytes
-        self.held = 0
-        self.hits = 0
-        self._entries: dict[tuple[str, int, int, int], tuple[ElfInfo, int]] = {}
-        # members known not to be ELF (headers, stubs, data): their magic need not be inflated again
-        self._not_elf: set[tuple[str, int, int, int]] = set()
-        self.max_not_elf = 1 << 20
-
-    @staticmethod
-    def key(member: Member) -> tuple[str, int, int, int]:
-        return (posixpath.basename(member.name), member.crc32, member.size, member.compressed_size)
-
-    def get(self, member: Member) -> ElfInfo | None:
-        key = self.key(member)
-        entry = self._entries.pop(key, None)
-        if entry is None:
-            return None
-        self._entries[key] = entry  # most recently used goes last
-        self.hits += 1
-        return entry[0]
-
-    def is_known_not_elf(self, member: Member) -> bool:
-        return self.key(member) in self._not_elf
-
-    def put_not_elf(self, member: Member) -> None:
-        if len(self._not_elf) >= self.max_not_elf:
-            self._not_elf.clear()  # a crude bound: these entries are tiny and cheap to relearn
-        self._not_elf.add(self.key(member))
-
-    def put(self, member: Member, info: ElfInfo) -> None:
-        cost = info.footprint()
-        if cost > self.max_bytes:
-            return
-        previous = self._entries.pop(self.key(member), None)
-        if previous is not None:
-            self.held -= previous[1]
-        self._entries[self.key(member)] = (info, cost)
-        self.held += cost
-        while self.held > self.max_bytes:
-            oldest = next(iter(self._entries))
-            self.held -= self._entries.pop(oldest)[1]
-
-
-def read_wheel_elves(path: str | PathLike[str], cache: ElfCache | None = None, *,
-                     verify_record: bool = False) -> dict[str, ElfInfo]:
-    """Member path -> ElfInfo for every ELF member of a wheel. Raises WheelError or ELFError with
-    the wheel and member named.
-
-    A missing or unreadable RECORD is refused first, then content errors, then RECORD's listing,
-    hashes and sizes; with verify_record, every member's hash too (every member is then read,
-    cached ELF members included).
-    """
-    elves: dict[str, ElfInfo] = {}
-    with WheelArchive(path) as archive:
-        record = Record.read(archive)
-        hashed: set[str] = set()
-        for member in archive.members:
-            if member.name.endswith(".py") or cache is not None and cache.is_known_not_elf(member):
-                continue
-            info = cache.get(member) if cache is not None else None
-            if info is not None:
-                archive.check_local_header(member)  # the cache trusts the central directory: check it
-            else:
-                if not archive.starts_with_elf_magic(member):
-                    if cache is not None:
-                        cache.put_not_elf(member)
-                    continue
-                hasher = record.hasher(member) if verify_record else None
-                try:
-                    info = read_elf(archive.read(member, hasher))
-                except ELFError as e:
-                    e.with_location(path=str(path), member=member.name)
-                    raise
-                if hasher is not None:
-                    record.check_digest(member, hasher.digest())
-                    hashed.add(member.name)
-                if cache is not None:
-                    cache.put(member, info)
-            elves[member.name] = info
-        record.check_listing(archive.members)
-        if verify_record:
-            for member in archive.members:
-                if member.name not in hashed and (hasher := record.hasher(member)) is not None:
-                    archive.read(member, hasher)
-                    record.check_digest(member, hasher.digest())
-    return elves
-
-
-def check_linux_wheel_name(path: str | PathLike[str]) -> WheelName:
-    """The parsed file name of a wheel fastaudit can audit: Linux platform tags, or pure."""
-    name = parse_wheel_name(posixpath.basename(str(path).replace("\\", "/")))
-    if not name.is_pure and not name.is_linux:
-        raise WheelError(f"not a Linux wheel: its platform tags are {', '.join(name.platform_tags)}",
-                         path=str(path))
-    return name
 
 
 def audit_wheel(path: str | PathLike[str], *, check_isa: bool = True, cache: ElfCache | None = None,

@@ -67,8 +67,14 @@ class WheelError(FastauditError):
     """A wheel file could not be read or has an invalid name or layout."""
 
 
+class WheelChangedError(WheelError):
+    """The wheel file was written, truncated or replaced while it was read (a mirror sync in
+    progress): what was read may mix two versions of it. Reading it again later is the remedy."""
+
+
 class ZipBombError(WheelError):
-    """A member declares or inflates to more than the configured caps allow (size or ratio)."""
+    """Reading a member would pass a configured cap: its declared size, or what one wheel may
+    inflate in bytes or in time."""
 
 
 class ZipConfusionError(WheelError):

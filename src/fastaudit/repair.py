@@ -29,12 +29,11 @@ from fastaudit.analyze import (
     UCS2,
     WheelReport,
     analyze,
-    check_linux_wheel_name,
-    read_wheel_elves,
     refused_versions,
 )
 from fastaudit.elf import ElfEdits, ElfInfo, rewrite_elf
 from fastaudit.errors import FastauditError, RepairError, WheelError
+from fastaudit.facts import check_linux_wheel_name, read_wheel_elves
 from fastaudit.lddtree import (
     LIBPYTHON,
     DependencyTree,

@@ -122,7 +122,8 @@ _WORKER_CACHE = None
 
 def audit_one(path: str, use_cache: bool, check_isa: bool, verify_record: bool = False) -> ResultRow:
     """A wheel's result row; any failure to read it becomes an error row, never an exception."""
-    from fastaudit.analyze import ElfCache, analyze, check_linux_wheel_name, read_wheel_elves
+    from fastaudit.analyze import analyze
+    from fastaudit.facts import ElfCache, check_linux_wheel_name, read_wheel_elves
     from fastaudit.results import to_json
 
     global _WORKER_CACHE

@@ -43,7 +43,8 @@ TAG = elfbuild.DEFAULT_TAG
 SO = "p/_core.so"
 # caps the scan and show processes are given through their environment
 MEMBER_CAP = 4 << 20
-HAZARD_ENV = {"FASTAUDIT_MAX_MEMBER_SIZE": str(MEMBER_CAP)}
+WHEEL_CAP = 3 * MEMBER_CAP
+HAZARD_ENV = {"FASTAUDIT_MAX_MEMBER_SIZE": str(MEMBER_CAP), "FASTAUDIT_MAX_WHEEL_INFLATE": str(WHEEL_CAP)}
 
 
 def wheel_members(dist: str, files: dict[str, bytes], *, stored: frozenset[str] = frozenset(),
@@ -116,9 +117,15 @@ def hazards(tmp_path_factory: pytest.TempPathFactory, so: bytes) -> dict[str, Ha
     crc = zipfile.ZipFile(crc_patch.path).getinfo(SO).CRC
     add("crc-lies", crc_patch.both(SO, "crc", crc ^ 1).save(), WheelError, SO, "the directory declares")
 
-    # bombs: the ratio cap (default 200), the absolute cap (MEMBER_CAP), entries sharing their data
-    add("ratio-bomb", build(folder, "ratiobomb", {SO: b"\x7fELF" + bytes(3 << 20)}), ZipBombError, SO,
-        "a ratio above the limit of 200 (FASTAUDIT_MAX_RATIO)")
+    # bombs: a ratio alone is no refusal, so a member of zeros behind the ELF magic is inflated
+    # (to its declared 3 MiB, no more) and refused as the invalid ELF image it is; what is read is
+    # capped per member (MEMBER_CAP) and per wheel (WHEEL_CAP); entries sharing their data
+    add("ratio-bomb", build(folder, "ratiobomb", {SO: b"\x7fELF" + bytes(3 << 20)}), errors.ELFInvalidError, SO,
+        "bad EI_CLASS")
+    padded_so = so + bytes(3 << 20)  # a valid library (nothing points into the zeros), 1000:1
+    many = {f"p/_part{i}.so": padded_so for i in range(5)}
+    add("wheel-inflate-bomb", build(folder, "wheelbomb", many), ZipBombError, "p/_part3.so",
+        f"above the {WHEEL_CAP}-byte limit (FASTAUDIT_MAX_WHEEL_INFLATE)")
     add("size-bomb", build(folder, "sizebomb", {SO: b"\x7fELF" + rng.randbytes(MEMBER_CAP + 4)}), ZipBombError, SO,
         f"above the {MEMBER_CAP}-byte limit (FASTAUDIT_MAX_MEMBER_SIZE)")
     overlap = Patch(build(folder, "overlap", {SO: so, "p/_copy.so": so}))
@@ -359,9 +366,9 @@ def test_multi_gigabyte_member_is_audited_in_bounded_memory(tmp_path: Path, so: 
     assert wheel.stat().st_size < 16 << 20
     small = build(tmp_path, "smallcore", {SO: so})
 
-    env = {**os.environ, "FASTAUDIT_MAX_RATIO": "2000"}  # zeros inflate ~1000-fold: lift the ratio cap
+    # zeros inflate ~1000-fold: no cap refuses that, with the default settings
     proc = subprocess.run([sys.executable, "-c", SHOW_WITH_PEAK, "show", "--json", str(wheel)], cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT, check=False)
+                          env=os.environ, capture_output=True, text=True, timeout=CLI_TIMEOUT, check=False)
     *messages, peak_kb = proc.stderr.splitlines()
     assert proc.returncode in (0, 1), proc.stderr
     assert not messages, messages
@@ -370,3 +377,70 @@ def test_multi_gigabyte_member_is_audited_in_bounded_memory(tmp_path: Path, so: 
     report = json.loads(proc.stdout)
     report.pop("wheel")
     assert report == expected
+
+
+# ---- legitimate members that compress far: accepted whether read or not ----------------------------------
+
+def sparse(size: int, ratio: float, seed: int) -> bytes:
+    """`size` bytes, zeros but for random bytes at random places, as many as make zlib (level 6)
+    compress them about `ratio`-fold: the shape of real test data and padded libraries."""
+    def with_bytes(count: int) -> bytes:
+        rng = random.Random(seed)
+        data = bytearray(size)
+        for _ in range(count):
+            data[rng.randrange(size)] = rng.randrange(1, 256)
+        return bytes(data)
+    low, high = 0, size // 64
+    while low < high:  # fewest sprinkled bytes that bring the ratio down to `ratio`
+        middle = (low + high) // 2
+        if size / len(zipcraft.raw_deflate(with_bytes(middle))) > ratio:
+            low = middle + 1
+        else:
+            high = middle
+    return with_bytes(low)
+
+
+def padded_extension(workdir: Path, stubs: elfbuild.StubLibs, size: int, ratio: float) -> bytes:
+    """A CPython extension built by gcc that needs GLIBC_2.17 and carries a constant array of
+    `size` bytes, mostly zeros (as grafted libraries padded by their linker scripts are), the
+    array's bytes chosen so that the whole library compresses about `ratio`-fold: a first build
+    measures what the rest of the library adds to the compressed size."""
+    def built(array_ratio: float) -> tuple[bytes, bytes]:
+        content = sparse(size, array_ratio, seed=223)
+        entries = ",".join(f"[{i}]={b}" for i, b in enumerate(content) if b)
+        source = (elfbuild.calling_source("PyInit__core", ["fa_old", "fa_mid"])
+                  + f"__attribute__((used)) const unsigned char fa_padding[{size}] = {{{entries}}};\n")
+        library = elfbuild.build_shared_object(workdir, f"_core{elfbuild.EXTENSION_SUFFIX}", source,
+                                               link=[stubs.libc]).read_bytes()
+        return library, content
+
+    library, content = built(ratio)
+    rest = len(zipcraft.raw_deflate(library)) - len(zipcraft.raw_deflate(content))
+    return built(size / (len(library) / ratio - rest))[0]
+
+
+def test_members_that_compress_hundreds_of_times_are_audited(tmp_path: Path, stub_libs: elfbuild.StubLibs) -> None:
+    """The two refusals of issue 11, rebuilt: a test-data member of about 1 MB that compresses
+    472:1 (pandas), never read, and a 2 MB library of padding that compresses 223:1 (PyAV's libXau),
+    read in full. Both are above the ratio cap of 200 fastaudit had; neither is a bomb. `show`,
+    `show --verify-record` (every member read) and `scan` audit the wheel as the plain one."""
+    data = sparse(1_100_000, 472, seed=472)
+    library = padded_extension(tmp_path / "build", stub_libs, 2 << 20, 223)
+    ratios = {"data": len(data) / len(zipcraft.raw_deflate(data)),
+              "library": len(library) / len(zipcraft.raw_deflate(library))}
+    assert 450 < ratios["data"] < 500 and 210 < ratios["library"] < 240, ratios
+    so_name = f"p/_core{elfbuild.EXTENSION_SUFFIX}"
+    wheel = build(tmp_path, "farcompressed", {so_name: library, "p/tests/data/frame.bin": data, "p/__init__.py": b""})
+    for args in (("--json",), ("--json", "--verify-record")):
+        proc = show(*args, wheel, cwd=tmp_path, env={})
+        assert proc.returncode == 0, (args, proc.stderr)
+        report = json.loads(proc.stdout)
+        assert report["overall_tag"] == elfbuild.MANYLINUX_2_17, (args, report)
+        assert report["fastaudit"]["elf_members"] == [so_name], (args, report)
+    db = tmp_path / "far.db"
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    os.link(wheel, tree / wheel.name)
+    scan = fastaudit("scan", "--db", db, "--verify-record", tree, cwd=tmp_path, env=dict(os.environ))
+    assert scan.returncode == 0, scan.stderr
+    assert query(db, "SELECT status FROM results") == [("ok",)]

@@ -3,22 +3,29 @@ nothing else, whatever header field, byte or length is changed, with and without
 RECORD hashes. This is the short fuzz run CI does on the normal build (see fuzz/RESULTS.md); the
 ELF reader's long run under AddressSanitizer is fuzz/run.sh.
 
-The mutations aim at the zip structures: fields of local headers, central directory entries, the
-end records and ZIP64 extra fields, picked by offset from the seed's own layout.
+Two kinds of mutation: of the zip structures (fields of local headers, central directory entries,
+the end records and ZIP64 extra fields, picked by offset from the seed's own layout), and of one
+member's deflate stream itself (bits and bytes flipped, cut, spliced or repeated, empty blocks put
+in front), the archive then rewritten around it so the zip stays sound: its declared CRC-32 and
+size kept (the reader must see the lie) or made those of what the stream now inflates to, RECORD
+too, so that the changed content reaches the ELF reader.
 """
 from __future__ import annotations
 
+import csv
+import io
 import os
 import struct
 import zipfile
+import zlib
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fastaudit.analyze import ElfCache, read_wheel_elves
 from fastaudit.errors import FastauditError
+from fastaudit.facts import ElfCache, read_wheel_elves
 from tests import elfbuild, zipcraft
 
 # executions per run, the time box: a count, not a clock, so a slow machine runs the same inputs.
@@ -107,6 +114,97 @@ def test_mutated_wheels_raise_only_fastaudit_errors(seeds: list[bytes], tmp_path
 
     run()
     print(f"wheel mutations: {outcomes}")  # the figures fuzz/RESULTS.md quotes (pytest -s)
+    assert sum(outcomes.values()) >= EXAMPLES
+    # the mutations reach both outcomes: neither everything refused at the door nor nothing
+    assert outcomes["read"] > 0 and outcomes["refused"] > EXAMPLES // 4, outcomes
+
+
+# ---- mutations of the deflate stream --------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def member_seeds(scenarios: dict[str, elfbuild.Scenario]) -> list[list[zipcraft.RawMember]]:
+    return [zipcraft.read_members(scenarios[name].wheel) for name in ("glibc_2_17", "origin_chain")]
+
+
+def empty_blocks(kind: str, count: int) -> bytes:
+    writer = zipcraft.BitWriter()
+    for _ in range(count):
+        getattr(writer, f"empty_{kind}")()
+    writer.empty_stored()
+    return writer.getvalue()
+
+
+def with_record_row(members: list[zipcraft.RawMember], name: str, content: bytes) -> list[zipcraft.RawMember]:
+    """The members with RECORD's row for `name` made to match `content`."""
+    record = next(m for m in members if m.name.endswith(".dist-info/RECORD"))
+    rows = list(csv.reader(io.StringIO(zlib.decompress(record.compressed, -zlib.MAX_WBITS).decode())))
+    rows = [[n, zipcraft.record_hash(content), str(len(content))] if n == name else row
+            for row in rows for n in row[:1]]
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerows(rows)
+    return [zipcraft.RawMember.of(m.name, text.getvalue().encode()) if m is record else m for m in members]
+
+
+@st.composite
+def stream_mutations(draw: st.DrawFn, seeds: list[list[zipcraft.RawMember]]) -> tuple[list[zipcraft.RawMember], bool]:
+    members = list(draw(st.sampled_from(seeds)))
+    index = draw(st.sampled_from([i for i, m in enumerate(members) if m.method == zipfile.ZIP_DEFLATED]))
+    target = members[index]
+    stream = bytearray(target.compressed)
+    for _ in range(draw(st.integers(1, 3))):
+        how = draw(st.sampled_from(("flip", "byte", "cut", "splice", "repeat", "prefix", "header")))
+        at = draw(st.integers(0, len(stream)))
+        if how == "flip" and stream:
+            at = min(at, len(stream) - 1)
+            stream[at] ^= 1 << draw(st.integers(0, 7))
+        elif how == "byte" and stream:
+            stream[min(at, len(stream) - 1)] = draw(st.integers(0, 255))
+        elif how == "cut":
+            del stream[at:]
+        elif how == "splice":
+            stream[at:at] = draw(st.binary(min_size=1, max_size=16))
+        elif how == "repeat":
+            span = draw(st.integers(1, 64))
+            stream[at:at] = stream[at:at + span] * draw(st.integers(1, 8))
+        elif how == "prefix":
+            stream[:0] = empty_blocks(draw(st.sampled_from(("stored", "fixed", "dynamic"))), draw(st.integers(1, 400)))
+        elif how == "header" and stream:  # the first block's BFINAL and BTYPE bits
+            stream[0] = (stream[0] & ~0b111) | draw(st.integers(0, 7))
+    stream = bytes(stream)
+    crc, size = target.crc, target.size
+    if draw(st.booleans()):  # declare what the stream now inflates to, if it inflates at all
+        try:
+            content = zlib.decompressobj(-zlib.MAX_WBITS).decompress(stream, 1 << 24)
+        except zlib.error:
+            content = None
+        if content is not None:
+            crc, size = zlib.crc32(content), len(content)
+            members = with_record_row(members, target.name, content)
+    members[index] = zipcraft.RawMember(target.name, stream, target.method, crc, size, target.external_attr)
+    return members, draw(st.booleans())
+
+
+@pytest.mark.fuzz
+def test_mutated_deflate_streams_raise_only_fastaudit_errors(member_seeds: list[list[zipcraft.RawMember]],
+                                                            tmp_path: Path) -> None:
+    wheel = tmp_path / "mutant.whl"
+    cache = ElfCache()
+    outcomes = {"read": 0, "refused": 0}
+
+    @settings(max_examples=EXAMPLES, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(stream_mutations(member_seeds), st.booleans(), st.booleans())
+    def run(mutant: tuple[list[zipcraft.RawMember], bool], use_cache: bool, verify_record: bool) -> None:
+        members, zip64 = mutant
+        zipcraft.write_zip(wheel, members, zip64=zip64)
+        try:
+            read_wheel_elves(wheel, cache if use_cache else None, verify_record=verify_record)
+            outcomes["read"] += 1
+        except FastauditError:
+            outcomes["refused"] += 1
+
+    run()
+    print(f"deflate stream mutations: {outcomes}")  # the figures fuzz/RESULTS.md quotes (pytest -s)
     assert sum(outcomes.values()) >= EXAMPLES
     # the mutations reach both outcomes: neither everything refused at the door nor nothing
     assert outcomes["read"] > 0 and outcomes["refused"] > EXAMPLES // 4, outcomes

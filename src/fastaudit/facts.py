@@ -1,0 +1,103 @@
+"""One wheel -> {member: ElfInfo}: the zip, RECORD's checks and the cross-wheel ELF cache.
+
+What analyze.py judges comes from here; nothing here judges.
+"""
+from __future__ import annotations
+
+import posixpath
+from os import PathLike
+
+from fastaudit.elf import ElfInfo, read_elf
+from fastaudit.errors import ELFError, WheelError
+from fastaudit.record import Record
+from fastaudit.wheel import WheelArchive, WheelName, parse_wheel_name
+
+
+class ElfCache:
+    """ELF facts of library members seen in earlier wheels, so a library that recurs (openblas,
+    libgfortran, ... grafted into thousands of wheels) is neither inflated nor parsed again.
+
+    The key is WheelArchive.content_key: the SHA-256 of the member's data as stored, with its
+    method, sizes and CRC-32. A hit is a member whose stored bytes are those of one read, checked
+    and parsed before, so its facts are its own; forging one would take a SHA-256 collision.
+    The CRC-32 and sizes of the central directory alone would not do: four bytes appended or
+    changed anywhere make any content's CRC-32 whatever one likes. Bounded by an estimate of the
+    bytes the cached facts hold; least recently used first out.
+    """
+
+    def __init__(self, max_bytes: int = 256 << 20) -> None:
+        self.max_bytes = max_bytes
+        self.held = 0
+        self.hits = 0
+        self._entries: dict[bytes, tuple[ElfInfo, int]] = {}
+
+    def get(self, key: bytes) -> ElfInfo | None:
+        entry = self._entries.pop(key, None)
+        if entry is None:
+            return None
+        self._entries[key] = entry  # most recently used goes last
+        self.hits += 1
+        return entry[0]
+
+    def put(self, key: bytes, info: ElfInfo) -> None:
+        cost = info.footprint()
+        if cost > self.max_bytes:
+            return
+        previous = self._entries.pop(key, None)
+        if previous is not None:
+            self.held -= previous[1]
+        self._entries[key] = (info, cost)
+        self.held += cost
+        while self.held > self.max_bytes:
+            oldest = next(iter(self._entries))
+            self.held -= self._entries.pop(oldest)[1]
+
+
+def read_wheel_elves(path: str | PathLike[str], cache: ElfCache | None = None, *,
+                     verify_record: bool = False) -> dict[str, ElfInfo]:
+    """Member path -> ElfInfo for every ELF member of a wheel. Raises WheelError or ELFError with
+    the wheel and member named.
+
+    A missing or unreadable RECORD is refused first, then content errors, then RECORD's listing,
+    hashes and sizes; with verify_record, every member's hash too (every member is then read,
+    cached ELF members included).
+    """
+    elves: dict[str, ElfInfo] = {}
+    with WheelArchive(path) as archive:
+        record = Record.read(archive)
+        hashed: set[str] = set()
+        for member in archive.members:
+            if member.name.endswith(".py") or not archive.starts_with_elf_magic(member):
+                continue
+            key = archive.content_key(member) if cache is not None and not verify_record else None
+            info = cache.get(key) if cache is not None and key is not None else None
+            if info is None:
+                hasher = record.hasher(member) if verify_record else None
+                try:
+                    info = read_elf(archive.read(member, hasher))
+                except ELFError as e:
+                    e.with_location(path=str(path), member=member.name)
+                    raise
+                if hasher is not None:
+                    record.check_digest(member, hasher.digest())
+                    hashed.add(member.name)
+                if cache is not None:
+                    cache.put(key if key is not None else archive.content_key(member), info)
+            elves[member.name] = info
+        record.check_listing(archive.members)
+        if verify_record:
+            for member in archive.members:
+                if member.name not in hashed and (hasher := record.hasher(member)) is not None:
+                    archive.read(member, hasher)
+                    record.check_digest(member, hasher.digest())
+        archive.check_unchanged()
+    return elves
+
+
+def check_linux_wheel_name(path: str | PathLike[str]) -> WheelName:
+    """The parsed file name of a wheel fastaudit can audit: Linux platform tags, or pure."""
+    name = parse_wheel_name(posixpath.basename(str(path).replace("\\", "/")))
+    if not name.is_pure and not name.is_linux:
+        raise WheelError(f"not a Linux wheel: its platform tags are {', '.join(name.platform_tags)}",
+                         path=str(path))
+    return name

@@ -223,3 +223,37 @@ def write_jsonl(lines, output: str) -> None:
     with click.open_file(output, "w") as out:
         for line in lines:
             out.write(json.dumps(line) + "\n")
+
+
+@main.command("sbom")
+@click.argument("wheels", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output-dir", default=None, type=click.Path(file_okay=False),
+              help="Write <wheel>.cdx.json into this folder instead of printing.")
+def sbom_command(wheels: tuple[str, ...], output_dir: str | None) -> None:
+    """The native libraries each wheel ships, as a CycloneDX 1.6 SBOM (PEP 770), from its binaries.
+
+    One wheel prints an indented document; several print one document per line."""
+    from pathlib import Path
+
+    from fastaudit.sbom import wheel_sbom
+
+    exit_code = EXIT_CONSISTENT
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    for wheel in wheels:
+        try:
+            document = wheel_sbom(wheel, source_date_epoch=epoch)
+        except FastauditError as e:
+            click.echo(f"fastaudit: {e}", err=True)
+            exit_code = EXIT_USAGE_OR_UNREADABLE
+            continue
+        if output_dir is None:
+            click.echo(json.dumps(document, indent=1 if len(wheels) == 1 else None))
+            continue
+        target = Path(output_dir) / (Path(wheel).name + ".cdx.json")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(json.dumps(document, indent=1) + "\n")
+        except OSError as e:
+            click.echo(f"fastaudit: cannot write {target}: {e.strerror}", err=True)
+            sys.exit(EXIT_USAGE_OR_UNREADABLE)
+    sys.exit(exit_code)

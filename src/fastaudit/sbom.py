@@ -9,9 +9,12 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from os import PathLike
 from typing import Any
 
 from fastaudit import __version__
+from fastaudit.facts import WheelFacts, check_linux_wheel_name, read_wheel_facts
+from fastaudit.lddtree import resolve_tree
 from fastaudit.vendored import FILE_NAME, NAME, VERSION_STRING, Component
 from fastaudit.wheel import WheelName
 
@@ -150,3 +153,31 @@ def build_sbom(wheel: WheelName, members: Sequence[SbomMember], *, source_date_e
         "components": components,
         "dependencies": dependencies,
     }
+
+
+def _grafted(member: str) -> bool:
+    """In a top-level `<dist>.libs/` folder, where auditwheel (and fastaudit) graft libraries."""
+    folder, _, rest = member.partition("/")
+    return folder.endswith(".libs") and "/" not in rest
+
+
+def members_of(facts: WheelFacts) -> list[SbomMember]:
+    """The SBOM view of a wheel's ELF members: identification, hashes and in-wheel links."""
+    elves = facts.elves
+    vendored = facts.vendored()
+    members = []
+    for path in sorted(elves):
+        if path not in vendored and not _grafted(path):
+            continue
+        tree = resolve_tree(path, elves)
+        depends = tuple(sorted({lib.member for soname in elves[path].needed
+                                if (lib := tree.libraries.get(soname)) is not None and lib.member}))
+        members.append(SbomMember(path, facts.sha256[path], vendored.get(path, ()), depends, grafted=_grafted(path)))
+    return members
+
+
+def wheel_sbom(path: str | PathLike[str], *, source_date_epoch: str | None = None) -> dict:
+    """The SBOM of any wheel, from its binaries alone."""
+    name = check_linux_wheel_name(path)
+    facts = read_wheel_facts(path, hashes=True)
+    return build_sbom(name, members_of(facts), source_date_epoch=source_date_epoch)

@@ -108,6 +108,13 @@ def wheel_row(path: Path, key: str) -> WheelRow:
                     ".".join(name.python_tags), ".".join(name.abi_tags), ".".join(name.platform_tags), kind)
 
 
+def _vendored_rows(vendored) -> tuple[dict, ...]:
+    return tuple(
+        {"member": c.member, "library": c.project, "version": c.version, "evidence": c.evidence,
+         "linkage": "static" if c.statically_linked else "shared", "detail": c.detail}
+        for components in vendored.values() for c in components)
+
+
 def _elf_facts(elves) -> tuple[dict, ...]:
     return tuple(
         {"member": member, "arch": info.arch, "soname": info.soname, "needed": list(info.needed),
@@ -123,7 +130,7 @@ _WORKER_CACHE = None
 def audit_one(path: str, use_cache: bool, check_isa: bool, verify_record: bool = False) -> ResultRow:
     """A wheel's result row; any failure to read it becomes an error row, never an exception."""
     from fastaudit.analyze import analyze
-    from fastaudit.facts import ElfCache, check_linux_wheel_name, read_wheel_elves
+    from fastaudit.facts import ElfCache, check_linux_wheel_name, read_wheel_facts
     from fastaudit.results import to_json
 
     global _WORKER_CACHE
@@ -132,10 +139,11 @@ def audit_one(path: str, use_cache: bool, check_isa: bool, verify_record: bool =
     started = time.perf_counter()
     try:
         name = check_linux_wheel_name(path)
-        elves = read_wheel_elves(path, _WORKER_CACHE if use_cache else None, verify_record=verify_record)
+        facts = read_wheel_facts(path, _WORKER_CACHE if use_cache else None, verify_record=verify_record)
+        elves = facts.elves
         report = analyze(name, elves, check_isa=check_isa)
-        return ResultRow("pure" if report.pure else "ok", to_json(report),
-                         elapsed=time.perf_counter() - started, elf_facts=_elf_facts(elves))
+        return ResultRow("pure" if report.pure else "ok", to_json(report), elapsed=time.perf_counter() - started,
+                         elf_facts=_elf_facts(elves), vendored=_vendored_rows(facts.vendored()))
     except FastauditError as e:
         return ResultRow("error", None, type(e).__name__, str(e), e.member, time.perf_counter() - started)
     except Exception as e:  # noqa: BLE001 - a bug on one wheel must not lose the others' results

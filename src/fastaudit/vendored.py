@@ -127,10 +127,15 @@ def library_named(file_name: str) -> NativeLibrary | None:
     return None
 
 
-def _version_strings(data) -> dict[str, dict[str | None, bytes]]:
-    """{project: {version: the bytes it was read from}} for every version string in data."""
+# {project: {version or None: the bytes it was read from}}: what a member's bytes say, whatever its name
+VersionStrings = dict[str, dict[str | None, bytes]]
+
+
+def scan_version_strings(data) -> VersionStrings:
+    """Every version string of a known project in data: one pass of the anchor scanner, then the
+    project's regex around each hit. Depends on the bytes alone, so it can be cached by content."""
     known = catalogue()
-    found: dict[str, dict[str | None, bytes]] = {}
+    found: VersionStrings = {}
     view = memoryview(data).cast("B")
     for index, offset in known.anchors.find(view, max_hits=_MAX_HITS):
         library, pattern = known.anchor_owner[index]
@@ -144,30 +149,36 @@ def _version_strings(data) -> dict[str, dict[str | None, bytes]]:
     return found
 
 
-def identify(member: str, data, needed: Iterable[str] = (), soname: str | None = None) -> tuple[Component, ...]:
-    """The third-party libraries member is or carries. `needed` (its DT_NEEDED) tells a library
-    linked statically from one the member was only compiled against: a member that needs
-    libssl.so.3 quotes OpenSSL's version text from the headers, it does not ship OpenSSL."""
+def _text(raw: bytes) -> str:
+    return raw.decode("ascii", "backslashreplace")
+
+
+def identify(member: str, strings: VersionStrings, needed: Iterable[str] = (),
+             soname: str | None = None) -> tuple[Component, ...]:
+    """The third-party libraries member is or carries, from its name and its version strings.
+    `needed` (its DT_NEEDED) tells a library linked statically from one the member was only
+    compiled against: a member that needs libssl.so.3 quotes OpenSSL's version text from the
+    headers, it does not ship OpenSSL."""
     real_name = real_file_name(member)
     itself = library_named(real_name) or (library_named(real_file_name(soname)) if soname else None)
     linked_projects = {lib.project for lib in map(library_named, map(real_file_name, needed)) if lib}
     components: list[Component] = []
-    strings = _version_strings(data)
+    others = dict(strings)
     if itself is not None:
-        own = strings.pop(itself.project, {})
+        own = others.pop(itself.project, {})
         versions = {v: text for v, text in own.items() if v is not None}
         if versions:
-            components.extend(Component(itself.project, v, VERSION_STRING, text.decode("ascii", "backslashreplace"),
-                                        member, False, itself.cpe) for v, text in sorted(versions.items()))
+            components.extend(Component(itself.project, v, VERSION_STRING, _text(text), member, False, itself.cpe)
+                              for v, text in sorted(versions.items()))
         elif (version := itself.version_from_file_name(real_name)) is not None:
             components.append(Component(itself.project, version, FILE_NAME, real_name, member, False, itself.cpe))
         else:
             components.append(Component(itself.project, None, NAME, real_name, member, False, itself.cpe))
     by_project = {lib.project: lib for lib in catalogue().libraries}
-    for project, versions in sorted(strings.items()):
+    for project, versions in sorted(others.items()):
         if project in linked_projects:
             continue
         for version, text in sorted(versions.items(), key=lambda item: item[0] or ""):
-            components.append(Component(project, version, VERSION_STRING, text.decode("ascii", "backslashreplace"),
-                                        member, True, by_project[project].cpe))
+            components.append(Component(project, version, VERSION_STRING, _text(text), member, True,
+                                        by_project[project].cpe))
     return tuple(components)

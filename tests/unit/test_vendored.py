@@ -6,7 +6,15 @@ from pathlib import Path
 import pytest
 
 from fastaudit.elf import read_elf
-from fastaudit.vendored import FILE_NAME, NAME, VERSION_STRING, identify, library_named, real_file_name
+from fastaudit.vendored import (
+    FILE_NAME,
+    NAME,
+    VERSION_STRING,
+    identify,
+    library_named,
+    real_file_name,
+    scan_version_strings,
+)
 from tests.elfbuild import build_shared_object
 
 
@@ -19,7 +27,7 @@ def _with_strings(workdir: Path, name: str, *strings: str, code: str = "int f(vo
 def _identify(path: Path, member: str):
     data = path.read_bytes()
     info = read_elf(data)
-    return identify(member, data, info.needed, info.soname)
+    return identify(member, scan_version_strings(data), info.needed, info.soname)
 
 
 @pytest.mark.parametrize("member, real", [
@@ -113,5 +121,5 @@ def test_text_that_only_resembles_a_version_string_is_not_one(tmp_path: Path) ->
 
 def test_a_hostile_member_repeating_anchors_is_bounded() -> None:
     data = (b"OpenSSL 3.0.13 30 Jan 2024\0" + b"libpng version 1.6.43\0") * 200_000
-    found = identify("pkg/evil.so", data)
+    found = identify("pkg/evil.so", scan_version_strings(data))
     assert sorted((c.project, c.version) for c in found) == [("libpng", "1.6.43"), ("openssl", "3.0.13")]

@@ -1,17 +1,20 @@
 #!/usr/bin/env python3
 """Download the real-wheel corpus into a local cache and print the wheel paths.
 
-    python bench/fetch_wheels.py [--set ci|dev|all|recurring] [--cache DIR] [--jobs N]
+    python bench/fetch_wheels.py [--set ci|dev|all|recurring|mirror|full] [--cache DIR] [--jobs N]
 
 The corpus lists live in bench/corpus/:
 
-* ``dev-wheels.txt``, ``extra-wheels.txt`` and ``recurring-wheels.txt`` list wheels as
+* ``dev-wheels.txt``, ``extra-wheels.txt``, ``recurring-wheels.txt`` and ``mirror-wheels.txt`` list wheels as
   ``<category> <file name>``; the ``.sha256`` file of the same name pins each one
   (``<sha256>  <file name>``).
 * ``ci-wheels.txt`` names a small subset of those wheels, in the same format.
 
 Sets: ``dev`` (the default) is dev-wheels.txt, ``all`` is dev + extra, ``ci`` is ci-wheels.txt,
-``recurring`` is recurring-wheels.txt (wheels whose grafted libraries recur, for the ELF cache).
+``recurring`` is recurring-wheels.txt (wheels whose grafted libraries recur, for the ELF cache),
+``mirror`` is mirror-wheels.txt (about 400 wheels of popular projects, chosen by
+bench/select_corpus.py; not part of ``all``, whose figures bench/RESULTS.md records), ``full`` is
+every list.
 The cache defaults to $FASTAUDIT_WHEEL_CACHE, else ~/.cache/fastaudit/wheels; --jobs (default 4)
 sets how many downloads run at once.
 
@@ -45,9 +48,11 @@ SETS: dict[str, tuple[str, ...]] = {
     "dev": ("dev-wheels",),
     "all": ("dev-wheels", "extra-wheels"),
     "recurring": ("recurring-wheels",),
+    "mirror": ("mirror-wheels",),
+    "full": ("dev-wheels", "extra-wheels", "recurring-wheels", "mirror-wheels"),
 }
 # Lists whose sha256 pins are known; a ci-wheels.txt entry must be pinned in one of them.
-PINNED_LISTS = ("dev-wheels", "extra-wheels", "recurring-wheels")
+PINNED_LISTS = ("dev-wheels", "extra-wheels", "recurring-wheels", "mirror-wheels")
 CACHE_ENV = "FASTAUDIT_WHEEL_CACHE"
 DEFAULT_PY_VERSION = "3.12"  # for wheels tagged only py3 / py2.py3
 PIP_TIMEOUT_S = 1800
@@ -184,6 +189,9 @@ def _download(wheel: Wheel, cache: Path) -> None:
             "download",
             "--no-deps",
             "--only-binary=:all:",
+            # the file name selects the wheel; its Requires-Python may exclude the X.Y.0 that
+            # --python-version X.Y stands for (cryptography's !=3.9.0,!=3.9.1 for cp39-abi3)
+            "--ignore-requires-python",
             "--no-cache-dir",
             "--disable-pip-version-check",
             "--quiet",

@@ -54,7 +54,8 @@ def version_string(anchor: str, regex: str, example: str, version: str | None) -
     return VersionString(anchor, regex, example, version)
 
 
-# First match wins: a project whose name extends another's comes first (zlib-ng before zlib).
+# By name, the first match wins (a project whose name extends another's comes first: zlib-ng before
+# zlib), unless a later project of the same name has its version string in the member.
 LIBRARIES: tuple[Library, ...] = (
     library('openssl', 'openssl:openssl', r'lib(ssl|crypto)',
         version_string('OpenSSL ',
@@ -80,7 +81,14 @@ LIBRARIES: tuple[Library, ...] = (
         version_string('LIBTIFF, Version ', r'LIBTIFF, Version (\d+\.\d+\.\d+)',
                        'LIBTIFF, Version 4.1.0', '4.1.0'),
     ),
+    # libjpeg.so is IJG's or libjpeg-turbo's: the name alone says IJG's generic project, and the
+    # turbo's version string, when present, says which (a name shared by two projects: the one
+    # whose string the member carries wins)
     library('libjpeg', 'ijg:libjpeg', r'libjpeg'),
+    library('libjpeg-turbo', 'libjpeg-turbo:libjpeg-turbo', r'libjpeg',
+        version_string('libjpeg-turbo version ', r'libjpeg-turbo version (\d+\.\d+\.\d+)',
+                       'libjpeg-turbo version 3.1.0 (build 20250102)', '3.1.0'),
+    ),
     library('libwebp', 'webmproject:libwebp', r'lib(webp|webpmux|webpdemux|sharpyuv)'),
     library('openjpeg', 'uclouvain:openjpeg', r'libopenjp2',
             file_version=(r'libopenjp2\.so\.(\d+\.\d+\.\d+)', '{0}')),

@@ -118,13 +118,15 @@ def _stem(file_name: str) -> str:
     return file_name.split(".", 1)[0]
 
 
-def library_named(file_name: str) -> NativeLibrary | None:
-    """The known project a (grafted or plain) library file name belongs to."""
+def libraries_named(file_name: str) -> list[NativeLibrary]:
+    """The known projects a (grafted or plain) library file name may belong to, first the likeliest."""
     stem = _stem(file_name)
-    for library in catalogue().libraries:
-        if library.name is not None and library.name.fullmatch(stem):
-            return library
-    return None
+    return [lib for lib in catalogue().libraries if lib.name is not None and lib.name.fullmatch(stem)]
+
+
+def library_named(file_name: str) -> NativeLibrary | None:
+    candidates = libraries_named(file_name)
+    return candidates[0] if candidates else None
 
 
 # {project: {version or None: the bytes it was read from}}: what a member's bytes say, whatever its name
@@ -160,7 +162,9 @@ def identify(member: str, strings: VersionStrings, needed: Iterable[str] = (),
     compiled against: a member that needs libssl.so.3 quotes OpenSSL's version text from the
     headers, it does not ship OpenSSL."""
     real_name = real_file_name(member)
-    itself = library_named(real_name) or (library_named(real_file_name(soname)) if soname else None)
+    candidates = libraries_named(real_name) or (libraries_named(real_file_name(soname)) if soname else [])
+    # two projects ship a libjpeg.so: the one whose version string the member carries is the one
+    itself = next((lib for lib in candidates if lib.project in strings), candidates[0] if candidates else None)
     linked_projects = {lib.project for lib in map(library_named, map(real_file_name, needed)) if lib}
     components: list[Component] = []
     others = dict(strings)

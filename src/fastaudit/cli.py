@@ -95,28 +95,40 @@ def lddtree(file: str, as_json: bool) -> None:
 @click.option("--verify-record", is_flag=True,
               help="Also check every member against its RECORD hash (reads every member).")
 @click.option("--strict", is_flag=True, help="Exit 1 when any wheel over-promises.")
+@click.option("--advisories", "advisories_file", type=click.Path(dir_okay=False), default=None,
+              help="A JSON file of advisories (fastaudit's format or OSV records): after the scan, list the wheels "
+                   "that ship an affected library version.")
 def scan_command(paths: tuple[str, ...], db: str, jobs: int | None, scheduler: str | None, rescan: bool,
                  verify_hash: bool, no_elf_cache: bool, verify_record: bool, jsonl: str | None,
-                 strict: bool) -> None:
+                 strict: bool, advisories_file: str | None) -> None:
     """Audit every wheel under PATHS (folders or a bandersnatch mirror) into the store."""
+    from fastaudit.advisories import findings, load_advisories
     from fastaudit.report.scan import render_summary
     from fastaudit.scan import ScanOptions, scan
     from fastaudit.store import Store
 
     options = ScanOptions(jobs=jobs or os.cpu_count() or 1, scheduler=scheduler, rescan=rescan,
                           verify_hash=verify_hash, elf_cache=not no_elf_cache, verify_record=verify_record)
+    affected = []
     try:
+        advisories = load_advisories(advisories_file) if advisories_file else ()  # refused before the scan
         with Store(db) as store:
             summary = scan(paths, store, options, progress=True)
             if jsonl:
                 write_jsonl(store.run_lines(summary.run_id), jsonl)
+            if advisories:
+                affected = findings(advisories, store.vendored_libraries(summary.run_id))
     except FastauditError as e:
         click.echo(f"fastaudit: {e}", err=True)
         sys.exit(EXIT_USAGE_OR_UNREADABLE)
     click.echo(render_summary(summary))
+    if advisories_file:
+        click.echo(f"  advisories: {len(affected)} affected members")
+        for f in affected:
+            click.echo(f"    {f.advisory.id}: {f.advisory.library} {f.version} in {f.wheel} ({f.member})")
     if summary.status == "interrupted":
         sys.exit(130)
-    sys.exit(EXIT_OVER_PROMISES if strict and summary.over_promising else EXIT_CONSISTENT)
+    sys.exit(EXIT_OVER_PROMISES if strict and (summary.over_promising or affected) else EXIT_CONSISTENT)
 
 
 @main.command("repair")
@@ -205,13 +217,18 @@ def export_command(db: str, run_id: int | None, fmt: str, output: str) -> None:
               help="The run to show changes against (default: the latest completed run before it).")
 @click.option("--format", "formats", multiple=True, type=click.Choice(["html", "md", "json"]),
               help="Write only these formats (repeatable; default: all three).")
+@click.option("--advisories", "advisories_file", type=click.Path(dir_okay=False), default=None,
+              help="A JSON file of advisories (fastaudit's format or OSV records): list the wheels that ship "
+                   "an affected library version.")
 def report_command(db: str, out_dir: str, run_id: int | None, compare_to: int | None,
-                   formats: tuple[str, ...]) -> None:
+                   formats: tuple[str, ...], advisories_file: str | None) -> None:
     """The nightly report of a run: HTML with charts, Markdown and JSON, from the store alone."""
+    from fastaudit.advisories import load_advisories
     from fastaudit.report.nightly import FORMATS, write_report
 
     try:
-        written = write_report(db, out_dir, formats or tuple(FORMATS), run_id, compare_to)
+        advisories = load_advisories(advisories_file) if advisories_file else None
+        written = write_report(db, out_dir, formats or tuple(FORMATS), run_id, compare_to, advisories)
     except FastauditError as e:
         click.echo(f"fastaudit: {e}", err=True)
         sys.exit(EXIT_USAGE_OR_UNREADABLE)

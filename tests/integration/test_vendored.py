@@ -68,3 +68,32 @@ def test_the_sbom_validates_and_names_every_grafted_file_with_its_true_sha256(wh
     refs = {c["bom-ref"] for c in document["components"]}
     root = next(d for d in document["dependencies"] if d["ref"] == document["metadata"]["component"]["bom-ref"])
     assert set(root["dependsOn"]) == refs
+
+
+@pytest.mark.slow
+def test_an_advisory_flags_exactly_the_wheels_that_carry_the_version(tmp_path: Path) -> None:
+    """A scan of the table's wheels, then an advisory naming OpenSSL 1.1.1w: the members flagged
+    are those the hand-checked table says carry it, statically linked copies included."""
+    import os
+
+    from fastaudit.advisories import findings, load_advisories
+    from fastaudit.scan import ScanOptions, scan
+    from fastaudit.store import Store
+
+    wheels = [w for w in WHEELS if w is not None]
+    if not wheels:
+        pytest.skip("SKIPPED LOUDLY: the vendored wheel set is unavailable")
+    tree = tmp_path / "mirror"
+    tree.mkdir()
+    for wheel in wheels:
+        os.link(wheel, tree / wheel.name)
+    advisory = tmp_path / "advisories.json"
+    advisory.write_text(json.dumps({"advisories": [{"id": "TEST-1", "library": "openssl", "versions": ["1.1.1w"]}]}))
+    with Store(tmp_path / "store.db") as store:
+        summary = scan([tree], store, ScanOptions(jobs=2), progress=False)
+        flagged = {(f.wheel, f.member) for f in findings(load_advisories(advisory),
+                                                          store.vendored_libraries(summary.run_id))}
+    expected = {(w, m) for w, rows in EXPECTED.items() if w in {x.name for x in wheels}
+                for m, p, v, _ in rows if p == "openssl" and v == "1.1.1w"}
+    assert len(expected) >= 4
+    assert flagged == expected

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from fastaudit.advisories import Advisory
 from fastaudit.errors import ReportError
 from fastaudit.report.figures import compute_figures
 from fastaudit.report.html import render_html
@@ -39,10 +40,11 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 def write_report(db: str | Path, out_dir: str | Path, formats: Iterable[str] = tuple(FORMATS),
-                 run_id: int | None = None, compare_to: int | None = None) -> list[Path]:
+                 run_id: int | None = None, compare_to: int | None = None,
+                 advisories: tuple[Advisory, ...] | None = None) -> list[Path]:
     """Write report.<format> for each format into out_dir (created if missing); the paths written."""
     with Store(db, readonly=True) as store:
-        figures = compute_figures(store, run_id, compare_to)
+        figures = compute_figures(store, run_id, compare_to, advisories)
     out = Path(out_dir)
     written = []
     try:

@@ -205,12 +205,13 @@ def _expand_tags(tag: str) -> list[str]:
     return [f"{p}-{a}-{plat}" for p in python.split(".") for a in abi.split(".") for plat in platform.split(".")]
 
 
-def pack_wheel(out_dir: Path, dist: str, version: str, tag: str, files: Mapping[str, Path | bytes]) -> Path:
+def pack_wheel(out_dir: Path, dist: str, version: str, tag: str, files: Mapping[str, Path | bytes], *,
+               wheel_file: bytes | None = None) -> Path:
     """Write the PEP 427 wheel `{dist}-{version}-{tag}.whl` holding `files` (archive name -> content).
 
-    The .dist-info holds WHEEL (one Tag line per expanded tag), METADATA and RECORD (urlsafe
-    base64 sha256 without padding, and sizes). Members are deflated with fixed timestamps, so the
-    same inputs give the same bytes.
+    The .dist-info holds WHEEL (one Tag line per expanded tag, or `wheel_file` as given), METADATA
+    and RECORD (urlsafe base64 sha256 without padding, and sizes). Members are deflated with fixed
+    timestamps, so the same inputs give the same bytes.
     """
     dist = re.sub(r"[^\w\d.]+", "_", dist)  # PEP 427 escaping of the distribution name
     dist_info = f"{dist}-{version}.dist-info"
@@ -220,7 +221,7 @@ def pack_wheel(out_dir: Path, dist: str, version: str, tag: str, files: Mapping[
     contents[f"{dist_info}/METADATA"] = f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n".encode()
     wheel_lines = ["Wheel-Version: 1.0", "Generator: fastaudit-tests", "Root-Is-Purelib: false"]
     wheel_lines += [f"Tag: {t}" for t in _expand_tags(tag)]
-    contents[f"{dist_info}/WHEEL"] = ("\n".join(wheel_lines) + "\n").encode()
+    contents[f"{dist_info}/WHEEL"] = wheel_file if wheel_file is not None else ("\n".join(wheel_lines) + "\n").encode()
 
     record_name = f"{dist_info}/RECORD"
     record = io.StringIO()

@@ -77,3 +77,53 @@ def build_graft_demo(workdir: Path, out_dir: Path) -> GraftDemo:
     }
     wheel = pack_wheel(out_dir, "fa_graft_demo", "1.0", f"{PY_TAG}-{PY_TAG}-linux_x86_64", files)
     return GraftDemo(wheel, deps)
+
+
+_FA_B_C = """
+int fa_b_base(void) { return 40; }
+"""
+
+_FA_A_C = """
+int fa_b_base(void);
+int fa_a_answer(void) { return fa_b_base() + 2; }
+"""
+
+_RPATH_EXTENSION_C = """
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+int fa_a_answer(void);
+
+static PyObject *answer(PyObject *self, PyObject *args) { return PyLong_FromLong(fa_a_answer()); }
+
+static PyMethodDef methods[] = {{"answer", answer, METH_NOARGS, "42, from libfa_a and libfa_b"}, {NULL, NULL, 0, NULL}};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native", NULL, -1, methods};
+PyMODINIT_FUNC PyInit__native(void) { return PyModule_Create(&module); }
+"""
+
+
+@dataclass(frozen=True)
+class RpathChainDemo:
+    wheel: Path                  # fa_rpath_demo-1.0-<py>-<py>-linux_x86_64.whl
+    libs: Path                   # the folder the extension's DT_RPATH names: libfa_a.so.1, libfa_b.so.1
+    files: dict[str, Path | bytes]  # the wheel's members besides .dist-info, to pack variants of it
+
+
+def build_rpath_chain_demo(workdir: Path, out_dir: Path) -> RpathChainDemo:
+    """Issue 9's defect 2, as a real extension: its DT_RPATH (an absolute host folder, no
+    LD_LIBRARY_PATH needed) finds libfa_a.so.1, whose DT_RUNPATH $ORIGIN finds libfa_b.so.1 beside it."""
+    libs = workdir / "x"
+    libs.mkdir(parents=True, exist_ok=True)
+    _shared(libs, "fa_b", "libfa_b.so.1", _FA_B_C)
+    _shared(libs, "fa_a", "libfa_a.so.1", _FA_A_C, f"-L{libs}", "-l:libfa_b.so.1", "-Wl,--enable-new-dtags",
+            "-Wl,-rpath,$ORIGIN")
+    src = workdir / "native.c"
+    src.write_text(_RPATH_EXTENSION_C)
+    extension = workdir / f"_native{EXT_SUFFIX}"
+    _run(["gcc", "-shared", "-fPIC", "-O1", f"-I{sysconfig.get_paths()['include']}", "-o", extension, src,
+          f"-L{libs}", "-l:libfa_a.so.1", "-Wl,--disable-new-dtags", f"-Wl,-rpath,{libs}"])
+    files: dict[str, Path | bytes] = {
+        "fa_rpath_demo/__init__.py": b"from fa_rpath_demo._native import answer\n",
+        f"fa_rpath_demo/_native{EXT_SUFFIX}": extension,
+    }
+    wheel = pack_wheel(out_dir, "fa_rpath_demo", "1.0", f"{PY_TAG}-{PY_TAG}-linux_x86_64", files)
+    return RpathChainDemo(wheel, libs, files)

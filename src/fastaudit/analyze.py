@@ -26,6 +26,7 @@ MUSL = "musl"
 # the criteria a Reason names
 SYMBOL_VERSION = "symbol_version"
 EXTERNAL_LIBRARY = "external_library"
+MISSING_LIBRARY = "missing_library"    # repair: an external library this machine does not have either
 BLACKLISTED_SYMBOL = "blacklisted_symbol"
 ISA = "isa"
 PYFPE = "pyfpe"
@@ -44,12 +45,17 @@ class Reason:
     member: str
     library: str = ""
     detail: str = ""
+    source: str = ""   # repair: the host file a library to be grafted (named by member) comes from
 
     def describe(self) -> str:
+        who = f"{self.member} (grafted from {self.source})" if self.source else self.member
         if self.criterion == SYMBOL_VERSION:
-            return f"{self.member} needs {self.detail} from {self.library}"
+            return f"{who} needs {self.detail} from {self.library}"
         if self.criterion == EXTERNAL_LIBRARY:
             return f"{self.member} needs {self.library}, which is neither in the policy nor in the wheel"
+        if self.criterion == MISSING_LIBRARY:
+            return (f"{self.member} needs {self.library}, which is neither in the policy nor in the wheel and was not "
+                    "found on this machine (RPATH, LD_LIBRARY_PATH, RUNPATH, ld.so.conf, the default folders)")
         if self.criterion == BLACKLISTED_SYMBOL:
             return f"{self.member} imports the blacklisted symbol {self.detail} from {self.library}"
         if self.criterion == ISA:
@@ -117,6 +123,14 @@ def _extension_kind(path: str, info: ElfInfo) -> int:
         if info.symbols.defines(symbol, STT_FUNC):
             return major
     return 0
+
+
+def roots(elves: Mapping[str, ElfInfo]) -> list[str]:
+    """The members whose trees are walked, as auditwheel chooses them for `show` and `repair`:
+    every Python extension (even one another member needs), and every other ELF member whose file
+    name no member needs. A library other members need is reached through their trees."""
+    needed = {n for info in elves.values() for n in info.needed}
+    return [m for m, info in elves.items() if _extension_kind(m, info) or posixpath.basename(m) not in needed]
 
 
 def _libc_of(info: ElfInfo) -> str | None:
@@ -361,10 +375,8 @@ def analyze(name: WheelName, elves: Mapping[str, ElfInfo], *, check_isa: bool = 
     for m in members:
         m.python_major = _extension_kind(m.path, m.info)
         m.is_extension = m.python_major > 0
-    needed_by_members = {n for m in members for n in m.info.needed}
-    # Extensions, and the other ELF members nothing in the wheel needs, are audited as roots;
-    # libraries other members need are reached through those roots' trees.
-    audited = [m for m in members if m.is_extension or posixpath.basename(m.path) not in needed_by_members]
+    root_paths = set(roots({m.path: m.info for m in members}))
+    audited = [m for m in members if m.path in root_paths]
     trees = {m.path: resolve_tree(m.path, elves) for m in audited}
     judged = _Judgement(policies_for(libc, arch), members, audited, trees, check_isa)
     overall = judged.overall

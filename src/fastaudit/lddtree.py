@@ -1,25 +1,40 @@
-"""Dependency resolution of the ELF images inside a wheel, as the dynamic loader would see them.
+"""The dependency tree of an ELF object, resolved as glibc's dynamic loader resolves it.
 
-A wheel member's DT_NEEDED entries resolve through RPATH/RUNPATH, where `$ORIGIN` is the folder of
-the object that carries the entry, in the order lddtree (pax-utils) and auditwheel use, so that
-verdicts agree: the top-level object's DT_RPATH, the dependency's own DT_RPATH and DT_RUNPATH, then
-the top-level object's DT_RUNPATH (an object's DT_RPATH is ignored when it also has DT_RUNPATH).
-Host folders (LD_LIBRARY_PATH, ld.so.conf, the defaults)
-are deliberately absent: a verdict on a wheel must not depend on the machine that computes it, so
-a library not found inside the wheel is simply external.
+One walker, `resolve`, over a finder that says where a folder's files are: the members of a wheel
+(`WheelFinder`), the files of this machine (`HostFinder`), or both (`WheelOnHostFinder`, what
+repair needs). The walker owns the loader's rules (glibc's elf/dl-deps.c and elf/dl-load.c):
+
+- dependencies load breadth first, and a soname already loaded is never searched for again;
+- an object X's DT_NEEDED entries are searched in: unless X has a DT_RUNPATH, the DT_RPATH of X,
+  of the object that loaded X, and so on up to the root (an object with a DT_RUNPATH contributes
+  no DT_RPATH, but the chain goes on past it); then LD_LIBRARY_PATH; X's own DT_RUNPATH (never its
+  loaders'); ld.so.conf and the default folders. The root is taken to be loaded by an executable
+  without DT_RPATH, as python is;
+- `$ORIGIN` is the folder of the object whose entry it is, as found (symlinks are not resolved);
+  `$LIB` and `$PLATFORM` are not expanded;
+- a candidate of another class, machine, byte order or OS ABI is skipped, as the loader skips it.
+
+musl's loader searches LD_LIBRARY_PATH first and inherits DT_RUNPATH like DT_RPATH; musl objects
+are walked by the rules above all the same.
+
+A finder for a wheel answers only for folders inside the wheel: a verdict on a wheel must not
+depend on the machine that computes it, so a library not found inside it is simply external.
 """
 from __future__ import annotations
 
+import os
 import posixpath
 import re
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from fastaudit.elf import ElfInfo
 from fastaudit.errors import ELFError
 
 _ORIGIN = re.compile(r"\$(ORIGIN|\{ORIGIN\})")
-# libpython is provided by the interpreter that loads the extension; it is never searched for.
+# libpython is provided by the interpreter that loads the extension; a wheel's tree never searches it.
 LIBPYTHON = re.compile(r"^libpython\d+\.\d+m?\.so(\.\d)*$")
 # ELF OS ABIs the Linux loader treats as one: ELFOSABI_NONE (SYSV) and ELFOSABI_GNU (LINUX).
 _LINUX_OSABIS = frozenset({0, 3})
@@ -38,9 +53,10 @@ def compatible(a: ElfInfo, b: ElfInfo) -> bool:
 
 
 def expand_search_path(entry: str, member: str) -> str | None:
-    """An RPATH/RUNPATH entry as a folder inside the wheel, or None when it points outside."""
+    """An RPATH/RUNPATH entry of a wheel member as a folder inside the wheel ("" is its root), or
+    None when it names a host folder (absolute or cwd-relative)."""
     if not _ORIGIN.search(entry):
-        return None  # absolute or cwd-relative: a host folder
+        return None
     origin = posixpath.dirname(member)
     expanded = _ORIGIN.sub(lambda _: "/" + origin if origin else "/", entry)
     folder = posixpath.normpath(expanded)
@@ -50,72 +66,146 @@ def expand_search_path(entry: str, member: str) -> str | None:
 
 
 @dataclass(frozen=True)
+class Place:
+    """A file or folder: a wheel member path (relative to the wheel's root) or a host path."""
+
+    path: str
+    in_wheel: bool
+
+
+@dataclass(frozen=True)
+class Found:
+    """What a finder found for one soname in one folder."""
+
+    place: Place       # where the loader opens it: its $ORIGIN is this place's folder
+    path: str          # the file it is: a wheel member, or the host file with symlinks resolved
+    info: ElfInfo
+
+
+class Finder(Protocol):
+    def find(self, folder: Place, soname: str, requester: ElfInfo) -> Found | None:
+        """The object `soname` in `folder`, if it is there and compatible with `requester`."""
+
+    def environment(self) -> list[Place]:
+        """The LD_LIBRARY_PATH folders."""
+
+    def defaults(self, requester: ElfInfo) -> list[Place]:
+        """The ld.so.conf and default folders for objects like `requester`."""
+
+
+def _folders(entries: tuple[str, ...], carrier: Place) -> list[Place]:
+    """An object's RPATH/RUNPATH entries as folders, `$ORIGIN` being the carrier's folder."""
+    folders = []
+    for entry in entries:
+        if carrier.in_wheel and _ORIGIN.search(entry):
+            inside = expand_search_path(entry, carrier.path)
+            if inside is not None:
+                folders.append(Place(inside, True))
+        elif carrier.in_wheel:
+            folders.append(Place(entry, False))  # absolute or cwd-relative: a host folder
+        else:
+            origin = posixpath.dirname(posixpath.abspath(carrier.path))
+            folders.append(Place(_ORIGIN.sub(lambda _: origin, entry), False))
+    return folders
+
+
+@dataclass(frozen=True)
 class Library:
-    """One DT_NEEDED soname in the tree of a top-level member."""
+    """One soname in a tree, as the loader first resolved it."""
 
     soname: str
-    member: str | None          # the wheel member it resolved to, None when outside the wheel
-    needed: tuple[str, ...]     # its own DT_NEEDED, empty when unresolved
+    path: str | None          # a wheel member or a host file (symlinks resolved); None when not found
+    in_wheel: bool = False
+    info: ElfInfo | None = None
+
+    @property
+    def member(self) -> str | None:
+        """The wheel member it resolved to; None when it is outside the wheel or not found."""
+        return self.path if self.in_wheel else None
+
+    @property
+    def needed(self) -> tuple[str, ...]:
+        return self.info.needed if self.info is not None else ()
 
 
 @dataclass(frozen=True)
 class DependencyTree:
-    member: str
-    needed: tuple[str, ...]
-    libraries: Mapping[str, Library]   # every soname reached, first resolution wins
+    path: str                          # the root: a wheel member or a host file
+    info: ElfInfo
+    libraries: Mapping[str, Library]   # every soname reached, in load order
+
+    @property
+    def needed(self) -> tuple[str, ...]:
+        return self.info.needed
 
 
-def _search(soname: str, folders: list[str], parent: ElfInfo,
-            elves: Mapping[str, ElfInfo]) -> str | None:
-    for folder in folders:
-        candidate = posixpath.join(folder, soname)
-        info = elves.get(candidate)
-        if info is not None and compatible(parent, info):
-            return candidate
-    return None
+def resolve(root: Place, info: ElfInfo, finder: Finder, *, search_libpython: bool = False) -> DependencyTree:
+    """The dependency tree of the object at `root`, loaded as glibc loads it (see the module's
+    docstring). With search_libpython False, libpython is recorded as not found and not searched."""
+    libraries: dict[str, Library] = {}
+    if info.interpreter:  # the program interpreter is loaded before anything else
+        name = posixpath.basename(info.interpreter)
+        libraries[name] = Library(name, info.interpreter)
+    # (where it was opened, its facts, the DT_RPATH folders of its loaders, nearest first)
+    queue: deque[tuple[Place, ElfInfo, list[Place]]] = deque([(root, info, [])])
+    while queue:
+        place, obj, loaders_rpath = queue.popleft()
+        own_rpath = [] if obj.runpath else _folders(obj.rpath, place)  # the loader drops RPATH beside RUNPATH
+        inherited = own_rpath + loaders_rpath
+        search = ([] if obj.runpath else inherited) + finder.environment() + _folders(obj.runpath, place) + \
+            finder.defaults(obj)
+        for soname in obj.needed:
+            if soname in libraries:
+                continue
+            if not search_libpython and LIBPYTHON.match(soname):
+                libraries[soname] = Library(soname, None)
+                continue
+            found = next((f for f in (finder.find(folder, soname, obj) for folder in search) if f), None)
+            if found is None:
+                libraries[soname] = Library(soname, None)
+                continue
+            libraries[soname] = Library(soname, found.path, found.place.in_wheel, found.info)
+            queue.append((found.place, found.info, inherited))
+    return DependencyTree(root.path, info, libraries)
 
 
-def _folders(entries: tuple[str, ...], member: str) -> list[str]:
-    return [f for f in (expand_search_path(e, member) for e in entries) if f is not None]
+# --- finders ---------------------------------------------------------------------------------------
+
+class WheelFinder:
+    """The ELF members of one wheel; no host folder, no environment."""
+
+    def __init__(self, elves: Mapping[str, ElfInfo]) -> None:
+        self.elves = elves
+
+    def find(self, folder: Place, soname: str, requester: ElfInfo) -> Found | None:
+        if not folder.in_wheel:
+            return None
+        member = posixpath.join(folder.path, soname)
+        info = self.elves.get(member)
+        if info is None or not compatible(requester, info):
+            return None
+        return Found(Place(member, True), member, info)
+
+    def environment(self) -> list[Place]:
+        return []
+
+    def defaults(self, requester: ElfInfo) -> list[Place]:
+        return []
 
 
 def resolve_tree(member: str, elves: Mapping[str, ElfInfo]) -> DependencyTree:
-    """Resolve the dependency tree of one wheel member against the ELF members of the wheel."""
-    top = elves[member]
-    top_rpath = _folders(top.rpath, member) if not top.runpath else []
-    top_runpath = _folders(top.runpath, member)
-    libraries: dict[str, Library] = {}
-    if top.interpreter:
-        libraries[posixpath.basename(top.interpreter)] = Library(posixpath.basename(top.interpreter), None, ())
+    """The tree of one wheel member against the wheel's own ELF members."""
+    return resolve(Place(member, True), elves[member], WheelFinder(elves))
 
-    def visit(path: str, info: ElfInfo, is_top: bool) -> None:
-        if is_top:
-            folders = top_rpath + top_runpath
-        else:
-            own_rpath = _folders(info.rpath, path) if not info.runpath else []
-            folders = top_rpath + own_rpath + _folders(info.runpath, path) + top_runpath
-        for soname in info.needed:
-            if soname in libraries:
-                continue
-            if LIBPYTHON.match(soname):
-                libraries[soname] = Library(soname, None, ())
-                continue
-            found = _search(soname, folders, info, elves)
-            if found is None:
-                libraries[soname] = Library(soname, None, ())
-                continue
-            dep = elves[found]
-            libraries[soname] = Library(soname, found, dep.needed)
-            visit(found, dep, False)
-
-    visit(member, top, True)
-    return DependencyTree(member, top.needed, libraries)
-
-
-# --- on the host: for `fastaudit lddtree FILE` and, later, repair ---------------------------------
 
 _DEFAULT_DIRS_GLIBC = ("/lib", "/usr/lib", "/lib64", "/usr/lib64")
 _DEFAULT_DIRS_MUSL = ("/lib", "/usr/local/lib", "/usr/lib")
+# Debian-style multiarch folders per architecture
+_MULTIARCH: Mapping[str, tuple[str, ...]] = {
+    "x86_64": ("x86_64-linux-gnu",), "i686": ("i386-linux-gnu",), "aarch64": ("aarch64-linux-gnu",),
+    "ppc64le": ("powerpc64le-linux-gnu",), "s390x": ("s390x-linux-gnu",),
+    "armv7l": ("arm-linux-gnueabihf",), "riscv64": ("riscv64-linux-gnu",),
+}
 
 
 def parse_ld_so_conf(path: str = "/etc/ld.so.conf", _seen: set[str] | None = None) -> list[str]:
@@ -161,47 +251,16 @@ def _host_default_dirs(info: ElfInfo) -> list[str]:
     return parse_ld_so_conf() + multiarch + list(_DEFAULT_DIRS_GLIBC)
 
 
-# Debian-style multiarch folders per architecture
-_MULTIARCH: Mapping[str, tuple[str, ...]] = {
-    "x86_64": ("x86_64-linux-gnu",), "i686": ("i386-linux-gnu",), "aarch64": ("aarch64-linux-gnu",),
-    "ppc64le": ("powerpc64le-linux-gnu",), "s390x": ("s390x-linux-gnu",),
-    "armv7l": ("arm-linux-gnueabihf",), "riscv64": ("riscv64-linux-gnu",),
-}
-
-
-@dataclass(frozen=True)
-class HostLibrary:
-    soname: str
-    path: str | None        # where the loader would find it, None when not found
-    needed: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class HostTree:
-    path: str
-    info: ElfInfo
-    libraries: Mapping[str, HostLibrary]   # in the order first reached
-
-
-def _host_folders(entries: tuple[str, ...], origin_file: str) -> list[str]:
-    origin = posixpath.dirname(posixpath.abspath(origin_file))
-    return [_ORIGIN.sub(origin, e) for e in entries if e]
-
-
-class HostSearch:
-    """Finds sonames on this machine as the loader would, reading each candidate file once."""
+class HostFinder:
+    """The files of this machine, each candidate read once; answers only for host folders."""
 
     def __init__(self, ld_library_path: str | None = None) -> None:
-        import os
-
         value = ld_library_path if ld_library_path is not None else os.environ.get("LD_LIBRARY_PATH", "")
-        self.env_dirs = [d for d in value.split(":") if d]
+        self._environment = [Place(d, False) for d in value.split(":") if d]
         self._files: dict[str, ElfInfo | None] = {}
-        self._defaults: dict[tuple[str | None, str | None], list[str]] = {}
+        self._defaults: dict[tuple[str | None, str | None], list[Place]] = {}
 
     def load(self, candidate: str) -> ElfInfo | None:
-        import os
-
         from fastaudit.elf import read_elf
 
         if candidate not in self._files:
@@ -214,48 +273,48 @@ class HostSearch:
                 self._files[candidate] = None
         return self._files[candidate]
 
-    def find(self, soname: str, requester: ElfInfo, rpath: list[str], runpath: list[str]) -> tuple[str, ElfInfo] | None:
-        """(real path, facts) of the library the loader would map for `soname` needed by
-        `requester`, searching its DT_RPATH chain, LD_LIBRARY_PATH, its DT_RUNPATH, ld.so.conf and
-        the default folders; None when no compatible file is found."""
-        import os
+    def find(self, folder: Place, soname: str, requester: ElfInfo) -> Found | None:
+        if folder.in_wheel:
+            return None
+        candidate = posixpath.join(folder.path, soname)
+        info = self.load(candidate)
+        if info is None or not compatible(requester, info):
+            return None
+        return Found(Place(candidate, False), os.path.realpath(candidate), info)
 
+    def environment(self) -> list[Place]:
+        return self._environment
+
+    def defaults(self, requester: ElfInfo) -> list[Place]:
         key = (requester.interpreter, requester.arch)
         if key not in self._defaults:  # ld.so.conf is read once per kind of requester
-            self._defaults[key] = _host_default_dirs(requester)
-        for folder in rpath + self.env_dirs + runpath + self._defaults[key]:
-            candidate = posixpath.join(folder, soname)
-            dep = self.load(candidate)
-            if dep is not None and compatible(requester, dep):
-                return os.path.realpath(candidate), dep
-        return None
+            self._defaults[key] = [Place(d, False) for d in _host_default_dirs(requester)]
+        return self._defaults[key]
 
 
-def resolve_on_host(path: str, ld_library_path: str | None = None) -> HostTree:
-    """The dependency tree of an ELF file on this machine, searched as glibc's (or musl's) loader
-    does: the object's DT_RPATH (unless it has DT_RUNPATH) and its loaders', LD_LIBRARY_PATH,
-    DT_RUNPATH, ld.so.conf, the default folders. Candidates of another class, machine, byte order
-    or OS ABI are skipped, as the loader skips them."""
+class WheelOnHostFinder:
+    """A wheel's members where its $ORIGIN entries point, this machine's files everywhere else: the
+    view of a wheel installed on this machine, which repair grafts from."""
+
+    def __init__(self, wheel: WheelFinder, host: HostFinder) -> None:
+        self.wheel = wheel
+        self.host = host
+
+    def find(self, folder: Place, soname: str, requester: ElfInfo) -> Found | None:
+        return (self.wheel if folder.in_wheel else self.host).find(folder, soname, requester)
+
+    def environment(self) -> list[Place]:
+        return self.host.environment()
+
+    def defaults(self, requester: ElfInfo) -> list[Place]:
+        return self.host.defaults(requester)
+
+
+def resolve_on_host(path: str, ld_library_path: str | None = None) -> DependencyTree:
+    """The dependency tree of an ELF file on this machine, as the loader would load it (libpython
+    included: on the host it is a library like any other)."""
     from fastaudit.elf import read_elf
 
     with open(path, "rb") as f:
         top = read_elf(f.read())
-    search = HostSearch(ld_library_path)
-    libraries: dict[str, HostLibrary] = {}
-
-    def visit(file: str, info: ElfInfo, loaders_rpath: list[str]) -> None:
-        # the DT_RPATH chain: the object's own, then its loaders', unless the object has DT_RUNPATH
-        rpath_chain = _host_folders(info.rpath, file) + loaders_rpath
-        rpath = rpath_chain if not info.runpath else []
-        for soname in info.needed:
-            if soname in libraries:
-                continue
-            found = search.find(soname, info, rpath, _host_folders(info.runpath, file))
-            if found is None:
-                libraries[soname] = HostLibrary(soname, None, ())
-                continue
-            libraries[soname] = HostLibrary(soname, found[0], found[1].needed)
-            visit(found[0], found[1], rpath_chain)
-
-    visit(path, top, [])
-    return HostTree(path, top, libraries)
+    return resolve(Place(path, False), top, HostFinder(ld_library_path), search_libpython=True)

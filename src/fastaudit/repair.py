@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import io
 import posixpath
 import shutil
 import subprocess
@@ -19,17 +20,23 @@ import tempfile
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from email.generator import BytesGenerator
+from email.parser import BytesParser
 from os import PathLike
 from pathlib import Path
 
 from fastaudit.analyze import (
     BLACKLISTED_SYMBOL,
     ISA,
+    MISSING_LIBRARY,
     PYFPE,
+    SYMBOL_VERSION,
     UCS2,
+    Reason,
     WheelReport,
     analyze,
     refused_versions,
+    roots,
 )
 from fastaudit.elf import ElfEdits, ElfInfo, rewrite_elf
 from fastaudit.errors import FastauditError, RepairError, WheelError
@@ -37,10 +44,13 @@ from fastaudit.facts import check_linux_wheel_name, read_wheel_elves
 from fastaudit.lddtree import (
     LIBPYTHON,
     DependencyTree,
-    HostSearch,
+    HostFinder,
+    Place,
+    WheelFinder,
+    WheelOnHostFinder,
     expand_search_path,
     is_dynamic_loader,
-    resolve_tree,
+    resolve,
 )
 from fastaudit.policy import Policy, policies_for
 from fastaudit.record import Record
@@ -89,6 +99,7 @@ class RepairPlan:
     report: WheelReport
     policy: Policy
     platform_tags: tuple[str, ...]        # of the output's file name, in order
+    added_tags: tuple[str, ...]           # the platform tags repair gives, most compatible first (WHEEL's order)
     grafts: tuple[Graft, ...]
     edits: Mapping[str, ElfEdits]         # member (of the wheel, or a graft) -> its edits
     excluded: tuple[str, ...]             # external sonames left outside on purpose
@@ -118,7 +129,7 @@ class _Closure:
     """What grafting for one policy's whitelist involves."""
 
     grafts: dict[str, tuple[str, ElfInfo]] = field(default_factory=dict)  # soname -> (host path, facts)
-    missing: list[str] = field(default_factory=list)
+    missing: list[Reason] = field(default_factory=list)
     excluded: set[str] = field(default_factory=set)
     libpython: dict[str, set[str]] = field(default_factory=dict)   # member -> libpython sonames
     needs_grafts: dict[str, set[str]] = field(default_factory=dict)  # member -> grafted sonames in its tree
@@ -129,92 +140,85 @@ def _excluded(soname: str, path: str | None, patterns: Iterable[str]) -> bool:
                for p in patterns)
 
 
-def _host_rpath(info: ElfInfo, member: str) -> tuple[list[str], list[str]]:
-    """A wheel member's RPATH and RUNPATH entries that name host folders ($ORIGIN ones are inside)."""
-    def host(entries: tuple[str, ...]) -> list[str]:
-        return [e for e in entries if e and expand_search_path(e, member) is None and "$" not in e]
-    return (host(info.rpath) if not info.runpath else []), host(info.runpath)
-
-
-def _trees(report: WheelReport, elves: Mapping[str, ElfInfo]) -> list[tuple[str, DependencyTree]]:
-    """(member, the tree it is loaded in) for every ELF member: members other members need are
-    loaded in the tree of a root that reaches them, whose RPATH finds their own dependencies."""
-    members = report.elf_members
-    needed = {n for m in members for n in elves[m].needed}
-    roots = [m for m in members if posixpath.basename(m) not in needed]
-    placed: list[tuple[str, DependencyTree]] = []
-    reached: set[str] = set()
-    for root in [*roots, *(m for m in members if m not in roots)]:
-        if root in reached:
-            continue
-        tree = resolve_tree(root, elves)
-        for member in [root, *(lib.member for lib in tree.libraries.values() if lib.member)]:
-            if member not in reached:
-                reached.add(member)
-                placed.append((member, tree))
-    return placed
+def _trees(members: tuple[str, ...], elves: Mapping[str, ElfInfo],
+           finder: WheelOnHostFinder) -> list[tuple[str, DependencyTree]]:
+    """(member, the tree it is loaded in) for every ELF member. A root (roots()) can be loaded on
+    its own and is classified in its own tree; another member in the first tree that loads it,
+    whose DT_RPATH chain it inherits; a member no tree loads, in its own."""
+    first = roots({m: elves[m] for m in members})
+    placed = {root: resolve(Place(root, True), elves[root], finder) for root in first}
+    for member in [*first, *(m for m in members if m not in first)]:
+        if member not in placed:
+            placed[member] = resolve(Place(member, True), elves[member], finder)
+        tree = placed[member]
+        for library in tree.libraries.values():
+            if library.member is not None and library.member not in placed:
+                placed[library.member] = tree
+    return [(m, placed[m]) for m in members]
 
 
 def _closure(trees: list[tuple[str, DependencyTree]], elves: Mapping[str, ElfInfo], policy: Policy,
-             search: HostSearch, exclude: tuple[str, ...]) -> _Closure:
+             exclude: tuple[str, ...]) -> _Closure:
+    """Classify what each member's tree reaches through libraries the policy does not allow: inside
+    the wheel, whitelisted, libpython, excluded, to be grafted, or missing."""
     closure = _Closure()
-
-    def allowed(soname: str) -> bool:
-        return is_dynamic_loader(soname) or soname in policy.whitelist
-
     for member, tree in trees:
-        rpath, runpath = _host_rpath(elves[member], member)
-        pending = [(soname, elves[member], rpath, runpath) for soname in elves[member].needed]
+        direct = elves[member].needed
+        pending = list(direct)
         seen: set[str] = set()
         while pending:
-            soname, requester, rpath, runpath = pending.pop()
+            soname = pending.pop()
             if soname in seen:
                 continue
             seen.add(soname)
-            inside = tree.libraries.get(soname)
-            if inside is not None and inside.member is not None:
-                continue  # shipped in the wheel: walked as a member of its own
+            library = tree.libraries[soname]
+            if library.in_wheel:
+                continue  # shipped in the wheel: classified as a member of its own
             if LIBPYTHON.match(soname):
-                if requester is elves[member]:
+                if soname in direct:
                     closure.libpython.setdefault(member, set()).add(soname)
                 continue
-            if allowed(soname):
+            if is_dynamic_loader(soname) or soname in policy.whitelist:
                 continue
-            found = closure.grafts.get(soname) or search.find(soname, requester, rpath, runpath)
-            if _excluded(soname, found[0] if found else None, exclude):
+            grafted = closure.grafts.get(soname)
+            if _excluded(soname, grafted[0] if grafted else library.path, exclude):
                 closure.excluded.add(soname)
                 continue
-            if found is None:
-                closure.missing.append(f"{member} needs {soname}, which is neither in the policy nor in the "
-                                       "wheel and was not found on this machine (RPATH, LD_LIBRARY_PATH, "
-                                       "RUNPATH, ld.so.conf, the default folders)")
-                continue
-            closure.grafts[soname] = found
+            if grafted is None:  # the first tree to find a soname on the host says which file is grafted
+                if library.path is None or library.info is None:
+                    closure.missing.append(Reason(MISSING_LIBRARY, member, soname))
+                    continue
+                grafted = closure.grafts[soname] = (library.path, library.info)
             closure.needs_grafts.setdefault(member, set()).add(soname)
-            _, info = found
-            own_rpath = [e for e in info.rpath if "$" not in e] if not info.runpath else []
-            own_runpath = [e for e in info.runpath if "$" not in e]
-            pending.extend((n, info, own_rpath, own_runpath) for n in info.needed)
+            # its own needs as this tree resolved them (one grafted from another tree: that tree's)
+            pending.extend(n for n in grafted[1].needed if n in tree.libraries)
     return closure
 
 
-def _blockers(policy: Policy, report: WheelReport, elves: Mapping[str, ElfInfo], closure: _Closure) -> list[str]:
+def _blockers(policy: Policy, report: WheelReport, elves: Mapping[str, ElfInfo], closure: _Closure) -> list[Reason]:
     """Why the wheel, with the closure grafted, cannot have the policy's tag; empty when it can."""
     reasons = list(closure.missing)
     for member in report.elf_members:
-        for library, version in refused_versions(policy, elves[member].version_requirements):
-            reasons.append(f"{member} needs {version} from {library}")
+        reasons.extend(Reason(SYMBOL_VERSION, member, library, version)
+                       for library, version in refused_versions(policy, elves[member].version_requirements))
     for soname, (path, info) in sorted(closure.grafts.items()):
-        for library, version in refused_versions(policy, info.version_requirements):
-            reasons.append(f"{soname} (grafted from {path}) needs {version} from {library}")
-    for what, criterion, achieved in (("blacklisted symbols", BLACKLISTED_SYMBOL, report.blacklist_policy),
-                                      ("the ISA level", ISA, report.isa_policy),
-                                      ("PyFPE_jbuf", PYFPE, report.pyfpe_policy),
-                                      ("a UCS2 build", UCS2, report.ucs2_policy)):
-        if achieved is not None and policy > achieved:
-            detail = sorted({r.describe() for r in (*report.reasons, *report.over_promise_reasons)
-                             if r.criterion == criterion})
-            reasons.append(f"{what} allow at most {achieved.tag}" + (f" ({'; '.join(detail)})" if detail else ""))
+        reasons.extend(Reason(SYMBOL_VERSION, soname, library, version, source=path)
+                       for library, version in refused_versions(policy, info.version_requirements))
+    known = sorted(set(report.reasons) | set(report.over_promise_reasons))
+    for criterion, achieved in ((BLACKLISTED_SYMBOL, report.blacklist_policy), (ISA, report.isa_policy),
+                                (PYFPE, report.pyfpe_policy), (UCS2, report.ucs2_policy)):
+        if achieved is None or policy <= achieved:
+            continue
+        if criterion == BLACKLISTED_SYMBOL:
+            # the report names the members for the tags it looked at; policy_upgrades has every tag
+            upgrade = report.policy_upgrades.get(policy.tag)
+            pairs = {(lib, s) for lib, syms in (upgrade.blacklisted_symbols if upgrade else {}).items() for s in syms}
+            named = [r for r in known if r.criterion == criterion and (r.library, r.detail) in pairs]
+            reasons.extend(named)
+            reasons.extend(Reason(criterion, report.wheel, lib, s)
+                           for lib, s in sorted(pairs - {(r.library, r.detail) for r in named}))
+        else:  # a wheel-wide cap: the report's reasons for any non-linux tag name every member
+            reasons.extend(r for r in known if r.criterion == criterion)
     return reasons
 
 
@@ -268,15 +272,17 @@ def plan_repair(path: str | PathLike[str], options: RepairOptions = RepairOption
         return None
     policies = policies_for(report.libc or "glibc", report.arch or "")
     requested = _target(options.plat, policies, str(path))
-    search = HostSearch(options.ld_library_path)
-
-    trees = _trees(report, elves)  # the same for every policy: only the whitelist changes
+    finder = WheelOnHostFinder(WheelFinder(elves), HostFinder(options.ld_library_path))
+    trees = _trees(report.elf_members, elves, finder)  # the same for every policy: only the whitelist changes
     closures: dict[frozenset[str], _Closure] = {}
 
     def closure_for(policy: Policy) -> _Closure:
         if policy.whitelist not in closures:
-            closures[policy.whitelist] = _closure(trees, elves, policy, search, options.exclude)
+            closures[policy.whitelist] = _closure(trees, elves, policy, options.exclude)
         return closures[policy.whitelist]
+
+    def blocked_because(policy: Policy) -> str:
+        return "; ".join(r.describe() for r in _blockers(policy, report, elves, closure_for(policy)))
 
     candidates = [p for p in policies if not p.is_linux]
     achievable = [p for p in candidates if not _blockers(p, report, elves, closure_for(p))]
@@ -284,13 +290,12 @@ def plan_repair(path: str | PathLike[str], options: RepairOptions = RepairOption
         if not achievable:
             lowest = candidates[0]
             raise RepairError(f"cannot repair to any {report.libc} tag; {lowest.tag} is blocked because "
-                              + "; ".join(_blockers(lowest, report, elves, closure_for(lowest))), path=str(path))
+                              + blocked_because(lowest), path=str(path))
         target = max(achievable)
     else:
         target = requested
-        blockers = _blockers(target, report, elves, closure_for(target))
-        if blockers:
-            raise RepairError(f"cannot repair to {target.tag}: " + "; ".join(blockers), path=str(path))
+        if _blockers(target, report, elves, closure_for(target)):
+            raise RepairError(f"cannot repair to {target.tag}: " + blocked_because(target), path=str(path))
 
     closure = closure_for(target)
     abis = [target.tag, *target.alias_tags]
@@ -326,22 +331,30 @@ def plan_repair(path: str | PathLike[str], options: RepairOptions = RepairOption
         inner = {n: new_names[n] for n in graft.info.needed if n in new_names}
         edits[graft.member] = ElfEdits(replace_needed=inner, soname=graft.new_soname,
                                        rpath="$ORIGIN" if inner else "", runpath=None if inner else "")
-    return RepairPlan(str(path), report, target, _platform_tags(name, report, abis, options.update_tags), grafts,
-                      edits, tuple(sorted(closure.excluded)), tuple(warnings))
+    return RepairPlan(str(path), report, target, _platform_tags(name, report, abis, options.update_tags), tuple(abis),
+                      grafts, edits, tuple(sorted(closure.excluded)), tuple(warnings))
 
 
 # --- writing ---------------------------------------------------------------------------------------
 
-def _updated_wheel_file(text: str, report: WheelReport, abis: Iterable[str]) -> str:
-    """WHEEL with Tag lines for the new platform tags, and none for the plain linux one."""
-    lines = text.splitlines()
-    tags = [line.split(":", 1)[1].strip() for line in lines if line.startswith("Tag:")]
+def _updated_wheel_file(data: bytes, report: WheelReport, abis: Iterable[str]) -> bytes:
+    """WHEEL with Tag headers for the new platform tags and none for the plain linux one.
+
+    WHEEL is a block of email headers (PEP 427): wheel, pip and auditwheel read it with
+    email.parser, so it is parsed and written that way. The Tag headers go last, inside the headers.
+    """
+    message = BytesParser().parsebytes(data)
+    tags = message.get_all("Tag", [])
     interpreters = list(dict.fromkeys("-".join(t.split("-")[:2]) for t in tags))
     removed = f"linux_{report.arch}"
     wanted = [t for t in tags if not t.endswith("-" + removed)]
     wanted += [f"{i}-{p}" for i in interpreters for p in abis if f"{i}-{p}" not in wanted]
-    body = [line for line in lines if not line.startswith("Tag:")]
-    return "\n".join(body + [f"Tag: {t}" for t in wanted]) + "\n"
+    del message["Tag"]
+    for tag in wanted:
+        message["Tag"] = tag
+    out = io.BytesIO()
+    BytesGenerator(out, mangle_from_=False, maxheaderlen=0).flatten(message)
+    return out.getvalue()
 
 
 def _strip(data: bytes, member: str) -> bytes:
@@ -397,8 +410,7 @@ def apply_plan(plan: RepairPlan, out_dir: Path, options: RepairOptions = RepairO
             date_time = stamp or member.date_time
             edits = plan.edits.get(member.name)
             if member.name == wheel_name and options.update_tags:
-                text = archive.read(member).decode("utf-8")
-                data = _updated_wheel_file(text, plan.report, plan.platform_tags).encode()
+                data = _updated_wheel_file(bytes(archive.read(member)), plan.report, plan.added_tags)
             elif edits is not None or (options.strip and member.name in plan.report.elf_members):
                 data = archive.read(member)
                 try:

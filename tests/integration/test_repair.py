@@ -1,24 +1,33 @@
 """`fastaudit repair` end to end: a real extension wheel that needs a library built here (visible only
 through LD_LIBRARY_PATH) and Debian's libsqlite3 is repaired, compared with `auditwheel repair` on
-the same wheel, installed into a fresh venv and imported with the library folder gone."""
+the same wheel, installed into a fresh venv and imported with the library folder gone. So is one
+whose DT_RPATH finds a library that finds its own through DT_RUNPATH $ORIGIN (issue 9), and every
+WHEEL repair writes is read back as wheel, pip and auditwheel read it (issue 14)."""
 from __future__ import annotations
 
+import email.parser
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from wheel.wheelfile import WheelFile
 
+from fastaudit.analyze import audit_wheel
 from fastaudit.elf import read_elf
+from fastaudit.errors import RepairError
+from fastaudit.repair import RepairOptions, plan_repair
 from tests import elfcheck
 from tests.corpus import corpus_wheels
-from tests.extbuild import SQLITE, GraftDemo, build_graft_demo
+from tests.elfbuild import Scenario, StubLibs, build_stubs, pack_wheel, scenario_isa_v3, scenario_zlib_blacklist_all
+from tests.extbuild import PY_TAG, SQLITE, GraftDemo, RpathChainDemo, build_graft_demo, build_rpath_chain_demo
 
 BIN = Path(sys.executable).parent
 TIMEOUT = 300
@@ -61,6 +70,32 @@ def auditwheel_tag(wheel: Path) -> str:
     return json.loads(shown.stdout)["overall_tag"]
 
 
+def wheel_file_tags(wheel: Path, scratch: Path) -> list[str]:
+    """The Tag headers of the wheel's WHEEL as email.parser reads them, after checking that they are
+    all headers (nothing after the blank line), that they are the file name's tags, and that
+    `wheel tags` (which compares the two) accepts the wheel."""
+    with zipfile.ZipFile(wheel) as zf:
+        data = zf.read(next(n for n in zf.namelist() if n.endswith(".dist-info/WHEEL")))
+    message = email.parser.BytesParser().parsebytes(data)
+    assert message.get_payload() == "", data
+    tags = message.get_all("Tag", [])
+    python, abi, platform = wheel.name.removesuffix(".whl").split("-")[-3:]
+    assert {tuple(t.split("-")) for t in tags} == {(i, a, p) for i in python.split(".") for a in abi.split(".")
+                                                   for p in platform.split(".")} or \
+        {t.split("-")[2] for t in tags} == set(platform.split(".")), tags
+    scratch.mkdir(parents=True, exist_ok=True)
+    copy = scratch / wheel.name
+    shutil.copyfile(wheel, copy)
+    retagged = run(sys.executable, "-m", "wheel", "tags", copy, cwd=scratch)
+    assert retagged.returncode == 0, retagged.stderr
+    return tags
+
+
+def wheel_file_bytes(wheel: Path) -> bytes:
+    with zipfile.ZipFile(wheel) as zf:
+        return zf.read(next(n for n in zf.namelist() if n.endswith(".dist-info/WHEEL")))
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> GraftDemo:
     root = tmp_path_factory.mktemp("graft")
@@ -87,6 +122,12 @@ def test_repair_grafts_what_auditwheel_grafts(repaired: tuple[Path, Path]) -> No
     grafted = {n for n in files_of(ours) if n.startswith("fa_graft_demo.libs/")}
     assert {Path(n).name.split("-")[0] for n in grafted} == {"libfagraft", "libfainner", "libsqlite3"}
     assert auditwheel_tag(ours) == auditwheel_tag(theirs) == ours.name.rsplit("-", 1)[1].split(".")[0]
+
+
+def test_the_repaired_wheel_file_parses_as_auditwheels_does(repaired: tuple[Path, Path], tmp_path: Path) -> None:
+    ours, theirs = repaired
+    assert wheel_file_tags(ours, tmp_path / "ours") == wheel_file_tags(theirs, tmp_path / "theirs")
+    assert wheel_file_bytes(ours) == wheel_file_bytes(theirs)
 
 
 def test_the_repaired_wheel_has_a_true_record_and_sound_elf_files(repaired: tuple[Path, Path], demo: GraftDemo,
@@ -159,6 +200,20 @@ def test_a_library_that_cannot_be_found_is_named(demo: GraftDemo, tmp_path: Path
     assert not list((tmp_path / "out").glob("*"))
 
 
+@pytest.mark.parametrize("scenario", [scenario_zlib_blacklist_all, scenario_isa_v3])
+def test_repairs_blockers_are_the_reports_reasons_in_its_words(
+        scenario: Callable[[Path, StubLibs, Path], Scenario], tmp_path: Path) -> None:
+    """A wheel-wide cap (blacklisted symbols, the ISA level) refuses repair with the very Reasons
+    `show` gives, worded by the one Reason.describe."""
+    built = scenario(tmp_path / "work", build_stubs(tmp_path / "stubs"), tmp_path / "dist")
+    reasons = audit_wheel(built.wheel).reasons
+    assert reasons
+    with pytest.raises(RepairError) as refused:
+        plan_repair(built.wheel, RepairOptions(plat="manylinux2014_x86_64"))
+    assert str(refused.value).endswith("cannot repair to manylinux_2_17_x86_64: "
+                                       + "; ".join(r.describe() for r in reasons))
+
+
 def test_a_tag_the_grafted_libraries_cannot_meet_is_refused_with_the_versions(demo: GraftDemo, tmp_path: Path) -> None:
     sqlite = read_elf((Path("/usr/lib/x86_64-linux-gnu") / SQLITE).resolve().read_bytes())
     too_new = sorted(v for v in sqlite.version_requirements.get("libc.so.6", ())
@@ -188,6 +243,8 @@ def test_exclude_patterns_leave_a_library_outside(demo: GraftDemo, tmp_path: Pat
     assert theirs.returncode == 0, theirs.stderr
     assert ours.name == only_wheel(tmp_path / "aw").name
     assert files_of(ours) == files_of(only_wheel(tmp_path / "aw"))
+    assert wheel_file_tags(ours, tmp_path / "ours") == wheel_file_tags(only_wheel(tmp_path / "aw"), tmp_path / "theirs")
+    assert wheel_file_bytes(ours) == wheel_file_bytes(only_wheel(tmp_path / "aw"))
 
 
 def test_a_pure_wheel_is_copied_with_a_note(tmp_path: Path) -> None:
@@ -213,6 +270,9 @@ def test_a_compliant_real_wheel_gets_auditwheels_name_and_keeps_its_files(tmp_pa
     # it needs nothing newer than glibc 2.27: both tools add that tag to the one it declares
     assert ours.name == only_wheel(tmp_path / "aw").name
     assert auditwheel_tag(ours) == auditwheel_tag(only_wheel(tmp_path / "aw"))
+    # a WHEEL written by a real build backend, rewritten as auditwheel rewrites it
+    assert wheel_file_tags(ours, tmp_path / "ours") == wheel_file_tags(only_wheel(tmp_path / "aw"), tmp_path / "theirs")
+    assert wheel_file_bytes(ours) == wheel_file_bytes(only_wheel(tmp_path / "aw"))
     with zipfile.ZipFile(wheel) as before, zipfile.ZipFile(ours) as after:
         files = {n for n in before.namelist() if not n.endswith("/")}  # directory entries are not kept
         assert files == set(after.namelist())
@@ -236,3 +296,85 @@ def test_a_full_disk_leaves_no_partial_wheel(demo: GraftDemo, tmp_path: Path) ->
     assert result.stderr.startswith(f"fastaudit: cannot write {out}/fa_graft_demo-1.0-") and "File too large" in \
         result.stderr and "Traceback" not in result.stderr
     assert list(out.iterdir()) == []  # the temporary file is gone too
+
+
+# --- issue 9, defect 2: DT_RPATH finds a library whose DT_RUNPATH $ORIGIN finds the next ------------
+
+@pytest.fixture(scope="module")
+def rpath_demo(tmp_path_factory: pytest.TempPathFactory) -> RpathChainDemo:
+    root = tmp_path_factory.mktemp("rpath")
+    return build_rpath_chain_demo(root / "work", root / "dist")
+
+
+def test_an_rpath_then_origin_runpath_chain_is_grafted_whole_as_auditwheel_does(rpath_demo: RpathChainDemo,
+                                                                                 tmp_path: Path) -> None:
+    env = environment()  # no LD_LIBRARY_PATH: the extension's own DT_RPATH names the folder
+    ours = fastaudit_repair(rpath_demo.wheel, tmp_path / "fastaudit", env=env)
+    assert ours.returncode == 0, ours.stderr
+    theirs = run(BIN / "auditwheel", "repair", "-w", tmp_path / "auditwheel", rpath_demo.wheel, env=env)
+    assert theirs.returncode == 0, theirs.stderr
+    ours_wheel, theirs_wheel = only_wheel(tmp_path / "fastaudit"), only_wheel(tmp_path / "auditwheel")
+    assert ours_wheel.name == theirs_wheel.name
+    assert files_of(ours_wheel) == files_of(theirs_wheel)
+    grafted = {Path(n).name.split("-")[0] for n in files_of(ours_wheel) if n.startswith("fa_rpath_demo.libs/")}
+    assert grafted == {"libfa_a", "libfa_b"}
+    assert auditwheel_tag(ours_wheel) == auditwheel_tag(theirs_wheel)
+    assert auditwheel_tag(ours_wheel) in ours_wheel.name.removesuffix(".whl").rsplit("-", 1)[1].split(".")
+    assert wheel_file_tags(ours_wheel, tmp_path / "ours") == wheel_file_tags(theirs_wheel, tmp_path / "theirs")
+
+    venv = tmp_path / "venv"
+    made = run(sys.executable, "-m", "venv", venv)
+    assert made.returncode == 0, made.stderr
+    installed = run(venv / "bin" / "python", "-m", "pip", "install", "--no-index", "--no-deps", ours_wheel)
+    assert installed.returncode == 0, installed.stderr
+    hidden = rpath_demo.libs.with_name("x-hidden")
+    rpath_demo.libs.rename(hidden)
+    try:
+        probe = ("import fa_rpath_demo as m\n"
+                 "maps = sorted({l.split()[-1] for l in open('/proc/self/maps') if '/libfa_' in l})\n"
+                 "print(m.answer(), *maps)\n")
+        result = run(venv / "bin" / "python", "-c", probe, env=environment(), cwd=tmp_path)
+    finally:
+        hidden.rename(rpath_demo.libs)
+    assert result.returncode == 0, result.stderr
+    answer, *maps = result.stdout.split()
+    assert answer == "42"
+    assert len(maps) == 2 and all(m.startswith(str(venv)) and "/fa_rpath_demo.libs/libfa_" in m for m in maps)
+
+
+# --- issue 14, item 7: the WHEEL repair writes is email headers, Tag lines inside them -------------
+
+_HEADERS = "Wheel-Version: 1.0\nGenerator: fastaudit-tests (1.0)\nRoot-Is-Purelib: false\n"
+WHEEL_FILES = {
+    "no trailing blank line": (_HEADERS + f"Tag: {PY_TAG}-{PY_TAG}-linux_x86_64\n", ""),
+    "a trailing blank line": (_HEADERS + f"Tag: {PY_TAG}-{PY_TAG}-linux_x86_64\n\n", ""),
+    "CRLF line ends": ((_HEADERS + f"Tag: {PY_TAG}-{PY_TAG}-linux_x86_64\n\n").replace("\n", "\r\n"), ""),
+    "Build and several Tag lines": (_HEADERS + f"Build: 7\nTag: {PY_TAG}-{PY_TAG}-linux_x86_64\n"
+                                    f"Tag: {PY_TAG}-abi3-linux_x86_64\n\n", "7"),
+}
+
+
+@pytest.mark.parametrize("variant", list(WHEEL_FILES))
+def test_every_wheel_file_repair_writes_parses_and_matches_auditwheels(rpath_demo: RpathChainDemo, tmp_path: Path,
+                                                                       variant: str) -> None:
+    text, build = WHEEL_FILES[variant]
+    tags = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("Tag:")]
+    name_tag = ".".join(dict.fromkeys(t.split("-")[0] for t in tags)) + "-" + \
+        ".".join(dict.fromkeys(t.split("-")[1] for t in tags)) + "-linux_x86_64"
+    wheel = pack_wheel(tmp_path / "dist", "fa_rpath_demo", "1.0", name_tag, rpath_demo.files,
+                       wheel_file=text.encode())
+    if build:  # a build tag goes in the file name too
+        wheel = wheel.rename(wheel.with_name(wheel.name.replace("-1.0-", f"-1.0-{build}-")))
+    env = environment()
+    ours = fastaudit_repair(wheel, tmp_path / "fastaudit", env=env)
+    assert ours.returncode == 0, ours.stderr
+    theirs = run(BIN / "auditwheel", "repair", "-w", tmp_path / "auditwheel", wheel, env=env)
+    assert theirs.returncode == 0, theirs.stderr
+    ours_wheel, theirs_wheel = only_wheel(tmp_path / "fastaudit"), only_wheel(tmp_path / "auditwheel")
+    assert ours_wheel.name == theirs_wheel.name
+    ours_tags = wheel_file_tags(ours_wheel, tmp_path / "ours")
+    assert ours_tags == wheel_file_tags(theirs_wheel, tmp_path / "theirs")
+    assert not any(t.endswith("-linux_x86_64") for t in ours_tags) and len(ours_tags) > len(tags)
+    headers = email.parser.BytesParser().parsebytes(wheel_file_bytes(ours_wheel))
+    assert headers.get("Build") == (build or None) and headers["Generator"] == "fastaudit-tests (1.0)"
+    assert wheel_file_bytes(ours_wheel) == wheel_file_bytes(theirs_wheel)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastaudit.analyze import Reason, WheelReport
-from fastaudit.lddtree import HostTree
+from fastaudit.lddtree import DependencyTree
 from fastaudit.results import tag_of
 
 
@@ -58,7 +58,7 @@ def render_text(report: WheelReport) -> str:
     return "\n".join(lines)
 
 
-def tree_to_json(tree: HostTree) -> dict[str, Any]:
+def tree_to_json(tree: DependencyTree) -> dict[str, Any]:
     return {
         "path": tree.path,
         "interpreter": tree.info.interpreter,
@@ -69,7 +69,7 @@ def tree_to_json(tree: HostTree) -> dict[str, Any]:
     }
 
 
-def render_tree(tree: HostTree) -> str:
+def render_tree(tree: DependencyTree) -> str:
     """The tree indented by depth, each library once, where it was first reached."""
     lines = [f"{tree.path}" + (f" (interpreter {tree.info.interpreter})" if tree.info.interpreter else "")]
     shown: set[str] = set()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from os import PathLike
 from typing import Any
@@ -15,21 +15,14 @@ from typing import Any
 from fastaudit import __version__
 from fastaudit.facts import WheelFacts, check_linux_wheel_name, read_wheel_facts
 from fastaudit.lddtree import resolve_tree
+from fastaudit.ospackages import OsPackage
 from fastaudit.vendored import FILE_NAME, NAME, VERSION_STRING, Component
 from fastaudit.wheel import WheelName
 
 SPEC_VERSION = "1.6"
+SBOM_FILE = "fastaudit.cdx.json"   # in .dist-info/sboms/ (PEP 770)
 # CycloneDX's evidence techniques for each kind of evidence of ours
 _TECHNIQUE = {VERSION_STRING: "binary-analysis", FILE_NAME: "filename", NAME: "filename"}
-
-
-@dataclass(frozen=True)
-class OsPackage:
-    """The package of the build host's package manager that owned a grafted file."""
-    manager: str    # "dpkg", "rpm" or "apk"
-    name: str
-    version: str
-    purl: str
 
 
 @dataclass(frozen=True)
@@ -111,13 +104,14 @@ def _unidentified(member: SbomMember, ref: str) -> dict[str, Any]:
     return entry
 
 
-def _timestamp(source_date_epoch: str | None) -> str:
+def timestamp(source_date_epoch: str | None) -> str:
+    """ISO 8601 in UTC: SOURCE_DATE_EPOCH when set, else now."""
     seconds = int(source_date_epoch) if source_date_epoch else int(time.time())
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
-def build_sbom(wheel: WheelName, members: Sequence[SbomMember], *, source_date_epoch: str | None = None) -> dict:
-    """The CycloneDX document. Deterministic for the same input and SOURCE_DATE_EPOCH."""
+def build_sbom(wheel: WheelName, members: Sequence[SbomMember], *, created: str) -> dict:
+    """The CycloneDX document, `created` being its ISO 8601 timestamp; the same for the same input."""
     root = wheel_purl(wheel)
     components: list[dict[str, Any]] = []
     refs_of_member: dict[str, list[str]] = {}
@@ -145,7 +139,7 @@ def build_sbom(wheel: WheelName, members: Sequence[SbomMember], *, source_date_e
         "serialNumber": f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, identity)}",
         "version": 1,
         "metadata": {
-            "timestamp": _timestamp(source_date_epoch),
+            "timestamp": created,
             "tools": {"components": [{"type": "application", "name": "fastaudit", "version": __version__}]},
             "component": {"type": "library", "bom-ref": root, "name": wheel.name, "version": wheel.version,
                           "purl": root},
@@ -161,8 +155,9 @@ def _grafted(member: str) -> bool:
     return folder.endswith(".libs") and "/" not in rest
 
 
-def members_of(facts: WheelFacts) -> list[SbomMember]:
-    """The SBOM view of a wheel's ELF members: identification, hashes and in-wheel links."""
+def members_of(facts: WheelFacts, origins: Mapping[str, OsPackage | None] | None = None) -> list[SbomMember]:
+    """The SBOM view of a wheel's ELF members: identification, hashes and in-wheel links; `origins`
+    gives the OS package a grafted member came from (repair knows it)."""
     elves = facts.elves
     vendored = facts.vendored()
     members = []
@@ -172,7 +167,8 @@ def members_of(facts: WheelFacts) -> list[SbomMember]:
         tree = resolve_tree(path, elves)
         depends = tuple(sorted({lib.member for soname in elves[path].needed
                                 if (lib := tree.libraries.get(soname)) is not None and lib.member}))
-        members.append(SbomMember(path, facts.sha256[path], vendored.get(path, ()), depends, grafted=_grafted(path)))
+        members.append(SbomMember(path, facts.sha256[path], vendored.get(path, ()), depends,
+                                  (origins or {}).get(path), grafted=_grafted(path)))
     return members
 
 
@@ -180,4 +176,4 @@ def wheel_sbom(path: str | PathLike[str], *, source_date_epoch: str | None = Non
     """The SBOM of any wheel, from its binaries alone."""
     name = check_linux_wheel_name(path)
     facts = read_wheel_facts(path, hashes=True)
-    return build_sbom(name, members_of(facts), source_date_epoch=source_date_epoch)
+    return build_sbom(name, members_of(facts), created=timestamp(source_date_epoch))

@@ -184,6 +184,23 @@ LIBRARIES: tuple[Library, ...] = (
     library('libffi', 'libffi_project:libffi', r'libffi'),
     library('libsodium', 'libsodium_project:libsodium', r'libsodium'),
     library('zeromq', 'zeromq:libzmq', r'libzmq'),
+    # LZ4F_getErrorName's table comes right after LZ4_versionString's string
+    library('lz4', 'lz4_project:lz4', r'liblz4',
+        version_string('Unspecified error code\x00OK_NoError',
+                       r'\x00(\d+\.\d+\.\d+)\x00Unspecified error code\x00OK_NoError',
+                       '\x001.9.4\x00Unspecified error code\x00OK_NoError', '1.9.4'),
+    ),
+    # ares_version's string follows the last of ares_strerror's messages
+    library('c-ares', 'c-ares:c-ares', r'libcares',
+        version_string('Could not find GetNetworkParams function\x00',
+                       r'Could not find GetNetworkParams function\x00(\d+\.\d+\.\d+)\x00',
+                       'Could not find GetNetworkParams function\x001.19.0\x000123456789', '1.19.0'),
+    ),
+    # the hOCR renderer's <meta name='ocr-system'>
+    library('tesseract', 'tesseract_project:tesseract', r'libtesseract',
+        version_string("content='tesseract ", r"content='tesseract (\d+\.\d+\.\d+)",
+                       "<meta name='ocr-system' content='tesseract 5.0.0-alpha' />", '5.0.0'),
+    ),
     library('librdkafka', 'confluent:librdkafka', r'librdkafka(\+\+)?'),
     library('sqlite', 'sqlite:sqlite', r'libsqlite3'),
     library('expat', 'libexpat_project:libexpat', r'libexpat',

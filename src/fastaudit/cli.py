@@ -1,13 +1,17 @@
 """The `fastaudit` command line: parse options, call one library function, render."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 import click
 
 from fastaudit.errors import FastauditError
+from fastaudit.names import printable
 
 # Each command imports what it uses: `scan` of an unchanged mirror should not pay for loading the
 # ELF extension and numpy, which only its workers need.
@@ -18,6 +22,34 @@ EXIT_OVER_PROMISES = 1
 EXIT_USAGE_OR_UNREADABLE = 2
 
 
+_Command = TypeVar("_Command", bound=Callable[..., Any])
+
+
+def say_error(error: FastauditError) -> None:
+    """The one-line message of a deliberate error, its names escaped."""
+    click.echo(f"fastaudit: {printable(str(error))}", err=True)
+
+
+def one_line_errors(command: _Command) -> _Command:
+    """Every command's error handler: a FastauditError is its one-line message and exit 2 (its
+    exit_code); anything else is a bug, and shows its traceback."""
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except FastauditError as e:
+            say_error(e)
+            sys.exit(e.exit_code)
+    return run  # type: ignore[return-value]
+
+
+def echo(*lines: str) -> None:
+    """Lines for a person, each escaped (see fastaudit.names): a newline inside a name stays
+    inside its line."""
+    for line in lines:
+        click.echo(printable(line))
+
+
 @click.group()
 @click.version_option(package_name="fastaudit")
 def main() -> None:
@@ -25,28 +57,30 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("wheels", nargs=-1, required=True, type=click.Path(dir_okay=False))
+# plain strings: a folder or a FIFO among the wheels is that wheel's error, not a usage error for all
+@click.argument("wheels", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per wheel, one per line.")
 @click.option("--disable-isa-ext-check", is_flag=True,
               help="Do not let x86-64 ISA levels (v2, v3, v4) lower the verdict.")
 @click.option("--verify-record", is_flag=True,
               help="Also check every member against its RECORD hash (reads every member).")
+@one_line_errors
 def show(wheels: tuple[str, ...], as_json: bool, disable_isa_ext_check: bool, verify_record: bool) -> None:
     """The platform tag each WHEEL truly satisfies, and whether its file name over-promises.
 
     Exit 0: consistent with its declared tag; 1: over-promises, or satisfies no manylinux/musllinux
     tag; 2: usage error or unreadable input.
     """
-    from fastaudit.analyze import audit_wheel
     from fastaudit.report.show import render_text
     from fastaudit.results import error_json, to_json
+    from fastaudit.scan import audit_path
 
     exit_code = EXIT_CONSISTENT
     for path in wheels:
         try:
-            report = audit_wheel(path, check_isa=not disable_isa_ext_check, verify_record=verify_record)
+            report, _ = audit_path(path, check_isa=not disable_isa_ext_check, verify_record=verify_record)
         except FastauditError as e:
-            click.echo(f"fastaudit: {e}", err=True)
+            say_error(e)
             if as_json:
                 click.echo(json.dumps(error_json(path, e)))
             exit_code = max(exit_code, EXIT_USAGE_OR_UNREADABLE)
@@ -54,7 +88,7 @@ def show(wheels: tuple[str, ...], as_json: bool, disable_isa_ext_check: bool, ve
         if as_json:
             click.echo(json.dumps(to_json(report), sort_keys=False))
         else:
-            click.echo(render_text(report))
+            click.echo(render_text(report))  # escaped by the renderer
         if report.over_promises or report.is_linux_only:
             exit_code = max(exit_code, EXIT_OVER_PROMISES)
     sys.exit(exit_code)
@@ -63,20 +97,19 @@ def show(wheels: tuple[str, ...], as_json: bool, disable_isa_ext_check: bool, ve
 @main.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="The tree as one JSON object.")
+@one_line_errors
 def lddtree(file: str, as_json: bool) -> None:
     """The shared libraries FILE needs, resolved on this machine as the dynamic loader would."""
+    from fastaudit.files import check_regular
     from fastaudit.lddtree import resolve_on_host
     from fastaudit.report.show import render_tree, tree_to_json
 
-    try:
-        tree = resolve_on_host(file)
-    except FastauditError as e:
-        click.echo(f"fastaudit: {e}", err=True)
-        sys.exit(EXIT_USAGE_OR_UNREADABLE)
+    check_regular(file)  # a FIFO or a device is refused, not read for ever
+    tree = resolve_on_host(file)
     if as_json:
         click.echo(json.dumps(tree_to_json(tree)))
     else:
-        click.echo(render_tree(tree))
+        click.echo(render_tree(tree))  # escaped by the renderer
 
 
 @main.command("scan")
@@ -90,7 +123,7 @@ def lddtree(file: str, as_json: bool) -> None:
 @click.option("--rescan", is_flag=True, help="Analyze every wheel again, even those already in the store.")
 @click.option("--verify-hash", is_flag=True, help="Identify wheels by sha256 instead of path, size and mtime.")
 @click.option("--no-elf-cache", is_flag=True, help="Inflate and parse every ELF member, even recurring ones.")
-@click.option("--jsonl", type=click.Path(dir_okay=False), default=None,
+@click.option("--jsonl", default=None, metavar="FILE",
               help="Also write one JSON line per wheel of this run (skipped ones included).")
 @click.option("--verify-record", is_flag=True,
               help="Also check every member against its RECORD hash (reads every member).")
@@ -98,44 +131,45 @@ def lddtree(file: str, as_json: bool) -> None:
 @click.option("--advisories", "advisories_file", type=click.Path(dir_okay=False), default=None,
               help="A JSON file of advisories (fastaudit's format or OSV records): after the scan, list the wheels "
                    "that ship an affected library version.")
+@one_line_errors
 def scan_command(paths: tuple[str, ...], db: str, jobs: int | None, scheduler: str | None, rescan: bool,
                  verify_hash: bool, no_elf_cache: bool, verify_record: bool, jsonl: str | None,
                  strict: bool, advisories_file: str | None) -> None:
     """Audit every wheel under PATHS (folders or a bandersnatch mirror) into the store."""
     from fastaudit.advisories import findings, load_advisories
+    from fastaudit.files import check_output_file
     from fastaudit.report.scan import render_summary
     from fastaudit.scan import ScanOptions, scan
     from fastaudit.store import Store
 
     options = ScanOptions(jobs=jobs or os.cpu_count() or 1, scheduler=scheduler, rescan=rescan,
                           verify_hash=verify_hash, elf_cache=not no_elf_cache, verify_record=verify_record)
+    if jsonl and jsonl != "-":
+        check_output_file(jsonl)  # before the scan, not after an hour of it
+    advisories = load_advisories(advisories_file) if advisories_file else ()  # refused before the scan too
     affected = []
-    try:
-        advisories = load_advisories(advisories_file) if advisories_file else ()  # refused before the scan
-        with Store(db) as store:
-            summary = scan(paths, store, options, progress=True)
-            if jsonl:
-                write_jsonl(store.run_lines(summary.run_id), jsonl)
-            if advisories:
-                affected = findings(advisories, store.vendored_libraries(summary.run_id))
-    except FastauditError as e:
-        click.echo(f"fastaudit: {e}", err=True)
-        sys.exit(EXIT_USAGE_OR_UNREADABLE)
-    click.echo(render_summary(summary))
+    with Store(db) as store:
+        summary = scan(paths, store, options, progress=True)
+        if jsonl:
+            write_jsonl(store.run_lines(summary.run_id), jsonl)
+        if advisories:
+            affected = findings(advisories, store.vendored_libraries(summary.run_id))
+    click.echo(render_summary(summary))  # escaped by the renderer
     if advisories_file:
-        click.echo(f"  advisories: {len(affected)} affected members")
+        echo(f"  advisories: {len(affected)} affected members")
         for f in affected:
-            click.echo(f"    {f.advisory.id}: {f.advisory.library} {f.version} in {f.wheel} ({f.member})")
+            echo(f"    {f.advisory.id}: {f.advisory.library} {f.version} in {f.wheel} ({f.member})")
     if summary.status == "interrupted":
         sys.exit(130)
     sys.exit(EXIT_OVER_PROMISES if strict and (summary.over_promising or affected) else EXIT_CONSISTENT)
 
 
 @main.command("repair")
-@click.argument("wheels", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--plat", default="auto", show_default=True, metavar="TAG",
+@click.argument("wheels", nargs=-1, required=True)
+@click.option("--plat", default="auto", show_default=True, metavar="TAG", envvar="AUDITWHEEL_PLAT",
+              show_envvar=True,
               help="Target tag (e.g. manylinux_2_17_x86_64, manylinux2014), or auto for the most compatible.")
-@click.option("-w", "--wheel-dir", default="wheelhouse", show_default=True, type=click.Path(file_okay=False),
+@click.option("-w", "--wheel-dir", default="wheelhouse", show_default=True, metavar="DIR",
               help="Folder the repaired wheels go to.")
 @click.option("-L", "--lib-sdir", default=".libs", show_default=True,
               help="Suffix of the folder grafted libraries go to: <distribution><suffix>/.")
@@ -146,39 +180,51 @@ def scan_command(paths: tuple[str, ...], db: str, jobs: int | None, scheduler: s
               help="Tag with the target only, not with more compatible tags it also meets.")
 @click.option("--no-update-tags", is_flag=True, help="Keep the file name and the WHEEL tags as they are.")
 @click.option("-z", "--zip-compression-level", type=click.IntRange(-1, 9), default=-1, show_default=True,
+              envvar="AUDITWHEEL_ZIP_COMPRESSION_LEVEL", show_envvar=True,
               help="zlib level for the members repair writes (unchanged members are copied as stored).")
 @click.option("--disable-isa-ext-check", is_flag=True,
               help="Do not let x86-64 ISA levels (v2, v3, v4) lower the target.")
+@click.option("--ldpaths", default=None, metavar="DIRS",
+              help="Colon-separated folders searched for external libraries instead of ld.so.conf and the "
+                   "default folders (LD_LIBRARY_PATH, or AUDITWHEEL_LD_LIBRARY_PATH, is still searched first).")
+@click.option("--allow-pure-python-wheel", is_flag=True,
+              help="Accepted for auditwheel's sake: a pure wheel is always copied as it is, with exit 0.")
+@one_line_errors
 def repair_command(wheels: tuple[str, ...], plat: str, wheel_dir: str, lib_sdir: str, exclude: tuple[str, ...],
                    strip: bool, only_plat: bool, no_update_tags: bool, zip_compression_level: int,
-                   disable_isa_ext_check: bool) -> None:
+                   disable_isa_ext_check: bool, ldpaths: str | None, allow_pure_python_wheel: bool) -> None:
     """Graft the external libraries each WHEEL needs and tag it with the policy it then meets.
 
     Exit 0: every wheel repaired (or pure, copied as it is); 2: a wheel cannot reach the target tag
     (the message names the symbol versions, libraries and members in the way) or is unreadable.
     """
+    from fastaudit.files import check_regular
     from fastaudit.repair import RepairOptions, repair_wheel
 
     options = RepairOptions(plat=plat, lib_sdir=lib_sdir, exclude=exclude, strip=strip, only_plat=only_plat,
                             update_tags=not no_update_tags, compression_level=zip_compression_level,
-                            check_isa=not disable_isa_ext_check)
+                            check_isa=not disable_isa_ext_check,
+                            # auditwheel's own variable, when set, stands in for LD_LIBRARY_PATH
+                            ld_library_path=os.environ.get("AUDITWHEEL_LD_LIBRARY_PATH"),
+                            ldpaths=tuple(d for d in ldpaths.split(":") if d) if ldpaths is not None else None)
     exit_code = 0
     for path in wheels:
         try:
+            check_regular(path)  # a FIFO or a device is that wheel's error, not a hang
             result = repair_wheel(path, wheel_dir, options)
         except FastauditError as e:
-            click.echo(f"fastaudit: {e}", err=True)
+            say_error(e)
             exit_code = EXIT_USAGE_OR_UNREADABLE
             continue
         for warning in result.warnings:
-            click.echo(f"fastaudit: warning: {warning}", err=True)
+            click.echo(f"fastaudit: warning: {printable(warning)}", err=True)
         if result.note:
-            click.echo(f"{path}: {result.note}")
+            echo(f"{path}: {result.note}")
             continue
         grafted = ", ".join(f"{soname} ({source})" for soname, source in result.grafted) or "nothing"
-        click.echo(f"{result.output}\n  tag: {result.tag}\n  grafted: {grafted}")
+        echo(str(result.output), f"  tag: {result.tag}", f"  grafted: {grafted}")
         if result.excluded:
-            click.echo(f"  left outside (--exclude): {', '.join(result.excluded)}")
+            echo(f"  left outside (--exclude): {', '.join(result.excluded)}")
     sys.exit(exit_code)
 
 
@@ -186,31 +232,32 @@ def repair_command(wheels: tuple[str, ...], plat: str, wheel_dir: str, lib_sdir:
 @click.option("--db", default="fastaudit.db", show_default=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--run", "run_id", type=int, default=None, help="The run to export (default: the latest).")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default="-", help="File to write, - for stdout.")
+@click.option("-o", "--output", default="-", metavar="FILE", help="File to write, - for stdout.")
+@one_line_errors
 def export_command(db: str, run_id: int | None, fmt: str, output: str) -> None:
     """Write the results of a run as JSON lines (show --json objects plus path) or CSV."""
+    from fastaudit.files import check_output_file
     from fastaudit.store import Store, StoreError, to_csv
 
-    try:
-        with Store(db) as store:
-            run = store.run(run_id)
-            if run is None:
-                raise StoreError("no such run" if run_id else "the store has no runs", path=db)
-            lines = store.run_lines(run["id"])
-            if fmt == "jsonl":
-                write_jsonl(lines, output)
-            else:
-                with click.open_file(output, "w") as out:
-                    out.write(to_csv(lines))
-    except FastauditError as e:
-        click.echo(f"fastaudit: {e}", err=True)
-        sys.exit(EXIT_USAGE_OR_UNREADABLE)
+    if output != "-":
+        check_output_file(output)
+    with Store(db, readonly=True) as store:
+        run = store.run(run_id)
+        if run is None:
+            raise StoreError("no such run" if run_id else "the store has no runs", path=db)
+        if run.status != "completed":  # a killed, interrupted or still running scan: partial results
+            click.echo(f"fastaudit: warning: run {run.id} is {run.status}: its results are partial", err=True)
+        lines = store.run_lines(run.id)
+        if fmt == "jsonl":
+            write_jsonl(lines, output)
+        else:
+            write_text([to_csv(lines)], output)
 
 
 @main.command("report")
 @click.option("--db", default="fastaudit.db", show_default=True, type=click.Path(dir_okay=False),
               help="The store to report on (read only).")
-@click.option("-o", "--output", "out_dir", default="report", show_default=True, type=click.Path(file_okay=False),
+@click.option("-o", "--output", "out_dir", default="report", show_default=True, metavar="DIR",
               help="Folder for report.html, report.md and report.json (created if missing).")
 @click.option("--run", "run_id", type=int, default=None, help="The run to report (default: the latest completed).")
 @click.option("--compare-to", type=int, default=None,
@@ -220,57 +267,62 @@ def export_command(db: str, run_id: int | None, fmt: str, output: str) -> None:
 @click.option("--advisories", "advisories_file", type=click.Path(dir_okay=False), default=None,
               help="A JSON file of advisories (fastaudit's format or OSV records): list the wheels that ship "
                    "an affected library version.")
+@one_line_errors
 def report_command(db: str, out_dir: str, run_id: int | None, compare_to: int | None,
                    formats: tuple[str, ...], advisories_file: str | None) -> None:
     """The nightly report of a run: HTML with charts, Markdown and JSON, from the store alone."""
     from fastaudit.advisories import load_advisories
     from fastaudit.report.nightly import FORMATS, write_report
 
-    try:
-        advisories = load_advisories(advisories_file) if advisories_file else None
-        written = write_report(db, out_dir, formats or tuple(FORMATS), run_id, compare_to, advisories)
-    except FastauditError as e:
-        click.echo(f"fastaudit: {e}", err=True)
-        sys.exit(EXIT_USAGE_OR_UNREADABLE)
-    for path in written:
-        click.echo(str(path))
+    advisories = load_advisories(advisories_file) if advisories_file else None
+    for path in write_report(db, out_dir, formats or tuple(FORMATS), run_id, compare_to, advisories):
+        echo(str(path))
 
 
-def write_jsonl(lines, output: str) -> None:
-    with click.open_file(output, "w") as out:
-        for line in lines:
-            out.write(json.dumps(line) + "\n")
+def write_text(chunks: Iterable[str], output: str) -> None:
+    """Write to a file atomically (see fastaudit.files), or to stdout for `-`."""
+    from fastaudit.files import atomic_output
+
+    if output == "-":
+        stdout = click.get_text_stream("stdout")
+        for chunk in chunks:
+            stdout.write(chunk)
+        return
+    with atomic_output(output) as out:
+        for chunk in chunks:
+            out.write(chunk)
+
+
+def write_jsonl(lines: Iterable[dict[str, Any]], output: str) -> None:
+    write_text((json.dumps(line) + "\n" for line in lines), output)
 
 
 @main.command("sbom")
-@click.argument("wheels", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("-o", "--output-dir", default=None, type=click.Path(file_okay=False),
+@click.argument("wheels", nargs=-1, required=True)
+@click.option("-o", "--output-dir", default=None, metavar="DIR",
               help="Write <wheel>.cdx.json into this folder instead of printing.")
+@one_line_errors
 def sbom_command(wheels: tuple[str, ...], output_dir: str | None) -> None:
     """The native libraries each wheel ships, as a CycloneDX 1.6 SBOM (PEP 770), from its binaries.
 
-    One wheel prints an indented document; several print one document per line."""
-    from pathlib import Path
-
+    One wheel prints an indented document; several print one document per line. Exit 2 when a
+    wheel cannot be read (the others are still written)."""
+    from fastaudit.files import atomic_output, prepare_output_folder
     from fastaudit.sbom import wheel_sbom
 
+    folder = prepare_output_folder(output_dir) if output_dir is not None else None
     exit_code = EXIT_CONSISTENT
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     for wheel in wheels:
         try:
             document = wheel_sbom(wheel, source_date_epoch=epoch)
         except FastauditError as e:
-            click.echo(f"fastaudit: {e}", err=True)
+            say_error(e)
             exit_code = EXIT_USAGE_OR_UNREADABLE
             continue
-        if output_dir is None:
+        if folder is None:
             click.echo(json.dumps(document, indent=1 if len(wheels) == 1 else None))
             continue
-        target = Path(output_dir) / (Path(wheel).name + ".cdx.json")
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(json.dumps(document, indent=1) + "\n")
-        except OSError as e:
-            click.echo(f"fastaudit: cannot write {target}: {e.strerror}", err=True)
-            sys.exit(EXIT_USAGE_OR_UNREADABLE)
+        with atomic_output(folder / (os.path.basename(wheel) + ".cdx.json")) as out:
+            out.write(json.dumps(document, indent=1) + "\n")
     sys.exit(exit_code)

@@ -91,6 +91,20 @@ class RecordMismatchError(WheelError):
     a size or a hash that differs."""
 
 
+class PathError(WheelError):
+    """A path fastaudit will not open as a wheel: not a regular file (a FIFO, a device, a folder),
+    a link out of the scanned tree, a name that is not UTF-8, or a folder it cannot list."""
+
+
+class OutputError(FastauditError):
+    """An output file or folder cannot be written (missing, read-only, full); nothing was left
+    half-written."""
+
+
+class ScanWorkerError(FastauditError):
+    """The worker process auditing a wheel died (a signal, the out-of-memory killer)."""
+
+
 class PolicyError(FastauditError):
     """The policy data is inconsistent, or a tag names no known policy."""
 

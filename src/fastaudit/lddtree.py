@@ -26,7 +26,7 @@ import os
 import posixpath
 import re
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -254,11 +254,13 @@ def _host_default_dirs(info: ElfInfo) -> list[str]:
 class HostFinder:
     """The files of this machine, each candidate read once; answers only for host folders."""
 
-    def __init__(self, ld_library_path: str | None = None) -> None:
+    def __init__(self, ld_library_path: str | None = None, ldpaths: Sequence[str] | None = None) -> None:
         value = ld_library_path if ld_library_path is not None else os.environ.get("LD_LIBRARY_PATH", "")
         self._environment = [Place(d, False) for d in value.split(":") if d]
         self._files: dict[str, ElfInfo | None] = {}
         self._defaults: dict[tuple[str | None, str | None], list[Place]] = {}
+        # folders that replace ld.so.conf and the defaults, as auditwheel's --ldpaths
+        self._ldpaths = [Place(d, False) for d in ldpaths] if ldpaths is not None else None
 
     def load(self, candidate: str) -> ElfInfo | None:
         from fastaudit.elf import read_elf
@@ -286,6 +288,8 @@ class HostFinder:
         return self._environment
 
     def defaults(self, requester: ElfInfo) -> list[Place]:
+        if self._ldpaths is not None:
+            return self._ldpaths
         key = (requester.interpreter, requester.arch)
         if key not in self._defaults:  # ld.so.conf is read once per kind of requester
             self._defaults[key] = [Place(d, False) for d in _host_default_dirs(requester)]

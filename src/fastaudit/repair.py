@@ -43,6 +43,7 @@ from fastaudit.analyze import (
 from fastaudit.elf import ElfEdits, ElfInfo, read_elf, rewrite_elf
 from fastaudit.errors import FastauditError, RepairError, WheelError
 from fastaudit.facts import MemberFacts, WheelFacts, check_linux_wheel_name, read_wheel_facts
+from fastaudit.files import atomic_output, prepare_output_folder
 from fastaudit.lddtree import (
     LIBPYTHON,
     DependencyTree,
@@ -82,6 +83,7 @@ class RepairOptions:
     compression_level: int = zlib.Z_DEFAULT_COMPRESSION
     check_isa: bool = True
     ld_library_path: str | None = None  # None: the environment's LD_LIBRARY_PATH
+    ldpaths: tuple[str, ...] | None = None  # replaces ld.so.conf and the default folders (--ldpaths)
 
 
 @dataclass(frozen=True)
@@ -279,7 +281,7 @@ def plan_repair(path: str | PathLike[str], options: RepairOptions = RepairOption
         return None
     policies = policies_for(report.libc or "glibc", report.arch or "")
     requested = _target(options.plat, policies, str(path))
-    finder = WheelOnHostFinder(WheelFinder(elves), HostFinder(options.ld_library_path))
+    finder = WheelOnHostFinder(WheelFinder(elves), HostFinder(options.ld_library_path, options.ldpaths))
     trees = _trees(report.elf_members, elves, finder)  # the same for every policy: only the whitelist changes
     closures: dict[frozenset[str], _Closure] = {}
 
@@ -488,17 +490,8 @@ def apply_plan(plan: RepairPlan, out_dir: Path, options: RepairOptions = RepairO
 def _copy(source: Path, destination: Path) -> None:
     if destination.exists() and destination.samefile(source):
         return
-    temporary: Path | None = None
-    try:
-        with tempfile.NamedTemporaryFile(dir=destination.parent, prefix=".fastaudit-", suffix=".whl.part",
-                                         delete=False) as out, open(source, "rb") as f:
-            temporary = Path(out.name)
-            shutil.copyfileobj(f, out)
-        temporary.replace(destination)
-    except OSError as e:
-        if temporary is not None:
-            temporary.unlink(missing_ok=True)
-        raise RepairError(f"cannot write {destination}: {e.strerror or e}") from e
+    with atomic_output(destination, "wb") as out, open(source, "rb") as f:
+        shutil.copyfileobj(f, out)
 
 
 def repair_wheel(path: str | PathLike[str], out_dir: str | PathLike[str] = "wheelhouse",
@@ -508,11 +501,7 @@ def repair_wheel(path: str | PathLike[str], out_dir: str | PathLike[str] = "whee
     Raises RepairError (the tag cannot be reached: the message names the symbol versions,
     libraries and members in the way), WheelError or ELFError (unreadable input).
     """
-    folder = Path(out_dir)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise RepairError(f"cannot create {folder}: {e.strerror or e}") from e
+    folder = prepare_output_folder(out_dir)  # an unwritable folder fails before the work
     plan = plan_repair(path, options)
     if plan is None:
         destination = folder / Path(path).name

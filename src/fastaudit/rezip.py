@@ -10,7 +10,6 @@ import base64
 import hashlib
 import os
 import struct
-import tempfile
 import time
 import zlib
 from collections.abc import Iterable, Sequence
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fastaudit.errors import RepairError
+from fastaudit.files import atomic_output
 from fastaudit.inflate import deflate_raw
 
 _LOCAL = struct.Struct("<IHHHHHIIIHH")
@@ -82,40 +82,25 @@ def _dos(date_time: DateTime) -> tuple[int, int]:
 
 def write_zip(destination: Path, entries: Sequence[Entry]) -> None:
     """Write the entries, in order, as a zip at destination (atomically: temporary file, rename)."""
-    folder = destination.parent
-    fd, temporary = tempfile.mkstemp(prefix=".fastaudit-", suffix=".whl.part", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            central = []
-            offset = 0
-            for e in entries:
-                name = e.name.encode("utf-8")
-                if max(e.size, len(e.payload), offset) >= _ZIP32_LIMIT:
-                    raise RepairError(f"{e.name}: the repaired wheel would need ZIP64, which fastaudit does not write")
-                flags = _UTF8_FLAG if not e.name.isascii() else 0
-                dos_time, dos_date = _dos(e.date_time)
-                out.write(_LOCAL.pack(0x04034B50, 20, flags, e.compress_type, dos_time, dos_date,
-                                      e.crc32, len(e.payload), e.size, len(name), 0))
-                out.write(name)
-                out.write(e.payload)
-                central.append(_CENTRAL.pack(0x02014B50, _MADE_BY_UNIX, 20, flags, e.compress_type, dos_time,
-                                             dos_date, e.crc32, len(e.payload), e.size, len(name), 0, 0, 0, 0,
-                                             e.external_attr, offset) + name)
-                offset += _LOCAL.size + len(name) + len(e.payload)
-            directory = b"".join(central)
-            if len(entries) >= 0xFFFF or offset + len(directory) >= _ZIP32_LIMIT:
-                raise RepairError("the repaired wheel would need ZIP64, which fastaudit does not write")
-            out.write(directory)
-            out.write(_END.pack(0x06054B50, 0, 0, len(entries), len(entries), len(directory), offset, 0))
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, destination)
-    except BaseException as e:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        if isinstance(e, OSError):  # a full disk, a read-only folder: say so, leave nothing behind
-            raise RepairError(f"cannot write {destination}: {e.strerror or e}") from e
-        raise
+    with atomic_output(destination, "wb") as out:
+        central = []
+        offset = 0
+        for e in entries:
+            name = e.name.encode("utf-8")
+            if max(e.size, len(e.payload), offset) >= _ZIP32_LIMIT:
+                raise RepairError(f"{e.name}: the repaired wheel would need ZIP64, which fastaudit does not write")
+            flags = _UTF8_FLAG if not e.name.isascii() else 0
+            dos_time, dos_date = _dos(e.date_time)
+            out.write(_LOCAL.pack(0x04034B50, 20, flags, e.compress_type, dos_time, dos_date,
+                                  e.crc32, len(e.payload), e.size, len(name), 0))
+            out.write(name)
+            out.write(e.payload)
+            central.append(_CENTRAL.pack(0x02014B50, _MADE_BY_UNIX, 20, flags, e.compress_type, dos_time,
+                                         dos_date, e.crc32, len(e.payload), e.size, len(name), 0, 0, 0, 0,
+                                         e.external_attr, offset) + name)
+            offset += _LOCAL.size + len(name) + len(e.payload)
+        directory = b"".join(central)
+        if len(entries) >= 0xFFFF or offset + len(directory) >= _ZIP32_LIMIT:
+            raise RepairError("the repaired wheel would need ZIP64, which fastaudit does not write")
+        out.write(directory)
+        out.write(_END.pack(0x06054B50, 0, 0, len(entries), len(entries), len(directory), offset, 0))

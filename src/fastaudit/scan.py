@@ -8,23 +8,31 @@ file name that is not a wheel name becomes an error row. In a scan no exception 
 from __future__ import annotations
 
 import concurrent.futures as cf
-import hashlib
+import ctypes
 import os
 import re
 import signal
+import stat
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastaudit import __version__
-from fastaudit.errors import FastauditError, WheelError
+from fastaudit.errors import FastauditError, PathError, ScanWorkerError, WheelError
+from fastaudit.files import not_regular, reading, sha256_of
 from fastaudit.policy import POLICY_DATA_VERSION
 from fastaudit.store import ResultRow, Store, WheelRow
 from fastaudit.wheel import parse_wheel_name
+
+if TYPE_CHECKING:
+    from fastaudit.analyze import ElfCache, WheelReport
+    from fastaudit.elf import ElfInfo
 
 # The analysis (numpy and the ELF extension) is imported by the workers that use it, not by the
 # process that walks the tree: a re-scan that skips every wheel then costs little more than a walk.
@@ -63,48 +71,121 @@ class ScanSummary:
 
 
 
-def discover(roots: Sequence[str | Path]) -> Iterator[Path]:
-    """Every `.whl` file under the roots, in a stable order. Links are not followed: a symlinked
-    folder is not entered, and a symlinked file counts only if it stays inside its root."""
+@dataclass(frozen=True)
+class Found:
+    """A `.whl` path under the roots: a regular file with its stat, or a problem that becomes the
+    path's error row (`error`), found without opening anything."""
+
+    path: Path
+    stat: os.stat_result | None = None
+    error: FastauditError | None = None
+
+
+def _is_utf8(path: Path) -> bool:
+    try:
+        str(path).encode("utf-8")
+        return True
+    except UnicodeEncodeError:  # undecodable bytes, kept by surrogateescape
+        return False
+
+
+def discover(roots: Sequence[str | Path]) -> Iterator[Found]:
+    """Every `.whl` path under the roots, in a stable order, each once.
+
+    The walk keeps its own stack (no recursion, so any depth), lists each folder once and stats
+    without following links: a FIFO, a device or a folder named `*.whl`, a name that is not UTF-8,
+    a link that leaves its root and a folder that cannot be listed are each reported, not opened
+    and not skipped silently. A symlinked folder is not entered; a link to a wheel inside the root
+    counts only when the wheel itself is not found under its own name, so it is audited once."""
     for root in roots:
         root_path = Path(root)
-        if root_path.is_file():
-            yield root_path
+        try:
+            root_stat = os.stat(root_path)
+        except OSError as e:
+            yield Found(root_path, error=PathError(f"cannot read: {e.strerror or e}", path=str(root_path)))
+            continue
+        if not stat.S_ISDIR(root_stat.st_mode):
+            yield _check_file(root_path, root_stat)
             continue
         real_root = os.path.realpath(root_path)
-        for folder, dirs, files in os.walk(root_path, followlinks=False):
-            dirs.sort()
-            for name in sorted(files):
-                if not name.endswith(".whl"):
+        seen: set[tuple[int, int]] = set()
+        links: list[Path] = []
+        folders = [root_path]
+        while folders:
+            folder = folders.pop()
+            try:
+                with os.scandir(folder) as listing:
+                    entries = sorted(listing, key=lambda e: e.name)
+            except OSError as e:
+                yield Found(folder, error=PathError(f"cannot list the folder: {e.strerror or e}", path=str(folder)))
+                continue
+            subfolders = []
+            for entry in entries:
+                path = Path(entry.path)
+                try:
+                    is_dir = entry.is_dir(follow_symlinks=False)
+                    is_link = entry.is_symlink()
+                except OSError:
+                    is_dir = is_link = False
+                if is_dir:
+                    subfolders.append(path)
+                if not entry.name.endswith(".whl"):
                     continue
-                path = Path(folder, name)
-                if path.is_symlink() and not os.path.realpath(path).startswith(real_root + os.sep):
+                if is_link:
+                    links.append(path)
                     continue
-                yield path
+                try:
+                    found = _check_file(path, entry.stat(follow_symlinks=False))
+                except OSError as e:
+                    found = Found(path, error=PathError(f"cannot read: {e.strerror or e}", path=str(path)))
+                if found.stat is not None:
+                    seen.add((found.stat.st_dev, found.stat.st_ino))
+                yield found
+            folders.extend(reversed(subfolders))  # popped in name order
+        for link in links:
+            target = os.path.realpath(link)
+            if not target.startswith(real_root.rstrip(os.sep) + os.sep):
+                yield Found(link, error=PathError(f"a link out of the scanned tree (to {target}): not followed",
+                                                  path=str(link)))
+                continue
+            try:
+                found = _check_file(link, os.stat(link))
+            except OSError as e:  # a dangling link, a loop
+                found = Found(link, error=PathError(f"a link to nothing readable: {e.strerror or e}", path=str(link)))
+            if found.stat is not None:
+                identity = (found.stat.st_dev, found.stat.st_ino)
+                if identity in seen:
+                    continue  # the wheel it points at is audited under its own name
+                seen.add(identity)
+            yield found
 
 
-def content_key(path: Path, verify_hash: bool) -> str:
+def _check_file(path: Path, st: os.stat_result) -> Found:
+    if not stat.S_ISREG(st.st_mode):
+        return Found(path, error=not_regular(path, st.st_mode))
+    if not _is_utf8(path):
+        return Found(path, error=PathError("the file name is not UTF-8; rename it to audit it", path=str(path)))
+    return Found(path, st)
+
+
+def content_key(path: Path, verify_hash: bool, st: os.stat_result | None = None) -> str:
     """What identifies a wheel's content without reading it, when possible."""
     if verify_hash:
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-        return f"sha256:{digest.hexdigest()}"
+        return f"sha256:{sha256_of(path)}"
     mirror = _MIRROR_PATH.search(path.as_posix())
     if mirror:
         return "blake2b_256:" + "".join(mirror.groups())
-    stat = path.stat()
-    return f"stat:{stat.st_size}:{stat.st_mtime_ns}:{path.resolve()}"
+    st = st or path.stat()
+    return f"stat:{st.st_size}:{st.st_mtime_ns}:{path.resolve()}"
 
 
-def wheel_row(path: Path, key: str) -> WheelRow:
+def wheel_row(path: Path, key: str, size: int) -> WheelRow:
     try:
         name = parse_wheel_name(path.name)
     except WheelError:
-        return WheelRow(key, str(path), path.name, path.stat().st_size, None, None, None, None, None, "invalid")
+        return WheelRow(key, str(path), path.name, size, None, None, None, None, None, "invalid")
     kind = "pure" if name.is_pure else "linux" if name.is_linux else "other"
-    return WheelRow(key, str(path), path.name, path.stat().st_size, name.name, name.version,
+    return WheelRow(key, str(path), path.name, size, name.name, name.version,
                     ".".join(name.python_tags), ".".join(name.abi_tags), ".".join(name.platform_tags), kind)
 
 
@@ -113,6 +194,13 @@ def _vendored_rows(vendored) -> tuple[dict, ...]:
         {"member": c.member, "library": c.project, "version": c.version, "evidence": c.evidence,
          "linkage": "static" if c.statically_linked else "shared", "detail": c.detail}
         for components in vendored.values() for c in components)
+
+
+def _error_row(path: Path, error: Exception) -> tuple[WheelRow, ResultRow]:
+    """The row of a path that was never a wheel to open (a FIFO, a link out, an unlistable folder)."""
+    row = WheelRow(f"error:{path}", str(path), path.name, 0, None, None, None, None, None, "invalid")
+    message = str(error) if isinstance(error, FastauditError) else f"{path}: {error}"
+    return row, ResultRow("error", None, type(error).__name__, message, getattr(error, "member", None))
 
 
 def _elf_facts(elves) -> tuple[dict, ...]:
@@ -127,10 +215,22 @@ def _elf_facts(elves) -> tuple[dict, ...]:
 _WORKER_CACHE = None
 
 
+def audit_path(path: str | Path, cache: ElfCache | None = None, check_isa: bool = True,
+               verify_record: bool = False) -> tuple[WheelReport, WheelFacts]:
+    """(WheelReport, WheelFacts) of the wheel at path, read only if it is a regular file (see
+    files.reading); the one audit that `show` and the scan's workers share."""
+    from fastaudit.analyze import analyze
+    from fastaudit.facts import check_linux_wheel_name, read_wheel_facts
+
+    name = check_linux_wheel_name(path)
+    with reading(path) as readable:
+        facts = read_wheel_facts(readable, cache, verify_record=verify_record)
+    return analyze(name, facts.elves, check_isa=check_isa), facts
+
+
 def audit_one(path: str, use_cache: bool, check_isa: bool, verify_record: bool = False) -> ResultRow:
     """A wheel's result row; any failure to read it becomes an error row, never an exception."""
-    from fastaudit.analyze import analyze
-    from fastaudit.facts import ElfCache, check_linux_wheel_name, read_wheel_facts
+    from fastaudit.facts import ElfCache
     from fastaudit.results import to_json
 
     global _WORKER_CACHE
@@ -138,12 +238,9 @@ def audit_one(path: str, use_cache: bool, check_isa: bool, verify_record: bool =
         _WORKER_CACHE = ElfCache()
     started = time.perf_counter()
     try:
-        name = check_linux_wheel_name(path)
-        facts = read_wheel_facts(path, _WORKER_CACHE if use_cache else None, verify_record=verify_record)
-        elves = facts.elves
-        report = analyze(name, elves, check_isa=check_isa)
+        report, facts = audit_path(path, _WORKER_CACHE if use_cache else None, check_isa, verify_record)
         return ResultRow("pure" if report.pure else "ok", to_json(report), elapsed=time.perf_counter() - started,
-                         elf_facts=_elf_facts(elves), vendored=_vendored_rows(facts.vendored()))
+                         elf_facts=_elf_facts(facts.elves), vendored=_vendored_rows(facts.vendored()))
     except FastauditError as e:
         return ResultRow("error", None, type(e).__name__, str(e), e.member, time.perf_counter() - started)
     except Exception as e:  # noqa: BLE001 - a bug on one wheel must not lose the others' results
@@ -218,9 +315,23 @@ class _Progress:
             self.bar.close()
 
 
-def _ignore_sigint() -> None:
-    # Ctrl-C reaches the whole process group; only the parent stops the scan, cleanly
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _init_worker(scan_pid: int) -> None:
+    """Run in each worker as it starts: ignore Ctrl-C (it reaches the whole process group; only
+    the scan stops, cleanly) and die with the scan. A scan killed with SIGKILL cannot stop its
+    workers, so the kernel is asked to: PR_SET_PDEATHSIG sends SIGKILL to this worker when the
+    process that forked it ends. A scan that died before the request was made is checked after."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != scan_pid:  # forked by a fork server, or the scan is already gone
+        try:
+            os.kill(scan_pid, 0)
+        except ProcessLookupError:
+            os._exit(1)
 
 
 def _executor(options: ScanOptions) -> tuple[cf.Executor, Callable[[bool], None]]:
@@ -235,7 +346,8 @@ def _executor(options: ScanOptions) -> tuple[cf.Executor, Callable[[bool], None]
             executor.shutdown(wait=wait)
             client.close()
         return executor, close_client
-    pool = cf.ProcessPoolExecutor(max_workers=max(1, options.jobs), initializer=_ignore_sigint)
+    pool = cf.ProcessPoolExecutor(max_workers=max(1, options.jobs), initializer=_init_worker,
+                                  initargs=(os.getpid(),))
     return pool, lambda wait: pool.shutdown(wait=wait, cancel_futures=True)
 
 
@@ -272,29 +384,30 @@ def scan(roots: Sequence[str | Path], store: Store, options: ScanOptions,
 def _scan(roots: Sequence[str | Path], store: Store, options: ScanOptions, progress: bool,
           stop: threading.Event) -> ScanSummary:
     started = time.monotonic()
+    store.mark_abandoned_runs()
     run_id = store.start_run({"roots": [str(r) for r in roots], "jobs": options.jobs,
                               "scheduler": options.scheduler, "rescan": options.rescan,
                               "verify_hash": options.verify_hash, "elf_cache": options.elf_cache,
                               "verify_record": options.verify_record},
                              __version__, POLICY_DATA_VERSION)
     summary = ScanSummary(run_id)
-    close: Callable[[bool], None] | None = None
-    pending: dict[cf.Future, list[WheelRow]] = {}
+    workers = _Workers(options)
     bar: _Progress | None = None
     try:
-        wheels = {}
-        for path in discover(roots):
+        wheels: dict[str, WheelRow] = {}
+        problems = 0
+        for found in discover(roots):
             if stop.is_set():
                 raise KeyboardInterrupt
             try:
-                key = content_key(path, options.verify_hash)
-                wheels[key] = wheel_row(path, key)
-            except OSError as e:  # vanished or unreadable between listing and stat
-                row = WheelRow(f"error:{path}", str(path), path.name, 0, None, None, None, None, None, "invalid")
-                store.record_results(run_id, ANALYZER_VERSION, POLICY_DATA_VERSION,
-                                     [(row, ResultRow("error", None, type(e).__name__, f"{path}: {e}"))])
-                summary.errors += 1
-        summary.seen = len(wheels) + summary.errors
+                if found.error is not None:
+                    raise found.error
+                key = content_key(found.path, options.verify_hash, found.stat)
+                wheels[key] = wheel_row(found.path, key, found.stat.st_size if found.stat else 0)
+            except (OSError, FastauditError) as e:  # unreadable, or changed between listing and stat
+                _record(store, run_id, summary, [_error_row(found.path, e)])
+                problems += 1
+        summary.seen = len(wheels) + problems
 
         known = {} if options.rescan else store.known_results(wheels, ANALYZER_VERSION, POLICY_DATA_VERSION)
         store.record_skipped(run_id, known.values())
@@ -308,34 +421,22 @@ def _scan(roots: Sequence[str | Path], store: Store, options: ScanOptions, progr
             # load the analysis before the pool forks, so each worker does not import it again
             import fastaudit.analyze  # noqa: F401
             import fastaudit.results  # noqa: F401
-        executor, close = _executor(options)
-        pending = {executor.submit(audit_batch, [w.path for w in batch], options.elf_cache, options.check_isa,
-                                   options.verify_record): batch
-                   for batch in make_batches(opened, options.max_batch)}
         done = 0
-        while pending:
-            if stop.is_set():
-                raise KeyboardInterrupt
-            finished, _ = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
-            for future in finished:
-                batch = pending.pop(future)
-                _record(store, run_id, summary, list(zip(batch, future.result())))
-                done += len(batch)
-                if bar:
-                    bar.update(done, summary.errors)
+        for batch, rows in workers.run(make_batches(opened, options.max_batch), stop):
+            _record(store, run_id, summary, list(zip(batch, rows)))
+            done += len(batch)
+            if bar:
+                bar.update(done, summary.errors)
     except KeyboardInterrupt:
         summary.status = "interrupted"
-        for future in pending:
-            future.cancel()
     except BaseException:
-        # a worker killed from outside, a full disk, a lost cluster: the run did not complete
+        # a full disk, a lost cluster: the run did not complete
         summary.status = "failed"
         raise
     finally:
         if bar:
             bar.close()
-        if close:
-            close(summary.status != "interrupted")
+        workers.close(summary.status != "interrupted")
         summary.seconds = time.monotonic() - started
         # counted from the store: a second Ctrl-C may land between a batch's commit and any counter here
         counts = store.run_counts(run_id)
@@ -344,6 +445,90 @@ def _scan(roots: Sequence[str | Path], store: Store, options: ScanOptions, progr
         store.finish_run(run_id, summary.status, {"seen": summary.seen, **counts})
     summary.verdicts, summary.over_promising = store.verdict_counts(run_id)
     return summary
+
+
+class _Workers:
+    """The executor batches go to, kept a few batches ahead of the workers (not the whole scan:
+    a dead worker then fails only the batches in flight), replaced when a worker dies.
+
+    A worker that dies (a signal, the out-of-memory killer, a crash in native code) breaks the
+    whole process pool and every batch in flight with it, not only the one that killed it. Those
+    batches are audited again one wheel at a time in a new pool; a wheel whose worker dies while it
+    is the only one in flight is the culprit and gets an error row; the scan goes on."""
+
+    def __init__(self, options: ScanOptions) -> None:
+        self.options = options
+        self.executor: cf.Executor | None = None
+        self._close: Callable[[bool], None] | None = None
+        # a cluster schedules batches itself; a local pool needs only enough to keep its workers busy
+        self.in_flight = sys.maxsize if options.scheduler else 2 * max(1, options.jobs)
+
+    def _submit(self, batch: list[WheelRow]) -> cf.Future:
+        if self.executor is None:
+            self.executor, self._close = _executor(self.options)
+        o = self.options
+        return self.executor.submit(audit_batch, [w.path for w in batch], o.elf_cache, o.check_isa, o.verify_record)
+
+    def close(self, wait: bool) -> None:
+        if self._close is not None:
+            self._close(wait)
+        self.executor = self._close = None
+
+    def run(self, batches: list[list[WheelRow]], stop: threading.Event
+            ) -> Iterator[tuple[list[WheelRow], list[ResultRow]]]:
+        """(batch, its result rows) as batches finish, the culprits of dead workers included."""
+        queue = list(reversed(batches))  # popped from the end: largest first
+        suspects: list[WheelRow] = []  # wheels of batches in flight when a worker died
+        pending: dict[cf.Future, list[WheelRow]] = {}
+        lone: cf.Future | None = None  # the one suspect in flight, audited alone
+        while queue or suspects or pending:
+            if stop.is_set():
+                for future in pending:
+                    future.cancel()
+                raise KeyboardInterrupt
+            if suspects and not pending:
+                wheel = suspects.pop()
+                lone = self._submit([wheel])
+                pending[lone] = [wheel]
+            while not suspects and lone is None and queue and len(pending) < self.in_flight:
+                batch = queue.pop()
+                pending[self._submit(batch)] = batch
+            finished, _ = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
+            broken: list[list[WheelRow]] = []
+            dead = False
+            for future in finished:
+                batch = pending.pop(future)
+                try:
+                    rows = future.result()
+                except BrokenProcessPool:
+                    dead = True
+                    if future is lone:
+                        rows = [_died(batch[0])]
+                    else:
+                        broken.append(batch)
+                        continue
+                finally:
+                    if future is lone:
+                        lone = None
+                yield batch, rows
+            if not dead:
+                continue
+            for future, batch in pending.items():  # the pool is broken: the rest fail too, or finished
+                try:
+                    rows = future.result()
+                except BrokenProcessPool:
+                    broken.append(batch)
+                    continue
+                yield batch, rows
+            pending.clear()
+            self.close(False)
+            suspects.extend(wheel for batch in reversed(broken) for wheel in reversed(batch))
+
+
+def _died(wheel: WheelRow) -> ResultRow:
+    error = ScanWorkerError("the worker process died while auditing it alone (killed by a signal or out of"
+                            " memory); the scan went on without it", path=wheel.path)
+    return ResultRow("error", None, type(error).__name__, str(error))
 
 
 def _record(store: Store, run_id: int, summary: ScanSummary, rows: list[tuple[WheelRow, ResultRow]]) -> None:

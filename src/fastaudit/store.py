@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import socket
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -20,7 +22,9 @@ from typing import Any
 
 from fastaudit.errors import FastauditError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+
+_RUN_STATUSES = "'running', 'completed', 'interrupted', 'failed', 'abandoned'"
 
 _MIGRATIONS: tuple[str, ...] = (
     # 1: the first schema
@@ -99,7 +103,35 @@ _MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX wheels_by_project ON wheels(project, version);
     CREATE INDEX run_wheels_by_result ON run_wheels(result_id);
     """,
-    # 2: the third-party native libraries each ELF member is or carries (vendored.py)
+    # 2: a run records the process that runs it (host, pid and the process's start time, so a
+    # reused pid is not taken for it), and a run whose process is gone is 'abandoned'. SQLite
+    # cannot alter a CHECK constraint: the table is rebuilt (foreign keys are off while migrating).
+    f"""
+    CREATE TABLE runs_v2 (
+        id INTEGER PRIMARY KEY,
+        started_at REAL NOT NULL,
+        finished_at REAL,
+        arguments TEXT NOT NULL,
+        fastaudit_version TEXT NOT NULL,
+        policy_version TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ({_RUN_STATUSES})),
+        seen INTEGER NOT NULL DEFAULT 0,
+        analyzed INTEGER NOT NULL DEFAULT 0,
+        skipped INTEGER NOT NULL DEFAULT 0,
+        errors INTEGER NOT NULL DEFAULT 0,
+        not_analyzed INTEGER NOT NULL DEFAULT 0,
+        host TEXT,
+        pid INTEGER,
+        process_start TEXT
+    );
+    INSERT INTO runs_v2 (id, started_at, finished_at, arguments, fastaudit_version, policy_version, status, seen,
+                         analyzed, skipped, errors, not_analyzed)
+        SELECT id, started_at, finished_at, arguments, fastaudit_version, policy_version, status, seen,
+               analyzed, skipped, errors, not_analyzed FROM runs;
+    DROP TABLE runs;
+    ALTER TABLE runs_v2 RENAME TO runs;
+    """,
+    # 3: the third-party native libraries each ELF member is or carries (vendored.py)
     """
     CREATE TABLE vendored_libraries (
         result_id INTEGER NOT NULL REFERENCES results(id),
@@ -114,6 +146,30 @@ _MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX vendored_by_result ON vendored_libraries(result_id);
     """,
 )
+
+_TABLES = {"runs", "wheels", "results", "run_wheels", "elf_facts"}
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _process_start(pid: int) -> str | None:
+    """What tells this process from a later one with the same pid: the boot and the start time
+    in clock ticks since boot (field 22 of /proc/PID/stat). None when it cannot be read (no such
+    process, or no procfs)."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return f"{boot}:{fields[19]}"
+
+
+def _storable(text: str | None) -> str | None:
+    """Text SQLite can hold: undecodable bytes of a file name (surrogates) as `\\udcff`, never an
+    encoding error that would lose the batch."""
+    if text is None or text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
 
 
 class StoreError(FastauditError):
@@ -184,43 +240,84 @@ class RunWheel:
 class Store:
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         """Open (creating or migrating) a store; `readonly` opens an existing one of this schema
-        without ever writing to it, for readers such as `fastaudit report`."""
+        without ever writing to it, for readers such as `fastaudit report` and `export`. A file
+        that is not a fastaudit store, or has a newer schema, is refused before anything is
+        written to it, by every command."""
         self.path = Path(path)
+        existed = self.path.exists()
         try:
             if readonly:
                 self.db = self._connect_readonly()
             else:
+                self._refuse_foreign()
                 # isolation_level=None: transactions are explicit, one per batch of results
                 self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
                 self._set_wal()
                 self.db.execute("PRAGMA synchronous=NORMAL")
+                self._migrate()  # foreign keys off: migration 2 rebuilds a referenced table
                 self.db.execute("PRAGMA foreign_keys=ON")
-                self._migrate()
         except sqlite3.Error as e:
+            if not existed and self.path.is_file() and self.path.stat().st_size == 0:
+                self.path.unlink()  # created for nothing (a full disk): leave no empty store behind
             raise StoreError(f"cannot open the store: {e}", path=str(self.path)) from e
+
+    def _open_ro(self, probe: bool = False) -> sqlite3.Connection:
+        """A read-only connection. A WAL file needs its -shm beside it, which SQLite creates even
+        for a reader; a `probe` (who is this file?) of a WAL file with no -wal beside it, whose
+        content is therefore all in the file, opens it immutable, so nothing is created beside a
+        file that may turn out to be someone else's."""
+        try:
+            with open(self.path, "rb") as f:
+                header = f.read(100)
+        except OSError as e:
+            raise StoreError(f"cannot read the store: {e.strerror or e}", path=str(self.path)) from e
+        if not header.startswith(_SQLITE_MAGIC):
+            raise StoreError("cannot open the store: not an SQLite file (left untouched)", path=str(self.path))
+        uri = f"{self.path.resolve().as_uri()}?mode=ro"
+        if probe and header[18:19] == b"\x02" and not Path(f"{self.path}-wal").exists():
+            uri += "&immutable=1"
+        return sqlite3.connect(uri, uri=True, timeout=60, isolation_level=None)
+
+    def _schema(self, db: sqlite3.Connection) -> tuple[int, set[str]]:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        return version, tables
+
+    def _refuse_unknown(self, version: int, tables: set[str]) -> None:
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"the store has schema {version}; this fastaudit knows up to {SCHEMA_VERSION}",
+                             path=str(self.path))
+        if version == 0 and tables or version > 0 and not _TABLES <= tables:
+            raise StoreError("not a fastaudit store: an SQLite file with other tables (left untouched)",
+                             path=str(self.path))
+
+    def _refuse_foreign(self) -> None:
+        """Before a writer opens it: an existing non-empty file must be a fastaudit store of a
+        schema this fastaudit knows, read through a read-only connection."""
+        if not self.path.exists() or self.path.is_file() and self.path.stat().st_size == 0:
+            return  # a new store
+        db = self._open_ro(probe=True)
+        try:
+            self._refuse_unknown(*self._schema(db))
+        finally:
+            db.close()
 
     def _connect_readonly(self) -> sqlite3.Connection:
         if not self.path.is_file():
             raise StoreError("no such store file", path=str(self.path))
-        db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=60,
-                             isolation_level=None)
+        self._refuse_foreign()
+        db = self._open_ro()
         try:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        except sqlite3.Error:
+            version, tables = self._schema(db)
+            self._refuse_unknown(version, tables)
+            if version == 0:
+                raise StoreError("not a fastaudit store (an empty SQLite file)", path=str(self.path))
+            if version < SCHEMA_VERSION:
+                raise StoreError(f"the store has the older schema {version}; open it once with `fastaudit scan`"
+                                 " to migrate it", path=str(self.path))
+        except BaseException:
             db.close()
             raise
-        if version > SCHEMA_VERSION:
-            db.close()
-            raise StoreError(f"the store has schema {version}; this fastaudit knows up to {SCHEMA_VERSION}",
-                             path=str(self.path))
-        if version < 1 or not {"runs", "wheels", "results", "run_wheels", "elf_facts"} <= tables:
-            db.close()
-            raise StoreError("not a fastaudit store", path=str(self.path))
-        if version < SCHEMA_VERSION:
-            db.close()
-            raise StoreError(f"the store has the older schema {version}; open it once with `fastaudit scan`"
-                             " to migrate it", path=str(self.path))
         return db
 
     def _set_wal(self, timeout: float = 60.0) -> None:
@@ -282,10 +379,8 @@ class Store:
 
     def _migrate(self) -> None:
         with self._transaction():
-            current = self.db.execute("PRAGMA user_version").fetchone()[0]
-            if current > SCHEMA_VERSION:
-                raise StoreError(f"the store has schema {current}; this fastaudit knows up to {SCHEMA_VERSION}",
-                                 path=str(self.path))
+            current, tables = self._schema(self.db)
+            self._refuse_unknown(current, tables)  # again: another process may have written it since
             for version in range(current, SCHEMA_VERSION):
                 for statement in _MIGRATIONS[version].split(";"):
                     if statement.strip():
@@ -295,11 +390,37 @@ class Store:
     # --- runs -------------------------------------------------------------------------------
 
     def start_run(self, arguments: Mapping[str, Any], fastaudit_version: str, policy_version: str) -> int:
+        pid = os.getpid()
         cur = self._write(
-            "INSERT INTO runs (started_at, arguments, fastaudit_version, policy_version, status)"
-            " VALUES (?, ?, ?, ?, 'running')",
-            (time.time(), json.dumps(arguments, sort_keys=True), fastaudit_version, policy_version))
+            "INSERT INTO runs (started_at, arguments, fastaudit_version, policy_version, status, host, pid,"
+            " process_start) VALUES (?, ?, ?, ?, 'running', ?, ?, ?)",
+            (time.time(), _storable(json.dumps(arguments, sort_keys=True)), fastaudit_version, policy_version,
+             socket.gethostname(), pid, _process_start(pid)))
         return int(cur.lastrowid)
+
+    def _gone(self, host: str | None, pid: int | None, process_start: str | None) -> bool:
+        """Whether a 'running' run's process has ended. Only a run started on this host, with a
+        known process start, can be judged; a run on another host sharing the store (NFS) is
+        left as it is."""
+        if host != socket.gethostname() or pid is None or process_start is None:
+            return False
+        if _process_start(os.getpid()) is None:
+            return False  # no procfs here: nothing can be told
+        return _process_start(pid) != process_start
+
+    def _status(self, status: str, host: str | None, pid: int | None, process_start: str | None) -> str:
+        return "abandoned" if status == "running" and self._gone(host, pid, process_start) else status
+
+    def mark_abandoned_runs(self) -> list[int]:
+        """Mark every 'running' run whose process is gone (killed, crashed, the machine rebooted)
+        as 'abandoned'; the ids marked. Live scans sharing the store are left running."""
+        rows = self.db.execute("SELECT id, host, pid, process_start FROM runs WHERE status='running'").fetchall()
+        gone = [run_id for run_id, *process in rows if self._gone(*process)]
+        if gone:
+            with self._transaction():
+                self.db.executemany("UPDATE runs SET status='abandoned' WHERE id=? AND status='running'",
+                                    [(run_id,) for run_id in gone])
+        return gone
 
     def finish_run(self, run_id: int, status: str, counts: Mapping[str, int]) -> None:
         if self.db.in_transaction:
@@ -339,19 +460,23 @@ class Store:
             " WHERE rw.run_id=? AND r.over_promises=1", (run_id,)).fetchone()[0]
         return dict(rows), over
 
-    def run(self, run_id: int | None = None) -> sqlite3.Row | None:
-        self.db.row_factory = sqlite3.Row
-        try:
-            if run_id is None:
-                return self.db.execute("SELECT * FROM runs ORDER BY id DESC LIMIT 1").fetchone()
-            return self.db.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
-        finally:
-            self.db.row_factory = None
+    def run(self, run_id: int | None = None) -> RunRow | None:
+        """A run (default: the latest), its status as `runs` tells it."""
+        runs = self.runs(run_id) if run_id is not None else self.runs(latest=True)
+        return runs[-1] if runs else None
 
-    def runs(self) -> list[RunRow]:
-        """Every run, oldest first."""
-        return [RunRow(*row) for row in self.db.execute(
-            "SELECT id, started_at, finished_at, status, fastaudit_version, policy_version FROM runs ORDER BY id")]
+    def runs(self, run_id: int | None = None, *, latest: bool = False) -> list[RunRow]:
+        """Every run, oldest first (or the one named, or the latest). A 'running' run whose process
+        is gone reads as 'abandoned', even to a reader that cannot write the store."""
+        sql = "SELECT id, started_at, finished_at, status, fastaudit_version, policy_version, host, pid," \
+              " process_start FROM runs"
+        if run_id is not None:
+            rows = self.db.execute(sql + " WHERE id=?", (run_id,))
+        elif latest:
+            rows = self.db.execute(sql + " ORDER BY id DESC LIMIT 1")
+        else:
+            rows = self.db.execute(sql + " ORDER BY id")
+        return [RunRow(*row[:3], self._status(row[3], *row[6:]), *row[4:6]) for row in rows]
 
     def run_outcome_counts(self, run_ids: Iterable[int]) -> dict[int, dict[str, int]]:
         """run id -> wheels per result status ('ok', 'pure', 'not_linux', 'error'), plus
@@ -443,9 +568,10 @@ class Store:
             "INSERT INTO wheels (content_key, path, filename, size, project, version, python_tags, abi_tags,"
             " platform_tags, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (content_key) DO UPDATE SET path=excluded.path",
-            (wheel.content_key, wheel.path, wheel.filename, wheel.size, wheel.project, wheel.version,
-             wheel.python_tags, wheel.abi_tags, wheel.platform_tags, wheel.kind))
-        wheel_id = self.db.execute("SELECT id FROM wheels WHERE content_key=?", (wheel.content_key,)).fetchone()[0]
+            (_storable(wheel.content_key), _storable(wheel.path), _storable(wheel.filename), wheel.size,
+             wheel.project, wheel.version, wheel.python_tags, wheel.abi_tags, wheel.platform_tags, wheel.kind))
+        wheel_id = self.db.execute("SELECT id FROM wheels WHERE content_key=?",
+                                   (_storable(wheel.content_key),)).fetchone()[0]
         report = result.report or {}
         ours = report.get("fastaudit", {})
         criteria = ours.get("criteria", {})
@@ -461,7 +587,7 @@ class Store:
              criteria.get("isa"), ours.get("arch"), ours.get("libc"),
              int(ours["over_promises"]) if "over_promises" in ours else None,
              wheel.platform_tags, json.dumps(report) if report else None, result.error_type,
-             result.error_message, result.error_member, result.elapsed))
+             _storable(result.error_message), _storable(result.error_member), result.elapsed))
         if cur.rowcount == 0:
             result_id = self.db.execute(
                 "SELECT id FROM results WHERE wheel_id=? AND analyzer_version=? AND policy_version=?",
@@ -473,7 +599,8 @@ class Store:
             self.db.executemany(
                 "INSERT INTO elf_facts (result_id, member, arch, soname, needed, isa_level, version_requirements)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(result_id, f["member"], f["arch"], f["soname"], json.dumps(f["needed"]), f["isa_level"],
+                [(result_id, _storable(f["member"]), f["arch"], _storable(f["soname"]), json.dumps(f["needed"]),
+                  f["isa_level"],
                   json.dumps(f["version_requirements"], sort_keys=True)) for f in result.elf_facts])
             self.db.executemany(
                 "INSERT INTO vendored_libraries (result_id, member, library, version, evidence, linkage, detail)"

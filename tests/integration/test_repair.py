@@ -413,3 +413,54 @@ def test_the_repaired_wheel_carries_a_pep_770_sbom_of_what_was_grafted(repaired:
     assert run(sys.executable, "-m", "venv", venv).returncode == 0
     assert run(venv / "bin" / "python", "-m", "pip", "install", "--no-index", "--no-deps", ours).returncode == 0
     assert list(venv.glob("lib/python*/site-packages/fa_graft_demo-*.dist-info/sboms/fastaudit.cdx.json"))
+
+
+@pytest.mark.parametrize("plat", ["manylinux_2_34_x86_64", "manylinux_2_39_x86_64"])
+def test_cibuildwheels_default_command_reads_auditwheel_plat_as_auditwheel_does(demo: GraftDemo, tmp_path: Path,
+                                                                                 plat: str) -> None:
+    """`repair -w {dest_dir} {wheel}` with no --plat, in an image that sets AUDITWHEEL_PLAT."""
+    env = environment(demo.deps, AUDITWHEEL_PLAT=plat)
+    ours = run(BIN / "fastaudit", "repair", "-w", tmp_path / "ours", demo.wheel, env=env)
+    theirs = run(BIN / "auditwheel", "repair", "-w", tmp_path / "theirs", demo.wheel, env=env)
+    assert ours.returncode == 0, ours.stderr
+    assert theirs.returncode == 0, theirs.stderr
+    assert only_wheel(tmp_path / "ours").name == only_wheel(tmp_path / "theirs").name
+    assert plat in only_wheel(tmp_path / "ours").name
+
+
+def test_an_auditwheel_plat_the_grafts_cannot_meet_is_refused_by_both(demo: GraftDemo, tmp_path: Path) -> None:
+    env = environment(demo.deps, AUDITWHEEL_PLAT="manylinux2014_x86_64")
+    ours = run(BIN / "fastaudit", "repair", "-w", tmp_path / "ours", demo.wheel, env=env)
+    theirs = run(BIN / "auditwheel", "repair", "-w", tmp_path / "theirs", demo.wheel, env=env)
+    assert ours.returncode == 2 and "GLIBC_2.34" in ours.stderr and "Traceback" not in ours.stderr
+    assert theirs.returncode != 0
+    assert not (tmp_path / "ours").exists() or not list((tmp_path / "ours").glob("*.whl"))
+
+
+def test_auditwheel_ld_library_path_stands_in_for_ld_library_path(demo: GraftDemo, tmp_path: Path) -> None:
+    env = environment(AUDITWHEEL_LD_LIBRARY_PATH=str(demo.deps))
+    ours = run(BIN / "fastaudit", "repair", "-w", tmp_path / "ours", demo.wheel, env=env)
+    theirs = run(BIN / "auditwheel", "repair", "-w", tmp_path / "theirs", demo.wheel, env=env)
+    assert ours.returncode == 0, ours.stderr
+    assert theirs.returncode == 0, theirs.stderr
+    assert files_of(only_wheel(tmp_path / "ours")) == files_of(only_wheel(tmp_path / "theirs"))
+
+
+def test_ldpaths_replaces_the_default_folders(demo: GraftDemo, tmp_path: Path) -> None:
+    env = environment(demo.deps)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    refused = run(BIN / "fastaudit", "repair", "-w", tmp_path / "no", "--ldpaths", empty, demo.wheel, env=env)
+    assert refused.returncode == 2 and "libsqlite3" in refused.stderr, refused.stderr
+    sqlite_dir = "/usr/lib/x86_64-linux-gnu"  # where Debian's libsqlite3 (build_graft_demo links it) lives
+    found = run(BIN / "fastaudit", "repair", "-w", tmp_path / "yes", "--ldpaths", sqlite_dir, demo.wheel, env=env)
+    assert found.returncode == 0, found.stderr
+    assert any("libsqlite3" in n for n in files_of(only_wheel(tmp_path / "yes")))
+
+
+def test_auditwheel_zip_compression_level_sets_the_level(demo: GraftDemo, tmp_path: Path) -> None:
+    env = environment(demo.deps, AUDITWHEEL_ZIP_COMPRESSION_LEVEL="0")
+    assert run(BIN / "fastaudit", "repair", "-w", tmp_path, demo.wheel, env=env).returncode == 0
+    with zipfile.ZipFile(only_wheel(tmp_path)) as zf:
+        grafted = [i for i in zf.infolist() if i.filename.startswith("fa_graft_demo.libs/")]
+        assert grafted and all(i.compress_size >= i.file_size for i in grafted)

@@ -2,15 +2,33 @@
 long lists of wheels cut to their first MAX_ROWS entries (the count is always the full one)."""
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
+
+from fastaudit.names import printable
 
 MAX_ROWS = 25
 
 
-def _cell(value: object) -> str:
-    text = "" if value is None else str(value)
-    return text.replace("|", "\\|").replace("\n", " ")
+class _Code(str):
+    """A name shown as code (a wheel file name)."""
+
+
+def _cell(value: object, in_table: bool = True) -> str:
+    """A value as Markdown: names and messages come from uploaded files, and the report is pasted
+    into trackers that render HTML, so control characters are escaped (names.printable), HTML is
+    escaped outside code spans and inert inside them, and `|` cannot end a table cell."""
+    text = printable("" if value is None else str(value))
+    if isinstance(value, _Code):
+        # a fence longer than any run of backticks inside: the name cannot close its code span
+        fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+        pad = " " if text.startswith("`") or text.endswith("`") else ""
+        text = f"{fence}{pad}{text}{pad}{fence}"
+    else:
+        text = html.escape(text, quote=False)
+    return text.replace("|", "\\|") if in_table else text
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
@@ -27,7 +45,8 @@ def _capped(items: Sequence[Any]) -> tuple[Sequence[Any], list[str]]:
 
 def _wheel_list(title: str, wheels: Sequence[str]) -> list[str]:
     shown, more = _capped(wheels)
-    return [f"**{title}: {len(wheels)}**", ""] + [f"- `{w}`" for w in shown] + ([""] if shown else []) + more
+    items = [f"- {_cell(_Code(w), in_table=False)}" for w in shown]
+    return [f"**{title}: {len(wheels)}**", ""] + items + ([""] if shown else []) + more
 
 
 def render_markdown(figures: dict[str, Any]) -> str:
@@ -80,13 +99,13 @@ def render_markdown(figures: dict[str, Any]) -> str:
     shown, more = _capped(over)
     out += [f"## Over-promising wheels: {len(over)}", ""]
     out += _table(["wheel", "declared", "achieved", "first reason"],
-                  [[f"`{o['wheel']}`", o["declared"], o["achieved"], o["reasons"][0] if o["reasons"] else ""]
+                  [[_Code(o["wheel"]), o["declared"], o["achieved"], o["reasons"][0] if o["reasons"] else ""]
                    for o in shown]) + more
     errors = figures["errors"]
     shown, more = _capped(errors)
     out += [f"## Errors: {len(errors)}", ""]
     out += _table(["wheel", "error", "message"],
-                  [[f"`{e['wheel']}`", e["error_type"], e["message"]] for e in shown]) + more
+                  [[_Code(e["wheel"]), e["error_type"], e["message"]] for e in shown]) + more
     worst = sorted((p for p in figures["projects"] if p["over_promising"] or p["errors"]),
                    key=lambda p: (-p["over_promising"] - p["errors"], p["project"]))
     shown, more = _capped(worst)

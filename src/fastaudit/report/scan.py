@@ -1,7 +1,12 @@
 """The summary `fastaudit scan` prints when it ends."""
 from __future__ import annotations
 
-from fastaudit.scan import ScanSummary
+from typing import TYPE_CHECKING
+
+from fastaudit.names import printable
+
+if TYPE_CHECKING:  # report/ renders; it does not import the scan (DESIGN.md layers)
+    from fastaudit.scan import ScanSummary
 
 
 def render_summary(summary: ScanSummary) -> str:
@@ -15,4 +20,4 @@ def render_summary(summary: ScanSummary) -> str:
         "  verdicts:",
     ]
     lines.extend(f"    {count:6d}  {verdict}" for verdict, count in summary.verdicts.items())
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)

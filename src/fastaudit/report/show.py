@@ -5,6 +5,7 @@ from typing import Any
 
 from fastaudit.analyze import Reason, WheelReport
 from fastaudit.lddtree import DependencyTree
+from fastaudit.names import printable
 from fastaudit.results import tag_of
 
 
@@ -27,7 +28,7 @@ def render_text(report: WheelReport) -> str:
     if report.pure:
         lines.append("  pure: no ELF files for a Linux platform; any platform tag fits")
         lines.extend(f"  ignored: {r.describe()}" for r in report.ignored)
-        return "\n".join(lines)
+        return _text(lines)
     overall = report.overall
     assert overall is not None
     aliases = f" (also {', '.join(overall.alias_tags)})" if overall.alias_tags else ""
@@ -55,7 +56,12 @@ def render_text(report: WheelReport) -> str:
         for library, versions in report.versioned_symbols.items():
             lines.append(f"    {library}: {', '.join(versions)}")
     lines.extend(f"  ignored: {r.describe()}" for r in report.ignored)
-    return "\n".join(lines)
+    return _text(lines)
+
+
+def _text(lines: list[str]) -> str:
+    """Lines joined for a terminal, each escaped: a newline inside a name stays inside its line."""
+    return "\n".join(printable(line) for line in lines)
 
 
 def tree_to_json(tree: DependencyTree) -> dict[str, Any]:
@@ -84,4 +90,4 @@ def render_tree(tree: DependencyTree) -> str:
             walk(lib.needed, depth + 1)
 
     walk(tree.info.needed, 1)
-    return "\n".join(lines)
+    return _text(lines)

@@ -31,8 +31,8 @@ from fastaudit.store import ResultRow, Store, WheelRow
 from fastaudit.wheel import parse_wheel_name
 
 if TYPE_CHECKING:
-    from fastaudit.analyze import ElfCache, WheelReport
-    from fastaudit.elf import ElfInfo
+    from fastaudit.analyze import WheelReport
+    from fastaudit.facts import ElfCache, WheelFacts
 
 # The analysis (numpy and the ELF extension) is imported by the workers that use it, not by the
 # process that walks the tree: a re-scan that skips every wheel then costs little more than a walk.

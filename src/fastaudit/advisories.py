@@ -26,7 +26,7 @@ from functools import cache
 from pathlib import Path
 
 from fastaudit.errors import FastauditError
-from fastaudit.vendored import catalogue
+from fastaudit.vendored import libraries
 
 _TOKEN = re.compile(r"\d+|[A-Za-z]+")
 _PRERELEASE = {"dev", "alpha", "beta", "rc", "pre"}  # not "a"/"b": OpenSSL 1.1.1a is a release
@@ -133,7 +133,7 @@ def load_advisories(path: str | Path) -> tuple[Advisory, ...]:
         document = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise AdvisoryError(f"cannot read the advisories: {e}", path=str(path)) from e
-    projects = {lib.project for lib in catalogue().libraries}
+    projects = {lib.project for lib in libraries()}
     try:
         if isinstance(document, dict) and "advisories" in document:
             found = []

@@ -15,9 +15,12 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
+from typing import TYPE_CHECKING
 
-from fastaudit._elfstrings import AnchorSet
 from fastaudit.errors import PolicyError
+
+if TYPE_CHECKING:
+    from fastaudit._elfstrings import AnchorSet
 
 # Evidence kinds, strongest first; `confidence` is what CycloneDX's evidence records.
 VERSION_STRING = "version-string"
@@ -77,34 +80,40 @@ class Component:
         return STATIC_CONFIDENCE if self.statically_linked else CONFIDENCE[self.evidence]
 
 
-@dataclass(frozen=True)
-class _Catalogue:
-    libraries: tuple[NativeLibrary, ...]
-    anchors: AnchorSet
-    anchor_owner: tuple[tuple[NativeLibrary, VersionString], ...]   # by anchor index
-
-
 @functools.cache
-def catalogue() -> _Catalogue:
+def libraries() -> tuple[NativeLibrary, ...]:
+    """The projects of data/native-libraries.json, in their order of precedence."""
     raw = resources.files("fastaudit").joinpath("data/native-libraries.json").read_bytes()
     document = json.loads(raw)
     if document.get("version") != 1:
         raise PolicyError(f"native-libraries.json has format {document.get('version')!r}, expected 1")
-    libraries = []
-    owners: list[tuple[NativeLibrary, VersionString]] = []
+    found = []
     for entry in document["libraries"]:
         file_version = entry.get("file_version")
-        library = NativeLibrary(
+        found.append(NativeLibrary(
             project=entry["project"], cpe=entry["cpe"],
             name=re.compile(entry["name"] + _NAME_TAIL) if entry["name"] is not None else None,
             strings=tuple(VersionString(s["anchor"].encode(), re.compile(s["regex"].encode()))
                           for s in entry["strings"]),
             file_version=re.compile(file_version["regex"]) if file_version else None,
             file_version_format=file_version["format"] if file_version else "",
-        )
-        libraries.append(library)
-        owners.extend((library, s) for s in library.strings)
-    return _Catalogue(tuple(libraries), AnchorSet([s.anchor for _, s in owners]), tuple(owners))
+        ))
+    return tuple(found)
+
+
+@dataclass(frozen=True)
+class _Scanner:
+    anchors: AnchorSet
+    anchor_owner: tuple[tuple[NativeLibrary, VersionString], ...]   # by anchor index
+
+
+@functools.cache
+def _scanner() -> _Scanner:
+    # compiled, so imported here: what only reads project names (the report) never loads it
+    from fastaudit._elfstrings import AnchorSet
+
+    owners = tuple((library, s) for library in libraries() for s in library.strings)
+    return _Scanner(AnchorSet([s.anchor for _, s in owners]), owners)
 
 
 def real_file_name(member: str) -> str:
@@ -121,7 +130,7 @@ def _stem(file_name: str) -> str:
 def libraries_named(file_name: str) -> list[NativeLibrary]:
     """The known projects a (grafted or plain) library file name may belong to, first the likeliest."""
     stem = _stem(file_name)
-    return [lib for lib in catalogue().libraries if lib.name is not None and lib.name.fullmatch(stem)]
+    return [lib for lib in libraries() if lib.name is not None and lib.name.fullmatch(stem)]
 
 
 def library_named(file_name: str) -> NativeLibrary | None:
@@ -136,7 +145,7 @@ VersionStrings = dict[str, dict[str | None, bytes]]
 def scan_version_strings(data) -> VersionStrings:
     """Every version string of a known project in data: one pass of the anchor scanner, then the
     project's regex around each hit. Depends on the bytes alone, so it can be cached by content."""
-    known = catalogue()
+    known = _scanner()
     found: VersionStrings = {}
     view = memoryview(data).cast("B")
     for index, offset in known.anchors.find(view, max_hits=_MAX_HITS):
@@ -178,7 +187,7 @@ def identify(member: str, strings: VersionStrings, needed: Iterable[str] = (),
             components.append(Component(itself.project, version, FILE_NAME, real_name, member, False, itself.cpe))
         else:
             components.append(Component(itself.project, None, NAME, real_name, member, False, itself.cpe))
-    by_project = {lib.project: lib for lib in catalogue().libraries}
+    by_project = {lib.project: lib for lib in libraries()}
     for project, versions in sorted(others.items()):
         if project in linked_projects:
             continue

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from fastaudit.facts import read_wheel_facts
-from fastaudit.vendored import catalogue, library_named, real_file_name
+from fastaudit.vendored import libraries, library_named, real_file_name
 from tests.corpus import corpus_wheels
 
 EXPECTED = json.loads((Path(__file__).parents[1] / "data" / "vendored-expected.json").read_text())
@@ -84,7 +84,7 @@ def test_versions_agree_with_cve_bin_tool(wheel: Path, tmp_path: Path) -> None:
     os.environ.setdefault("HOME", str(tmp_path))
     (Path.home() / ".cache" / "cve-bin-tool").mkdir(parents=True, exist_ok=True)
     # by CPE product: cve-bin-tool lists several vendors for some products (libpng under greg_roelofs)
-    product_of = {lib.cpe.rsplit(":", 1)[1]: lib.project for lib in catalogue().libraries}
+    product_of = {lib.cpe.rsplit(":", 1)[1]: lib.project for lib in libraries()}
     facts = read_wheel_facts(wheel)
     vendored = facts.vendored()
     with zipfile.ZipFile(wheel) as archive:

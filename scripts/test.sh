@@ -3,12 +3,15 @@
 # cache, and run the test suite. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# System tools the tests use, from Debian: headless Chromium for the report's browser test, and
-# elfutils (eu-elflint) for the rewriter's tests. As root in CI (through sudo elsewhere); a no-op
-# where they are already installed.
+# System tools the tests use, from Debian: headless Chromium for the report's browser test,
+# elfutils (eu-elflint) for the rewriter's tests, musl-tools (musl-gcc) and gcc-multilib (gcc -m32)
+# for the musl verdict tests. As root in CI (through sudo elsewhere); a no-op where they are
+# already installed.
 PACKAGES=()
 command -v chromium >/dev/null || PACKAGES+=(chromium)
 command -v eu-elflint >/dev/null || PACKAGES+=(elfutils)
+command -v musl-gcc >/dev/null || PACKAGES+=(musl-tools)
+gcc -m32 -print-libgcc-file-name 2>/dev/null | grep -q /32/ || PACKAGES+=(gcc-multilib)
 if [ ${#PACKAGES[@]} -gt 0 ]; then
     SUDO=""
     if [ "$(id -u)" -ne 0 ]; then SUDO="sudo -n"; fi

@@ -25,6 +25,7 @@ import re
 import shutil
 import struct
 import subprocess
+import tempfile
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -540,3 +541,67 @@ def _x86_isa_needed(elf: ELFFile) -> int | None:
                 if prop.pr_type == "GNU_PROPERTY_X86_ISA_1_NEEDED":
                     return int(prop.pr_data)
     return None
+
+
+# ---- musl ----
+
+MUSL_LIBC = "libc.musl-x86_64.so.1"  # Alpine's name for musl's libc, which musllinux wheels record
+MUSL_I386_LIBC = "libc.musl-x86.so.1"
+
+
+@functools.cache
+def musl_gcc() -> str:
+    """Debian's musl-gcc wrapper (package musl-tools): gcc with musl's headers and libc."""
+    path = shutil.which("musl-gcc")
+    if path is None:
+        raise BuildError("musl-gcc is required to build musl objects (apt-get install musl-tools)")
+    return path
+
+
+@functools.cache
+def _musl_libc_so() -> Path:
+    """The real musl libc.so that musl-gcc links against, as the linker reports it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "empty.c"
+        source.write_text("int fastaudit_probe;\n")
+        trace = subprocess.run([musl_gcc(), "-shared", "-fPIC", "-o", str(Path(tmp) / "probe.so"), str(source),
+                                "-Wl,--trace"], capture_output=True, text=True)
+    found = [line.strip() for line in trace.stdout.splitlines() if line.strip().endswith("/libc.so")]
+    if trace.returncode != 0 or not found:
+        raise BuildError(f"musl-gcc could not link a shared object: {trace.stderr}")
+    return Path(found[0])
+
+
+def build_musl_object(workdir: Path, name: str, c_source: str, *, link: Sequence[Path] = (),
+                      libc_name: str = MUSL_LIBC, soname: str | None = None, rpath: str | None = None) -> Path:
+    """Compile `c_source` with musl-gcc (musl's own headers) into the shared object `workdir/name`,
+    linked against the real musl libc.so.
+
+    The libc is linked under `libc_name`, so DT_NEEDED records that name: Alpine's by default, as in
+    a musllinux wheel; "libc.so" is what Debian's musl and Rust toolchains record. `link` entries
+    are further libraries to link (DT_NEEDED names their SONAME); `soname` sets DT_SONAME, `rpath` DT_RUNPATH.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    libc_dir = workdir / "musl-libc"
+    libc_dir.mkdir(exist_ok=True)
+    if not (libc_dir / libc_name).exists():
+        (libc_dir / libc_name).symlink_to(_musl_libc_so())
+    source = workdir / f"{name}.c"
+    source.write_text(c_source)
+    out = workdir / name
+    _run([musl_gcc(), *CFLAGS, "-shared", "-nodefaultlibs", "-Wl,--hash-style=gnu", "-o", out, source,
+          *link, f"-L{libc_dir}", f"-l:{libc_name}", *([f"-Wl,-soname,{soname}"] if soname else []),
+          *([f"-Wl,-rpath,{rpath}"] if rpath else [])])
+    return out
+
+
+def build_i386_musl_stub(workdir: Path, symbols: Sequence[str]) -> Path:
+    """A 32-bit stand-in for musl's i386 libc (`libc.musl-x86.so.1`) exporting `void f(void)` for
+    each symbol, as a link input: Debian ships no i386 musl. Needs gcc -m32 (gcc-multilib)."""
+    _check_identifiers(symbols)
+    workdir.mkdir(parents=True, exist_ok=True)
+    source = workdir / f"{MUSL_I386_LIBC}.c"
+    source.write_text("".join(f"void {name}(void) {{}}\n" for name in symbols))
+    out = workdir / MUSL_I386_LIBC
+    _run([_gcc(), "-m32", *CFLAGS, *LDFLAGS, "-o", out, source, f"-Wl,-soname,{MUSL_I386_LIBC}"])
+    return out

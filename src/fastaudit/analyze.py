@@ -2,7 +2,8 @@
 those facts from a wheel is facts.py's.
 
 The criteria and the way they combine follow auditwheel's `show`, so the verdicts agree: symbol
-versions (over every ELF member), external libraries and blacklisted symbols (over the Python
+versions (over every ELF member; for musl, which has none, the libc symbols each member imports,
+judged against musl's own export history), external libraries and blacklisted symbols (over the Python
 extensions and the ELF members nothing else in the wheel needs), the x86-64 ISA level, and the
 PyFPE_jbuf / UCS2 checks. Unlike auditwheel, nothing is looked up on the host running the audit.
 """
@@ -17,7 +18,7 @@ from fastaudit.elf import STT_FUNC, STT_NOTYPE, ElfInfo
 from fastaudit.errors import FastauditError
 from fastaudit.facts import ElfCache, check_linux_wheel_name, read_wheel_elves
 from fastaudit.lddtree import DependencyTree, is_dynamic_loader, resolve_tree
-from fastaudit.policy import Policy, policies_for, policy_for_tag
+from fastaudit.policy import Policy, libc_release_adding, libc_symbols_beyond, policies_for, policy_for_tag
 from fastaudit.wheel import WheelName, is_linux_tag
 
 GLIBC = "glibc"
@@ -25,6 +26,7 @@ MUSL = "musl"
 
 # the criteria a Reason names
 SYMBOL_VERSION = "symbol_version"
+LIBC_SYMBOL = "libc_symbol"
 EXTERNAL_LIBRARY = "external_library"
 MISSING_LIBRARY = "missing_library"    # repair: an external library this machine does not have either
 BLACKLISTED_SYMBOL = "blacklisted_symbol"
@@ -51,6 +53,9 @@ class Reason:
         who = f"{self.member} (grafted from {self.source})" if self.source else self.member
         if self.criterion == SYMBOL_VERSION:
             return f"{who} needs {self.detail} from {self.library}"
+        if self.criterion == LIBC_SYMBOL:
+            release = libc_release_adding(MUSL, self.detail)
+            return f"{who} imports {self.detail} from {self.library}, which musl exports only since {release}"
         if self.criterion == EXTERNAL_LIBRARY:
             return f"{self.member} needs {self.library}, which is neither in the policy nor in the wheel"
         if self.criterion == MISSING_LIBRARY:
@@ -189,6 +194,24 @@ def refused_versions(policy: Policy, requirements: Mapping[str, Iterable[str]]) 
             if not is_dynamic_loader(library) for version in sorted(_versions_allowed(policy, versions))]
 
 
+def libc_symbols_too_new(policy: Policy, elves: Mapping[str, ElfInfo]) -> dict[tuple[str, str], set[str]]:
+    """(libc soname, symbol) -> paths importing it, for the symbols the libc of the policy's release
+    line lacks (musl has no symbol versions to say so) and none of the ELF images defines."""
+    beyond = libc_symbols_beyond(policy)
+    found: dict[tuple[str, str], set[str]] = {}
+    if not beyond:
+        return found
+    libc_names = sorted(n for n in policy.whitelist if n.startswith("libc.musl-") or n == "libc.so")
+    for path, info in elves.items():
+        # the image's own name for its libc; one that reaches libc only through another library
+        # still binds these symbols to it (musl has one global symbol scope)
+        library = next((n for n in info.needed if n in libc_names), libc_names[0])
+        for symbol in beyond.keys() & info.undefined_symbols:
+            if not any(symbol in other.defined_symbols for other in elves.values()):
+                found.setdefault((library, symbol), set()).add(path)
+    return found
+
+
 def _external_libraries(tree: DependencyTree, policy: Policy) -> set[str]:
     """Sonames the policy does not allow and the wheel does not ship, reached from the tree's root
     through libraries the policy does not allow either."""
@@ -265,13 +288,15 @@ class _Verdict:
             self.external[policy] = by_whitelist[policy.whitelist]
             self.blacklist[policy] = by_blacklist[blacklist_key]
         self.required = _required_versions(members)
+        infos = {m.path: m.info for m in members}
+        self.libc_symbols = {p: libc_symbols_too_new(p, infos) for p in policies}
 
     def best(self, satisfied: Callable[[Policy], bool]) -> Policy:
         """The most compatible policy that satisfies a criterion; linux satisfies every one."""
         return max((p for p in self.policies if satisfied(p)), default=self.policies[0])
 
     def symbol_ok(self, policy: Policy) -> bool:
-        return not any(_versions_allowed(policy, v) for v in self.required.values())
+        return not self.libc_symbols[policy] and not any(_versions_allowed(policy, v) for v in self.required.values())
 
     def blockers(self, policy: Policy, isa_blocked: bool, pyfpe: bool, ucs2: bool) -> list[Reason]:
         reasons = []
@@ -281,6 +306,8 @@ class _Verdict:
                     continue
                 reasons.extend(Reason(SYMBOL_VERSION, m.path, library, v)
                                for v in _versions_allowed(policy, versions))
+        for (library, symbol), paths in self.libc_symbols[policy].items():
+            reasons.extend(Reason(LIBC_SYMBOL, p, library, symbol) for p in paths)
         for soname, paths in self.external[policy].items():
             reasons.extend(Reason(EXTERNAL_LIBRARY, p, soname) for p in paths)
         for (library, symbol), paths in self.blacklist[policy].items():

@@ -30,6 +30,7 @@ from pathlib import Path
 from fastaudit.analyze import (
     BLACKLISTED_SYMBOL,
     ISA,
+    LIBC_SYMBOL,
     MISSING_LIBRARY,
     PYFPE,
     SYMBOL_VERSION,
@@ -37,6 +38,7 @@ from fastaudit.analyze import (
     Reason,
     WheelReport,
     analyze,
+    libc_symbols_too_new,
     refused_versions,
     roots,
 )
@@ -212,6 +214,12 @@ def _blockers(policy: Policy, report: WheelReport, elves: Mapping[str, ElfInfo],
     for soname, (path, info) in sorted(closure.grafts.items()):
         reasons.extend(Reason(SYMBOL_VERSION, soname, library, version, source=path)
                        for library, version in refused_versions(policy, info.version_requirements))
+    grafted_from = {soname: path for soname, (path, _) in closure.grafts.items()}
+    loaded = {**{m: elves[m] for m in report.elf_members},
+              **{soname: info for soname, (_, info) in closure.grafts.items()}}
+    for (library, symbol), paths in sorted(libc_symbols_too_new(policy, loaded).items()):
+        reasons.extend(Reason(LIBC_SYMBOL, p, library, symbol, source=grafted_from.get(p, ""))
+                       for p in sorted(paths))
     known = sorted(set(report.reasons) | set(report.over_promise_reasons))
     for criterion, achieved in ((BLACKLISTED_SYMBOL, report.blacklist_policy), (ISA, report.isa_policy),
                                 (PYFPE, report.pyfpe_policy), (UCS2, report.ucs2_policy)):

@@ -192,18 +192,19 @@ def _check_directory(path: str, infos: list[zipfile.ZipInfo], start_dir: int) ->
 
 
 class _Identity(NamedTuple):
-    """What changes when a file is written, truncated or replaced: st_ctime moves on every write
-    and cannot be set back by its owner, unlike st_mtime."""
+    """What changes when a file is written, truncated or replaced. Not st_ctime: it also moves when
+    anyone links or unlinks the file (a cache shared by hard links, a backup with `cp -l`), which
+    changes nothing read. A writer that sets st_mtime back can hide a change of the members not
+    read in full; those read in full are checked against their CRC-32 anyway."""
 
     device: int
     inode: int
     size: int
     mtime_ns: int
-    ctime_ns: int
 
     @classmethod
     def of(cls, st: os.stat_result) -> _Identity:
-        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 class WheelArchive:
@@ -277,12 +278,11 @@ class WheelArchive:
 
     def _changed_error(self, message: str, member: str | None = None) -> WheelChangedError | None:
         """A WheelChangedError if the file, or what its path names, is no longer what was opened."""
+        now = _Identity.of(os.fstat(self._fd))
         try:
-            now = _Identity.of(os.fstat(self._fd))
-            named = _Identity.of(os.stat(self.path))
+            named: _Identity | None = _Identity.of(os.stat(self.path))
         except OSError:
             named = None  # the path is gone
-            now = self._identity
         if now == self._identity and named == self._identity:
             return None
         what = "was replaced or removed" if now == self._identity else \
@@ -439,7 +439,7 @@ class WheelArchive:
         """A key that names the member's content and that nobody can forge cheaply: the SHA-256 of
         its data as stored, with the method and the sizes and CRC-32 the directory declares. Equal
         keys mean equal stored bytes, so equal content (bench/bench_cache_key.py: hashing the
-        stored bytes costs about a sixth of inflating them)."""
+        stored bytes costs a sixth to a third of inflating them)."""
         self._check_method(member)
         data_start, data_end = self._data_span(member)
         digest = hashlib.sha256()

@@ -6,12 +6,16 @@ host-dependent behaviour. Anything else is an unexplained difference and fails t
 """
 from __future__ import annotations
 
+import importlib.resources
+import json
 import os
 import re
 import subprocess
 import tempfile
 import zipfile
 from pathlib import Path
+
+from fastaudit.policy import libc_symbols_beyond, policy_for_tag
 
 ELF_MAGIC = b"\x7fELF"
 
@@ -66,6 +70,32 @@ def _musl_libc_has_no_versions(wheel: Path) -> bool:
     return True
 
 
+def _imports_beyond_musl_1_1(wheel: Path, arch: str) -> list[str]:
+    """Strong undefined dynamic symbols (readelf --dyn-syms) of any member that musl 1.1 does not
+    export, by our symbol history, and no member defines."""
+    beyond = libc_symbols_beyond(policy_for_tag(f"musllinux_1_1_{arch}"))
+    imported, defined = set(), set()
+    for content in elf_members(wheel).values():
+        for row in readelf(["--dyn-syms"], content).splitlines():
+            fields = row.split()
+            if len(fields) < 8 or not fields[0].rstrip(":").isdigit():
+                continue
+            # the last two fields: ppc64's "[<localentry>: 8]" may come between Vis and Ndx
+            name, ndx = fields[-1].split("@")[0], fields[-2]
+            if ndx != "UND":
+                defined.add(name)
+            elif fields[4] != "WEAK":
+                imported.add(name)
+    return sorted((imported - defined) & beyond.keys())
+
+
+def _all_members_static(wheel: Path) -> bool:
+    """The wheel has ELF members and readelf -d finds no dynamic section in any of them."""
+    members = elf_members(wheel)
+    return bool(members) and all("There is no dynamic section" in readelf(["-d"], content)
+                                 for content in members.values())
+
+
 def explain_difference(wheel: Path, ours: dict, theirs: dict | None, stderr: str) -> str | None:
     arch_musl = re.match(r"musllinux_1_[12]_(\w+)$", ours.get("overall_tag") or "")
     if arch_musl:
@@ -78,9 +108,18 @@ def explain_difference(wheel: Path, ours: dict, theirs: dict | None, stderr: str
         if plain_libc_so and theirs and theirs.get("overall_tag") == f"linux_{arch}" \
                 and "libc.so" in theirs.get("external_libs", {}):
             return f"{plain_libc_so[0]} needs plain libc.so (musl's libc); auditwheel calls it external"
+        # ours keeps musllinux_1_1 only when no member imports a symbol musl 1.1 lacks
         if musl and host_is_glibc() and theirs and theirs.get("overall_tag") == f"musllinux_1_2_{arch}" \
-                and ours["overall_tag"] == f"musllinux_1_1_{arch}" and _musl_libc_has_no_versions(wheel):
-            return "a glibc host makes auditwheel judge musl wheels by musllinux_1_2 alone"
+                and ours["overall_tag"] == f"musllinux_1_1_{arch}" and _musl_libc_has_no_versions(wheel) \
+                and not _imports_beyond_musl_1_1(wheel, arch):
+            return ("a glibc host makes auditwheel judge musl wheels by musllinux_1_2 alone; this one imports "
+                    "nothing musl 1.1 lacks")
+        if not musl and _all_members_static(wheel) and host_is_glibc() and theirs \
+                and theirs.get("overall_tag") == f"musllinux_1_2_{arch}" \
+                and ours["overall_tag"] == f"musllinux_1_1_{arch}" and "can't determine musl libc version" in stderr:
+            # a static executable imports nothing from any libc: no musl release is ruled out
+            return ("every ELF member is statically linked (no dynamic section); a glibc host makes "
+                    "auditwheel judge musl wheels by musllinux_1_2 alone")
     return None
 
 
@@ -104,11 +143,39 @@ def version_needs(content: bytes) -> dict[str, set[str]]:
     return needs
 
 
+def _auditwheel_policies(tag: str) -> list[dict]:
+    """auditwheel's own policy records (its installed JSON) for the libc family of a tag."""
+    family = "musllinux" if tag.startswith("musllinux") else "manylinux"
+    data = importlib.resources.files("auditwheel.policy").joinpath(f"{family}-policy.json").read_text()
+    return json.loads(data)
+
+
+def _reported_policy_whitelist(sym_tag: str) -> set[str]:
+    """The libraries that the policy whose symbol set auditwheel reports treats as the system's.
+
+    auditwheel scores each policy P (newest first) with the versions its wheel needs plus those of
+    the host libraries outside P's whitelist, and reports the symbol set of the first policy that
+    reaches the best score: the policy of sym_tag itself, or the newest policy of the architecture
+    when every score is plain linux (sym_tag linux_<arch>). Its external_libs still names a
+    library that only older policies exclude (libexpat, libmvec), but its versions are not counted.
+    """
+    arch = re.sub(r"^(manylinux_\d+_\d+|manylinux\w*?|musllinux_\d+_\d+|linux)_", "", sym_tag)
+    records = [r for r in _auditwheel_policies(sym_tag) if r["name"] != "linux" and arch in r["symbol_versions"]]
+    for record in records:
+        if sym_tag in (f"{name}_{arch}" for name in (record["name"], *record["aliases"])):
+            return set(record["lib_whitelist"])
+    if sym_tag == f"linux_{arch}" and records:
+        return set(min(records, key=lambda r: r["priority"])["lib_whitelist"])
+    return set()
+
+
 def host_library_versions(theirs: dict) -> dict[str, set[str]]:
-    """The version needs of the host libraries auditwheel resolved, as readelf shows them."""
+    """The version needs, as readelf shows them, of the host libraries auditwheel resolved and
+    counted in its versioned_symbols (those outside the whitelist of the policy it reports)."""
+    whitelist = _reported_policy_whitelist(theirs.get("sym_tag") or "")
     versions: dict[str, set[str]] = {}
-    for path in (theirs.get("external_libs") or {}).values():
-        if path:
+    for soname, path in (theirs.get("external_libs") or {}).items():
+        if path and soname not in whitelist:
             for library, names in version_needs(Path(path).read_bytes()).items():
                 versions.setdefault(library, set()).update(names)
     return versions

@@ -1,7 +1,9 @@
 """Which libraries and symbol versions each manylinux/musllinux platform tag allows.
 
 The data is manylinux.json and musllinux.json beside this file, generated from auditwheel's policy
-files by scripts/generate_policy.py; the "notes" inside them describe the format.
+files by scripts/generate_policy.py, and musl-symbols.json, what musl's libc exports in each release
+line, generated from musl's source by scripts/generate_musl_symbols.py; the "notes" inside them
+describe the formats.
 """
 from __future__ import annotations
 
@@ -14,12 +16,16 @@ from types import MappingProxyType
 
 from fastaudit.errors import PolicyError
 from fastaudit.policy.document import parse_family
-from fastaudit.policy.model import Policy
+from fastaudit.policy.model import LibcLine, Policy
+from fastaudit.policy.symbols import parse_lines
 
 __all__ = [
     "POLICY_DATA_VERSION",
+    "LibcLine",
     "Policy",
     "known_arches",
+    "libc_release_adding",
+    "libc_symbols_beyond",
     "parse_family",
     "policies_for",
     "policy_for_tag",
@@ -27,6 +33,8 @@ __all__ = [
 
 # glibc comes first: its linux_<arch> policies are the ones the plain linux tags resolve to.
 _DATA_FILES = {"glibc": "manylinux.json", "musl": "musllinux.json"}
+# Symbol history for a libc without symbol versions; glibc's versions say the same thing per symbol.
+_SYMBOL_FILES = {"musl": "musl-symbols.json"}
 
 
 @functools.cache
@@ -36,10 +44,17 @@ def _data_bytes(libc: str) -> bytes:
     return resources.files(__name__).joinpath(_DATA_FILES[libc]).read_bytes()
 
 
+@functools.cache
+def _symbol_bytes(libc: str) -> bytes:
+    return resources.files(__name__).joinpath(_SYMBOL_FILES[libc]).read_bytes()
+
+
 def _data_version() -> str:
     digest = hashlib.sha256()
     for libc in _DATA_FILES:
         digest.update(_data_bytes(libc))
+    for libc in _SYMBOL_FILES:
+        digest.update(_symbol_bytes(libc))
     return digest.hexdigest()[:12]
 
 
@@ -93,3 +108,35 @@ def policy_for_tag(tag: str) -> Policy:
     if policy is None:
         raise PolicyError(f"unknown platform tag {tag!r}")
     return policy
+
+
+@functools.cache
+def _libc_lines(libc: str) -> tuple[tuple[LibcLine, ...], Mapping[str, str]]:
+    if libc not in _SYMBOL_FILES:
+        return (), MappingProxyType({})
+    document = json.loads(_symbol_bytes(libc))
+    if document.get("libc") != libc:
+        raise PolicyError(f"{_SYMBOL_FILES[libc]} describes libc {document.get('libc')!r}, not {libc}")
+    return parse_lines(document, _family(libc))
+
+
+@functools.cache
+def libc_symbols_beyond(policy: Policy) -> Mapping[str, str]:
+    """Symbol -> release, for what the libc of a newer release line exports and that of the
+    policy's line does not: importing one of them rules the policy out. Empty for the newest line,
+    for linux, and for glibc, whose symbol versions carry this fact.
+    """
+    lines, word_sizes = _libc_lines(policy.libc)
+    if policy.is_linux or not lines:
+        return MappingProxyType({})
+    word_size = word_sizes[policy.arch]
+    older = set().union(*(line.added[word_size] for line in lines if line.libc_version <= policy.libc_version))
+    return MappingProxyType({symbol: release for line in lines if line.libc_version > policy.libc_version
+                             for symbol, release in line.added[word_size].items() if symbol not in older})
+
+
+def libc_release_adding(libc: str, symbol: str) -> str | None:
+    """The first release of libc whose library exports symbol, on any word size; None if unrecorded."""
+    lines, _ = _libc_lines(libc)
+    releases = [line.added[size][symbol] for line in lines for size in line.added if symbol in line.added[size]]
+    return min(releases, key=lambda release: tuple(int(part) for part in release.split(".")), default=None)

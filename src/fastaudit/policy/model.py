@@ -58,3 +58,16 @@ class Policy:
         if not isinstance(other, Policy):
             return NotImplemented
         return self.priority >= other.priority
+
+
+@dataclass(frozen=True)
+class LibcLine:
+    """The symbols one libc release line (the one a policy names, e.g. musl 1.2 for musllinux_1_2)
+    exports that no earlier line did, per word size, each with the release that first exported it."""
+
+    libc: str
+    policy: str
+    libc_version: tuple[int, int]
+    releases: tuple[str, ...]
+    # word size ("32", "64") -> symbol -> release
+    added: Mapping[str, Mapping[str, str]] = field(hash=False)

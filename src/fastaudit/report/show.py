@@ -39,7 +39,9 @@ def render_text(report: WheelReport) -> str:
     else:
         lines.append(f"  declares:  {declared}  -> consistent")
     per_criterion = [
-        ("symbol versions", report.symbol_policy), ("external libraries", report.external_policy),
+        # musl has no symbol versions: its symbol criterion is the libc symbols a wheel imports
+        ("libc symbols" if report.libc == "musl" else "symbol versions", report.symbol_policy),
+        ("external libraries", report.external_policy),
         ("blacklisted symbols", report.blacklist_policy), ("instruction set", report.isa_policy),
     ]
     lines.append("  by criterion: " + "; ".join(f"{title} {tag_of(p)}" for title, p in per_criterion))

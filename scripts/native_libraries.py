@@ -184,6 +184,11 @@ LIBRARIES: tuple[Library, ...] = (
     library('libffi', 'libffi_project:libffi', r'libffi'),
     library('libsodium', 'libsodium_project:libsodium', r'libsodium'),
     library('zeromq', 'zeromq:libzmq', r'libzmq'),
+    # OpenCV's build information (cv::getBuildInformation), compiled into every build of it
+    library('opencv', 'opencv:opencv', r'libopencv_[a-z0-9_]+',
+        version_string('General configuration for OpenCV ', r'General configuration for OpenCV (\d+\.\d+\.\d+)',
+                       'General configuration for OpenCV 5.0.0 =====', '5.0.0'),
+    ),
     # LZ4F_getErrorName's table comes right after LZ4_versionString's string
     library('lz4', 'lz4_project:lz4', r'liblz4',
         version_string('Unspecified error code\x00OK_NoError',
@@ -240,6 +245,8 @@ def build() -> dict:
         if lib.name is not None:
             re.compile(lib.name)
         for vs in lib.strings:
+            if len(vs.anchor) > 256:  # vendored._LONGEST_ANCHOR: a spooled member is scanned in chunks
+                raise ValueError(f"{lib.project}: the anchor {vs.anchor!r} is longer than 256 bytes")
             # the scanner finds the anchor and the regex is tried around it: check both on the example
             match = re.search(vs.regex, vs.example)
             found = (match.group(1) if match.re.groups else None) if match else "no match"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import mmap
 import posixpath
 import re
 from collections.abc import Iterable
@@ -40,6 +41,9 @@ _NAME_TAIL = r"(?:-[A-Za-z0-9_]+)*"
 _BEFORE, _AFTER = 64, 192
 # occurrences of one anchor looked at per member: a hostile member repeating it costs no more
 _MAX_HITS = 16
+# a spooled member is scanned this much at a time (see _hits); no anchor is longer than _LONGEST_ANCHOR
+_CHUNK = 64 << 20
+_LONGEST_ANCHOR = 256
 
 
 @dataclass(frozen=True)
@@ -142,13 +146,32 @@ def library_named(file_name: str) -> NativeLibrary | None:
 VersionStrings = dict[str, dict[str | None, bytes]]
 
 
+def _hits(anchors: AnchorSet, data, view: memoryview) -> list[tuple[int, int]]:
+    """The scanner's hits over the whole buffer. A member spooled to a file (an mmap: hundreds of
+    MiB and more) is scanned a chunk at a time and each chunk's pages are given back after it, so
+    reading every byte does not make the whole file resident, as the ELF reader does not."""
+    if not isinstance(data, mmap.mmap) or len(view) <= _CHUNK:
+        return anchors.find(view, max_hits=_MAX_HITS)
+    hits: list[tuple[int, int]] = []
+    per_anchor: dict[int, int] = {}
+    for start in range(0, len(view), _CHUNK):
+        end = min(len(view), start + _CHUNK)
+        # an anchor starting in this chunk may end in the next: look that far, keep starts < end
+        for index, offset in anchors.find(view, start, min(len(view), end + _LONGEST_ANCHOR), _MAX_HITS):
+            if offset < end and per_anchor.get(index, 0) < _MAX_HITS:
+                per_anchor[index] = per_anchor.get(index, 0) + 1
+                hits.append((index, offset))
+        data.madvise(mmap.MADV_DONTNEED, start, end - start)
+    return hits
+
+
 def scan_version_strings(data) -> VersionStrings:
     """Every version string of a known project in data: one pass of the anchor scanner, then the
     project's regex around each hit. Depends on the bytes alone, so it can be cached by content."""
     known = _scanner()
     found: VersionStrings = {}
     view = memoryview(data).cast("B")
-    for index, offset in known.anchors.find(view, max_hits=_MAX_HITS):
+    for index, offset in _hits(known.anchors, data, view):
         library, pattern = known.anchor_owner[index]
         start = max(0, offset - _BEFORE)
         window = bytes(view[start:offset + _AFTER])

@@ -123,3 +123,25 @@ def test_a_hostile_member_repeating_anchors_is_bounded() -> None:
     data = (b"OpenSSL 3.0.13 30 Jan 2024\0" + b"libpng version 1.6.43\0") * 200_000
     found = identify("pkg/evil.so", scan_version_strings(data))
     assert sorted((c.project, c.version) for c in found) == [("libpng", "1.6.43"), ("openssl", "3.0.13")]
+
+
+def test_a_spooled_member_is_scanned_in_chunks_that_miss_nothing(tmp_path: Path) -> None:
+    """A member spooled to a file is an mmap, scanned 64 MiB at a time: a version string across a
+    chunk boundary is still found, once."""
+    import mmap
+
+    import fastaudit.vendored as vendored
+
+    text = b"OpenSSL 3.0.13 30 Jan 2024\0"
+    size = vendored._CHUNK + (1 << 20)
+    path = tmp_path / "spooled"
+    with path.open("wb") as f:
+        f.truncate(size)
+        f.seek(vendored._CHUNK - 10)  # straddles the first boundary
+        f.write(text)
+        f.seek(size - 100)
+        f.write(b" deflate 1.3.1 Copyright")
+    with path.open("r+b") as f, mmap.mmap(f.fileno(), 0) as mapped:
+        found = scan_version_strings(mapped)
+        assert found == scan_version_strings(bytes(mapped))
+    assert set(found) == {"openssl", "zlib"} and list(found["openssl"]) == ["3.0.13"]

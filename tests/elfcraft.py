@@ -977,3 +977,212 @@ def _section_cases(c: _Cases) -> None:
     c.add("verneed-sh_link-out-of-range", (CORRUPT, INVALID), (*c.shdr(".gnu.version_r", "sh_link"), len(index) + 9))
     c.add("verneed-sh_link-to-dynsym", (CORRUPT, INVALID), (*c.shdr(".gnu.version_r", "sh_link"), index[".dynsym"]))
     c.add("dynamic-sh_link-out-of-range", (CORRUPT, INVALID), (*c.shdr(".dynamic", "sh_link"), 0xFFFFFFFF))
+
+
+# ---- amplification: small images whose tables declare, or decode to, far more than their size ----
+#
+# Each builder starts from a valid image and appends a blob the image's last PT_LOAD is stretched to
+# cover (so DT_* addresses into it map, as the loader would map them), then points the dynamic
+# entries and, when `sections`, the section headers at the tables in the blob.
+
+class _Grown:
+    """A valid image with room to append loaded tables to, and the helpers to re-point its headers."""
+
+    def __init__(self, image: CraftedElf) -> None:
+        self.image = image
+        self.lay = image.layout
+        self.data = bytearray(image.data)
+        load = image.phdr_offsets[PT_LOAD][-1]
+        self.load = load
+        self.load_offset = self._get(load, "phdr", "p_offset")
+        self.load_vaddr = self._get(load, "phdr", "p_vaddr")
+
+    def _get(self, base: int, record: str, name: str) -> int:
+        off, code = self.lay.field(record, name)
+        fmt = self.lay._fmt(code)
+        return struct.unpack_from(fmt, self.data, base + off)[0]
+
+    def put(self, base: int, record: str, name: str, value: int) -> None:
+        off, code = self.lay.field(record, name)
+        self.lay.pack_into(self.data, base + off, code, value)
+
+    def append(self, blob: bytes, align: int = 16) -> tuple[int, int]:
+        """Append a loaded blob; (file offset, address) of its start."""
+        self.data += bytes(_align(len(self.data), align) - len(self.data))
+        offset = len(self.data)
+        self.data += blob
+        end = len(self.data) - self.load_offset
+        self.put(self.load, "phdr", "p_filesz", end)
+        self.put(self.load, "phdr", "p_memsz", end)
+        return offset, offset - self.load_offset + self.load_vaddr
+
+    def set_dynamic(self, tag: int, value: int) -> None:
+        self.put(self.image.dynamic_entry(tag), "dyn", "d_val", value)
+
+    def shdr(self, section: str) -> int:
+        return self.image.regions["shdrs"].offset + self.image.section_index[section] * self.lay.size("shdr")
+
+    def move_section(self, section: str, offset: int, addr: int, size: int, info: int | None = None) -> None:
+        if not self.image.section_index:
+            return
+        base = self.shdr(section)
+        self.put(base, "shdr", "sh_offset", offset)
+        self.put(base, "shdr", "sh_addr", addr)
+        self.put(base, "shdr", "sh_size", size)
+        if info is not None:
+            self.put(base, "shdr", "sh_info", info)
+
+    def field_of(self, record: str, name: str, base: int) -> int:
+        return self._get(base, record, name)
+
+
+def shared_chain_verneed(entries: int = 64, aux: int = 0xFFFF, *, sections: bool = True,
+                         section_too: bool = True) -> bytes:
+    """Elf_Verneed entries that each declare `aux` Elf_Vernaux entries, all in one shared chain: the
+    chain covers `aux` * 16 bytes but, walked once per entry, `entries` times as many. With
+    `section_too` False the .gnu.version_r section keeps the valid table and only DT_VERNEED (what
+    the loader follows) names the hostile one."""
+    grown = _Grown(build_image(full_spec(sections=sections)))
+    lay, first = grown.lay, grown.image.verneed_offsets[0]
+    file_name = grown.field_of("verneed", "vn_file", first)
+    version = grown.field_of("vernaux", "vna_name", grown.image.vernaux_offsets[0][0])
+    chain_start = entries * lay.size("verneed")
+    blob = bytearray()
+    for i in range(entries):
+        blob += lay.record("verneed", vn_version=1, vn_cnt=aux, vn_file=file_name,
+                           vn_aux=chain_start - len(blob), vn_next=0 if i + 1 == entries else lay.size("verneed"))
+    for j in range(aux):
+        blob += lay.record("vernaux", vna_hash=0, vna_other=2, vna_name=version,
+                           vna_next=0 if j + 1 == aux else lay.size("vernaux"))
+    offset, addr = grown.append(bytes(blob))
+    grown.set_dynamic(DT_VERNEED, addr)
+    grown.set_dynamic(DT_VERNEEDNUM, entries)
+    if section_too:
+        grown.move_section(".gnu.version_r", offset, addr, len(blob), info=entries)
+    return bytes(grown.data)
+
+
+def shared_chain_verdef(entries: int = 64, aux: int = 0xFFFF, *, sections: bool = True) -> bytes:
+    """Elf_Verdef entries that each declare `aux` Elf_Verdaux entries in one shared chain."""
+    grown = _Grown(build_image(full_spec(sections=sections)))
+    lay, first = grown.lay, grown.image.verdef_offsets[0]
+    name = grown.field_of("verdaux", "vda_name", first + lay.size("verdef"))
+    chain_start = entries * lay.size("verdef")
+    blob = bytearray()
+    for i in range(entries):
+        blob += lay.record("verdef", vd_version=1, vd_ndx=i + 1, vd_cnt=aux, vd_aux=chain_start - len(blob),
+                           vd_next=0 if i + 1 == entries else lay.size("verdef"))
+    for j in range(aux):
+        blob += lay.record("verdaux", vda_name=name, vda_next=0 if j + 1 == aux else lay.size("verdaux"))
+    offset, addr = grown.append(bytes(blob))
+    grown.set_dynamic(DT_VERDEF, addr)
+    grown.set_dynamic(DT_VERDEFNUM, entries)
+    grown.move_section(".gnu.version_d", offset, addr, len(blob), info=entries)
+    return bytes(grown.data)
+
+
+def _long_string_table(grown: _Grown, length: int) -> tuple[int, int]:
+    """A new .dynstr: the old one and a string of `length` bytes after it. Returns the new string's
+    offset in the table, and the table's size."""
+    old = grown.image.regions[".dynstr"]
+    table = grown.image.data[old.offset:old.offset + old.size] + b"n" * length + b"\0"
+    offset, addr = grown.append(table)
+    grown.set_dynamic(DT_STRTAB, addr)
+    grown.set_dynamic(DT_STRSZ, len(table))
+    grown.move_section(".dynstr", offset, addr, len(table))
+    return old.size, len(table)
+
+
+def symbols_into_one_string(count: int = 30_000, length: int = 200_000, *, distinct: bool = True) -> bytes:
+    """`count` undefined dynamic symbols whose names start inside one long string: at distinct offsets
+    (each name a different suffix: decoding them all copies about count * length bytes), or all at
+    its start (one name, shared)."""
+    grown = _Grown(build_image(full_spec(interpreter=None)))
+    lay = grown.lay
+    base, _ = _long_string_table(grown, length)
+    symbols = bytearray(lay.size("sym"))   # index 0, the null symbol
+    for i in range(count):
+        symbols += lay.record("sym", st_name=base + (i % length if distinct else 0),
+                              st_info=(STB_GLOBAL << 4) | STT_FUNC)
+    offset, addr = grown.append(bytes(symbols), lay.word_size)
+    grown.set_dynamic(DT_SYMTAB, addr)
+    grown.move_section(".dynsym", offset, addr, len(symbols))
+    return bytes(grown.data)
+
+
+def version_names_into_one_string(count: int = 40_000, length: int = 200_000, *, sections: bool = True) -> bytes:
+    """One Elf_Verneed with `count` Elf_Vernaux, each naming a different suffix of one long string."""
+    grown = _Grown(build_image(full_spec(sections=sections, interpreter=None)))
+    lay = grown.lay
+    file_name = grown.field_of("verneed", "vn_file", grown.image.verneed_offsets[0])
+    base, _ = _long_string_table(grown, length)
+    blob = bytearray(lay.record("verneed", vn_version=1, vn_cnt=count, vn_file=file_name,
+                                vn_aux=lay.size("verneed"), vn_next=0))
+    for j in range(count):
+        blob += lay.record("vernaux", vna_other=2, vna_name=base + j % length,
+                           vna_next=0 if j + 1 == count else lay.size("vernaux"))
+    offset, addr = grown.append(bytes(blob))
+    grown.set_dynamic(DT_VERNEED, addr)
+    grown.set_dynamic(DT_VERNEEDNUM, 1)
+    grown.move_section(".gnu.version_r", offset, addr, len(blob), info=1)
+    return bytes(grown.data)
+
+
+def needed_into_one_string(count: int = 40_000, length: int = 200_000) -> bytes:
+    """A .dynamic (moved into the blob) with `count` DT_NEEDED entries, each a different suffix of
+    one long string."""
+    image = build_image(full_spec(interpreter=None))
+    grown = _Grown(image)
+    lay = grown.lay
+    base, _ = _long_string_table(grown, length)
+    entries = [(tag, grown.field_of("dyn", "d_val", off)) for tag, off in image.dynamic_entries
+               if tag not in (DT_NEEDED, DT_NULL)]
+    table = b"".join(lay.record("dyn", d_tag=DT_NEEDED, d_val=base + i % length) for i in range(count))
+    table += b"".join(lay.record("dyn", d_tag=tag, d_val=value) for tag, value in entries)
+    table += lay.record("dyn", d_tag=DT_NULL, d_val=0)
+    offset, addr = grown.append(table, lay.word_size)
+    dynamic = image.phdr_offsets[PT_DYNAMIC][0]
+    for name, value in (("p_offset", offset), ("p_vaddr", addr), ("p_paddr", addr), ("p_filesz", len(table)),
+                        ("p_memsz", len(table))):
+        grown.put(dynamic, "phdr", name, value)
+    grown.move_section(".dynamic", offset, addr, len(table))
+    return bytes(grown.data)
+
+
+# ---- extended program header numbering (PN_XNUM: e_phnum 0xffff, the count in section 0's sh_info) ----
+
+PN_XNUM = 0xFFFF
+PT_NULL = 0
+PT_LOPROC = 0x70000000  # a type nothing here reads
+
+
+def extended_phnum(extra: int = 0, *, free_slot: bool = False) -> bytes:
+    """A valid image (no PT_INTERP, so its headers may move) whose e_phnum is PN_XNUM, with the real
+    count in section 0's sh_info. With `extra`, that many PT_LOPROC entries (one PT_NULL among them
+    when `free_slot`) follow the real ones in a table moved to the end of the file, so the count
+    need not fit 16 bits."""
+    image = build_image(full_spec(interpreter=None))
+    lay = image.layout
+    data = bytearray(image.data)
+    phdrs = image.regions["phdrs"]
+    table = bytearray(data[phdrs.offset:phdrs.end])
+    count = phdrs.size // lay.size("phdr")
+    if free_slot and not extra:
+        note = image.phdr_offsets[PT_NOTE][0] - phdrs.offset
+        lay.pack_into(table, note, "I", PT_NULL)
+        data[phdrs.offset:phdrs.end] = table
+    if extra:
+        fillers = [lay.record("phdr", p_type=PT_LOPROC)] * extra
+        if free_slot:
+            fillers[extra // 2] = lay.record("phdr", p_type=PT_NULL)
+        data += bytes(_align(len(data), lay.word_size) - len(data))
+        phoff = len(data)
+        data += table + b"".join(fillers)
+        count += extra
+        off, code = lay.field("ehdr", "e_phoff")
+        lay.pack_into(data, off, code, phoff)
+    off, code = lay.field("ehdr", "e_phnum")
+    lay.pack_into(data, off, code, PN_XNUM)
+    off, code = lay.field("shdr", "sh_info")
+    lay.pack_into(data, image.regions["shdrs"].offset + off, code, count)
+    return bytes(data)

@@ -1,7 +1,8 @@
-"""Type stub for the Cython ELF rewriter (src/fastaudit/_elfedit.pyx)."""
+"""Type stub for the Cython ELF rewriter's byte loops (src/fastaudit/_elfedit.pyx)."""
 import numpy as np
 
-def rewrite(buf: bytes | bytearray | memoryview | np.ndarray, replace_needed: dict[bytes, bytes],
-            remove_needed: set[bytes], soname: bytes | None, rpath: bytes | None, runpath: bytes | None,
-            page_size: int) -> bytes | tuple[int, int, str]:
-    """The image with the edits applied (the input itself when nothing changes), or (status, offset, what)."""
+def write(source: bytes | bytearray | memoryview | np.ndarray, size: int, blobs: list[tuple[int, bytes]],
+          patches: list[tuple[int, int, int]],
+          symbol_moves: list[tuple[tuple[tuple[int, int], ...], int, int, int, int]],
+          unversion: tuple[tuple[tuple[int, int], ...], bytes] | None) -> bytes | tuple[str, int, str]:
+    """A copy of source grown to size, with an elfedit.RewritePlan applied, or (status, offset, what)."""

@@ -1,8 +1,9 @@
 """ElfInfo: the facts of one ELF image, read by the Cython walkers in `_elf`.
 
-This is the only module that imports the extensions (the walkers, and the rewriter behind
-`rewrite_elf`). Strings are decoded here, once, losslessly (`surrogateescape`), from the raw string
-tables the walkers hand back, and encoded the same way for the rewriter.
+This is the only module that imports the extensions (the walkers, and the rewriter's byte loops
+behind `rewrite_elf`, which carry out the plan elfedit.py makes over the walkers' layout). Strings
+are decoded here, once per offset and within a budget, losslessly (`surrogateescape`), from the
+raw string tables the walkers hand back, and encoded the same way for the rewriter.
 """
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from typing import Union
 import numpy as np
 
 from fastaudit import _elf, _elfedit
-from fastaudit.errors import ELFCorruptError, ELFError, RepairError, elf_error_for_status
+from fastaudit.elfedit import StringEdits, plan_rewrite
+from fastaudit.errors import ELFCorruptError, ELFError, ELFUnsupportedError, RepairError, elf_error_for_status
 
 Buffer = Union[bytes, bytearray, memoryview, np.ndarray]
 
@@ -61,13 +63,52 @@ SHN_UNDEF = 0
 _ISA_V2, _ISA_V3, _ISA_V4 = 2, 4, 8
 
 
-def _string_at(table: bytes, offset: int, what: str) -> str:
-    if offset < 0 or offset >= len(table):
-        raise ELFCorruptError(f"{what}: string offset {offset} is past the string table ({len(table)} bytes)")
-    end = table.find(b"\0", offset)
-    if end < 0:
-        raise ELFCorruptError(f"{what}: unterminated string at string table offset {offset}")
-    return table[offset:end].decode("utf-8", "surrogateescape")
+# Names are decoded once per string-table offset, and all the names of one image together may
+# decode to at most this multiple of its size (plus the slack): many symbols or version entries
+# pointing into one long string would otherwise copy it once per reference, turning megabytes of
+# input into gigabytes of text.
+DECODE_LIMIT_FACTOR = 4
+DECODE_LIMIT_SLACK = 1 << 20
+
+
+class _DecodeBudget:
+    """The bytes one image's names may still decode to."""
+
+    def __init__(self, image_size: int) -> None:
+        self.limit = DECODE_LIMIT_FACTOR * image_size + DECODE_LIMIT_SLACK
+        self.left = self.limit
+
+    def spend(self, size: int, what: str) -> None:
+        self.left -= size
+        if self.left < 0:
+            raise ELFUnsupportedError(f"{what}: the names decode to more than {self.limit} bytes "
+                                      f"({DECODE_LIMIT_FACTOR} times the image's size, plus {DECODE_LIMIT_SLACK})")
+
+
+class StringTable:
+    """One raw string table and the names decoded from it so far (losslessly, surrogateescape)."""
+
+    def __init__(self, table: bytes, budget: _DecodeBudget) -> None:
+        self.table = table
+        self._budget = budget
+        self._decoded: dict[int, str] = {}
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def string_at(self, offset: int, what: str) -> str:
+        name = self._decoded.get(offset)
+        if name is not None:
+            return name
+        table = self.table
+        if offset < 0 or offset >= len(table):
+            raise ELFCorruptError(f"{what}: string offset {offset} is past the string table ({len(table)} bytes)")
+        end = table.find(b"\0", offset)
+        if end < 0:
+            raise ELFCorruptError(f"{what}: unterminated string at string table offset {offset}")
+        self._budget.spend(end - offset, what)
+        name = self._decoded[offset] = table[offset:end].decode("utf-8", "surrogateescape")
+        return name
 
 
 def _arch_of(machine: int, elf_class: int, little_endian: bool, e_flags: int) -> str | None:
@@ -88,7 +129,11 @@ class DynamicSymbols:
     other: np.ndarray
     shndx: np.ndarray
     version: np.ndarray
-    strtab: bytes = field(repr=False)
+    strings: StringTable = field(repr=False)
+
+    @property
+    def strtab(self) -> bytes:
+        return self.strings.table
 
     def __len__(self) -> int:
         return int(self.name_offsets.shape[0])
@@ -110,14 +155,8 @@ class DynamicSymbols:
         return self._names_of(np.arange(len(self)))
 
     def _names_of(self, rows: np.ndarray) -> tuple[str, ...]:
-        cache: dict[int, str] = {}
-        out = []
-        for off in self.name_offsets[rows].tolist():
-            name = cache.get(off)
-            if name is None:
-                name = cache[off] = _string_at(self.strtab, off, "dynamic symbol name")
-            out.append(name)
-        return tuple(out)
+        string_at = self.strings.string_at
+        return tuple(string_at(off, "dynamic symbol name") for off in self.name_offsets[rows].tolist())
 
     def names_where(self, mask: np.ndarray) -> tuple[str, ...]:
         return self._names_of(np.flatnonzero(mask))
@@ -217,75 +256,82 @@ class ElfInfo:
         return frozenset(sym.names_where(mask)) - {""}
 
 
-def read_elf(buffer: Buffer, want: int = WANT_ALL) -> ElfInfo:
-    """Read the facts of one ELF image from a buffer; raises an ELFError subclass on bad input."""
-    view = memoryview(buffer).cast("B") if not isinstance(buffer, np.ndarray) else buffer.reshape(-1).view(np.uint8)
+def _view(buffer: Buffer) -> memoryview | np.ndarray:
+    return memoryview(buffer).cast("B") if not isinstance(buffer, np.ndarray) else buffer.reshape(-1).view(np.uint8)
+
+
+def _parse(view: memoryview | np.ndarray, want: int) -> _elf.ElfTables:
     raw = _elf.parse(view, want)
     if isinstance(raw, tuple):
         status, offset, what = raw
         raise elf_error_for_status(status, what, offset)
+    return raw
+
+
+def read_elf(buffer: Buffer, want: int = WANT_ALL) -> ElfInfo:
+    """Read the facts of one ELF image from a buffer; raises an ELFError subclass on bad input."""
+    view = _view(buffer)
+    raw = _parse(view, want)
     try:
-        return _build(raw, want)
+        return _build(raw, want, _DecodeBudget(len(view)))
     except ELFError:
         raise
     except (IndexError, ValueError) as e:  # a decoded table that does not hold together
         raise ELFCorruptError(f"inconsistent tables: {e}") from e
 
 
-def _split_paths(dynstr: bytes, offset: int, what: str) -> tuple[str, ...]:
+def _split_paths(dynstr: StringTable, offset: int, what: str) -> tuple[str, ...]:
     if offset < 0:
         return ()
-    value = _string_at(dynstr, offset, what)
+    value = dynstr.string_at(offset, what)
     return tuple(value.split(":")) if value else ()
 
 
-def _build(raw: dict, want: int) -> ElfInfo:
-    dynstr: bytes = raw["dynstr"]
-    needed = tuple(_string_at(dynstr, int(off), "DT_NEEDED") for off in raw["needed"])
-    soname = _string_at(dynstr, raw["soname"], "DT_SONAME") if raw["soname"] >= 0 else None
-    interp = raw["interpreter"]
+def _build(raw: _elf.ElfTables, want: int, budget: _DecodeBudget) -> ElfInfo:
+    dynstr = StringTable(raw.dynstr, budget)
+    needed = tuple(dynstr.string_at(off, "DT_NEEDED") for off in raw.needed.tolist())
+    soname = dynstr.string_at(raw.soname, "DT_SONAME") if raw.soname >= 0 else None
+    interp = raw.interpreter
     interpreter = interp.split(b"\0", 1)[0].decode("utf-8", "surrogateescape") if interp is not None else None
 
     requirements: dict[str, set[str]] = {}
     definitions: tuple[str, ...] = ()
     if want & WANT_VERSIONS:
-        strtab = raw.get("verneed_strtab", b"")
-        files = raw["verneed_file"].tolist()
-        names = raw["verneed_name"].tolist()
-        for file_off, name_off in zip(files, names):
-            file = _string_at(strtab, file_off, "vn_file")
-            requirements.setdefault(file, set()).add(_string_at(strtab, name_off, "vna_name"))
-        strtab_d = raw.get("verdef_strtab", b"")
-        definitions = tuple(_string_at(strtab_d, off, "vda_name") for off in raw["verdef_name"].tolist())
+        strtab = StringTable(raw.verneed_strtab, budget)
+        files = raw.verneed_file[raw.vernaux_entry].tolist()
+        for file_off, name_off in zip(files, raw.vernaux_name.tolist()):
+            file = strtab.string_at(file_off, "vn_file")
+            requirements.setdefault(file, set()).add(strtab.string_at(name_off, "vna_name"))
+        strtab_d = StringTable(raw.verdef_strtab, budget)
+        definitions = tuple(strtab_d.string_at(off, "vda_name") for off in raw.verdef_name.tolist())
 
     if want & WANT_DYNSYM:
-        symbols = DynamicSymbols(
-            raw["sym_name"], raw["sym_info"], raw["sym_other"], raw["sym_shndx"], raw["sym_version"],
-            raw.get("dynsym_strtab", b""),
-        )
+        symbols = DynamicSymbols(raw.sym_name, raw.sym_info, raw.sym_other, raw.sym_shndx, raw.sym_version,
+                                 StringTable(raw.dynsym_strtab, budget))
     else:
         empty = np.empty(0, dtype=np.uint8)
-        symbols = DynamicSymbols(empty, empty, empty, empty, empty, b"")
+        symbols = DynamicSymbols(empty, empty, empty, empty, empty, StringTable(b"", budget))
 
+    arch = _arch_of(raw.machine, raw.elf_class, raw.little_endian, raw.e_flags)
     return ElfInfo(
-        elf_class=raw["elf_class"],
-        little_endian=raw["little_endian"],
-        osabi=raw["osabi"],
-        machine=raw["machine"],
-        e_flags=raw["e_flags"],
-        e_type=raw["e_type"],
-        arch=_arch_of(raw["machine"], raw["elf_class"], raw["little_endian"], raw["e_flags"]),
+        elf_class=raw.elf_class,
+        little_endian=raw.little_endian,
+        osabi=raw.osabi,
+        machine=raw.machine,
+        e_flags=raw.e_flags,
+        e_type=raw.e_type,
+        arch=arch,
         interpreter=interpreter,
-        has_sections=raw["has_sections"],
+        has_sections=raw.has_sections,
         needed=needed,
         soname=soname,
-        rpath=_split_paths(dynstr, raw["rpath"], "DT_RPATH"),
-        runpath=_split_paths(dynstr, raw["runpath"], "DT_RUNPATH"),
-        flags_1=raw["flags_1"],
+        rpath=_split_paths(dynstr, raw.rpath, "DT_RPATH"),
+        runpath=_split_paths(dynstr, raw.runpath, "DT_RUNPATH"),
+        flags_1=raw.flags_1,
         version_requirements={k: frozenset(v) for k, v in requirements.items()},
         version_definitions=definitions,
-        x86_isa_needed=raw.get("x86_isa_needed"),
-        stack_flags=raw["stack_flags"],
+        x86_isa_needed=raw.x86_isa_needed,
+        stack_flags=raw.stack_flags,
         symbols=symbols,
     )
 
@@ -318,11 +364,11 @@ def _encoded(value: str, what: str, allow_empty: bool = False) -> bytes:
     return raw
 
 
-def check_edits(info: ElfInfo, edits: ElfEdits) -> None:
-    """Refuse a plan that does not fit the image, before any byte is written."""
+def check_edits(needed: tuple[str, ...], edits: ElfEdits) -> None:
+    """Refuse a plan that does not fit an image needing `needed`, before any byte is written."""
     for name in (*edits.replace_needed, *edits.remove_needed):
-        if name not in info.needed:
-            needs = ", ".join(info.needed) or "nothing"
+        if name not in needed:
+            needs = ", ".join(needed) or "nothing"
             raise RepairError(f"{name} is not a DT_NEEDED entry (the image needs {needs})")
     both = set(edits.replace_needed) & edits.remove_needed
     if both:
@@ -333,26 +379,37 @@ def check_edits(info: ElfInfo, edits: ElfEdits) -> None:
         _encoded(new, "DT_NEEDED name")
 
 
+# the reader's tables the planner uses, and its layout of the image
+_REWRITE_WANT = WANT_DYNAMIC | WANT_VERSIONS | WANT_DYNSYM | _elf.WANT_LAYOUT
+
+
 def rewrite_elf(buffer: Buffer, edits: ElfEdits) -> bytes:
     """A copy of the image with the edits applied (the same bytes when they change nothing).
 
     Raises RepairError for a plan that does not fit the image, an ELFError subclass for an image
-    that cannot be read or rewritten.
+    that cannot be read or rewritten: the reader's walk comes first (the plan is made over its
+    layout), so a table the reader refuses is refused here with the same error.
     """
-    view = memoryview(buffer).cast("B") if not isinstance(buffer, np.ndarray) else buffer.reshape(-1).view(np.uint8)
-    info = read_elf(view, WANT_DYNAMIC)
-    check_edits(info, edits)
+    view = _view(buffer)
+    tables = _parse(view, _REWRITE_WANT)
+    dynstr = StringTable(tables.dynstr, _DecodeBudget(len(view)))
+    check_edits(tuple(dynstr.string_at(off, "DT_NEEDED") for off in tables.needed.tolist()), edits)
 
     def optional(value: str | None, what: str) -> bytes | None:
         return None if value is None else _encoded(value, what, allow_empty=True)
 
-    result = _elfedit.rewrite(
-        view,
-        {_encoded(old, "DT_NEEDED name"): _encoded(new, "DT_NEEDED name") for old, new in edits.replace_needed.items()},
-        {_encoded(name, "DT_NEEDED name") for name in edits.remove_needed},
-        optional(edits.soname, "DT_SONAME"), optional(edits.rpath, "DT_RPATH"), optional(edits.runpath, "DT_RUNPATH"),
-        _MAX_PAGE_SIZE.get(info.arch or "", _DEFAULT_PAGE_SIZE),
+    encoded = StringEdits(
+        replace_needed={_encoded(old, "DT_NEEDED name"): _encoded(new, "DT_NEEDED name")
+                        for old, new in edits.replace_needed.items()},
+        remove_needed=frozenset(_encoded(name, "DT_NEEDED name") for name in edits.remove_needed),
+        soname=optional(edits.soname, "DT_SONAME"), rpath=optional(edits.rpath, "DT_RPATH"),
+        runpath=optional(edits.runpath, "DT_RUNPATH"),
     )
+    arch = _arch_of(tables.machine, tables.elf_class, tables.little_endian, tables.e_flags)
+    plan = plan_rewrite(tables, len(view), encoded, _MAX_PAGE_SIZE.get(arch or "", _DEFAULT_PAGE_SIZE))
+    if plan is None:
+        return bytes(view)
+    result = _elfedit.write(view, plan.size, plan.blobs, plan.patches, plan.symbol_moves, plan.unversion)
     if isinstance(result, tuple):
         status, offset, what = result
         raise elf_error_for_status(status, what, offset)

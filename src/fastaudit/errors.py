@@ -117,17 +117,18 @@ class ReportError(FastauditError):
     """No report can be made from a store: it has no runs, or the run asked for is unknown."""
 
 
-# Status codes returned by the Cython walkers (see _elf.pyx), mapped to the error they mean.
-_ELF_ERROR_BY_STATUS: dict[int, type[ELFError]] = {
-    1: ELFTruncatedError,
-    2: ELFInvalidError,
-    3: ELFCorruptError,
-    4: ELFUnsupportedError,
+# The walkers' and the rewriter's failure statuses, by the names _elfbytes.pxd gives them (the codes
+# are defined there only), mapped to the error they mean.
+_ELF_ERROR_BY_STATUS: dict[str, type[ELFError]] = {
+    "ST_TRUNCATED": ELFTruncatedError,
+    "ST_INVALID": ELFInvalidError,
+    "ST_CORRUPT": ELFCorruptError,
+    "ST_UNSUPPORTED": ELFUnsupportedError,
 }
 
 
-def elf_error_for_status(status: int, what: str, offset: int) -> ELFError:
-    """The exception for a walker's failure status; an unknown status is itself corruption."""
+def elf_error_for_status(status: str, what: str, offset: int) -> ELFError:
+    """The exception for a failure status; an unknown status is itself corruption."""
     error_class = _ELF_ERROR_BY_STATUS.get(status, ELFCorruptError)
     return error_class(f"bad {what}" if error_class is not ELFTruncatedError else f"truncated {what}",
                        offset=offset)

@@ -33,7 +33,7 @@ extensions = [
         extra_compile_args=compile_args,
         extra_link_args=link_args,
     )
-    for name in ("_elf", "_elfedit")  # the walkers, and the rewriter
+    for name in ("_elf", "_elfedit", "_elfstrings")  # the walkers, the rewriter, the string scanner
 ]
 
 # force: a release _elf.c left over from an earlier build must not stand in for the debug one

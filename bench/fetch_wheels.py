@@ -49,6 +49,7 @@ SETS: dict[str, tuple[str, ...]] = {
     "all": ("dev-wheels", "extra-wheels"),
     "recurring": ("recurring-wheels",),
     "mirror": ("mirror-wheels",),
+    "vendored": ("vendored-wheels",),
     "full": ("dev-wheels", "extra-wheels", "recurring-wheels", "mirror-wheels"),
 }
 # Lists whose sha256 pins are known; a ci-wheels.txt entry must be pinned in one of them.

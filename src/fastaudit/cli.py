@@ -128,11 +128,15 @@ def lddtree(file: str, as_json: bool) -> None:
 @click.option("--verify-record", is_flag=True,
               help="Also check every member against its RECORD hash (reads every member).")
 @click.option("--strict", is_flag=True, help="Exit 1 when any wheel over-promises.")
+@click.option("--advisories", "advisories_file", type=click.Path(dir_okay=False), default=None,
+              help="A JSON file of advisories (fastaudit's format or OSV records): after the scan, list the wheels "
+                   "that ship an affected library version.")
 @one_line_errors
 def scan_command(paths: tuple[str, ...], db: str, jobs: int | None, scheduler: str | None, rescan: bool,
                  verify_hash: bool, no_elf_cache: bool, verify_record: bool, jsonl: str | None,
-                 strict: bool) -> None:
+                 strict: bool, advisories_file: str | None) -> None:
     """Audit every wheel under PATHS (folders or a bandersnatch mirror) into the store."""
+    from fastaudit.advisories import findings, load_advisories
     from fastaudit.files import check_output_file
     from fastaudit.report.scan import render_summary
     from fastaudit.scan import ScanOptions, scan
@@ -142,14 +146,22 @@ def scan_command(paths: tuple[str, ...], db: str, jobs: int | None, scheduler: s
                           verify_hash=verify_hash, elf_cache=not no_elf_cache, verify_record=verify_record)
     if jsonl and jsonl != "-":
         check_output_file(jsonl)  # before the scan, not after an hour of it
+    advisories = load_advisories(advisories_file) if advisories_file else ()  # refused before the scan too
+    affected = []
     with Store(db) as store:
         summary = scan(paths, store, options, progress=True)
         if jsonl:
             write_jsonl(store.run_lines(summary.run_id), jsonl)
+        if advisories:
+            affected = findings(advisories, store.vendored_libraries(summary.run_id))
     click.echo(render_summary(summary))  # escaped by the renderer
+    if advisories_file:
+        echo(f"  advisories: {len(affected)} affected members")
+        for f in affected:
+            echo(f"    {f.advisory.id}: {f.advisory.library} {f.version} in {f.wheel} ({f.member})")
     if summary.status == "interrupted":
         sys.exit(130)
-    sys.exit(EXIT_OVER_PROMISES if strict and summary.over_promising else EXIT_CONSISTENT)
+    sys.exit(EXIT_OVER_PROMISES if strict and (summary.over_promising or affected) else EXIT_CONSISTENT)
 
 
 @main.command("repair")
@@ -252,13 +264,18 @@ def export_command(db: str, run_id: int | None, fmt: str, output: str) -> None:
               help="The run to show changes against (default: the latest completed run before it).")
 @click.option("--format", "formats", multiple=True, type=click.Choice(["html", "md", "json"]),
               help="Write only these formats (repeatable; default: all three).")
+@click.option("--advisories", "advisories_file", type=click.Path(dir_okay=False), default=None,
+              help="A JSON file of advisories (fastaudit's format or OSV records): list the wheels that ship "
+                   "an affected library version.")
 @one_line_errors
 def report_command(db: str, out_dir: str, run_id: int | None, compare_to: int | None,
-                   formats: tuple[str, ...]) -> None:
+                   formats: tuple[str, ...], advisories_file: str | None) -> None:
     """The nightly report of a run: HTML with charts, Markdown and JSON, from the store alone."""
+    from fastaudit.advisories import load_advisories
     from fastaudit.report.nightly import FORMATS, write_report
 
-    for path in write_report(db, out_dir, formats or tuple(FORMATS), run_id, compare_to):
+    advisories = load_advisories(advisories_file) if advisories_file else None
+    for path in write_report(db, out_dir, formats or tuple(FORMATS), run_id, compare_to, advisories):
         echo(str(path))
 
 
@@ -321,3 +338,34 @@ def write_text(chunks: Iterable[str], output: str) -> None:
 
 def write_jsonl(lines: Iterable[dict[str, Any]], output: str) -> None:
     write_text((json.dumps(line) + "\n" for line in lines), output)
+
+
+@main.command("sbom")
+@click.argument("wheels", nargs=-1, required=True)
+@click.option("-o", "--output-dir", default=None, metavar="DIR",
+              help="Write <wheel>.cdx.json into this folder instead of printing.")
+@one_line_errors
+def sbom_command(wheels: tuple[str, ...], output_dir: str | None) -> None:
+    """The native libraries each wheel ships, as a CycloneDX 1.6 SBOM (PEP 770), from its binaries.
+
+    One wheel prints an indented document; several print one document per line. Exit 2 when a
+    wheel cannot be read (the others are still written)."""
+    from fastaudit.files import atomic_output, prepare_output_folder
+    from fastaudit.sbom import wheel_sbom
+
+    folder = prepare_output_folder(output_dir) if output_dir is not None else None
+    exit_code = EXIT_CONSISTENT
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    for wheel in wheels:
+        try:
+            document = wheel_sbom(wheel, source_date_epoch=epoch)
+        except FastauditError as e:
+            say_error(e)
+            exit_code = EXIT_USAGE_OR_UNREADABLE
+            continue
+        if folder is None:
+            click.echo(json.dumps(document, indent=1 if len(wheels) == 1 else None))
+            continue
+        with atomic_output(folder / (os.path.basename(wheel) + ".cdx.json")) as out:
+            out.write(json.dumps(document, indent=1) + "\n")
+    sys.exit(exit_code)

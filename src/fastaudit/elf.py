@@ -413,4 +413,19 @@ def rewrite_elf(buffer: Buffer, edits: ElfEdits) -> bytes:
     if isinstance(result, tuple):
         status, offset, what = result
         raise elf_error_for_status(status, what, offset)
+    _check_reads_back(result, [edits.replace_needed.get(n, n) for n in
+                               (dynstr.string_at(off, "DT_NEEDED") for off in tables.needed.tolist())
+                               if n not in edits.remove_needed])
     return result
+
+
+def _check_reads_back(image: bytes, needed: list[str]) -> None:
+    """Refuse, rather than hand out, a rewrite the reader cannot read back with the DT_NEEDED
+    asked for: a hostile layout the planner did not foresee (fuzz/RESULTS.md) must end in a typed
+    error, never in a broken library in a wheel."""
+    try:
+        found = read_elf(image, WANT_DYNAMIC).needed
+    except ELFError as e:
+        raise ELFCorruptError(f"the rewritten image does not read back ({e}); refused") from e
+    if list(found) != needed:
+        raise ELFCorruptError(f"the rewritten image reads back with DT_NEEDED {list(found)}, not {needed}; refused")

@@ -1,16 +1,20 @@
-"""One wheel -> {member: ElfInfo}: the zip, RECORD's checks and the cross-wheel ELF cache.
+"""One wheel -> {member: ElfInfo} and the vendored libraries its members are or carry: the zip,
+RECORD's checks and the cross-wheel ELF cache.
 
 What analyze.py judges comes from here; nothing here judges.
 """
 from __future__ import annotations
 
+import hashlib
 import posixpath
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from os import PathLike
 
 from fastaudit.elf import ElfInfo, read_elf
 from fastaudit.errors import ELFError, WheelError
 from fastaudit.record import Record
+from fastaudit.vendored import Component, VersionStrings, identify, scan_version_strings
 from fastaudit.wheel import WheelArchive, WheelName, parse_wheel_name
 
 
@@ -30,9 +34,9 @@ class ElfCache:
         self.max_bytes = max_bytes
         self.held = 0
         self.hits = 0
-        self._entries: dict[bytes, tuple[ElfInfo, int]] = {}
+        self._entries: dict[bytes, tuple[MemberFacts, int]] = {}
 
-    def get(self, key: bytes) -> ElfInfo | None:
+    def get(self, key: bytes) -> MemberFacts | None:
         entry = self._entries.pop(key, None)
         if entry is None:
             return None
@@ -40,30 +44,58 @@ class ElfCache:
         self.hits += 1
         return entry[0]
 
-    def put(self, key: bytes, info: ElfInfo) -> None:
-        cost = info.footprint()
+    def put(self, key: bytes, facts: MemberFacts) -> None:
+        cost = facts.info.footprint() + sum(len(t) for v in facts.strings.values() for t in v.values())
         if cost > self.max_bytes:
             return
         previous = self._entries.pop(key, None)
         if previous is not None:
             self.held -= previous[1]
-        self._entries[key] = (info, cost)
+        self._entries[key] = (facts, cost)
         self.held += cost
         while self.held > self.max_bytes:
             oldest = next(iter(self._entries))
             self.held -= self._entries.pop(oldest)[1]
 
 
-def read_wheel_elves(path: str | PathLike[str], cache: ElfCache | None = None, *,
-                     verify_record: bool = False, only: Callable[[str], bool] | None = None) -> dict[str, ElfInfo]:
-    """Member path -> ElfInfo for every ELF member of a wheel. Raises WheelError or ELFError with
-    the wheel and member named.
+@dataclass(frozen=True)
+class MemberFacts:
+    """What one ELF member's bytes say: its tables, and the version strings of known projects."""
+    info: ElfInfo
+    strings: VersionStrings
+
+
+@dataclass(frozen=True)
+class WheelFacts:
+    members: dict[str, MemberFacts]
+    sha256: dict[str, str] = field(default_factory=dict)   # hex digests, when asked for
+
+    @property
+    def elves(self) -> dict[str, ElfInfo]:
+        return {name: facts.info for name, facts in self.members.items()}
+
+    def vendored(self) -> dict[str, tuple[Component, ...]]:
+        """Member -> the third-party libraries it is or carries (members with none left out)."""
+        found = {name: identify(name, facts.strings, facts.info.needed, facts.info.soname)
+                 for name, facts in sorted(self.members.items())}
+        return {name: components for name, components in found.items() if components}
+
+
+def read_wheel_facts(path: str | PathLike[str], cache: ElfCache | None = None, *,
+                     verify_record: bool = False, hashes: bool = False,
+                     only: Callable[[str], bool] | None = None) -> WheelFacts:
+    """The facts of every ELF member of a wheel. Raises WheelError or ELFError with the wheel and
+    member named.
 
     A missing or unreadable RECORD is refused first, then content errors, then RECORD's listing,
     hashes and sizes; with verify_record, every member's hash too (every member is then read,
-    cached ELF members included). `only` limits the members read to the names it accepts.
+    cached ELF members included). With `hashes`, each ELF member's SHA-256 (for an SBOM), which
+    needs every ELF member read, so the cache is not used. `only` limits the members read to the
+    names it accepts.
     """
-    elves: dict[str, ElfInfo] = {}
+    members: dict[str, MemberFacts] = {}
+    digests: dict[str, str] = {}
+    use_cache = cache is not None and not verify_record and not hashes
     with WheelArchive(path) as archive:
         record = Record.read(archive)
         hashed: set[str] = set()
@@ -71,21 +103,24 @@ def read_wheel_elves(path: str | PathLike[str], cache: ElfCache | None = None, *
             if member.name.endswith(".py") or only is not None and not only(member.name) \
                     or not archive.starts_with_elf_magic(member):
                 continue
-            key = archive.content_key(member) if cache is not None and not verify_record else None
-            info = cache.get(key) if cache is not None and key is not None else None
-            if info is None:
+            key = archive.content_key(member) if use_cache else None
+            facts = cache.get(key) if cache is not None and key is not None else None
+            if facts is None:
                 hasher = record.hasher(member) if verify_record else None
+                data = archive.read(member, hasher)
                 try:
-                    info = read_elf(archive.read(member, hasher))
+                    facts = MemberFacts(read_elf(data), scan_version_strings(data))
                 except ELFError as e:
                     e.with_location(path=str(path), member=member.name)
                     raise
+                if hashes:
+                    digests[member.name] = hashlib.sha256(data).hexdigest()
                 if hasher is not None:
                     record.check_digest(member, hasher.digest())
                     hashed.add(member.name)
                 if cache is not None:
-                    cache.put(key if key is not None else archive.content_key(member), info)
-            elves[member.name] = info
+                    cache.put(key if key is not None else archive.content_key(member), facts)
+            members[member.name] = facts
         record.check_listing(archive.members)
         if verify_record:
             for member in archive.members:
@@ -93,7 +128,13 @@ def read_wheel_elves(path: str | PathLike[str], cache: ElfCache | None = None, *
                     archive.read(member, hasher)
                     record.check_digest(member, hasher.digest())
         archive.check_unchanged()
-    return elves
+    return WheelFacts(members, digests)
+
+
+def read_wheel_elves(path: str | PathLike[str], cache: ElfCache | None = None, *,
+                     verify_record: bool = False, only: Callable[[str], bool] | None = None) -> dict[str, ElfInfo]:
+    """Member path -> ElfInfo for every ELF member of a wheel (read_wheel_facts' tables alone)."""
+    return read_wheel_facts(path, cache, verify_record=verify_record, only=only).elves
 
 
 def check_linux_wheel_name(path: str | PathLike[str]) -> WheelName:

@@ -10,9 +10,11 @@ point inside the wheel, and a libpython dependency is dropped with a warning.
 """
 from __future__ import annotations
 
+import base64
 import fnmatch
 import hashlib
 import io
+import json
 import posixpath
 import shutil
 import subprocess
@@ -40,9 +42,9 @@ from fastaudit.analyze import (
     refused_versions,
     roots,
 )
-from fastaudit.elf import ElfEdits, ElfInfo, rewrite_elf
+from fastaudit.elf import ElfEdits, ElfInfo, read_elf, rewrite_elf
 from fastaudit.errors import FastauditError, RepairError, WheelError
-from fastaudit.facts import check_linux_wheel_name, read_wheel_elves
+from fastaudit.facts import MemberFacts, WheelFacts, check_linux_wheel_name, read_wheel_facts
 from fastaudit.files import atomic_output, prepare_output_folder
 from fastaudit.lddtree import (
     LIBPYTHON,
@@ -55,6 +57,7 @@ from fastaudit.lddtree import (
     is_dynamic_loader,
     resolve,
 )
+from fastaudit.ospackages import owner_of
 from fastaudit.policy import Policy, policies_for
 from fastaudit.record import Record
 from fastaudit.rezip import (
@@ -66,7 +69,9 @@ from fastaudit.rezip import (
     source_date_epoch,
     write_zip,
 )
-from fastaudit.wheel import Member, WheelArchive, WheelName
+from fastaudit.sbom import SBOM_FILE, build_sbom, members_of
+from fastaudit.vendored import scan_version_strings
+from fastaudit.wheel import Member, WheelArchive, WheelName, parse_wheel_name
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,7 @@ class RepairPlan:
     edits: Mapping[str, ElfEdits]         # member (of the wheel, or a graft) -> its edits
     excluded: tuple[str, ...]             # external sonames left outside on purpose
     warnings: tuple[str, ...]
+    member_facts: Mapping[str, MemberFacts] = field(default_factory=dict)   # the input's, for the SBOM
 
     @property
     def output_name(self) -> str:
@@ -276,7 +282,8 @@ def plan_repair(path: str | PathLike[str], options: RepairOptions = RepairOption
     if name.is_pure:
         return None
     # every member's RECORD hash is checked here, so the wheel repair writes (or copies) is sound
-    elves = read_wheel_elves(path, verify_record=True)
+    facts = read_wheel_facts(path, verify_record=True)
+    elves = facts.elves
     report = analyze(name, elves, check_isa=options.check_isa)
     if report.pure:
         return None
@@ -342,7 +349,7 @@ def plan_repair(path: str | PathLike[str], options: RepairOptions = RepairOption
         edits[graft.member] = ElfEdits(replace_needed=inner, soname=graft.new_soname,
                                        rpath="$ORIGIN" if inner else "", runpath=None if inner else "")
     return RepairPlan(str(path), report, target, _platform_tags(name, report, abis, options.update_tags), tuple(abis),
-                      grafts, edits, tuple(sorted(closure.excluded)), tuple(warnings))
+                      grafts, edits, tuple(sorted(closure.excluded)), tuple(warnings), facts.members)
 
 
 # --- writing ---------------------------------------------------------------------------------------
@@ -381,6 +388,12 @@ def _strip(data: bytes, member: str) -> bytes:
         return file.read_bytes()
 
 
+def _hex_of(record_digest: str) -> str:
+    """'sha256=<urlsafe base64>' -> the hex digest."""
+    encoded = record_digest.split("=", 1)[1]
+    return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).hex()
+
+
 def _record_field(archive: WheelArchive, record: Record, member: Member) -> str:
     """The member's sha256 RECORD field: RECORD's own when it is sha256 (the plan verified every
     RECORD hash), else computed from the content."""
@@ -414,8 +427,11 @@ def apply_plan(plan: RepairPlan, out_dir: Path, options: RepairOptions = RepairO
 
         entries: list[Entry] = []
         rows: list[tuple[str, str, str]] = []
+        sbom_name = f"{dist_info}/sboms/{SBOM_FILE}"
+        written: dict[str, MemberFacts] = {}   # the output's ELF members, for its SBOM
+        digests: dict[str, str] = {}
         for member in archive.members:
-            if member.name == record_name:
+            if member.name in (record_name, sbom_name):  # both written anew below
                 continue
             date_time = stamp or member.date_time
             edits = plan.edits.get(member.name)
@@ -437,10 +453,16 @@ def apply_plan(plan: RepairPlan, out_dir: Path, options: RepairOptions = RepairO
                 entries.append(Entry(member.name, archive.compressed(member), member.compress_type, member.crc32,
                                      member.size, date_time, member.external_attr))
                 rows.append((member.name, digest, str(member.size)))
+                if member.name in plan.member_facts:
+                    written[member.name] = plan.member_facts[member.name]
+                    digests[member.name] = _hex_of(digest)
             else:
                 entries.append(deflated(member.name, data, options.compression_level, date_time,
                                         member.external_attr))
                 rows.append((member.name, record_hash(data), str(len(data))))
+                if member.name in plan.member_facts:
+                    written[member.name] = MemberFacts(read_elf(data), scan_version_strings(data))
+                    digests[member.name] = hashlib.sha256(data).hexdigest()
 
     for graft in plan.grafts:
         with open(graft.source, "rb") as f:
@@ -449,6 +471,18 @@ def apply_plan(plan: RepairPlan, out_dir: Path, options: RepairOptions = RepairO
             data = _strip(data, graft.member)
         entries.append(deflated(graft.member, data, options.compression_level, new_time, EXECUTABLE_FILE_ATTR))
         rows.append((graft.member, record_hash(data), str(len(data))))
+        written[graft.member] = MemberFacts(read_elf(data), scan_version_strings(data))
+        digests[graft.member] = hashlib.sha256(data).hexdigest()
+
+    origins = {g.member: owner_of(g.source) for g in plan.grafts}
+    created = "{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}Z".format(*new_time)  # the wheel's own time stamp
+    sbom = build_sbom(parse_wheel_name(plan.output_name), members_of(WheelFacts(written, digests), origins),
+                      created=created)
+    if sbom["components"]:  # PEP 770: what the wheel vendors; nothing to say when it vendors nothing
+        sbom_data = (json.dumps(sbom, indent=1, sort_keys=False) + "\n").encode()
+        entries.append(deflated(sbom_name, sbom_data, options.compression_level, new_time,
+                                by_name[record_name].external_attr))
+        rows.append((sbom_name, record_hash(sbom_data), str(len(sbom_data))))
 
     # deterministic: sorted, the .dist-info folder last and RECORD last of all (PEP 427 advice)
     entries.sort(key=lambda e: (e.name.startswith(dist_info + "/"), e.name))

@@ -32,8 +32,7 @@ from fastaudit.wheel import parse_wheel_name
 
 if TYPE_CHECKING:
     from fastaudit.analyze import WheelReport
-    from fastaudit.elf import ElfInfo
-    from fastaudit.facts import ElfCache
+    from fastaudit.facts import ElfCache, WheelFacts
 
 # The analysis (numpy and the ELF extension) is imported by the workers that use it, not by the
 # process that walks the tree: a re-scan that skips every wheel then costs little more than a walk.
@@ -190,6 +189,13 @@ def wheel_row(path: Path, key: str, size: int) -> WheelRow:
                     ".".join(name.python_tags), ".".join(name.abi_tags), ".".join(name.platform_tags), kind)
 
 
+def _vendored_rows(vendored) -> tuple[dict, ...]:
+    return tuple(
+        {"member": c.member, "library": c.project, "version": c.version, "evidence": c.evidence,
+         "linkage": "static" if c.statically_linked else "shared", "detail": c.detail}
+        for components in vendored.values() for c in components)
+
+
 def _error_row(path: Path, error: Exception) -> tuple[WheelRow, ResultRow]:
     """The row of a path that was never a wheel to open (a FIFO, a link out, an unlistable folder)."""
     row = WheelRow(f"error:{path}", str(path), path.name, 0, None, None, None, None, None, "invalid")
@@ -210,16 +216,16 @@ _WORKER_CACHE = None
 
 
 def audit_path(path: str | Path, cache: ElfCache | None = None, check_isa: bool = True,
-               verify_record: bool = False) -> tuple[WheelReport, dict[str, ElfInfo]]:
-    """(WheelReport, {member: ElfInfo}) of the wheel at path, read only if it is a regular file
-    (see files.reading); the one audit that `show` and the scan's workers share."""
+               verify_record: bool = False) -> tuple[WheelReport, WheelFacts]:
+    """(WheelReport, WheelFacts) of the wheel at path, read only if it is a regular file (see
+    files.reading); the one audit that `show` and the scan's workers share."""
     from fastaudit.analyze import analyze
-    from fastaudit.facts import check_linux_wheel_name, read_wheel_elves
+    from fastaudit.facts import check_linux_wheel_name, read_wheel_facts
 
     name = check_linux_wheel_name(path)
     with reading(path) as readable:
-        elves = read_wheel_elves(readable, cache, verify_record=verify_record)
-    return analyze(name, elves, check_isa=check_isa), elves
+        facts = read_wheel_facts(readable, cache, verify_record=verify_record)
+    return analyze(name, facts.elves, check_isa=check_isa), facts
 
 
 def audit_one(path: str, use_cache: bool, check_isa: bool, verify_record: bool = False) -> ResultRow:
@@ -232,9 +238,9 @@ def audit_one(path: str, use_cache: bool, check_isa: bool, verify_record: bool =
         _WORKER_CACHE = ElfCache()
     started = time.perf_counter()
     try:
-        report, elves = audit_path(path, _WORKER_CACHE if use_cache else None, check_isa, verify_record)
-        return ResultRow("pure" if report.pure else "ok", to_json(report),
-                         elapsed=time.perf_counter() - started, elf_facts=_elf_facts(elves))
+        report, facts = audit_path(path, _WORKER_CACHE if use_cache else None, check_isa, verify_record)
+        return ResultRow("pure" if report.pure else "ok", to_json(report), elapsed=time.perf_counter() - started,
+                         elf_facts=_elf_facts(facts.elves), vendored=_vendored_rows(facts.vendored()))
     except FastauditError as e:
         return ResultRow("error", None, type(e).__name__, str(e), e.member, time.perf_counter() - started)
     except Exception as e:  # noqa: BLE001 - a bug on one wheel must not lose the others' results

@@ -22,7 +22,7 @@ from typing import Any
 
 from fastaudit.errors import FastauditError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _RUN_STATUSES = "'running', 'completed', 'interrupted', 'failed', 'abandoned'"
 
@@ -131,6 +131,20 @@ _MIGRATIONS: tuple[str, ...] = (
     DROP TABLE runs;
     ALTER TABLE runs_v2 RENAME TO runs;
     """,
+    # 3: the third-party native libraries each ELF member is or carries (vendored.py)
+    """
+    CREATE TABLE vendored_libraries (
+        result_id INTEGER NOT NULL REFERENCES results(id),
+        member TEXT NOT NULL,
+        library TEXT NOT NULL,
+        version TEXT,
+        evidence TEXT NOT NULL,
+        linkage TEXT NOT NULL CHECK (linkage IN ('shared', 'static')),
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX vendored_by_library ON vendored_libraries(library, version);
+    CREATE INDEX vendored_by_result ON vendored_libraries(result_id);
+    """,
 )
 
 _TABLES = {"runs", "wheels", "results", "run_wheels", "elf_facts"}
@@ -187,6 +201,8 @@ class ResultRow:
     error_member: str | None = None
     elapsed: float = 0.0
     elf_facts: tuple[Mapping[str, Any], ...] = ()
+    # one per (member, library found in it): member, library, version, evidence, linkage, detail
+    vendored: tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -523,6 +539,15 @@ class Store:
             " JOIN elf_facts f ON f.result_id = rw.result_id"
             " WHERE rw.run_id=? AND f.member GLOB '*.libs/*' AND f.member NOT GLOB '*/*/*'", (run_id,))
 
+    def vendored_libraries(self, run_id: int) -> Iterator[tuple[str, str | None, str, str, str, str, str]]:
+        """(library, version, wheel file name, wheel's project, member, evidence, linkage) for every
+        vendored library found in the wheels of a run."""
+        yield from self.db.execute(
+            "SELECT v.library, v.version, w.filename, coalesce(w.project, ''), v.member, v.evidence, v.linkage"
+            " FROM run_wheels rw JOIN wheels w ON w.id = rw.wheel_id"
+            " JOIN vendored_libraries v ON v.result_id = rw.result_id WHERE rw.run_id=?"
+            " ORDER BY v.library, v.version, w.filename, v.member", (run_id,))
+
     # --- wheels and results -----------------------------------------------------------------
 
     def known_results(self, content_keys: Iterable[str], analyzer_version: str,
@@ -593,6 +618,11 @@ class Store:
                 [(result_id, _storable(f["member"]), f["arch"], _storable(f["soname"]), json.dumps(f["needed"]),
                   f["isa_level"],
                   json.dumps(f["version_requirements"], sort_keys=True)) for f in result.elf_facts])
+            self.db.executemany(
+                "INSERT INTO vendored_libraries (result_id, member, library, version, evidence, linkage, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(result_id, v["member"], v["library"], v["version"], v["evidence"], v["linkage"], v["detail"])
+                 for v in result.vendored])
         self.db.execute(
             "INSERT OR IGNORE INTO run_wheels (run_id, wheel_id, result_id, outcome) VALUES (?, ?, ?, ?)",
             (run_id, wheel_id, result_id, outcome))

@@ -6,6 +6,7 @@ WHEEL repair writes is read back as wheel, pip and auditwheel read it (issue 14)
 from __future__ import annotations
 
 import email.parser
+import hashlib
 import json
 import os
 import resource
@@ -275,7 +276,8 @@ def test_a_compliant_real_wheel_gets_auditwheels_name_and_keeps_its_files(tmp_pa
     assert wheel_file_bytes(ours) == wheel_file_bytes(only_wheel(tmp_path / "aw"))
     with zipfile.ZipFile(wheel) as before, zipfile.ZipFile(ours) as after:
         files = {n for n in before.namelist() if not n.endswith("/")}  # directory entries are not kept
-        assert files == set(after.namelist())
+        # and the PEP 770 SBOM of its 16 grafted libraries is added
+        assert set(after.namelist()) == files | {"pillow-11.1.0.dist-info/sboms/fastaudit.cdx.json"}
         for member in files:
             if not member.endswith(("/WHEEL", "/RECORD")):
                 assert before.read(member) == after.read(member), member
@@ -378,6 +380,39 @@ def test_every_wheel_file_repair_writes_parses_and_matches_auditwheels(rpath_dem
     headers = email.parser.BytesParser().parsebytes(wheel_file_bytes(ours_wheel))
     assert headers.get("Build") == (build or None) and headers["Generator"] == "fastaudit-tests (1.0)"
     assert wheel_file_bytes(ours_wheel) == wheel_file_bytes(theirs_wheel)
+
+
+def test_the_repaired_wheel_carries_a_pep_770_sbom_of_what_was_grafted(repaired: tuple[Path, Path],
+                                                                      tmp_path: Path) -> None:
+    """.dist-info/sboms/fastaudit.cdx.json: CycloneDX 1.6, valid; every grafted file with its true
+    SHA-256; Debian's libsqlite3 named as sqlite with the package it came from; listed in RECORD
+    (WheelFile checks it) and kept by pip in site-packages."""
+    from cyclonedx.schema import SchemaVersion
+    from cyclonedx.validation.json import JsonStrictValidator
+
+    ours, _ = repaired
+    with WheelFile(ours) as wf:
+        sbom_name = next(n for n in wf.namelist() if n.endswith(".dist-info/sboms/fastaudit.cdx.json"))
+        document = json.loads(wf.read(sbom_name))
+        grafted = {n: hashlib.sha256(wf.read(n)).hexdigest() for n in wf.namelist()
+                   if n.startswith("fa_graft_demo.libs/")}
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(json.dumps(document)) is None
+    by_path = {next(p["value"] for p in c["properties"] if p["name"] == "fastaudit:path"): c
+               for c in document["components"]}
+    assert set(by_path) == set(grafted)
+    for path, digest in grafted.items():
+        assert [h["content"] for h in by_path[path]["hashes"]] == [digest]
+    sqlite = next(c for p, c in by_path.items() if "libsqlite3" in p)
+    owner = run("dpkg-query", "--search", str((Path("/usr/lib/x86_64-linux-gnu") / SQLITE).resolve()))
+    package = owner.stdout.split(":")[0]
+    assert sqlite["name"] == "sqlite"
+    assert sqlite["purl"].startswith(f"pkg:deb/debian/{package}@")
+    unknown = [c for p, c in by_path.items() if "libfagraft" in p]
+    assert unknown and "version" not in unknown[0]  # a library no pattern knows: no invented version
+    venv = tmp_path / "venv"
+    assert run(sys.executable, "-m", "venv", venv).returncode == 0
+    assert run(venv / "bin" / "python", "-m", "pip", "install", "--no-index", "--no-deps", ours).returncode == 0
+    assert list(venv.glob("lib/python*/site-packages/fa_graft_demo-*.dist-info/sboms/fastaudit.cdx.json"))
 
 
 @pytest.mark.parametrize("plat", ["manylinux_2_34_x86_64", "manylinux_2_39_x86_64"])

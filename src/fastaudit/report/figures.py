@@ -15,6 +15,7 @@ from functools import cache
 from typing import Any
 
 from fastaudit import __version__
+from fastaudit.advisories import Advisory, findings
 from fastaudit.errors import FastauditError, ReportError
 from fastaudit.policy import policy_for_tag
 from fastaudit.store import RunRow, RunWheel, Store
@@ -182,14 +183,38 @@ def _baseline_key(baseline: str) -> tuple[int, ...]:
     return tuple(int(p) for p in baseline.split(".")) if baseline != "none" else ()
 
 
-def compute_figures(store: Store, run_id: int | None = None, compare_to: int | None = None) -> dict[str, Any]:
+def compute_figures(store: Store, run_id: int | None = None, compare_to: int | None = None,
+                    advisories: tuple[Advisory, ...] | None = None) -> dict[str, Any]:
     """The report object (schema report-v1.json) for one run of the store, all of it read from one
-    snapshot of the store."""
+    snapshot of the store; with `advisories`, the wheels that ship an affected library version."""
     with store.snapshot():
-        return _figures(store, choose_runs(store.runs(), run_id, compare_to))
+        return _figures(store, choose_runs(store.runs(), run_id, compare_to), advisories)
 
 
-def _figures(store: Store, choice: RunChoice) -> dict[str, Any]:
+def _vendored(rows: list[tuple[str, str | None, str, str, str, str, str]]) -> list[dict[str, Any]]:
+    """One row per (library, version): how many wheels and projects ship it, how it was told."""
+    grouped: dict[tuple[str, str | None], dict[str, Any]] = {}
+    for library, version, wheel, project, _member, evidence, linkage in rows:
+        entry = grouped.setdefault((library, version), {"wheels": set(), "projects": set(), "evidence": set(),
+                                                         "linkage": set()})
+        entry["wheels"].add(wheel)
+        entry["projects"].add(project_name(project))
+        entry["evidence"].add(evidence)
+        entry["linkage"].add(linkage)
+    return [{"library": library, "version": version, "wheels": len(e["wheels"]), "projects": len(e["projects"]),
+             "evidence": sorted(e["evidence"]), "linkage": sorted(e["linkage"])}
+            for (library, version), e in sorted(grouped.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))]
+
+
+def _findings(advisories: tuple[Advisory, ...] | None, rows: list) -> list[dict[str, Any]] | None:
+    if advisories is None:
+        return None
+    return [{"id": f.advisory.id, "library": f.advisory.library, "version": f.version, "wheel": f.wheel,
+             "project": project_name(f.project), "member": f.member, "summary": f.advisory.summary}
+            for f in findings(advisories, rows)]
+
+
+def _figures(store: Store, choice: RunChoice, advisories: tuple[Advisory, ...] | None = None) -> dict[str, Any]:
     run = choice.run
     status_counts: Counter[str] = Counter()
     verdicts: Counter[str] = Counter()
@@ -237,6 +262,7 @@ def _figures(store: Store, choice: RunChoice) -> dict[str, Any]:
     grafted: dict[str, set[str]] = defaultdict(set)
     for filename, member in store.grafted_members(run.id):
         grafted[grafted_name(member)].add(filename)
+    vendored_rows = list(store.vendored_libraries(run.id))
 
     total = sum(status_counts.values())
     over = len(over_rows)
@@ -258,6 +284,8 @@ def _figures(store: Store, choice: RunChoice) -> dict[str, Any]:
         "arch_libc": [{"arch": a, "libc": c, "wheels": n} for (a, c), n in sorted(arch_libc.items())],
         "external_libraries": _counted(external, TOP_LIBRARIES),
         "grafted_libraries": _counted(Counter({k: len(v) for k, v in grafted.items()}), TOP_LIBRARIES),
+        "vendored_libraries": _vendored(vendored_rows),
+        "advisory_findings": _findings(advisories, vendored_rows),
         "over_promising": over_rows,
         "errors": error_rows,
         "projects": [{"project": name, "wheels": p["wheels"], "versions": len(p["versions"]), "linux": p["linux"],

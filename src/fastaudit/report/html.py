@@ -262,6 +262,19 @@ def render_html(figures: dict[str, Any]) -> str:
                          ((None, [str(t["run"]), _e(t["started_at"]), _e(t["status"]), str(t["wheels"]),
                                   str(t["linux"]), str(t["over_promising"]), str(t["errors"])])
                           for t in figures["trend"]), filterable=False)
+    vendored = _table("table-vendored", [("library", False), ("version", False), ("wheels", True), ("projects", True),
+                                         ("evidence", False), ("linkage", False)],
+                      ((None, [_e(v["library"]), _e(v["version"] or "unknown"), str(v["wheels"]), str(v["projects"]),
+                               _e(", ".join(v["evidence"])), _e(", ".join(v["linkage"]))])
+                       for v in figures["vendored_libraries"]))
+    findings = figures["advisory_findings"]
+    advisories = "" if findings is None else (
+        f'<section id="advisories"><h2>Advisories: {len(findings)} affected members</h2>'
+        + _table("table-advisories", [("advisory", False), ("library", False), ("version", False), ("wheel", False),
+                                      ("member", False), ("summary", False)],
+                 ((f["project"], [_e(f["id"]), _e(f["library"]), _e(f["version"]), _code(f["wheel"]),
+                                  _code(f["member"]), _e(f["summary"])]) for f in findings))
+        + "</section>")
     verdicts = figures["verdicts"]
     glibc = figures["glibc_required"]
     body = f"""
@@ -288,6 +301,10 @@ fastaudit {_e(run['fastaudit_version'])}, policy data {_e(run['policy_version'])
 <section id="abi3"><h2>abi3: the stable ABI the tags promise</h2>{_abi3(figures['abi3'])}</section>
 <section id="project-view"><h2>Project <span id="project-name"></span></h2>
 <p>The tables below show this project's wheels only. <button id="project-clear">Show all projects</button></p></section>
+{advisories}
+<section id="vendored"><h2>Vendored native libraries: {len(figures['vendored_libraries'])} library versions</h2>
+<p>Third-party native code the wheels ship, as grafted files or linked statically, with the version the
+binaries carry ("unknown" where nothing in the binary tells it).</p>{vendored}</section>
 <section id="over-promising"><h2>Over-promising wheels: {len(figures['over_promising'])}</h2>{over}</section>
 <section id="errors"><h2>Errors: {len(figures['errors'])}</h2>{errors}</section>
 <section id="projects"><h2>Projects: {len(figures['projects'])}</h2>

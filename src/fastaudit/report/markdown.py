@@ -95,6 +95,19 @@ def render_markdown(figures: dict[str, Any]) -> str:
     out += _table(["library", "wheels"], [[lib["name"], lib["wheels"]] for lib in figures["external_libraries"]])
     out += ["## Most common grafted libraries", ""]
     out += _table(["library", "wheels"], [[lib["name"], lib["wheels"]] for lib in figures["grafted_libraries"]])
+    findings = figures["advisory_findings"]
+    if findings is not None:
+        shown, more = _capped(findings)
+        out += [f"## Advisories: {len(findings)} affected members", ""]
+        out += _table(["advisory", "library", "version", "wheel", "member"],
+                      [[f["id"], f["library"], f["version"], f"`{f['wheel']}`", f"`{f['member']}`"]
+                       for f in shown]) + more
+    vendored = sorted(figures["vendored_libraries"], key=lambda v: (-v["wheels"], v["library"], v["version"] or ""))
+    shown, more = _capped(vendored)
+    out += [f"## Vendored native libraries: {len(vendored)} library versions", ""]
+    out += _table(["library", "version", "wheels", "projects", "linkage"],
+                  [[v["library"], v["version"] or "unknown", v["wheels"], v["projects"], ", ".join(v["linkage"])]
+                   for v in shown]) + more
     out += _abi3_markdown(figures["abi3"])
     over = figures["over_promising"]
     shown, more = _capped(over)

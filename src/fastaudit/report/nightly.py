@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from fastaudit.advisories import Advisory
 from fastaudit.errors import OutputError
 from fastaudit.files import atomic_output, prepare_output_folder
 from fastaudit.report.figures import compute_figures
@@ -26,13 +27,14 @@ FORMATS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
 
 
 def write_report(db: str | Path, out_dir: str | Path, formats: Iterable[str] = tuple(FORMATS),
-                 run_id: int | None = None, compare_to: int | None = None) -> list[Path]:
+                 run_id: int | None = None, compare_to: int | None = None,
+                 advisories: tuple[Advisory, ...] | None = None) -> list[Path]:
     """Write report.<format> for each format into out_dir (created if missing); the paths written.
     The folder is checked before the store is read, and each file is written atomically."""
     try:
         out = prepare_output_folder(out_dir)
         with Store(db, readonly=True) as store:
-            figures = compute_figures(store, run_id, compare_to)
+            figures = compute_figures(store, run_id, compare_to, advisories)
         written = []
         for fmt in dict.fromkeys(formats):
             name, render = FORMATS[fmt]

@@ -14,9 +14,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from os import PathLike
 
+from fastaudit.abi3 import ABI3, Abi3Report, judge_abi3, may_need_audit
 from fastaudit.elf import STT_FUNC, STT_NOTYPE, ElfInfo
 from fastaudit.errors import FastauditError
 from fastaudit.facts import ElfCache, check_linux_wheel_name, read_wheel_elves
+from fastaudit.files import reading
 from fastaudit.lddtree import DependencyTree, is_dynamic_loader, resolve_tree
 from fastaudit.policy import Policy, libc_release_adding, libc_symbols_beyond, policies_for, policy_for_tag
 from fastaudit.wheel import WheelName, is_linux_tag
@@ -103,6 +105,8 @@ class WheelReport:
     over_promises: bool = False
     # what keeps the wheel from the most compatible tag its file name declares, when it over-promises
     over_promise_reasons: tuple[Reason, ...] = ()
+    # the stable-ABI criterion (abi3.py); None for a wheel that is not abi3-tagged and has no *.abi3.so
+    abi3: Abi3Report | None = None
 
     @property
     def overall_tag(self) -> str | None:
@@ -359,11 +363,31 @@ def _declared_policies(name: WheelName) -> list[Policy]:
     return declared
 
 
+def _abi3_step(name: WheelName, members: list[_Member]) -> tuple[Abi3Report | None, list[Reason]]:
+    """The abi3 criterion, and the reasons it adds to the over-promise decision."""
+    report = judge_abi3(name, {m.path: m.info for m in members}, (m.path for m in members if m.python_major == 3))
+    if report is None or not report.over_promises:
+        return report, []
+    return report, [Reason(ABI3, member, "", detail) for member, detail in report.reasons]
+
+
 def audit_wheel(path: str | PathLike[str], *, check_isa: bool = True, cache: ElfCache | None = None,
                 verify_record: bool = False) -> WheelReport:
     """Audit one wheel file. Raises WheelError or ELFError (with the member) on unreadable input."""
     name = check_linux_wheel_name(path)
     return analyze(name, read_wheel_elves(path, cache, verify_record=verify_record), check_isa=check_isa)
+
+
+def audit_abi3(path: str | PathLike[str]) -> Abi3Report | None:
+    """The abi3 criterion alone (`fastaudit abi3`): the members abi3audit audits (*.so) and
+    versioned *.abi3.so.N libraries are read, not the whole wheel."""
+    name = check_linux_wheel_name(path)
+    with reading(path) as readable:  # a regular file only, as scan.audit_path reads it
+        elves = read_wheel_elves(readable, only=may_need_audit)
+    members = [_Member(p, info) for p, info in sorted(elves.items())]
+    for m in members:
+        m.python_major = _extension_kind(m.path, m.info)
+    return _abi3_step(name, members)[0]
 
 
 def _members_to_judge(elves: Mapping[str, ElfInfo], arch: str | None,
@@ -463,6 +487,7 @@ def analyze(name: WheelName, elves: Mapping[str, ElfInfo], *, check_isa: bool = 
     better = [p for p in judged.policies if p > overall]
     over_promises, over_reasons = _over_promises(name, judged, members, audited, trees, check_isa, arch, libc,
                                                  libc_known)
+    abi3, abi3_reasons = _abi3_step(name, members)
     return WheelReport(
         wheel=name.filename,
         name=name,
@@ -483,6 +508,7 @@ def analyze(name: WheelName, elves: Mapping[str, ElfInfo], *, check_isa: bool = 
         reasons=judged.blockers(min(better)) if better else (),
         ignored=tuple(ignored),
         declared_tags=declared_tags,
-        over_promises=over_promises,
-        over_promise_reasons=tuple(sorted(set(over_reasons))),
+        over_promises=over_promises or bool(abi3_reasons),
+        over_promise_reasons=tuple(sorted(set(over_reasons + abi3_reasons))),
+        abi3=abi3,
     )

@@ -279,6 +279,49 @@ def report_command(db: str, out_dir: str, run_id: int | None, compare_to: int | 
         echo(str(path))
 
 
+@main.command("abi3")
+@click.argument("wheels", nargs=-1, required=True)
+@click.option("-S", "--strict", is_flag=True, help="Also fail (exit 1) on a wheel with nothing to audit.")
+@click.option("-R", "--report", "as_report", is_flag=True, help="Write abi3audit's JSON report (see --output).")
+@click.option("-o", "--output", default="-", metavar="FILE", help="File for --report, - for stdout.")
+@click.option("-s", "--summary", is_flag=True, help="Print the summary of every wheel, not only failing ones.")
+@one_line_errors
+def abi3_command(wheels: tuple[str, ...], strict: bool, as_report: bool, output: str, summary: bool) -> None:
+    """Check that each abi3 WHEEL uses only the stable ABI of the version its cp3X-abi3 tag names;
+    a drop-in for `abi3audit --strict --report` (cibuildwheel's audit-command).
+
+    Exit 0: every wheel keeps its promise; 1: a wheel breaks it (or, with --strict, has no abi3 tag
+    or *.abi3.so to audit); 2: unreadable input.
+    """
+    from fastaudit.analyze import audit_abi3
+    from fastaudit.files import check_output_file
+    from fastaudit.report.abi3 import abi3audit_report, render_summary
+
+    if as_report and output != "-":
+        check_output_file(output)  # before the wheels are read
+    exit_code, audited = EXIT_CONSISTENT, []
+    for path in wheels:
+        try:
+            abi3 = audit_abi3(path)
+        except FastauditError as e:
+            say_error(e)
+            exit_code = EXIT_USAGE_OR_UNREADABLE
+            continue
+        if abi3 is None:
+            click.echo(printable(f"fastaudit: {path}: not abi3-tagged and no *.abi3.so: nothing to audit"), err=True)
+            exit_code = max(exit_code, EXIT_OVER_PROMISES if strict else EXIT_CONSISTENT)
+            continue
+        audited.append((path, abi3))
+        if abi3.reasons or summary:
+            for line in render_summary(path, abi3):
+                click.echo(printable(line), err=True)
+        if abi3.reasons:
+            exit_code = max(exit_code, EXIT_OVER_PROMISES)
+    if as_report:
+        write_text([json.dumps(abi3audit_report(audited)) + "\n"], output)
+    sys.exit(exit_code)
+
+
 def write_text(chunks: Iterable[str], output: str) -> None:
     """Write to a file atomically (see fastaudit.files), or to stdout for `-`."""
     from fastaudit.files import atomic_output

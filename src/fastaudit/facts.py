@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from os import PathLike
 
@@ -81,14 +82,16 @@ class WheelFacts:
 
 
 def read_wheel_facts(path: str | PathLike[str], cache: ElfCache | None = None, *,
-                     verify_record: bool = False, hashes: bool = False) -> WheelFacts:
+                     verify_record: bool = False, hashes: bool = False,
+                     only: Callable[[str], bool] | None = None) -> WheelFacts:
     """The facts of every ELF member of a wheel. Raises WheelError or ELFError with the wheel and
     member named.
 
     A missing or unreadable RECORD is refused first, then content errors, then RECORD's listing,
     hashes and sizes; with verify_record, every member's hash too (every member is then read,
     cached ELF members included). With `hashes`, each ELF member's SHA-256 (for an SBOM), which
-    needs every ELF member read, so the cache is not used.
+    needs every ELF member read, so the cache is not used. `only` limits the members read to the
+    names it accepts.
     """
     members: dict[str, MemberFacts] = {}
     digests: dict[str, str] = {}
@@ -97,7 +100,8 @@ def read_wheel_facts(path: str | PathLike[str], cache: ElfCache | None = None, *
         record = Record.read(archive)
         hashed: set[str] = set()
         for member in archive.members:
-            if member.name.endswith(".py") or not archive.starts_with_elf_magic(member):
+            if member.name.endswith(".py") or only is not None and not only(member.name) \
+                    or not archive.starts_with_elf_magic(member):
                 continue
             key = archive.content_key(member) if use_cache else None
             facts = cache.get(key) if cache is not None and key is not None else None
@@ -128,9 +132,9 @@ def read_wheel_facts(path: str | PathLike[str], cache: ElfCache | None = None, *
 
 
 def read_wheel_elves(path: str | PathLike[str], cache: ElfCache | None = None, *,
-                     verify_record: bool = False) -> dict[str, ElfInfo]:
+                     verify_record: bool = False, only: Callable[[str], bool] | None = None) -> dict[str, ElfInfo]:
     """Member path -> ElfInfo for every ELF member of a wheel (read_wheel_facts' tables alone)."""
-    return read_wheel_facts(path, cache, verify_record=verify_record).elves
+    return read_wheel_facts(path, cache, verify_record=verify_record, only=only).elves
 
 
 def check_linux_wheel_name(path: str | PathLike[str]) -> WheelName:

@@ -6,12 +6,15 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from fastaudit.abi3 import Abi3Member, Abi3Report
 from fastaudit.analyze import Reason, WheelReport
 from fastaudit.errors import FastauditError
 from fastaudit.policy import POLICY_DATA_VERSION, Policy
+from fastaudit.policy.stable_abi import PyVersion, format_version
 
-# Version of the "fastaudit" object in `show --json`; the top-level "version" is auditwheel's.
-SCHEMA_VERSION = 1
+# Version of the "fastaudit" object in `show --json` (schema/show-v<N>.json); the top-level
+# "version" is auditwheel's. 2: the "abi3" criterion.
+SCHEMA_VERSION = 2
 
 
 def tag_of(policy: Policy | None) -> str | None:
@@ -23,6 +26,45 @@ def _reason(r: Reason) -> dict[str, str]:
             "message": r.describe()}
 
 
+def _version(version: PyVersion | None) -> str | None:
+    return format_version(version) if version else None
+
+
+def _abi3_member(m: Abi3Member) -> dict[str, Any]:
+    """One object; the fields abi3audit's --report also has (is_abi3, is_abi3_baseline_compatible,
+    baseline, computed, non_abi3_symbols, future_abi3_objects) mean the same thing there."""
+    return {
+        "member": m.member,
+        "is_abi3": not m.non_abi3_symbols,
+        "is_abi3_baseline_compatible": m.baseline is None or m.computed <= m.baseline,
+        "baseline": _version(m.baseline),
+        "computed": _version(m.computed),
+        "needed": _version(m.needed),
+        "non_abi3_symbols": list(m.non_abi3_symbols),
+        "future_abi3_objects": {name: format_version(v) for name, v in m.future_abi3_objects.items()},
+        "foreign_symbols": dict(m.foreign_symbols),
+        "guarded_symbols": list(m.guarded_symbols),
+        "version_specific": m.version_specific,
+        "free_threaded": list(m.free_threaded),
+    }
+
+
+def abi3_json(abi3: Abi3Report | None) -> dict[str, Any] | None:
+    if abi3 is None:
+        return None
+    return {
+        "baseline": _version(abi3.baseline),
+        "computed": _version(abi3.computed),
+        "over_promises": abi3.over_promises,
+        "non_abi3_symbols": list(abi3.non_abi3_symbols),
+        "future_abi3_objects": {name: format_version(v) for name, v in sorted(
+            {n: v for m in abi3.members for n, v in m.future_abi3_objects.items()}.items())},
+        "free_threaded_claims": list(abi3.free_threaded_claims),
+        "problems": [{"member": member, "message": f"{member}: {detail}"} for member, detail in abi3.reasons],
+        "members": [_abi3_member(m) for m in abi3.members],
+    }
+
+
 def _ours(report: WheelReport) -> dict[str, Any]:
     ours: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -31,6 +73,7 @@ def _ours(report: WheelReport) -> dict[str, Any]:
         "over_promises": report.over_promises,
         "over_promise_reasons": [_reason(r) for r in report.over_promise_reasons],
         "ignored_members": [_reason(r) for r in report.ignored],
+        "abi3": abi3_json(report.abi3),
     }
     if report.pure:
         return ours

@@ -506,6 +506,22 @@ class Store:
                 " WHERE rw.run_id=? ORDER BY w.filename, w.path", (run_id,)):
             yield RunWheel(*row[:7], bool(row[7]), *row[8:])
 
+    def run_abi3(self, run_id: int) -> Iterator[tuple[str, str | None, str | None, str | None, bool, str, str, str]]:
+        """(file name, project, baseline, computed, over-promises, and as JSON non_abi3_symbols,
+        future_abi3_objects, problems) of each abi3-tagged wheel of a run that has an abi3 criterion
+        (results stored before the criterion existed have none)."""
+        for filename, project, baseline, computed, over, symbols, future, problems in self.db.execute(
+                "SELECT w.filename, w.project, json_extract(r.report, '$.fastaudit.abi3.baseline'),"
+                " json_extract(r.report, '$.fastaudit.abi3.computed'),"
+                " json_extract(r.report, '$.fastaudit.abi3.over_promises'),"
+                " json_extract(r.report, '$.fastaudit.abi3.non_abi3_symbols'),"
+                " json_extract(r.report, '$.fastaudit.abi3.future_abi3_objects'),"
+                " json_extract(r.report, '$.fastaudit.abi3.problems')"
+                " FROM run_wheels rw JOIN wheels w ON w.id = rw.wheel_id JOIN results r ON r.id = rw.result_id"
+                " WHERE rw.run_id=? AND r.status='ok' AND ('.' || w.abi_tags || '.') GLOB '*.abi3*'"
+                " AND json_type(r.report, '$.fastaudit.abi3') = 'object' ORDER BY w.filename", (run_id,)):
+            yield filename, project, baseline, computed, bool(over), symbols, future, problems
+
     def run_states(self, run_id: int) -> Iterator[tuple[str, str, bool]]:
         """(file name, result status, over-promises) for each wheel of a run: what a comparison
         between two runs needs, without the reports."""

@@ -17,6 +17,7 @@ from types import MappingProxyType
 from fastaudit.errors import PolicyError
 from fastaudit.policy.document import parse_family
 from fastaudit.policy.model import LibcLine, Policy
+from fastaudit.policy.stable_abi import data_bytes as stable_abi_bytes
 from fastaudit.policy.symbols import parse_lines
 
 __all__ = [
@@ -55,6 +56,7 @@ def _data_version() -> str:
         digest.update(_data_bytes(libc))
     for libc in _SYMBOL_FILES:
         digest.update(_symbol_bytes(libc))
+    digest.update(stable_abi_bytes())  # the abi3 check judges by it too
     return digest.hexdigest()[:12]
 
 

@@ -154,6 +154,35 @@ def _trend(store: Store, runs: Iterable[RunRow]) -> list[dict[str, Any]]:
              "errors": counts[r.id].get("error", 0)} for r in runs]
 
 
+def _abi3(store: Store, run_id: int) -> dict[str, Any]:
+    """The abi3 criterion over the run: how many abi3 wheels, how many break their promise, and the
+    symbols that break it most often (each counted once per wheel)."""
+    wheels = over = 0
+    baselines: Counter[str] = Counter()
+    outside: Counter[str] = Counter()
+    newer: Counter[str] = Counter()
+    rows = []
+    for filename, project, baseline, computed, over_promises, symbols, future, problems in store.run_abi3(run_id):
+        wheels += 1
+        baselines[baseline or "none"] += 1
+        outside.update(json.loads(symbols or "[]"))
+        newer.update(json.loads(future or "{}").keys())
+        if over_promises:
+            over += 1
+            rows.append({"wheel": filename, "project": project_name(project), "baseline": baseline,
+                         "computed": computed, "problems": [p["message"] for p in json.loads(problems or "[]")]})
+    symbols = [{"name": name, "wheels": n, "kind": "outside the stable ABI"} for name, n in outside.items()]
+    symbols += [{"name": name, "wheels": n, "kind": "newer than the baseline"} for name, n in newer.items()]
+    symbols.sort(key=lambda s: (-s["wheels"], s["name"], s["kind"]))
+    return {"wheels": wheels, "over_promising": over, "consistent": wheels - over,
+            "baselines": [{"baseline": b, "wheels": baselines[b]} for b in sorted(baselines, key=_baseline_key)],
+            "offending_symbols": symbols[:TOP_LIBRARIES], "over_promising_wheels": rows}
+
+
+def _baseline_key(baseline: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in baseline.split(".")) if baseline != "none" else ()
+
+
 def compute_figures(store: Store, run_id: int | None = None, compare_to: int | None = None,
                     advisories: tuple[Advisory, ...] | None = None) -> dict[str, Any]:
     """The report object (schema report-v1.json) for one run of the store, all of it read from one
@@ -265,4 +294,5 @@ def _figures(store: Store, choice: RunChoice, advisories: tuple[Advisory, ...] |
                      for name, p in sorted(projects.items())],
         "trend": _trend(store, choice.trend),
         "diff": _diff(store, run.id, choice.compare_to),
+        "abi3": _abi3(store, run.id),
     }

@@ -225,6 +225,22 @@ def _code(value: object) -> str:
     return f"<code>{_e(value)}</code>"
 
 
+def _abi3(abi3: dict[str, Any]) -> str:
+    """abi3 wheels, how many break their promise, the symbols that break it most, and the wheels."""
+    cards = '<div class="cards">' + "".join(
+        f'<div class="card {cls}" id="abi3-{key}"><b>{abi3[key]}</b>{_e(title)}</div>'
+        for key, title, cls in (("wheels", "abi3 wheels", ""), ("consistent", "consistent", "good"),
+                                ("over_promising", "over-promising", "bad"))) + "</div>"
+    symbols = abi3["offending_symbols"]
+    chart = _bar("chart-abi3-symbols", "abi3 wheels using it", [f"{s['name']} ({s['kind']})" for s in symbols],
+                 [s["wheels"] for s in symbols], horizontal=True)
+    table = _table("table-abi3", [("wheel", False), ("project", False), ("baseline", False), ("computed", False),
+                                  ("problems", False)],
+                   ((w["project"], [_code(w["wheel"]), _e(w["project"]), _e(w["baseline"]), _e(w["computed"]),
+                                    "<br>".join(_e(p) for p in w["problems"])]) for w in abi3["over_promising_wheels"]))
+    return f'{cards}<h3>Most common offending symbols</h3>{chart}<h3>Over-promising abi3 wheels</h3>{table}'
+
+
 def render_html(figures: dict[str, Any]) -> str:
     run = figures["run"]
     libs = figures["external_libraries"], figures["grafted_libraries"]
@@ -282,6 +298,7 @@ fastaudit {_e(run['fastaudit_version'])}, policy data {_e(run['policy_version'])
 <section id="grafted"><h2>Most common grafted libraries</h2>{_bar("chart-grafted", "Wheels carrying it",
     [lib["name"] for lib in libs[1]], [lib["wheels"] for lib in libs[1]], horizontal=True)}</section>
 </div>
+<section id="abi3"><h2>abi3: the stable ABI the tags promise</h2>{_abi3(figures['abi3'])}</section>
 <section id="project-view"><h2>Project <span id="project-name"></span></h2>
 <p>The tables below show this project's wheels only. <button id="project-clear">Show all projects</button></p></section>
 {advisories}

@@ -49,6 +49,19 @@ def _wheel_list(title: str, wheels: Sequence[str]) -> list[str]:
     return [f"**{title}: {len(wheels)}**", ""] + items + ([""] if shown else []) + more
 
 
+def _abi3_markdown(abi3: dict[str, Any]) -> list[str]:
+    out = ["## abi3 (stable ABI)", ""]
+    out += _table(["abi3 wheels", "consistent", "over-promising"],
+                  [[abi3["wheels"], abi3["consistent"], abi3["over_promising"]]])
+    out += _table(["offending symbol", "kind", "wheels"],
+                  [[f"`{s['name']}`", s["kind"], s["wheels"]] for s in abi3["offending_symbols"]])
+    shown, more = _capped(abi3["over_promising_wheels"])
+    out += _table(["wheel", "baseline", "computed", "first problem"],
+                  [[f"`{w['wheel']}`", w["baseline"], w["computed"], w["problems"][0] if w["problems"] else ""]
+                   for w in shown]) + more
+    return out
+
+
 def render_markdown(figures: dict[str, Any]) -> str:
     run, head = figures["run"], figures["headline"]
     out = [f"# fastaudit report: run {run['id']} ({run['status']}, {run['started_at']})", ""]
@@ -95,6 +108,7 @@ def render_markdown(figures: dict[str, Any]) -> str:
     out += _table(["library", "version", "wheels", "projects", "linkage"],
                   [[v["library"], v["version"] or "unknown", v["wheels"], v["projects"], ", ".join(v["linkage"])]
                    for v in shown]) + more
+    out += _abi3_markdown(figures["abi3"])
     over = figures["over_promising"]
     shown, more = _capped(over)
     out += [f"## Over-promising wheels: {len(over)}", ""]

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastaudit.abi3 import Abi3Report
 from fastaudit.analyze import Reason, WheelReport
 from fastaudit.lddtree import DependencyTree
 from fastaudit.names import printable
+from fastaudit.policy.stable_abi import format_version
 from fastaudit.results import tag_of
 
 
@@ -19,6 +21,28 @@ def _grouped(reasons: tuple[Reason, ...], shown: int = 2) -> list[str]:
     for (criterion, library, detail), paths in members.items():
         who = ", ".join(paths[:shown]) + (f" (and {len(paths) - shown} more)" if len(paths) > shown else "")
         lines.append(f"    - {Reason(criterion, who, library, detail).describe()}")
+    return lines
+
+
+def abi3_lines(abi3: Abi3Report | None, shown: int = 6) -> list[str]:
+    """The abi3 criterion: the promise, what the extensions need, and what breaks it."""
+    if abi3 is None:
+        return []
+    audited = f"{len(abi3.members)} object{'s' if len(abi3.members) != 1 else ''}"
+    computed = format_version(abi3.computed) if abi3.computed else "-"
+    if abi3.baseline is None:
+        head = f"  abi3: not abi3-tagged; {audited} named *.abi3.so need {computed}"
+    else:
+        verdict = "OVER-PROMISES" if abi3.over_promises else "consistent"
+        head = f"  abi3: tagged cp3{abi3.baseline[1]}-abi3, {audited} need {computed}  -> {verdict}"
+    lines = [head]
+    lines.extend(f"    - {member}: {detail}" for member, detail in abi3.reasons[:shown])
+    if len(abi3.reasons) > shown:
+        lines.append(f"    (and {len(abi3.reasons) - shown} more)")
+    foreign = sorted({name for m in abi3.members for name in m.foreign_symbols})
+    if foreign:
+        more = f" (and {len(foreign) - shown} more)" if len(foreign) > shown else ""
+        lines.append(f"    not CPython symbols (another library provides them): {', '.join(foreign[:shown])}{more}")
     return lines
 
 
@@ -45,6 +69,7 @@ def render_text(report: WheelReport) -> str:
         ("blacklisted symbols", report.blacklist_policy), ("instruction set", report.isa_policy),
     ]
     lines.append("  by criterion: " + "; ".join(f"{title} {tag_of(p)}" for title, p in per_criterion))
+    lines.extend(abi3_lines(report.abi3))
     if report.over_promise_reasons:
         lines.append("  why the declared tag does not hold:")
         lines.extend(_grouped(report.over_promise_reasons))

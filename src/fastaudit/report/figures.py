@@ -19,6 +19,7 @@ from fastaudit.advisories import Advisory, findings
 from fastaudit.errors import FastauditError, ReportError
 from fastaudit.policy import policy_for_tag
 from fastaudit.store import RunRow, RunWheel, Store
+from fastaudit.vendored import real_file_name
 
 SCHEMA_VERSION = 1
 TREND_RUNS = 14  # two weeks of nightly runs
@@ -26,8 +27,6 @@ TOP_LIBRARIES = 20
 NO_GLIBC = "none"  # a glibc wheel that needs no versioned GLIBC symbol at all
 
 _GLIBC_VERSION = re.compile(r"GLIBC_(\d+(?:\.\d+)+)$")
-# auditwheel renames a grafted library by inserting "-" and 8 hex of its hash before the first dot
-_GRAFTED_BASE = re.compile(r"(.+)-[0-9a-f]{8}")
 
 
 @dataclass(frozen=True)
@@ -76,9 +75,7 @@ def version_key(version: str) -> tuple[int, ...]:
 
 def grafted_name(member: str) -> str:
     """'numpy.libs/libopenblas64_p-r0-0cf96a72.3.23.dev.so' -> 'libopenblas64_p-r0'."""
-    base = member.rsplit("/", 1)[-1].split(".", 1)[0]
-    m = _GRAFTED_BASE.fullmatch(base)
-    return m.group(1) if m else base
+    return real_file_name(member).split(".", 1)[0]
 
 
 def project_name(name: str | None) -> str:

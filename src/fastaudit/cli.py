@@ -327,7 +327,7 @@ def write_text(chunks: Iterable[str], output: str) -> None:
     from fastaudit.files import atomic_output
 
     if output == "-":
-        stdout = click.get_text_stream("stdout")
+        stdout = sys.stdout
         for chunk in chunks:
             stdout.write(chunk)
         return

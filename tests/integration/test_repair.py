@@ -92,6 +92,15 @@ def wheel_file_tags(wheel: Path, scratch: Path) -> list[str]:
     return tags
 
 
+def installed_in_a_fresh_venv(wheel: Path, venv: Path) -> Path:
+    """A new venv with only `wheel` installed in it (no index, no dependencies)."""
+    made = run(sys.executable, "-m", "venv", venv)
+    assert made.returncode == 0, made.stderr
+    installed = run(venv / "bin" / "python", "-m", "pip", "install", "--no-index", "--no-deps", wheel)
+    assert installed.returncode == 0, installed.stderr
+    return venv
+
+
 def wheel_file_bytes(wheel: Path) -> bytes:
     with zipfile.ZipFile(wheel) as zf:
         return zf.read(next(n for n in zf.namelist() if n.endswith(".dist-info/WHEEL")))
@@ -160,11 +169,7 @@ def test_the_repaired_wheel_has_a_true_record_and_sound_elf_files(repaired: tupl
 def test_the_repaired_wheel_imports_in_a_fresh_venv_without_the_libraries(
         repaired: tuple[Path, Path], demo: GraftDemo, tmp_path: Path) -> None:
     ours, _ = repaired
-    venv = tmp_path / "venv"
-    made = run(sys.executable, "-m", "venv", venv)
-    assert made.returncode == 0, made.stderr
-    installed = run(venv / "bin" / "python", "-m", "pip", "install", "--no-index", "--no-deps", ours)
-    assert installed.returncode == 0, installed.stderr
+    venv = installed_in_a_fresh_venv(ours, tmp_path / "venv")
     hidden = demo.deps.with_name("deps-hidden")
     demo.deps.rename(hidden)
     try:
@@ -324,11 +329,7 @@ def test_an_rpath_then_origin_runpath_chain_is_grafted_whole_as_auditwheel_does(
     assert auditwheel_tag(ours_wheel) in ours_wheel.name.removesuffix(".whl").rsplit("-", 1)[1].split(".")
     assert wheel_file_tags(ours_wheel, tmp_path / "ours") == wheel_file_tags(theirs_wheel, tmp_path / "theirs")
 
-    venv = tmp_path / "venv"
-    made = run(sys.executable, "-m", "venv", venv)
-    assert made.returncode == 0, made.stderr
-    installed = run(venv / "bin" / "python", "-m", "pip", "install", "--no-index", "--no-deps", ours_wheel)
-    assert installed.returncode == 0, installed.stderr
+    venv = installed_in_a_fresh_venv(ours_wheel, tmp_path / "venv")
     hidden = rpath_demo.libs.with_name("x-hidden")
     rpath_demo.libs.rename(hidden)
     try:
@@ -409,9 +410,7 @@ def test_the_repaired_wheel_carries_a_pep_770_sbom_of_what_was_grafted(repaired:
     assert sqlite["purl"].startswith(f"pkg:deb/debian/{package}@")
     unknown = [c for p, c in by_path.items() if "libfagraft" in p]
     assert unknown and "version" not in unknown[0]  # a library no pattern knows: no invented version
-    venv = tmp_path / "venv"
-    assert run(sys.executable, "-m", "venv", venv).returncode == 0
-    assert run(venv / "bin" / "python", "-m", "pip", "install", "--no-index", "--no-deps", ours).returncode == 0
+    venv = installed_in_a_fresh_venv(ours, tmp_path / "venv")
     assert list(venv.glob("lib/python*/site-packages/fa_graft_demo-*.dist-info/sboms/fastaudit.cdx.json"))
 
 

@@ -97,7 +97,8 @@ def discover(roots: Sequence[str | Path]) -> Iterator[Found]:
     without following links: a FIFO, a device or a folder named `*.whl`, a name that is not UTF-8,
     a link that leaves its root and a folder that cannot be listed are each reported, not opened
     and not skipped silently. A symlinked folder is not entered; a link to a wheel inside the root
-    counts only when the wheel itself is not found under its own name, so it is audited once."""
+    counts only when the wheel itself is not found under its own name, so it is audited once.
+    What the walk holds grows with the depth and the widest folder, not with the wheels found."""
     for root in roots:
         root_path = str(Path(root))  # normalized once; below, paths are text (a Path per entry costs more than listing)
         try:
@@ -109,8 +110,8 @@ def discover(roots: Sequence[str | Path]) -> Iterator[Found]:
             yield _check_file(root_path, root_stat)
             continue
         real_root = os.path.realpath(root_path)
-        seen: set[tuple[int, int]] = set()
         links: list[str] = []
+        unlisted: list[str] = []  # real paths of folders that could not be listed
         folders = [root_path]
         while folders:
             folder = folders.pop()
@@ -118,6 +119,7 @@ def discover(roots: Sequence[str | Path]) -> Iterator[Found]:
                 with os.scandir(folder) as listing:
                     entries = sorted(listing, key=lambda e: e.name)
             except OSError as e:
+                unlisted.append(os.path.realpath(folder))
                 yield Found(folder, error=PathError(f"cannot list the folder: {e.strerror or e}", path=folder))
                 continue
             subfolders = []
@@ -127,6 +129,7 @@ def discover(roots: Sequence[str | Path]) -> Iterator[Found]:
                     is_link = entry.is_symlink()
                 except OSError:
                     is_dir = is_link = False
+                    unlisted.append(os.path.realpath(entry.path))  # not entered either
                 if is_dir:
                     subfolders.append(entry.path)
                 if not entry.name.endswith(".whl"):
@@ -136,16 +139,15 @@ def discover(roots: Sequence[str | Path]) -> Iterator[Found]:
                     links.append(path)
                     continue
                 try:
-                    found = _check_file(path, entry.stat(follow_symlinks=False))
+                    yield _check_file(path, entry.stat(follow_symlinks=False))
                 except OSError as e:
-                    found = Found(path, error=PathError(f"cannot read: {e.strerror or e}", path=path))
-                if found.stat is not None:
-                    seen.add((found.stat.st_dev, found.stat.st_ino))
-                yield found
+                    yield Found(path, error=PathError(f"cannot read: {e.strerror or e}", path=path))
             folders.extend(reversed(subfolders))  # popped in name order
+        inside = real_root.rstrip(os.sep) + os.sep
+        linked: set[tuple[int, int]] = set()  # what the links yielded point at: O(links)
         for link in links:
             target = os.path.realpath(link)
-            if not target.startswith(real_root.rstrip(os.sep) + os.sep):
+            if not target.startswith(inside):
                 yield Found(link, error=PathError(f"a link out of the scanned tree (to {target}): not followed",
                                                   path=str(link)))
                 continue
@@ -155,10 +157,19 @@ def discover(roots: Sequence[str | Path]) -> Iterator[Found]:
                 found = Found(link, error=PathError(f"a link to nothing readable: {e.strerror or e}", path=link))
             if found.stat is not None:
                 identity = (found.stat.st_dev, found.stat.st_ino)
-                if identity in seen:
-                    continue  # the wheel it points at is audited under its own name
-                seen.add(identity)
+                if identity in linked or _walk_found(target, found.stat, unlisted):
+                    continue  # the wheel it points at is audited under its own name, or through a link before
+                linked.add(identity)
             yield found
+
+
+def _walk_found(target: str, st: os.stat_result, unlisted: list[str]) -> bool:
+    """Whether the walk yielded the file at `target` (a real path inside the root, no link on the
+    way) as a wheel under its own name: a regular `.whl` with a UTF-8 name, in no folder that
+    could not be listed. Decided from the path, so the walk keeps no set of every wheel it saw."""
+    if not target.endswith(".whl") or _check_file(target, st).stat is None:
+        return False
+    return not any(target.startswith(folder.rstrip(os.sep) + os.sep) for folder in unlisted)
 
 
 def _check_file(path: str, st: os.stat_result) -> Found:
@@ -181,13 +192,14 @@ def content_key(path: str | Path, verify_hash: bool, st: os.stat_result | None =
 
 
 def wheel_row(path: str | Path, key: str, size: int) -> WheelRow:
-    path = Path(path)
+    path = os.fspath(path)
+    filename = os.path.basename(path)
     try:
-        name = parse_wheel_name(path.name)
+        name = parse_wheel_name(filename)
     except WheelError:
-        return WheelRow(key, str(path), path.name, size, None, None, None, None, None, "invalid")
+        return WheelRow(key, path, filename, size, None, None, None, None, None, "invalid")
     kind = "pure" if name.is_pure else "linux" if name.is_linux else "other"
-    return WheelRow(key, str(path), path.name, size, name.name, name.version,
+    return WheelRow(key, path, filename, size, name.name, name.version,
                     ".".join(name.python_tags), ".".join(name.abi_tags), ".".join(name.platform_tags), kind)
 
 

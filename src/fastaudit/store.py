@@ -670,14 +670,13 @@ class Store:
 
     def _record_one(self, run_id: int, analyzer_version: str, policy_version: str,
                     wheel: WheelRow, result: ResultRow) -> None:
-        self.db.execute(
+        wheel_id = self.db.execute(
             "INSERT INTO wheels (content_key, path, filename, size, project, version, python_tags, abi_tags,"
             " platform_tags, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (content_key) DO UPDATE SET path=excluded.path",
+            " ON CONFLICT (content_key) DO UPDATE SET path=excluded.path RETURNING id",
             (_storable(wheel.content_key), _storable(wheel.path), _storable(wheel.filename), wheel.size,
-             wheel.project, wheel.version, wheel.python_tags, wheel.abi_tags, wheel.platform_tags, wheel.kind))
-        wheel_id = self.db.execute("SELECT id FROM wheels WHERE content_key=?",
-                                   (_storable(wheel.content_key),)).fetchone()[0]
+             wheel.project, wheel.version, wheel.python_tags, wheel.abi_tags, wheel.platform_tags,
+             wheel.kind)).fetchone()[0]
         report = result.report or {}
         ours = report.get("fastaudit", {})
         criteria = ours.get("criteria", {})

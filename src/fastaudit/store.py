@@ -648,6 +648,15 @@ class Store:
                                 " SELECT ?, wheel_id, result_id, 'skipped' FROM temp.inherited", (run_id,))
             else:
                 seq = self.db.execute("SELECT last_seq + 1 FROM lineages WHERE id=?", (lineage,)).fetchone()[0]
+                # a run of the lineage that finished since this one looked them up may have ended
+                # the spans of some wheels this run inherited: those are listed explicitly
+                self.db.execute(
+                    "INSERT OR IGNORE INTO run_entries (run_id, wheel_id, result_id, outcome)"
+                    " SELECT ?, i.wheel_id, i.result_id, 'skipped' FROM temp.inherited i WHERE NOT EXISTS"
+                    " (SELECT 1 FROM run_spans s WHERE s.lineage=? AND s.wheel_id = i.wheel_id"
+                    "  AND s.last_seq IS NULL AND s.result_id = i.result_id)", (run_id, lineage))
+                self.db.execute("DELETE FROM temp.inherited WHERE wheel_id IN"
+                                " (SELECT wheel_id FROM run_entries WHERE run_id=?)", (run_id,))
                 # the lineage's open spans that this run did not inherit end with the run before it
                 # (a wheel removed, or listed explicitly by this run: it gets a new span below)
                 self.db.execute(

@@ -153,3 +153,24 @@ def test_a_schema_3_store_keeps_its_runs_after_the_migration(tmp_path: Path) -> 
     with Store(db) as store:
         assert [tuple(r) for r in store.db.execute("SELECT * FROM run_wheels")] == [(1, 1, 1, 'analyzed')]
         assert store.run_counts(1)["not_analyzed"] == 1
+
+
+def test_two_runs_of_one_lineage_at_once_each_list_what_they_saw(tmp_path: Path) -> None:
+    """B looks its wheels up, A (started later, finished first) no longer sees one of them and
+    ends its span, then B finishes: B still lists it, and later runs list what they see."""
+    db = tmp_path / "s.db"
+    names = [f"w{i}" for i in range(20)]
+    with Store(db) as first, Store(db) as other:
+        lineage = first.lineage("roots-a")
+        night(first, lineage, names)
+        b_run = other.start_run({}, A, P)
+        b_known = other.known_results([wheel(n).content_key for n in names], A, P, lineage)
+        other.inherit(k for k in b_known.values() if k.inherited)
+        a_run = night(first, lineage, names[1:] + ["new"])  # w0 removed, one new wheel
+        other.settle_run(b_run, lineage, True)
+        other.finish_run(b_run, "completed", other.run_counts(b_run))
+        assert listed(db, a_run) == {**dict.fromkeys(names[1:], "skipped"), "new": "analyzed"}
+        assert listed(db, b_run) == dict.fromkeys(names, "skipped")
+        later = night(first, lineage, names + ["new"])
+        assert listed(db, later) == dict.fromkeys(names + ["new"], "skipped")
+        assert listed(db, a_run) == {**dict.fromkeys(names[1:], "skipped"), "new": "analyzed"}

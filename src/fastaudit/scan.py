@@ -28,7 +28,7 @@ from fastaudit import __version__
 from fastaudit.errors import FastauditError, PathError, ScanWorkerError, WheelError
 from fastaudit.files import not_regular, reading, sha256_of
 from fastaudit.policy import POLICY_DATA_VERSION
-from fastaudit.store import ResultRow, Store, WheelRow
+from fastaudit.store import ResultRow, Store, StoreError, WheelRow
 from fastaudit.wheel import parse_wheel_name
 
 if TYPE_CHECKING:
@@ -432,14 +432,30 @@ def _scan(roots: Sequence[str | Path], store: Store, options: ScanOptions, progr
             bar.close()
         workers.close(summary.status != "interrupted")
         summary.seconds = time.monotonic() - started
-        store.settle_run(run_id, lineage, summary.status == "completed")
+        unsettled = _settle(store, run_id, lineage, summary)
         # counted from the store: a second Ctrl-C may land between a batch's commit and any counter here
         counts = store.run_counts(run_id)
         summary.analyzed, summary.skipped = counts["analyzed"], counts["skipped"]
         summary.errors, summary.not_analyzed = counts["errors"], counts["not_analyzed"]
         store.finish_run(run_id, summary.status, {"seen": summary.seen, **counts})
+    if unsettled is not None:
+        raise unsettled
     summary.verdicts, summary.over_promising = store.verdict_counts(run_id)
     return summary
+
+
+def _settle(store: Store, run_id: int, lineage: int | None, summary: ScanSummary) -> StoreError | None:
+    """Make the run's list of wheels whole. If that cannot be written (a full disk), the run that
+    was completing is marked failed rather than completed with a partial list, and the error is
+    returned to be raised once the run is closed."""
+    try:
+        store.settle_run(run_id, lineage, summary.status == "completed")
+    except StoreError as e:
+        if summary.status != "completed":
+            return None  # the run already failed or stopped; its own error, if any, is the one to see
+        summary.status = "failed"
+        return e
+    return None
 
 
 # How many discovered paths are looked up in the store at once: the client holds one chunk of

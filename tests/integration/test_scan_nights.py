@@ -133,3 +133,23 @@ def test_nights_give_the_answers_of_a_fresh_scan(tmp_path: Path, tree: tuple[Pat
     mirrored[3].unlink()
     night("after")
     store.close()
+
+
+def test_a_run_whose_list_cannot_be_made_whole_is_failed_not_completed(
+        tmp_path: Path, tree: tuple[Path, Path, list[Path]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk fills as the run writes its spans: one StoreError, and the run reads as failed."""
+    from fastaudit.store import StoreError
+
+    web, plain, _ = tree
+    db = tmp_path / "full.db"
+    with Store(db) as store:
+        def full_disk(*args: object) -> None:
+            raise StoreError("cannot write the store: database or disk is full", path=str(db))
+        monkeypatch.setattr(store, "settle_run", full_disk)
+        with pytest.raises(StoreError, match="disk is full"):
+            scan([web.parent, plain], store, OPTIONS, progress=False)
+        assert store.run().status == "failed"
+        monkeypatch.undo()
+        again = scan([web.parent, plain], store, OPTIONS, progress=False)
+        assert again.status == "completed"
+        assert answers(db, again.run_id) == fresh_answers(tmp_path, [web.parent, plain], "x")

@@ -352,8 +352,9 @@ def plan_repair(path: str | PathLike[str], options: RepairOptions = RepairOption
     elves = facts.elves
     report = analyze(name, elves, check_isa=options.check_isa)
     if report.pure:  # auditwheel refuses it too: its tag would promise binaries it does not hold
-        raise RepairError(f"nothing to repair: no ELF member, yet tagged {'.'.join(name.platform_tags)} "
-                          "(a pure wheel is tagged any)", path=str(path))
+        skipped = "; ".join(r.describe() for r in report.ignored)
+        raise RepairError(f"nothing to repair: no ELF member{f' to judge ({skipped})' if skipped else ''}, yet "
+                          f"tagged {'.'.join(name.platform_tags)} (a pure wheel is tagged any)", path=str(path))
     policies = policies_for(report.libc or "glibc", report.arch or "")
     requested = _target(options.plat, policies, str(path))
     finder = WheelOnHostFinder(WheelFinder(elves), HostFinder(options.ld_library_path, options.ldpaths))
@@ -537,8 +538,9 @@ def apply_plan(plan: RepairPlan, out_dir: Path, options: RepairOptions = RepairO
                 if member.name in plan.member_facts:
                     written[name] = MemberFacts(read_elf(data), scan_version_strings(data))
                     digests[name] = hashlib.sha256(data).hexdigest()
+        wheel_file = bytes(archive.read(by_name[wheel_name])) if plan.moved_scripts else b""
         for script, home in plan.moved_scripts.items():  # a launcher in each moved script's place
-            launcher = _launcher(home, bytes(archive.read(by_name[wheel_name])))
+            launcher = _launcher(home, wheel_file)
             entries.append(deflated(script, launcher, options.compression_level, stamp or by_name[script].date_time,
                                     by_name[script].external_attr))
             rows.append((script, record_hash(launcher), str(len(launcher))))

@@ -200,3 +200,20 @@ def test_cibuildwheels_one_wheel_calls_leave_exactly_one_wheel(inputs: Inputs, a
     assert ours.returncode == 2 and ours.outputs == frozenset()
     assert "libfanone.so.1" in ours.stderr and "Traceback" not in ours.stderr
     assert theirs.returncode == 1 and theirs.outputs == {inputs.bad.name} and "Traceback" in theirs.stderr
+
+
+def test_a_platform_wheel_whose_only_elf_member_is_for_another_machine_is_refused_as_auditwheel_does(
+        inputs: Inputs, tmp_path: Path) -> None:
+    source = Path.home() / ".cache/fastaudit/wheels/PyYAML-5.4.1-cp39-cp39-manylinux2014_aarch64.whl"
+    if not source.exists():
+        pytest.skip("SKIPPED LOUDLY: the cached PyYAML aarch64 wheel is unavailable (bench/fetch_wheels.py)")
+    with zipfile.ZipFile(source) as zf:
+        extension = next(zf.read(n) for n in zf.namelist() if n.endswith(".so"))
+    wheel = pack_wheel(tmp_path / "dist", "fa_foreign", "1.0", f"{PY_TAG}-{PY_TAG}-linux_x86_64",
+                       {"fa_foreign/__init__.py": b"", "fa_foreign/_yaml.so": extension})
+    ours = repair("fastaudit", tmp_path / "ours", [wheel, inputs.good2], (), inputs.env)
+    theirs = repair("auditwheel", tmp_path / "theirs", [wheel, inputs.good2], (), inputs.env)
+    assert theirs.returncode == 1 and theirs.outputs == frozenset(), theirs
+    assert ours.returncode == 2 and ours.outputs == frozenset(), ours
+    assert "nothing to repair: no ELF member to judge" in ours.stderr and "fa_foreign/_yaml.so" in ours.stderr
+    assert "aarch64" in ours.stderr and len(ours.stderr.splitlines()) == 1, ours.stderr

@@ -39,7 +39,7 @@ from tests.integration.test_repair import (
 
 TAG = f"{PY_TAG}-{PY_TAG}-linux_x86_64"
 DATA = "fa_tool-1.0.data/scripts"
-ODD = "fa-odd 'é\"\\"  # a quote, a backslash, a space and a non-ASCII letter: the launcher's literal holds them
+ODD = "fa-odd 'é\"\\ -> bin"  # a quote, a backslash, spaces, "->", a non-ASCII letter: the launcher holds them
 
 _GRAFT_C = "int fagraft_answer(void) { return 42; }\n"
 

@@ -171,12 +171,16 @@ def test_an_output_that_would_overwrite_another_input_is_refused(inputs: Inputs,
                                                                 tmp_path: Path) -> None:
     """`-w dist dist/x-linux.whl dist/x-manylinux_2_34.whl`: the first one's output is the second
     input. auditwheel writes over it before reading it; fastaudit refuses and changes nothing."""
-    dist = tmp_path / "dist"
-    dist.mkdir()
-    first = dist / inputs.good2.name
-    shutil.copyfile(inputs.good2, first)
-    second = dist / alone[inputs.good2.name]
-    second.write_bytes(b"not yet read")  # any bytes: it is the file the first output would replace
+    for who in ("ours", "theirs"):
+        (tmp_path / who).mkdir()
+        shutil.copyfile(inputs.good2, tmp_path / who / inputs.good2.name)
+        (tmp_path / who / alone[inputs.good2.name]).write_bytes(b"not yet read")  # what the first output replaces
+    aw = tmp_path / "theirs"
+    theirs = repair("auditwheel", aw, [aw / inputs.good2.name, aw / alone[inputs.good2.name]], (), inputs.env)
+    assert theirs.returncode == 0 and (aw / alone[inputs.good2.name]).read_bytes().startswith(b"PK")
+
+    dist = tmp_path / "ours"
+    first, second = dist / inputs.good2.name, dist / alone[inputs.good2.name]
     ours = repair("fastaudit", dist, [first, second], (), inputs.env)
     assert ours.returncode == 2 and len(ours.stderr.splitlines()) == 1, ours.stderr
     assert f"its output would overwrite {second}, another wheel of this call" in ours.stderr

@@ -289,6 +289,12 @@ def test_a_taken_destination_is_refused_and_nothing_is_written(built: Built, tmp
     if case == "a file named like the folder":  # auditwheel fails with a traceback, the input left behind
         theirs = run(BIN / "auditwheel", "repair", "-w", tmp_path / "aw", wheel, env=env)
         assert theirs.returncode == 1 and "FileExistsError" in theirs.stderr
+    if case == "the same name in a second .data folder":  # auditwheel: two launchers, one of the two files
+        theirs = run(BIN / "auditwheel", "repair", "-w", tmp_path / "aw", wheel, env=env)
+        assert theirs.returncode == 0, theirs.stderr
+        kept = members(only_wheel(tmp_path / "aw"))
+        assert [n for n in kept if n.startswith("fa_tool.scripts/")] == ["fa_tool.scripts/fa-tool"]
+        assert all(kept[n][0].startswith(b"#!python") for n in (f"{DATA}/fa-tool", "other-1.0.data/scripts/fa-tool"))
 
 
 def test_a_symbolic_link_entry_among_the_scripts_is_refused(built: Built, tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`fastaudit repair` against `auditwheel repair` on real projects built from sdist, side by side in one run.
 
-    python bench/bench_repair_sdist.py [--repeat 5] [--only NAME ...] [--cache DIR] [--json FILE]
+    python bench/bench_repair_sdist.py [--repeat 5] [--only NAME ...] [--cache DIR] [--json FILE] [--phases]
 
 The wheels are the ones bench/build_sdist_wheels.py builds (pinned sdists compiled here against
 Debian's -dev packages, so repair grafts the system libraries). Each tool runs as cibuildwheel's
@@ -17,6 +17,10 @@ members, the same bytes for every member neither tool rewrites, the same WHEEL t
 ELF member (the rewritten extensions and the grafted libraries, whose names carry the hash of the
 host file) the same DT_NEEDED, DT_SONAME and library search path. The rewritten bytes cannot be
 compared: patchelf and fastaudit lay the edits out differently. A difference fails the run.
+
+--phases adds where fastaudit's CPU time goes, per project, in a fresh interpreter: its start,
+the imports the command needs, plan_repair, apply_plan (its compression threads included) and,
+apart, deflating the members apply_plan wrote anew, at the default level, in one thread.
 """
 from __future__ import annotations
 
@@ -102,6 +106,44 @@ def differences(ours: Path, theirs: Path) -> list[str]:
     return found
 
 
+# Run in a fresh interpreter, as the command is: caches (policies, patterns) start cold.
+_PHASES = """
+import json, resource, sys, time, zipfile
+from pathlib import Path
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+started = cpu()
+import fastaudit.cli, fastaudit.repair
+from fastaudit.inflate import deflate_raw
+imported = cpu()
+plan = fastaudit.repair.plan_repair(sys.argv[1])
+planned = cpu()
+written = fastaudit.repair.apply_plan(plan, Path(sys.argv[2])).output
+applied = cpu()
+with zipfile.ZipFile(written) as zf, zipfile.ZipFile(sys.argv[1]) as zin:
+    old = {i.filename: i.CRC for i in zin.infolist()}
+    new = [zf.read(i) for i in zf.infolist() if old.get(i.filename) != i.CRC]
+before = cpu()
+for data in new:
+    deflate_raw(data, -1)
+print(json.dumps({"interpreter": started, "imports": imported - started, "plan": planned - imported,
+                  "apply": applied - planned, "deflate_alone": cpu() - before}))
+"""
+
+
+def phases(wheel: Path, out: Path, env: dict[str, str]) -> dict[str, float]:
+    """CPU seconds of fastaudit's steps on one wheel, each the median of three fresh runs (see --phases)."""
+    runs = []
+    for _ in range(3):
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        result = subprocess.run([sys.executable, "-c", _PHASES, str(wheel), str(out)], capture_output=True,
+                                text=True, check=True, env=env)
+        runs.append(json.loads(result.stdout))
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+
+
 def grafted(wheel: Path) -> list[str]:
     with zipfile.ZipFile(wheel) as zf:
         return sorted(n for n in zf.namelist() if ".libs/" in n)
@@ -113,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", default=None, help="these projects only")
     parser.add_argument("--cache", type=Path, default=None, help="the built wheels (default: the build script's)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--phases", action="store_true", help="also where fastaudit's CPU time goes")
     args = parser.parse_args(argv)
     cache = args.cache or cache_dir()
     wheels = [(p.name, built_wheel(p, cache)) for p in PROJECTS if args.only is None or p.name in args.only]
@@ -150,11 +193,15 @@ def main(argv: list[str] | None = None) -> int:
                    / 1e6, "fastaudit_wall": fa.wall, "fastaudit_cpu": fa.cpu, "auditwheel_wall": aw.wall,
                    "auditwheel_cpu": aw.cpu, "ratio_wall": aw.wall / fa.wall, "ratio_cpu": aw.cpu / fa.cpu,
                    "same_output": not diff, "differences": diff}
+            if args.phases:
+                row["phases"] = phases(wheel, Path(tmp) / "phases", env)
             rows.append(row)
             print(f"{name:14} {row['grafted']:2} grafted ({row['grafted_mb']:5.1f} MB)  fastaudit {fa.wall:5.2f} s "
                   f"(cpu {fa.cpu:5.2f})  auditwheel {aw.wall:5.2f} s (cpu {aw.cpu:5.2f})  "
                   f"x{row['ratio_wall']:5.1f} wall  x{row['ratio_cpu']:5.1f} cpu  "
                   f"{'same output' if not diff else 'DIFFERENT: ' + '; '.join(diff)}", flush=True)
+            if args.phases:
+                print("    fastaudit cpu: " + ", ".join(f"{k} {v:.3f} s" for k, v in row["phases"].items()), flush=True)
     if rows:
         print(f"median ratio over {len(rows)} projects: x{statistics.median(r['ratio_wall'] for r in rows):.1f} wall, "
               f"x{statistics.median(r['ratio_cpu'] for r in rows):.1f} cpu; min x"

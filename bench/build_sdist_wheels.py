@@ -40,9 +40,10 @@ PROJECTS: tuple[Project, ...] = (
     Project("lxml", "5.3.0", ("libxml2-dev", "libxslt1-dev")),
     Project("pillow", "11.1.0", ("libjpeg-dev", "libpng-dev", "libtiff-dev", "libwebp-dev", "zlib1g-dev",
                                  "libfreetype-dev")),
-    Project("h5py", "3.12.1", ("libhdf5-dev",), (("HDF5_DIR", "/usr/lib/x86_64-linux-gnu/hdf5/serial"),)),
+    Project("h5py", "3.14.0", ("libhdf5-dev",), (("HDF5_DIR", "/usr/lib/x86_64-linux-gnu/hdf5/serial"),)),
     Project("pycurl", "7.45.3", ("libcurl4-openssl-dev",)),
-    Project("pyzmq", "26.2.0", ("libzmq3-dev",)),
+    # pyzmq finds libzmq with pkg-config and links it rather than building its bundled copy
+    Project("pyzmq", "27.0.0", ("libzmq3-dev",)),
     Project("python-ldap", "3.4.4", ("libldap-dev", "libsasl2-dev")),
     Project("PyYAML", "6.0.2", ("libyaml-dev",)),
     Project("cffi", "1.17.1", ("libffi-dev",)),

@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 import zlib
 from collections.abc import Iterable, Mapping
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.generator import BytesGenerator
 from email.parser import BytesParser
@@ -58,15 +58,14 @@ from fastaudit.lddtree import (
     is_dynamic_loader,
     resolve,
 )
-from fastaudit.ospackages import owners_of
+from fastaudit.ospackages import OsPackage, owners_of
 from fastaudit.policy import Policy, policies_for
 from fastaudit.record import Record
 from fastaudit.rezip import (
     EXECUTABLE_FILE_ATTR,
+    Deflater,
     Entry,
-    compress_threads,
     deflated,
-    deflated_on,
     record_field,
     record_hash,
     render_record,
@@ -415,18 +414,16 @@ def apply_plan(plan: RepairPlan, out_dir: Path, options: RepairOptions = RepairO
         _copy(Path(wheel), destination)  # already compliant: the bytes are the answer
         return RepairResult(wheel, destination, plan.policy.tag, excluded=plan.excluded, warnings=plan.warnings)
 
-    # the changed members compress on the pool's threads while this one rewrites the next; one
-    # thread more waits for the package manager's answer, asked once for every grafted library
-    pool = ThreadPoolExecutor(max_workers=compress_threads() + 1)
-    try:
-        return _write_repaired(plan, destination, options, pool)
-    finally:
-        pool.shutdown(cancel_futures=True)
+    # the changed members compress on threads while this one rewrites the next, and another waits
+    # for the package manager's answer, asked once for every grafted library
+    with ThreadPoolExecutor(max_workers=1) as asker, Deflater(options.compression_level) as deflater:
+        owners = asker.submit(owners_of, [g.source for g in plan.grafts])
+        return _write_repaired(plan, destination, options, deflater, owners)
 
 
-def _write_repaired(plan: RepairPlan, destination: Path, options: RepairOptions, pool: Executor) -> RepairResult:
+def _write_repaired(plan: RepairPlan, destination: Path, options: RepairOptions, deflater: Deflater,
+                    owners: Future[dict[str, OsPackage | None]]) -> RepairResult:
     wheel = plan.wheel
-    owners = pool.submit(owners_of, [g.source for g in plan.grafts])
     stamp = source_date_epoch()
     # WheelArchive has refused unsafe, duplicate and overlapping members, and the plan checked
     # RECORD against every member: repair writes only from a wheel that passed both
@@ -473,8 +470,7 @@ def _write_repaired(plan: RepairPlan, destination: Path, options: RepairOptions,
                     written[member.name] = plan.member_facts[member.name]
                     digests[member.name] = _hex_of(digest)
             else:
-                entries.append(deflated_on(pool, member.name, data, options.compression_level, date_time,
-                                           member.external_attr))
+                entries.append(deflater.add(member.name, data, date_time, member.external_attr))
                 sha256 = hashlib.sha256(data).digest()
                 rows.append((member.name, record_field(sha256), str(len(data))))
                 if member.name in plan.member_facts:
@@ -486,8 +482,7 @@ def _write_repaired(plan: RepairPlan, destination: Path, options: RepairOptions,
             data = rewrite_elf(f.read(), plan.edits[graft.member])
         if options.strip:
             data = _strip(data, graft.member)
-        entries.append(deflated_on(pool, graft.member, data, options.compression_level, new_time,
-                                   EXECUTABLE_FILE_ATTR))
+        entries.append(deflater.add(graft.member, data, new_time, EXECUTABLE_FILE_ATTR))
         sha256 = hashlib.sha256(data).digest()
         rows.append((graft.member, record_field(sha256), str(len(data))))
         written[graft.member] = MemberFacts(read_elf(data), scan_version_strings(data))

@@ -13,8 +13,9 @@ import hashlib
 import os
 import struct
 import time
+from collections import deque
 from collections.abc import Iterable, Sequence
-from concurrent.futures import Executor, Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,25 +50,51 @@ class Entry:
 
 # Below this a member is compressed in the calling thread: handing it to a worker costs more.
 _PARALLEL_MIN_SIZE = 64 * 1024
+# Content waiting for a thread, at most: past it, add() waits, so a wheel that grafts gigabytes
+# does not hold every library uncompressed at once.
+_PENDING_MAX_BYTES = 128 * 1024 * 1024
 
 
 def deflated(name: str, data: bytes, level: int, date_time: DateTime, external_attr: int) -> Entry:
     return Entry(name, deflate_raw(data, level), 8, crc32(data), len(data), date_time, external_attr)
 
 
-def deflated_on(pool: Executor, name: str, data: bytes, level: int, date_time: DateTime,
-                external_attr: int) -> Future[Entry]:
-    """deflated(), on one of the pool's threads when the member is large enough to gain from it."""
-    if len(data) >= _PARALLEL_MIN_SIZE:
-        return pool.submit(deflated, name, data, level, date_time, external_attr)
-    done: Future[Entry] = Future()
-    done.set_result(deflated(name, data, level, date_time, external_attr))
-    return done
-
-
 def compress_threads() -> int:
     """The cores this process may run on: as many members are compressed at once."""
     return len(os.sched_getaffinity(0))
+
+
+class Deflater:
+    """deflated() for each member added, on a thread per core (libdeflate and zlib release the GIL
+    while they compress) while the caller goes on with the next member."""
+
+    def __init__(self, level: int, threads: int | None = None) -> None:
+        self._level = level
+        self._pool = ThreadPoolExecutor(max_workers=threads or compress_threads())
+        self._pending: deque[tuple[Future[Entry], int]] = deque()
+        self._pending_bytes = 0
+
+    def add(self, name: str, data: bytes, date_time: DateTime, external_attr: int) -> Future[Entry]:
+        if len(data) < _PARALLEL_MIN_SIZE:
+            done: Future[Entry] = Future()
+            done.set_result(deflated(name, data, self._level, date_time, external_attr))
+            return done
+        while self._pending and (self._pending[0][0].done() or
+                                 self._pending_bytes + len(data) > _PENDING_MAX_BYTES):
+            oldest, size = self._pending.popleft()
+            oldest.result()
+            self._pending_bytes -= size
+        future = self._pool.submit(deflated, name, data, self._level, date_time, external_attr)
+        self._pending.append((future, len(data)))
+        self._pending_bytes += len(data)
+        return future
+
+    def __enter__(self) -> Deflater:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # on an error, what has not started is dropped; what runs finishes (one member per thread)
+        self._pool.shutdown(cancel_futures=True)
 
 
 def record_hash(data: bytes) -> str:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from fastaudit import rezip
 from fastaudit.inflate import deflate_raw
-from fastaudit.rezip import compress_threads, deflated, deflated_on
+from fastaudit.rezip import Deflater, compress_threads, deflated
 
 
 def contents() -> list[bytes]:
@@ -21,10 +22,10 @@ def contents() -> list[bytes]:
 
 
 @pytest.mark.parametrize("level", [-1, 0, 1, 6, 9])
-def test_a_pool_writes_the_same_entries_as_the_calling_thread(level: int) -> None:
+def test_threads_write_the_same_entries_as_the_calling_thread(level: int) -> None:
     stamp = (2024, 1, 2, 3, 4, 6)
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        futures = [deflated_on(pool, f"m{i}", data, level, stamp, 0o644 << 16) for i, data in enumerate(contents())]
+    with Deflater(level, threads=4) as deflater:
+        futures = [deflater.add(f"m{i}", data, stamp, 0o644 << 16) for i, data in enumerate(contents())]
         threaded = [f.result() for f in futures]
     for i, (entry, data) in enumerate(zip(threaded, contents())):
         assert entry == deflated(f"m{i}", data, level, stamp, 0o644 << 16)
@@ -41,3 +42,22 @@ def test_the_default_level_is_zlibs_default_and_levels_keep_their_order() -> Non
 
 def test_as_many_threads_as_the_process_may_use() -> None:
     assert compress_threads() == len(os.sched_getaffinity(0)) >= 1
+
+
+def test_content_waiting_for_a_thread_stays_under_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rezip, "_PENDING_MAX_BYTES", 250_000)
+    members = [random.Random(i).randbytes(100_000) for i in range(12)]
+    with Deflater(6, threads=1) as deflater:
+        futures = []
+        for i, data in enumerate(members):
+            futures.append(deflater.add(f"m{i}", data, (2024, 1, 1, 0, 0, 0), 0))
+            assert deflater._pending_bytes <= 250_000
+        assert [zlib.decompress(f.result().payload, -zlib.MAX_WBITS) for f in futures] == members
+
+
+def test_an_error_leaves_no_thread_running() -> None:
+    threads = threading.active_count()
+    with pytest.raises(TypeError), Deflater(6, threads=2) as deflater:
+        deflater.add("big", b"x" * 100_000, (2024, 1, 1, 0, 0, 0), 0)
+        deflater.add("bad", "not bytes" * 10_000, (2024, 1, 1, 0, 0, 0), 0).result()  # type: ignore[arg-type]
+    assert threading.active_count() == threads

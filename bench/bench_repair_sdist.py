@@ -2,6 +2,7 @@
 """`fastaudit repair` against `auditwheel repair` on real projects built from sdist, side by side in one run.
 
     python bench/bench_repair_sdist.py [--repeat 5] [--only NAME ...] [--cache DIR] [--json FILE] [--phases]
+                                       [--before DIR]
 
 The wheels are the ones bench/build_sdist_wheels.py builds (pinned sdists compiled here against
 Debian's -dev packages, so repair grafts the system libraries). Each tool runs as cibuildwheel's
@@ -17,6 +18,9 @@ members, the same bytes for every member neither tool rewrites, the same WHEEL t
 ELF member (the rewritten extensions and the grafted libraries, whose names carry the hash of the
 host file) the same DT_NEEDED, DT_SONAME and library search path. The rewritten bytes cannot be
 compared: patchelf and fastaudit lay the edits out differently. A difference fails the run.
+
+--before DIR adds a third command, `fastaudit repair` with DIR first on PYTHONPATH (another build
+of the package, to compare with), in the same alternating turns.
 
 --phases adds where fastaudit's CPU time goes, per project, in a fresh interpreter: its start,
 the imports the command needs, plan_repair, apply_plan (its compression threads included) and,
@@ -156,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=None, help="the built wheels (default: the build script's)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--phases", action="store_true", help="also where fastaudit's CPU time goes")
+    parser.add_argument("--before", type=Path, help="also fastaudit with this folder first on PYTHONPATH")
     args = parser.parse_args(argv)
     cache = args.cache or cache_dir()
     wheels = [(p.name, built_wheel(p, cache)) for p in PROJECTS if args.only is None or p.name in args.only]
@@ -176,11 +181,15 @@ def main(argv: list[str] | None = None) -> int:
                 "fastaudit": [str(VENV_BIN / "fastaudit"), "repair", "-w", f"{tmp}/fastaudit", str(wheel)],
                 "auditwheel": [str(VENV_BIN / "auditwheel"), "repair", "-w", f"{tmp}/auditwheel", str(wheel)],
             }
+            if args.before:
+                commands["before"] = [str(VENV_BIN / "fastaudit"), "repair", "-w", f"{tmp}/before", str(wheel)]
+            envs = {tool: env for tool in commands}
+            envs["before"] = {**env, "PYTHONPATH": str(args.before)}
             timings: dict[str, list[Timing]] = {tool: [] for tool in commands}
             for turn in range(args.repeat):
                 order = list(commands) if turn % 2 == 0 else list(commands)[::-1]
                 for tool in order:
-                    timings[tool].append(run_once(commands[tool], Path(tmp) / tool, env))
+                    timings[tool].append(run_once(commands[tool], Path(tmp) / tool, envs[tool]))
             (ours,) = Path(tmp, "fastaudit").glob("*.whl")
             (theirs,) = Path(tmp, "auditwheel").glob("*.whl")
             diff = differences(ours, theirs)
@@ -193,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
                    / 1e6, "fastaudit_wall": fa.wall, "fastaudit_cpu": fa.cpu, "auditwheel_wall": aw.wall,
                    "auditwheel_cpu": aw.cpu, "ratio_wall": aw.wall / fa.wall, "ratio_cpu": aw.cpu / fa.cpu,
                    "same_output": not diff, "differences": diff}
+            if args.before:
+                row.update(before_wall=medians["before"].wall, before_cpu=medians["before"].cpu)
             if args.phases:
                 row["phases"] = phases(wheel, Path(tmp) / "phases", env)
             rows.append(row)
@@ -200,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"(cpu {fa.cpu:5.2f})  auditwheel {aw.wall:5.2f} s (cpu {aw.cpu:5.2f})  "
                   f"x{row['ratio_wall']:5.1f} wall  x{row['ratio_cpu']:5.1f} cpu  "
                   f"{'same output' if not diff else 'DIFFERENT: ' + '; '.join(diff)}", flush=True)
+            if args.before:
+                print(f"    before: {row['before_wall']:5.2f} s (cpu {row['before_cpu']:5.2f})", flush=True)
             if args.phases:
                 print("    fastaudit cpu: " + ", ".join(f"{k} {v:.3f} s" for k, v in row["phases"].items()), flush=True)
     if rows:

@@ -2,7 +2,6 @@
 every compression level auditwheel accepts, and each inflates back to its content."""
 from __future__ import annotations
 
-import os
 import random
 import threading
 import zlib
@@ -11,7 +10,7 @@ import pytest
 
 from fastaudit import rezip
 from fastaudit.inflate import deflate_raw
-from fastaudit.rezip import Deflater, compress_threads, deflated
+from fastaudit.rezip import Deflater, deflated
 
 
 def contents() -> list[bytes]:
@@ -38,10 +37,6 @@ def test_the_default_level_is_zlibs_default_and_levels_keep_their_order() -> Non
     assert deflate_raw(text, -1) == deflate_raw(text, zlib.Z_DEFAULT_COMPRESSION) == deflate_raw(text, 6)
     sizes = [len(deflate_raw(text, level)) for level in (0, 1, 6, 9)]
     assert sizes[0] >= len(text) and sizes == sorted(sizes, reverse=True) and sizes[1] > sizes[3]
-
-
-def test_as_many_threads_as_the_process_may_use() -> None:
-    assert compress_threads() == len(os.sched_getaffinity(0)) >= 1
 
 
 def test_content_waiting_for_a_thread_stays_under_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:

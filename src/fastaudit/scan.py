@@ -261,7 +261,8 @@ def audit_one(path: str, use_cache: bool, check_isa: bool, verify_record: bool =
               store: StoreLocation | None = None) -> ResultRow:
     """A wheel's result row; any failure to read it becomes an error row, never an exception.
     With use_cache, ELF members seen before (by this worker, or in the store's earlier runs when
-    `store` is given) are not read again; the row carries what the store should keep."""
+    `store` is given) are not read again; the row carries what the cache did and, with `store`,
+    the facts the store should keep."""
     from fastaudit.facts import facts_version
     from fastaudit.results import to_json
 
@@ -275,9 +276,9 @@ def audit_one(path: str, use_cache: bool, check_isa: bool, verify_record: bool =
         row = ResultRow("error", None, type(e).__name__, str(e), e.member, time.perf_counter() - started)
     except Exception as e:  # noqa: BLE001 - a bug on one wheel must not lose the others' results
         row = ResultRow("error", None, type(e).__name__, f"{path}: {e!r}", None, time.perf_counter() - started)
-    if cache is None or store is None:
+    if cache is None:
         return row
-    traffic = cache.take_traffic()
+    traffic = cache.take_traffic()  # counted even without the store's cache, for the run's figures
     traffic.facts_version, traffic.without_store = facts_version(), _WORKER.without_store
     return replace(row, elf_cache=traffic)
 

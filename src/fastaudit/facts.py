@@ -118,9 +118,10 @@ class ElfCache:
     changed anywhere make any content's CRC-32 whatever one likes. Bounded by an estimate of the
     bytes the cached facts hold; least recently used first out.
 
-    With `stored` (the store's rows of earlier runs, see Store.stored_elf_facts), a member not held
-    here is looked up there before it is inflated, and `traffic` collects what the store should
-    keep: the facts read from bytes, encoded at once, and the rows reused.
+    While `stored` is set (the store's rows of earlier runs, see Store.stored_elf_facts), a member
+    not held here is looked up there before it is inflated, and `traffic` collects what the store
+    should keep: the facts read from bytes, encoded at once, and the rows reused. `traffic` also
+    counts what was reused and what was read, store or not.
     """
 
     def __init__(self, max_bytes: int = 256 << 20, stored: StoredFactsLookup | None = None) -> None:

@@ -214,34 +214,38 @@ def _elf_facts(elves) -> tuple[dict, ...]:
         for member, info in sorted(elves.items()))
 
 
-class _WorkerState(threading.local):
-    """A worker's ELF cache, kept across the batches it runs, and its read-only view of the store
-    (one of each per thread: a Dask worker may run several threads)."""
-    cache: ElfCache | None = None
-    location: StoreLocation | None = None
-    store: Store | None = None
-    without_store: str | None = None
+# One ELF cache per worker thread, kept across the batches it runs (an ElfCache).
+_WORKER = threading.local()
 
 
-_WORKER = _WorkerState()
+def _worker_cache() -> ElfCache:
+    from fastaudit.facts import ElfCache
+
+    if getattr(_WORKER, "cache", None) is None:
+        _WORKER.cache = ElfCache()
+    return _WORKER.cache
 
 
-def _worker_cache(location: StoreLocation | None) -> ElfCache:
-    """This worker's ELF cache; with a location, backed by the store's rows of earlier runs when
-    this process can read the store (see StoreLocation), and on its own otherwise."""
-    from fastaudit.facts import ElfCache, facts_version
+@contextmanager
+def _store_backing(cache: ElfCache, location: StoreLocation | None) -> Iterator[str | None]:
+    """For one batch, back the worker's cache by the store's facts of earlier runs through a
+    read-only connection of its own (closed with the batch, so no worker holds the store open
+    between scans); yields why not, when this process cannot read the store (see StoreLocation).
 
-    state = _WORKER
-    if state.cache is not None and state.location == location:
-        return state.cache
-    if state.store is not None:
-        state.store.close()
-    state.location, state.store, state.without_store = location, None, None
-    if location is not None:
-        state.store, state.without_store = location.open_reader()
-    store, version = state.store, facts_version()
-    state.cache = ElfCache(stored=None if store is None else lambda key: store.stored_elf_facts(key, version))
-    return state.cache
+    A pool worker is forked by the scan between two of its transactions and never touches the
+    scan's connection (SQLite's rule about fork): it opens its own, read-only, under WAL."""
+    from fastaudit.facts import facts_version
+
+    store, why = location.open_reader() if location is not None else (None, None)
+    if store is not None:
+        version = facts_version()
+        cache.stored = lambda key: store.stored_elf_facts(key, version)
+    try:
+        yield why
+    finally:
+        cache.stored = None
+        if store is not None:
+            store.close()
 
 
 def audit_path(path: str | Path, cache: ElfCache | None = None, check_isa: bool = True,
@@ -257,16 +261,15 @@ def audit_path(path: str | Path, cache: ElfCache | None = None, check_isa: bool 
     return analyze(name, facts.elves, check_isa=check_isa), facts
 
 
-def audit_one(path: str, use_cache: bool, check_isa: bool, verify_record: bool = False,
-              store: StoreLocation | None = None) -> ResultRow:
+def audit_one(path: str, cache: ElfCache | None, check_isa: bool, verify_record: bool = False,
+              without_store: str | None = None) -> ResultRow:
     """A wheel's result row; any failure to read it becomes an error row, never an exception.
-    With use_cache, ELF members seen before (by this worker, or in the store's earlier runs when
-    `store` is given) are not read again; the row carries what the cache did and, with `store`,
-    the facts the store should keep."""
+    With a cache, ELF members seen before (by this worker, or in the store's earlier runs when the
+    cache is backed by the store) are not read again, and the row carries what the cache did: its
+    counts and the facts the store should keep."""
     from fastaudit.facts import facts_version
     from fastaudit.results import to_json
 
-    cache = _worker_cache(store) if use_cache else None
     started = time.perf_counter()
     try:
         report, facts = audit_path(path, cache, check_isa, verify_record)
@@ -278,14 +281,20 @@ def audit_one(path: str, use_cache: bool, check_isa: bool, verify_record: bool =
         row = ResultRow("error", None, type(e).__name__, f"{path}: {e!r}", None, time.perf_counter() - started)
     if cache is None:
         return row
-    traffic = cache.take_traffic()  # counted even without the store's cache, for the run's figures
-    traffic.facts_version, traffic.without_store = facts_version(), _WORKER.without_store
+    traffic = cache.take_traffic()
+    traffic.facts_version, traffic.without_store = facts_version(), without_store
     return replace(row, elf_cache=traffic)
 
 
 def audit_batch(paths: Sequence[str], use_cache: bool, check_isa: bool, verify_record: bool = False,
                 store: StoreLocation | None = None) -> list[ResultRow]:
-    return [audit_one(path, use_cache, check_isa, verify_record, store) for path in paths]
+    """What a worker runs: the rows of a batch of wheels, with its ELF cache when use_cache, backed
+    by the store's facts of earlier runs when `store` says where the store is."""
+    if not use_cache:
+        return [audit_one(path, None, check_isa, verify_record) for path in paths]
+    cache = _worker_cache()
+    with _store_backing(cache, store) as without_store:
+        return [audit_one(path, cache, check_isa, verify_record, without_store) for path in paths]
 
 
 def make_batches(wheels: list[WheelRow], max_batch: int) -> list[list[WheelRow]]:

@@ -157,12 +157,17 @@ _MIGRATIONS: tuple[str, ...] = (
         member_key BLOB NOT NULL,
         facts_version TEXT NOT NULL,
         member_size INTEGER NOT NULL,
-        facts BLOB NOT NULL,
         stored_bytes INTEGER NOT NULL,
         last_used_run INTEGER NOT NULL,
         UNIQUE (member_key, facts_version)
     );
     CREATE INDEX elf_cache_by_use ON elf_cache(last_used_run);
+    -- the facts apart from the row a hit updates: marking a row used, or summing the sizes for
+    -- eviction, never reads or rewrites the facts themselves
+    CREATE TABLE elf_cache_facts (
+        id INTEGER PRIMARY KEY REFERENCES elf_cache(id) ON DELETE CASCADE,
+        facts BLOB NOT NULL
+    );
     CREATE TABLE elf_cache_runs (
         run_id INTEGER PRIMARY KEY REFERENCES runs(id),
         members_from_store INTEGER NOT NULL DEFAULT 0,
@@ -467,8 +472,8 @@ class Store:
         """The stored facts of a member (facts.encode_member_facts), None when none are stored
         or the store cannot be read now (a reader never fails a wheel for the cache's sake)."""
         try:
-            row = self.db.execute("SELECT facts FROM elf_cache WHERE member_key=? AND facts_version=?",
-                                  (member_key, facts_version)).fetchone()
+            row = self.db.execute("SELECT f.facts FROM elf_cache c JOIN elf_cache_facts f ON f.id = c.id"
+                                  " WHERE c.member_key=? AND c.facts_version=?", (member_key, facts_version)).fetchone()
         except sqlite3.Error:
             return None
         return row[0] if row else None
@@ -479,11 +484,16 @@ class Store:
         traffic = [r.elf_cache for r in results if r.elf_cache is not None]
         if not traffic:
             return
-        self.db.executemany(
-            "INSERT INTO elf_cache (member_key, facts_version, member_size, facts, stored_bytes, last_used_run)"
-            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (member_key, facts_version) DO UPDATE SET"
-            " facts=excluded.facts, stored_bytes=excluded.stored_bytes, last_used_run=excluded.last_used_run",
-            [(key, t.facts_version, size, blob, len(blob), run_id) for t in traffic for key, size, blob in t.new])
+        for t in traffic:
+            for key, size, blob in t.new:  # a row read again (another worker, a damaged row) is replaced
+                self.db.execute(
+                    "INSERT INTO elf_cache (member_key, facts_version, member_size, stored_bytes, last_used_run)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (member_key, facts_version) DO UPDATE SET"
+                    " stored_bytes=excluded.stored_bytes, last_used_run=excluded.last_used_run",
+                    (key, t.facts_version, size, len(blob), run_id))
+                (row_id,) = self.db.execute("SELECT id FROM elf_cache WHERE member_key=? AND facts_version=?",
+                                            (key, t.facts_version)).fetchone()
+                self.db.execute("INSERT OR REPLACE INTO elf_cache_facts (id, facts) VALUES (?, ?)", (row_id, blob))
         self.db.executemany("UPDATE elf_cache SET last_used_run=? WHERE member_key=? AND facts_version=?",
                             [(run_id, key, t.facts_version) for t in traffic for key in t.reused])
         self.db.execute("INSERT INTO elf_cache_runs (run_id) VALUES (?) ON CONFLICT (run_id) DO NOTHING", (run_id,))
@@ -506,30 +516,29 @@ class Store:
     def evict_elf_cache(self, run_id: int, max_bytes: int) -> int:
         """Keep the most recently used rows of the ELF cache within max_bytes of stored facts
         (rows of another fastaudit are no longer used, so they go first); the rows removed."""
+        (total,) = self.db.execute("SELECT coalesce(sum(stored_bytes), 0) FROM elf_cache").fetchone()
+        if total <= max_bytes:
+            return 0
         with self._transaction():
-            cur = self.db.execute(
-                "DELETE FROM elf_cache WHERE id IN (SELECT id FROM (SELECT id, sum(stored_bytes) OVER"
-                " (ORDER BY last_used_run DESC, id DESC) AS kept FROM elf_cache) WHERE kept > ?)", (max_bytes,))
-            evicted = cur.rowcount
-            if evicted:
-                self.db.execute("INSERT INTO elf_cache_runs (run_id) VALUES (?) ON CONFLICT (run_id) DO NOTHING",
-                                (run_id,))
-                self.db.execute("UPDATE elf_cache_runs SET rows_evicted=rows_evicted+? WHERE run_id=?",
-                                (evicted, run_id))
+            for table in ("elf_cache_facts", "elf_cache"):  # the facts first: they refer to their rows
+                evicted = self.db.execute(
+                    f"DELETE FROM {table} WHERE id IN (SELECT id FROM (SELECT id, sum(stored_bytes) OVER"
+                    " (ORDER BY last_used_run DESC, id DESC) AS kept FROM elf_cache) WHERE kept > ?)",
+                    (max_bytes,)).rowcount
+            self.db.execute("INSERT INTO elf_cache_runs (run_id) VALUES (?) ON CONFLICT (run_id) DO NOTHING",
+                            (run_id,))
+            self.db.execute("UPDATE elf_cache_runs SET rows_evicted=rows_evicted+? WHERE run_id=?", (evicted, run_id))
         return evicted
 
     def elf_cache_usage(self, run_id: int) -> dict[str, Any]:
         """What the ELF cache did in a run (zeros for a run that did not use it), and its size now."""
-        self.db.row_factory = sqlite3.Row
-        try:
-            row = self.db.execute("SELECT * FROM elf_cache_runs WHERE run_id=?", (run_id,)).fetchone()
-        finally:
-            self.db.row_factory = None
+        cur = self.db.execute("SELECT * FROM elf_cache_runs WHERE run_id=?", (run_id,))
+        row = cur.fetchone()
         usage: dict[str, Any] = {name: 0 for name in (*_CACHE_COUNTS, "rows_stored", "rows_rejected",
                                                        "rows_evicted", "wheels_without_store")}
         usage["notes"] = ""
         if row is not None:
-            usage.update({k: row[k] for k in row.keys() if k != "run_id"})
+            usage.update((d[0], value) for d, value in zip(cur.description, row) if d[0] != "run_id")
         usage["rows"], usage["stored_bytes"] = self.db.execute(
             "SELECT count(*), coalesce(sum(stored_bytes), 0) FROM elf_cache").fetchone()
         return usage

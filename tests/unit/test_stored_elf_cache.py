@@ -261,8 +261,9 @@ def test_a_library_with_a_forged_crc_does_not_get_the_stored_facts_of_another(
 # ---- the store's table ----------------------------------------------------------------------------
 
 def _row(store: Store, run_id: int, key: bytes, size: int, version: str = "v1") -> None:
-    store.db.execute("INSERT INTO elf_cache (member_key, facts_version, member_size, facts, stored_bytes,"
-                     " last_used_run) VALUES (?, ?, ?, ?, ?, ?)", (key, version, size, b"x" * size, size, run_id))
+    cur = store.db.execute("INSERT INTO elf_cache (member_key, facts_version, member_size, stored_bytes,"
+                           " last_used_run) VALUES (?, ?, ?, ?, ?)", (key, version, size, size, run_id))
+    store.db.execute("INSERT INTO elf_cache_facts (id, facts) VALUES (?, ?)", (cur.lastrowid, b"x" * size))
 
 
 def test_rows_of_another_facts_version_are_not_found(tmp_path: Path) -> None:
@@ -281,10 +282,12 @@ def test_eviction_keeps_the_most_recently_used_rows_within_the_bound(tmp_path: P
         assert store.evict_elf_cache(run, 450) == 6
         kept = [r[0] for r in store.db.execute("SELECT last_used_run FROM elf_cache ORDER BY 1")]
         assert kept == [6, 7, 8, 9]
+        assert store.db.execute("SELECT count(*) FROM elf_cache_facts").fetchone() == (4,)
         assert store.elf_cache_usage(run)["rows_evicted"] == 6
         assert store.evict_elf_cache(run, 400) == 0  # within the bound already
         assert store.evict_elf_cache(run, 0) == 4
         assert store.elf_cache_usage(run)["rows"] == 0
+        assert store.db.execute("SELECT count(*) FROM elf_cache_facts").fetchone() == (0,)
 
 
 def test_migration_4_adds_the_cache_to_a_schema_3_store(tmp_path: Path) -> None:

@@ -54,6 +54,9 @@ def lay_out(work: Path) -> dict[str, list[Path]]:
     for wheel in fetch.load_set("xcache"):
         dest = work / wheel.category / wheel.filename
         dest.parent.mkdir(parents=True, exist_ok=True)
+        if dest.exists() and os.path.samefile(dest, paths[wheel.filename]):
+            releases[wheel.category].append(dest)
+            continue
         try:
             os.link(paths[wheel.filename], dest)
         except OSError:

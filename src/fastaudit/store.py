@@ -176,7 +176,7 @@ _MIGRATIONS: tuple[str, ...] = (
         bytes_from_memory INTEGER NOT NULL DEFAULT 0,
         members_read INTEGER NOT NULL DEFAULT 0,
         bytes_read INTEGER NOT NULL DEFAULT 0,
-        rows_stored INTEGER NOT NULL DEFAULT 0,
+        rows_stored INTEGER NOT NULL DEFAULT 0,     -- facts received (two workers may send one member's)
         rows_rejected INTEGER NOT NULL DEFAULT 0,
         rows_evicted INTEGER NOT NULL DEFAULT 0,
         wheels_without_store INTEGER NOT NULL DEFAULT 0,

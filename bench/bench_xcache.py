@@ -133,15 +133,51 @@ def measure(work: Path, template: Path, folder: Path, executor: str, cache_on: b
     return figures
 
 
+def reuse_by_project(work: Path, template: Path) -> None:
+    """Per project of release b: its ELF members, and those whose facts release a's store holds
+    (their content keys looked up in the template store), in members and inflated MiB."""
+    from fastaudit.facts import facts_version
+    from fastaudit.wheel import WheelArchive
+
+    with closing(sqlite3.connect(f"{template.resolve().as_uri()}?mode=ro", uri=True)) as con:
+        stored = {key for (key,) in con.execute("SELECT member_key FROM elf_cache WHERE facts_version=?",
+                                                (facts_version(),))}
+    figures: dict[str, list[Any]] = {}
+    for wheel in sorted((work / "b").iterdir()):
+        row = figures.setdefault(wheel.name.split("-")[0].lower(), [0, 0, 0, 0, set(), set()])
+        with WheelArchive(wheel) as archive:
+            for member in archive.members:
+                if member.name.endswith(".py") or not archive.starts_with_elf_magic(member):
+                    continue
+                key = archive.content_key(member)
+                row[0] += 1
+                row[1] += member.size
+                row[4].add(key)
+                if key in stored:
+                    row[2] += 1
+                    row[3] += member.size
+                    row[5].add(key)
+    print("| project, release b | ELF members | MiB | with facts from release a | MiB | distinct members |"
+          " of them stored |\n|---|---|---|---|---|---|---|")
+    for project, (members, size, hits, hit_size, distinct, distinct_hits) in sorted(figures.items()):
+        print(f"| {project} | {members:,} | {size / MIB:,.0f} | {hits:,} | {hit_size / MIB:,.0f} | {len(distinct):,} |"
+              f" {len(distinct_hits):,} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", default=None, help="also write every run's figures here")
     parser.add_argument("--work", default=None, help="folder for the wheels' links and stores (default: a temp dir)")
+    parser.add_argument("--reuse-only", action="store_true",
+                        help="only the per-project reuse table (from the template store an earlier run left in --work)")
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="bench-xcache-"))
     releases = lay_out(work)
     template = work / "template.db"
+    if args.reuse_only:
+        reuse_by_project(work, template)
+        return
     for suffix in ("", "-wal", "-shm"):
         Path(f"{template}{suffix}").unlink(missing_ok=True)
     first = scan(template, work / "a", "--jobs", "2")
@@ -189,6 +225,7 @@ def main() -> None:
                   f" {(med['bytes_from_store'] + med['bytes_from_memory']) / MIB:17.0f} {med['bytes_read'] / MIB:13.0f}"
                   f" {med['members_from_store']:19.0f}")
     print(f"load average at the end: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
+    reuse_by_project(work, template)
     if args.json:
         Path(args.json).write_text(json.dumps({"first": first, "runs": runs}, indent=1))
 

@@ -244,8 +244,8 @@ class ResultRow:
     elf_cache: CacheTraffic | None = None   # what the cross-run ELF cache did for this wheel
 
 
+_MAX_CACHE_NOTES = 4096  # characters of notes kept per run
 # What elf_cache_runs counts, from each wheel's CacheTraffic
-_MAX_CACHE_NOTES = 4096
 _CACHE_COUNTS = ("members_from_store", "bytes_from_store", "members_from_memory", "bytes_from_memory",
                  "members_read", "bytes_read")
 

@@ -10,9 +10,24 @@ depend on each other, so the processor overlaps them; the loop runs without the 
 capped per anchor, so a hostile member repeating an anchor millions of times costs one pass and a
 bounded list, never a list as long as the member.
 """
-from libc.stdint cimport uint8_t, uint16_t, int32_t
+from libc.stdint cimport uint8_t, uint16_t, int32_t, uint64_t
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcmp, memset
+
+from fastaudit._elfbytes cimport *
+
+cdef enum:
+    SHT_PROGBITS = 1
+    SHF_ALLOC = 2
+    SHF_EXECINSTR = 4
+    PF_X = 1
+    PF_W = 2
+    SHDR_NAME = 0      # sh_name's offset in both classes' Shdr
+    SHDR_FLAGS = 8     # sh_flags' offset in both classes' Shdr (a word)
+
+# Loaded sections of data that the toolchain fills with records, never with a string literal
+_RECORD_SECTIONS = (b".eh_frame", b".eh_frame_hdr", b".gcc_except_table", b".got", b".got.plt",
+                    b".data.rel.ro", b".tm_clone_table")
 
 
 cdef inline bint has_pair(const uint8_t* table, uint16_t pair) noexcept nogil:
@@ -122,3 +137,73 @@ cdef class AnchorSet:
             hits.append((found_anchor[k], found_offset[k]))
         free(counts); free(found_anchor); free(found_offset)
         return hits
+
+
+cdef bytes section_name(const Image* im, uint64_t names_off, uint64_t names_size, uint64_t at):
+    cdef uint64_t start = rd32(im, at + SHDR_NAME), end
+    if start >= names_size:
+        return b""
+    end = start
+    while end < names_size and im.p[names_off + end] != 0 and end - start < 32:
+        end += 1
+    return bytes(im.p[names_off + start:names_off + end])
+
+
+def constant_data_ranges(const uint8_t[::1] data not None):
+    """The (start, end) byte ranges of an ELF image where constant data such as a version string
+    lives: its loaded, non-executable PROGBITS sections (.rodata, .data, ...) but those the
+    toolchain fills with records (unwind tables, the GOT, relocated pointers). Machine code, symbol
+    and string tables of symbol names, debug data and the rest are left out. An image without
+    section headers gives its PT_LOAD segments without PF_X when one of them after the first is
+    read-only (-z separate-code: rodata has a segment of its own), else the whole image; so does
+    anything the reader would refuse, so a version string is never hidden by a damaged header.
+    Sorted, and touching ranges merged."""
+    cdef Image im
+    cdef Header h
+    cdef Shdr sh
+    cdef Phdr ph
+    cdef uint64_t i, at, names_off = 0, names_size = 0, n = data.shape[0]
+    cdef bint has_names = False, rodata_segment = False
+    whole = [(0, n)]
+    if n == 0:
+        return []
+    open_image(&im, &data[0], n)
+    if read_header(&im, &h) < 0:
+        return whole
+    ranges = []
+    if h.shnum > 1 and h.shentsize >= im.f.shsize and span_ok(n, h.shoff, h.shnum * h.shentsize):
+        if h.shstrndx != 0 and h.shstrndx < h.shnum:
+            read_shdr(&im, h.shoff + h.shstrndx * h.shentsize, &sh)
+            if span_ok(n, sh.sh_offset, sh.sh_size):
+                names_off, names_size, has_names = sh.sh_offset, sh.sh_size, True
+        for i in range(1, h.shnum):
+            at = h.shoff + i * h.shentsize
+            read_shdr(&im, at, &sh)
+            if sh.sh_type != SHT_PROGBITS or sh.sh_size == 0 or not span_ok(n, sh.sh_offset, sh.sh_size):
+                continue
+            if (rdword(&im, at + SHDR_FLAGS) & (SHF_ALLOC | SHF_EXECINSTR)) != SHF_ALLOC:
+                continue
+            if has_names and section_name(&im, names_off, names_size, at) in _RECORD_SECTIONS:
+                continue
+            ranges.append((sh.sh_offset, sh.sh_offset + sh.sh_size))
+    elif h.phnum and h.phentsize >= im.f.phsize and span_ok(n, h.phoff, h.phnum * h.phentsize):
+        for i in range(h.phnum):
+            read_phdr(&im, h.phoff + i * h.phentsize, &ph)
+            if ph.p_type != PT_LOAD or not span_ok(n, ph.p_offset, ph.p_filesz):
+                continue
+            if ph.p_flags & PF_X == 0 and ph.p_filesz:
+                rodata_segment |= ph.p_offset > 0 and ph.p_flags & PF_W == 0
+                ranges.append((ph.p_offset, ph.p_offset + ph.p_filesz))
+        if not rodata_segment:
+            return whole
+    else:
+        return whole
+    ranges.sort()
+    merged = []   # the module is compiled without wraparound: no negative indexes
+    for start, end in ranges:
+        if merged and start <= merged[len(merged) - 1][1]:
+            last = merged.pop()
+            merged.append((last[0], max(last[1], end)))
+        else:
+            merged.append((start, end))
+    return merged

@@ -146,32 +146,38 @@ def library_named(file_name: str) -> NativeLibrary | None:
 VersionStrings = dict[str, dict[str | None, bytes]]
 
 
-def _hits(anchors: AnchorSet, data, view: memoryview) -> list[tuple[int, int]]:
-    """The scanner's hits over the whole buffer. A member spooled to a file (an mmap: hundreds of
-    MiB and more) is scanned a chunk at a time and each chunk's pages are given back after it, so
-    reading every byte does not make the whole file resident, as the ELF reader does not."""
-    if not isinstance(data, mmap.mmap) or len(view) <= _CHUNK:
-        return anchors.find(view, max_hits=_MAX_HITS)
+def _hits(anchors: AnchorSet, data, view: memoryview, ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The scanner's hits over the ranges of the buffer, at most _MAX_HITS per anchor. A member
+    spooled to a file (an mmap: hundreds of MiB and more) is scanned a chunk at a time and each
+    chunk's pages are given back after it, so reading every byte does not make the whole file
+    resident, as the ELF reader does not."""
+    spooled = isinstance(data, mmap.mmap)
     hits: list[tuple[int, int]] = []
     per_anchor: dict[int, int] = {}
-    for start in range(0, len(view), _CHUNK):
-        end = min(len(view), start + _CHUNK)
-        # an anchor starting in this chunk may end in the next: look that far, keep starts < end
-        for index, offset in anchors.find(view, start, min(len(view), end + _LONGEST_ANCHOR), _MAX_HITS):
-            if offset < end and per_anchor.get(index, 0) < _MAX_HITS:
-                per_anchor[index] = per_anchor.get(index, 0) + 1
-                hits.append((index, offset))
-        data.madvise(mmap.MADV_DONTNEED, start, end - start)
+    for first, last in ranges:
+        for start in range(first, last, _CHUNK):
+            end = min(last, start + _CHUNK)
+            # an anchor starting in this chunk may end past it: look that far, keep starts < end
+            for index, offset in anchors.find(view, start, min(len(view), end + _LONGEST_ANCHOR), _MAX_HITS):
+                if offset < end and per_anchor.get(index, 0) < _MAX_HITS:
+                    per_anchor[index] = per_anchor.get(index, 0) + 1
+                    hits.append((index, offset))
+            if spooled:
+                page = start - start % mmap.PAGESIZE
+                data.madvise(mmap.MADV_DONTNEED, page, end - page)
     return hits
 
 
 def scan_version_strings(data) -> VersionStrings:
-    """Every version string of a known project in data: one pass of the anchor scanner, then the
+    """Every version string of a known project in data: one pass of the anchor scanner over the
+    image's constant data (_elfstrings.constant_data_ranges: not its machine code), then the
     project's regex around each hit. Depends on the bytes alone, so it can be cached by content."""
+    from fastaudit._elfstrings import constant_data_ranges
+
     known = _scanner()
     found: VersionStrings = {}
     view = memoryview(data).cast("B")
-    for index, offset in _hits(known.anchors, data, view):
+    for index, offset in _hits(known.anchors, data, view, constant_data_ranges(view)):
         library, pattern = known.anchor_owner[index]
         start = max(0, offset - _BEFORE)
         window = bytes(view[start:offset + _AFTER])

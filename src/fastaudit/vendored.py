@@ -107,7 +107,7 @@ class NativeLibrary:
         match = self.file_version.fullmatch(real_name)
         return self.file_version_format.format(*match.groups()) if match else None
 
-    def lowest_release(self, definitions: Iterable[str]) -> tuple[str, str] | None:
+    def release_at_least(self, definitions: Iterable[str]) -> tuple[str, str] | None:
         """(the highest version name of ours the library defines, the release it spells): the
         library is at least that release."""
         if self.symbol_versions is None:
@@ -358,7 +358,7 @@ def identify(member: str, strings: VersionStrings, needed: Iterable[str] = (),
             components.append(mine(package.upstream, OS_PACKAGE, f"{package.purl} (auditwheel's SBOM)"))
         elif (version := itself.version_from_file_name(real_name)) is not None:
             components.append(mine(version, FILE_NAME, real_name))
-        elif (bound := itself.lowest_release(definitions)) is not None:
+        elif (bound := itself.release_at_least(definitions)) is not None:
             components.append(mine(None, SYMBOL_VERSIONS, f"defines {bound[0]}: at least {bound[1]}",
                                    at_least=bound[1]))
         else:

@@ -355,7 +355,7 @@ def test_exported_objects_in_a_damaged_image_are_bounded(tmp_path: Path) -> None
 ])
 def test_the_highest_own_version_name_is_the_lower_bound(definitions: list[str], bound) -> None:
     library = library_named("libssl.so.3" if definitions[0].startswith(("lib", "OPENSSL")) else "libgcc_s.so.1")
-    assert library.lowest_release(definitions) == bound
+    assert library.release_at_least(definitions) == bound
 
 
 def test_a_lower_bound_is_reported_only_without_a_version_and_never_as_one(tmp_path: Path) -> None:

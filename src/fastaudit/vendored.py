@@ -309,7 +309,7 @@ def auditwheel_packages(document: bytes, members: Iterable[str]) -> dict[str, Pa
 
     try:
         components = json.loads(document).get("components", [])
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):   # RecursionError: "[[[[..." nested too deep
         return {}
     by_digest: dict[str, PackageEvidence] = {}
     for component in components if isinstance(components, list) else ():

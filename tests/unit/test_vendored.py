@@ -398,7 +398,8 @@ def test_auditwheel_sbom_places_each_package_on_the_file_its_path_hash_names() -
 
 @pytest.mark.parametrize("document", [b"", b"not json", b"[]", b'{"components": 3}',
                                       b'{"components": [1, {"bom-ref": 2}]}',
-                                      b'{"components": [{"bom-ref": "a#b", "name": null}]}'])
+                                      b'{"components": [{"bom-ref": "a#b", "name": null}]}',
+                                      b"[" * 200_000, b'{"components": ' + b"[" * 200_000, b"\xff\xfe{"])
 def test_a_malformed_auditwheel_sbom_gives_nothing(document: bytes) -> None:
     from fastaudit.vendored import auditwheel_packages
 

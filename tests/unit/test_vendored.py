@@ -404,3 +404,14 @@ def test_a_malformed_auditwheel_sbom_gives_nothing(document: bytes) -> None:
     from fastaudit.vendored import auditwheel_packages
 
     assert auditwheel_packages(document, ["x.libs/libz-0a1b2c3d.so.1"]) == {}
+
+
+def test_the_report_schema_names_every_evidence_kind() -> None:
+    import json
+    from importlib import resources
+
+    from fastaudit.vendored import CONFIDENCE
+
+    schema = json.loads(resources.files("fastaudit").joinpath("schema/report-v1.json").read_text())
+    item = schema["properties"]["vendored_libraries"]["items"]["properties"]["evidence"]["items"]
+    assert set(item["enum"]) == set(CONFIDENCE)

@@ -890,13 +890,17 @@ def test_repair_and_lddtree_refuse_special_files_and_escape_names(
     renamed = tmp_path / f"fa_glibc217\x1b[2J\x1b]0;x\x07-1.0-{TAG}.whl"
     shutil.copy2(scenarios["glibc_2_17"].wheel, renamed)
     out = tmp_path / "wheelhouse"
-    ran = fastaudit("repair", "-w", out, fifo, tmp_path / "missing.whl", renamed, cwd=tmp_path)
+    # the first failure ends a repair call, as in auditwheel: the wheel before it stays repaired
+    ran = fastaudit("repair", "-w", out, renamed, fifo, tmp_path / "missing.whl", cwd=tmp_path)
     assert ran.returncode == 2
     lines = ran.stderr.splitlines()
-    assert len(lines) == 2 and "a FIFO, not a regular file" in lines[0] and "missing.whl" in lines[1], ran.stderr
+    assert len(lines) == 1 and "a FIFO, not a regular file" in lines[0], ran.stderr
     assert "\x1b" not in ran.stdout and "\x07" not in ran.stdout
     assert "fa_glibc217\\x1b[2J\\x1b]0;x\\x07-1.0-" in ran.stdout  # repaired, its name escaped
     assert len(list(out.iterdir())) == 1
+    ran = fastaudit("repair", "-w", out, tmp_path / "missing.whl", cwd=tmp_path)
+    assert ran.returncode == 2
+    assert len(ran.stderr.splitlines()) == 1 and "missing.whl" in ran.stderr, ran.stderr
 
     library = next(p for p in built_objects if p.name.endswith(".so"))
     odd = tmp_path / "lib\x1b[31mred\nline.so"

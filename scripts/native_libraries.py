@@ -35,6 +35,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from fastaudit.vendored import spell_release  # the examples are checked the way the scan reads them
+
 OUT = Path(__file__).resolve().parents[1] / "src" / "fastaudit" / "data" / "native-libraries.json"
 
 
@@ -82,11 +84,6 @@ def library(project: str, cpe: str, name: str | None, *strings: VersionString,
             file_version: tuple[str, str] | None = None, symbols: tuple[ExportedVersion, ...] = (),
             symbol_versions: SymbolVersions | None = None) -> Library:
     return Library(project, cpe, name, strings, file_version, symbols, symbol_versions)
-
-
-def spelled(match: re.Match, template: str) -> str:
-    """The release a match's groups spell (vendored.py does the same)."""
-    return template.format(*(str(int(g)) if g.isdigit() else g for g in match.groups()))
 
 
 _OPENSSL_VERSION_TEXT = r'OpenSSL (\d+\.\d+\.\d+[a-z]{0,2})(?:-[A-Za-z0-9.]+)? {1,2}\d{1,2} [A-Z][a-z]{2} \d{4}'
@@ -318,11 +315,11 @@ def build() -> dict:
                 raise ValueError(f"{lib.project}: {vs.regex!r} and {vs.anchor!r} give {found!r} on {vs.example!r}")
         for exported in lib.symbols:
             match = re.fullmatch(exported.regex, exported.example)
-            if exported.form not in FORMS or not match or spelled(match, exported.format) != exported.version:
+            if exported.form not in FORMS or not match or spell_release(match, exported.format) != exported.version:
                 raise ValueError(f"{lib.project}: {exported} does not read {exported.version!r} from its example")
         if lib.symbol_versions:
             match = re.fullmatch(lib.symbol_versions.regex, lib.symbol_versions.example)
-            if not match or spelled(match, lib.symbol_versions.format) != lib.symbol_versions.version:
+            if not match or spell_release(match, lib.symbol_versions.format) != lib.symbol_versions.version:
                 raise ValueError(f"{lib.project}: {lib.symbol_versions} does not read its example")
         entry = {"project": lib.project, "cpe": f"cpe:2.3:a:{lib.cpe}", "name": lib.name,
                  "strings": [{"anchor": vs.anchor, "regex": vs.regex} for vs in lib.strings]}

@@ -59,7 +59,7 @@ class VersionString:
     regex: re.Pattern[bytes]
 
 
-def _spelled(match: re.Match, template: str) -> str:
+def spell_release(match: re.Match, template: str) -> str:
     """The release a match's groups spell: digit groups lose their leading zeros ("21406" -> 2.14.6)."""
     return template.format(*(str(int(g)) if g.isdigit() else g for g in match.groups()))
 
@@ -86,7 +86,7 @@ class ExportedVersion:
 
     def version(self, text: str) -> str | None:
         match = self.regex.fullmatch(text)
-        return _spelled(match, self.format) if match else None
+        return spell_release(match, self.format) if match else None
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ class NativeLibrary:
         library is at least that release."""
         if self.symbol_versions is None:
             return None
-        found = [(name, _spelled(m, self.symbol_versions_format))
+        found = [(name, spell_release(m, self.symbol_versions_format))
                  for name in definitions if (m := self.symbol_versions.fullmatch(name))]
         return max(found, key=lambda item: _release_key(item[1])) if found else None
 

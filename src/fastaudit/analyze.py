@@ -13,6 +13,7 @@ versions break a declared tag.
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from os import PathLike
@@ -50,7 +51,8 @@ LIBC = "libc"
 EXECUTABLE_STACK = "executable_stack"
 
 _PYFPE_SYMBOLS = ("PyFPE_jbuf", "PyFPE_dummy", "PyFPE_counter")
-ET_EXEC = 2
+ET_DYN = 3
+_NUMBERED_VERSION = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z][A-Z0-9]*)*_[0-9]+(?:\.[0-9]+)*")
 
 
 @dataclass(frozen=True, order=True)
@@ -409,14 +411,15 @@ def _abi3_step(name: WheelName, members: list[_Member]) -> tuple[Abi3Report | No
 
 def executable_stack_reasons(members: Iterable[tuple[str, ElfInfo]], libc: str | None) -> tuple[Reason, ...]:
     """The glibc members a dlopen refuses since glibc 2.41 because they need an executable stack:
-    PF_X in PT_GNU_STACK, or no PT_GNU_STACK where glibc's default stack is executable. Programs
-    (with an interpreter, or static ET_EXEC) are left out: the kernel gives a program the stack it asks for, and only
-    dlopen refuses. musl never makes the stack executable, so musl wheels have no such failure."""
+    PF_X in PT_GNU_STACK, or no PT_GNU_STACK where glibc's default stack is executable. Only shared
+    objects count: the kernel gives a program (an interpreter, or ET_EXEC) the stack it asks for, and
+    only dlopen refuses; a relocatable object (.o) is never loaded. musl never makes the stack
+    executable, so musl wheels have no such failure."""
     if libc != GLIBC:
         return ()
     reasons = []
     for path, info in members:
-        if info.interpreter or info.e_type == ET_EXEC:
+        if info.e_type != ET_DYN or info.interpreter:
             continue
         if info.executable_stack:
             reasons.append(Reason(EXECUTABLE_STACK, path, "", "its PT_GNU_STACK asks for an executable stack (PF_X)"))
@@ -426,13 +429,17 @@ def executable_stack_reasons(members: Iterable[tuple[str, ElfInfo]], libc: str |
     return tuple(reasons)
 
 
-def _rebuild_step(name: WheelName, symbol_policy: Policy, arch: str, libc: str) -> RebuildImage | None:
+def _rebuild_step(name: WheelName, symbol_policy: Policy, required: Mapping[str, set[str]], arch: str,
+                  libc: str) -> RebuildImage | None:
     """The build image for the most compatible tag the file name declares (for the wheel's libc and
-    architecture) that its symbol versions break; None when they break none."""
+    architecture) that its symbol versions break; None when they break none, or when a version no
+    image can give is among them (GLIBC_PRIVATE: no rebuild elsewhere removes that)."""
     broken = [p for p in _declared_policies(name) if p.arch == arch and p.libc == libc and p > symbol_policy]
     if not broken:
         return None
     wanted = max(broken)
+    if any(not _NUMBERED_VERSION.fullmatch(version) for _, version in refused_versions(wanted, required)):
+        return None
     image = build_image_for(wanted)
     return RebuildImage(wanted.tag, image, None if image else oldest_build_image(libc, arch))
 
@@ -578,5 +585,5 @@ def analyze(name: WheelName, elves: Mapping[str, ElfInfo], *, check_isa: bool = 
         over_promise_reasons=tuple(sorted(set(over_reasons + abi3_reasons))),
         abi3=abi3,
         executable_stack=executable_stack_reasons(((m.path, m.info) for m in members), libc),
-        rebuild_image=_rebuild_step(name, judged.symbol_policy, arch, libc),
+        rebuild_image=_rebuild_step(name, judged.symbol_policy, judged.facts.required, arch, libc),
     )

@@ -262,3 +262,49 @@ def test_stored_result_has_the_criterion(tmp_path: Path) -> None:
     jsonschema.validate(stored, SCHEMA)
     assert stored["fastaudit"]["schema_version"] == 3
     assert [r["member"] for r in stored["fastaudit"]["executable_stack"]] == ["stackpkg/libexec.so"]
+
+
+# --- scan and the report -----------------------------------------------------------------------
+
+def test_scan_stores_it_and_the_report_shows_it(tmp_path: Path) -> None:
+    """A real scan stores the criterion; the report (JSON, HTML, Markdown) names the member; a
+    result stored before the criterion existed still renders, counted as not checked."""
+    from fastaudit.report.figures import compute_figures
+    from fastaudit.store import ResultRow, Store, WheelRow
+
+    mirror = tmp_path / "mirror"
+    wheel_with(mirror, {"stackpkg/libexec.so": build_library(tmp_path, "libexec.so", "-Wl,-z,execstack")})
+    wheel_with(mirror / "clean", {"stackpkg/libok.so": build_library(tmp_path, "libok.so", "-Wl,-z,noexecstack")})
+    db = tmp_path / "store.db"
+    scanned = CliRunner().invoke(main, ["scan", "--db", str(db), "--jobs", "1", str(mirror)])
+    assert scanned.exit_code == 0, scanned.output
+    with Store(db) as store:
+        # a v2 result (no executable_stack), as fastaudit 0.3.0 stored it, in a later run
+        old = {"version": 1, "wheel": "old-1.0-cp311-cp311-manylinux_2_17_x86_64.whl", "pure": False,
+               "overall_tag": "manylinux_2_17_x86_64", "sym_tag": "manylinux_2_17_x86_64", "versioned_symbols": {},
+               "external_libs": {}, "fastaudit": {"schema_version": 2, "arch": "x86_64", "libc": "glibc",
+                                                  "declared_tags": ["manylinux_2_17_x86_64"], "over_promises": False,
+                                                  "over_promise_reasons": []}}
+        run_id = store.start_run({}, "0.3.0", "old-policy")
+        store.record_results(run_id, "old", "old-policy", [
+            (WheelRow("old", "/m/old.whl", old["wheel"], 1, "old", "1.0", "cp311", "cp311", "manylinux_2_17_x86_64",
+                      "linux"), ResultRow("ok", old))])
+        store.finish_run(run_id, "completed", store.run_counts(run_id))
+        first = compute_figures(store, run_id=store.runs()[0].id)
+        later = compute_figures(store, run_id=run_id)
+    report_schema = json.loads(resources.files("fastaudit").joinpath("schema/report-v1.json").read_text())
+    jsonschema.validate(first, report_schema)
+    jsonschema.validate(later, report_schema)
+    stack = first["executable_stack"]
+    assert (stack["wheels"], stack["members"], stack["not_checked"]) == (1, 1, 0)
+    assert stack["rows"][0]["member"] == "stackpkg/libexec.so"
+    assert stack["rows"][0]["wheel"] == f"stackpkg-1.0-{TAG}.whl"
+    assert later["executable_stack"] == {"wheels": 0, "members": 0, "not_checked": 1, "rows": []}
+    from fastaudit.report.html import render_html
+    from fastaudit.report.markdown import render_markdown
+    page = render_html(first)
+    assert 'id="executable-stack"' in page and "stackpkg/libexec.so" in page
+    assert "libok.so" not in page.split('id="executable-stack"')[1].split("</section>")[0]
+    markdown = render_markdown(first)
+    assert "## Executable stack: 1 wheels, 1 members" in markdown and "`stackpkg/libexec.so`" in markdown
+    assert "were not checked" in render_markdown(later)

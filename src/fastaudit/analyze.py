@@ -438,10 +438,16 @@ def _rebuild_step(name: WheelName, symbol_policy: Policy, required: Mapping[str,
     if not broken:
         return None
     wanted = max(broken)
-    if any(not _NUMBERED_VERSION.fullmatch(version) for _, version in refused_versions(wanted, required)):
+    return rebuild_image(wanted, (version for _, version in refused_versions(wanted, required)))
+
+
+def rebuild_image(wanted: Policy, refused: Iterable[str]) -> RebuildImage | None:
+    """The build image for a tag whose refused symbol versions are `refused`; None when one of them
+    is not a numbered release (GLIBC_PRIVATE), which no build image removes."""
+    if any(not _NUMBERED_VERSION.fullmatch(version) for version in refused):
         return None
     image = build_image_for(wanted)
-    return RebuildImage(wanted.tag, image, None if image else oldest_build_image(libc, arch))
+    return RebuildImage(wanted.tag, image, None if image else oldest_build_image(wanted.libc, wanted.arch))
 
 
 def audit_wheel(path: str | PathLike[str], *, check_isa: bool = True, cache: ElfCache | None = None,

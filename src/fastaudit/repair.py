@@ -40,6 +40,7 @@ from fastaudit.analyze import (
     analyze,
     executable_stack_reasons,
     libc_symbols_too_new,
+    rebuild_image,
     refused_versions,
     roots,
 )
@@ -301,7 +302,10 @@ def plan_repair(path: str | PathLike[str], options: RepairOptions = RepairOption
         return closures[policy.whitelist]
 
     def blocked_because(policy: Policy) -> str:
-        return "; ".join(r.describe() for r in _blockers(policy, report, elves, closure_for(policy)))
+        blockers = _blockers(policy, report, elves, closure_for(policy))
+        versions = [r.detail for r in blockers if r.criterion == SYMBOL_VERSION]
+        rebuild = rebuild_image(policy, versions) if versions else None
+        return "; ".join([r.describe() for r in blockers] + ([rebuild.describe()] if rebuild else []))
 
     candidates = [p for p in policies if not p.is_linux]
     achievable = [p for p in candidates if not _blockers(p, report, elves, closure_for(p))]

@@ -149,3 +149,16 @@ def test_real_wheels_that_need_a_newer_glibc(filename: str, declared: str, needs
     assert (report.rebuild_image.tag, report.rebuild_image.image.family) == (declared, family)
     text = CliRunner().invoke(main, ["show", str(_corpus_wheel(filename))]).output
     assert f"rebuild: to build for {declared}, build in {family} (" in text
+
+
+def test_repair_to_a_tag_the_versions_break_names_the_image(scenarios: dict[str, elfbuild.Scenario],
+                                                            tmp_path: Path) -> None:
+    from fastaudit.errors import RepairError
+    from fastaudit.repair import RepairOptions, plan_repair
+
+    with pytest.raises(RepairError) as refused:
+        plan_repair(scenarios["glibc_2_34"].wheel, RepairOptions(plat="manylinux2014_x86_64"))
+    message = str(refused.value)
+    assert "needs GLIBC_2.34 from libc.so.6" in message
+    assert message.endswith("; to build for manylinux_2_17_x86_64, build in manylinux2014 (CentOS 7, glibc 2.17): "
+                            "quay.io/pypa/manylinux2014_x86_64")

@@ -134,7 +134,7 @@ def render_markdown(figures: dict[str, Any]) -> str:
                   [[_Code(o["wheel"]), o["declared"], o["achieved"], o["reasons"][0] if o["reasons"] else "",
                     _rebuild_cell(o["rebuild_image"])] for o in shown]) + more
     if figures["rebuild_images"]:
-        out += ["### Build images a compliant rebuild needs", ""]
+        out += ["## Build images a compliant rebuild needs", ""]
         out += _table(["image", "for", "wheels"],
                       [[r["image"], r["for_tag"], r["wheels"]] for r in figures["rebuild_images"]])
     errors = figures["errors"]

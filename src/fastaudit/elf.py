@@ -429,10 +429,7 @@ def _written(view: memoryview | np.ndarray | bytes, plan: RewritePlan) -> bytes:
 def _without_executable_stack(image: bytes) -> bytes:
     """The image with PF_X cleared in its PT_GNU_STACK, over the program headers as they are after
     the other edits (they may have moved); read back to check the loader will see it."""
-    layout = _parse(_view(image), _elf.WANT_LAYOUT).layout
-    if layout is None:
-        raise ELFUnsupportedError("no program header layout to clear PF_X in")
-    plan = plan_clear_executable_stack(layout, len(image))
+    plan = plan_clear_executable_stack(_parse(_view(image), _REWRITE_WANT), len(image))
     if plan is None:
         return image
     result = _written(image, plan)

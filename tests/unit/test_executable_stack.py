@@ -308,3 +308,29 @@ def test_scan_stores_it_and_the_report_shows_it(tmp_path: Path) -> None:
     markdown = render_markdown(first)
     assert "## Executable stack: 1 wheels, 1 members" in markdown and "`stackpkg/libexec.so`" in markdown
     assert "were not checked" in render_markdown(later)
+
+
+def test_no_gnu_stack_and_no_free_slot_is_a_typed_refusal(tmp_path: Path) -> None:
+    """An object without PT_GNU_STACK whose program header table has no PT_NULL slot: a stack
+    header cannot be added in place, so the rewrite refuses with a typed error, and repair with one
+    line (exit 2), never a broken library."""
+    from fastaudit import ElfEdits, rewrite_elf
+    from fastaudit.errors import ELFUnsupportedError
+
+    image = bytearray(build_library(tmp_path, "libfull.so", "-Wl,-z,noexecstack").read_bytes())
+    phoff, = struct.unpack_from("<Q", image, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", image, 0x36)
+    for i in range(phnum):
+        at = phoff + i * phentsize
+        if struct.unpack_from("<I", image, at)[0] == PT_GNU_STACK:
+            struct.pack_into("<I", image, at, 4)   # PT_NOTE of size 0: no stack header, no free slot
+    assert read_elf(bytes(image)).executable_stack is None
+    with pytest.raises(ELFUnsupportedError, match="no PT_GNU_STACK, and no free slot"):
+        rewrite_elf(bytes(image), ElfEdits(clear_execstack=True))
+    (tmp_path / "libfull.so").write_bytes(bytes(image))
+    wheel = wheel_with(tmp_path, {"stackpkg/libfull.so": tmp_path / "libfull.so"})
+    done = subprocess.run([sys.executable, "-m", "fastaudit", "repair", "--clear-execstack", "-w",
+                           str(tmp_path / "out"), str(wheel)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "stackpkg/libfull.so" in done.stderr
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("*.whl"))

@@ -208,7 +208,7 @@ class ElfInfo:
     version_requirements: Mapping[str, frozenset[str]]
     version_definitions: tuple[str, ...]
     x86_isa_needed: int | None
-    stack_flags: int | None   # PT_GNU_STACK's p_flags; None without that segment
+    stack_flags: int | None   # the last PT_GNU_STACK's p_flags (glibc's loader reads that one); None without
     symbols: DynamicSymbols
 
     @property

@@ -334,3 +334,31 @@ def test_no_gnu_stack_and_no_free_slot_is_a_typed_refusal(tmp_path: Path) -> Non
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "stackpkg/libfull.so" in done.stderr
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("*.whl"))
+
+
+PT_GNU_RELRO = 0x6474E552
+
+
+def test_two_stack_headers_are_judged_as_glibc_reads_them(tmp_path: Path, trixie_libdir: Path,
+                                                         dlopen_program: Path) -> None:
+    """glibc's loader takes the last PT_GNU_STACK. A library whose PT_GNU_RELRO (after its RW
+    PT_GNU_STACK) is turned into a second, RWE PT_GNU_STACK is refused by trixie: it is flagged,
+    and --clear-execstack clears both."""
+    image = bytearray(build_library(tmp_path, "libtwo.so", "-Wl,-z,noexecstack").read_bytes())
+    phoff, = struct.unpack_from("<Q", image, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", image, 0x36)
+    types = [struct.unpack_from("<I", image, phoff + i * phentsize)[0] for i in range(phnum)]
+    assert types.index(PT_GNU_STACK) < types.index(PT_GNU_RELRO)
+    at = phoff + types.index(PT_GNU_RELRO) * phentsize
+    struct.pack_into("<II", image, at, PT_GNU_STACK, 7)   # p_type, p_flags (ELF64: flags follow the type)
+    library = tmp_path / "libtwo.so.patched"
+    library.write_bytes(bytes(image))
+    assert "cannot enable executable stack" in dlopen_under(trixie_libdir, dlopen_program, library)
+    assert read_elf(bytes(image)).executable_stack is True
+    wheel = wheel_with(tmp_path, {"stackpkg/libtwo.so": library})
+    assert [r.member for r in audit_wheel(wheel).executable_stack] == ["stackpkg/libtwo.so"]
+    result = repair_wheel(wheel, tmp_path / "out", RepairOptions(clear_execstack=True))
+    repaired = member_of(result.output, "stackpkg/libtwo.so", tmp_path / "repaired.so")
+    text = subprocess.run(["readelf", "-lW", str(repaired)], capture_output=True, text=True, check=True).stdout
+    assert re.findall(r"GNU_STACK(?:\s+0x[0-9a-f]+){5}\s+(\S+)", text) == ["RW", "RW"]
+    assert dlopen_under(trixie_libdir, dlopen_program, repaired) == "OK 42"

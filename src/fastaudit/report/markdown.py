@@ -70,10 +70,10 @@ def _rebuild_cell(rebuild: dict[str, Any] | None) -> str:
 
 def _executable_stack_markdown(stack: dict[str, Any]) -> list[str]:
     out = [f"## Executable stack: {stack['wheels']} wheels, {stack['members']} members", "",
-           "glibc 2.41 and newer refuse to dlopen these members; the tag is not changed "
-           "(`fastaudit repair --clear-execstack` clears the flag).", ""]
+           "*glibc 2.41 and newer refuse to dlopen these members; the tag is not changed "
+           "(`fastaudit repair --clear-execstack` clears the flag).*", ""]
     if stack["not_checked"]:
-        out += [f"{stack['not_checked']} results were stored before this check existed and were not checked.", ""]
+        out += [f"*{stack['not_checked']} results were stored before this check existed and were not checked.*", ""]
     shown, more = _capped(stack["rows"])
     return out + _table(["wheel", "member", "why"],
                         [[_Code(r["wheel"]), _Code(r["member"]), r["message"]] for r in shown]) + more

@@ -6,10 +6,14 @@ versions (over every ELF member; for musl, which has none, the libc symbols each
 judged against musl's own export history), external libraries and blacklisted symbols (over the Python
 extensions and the ELF members nothing else in the wheel needs), the x86-64 ISA level, and the
 PyFPE_jbuf / UCS2 checks. Unlike auditwheel, nothing is looked up on the host running the audit.
+Two more facts are reported beside the verdict without changing it: the members glibc 2.41+ will not
+dlopen because they need an executable stack, and the build image a rebuild needs when symbol
+versions break a declared tag.
 """
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from os import PathLike
@@ -21,6 +25,13 @@ from fastaudit.facts import ElfCache, check_linux_wheel_name, read_wheel_elves
 from fastaudit.files import reading
 from fastaudit.lddtree import DependencyTree, is_dynamic_loader, resolve_tree
 from fastaudit.policy import Policy, libc_release_adding, libc_symbols_beyond, policies_for, policy_for_tag
+from fastaudit.policy.builds import (
+    BuildImage,
+    build_image_for,
+    default_stack_executable,
+    dlopen_refuses_executable_stack_since,
+    oldest_build_image,
+)
 from fastaudit.wheel import WheelName, is_linux_tag
 
 GLIBC = "glibc"
@@ -37,8 +48,11 @@ PYFPE = "pyfpe"
 UCS2 = "ucs2"
 ARCH = "arch"
 LIBC = "libc"
+EXECUTABLE_STACK = "executable_stack"
 
 _PYFPE_SYMBOLS = ("PyFPE_jbuf", "PyFPE_dummy", "PyFPE_counter")
+ET_DYN = 3
+_NUMBERED_VERSION = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z][A-Z0-9]*)*_[0-9]+(?:\.[0-9]+)*")
 
 
 @dataclass(frozen=True, order=True)
@@ -67,6 +81,10 @@ class Reason:
             return f"{self.member} imports the blacklisted symbol {self.detail} from {self.library}"
         if self.criterion == ISA:
             return f"{self.member} needs the {self.detail} instruction set"
+        if self.criterion == EXECUTABLE_STACK:
+            since = dlopen_refuses_executable_stack_since()
+            return (f"{who}: {self.detail}; glibc {since} and newer refuse to dlopen it "
+                    "(\"cannot enable executable stack as shared object requires\")")
         return f"{self.member}: {self.detail}"
 
 
@@ -76,6 +94,22 @@ class PolicyUpgrade:
 
     libs_to_eliminate: tuple[str, ...]
     blacklisted_symbols: Mapping[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class RebuildImage:
+    """The build image family a rebuild for `tag` needs: `image` has a libc no newer than the tag's;
+    None when no published image is that old for the architecture, and then `oldest` is the oldest."""
+
+    tag: str
+    image: BuildImage | None
+    oldest: BuildImage | None = None
+
+    def describe(self) -> str:
+        if self.image is not None:
+            return f"to build for {self.tag}, build in {self.image.describe()}"
+        oldest = f"; the oldest there is {self.oldest.describe()}" if self.oldest else ""
+        return f"no pypa/manylinux image is old enough to build for {self.tag}{oldest}"
 
 
 @dataclass(frozen=True)
@@ -107,6 +141,10 @@ class WheelReport:
     over_promise_reasons: tuple[Reason, ...] = ()
     # the stable-ABI criterion (abi3.py); None for a wheel that is not abi3-tagged and has no *.abi3.so
     abi3: Abi3Report | None = None
+    # members glibc 2.41+ refuses to dlopen: they need an executable stack (reported, not a tag limit)
+    executable_stack: tuple[Reason, ...] = ()
+    # when symbol versions break a declared tag: the build image a compliant rebuild needs
+    rebuild_image: RebuildImage | None = None
 
     @property
     def overall_tag(self) -> str | None:
@@ -371,6 +409,47 @@ def _abi3_step(name: WheelName, members: list[_Member]) -> tuple[Abi3Report | No
     return report, [Reason(ABI3, member, "", detail) for member, detail in report.reasons]
 
 
+def executable_stack_reasons(members: Iterable[tuple[str, ElfInfo]], libc: str | None) -> tuple[Reason, ...]:
+    """The glibc members a dlopen refuses since glibc 2.41 because they need an executable stack:
+    PF_X in PT_GNU_STACK, or no PT_GNU_STACK where glibc's default stack is executable. Only shared
+    objects count: the kernel gives a program (an interpreter, or ET_EXEC) the stack it asks for, and
+    only dlopen refuses; a relocatable object (.o) is never loaded. musl never makes the stack
+    executable, so musl wheels have no such failure."""
+    if libc != GLIBC:
+        return ()
+    reasons = []
+    for path, info in members:
+        if info.e_type != ET_DYN or info.interpreter:
+            continue
+        if info.executable_stack:
+            reasons.append(Reason(EXECUTABLE_STACK, path, "", "its PT_GNU_STACK asks for an executable stack (PF_X)"))
+        elif info.executable_stack is None and default_stack_executable(info.arch or ""):
+            reasons.append(Reason(EXECUTABLE_STACK, path, "",
+                                  f"it has no PT_GNU_STACK, and glibc's default stack on {info.arch} is executable"))
+    return tuple(reasons)
+
+
+def _rebuild_step(name: WheelName, symbol_policy: Policy, required: Mapping[str, set[str]], arch: str,
+                  libc: str) -> RebuildImage | None:
+    """The build image for the most compatible tag the file name declares (for the wheel's libc and
+    architecture) that its symbol versions break; None when they break none, or when a version no
+    image can give is among them (GLIBC_PRIVATE: no rebuild elsewhere removes that)."""
+    broken = [p for p in _declared_policies(name) if p.arch == arch and p.libc == libc and p > symbol_policy]
+    if not broken:
+        return None
+    wanted = max(broken)
+    return rebuild_image(wanted, (version for _, version in refused_versions(wanted, required)))
+
+
+def rebuild_image(wanted: Policy, refused: Iterable[str]) -> RebuildImage | None:
+    """The build image for a tag whose refused symbol versions are `refused`; None when one of them
+    is not a numbered release (GLIBC_PRIVATE), which no build image removes."""
+    if any(not _NUMBERED_VERSION.fullmatch(version) for version in refused):
+        return None
+    image = build_image_for(wanted)
+    return RebuildImage(wanted.tag, image, None if image else oldest_build_image(wanted.libc, wanted.arch))
+
+
 def audit_wheel(path: str | PathLike[str], *, check_isa: bool = True, cache: ElfCache | None = None,
                 verify_record: bool = False) -> WheelReport:
     """Audit one wheel file. Raises WheelError or ELFError (with the member) on unreadable input."""
@@ -511,4 +590,6 @@ def analyze(name: WheelName, elves: Mapping[str, ElfInfo], *, check_isa: bool = 
         over_promises=over_promises or bool(abi3_reasons),
         over_promise_reasons=tuple(sorted(set(over_reasons + abi3_reasons))),
         abi3=abi3,
+        executable_stack=executable_stack_reasons(((m.path, m.info) for m in members), libc),
+        rebuild_image=_rebuild_step(name, judged.symbol_policy, judged.facts.required, arch, libc),
     )

@@ -195,10 +195,14 @@ def scan_command(paths: tuple[str, ...], db: str, jobs: int | None, scheduler: s
                    "default folders (LD_LIBRARY_PATH, or AUDITWHEEL_LD_LIBRARY_PATH, is still searched first).")
 @click.option("--allow-pure-python-wheel", is_flag=True,
               help="Accepted for auditwheel's sake: a pure wheel is always copied as it is, with exit 0.")
+@click.option("--clear-execstack", is_flag=True,
+              help="Clear PF_X in the PT_GNU_STACK of members and grafted libraries that ask for an executable "
+                   "stack (glibc 2.41+ refuses to dlopen them); without it repair refuses such a wheel.")
 @one_line_errors
 def repair_command(wheels: tuple[str, ...], plat: str, wheel_dir: str, lib_sdir: str, exclude: tuple[str, ...],
                    strip: bool, only_plat: bool, no_update_tags: bool, zip_compression_level: int,
-                   disable_isa_ext_check: bool, ldpaths: str | None, allow_pure_python_wheel: bool) -> None:
+                   disable_isa_ext_check: bool, ldpaths: str | None, allow_pure_python_wheel: bool,
+                   clear_execstack: bool) -> None:
     """Graft the external libraries each WHEEL needs and tag it with the policy it then meets.
 
     Wheels are repaired in turn; as with auditwheel, the first that fails stops the call (those
@@ -210,7 +214,7 @@ def repair_command(wheels: tuple[str, ...], plat: str, wheel_dir: str, lib_sdir:
 
     options = RepairOptions(plat=plat, lib_sdir=lib_sdir, exclude=exclude, strip=strip, only_plat=only_plat,
                             update_tags=not no_update_tags, compression_level=zip_compression_level,
-                            check_isa=not disable_isa_ext_check,
+                            check_isa=not disable_isa_ext_check, clear_execstack=clear_execstack,
                             # auditwheel's own variable, when set, stands in for LD_LIBRARY_PATH
                             ld_library_path=os.environ.get("AUDITWHEEL_LD_LIBRARY_PATH"),
                             ldpaths=tuple(d for d in ldpaths.split(":") if d) if ldpaths is not None else None)

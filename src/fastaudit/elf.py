@@ -17,7 +17,7 @@ from typing import Union
 import numpy as np
 
 from fastaudit import _elf, _elfedit
-from fastaudit.elfedit import StringEdits, plan_rewrite
+from fastaudit.elfedit import RewritePlan, StringEdits, plan_clear_executable_stack, plan_rewrite
 from fastaudit.errors import ELFCorruptError, ELFError, ELFUnsupportedError, RepairError, elf_error_for_status
 
 Buffer = Union[bytes, bytearray, memoryview, np.ndarray]
@@ -210,7 +210,7 @@ class ElfInfo:
     version_requirements: Mapping[str, frozenset[str]]
     version_definitions: tuple[str, ...]
     x86_isa_needed: int | None
-    stack_flags: int | None   # PT_GNU_STACK's p_flags; None without that segment
+    stack_flags: int | None   # the last PT_GNU_STACK's p_flags (glibc's loader reads that one); None without
     symbols: DynamicSymbols
 
     @property
@@ -454,9 +454,10 @@ class ElfEdits:
     soname: str | None = None
     rpath: str | None = None      # DT_RPATH; setting it drops DT_RUNPATH
     runpath: str | None = None    # DT_RUNPATH; setting it drops DT_RPATH
+    clear_execstack: bool = False  # clear PF_X in PT_GNU_STACK (add a non-executable one if there is none)
 
     def __bool__(self) -> bool:
-        return bool(self.replace_needed or self.remove_needed) or any(
+        return bool(self.replace_needed or self.remove_needed or self.clear_execstack) or any(
             v is not None for v in (self.soname, self.rpath, self.runpath))
 
 
@@ -510,15 +511,33 @@ def rewrite_elf(buffer: Buffer, edits: ElfEdits) -> bytes:
     )
     arch = _arch_of(tables.machine, tables.elf_class, tables.little_endian, tables.e_flags)
     plan = plan_rewrite(tables, len(view), encoded, _MAX_PAGE_SIZE.get(arch or "", _DEFAULT_PAGE_SIZE))
-    if plan is None:
-        return bytes(view)
+    result = bytes(view) if plan is None else _written(view, plan)
+    if plan is not None:
+        _check_reads_back(result, [edits.replace_needed.get(n, n) for n in
+                                   (dynstr.string_at(off, "DT_NEEDED") for off in tables.needed.tolist())
+                                   if n not in edits.remove_needed])
+    if edits.clear_execstack:
+        result = _without_executable_stack(result)
+    return result
+
+
+def _written(view: memoryview | np.ndarray | bytes, plan: RewritePlan) -> bytes:
     result = _elfedit.write(view, plan.size, plan.blobs, plan.patches, plan.symbol_moves, plan.unversion)
     if isinstance(result, tuple):
         status, offset, what = result
         raise elf_error_for_status(status, what, offset)
-    _check_reads_back(result, [edits.replace_needed.get(n, n) for n in
-                               (dynstr.string_at(off, "DT_NEEDED") for off in tables.needed.tolist())
-                               if n not in edits.remove_needed])
+    return result
+
+
+def _without_executable_stack(image: bytes) -> bytes:
+    """The image with PF_X cleared in its PT_GNU_STACK, over the program headers as they are after
+    the other edits (they may have moved); read back to check the loader will see it."""
+    plan = plan_clear_executable_stack(_parse(_view(image), _REWRITE_WANT), len(image))
+    if plan is None:
+        return image
+    result = _written(image, plan)
+    if read_elf(result, WANT_DYNAMIC).executable_stack is not False:
+        raise ELFCorruptError("the image still asks for an executable stack after PF_X was cleared; refused")
     return result
 
 

@@ -21,7 +21,15 @@ from pathlib import Path
 from fastaudit.elf import ElfInfo, dump_elf_info, load_elf_info, read_elf
 from fastaudit.errors import ELFError, WheelError
 from fastaudit.record import Record
-from fastaudit.vendored import Component, VersionStrings, identify, scan_version_strings
+from fastaudit.vendored import (
+    AUDITWHEEL_SBOM,
+    Component,
+    PackageEvidence,
+    VersionStrings,
+    auditwheel_packages,
+    identify,
+    scan_version_strings,
+)
 from fastaudit.wheel import WheelArchive, WheelName, parse_wheel_name
 
 # The stored facts of a member may be at most this multiple of its own size, plus the slack: a
@@ -197,6 +205,8 @@ class MemberFacts:
 class WheelFacts:
     members: dict[str, MemberFacts]
     sha256: dict[str, str] = field(default_factory=dict)   # hex digests, when asked for
+    # grafted member -> its OS package, as auditwheel's own SBOM in the wheel records it
+    os_packages: dict[str, PackageEvidence] = field(default_factory=dict)
 
     @property
     def elves(self) -> dict[str, ElfInfo]:
@@ -204,9 +214,14 @@ class WheelFacts:
 
     def vendored(self) -> dict[str, tuple[Component, ...]]:
         """Member -> the third-party libraries it is or carries (members with none left out)."""
-        found = {name: identify(name, facts.strings, facts.info.needed, facts.info.soname)
+        found = {name: identify(name, facts.strings, facts.info.needed, facts.info.soname,
+                                facts.info.version_definitions, self.os_packages.get(name))
                  for name, facts in sorted(self.members.items())}
         return {name: components for name, components in found.items() if components}
+
+
+# auditwheel's SBOM of a wheel's grafted files is a few KiB; a larger one is not read
+_MAX_SBOM = 4 << 20
 
 
 def read_wheel_facts(path: str | PathLike[str], cache: ElfCache | None = None, *,
@@ -223,11 +238,15 @@ def read_wheel_facts(path: str | PathLike[str], cache: ElfCache | None = None, *
     """
     members: dict[str, MemberFacts] = {}
     digests: dict[str, str] = {}
+    auditwheel_sbom = b""
     use_cache = cache is not None and not verify_record and not hashes
     with WheelArchive(path) as archive:
         record = Record.read(archive)
         hashed: set[str] = set()
         for member in archive.members:
+            if AUDITWHEEL_SBOM.fullmatch(member.name) and member.size <= _MAX_SBOM \
+                    and (only is None or only(member.name)):
+                auditwheel_sbom = bytes(archive.read(member))
             if member.name.endswith(".py") or only is not None and not only(member.name) \
                     or not archive.starts_with_elf_magic(member):
                 continue
@@ -256,7 +275,7 @@ def read_wheel_facts(path: str | PathLike[str], cache: ElfCache | None = None, *
                     archive.read(member, hasher)
                     record.check_digest(member, hasher.digest())
         archive.check_unchanged()
-    return WheelFacts(members, digests)
+    return WheelFacts(members, digests, auditwheel_packages(auditwheel_sbom, members) if auditwheel_sbom else {})
 
 
 def read_wheel_elves(path: str | PathLike[str], cache: ElfCache | None = None, *,

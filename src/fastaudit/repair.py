@@ -24,7 +24,7 @@ import tempfile
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.generator import BytesGenerator
 from email.parser import BytesParser
 from os import PathLike
@@ -41,7 +41,9 @@ from fastaudit.analyze import (
     Reason,
     WheelReport,
     analyze,
+    executable_stack_reasons,
     libc_symbols_too_new,
+    rebuild_image,
     refused_versions,
     roots,
 )
@@ -91,6 +93,7 @@ class RepairOptions:
     check_isa: bool = True
     ld_library_path: str | None = None  # None: the environment's LD_LIBRARY_PATH
     ldpaths: tuple[str, ...] | None = None  # replaces ld.so.conf and the default folders (--ldpaths)
+    clear_execstack: bool = False      # clear PF_X where a member or graft asks for an executable stack
 
 
 @dataclass(frozen=True)
@@ -370,7 +373,10 @@ def plan_repair(path: str | PathLike[str], options: RepairOptions = RepairOption
         return closures[policy.whitelist]
 
     def blocked_because(policy: Policy) -> str:
-        return "; ".join(r.describe() for r in _blockers(policy, report, elves, closure_for(policy)))
+        blockers = _blockers(policy, report, elves, closure_for(policy))
+        versions = [r.detail for r in blockers if r.criterion == SYMBOL_VERSION]
+        rebuild = rebuild_image(policy, versions) if versions else None
+        return "; ".join([r.describe() for r in blockers] + ([rebuild.describe()] if rebuild else []))
 
     candidates = [p for p in policies if not p.is_linux]
     achievable = [p for p in candidates if not _blockers(p, report, elves, closure_for(p))]
@@ -426,8 +432,24 @@ def plan_repair(path: str | PathLike[str], options: RepairOptions = RepairOption
         inner = {n: new_names[n] for n in graft.info.needed if n in new_names}
         edits[graft.member] = ElfEdits(replace_needed=inner, soname=graft.new_soname,
                                        rpath="$ORIGIN" if inner else "", runpath=None if inner else "")
+    for member in _executable_stack_step(report, grafts, options.clear_execstack, str(path)):
+        edits[member] = replace(edits.get(member, ElfEdits()), clear_execstack=True)
     return RepairPlan(str(path), report, target, _platform_tags(name, report, abis, options.update_tags), tuple(abis),
                       grafts, edits, tuple(sorted(closure.excluded)), tuple(warnings), facts.members, homes)
+
+
+def _executable_stack_step(report: WheelReport, grafts: Iterable[Graft], clear: bool, wheel: str) -> list[str]:
+    """The members and grafts whose PF_X repair clears (with --clear-execstack); without the
+    option, a RepairError: the repaired wheel would not load through dlopen on glibc 2.41+."""
+    grafted = [(g.member, g.info) for g in grafts]
+    reasons = list(report.executable_stack) + list(executable_stack_reasons(grafted, report.libc))
+    if not reasons or clear:
+        return [r.member for r in reasons]
+    sources = {g.member: g.source for g in grafts}
+    first = replace(reasons[0], source=sources.get(reasons[0].member, ""))
+    more = f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else ""
+    raise RepairError(f"refusing to repair: {first.describe()}{more}; --clear-execstack clears the flag",
+                      path=wheel)
 
 
 # --- writing ---------------------------------------------------------------------------------------

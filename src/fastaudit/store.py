@@ -725,6 +725,18 @@ class Store:
                 (run_id,)):
             yield filename, status, bool(over)
 
+    def run_load_findings(self, run_id: int) -> Iterator[tuple[str, str | None, str | None, str | None]]:
+        """(file name, project, executable_stack and rebuild_image as JSON) of each audited wheel of a
+        run that has either, or that was stored before the executable-stack check existed (its
+        executable_stack is then None: not checked)."""
+        yield from self.db.execute(
+            "SELECT w.filename, w.project, json_extract(r.report, '$.fastaudit.executable_stack'),"
+            " json_extract(r.report, '$.fastaudit.rebuild_image')"
+            " FROM run_wheels rw JOIN wheels w ON w.id = rw.wheel_id JOIN results r ON r.id = rw.result_id"
+            " WHERE rw.run_id=? AND r.status='ok' AND (json_type(r.report, '$.fastaudit.executable_stack') IS NULL"
+            "  OR json_array_length(r.report, '$.fastaudit.executable_stack') > 0"
+            "  OR json_type(r.report, '$.fastaudit.rebuild_image') = 'object') ORDER BY w.filename", (run_id,))
+
     def grafted_members(self, run_id: int) -> Iterator[tuple[str, str]]:
         """(wheel file name, member) for each ELF member in a top-level `*.libs/` folder of a
         wheel of the run: where auditwheel puts the libraries it grafts."""

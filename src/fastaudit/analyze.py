@@ -309,13 +309,29 @@ class _FamilyTables:
                                    for p in policies for prefix in p.symbol_versions}
         self.whitelist_groups = _groups(policies, lambda p: p.whitelist)
         self.blacklist_groups = _groups(policies, lambda p: frozenset(p.blacklist.items()))
-        # every policy's blacklist in one: a member that imports none of it is done with at once
-        union: dict[str, set[str]] = {}
+        # every policy's blacklisted names, per library, as they stand in a string table
+        needles: dict[str, set[bytes]] = {}
+        self._whole_library_blacklisted: set[str] = set()
         for policy, _ in self.blacklist_groups:
             for library, symbols in policy.blacklist.items():
-                union.setdefault(library, set()).update(symbols)
-        self.any_blacklist = {library: frozenset(symbols) for library, symbols in union.items()}
+                if "*" in symbols:
+                    self._whole_library_blacklisted.add(library)
+                needles.setdefault(library, set()).update(
+                    name.encode("utf-8", "surrogateescape") + b"\0" for name in symbols if name != "*")
+        self._blacklist_needles = {library: tuple(sorted(found)) for library, found in needles.items()}
         self.checks_libc_symbols = tuple(bool(libc_symbols_beyond(p)) for p in policies)
+
+    def may_import_blacklisted(self, info: ElfInfo) -> bool:
+        """False when the image imports nothing any policy blacklists from a library it needs. Told
+        from its string table, without decoding its symbols: a name it imports is there, ending in
+        a NUL byte."""
+        strtab = info.symbols.strtab
+        for library in info.needed:
+            needles = self._blacklist_needles.get(library)
+            if needles is not None and (library in self._whole_library_blacklisted
+                                        or any(needle in strtab for needle in needles)):
+                return True
+        return False
 
     def allowing(self, versions: Iterable[str]) -> int:
         """The policies (a bit mask) that refuse none of the versions."""
@@ -355,7 +371,7 @@ class _PolicyFacts:
                 self.external[i] = ext
         by_group: list[dict[tuple[str, str], set[str]]] = [{} for _ in tables.blacklist_groups]
         for m in audited:
-            if not _blacklisted(m, tables.any_blacklist):
+            if not tables.may_import_blacklisted(m.info):
                 continue
             for (policy, _), black in zip(tables.blacklist_groups, by_group):
                 for library, symbols in _blacklisted(m, policy.blacklist).items():

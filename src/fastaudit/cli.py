@@ -123,6 +123,10 @@ def lddtree(file: str, as_json: bool) -> None:
 @click.option("--rescan", is_flag=True, help="Analyze every wheel again, even those already in the store.")
 @click.option("--verify-hash", is_flag=True, help="Identify wheels by sha256 instead of path, size and mtime.")
 @click.option("--no-elf-cache", is_flag=True, help="Inflate and parse every ELF member, even recurring ones.")
+@click.option("--no-stored-elf-cache", is_flag=True,
+              help="Keep the ELF cache within this run: do not reuse, nor store, the facts of earlier runs.")
+@click.option("--elf-cache-max-mb", type=click.IntRange(min=0), default=1024, show_default=True,
+              help="MiB of ELF facts the store keeps for later runs (least recently used first out).")
 @click.option("--jsonl", default=None, metavar="FILE",
               help="Also write one JSON line per wheel of this run (skipped ones included).")
 @click.option("--verify-record", is_flag=True,
@@ -133,8 +137,8 @@ def lddtree(file: str, as_json: bool) -> None:
                    "that ship an affected library version.")
 @one_line_errors
 def scan_command(paths: tuple[str, ...], db: str, jobs: int | None, scheduler: str | None, rescan: bool,
-                 verify_hash: bool, no_elf_cache: bool, verify_record: bool, jsonl: str | None,
-                 strict: bool, advisories_file: str | None) -> None:
+                 verify_hash: bool, no_elf_cache: bool, no_stored_elf_cache: bool, elf_cache_max_mb: int,
+                 verify_record: bool, jsonl: str | None, strict: bool, advisories_file: str | None) -> None:
     """Audit every wheel under PATHS (folders or a bandersnatch mirror) into the store."""
     from fastaudit.advisories import findings, load_advisories
     from fastaudit.files import check_output_file
@@ -143,7 +147,9 @@ def scan_command(paths: tuple[str, ...], db: str, jobs: int | None, scheduler: s
     from fastaudit.store import Store
 
     options = ScanOptions(jobs=jobs or os.cpu_count() or 1, scheduler=scheduler, rescan=rescan,
-                          verify_hash=verify_hash, elf_cache=not no_elf_cache, verify_record=verify_record)
+                          verify_hash=verify_hash, elf_cache=not no_elf_cache,
+                          stored_elf_cache=not no_stored_elf_cache, elf_cache_max_bytes=elf_cache_max_mb << 20,
+                          verify_record=verify_record)
     if jsonl and jsonl != "-":
         check_output_file(jsonl)  # before the scan, not after an hour of it
     advisories = load_advisories(advisories_file) if advisories_file else ()  # refused before the scan too

@@ -201,11 +201,12 @@ def repair_command(wheels: tuple[str, ...], plat: str, wheel_dir: str, lib_sdir:
                    disable_isa_ext_check: bool, ldpaths: str | None, allow_pure_python_wheel: bool) -> None:
     """Graft the external libraries each WHEEL needs and tag it with the policy it then meets.
 
-    Exit 0: every wheel repaired (or pure, copied as it is); 2: a wheel cannot reach the target tag
-    (the message names the symbol versions, libraries and members in the way) or is unreadable.
+    Wheels are repaired in turn; as with auditwheel, the first that fails stops the call (those
+    before it stay repaired, those after it are not tried). Exit 0: every wheel repaired (or pure,
+    copied as it is); 2: a wheel cannot reach the target tag (the message names the symbol
+    versions, libraries and members in the way), is unreadable, or would lose another's output.
     """
-    from fastaudit.files import check_regular
-    from fastaudit.repair import RepairOptions, repair_wheel
+    from fastaudit.repair import RepairOptions, repair_wheels
 
     options = RepairOptions(plat=plat, lib_sdir=lib_sdir, exclude=exclude, strip=strip, only_plat=only_plat,
                             update_tags=not no_update_tags, compression_level=zip_compression_level,
@@ -213,25 +214,18 @@ def repair_command(wheels: tuple[str, ...], plat: str, wheel_dir: str, lib_sdir:
                             # auditwheel's own variable, when set, stands in for LD_LIBRARY_PATH
                             ld_library_path=os.environ.get("AUDITWHEEL_LD_LIBRARY_PATH"),
                             ldpaths=tuple(d for d in ldpaths.split(":") if d) if ldpaths is not None else None)
-    exit_code = 0
-    for path in wheels:
-        try:
-            check_regular(path)  # a FIFO or a device is that wheel's error, not a hang
-            result = repair_wheel(path, wheel_dir, options)
-        except FastauditError as e:
-            say_error(e)
-            exit_code = EXIT_USAGE_OR_UNREADABLE
-            continue
+    for result in repair_wheels(wheels, wheel_dir, options):  # the first error ends the call, in one line
         for warning in result.warnings:
             click.echo(f"fastaudit: warning: {printable(warning)}", err=True)
         if result.note:
-            echo(f"{path}: {result.note}")
+            echo(f"{result.wheel}: {result.note}")
             continue
         grafted = ", ".join(f"{soname} ({source})" for soname, source in result.grafted) or "nothing"
         echo(str(result.output), f"  tag: {result.tag}", f"  grafted: {grafted}")
+        for script, home in result.moved_scripts:
+            echo(f"  moved: {script} -> {home} (a launcher takes its place)")
         if result.excluded:
             echo(f"  left outside (--exclude): {', '.join(result.excluded)}")
-    sys.exit(exit_code)
 
 
 @main.command("export")

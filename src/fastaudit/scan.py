@@ -373,11 +373,25 @@ def _init_worker(scan_pid: int) -> None:
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != scan_pid:  # forked by a fork server, or the scan is already gone
+    if os.getppid() != scan_pid and not _alive(scan_pid):  # forked by a fork server, or the scan is gone
+        os._exit(1)
+
+
+def _alive(pid: int) -> bool:
+    """Whether the process runs: a scan killed before its worker asked for the death signal is a
+    zombie until its parent reaps it, and signal 0 still reaches a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            state = stat.read().rpartition(b")")[2].split()[0]  # the name before ")" may hold anything
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: signal 0 is the best left
         try:
-            os.kill(scan_pid, 0)
+            os.kill(pid, 0)
         except ProcessLookupError:
-            os._exit(1)
+            return False
+        return True
+    return state not in (b"Z", b"X")
 
 
 def _executor(options: ScanOptions) -> tuple[cf.Executor, Callable[[bool], None]]:

@@ -180,7 +180,10 @@ class DynamicSymbols:
         return np.isin(self.name_offsets, offsets)
 
     def defines(self, name: str, sym_type: int = STT_FUNC) -> bool:
-        rows = self.rows_named(name)
+        offsets = self._offsets_named(name)
+        if offsets.size == 0:  # most lookups: no such name, and no array work to say so
+            return False
+        rows = np.isin(self.name_offsets, offsets)
         return bool(np.any(rows & (self.shndx != SHN_UNDEF) & (self.type == sym_type)))
 
     @cached_property

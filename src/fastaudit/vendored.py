@@ -200,8 +200,15 @@ def _stem(file_name: str) -> str:
 
 def libraries_named(file_name: str) -> list[NativeLibrary]:
     """The known projects a (grafted or plain) library file name may belong to, first the likeliest."""
-    stem = _stem(file_name)
-    return [lib for lib in libraries() if lib.name is not None and lib.name.fullmatch(stem)]
+    return list(_libraries_with_stem(_stem(file_name)))
+
+
+# A scan asks this for every DT_NEEDED name of every member, and the same few hundred names recur:
+# 84 regular expressions per name were a sixth of a scan worker's CPU per wheel. Bounded, so names
+# a hostile wheel invents cannot grow it.
+@functools.lru_cache(maxsize=4096)
+def _libraries_with_stem(stem: str) -> tuple[NativeLibrary, ...]:
+    return tuple(lib for lib in libraries() if lib.name is not None and lib.name.fullmatch(stem))
 
 
 def library_named(file_name: str) -> NativeLibrary | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import ctypes
 import os
+import queue
 import re
 import signal
 import stat
@@ -27,7 +28,7 @@ from fastaudit import __version__
 from fastaudit.errors import FastauditError, PathError, ScanWorkerError, WheelError
 from fastaudit.files import not_regular, reading, sha256_of
 from fastaudit.policy import POLICY_DATA_VERSION
-from fastaudit.store import ResultRow, Store, StoreLocation, WheelRow
+from fastaudit.store import ResultRow, Store, StoreError, StoreLocation, WheelRow
 from fastaudit.wheel import parse_wheel_name
 
 if TYPE_CHECKING:
@@ -79,14 +80,14 @@ class Found:
     """A `.whl` path under the roots: a regular file with its stat, or a problem that becomes the
     path's error row (`error`), found without opening anything."""
 
-    path: Path
+    path: str  # text, not a Path: a walk of a mirror makes one per wheel
     stat: os.stat_result | None = None
     error: FastauditError | None = None
 
 
-def _is_utf8(path: Path) -> bool:
+def _is_utf8(path: str) -> bool:
     try:
-        str(path).encode("utf-8")
+        path.encode("utf-8")
         return True
     except UnicodeEncodeError:  # undecodable bytes, kept by surrogateescape
         return False
@@ -99,20 +100,21 @@ def discover(roots: Sequence[str | Path]) -> Iterator[Found]:
     without following links: a FIFO, a device or a folder named `*.whl`, a name that is not UTF-8,
     a link that leaves its root and a folder that cannot be listed are each reported, not opened
     and not skipped silently. A symlinked folder is not entered; a link to a wheel inside the root
-    counts only when the wheel itself is not found under its own name, so it is audited once."""
+    counts only when the wheel itself is not found under its own name, so it is audited once.
+    What the walk holds grows with the depth and the widest folder, not with the wheels found."""
     for root in roots:
-        root_path = Path(root)
+        root_path = str(Path(root))  # normalized once; below, paths are text (a Path per entry costs more than listing)
         try:
             root_stat = os.stat(root_path)
         except OSError as e:
-            yield Found(root_path, error=PathError(f"cannot read: {e.strerror or e}", path=str(root_path)))
+            yield Found(root_path, error=PathError(f"cannot read: {e.strerror or e}", path=root_path))
             continue
         if not stat.S_ISDIR(root_stat.st_mode):
             yield _check_file(root_path, root_stat)
             continue
         real_root = os.path.realpath(root_path)
-        seen: set[tuple[int, int]] = set()
-        links: list[Path] = []
+        links: list[str] = []
+        unlisted: list[str] = []  # real paths of folders that could not be listed
         folders = [root_path]
         while folders:
             folder = folders.pop()
@@ -120,75 +122,87 @@ def discover(roots: Sequence[str | Path]) -> Iterator[Found]:
                 with os.scandir(folder) as listing:
                     entries = sorted(listing, key=lambda e: e.name)
             except OSError as e:
-                yield Found(folder, error=PathError(f"cannot list the folder: {e.strerror or e}", path=str(folder)))
+                unlisted.append(os.path.realpath(folder))
+                yield Found(folder, error=PathError(f"cannot list the folder: {e.strerror or e}", path=folder))
                 continue
             subfolders = []
             for entry in entries:
-                path = Path(entry.path)
                 try:
                     is_dir = entry.is_dir(follow_symlinks=False)
                     is_link = entry.is_symlink()
                 except OSError:
                     is_dir = is_link = False
+                    unlisted.append(os.path.realpath(entry.path))  # not entered either
                 if is_dir:
-                    subfolders.append(path)
+                    subfolders.append(entry.path)
                 if not entry.name.endswith(".whl"):
                     continue
+                path = entry.path
                 if is_link:
                     links.append(path)
                     continue
                 try:
-                    found = _check_file(path, entry.stat(follow_symlinks=False))
+                    yield _check_file(path, entry.stat(follow_symlinks=False))
                 except OSError as e:
-                    found = Found(path, error=PathError(f"cannot read: {e.strerror or e}", path=str(path)))
-                if found.stat is not None:
-                    seen.add((found.stat.st_dev, found.stat.st_ino))
-                yield found
+                    yield Found(path, error=PathError(f"cannot read: {e.strerror or e}", path=path))
             folders.extend(reversed(subfolders))  # popped in name order
+        inside = real_root.rstrip(os.sep) + os.sep
+        linked: set[tuple[int, int]] = set()  # what the links yielded point at: O(links)
         for link in links:
             target = os.path.realpath(link)
-            if not target.startswith(real_root.rstrip(os.sep) + os.sep):
+            if not target.startswith(inside):
                 yield Found(link, error=PathError(f"a link out of the scanned tree (to {target}): not followed",
                                                   path=str(link)))
                 continue
             try:
                 found = _check_file(link, os.stat(link))
             except OSError as e:  # a dangling link, a loop
-                found = Found(link, error=PathError(f"a link to nothing readable: {e.strerror or e}", path=str(link)))
+                found = Found(link, error=PathError(f"a link to nothing readable: {e.strerror or e}", path=link))
             if found.stat is not None:
                 identity = (found.stat.st_dev, found.stat.st_ino)
-                if identity in seen:
-                    continue  # the wheel it points at is audited under its own name
-                seen.add(identity)
+                if identity in linked or _walk_found(target, found.stat, unlisted):
+                    continue  # the wheel it points at is audited under its own name, or through a link before
+                linked.add(identity)
             yield found
 
 
-def _check_file(path: Path, st: os.stat_result) -> Found:
+def _walk_found(target: str, st: os.stat_result, unlisted: list[str]) -> bool:
+    """Whether the walk yielded the file at `target` (a real path inside the root, no link on the
+    way) as a wheel under its own name: a regular `.whl` with a UTF-8 name, in no folder that
+    could not be listed. Decided from the path, so the walk keeps no set of every wheel it saw."""
+    if not target.endswith(".whl") or _check_file(target, st).stat is None:
+        return False
+    return not any(target.startswith(folder.rstrip(os.sep) + os.sep) for folder in unlisted)
+
+
+def _check_file(path: str, st: os.stat_result) -> Found:
     if not stat.S_ISREG(st.st_mode):
         return Found(path, error=not_regular(path, st.st_mode))
     if not _is_utf8(path):
-        return Found(path, error=PathError("the file name is not UTF-8; rename it to audit it", path=str(path)))
+        return Found(path, error=PathError("the file name is not UTF-8; rename it to audit it", path=path))
     return Found(path, st)
 
 
-def content_key(path: Path, verify_hash: bool, st: os.stat_result | None = None) -> str:
+def content_key(path: str | Path, verify_hash: bool, st: os.stat_result | None = None) -> str:
     """What identifies a wheel's content without reading it, when possible."""
     if verify_hash:
         return f"sha256:{sha256_of(path)}"
-    mirror = _MIRROR_PATH.search(path.as_posix())
+    mirror = _MIRROR_PATH.search(os.fspath(path))
     if mirror:
         return "blake2b_256:" + "".join(mirror.groups())
-    st = st or path.stat()
-    return f"stat:{st.st_size}:{st.st_mtime_ns}:{path.resolve()}"
+    st = st or os.stat(path)
+    return f"stat:{st.st_size}:{st.st_mtime_ns}:{Path(path).resolve()}"
 
 
-def wheel_row(path: Path, key: str, size: int) -> WheelRow:
+def wheel_row(path: str | Path, key: str, size: int) -> WheelRow:
+    path = os.fspath(path)
+    filename = os.path.basename(path)
     try:
-        name = parse_wheel_name(path.name)
+        name = parse_wheel_name(filename)
     except WheelError:
-        return WheelRow(key, str(path), path.name, size, None, None, None, None, None, "invalid")
+        return WheelRow(key, path, filename, size, None, None, None, None, None, "invalid")
     kind = "pure" if name.is_pure else "linux" if name.is_linux else "other"
-    return WheelRow(key, str(path), path.name, size, name.name, name.version,
+    return WheelRow(key, path, filename, size, name.name, name.version,
                     ".".join(name.python_tags), ".".join(name.abi_tags), ".".join(name.platform_tags), kind)
 
 
@@ -199,9 +213,9 @@ def _vendored_rows(vendored) -> tuple[dict, ...]:
         for components in vendored.values() for c in components)
 
 
-def _error_row(path: Path, error: Exception) -> tuple[WheelRow, ResultRow]:
+def _error_row(path: str, error: Exception) -> tuple[WheelRow, ResultRow]:
     """The row of a path that was never a wheel to open (a FIFO, a link out, an unlistable folder)."""
-    row = WheelRow(f"error:{path}", str(path), path.name, 0, None, None, None, None, None, "invalid")
+    row = WheelRow(f"error:{path}", path, os.path.basename(path), 0, None, None, None, None, None, "invalid")
     message = str(error) if isinstance(error, FastauditError) else f"{path}: {error}"
     return row, ResultRow("error", None, type(error).__name__, message, getattr(error, "member", None))
 
@@ -454,29 +468,9 @@ def _scan(roots: Sequence[str | Path], store: Store, options: ScanOptions, progr
     stored_cache = options.elf_cache and options.stored_elf_cache
     workers = _Workers(options, store.location() if stored_cache else None)
     bar: _Progress | None = None
+    lineage = None if options.rescan else store.lineage(_lineage_key(roots, options))
     try:
-        wheels: dict[str, WheelRow] = {}
-        problems = 0
-        for found in discover(roots):
-            if stop.is_set():
-                raise KeyboardInterrupt
-            try:
-                if found.error is not None:
-                    raise found.error
-                key = content_key(found.path, options.verify_hash, found.stat)
-                wheels[key] = wheel_row(found.path, key, found.stat.st_size if found.stat else 0)
-            except (OSError, FastauditError) as e:  # unreadable, or changed between listing and stat
-                _record(store, run_id, summary, [_error_row(found.path, e)])
-                problems += 1
-        summary.seen = len(wheels) + problems
-
-        known = {} if options.rescan else store.known_results(wheels, ANALYZER_VERSION, POLICY_DATA_VERSION)
-        store.record_skipped(run_id, known.values())
-        todo = [w for key, w in wheels.items() if key not in known]
-        opened = [w for w in todo if w.kind == "linux"]
-        unopened = [w for w in todo if w.kind != "linux"]
-        _record(store, run_id, summary, [(w, _row_without_opening(w)) for w in unopened])
-
+        opened = _discover_into(store, run_id, summary, roots, options, lineage, stop)
         bar = _Progress(len(opened)) if progress and opened else None
         if opened:
             # load the analysis before the pool forks, so each worker does not import it again
@@ -501,14 +495,93 @@ def _scan(roots: Sequence[str | Path], store: Store, options: ScanOptions, progr
         if stored_cache and summary.status != "failed":
             store.evict_elf_cache(run_id, options.elf_cache_max_bytes)
         summary.seconds = time.monotonic() - started
+        unsettled = _settle(store, run_id, lineage, summary)
         # counted from the store: a second Ctrl-C may land between a batch's commit and any counter here
         counts = store.run_counts(run_id)
         summary.analyzed, summary.skipped = counts["analyzed"], counts["skipped"]
         summary.errors, summary.not_analyzed = counts["errors"], counts["not_analyzed"]
         store.finish_run(run_id, summary.status, {"seen": summary.seen, **counts})
+    if unsettled is not None:
+        raise unsettled
     summary.verdicts, summary.over_promising = store.verdict_counts(run_id)
     summary.elf_cache = store.elf_cache_usage(run_id)
     return summary
+
+
+def _settle(store: Store, run_id: int, lineage: int | None, summary: ScanSummary) -> StoreError | None:
+    """Make the run's list of wheels whole. If that cannot be written (a full disk), the run that
+    was completing is marked failed rather than completed with a partial list, and the error is
+    returned to be raised once the run is closed."""
+    try:
+        store.settle_run(run_id, lineage, summary.status == "completed")
+    except StoreError as e:
+        if summary.status != "completed":
+            return None  # the run already failed or stopped; its own error, if any, is the one to see
+        summary.status = "failed"
+        return e
+    return None
+
+
+# How many discovered paths are looked up in the store at once: the client holds one chunk of
+# the walk (plus the Linux wheels still to audit), not the whole mirror.
+DISCOVERY_CHUNK = 2000
+
+
+def _lineage_key(roots: Sequence[str | Path], options: ScanOptions) -> str:
+    """What makes runs comparable wheel for wheel: the same roots, analyzer, policy data and kind
+    of content key. (Only how much a run writes depends on it, never what it lists.)"""
+    import json
+
+    return json.dumps({"roots": sorted(os.path.abspath(r) for r in roots), "analyzer": ANALYZER_VERSION,
+                       "policy": POLICY_DATA_VERSION, "verify_hash": options.verify_hash}, sort_keys=True)
+
+
+def _chunks(found: Iterator[Found], size: int) -> Iterator[list[Found]]:
+    chunk: list[Found] = []
+    for item in found:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _discover_into(store: Store, run_id: int, summary: ScanSummary, roots: Sequence[str | Path],
+                   options: ScanOptions, lineage: int | None, stop: threading.Event) -> list[WheelRow]:
+    """Walk the roots chunk by chunk: list what the store already judged (by reference when the
+    lineage's last run listed it alike), record the paths that are errors and the wheels that are
+    not opened; the Linux wheels still to audit, each once."""
+    opened: list[WheelRow] = []
+    listed: set[str] = set()  # keys listed explicitly (O(wheels to audit)): a path found twice counts once
+    for chunk in _chunks(discover(roots), DISCOVERY_CHUNK):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        keyed: dict[str, Found] = {}
+        for found in chunk:
+            try:
+                if found.error is not None:
+                    raise found.error
+                keyed[content_key(found.path, options.verify_hash, found.stat)] = found
+            except (OSError, FastauditError) as e:  # unreadable, or changed between listing and stat
+                _record(store, run_id, summary, [_error_row(found.path, e)])
+                summary.seen += 1
+        known = {} if options.rescan else store.known_results(keyed, ANALYZER_VERSION, POLICY_DATA_VERSION, lineage)
+        summary.seen += store.inherit(k for k in known.values() if k.inherited)
+        explicit = {key: k for key, k in known.items() if not k.inherited and key not in listed}
+        store.record_skipped(run_id, explicit.values())
+        listed.update(explicit)
+        summary.seen += len(explicit)
+        unopened = []
+        for key, found in keyed.items():
+            if key in known or key in listed:
+                continue
+            listed.add(key)
+            summary.seen += 1
+            wheel = wheel_row(found.path, key, found.stat.st_size if found.stat else 0)
+            (opened if wheel.kind == "linux" else unopened).append(wheel)
+        _record(store, run_id, summary, [(w, _row_without_opening(w)) for w in unopened])
+    return opened
 
 
 class _Workers:
@@ -527,13 +600,30 @@ class _Workers:
         self._close: Callable[[bool], None] | None = None
         # a cluster schedules batches itself; a local pool needs only enough to keep its workers busy
         self.in_flight = sys.maxsize if options.scheduler else 2 * max(1, options.jobs)
+        self._done: queue.SimpleQueue[cf.Future] = queue.SimpleQueue()
 
     def _submit(self, batch: list[WheelRow]) -> cf.Future:
         if self.executor is None:
             self.executor, self._close = _executor(self.options)
         o = self.options
-        return self.executor.submit(audit_batch, [w.path for w in batch], o.elf_cache, o.check_isa, o.verify_record,
-                                    self.store_location)
+        future = self.executor.submit(audit_batch, [w.path for w in batch], o.elf_cache, o.check_isa,
+                                      o.verify_record, self.store_location)
+        future.add_done_callback(self._done.put)
+        return future
+
+    def _finished(self, pending: dict[cf.Future, list[WheelRow]]) -> list[cf.Future]:
+        """The futures of `pending` that finished, waiting up to 0.2 s for a first one. Each future
+        reports itself once, through its done callback, so a turn costs O(what finished), not
+        O(what is in flight) as `cf.wait` does (it installs a waiter on every pending future)."""
+        finished = []
+        try:
+            future = self._done.get(timeout=0.2)
+            while True:
+                if future in pending:  # not one given up on when the pool broke
+                    finished.append(future)
+                future = self._done.get_nowait()
+        except queue.Empty:
+            return finished
 
     def close(self, wait: bool) -> None:
         if self._close is not None:
@@ -543,11 +633,11 @@ class _Workers:
     def run(self, batches: list[list[WheelRow]], stop: threading.Event
             ) -> Iterator[tuple[list[WheelRow], list[ResultRow]]]:
         """(batch, its result rows) as batches finish, the culprits of dead workers included."""
-        queue = list(reversed(batches))  # popped from the end: largest first
+        waiting = list(reversed(batches))  # popped from the end: largest first
         suspects: list[WheelRow] = []  # wheels of batches in flight when a worker died
         pending: dict[cf.Future, list[WheelRow]] = {}
         lone: cf.Future | None = None  # the one suspect in flight, audited alone
-        while queue or suspects or pending:
+        while waiting or suspects or pending:
             if stop.is_set():
                 for future in pending:
                     future.cancel()
@@ -556,13 +646,12 @@ class _Workers:
                 wheel = suspects.pop()
                 lone = self._submit([wheel])
                 pending[lone] = [wheel]
-            while not suspects and lone is None and queue and len(pending) < self.in_flight:
-                batch = queue.pop()
+            while not suspects and lone is None and waiting and len(pending) < self.in_flight:
+                batch = waiting.pop()
                 pending[self._submit(batch)] = batch
-            finished, _ = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
             broken: list[list[WheelRow]] = []
             dead = False
-            for future in finished:
+            for future in self._finished(pending):
                 batch = pending.pop(future)
                 try:
                     rows = future.result()

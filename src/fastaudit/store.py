@@ -18,14 +18,14 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from fastaudit.errors import FastauditError
 
 if TYPE_CHECKING:
     from fastaudit.facts import CacheTraffic
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _RUN_STATUSES = "'running', 'completed', 'interrupted', 'failed', 'abandoned'"
 
@@ -183,9 +183,41 @@ _MIGRATIONS: tuple[str, ...] = (
         notes TEXT NOT NULL DEFAULT ''
     );
     """,
+    # 5: a night's unchanged wheels are not written again. Runs over the same roots with the same
+    # analyzer form a lineage; a span says "this wheel, with this result, was in every completed
+    # run of the lineage from first_seq to last_seq (NULL: to its latest run)". A run writes
+    # explicit rows (run_entries) only for what it analyzed or what its lineage did not hold, and
+    # on completion closes the spans of the wheels it did not see and opens spans for its own
+    # rows, from its next run on. `run_wheels` is the view that lists a run's wheels as before.
+    """
+    ALTER TABLE run_wheels RENAME TO run_entries;
+    CREATE TABLE lineages (
+        id INTEGER PRIMARY KEY,
+        key TEXT NOT NULL UNIQUE,
+        last_seq INTEGER NOT NULL DEFAULT 0
+    );
+    ALTER TABLE runs ADD COLUMN lineage INTEGER REFERENCES lineages(id);
+    ALTER TABLE runs ADD COLUMN lineage_seq INTEGER;
+    CREATE TABLE run_spans (
+        lineage INTEGER NOT NULL REFERENCES lineages(id),
+        wheel_id INTEGER NOT NULL REFERENCES wheels(id),
+        result_id INTEGER NOT NULL REFERENCES results(id),
+        first_seq INTEGER NOT NULL,
+        last_seq INTEGER
+    );
+    CREATE UNIQUE INDEX run_spans_open ON run_spans(lineage, wheel_id) WHERE last_seq IS NULL;
+    CREATE INDEX run_spans_by_seq ON run_spans(lineage, first_seq);
+    CREATE INDEX run_spans_by_result ON run_spans(result_id);
+    CREATE VIEW run_wheels (run_id, wheel_id, result_id, outcome) AS
+        SELECT run_id, wheel_id, result_id, outcome FROM run_entries
+        UNION ALL
+        SELECT r.id, s.wheel_id, s.result_id, 'skipped' FROM runs r
+            JOIN run_spans s ON s.lineage = r.lineage AND s.first_seq <= r.lineage_seq
+            WHERE s.last_seq IS NULL OR s.last_seq >= r.lineage_seq;
+    """,
 )
 
-_TABLES = {"runs", "wheels", "results", "run_wheels", "elf_facts"}
+_TABLES = {"runs", "wheels", "results", "run_wheels", "elf_facts"}  # tables or views (run_wheels: a view from 5)
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
@@ -280,6 +312,12 @@ class StoreLocation:
             return None, str(e)
 
 
+class KnownResult(NamedTuple):
+    wheel_id: int
+    result_id: int
+    inherited: bool = False  # listed by the lineage's latest completed run with this result
+
+
 @dataclass(frozen=True)
 class RunRow:
     id: int
@@ -355,7 +393,7 @@ class Store:
 
     def _schema(self, db: sqlite3.Connection) -> tuple[int, set[str]]:
         version = db.execute("PRAGMA user_version").fetchone()[0]
-        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
         return version, tables
 
     def _refuse_unknown(self, version: int, tables: set[str]) -> None:
@@ -718,26 +756,85 @@ class Store:
 
     # --- wheels and results -----------------------------------------------------------------
 
-    def known_results(self, content_keys: Iterable[str], analyzer_version: str,
-                      policy_version: str) -> dict[str, tuple[int, int]]:
-        """content key -> (wheel id, result id) for the wheels already judged by this analyzer."""
+    def known_results(self, content_keys: Iterable[str], analyzer_version: str, policy_version: str,
+                      lineage: int | None = None) -> dict[str, KnownResult]:
+        """content key -> (wheel id, result id, inherited) for the wheels already judged by this
+        analyzer; `inherited` when the lineage's latest completed run listed the wheel with that
+        result, so a run of the lineage that sees it again need not write it (see `inherit`)."""
         keys = list(content_keys)
-        found: dict[str, tuple[int, int]] = {}
+        found: dict[str, KnownResult] = {}
         for start in range(0, len(keys), 500):
             chunk = keys[start:start + 500]
             marks = ",".join("?" * len(chunk))
-            for key, wheel_id, result_id in self.db.execute(
-                    f"SELECT w.content_key, w.id, r.id FROM wheels w JOIN results r ON r.wheel_id = w.id"
+            for key, wheel_id, result_id, inherited in self.db.execute(
+                    "SELECT w.content_key, w.id, r.id, EXISTS (SELECT 1 FROM run_spans s WHERE s.lineage=?"
+                    "  AND s.wheel_id = w.id AND s.last_seq IS NULL AND s.result_id = r.id)"
+                    f" FROM wheels w JOIN results r ON r.wheel_id = w.id"
                     f" WHERE w.content_key IN ({marks}) AND r.analyzer_version=? AND r.policy_version=?",
-                    (*chunk, analyzer_version, policy_version)):
-                found[key] = (wheel_id, result_id)
+                    (lineage, *chunk, analyzer_version, policy_version)):
+                found[key] = KnownResult(wheel_id, result_id, bool(inherited))
         return found
 
-    def record_skipped(self, run_id: int, known: Iterable[tuple[int, int]]) -> None:
+    def record_skipped(self, run_id: int, known: Iterable[tuple[int, int] | KnownResult]) -> None:
+        """List already judged wheels in a run, explicitly ((wheel id, result id) pairs)."""
         with self._transaction():
             self.db.executemany(
-                "INSERT OR IGNORE INTO run_wheels (run_id, wheel_id, result_id, outcome) VALUES (?, ?, ?, 'skipped')",
-                [(run_id, wheel_id, result_id) for wheel_id, result_id in known])
+                "INSERT OR IGNORE INTO run_entries (run_id, wheel_id, result_id, outcome) VALUES (?, ?, ?, 'skipped')",
+                [(run_id, k[0], k[1]) for k in known])
+
+    # --- lineages: a run lists its unchanged wheels by reference --------------------------------
+
+    def lineage(self, key: str) -> int:
+        """The id of the lineage of runs with this key (roots, analyzer, policy data, key kind)."""
+        self._write("INSERT OR IGNORE INTO lineages (key) VALUES (?)", (_storable(key),))
+        return int(self.db.execute("SELECT id FROM lineages WHERE key=?", (_storable(key),)).fetchone()[0])
+
+    def inherit(self, known: Iterable[KnownResult]) -> int:
+        """Note wheels this run saw unchanged from its lineage (held per connection, not written to
+        the store until the run is settled); how many of them were not noted before."""
+        self._inherited_table()
+        with self._transaction():
+            before = self.db.total_changes
+            self.db.executemany("INSERT OR IGNORE INTO temp.inherited (wheel_id, result_id) VALUES (?, ?)",
+                                [(k.wheel_id, k.result_id) for k in known])
+            return self.db.total_changes - before
+
+    def _inherited_table(self) -> None:
+        self.db.execute("CREATE TEMP TABLE IF NOT EXISTS inherited (wheel_id INTEGER PRIMARY KEY, result_id INTEGER)")
+
+    def settle_run(self, run_id: int, lineage: int | None, completed: bool) -> None:
+        """At the end of a run, make its list of wheels whole, in one transaction. A completed run
+        of a lineage takes the next number in it: the spans of wheels it did not see end before
+        it, and its own rows open spans from its next run on. Any other run (interrupted, failed,
+        outside a lineage) lists the wheels it inherited explicitly, as it saw them."""
+        self._inherited_table()
+        with self._transaction():
+            if lineage is None or not completed:
+                self.db.execute("INSERT OR IGNORE INTO run_entries (run_id, wheel_id, result_id, outcome)"
+                                " SELECT ?, wheel_id, result_id, 'skipped' FROM temp.inherited", (run_id,))
+            else:
+                seq = self.db.execute("SELECT last_seq + 1 FROM lineages WHERE id=?", (lineage,)).fetchone()[0]
+                # a run of the lineage that finished since this one looked them up may have ended
+                # the spans of some wheels this run inherited: those are listed explicitly
+                self.db.execute(
+                    "INSERT OR IGNORE INTO run_entries (run_id, wheel_id, result_id, outcome)"
+                    " SELECT ?, i.wheel_id, i.result_id, 'skipped' FROM temp.inherited i WHERE NOT EXISTS"
+                    " (SELECT 1 FROM run_spans s WHERE s.lineage=? AND s.wheel_id = i.wheel_id"
+                    "  AND s.last_seq IS NULL AND s.result_id = i.result_id)", (run_id, lineage))
+                self.db.execute("DELETE FROM temp.inherited WHERE wheel_id IN"
+                                " (SELECT wheel_id FROM run_entries WHERE run_id=?)", (run_id,))
+                # the lineage's open spans that this run did not inherit end with the run before it
+                # (a wheel removed, or listed explicitly by this run: it gets a new span below)
+                self.db.execute(
+                    "UPDATE run_spans SET last_seq=? WHERE lineage=? AND last_seq IS NULL"
+                    " AND wheel_id NOT IN (SELECT wheel_id FROM temp.inherited)", (seq - 1, lineage))
+                self.db.execute("DELETE FROM run_spans WHERE lineage=? AND last_seq < first_seq", (lineage,))
+                self.db.execute(
+                    "INSERT INTO run_spans (lineage, wheel_id, result_id, first_seq)"
+                    " SELECT ?, wheel_id, result_id, ? FROM run_entries WHERE run_id=?", (lineage, seq + 1, run_id))
+                self.db.execute("UPDATE lineages SET last_seq=? WHERE id=?", (seq, lineage))
+                self.db.execute("UPDATE runs SET lineage=?, lineage_seq=? WHERE id=?", (lineage, seq, run_id))
+            self.db.execute("DELETE FROM temp.inherited")
 
     def record_results(self, run_id: int, analyzer_version: str, policy_version: str,
                        batch: Iterable[tuple[WheelRow, ResultRow]]) -> None:
@@ -750,14 +847,13 @@ class Store:
 
     def _record_one(self, run_id: int, analyzer_version: str, policy_version: str,
                     wheel: WheelRow, result: ResultRow) -> None:
-        self.db.execute(
+        wheel_id = self.db.execute(
             "INSERT INTO wheels (content_key, path, filename, size, project, version, python_tags, abi_tags,"
             " platform_tags, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (content_key) DO UPDATE SET path=excluded.path",
+            " ON CONFLICT (content_key) DO UPDATE SET path=excluded.path RETURNING id",
             (_storable(wheel.content_key), _storable(wheel.path), _storable(wheel.filename), wheel.size,
-             wheel.project, wheel.version, wheel.python_tags, wheel.abi_tags, wheel.platform_tags, wheel.kind))
-        wheel_id = self.db.execute("SELECT id FROM wheels WHERE content_key=?",
-                                   (_storable(wheel.content_key),)).fetchone()[0]
+             wheel.project, wheel.version, wheel.python_tags, wheel.abi_tags, wheel.platform_tags,
+             wheel.kind)).fetchone()[0]
         report = result.report or {}
         ours = report.get("fastaudit", {})
         criteria = ours.get("criteria", {})
@@ -794,7 +890,7 @@ class Store:
                 [(result_id, v["member"], v["library"], v["version"], v["evidence"], v["linkage"], v["detail"])
                  for v in result.vendored])
         self.db.execute(
-            "INSERT OR IGNORE INTO run_wheels (run_id, wheel_id, result_id, outcome) VALUES (?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO run_entries (run_id, wheel_id, result_id, outcome) VALUES (?, ?, ?, ?)",
             (run_id, wheel_id, result_id, outcome))
 
     # --- exports ------------------------------------------------------------------------------

@@ -359,6 +359,8 @@ class _Planner:
         self.dynstr = bytearray(image.dynstr)
         self.appended = bytearray()
         self._refs: tuple[np.ndarray, np.ndarray] | None | bool = False   # False: not computed yet
+        self.table_names: dict[int, str] = {}   # a rewritten table's name by its position, for errors
+        self.header_patches: tuple[Patch, ...] = ()   # e_phoff and e_phnum, when the table moves
 
     def plan(self, edits: StringEdits) -> RewritePlan | None:
         img = self.img
@@ -536,28 +538,53 @@ class _Planner:
             self.new_segment(plan, new_entries, move_dynamic)
         else:
             plan.blobs.append((img.str_off, bytes(self.dynstr)))
+            self.table_names[img.str_off] = ".dynstr"
         dyn_off = next(p.offset for p in img.phdrs if p.type == PT_DYNAMIC)
         rows = new_entries + [[DT_NULL, 0]]
         if not move_dynamic:
             rows += [[DT_NULL, 0]] * (capacity - len(rows))   # spare slots stay DT_NULL
         plan.blobs.append((dyn_off, img.records(DYN_FIELDS, rows, fmt.dynsize, dyn_off)))
+        self.table_names[dyn_off] = ".dynamic"
         plan.patches += patches
-        self.check_clear_of_headers(plan)
+        self.check_writes_apart(plan)
         return plan
 
-    def check_clear_of_headers(self, plan: RewritePlan) -> None:
-        """The symbol loops write into the symbol and .gnu.version tables: one laid over the ELF
-        header, or over a program header table that stays where it is (only a malformed image has
-        that), would have e_phnum or a p_flags rewritten."""
-        img = self.img
-        kept = [(0, img.fmt.ehsize)]
+    def check_writes_apart(self, plan: RewritePlan) -> None:
+        """Every write of the plan lands on bytes of its own: the tables it rewrites, the header
+        fields it patches, the symbol and .gnu.version tables the loops write into, the ELF header
+        and a program header table that stays in place. In a well-formed image these never share
+        a byte; a hostile one that lays one section over another (a .gnu.version section over
+        .dynamic, found by fuzzing) would have one write undo another, and the output would not
+        read back as planned: there is no right way to rewrite it, so it is refused."""
+        img, fmt = self.img, self.img.fmt
+        # (start, end, kind): kind 0 the headers kept, 1 a rewritten table, 2 a field, 3 and 4 the
+        # loops' tables (a symbol table, .gnu.version)
+        spans = [(0, fmt.ehsize, 0)]
+        spans += [(pos, pos + len(data), 1) for pos, data in plan.blobs if data]
+        spans += [(p.position, p.position + p.width, 2) for p in set(plan.patches) if p not in self.header_patches]
+        spans += [(off, off + size, 3) for off, size in {t for move in plan.symbol_moves for t in move.tables} if size]
+        if plan.unversion:
+            spans += [(off, off + size, 4) for off, size in plan.unversion.tables if size]
         if not img.phdrs_moved:
-            kept.append((img.phoff, img.phoff + len(img.phdrs) * img.fmt.phsize))
-        written = [t for move in plan.symbol_moves for t in move.tables]
-        written += list(plan.unversion.tables) if plan.unversion else []
-        for offset, size in written:
-            if size and any(offset < end and start < offset + size for start, end in kept):
-                raise _fail("ST_CORRUPT", offset, "symbol or version table (over the ELF or program headers)")
+            table = (img.phoff, img.phoff + len(img.phdrs) * fmt.phsize)
+            if not any(pos == table[0] and len(data) == table[1] - table[0] for pos, data in plan.blobs):
+                spans.append((*table, 0))   # not rewritten (else its rewrite is one of the tables)
+        spans.sort()
+        end, last = 0, spans[0]
+        for span in spans:
+            if span[0] < end:
+                raise self.overlap(last, span)
+            if span[1] > end:
+                end, last = span[1], span
+
+    def overlap(self, first: tuple[int, int, int], second: tuple[int, int, int]) -> ELFError:
+        """The error for two writes that share bytes, a loop's table named first."""
+        if first[2] > second[2]:
+            first, second = second, first
+        names = {0: "the ELF or program headers", 2: "a header field the rewrite patches", 3: "symbol table",
+                 4: "version table"}
+        what, subject = (names.get(kind) or self.table_names[start] for start, _, kind in (first, second))
+        return _fail("ST_CORRUPT", second[0], f"{subject} (over {what})")
 
     def new_segment(self, plan: RewritePlan, new_entries: list[list[int]], move_dynamic: bool) -> None:
         """Lay out the new PT_LOAD (program headers when they must move, .dynstr, .dynamic when it
@@ -619,10 +646,13 @@ class _Planner:
 
         plan.size = base_off + size
         plan.blobs.append((base_off + str_pos, table))
+        self.table_names[base_off + str_pos] = ".dynstr"
         phoff = base_off if move_phdrs else img.phoff
         plan.blobs.append((phoff, img.records(PHDR_FIELDS, phdrs, fmt.phsize, phoff)))
+        self.table_names[phoff] = "the program header table"
         if move_phdrs:
-            plan.patches += [Patch(fmt.e_phoff, fmt.word, phoff), Patch(fmt.e_phnum, 2, phdr_count)]
+            self.header_patches = (Patch(fmt.e_phoff, fmt.word, phoff), Patch(fmt.e_phnum, 2, phdr_count))
+            plan.patches += self.header_patches
         self.move_section(plan, SHT_STRTAB, img.str_vaddr, img.str_off, base_vaddr + str_pos, base_off + str_pos,
                           len(table))
         if move_dynamic:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fastaudit.elf import WANT_DYNAMIC, ElfEdits, read_elf, rewrite_elf
-from fastaudit.errors import ELFError, ELFUnsupportedError, RepairError
+from fastaudit.errors import ELFCorruptError, ELFError, ELFUnsupportedError, RepairError
 from tests import elfcheck
 from tests.corpus import corpus_wheels
 from tests.elfbuild import _run
@@ -373,19 +373,67 @@ def test_a_version_table_over_the_program_headers_is_refused() -> None:
         rewrite_elf(image, ElfEdits(remove_needed=frozenset({needed[1]}), soname="", rpath=""))
 
 
-def test_a_rewrite_that_moves_dynstr_reads_back_or_is_refused() -> None:
-    """The planner's fault on this hostile layout is not diagnosed yet (fuzz/RESULTS.md); what
-    rewrite_elf hands out is checked by reading it back, so it is refused with a typed error."""
-    # the fuzzer's input: four plan bytes (rename DT_NEEDED 0, remove DT_NEEDED 2, SONAME "l.so",
-    # RUNPATH "$ORIGIN/../"), then a mutated image; the output's DT_NEEDED point past a .dynstr the
-    # reader finds empty
+def test_a_version_table_over_dynamic_is_refused_by_the_planner() -> None:
+    # found by fuzz/fuzz_rewrite.py (2026-12-01, "new-dynstr-does-not-read-back"): a mutated ELF32 ARM
+    # image whose .gnu.version section header covers 0x34-0x1138, over the old program headers,
+    # .dynsym, .dynamic and the section headers. Removing DT_NEEDED libc.so.6 unversions the
+    # symbols of its versions, and that scan, run after .dynamic was written, turned DT_STRSZ (10)
+    # and DT_SYMENT (11), whose low halves are the removed version indexes, into DT_NEEDED: the
+    # output had no DT_STRSZ, so its .dynstr read as 0 bytes. The file is the fuzzer's input: four
+    # plan bytes (rename DT_NEEDED 0, remove DT_NEEDED 2, SONAME "l.so", RUNPATH "$ORIGIN/../"),
+    # then the image. The planner refuses it itself, before anything is written (not the read-back).
     crashes = Path(__file__).resolve().parents[1] / "data" / "rewrite-crashes"
     image = (crashes / "new-dynstr-does-not-read-back.fuzz").read_bytes()[4:]
     needed = read_elf(image, WANT_DYNAMIC).needed
     edits = ElfEdits(replace_needed={needed[0]: "libaaaaaa.so"}, remove_needed=frozenset({needed[2]}),
                      soname="l.so", runpath="$ORIGIN/../")
-    try:
-        out = rewrite_elf(image, edits)
-    except ELFError:
-        return
-    assert read_elf(out, WANT_DYNAMIC).needed == ("libaaaaaa.so", needed[1])
+    with pytest.raises(ELFCorruptError, match=r"version table \(over symbol table\)"):
+        rewrite_elf(image, edits)
+
+
+SHT_STRTAB, SHT_SYMTAB, SHT_DYNAMIC, SHT_DYNSYM, SHT_GNU_versym = 3, 2, 6, 11, 0x6FFFFFFF
+
+
+def _section_laid_over(source: bytes, kind: int, target: int) -> bytes:
+    """An x86-64 image whose section header of type `kind` gives the file offset of the section of
+    type `target`: the two tables now share bytes, as a hostile file can declare."""
+    data = bytearray(source)
+    shoff, = struct.unpack_from("<Q", data, 0x28)
+    shnum, = struct.unpack_from("<H", data, 0x3C)
+    headers = [shoff + 64 * i for i in range(shnum)]
+    def type_of(at: int) -> int:
+        return struct.unpack_from("<I", data, at + 4)[0]
+    target_offset, = struct.unpack_from("<Q", data, next(h for h in headers if type_of(h) == target) + 24)
+    moved = [h for h in headers if type_of(h) == kind]
+    assert moved, f"no section of type {kind:#x}"
+    for at in moved:
+        struct.pack_into("<Q", data, at + 24, target_offset)
+    return bytes(data)
+
+
+LONG_SONAME = "lib" + "x" * 80 + ".so"
+REMOVE_LIBM = frozenset({"libm.so.6"})
+
+
+@pytest.mark.parametrize(("kind", "target", "edits", "message"), [
+    # the loops' tables over a table the plan rewrites
+    (SHT_GNU_versym, SHT_DYNAMIC, ElfEdits(remove_needed=REMOVE_LIBM), r"version table \(over \.dynamic\)"),
+    (SHT_GNU_versym, SHT_DYNAMIC, ElfEdits(remove_needed=REMOVE_LIBM, runpath="$ORIGIN/" + "x" * 100),
+     r"version table \(over \.dynamic\)"),
+    (SHT_GNU_versym, SHT_STRTAB, ElfEdits(remove_needed=REMOVE_LIBM, replace_needed={"libc.so.6": "libc.so"}),
+     r"version table \(over \.dynstr\)"),
+    (SHT_SYMTAB, SHT_DYNAMIC, ElfEdits(soname=LONG_SONAME), r"symbol table \(over \.dynamic\)"),
+    (SHT_DYNSYM, SHT_DYNAMIC, ElfEdits(soname=LONG_SONAME), r"symbol table \(over \.dynamic\)"),
+    # and over each other
+    (SHT_SYMTAB, SHT_GNU_versym, ElfEdits(soname=LONG_SONAME, remove_needed=REMOVE_LIBM),
+     r"version table \(over symbol table\)"),
+], ids=["versym-dynamic", "versym-dynamic-new-segment", "versym-dynstr-in-place", "symtab-dynamic",
+        "dynsym-dynamic", "symtab-versym"])
+def test_writes_that_would_share_bytes_are_refused(built: dict[str, Path], kind: int, target: int,
+                                                   edits: ElfEdits, message: str) -> None:
+    source = built["plain"].read_bytes()
+    assert read_elf(rewrite_elf(source, edits)).needed  # the same plan on the intact library is made
+    image = _section_laid_over(source, kind, target)
+    read_elf(image)   # the reader takes the image: the rewrite is what must refuse it
+    with pytest.raises(ELFCorruptError, match=message):
+        rewrite_elf(image, edits)

@@ -9,7 +9,8 @@ is checked against the output's size first; failures come back as (status name, 
 like the walkers in _elf.pyx.
 """
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
-from libc.string cimport memcpy
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from libc.string cimport memcpy, memset
 
 from fastaudit._elfbytes cimport *
 
@@ -104,7 +105,7 @@ def write(const uint8_t[::1] source not None, uint64_t size, list blobs, list pa
     value), the symbol moves and the .gnu.version scan. Returns bytes, or (status, offset, what)."""
     cdef Image im
     cdef Header h
-    cdef bytearray copy
+    cdef bytes copy
     cdef uint8_t* out
     cdef const uint8_t* indexes
     cdef bytes bitmap
@@ -115,9 +116,11 @@ def write(const uint8_t[::1] source not None, uint64_t size, list blobs, list pa
     open_image(&im, &source[0] if source.shape[0] > 0 else NULL, source.shape[0])
     if read_header(&im, &h) < 0:
         return failure(&im)
-    copy = bytearray(size)
-    out = copy
+    # the output is a new bytes object, written before anyone else sees it: one pass over the image
+    copy = PyBytes_FromStringAndSize(NULL, size)
+    out = <uint8_t*>PyBytes_AS_STRING(copy)
     memcpy(out, im.p, im.n)
+    memset(out + im.n, 0, size - im.n)
     for pos, data in blobs:
         if not span_ok(size, pos, data.shape[0]):
             return ("ST_TRUNCATED", pos, "rewritten table")
@@ -137,4 +140,4 @@ def write(const uint8_t[::1] source not None, uint64_t size, list blobs, list pa
         for off, table_size in tables:
             if unversion_symbols(&im, out, off, table_size, indexes) < 0:
                 return failure(&im)
-    return bytes(copy)
+    return copy

@@ -21,6 +21,7 @@ import functools
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -113,19 +114,32 @@ class RecordFormat(NamedTuple):
     st_shndx: int
 
 
+# the reader's format table, one per ELF class (the byte order does not move a field)
+_RECORD_FORMATS: dict[int, RecordFormat] = {}
+
+
+def _record_format(elf_class: int, layout: ElfLayout) -> RecordFormat:
+    fmt = _RECORD_FORMATS.get(elf_class)
+    if fmt is None:
+        fmt = _RECORD_FORMATS[elf_class] = RecordFormat(**layout.format)
+    return fmt
+
+
 @functools.cache
-def _record_struct(fields: tuple[tuple[str, bool], ...], fmt: RecordFormat, itemsize: int,
-                   little: bool) -> tuple[str, tuple[int, ...]]:
+def _record_struct(fields: tuple[tuple[str, bool], ...], elf_class: int, itemsize: int,
+                   little: bool) -> tuple[str, tuple[int, ...] | None]:
     """The struct format of one record (the byte order first): its fields at their offsets in the
     reader's format table, 4 bytes when narrow, else a word of the class; and the order, by offset,
-    in which it takes the fields."""
+    in which it takes the fields (None when it is the order of `fields`)."""
+    fmt = _RECORD_FORMATS[elf_class]
     word = "Q" if fmt.word == 8 else "I"
     placed = sorted((getattr(fmt, name), "I" if narrow else word, i) for i, (name, narrow) in enumerate(fields))
     code, at = "<" if little else ">", 0
     for offset, kind, _ in placed:
         code += "x" * (offset - at) + kind
         at = offset + (8 if kind == "Q" else 4)
-    return code + "x" * (itemsize - at), tuple(i for _, _, i in placed)
+    order = tuple(i for _, _, i in placed)
+    return code + "x" * (itemsize - at), None if order == tuple(range(len(fields))) else order
 
 
 class ProgramHeader(NamedTuple):
@@ -207,7 +221,7 @@ class _Image:
             raise ValueError("the image was parsed without WANT_LAYOUT")
         self.tables = tables
         self.size = size
-        self.fmt = fmt = RecordFormat(**layout.format)
+        self.fmt = fmt = _record_format(tables.elf_class, layout)
         self.is64 = tables.elf_class == 64
         self.phoff = layout.phoff
         self.phdrs = list(map(ProgramHeader._make, layout.program_headers.tolist()))
@@ -220,9 +234,7 @@ class _Image:
         self._shdrs: list[list[int]] = layout.section_headers.tolist()
         self._shoff, self._shentsize = layout.shoff, layout.shentsize
         self.section_count = len(self._shdrs)
-        self._indexes_by_type: dict[int, list[int]] = {}
-        for index, row in enumerate(self._shdrs):
-            self._indexes_by_type.setdefault(row[0], []).append(index)
+        self._types = [row[0] for row in self._shdrs]
         self._by_type: dict[int, list[tuple[int, SectionHeader]]] = {}
         dynamic = next((p for p in self.phdrs if p.type == PT_DYNAMIC), None)
         if dynamic is None:
@@ -253,30 +265,32 @@ class _Image:
 
     def check_loads(self) -> None:
         """Refuse a layout the loader would refuse: the new segment is placed from these numbers."""
-        for index, p in enumerate(self.phdrs):
-            if p.type != PT_LOAD:
+        size = self.size
+        for index, (kind, _, offset, vaddr, _, filesz, memsz, align) in enumerate(self.phdrs):
+            if kind != PT_LOAD:
                 continue
-            where = self.phoff + index * self.fmt.phsize
-            if p.filesz > p.memsz:
-                raise _fail("ST_CORRUPT", where, "PT_LOAD with p_filesz larger than p_memsz")
-            if p.offset > self.size or p.filesz > self.size - p.offset:
-                raise _fail("ST_TRUNCATED", where, "PT_LOAD beyond the end of the file")
-            if p.memsz > ADDRESS_SPACE_LIMIT or p.vaddr > ADDRESS_SPACE_LIMIT:
-                raise _fail("ST_CORRUPT", where, "PT_LOAD beyond any address space")
-            if p.align > 1 and (p.align & (p.align - 1) or (p.offset - p.vaddr) % p.align):
-                raise _fail("ST_CORRUPT", where, "PT_LOAD whose p_offset and p_vaddr disagree modulo p_align")
+            if filesz > memsz:
+                problem = "ST_CORRUPT", "PT_LOAD with p_filesz larger than p_memsz"
+            elif offset > size or filesz > size - offset:
+                problem = "ST_TRUNCATED", "PT_LOAD beyond the end of the file"
+            elif memsz > ADDRESS_SPACE_LIMIT or vaddr > ADDRESS_SPACE_LIMIT:
+                problem = "ST_CORRUPT", "PT_LOAD beyond any address space"
+            elif align > 1 and (align & (align - 1) or (offset - vaddr) % align):
+                problem = "ST_CORRUPT", "PT_LOAD whose p_offset and p_vaddr disagree modulo p_align"
+            else:
+                continue
+            raise _fail(problem[0], self.phoff + index * self.fmt.phsize, problem[1])
 
     def check_addresses(self) -> None:
         """Every address the dynamic section holds must lie in a PT_LOAD: one that points nowhere
         would point into the new segment once it exists, and read as whatever is put there."""
-        ranges = [(p.vaddr, p.vaddr + p.memsz) for p in self.loads()]
-        for tag, value in self.entries:
-            if value and tag in ADDRESS_TAGS:
-                for start, end in ranges:
-                    if start <= value < end:
-                        break
-                else:
-                    raise _fail("ST_CORRUPT", self.dyn_off, f"{ADDRESS_TAGS[tag]} outside every PT_LOAD")
+        ranges = [(p.vaddr, p.vaddr + p.memsz) for p in self.phdrs if p.type == PT_LOAD]
+        for tag, value in [e for e in self.entries if e[0] in ADDRESS_TAGS and e[1]]:
+            for start, end in ranges:
+                if start <= value < end:
+                    break
+            else:
+                raise _fail("ST_CORRUPT", self.dyn_off, f"{ADDRESS_TAGS[tag]} outside every PT_LOAD")
 
     def check_single_values(self) -> None:
         """The planner reads the first of repeated entries, the reader the last: a table named
@@ -289,12 +303,12 @@ class _Image:
     def check_linked_string_tables(self) -> None:
         """The string table the dynamic tables' sections link to must be the one DT_STRTAB names:
         it is moved with .dynstr, and one that is not would keep the old strings and size."""
+        dynstr = [SHT_STRTAB, self.str_vaddr, self.str_off]
         for kind in (SHT_DYNAMIC, SHT_DYNSYM, SHT_GNU_verneed, SHT_GNU_verdef):
             for _, section in self.sections_of(kind):
                 if section.link >= self.section_count:
                     raise _fail("ST_CORRUPT", self._shoff, "sh_link out of range")
-                linked = self.section(section.link)
-                if linked.type != SHT_STRTAB or linked.addr != self.str_vaddr or linked.offset != self.str_off:
+                if self._shdrs[section.link][:3] != dynstr:
                     raise _fail("ST_CORRUPT", self._shoff,
                                 "sh_link of a dynamic table (not the string table DT_STRTAB names)")
 
@@ -309,9 +323,10 @@ class _Image:
 
     def records(self, fields: tuple[tuple[str, bool], ...], rows: list, itemsize: int, at: int) -> bytes:
         """Rows of a record (program headers, dynamic entries) as the image's bytes."""
-        code, order = _record_struct(fields, self.fmt, itemsize, self.tables.little_endian)
+        code, order = _record_struct(fields, self.tables.elf_class, itemsize, self.tables.little_endian)
+        values = chain.from_iterable(rows) if order is None else [row[i] for row in rows for i in order]
         try:
-            return struct.pack(code[0] + code[1:] * len(rows), *[row[i] for row in rows for i in order])
+            return struct.pack(code[0] + code[1:] * len(rows), *values)
         except struct.error as e:   # only a malformed image computes a value that does not fit
             raise _fail("ST_CORRUPT", at, "header field (it would not fit after the edit)") from e
 
@@ -322,7 +337,11 @@ class _Image:
         """(index, header) of the sections of one type, in the table's order."""
         found = self._by_type.get(kind)
         if found is None:
-            found = self._by_type[kind] = [(i, self.section(i)) for i in self._indexes_by_type.get(kind, ())]
+            found, index, types = [], -1, self._types
+            for _ in range(types.count(kind)):
+                index = types.index(kind, index + 1)
+                found.append((index, self.section(index)))
+            self._by_type[kind] = found
         return found
 
     def all_sections(self) -> list[SectionHeader]:
@@ -352,15 +371,24 @@ def _vn_file_owner(position: int) -> int:
     return -2 - position
 
 
+class _References(NamedTuple):
+    """The string references into .dynstr: (offset, owner) of those an edit may own (dynamic
+    entries, vn_file), and the offset columns of the others (version names, symbol names)."""
+
+    owned: list[tuple[int, int]]
+    anonymous: tuple[np.ndarray, ...]
+
+
 class _Planner:
     def __init__(self, image: _Image, page_size: int) -> None:
         self.img = image
         self.page_size = page_size
         self.dynstr = bytearray(image.dynstr)
         self.appended = bytearray()
-        self._refs: tuple[np.ndarray, np.ndarray] | None | bool = False   # False: not computed yet
+        self._refs: _References | None | bool = False   # False: not computed yet
         self.table_names: dict[int, str] = {}   # a rewritten table's name by its position, for errors
         self.header_patches: tuple[Patch, ...] = ()   # e_phoff and e_phnum, when the table moves
+        self.symbol_tables: tuple[tuple[int, int], ...] | None = None   # (offset, size) of each, once checked
 
     def plan(self, edits: StringEdits) -> RewritePlan | None:
         img = self.img
@@ -413,37 +441,33 @@ class _Planner:
 
     # --- strings ---------------------------------------------------------------------------------
 
-    def references(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """(offsets, owners) of every string reference the image makes into .dynstr; None when the
-        set is incomplete (symbol names are unknown without a .dynsym section)."""
+    def references(self) -> _References | None:
+        """Every string reference the image makes into .dynstr; None when the set is incomplete
+        (symbol names are unknown without a .dynsym section)."""
         if self._refs is not False:
             return self._refs   # type: ignore[return-value]
         img, tables = self.img, self.img.tables
         if not img.sections_of(SHT_DYNSYM):
             self._refs = None
             return None
-        dyn = [(val, i) for i, (tag, val) in enumerate(img.entries) if tag in STRING_TAGS]
-        files = [(file, _vn_file_owner(entry + VN_FILE)) for entry, file in img.verneed]
-        known = np.array(dyn + files, dtype=np.int64).reshape(-1, 2)
-        others = [np.asarray(a, dtype=np.int64) for a in (tables.vernaux_name, tables.verdaux_name, tables.sym_name)]
-        offsets = np.concatenate([known[:, 0], *others])
-        owners = np.concatenate([known[:, 1], np.full(sum(len(a) for a in others), _NOBODY, dtype=np.int64)])
-        self._refs = (offsets, owners)
+        owned = [(val, i) for i, (tag, val) in enumerate(img.entries) if tag in STRING_TAGS]
+        owned += [(file, _vn_file_owner(entry + VN_FILE)) for entry, file in img.verneed]
+        anonymous = tuple(a for a in (tables.vernaux_name, tables.verdaux_name, tables.sym_name) if len(a))
+        self._refs = _References(owned, anonymous)
         return self._refs
 
-    def shared_with_others(self, refs: tuple[np.ndarray, np.ndarray], start: int, length: int,
+    def shared_with_others(self, refs: _References, start: int, length: int,
                            owners: Iterable[int | tuple[str, int]]) -> bool:
         """Whether a reference not owned by the edit reads any byte of [start, start + length]
         (its NUL included) in .dynstr as it is now."""
-        offsets, ref_owners = refs
-        mine = [o if isinstance(o, int) else _vn_file_owner(o[1])
-                for o in owners if isinstance(o, int) or o[0] == "vn_file"]
+        mine = {o if isinstance(o, int) else _vn_file_owner(o[1])
+                for o in owners if isinstance(o, int) or o[0] == "vn_file"}
         # a reference before start reaches it when no NUL lies between: it starts after the last NUL
-        last_nul = self.dynstr.rfind(b"\0", 0, start)
-        reach = (offsets > last_nul) & (offsets <= start + length) & (offsets < self.img.str_size)
-        for owner in mine:
-            reach &= ref_owners != owner
-        return bool(reach.any())
+        first = self.dynstr.rfind(b"\0", 0, start) + 1
+        last = min(start + length, self.img.str_size - 1)
+        if any(first <= offset <= last and owner not in mine for offset, owner in refs.owned):
+            return True
+        return any(((a >= first) & (a <= last)).any() for a in refs.anonymous)
 
     def place_strings(self, groups: list[tuple[list[int | tuple[str, int]], int | None, bytes]]) -> list[int]:
         """A .dynstr offset per group: in place when it fits and nothing else shares the old bytes,
@@ -481,6 +505,10 @@ class _Planner:
         chain against a loaded object, so one for a library no longer needed would fail the load."""
         img = self.img
         chain = img.verneed
+        if not remove_needed:
+            for _, file in chain:
+                img.string(file)   # a vn_file outside .dynstr is refused whatever the plan
+            return new_entries, None
         kept = [e for e in chain if img.string(e[1]) not in remove_needed]
         if len(kept) == len(chain):
             return new_entries, None
@@ -515,7 +543,9 @@ class _Planner:
         """Symbols bound to a version of a removed library become unversioned (VER_NDX_GLOBAL), so no
         .gnu.version index names a requirement that is gone."""
         tables = self.img.tables
-        others = tables.vernaux_other[np.isin(tables.vernaux_entry, removed)] & VERSYM_INDEX
+        chain_removed = np.zeros(len(self.img.verneed), dtype=bool)
+        chain_removed[removed] = True
+        others = tables.vernaux_other[chain_removed[tables.vernaux_entry]] & VERSYM_INDEX
         bitmap = np.zeros(VERSYM_INDEX + 1, dtype=bool)
         bitmap[others] = True
         indexes = np.packbits(bitmap, bitorder="little").tobytes()
@@ -591,12 +621,13 @@ class _Planner:
         must move) after the image, and update every header that points at what moved."""
         img, fmt = self.img, self.img.fmt
         table = bytes(self.dynstr) + bytes(self.appended)
-        slot = next((i for i, p in enumerate(img.phdrs) if p.type == PT_NULL), None)
+        types = [p.type for p in img.phdrs]
+        slot = types.index(PT_NULL) if PT_NULL in types else None
         if slot is not None and self.phdrs_overlap_a_section():
             slot = None  # rewriting the table in place would write over that section's bytes
         move_phdrs = slot is None
         phnum = len(img.phdrs)
-        if move_phdrs and any(p.type == PT_INTERP for p in img.phdrs):
+        if move_phdrs and PT_INTERP in types:
             # the kernel of an old distribution finds an executable's program headers only in
             # its first page; growing them in place means shifting every section
             raise _fail("ST_UNSUPPORTED", img.phoff,
@@ -604,8 +635,8 @@ class _Planner:
         if move_phdrs and phnum + 1 >= PN_XNUM:
             # e_phnum would need extended numbering (section 0's sh_info), which we do not write
             raise _fail("ST_UNSUPPORTED", img.phoff, "program header count (one more would reach PN_XNUM)")
-        loads = img.loads()
-        alignment = max([self.page_size] + [p.align for p in loads])
+        loads = [p for p in img.phdrs if p.type == PT_LOAD]
+        alignment = max(self.page_size, *[p.align for p in loads])
         base_off = align_up(img.size, 16)
         # past the last segment by more than the largest symbol: eu-elflint judges a relocation's
         # target as [r_offset, r_offset + st_size], and would see one spill into a read-only segment
@@ -626,22 +657,26 @@ class _Planner:
         phdrs = list(img.phdrs)
         if slot is not None:
             del phdrs[slot]
-        last_load = max(i for i, p in enumerate(phdrs) if p.type == PT_LOAD)
+        types = [p.type for p in phdrs]
+        last_load = len(types) - 1 - types[::-1].index(PT_LOAD)
         phdrs.insert(last_load + 1, load)
-        for i, p in enumerate(phdrs):
-            if p.type == PT_PHDR and move_phdrs:
-                table_size = fmt.phsize * phdr_count
-                phdrs[i] = p._replace(offset=base_off, vaddr=base_vaddr, paddr=base_vaddr, filesz=table_size,
-                                      memsz=table_size)
-            elif p.type == PT_DYNAMIC and move_dynamic:
-                phdrs[i] = p._replace(offset=base_off + dyn_pos, vaddr=base_vaddr + dyn_pos,
-                                      paddr=base_vaddr + dyn_pos, filesz=dyn_size, memsz=dyn_size)
+        types.insert(last_load + 1, PT_LOAD)
+        if move_phdrs and PT_PHDR in types:
+            table_size = fmt.phsize * phdr_count
+            for i in (i for i, kind in enumerate(types) if kind == PT_PHDR):
+                phdrs[i] = phdrs[i]._replace(offset=base_off, vaddr=base_vaddr, paddr=base_vaddr,
+                                             filesz=table_size, memsz=table_size)
+        if move_dynamic:
+            for i in (i for i, kind in enumerate(types) if kind == PT_DYNAMIC):
+                phdrs[i] = phdrs[i]._replace(offset=base_off + dyn_pos, vaddr=base_vaddr + dyn_pos,
+                                             paddr=base_vaddr + dyn_pos, filesz=dyn_size, memsz=dyn_size)
         img.phdrs = phdrs
         img.phdrs_moved = move_phdrs
         for entry in new_entries:
-            if entry[0] == DT_STRTAB:
+            tag = entry[0]
+            if tag == DT_STRTAB:
                 entry[1] = base_vaddr + str_pos
-            elif entry[0] == DT_STRSZ:
+            elif tag == DT_STRSZ:
                 entry[1] = len(table)
 
         plan.size = base_off + size
@@ -683,9 +718,10 @@ class _Planner:
         for index, s in img.sections_of(kind):
             if s.addr != old_addr or s.offset != old_off:
                 continue
-            symbol_tables = img.checked_tables(SHT_SYMTAB, "symbol table") + img.checked_tables(SHT_DYNSYM,
-                                                                                                "symbol table")
-            plan.symbol_moves.append(SymbolMove(symbol_tables, index, old_addr, s.size, addr))
+            if self.symbol_tables is None:
+                self.symbol_tables = (img.checked_tables(SHT_SYMTAB, "symbol table")
+                                      + img.checked_tables(SHT_DYNSYM, "symbol table"))
+            plan.symbol_moves.append(SymbolMove(self.symbol_tables, index, old_addr, s.size, addr))
             plan.patches += [Patch(s.position + fmt.sh_addr, fmt.word, addr),
                              Patch(s.position + fmt.sh_offset, fmt.word, off),
                              Patch(s.position + fmt.sh_size, fmt.word, size)]

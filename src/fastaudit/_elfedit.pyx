@@ -98,18 +98,19 @@ cdef int unversion_symbols(const Image* im, uint8_t* out, uint64_t off, uint64_t
     return 0
 
 
-def write(const uint8_t[::1] source not None, uint64_t size, list blobs, list patches, list symbol_moves,
-          object unversion):
+def write(const uint8_t[::1] source not None, uint64_t size, list copies, list blobs, list patches,
+          list symbol_moves, object unversion):
     """The image with a plan (elfedit.RewritePlan's fields) applied: a copy of `source` grown to
-    `size` bytes with zeros, then the blobs (position, bytes), the patches (position, width,
-    value), the symbol moves and the .gnu.version scan. Returns bytes, or (status, offset, what)."""
+    `size` bytes with zeros, then the copies (to, from, length) of the source's bytes, the blobs
+    (position, bytes), the patches (position, width, value), the symbol moves and the
+    .gnu.version scan. Returns bytes, or (status, offset, what)."""
     cdef Image im
     cdef Header h
     cdef bytes copy
     cdef uint8_t* out
     cdef const uint8_t* indexes
     cdef bytes bitmap
-    cdef uint64_t pos, off, table_size
+    cdef uint64_t pos, off, table_size, length
     cdef const uint8_t[::1] data
     if size < <uint64_t>source.shape[0]:
         return ("ST_CORRUPT", 0, "output size")
@@ -121,6 +122,10 @@ def write(const uint8_t[::1] source not None, uint64_t size, list blobs, list pa
     out = <uint8_t*>PyBytes_AS_STRING(copy)
     memcpy(out, im.p, im.n)
     memset(out + im.n, 0, size - im.n)
+    for pos, off, length in copies:
+        if not span_ok(size, pos, length) or not span_ok(im.n, off, length):
+            return ("ST_TRUNCATED", pos, "moved table")
+        memcpy(out + pos, im.p + off, length)
     for pos, data in blobs:
         if not span_ok(size, pos, data.shape[0]):
             return ("ST_TRUNCATED", pos, "rewritten table")

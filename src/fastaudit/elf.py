@@ -410,7 +410,7 @@ def rewrite_elf(buffer: Buffer, edits: ElfEdits) -> bytes:
     plan = plan_rewrite(tables, len(view), encoded, _MAX_PAGE_SIZE.get(arch or "", _DEFAULT_PAGE_SIZE))
     if plan is None:
         return bytes(view)
-    result = _elfedit.write(view, plan.size, plan.blobs, plan.patches, plan.symbol_moves, plan.unversion)
+    result = _elfedit.write(view, plan.size, plan.copies, plan.blobs, plan.patches, plan.symbol_moves, plan.unversion)
     if isinstance(result, tuple):
         status, offset, what = result
         raise elf_error_for_status(status, what, offset)

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from fastaudit._elf import ElfLayout, ElfTables
 
 # Spelled as in the gABI and <elf.h>, so a grep matches readelf's output.
-PT_NULL, PT_LOAD, PT_DYNAMIC, PT_INTERP, PT_PHDR = 0, 1, 2, 3, 6
+PT_NULL, PT_LOAD, PT_DYNAMIC, PT_INTERP, PT_NOTE, PT_PHDR = 0, 1, 2, 3, 4, 6
+PT_GNU_PROPERTY = 0x6474E553
 PF_W, PF_R = 2, 4
 PN_XNUM = 0xFFFF
 SHT_NULL, SHT_SYMTAB, SHT_STRTAB, SHT_DYNAMIC, SHT_NOBITS, SHT_DYNSYM = 0, 2, 3, 6, 8, 11
@@ -194,6 +195,7 @@ class RewritePlan:
     """What `_elfedit.write` does to a copy of the image, in this order."""
 
     size: int                                   # of the output: the image, padding, the new segment
+    copies: list[tuple[int, int, int]] = field(default_factory=list)   # (to, from, length) of the image's bytes
     blobs: list[tuple[int, bytes]] = field(default_factory=list)
     patches: list[Patch] = field(default_factory=list)
     symbol_moves: list[SymbolMove] = field(default_factory=list)
@@ -591,6 +593,7 @@ class _Planner:
         # loops' tables (a symbol table, .gnu.version)
         spans = [(0, fmt.ehsize, 0)]
         spans += [(pos, pos + len(data), 1) for pos, data in plan.blobs if data]
+        spans += [(to, to + length, 1) for to, _, length in plan.copies if length]
         spans += [(p.position, p.position + p.width, 2) for p in set(plan.patches) if p not in self.header_patches]
         spans += [(off, off + size, 3) for off, size in {t for move in plan.symbol_moves for t in move.tables} if size]
         if plan.unversion:
@@ -627,12 +630,14 @@ class _Planner:
             slot = None  # rewriting the table in place would write over that section's bytes
         move_phdrs = slot is None
         phnum = len(img.phdrs)
-        if move_phdrs and PT_INTERP in types:
-            # the kernel of an old distribution finds an executable's program headers only in
-            # its first page; growing them in place means shifting every section
-            raise _fail("ST_UNSUPPORTED", img.phoff,
-                        "program header table (an executable with no free slot for one more segment)")
-        if move_phdrs and phnum + 1 >= PN_XNUM:
+        # An executable's table stays where it is: an older kernel gives the program the address of
+        # its program headers as the first PT_LOAD's p_vaddr - p_offset + e_phoff, right only for a
+        # table in the first segment. It grows by one entry over what follows it (.interp and the
+        # notes), which moves to the new segment, as patchelf does.
+        moved = self.blocks_after_the_table() if move_phdrs and PT_INTERP in types else []
+        grow_phdrs = bool(moved)
+        move_phdrs = move_phdrs and not grow_phdrs
+        if (move_phdrs or grow_phdrs) and phnum + 1 >= PN_XNUM:
             # e_phnum would need extended numbering (section 0's sh_info), which we do not write
             raise _fail("ST_UNSUPPORTED", img.phoff, "program header count (one more would reach PN_XNUM)")
         loads = [p for p in img.phdrs if p.type == PT_LOAD]
@@ -644,8 +649,13 @@ class _Planner:
         if gap > SYMBOL_SIZE_LIMIT:
             raise _fail("ST_CORRUPT", 0, "dynamic symbol size (above 1 TiB)")
         base_vaddr = align_up(max(p.vaddr + p.memsz for p in loads) + gap, alignment) + base_off % alignment
-        phdr_count = phnum + (1 if move_phdrs else 0)
+        phdr_count = phnum + (1 if move_phdrs or grow_phdrs else 0)
         str_pos = phdr_count * fmt.phsize if move_phdrs else 0
+        moved_at = []   # each moved block's position in the segment
+        for start, end, block_align in moved:
+            str_pos = align_up(str_pos, block_align)
+            moved_at.append(str_pos)
+            str_pos += end - start
         dyn_pos = align_up(str_pos + len(table), fmt.word)
         dyn_size = (len(new_entries) + 1) * fmt.dynsize
         size = dyn_pos + dyn_size if move_dynamic else str_pos + len(table)
@@ -666,6 +676,10 @@ class _Planner:
             for i in (i for i, kind in enumerate(types) if kind == PT_PHDR):
                 phdrs[i] = phdrs[i]._replace(offset=base_off, vaddr=base_vaddr, paddr=base_vaddr,
                                              filesz=table_size, memsz=table_size)
+        if grow_phdrs:
+            self.move_blocks(plan, phdrs, moved, [(base_off + at, base_vaddr + at) for at in moved_at])
+            for i in (i for i, kind in enumerate(types) if kind == PT_PHDR):
+                phdrs[i] = phdrs[i]._replace(filesz=fmt.phsize * phdr_count, memsz=fmt.phsize * phdr_count)
         if move_dynamic:
             for i in (i for i, kind in enumerate(types) if kind == PT_DYNAMIC):
                 phdrs[i] = phdrs[i]._replace(offset=base_off + dyn_pos, vaddr=base_vaddr + dyn_pos,
@@ -682,17 +696,81 @@ class _Planner:
         plan.size = base_off + size
         plan.blobs.append((base_off + str_pos, table))
         self.table_names[base_off + str_pos] = ".dynstr"
-        phoff = base_off if move_phdrs else img.phoff
+        phoff = base_off if move_phdrs else img.phoff   # in place when a slot is free or the table grows
         plan.blobs.append((phoff, img.records(PHDR_FIELDS, phdrs, fmt.phsize, phoff)))
         self.table_names[phoff] = "the program header table"
         if move_phdrs:
             self.header_patches = (Patch(fmt.e_phoff, fmt.word, phoff), Patch(fmt.e_phnum, 2, phdr_count))
+            plan.patches += self.header_patches
+        elif grow_phdrs:
+            self.header_patches = (Patch(fmt.e_phnum, 2, phdr_count),)
             plan.patches += self.header_patches
         self.move_section(plan, SHT_STRTAB, img.str_vaddr, img.str_off, base_vaddr + str_pos, base_off + str_pos,
                           len(table))
         if move_dynamic:
             self.move_section(plan, SHT_DYNAMIC, img.dyn_vaddr, img.dyn_off, base_vaddr + dyn_pos,
                               base_off + dyn_pos, dyn_size)
+
+    def blocks_after_the_table(self) -> list[tuple[int, int, int]]:
+        """The runs of bytes after the program header table that must move for it to grow by one
+        entry in place, as (start, end, alignment) in the file: .interp and the notes (PT_INTERP,
+        PT_NOTE, PT_GNU_PROPERTY, whole segments, overlapping ones together). Refused when
+        anything else lies there, or the grown table would leave the segment that maps it."""
+        img, fmt = self.img, self.img.fmt
+        start, end = img.phoff, img.phoff + (len(img.phdrs) + 1) * fmt.phsize
+        refuse = _fail("ST_UNSUPPORTED", img.phoff, "program header table (an executable with no free slot "
+                       "for one more segment, and no .interp or notes after it that can move)")
+        first = next((p for p in img.phdrs if p.type == PT_LOAD and p.offset <= start
+                      and end <= p.offset + p.filesz), None)
+        if first is None or not img.section_count:
+            raise refuse   # without section headers, what follows the table is unknown
+        units = sorted((p.offset, p.offset + p.filesz, max(p.align, 1)) for p in img.phdrs
+                       if p.type in (PT_INTERP, PT_NOTE, PT_GNU_PROPERTY) and p.filesz)
+        blocks: list[list[int]] = []
+        for lo, hi, align in units:   # overlapping segments move together
+            if blocks and lo < blocks[-1][1]:
+                blocks[-1][1], blocks[-1][2] = max(blocks[-1][1], hi), max(blocks[-1][2], align)
+            else:
+                blocks.append([lo, hi, align])
+        moved = [(lo, hi, max(align, fmt.word)) for lo, hi, align in blocks if lo < end and start < hi]
+        if not moved or any(align > 64 or lo < start for lo, _, align in moved):
+            raise refuse
+        # what stays (sections, tables .dynamic points at) must be clear of the grown table
+        inside = lambda lo, hi: any(a <= lo and hi <= b for a, b, _ in moved)  # noqa: E731
+        for s in img.all_sections():
+            if (s.type not in (SHT_NULL, SHT_NOBITS) and s.size and s.offset < end and start < s.offset + s.size
+                    and not inside(s.offset, s.offset + s.size)):
+                raise refuse
+        delta = first.vaddr - first.offset
+        for tag, value in img.entries:
+            if tag in ADDRESS_TAGS and value and any(a + delta <= value < b + delta for a, b, _ in moved):
+                raise refuse   # a dynamic table inside a note: nothing a linker writes
+            if tag in ADDRESS_TAGS and value and start + delta <= value < end + delta:
+                raise refuse
+        return moved
+
+    def move_blocks(self, plan: RewritePlan, phdrs: list[ProgramHeader], moved: list[tuple[int, int, int]],
+                    places: list[tuple[int, int]]) -> None:
+        """Copy each moved block to its place (file offset, address) in the new segment and point
+        the program headers, section headers and section symbols that name it there."""
+        img, fmt = self.img, self.img.fmt
+        for (lo, hi, _), (off, addr) in zip(moved, places):
+            plan.copies.append((off, lo, hi - lo))
+            self.table_names[off] = "a moved .interp or note"
+            for i, p in enumerate(phdrs):
+                if p.type != PT_LOAD and lo <= p.offset and p.offset + p.filesz <= hi and p.filesz:
+                    shift = p.offset - lo
+                    phdrs[i] = p._replace(offset=off + shift, vaddr=addr + shift, paddr=addr + shift)
+            for index, s in enumerate(img.all_sections()):
+                if s.type not in (SHT_NULL, SHT_NOBITS) and s.size and lo <= s.offset and s.offset + s.size <= hi:
+                    shift = s.offset - lo
+                    plan.patches += [Patch(s.position + fmt.sh_offset, fmt.word, off + shift)]
+                    if s.addr:
+                        plan.patches += [Patch(s.position + fmt.sh_addr, fmt.word, addr + shift)]
+                        if self.symbol_tables is None:
+                            self.symbol_tables = (img.checked_tables(SHT_SYMTAB, "symbol table")
+                                                  + img.checked_tables(SHT_DYNSYM, "symbol table"))
+                        plan.symbol_moves.append(SymbolMove(self.symbol_tables, index, s.addr, s.size, addr + shift))
 
     def phdrs_overlap_a_section(self) -> bool:
         """Whether the program header table shares bytes with a section or a table the dynamic

@@ -6,14 +6,17 @@ where the old one was, and shares no byte with any other reference, is written i
 strings have to be added, the whole .dynstr is copied (every existing offset stays valid) with the
 new strings after it into a new PT_LOAD at the end of the file; .dynamic follows it when it needs
 more entries than it has room for, and the program header table follows when it has no slot for
-the new segment. The section headers of .dynstr and .dynamic are moved along, so readelf, strip
+the new segment. An executable's table stays where it is and grows by one entry over the .interp
+and notes that follow it, which move to the new segment instead (the address an older kernel
+hands the program for its headers is only right for a table in the first segment). The section
+headers of .dynstr and .dynamic (and of what moved with them) are moved along, so readelf, strip
 and eu-elflint read the same tables the loader uses. Removing a DT_NEEDED unlinks its Elf_Verneed
 entry, and symbols bound to its versions become unversioned.
 
 The planner reads only what `_elf.parse(..., WANT_LAYOUT)` found (the image is walked once, by the
 reader, with its bounds checks and chain budgets) and returns a `RewritePlan`: byte ranges, header
-fields and the two symbol loops (section-symbol moves, .gnu.version scan) that `_elfedit.write`
-carries out on a copy. Nothing here reads the image's bytes.
+fields, copies of the image's own bytes, and the two symbol loops (section-symbol moves,
+.gnu.version scan) that `_elfedit.write` carries out on a copy. Nothing here reads the image's bytes.
 """
 from __future__ import annotations
 
@@ -375,10 +378,10 @@ def _vn_file_owner(position: int) -> int:
 
 class _References(NamedTuple):
     """The string references into .dynstr: (offset, owner) of those an edit may own (dynamic
-    entries, vn_file), and the offset columns of the others (version names, symbol names)."""
+    entries, vn_file), and the offsets of the others (version names, symbol names) in one column."""
 
     owned: list[tuple[int, int]]
-    anonymous: tuple[np.ndarray, ...]
+    anonymous: np.ndarray
 
 
 class _Planner:
@@ -454,7 +457,7 @@ class _Planner:
             return None
         owned = [(val, i) for i, (tag, val) in enumerate(img.entries) if tag in STRING_TAGS]
         owned += [(file, _vn_file_owner(entry + VN_FILE)) for entry, file in img.verneed]
-        anonymous = tuple(a for a in (tables.vernaux_name, tables.verdaux_name, tables.sym_name) if len(a))
+        anonymous = np.concatenate((tables.vernaux_name, tables.verdaux_name, tables.sym_name))
         self._refs = _References(owned, anonymous)
         return self._refs
 
@@ -469,7 +472,7 @@ class _Planner:
         last = min(start + length, self.img.str_size - 1)
         if any(first <= offset <= last and owner not in mine for offset, owner in refs.owned):
             return True
-        return any(((a >= first) & (a <= last)).any() for a in refs.anonymous)
+        return bool(((refs.anonymous >= first) & (refs.anonymous <= last)).any())
 
     def place_strings(self, groups: list[tuple[list[int | tuple[str, int]], int | None, bytes]]) -> list[int]:
         """A .dynstr offset per group: in place when it fits and nothing else shares the old bytes,
@@ -547,11 +550,10 @@ class _Planner:
         tables = self.img.tables
         chain_removed = np.zeros(len(self.img.verneed), dtype=bool)
         chain_removed[removed] = True
-        others = tables.vernaux_other[chain_removed[tables.vernaux_entry]] & VERSYM_INDEX
-        bitmap = np.zeros(VERSYM_INDEX + 1, dtype=bool)
-        bitmap[others] = True
-        indexes = np.packbits(bitmap, bitorder="little").tobytes()
-        return Unversion(self.img.checked_tables(SHT_GNU_versym, ".gnu.version"), indexes)
+        bitmap = bytearray((VERSYM_INDEX + 1) // 8)
+        for index in (tables.vernaux_other[chain_removed[tables.vernaux_entry]] & VERSYM_INDEX).tolist():
+            bitmap[index >> 3] |= 1 << (index & 7)
+        return Unversion(self.img.checked_tables(SHT_GNU_versym, ".gnu.version"), bytes(bitmap))
 
     # --- the output ------------------------------------------------------------------------------
 

@@ -737,6 +737,8 @@ class _Planner:
         moved = [(lo, hi, max(align, fmt.word)) for lo, hi, align in blocks if lo < end and start < hi]
         if not moved or any(align > 64 or lo < start for lo, _, align in moved):
             raise refuse
+        if any(hi > img.size for _, hi, _ in moved):   # copied whole: a segment must lie in the file
+            raise _fail("ST_TRUNCATED", img.phoff, "PT_INTERP or PT_NOTE beyond the end of the file")
         # what stays (sections, tables .dynamic points at) must be clear of the grown table
         inside = lambda lo, hi: any(a <= lo and hi <= b for a, b, _ in moved)  # noqa: E731
         for s in img.all_sections():

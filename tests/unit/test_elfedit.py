@@ -289,6 +289,18 @@ def test_an_executable_without_a_free_slot_grows_its_table_in_place(tmp_path: Pa
     assert elfcheck.run(oracle).stdout == ran.stdout
 
 
+def test_an_executable_whose_note_reaches_past_the_file_is_refused(built: dict[str, Path]) -> None:
+    # the notes after the table are copied whole into the new segment: a PT_NOTE that claims a
+    # terabyte would be an output of that size, so it is a typed refusal before anything is made
+    data = bytearray(built["exe"].read_bytes())
+    phoff, = struct.unpack_from("<Q", data, 32)
+    phnum, = struct.unpack_from("<H", data, 56)
+    note = next(phoff + 56 * i for i in range(phnum) if struct.unpack_from("<I", data, phoff + 56 * i)[0] == 4)
+    struct.pack_into("<QQ", data, note + 32, 1 << 40, 1 << 40)   # p_filesz, p_memsz
+    with pytest.raises(ELFError, match="PT_NOTE beyond the end of the file"):
+        rewrite_elf(bytes(data), ElfEdits(rpath="$ORIGIN/../" + "x" * 100))
+
+
 REAL_EXECUTABLES = {   # wheel file name pattern in the cache: the executable inside it
     "ruff-0.17.6-py3-none-manylinux_2_17_x86_64.*.whl": "ruff-0.17.6.data/scripts/ruff",
     "uv-0.13.9-py3-none-manylinux_2_17_x86_64.*.whl": "uv-0.13.9.data/scripts/uv",

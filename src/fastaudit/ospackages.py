@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 
@@ -24,12 +25,13 @@ class OsPackage:
     purl: str
 
 
-def _run(*command: str) -> str | None:
+def _run(*command: str) -> str:
+    """The command's output, whatever its exit status (a query over several paths exits 1 when some
+    are not found, and still prints the others); empty when it cannot run."""
     try:
-        proc = subprocess.run(command, capture_output=True, text=True, timeout=_TIMEOUT_S, check=False)
+        return subprocess.run(command, capture_output=True, text=True, timeout=_TIMEOUT_S, check=False).stdout
     except (OSError, subprocess.TimeoutExpired):
-        return None
-    return proc.stdout if proc.returncode == 0 else None
+        return ""
 
 
 @cache
@@ -45,42 +47,78 @@ def _distribution() -> str:
     return "linux"
 
 
-def _dpkg(path: str) -> OsPackage | None:
-    out = _run("dpkg-query", "--search", path)
-    if not out:
-        return None
-    package = out.splitlines()[0].split(": ", 1)[0].split(", ")[0]   # "libsqlite3-0:amd64: /usr/lib/..."
-    fields = _run("dpkg-query", "--show", "--showformat", "${Package} ${Version} ${Architecture}", package)
-    if not fields:
-        return None
-    name, version, arch = fields.split()
-    return OsPackage("dpkg", name, version, f"pkg:deb/{_distribution()}/{name}@{version}?arch={arch}")
+# Each manager is asked once for all the paths: one query per file cost repair a process start per
+# grafted library, which was most of its time on a wheel grafting twenty.
+
+def _dpkg(paths: list[str]) -> dict[str, OsPackage]:
+    out = _run("dpkg-query", "--search", *paths)
+    owners: dict[str, str] = {}
+    for line in out.splitlines():   # "libsqlite3-0:amd64: /usr/lib/...", "a, b: /shared/path"
+        names, sep, path = line.partition(": ")
+        if sep and not line.startswith("diversion ") and path in paths:
+            owners.setdefault(path, names.split(", ")[0])
+    if not owners:
+        return {}
+    fields = _run("dpkg-query", "--show", "--showformat", "${binary:Package} ${Package} ${Version} ${Architecture}\\n",
+                  *sorted(set(owners.values())))
+    found: dict[str, OsPackage] = {}
+    for line in fields.splitlines():
+        parts = line.split()
+        if len(parts) == 4:
+            key, name, version, arch = parts
+            found[key] = OsPackage("dpkg", name, version, f"pkg:deb/{_distribution()}/{name}@{version}?arch={arch}")
+    return {path: found[package] for path, package in owners.items() if package in found}
 
 
-def _rpm(path: str) -> OsPackage | None:
-    out = _run("rpm", "--query", "--file", "--queryformat", "%{NAME} %{VERSION}-%{RELEASE} %{ARCH}\\n", path)
-    if not out or "not owned" in out:
-        return None
-    name, version, arch = out.splitlines()[0].split()
-    return OsPackage("rpm", name, version, f"pkg:rpm/{_distribution()}/{name}@{version}?arch={arch}")
+def _rpm(paths: list[str]) -> dict[str, OsPackage]:
+    # one line per path, in order: the owner, or "file ... is not owned by any package"
+    out = _run("rpm", "--query", "--file", "--queryformat", "%{NAME} %{VERSION}-%{RELEASE} %{ARCH}\\n", *paths)
+    lines = out.splitlines()
+    if len(lines) != len(paths) and len(paths) > 1:
+        # a file several packages own prints a line for each: which line is whose is lost, so one by one
+        return {path: package for one in paths for path, package in _rpm([one]).items()}
+    found: dict[str, OsPackage] = {}
+    for path, line in zip(paths, lines):
+        parts = line.split()
+        if "not owned" not in line and len(parts) == 3:
+            name, version, arch = parts
+            found[path] = OsPackage("rpm", name, version, f"pkg:rpm/{_distribution()}/{name}@{version}?arch={arch}")
+    return found
 
 
-def _apk(path: str) -> OsPackage | None:
-    out = _run("apk", "info", "--who-owns", path)   # "<path> is owned by zlib-1.3.1-r0"
-    match = re.search(r" is owned by (.+)-([^-]+-r\d+)$", out.strip()) if out else None
-    if not match:
-        return None
-    name, version = match.groups()
-    return OsPackage("apk", name, version, f"pkg:apk/{_distribution()}/{name}@{version}")
+def _apk(paths: list[str]) -> dict[str, OsPackage]:
+    out = _run("apk", "info", "--who-owns", *paths)   # "<path> is owned by zlib-1.3.1-r0"
+    found: dict[str, OsPackage] = {}
+    for line in out.splitlines():
+        match = re.fullmatch(r"(.+) is owned by (.+)-([^-]+-r\d+)", line.strip())
+        if match and match.group(1) in paths:
+            path, name, version = match.groups()
+            found[path] = OsPackage("apk", name, version, f"pkg:apk/{_distribution()}/{name}@{version}")
+    return found
 
 
 _MANAGERS = (("dpkg-query", _dpkg), ("rpm", _rpm), ("apk", _apk))
 
 
+def owners_of(paths: Iterable[str]) -> dict[str, OsPackage | None]:
+    """The package owning each path (or the file it links to), or None; each manager that exists
+    is asked once for the paths as given, then once for the link targets of those it did not own."""
+    owners: dict[str, OsPackage | None] = dict.fromkeys(paths)
+    managers = [ask for command, ask in _MANAGERS if shutil.which(command)]
+    for linked in (False, True):
+        asked: dict[str, list[str]] = {}   # the name a manager is asked about -> the paths it answers for
+        for path in owners:
+            candidate = os.path.realpath(path) if linked else path
+            if owners[path] is None and (not linked or candidate != path):
+                asked.setdefault(candidate, []).append(path)
+        for ask in managers:
+            unanswered = [c for c, ps in asked.items() if owners[ps[0]] is None]
+            for candidate, package in (ask(unanswered) if unanswered else {}).items():
+                for path in asked[candidate]:
+                    owners[path] = package
+    return owners
+
+
 def owner_of(path: str) -> OsPackage | None:
     """The package owning `path` (or the file it links to), or None."""
-    for candidate in dict.fromkeys((path, os.path.realpath(path))):
-        for command, ask in _MANAGERS:
-            if shutil.which(command) and (package := ask(candidate)) is not None:
-                return package
-    return None
+    return owners_of([path])[path]

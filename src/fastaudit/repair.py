@@ -21,6 +21,7 @@ import subprocess
 import tempfile
 import zlib
 from collections.abc import Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.generator import BytesGenerator
 from email.parser import BytesParser
@@ -57,13 +58,15 @@ from fastaudit.lddtree import (
     is_dynamic_loader,
     resolve,
 )
-from fastaudit.ospackages import owner_of
+from fastaudit.ospackages import OsPackage, owners_of
 from fastaudit.policy import Policy, policies_for
 from fastaudit.record import Record
 from fastaudit.rezip import (
     EXECUTABLE_FILE_ATTR,
+    Deflater,
     Entry,
     deflated,
+    record_field,
     record_hash,
     render_record,
     source_date_epoch,
@@ -411,6 +414,16 @@ def apply_plan(plan: RepairPlan, out_dir: Path, options: RepairOptions = RepairO
         _copy(Path(wheel), destination)  # already compliant: the bytes are the answer
         return RepairResult(wheel, destination, plan.policy.tag, excluded=plan.excluded, warnings=plan.warnings)
 
+    # the changed members compress on threads while this one rewrites the next, and another waits
+    # for the package manager's answer, asked once for every grafted library
+    with ThreadPoolExecutor(max_workers=1) as asker, Deflater(options.compression_level) as deflater:
+        owners = asker.submit(owners_of, [g.source for g in plan.grafts])
+        return _write_repaired(plan, destination, options, deflater, owners)
+
+
+def _write_repaired(plan: RepairPlan, destination: Path, options: RepairOptions, deflater: Deflater,
+                    owners: Future[dict[str, OsPackage | None]]) -> RepairResult:
+    wheel = plan.wheel
     stamp = source_date_epoch()
     # WheelArchive has refused unsafe, duplicate and overlapping members, and the plan checked
     # RECORD against every member: repair writes only from a wheel that passed both
@@ -425,7 +438,7 @@ def apply_plan(plan: RepairPlan, out_dir: Path, options: RepairOptions = RepairO
         latest = max((m.date_time for m in archive.members), default=(1980, 1, 1, 0, 0, 0))
         new_time = stamp or latest
 
-        entries: list[Entry] = []
+        entries: list[Entry | Future[Entry]] = []
         rows: list[tuple[str, str, str]] = []
         sbom_name = f"{dist_info}/sboms/{SBOM_FILE}"
         written: dict[str, MemberFacts] = {}   # the output's ELF members, for its SBOM
@@ -457,24 +470,25 @@ def apply_plan(plan: RepairPlan, out_dir: Path, options: RepairOptions = RepairO
                     written[member.name] = plan.member_facts[member.name]
                     digests[member.name] = _hex_of(digest)
             else:
-                entries.append(deflated(member.name, data, options.compression_level, date_time,
-                                        member.external_attr))
-                rows.append((member.name, record_hash(data), str(len(data))))
+                entries.append(deflater.add(member.name, data, date_time, member.external_attr))
+                sha256 = hashlib.sha256(data).digest()
+                rows.append((member.name, record_field(sha256), str(len(data))))
                 if member.name in plan.member_facts:
                     written[member.name] = MemberFacts(read_elf(data), scan_version_strings(data))
-                    digests[member.name] = hashlib.sha256(data).hexdigest()
+                    digests[member.name] = sha256.hex()
 
     for graft in plan.grafts:
         with open(graft.source, "rb") as f:
             data = rewrite_elf(f.read(), plan.edits[graft.member])
         if options.strip:
             data = _strip(data, graft.member)
-        entries.append(deflated(graft.member, data, options.compression_level, new_time, EXECUTABLE_FILE_ATTR))
-        rows.append((graft.member, record_hash(data), str(len(data))))
+        entries.append(deflater.add(graft.member, data, new_time, EXECUTABLE_FILE_ATTR))
+        sha256 = hashlib.sha256(data).digest()
+        rows.append((graft.member, record_field(sha256), str(len(data))))
         written[graft.member] = MemberFacts(read_elf(data), scan_version_strings(data))
-        digests[graft.member] = hashlib.sha256(data).hexdigest()
+        digests[graft.member] = sha256.hex()
 
-    origins = {g.member: owner_of(g.source) for g in plan.grafts}
+    origins = {g.member: owners.result()[g.source] for g in plan.grafts}
     created = "{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}Z".format(*new_time)  # the wheel's own time stamp
     sbom = build_sbom(parse_wheel_name(plan.output_name), members_of(WheelFacts(written, digests), origins),
                       created=created)
@@ -485,12 +499,13 @@ def apply_plan(plan: RepairPlan, out_dir: Path, options: RepairOptions = RepairO
         rows.append((sbom_name, record_hash(sbom_data), str(len(sbom_data))))
 
     # deterministic: sorted, the .dist-info folder last and RECORD last of all (PEP 427 advice)
-    entries.sort(key=lambda e: (e.name.startswith(dist_info + "/"), e.name))
+    settled = [e.result() if isinstance(e, Future) else e for e in entries]
+    settled.sort(key=lambda e: (e.name.startswith(dist_info + "/"), e.name))
     rows.sort(key=lambda r: (r[0].startswith(dist_info + "/"), r[0]))
     rows.append((record_name, "", ""))
     record_entry = deflated(record_name, render_record(rows), options.compression_level, new_time,
                             by_name[record_name].external_attr)
-    write_zip(destination, [*entries, record_entry])
+    write_zip(destination, [*settled, record_entry])
     return RepairResult(wheel, destination, plan.policy.tag, tuple((g.soname, g.source) for g in plan.grafts),
                         plan.excluded, plan.warnings)
 

@@ -1,8 +1,10 @@
 """Writing a wheel: RECORD rows (PEP 376 / PEP 427) and a deterministic zip.
 
 Members that do not change are copied as stored, without inflating and deflating them again;
-only new and changed ones are compressed. The zip is written to a temporary file beside the
-destination and renamed over it, so a failure (a full disk, an interrupt) leaves no partial wheel.
+only new and changed ones are compressed, on a thread per core (libdeflate and zlib both release
+the GIL while they compress) while repair goes on rewriting the next one. The zip is written to a
+temporary file beside the destination and renamed over it, so a failure (a full disk, an
+interrupt) leaves no partial wheel.
 """
 from __future__ import annotations
 
@@ -11,14 +13,15 @@ import hashlib
 import os
 import struct
 import time
-import zlib
+from collections import deque
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from fastaudit.errors import RepairError
 from fastaudit.files import atomic_output
-from fastaudit.inflate import deflate_raw
+from fastaudit.inflate import crc32, deflate_raw
 
 _LOCAL = struct.Struct("<IHHHHHIIIHH")
 _CENTRAL = struct.Struct("<IHHHHHHIIIHHHHHII")
@@ -45,13 +48,63 @@ class Entry:
     external_attr: int
 
 
+# Below this a member is compressed in the calling thread: handing it to a worker costs more.
+_PARALLEL_MIN_SIZE = 64 * 1024
+# Content waiting for a thread, at most: past it, add() waits, so a wheel that grafts gigabytes
+# does not hold every library uncompressed at once.
+_PENDING_MAX_BYTES = 128 * 1024 * 1024
+
+
 def deflated(name: str, data: bytes, level: int, date_time: DateTime, external_attr: int) -> Entry:
-    return Entry(name, deflate_raw(data, level), 8, zlib.crc32(data), len(data), date_time, external_attr)
+    return Entry(name, deflate_raw(data, level), 8, crc32(data), len(data), date_time, external_attr)
+
+
+def compress_threads() -> int:
+    """The cores this process may run on: as many members are compressed at once."""
+    return len(os.sched_getaffinity(0))
+
+
+class Deflater:
+    """deflated() for each member added, on a thread per core (libdeflate and zlib release the GIL
+    while they compress) while the caller goes on with the next member."""
+
+    def __init__(self, level: int, threads: int | None = None) -> None:
+        self._level = level
+        self._pool = ThreadPoolExecutor(max_workers=threads or compress_threads())
+        self._pending: deque[tuple[Future[Entry], int]] = deque()
+        self._pending_bytes = 0
+
+    def add(self, name: str, data: bytes, date_time: DateTime, external_attr: int) -> Future[Entry]:
+        if len(data) < _PARALLEL_MIN_SIZE:
+            done: Future[Entry] = Future()
+            done.set_result(deflated(name, data, self._level, date_time, external_attr))
+            return done
+        while self._pending and (self._pending[0][0].done() or
+                                 self._pending_bytes + len(data) > _PENDING_MAX_BYTES):
+            oldest, size = self._pending.popleft()
+            oldest.result()
+            self._pending_bytes -= size
+        future = self._pool.submit(deflated, name, data, self._level, date_time, external_attr)
+        self._pending.append((future, len(data)))
+        self._pending_bytes += len(data)
+        return future
+
+    def __enter__(self) -> Deflater:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # on an error, what has not started is dropped; what runs finishes (one member per thread)
+        self._pool.shutdown(cancel_futures=True)
 
 
 def record_hash(data: bytes) -> str:
     """The RECORD hash field: sha256, urlsafe base64 without padding."""
-    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return record_field(hashlib.sha256(data).digest())
+
+
+def record_field(sha256: bytes) -> str:
+    """The RECORD hash field of a sha256 digest."""
+    return "sha256=" + base64.urlsafe_b64encode(sha256).rstrip(b"=").decode()
 
 
 def render_record(rows: Iterable[tuple[str, str, str]]) -> bytes:

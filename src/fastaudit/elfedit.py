@@ -368,8 +368,7 @@ PHDR_FIELDS = (("p_type", True), ("p_flags", True), ("p_offset", False), ("p_vad
 DYN_FIELDS = (("d_tag", False), ("d_val", False))
 
 # A reference's owner, so a string may be overwritten by the edit that owns every reference to it:
-# a dynamic entry's index (>= 0), a vn_file at file position p (-2 - p), or nobody (-1).
-_NOBODY = -1
+# a dynamic entry's index (>= 0) or a vn_file at file position p (-2 - p); the others have none.
 
 
 def _vn_file_owner(position: int) -> int:

@@ -13,8 +13,9 @@ The corpus lists live in bench/corpus/:
 Sets: ``dev`` (the default) is dev-wheels.txt, ``all`` is dev + extra, ``ci`` is ci-wheels.txt,
 ``recurring`` is recurring-wheels.txt (wheels whose grafted libraries recur, for the ELF cache),
 ``mirror`` is mirror-wheels.txt (about 400 wheels of popular projects, chosen by
-bench/select_corpus.py; not part of ``all``, whose figures bench/RESULTS.md records), ``full`` is
-every list.
+bench/select_corpus.py; not part of ``all``, whose figures bench/RESULTS.md records), ``xcache``
+is xcache-wheels.txt (every Linux wheel of two consecutive releases of numpy, scipy and pillow,
+for the cross-run ELF cache), ``full`` is every list.
 The cache defaults to $FASTAUDIT_WHEEL_CACHE, else ~/.cache/fastaudit/wheels; --jobs (default 4)
 sets how many downloads run at once.
 
@@ -50,10 +51,11 @@ SETS: dict[str, tuple[str, ...]] = {
     "recurring": ("recurring-wheels",),
     "mirror": ("mirror-wheels",),
     "vendored": ("vendored-wheels",),
+    "xcache": ("xcache-wheels",),
     "full": ("dev-wheels", "extra-wheels", "recurring-wheels", "mirror-wheels"),
 }
 # Lists whose sha256 pins are known; a ci-wheels.txt entry must be pinned in one of them.
-PINNED_LISTS = ("dev-wheels", "extra-wheels", "recurring-wheels", "mirror-wheels")
+PINNED_LISTS = ("dev-wheels", "extra-wheels", "recurring-wheels", "mirror-wheels", "xcache-wheels")
 CACHE_ENV = "FASTAUDIT_WHEEL_CACHE"
 DEFAULT_PY_VERSION = "3.12"  # for wheels tagged only py3 / py2.py3
 PIP_TIMEOUT_S = 1800

@@ -12,9 +12,19 @@ tests/integration/test_vendored.py on a member that carries it):
 - `file_version`: for projects whose shared library's file name ends in the release version
   itself (zlib, bzip2, xz, zstd, openjpeg, geos, blosc), the regex over the real file name
   (hash removed) and how its groups spell the release;
+- `symbols`: data objects a library exports as its own version (sqlite3_version, xmlParserVersion),
+  read from the dynamic symbol table, statically linked copies included where they are exported
+  (lxml's etree exports libxml2's and libxslt's). `form` says how the object becomes text:
+  "string" (the object is the text), "points-to" (its first word points to the text), "int" (a
+  32-bit integer, in decimal) or "int-major-minor" (a 32-bit integer, major << 8 | minor); then
+  `regex` over that text, its groups spelled by `format` (digit groups lose leading zeros);
+- `symbol_versions`: a regex over the library's own symbol version names (OPENSSL_3.0.0,
+  LIBXML2_2.9.0) and how its groups spell a release. A library defines the names of every release
+  that added symbols, so the highest says the library is *at least* that release: reported as a
+  lower bound, never as the version;
 - `cpe`: the CPE 2.3 vendor:product that vulnerability databases (NVD, OSV) use for the project.
-A project without `strings` or `file_version` is recognised by name only: its version is reported
-as unknown, never guessed.
+A project without `strings`, `symbols` or `file_version` is recognised by name only: its version
+is reported as unknown (or bounded below by its symbol versions), never guessed.
 
     python scripts/native_libraries.py    # rewrites the JSON; run after editing LIBRARIES
 """
@@ -24,6 +34,8 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from fastaudit.vendored import spell_release  # the examples are checked the way the scan reads them
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "fastaudit" / "data" / "native-libraries.json"
 
@@ -36,6 +48,27 @@ class VersionString:
     version: str | None  # what the regex must read from the example
 
 
+FORMS = ("string", "points-to", "int", "int-major-minor")
+
+
+@dataclass(frozen=True)
+class ExportedVersion:
+    symbol: str        # a data object of the dynamic symbol table
+    form: str          # one of FORMS: how the object becomes text
+    regex: str         # fullmatched over the text
+    format: str        # how its groups spell the release
+    example: str       # the text as read from a real binary of a real wheel
+    version: str
+
+
+@dataclass(frozen=True)
+class SymbolVersions:
+    regex: str         # fullmatched over a version name the library defines
+    format: str
+    example: str       # a name defined by a real binary of a real wheel
+    version: str
+
+
 @dataclass(frozen=True)
 class Library:
     project: str
@@ -43,11 +76,19 @@ class Library:
     name: str | None   # regex over the file name's stem; None: only ever linked statically
     strings: tuple[VersionString, ...]
     file_version: tuple[str, str] | None   # regex over the real file name, and the release it spells
+    symbols: tuple[ExportedVersion, ...]
+    symbol_versions: SymbolVersions | None
 
 
 def library(project: str, cpe: str, name: str | None, *strings: VersionString,
-            file_version: tuple[str, str] | None = None) -> Library:
-    return Library(project, cpe, name, strings, file_version)
+            file_version: tuple[str, str] | None = None, symbols: tuple[ExportedVersion, ...] = (),
+            symbol_versions: SymbolVersions | None = None) -> Library:
+    return Library(project, cpe, name, strings, file_version, symbols, symbol_versions)
+
+
+_OPENSSL_VERSION_TEXT = r'OpenSSL (\d+\.\d+\.\d+[a-z]{0,2})(?:-[A-Za-z0-9.]+)? {1,2}\d{1,2} [A-Z][a-z]{2} \d{4}'
+# LIBXML_VERSION and LIBXSLT_VERSION as text: major * 10000 + minor * 100 + micro ("21406")
+_XYYZZ = r'([1-9])(\d\d)(\d\d)(?:-.*)?'
 
 
 def version_string(anchor: str, regex: str, example: str, version: str | None) -> VersionString:
@@ -58,9 +99,13 @@ def version_string(anchor: str, regex: str, example: str, version: str | None) -
 # zlib), unless a later project of the same name has its version string in the member.
 LIBRARIES: tuple[Library, ...] = (
     library('openssl', 'openssl:openssl', r'lib(ssl|crypto)',
-        version_string('OpenSSL ',
-                       r'OpenSSL (\d+\.\d+\.\d+[a-z]{0,2})(?:-[A-Za-z0-9.]+)? {1,2}\d{1,2} [A-Z][a-z]{2} \d{4}',
-                       'OpenSSL 3.5.1 1 Jul 2025', '3.5.1'),
+        # one anchor per major release: libcrypto says "OpenSSL " in dozens of messages, and a
+        # member's first hits of an anchor are all that is looked at (vendored._MAX_HITS)
+        *(version_string(f'OpenSSL {major}.', _OPENSSL_VERSION_TEXT, f'OpenSSL {major}.5.1 1 Jul 2025', f'{major}.5.1')
+          for major in (0, 1, 3, 4, 5)),
+        # 1.1.x names its versions OPENSSL_1_1_1a, 3.x OPENSSL_3.0.0
+        symbol_versions=SymbolVersions(r'OPENSSL_(\d+)[._](\d+)[._](\d+)([a-z]?)', '{0}.{1}.{2}{3}',
+                                       'OPENSSL_3.0.0', '3.0.0'),
     ),
     library('boringssl', 'google:boringssl', None,
         version_string('BoringSSL', r'\x00BoringSSL\x00',
@@ -71,6 +116,7 @@ LIBRARIES: tuple[Library, ...] = (
         version_string('flate ', r' (?:de|in)flate (\d+\.\d+(?:\.\d+){0,2}) Copyright',
                        ' deflate 1.2.3 Copyright 1995-2005 Jean-loup Gailly ', '1.2.3'),
         file_version=(r'libz\.so\.(\d+\.\d+(?:\.\d+){0,2})', '{0}'),
+        symbol_versions=SymbolVersions(r'ZLIB_(\d+\.\d+(?:\.\d+){0,2})', '{0}', 'ZLIB_1.2.9', '1.2.9'),
     ),
     library('libpng', 'libpng:libpng', r'libpng(1[0-9])?',
         version_string('libpng version ', r'libpng version (\d+\.\d+\.\d+)',
@@ -140,12 +186,15 @@ LIBRARIES: tuple[Library, ...] = (
     library('postgresql', 'postgresql:postgresql', r'libpq'),
     library('cyrus-sasl', 'cyrusimap:cyrus-sasl', r'libsasl2'),
     library('openldap', 'openldap:openldap', r'lib(ldap|ldap_r|lber)'),
-    library('gcc', 'gnu:gcc', r'lib(gcc_s|stdc\+\+|gfortran|quadmath|gomp|atomic)'),
+    # libgcc_s names the GCC release that added symbols (GCC_12.0.0); libstdc++'s GLIBCXX_3.4.x are not releases
+    library('gcc', 'gnu:gcc', r'lib(gcc_s|stdc\+\+|gfortran|quadmath|gomp|atomic)',
+            symbol_versions=SymbolVersions(r'GCC_(\d+\.\d+\.\d+)', '{0}', 'GCC_7.0.0', '7.0.0')),
     library('openblas', 'openblas_project:openblas', r'lib(openblas|scipy_openblas)[a-z0-9_]*(-r0)?',
         version_string('OpenBLAS ', r'OpenBLAS (\d+\.\d+\.\d+(?:\.dev)?) ',
                        'OpenBLAS 0.3.27 DYNAMIC_ARCH NO_AFFINITY ', '0.3.27'),
     ),
-    library('xz', 'tukaani:xz', r'liblzma', file_version=(r'liblzma\.so\.(\d+\.\d+\.\d+)', '{0}')),
+    library('xz', 'tukaani:xz', r'liblzma', file_version=(r'liblzma\.so\.(\d+\.\d+\.\d+)', '{0}'),
+            symbol_versions=SymbolVersions(r'XZ_(\d+\.\d+)', '{0}', 'XZ_5.2', '5.2')),
     library('bzip2', 'bzip:bzip2', r'libbz2', file_version=(r'libbz2\.so\.(\d+\.\d+\.\d+)', '{0}')),
     library('zstd', 'facebook:zstandard', r'libzstd', file_version=(r'libzstd\.so\.(\d+\.\d+\.\d+)', '{0}')),
     library('brotli', 'google:brotli', r'libbrotli(common|dec|enc)'),
@@ -174,7 +223,9 @@ LIBRARIES: tuple[Library, ...] = (
     ),
     library('libidn2', 'gnu:libidn2', r'libidn2'),
     library('libunistring', 'gnu:libunistring', r'libunistring'),
-    library('libiconv', 'gnu:libiconv', r'lib(iconv|charset)'),
+    library('libiconv', 'gnu:libiconv', r'lib(iconv|charset)',
+            symbols=(ExportedVersion('_libiconv_version', 'int-major-minor', r'(\d+)\.(\d+)', '{0}.{1}',
+                                     '1.18', '1.18'),)),
     library('gnutls', 'gnu:gnutls', r'libgnutls',
         version_string('Enabled GnuTLS ', r'Enabled GnuTLS (\d+\.\d+\.\d+) logging',
                        'Enabled GnuTLS 3.8.13 logging...', '3.8.13'),
@@ -207,13 +258,23 @@ LIBRARIES: tuple[Library, ...] = (
                        "<meta name='ocr-system' content='tesseract 5.0.0-alpha' />", '5.0.0'),
     ),
     library('librdkafka', 'confluent:librdkafka', r'librdkafka(\+\+)?'),
-    library('sqlite', 'sqlite:sqlite', r'libsqlite3'),
+    library('sqlite', 'sqlite:sqlite', r'libsqlite3',
+            symbols=(ExportedVersion('sqlite3_version', 'string', r'(3\.\d+\.\d+(?:\.\d+)?)', '{0}',
+                                     '3.46.0', '3.46.0'),)),
     library('expat', 'libexpat_project:libexpat', r'libexpat',
         version_string('expat_', r'expat_(\d+\.\d+\.\d+)',
                        'expat_2.2.6', '2.2.6'),
     ),
-    library('libxml2', 'xmlsoft:libxml2', r'libxml2'),
-    library('libxslt', 'xmlsoft:libxslt', r'lib(xslt|exslt)'),
+    library('libxml2', 'xmlsoft:libxml2', r'libxml2',
+            symbols=(ExportedVersion('xmlParserVersion', 'points-to', _XYYZZ, '{0}.{1}.{2}', '21406', '2.14.6'),),
+            symbol_versions=SymbolVersions(r'LIBXML2_(\d+\.\d+\.\d+)', '{0}', 'LIBXML2_2.9.0', '2.9.0')),
+    # xsltEngineVersion is LIBXSLT_VERSION_STRING; libexslt, part of libxslt's release, exports the
+    # LIBXSLT_VERSION it was built with (lxml's etree exports only that one)
+    library('libxslt', 'xmlsoft:libxslt', r'lib(xslt|exslt)',
+            symbols=(ExportedVersion('xsltEngineVersion', 'points-to', _XYYZZ, '{0}.{1}.{2}', '10143', '1.1.43'),
+                     ExportedVersion('xsltLibxsltVersion', 'int', _XYYZZ, '{0}.{1}.{2}', '10143', '1.1.43'),
+                     ExportedVersion('exsltLibxsltVersion', 'int', _XYYZZ, '{0}.{1}.{2}', '10143', '1.1.43')),
+            symbol_versions=SymbolVersions(r'LIBXSLT_(\d+\.\d+\.\d+)', '{0}', 'LIBXSLT_1.1.26', '1.1.26')),
     library('pcre2', 'pcre:pcre2', r'libpcre2-(8|16|32)'),
     library('pcre', 'pcre:pcre', r'libpcre'),
     library('proj', 'osgeo:proj', r'libproj',
@@ -252,10 +313,23 @@ def build() -> dict:
             found = (match.group(1) if match.re.groups else None) if match else "no match"
             if not match or found != vs.version or vs.anchor not in match.group(0):
                 raise ValueError(f"{lib.project}: {vs.regex!r} and {vs.anchor!r} give {found!r} on {vs.example!r}")
+        for exported in lib.symbols:
+            match = re.fullmatch(exported.regex, exported.example)
+            if exported.form not in FORMS or not match or spell_release(match, exported.format) != exported.version:
+                raise ValueError(f"{lib.project}: {exported} does not read {exported.version!r} from its example")
+        if lib.symbol_versions:
+            match = re.fullmatch(lib.symbol_versions.regex, lib.symbol_versions.example)
+            if not match or spell_release(match, lib.symbol_versions.format) != lib.symbol_versions.version:
+                raise ValueError(f"{lib.project}: {lib.symbol_versions} does not read its example")
         entry = {"project": lib.project, "cpe": f"cpe:2.3:a:{lib.cpe}", "name": lib.name,
                  "strings": [{"anchor": vs.anchor, "regex": vs.regex} for vs in lib.strings]}
         if lib.file_version:
             entry["file_version"] = {"regex": lib.file_version[0], "format": lib.file_version[1]}
+        if lib.symbols:
+            entry["symbols"] = [{"symbol": e.symbol, "form": e.form, "regex": e.regex, "format": e.format}
+                                for e in lib.symbols]
+        if lib.symbol_versions:
+            entry["symbol_versions"] = {"regex": lib.symbol_versions.regex, "format": lib.symbol_versions.format}
         libraries.append(entry)
     return {
         "about": "How fastaudit recognises vendored native libraries; written by scripts/native_libraries.py",

@@ -22,6 +22,8 @@ VENV=${FASTAUDIT_VENV:-.venv}
 python3 -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 "$VENV/bin/python" -m pip install --quiet ".[test]"
+# Debian 13's glibc 2.41, unpacked into the cache once: the executable-stack tests dlopen under it.
+bash scripts/fetch_trixie_glibc.sh >/dev/null || echo "warning: could not fetch trixie's libc6; the glibc 2.41 tests will skip" >&2
 # Real PyPI wheels for the differential tests; when PyPI is unreachable those tests skip loudly.
 "$VENV/bin/python" bench/fetch_wheels.py --set ci >/dev/null || echo "warning: could not fetch the CI wheels" >&2
 # Run from tests/ against the installed package, not the source tree (which has no built extension).

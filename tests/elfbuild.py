@@ -207,12 +207,13 @@ def _expand_tags(tag: str) -> list[str]:
 
 
 def pack_wheel(out_dir: Path, dist: str, version: str, tag: str, files: Mapping[str, Path | bytes], *,
-               wheel_file: bytes | None = None) -> Path:
+               wheel_file: bytes | None = None, modes: Mapping[str, int] | None = None) -> Path:
     """Write the PEP 427 wheel `{dist}-{version}-{tag}.whl` holding `files` (archive name -> content).
 
     The .dist-info holds WHEEL (one Tag line per expanded tag, or `wheel_file` as given), METADATA
     and RECORD (urlsafe base64 sha256 without padding, and sizes). Members are deflated with fixed
-    timestamps, so the same inputs give the same bytes.
+    timestamps, so the same inputs give the same bytes. `modes` gives a member its st_mode (file
+    type and permissions) in place of 0o100755 for shared objects and 0o100644 for the rest.
     """
     dist = re.sub(r"[^\w\d.]+", "_", dist)  # PEP 427 escaping of the distribution name
     dist_info = f"{dist}-{version}.dist-info"
@@ -238,8 +239,8 @@ def pack_wheel(out_dir: Path, dist: str, version: str, tag: str, files: Mapping[
         for name, data in contents.items():
             info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED
-            mode = 0o755 if name.endswith(".so") or ".so." in name else 0o644
-            info.external_attr = (0o100000 | mode) << 16
+            mode = 0o100755 if name.endswith(".so") or ".so." in name else 0o100644
+            info.external_attr = (modes or {}).get(name, mode) << 16
             zf.writestr(info, data)
     return wheel
 

@@ -85,7 +85,9 @@ cdef int read_segments(Image* im, const Header* h, Segments* s, uint64_t* rows) 
             s.interp_size = ph.p_filesz
         elif ph.p_type == PT_NOTE or ph.p_type == PT_GNU_PROPERTY:
             s.note_count += 1
-        elif ph.p_type == PT_GNU_STACK and not s.has_gnu_stack:
+        elif ph.p_type == PT_GNU_STACK:
+            # the last one counts, as in glibc's loader (_dl_map_object_from_fd), which is what
+            # refuses a shared object asking for an executable stack
             s.has_gnu_stack = True
             s.stack_flags = ph.p_flags
     return 0

@@ -6,10 +6,15 @@ versions (over every ELF member; for musl, which has none, the libc symbols each
 judged against musl's own export history), external libraries and blacklisted symbols (over the Python
 extensions and the ELF members nothing else in the wheel needs), the x86-64 ISA level, and the
 PyFPE_jbuf / UCS2 checks. Unlike auditwheel, nothing is looked up on the host running the audit.
+Two more facts are reported beside the verdict without changing it: the members glibc 2.41+ will not
+dlopen because they need an executable stack, and the build image a rebuild needs when symbol
+versions break a declared tag.
 """
 from __future__ import annotations
 
+import functools
 import posixpath
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from os import PathLike
@@ -21,6 +26,13 @@ from fastaudit.facts import ElfCache, check_linux_wheel_name, read_wheel_elves
 from fastaudit.files import reading
 from fastaudit.lddtree import DependencyTree, is_dynamic_loader, resolve_tree
 from fastaudit.policy import Policy, libc_release_adding, libc_symbols_beyond, policies_for, policy_for_tag
+from fastaudit.policy.builds import (
+    BuildImage,
+    build_image_for,
+    default_stack_executable,
+    dlopen_refuses_executable_stack_since,
+    oldest_build_image,
+)
 from fastaudit.wheel import WheelName, is_linux_tag
 
 GLIBC = "glibc"
@@ -37,8 +49,11 @@ PYFPE = "pyfpe"
 UCS2 = "ucs2"
 ARCH = "arch"
 LIBC = "libc"
+EXECUTABLE_STACK = "executable_stack"
 
 _PYFPE_SYMBOLS = ("PyFPE_jbuf", "PyFPE_dummy", "PyFPE_counter")
+ET_DYN = 3
+_NUMBERED_VERSION = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z][A-Z0-9]*)*_[0-9]+(?:\.[0-9]+)*")
 
 
 @dataclass(frozen=True, order=True)
@@ -67,6 +82,10 @@ class Reason:
             return f"{self.member} imports the blacklisted symbol {self.detail} from {self.library}"
         if self.criterion == ISA:
             return f"{self.member} needs the {self.detail} instruction set"
+        if self.criterion == EXECUTABLE_STACK:
+            since = dlopen_refuses_executable_stack_since()
+            return (f"{who}: {self.detail}; glibc {since} and newer refuse to dlopen it "
+                    "(\"cannot enable executable stack as shared object requires\")")
         return f"{self.member}: {self.detail}"
 
 
@@ -76,6 +95,22 @@ class PolicyUpgrade:
 
     libs_to_eliminate: tuple[str, ...]
     blacklisted_symbols: Mapping[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class RebuildImage:
+    """The build image family a rebuild for `tag` needs: `image` has a libc no newer than the tag's;
+    None when no published image is that old for the architecture, and then `oldest` is the oldest."""
+
+    tag: str
+    image: BuildImage | None
+    oldest: BuildImage | None = None
+
+    def describe(self) -> str:
+        if self.image is not None:
+            return f"to build for {self.tag}, build in {self.image.describe()}"
+        oldest = f"; the oldest there is {self.oldest.describe()}" if self.oldest else ""
+        return f"no pypa/manylinux image is old enough to build for {self.tag}{oldest}"
 
 
 @dataclass(frozen=True)
@@ -107,6 +142,10 @@ class WheelReport:
     over_promise_reasons: tuple[Reason, ...] = ()
     # the stable-ABI criterion (abi3.py); None for a wheel that is not abi3-tagged and has no *.abi3.so
     abi3: Abi3Report | None = None
+    # members glibc 2.41+ refuses to dlopen: they need an executable stack (reported, not a tag limit)
+    executable_stack: tuple[Reason, ...] = ()
+    # when symbol versions break a declared tag: the build image a compliant rebuild needs
+    rebuild_image: RebuildImage | None = None
 
     @property
     def overall_tag(self) -> str | None:
@@ -138,8 +177,13 @@ def roots(elves: Mapping[str, ElfInfo]) -> list[str]:
     """The members whose trees are walked, as auditwheel chooses them for `show` and `repair`:
     every Python extension (even one another member needs), and every other ELF member whose file
     name no member needs. A library other members need is reached through their trees."""
+    return _roots(elves, {m: _extension_kind(m, info) for m, info in elves.items()})
+
+
+def _roots(elves: Mapping[str, ElfInfo], kinds: Mapping[str, int]) -> list[str]:
+    """roots(), given each member's _extension_kind."""
     needed = {n for info in elves.values() for n in info.needed}
-    return [m for m, info in elves.items() if _extension_kind(m, info) or posixpath.basename(m) not in needed]
+    return [m for m in elves if kinds[m] or posixpath.basename(m) not in needed]
 
 
 def _libc_of(info: ElfInfo) -> str | None:
@@ -233,12 +277,18 @@ def _external_libraries(tree: DependencyTree, policy: Policy) -> set[str]:
     return {s for s in reached if tree.libraries.get(s) is None or tree.libraries[s].member is None}
 
 
-def _blacklisted(member: _Member, policy: Policy) -> dict[str, set[str]]:
+def _blacklisted(member: _Member, blacklist: Mapping[str, frozenset[str]]) -> dict[str, set[str]]:
+    """Library -> the symbols of a blacklist (a policy's) the member imports from it; "*" when the
+    blacklist names the whole library."""
     found: dict[str, set[str]] = {}
-    for library in policy.blacklist.keys() & set(member.info.needed):
-        hits = policy.blacklist[library] & (member.info.undefined_symbols | {"*"})
+    undefined = member.info.undefined_symbols
+    for library in blacklist.keys() & set(member.info.needed):
+        symbols = blacklist[library]
+        hits = set(symbols & undefined)
+        if "*" in symbols:
+            hits.add("*")
         if hits:
-            found[library] = set(hits)
+            found[library] = hits
     return found
 
 
@@ -258,51 +308,133 @@ def _isa_name(level: int) -> str:
     return f"x86-64-v{level}"
 
 
+def _bits(positions: Iterable[int]) -> int:
+    """A set of positions in a family's policies, as a bit mask (bit i: policies[i])."""
+    mask = 0
+    for i in positions:
+        mask |= 1 << i
+    return mask
+
+
+_Groups = tuple[tuple[Policy, tuple[int, ...]], ...]
+
+
+def _groups(policies: tuple[Policy, ...], key: Callable[[Policy], object]) -> _Groups:
+    """The policies other than linux grouped by what key gives: (the first of a group, the
+    positions of all of them)."""
+    groups: dict[object, list[int]] = {}
+    for i, policy in enumerate(policies):
+        if not policy.is_linux:
+            groups.setdefault(key(policy), []).append(i)
+    return tuple((policies[positions[0]], tuple(positions)) for positions in groups.values())
+
+
+class _FamilyTables:
+    """What judging needs from one libc family's policies on one arch, worked out once per process,
+    since every wheel is judged by the same policies: which policies allow each symbol version (a
+    bit mask over their positions), which share a whitelist or a blacklist, and which have libc
+    symbols to look for."""
+
+    def __init__(self, policies: tuple[Policy, ...]) -> None:
+        self.policies = policies
+        self.position = {policy: i for i, policy in enumerate(policies)}
+        self._everyone = _bits(range(len(policies)))
+        listed = {v for p in policies for versions in p.symbol_versions.values() for v in versions}
+        self._allowing = {v: _bits(i for i, p in enumerate(policies) if not _versions_refused(p, (v,)))
+                          for v in listed}
+        # a version no policy lists is refused by exactly the policies that check its prefix
+        self._allowing_unlisted = {prefix: _bits(i for i, p in enumerate(policies) if prefix not in p.symbol_versions)
+                                   for p in policies for prefix in p.symbol_versions}
+        self.whitelist_groups = _groups(policies, lambda p: p.whitelist)
+        self.blacklist_groups = _groups(policies, lambda p: frozenset(p.blacklist.items()))
+        # every policy's blacklisted names, per library, as they stand in a string table
+        needles: dict[str, set[bytes]] = {}
+        self._whole_library_blacklisted: set[str] = set()
+        for policy, _ in self.blacklist_groups:
+            for library, symbols in policy.blacklist.items():
+                if "*" in symbols:
+                    self._whole_library_blacklisted.add(library)
+                needles.setdefault(library, set()).update(
+                    name.encode("utf-8", "surrogateescape") + b"\0" for name in symbols if name != "*")
+        self._blacklist_needles = {library: tuple(sorted(found)) for library, found in needles.items()}
+        self.checks_libc_symbols = tuple(bool(libc_symbols_beyond(p)) for p in policies)
+
+    def may_import_blacklisted(self, info: ElfInfo) -> bool:
+        """False when the image imports nothing any policy blacklists from a library it needs. Told
+        from its string table, without decoding its symbols: a name it imports is there, ending in
+        a NUL byte."""
+        strtab = info.symbols.strtab
+        for library in info.needed:
+            needles = self._blacklist_needles.get(library)
+            if needles is not None and (library in self._whole_library_blacklisted
+                                        or any(needle in strtab for needle in needles)):
+                return True
+        return False
+
+    def allowing(self, versions: Iterable[str]) -> int:
+        """The policies (a bit mask) that refuse none of the versions."""
+        mask = self._everyone
+        for version in versions:
+            allowing = self._allowing.get(version)
+            if allowing is None:
+                allowing = self._allowing_unlisted.get(version.partition("_")[0], self._everyone)
+            mask &= allowing
+        return mask
+
+
+@functools.cache
+def _family_tables(policies: tuple[Policy, ...]) -> _FamilyTables:
+    return _FamilyTables(policies)
+
+
 class _PolicyFacts:
-    """The per-policy facts of one wheel, computed once and read by every criterion."""
+    """The per-policy facts of one wheel, computed once and read by every criterion; lists are
+    indexed by the policy's position in `policies`."""
 
     def __init__(self, policies: tuple[Policy, ...], members: list[_Member], audited: list[_Member],
                  trees: Mapping[str, DependencyTree]) -> None:
         self.policies = policies
+        self.tables = tables = _family_tables(policies)
         self.members = members
         self.audited = audited
-        self.external: dict[Policy, dict[str, set[str]]] = {}     # policy -> soname -> members
-        self.blacklist: dict[Policy, dict[tuple[str, str], set[str]]] = {}  # (lib, symbol) -> members
-        # Most policies share a whitelist or a blacklist with their neighbours: compute each once.
-        by_whitelist: dict[frozenset[str], dict[str, set[str]]] = {}
-        by_blacklist: dict[frozenset, dict[tuple[str, str], set[str]]] = {}
-        for policy in policies:
-            if policy.is_linux:
-                self.external[policy], self.blacklist[policy] = {}, {}
+        # soname -> members, and (lib, symbol) -> members; linux allows everything
+        self.external: list[dict[str, set[str]]] = [{} for _ in policies]
+        self.blacklist: list[dict[tuple[str, str], set[str]]] = [{} for _ in policies]
+        for policy, positions in tables.whitelist_groups:
+            ext: dict[str, set[str]] = {}
+            for m in audited:
+                for soname in _external_libraries(trees[m.path], policy):
+                    ext.setdefault(soname, set()).add(m.path)
+            for i in positions:
+                self.external[i] = ext
+        by_group: list[dict[tuple[str, str], set[str]]] = [{} for _ in tables.blacklist_groups]
+        for m in audited:
+            if not tables.may_import_blacklisted(m.info):
                 continue
-            if policy.whitelist not in by_whitelist:
-                ext: dict[str, set[str]] = {}
-                for m in audited:
-                    for soname in _external_libraries(trees[m.path], policy):
-                        ext.setdefault(soname, set()).add(m.path)
-                by_whitelist[policy.whitelist] = ext
-            blacklist_key = frozenset(policy.blacklist.items())
-            if blacklist_key not in by_blacklist:
-                black: dict[tuple[str, str], set[str]] = {}
-                for m in audited:
-                    for library, symbols in _blacklisted(m, policy).items():
-                        for symbol in symbols:
-                            black.setdefault((library, symbol), set()).add(m.path)
-                by_blacklist[blacklist_key] = black
-            self.external[policy] = by_whitelist[policy.whitelist]
-            self.blacklist[policy] = by_blacklist[blacklist_key]
+            for (policy, _), black in zip(tables.blacklist_groups, by_group):
+                for library, symbols in _blacklisted(m, policy.blacklist).items():
+                    for symbol in symbols:
+                        black.setdefault((library, symbol), set()).add(m.path)
+        for (_, positions), black in zip(tables.blacklist_groups, by_group):
+            for i in positions:
+                self.blacklist[i] = black
         self.required = _required_versions(members)
+        self.versions_allowed_by = tables.allowing(v for versions in self.required.values() for v in versions)
         infos = {m.path: m.info for m in members}
-        self.libc_symbols = {p: libc_symbols_too_new(p, infos) for p in policies}
+        self.libc_symbols = [libc_symbols_too_new(p, infos) if checks else {}
+                             for p, checks in zip(policies, tables.checks_libc_symbols)]
 
-    def best(self, satisfied: Callable[[Policy], bool]) -> Policy:
-        """The most compatible policy that satisfies a criterion; linux satisfies every one."""
-        return max((p for p in self.policies if satisfied(p)), default=self.policies[0])
+    def best(self, satisfied: Callable[[int], bool]) -> Policy:
+        """The most compatible policy that satisfies a criterion (policies ascend in priority: the
+        last one that does); linux satisfies every one."""
+        return next((self.policies[i] for i in range(len(self.policies) - 1, 0, -1) if satisfied(i)),
+                    self.policies[0])
 
-    def symbol_ok(self, policy: Policy) -> bool:
-        return not self.libc_symbols[policy] and not any(_versions_refused(policy, v) for v in self.required.values())
+    def symbol_ok(self, i: int) -> bool:
+        return bool(self.versions_allowed_by >> i & 1) and not self.libc_symbols[i]
 
     def blockers(self, policy: Policy, isa_blocked: bool, pyfpe: bool, ucs2: bool) -> list[Reason]:
+        i = self.tables.position[policy]
         reasons = []
         for m in self.members:
             for library, versions in m.info.version_requirements.items():
@@ -310,11 +442,11 @@ class _PolicyFacts:
                     continue
                 reasons.extend(Reason(SYMBOL_VERSION, m.path, library, v)
                                for v in _versions_refused(policy, versions))
-        for (library, symbol), paths in self.libc_symbols[policy].items():
+        for (library, symbol), paths in self.libc_symbols[i].items():
             reasons.extend(Reason(LIBC_SYMBOL, p, library, symbol) for p in paths)
-        for soname, paths in self.external[policy].items():
+        for soname, paths in self.external[i].items():
             reasons.extend(Reason(EXTERNAL_LIBRARY, p, soname) for p in paths)
-        for (library, symbol), paths in self.blacklist[policy].items():
+        for (library, symbol), paths in self.blacklist[i].items():
             reasons.extend(Reason(BLACKLISTED_SYMBOL, p, library, symbol) for p in paths)
         if isa_blocked and not policy.is_linux:
             reasons.extend(Reason(ISA, m.path, "", _isa_name(m.info.isa_level))
@@ -337,8 +469,8 @@ class _CriterionTags:
         self.facts = facts = _PolicyFacts(policies, members, audited, trees)
         highest = policies[-1]
         self.symbol_policy = facts.best(facts.symbol_ok)
-        self.external_policy = facts.best(lambda p: not facts.external[p])
-        self.blacklist_policy = facts.best(lambda p: not facts.blacklist[p])
+        self.external_policy = facts.best(lambda i: not facts.external[i])
+        self.blacklist_policy = facts.best(lambda i: not facts.blacklist[i])
         self.isa_blocked = check_isa and any(m.info.isa_level > 1 or m.info.unknown_isa_bits for m in audited)
         self.isa_policy = policies[0] if self.isa_blocked else highest
         self.pyfpe = any(m.is_extension and _uses_pyfpe(m.info) for m in audited)
@@ -347,6 +479,9 @@ class _CriterionTags:
         self.ucs2_policy = policies[0] if self.ucs2 else highest
         self.overall = min(self.symbol_policy, self.external_policy, self.blacklist_policy, self.isa_policy,
                            self.pyfpe_policy, self.ucs2_policy)
+        # where the policies more compatible than the verdict start
+        self.better_from = facts.tables.position[self.overall] + 1
+        self.better = policies[self.better_from:]
 
     def blockers(self, policy: Policy) -> tuple[Reason, ...]:
         return tuple(self.facts.blockers(policy, self.isa_blocked, self.pyfpe, self.ucs2))
@@ -371,6 +506,47 @@ def _abi3_step(name: WheelName, members: list[_Member]) -> tuple[Abi3Report | No
     return report, [Reason(ABI3, member, "", detail) for member, detail in report.reasons]
 
 
+def executable_stack_reasons(members: Iterable[tuple[str, ElfInfo]], libc: str | None) -> tuple[Reason, ...]:
+    """The glibc members a dlopen refuses since glibc 2.41 because they need an executable stack:
+    PF_X in PT_GNU_STACK, or no PT_GNU_STACK where glibc's default stack is executable. Only shared
+    objects count: the kernel gives a program (an interpreter, or ET_EXEC) the stack it asks for, and
+    only dlopen refuses; a relocatable object (.o) is never loaded. musl never makes the stack
+    executable, so musl wheels have no such failure."""
+    if libc != GLIBC:
+        return ()
+    reasons = []
+    for path, info in members:
+        if info.e_type != ET_DYN or info.interpreter:
+            continue
+        if info.executable_stack:
+            reasons.append(Reason(EXECUTABLE_STACK, path, "", "its PT_GNU_STACK asks for an executable stack (PF_X)"))
+        elif info.executable_stack is None and default_stack_executable(info.arch or ""):
+            reasons.append(Reason(EXECUTABLE_STACK, path, "",
+                                  f"it has no PT_GNU_STACK, and glibc's default stack on {info.arch} is executable"))
+    return tuple(reasons)
+
+
+def _rebuild_step(name: WheelName, symbol_policy: Policy, required: Mapping[str, set[str]], arch: str,
+                  libc: str) -> RebuildImage | None:
+    """The build image for the most compatible tag the file name declares (for the wheel's libc and
+    architecture) that its symbol versions break; None when they break none, or when a version no
+    image can give is among them (GLIBC_PRIVATE: no rebuild elsewhere removes that)."""
+    broken = [p for p in _declared_policies(name) if p.arch == arch and p.libc == libc and p > symbol_policy]
+    if not broken:
+        return None
+    wanted = max(broken)
+    return rebuild_image(wanted, (version for _, version in refused_versions(wanted, required)))
+
+
+def rebuild_image(wanted: Policy, refused: Iterable[str]) -> RebuildImage | None:
+    """The build image for a tag whose refused symbol versions are `refused`; None when one of them
+    is not a numbered release (GLIBC_PRIVATE), which no build image removes."""
+    if any(not _NUMBERED_VERSION.fullmatch(version) for version in refused):
+        return None
+    image = build_image_for(wanted)
+    return RebuildImage(wanted.tag, image, None if image else oldest_build_image(wanted.libc, wanted.arch))
+
+
 def audit_wheel(path: str | PathLike[str], *, check_isa: bool = True, cache: ElfCache | None = None,
                 verify_record: bool = False) -> WheelReport:
     """Audit one wheel file. Raises WheelError or ELFError (with the member) on unreadable input."""
@@ -390,7 +566,7 @@ def audit_abi3(path: str | PathLike[str]) -> Abi3Report | None:
     return _abi3_step(name, members)[0]
 
 
-def _members_to_judge(elves: Mapping[str, ElfInfo], arch: str | None,
+def _members_to_judge(elves: Mapping[str, ElfInfo], libcs: Mapping[str, str | None], arch: str | None,
                       libc: str | None) -> tuple[list[_Member], list[Reason], str | None, str | None]:
     """The members of the wheel's architecture and libc (the first member fixes what the file name
     does not), the others set aside with why, and the architecture and libc so fixed."""
@@ -406,7 +582,7 @@ def _members_to_judge(elves: Mapping[str, ElfInfo], arch: str | None,
         elif info.arch != arch:
             ignored.append(Reason(ARCH, path, "", f"built for {info.arch}, the wheel is {arch}"))
             continue
-        member_libc = _libc_of(info)
+        member_libc = libcs[path]
         if member_libc is not None:
             if libc is None:
                 libc = member_libc
@@ -420,12 +596,11 @@ def _members_to_judge(elves: Mapping[str, ElfInfo], arch: str | None,
 def _policy_upgrades(judged: _CriterionTags) -> dict[str, PolicyUpgrade]:
     """auditwheel's policy_upgrades: for each policy above the verdict, the external libraries and
     blacklisted symbols that stand in its way."""
-    better = [p for p in judged.policies if p > judged.overall]
     upgrades = {}
-    for p in better:
-        libs = tuple(sorted(judged.facts.external[p]))
+    for i, p in enumerate(judged.better, judged.better_from):
+        libs = tuple(sorted(judged.facts.external[i]))
         black: dict[str, set[str]] = {}
-        for library, symbol in judged.facts.blacklist[p]:
+        for library, symbol in judged.facts.blacklist[i]:
             black.setdefault(library, set()).add(symbol)
         if libs or black:
             upgrades[p.tag] = PolicyUpgrade(libs, {k: tuple(sorted(v)) for k, v in sorted(black.items())})
@@ -464,9 +639,9 @@ def analyze(name: WheelName, elves: Mapping[str, ElfInfo], *, check_isa: bool = 
     declared_tags = name.platform_tags
     arch = _arch_from_tags(declared_tags)
     # The binaries say which libc they need; the file name only when none of them says.
-    libc = next((c for c in (_libc_of(info) for _, info in sorted(elves.items())) if c), None) \
-        or _libc_from_tags(declared_tags)
-    members, ignored, arch, libc = _members_to_judge(elves, arch, libc)
+    libcs = {path: _libc_of(info) for path, info in elves.items()}
+    libc = next((libcs[path] for path in sorted(elves) if libcs[path]), None) or _libc_from_tags(declared_tags)
+    members, ignored, arch, libc = _members_to_judge(elves, libcs, arch, libc)
     if not members:
         return WheelReport(name.filename, name, pure=True, arch=arch, libc=libc,
                            ignored=tuple(ignored), declared_tags=declared_tags)
@@ -475,16 +650,15 @@ def analyze(name: WheelName, elves: Mapping[str, ElfInfo], *, check_isa: bool = 
     for m in members:
         m.python_major = _extension_kind(m.path, m.info)
         m.is_extension = m.python_major > 0
-    root_paths = set(roots({m.path: m.info for m in members}))
+    root_paths = set(_roots({m.path: m.info for m in members}, {m.path: m.python_major for m in members}))
     audited = [m for m in members if m.path in root_paths]
     trees = {m.path: resolve_tree(m.path, elves) for m in audited}
     judged = _CriterionTags(policies_for(libc, arch), members, audited, trees, check_isa)
     overall = judged.overall
     # Binaries that link no libc at all (static executables) fit either family: a claim of the
     # other family is judged by that family's policies, not refused outright.
-    libc_known = any(_libc_of(m.info) for m in members)
+    libc_known = any(libcs[m.path] for m in members)
 
-    better = [p for p in judged.policies if p > overall]
     over_promises, over_reasons = _over_promises(name, judged, members, audited, trees, check_isa, arch, libc,
                                                  libc_known)
     abi3, abi3_reasons = _abi3_step(name, members)
@@ -503,12 +677,14 @@ def analyze(name: WheelName, elves: Mapping[str, ElfInfo], *, check_isa: bool = 
         pyfpe_policy=judged.pyfpe_policy,
         ucs2_policy=judged.ucs2_policy,
         versioned_symbols={lib: tuple(sorted(v)) for lib, v in sorted(judged.facts.required.items())},
-        external_libs=tuple(sorted(judged.facts.external[judged.policies[-1]])),
+        external_libs=tuple(sorted(judged.facts.external[-1])),
         policy_upgrades=_policy_upgrades(judged),
-        reasons=judged.blockers(min(better)) if better else (),
+        reasons=judged.blockers(judged.better[0]) if judged.better else (),
         ignored=tuple(ignored),
         declared_tags=declared_tags,
         over_promises=over_promises or bool(abi3_reasons),
         over_promise_reasons=tuple(sorted(set(over_reasons + abi3_reasons))),
         abi3=abi3,
+        executable_stack=executable_stack_reasons(((m.path, m.info) for m in members), libc),
+        rebuild_image=_rebuild_step(name, judged.symbol_policy, judged.facts.required, arch, libc),
     )

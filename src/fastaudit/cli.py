@@ -123,6 +123,10 @@ def lddtree(file: str, as_json: bool) -> None:
 @click.option("--rescan", is_flag=True, help="Analyze every wheel again, even those already in the store.")
 @click.option("--verify-hash", is_flag=True, help="Identify wheels by sha256 instead of path, size and mtime.")
 @click.option("--no-elf-cache", is_flag=True, help="Inflate and parse every ELF member, even recurring ones.")
+@click.option("--no-stored-elf-cache", is_flag=True,
+              help="Keep the ELF cache within this run: do not reuse, nor store, the facts of earlier runs.")
+@click.option("--elf-cache-max-mb", type=click.IntRange(min=0), default=1024, show_default=True,
+              help="MiB of ELF facts the store keeps for later runs (least recently used first out).")
 @click.option("--jsonl", default=None, metavar="FILE",
               help="Also write one JSON line per wheel of this run (skipped ones included).")
 @click.option("--verify-record", is_flag=True,
@@ -133,8 +137,8 @@ def lddtree(file: str, as_json: bool) -> None:
                    "that ship an affected library version.")
 @one_line_errors
 def scan_command(paths: tuple[str, ...], db: str, jobs: int | None, scheduler: str | None, rescan: bool,
-                 verify_hash: bool, no_elf_cache: bool, verify_record: bool, jsonl: str | None,
-                 strict: bool, advisories_file: str | None) -> None:
+                 verify_hash: bool, no_elf_cache: bool, no_stored_elf_cache: bool, elf_cache_max_mb: int,
+                 verify_record: bool, jsonl: str | None, strict: bool, advisories_file: str | None) -> None:
     """Audit every wheel under PATHS (folders or a bandersnatch mirror) into the store."""
     from fastaudit.advisories import findings, load_advisories
     from fastaudit.files import check_output_file
@@ -143,7 +147,9 @@ def scan_command(paths: tuple[str, ...], db: str, jobs: int | None, scheduler: s
     from fastaudit.store import Store
 
     options = ScanOptions(jobs=jobs or os.cpu_count() or 1, scheduler=scheduler, rescan=rescan,
-                          verify_hash=verify_hash, elf_cache=not no_elf_cache, verify_record=verify_record)
+                          verify_hash=verify_hash, elf_cache=not no_elf_cache,
+                          stored_elf_cache=not no_stored_elf_cache, elf_cache_max_bytes=elf_cache_max_mb << 20,
+                          verify_record=verify_record)
     if jsonl and jsonl != "-":
         check_output_file(jsonl)  # before the scan, not after an hour of it
     advisories = load_advisories(advisories_file) if advisories_file else ()  # refused before the scan too
@@ -189,43 +195,41 @@ def scan_command(paths: tuple[str, ...], db: str, jobs: int | None, scheduler: s
                    "default folders (LD_LIBRARY_PATH, or AUDITWHEEL_LD_LIBRARY_PATH, is still searched first).")
 @click.option("--allow-pure-python-wheel", is_flag=True,
               help="Accepted for auditwheel's sake: a pure wheel is always copied as it is, with exit 0.")
+@click.option("--clear-execstack", is_flag=True,
+              help="Clear PF_X in the PT_GNU_STACK of members and grafted libraries that ask for an executable "
+                   "stack (glibc 2.41+ refuses to dlopen them); without it repair refuses such a wheel.")
 @one_line_errors
 def repair_command(wheels: tuple[str, ...], plat: str, wheel_dir: str, lib_sdir: str, exclude: tuple[str, ...],
                    strip: bool, only_plat: bool, no_update_tags: bool, zip_compression_level: int,
-                   disable_isa_ext_check: bool, ldpaths: str | None, allow_pure_python_wheel: bool) -> None:
+                   disable_isa_ext_check: bool, ldpaths: str | None, allow_pure_python_wheel: bool,
+                   clear_execstack: bool) -> None:
     """Graft the external libraries each WHEEL needs and tag it with the policy it then meets.
 
-    Exit 0: every wheel repaired (or pure, copied as it is); 2: a wheel cannot reach the target tag
-    (the message names the symbol versions, libraries and members in the way) or is unreadable.
+    Wheels are repaired in turn; as with auditwheel, the first that fails stops the call (those
+    before it stay repaired, those after it are not tried). Exit 0: every wheel repaired (or pure,
+    copied as it is); 2: a wheel cannot reach the target tag (the message names the symbol
+    versions, libraries and members in the way), is unreadable, or would lose another's output.
     """
-    from fastaudit.files import check_regular
-    from fastaudit.repair import RepairOptions, repair_wheel
+    from fastaudit.repair import RepairOptions, repair_wheels
 
     options = RepairOptions(plat=plat, lib_sdir=lib_sdir, exclude=exclude, strip=strip, only_plat=only_plat,
                             update_tags=not no_update_tags, compression_level=zip_compression_level,
-                            check_isa=not disable_isa_ext_check,
+                            check_isa=not disable_isa_ext_check, clear_execstack=clear_execstack,
                             # auditwheel's own variable, when set, stands in for LD_LIBRARY_PATH
                             ld_library_path=os.environ.get("AUDITWHEEL_LD_LIBRARY_PATH"),
                             ldpaths=tuple(d for d in ldpaths.split(":") if d) if ldpaths is not None else None)
-    exit_code = 0
-    for path in wheels:
-        try:
-            check_regular(path)  # a FIFO or a device is that wheel's error, not a hang
-            result = repair_wheel(path, wheel_dir, options)
-        except FastauditError as e:
-            say_error(e)
-            exit_code = EXIT_USAGE_OR_UNREADABLE
-            continue
+    for result in repair_wheels(wheels, wheel_dir, options):  # the first error ends the call, in one line
         for warning in result.warnings:
             click.echo(f"fastaudit: warning: {printable(warning)}", err=True)
         if result.note:
-            echo(f"{path}: {result.note}")
+            echo(f"{result.wheel}: {result.note}")
             continue
         grafted = ", ".join(f"{soname} ({source})" for soname, source in result.grafted) or "nothing"
         echo(str(result.output), f"  tag: {result.tag}", f"  grafted: {grafted}")
+        for script, home in result.moved_scripts:
+            echo(f"  moved: {script} -> {home} (a launcher takes its place)")
         if result.excluded:
             echo(f"  left outside (--exclude): {', '.join(result.excluded)}")
-    sys.exit(exit_code)
 
 
 @main.command("export")

@@ -7,6 +7,8 @@ raw string tables the walkers hand back, and encoded the same way for the rewrit
 """
 from __future__ import annotations
 
+import json
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -15,7 +17,7 @@ from typing import Union
 import numpy as np
 
 from fastaudit import _elf, _elfedit
-from fastaudit.elfedit import StringEdits, plan_rewrite
+from fastaudit.elfedit import RewritePlan, StringEdits, plan_clear_executable_stack, plan_rewrite
 from fastaudit.errors import ELFCorruptError, ELFError, ELFUnsupportedError, RepairError, elf_error_for_status
 
 Buffer = Union[bytes, bytearray, memoryview, np.ndarray]
@@ -178,7 +180,10 @@ class DynamicSymbols:
         return np.isin(self.name_offsets, offsets)
 
     def defines(self, name: str, sym_type: int = STT_FUNC) -> bool:
-        rows = self.rows_named(name)
+        offsets = self._offsets_named(name)
+        if offsets.size == 0:  # most lookups: no such name, and no array work to say so
+            return False
+        rows = np.isin(self.name_offsets, offsets)
         return bool(np.any(rows & (self.shndx != SHN_UNDEF) & (self.type == sym_type)))
 
     @cached_property
@@ -208,7 +213,7 @@ class ElfInfo:
     version_requirements: Mapping[str, frozenset[str]]
     version_definitions: tuple[str, ...]
     x86_isa_needed: int | None
-    stack_flags: int | None   # PT_GNU_STACK's p_flags; None without that segment
+    stack_flags: int | None   # the last PT_GNU_STACK's p_flags (glibc's loader reads that one); None without
     symbols: DynamicSymbols
 
     @property
@@ -254,6 +259,107 @@ class ElfInfo:
         if len(sym):
             mask[0] = False
         return frozenset(sym.names_where(mask)) - {""}
+
+
+# --- ElfInfo as bytes, for the store's cross-run ELF cache --------------------------------------
+
+_DUMP_MAGIC = b"FAELF\x01"
+_DUMP_HEAD = struct.Struct("<I")   # the length of the JSON part
+_SYMBOL_COLUMNS = ("name_offsets", "info", "other", "shndx", "version")
+_DUMPABLE_DTYPES = frozenset({"|u1", "<u2", "<u4", "<u8", "<i8", "|i1", "<i2", "<i4"})
+_SCALARS = {"elf_class": int, "little_endian": bool, "osabi": int, "machine": int, "e_flags": int, "e_type": int,
+            "has_sections": bool, "flags_1": int}
+_OPTIONAL = {"arch": str, "interpreter": str, "soname": str, "x86_isa_needed": int, "stack_flags": int}
+_NAME_LISTS = ("needed", "rpath", "runpath", "version_definitions")
+
+
+def dump_elf_info(info: ElfInfo) -> bytes:
+    """The facts as bytes that load_elf_info turns back into equal facts: every field, the dynamic
+    symbols' columns and string table, and what is left of the decode budget. Dump facts fresh
+    from read_elf, before any symbol name is decoded, so the loaded copy spends its budget as the
+    original would have."""
+    sym = info.symbols
+    columns = [np.ascontiguousarray(getattr(sym, name)) for name in _SYMBOL_COLUMNS]
+    fields: dict[str, object] = {name: getattr(info, name) for name in (*_SCALARS, *_OPTIONAL)}
+    fields.update({name: list(getattr(info, name)) for name in _NAME_LISTS})
+    fields["version_requirements"] = {k: sorted(v) for k, v in info.version_requirements.items()}
+    fields["columns"] = [[c.dtype.str, int(c.shape[0])] for c in columns]
+    fields["strtab"] = len(sym.strtab)
+    budget = sym.strings._budget
+    fields["budget"] = [budget.limit, budget.left]
+    head = json.dumps(fields, sort_keys=True).encode("ascii")   # names keep their surrogates as \udcxx
+    return b"".join((_DUMP_MAGIC, _DUMP_HEAD.pack(len(head)), head, *(c.tobytes() for c in columns), sym.strtab))
+
+
+def load_elf_info(blob: bytes) -> ElfInfo:
+    """The ElfInfo dump_elf_info wrote; ValueError for bytes that are not one, whole and consistent
+    (a damaged or forged cache row must never pass for an image's facts, nor crash the reader)."""
+    try:
+        return _load(memoryview(blob))
+    except (KeyError, TypeError, IndexError, UnicodeError, struct.error, json.JSONDecodeError) as e:
+        raise ValueError(f"not a dump of ELF facts: {e!r}") from e
+
+
+def _typed(value: object, kind: type, what: str) -> object:
+    if type(value) is not kind:  # bool is not taken for an int, nor an int for a bool
+        raise ValueError(f"{what}: expected {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _names(value: object, what: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ValueError(f"{what}: expected a list")
+    return tuple(_typed(v, str, what) for v in value)  # type: ignore[misc]
+
+
+def _load(view: memoryview) -> ElfInfo:
+    if bytes(view[:len(_DUMP_MAGIC)]) != _DUMP_MAGIC:
+        raise ValueError("not a dump of ELF facts (no magic)")
+    position = len(_DUMP_MAGIC) + _DUMP_HEAD.size
+    (head_size,) = _DUMP_HEAD.unpack_from(view, len(_DUMP_MAGIC))
+    if head_size > len(view) - position:
+        raise ValueError("the dump is cut short")
+    fields = json.loads(bytes(view[position:position + head_size]))
+    position += head_size
+    if not isinstance(fields, dict):
+        raise ValueError("the dump's fields are not an object")
+    values: dict[str, object] = {name: _typed(fields[name], kind, name) for name, kind in _SCALARS.items()}
+    values.update({name: None if fields[name] is None else _typed(fields[name], kind, name)
+                   for name, kind in _OPTIONAL.items()})
+    values.update({name: _names(fields[name], name) for name in _NAME_LISTS})
+    requirements = fields["version_requirements"]
+    if not isinstance(requirements, dict):
+        raise ValueError("version_requirements: expected an object")
+    values["version_requirements"] = {k: frozenset(_names(v, "version_requirements"))
+                                      for k, v in requirements.items()}
+    columns = []
+    specs = fields["columns"]
+    if not isinstance(specs, list) or len(specs) != len(_SYMBOL_COLUMNS):
+        raise ValueError("columns: expected one per symbol column")
+    for dtype, count in specs:
+        if _typed(dtype, str, "column dtype") not in _DUMPABLE_DTYPES or _typed(count, int, "column length") < 0:
+            raise ValueError(f"column: bad type {dtype!r} or length {count!r}")
+        size = np.dtype(dtype).itemsize * count
+        if size > len(view) - position:
+            raise ValueError("the dump is cut short")
+        columns.append(np.frombuffer(view[position:position + size], dtype=dtype))
+        position += size
+    if len({c.shape[0] for c in columns}) != 1:
+        raise ValueError("the symbol columns differ in length")
+    strtab_size = _typed(fields["strtab"], int, "strtab")
+    if strtab_size != len(view) - position:
+        raise ValueError("the string table's size does not match the dump's")
+    strtab = bytes(view[position:])
+    offsets = columns[0]
+    if offsets.size and (int(offsets.max()) >= strtab_size or strtab[-1:] != b"\0" or int(offsets.min()) < 0):
+        raise ValueError("a symbol name points past the string table")
+    limit, left = fields["budget"]
+    budget = _DecodeBudget(0)
+    budget.limit, budget.left = _typed(limit, int, "budget"), _typed(left, int, "budget")
+    if not 0 <= budget.left <= budget.limit:
+        raise ValueError("the decode budget is out of range")
+    symbols = DynamicSymbols(*columns, StringTable(strtab, budget))
+    return ElfInfo(**values, symbols=symbols)  # type: ignore[arg-type]
 
 
 def _view(buffer: Buffer) -> memoryview | np.ndarray:
@@ -351,9 +457,10 @@ class ElfEdits:
     soname: str | None = None
     rpath: str | None = None      # DT_RPATH; setting it drops DT_RUNPATH
     runpath: str | None = None    # DT_RUNPATH; setting it drops DT_RPATH
+    clear_execstack: bool = False  # clear PF_X in PT_GNU_STACK (add a non-executable one if there is none)
 
     def __bool__(self) -> bool:
-        return bool(self.replace_needed or self.remove_needed) or any(
+        return bool(self.replace_needed or self.remove_needed or self.clear_execstack) or any(
             v is not None for v in (self.soname, self.rpath, self.runpath))
 
 
@@ -408,13 +515,33 @@ def rewrite_elf(buffer: Buffer, edits: ElfEdits) -> bytes:
     )
     arch = _arch_of(tables.machine, tables.elf_class, tables.little_endian, tables.e_flags)
     plan = plan_rewrite(tables, len(view), encoded, _MAX_PAGE_SIZE.get(arch or "", _DEFAULT_PAGE_SIZE))
-    if plan is None:
-        return bytes(view)
-    result = _elfedit.write(view, plan.size, plan.copies, plan.blobs, plan.patches, plan.symbol_moves, plan.unversion)
+    result = bytes(view) if plan is None else _written(view, plan)
+    if plan is not None:
+        _check_reads_back(result, [edits.replace_needed.get(n, n) for n in needed if n not in edits.remove_needed],
+                          edits)
+    if edits.clear_execstack:
+        result = _without_executable_stack(result)
+    return result
+
+
+def _written(view: memoryview | np.ndarray | bytes, plan: RewritePlan) -> bytes:
+    result = _elfedit.write(view, plan.size, plan.copies, plan.blobs, plan.patches, plan.symbol_moves,
+                            plan.unversion)
     if isinstance(result, tuple):
         status, offset, what = result
         raise elf_error_for_status(status, what, offset)
-    _check_reads_back(result, [edits.replace_needed.get(n, n) for n in needed if n not in edits.remove_needed], edits)
+    return result
+
+
+def _without_executable_stack(image: bytes) -> bytes:
+    """The image with PF_X cleared in its PT_GNU_STACK, over the program headers as they are after
+    the other edits (they may have moved); read back to check the loader will see it."""
+    plan = plan_clear_executable_stack(_parse(_view(image), _REWRITE_WANT), len(image))
+    if plan is None:
+        return image
+    result = _written(image, plan)
+    if read_elf(result, WANT_DYNAMIC).executable_stack is not False:
+        raise ELFCorruptError("the image still asks for an executable stack after PF_X was cleared; refused")
     return result
 
 

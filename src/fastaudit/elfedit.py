@@ -814,3 +814,32 @@ def plan_rewrite(tables: ElfTables, image_size: int, edits: StringEdits, page_si
     Raises an ELFError subclass for an image the rewrite cannot handle. The caller has checked the
     edits against the image (names it needs, one search path kind)."""
     return _Planner(_Image(tables, image_size), page_size).plan(edits)
+
+
+
+PT_GNU_STACK, PF_X = 0x6474E551, 1
+
+
+def plan_clear_executable_stack(tables: ElfTables, image_size: int) -> RewritePlan | None:
+    """The patches that make an image (parsed with WANT_LAYOUT) ask for a non-executable stack, or
+    None when it already does.
+
+    glibc's loader takes the last PT_GNU_STACK, the kernel the first: PF_X is cleared in every one.
+    An image without PT_GNU_STACK gets one (PF_R | PF_W) in a PT_NULL slot of its program header
+    table; with no free slot (or a table that shares bytes with a section, which only a malformed
+    image has) the table would have to grow or overwrite data, which is refused."""
+    img = _Image(tables, image_size)   # the same layout checks as any rewrite
+    fmt = img.fmt
+    stacks = [i for i, p in enumerate(img.phdrs) if p.type == PT_GNU_STACK]
+    patches = [Patch(img.phoff + i * fmt.phsize + fmt.p_flags, 4, img.phdrs[i].flags & ~PF_X)
+               for i in stacks if img.phdrs[i].flags & PF_X]
+    if not stacks:
+        slot = next((i for i, p in enumerate(img.phdrs) if p.type == PT_NULL), None)
+        if slot is None or _Planner(img, page_size=1).phdrs_overlap_a_section():
+            raise _fail("ST_UNSUPPORTED", img.phoff,
+                        "program header table (no PT_GNU_STACK, and no free slot to add one)")
+        at = img.phoff + slot * fmt.phsize
+        patches = [Patch(at + fmt.p_type, 4, PT_GNU_STACK), Patch(at + fmt.p_flags, 4, PF_R | PF_W)]
+        patches += [Patch(at + getattr(fmt, name), fmt.word, 0 if name != "p_align" else 16)
+                    for name in ("p_offset", "p_vaddr", "p_paddr", "p_filesz", "p_memsz", "p_align")]
+    return RewritePlan(size=image_size, patches=patches) if patches else None

@@ -6,7 +6,9 @@ from the wheel's ELF facts, the host's libraries and the policy data; `apply_pla
 with our own ELF rewriter. The meaning of every option follows `auditwheel repair` (6.x): grafted
 libraries go to `<distribution><lib_sdir>/` as `<name>-<8 hex of sha256>.<suffix>` with that as
 their SONAME, dependents get `$ORIGIN/<relative path>` in DT_RPATH after their RPATH entries that
-point inside the wheel, and a libpython dependency is dropped with a warning.
+point inside the wheel, and a libpython dependency is dropped with a warning. An ELF executable in
+`<dist>-<ver>.data/scripts/` that needs grafted libraries moves to `<distribution>.scripts/` in the
+package, where `$ORIGIN` finds them once installed, and a launcher script takes its place.
 """
 from __future__ import annotations
 
@@ -20,9 +22,9 @@ import shutil
 import subprocess
 import tempfile
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.generator import BytesGenerator
 from email.parser import BytesParser
 from os import PathLike
@@ -39,14 +41,16 @@ from fastaudit.analyze import (
     Reason,
     WheelReport,
     analyze,
+    executable_stack_reasons,
     libc_symbols_too_new,
+    rebuild_image,
     refused_versions,
     roots,
 )
 from fastaudit.elf import ElfEdits, ElfInfo, read_elf, rewrite_elf
 from fastaudit.errors import FastauditError, RepairError, WheelError
 from fastaudit.facts import MemberFacts, WheelFacts, check_linux_wheel_name, read_wheel_facts
-from fastaudit.files import atomic_output, prepare_output_folder
+from fastaudit.files import atomic_output, check_regular, prepare_output_folder
 from fastaudit.lddtree import (
     LIBPYTHON,
     DependencyTree,
@@ -89,6 +93,7 @@ class RepairOptions:
     check_isa: bool = True
     ld_library_path: str | None = None  # None: the environment's LD_LIBRARY_PATH
     ldpaths: tuple[str, ...] | None = None  # replaces ld.so.conf and the default folders (--ldpaths)
+    clear_execstack: bool = False      # clear PF_X where a member or graft asks for an executable stack
 
 
 @dataclass(frozen=True)
@@ -117,6 +122,7 @@ class RepairPlan:
     excluded: tuple[str, ...]             # external sonames left outside on purpose
     warnings: tuple[str, ...]
     member_facts: Mapping[str, MemberFacts] = field(default_factory=dict)   # the input's, for the SBOM
+    moved_scripts: Mapping[str, str] = field(default_factory=dict)  # ELF script -> where it goes in the package
 
     @property
     def output_name(self) -> str:
@@ -133,6 +139,7 @@ class RepairResult:
     excluded: tuple[str, ...] = ()        # external sonames --exclude left outside the wheel
     warnings: tuple[str, ...] = ()
     note: str = ""
+    moved_scripts: tuple[tuple[str, str], ...] = ()  # (script, where its ELF file went): a launcher took its place
 
 
 # --- the external libraries, per policy ------------------------------------------------------------
@@ -276,10 +283,72 @@ def _platform_tags(name: WheelName, report: WheelReport, abis: list[str], update
     return tuple(sorted(dict.fromkeys([*kept, *abis])))
 
 
+# --- ELF scripts -----------------------------------------------------------------------------------
+# pip installs `<x>.data/scripts/...` into the environment's bin folder, which has no fixed path to
+# site-packages: no RPATH written there can find the grafted libraries. As auditwheel 6 does, the
+# ELF file of such a script moves into the package, and a launcher takes its place.
+
+def _script_home(name: WheelName, member: str) -> str | None:
+    """Where an ELF script goes (`<distribution>.scripts/<its path below scripts/>`), or None for a
+    member that is not a script (pip's rule: a top folder named *.data, then scripts/)."""
+    top, _, rest = member.partition("/")
+    folder, _, below = rest.partition("/")
+    if not top.endswith(".data") or folder != "scripts" or not below:
+        return None
+    return f"{name.name}.scripts/{below}"
+
+
+def _folders_above(member: str) -> list[str]:
+    parts = member.split("/")[:-1]
+    return ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+
+
+def _check_script_homes(path: str | PathLike[str], homes: Mapping[str, str], grafts: Iterable[Graft]) -> None:
+    """Refuse a move whose destination is taken (auditwheel would overwrite what is there)."""
+    with WheelArchive(path) as archive:
+        files = {m.name for m in archive.members} | {g.member for g in grafts}
+    folders = {f for name in files for f in _folders_above(name)}
+    claimed: dict[str, str] = {}
+    for script, home in sorted(homes.items()):
+        file_above = next((f for f in _folders_above(home) if f in files), None)
+        if home in files:
+            why = f"{home} is already in the wheel"
+        elif home in folders:
+            why = f"{home} is a folder in the wheel"
+        elif file_above is not None:
+            why = f"{file_above} is a file in the wheel"
+        elif home in claimed:
+            why = f"{claimed[home]} goes there too"
+        else:
+            claimed[home] = script
+            continue
+        raise RepairError(f"cannot move the ELF script {script} (it needs grafted libraries) to {home}: {why}",
+                          path=str(path))
+
+
+_LAUNCHER = '''#!python
+"""Runs the ELF executable that `fastaudit repair` moved into the package, beside the libraries
+grafted for it, with this script's arguments. pip rewrites the first line to the interpreter."""
+import os
+import sys
+import sysconfig
+
+os.execv(os.path.join(sysconfig.get_path({scheme}), {home}), sys.argv)
+'''
+
+
+def _launcher(home: str, wheel_file: bytes) -> bytes:
+    """The script left in place of a moved ELF file. The package root is installed into platlib, or
+    purelib when WHEEL says Root-Is-Purelib: true; the name is an ASCII literal, whatever it holds."""
+    root_is_purelib = BytesParser().parsebytes(wheel_file).get("Root-Is-Purelib", "").strip().lower() == "true"
+    return _LAUNCHER.format(scheme=ascii("purelib" if root_is_purelib else "platlib"), home=ascii(home)).encode()
+
+
 def plan_repair(path: str | PathLike[str], options: RepairOptions = RepairOptions()) -> RepairPlan | None:
     """Decide the repair of one wheel; None for a pure wheel (nothing to repair).
 
-    Raises RepairError, naming what blocks it, when the wheel cannot have the requested tag.
+    Raises RepairError, naming what blocks it, when the wheel cannot have the requested tag, and
+    when a wheel with a platform tag holds no ELF member.
     """
     name = check_linux_wheel_name(path)
     if name.is_pure:
@@ -288,8 +357,10 @@ def plan_repair(path: str | PathLike[str], options: RepairOptions = RepairOption
     facts = read_wheel_facts(path, verify_record=True)
     elves = facts.elves
     report = analyze(name, elves, check_isa=options.check_isa)
-    if report.pure:
-        return None
+    if report.pure:  # auditwheel refuses it too: its tag would promise binaries it does not hold
+        skipped = "; ".join(r.describe() for r in report.ignored)
+        raise RepairError(f"nothing to repair: no ELF member{f' to judge ({skipped})' if skipped else ''}, yet "
+                          f"tagged {'.'.join(name.platform_tags)} (a pure wheel is tagged any)", path=str(path))
     policies = policies_for(report.libc or "glibc", report.arch or "")
     requested = _target(options.plat, policies, str(path))
     finder = WheelOnHostFinder(WheelFinder(elves), HostFinder(options.ld_library_path, options.ldpaths))
@@ -302,7 +373,10 @@ def plan_repair(path: str | PathLike[str], options: RepairOptions = RepairOption
         return closures[policy.whitelist]
 
     def blocked_because(policy: Policy) -> str:
-        return "; ".join(r.describe() for r in _blockers(policy, report, elves, closure_for(policy)))
+        blockers = _blockers(policy, report, elves, closure_for(policy))
+        versions = [r.detail for r in blockers if r.criterion == SYMBOL_VERSION]
+        rebuild = rebuild_image(policy, versions) if versions else None
+        return "; ".join([r.describe() for r in blockers] + ([rebuild.describe()] if rebuild else []))
 
     candidates = [p for p in policies if not p.is_linux]
     achievable = [p for p in candidates if not _blockers(p, report, elves, closure_for(p))]
@@ -332,6 +406,7 @@ def plan_repair(path: str | PathLike[str], options: RepairOptions = RepairOption
     lib_dir = f"{name.name}{options.lib_sdir}"
     edits: dict[str, ElfEdits] = {}
     warnings: list[str] = []
+    homes: dict[str, str] = {}
     for member in report.elf_members:
         info = elves[member]
         libpython = closure.libpython.get(member, set())
@@ -340,19 +415,41 @@ def plan_repair(path: str | PathLike[str], options: RepairOptions = RepairOption
                             "may not link libpython")
         if not closure.needs_grafts.get(member) and not libpython:
             continue
-        relative = posixpath.relpath(lib_dir, posixpath.dirname(member) or ".")
+        home = _script_home(name, member)
+        if home is not None:
+            homes[member] = home
+        loaded_from = home or member   # its RPATH is judged, and written, from where it will be
+        relative = posixpath.relpath(lib_dir, posixpath.dirname(loaded_from) or ".")
         edits[member] = ElfEdits(
             replace_needed={n: new_names[n] for n in info.needed if n in new_names},
             remove_needed=frozenset(libpython),
-            rpath=_rpath_within_wheel(info, member, f"$ORIGIN/{relative}") if closure.needs_grafts.get(member)
+            rpath=_rpath_within_wheel(info, loaded_from, f"$ORIGIN/{relative}") if closure.needs_grafts.get(member)
             else None,
         )
+    if homes:
+        _check_script_homes(path, homes, grafts)
     for graft in grafts:
         inner = {n: new_names[n] for n in graft.info.needed if n in new_names}
         edits[graft.member] = ElfEdits(replace_needed=inner, soname=graft.new_soname,
                                        rpath="$ORIGIN" if inner else "", runpath=None if inner else "")
+    for member in _executable_stack_step(report, grafts, options.clear_execstack, str(path)):
+        edits[member] = replace(edits.get(member, ElfEdits()), clear_execstack=True)
     return RepairPlan(str(path), report, target, _platform_tags(name, report, abis, options.update_tags), tuple(abis),
-                      grafts, edits, tuple(sorted(closure.excluded)), tuple(warnings), facts.members)
+                      grafts, edits, tuple(sorted(closure.excluded)), tuple(warnings), facts.members, homes)
+
+
+def _executable_stack_step(report: WheelReport, grafts: Iterable[Graft], clear: bool, wheel: str) -> list[str]:
+    """The members and grafts whose PF_X repair clears (with --clear-execstack); without the
+    option, a RepairError: the repaired wheel would not load through dlopen on glibc 2.41+."""
+    grafted = [(g.member, g.info) for g in grafts]
+    reasons = list(report.executable_stack) + list(executable_stack_reasons(grafted, report.libc))
+    if not reasons or clear:
+        return [r.member for r in reasons]
+    sources = {g.member: g.source for g in grafts}
+    first = replace(reasons[0], source=sources.get(reasons[0].member, ""))
+    more = f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else ""
+    raise RepairError(f"refusing to repair: {first.describe()}{more}; --clear-execstack clears the flag",
+                      path=wheel)
 
 
 # --- writing ---------------------------------------------------------------------------------------
@@ -447,6 +544,7 @@ def _write_repaired(plan: RepairPlan, destination: Path, options: RepairOptions,
             if member.name in (record_name, sbom_name):  # both written anew below
                 continue
             date_time = stamp or member.date_time
+            name = plan.moved_scripts.get(member.name, member.name)  # where the output holds it
             edits = plan.edits.get(member.name)
             if member.name == wheel_name and options.update_tags:
                 data = _updated_wheel_file(bytes(archive.read(member)), plan.report, plan.added_tags)
@@ -463,19 +561,25 @@ def _write_repaired(plan: RepairPlan, destination: Path, options: RepairOptions,
                 data = None
             if data is None:  # unchanged: copied as stored, its RECORD row checked against its bytes
                 digest = _record_field(archive, record, member)
-                entries.append(Entry(member.name, archive.compressed(member), member.compress_type, member.crc32,
+                entries.append(Entry(name, archive.compressed(member), member.compress_type, member.crc32,
                                      member.size, date_time, member.external_attr))
-                rows.append((member.name, digest, str(member.size)))
+                rows.append((name, digest, str(member.size)))
                 if member.name in plan.member_facts:
-                    written[member.name] = plan.member_facts[member.name]
-                    digests[member.name] = _hex_of(digest)
+                    written[name] = plan.member_facts[member.name]
+                    digests[name] = _hex_of(digest)
             else:
-                entries.append(deflater.add(member.name, data, date_time, member.external_attr))
+                entries.append(deflater.add(name, data, date_time, member.external_attr))
                 sha256 = hashlib.sha256(data).digest()
-                rows.append((member.name, record_field(sha256), str(len(data))))
+                rows.append((name, record_field(sha256), str(len(data))))
                 if member.name in plan.member_facts:
-                    written[member.name] = MemberFacts(read_elf(data), scan_version_strings(data))
-                    digests[member.name] = sha256.hex()
+                    written[name] = MemberFacts(read_elf(data), scan_version_strings(data))
+                    digests[name] = sha256.hex()
+        wheel_file = bytes(archive.read(by_name[wheel_name])) if plan.moved_scripts else b""
+        for script, home in plan.moved_scripts.items():  # a launcher in each moved script's place
+            launcher = _launcher(home, wheel_file)
+            entries.append(deflated(script, launcher, options.compression_level, stamp or by_name[script].date_time,
+                                    by_name[script].external_attr))
+            rows.append((script, record_hash(launcher), str(len(launcher))))
 
     for graft in plan.grafts:
         with open(graft.source, "rb") as f:
@@ -507,7 +611,7 @@ def _write_repaired(plan: RepairPlan, destination: Path, options: RepairOptions,
                             by_name[record_name].external_attr)
     write_zip(destination, [*settled, record_entry])
     return RepairResult(wheel, destination, plan.policy.tag, tuple((g.soname, g.source) for g in plan.grafts),
-                        plan.excluded, plan.warnings)
+                        plan.excluded, plan.warnings, moved_scripts=tuple(sorted(plan.moved_scripts.items())))
 
 
 def _copy(source: Path, destination: Path) -> None:
@@ -517,20 +621,60 @@ def _copy(source: Path, destination: Path) -> None:
         shutil.copyfileobj(f, out)
 
 
-def repair_wheel(path: str | PathLike[str], out_dir: str | PathLike[str] = "wheelhouse",
-                 options: RepairOptions = RepairOptions()) -> RepairResult:
-    """Repair one wheel into out_dir (created if missing). A pure wheel is copied as it is.
+def repair_wheels(paths: Iterable[str | PathLike[str]], out_dir: str | PathLike[str] = "wheelhouse",
+                  options: RepairOptions = RepairOptions()) -> Iterator[RepairResult]:
+    """Repair each wheel in turn into out_dir (created if missing), yielding its result. A pure
+    wheel is copied as it is.
 
-    Raises RepairError (the tag cannot be reached: the message names the symbol versions,
-    libraries and members in the way), WheelError or ELFError (unreadable input).
+    As `auditwheel repair W1 W2 ...`: the first wheel that fails stops the batch with its error; the
+    wheels before it stay written, those after it are not tried, and the failed one leaves nothing.
+    Every input has its own output: one that would replace the output of another input of the
+    batch, or another input itself, is refused. Raises RepairError (the tag cannot be reached: the
+    message names the symbol versions, libraries and members in the way), WheelError or ELFError
+    (unreadable input), PathError (not a regular file).
     """
     folder = prepare_output_folder(out_dir)  # an unwritable folder fails before the work
-    plan = plan_repair(path, options)
-    if plan is None:
-        destination = folder / Path(path).name
-        _copy(Path(path), destination)
-        return RepairResult(str(path), destination, None, note="pure wheel: nothing to repair, copied as it is")
-    return apply_plan(plan, folder, options)
+    batch = [Path(p) for p in paths]
+    outputs: dict[str, Path] = {}   # output file name -> the input it was written from
+    for path in batch:
+        check_regular(path)  # a FIFO or a device is that wheel's error, not a hang
+        plan = plan_repair(path, options)
+        destination = folder / (plan.output_name if plan is not None else path.name)
+        _check_one_output_per_input(destination, path, batch, outputs)
+        if plan is None:
+            _copy(path, destination)
+            result = RepairResult(str(path), destination, None, note="pure wheel: nothing to repair, copied as it is")
+        else:
+            result = apply_plan(plan, folder, options)
+        outputs[destination.name] = path
+        yield result
 
 
-__all__ = ["RepairOptions", "RepairPlan", "RepairResult", "apply_plan", "plan_repair", "repair_wheel"]
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:
+        return False
+
+
+def _check_one_output_per_input(destination: Path, path: Path, batch: list[Path], outputs: Mapping[str, Path]) -> None:
+    """auditwheel overwrites silently; a batch that loses a result (two inputs with one output
+    name) or an input (an output written over it) is refused instead. The same file named twice
+    is repaired twice, to the same output."""
+    earlier = outputs.get(destination.name)
+    if earlier is not None and not _same_file(earlier, path):
+        raise RepairError(f"its output {destination.name} would replace the one repaired from {earlier}",
+                          path=str(path))
+    if destination.exists():
+        other = next((p for p in batch if _same_file(p, destination) and not _same_file(p, path)), None)
+        if other is not None:
+            raise RepairError(f"its output would overwrite {other}, another wheel of this call", path=str(path))
+
+
+def repair_wheel(path: str | PathLike[str], out_dir: str | PathLike[str] = "wheelhouse",
+                 options: RepairOptions = RepairOptions()) -> RepairResult:
+    """Repair one wheel into out_dir (created if missing): repair_wheels of that one wheel."""
+    return next(repair_wheels([path], out_dir, options))
+
+
+__all__ = ["RepairOptions", "RepairPlan", "RepairResult", "apply_plan", "plan_repair", "repair_wheel", "repair_wheels"]

@@ -7,14 +7,15 @@ import os
 from typing import Any
 
 from fastaudit.abi3 import Abi3Member, Abi3Report
-from fastaudit.analyze import Reason, WheelReport
+from fastaudit.analyze import Reason, RebuildImage, WheelReport
 from fastaudit.errors import FastauditError
 from fastaudit.policy import POLICY_DATA_VERSION, Policy
 from fastaudit.policy.stable_abi import PyVersion, format_version
 
 # Version of the "fastaudit" object in `show --json` (schema/show-v<N>.json); the top-level
-# "version" is auditwheel's. 2: the "abi3" criterion.
-SCHEMA_VERSION = 2
+# "version" is auditwheel's. 2: the "abi3" criterion. 3: "executable_stack" and "rebuild_image".
+# Objects of older versions stay readable: the renderers treat a missing field as "not checked".
+SCHEMA_VERSION = 3
 
 
 def tag_of(policy: Policy | None) -> str | None:
@@ -65,6 +66,22 @@ def abi3_json(abi3: Abi3Report | None) -> dict[str, Any] | None:
     }
 
 
+def rebuild_image_json(rebuild: RebuildImage | None) -> dict[str, Any] | None:
+    if rebuild is None:
+        return None
+    image = rebuild.image or rebuild.oldest
+    return {
+        "for_tag": rebuild.tag,
+        "old_enough": rebuild.image is not None,
+        "family": image.family if image else None,
+        "image": image.image if image else None,
+        "libc_release": image.release if image else None,
+        "base": image.base if image else None,
+        "end_of_life": image.end_of_life if image else None,
+        "message": rebuild.describe(),
+    }
+
+
 def _ours(report: WheelReport) -> dict[str, Any]:
     ours: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -93,6 +110,8 @@ def _ours(report: WheelReport) -> dict[str, Any]:
         },
         "reasons": [_reason(r) for r in report.reasons],
         "elf_members": list(report.elf_members),
+        "executable_stack": [_reason(r) for r in report.executable_stack],
+        "rebuild_image": rebuild_image_json(report.rebuild_image),
     })
     return ours
 

@@ -16,13 +16,22 @@ from fastaudit import __version__
 from fastaudit.facts import WheelFacts, check_linux_wheel_name, read_wheel_facts
 from fastaudit.lddtree import resolve_tree
 from fastaudit.ospackages import OsPackage
-from fastaudit.vendored import FILE_NAME, NAME, VERSION_STRING, Component
+from fastaudit.vendored import (
+    EXPORTED_SYMBOL,
+    FILE_NAME,
+    NAME,
+    OS_PACKAGE,
+    SYMBOL_VERSIONS,
+    VERSION_STRING,
+    Component,
+)
 from fastaudit.wheel import WheelName
 
 SPEC_VERSION = "1.6"
 SBOM_FILE = "fastaudit.cdx.json"   # in .dist-info/sboms/ (PEP 770)
 # CycloneDX's evidence techniques for each kind of evidence of ours
-_TECHNIQUE = {VERSION_STRING: "binary-analysis", FILE_NAME: "filename", NAME: "filename"}
+_TECHNIQUE = {VERSION_STRING: "binary-analysis", EXPORTED_SYMBOL: "binary-analysis", SYMBOL_VERSIONS: "binary-analysis",
+              OS_PACKAGE: "manifest-analysis", FILE_NAME: "filename", NAME: "filename"}
 
 
 @dataclass(frozen=True)
@@ -78,6 +87,8 @@ def _component(member: SbomMember, component: Component, ref: str) -> dict[str, 
         {"name": "fastaudit:evidence", "value": component.evidence},
         {"name": "fastaudit:linkage", "value": "static" if component.statically_linked else "shared"},
     ]
+    if component.at_least is not None:   # a lower bound from symbol version names, not a version
+        properties.append({"name": "fastaudit:version-at-least", "value": component.at_least})
     if member.grafted:
         properties.append({"name": "fastaudit:grafted", "value": "true"})
     if member.os_package and not component.statically_linked:

@@ -19,15 +19,15 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastaudit import __version__
 from fastaudit.errors import FastauditError, PathError, ScanWorkerError, WheelError
 from fastaudit.files import not_regular, reading, sha256_of
 from fastaudit.policy import POLICY_DATA_VERSION
-from fastaudit.store import ResultRow, Store, WheelRow
+from fastaudit.store import ResultRow, Store, StoreLocation, WheelRow
 from fastaudit.wheel import parse_wheel_name
 
 if TYPE_CHECKING:
@@ -51,6 +51,8 @@ class ScanOptions:
     rescan: bool = False
     verify_hash: bool = False
     elf_cache: bool = True
+    stored_elf_cache: bool = True       # with elf_cache: also reuse (and keep) the facts of earlier runs
+    elf_cache_max_bytes: int = 1 << 30  # of facts kept in the store, most recently used first
     check_isa: bool = True
     verify_record: bool = False
     max_batch: int = 8
@@ -68,6 +70,7 @@ class ScanSummary:
     verdicts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     status: str = "completed"
+    elf_cache: dict[str, Any] = field(default_factory=dict)   # Store.elf_cache_usage of the run
 
 
 
@@ -211,8 +214,38 @@ def _elf_facts(elves) -> tuple[dict, ...]:
         for member, info in sorted(elves.items()))
 
 
-# One cache per worker process, kept across the batches it runs (an ElfCache).
-_WORKER_CACHE = None
+# One ELF cache per worker thread, kept across the batches it runs (an ElfCache).
+_WORKER = threading.local()
+
+
+def _worker_cache() -> ElfCache:
+    from fastaudit.facts import ElfCache
+
+    if getattr(_WORKER, "cache", None) is None:
+        _WORKER.cache = ElfCache()
+    return _WORKER.cache
+
+
+@contextmanager
+def _store_backing(cache: ElfCache, location: StoreLocation | None) -> Iterator[str | None]:
+    """For one batch, back the worker's cache by the store's facts of earlier runs through a
+    read-only connection of its own (closed with the batch, so no worker holds the store open
+    between scans); yields why not, when this process cannot read the store (see StoreLocation).
+
+    A pool worker is forked by the scan between two of its transactions and never touches the
+    scan's connection (SQLite's rule about fork): it opens its own, read-only, under WAL."""
+    from fastaudit.facts import facts_version
+
+    store, why = location.open_reader() if location is not None else (None, None)
+    if store is not None:
+        version = facts_version()
+        cache.stored = lambda key: store.stored_elf_facts(key, version)
+    try:
+        yield why
+    finally:
+        cache.stored = None
+        if store is not None:
+            store.close()
 
 
 def audit_path(path: str | Path, cache: ElfCache | None = None, check_isa: bool = True,
@@ -228,27 +261,40 @@ def audit_path(path: str | Path, cache: ElfCache | None = None, check_isa: bool 
     return analyze(name, facts.elves, check_isa=check_isa), facts
 
 
-def audit_one(path: str, use_cache: bool, check_isa: bool, verify_record: bool = False) -> ResultRow:
-    """A wheel's result row; any failure to read it becomes an error row, never an exception."""
-    from fastaudit.facts import ElfCache
+def audit_one(path: str, cache: ElfCache | None, check_isa: bool, verify_record: bool = False,
+              without_store: str | None = None) -> ResultRow:
+    """A wheel's result row; any failure to read it becomes an error row, never an exception.
+    With a cache, ELF members seen before (by this worker, or in the store's earlier runs when the
+    cache is backed by the store) are not read again, and the row carries what the cache did: its
+    counts and the facts the store should keep."""
+    from fastaudit.facts import facts_version
     from fastaudit.results import to_json
 
-    global _WORKER_CACHE
-    if use_cache and _WORKER_CACHE is None:
-        _WORKER_CACHE = ElfCache()
     started = time.perf_counter()
     try:
-        report, facts = audit_path(path, _WORKER_CACHE if use_cache else None, check_isa, verify_record)
-        return ResultRow("pure" if report.pure else "ok", to_json(report), elapsed=time.perf_counter() - started,
-                         elf_facts=_elf_facts(facts.elves), vendored=_vendored_rows(facts.vendored()))
+        report, facts = audit_path(path, cache, check_isa, verify_record)
+        row = ResultRow("pure" if report.pure else "ok", to_json(report), elapsed=time.perf_counter() - started,
+                        elf_facts=_elf_facts(facts.elves), vendored=_vendored_rows(facts.vendored()))
     except FastauditError as e:
-        return ResultRow("error", None, type(e).__name__, str(e), e.member, time.perf_counter() - started)
+        row = ResultRow("error", None, type(e).__name__, str(e), e.member, time.perf_counter() - started)
     except Exception as e:  # noqa: BLE001 - a bug on one wheel must not lose the others' results
-        return ResultRow("error", None, type(e).__name__, f"{path}: {e!r}", None, time.perf_counter() - started)
+        row = ResultRow("error", None, type(e).__name__, f"{path}: {e!r}", None, time.perf_counter() - started)
+    if cache is None:
+        return row
+    traffic = cache.take_traffic()
+    traffic.facts_version, traffic.without_store = facts_version(), without_store
+    return replace(row, elf_cache=traffic)
 
 
-def audit_batch(paths: Sequence[str], use_cache: bool, check_isa: bool, verify_record: bool = False) -> list[ResultRow]:
-    return [audit_one(path, use_cache, check_isa, verify_record) for path in paths]
+def audit_batch(paths: Sequence[str], use_cache: bool, check_isa: bool, verify_record: bool = False,
+                store: StoreLocation | None = None) -> list[ResultRow]:
+    """What a worker runs: the rows of a batch of wheels, with its ELF cache when use_cache, backed
+    by the store's facts of earlier runs when `store` says where the store is."""
+    if not use_cache:
+        return [audit_one(path, None, check_isa, verify_record) for path in paths]
+    cache = _worker_cache()
+    with _store_backing(cache, store) as without_store:
+        return [audit_one(path, cache, check_isa, verify_record, without_store) for path in paths]
 
 
 def make_batches(wheels: list[WheelRow], max_batch: int) -> list[list[WheelRow]]:
@@ -327,11 +373,25 @@ def _init_worker(scan_pid: int) -> None:
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != scan_pid:  # forked by a fork server, or the scan is already gone
+    if os.getppid() != scan_pid and not _alive(scan_pid):  # forked by a fork server, or the scan is gone
+        os._exit(1)
+
+
+def _alive(pid: int) -> bool:
+    """Whether the process runs: a scan killed before its worker asked for the death signal is a
+    zombie until its parent reaps it, and signal 0 still reaches a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            state = stat.read().rpartition(b")")[2].split()[0]  # the name before ")" may hold anything
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: signal 0 is the best left
         try:
-            os.kill(scan_pid, 0)
+            os.kill(pid, 0)
         except ProcessLookupError:
-            os._exit(1)
+            return False
+        return True
+    return state not in (b"Z", b"X")
 
 
 def _executor(options: ScanOptions) -> tuple[cf.Executor, Callable[[bool], None]]:
@@ -391,7 +451,8 @@ def _scan(roots: Sequence[str | Path], store: Store, options: ScanOptions, progr
                               "verify_record": options.verify_record},
                              __version__, POLICY_DATA_VERSION)
     summary = ScanSummary(run_id)
-    workers = _Workers(options)
+    stored_cache = options.elf_cache and options.stored_elf_cache
+    workers = _Workers(options, store.location() if stored_cache else None)
     bar: _Progress | None = None
     try:
         wheels: dict[str, WheelRow] = {}
@@ -437,6 +498,8 @@ def _scan(roots: Sequence[str | Path], store: Store, options: ScanOptions, progr
         if bar:
             bar.close()
         workers.close(summary.status != "interrupted")
+        if stored_cache and summary.status != "failed":
+            store.evict_elf_cache(run_id, options.elf_cache_max_bytes)
         summary.seconds = time.monotonic() - started
         # counted from the store: a second Ctrl-C may land between a batch's commit and any counter here
         counts = store.run_counts(run_id)
@@ -444,6 +507,7 @@ def _scan(roots: Sequence[str | Path], store: Store, options: ScanOptions, progr
         summary.errors, summary.not_analyzed = counts["errors"], counts["not_analyzed"]
         store.finish_run(run_id, summary.status, {"seen": summary.seen, **counts})
     summary.verdicts, summary.over_promising = store.verdict_counts(run_id)
+    summary.elf_cache = store.elf_cache_usage(run_id)
     return summary
 
 
@@ -456,8 +520,9 @@ class _Workers:
     batches are audited again one wheel at a time in a new pool; a wheel whose worker dies while it
     is the only one in flight is the culprit and gets an error row; the scan goes on."""
 
-    def __init__(self, options: ScanOptions) -> None:
+    def __init__(self, options: ScanOptions, store_location: StoreLocation | None = None) -> None:
         self.options = options
+        self.store_location = store_location  # where workers read the store's ELF cache, if they may
         self.executor: cf.Executor | None = None
         self._close: Callable[[bool], None] | None = None
         # a cluster schedules batches itself; a local pool needs only enough to keep its workers busy
@@ -467,7 +532,8 @@ class _Workers:
         if self.executor is None:
             self.executor, self._close = _executor(self.options)
         o = self.options
-        return self.executor.submit(audit_batch, [w.path for w in batch], o.elf_cache, o.check_isa, o.verify_record)
+        return self.executor.submit(audit_batch, [w.path for w in batch], o.elf_cache, o.check_isa, o.verify_record,
+                                    self.store_location)
 
     def close(self, wait: bool) -> None:
         if self._close is not None:

@@ -18,11 +18,14 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastaudit.errors import FastauditError
 
-SCHEMA_VERSION = 3
+if TYPE_CHECKING:
+    from fastaudit.facts import CacheTraffic
+
+SCHEMA_VERSION = 4
 
 _RUN_STATUSES = "'running', 'completed', 'interrupted', 'failed', 'abandoned'"
 
@@ -145,6 +148,41 @@ _MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX vendored_by_library ON vendored_libraries(library, version);
     CREATE INDEX vendored_by_result ON vendored_libraries(result_id);
     """,
+    # 4: the cross-run ELF cache: the facts of every ELF member read, by the member's content key
+    # (facts.ElfCache) and the version of what computed them, so a later run reuses them without
+    # inflating the member; and what the cache did in each run
+    """
+    CREATE TABLE elf_cache (
+        id INTEGER PRIMARY KEY,
+        member_key BLOB NOT NULL,
+        facts_version TEXT NOT NULL,
+        member_size INTEGER NOT NULL,
+        stored_bytes INTEGER NOT NULL,
+        last_used_run INTEGER NOT NULL,
+        UNIQUE (member_key, facts_version)
+    );
+    CREATE INDEX elf_cache_by_use ON elf_cache(last_used_run);
+    -- the facts apart from the row a hit updates: marking a row used, or summing the sizes for
+    -- eviction, never reads or rewrites the facts themselves
+    CREATE TABLE elf_cache_facts (
+        id INTEGER PRIMARY KEY REFERENCES elf_cache(id) ON DELETE CASCADE,
+        facts BLOB NOT NULL
+    );
+    CREATE TABLE elf_cache_runs (
+        run_id INTEGER PRIMARY KEY REFERENCES runs(id),
+        members_from_store INTEGER NOT NULL DEFAULT 0,
+        bytes_from_store INTEGER NOT NULL DEFAULT 0,
+        members_from_memory INTEGER NOT NULL DEFAULT 0,
+        bytes_from_memory INTEGER NOT NULL DEFAULT 0,
+        members_read INTEGER NOT NULL DEFAULT 0,
+        bytes_read INTEGER NOT NULL DEFAULT 0,
+        rows_stored INTEGER NOT NULL DEFAULT 0,     -- facts received (two workers may send one member's)
+        rows_rejected INTEGER NOT NULL DEFAULT 0,
+        rows_evicted INTEGER NOT NULL DEFAULT 0,
+        wheels_without_store INTEGER NOT NULL DEFAULT 0,
+        notes TEXT NOT NULL DEFAULT ''
+    );
+    """,
 )
 
 _TABLES = {"runs", "wheels", "results", "run_wheels", "elf_facts"}
@@ -203,6 +241,43 @@ class ResultRow:
     elf_facts: tuple[Mapping[str, Any], ...] = ()
     # one per (member, library found in it): member, library, version, evidence, linkage, detail
     vendored: tuple[Mapping[str, Any], ...] = ()
+    elf_cache: CacheTraffic | None = None   # what the cross-run ELF cache did for this wheel
+
+
+_MAX_CACHE_NOTES = 4096  # characters of notes kept per run
+# What elf_cache_runs counts, from each wheel's CacheTraffic
+_CACHE_COUNTS = ("members_from_store", "bytes_from_store", "members_from_memory", "bytes_from_memory",
+                 "members_read", "bytes_read")
+
+
+@dataclass(frozen=True)
+class StoreLocation:
+    """Where a scan's workers find the store, to read its ELF cache: the file, the host, and the
+    file's device and inode, which tell a worker that it sees the very file the scan writes.
+
+    SQLite's WAL needs the readers and the writer on one host (they share the -shm index in
+    memory), so a worker elsewhere (a Dask worker on another machine, even one seeing the same
+    path over NFS) or one that sees another file there does without the store's cache."""
+
+    path: str
+    host: str
+    device: int
+    inode: int
+
+    def open_reader(self) -> tuple[Store | None, str | None]:
+        """(a read-only Store, None), or (None, why this process cannot read it)."""
+        if socket.gethostname() != self.host:
+            return None, f"the store is on {self.host}, this worker on {socket.gethostname()}"
+        try:
+            st = os.stat(self.path)
+        except OSError as e:
+            return None, f"cannot see the store: {e.strerror or e}"
+        if (st.st_dev, st.st_ino) != (self.device, self.inode):
+            return None, "the store's path names another file here"
+        try:
+            return Store(self.path, readonly=True), None
+        except StoreError as e:
+            return None, str(e)
 
 
 @dataclass(frozen=True)
@@ -387,6 +462,87 @@ class Store:
                         self.db.execute(statement)
                 self.db.execute(f"PRAGMA user_version={version + 1}")
 
+    def location(self) -> StoreLocation:
+        st = os.stat(self.path)
+        return StoreLocation(str(self.path.resolve()), socket.gethostname(), st.st_dev, st.st_ino)
+
+    # --- the cross-run ELF cache ------------------------------------------------------------
+
+    def stored_elf_facts(self, member_key: bytes, facts_version: str) -> bytes | None:
+        """The stored facts of a member (facts.encode_member_facts), None when none are stored
+        or the store cannot be read now (a reader never fails a wheel for the cache's sake)."""
+        try:
+            row = self.db.execute("SELECT f.facts FROM elf_cache c JOIN elf_cache_facts f ON f.id = c.id"
+                                  " WHERE c.member_key=? AND c.facts_version=?", (member_key, facts_version)).fetchone()
+        except sqlite3.Error:
+            return None
+        return row[0] if row else None
+
+    def _record_elf_cache(self, run_id: int, results: Sequence[ResultRow]) -> None:
+        """Within a batch's transaction: store the facts its wheels read, mark the rows they
+        reused as used by this run, and add to the run's counts."""
+        traffic = [r.elf_cache for r in results if r.elf_cache is not None]
+        if not traffic:
+            return
+        for t in traffic:
+            for key, size, blob in t.new:  # a row read again (another worker, a damaged row) is replaced
+                self.db.execute(
+                    "INSERT INTO elf_cache (member_key, facts_version, member_size, stored_bytes, last_used_run)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (member_key, facts_version) DO UPDATE SET"
+                    " stored_bytes=excluded.stored_bytes, last_used_run=excluded.last_used_run",
+                    (key, t.facts_version, size, len(blob), run_id))
+                (row_id,) = self.db.execute("SELECT id FROM elf_cache WHERE member_key=? AND facts_version=?",
+                                            (key, t.facts_version)).fetchone()
+                self.db.execute("INSERT OR REPLACE INTO elf_cache_facts (id, facts) VALUES (?, ?)", (row_id, blob))
+        self.db.executemany("UPDATE elf_cache SET last_used_run=? WHERE member_key=? AND facts_version=?",
+                            [(run_id, key, t.facts_version) for t in traffic for key in t.reused])
+        self.db.execute("INSERT INTO elf_cache_runs (run_id) VALUES (?) ON CONFLICT (run_id) DO NOTHING", (run_id,))
+        counts = [sum(getattr(t, name) for t in traffic) for name in _CACHE_COUNTS]
+        self.db.execute(
+            "UPDATE elf_cache_runs SET " + ", ".join(f"{name}={name}+?" for name in _CACHE_COUNTS) +
+            ", rows_stored=rows_stored+?, rows_rejected=rows_rejected+?, wheels_without_store=wheels_without_store+?"
+            " WHERE run_id=?",
+            (*counts, sum(len(t.new) for t in traffic), sum(len(t.rejected) for t in traffic),
+             sum(t.without_store is not None for t in traffic), run_id))
+        notes = sorted({f"a stored row ignored ({key.hex()[:16]}...): {why}"
+                        for t in traffic for key, why in t.rejected}
+                       | {f"a worker without the store's cache: {why}" for t in traffic if (why := t.without_store)})
+        # each note once per run, and a few kilobytes of them at most
+        self.db.executemany(
+            "UPDATE elf_cache_runs SET notes = notes || CASE WHEN notes = '' THEN '' ELSE char(10) END || ?"
+            " WHERE run_id=? AND instr(notes, ?) = 0 AND length(notes) < ?",
+            [(_storable(note), run_id, _storable(note), _MAX_CACHE_NOTES) for note in notes])
+
+    def evict_elf_cache(self, run_id: int, max_bytes: int) -> int:
+        """Keep the most recently used rows of the ELF cache within max_bytes of stored facts
+        (rows of another fastaudit are no longer used, so they go first); the rows removed."""
+        (total,) = self.db.execute("SELECT coalesce(sum(stored_bytes), 0) FROM elf_cache").fetchone()
+        if total <= max_bytes:
+            return 0
+        with self._transaction():
+            for table in ("elf_cache_facts", "elf_cache"):  # the facts first: they refer to their rows
+                evicted = self.db.execute(
+                    f"DELETE FROM {table} WHERE id IN (SELECT id FROM (SELECT id, sum(stored_bytes) OVER"
+                    " (ORDER BY last_used_run DESC, id DESC) AS kept FROM elf_cache) WHERE kept > ?)",
+                    (max_bytes,)).rowcount
+            self.db.execute("INSERT INTO elf_cache_runs (run_id) VALUES (?) ON CONFLICT (run_id) DO NOTHING",
+                            (run_id,))
+            self.db.execute("UPDATE elf_cache_runs SET rows_evicted=rows_evicted+? WHERE run_id=?", (evicted, run_id))
+        return evicted
+
+    def elf_cache_usage(self, run_id: int) -> dict[str, Any]:
+        """What the ELF cache did in a run (zeros for a run that did not use it), and its size now."""
+        cur = self.db.execute("SELECT * FROM elf_cache_runs WHERE run_id=?", (run_id,))
+        row = cur.fetchone()
+        usage: dict[str, Any] = {name: 0 for name in (*_CACHE_COUNTS, "rows_stored", "rows_rejected",
+                                                       "rows_evicted", "wheels_without_store")}
+        usage["notes"] = ""
+        if row is not None:
+            usage.update((d[0], value) for d, value in zip(cur.description, row) if d[0] != "run_id")
+        usage["rows"], usage["stored_bytes"] = self.db.execute(
+            "SELECT count(*), coalesce(sum(stored_bytes), 0) FROM elf_cache").fetchone()
+        return usage
+
     # --- runs -------------------------------------------------------------------------------
 
     def start_run(self, arguments: Mapping[str, Any], fastaudit_version: str, policy_version: str) -> int:
@@ -531,6 +687,18 @@ class Store:
                 (run_id,)):
             yield filename, status, bool(over)
 
+    def run_load_findings(self, run_id: int) -> Iterator[tuple[str, str | None, str | None, str | None]]:
+        """(file name, project, executable_stack and rebuild_image as JSON) of each audited wheel of a
+        run that has either, or that was stored before the executable-stack check existed (its
+        executable_stack is then None: not checked)."""
+        yield from self.db.execute(
+            "SELECT w.filename, w.project, json_extract(r.report, '$.fastaudit.executable_stack'),"
+            " json_extract(r.report, '$.fastaudit.rebuild_image')"
+            " FROM run_wheels rw JOIN wheels w ON w.id = rw.wheel_id JOIN results r ON r.id = rw.result_id"
+            " WHERE rw.run_id=? AND r.status='ok' AND (json_type(r.report, '$.fastaudit.executable_stack') IS NULL"
+            "  OR json_array_length(r.report, '$.fastaudit.executable_stack') > 0"
+            "  OR json_type(r.report, '$.fastaudit.rebuild_image') = 'object') ORDER BY w.filename", (run_id,))
+
     def grafted_members(self, run_id: int) -> Iterator[tuple[str, str]]:
         """(wheel file name, member) for each ELF member in a top-level `*.libs/` folder of a
         wheel of the run: where auditwheel puts the libraries it grafts."""
@@ -574,9 +742,11 @@ class Store:
     def record_results(self, run_id: int, analyzer_version: str, policy_version: str,
                        batch: Iterable[tuple[WheelRow, ResultRow]]) -> None:
         """Store a batch of results in one transaction: all of it or, if killed, none of it."""
+        rows = list(batch)
         with self._transaction():
-            for wheel, result in batch:
+            for wheel, result in rows:
                 self._record_one(run_id, analyzer_version, policy_version, wheel, result)
+            self._record_elf_cache(run_id, [result for _, result in rows])
 
     def _record_one(self, run_id: int, analyzer_version: str, policy_version: str,
                     wheel: WheelRow, result: ResultRow) -> None:

@@ -50,6 +50,9 @@ _CHUNK = 1 << 20
 # The ELF magic test feeds the inflater this much compressed data first (a normal stream yields its
 # first bytes from the first few hundred), then four times as much each round, up to _CHUNK.
 _HEAD_INPUT = 1024
+# A local header is read with this much after its name: room for a usual extra field and the magic
+# test's first input, so that the test costs no second read.
+_HEAD_READ = 128 + _HEAD_INPUT
 
 _LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
 _LOCAL_MAGIC = b"PK\x03\x04"
@@ -243,6 +246,9 @@ class WheelArchive:
             self._file.close()
             raise
         self._buffer = bytearray()  # see _compressed_in_buffer
+        self._buffer_holds: int | None = None  # the header offset of the member whose data is in it
+        self._spans: dict[int, tuple[int, int]] = {}  # header offset -> data span, once checked
+        self._window: tuple[int, bytes] = (0, b"")  # the last local header read, and what follows it
         self.inflated = 0  # bytes read in full so far, against MAX_WHEEL_INFLATE
         self._deadline = time.monotonic() + MAX_WHEEL_SECONDS
         self.members = tuple(
@@ -308,7 +314,11 @@ class WheelArchive:
         return data
 
     def _pread_upto(self, start: int, length: int, member: Member) -> bytes:
-        """Up to `length` bytes from `start`, fewer only where the file ends."""
+        """Up to `length` bytes from `start`, fewer only where the file ends. A span inside the
+        last local header's read is served from it: a member's first bytes come with its header."""
+        window_start, window = self._window
+        if window_start <= start and start + length <= window_start + len(window):
+            return window[start - window_start:start - window_start + length]
         try:
             data = os.pread(self._fd, length, start)
             while len(data) < length and (more := os.pread(self._fd, length - len(data), start + len(data))):
@@ -320,12 +330,21 @@ class WheelArchive:
     def _data_span(self, member: Member) -> tuple[int, int]:
         """Where the member's data lies, after checking that its local header says what the central
         directory says: the same name, method and (unless a data descriptor follows) CRC-32 and
-        sizes. A reader that walks local headers, as streaming unzippers do, then sees what we see."""
+        sizes. A reader that walks local headers, as streaming unzippers do, then sees what we see.
+        Checked once per member: every later read of it starts from the span found then."""
+        span = self._spans.get(member.header_offset)
+        if span is None:
+            span = self._spans[member.header_offset] = self._checked_data_span(member)
+        return span
+
+    def _checked_data_span(self, member: Member) -> tuple[int, int]:
         start = member.header_offset
         if start < 0 or start + _LOCAL_HEADER.size > self.size:  # zipfile adds a shift, which can be negative
             raise self._error(WheelError, "bad local file header", member)
-        # the header and, in one read, the name as long as the central directory has it
-        head = self._pread_upto(start, _LOCAL_HEADER.size + len(member.name.encode()), member)
+        # in one read: the header, the name as long as the central directory has it, and enough
+        # after it for a usual extra field and the start of the data (the ELF magic test's input)
+        head = self._pread_upto(start, _LOCAL_HEADER.size + len(member.name.encode()) + _HEAD_READ, member)
+        self._window = (start, head)
         header = head[:_LOCAL_HEADER.size]
         if len(header) < _LOCAL_HEADER.size:
             raise self._error(WheelError, f"the file ends at {start + len(head)} bytes", member)
@@ -338,8 +357,7 @@ class WheelArchive:
         data_end = data_start + member.compressed_size
         if data_end > min(member.data_limit, self.size):
             raise self._error(ZipConfusionError, "member data extends past its entry", member)
-        raw_name = head[_LOCAL_HEADER.size:] if len(head) == _LOCAL_HEADER.size + name_len else \
-            self._pread(name_start, name_len, member)
+        raw_name = self._pread(name_start, name_len, member)
         try:
             local_name = raw_name.decode("utf-8" if flags & _FLAG_UTF8 else "cp437")
         except UnicodeDecodeError:
@@ -392,6 +410,9 @@ class WheelArchive:
         audit). The view must be released before the next call (use it in a with block)."""
         data_start, data_end = self._data_span(member)
         length = data_end - data_start
+        if self._buffer_holds == member.header_offset:  # content_key read it just before
+            return memoryview(self._buffer)[:length]
+        self._buffer_holds = None
         if len(self._buffer) < length:
             self._buffer = bytearray(length)
         view = memoryview(self._buffer)[:length]
@@ -405,6 +426,7 @@ class WheelArchive:
         if done < length:
             view.release()
             raise self._error(WheelError, f"the file ends at {data_start + done} bytes", member)
+        self._buffer_holds = member.header_offset
         return view
 
     def _check_method(self, member: Member) -> None:
@@ -441,10 +463,16 @@ class WheelArchive:
         keys mean equal stored bytes, so equal content (bench/bench_cache_key.py: hashing the
         stored bytes costs a sixth to a third of inflating them)."""
         self._check_method(member)
-        data_start, data_end = self._data_span(member)
         digest = hashlib.sha256()
-        for position in range(data_start, data_end, _CHUNK):
-            digest.update(self._pread(position, min(_CHUNK, data_end - position), member))
+        if member.size <= SPOOL_SIZE and member.compress_type != zipfile.ZIP_STORED:
+            # what read() inflates from memory (the same buffer, so no more memory than read() takes):
+            # hashed where read() finds it, so the facts come from the very bytes the key names
+            with self._compressed_in_buffer(member) as data:
+                digest.update(data)
+        else:
+            data_start, data_end = self._data_span(member)
+            for position in range(data_start, data_end, _CHUNK):
+                digest.update(self._pread(position, min(_CHUNK, data_end - position), member))
         declared = struct.pack("<BIQQ", member.compress_type, member.crc32, member.compressed_size, member.size)
         return digest.digest() + declared
 

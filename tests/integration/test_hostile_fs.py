@@ -514,6 +514,13 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60) -> N
         time.sleep(0.01)
 
 
+def process_state(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except FileNotFoundError:
+        return None
+
+
 def run_statuses(db: Path) -> dict[int, str]:
     with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
         return dict(con.execute("SELECT id, status FROM runs"))
@@ -545,6 +552,37 @@ def test_workers_die_with_a_killed_scan_and_the_run_reads_as_abandoned(tmp_path:
     ran = fastaudit("scan", "--db", db, "--jobs", "2", busy_tree, cwd=tmp_path, limit=120)
     assert ran.returncode == 0, ran.stderr
     assert run_statuses(db) == {1: "abandoned", 2: "completed"}
+
+
+# A worker forked just before the scan is killed asks for its death signal too late: the scan is
+# already a zombie (its parent has not reaped it), which signal 0 still reaches.
+_WORKER_OF_A_DEAD_SCAN = """
+import os, sys, time
+from fastaudit import scan
+scan_pid = os.getpid()
+worker = os.fork()
+if worker == 0:
+    while os.getppid() == scan_pid:  # until the scan has died
+        time.sleep(0.01)
+    scan._init_worker(scan_pid)
+    open(sys.argv[1], "w").write("the worker outlived its scan")
+    os._exit(0)
+open(sys.argv[2], "w").write(str(worker))
+os._exit(0)  # the scan dies; its parent (the test) does not reap it yet
+"""
+
+
+def test_a_worker_that_starts_after_its_scan_died_exits(tmp_path: Path) -> None:
+    survived, worker_pid = tmp_path / "survived", tmp_path / "worker.pid"
+    scan_proc = subprocess.Popen([sys.executable, "-c", _WORKER_OF_A_DEAD_SCAN, str(survived), str(worker_pid)])
+    try:
+        wait_for(lambda: process_state(scan_proc.pid) == "Z", "the scan to be a zombie")
+        worker = int(worker_pid.read_text())
+        wait_for(lambda: process_state(worker) in (None, "Z") or survived.exists(), "the worker to end")
+        assert not survived.exists()
+        assert Path(f"/proc/{scan_proc.pid}").exists(), "the scan was reaped: the zombie case was not tested"
+    finally:
+        scan_proc.wait()
 
 
 def test_a_live_scan_sharing_the_store_is_not_marked_abandoned(tmp_path: Path, busy_tree: Path,
@@ -852,13 +890,17 @@ def test_repair_and_lddtree_refuse_special_files_and_escape_names(
     renamed = tmp_path / f"fa_glibc217\x1b[2J\x1b]0;x\x07-1.0-{TAG}.whl"
     shutil.copy2(scenarios["glibc_2_17"].wheel, renamed)
     out = tmp_path / "wheelhouse"
-    ran = fastaudit("repair", "-w", out, fifo, tmp_path / "missing.whl", renamed, cwd=tmp_path)
+    # the first failure ends a repair call, as in auditwheel: the wheel before it stays repaired
+    ran = fastaudit("repair", "-w", out, renamed, fifo, tmp_path / "missing.whl", cwd=tmp_path)
     assert ran.returncode == 2
     lines = ran.stderr.splitlines()
-    assert len(lines) == 2 and "a FIFO, not a regular file" in lines[0] and "missing.whl" in lines[1], ran.stderr
+    assert len(lines) == 1 and "a FIFO, not a regular file" in lines[0], ran.stderr
     assert "\x1b" not in ran.stdout and "\x07" not in ran.stdout
     assert "fa_glibc217\\x1b[2J\\x1b]0;x\\x07-1.0-" in ran.stdout  # repaired, its name escaped
     assert len(list(out.iterdir())) == 1
+    ran = fastaudit("repair", "-w", out, tmp_path / "missing.whl", cwd=tmp_path)
+    assert ran.returncode == 2
+    assert len(ran.stderr.splitlines()) == 1 and "missing.whl" in ran.stderr, ran.stderr
 
     library = next(p for p in built_objects if p.name.endswith(".so"))
     odd = tmp_path / "lib\x1b[31mred\nline.so"

@@ -22,7 +22,7 @@ from fastaudit.results import to_json
 from fastaudit.wheel import parse_wheel_name
 from tests.abi3build import Abi3Fixtures, build_objects, pack
 
-SCHEMA = json.loads(resources.files("fastaudit").joinpath("schema/show-v2.json").read_text())
+SCHEMA = json.loads(resources.files("fastaudit").joinpath("schema/show-v3.json").read_text())
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from fastaudit.scan import ScanOptions, scan
 from fastaudit.store import Store
 from tests.abi3build import build_objects, pack
 
-SHOW_SCHEMA = json.loads(resources.files("fastaudit").joinpath("schema/show-v2.json").read_text())
+SHOW_SCHEMA = json.loads(resources.files("fastaudit").joinpath("schema/show-v3.json").read_text())
 REPORT_SCHEMA = json.loads(resources.files("fastaudit").joinpath("schema/report-v1.json").read_text())
 
 # case, tag: two wheels over-promise a 3.10 function, one uses a private one, three keep the promise

@@ -12,7 +12,7 @@ import pytest
 
 from tests import elfbuild
 
-SCHEMA = json.loads(resources.files("fastaudit").joinpath("schema/show-v2.json").read_text())
+SCHEMA = json.loads(resources.files("fastaudit").joinpath("schema/show-v3.json").read_text())
 
 
 def fastaudit(*args: str | Path) -> subprocess.CompletedProcess[str]:

@@ -156,7 +156,8 @@ def test_debian_musl_matches_the_data_up_to_debian_s_own_changes() -> None:
 
 def test_policy_data_version_covers_the_symbol_history() -> None:
     digest = hashlib.sha256()
-    for name in ("manylinux.json", "musllinux.json", "musl-symbols.json", "stable-abi.json"):
+    for name in ("manylinux.json", "musllinux.json", "musl-symbols.json", "stable-abi.json",
+                 "stack-defaults.json"):
         digest.update(resources.files("fastaudit.policy").joinpath(name).read_bytes())
     assert POLICY_DATA_VERSION == digest.hexdigest()[:12]
 

@@ -3,7 +3,7 @@
 The data is manylinux.json and musllinux.json beside this file, generated from auditwheel's policy
 files by scripts/generate_policy.py, and musl-symbols.json, what musl's libc exports in each release
 line, generated from musl's source by scripts/generate_musl_symbols.py; the "notes" inside them
-describe the formats.
+describe the formats. builds.py reads the build images and glibc's default stack permissions.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from importlib import resources
 from types import MappingProxyType
 
 from fastaudit.errors import PolicyError
+from fastaudit.policy.builds import data_bytes as builds_data_bytes
 from fastaudit.policy.document import parse_family
 from fastaudit.policy.model import LibcLine, Policy
 from fastaudit.policy.stable_abi import data_bytes as stable_abi_bytes
@@ -57,6 +58,7 @@ def _data_version() -> str:
     for libc in _SYMBOL_FILES:
         digest.update(_symbol_bytes(libc))
     digest.update(stable_abi_bytes())  # the abi3 check judges by it too
+    digest.update(builds_data_bytes("stack-defaults.json"))  # and the executable-stack check by this
     return digest.hexdigest()[:12]
 
 

@@ -176,6 +176,36 @@ def _abi3(store: Store, run_id: int) -> dict[str, Any]:
             "offending_symbols": symbols[:TOP_LIBRARIES], "over_promising_wheels": rows}
 
 
+def _load_findings(store: Store, run_id: int) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The executable-stack criterion over the run (members glibc 2.41+ refuses to dlopen), and the
+    build image each wheel whose symbol versions break its tag needs, by file name."""
+    rows: list[dict[str, Any]] = []
+    wheels: set[str] = set()
+    not_checked = 0
+    rebuilds: dict[str, dict[str, Any]] = {}
+    for filename, project, stack_json, rebuild_json in store.run_load_findings(run_id):
+        if stack_json is None:
+            not_checked += 1  # stored before the check existed
+        for reason in json.loads(stack_json or "[]"):
+            wheels.add(filename)
+            rows.append({"wheel": filename, "project": project_name(project), "member": reason["member"],
+                         "message": reason["message"]})
+        if rebuild_json is not None:
+            rebuilds[filename] = json.loads(rebuild_json)
+    return {"wheels": len(wheels), "members": len(rows), "not_checked": not_checked, "rows": rows}, rebuilds
+
+
+def _rebuild_images(over_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """How many over-promising wheels each build image would fix, most first."""
+    counted: Counter[tuple[str, str]] = Counter()
+    for row in over_rows:
+        rebuild = row["rebuild_image"]
+        if rebuild is not None:
+            counted[(rebuild["image"] if rebuild["old_enough"] else "none", rebuild["for_tag"])] += 1
+    return [{"image": image, "for_tag": tag, "wheels": n}
+            for (image, tag), n in sorted(counted.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+
 def _baseline_key(baseline: str) -> tuple[int, ...]:
     return tuple(int(p) for p in baseline.split(".")) if baseline != "none" else ()
 
@@ -223,6 +253,7 @@ def _figures(store: Store, choice: RunChoice, advisories: tuple[Advisory, ...] |
         lambda: {"wheels": 0, "versions": set(), "linux": 0, "over_promising": 0, "errors": 0, "glibc": None})
     over_rows: list[dict[str, Any]] = []
     error_rows: list[dict[str, Any]] = []
+    executable_stack, rebuilds = _load_findings(store, run.id)
 
     wheel: RunWheel
     for wheel in store.run_wheels(run.id):
@@ -254,7 +285,8 @@ def _figures(store: Store, choice: RunChoice, advisories: tuple[Advisory, ...] |
             project["over_promising"] += 1
             over_rows.append({"wheel": wheel.filename, "project": name, "version": wheel.version,
                               "declared": declared, "achieved": wheel.overall_tag,
-                              "reasons": _reasons(wheel.over_promise_reasons_json)})
+                              "reasons": _reasons(wheel.over_promise_reasons_json),
+                              "rebuild_image": rebuilds.get(wheel.filename)})
 
     grafted: dict[str, set[str]] = defaultdict(set)
     for filename, member in store.grafted_members(run.id):
@@ -292,4 +324,6 @@ def _figures(store: Store, choice: RunChoice, advisories: tuple[Advisory, ...] |
         "trend": _trend(store, choice.trend),
         "diff": _diff(store, run.id, choice.compare_to),
         "abi3": _abi3(store, run.id),
+        "executable_stack": executable_stack,
+        "rebuild_images": _rebuild_images(over_rows),
     }

@@ -241,13 +241,40 @@ def _abi3(abi3: dict[str, Any]) -> str:
     return f'{cards}<h3>Most common offending symbols</h3>{chart}<h3>Over-promising abi3 wheels</h3>{table}'
 
 
+def _rebuild(rebuild: dict[str, Any] | None) -> str:
+    """The build image a compliant rebuild needs, the full sentence on hover."""
+    if rebuild is None:
+        return ""
+    shown = rebuild["image"] if rebuild["old_enough"] else "no image old enough"
+    return f'<span title="{_e(rebuild["message"])}">{_code(shown)}</span>'
+
+
+def _executable_stack(stack: dict[str, Any], rebuild_images: list[dict[str, Any]]) -> str:
+    """The members glibc 2.41+ refuses to dlopen, and the images rebuilds need."""
+    note = (f"<p>{stack['not_checked']} results were stored before this check existed and were not checked.</p>"
+            if stack["not_checked"] else "")
+    table = _table("table-executable-stack", [("wheel", False), ("project", False), ("member", False), ("why", False)],
+                   ((r["project"], [_code(r["wheel"]), _e(r["project"]), _code(r["member"]), _e(r["message"])])
+                    for r in stack["rows"]))
+    images = _table("table-rebuild-images", [("image", False), ("for", False), ("wheels", True)],
+                    ((None, [_code(r["image"]), _e(r["for_tag"]), str(r["wheels"])]) for r in rebuild_images),
+                    filterable=False)
+    return (f'<section id="executable-stack"><h2>Executable stack: {stack["wheels"]} wheels, {stack["members"]} '
+            f'members</h2><p>glibc 2.41 and newer refuse to dlopen these members ("cannot enable executable '
+            f'stack"); the tag is not changed, and <code>fastaudit repair --clear-execstack</code> clears the flag.'
+            f'</p>{note}{table}</section><section id="rebuild-images"><h2>Build images a compliant rebuild needs'
+            f'</h2><p>For wheels whose symbol versions break their tag: the pypa/manylinux image whose libc is '
+            f'not newer than the tag\'s.</p>{images}</section>')
+
+
 def render_html(figures: dict[str, Any]) -> str:
     run = figures["run"]
     libs = figures["external_libraries"], figures["grafted_libraries"]
     over = _table("table-over-promising", [("wheel", False), ("project", False), ("declared", False),
-                                           ("achieved", False), ("reasons", False)],
+                                           ("achieved", False), ("reasons", False), ("rebuild in", False)],
                   ((o["project"], [_code(o["wheel"]), _e(o["project"]), _e(o["declared"]), _e(o["achieved"]),
-                                   "<br>".join(_e(r) for r in o["reasons"])]) for o in figures["over_promising"]))
+                                   "<br>".join(_e(r) for r in o["reasons"]), _rebuild(o["rebuild_image"])])
+                   for o in figures["over_promising"]))
     errors = _table("table-errors", [("wheel", False), ("error", False), ("member", False), ("message", False)],
                     ((e["project"], [_code(e["wheel"]), _e(e["error_type"]), _e(e["member"]), _e(e["message"])])
                      for e in figures["errors"]))
@@ -306,6 +333,7 @@ fastaudit {_e(run['fastaudit_version'])}, policy data {_e(run['policy_version'])
 <p>Third-party native code the wheels ship, as grafted files or linked statically, with the version the
 binaries carry ("unknown" where nothing in the binary tells it).</p>{vendored}</section>
 <section id="over-promising"><h2>Over-promising wheels: {len(figures['over_promising'])}</h2>{over}</section>
+{_executable_stack(figures['executable_stack'], figures['rebuild_images'])}
 <section id="errors"><h2>Errors: {len(figures['errors'])}</h2>{errors}</section>
 <section id="projects"><h2>Projects: {len(figures['projects'])}</h2>
 <p>Choose a project to see only its wheels in the tables above.</p>{projects}</section>

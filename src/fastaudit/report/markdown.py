@@ -62,6 +62,23 @@ def _abi3_markdown(abi3: dict[str, Any]) -> list[str]:
     return out
 
 
+def _rebuild_cell(rebuild: dict[str, Any] | None) -> str:
+    if rebuild is None:
+        return ""
+    return rebuild["image"] if rebuild["old_enough"] else f"no image old enough (oldest: {rebuild['image']})"
+
+
+def _executable_stack_markdown(stack: dict[str, Any]) -> list[str]:
+    out = [f"## Executable stack: {stack['wheels']} wheels, {stack['members']} members", "",
+           "*glibc 2.41 and newer refuse to dlopen these members; the tag is not changed "
+           "(`fastaudit repair --clear-execstack` clears the flag).*", ""]
+    if stack["not_checked"]:
+        out += [f"*{stack['not_checked']} results were stored before this check existed and were not checked.*", ""]
+    shown, more = _capped(stack["rows"])
+    return out + _table(["wheel", "member", "why"],
+                        [[_Code(r["wheel"]), _Code(r["member"]), r["message"]] for r in shown]) + more
+
+
 def render_markdown(figures: dict[str, Any]) -> str:
     run, head = figures["run"], figures["headline"]
     out = [f"# fastaudit report: run {run['id']} ({run['status']}, {run['started_at']})", ""]
@@ -109,12 +126,17 @@ def render_markdown(figures: dict[str, Any]) -> str:
                   [[v["library"], v["version"] or "unknown", v["wheels"], v["projects"], ", ".join(v["linkage"])]
                    for v in shown]) + more
     out += _abi3_markdown(figures["abi3"])
+    out += _executable_stack_markdown(figures["executable_stack"])
     over = figures["over_promising"]
     shown, more = _capped(over)
     out += [f"## Over-promising wheels: {len(over)}", ""]
-    out += _table(["wheel", "declared", "achieved", "first reason"],
-                  [[_Code(o["wheel"]), o["declared"], o["achieved"], o["reasons"][0] if o["reasons"] else ""]
-                   for o in shown]) + more
+    out += _table(["wheel", "declared", "achieved", "first reason", "rebuild in"],
+                  [[_Code(o["wheel"]), o["declared"], o["achieved"], o["reasons"][0] if o["reasons"] else "",
+                    _rebuild_cell(o["rebuild_image"])] for o in shown]) + more
+    if figures["rebuild_images"]:
+        out += ["## Build images a compliant rebuild needs", ""]
+        out += _table(["image", "for", "wheels"],
+                      [[r["image"], r["for_tag"], r["wheels"]] for r in figures["rebuild_images"]])
     errors = figures["errors"]
     shown, more = _capped(errors)
     out += [f"## Errors: {len(errors)}", ""]

@@ -17,7 +17,15 @@ def render_summary(summary: ScanSummary) -> str:
         f" not opened (pure or not Linux) {summary.not_analyzed}, errors {summary.errors}",
         f"  over-promising wheels: {summary.over_promising}",
         f"  throughput: {rate:.1f} analyzed wheels/s",
-        "  verdicts:",
     ]
+    cache = summary.elf_cache
+    if cache.get("members_read") or cache.get("members_from_store") or cache.get("members_from_memory"):
+        mib = 1 << 20
+        lines.append(f"  ELF cache: {cache['members_from_store']} members ({cache['bytes_from_store'] / mib:.1f} MiB)"
+                     f" from earlier runs, {cache['members_from_memory']} ({cache['bytes_from_memory'] / mib:.1f} MiB)"
+                     f" from this run, {cache['members_read']} ({cache['bytes_read'] / mib:.1f} MiB) inflated;"
+                     f" {cache['rows']} stored ({cache['stored_bytes'] / mib:.1f} MiB)")
+    lines.extend(f"  ELF cache note: {note}" for note in cache.get("notes", "").splitlines())
+    lines.append("  verdicts:")
     lines.extend(f"    {count:6d}  {verdict}" for verdict, count in summary.verdicts.items())
     return "\n".join(printable(line) for line in lines)

@@ -73,9 +73,14 @@ def render_text(report: WheelReport) -> str:
     if report.over_promise_reasons:
         lines.append("  why the declared tag does not hold:")
         lines.extend(_grouped(report.over_promise_reasons))
+    if report.rebuild_image is not None:
+        lines.append(f"  rebuild: {report.rebuild_image.describe()}")
     if report.reasons:
         lines.append("  why not a more compatible tag:")
         lines.extend(_grouped(report.reasons))
+    if report.executable_stack:
+        lines.append("  executable stack (does not change the tag; repair refuses it, see --clear-execstack):")
+        lines.extend(_grouped(report.executable_stack, shown=4))
     if report.external_libs:
         lines.append("  external libraries: " + ", ".join(report.external_libs))
     if report.versioned_symbols:

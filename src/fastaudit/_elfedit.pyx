@@ -9,7 +9,8 @@ is checked against the output's size first; failures come back as (status name, 
 like the walkers in _elf.pyx.
 """
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
-from libc.string cimport memcpy
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from libc.string cimport memcpy, memset
 
 from fastaudit._elfbytes cimport *
 
@@ -97,27 +98,34 @@ cdef int unversion_symbols(const Image* im, uint8_t* out, uint64_t off, uint64_t
     return 0
 
 
-def write(const uint8_t[::1] source not None, uint64_t size, list blobs, list patches, list symbol_moves,
-          object unversion):
+def write(const uint8_t[::1] source not None, uint64_t size, list copies, list blobs, list patches,
+          list symbol_moves, object unversion):
     """The image with a plan (elfedit.RewritePlan's fields) applied: a copy of `source` grown to
-    `size` bytes with zeros, then the blobs (position, bytes), the patches (position, width,
-    value), the symbol moves and the .gnu.version scan. Returns bytes, or (status, offset, what)."""
+    `size` bytes with zeros, then the copies (to, from, length) of the source's bytes, the blobs
+    (position, bytes), the patches (position, width, value), the symbol moves and the
+    .gnu.version scan. Returns bytes, or (status, offset, what)."""
     cdef Image im
     cdef Header h
-    cdef bytearray copy
+    cdef bytes copy
     cdef uint8_t* out
     cdef const uint8_t* indexes
     cdef bytes bitmap
-    cdef uint64_t pos, off, table_size
+    cdef uint64_t pos, off, table_size, length
     cdef const uint8_t[::1] data
     if size < <uint64_t>source.shape[0]:
         return ("ST_CORRUPT", 0, "output size")
     open_image(&im, &source[0] if source.shape[0] > 0 else NULL, source.shape[0])
     if read_header(&im, &h) < 0:
         return failure(&im)
-    copy = bytearray(size)
-    out = copy
+    # the output is a new bytes object, written before anyone else sees it: one pass over the image
+    copy = PyBytes_FromStringAndSize(NULL, size)
+    out = <uint8_t*>PyBytes_AS_STRING(copy)
     memcpy(out, im.p, im.n)
+    memset(out + im.n, 0, size - im.n)
+    for pos, off, length in copies:
+        if not span_ok(size, pos, length) or not span_ok(im.n, off, length):
+            return ("ST_TRUNCATED", pos, "moved table")
+        memcpy(out + pos, im.p + off, length)
     for pos, data in blobs:
         if not span_ok(size, pos, data.shape[0]):
             return ("ST_TRUNCATED", pos, "rewritten table")
@@ -137,4 +145,4 @@ def write(const uint8_t[::1] source not None, uint64_t size, list blobs, list pa
         for off, table_size in tables:
             if unversion_symbols(&im, out, off, table_size, indexes) < 0:
                 return failure(&im)
-    return bytes(copy)
+    return copy

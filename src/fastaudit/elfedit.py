@@ -6,14 +6,17 @@ where the old one was, and shares no byte with any other reference, is written i
 strings have to be added, the whole .dynstr is copied (every existing offset stays valid) with the
 new strings after it into a new PT_LOAD at the end of the file; .dynamic follows it when it needs
 more entries than it has room for, and the program header table follows when it has no slot for
-the new segment. The section headers of .dynstr and .dynamic are moved along, so readelf, strip
+the new segment. An executable's table stays where it is and grows by one entry over the .interp
+and notes that follow it, which move to the new segment instead (the address an older kernel
+hands the program for its headers is only right for a table in the first segment). The section
+headers of .dynstr and .dynamic (and of what moved with them) are moved along, so readelf, strip
 and eu-elflint read the same tables the loader uses. Removing a DT_NEEDED unlinks its Elf_Verneed
 entry, and symbols bound to its versions become unversioned.
 
 The planner reads only what `_elf.parse(..., WANT_LAYOUT)` found (the image is walked once, by the
 reader, with its bounds checks and chain budgets) and returns a `RewritePlan`: byte ranges, header
-fields and the two symbol loops (section-symbol moves, .gnu.version scan) that `_elfedit.write`
-carries out on a copy. Nothing here reads the image's bytes.
+fields, copies of the image's own bytes, and the two symbol loops (section-symbol moves,
+.gnu.version scan) that `_elfedit.write` carries out on a copy. Nothing here reads the image's bytes.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ import functools
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -31,7 +35,8 @@ if TYPE_CHECKING:
     from fastaudit._elf import ElfLayout, ElfTables
 
 # Spelled as in the gABI and <elf.h>, so a grep matches readelf's output.
-PT_NULL, PT_LOAD, PT_DYNAMIC, PT_INTERP, PT_PHDR = 0, 1, 2, 3, 6
+PT_NULL, PT_LOAD, PT_DYNAMIC, PT_INTERP, PT_NOTE, PT_PHDR = 0, 1, 2, 3, 4, 6
+PT_GNU_PROPERTY = 0x6474E553
 PF_W, PF_R = 2, 4
 PN_XNUM = 0xFFFF
 SHT_NULL, SHT_SYMTAB, SHT_STRTAB, SHT_DYNAMIC, SHT_NOBITS, SHT_DYNSYM = 0, 2, 3, 6, 8, 11
@@ -113,19 +118,32 @@ class RecordFormat(NamedTuple):
     st_shndx: int
 
 
+# the reader's format table, one per ELF class (the byte order does not move a field)
+_RECORD_FORMATS: dict[int, RecordFormat] = {}
+
+
+def _record_format(elf_class: int, layout: ElfLayout) -> RecordFormat:
+    fmt = _RECORD_FORMATS.get(elf_class)
+    if fmt is None:
+        fmt = _RECORD_FORMATS[elf_class] = RecordFormat(**layout.format)
+    return fmt
+
+
 @functools.cache
-def _record_struct(fields: tuple[tuple[str, bool], ...], fmt: RecordFormat, itemsize: int,
-                   little: bool) -> tuple[str, tuple[int, ...]]:
+def _record_struct(fields: tuple[tuple[str, bool], ...], elf_class: int, itemsize: int,
+                   little: bool) -> tuple[str, tuple[int, ...] | None]:
     """The struct format of one record (the byte order first): its fields at their offsets in the
     reader's format table, 4 bytes when narrow, else a word of the class; and the order, by offset,
-    in which it takes the fields."""
+    in which it takes the fields (None when it is the order of `fields`)."""
+    fmt = _RECORD_FORMATS[elf_class]
     word = "Q" if fmt.word == 8 else "I"
     placed = sorted((getattr(fmt, name), "I" if narrow else word, i) for i, (name, narrow) in enumerate(fields))
     code, at = "<" if little else ">", 0
     for offset, kind, _ in placed:
         code += "x" * (offset - at) + kind
         at = offset + (8 if kind == "Q" else 4)
-    return code + "x" * (itemsize - at), tuple(i for _, _, i in placed)
+    order = tuple(i for _, _, i in placed)
+    return code + "x" * (itemsize - at), None if order == tuple(range(len(fields))) else order
 
 
 class ProgramHeader(NamedTuple):
@@ -180,6 +198,7 @@ class RewritePlan:
     """What `_elfedit.write` does to a copy of the image, in this order."""
 
     size: int                                   # of the output: the image, padding, the new segment
+    copies: list[tuple[int, int, int]] = field(default_factory=list)   # (to, from, length) of the image's bytes
     blobs: list[tuple[int, bytes]] = field(default_factory=list)
     patches: list[Patch] = field(default_factory=list)
     symbol_moves: list[SymbolMove] = field(default_factory=list)
@@ -207,7 +226,7 @@ class _Image:
             raise ValueError("the image was parsed without WANT_LAYOUT")
         self.tables = tables
         self.size = size
-        self.fmt = fmt = RecordFormat(**layout.format)
+        self.fmt = fmt = _record_format(tables.elf_class, layout)
         self.is64 = tables.elf_class == 64
         self.phoff = layout.phoff
         self.phdrs = list(map(ProgramHeader._make, layout.program_headers.tolist()))
@@ -220,9 +239,7 @@ class _Image:
         self._shdrs: list[list[int]] = layout.section_headers.tolist()
         self._shoff, self._shentsize = layout.shoff, layout.shentsize
         self.section_count = len(self._shdrs)
-        self._indexes_by_type: dict[int, list[int]] = {}
-        for index, row in enumerate(self._shdrs):
-            self._indexes_by_type.setdefault(row[0], []).append(index)
+        self._types = [row[0] for row in self._shdrs]
         self._by_type: dict[int, list[tuple[int, SectionHeader]]] = {}
         dynamic = next((p for p in self.phdrs if p.type == PT_DYNAMIC), None)
         if dynamic is None:
@@ -253,30 +270,32 @@ class _Image:
 
     def check_loads(self) -> None:
         """Refuse a layout the loader would refuse: the new segment is placed from these numbers."""
-        for index, p in enumerate(self.phdrs):
-            if p.type != PT_LOAD:
+        size = self.size
+        for index, (kind, _, offset, vaddr, _, filesz, memsz, align) in enumerate(self.phdrs):
+            if kind != PT_LOAD:
                 continue
-            where = self.phoff + index * self.fmt.phsize
-            if p.filesz > p.memsz:
-                raise _fail("ST_CORRUPT", where, "PT_LOAD with p_filesz larger than p_memsz")
-            if p.offset > self.size or p.filesz > self.size - p.offset:
-                raise _fail("ST_TRUNCATED", where, "PT_LOAD beyond the end of the file")
-            if p.memsz > ADDRESS_SPACE_LIMIT or p.vaddr > ADDRESS_SPACE_LIMIT:
-                raise _fail("ST_CORRUPT", where, "PT_LOAD beyond any address space")
-            if p.align > 1 and (p.align & (p.align - 1) or (p.offset - p.vaddr) % p.align):
-                raise _fail("ST_CORRUPT", where, "PT_LOAD whose p_offset and p_vaddr disagree modulo p_align")
+            if filesz > memsz:
+                problem = "ST_CORRUPT", "PT_LOAD with p_filesz larger than p_memsz"
+            elif offset > size or filesz > size - offset:
+                problem = "ST_TRUNCATED", "PT_LOAD beyond the end of the file"
+            elif memsz > ADDRESS_SPACE_LIMIT or vaddr > ADDRESS_SPACE_LIMIT:
+                problem = "ST_CORRUPT", "PT_LOAD beyond any address space"
+            elif align > 1 and (align & (align - 1) or (offset - vaddr) % align):
+                problem = "ST_CORRUPT", "PT_LOAD whose p_offset and p_vaddr disagree modulo p_align"
+            else:
+                continue
+            raise _fail(problem[0], self.phoff + index * self.fmt.phsize, problem[1])
 
     def check_addresses(self) -> None:
         """Every address the dynamic section holds must lie in a PT_LOAD: one that points nowhere
         would point into the new segment once it exists, and read as whatever is put there."""
-        ranges = [(p.vaddr, p.vaddr + p.memsz) for p in self.loads()]
-        for tag, value in self.entries:
-            if value and tag in ADDRESS_TAGS:
-                for start, end in ranges:
-                    if start <= value < end:
-                        break
-                else:
-                    raise _fail("ST_CORRUPT", self.dyn_off, f"{ADDRESS_TAGS[tag]} outside every PT_LOAD")
+        ranges = [(p.vaddr, p.vaddr + p.memsz) for p in self.phdrs if p.type == PT_LOAD]
+        for tag, value in [e for e in self.entries if e[0] in ADDRESS_TAGS and e[1]]:
+            for start, end in ranges:
+                if start <= value < end:
+                    break
+            else:
+                raise _fail("ST_CORRUPT", self.dyn_off, f"{ADDRESS_TAGS[tag]} outside every PT_LOAD")
 
     def check_single_values(self) -> None:
         """The planner reads the first of repeated entries, the reader the last: a table named
@@ -289,12 +308,12 @@ class _Image:
     def check_linked_string_tables(self) -> None:
         """The string table the dynamic tables' sections link to must be the one DT_STRTAB names:
         it is moved with .dynstr, and one that is not would keep the old strings and size."""
+        dynstr = [SHT_STRTAB, self.str_vaddr, self.str_off]
         for kind in (SHT_DYNAMIC, SHT_DYNSYM, SHT_GNU_verneed, SHT_GNU_verdef):
             for _, section in self.sections_of(kind):
                 if section.link >= self.section_count:
                     raise _fail("ST_CORRUPT", self._shoff, "sh_link out of range")
-                linked = self.section(section.link)
-                if linked.type != SHT_STRTAB or linked.addr != self.str_vaddr or linked.offset != self.str_off:
+                if self._shdrs[section.link][:3] != dynstr:
                     raise _fail("ST_CORRUPT", self._shoff,
                                 "sh_link of a dynamic table (not the string table DT_STRTAB names)")
 
@@ -309,9 +328,10 @@ class _Image:
 
     def records(self, fields: tuple[tuple[str, bool], ...], rows: list, itemsize: int, at: int) -> bytes:
         """Rows of a record (program headers, dynamic entries) as the image's bytes."""
-        code, order = _record_struct(fields, self.fmt, itemsize, self.tables.little_endian)
+        code, order = _record_struct(fields, self.tables.elf_class, itemsize, self.tables.little_endian)
+        values = chain.from_iterable(rows) if order is None else [row[i] for row in rows for i in order]
         try:
-            return struct.pack(code[0] + code[1:] * len(rows), *[row[i] for row in rows for i in order])
+            return struct.pack(code[0] + code[1:] * len(rows), *values)
         except struct.error as e:   # only a malformed image computes a value that does not fit
             raise _fail("ST_CORRUPT", at, "header field (it would not fit after the edit)") from e
 
@@ -322,7 +342,11 @@ class _Image:
         """(index, header) of the sections of one type, in the table's order."""
         found = self._by_type.get(kind)
         if found is None:
-            found = self._by_type[kind] = [(i, self.section(i)) for i in self._indexes_by_type.get(kind, ())]
+            found, index, types = [], -1, self._types
+            for _ in range(types.count(kind)):
+                index = types.index(kind, index + 1)
+                found.append((index, self.section(index)))
+            self._by_type[kind] = found
         return found
 
     def all_sections(self) -> list[SectionHeader]:
@@ -344,12 +368,19 @@ PHDR_FIELDS = (("p_type", True), ("p_flags", True), ("p_offset", False), ("p_vad
 DYN_FIELDS = (("d_tag", False), ("d_val", False))
 
 # A reference's owner, so a string may be overwritten by the edit that owns every reference to it:
-# a dynamic entry's index (>= 0), a vn_file at file position p (-2 - p), or nobody (-1).
-_NOBODY = -1
+# a dynamic entry's index (>= 0) or a vn_file at file position p (-2 - p); the others have none.
 
 
 def _vn_file_owner(position: int) -> int:
     return -2 - position
+
+
+class _References(NamedTuple):
+    """The string references into .dynstr: (offset, owner) of those an edit may own (dynamic
+    entries, vn_file), and the offsets of the others (version names, symbol names) in one column."""
+
+    owned: list[tuple[int, int]]
+    anonymous: np.ndarray
 
 
 class _Planner:
@@ -358,7 +389,10 @@ class _Planner:
         self.page_size = page_size
         self.dynstr = bytearray(image.dynstr)
         self.appended = bytearray()
-        self._refs: tuple[np.ndarray, np.ndarray] | None | bool = False   # False: not computed yet
+        self._refs: _References | None | bool = False   # False: not computed yet
+        self.table_names: dict[int, str] = {}   # a rewritten table's name by its position, for errors
+        self.header_patches: tuple[Patch, ...] = ()   # e_phoff and e_phnum, when the table moves
+        self.symbol_tables: tuple[tuple[int, int], ...] | None = None   # (offset, size) of each, once checked
 
     def plan(self, edits: StringEdits) -> RewritePlan | None:
         img = self.img
@@ -411,37 +445,33 @@ class _Planner:
 
     # --- strings ---------------------------------------------------------------------------------
 
-    def references(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """(offsets, owners) of every string reference the image makes into .dynstr; None when the
-        set is incomplete (symbol names are unknown without a .dynsym section)."""
+    def references(self) -> _References | None:
+        """Every string reference the image makes into .dynstr; None when the set is incomplete
+        (symbol names are unknown without a .dynsym section)."""
         if self._refs is not False:
             return self._refs   # type: ignore[return-value]
         img, tables = self.img, self.img.tables
         if not img.sections_of(SHT_DYNSYM):
             self._refs = None
             return None
-        dyn = [(val, i) for i, (tag, val) in enumerate(img.entries) if tag in STRING_TAGS]
-        files = [(file, _vn_file_owner(entry + VN_FILE)) for entry, file in img.verneed]
-        known = np.array(dyn + files, dtype=np.int64).reshape(-1, 2)
-        others = [np.asarray(a, dtype=np.int64) for a in (tables.vernaux_name, tables.verdaux_name, tables.sym_name)]
-        offsets = np.concatenate([known[:, 0], *others])
-        owners = np.concatenate([known[:, 1], np.full(sum(len(a) for a in others), _NOBODY, dtype=np.int64)])
-        self._refs = (offsets, owners)
+        owned = [(val, i) for i, (tag, val) in enumerate(img.entries) if tag in STRING_TAGS]
+        owned += [(file, _vn_file_owner(entry + VN_FILE)) for entry, file in img.verneed]
+        anonymous = np.concatenate((tables.vernaux_name, tables.verdaux_name, tables.sym_name))
+        self._refs = _References(owned, anonymous)
         return self._refs
 
-    def shared_with_others(self, refs: tuple[np.ndarray, np.ndarray], start: int, length: int,
+    def shared_with_others(self, refs: _References, start: int, length: int,
                            owners: Iterable[int | tuple[str, int]]) -> bool:
         """Whether a reference not owned by the edit reads any byte of [start, start + length]
         (its NUL included) in .dynstr as it is now."""
-        offsets, ref_owners = refs
-        mine = [o if isinstance(o, int) else _vn_file_owner(o[1])
-                for o in owners if isinstance(o, int) or o[0] == "vn_file"]
+        mine = {o if isinstance(o, int) else _vn_file_owner(o[1])
+                for o in owners if isinstance(o, int) or o[0] == "vn_file"}
         # a reference before start reaches it when no NUL lies between: it starts after the last NUL
-        last_nul = self.dynstr.rfind(b"\0", 0, start)
-        reach = (offsets > last_nul) & (offsets <= start + length) & (offsets < self.img.str_size)
-        for owner in mine:
-            reach &= ref_owners != owner
-        return bool(reach.any())
+        first = self.dynstr.rfind(b"\0", 0, start) + 1
+        last = min(start + length, self.img.str_size - 1)
+        if any(first <= offset <= last and owner not in mine for offset, owner in refs.owned):
+            return True
+        return bool(((refs.anonymous >= first) & (refs.anonymous <= last)).any())
 
     def place_strings(self, groups: list[tuple[list[int | tuple[str, int]], int | None, bytes]]) -> list[int]:
         """A .dynstr offset per group: in place when it fits and nothing else shares the old bytes,
@@ -479,6 +509,10 @@ class _Planner:
         chain against a loaded object, so one for a library no longer needed would fail the load."""
         img = self.img
         chain = img.verneed
+        if not remove_needed:
+            for _, file in chain:
+                img.string(file)   # a vn_file outside .dynstr is refused whatever the plan
+            return new_entries, None
         kept = [e for e in chain if img.string(e[1]) not in remove_needed]
         if len(kept) == len(chain):
             return new_entries, None
@@ -513,11 +547,12 @@ class _Planner:
         """Symbols bound to a version of a removed library become unversioned (VER_NDX_GLOBAL), so no
         .gnu.version index names a requirement that is gone."""
         tables = self.img.tables
-        others = tables.vernaux_other[np.isin(tables.vernaux_entry, removed)] & VERSYM_INDEX
-        bitmap = np.zeros(VERSYM_INDEX + 1, dtype=bool)
-        bitmap[others] = True
-        indexes = np.packbits(bitmap, bitorder="little").tobytes()
-        return Unversion(self.img.checked_tables(SHT_GNU_versym, ".gnu.version"), indexes)
+        chain_removed = np.zeros(len(self.img.verneed), dtype=bool)
+        chain_removed[removed] = True
+        bitmap = bytearray((VERSYM_INDEX + 1) // 8)
+        for index in (tables.vernaux_other[chain_removed[tables.vernaux_entry]] & VERSYM_INDEX).tolist():
+            bitmap[index >> 3] |= 1 << (index & 7)
+        return Unversion(self.img.checked_tables(SHT_GNU_versym, ".gnu.version"), bytes(bitmap))
 
     # --- the output ------------------------------------------------------------------------------
 
@@ -536,49 +571,78 @@ class _Planner:
             self.new_segment(plan, new_entries, move_dynamic)
         else:
             plan.blobs.append((img.str_off, bytes(self.dynstr)))
+            self.table_names[img.str_off] = ".dynstr"
         dyn_off = next(p.offset for p in img.phdrs if p.type == PT_DYNAMIC)
         rows = new_entries + [[DT_NULL, 0]]
         if not move_dynamic:
             rows += [[DT_NULL, 0]] * (capacity - len(rows))   # spare slots stay DT_NULL
         plan.blobs.append((dyn_off, img.records(DYN_FIELDS, rows, fmt.dynsize, dyn_off)))
+        self.table_names[dyn_off] = ".dynamic"
         plan.patches += patches
-        self.check_clear_of_headers(plan)
+        self.check_writes_apart(plan)
         return plan
 
-    def check_clear_of_headers(self, plan: RewritePlan) -> None:
-        """The symbol loops write into the symbol and .gnu.version tables: one laid over the ELF
-        header, or over a program header table that stays where it is (only a malformed image has
-        that), would have e_phnum or a p_flags rewritten."""
-        img = self.img
-        kept = [(0, img.fmt.ehsize)]
+    def check_writes_apart(self, plan: RewritePlan) -> None:
+        """Every write of the plan lands on bytes of its own: the tables it rewrites, the header
+        fields it patches, the symbol and .gnu.version tables the loops write into, the ELF header
+        and a program header table that stays in place. In a well-formed image these never share
+        a byte; a hostile one that lays one section over another (a .gnu.version section over
+        .dynamic, found by fuzzing) would have one write undo another, and the output would not
+        read back as planned: there is no right way to rewrite it, so it is refused."""
+        img, fmt = self.img, self.img.fmt
+        # (start, end, kind): kind 0 the headers kept, 1 a rewritten table, 2 a field, 3 and 4 the
+        # loops' tables (a symbol table, .gnu.version)
+        spans = [(0, fmt.ehsize, 0)]
+        spans += [(pos, pos + len(data), 1) for pos, data in plan.blobs if data]
+        spans += [(to, to + length, 1) for to, _, length in plan.copies if length]
+        spans += [(p.position, p.position + p.width, 2) for p in set(plan.patches) if p not in self.header_patches]
+        spans += [(off, off + size, 3) for off, size in {t for move in plan.symbol_moves for t in move.tables} if size]
+        if plan.unversion:
+            spans += [(off, off + size, 4) for off, size in plan.unversion.tables if size]
         if not img.phdrs_moved:
-            kept.append((img.phoff, img.phoff + len(img.phdrs) * img.fmt.phsize))
-        written = [t for move in plan.symbol_moves for t in move.tables]
-        written += list(plan.unversion.tables) if plan.unversion else []
-        for offset, size in written:
-            if size and any(offset < end and start < offset + size for start, end in kept):
-                raise _fail("ST_CORRUPT", offset, "symbol or version table (over the ELF or program headers)")
+            table = (img.phoff, img.phoff + len(img.phdrs) * fmt.phsize)
+            if not any(pos == table[0] and len(data) == table[1] - table[0] for pos, data in plan.blobs):
+                spans.append((*table, 0))   # not rewritten (else its rewrite is one of the tables)
+        spans.sort()
+        end, last = 0, spans[0]
+        for span in spans:
+            if span[0] < end:
+                raise self.overlap(last, span)
+            if span[1] > end:
+                end, last = span[1], span
+
+    def overlap(self, first: tuple[int, int, int], second: tuple[int, int, int]) -> ELFError:
+        """The error for two writes that share bytes, a loop's table named first."""
+        if first[2] > second[2]:
+            first, second = second, first
+        names = {0: "the ELF or program headers", 2: "a header field the rewrite patches", 3: "symbol table",
+                 4: "version table"}
+        what, subject = (names.get(kind) or self.table_names[start] for start, _, kind in (first, second))
+        return _fail("ST_CORRUPT", second[0], f"{subject} (over {what})")
 
     def new_segment(self, plan: RewritePlan, new_entries: list[list[int]], move_dynamic: bool) -> None:
         """Lay out the new PT_LOAD (program headers when they must move, .dynstr, .dynamic when it
         must move) after the image, and update every header that points at what moved."""
         img, fmt = self.img, self.img.fmt
         table = bytes(self.dynstr) + bytes(self.appended)
-        slot = next((i for i, p in enumerate(img.phdrs) if p.type == PT_NULL), None)
+        types = [p.type for p in img.phdrs]
+        slot = types.index(PT_NULL) if PT_NULL in types else None
         if slot is not None and self.phdrs_overlap_a_section():
             slot = None  # rewriting the table in place would write over that section's bytes
         move_phdrs = slot is None
         phnum = len(img.phdrs)
-        if move_phdrs and any(p.type == PT_INTERP for p in img.phdrs):
-            # the kernel of an old distribution finds an executable's program headers only in
-            # its first page; growing them in place means shifting every section
-            raise _fail("ST_UNSUPPORTED", img.phoff,
-                        "program header table (an executable with no free slot for one more segment)")
-        if move_phdrs and phnum + 1 >= PN_XNUM:
+        # An executable's table stays where it is: an older kernel gives the program the address of
+        # its program headers as the first PT_LOAD's p_vaddr - p_offset + e_phoff, right only for a
+        # table in the first segment. It grows by one entry over what follows it (.interp and the
+        # notes), which moves to the new segment, as patchelf does.
+        moved = self.blocks_after_the_table() if move_phdrs and PT_INTERP in types else []
+        grow_phdrs = bool(moved)
+        move_phdrs = move_phdrs and not grow_phdrs
+        if (move_phdrs or grow_phdrs) and phnum + 1 >= PN_XNUM:
             # e_phnum would need extended numbering (section 0's sh_info), which we do not write
             raise _fail("ST_UNSUPPORTED", img.phoff, "program header count (one more would reach PN_XNUM)")
-        loads = img.loads()
-        alignment = max([self.page_size] + [p.align for p in loads])
+        loads = [p for p in img.phdrs if p.type == PT_LOAD]
+        alignment = max(self.page_size, *[p.align for p in loads])
         base_off = align_up(img.size, 16)
         # past the last segment by more than the largest symbol: eu-elflint judges a relocation's
         # target as [r_offset, r_offset + st_size], and would see one spill into a read-only segment
@@ -586,8 +650,13 @@ class _Planner:
         if gap > SYMBOL_SIZE_LIMIT:
             raise _fail("ST_CORRUPT", 0, "dynamic symbol size (above 1 TiB)")
         base_vaddr = align_up(max(p.vaddr + p.memsz for p in loads) + gap, alignment) + base_off % alignment
-        phdr_count = phnum + (1 if move_phdrs else 0)
+        phdr_count = phnum + (1 if move_phdrs or grow_phdrs else 0)
         str_pos = phdr_count * fmt.phsize if move_phdrs else 0
+        moved_at = []   # each moved block's position in the segment
+        for start, end, block_align in moved:
+            str_pos = align_up(str_pos, block_align)
+            moved_at.append(str_pos)
+            str_pos += end - start
         dyn_pos = align_up(str_pos + len(table), fmt.word)
         dyn_size = (len(new_entries) + 1) * fmt.dynsize
         size = dyn_pos + dyn_size if move_dynamic else str_pos + len(table)
@@ -599,35 +668,112 @@ class _Planner:
         phdrs = list(img.phdrs)
         if slot is not None:
             del phdrs[slot]
-        last_load = max(i for i, p in enumerate(phdrs) if p.type == PT_LOAD)
+        types = [p.type for p in phdrs]
+        last_load = len(types) - 1 - types[::-1].index(PT_LOAD)
         phdrs.insert(last_load + 1, load)
-        for i, p in enumerate(phdrs):
-            if p.type == PT_PHDR and move_phdrs:
-                table_size = fmt.phsize * phdr_count
-                phdrs[i] = p._replace(offset=base_off, vaddr=base_vaddr, paddr=base_vaddr, filesz=table_size,
-                                      memsz=table_size)
-            elif p.type == PT_DYNAMIC and move_dynamic:
-                phdrs[i] = p._replace(offset=base_off + dyn_pos, vaddr=base_vaddr + dyn_pos,
-                                      paddr=base_vaddr + dyn_pos, filesz=dyn_size, memsz=dyn_size)
+        types.insert(last_load + 1, PT_LOAD)
+        if move_phdrs and PT_PHDR in types:
+            table_size = fmt.phsize * phdr_count
+            for i in (i for i, kind in enumerate(types) if kind == PT_PHDR):
+                phdrs[i] = phdrs[i]._replace(offset=base_off, vaddr=base_vaddr, paddr=base_vaddr,
+                                             filesz=table_size, memsz=table_size)
+        if grow_phdrs:
+            self.move_blocks(plan, phdrs, moved, [(base_off + at, base_vaddr + at) for at in moved_at])
+            for i in (i for i, kind in enumerate(types) if kind == PT_PHDR):
+                phdrs[i] = phdrs[i]._replace(filesz=fmt.phsize * phdr_count, memsz=fmt.phsize * phdr_count)
+        if move_dynamic:
+            for i in (i for i, kind in enumerate(types) if kind == PT_DYNAMIC):
+                phdrs[i] = phdrs[i]._replace(offset=base_off + dyn_pos, vaddr=base_vaddr + dyn_pos,
+                                             paddr=base_vaddr + dyn_pos, filesz=dyn_size, memsz=dyn_size)
         img.phdrs = phdrs
         img.phdrs_moved = move_phdrs
         for entry in new_entries:
-            if entry[0] == DT_STRTAB:
+            tag = entry[0]
+            if tag == DT_STRTAB:
                 entry[1] = base_vaddr + str_pos
-            elif entry[0] == DT_STRSZ:
+            elif tag == DT_STRSZ:
                 entry[1] = len(table)
 
         plan.size = base_off + size
         plan.blobs.append((base_off + str_pos, table))
-        phoff = base_off if move_phdrs else img.phoff
+        self.table_names[base_off + str_pos] = ".dynstr"
+        phoff = base_off if move_phdrs else img.phoff   # in place when a slot is free or the table grows
         plan.blobs.append((phoff, img.records(PHDR_FIELDS, phdrs, fmt.phsize, phoff)))
+        self.table_names[phoff] = "the program header table"
         if move_phdrs:
-            plan.patches += [Patch(fmt.e_phoff, fmt.word, phoff), Patch(fmt.e_phnum, 2, phdr_count)]
+            self.header_patches = (Patch(fmt.e_phoff, fmt.word, phoff), Patch(fmt.e_phnum, 2, phdr_count))
+            plan.patches += self.header_patches
+        elif grow_phdrs:
+            self.header_patches = (Patch(fmt.e_phnum, 2, phdr_count),)
+            plan.patches += self.header_patches
         self.move_section(plan, SHT_STRTAB, img.str_vaddr, img.str_off, base_vaddr + str_pos, base_off + str_pos,
                           len(table))
         if move_dynamic:
             self.move_section(plan, SHT_DYNAMIC, img.dyn_vaddr, img.dyn_off, base_vaddr + dyn_pos,
                               base_off + dyn_pos, dyn_size)
+
+    def blocks_after_the_table(self) -> list[tuple[int, int, int]]:
+        """The runs of bytes after the program header table that must move for it to grow by one
+        entry in place, as (start, end, alignment) in the file: .interp and the notes (PT_INTERP,
+        PT_NOTE, PT_GNU_PROPERTY, whole segments, overlapping ones together). Refused when
+        anything else lies there, or the grown table would leave the segment that maps it."""
+        img, fmt = self.img, self.img.fmt
+        start, end = img.phoff, img.phoff + (len(img.phdrs) + 1) * fmt.phsize
+        refuse = _fail("ST_UNSUPPORTED", img.phoff, "program header table (an executable with no free slot "
+                       "for one more segment, and no .interp or notes after it that can move)")
+        first = next((p for p in img.phdrs if p.type == PT_LOAD and p.offset <= start
+                      and end <= p.offset + p.filesz), None)
+        if first is None or not img.section_count:
+            raise refuse   # without section headers, what follows the table is unknown
+        units = sorted((p.offset, p.offset + p.filesz, max(p.align, 1)) for p in img.phdrs
+                       if p.type in (PT_INTERP, PT_NOTE, PT_GNU_PROPERTY) and p.filesz)
+        blocks: list[list[int]] = []
+        for lo, hi, align in units:   # overlapping segments move together
+            if blocks and lo < blocks[-1][1]:
+                blocks[-1][1], blocks[-1][2] = max(blocks[-1][1], hi), max(blocks[-1][2], align)
+            else:
+                blocks.append([lo, hi, align])
+        moved = [(lo, hi, max(align, fmt.word)) for lo, hi, align in blocks if lo < end and start < hi]
+        if not moved or any(align > 64 or lo < start for lo, _, align in moved):
+            raise refuse
+        if any(hi > img.size for _, hi, _ in moved):   # copied whole: a segment must lie in the file
+            raise _fail("ST_TRUNCATED", img.phoff, "PT_INTERP or PT_NOTE beyond the end of the file")
+        # what stays (sections, tables .dynamic points at) must be clear of the grown table
+        inside = lambda lo, hi: any(a <= lo and hi <= b for a, b, _ in moved)  # noqa: E731
+        for s in img.all_sections():
+            if (s.type not in (SHT_NULL, SHT_NOBITS) and s.size and s.offset < end and start < s.offset + s.size
+                    and not inside(s.offset, s.offset + s.size)):
+                raise refuse
+        delta = first.vaddr - first.offset
+        for tag, value in img.entries:
+            if tag in ADDRESS_TAGS and value and any(a + delta <= value < b + delta for a, b, _ in moved):
+                raise refuse   # a dynamic table inside a note: nothing a linker writes
+            if tag in ADDRESS_TAGS and value and start + delta <= value < end + delta:
+                raise refuse
+        return moved
+
+    def move_blocks(self, plan: RewritePlan, phdrs: list[ProgramHeader], moved: list[tuple[int, int, int]],
+                    places: list[tuple[int, int]]) -> None:
+        """Copy each moved block to its place (file offset, address) in the new segment and point
+        the program headers, section headers and section symbols that name it there."""
+        img, fmt = self.img, self.img.fmt
+        for (lo, hi, _), (off, addr) in zip(moved, places):
+            plan.copies.append((off, lo, hi - lo))
+            self.table_names[off] = "a moved .interp or note"
+            for i, p in enumerate(phdrs):
+                if p.type != PT_LOAD and lo <= p.offset and p.offset + p.filesz <= hi and p.filesz:
+                    shift = p.offset - lo
+                    phdrs[i] = p._replace(offset=off + shift, vaddr=addr + shift, paddr=addr + shift)
+            for index, s in enumerate(img.all_sections()):
+                if s.type not in (SHT_NULL, SHT_NOBITS) and s.size and lo <= s.offset and s.offset + s.size <= hi:
+                    shift = s.offset - lo
+                    plan.patches += [Patch(s.position + fmt.sh_offset, fmt.word, off + shift)]
+                    if s.addr:
+                        plan.patches += [Patch(s.position + fmt.sh_addr, fmt.word, addr + shift)]
+                        if self.symbol_tables is None:
+                            self.symbol_tables = (img.checked_tables(SHT_SYMTAB, "symbol table")
+                                                  + img.checked_tables(SHT_DYNSYM, "symbol table"))
+                        plan.symbol_moves.append(SymbolMove(self.symbol_tables, index, s.addr, s.size, addr + shift))
 
     def phdrs_overlap_a_section(self) -> bool:
         """Whether the program header table shares bytes with a section or a table the dynamic
@@ -653,9 +799,10 @@ class _Planner:
         for index, s in img.sections_of(kind):
             if s.addr != old_addr or s.offset != old_off:
                 continue
-            symbol_tables = img.checked_tables(SHT_SYMTAB, "symbol table") + img.checked_tables(SHT_DYNSYM,
-                                                                                                "symbol table")
-            plan.symbol_moves.append(SymbolMove(symbol_tables, index, old_addr, s.size, addr))
+            if self.symbol_tables is None:
+                self.symbol_tables = (img.checked_tables(SHT_SYMTAB, "symbol table")
+                                      + img.checked_tables(SHT_DYNSYM, "symbol table"))
+            plan.symbol_moves.append(SymbolMove(self.symbol_tables, index, old_addr, s.size, addr))
             plan.patches += [Patch(s.position + fmt.sh_addr, fmt.word, addr),
                              Patch(s.position + fmt.sh_offset, fmt.word, off),
                              Patch(s.position + fmt.sh_size, fmt.word, size)]

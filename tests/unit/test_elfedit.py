@@ -3,16 +3,20 @@ objects of real PyPI wheels of five architectures, checked by patchelf, readelf,
 pyelftools and the dynamic loader."""
 from __future__ import annotations
 
+import io
+import os
 import shutil
 import struct
+import subprocess
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from elftools.elf.elffile import ELFFile
 
 from fastaudit.elf import WANT_DYNAMIC, ElfEdits, read_elf, rewrite_elf
-from fastaudit.errors import ELFError, ELFUnsupportedError, RepairError
+from fastaudit.errors import ELFCorruptError, ELFError, ELFUnsupportedError, RepairError
 from tests import elfcheck
 from tests.corpus import corpus_wheels
 from tests.elfbuild import _run
@@ -215,9 +219,123 @@ def test_without_a_free_slot_the_program_headers_move(built: dict[str, Path], tm
     assert elfcheck.dlopen(out).returncode == 0
 
 
-def test_an_executable_without_a_free_slot_is_refused(built: dict[str, Path]) -> None:
-    with pytest.raises(ELFUnsupportedError, match="executable"):
-        rewrite_elf(built["exe"].read_bytes(), ElfEdits(rpath="$ORIGIN/../lib"))
+EXE_C = """
+#include <math.h>
+#include <stdio.h>
+int main(int argc, char **argv) { printf("root %g\\n", sqrt((double)argc + 3.0)); return 0; }
+"""
+
+
+def _program_headers(data: bytes) -> tuple[int, int, list[tuple[int, int, int, int, int]]]:
+    """(e_phoff, e_phentsize, [(p_type, p_offset, p_vaddr, p_filesz, p_memsz)]) of an image."""
+    elf = ELFFile(io.BytesIO(data))
+    rows = [(s["p_type"], s["p_offset"], s["p_vaddr"], s["p_filesz"], s["p_memsz"]) for s in elf.iter_segments()]
+    kinds = {"PT_LOAD": 1, "PT_INTERP": 3, "PT_PHDR": 6, "PT_NULL": 0}
+    return elf["e_phoff"], elf["e_phentsize"], [(kinds.get(t, -1), *rest) for t, *rest in rows]
+
+
+def assert_table_grew_in_place(source: bytes, out: bytes) -> None:
+    """The program header table is where it was, one entry longer, inside the first PT_LOAD, and
+    the address an older kernel hands the program (first PT_LOAD's p_vaddr - p_offset + e_phoff)
+    is PT_PHDR's: the table moved nowhere, what followed it did."""
+    phoff, phentsize, before = _program_headers(source)
+    out_phoff, _, after = _program_headers(out)
+    assert 0 not in [row[0] for row in before], "the executable had a free slot: not the case under test"
+    assert out_phoff == phoff and len(after) == len(before) + 1
+    first_load = next(row for row in after if row[0] == 1)
+    phdr = next(row for row in after if row[0] == 6)
+    assert phdr[1] == phoff and phdr[3] == phdr[4] == len(after) * phentsize
+    assert first_load[2] - first_load[1] + phoff == phdr[2]
+    assert phoff + len(after) * phentsize <= first_load[1] + first_load[3]
+    interp = next(row for row in after if row[0] == 3)
+    assert interp[1] >= len(source)   # .interp went to the new segment
+    assert read_elf(out).interpreter == read_elf(source).interpreter
+
+
+def _host_library(name: str, flags: list[str]) -> Path:
+    return Path(elfcheck.run("gcc", *flags, f"-print-file-name={name}").stdout.strip()).resolve()
+
+
+@pytest.mark.parametrize("flags", [[], ["-no-pie"], ["-m32"], ["-m32", "-no-pie"]],
+                         ids=["x86_64-pie", "x86_64-exec", "i386-pie", "i386-exec"])
+def test_an_executable_without_a_free_slot_grows_its_table_in_place(tmp_path: Path, flags: list[str]) -> None:
+    src, exe = tmp_path / "main.c", tmp_path / "main"
+    src.write_text(EXE_C)
+    try:
+        _run(["gcc", *flags, "-O1", "-Wl,--no-as-needed", "-o", exe, src, "-lm"])
+    except Exception as e:   # noqa: BLE001 - gcc-multilib missing is a skip, said loudly
+        if "-m32" in flags:
+            pytest.skip(f"SKIPPED LOUDLY: gcc -m32 cannot link here ({e})")
+        raise
+    libs = tmp_path / "libs"
+    libs.mkdir()
+    shutil.copy(_host_library("libm.so.6", flags), libs / "libm-0123abcd.so.6")
+    edits = ElfEdits(replace_needed={"libm.so.6": "libm-0123abcd.so.6"}, rpath=f"{libs}:$ORIGIN/../" + "x" * 100)
+    out = rewritten(exe, edits, tmp_path / "main-rewritten")
+    out.chmod(0o755)
+    assert_table_grew_in_place(exe.read_bytes(), out.read_bytes())
+    assert elfcheck.patchelf_view(out)[:2] == (("libm-0123abcd.so.6", "libc.so.6"), edits.rpath)
+    elfcheck.readelf_ok(out)
+    assert elfcheck.elflint_complaints(out) <= elfcheck.elflint_complaints(exe)
+    ran, original = elfcheck.run(out), elfcheck.run(exe)
+    assert ran.returncode == 0 and ran.stdout == original.stdout, ran.stderr
+    # patchelf, the oracle, makes the same edit by the same kind of move; both outputs run alike
+    oracle = tmp_path / "main-patchelf"
+    shutil.copy(exe, oracle)
+    patched = elfcheck.run(elfcheck.tool("patchelf"), "--replace-needed", "libm.so.6", "libm-0123abcd.so.6",
+                           "--set-rpath", edits.rpath, "--force-rpath", oracle)
+    assert patched.returncode == 0, patched.stderr
+    assert elfcheck.patchelf_view(oracle)[:2] == elfcheck.patchelf_view(out)[:2]
+    assert elfcheck.run(oracle).stdout == ran.stdout
+
+
+def test_an_executable_whose_note_reaches_past_the_file_is_refused(built: dict[str, Path]) -> None:
+    # the notes after the table are copied whole into the new segment: a PT_NOTE that claims a
+    # terabyte would be an output of that size, so it is a typed refusal before anything is made
+    data = bytearray(built["exe"].read_bytes())
+    phoff, = struct.unpack_from("<Q", data, 32)
+    phnum, = struct.unpack_from("<H", data, 56)
+    note = next(phoff + 56 * i for i in range(phnum) if struct.unpack_from("<I", data, phoff + 56 * i)[0] == 4)
+    struct.pack_into("<QQ", data, note + 32, 1 << 40, 1 << 40)   # p_filesz, p_memsz
+    with pytest.raises(ELFError, match="PT_NOTE beyond the end of the file"):
+        rewrite_elf(bytes(data), ElfEdits(rpath="$ORIGIN/../" + "x" * 100))
+
+
+REAL_EXECUTABLES = {   # wheel file name pattern in the cache: the executable inside it
+    "ruff-0.17.6-py3-none-manylinux_2_17_x86_64.*.whl": "ruff-0.17.6.data/scripts/ruff",
+    "uv-0.13.9-py3-none-manylinux_2_17_x86_64.*.whl": "uv-0.13.9.data/scripts/uv",
+    "cmake-4.4.5-py3-none-manylinux2014_x86_64.*.whl": "cmake/data/bin/cmake",
+    "ninja-1.13.2-py3-none-manylinux2014_x86_64.*.whl": "ninja-1.13.2.data/scripts/ninja",
+    "ninja-1.11.1.1-py2.py3-none-manylinux1_x86_64.*.whl": "ninja/data/bin/ninja",
+}
+WHEEL_CACHE = Path(os.environ.get("FASTAUDIT_WHEEL_CACHE", Path.home() / ".cache" / "fastaudit" / "wheels"))
+
+
+@pytest.mark.parametrize("pattern", sorted(REAL_EXECUTABLES), ids=lambda p: p.split("-py")[0])
+def test_real_executables_from_wheels_run_after_the_edit(tmp_path: Path, pattern: str) -> None:
+    """What repair does to an executable that needs a grafted library: its DT_NEEDED renamed to
+    the grafted copy and an RPATH to the copy's folder; the program still runs."""
+    wheels = sorted(WHEEL_CACHE.glob(pattern))
+    if not wheels:
+        pytest.skip(f"SKIPPED LOUDLY: {pattern} is not in {WHEEL_CACHE} (bench/fetch_wheels.py --set all)")
+    exe = tmp_path / Path(REAL_EXECUTABLES[pattern]).name
+    with zipfile.ZipFile(wheels[0]) as zf:
+        exe.write_bytes(zf.read(REAL_EXECUTABLES[pattern]))
+    exe.chmod(0o755)
+    libs = tmp_path / "tool.libs"
+    libs.mkdir()
+    shutil.copy(_host_library("libgcc_s.so.1", []), libs / "libgcc_s-0123abcd.so.1")
+    edits = ElfEdits(replace_needed={"libgcc_s.so.1": "libgcc_s-0123abcd.so.1"}, rpath=f"$ORIGIN/../x:{libs}")
+    out = rewritten(exe, edits, tmp_path / "rewritten")
+    out.chmod(0o755)
+    assert_table_grew_in_place(exe.read_bytes(), out.read_bytes())
+    needed = tuple(edits.replace_needed.get(n, n) for n in read_elf(exe.read_bytes()).needed)
+    assert elfcheck.patchelf_view(out)[:2] == (needed, edits.rpath)
+    ran, original = elfcheck.run(out, "--version"), elfcheck.run(exe, "--version")
+    assert ran.returncode == original.returncode == 0, ran.stderr
+    assert ran.stdout == original.stdout
+    loaded = subprocess.run([out, "--version"], capture_output=True, text=True, env={**os.environ, "LD_DEBUG": "libs"})
+    assert f"{libs}/libgcc_s-0123abcd.so.1" in loaded.stderr   # the renamed library, found by the RPATH
 
 
 def test_an_executable_edit_that_fits_is_made(built: dict[str, Path], tmp_path: Path) -> None:
@@ -373,19 +491,67 @@ def test_a_version_table_over_the_program_headers_is_refused() -> None:
         rewrite_elf(image, ElfEdits(remove_needed=frozenset({needed[1]}), soname="", rpath=""))
 
 
-def test_a_rewrite_that_moves_dynstr_reads_back_or_is_refused() -> None:
-    """The planner's fault on this hostile layout is not diagnosed yet (fuzz/RESULTS.md); what
-    rewrite_elf hands out is checked by reading it back, so it is refused with a typed error."""
-    # the fuzzer's input: four plan bytes (rename DT_NEEDED 0, remove DT_NEEDED 2, SONAME "l.so",
-    # RUNPATH "$ORIGIN/../"), then a mutated image; the output's DT_NEEDED point past a .dynstr the
-    # reader finds empty
+def test_a_version_table_over_dynamic_is_refused_by_the_planner() -> None:
+    # found by fuzz/fuzz_rewrite.py (2026-12-01, "new-dynstr-does-not-read-back"): a mutated ELF32 ARM
+    # image whose .gnu.version section header covers 0x34-0x1138, over the old program headers,
+    # .dynsym, .dynamic and the section headers. Removing DT_NEEDED libc.so.6 unversions the
+    # symbols of its versions, and that scan, run after .dynamic was written, turned DT_STRSZ (10)
+    # and DT_SYMENT (11), whose low halves are the removed version indexes, into DT_NEEDED: the
+    # output had no DT_STRSZ, so its .dynstr read as 0 bytes. The file is the fuzzer's input: four
+    # plan bytes (rename DT_NEEDED 0, remove DT_NEEDED 2, SONAME "l.so", RUNPATH "$ORIGIN/../"),
+    # then the image. The planner refuses it itself, before anything is written (not the read-back).
     crashes = Path(__file__).resolve().parents[1] / "data" / "rewrite-crashes"
     image = (crashes / "new-dynstr-does-not-read-back.fuzz").read_bytes()[4:]
     needed = read_elf(image, WANT_DYNAMIC).needed
     edits = ElfEdits(replace_needed={needed[0]: "libaaaaaa.so"}, remove_needed=frozenset({needed[2]}),
                      soname="l.so", runpath="$ORIGIN/../")
-    try:
-        out = rewrite_elf(image, edits)
-    except ELFError:
-        return
-    assert read_elf(out, WANT_DYNAMIC).needed == ("libaaaaaa.so", needed[1])
+    with pytest.raises(ELFCorruptError, match=r"version table \(over symbol table\)"):
+        rewrite_elf(image, edits)
+
+
+SHT_STRTAB, SHT_SYMTAB, SHT_DYNAMIC, SHT_DYNSYM, SHT_GNU_versym = 3, 2, 6, 11, 0x6FFFFFFF
+
+
+def _section_laid_over(source: bytes, kind: int, target: int) -> bytes:
+    """An x86-64 image whose section header of type `kind` gives the file offset of the section of
+    type `target`: the two tables now share bytes, as a hostile file can declare."""
+    data = bytearray(source)
+    shoff, = struct.unpack_from("<Q", data, 0x28)
+    shnum, = struct.unpack_from("<H", data, 0x3C)
+    headers = [shoff + 64 * i for i in range(shnum)]
+    def type_of(at: int) -> int:
+        return struct.unpack_from("<I", data, at + 4)[0]
+    target_offset, = struct.unpack_from("<Q", data, next(h for h in headers if type_of(h) == target) + 24)
+    moved = [h for h in headers if type_of(h) == kind]
+    assert moved, f"no section of type {kind:#x}"
+    for at in moved:
+        struct.pack_into("<Q", data, at + 24, target_offset)
+    return bytes(data)
+
+
+LONG_SONAME = "lib" + "x" * 80 + ".so"
+REMOVE_LIBM = frozenset({"libm.so.6"})
+
+
+@pytest.mark.parametrize(("kind", "target", "edits", "message"), [
+    # the loops' tables over a table the plan rewrites
+    (SHT_GNU_versym, SHT_DYNAMIC, ElfEdits(remove_needed=REMOVE_LIBM), r"version table \(over \.dynamic\)"),
+    (SHT_GNU_versym, SHT_DYNAMIC, ElfEdits(remove_needed=REMOVE_LIBM, runpath="$ORIGIN/" + "x" * 100),
+     r"version table \(over \.dynamic\)"),
+    (SHT_GNU_versym, SHT_STRTAB, ElfEdits(remove_needed=REMOVE_LIBM, replace_needed={"libc.so.6": "libc.so"}),
+     r"version table \(over \.dynstr\)"),
+    (SHT_SYMTAB, SHT_DYNAMIC, ElfEdits(soname=LONG_SONAME), r"symbol table \(over \.dynamic\)"),
+    (SHT_DYNSYM, SHT_DYNAMIC, ElfEdits(soname=LONG_SONAME), r"symbol table \(over \.dynamic\)"),
+    # and over each other
+    (SHT_SYMTAB, SHT_GNU_versym, ElfEdits(soname=LONG_SONAME, remove_needed=REMOVE_LIBM),
+     r"version table \(over symbol table\)"),
+], ids=["versym-dynamic", "versym-dynamic-new-segment", "versym-dynstr-in-place", "symtab-dynamic",
+        "dynsym-dynamic", "symtab-versym"])
+def test_writes_that_would_share_bytes_are_refused(built: dict[str, Path], kind: int, target: int,
+                                                   edits: ElfEdits, message: str) -> None:
+    source = built["plain"].read_bytes()
+    assert read_elf(rewrite_elf(source, edits)).needed  # the same plan on the intact library is made
+    image = _section_laid_over(source, kind, target)
+    read_elf(image)   # the reader takes the image: the rewrite is what must refuse it
+    with pytest.raises(ELFCorruptError, match=message):
+        rewrite_elf(image, edits)

@@ -127,6 +127,9 @@ def lddtree(file: str, as_json: bool) -> None:
               help="Keep the ELF cache within this run: do not reuse, nor store, the facts of earlier runs.")
 @click.option("--elf-cache-max-mb", type=click.IntRange(min=0), default=1024, show_default=True,
               help="MiB of ELF facts the store keeps for later runs (least recently used first out).")
+@click.option("--stored-elf-cache-min-kb", type=click.IntRange(min=0), default=1024, show_default=True,
+              help="Keep the facts of ELF members of at least this many KiB for later runs (smaller ones are "
+                   "cheaper to read again).")
 @click.option("--jsonl", default=None, metavar="FILE",
               help="Also write one JSON line per wheel of this run (skipped ones included).")
 @click.option("--verify-record", is_flag=True,
@@ -138,6 +141,7 @@ def lddtree(file: str, as_json: bool) -> None:
 @one_line_errors
 def scan_command(paths: tuple[str, ...], db: str, jobs: int | None, scheduler: str | None, rescan: bool,
                  verify_hash: bool, no_elf_cache: bool, no_stored_elf_cache: bool, elf_cache_max_mb: int,
+                 stored_elf_cache_min_kb: int,
                  verify_record: bool, jsonl: str | None, strict: bool, advisories_file: str | None) -> None:
     """Audit every wheel under PATHS (folders or a bandersnatch mirror) into the store."""
     from fastaudit.advisories import findings, load_advisories
@@ -149,6 +153,7 @@ def scan_command(paths: tuple[str, ...], db: str, jobs: int | None, scheduler: s
     options = ScanOptions(jobs=jobs or os.cpu_count() or 1, scheduler=scheduler, rescan=rescan,
                           verify_hash=verify_hash, elf_cache=not no_elf_cache,
                           stored_elf_cache=not no_stored_elf_cache, elf_cache_max_bytes=elf_cache_max_mb << 20,
+                          stored_elf_cache_min_bytes=stored_elf_cache_min_kb << 10,
                           verify_record=verify_record)
     if jsonl and jsonl != "-":
         check_output_file(jsonl)  # before the scan, not after an hour of it

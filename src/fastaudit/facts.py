@@ -134,7 +134,9 @@ class ElfCache:
     While `stored` is set (the store's rows of earlier runs, see Store.stored_elf_facts), a member
     not held here is looked up there before it is inflated, and `traffic` collects what the store
     should keep: the facts read from bytes, encoded at once, and the rows reused. `traffic` also
-    counts what was reused and what was read, store or not.
+    counts what was reused and what was read, store or not. Members smaller than
+    `store_min_size` are neither looked up nor kept there: reading them again costs less than
+    encoding, sending and storing their facts (measured in bench/RESULTS.md).
     """
 
     def __init__(self, max_bytes: int = 256 << 20, stored: StoredFactsLookup | None = None) -> None:
@@ -142,6 +144,7 @@ class ElfCache:
         self.held = 0
         self.hits = 0
         self.stored = stored
+        self.store_min_size = 0
         self.traffic = CacheTraffic()
         self._entries: dict[bytes, tuple[MemberFacts, int]] = {}
 
@@ -158,7 +161,7 @@ class ElfCache:
             self.traffic.members_from_memory += 1
             self.traffic.bytes_from_memory += member_size
             return entry[0]
-        blob = self.stored(key) if self.stored is not None else None
+        blob = self.stored(key) if self._stores(member_size) else None
         if blob is None:
             return None
         try:
@@ -176,9 +179,12 @@ class ElfCache:
     def put(self, key: bytes, facts: MemberFacts, member_size: int = 0) -> None:
         self.traffic.members_read += 1
         self.traffic.bytes_read += member_size
-        if self.stored is not None:
+        if self._stores(member_size):
             self.traffic.new.append((key, member_size, encode_member_facts(facts)))
         self._hold(key, facts)
+
+    def _stores(self, member_size: int) -> bool:
+        return self.stored is not None and member_size >= self.store_min_size
 
     def _hold(self, key: bytes, facts: MemberFacts) -> None:
         cost = facts.info.footprint() + sum(len(t) for v in facts.strings.values() for t in v.values())

@@ -54,6 +54,7 @@ class ScanOptions:
     elf_cache: bool = True
     stored_elf_cache: bool = True       # with elf_cache: also reuse (and keep) the facts of earlier runs
     elf_cache_max_bytes: int = 1 << 30  # of facts kept in the store, most recently used first
+    stored_elf_cache_min_bytes: int = 1 << 20  # smaller members are read again, not stored
     check_isa: bool = True
     verify_record: bool = False
     max_batch: int = 8
@@ -240,26 +241,52 @@ def _worker_cache() -> ElfCache:
     return _WORKER.cache
 
 
-@contextmanager
-def _store_backing(cache: ElfCache, location: StoreLocation | None) -> Iterator[str | None]:
-    """For one batch, back the worker's cache by the store's facts of earlier runs through a
-    read-only connection of its own (closed with the batch, so no worker holds the store open
-    between scans); yields why not, when this process cannot read the store (see StoreLocation).
+class _StoreReader:
+    """The store's facts of earlier runs, for one batch, through a read-only connection of the
+    worker's own, opened at the batch's first lookup: members too small to be stored are not looked
+    up, so a batch of small ones never opens the store (0.65 ms a batch). `why` says why this
+    process cannot read the store (see StoreLocation), once it tried; the cache then neither looks
+    up nor sends facts.
 
     A pool worker is forked by the scan between two of its transactions and never touches the
     scan's connection (SQLite's rule about fork): it opens its own, read-only, under WAL."""
-    from fastaudit.facts import facts_version
 
-    store, why = location.open_reader() if location is not None else (None, None)
-    if store is not None:
-        version = facts_version()
-        cache.stored = lambda key: store.stored_elf_facts(key, version)
+    def __init__(self, cache: ElfCache, location: StoreLocation) -> None:
+        self.cache, self.location = cache, location
+        self.store: Store | None = None
+        self.why: str | None = None
+        self.version = ""
+        self._tried = False
+
+    def lookup(self, key: bytes) -> bytes | None:
+        if not self._tried:
+            from fastaudit.facts import facts_version
+
+            self._tried, self.version = True, facts_version()
+            self.store, self.why = self.location.open_reader()
+            if self.store is None:
+                self.cache.stored = None
+        return self.store.stored_elf_facts(key, self.version) if self.store is not None else None
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+
+
+@contextmanager
+def _store_backing(cache: ElfCache, location: StoreLocation | None, min_size: int
+                   ) -> Iterator[_StoreReader | None]:
+    """For one batch, back the worker's cache by the store's facts of earlier runs (closed with
+    the batch, so no worker holds the store open between scans)."""
+    reader = _StoreReader(cache, location) if location is not None else None
+    if reader is not None:
+        cache.stored, cache.store_min_size = reader.lookup, min_size
     try:
-        yield why
+        yield reader
     finally:
         cache.stored = None
-        if store is not None:
-            store.close()
+        if reader is not None:
+            reader.close()
 
 
 def audit_path(path: str | Path, cache: ElfCache | None = None, check_isa: bool = True,
@@ -275,8 +302,7 @@ def audit_path(path: str | Path, cache: ElfCache | None = None, check_isa: bool 
     return analyze(name, facts.elves, check_isa=check_isa), facts
 
 
-def audit_one(path: str, cache: ElfCache | None, check_isa: bool, verify_record: bool = False,
-              without_store: str | None = None) -> ResultRow:
+def audit_one(path: str, cache: ElfCache | None, check_isa: bool, verify_record: bool = False) -> ResultRow:
     """A wheel's result row; any failure to read it becomes an error row, never an exception.
     With a cache, ELF members seen before (by this worker, or in the store's earlier runs when the
     cache is backed by the store) are not read again, and the row carries what the cache did: its
@@ -296,19 +322,25 @@ def audit_one(path: str, cache: ElfCache | None, check_isa: bool, verify_record:
     if cache is None:
         return row
     traffic = cache.take_traffic()
-    traffic.facts_version, traffic.without_store = facts_version(), without_store
+    traffic.facts_version = facts_version()
     return replace(row, elf_cache=traffic)
 
 
 def audit_batch(paths: Sequence[str], use_cache: bool, check_isa: bool, verify_record: bool = False,
-                store: StoreLocation | None = None) -> list[ResultRow]:
+                store: StoreLocation | None = None, store_min_size: int = 0) -> list[ResultRow]:
     """What a worker runs: the rows of a batch of wheels, with its ELF cache when use_cache, backed
     by the store's facts of earlier runs when `store` says where the store is."""
     if not use_cache:
         return [audit_one(path, None, check_isa, verify_record) for path in paths]
     cache = _worker_cache()
-    with _store_backing(cache, store) as without_store:
-        return [audit_one(path, cache, check_isa, verify_record, without_store) for path in paths]
+    rows = []
+    with _store_backing(cache, store, store_min_size) as reader:
+        for path in paths:
+            row = audit_one(path, cache, check_isa, verify_record)
+            if reader is not None and row.elf_cache is not None:
+                row.elf_cache.without_store = reader.why  # known once a member was looked up there
+            rows.append(row)
+    return rows
 
 
 def make_batches(wheels: list[WheelRow], max_batch: int) -> list[list[WheelRow]]:
@@ -607,7 +639,7 @@ class _Workers:
             self.executor, self._close = _executor(self.options)
         o = self.options
         future = self.executor.submit(audit_batch, [w.path for w in batch], o.elf_cache, o.check_isa,
-                                      o.verify_record, self.store_location)
+                                      o.verify_record, self.store_location, o.stored_elf_cache_min_bytes)
         future.add_done_callback(self._done.put)
         return future
 

@@ -25,6 +25,10 @@ import pytest
 from tests import elfbuild
 from tests.integration.test_scan import fastaudit, place, query
 
+# The tests store every member's facts, the gcc-built wheels' small ones too; by default a scan
+# keeps only members of 1 MiB and more (test_small_members_are_read_again_not_stored).
+EVERY_MEMBER = ("--stored-elf-cache-min-kb", "0")
+
 
 @dataclass(frozen=True)
 class Cached:
@@ -84,7 +88,7 @@ def cached(tmp_path_factory: pytest.TempPathFactory, ci_wheels: list[Path],
         folder(root / "wheels", name, sources)
     store, plain = root / "store" / "cached.db", root / "plain.db"
     store.parent.mkdir()
-    proc = fastaudit("scan", "--db", store, "--jobs", "2", root / "wheels" / "first", cwd=root)
+    proc = fastaudit("scan", *EVERY_MEMBER, "--db", store, "--jobs", "2", root / "wheels" / "first", cwd=root)
     assert proc.returncode == 0, proc.stderr
     proc = fastaudit("scan", "--db", plain, "--jobs", "2", "--no-elf-cache", root / "wheels" / "second", cwd=root)
     assert proc.returncode == 0, proc.stderr
@@ -106,7 +110,7 @@ def assert_same_as_without_cache(cached: Cached, db: Path, folder_name: str) -> 
 def test_a_scan_through_the_stored_cache_stores_exactly_what_a_scan_without_a_cache_stores(
         cached: Cached, tmp_path: Path) -> None:
     db = copy_store(cached.store, tmp_path / "s.db")
-    proc = fastaudit("scan", "--db", db, "--jobs", "2", cached.root / "wheels" / "second", cwd=tmp_path)
+    proc = fastaudit("scan", *EVERY_MEMBER, "--db", db, "--jobs", "2", cached.root / "wheels" / "second", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     second = usage(db, 2)
     assert second["members_read"] == 0 and second["bytes_read"] == 0  # nothing inflated
@@ -120,7 +124,7 @@ def test_a_scan_through_the_stored_cache_stores_exactly_what_a_scan_without_a_ca
 
 def test_one_worker_reuses_every_stored_member(cached: Cached, tmp_path: Path) -> None:
     db = copy_store(cached.store, tmp_path / "s.db")
-    assert fastaudit("scan", "--db", db, "--jobs", "1", cached.root / "wheels" / "second",
+    assert fastaudit("scan", *EVERY_MEMBER, "--db", db, "--jobs", "1", cached.root / "wheels" / "second",
                      cwd=tmp_path).returncode == 0
     second = usage(db, 2)
     assert second["members_from_store"] == query(db, "SELECT count(*) FROM elf_cache")[0][0]
@@ -146,7 +150,7 @@ def test_facts_of_another_fastaudit_are_not_reused(cached: Cached, tmp_path: Pat
     with closing(sqlite3.connect(db)) as con:
         con.execute("UPDATE elf_cache SET facts_version = '0.2.0+0123456789abcdef'")
         con.commit()
-    assert fastaudit("scan", "--db", db, "--jobs", "1", cached.root / "wheels" / "second",
+    assert fastaudit("scan", *EVERY_MEMBER, "--db", db, "--jobs", "1", cached.root / "wheels" / "second",
                      cwd=tmp_path).returncode == 0
     second = usage(db, 2)
     assert second["members_from_store"] == 0 and second["members_read"] == rows
@@ -168,14 +172,14 @@ def test_damaged_rows_are_ignored_with_a_note_and_replaced(cached: Cached, tmp_p
                     " ELSE 'a row of text' END")
         con.commit()
     rows = query(db, "SELECT count(*) FROM elf_cache")[0][0]
-    proc = fastaudit("scan", "--db", db, "--jobs", "1", cached.root / "wheels" / "second", cwd=tmp_path)
+    proc = fastaudit("scan", *EVERY_MEMBER, "--db", db, "--jobs", "1", cached.root / "wheels" / "second", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     second = usage(db, 2)
     assert second["rows_rejected"] == rows and second["members_from_store"] == 0
     assert second["members_read"] == rows == second["rows_stored"]
     assert "a stored row ignored" in second["notes"] and "ELF cache note: a stored row ignored" in proc.stdout
     assert_same_as_without_cache(cached, db, "second")
-    assert fastaudit("scan", "--db", db, "--jobs", "1", cached.root / "wheels" / "third",
+    assert fastaudit("scan", *EVERY_MEMBER, "--db", db, "--jobs", "1", cached.root / "wheels" / "third",
                      cwd=tmp_path).returncode == 0
     assert usage(db, 3)["members_from_store"] == rows and usage(db, 3)["rows_rejected"] == 0
 
@@ -183,12 +187,12 @@ def test_damaged_rows_are_ignored_with_a_note_and_replaced(cached: Cached, tmp_p
 def test_the_cache_stays_within_its_bound(cached: Cached, tmp_path: Path) -> None:
     db = copy_store(cached.store, tmp_path / "s.db")
     total = query(db, "SELECT sum(stored_bytes) FROM elf_cache")[0][0]
-    assert fastaudit("scan", "--db", db, "--jobs", "1", "--elf-cache-max-mb", "0",
+    assert fastaudit("scan", *EVERY_MEMBER, "--db", db, "--jobs", "1", "--elf-cache-max-mb", "0",
                      cached.root / "wheels" / "second", cwd=tmp_path).returncode == 0
     assert query(db, "SELECT count(*) FROM elf_cache") == query(db, "SELECT count(*) FROM elf_cache_facts") == [(0,)]
     assert usage(db, 2)["rows_evicted"] > 0 and total > 0
     # a bound of 1 MiB keeps what fits of the most recently used rows
-    assert fastaudit("scan", "--db", db, "--jobs", "1", "--elf-cache-max-mb", "1",
+    assert fastaudit("scan", *EVERY_MEMBER, "--db", db, "--jobs", "1", "--elf-cache-max-mb", "1",
                      cached.root / "wheels" / "third", cwd=tmp_path).returncode == 0
     kept = query(db, "SELECT count(*), sum(stored_bytes), min(last_used_run) FROM elf_cache")[0]
     assert 0 < kept[1] <= 1 << 20 and kept[2] == 3
@@ -216,7 +220,7 @@ def test_dask_workers_on_this_host_read_the_store(cached: Cached, tmp_path: Path
     db = copy_store(cached.store, tmp_path / "s.db")
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster:
-        proc = fastaudit("scan", "--db", db, "--scheduler", cluster.scheduler_address,
+        proc = fastaudit("scan", *EVERY_MEMBER, "--db", db, "--scheduler", cluster.scheduler_address,
                          cached.root / "wheels" / "second", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     second = usage(db, 2)
@@ -256,7 +260,7 @@ def test_a_dask_worker_that_cannot_see_the_store_scans_without_its_cache(
                 if how == "store hidden":  # the worker sees the wheels, not the store
                     assert client.submit(Path.exists, db).result() is False
                     assert client.submit(Path.exists, cached.root / "wheels" / "second").result() is True
-            proc = fastaudit("scan", "--db", db, "--scheduler", cluster.scheduler_address,
+            proc = fastaudit("scan", *EVERY_MEMBER, "--db", db, "--scheduler", cluster.scheduler_address,
                              cached.root / "wheels" / "second", cwd=tmp_path)
         finally:
             worker.terminate()
@@ -279,7 +283,7 @@ def test_two_runs_through_dask_leave_facts_only_once(cached: Cached, tmp_path: P
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster:
         for name in ("third", "fourth"):
-            assert fastaudit("scan", "--db", db, "--scheduler", cluster.scheduler_address,
+            assert fastaudit("scan", *EVERY_MEMBER, "--db", db, "--scheduler", cluster.scheduler_address,
                              cached.root / "wheels" / name, cwd=tmp_path).returncode == 0
     first, second = usage(db, 1), usage(db, 2)
     assert first["members_read"] > 0 and second["members_read"] == 0
@@ -287,3 +291,20 @@ def test_two_runs_through_dask_leave_facts_only_once(cached: Cached, tmp_path: P
     rows = query(cached.store, "SELECT count(*) FROM elf_cache")
     assert query(db, "SELECT count(*) FROM elf_cache") == rows
     assert json.loads(query(db, "SELECT arguments FROM runs WHERE id=2")[0][0])["elf_cache"] is True
+
+
+# ---- the size below which a member is read again rather than stored -----------------------------
+
+def test_small_members_are_read_again_not_stored(cached: Cached, tmp_path: Path) -> None:
+    db = tmp_path / "default.db"
+    assert fastaudit("scan", "--db", db, "--jobs", "1", cached.root / "wheels" / "first", cwd=tmp_path).returncode == 0
+    sizes = [size for (size,) in query(db, "SELECT member_size FROM elf_cache")]
+    large = {size for (size,) in query(cached.store, "SELECT member_size FROM elf_cache") if size >= 1 << 20}
+    assert large, "the wheels hold no member of 1 MiB or more: the threshold was not tested"
+    assert sizes and min(sizes) >= 1 << 20 and set(sizes) == large
+    proc = fastaudit("scan", "--db", db, "--jobs", "1", cached.root / "wheels" / "second", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    second = usage(db, 2)
+    assert second["members_from_store"] == len(sizes)   # every large member, from the store
+    assert 0 < second["members_read"] < cached.members  # the small ones, read again
+    assert_same_as_without_cache(cached, db, "second")
